@@ -1,0 +1,17 @@
+"""vmamba_kernels: VMamba's two GPU operations behind one dispatch interface.
+
+    import vmamba_kernels as vk
+    y = vk.selective_scan(u, delta, A, B, C, D, delta_bias, delta_softplus=True, impl="cuda")
+    xs = vk.cross_scan(x)                  # (B, C, H, W) -> (B, 4, C, H*W)
+    x2 = vk.cross_merge(ys, H, W)          # (B, 4, C, H*W) -> (B, C, H, W)
+    vk.list_impls("selective_scan")        # what exists, what is available here and why not
+    print(vk.explain("selective_scan", u, delta, A, B, C))
+    with vk.use_impl("triton"): ...        # default impl for calls with impl=None
+"""
+from .api import cross_merge, cross_scan, explain, list_impls, selective_scan
+from .dispatch import Backend, get_default_impl, set_default_impl, use_impl
+
+__all__ = [
+    "selective_scan", "cross_scan", "cross_merge", "list_impls", "explain",
+    "set_default_impl", "get_default_impl", "use_impl", "Backend",
+]
