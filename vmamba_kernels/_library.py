@@ -20,6 +20,9 @@ _OPS: dict = {}
 
 def ops_for(name: str) -> dict:
     """The custom ops of backend `name`: keys scan_fwd, scan_bwd, cross_scan, cross_merge."""
+    from .dispatch import get_backend  # noqa: PLC0415 (cycle)
+
+    get_backend(name)  # loads the registry; unknown names raise with the known ones
     return _OPS[name]
 
 

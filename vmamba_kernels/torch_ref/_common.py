@@ -9,7 +9,9 @@ from reference import cross_merge_ref, cross_scan_ref, selective_scan_backward_r
 def make_scan(forward, scan):
     def selective_scan_fwd(u, delta, A, B, C, D, delta_bias, delta_softplus, out_dtype):
         y, last = forward(u, delta, A, B, C, D, delta_bias, delta_softplus, True, out_dtype)
-        return y, last, A.new_empty(0, dtype=torch.float32)
+        # custom-op outputs must own their storage (last may be a view into the scan's states)
+        fresh = lambda t: t.clone(memory_format=torch.contiguous_format)  # noqa: E731
+        return fresh(y), fresh(last), A.new_empty(0, dtype=torch.float32)
 
     def selective_scan_bwd(u, delta, A, B, C, D, delta_bias, delta_softplus, dout, aux):
         return selective_scan_backward_ref(u, delta, A, B, C, D, delta_bias, delta_softplus, dout, scan=scan)

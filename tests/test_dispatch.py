@@ -1,0 +1,168 @@
+"""Dispatch: listing, choosing, explaining, defaults, errors; torch.library registration."""
+import pytest
+import torch
+
+import vmamba_kernels as vk
+from vmamba_kernels import dispatch
+from vmamba_kernels.dispatch import Backend
+from tests.scan_cases import make_inputs
+
+ALL_IMPLS = {"cuda", "triton", "cupy", "torch", "torch_sequential"}
+
+
+def test_list_impls_names_every_backend_with_reasons():
+    rows = vk.list_impls("selective_scan")
+    assert {r["name"] for r in rows} == ALL_IMPLS
+    assert [r["priority"] for r in rows] == sorted(r["priority"] for r in rows)
+    by = {r["name"]: r for r in rows}
+    assert by["torch"]["available"] and by["torch"]["reason"] is None
+    for r in rows:
+        if not r["available"]:
+            # an unavailable backend says why and how to fix it, never a bare ImportError
+            assert r["reason"] and ("pip install" in r["reason"] or "build" in r["reason"]), r
+    assert {r["name"] for r in vk.list_impls("cross_scan")} == ALL_IMPLS
+    assert len(vk.list_impls()) == len(ALL_IMPLS)
+
+
+def test_cuda_backend_unavailable_without_gpu_says_how_to_build():
+    if torch.cuda.is_available():
+        pytest.skip("this checks the message on a machine without CUDA")
+    r = {r["name"]: r for r in vk.list_impls("selective_scan")}["cuda"]
+    assert not r["available"] and "pip install -e ." in r["reason"]
+
+
+def test_list_impls_unknown_op():
+    with pytest.raises(ValueError, match="unknown op 'scan'"):
+        vk.list_impls("scan")
+
+
+def test_auto_choice_on_cpu_is_torch():
+    ins = make_inputs(1, 4, 5, 2, 2, requires_grad=False)
+    b = dispatch.choose("selective_scan", vk.validate.check_selective_scan(*ins), None)
+    assert b.name == "torch"
+
+
+def test_named_impl_that_cannot_run_raises_with_reasons_and_alternatives():
+    ins = make_inputs(1, 4, 5, 2, 2, requires_grad=False)
+    if torch.cuda.is_available():
+        pytest.skip("on a GPU machine cuda may be available")
+    with pytest.raises(RuntimeError) as e:
+        vk.selective_scan(*ins, impl="cuda")
+    msg = str(e.value)
+    assert "impl 'cuda' cannot run selective_scan" in msg and "Impls that can: torch" in msg
+    assert "runs on cuda tensors, not cpu" in msg
+
+
+def test_unknown_impl():
+    x = torch.randn(1, 2, 3, 3)
+    with pytest.raises(ValueError, match=r"unknown impl 'fast'; known impls: .*torch"):
+        vk.cross_scan(x, impl="fast")
+
+
+def test_default_impl_and_context_manager():
+    ins = make_inputs(1, 4, 5, 2, 2, requires_grad=False)
+    args = vk.validate.check_selective_scan(*ins)
+    assert vk.get_default_impl() is None
+    with vk.use_impl("torch_sequential"):
+        assert dispatch.choose("selective_scan", args, None).name == "torch_sequential"
+        assert dispatch.choose("selective_scan", args, "torch").name == "torch"  # explicit wins
+        with vk.use_impl("torch"):
+            assert vk.get_default_impl() == "torch"
+        assert vk.get_default_impl() == "torch_sequential"
+    assert vk.get_default_impl() is None
+    vk.set_default_impl("torch_sequential")
+    try:
+        assert dispatch.choose("selective_scan", args, None).name == "torch_sequential"
+    finally:
+        vk.set_default_impl(None)
+    with pytest.raises(ValueError, match="unknown impl"):
+        vk.set_default_impl("nope")
+
+
+def test_env_default(monkeypatch):
+    monkeypatch.setenv("VMAMBA_KERNELS_IMPL", "torch_sequential")
+    assert vk.get_default_impl() == "torch_sequential"
+
+
+def test_explain_lists_every_impl():
+    ins = make_inputs(1, 4, 5, 2, 2, requires_grad=False)
+    text = vk.explain("selective_scan", *ins, delta_softplus=True)
+    for name in ALL_IMPLS:
+        assert name in text
+    assert "torch             can run" in text
+    assert "impl=None picks: torch" in text
+    text = vk.explain("cross_merge", torch.randn(1, 4, 2, 6), 2, 3)
+    assert "cross_merge on y" not in text and "H=2, W=3" in text
+
+
+def _fake_backend(**kw):
+    return Backend(name="fake", priority=1, module="vmamba_kernels.torch_ref.kernels",
+                   install_hint="n/a", devices=("cpu",), **kw)
+
+
+def test_why_not_reports_each_limit():
+    ins = make_inputs(1, 4, 5, 8, 2, dtype=torch.float64)
+    args = vk.validate.check_selective_scan(*ins, out_dtype=torch.float64)
+    b = _fake_backend(max_dstate=4, supports_backward=False)
+    reasons = b.why_not("selective_scan", args)
+    text = "; ".join(reasons)
+    assert "supports dtypes float32, float16, bfloat16, not float64" in text
+    assert "d_state 1..4, not N=8" in text
+    assert "has no backward" in text
+    assert _fake_backend(ops=("cross_scan",)).why_not("selective_scan", args) == ["does not implement selective_scan"]
+
+
+def test_missing_module_is_unavailable_with_hint():
+    b = Backend(name="ghost", priority=1, module="vmamba_kernels.no_such_module", install_hint="pip install ghost")
+    assert not b.available()
+    assert "cannot import vmamba_kernels.no_such_module" in b.unavailable_reason()
+    assert b.unavailable_reason().endswith("pip install ghost")
+    with pytest.raises(RuntimeError, match="impl 'ghost' is not available"):
+        b.impl()
+
+
+def test_registering_twice_is_an_error():
+    with pytest.raises(ValueError, match="already registered"):
+        dispatch.register_backend(dispatch.get_backend("torch"))
+
+
+def test_ops_are_registered_in_the_vmamba_kernels_namespace():
+    for name in ALL_IMPLS:
+        for op in ("selective_scan_fwd", "selective_scan_bwd", "cross_scan", "cross_merge"):
+            assert hasattr(getattr(torch.ops.vmamba_kernels, f"{op}_{name}"), "default")
+
+
+@pytest.mark.parametrize("impl", ["torch", "torch_sequential"])
+def test_opcheck_scan(impl):
+    from vmamba_kernels._library import ops_for
+    ins = [t.detach() for t in make_inputs(2, 4, 7, 3, 2)]
+    args = (*ins, True, torch.float32)
+    torch.library.opcheck(ops_for(impl)["scan_fwd"], args)
+    ins_nd = [None if t is None else t.detach() for t in make_inputs(2, 4, 7, 3, 2, with_D=False, with_bias=False)]
+    torch.library.opcheck(ops_for(impl)["scan_fwd"], (*ins_nd, False, torch.float32))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_opcheck_cross(channels_last):
+    from vmamba_kernels._library import ops_for
+    ops = ops_for("torch")
+    x = torch.randn(2, 5, 7, 3) if channels_last else torch.randn(2, 3, 5, 7)
+    torch.library.opcheck(ops["cross_scan"], (x, "cross2d", channels_last))
+    torch.library.opcheck(ops["cross_merge"], (torch.randn(2, 4, 3, 35), 5, 7, "bidi", channels_last))
+
+
+def test_torch_compile_fullgraph_through_dispatch():
+    def f(x, u, delta, A, B, C, D, bias):
+        xs = vk.cross_scan(x, impl="torch")
+        y = vk.selective_scan(u * xs.sum(), delta, A, B, C, D, bias, delta_softplus=True, impl="torch")
+        return vk.cross_merge(y.view(1, 4, 2, 15), 3, 5, impl="torch").sum()
+
+    x = torch.randn(1, 2, 3, 5)
+    ins = make_inputs(1, 8, 15, 2, 4)
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    out = compiled(x, *ins)
+    ref = f(x, *ins)
+    assert torch.allclose(out, ref, rtol=1e-5, atol=1e-5)
+    g1 = torch.autograd.grad(out, ins[0])[0]
+    g2 = torch.autograd.grad(f(x, *ins), ins[0])[0]
+    assert torch.allclose(g1, g2, rtol=1e-5, atol=1e-5)

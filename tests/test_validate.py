@@ -1,0 +1,83 @@
+"""Bad input gets a ValueError/TypeError naming the argument, the expected and the actual value."""
+import pytest
+import torch
+
+import vmamba_kernels as vk
+from tests.scan_cases import make_inputs
+
+
+def _ins(**kw):
+    u, delta, A, B, C, D, bias = make_inputs(2, 8, 10, 3, 4, requires_grad=False)
+    d = dict(u=u, delta=delta, A=A, B=B, C=C, D=D, delta_bias=bias)
+    d.update(kw)
+    return d
+
+
+@pytest.mark.parametrize("kw, exc, pattern", [
+    (dict(u=torch.randn(2, 8)), ValueError, r"u must be \(batch, KD, L\); got 2-D tensor with shape \(2, 8\)"),
+    (dict(delta=torch.rand(2, 8, 11)), ValueError, r"delta must have the shape of u \(2, 8, 10\); got shape \(2, 8, 11\)"),
+    (dict(A=-torch.rand(6, 3)), ValueError, r"A must be \(KD=8, N\) to match u's channels; got shape \(6, 3\)"),
+    (dict(A=-torch.rand(8)), ValueError, r"A must be \(KD, N\); got 1-D"),
+    (dict(B=torch.randn(2, 4, 3, 9)), ValueError, r"B must be \(batch=2, K, N=3, L=10\) .*got shape \(2, 4, 3, 9\)"),
+    (dict(C=torch.randn(2, 4, 2, 10)), ValueError, r"C must be \(batch=2, K, N=3, L=10\)"),
+    (dict(B=torch.randn(2, 3, 3, 10), C=torch.randn(2, 3, 3, 10)), ValueError, r"K=3 must divide the channels KD=8"),
+    (dict(C=torch.randn(2, 2, 3, 10)), ValueError, r"B and C must have the same number of groups K"),
+    (dict(B=torch.randn(2, 4, 3, 10, 1)), ValueError, r"B must be \(batch, N, L\) or grouped"),
+    (dict(D=torch.randn(7)), ValueError, r"D must be \(KD=8,\); got shape \(7,\)"),
+    (dict(delta_bias=torch.randn(8, 1)), ValueError, r"delta_bias must be \(KD=8,\)"),
+    (dict(u=torch.randint(0, 3, (2, 8, 10))), TypeError, r"u must be a floating tensor .* got torch.int64"),
+    (dict(u=[1.0]), TypeError, r"u must be a torch.Tensor, got list"),
+    (dict(delta=torch.rand(2, 8, 10, dtype=torch.float16)), TypeError, r"delta must have u's dtype torch.float32; got torch.float16"),
+    (dict(B=torch.randn(2, 4, 3, 10, dtype=torch.bfloat16)), TypeError, r"B must have u's dtype"),
+    (dict(A=-torch.rand(8, 3, dtype=torch.float16)), TypeError, r"A must be torch.float32 .* got torch.float16"),
+    (dict(D=torch.randn(8, dtype=torch.float64)), TypeError, r"D must be torch.float32"),
+    (dict(D=torch.randn(8, device="meta")), ValueError, r"D is on meta but u is on cpu"),
+])
+def test_selective_scan_bad_input(kw, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        vk.selective_scan(**_ins(**kw))
+
+
+def test_bad_out_dtype_and_flags():
+    with pytest.raises(TypeError, match="out_dtype must be a floating torch.dtype"):
+        vk.selective_scan(**_ins(), out_dtype=torch.int32)
+    with pytest.raises(TypeError, match="delta_softplus must be a bool"):
+        vk.selective_scan(**_ins(), delta_softplus="yes")
+
+
+def test_ungrouped_3d_B_C_accepted_and_gradient_keeps_shape():
+    u, delta, A, B, C, D, bias = make_inputs(2, 8, 10, 3, 1, grouped=False)
+    y = vk.selective_scan(u, delta, A, B, C, D, bias)
+    dB, dC = torch.autograd.grad(y.sum(), [B, C])
+    assert dB.shape == B.shape == (2, 3, 10) and dC.shape == C.shape
+
+
+def test_non_contiguous_inputs_are_handled():
+    u, delta, A, B, C, D, bias = make_inputs(2, 8, 10, 3, 4, requires_grad=False)
+    ut = u.transpose(1, 2).contiguous().transpose(1, 2)  # same values, channel-stride 1
+    assert not ut.is_contiguous()
+    assert torch.equal(vk.selective_scan(ut, delta, A, B, C, D, bias), vk.selective_scan(u, delta, A, B, C, D, bias))
+
+
+@pytest.mark.parametrize("call, exc, pattern", [
+    (lambda: vk.cross_scan(torch.randn(2, 3, 4)), ValueError, r"x must be a 4-D map \(B, C, H, W\); got 3-D"),
+    (lambda: vk.cross_scan(torch.randn(2, 3, 4), channels_last=True), ValueError, r"\(B, H, W, C\)"),
+    (lambda: vk.cross_scan(torch.randn(1, 2, 3, 3), mode="diag"), ValueError, r"mode must be one of \('cross2d', 'unidi', 'bidi'\); got 'diag'"),
+    (lambda: vk.cross_scan(torch.ones(1, 2, 3, 3, dtype=torch.int32)), TypeError, r"x must be a floating tensor"),
+    (lambda: vk.cross_merge(torch.randn(1, 4, 2, 12), 3, 5), ValueError, r"y must be \(B, 4, C, H\*W=15\) for H=3, W=5; got shape \(1, 4, 2, 12\)"),
+    (lambda: vk.cross_merge(torch.randn(1, 3, 2, 12), 3, 4), ValueError, r"y must be \(B, 4, C, H\*W=12\)"),
+    (lambda: vk.cross_merge(torch.randn(1, 4, 2, 12), 0, 4), ValueError, r"H must be a positive int; got 0"),
+    (lambda: vk.cross_merge(torch.randn(1, 4, 2, 12), 3, 4.0), ValueError, r"W must be a positive int; got 4.0"),
+    (lambda: vk.cross_merge(torch.randn(4, 2, 12), 3, 4), ValueError, r"y must be \(B, 4, C, H\*W\); got 3-D"),
+])
+def test_cross_bad_input(call, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        call()
+
+
+def test_explain_validates_too():
+    with pytest.raises(ValueError, match="delta must have the shape of u"):
+        vk.explain("selective_scan", torch.randn(1, 2, 3), torch.randn(1, 2, 4), -torch.rand(2, 1),
+                   torch.randn(1, 1, 3), torch.randn(1, 1, 3))
+    with pytest.raises(ValueError, match="unknown op"):
+        vk.explain("conv", torch.randn(1))
