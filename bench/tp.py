@@ -1,0 +1,306 @@
+"""Whole-model throughput and peak memory: inference (eval, no_grad) and training (forward +
+cross-entropy + backward, optimizer step optional), official and robust timing.
+
+    python -m bench.tp --model vmamba_b --impl cuda
+    python -m bench.tp --model all --impl cuda,triton,cupy,torch --amp --train --baselines
+
+Modes: inference in each precision asked for (--fp32 and/or --amp; default fp32 as the official
+script), and with --train, training in each precision asked for (default AMP, as the paper's
+"train TP"). Official method (default): 50 warm-up + 30 timed iterations, synchronised wall clock
+(VMamba's analyze/utils.py). Robust method: CUDA events, median of repeats. Peak memory:
+reset_peak_memory_stats after warm-up, max_memory_allocated over the timed iterations (MB = 2^20 B).
+On out-of-memory the batch is halved (and the row says so). Results are appended to
+REPORTS/models.csv; rows measured on the CPU carry gpu="cpu".
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib
+import sys
+import time
+from typing import Callable, Optional
+
+import torch
+
+from bench import env as envmod
+from bench.results import ModelRow, append_rows, format_table, reports_dir
+from bench.timing import Progress, sync, time_official, time_robust
+
+HEADLINE = ["vmamba_t", "vmamba_s", "vmamba_b"]
+TIMM_BASELINES = ["swin_tiny_patch4_window7_224", "swin_small_patch4_window7_224",
+                  "swin_base_patch4_window7_224", "convnext_tiny"]
+
+
+def _split(values, default):
+    out = []
+    for v in values or default:
+        out += [s.strip() for s in v.split(",") if s.strip()]
+    return out
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        prog="python -m bench.tp",
+        description="Whole-model throughput (img/s) and peak memory of VMamba models per kernel impl, "
+                    "with timm baselines; appends rows to REPORTS/models.csv.")
+    p.add_argument("--model", action="append",
+                   help="model name(s) from models.list_models(), repeatable or comma list; "
+                        f"'all' = {','.join(HEADLINE)} (default all)")
+    p.add_argument("--impl", action="append",
+                   help="kernel impl(s), repeatable or comma list: cuda, triton, cupy, torch, ... or 'auto' "
+                        "(the dispatcher's choice); default auto")
+    p.add_argument("--baselines", action="store_true",
+                   help=f"also measure timm baselines ({', '.join(TIMM_BASELINES)}) when timm is installed")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--img-size", type=int, default=224)
+    p.add_argument("--amp", action="store_true", help="measure with autocast (fp16 on CUDA, bf16 on CPU)")
+    p.add_argument("--fp32", action="store_true", help="measure in fp32 (the default when --amp is not given)")
+    p.add_argument("--amp-dtype", choices=["fp16", "bf16"], default=None, help="autocast dtype override")
+    p.add_argument("--train", action="store_true",
+                   help="also measure training (forward + cross-entropy + backward; AMP unless only --fp32)")
+    p.add_argument("--train-only", action="store_true", help="measure training only (implies --train)")
+    p.add_argument("--optimizer-step", action="store_true",
+                   help="include an AdamW step + zero_grad in each training iteration (off: as the paper)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (default mode)")
+    p.add_argument("--channels-last", action="store_true", help="model and input in channels_last memory format")
+    p.add_argument("--cudnn-benchmark", dest="cudnn_benchmark", action="store_true", default=True,
+                   help="torch.backends.cudnn.benchmark = True (default, as the official script)")
+    p.add_argument("--no-cudnn-benchmark", dest="cudnn_benchmark", action="store_false")
+    p.add_argument("--method", choices=["official", "robust"], default="official",
+                   help="official: 50 warm-up + 30 timed, wall clock; robust: CUDA events, median of repeats")
+    p.add_argument("--warmup", type=int, default=None, help="warm-up iterations (default 50 official, 10 robust)")
+    p.add_argument("--iters", type=int, default=None,
+                   help="timed iterations (official, default 30) or repeats (robust, default 10 groups of 3)")
+    p.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default cuda when available)")
+    p.add_argument("--flops", action="store_true", help="also count official GFLOPs (bench.flops) per model")
+    p.add_argument("--reports-dir", default=None, help="folder of models.csv (default reports/)")
+    p.add_argument("--no-csv", action="store_true", help="print only, write nothing")
+    p.add_argument("--model-factory", default=None,
+                   help="module:function used instead of models.create_model (e.g. bench._tiny:create_model)")
+    a = p.parse_args(argv)
+    a.models = _split(a.model, ["all"])
+    if "all" in a.models:
+        i = a.models.index("all")
+        a.models[i:i + 1] = HEADLINE
+    a.impls = _split(a.impl, ["auto"])
+    if a.train_only:
+        a.train = True
+    return a
+
+
+def modes_for(a) -> list:
+    infer, train = [], []
+    if a.fp32 or not a.amp:
+        infer.append("infer_fp32")
+    if a.amp:
+        infer.append("infer_amp")
+    if a.train:
+        if a.amp or not a.fp32:
+            train.append("train_amp")
+        if a.fp32:
+            train.append("train_fp32")
+    return train if a.train_only else infer + train
+
+
+def _factory(spec: Optional[str]) -> Callable:
+    if spec:
+        mod, _, fn = spec.partition(":")
+        return getattr(importlib.import_module(mod), fn or "create_model")
+    models = importlib.import_module("models")
+    return models.create_model
+
+
+def _timm_factory(name):
+    import timm  # noqa: PLC0415
+
+    return timm.create_model(name, pretrained=False)
+
+
+def _is_oom(e: BaseException) -> bool:
+    if isinstance(e, torch.OutOfMemoryError):
+        return True
+    msg = str(e)
+    return "out of memory" in msg.lower() and isinstance(e, RuntimeError)
+
+
+def _free(device):
+    gc.collect()
+    if torch.device(device).type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def measure(model, mode: str, batch: int, img_size: int, device, a, num_classes: int = 1000) -> dict:
+    """Time one mode at one batch size; raises on OOM (caller halves)."""
+    dev = torch.device(device)
+    amp = mode.endswith("_amp")
+    train = mode.startswith("train")
+    amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(
+        a.amp_dtype or "", torch.float16 if dev.type == "cuda" else torch.bfloat16)
+    fmt = torch.channels_last if a.channels_last else torch.contiguous_format
+    x = torch.randn(batch, 3, img_size, img_size, device=dev).contiguous(memory_format=fmt)
+    y = torch.randint(0, num_classes, (batch,), device=dev)
+    crit = torch.nn.CrossEntropyLoss()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-6) if (train and a.optimizer_step) else None
+
+    def autocast():
+        return torch.autocast(device_type=dev.type, dtype=amp_dtype, enabled=amp)
+
+    if train:
+        model.train()
+
+        def step():
+            with autocast():
+                loss = crit(model(x), y)
+            loss.backward()
+            if opt is not None:
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+    else:
+        model.eval()
+
+        def step():
+            with torch.no_grad(), autocast():
+                model(x)
+
+    cuda = dev.type == "cuda"
+    official = a.method == "official"
+    warmup = a.warmup if a.warmup is not None else (50 if official else 10)
+    iters = a.iters if a.iters is not None else (30 if official else 10)
+    for _ in range(warmup):
+        step()
+    sync(dev)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(dev)
+    if official:
+        r = time_official(step, dev, warmup=0, iters=iters)
+    else:
+        r = time_robust(step, dev, warmup=0, repeats=iters, inner=3)
+    peak = torch.cuda.max_memory_allocated(dev) / 2**20 if cuda else float("nan")
+    if train:
+        model.zero_grad(set_to_none=True)
+    del x, y, opt
+    return {"ms": r["ms_p50"], "ms_p20": r["ms_p20"], "ms_p80": r["ms_p80"], "peak_mb": peak,
+            "img_per_s": batch / (r["ms_p50"] / 1000.0), "warmup": warmup, "iters": iters}
+
+
+def run(a, create_model: Optional[Callable] = None) -> tuple:
+    """Measure everything `a` asks for; returns (rows written, table rows incl. skips)."""
+    device = torch.device(a.device) if a.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        torch.backends.cudnn.enabled = True
+        torch.backends.cudnn.benchmark = a.cudnn_benchmark
+        torch.backends.cudnn.deterministic = True  # as the official scripts
+    modes = modes_for(a)
+    jobs = []  # (label model, impl label, factory thunk)
+    make = create_model
+    if make is None and (a.models or not a.baselines):
+        try:
+            make = _factory(a.model_factory)
+        except Exception as e:  # noqa: BLE001
+            print(f"cannot import the model factory ({type(e).__name__}: {e}); only baselines can run",
+                  file=sys.stderr)
+    for m in a.models:
+        for impl in a.impls:
+            jobs.append((m, impl, (lambda m=m, impl=impl: make(m, impl=None if impl == "auto" else impl))
+                         if make is not None else None))
+    if a.baselines:
+        try:
+            import timm  # noqa: PLC0415, F401
+
+            for b in TIMM_BASELINES:
+                jobs.append((b, "timm", lambda b=b: _timm_factory(b)))
+        except ImportError:
+            print("timm not installed: baselines skipped", file=sys.stderr)
+    env0 = envmod.capture(device)
+    print(envmod.summary_line(env0), file=sys.stderr)
+    out_csv = reports_dir(a.reports_dir) / "models.csv"
+    written, table = [], []
+    prog = Progress(len(jobs) * len(modes), "tp")
+    for mname, impl, thunk in jobs:
+        model = None
+        try:
+            if thunk is None:
+                raise RuntimeError("no model factory")
+            model = thunk().to(device)
+            if a.channels_last:
+                model = model.to(memory_format=torch.channels_last)
+        except Exception as e:  # noqa: BLE001 (an unavailable impl must not stop the other runs)
+            for mode in modes:
+                prog.update(f"{mname}/{impl}/{mode} skipped")
+                table.append({"model": mname, "impl": impl, "mode": mode, "note": f"skipped: {_short(e)}"})
+            continue
+        params_m = sum(p.numel() for p in model.parameters()) / 1e6
+        gflops = float("nan")
+        if a.flops:
+            try:
+                from bench.flops import model_flops  # noqa: PLC0415
+
+                gflops = model_flops(model, img_size=a.img_size) / 1e9
+            except Exception as e:  # noqa: BLE001
+                print(f"flops failed for {mname}: {_short(e)}", file=sys.stderr)
+        runner = torch.compile(model) if a.compile else model
+        for mode in modes:
+            batch, notes = a.batch_size, []
+            res = None
+            while batch >= 1:
+                try:
+                    res = measure(runner, mode, batch, a.img_size, device, a,
+                                  num_classes=getattr(model, "num_classes", 1000) or 1000)
+                    break
+                except Exception as e:  # noqa: BLE001
+                    model.zero_grad(set_to_none=True)
+                    _free(device)
+                    if _is_oom(e) and batch > 1:
+                        notes.append(f"OOM at batch {batch}: halved to {batch // 2}")
+                        print(f"\n{mname}/{impl}/{mode}: out of memory at batch {batch}, halving to {batch // 2}",
+                              file=sys.stderr)
+                        batch //= 2
+                        continue
+                    notes.append(f"failed: {_short(e)}")
+                    break
+            prog.update(f"{mname}/{impl}/{mode}")
+            if res is None:
+                table.append({"model": mname, "impl": impl, "mode": mode, "note": "; ".join(notes)})
+                continue
+            env = envmod.capture(device)
+            row = ModelRow(
+                model=mname, impl=impl, mode=mode, batch=batch, img_size=a.img_size,
+                img_per_s=res["img_per_s"], peak_mem_mb=res["peak_mb"], gpu=envmod.gpu_label(device),
+                git_sha=envmod.git_sha_label(), timestamp=envmod.utc_now(), method=a.method,
+                cudnn_benchmark=bool(a.cudnn_benchmark) if device.type == "cuda" else False,
+                compile=a.compile, channels_last=a.channels_last, note="; ".join(notes),
+                requested_batch=a.batch_size, ms_per_iter=res["ms"], ms_p20=res["ms_p20"], ms_p80=res["ms_p80"],
+                params_m=params_m, gflops=gflops, optimizer_step=bool(a.optimizer_step and mode.startswith("train")),
+                warmup=res["warmup"], iters=res["iters"], env_json=envmod.env_json(env))
+            if not a.no_csv:
+                append_rows(out_csv, [row])
+            written.append(row)
+            table.append({"model": mname, "impl": impl, "mode": mode, "batch": batch,
+                          "img/s": res["img_per_s"], "ms/iter": res["ms"], "peak MB": res["peak_mb"],
+                          "params M": params_m, "note": row.note})
+            _free(device)
+        del runner, model
+        _free(device)
+    prog.close()
+    return written, table
+
+
+def _short(e: BaseException, n: int = 160) -> str:
+    s = f"{type(e).__name__}: {e}".replace("\n", " ")
+    return s if len(s) <= n else s[: n - 3] + "..."
+
+
+def main(argv=None, create_model: Optional[Callable] = None) -> int:
+    a = parse_args(argv)
+    t0 = time.perf_counter()
+    written, table = run(a, create_model)
+    print()
+    print(format_table(table, ["model", "impl", "mode", "batch", "img/s", "ms/iter", "peak MB", "params M", "note"]))
+    dest = "nothing written (--no-csv)" if a.no_csv else f"{len(written)} rows -> {reports_dir(a.reports_dir) / 'models.csv'}"
+    print(f"\n{dest}; {time.perf_counter() - t0:.0f} s")
+    return 0 if written or not table else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
