@@ -1,0 +1,458 @@
+// Cross scan / cross merge kernel bodies and launch planning, shared by cross_scan_kernels.cu (the
+// __global__ wrappers) and by tests/ (which runs the same bodies as host code, one thread per block,
+// to check the index maps on a machine without a GPU). Index maps: cross_scan.h.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+
+#include "../common/device.cuh"
+#include "cross_scan.h"
+
+namespace vmamba {
+namespace cross {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr size_t kSmemBudget = 64 * 1024;  // dynamic shared memory per block (opt-in above 48 KB)
+constexpr uint32_t kTargetElems = 4096;    // elements of the map per block (channels-first)
+
+enum RouteType : int { kRow = 0, kCol = 1, kRowRev = 2, kColRev = 3 };
+
+struct PlaneArgs {
+  uint32_t C, H, W, L;
+  uint32_t P;       // planes (channels) per block
+  uint32_t SW, PS;  // shared-memory row stride and plane stride, in elements
+  int mode;
+  bool channels_last;
+  FastDivmod divL, divW, divH, divG;  // divG: blocks per image
+};
+
+// Smallest m >= n whose size in 4-byte words is odd (so a walk with stride m hits 32 banks).
+inline uint32_t odd_words(uint32_t n, uint32_t elem_bytes) {
+  if (elem_bytes == 4) return n | 1u;
+  // 2-byte elements: m = 2 (mod 4) makes m / 2 words odd
+  return n + ((2u + 4u - (n % 4u)) % 4u);
+}
+
+// ---- shared-memory cursors: walk a route's pixels in shared-memory index space -----------------
+// Shared memory holds a plane as rows [h][w] with row stride SW.
+struct Cursor {
+  uint32_t h, w, idx;
+};
+
+__host__ __device__ __forceinline__ Cursor start_row(const PlaneArgs& a, uint32_t p) {
+  uint32_t h, w;
+  a.divW.divmod(p, h, w);
+  return {h, w, h * a.SW + w};
+}
+__host__ __device__ __forceinline__ Cursor start_col(const PlaneArgs& a, uint32_t q) {
+  uint32_t h, w;
+  a.divH.divmod(q, w, h);  // q = w*H + h
+  return {h, w, h * a.SW + w};
+}
+__host__ __device__ __forceinline__ void next_row(const PlaneArgs& a, Cursor& c) {
+  ++c.w;
+  ++c.idx;
+  if (c.w == a.W) { c.w = 0; ++c.h; c.idx += a.SW - a.W; }
+}
+__host__ __device__ __forceinline__ void prev_row(const PlaneArgs& a, Cursor& c) {
+  if (c.w > 0) { --c.w; --c.idx; }
+  else { c.w = a.W - 1; --c.h; c.idx = c.h * a.SW + c.w; }
+}
+__host__ __device__ __forceinline__ void next_col(const PlaneArgs& a, Cursor& c) {
+  ++c.h;
+  c.idx += a.SW;
+  if (c.h == a.H) { c.h = 0; ++c.w; c.idx = c.w; }
+}
+__host__ __device__ __forceinline__ void prev_col(const PlaneArgs& a, Cursor& c) {
+  if (c.h > 0) { --c.h; c.idx -= a.SW; }
+  else { c.h = a.H - 1; --c.w; c.idx = c.h * a.SW + c.w; }
+}
+
+// V consecutive positions r..r+V-1 of a route of type `t`, read from plane `sp` in shared memory.
+template <typename S, typename T, int V>
+__host__ __device__ __forceinline__ void gather(const PlaneArgs& a, const S* sp, int t, uint32_t r, T* out) {
+  const uint32_t L = a.L;
+  if (t == kRow) {
+    Cursor c = start_row(a, r);
+#pragma unroll
+    for (int u = 0; u < V; ++u) { out[u] = T(sp[c.idx]); if (u + 1 < V) next_row(a, c); }
+  } else if (t == kRowRev) {
+    Cursor c = start_row(a, L - 1 - r);
+#pragma unroll
+    for (int u = 0; u < V; ++u) { out[u] = T(sp[c.idx]); if (u + 1 < V) prev_row(a, c); }
+  } else if (t == kCol) {
+    Cursor c = start_col(a, r);
+#pragma unroll
+    for (int u = 0; u < V; ++u) { out[u] = T(sp[c.idx]); if (u + 1 < V) next_col(a, c); }
+  } else {
+    Cursor c = start_col(a, L - 1 - r);
+#pragma unroll
+    for (int u = 0; u < V; ++u) { out[u] = T(sp[c.idx]); if (u + 1 < V) prev_col(a, c); }
+  }
+}
+
+__host__ __device__ __forceinline__ int route_type(int mode, int k) {
+  if (mode == kCross2d) return k;
+  if (mode == kUnidi) return kRow;
+  return k < 2 ? kRow : kRowRev;  // bidi
+}
+
+// ---- scan: plane-group kernel ---------------------------------------------------------------------
+// One block's work; `block`, `tid`, `nthreads` are blockIdx.x, threadIdx.x, blockDim.x on the device.
+template <typename T, int V>  // T: uint16_t or uint32_t (raw bits)
+__host__ __device__ __forceinline__ void cross_scan_plane_body(const T* __restrict__ x, T* __restrict__ y,
+                                                                const PlaneArgs& a, uint32_t block, uint32_t tid,
+                                                                uint32_t nthreads, unsigned char* smem_raw) {
+  T* s = reinterpret_cast<T*>(smem_raw);
+  uint32_t b, g;
+  a.divG.divmod(block, b, g);
+  const uint32_t c0 = g * a.P;
+  const uint32_t np = a.P < a.C - c0 ? a.P : a.C - c0;
+  const uint32_t n = np * a.L;
+  const uint32_t step = nthreads * V;
+
+  // 1. load np planes into shared memory, rows padded
+  if (!a.channels_last) {
+    const T* src = x + (int64_t(b) * a.C + c0) * a.L;  // contiguous np*L elements
+    for (uint32_t i = tid * V; i < n; i += step) {
+      const AlignedVec<T, V> v = load_vec<T, V>(src + i);
+      uint32_t pl, r;
+      a.divL.divmod(i, pl, r);
+      T* sp = s + pl * a.PS;
+      Cursor c = start_row(a, r);
+#pragma unroll
+      for (int u = 0; u < V; ++u) { sp[c.idx] = v.v[u]; if (u + 1 < V) next_row(a, c); }
+    }
+  } else {
+    const T* src = x + int64_t(b) * a.L * a.C + c0;  // pixel p, plane pl at p*C + pl
+    const FastDivmod divNP(np);
+    for (uint32_t j = tid * V; j < n; j += step) {
+      uint32_t p, pl;
+      divNP.divmod(j, p, pl);  // V divides np: the vector stays in one pixel
+      const AlignedVec<T, V> v = load_vec<T, V>(src + int64_t(p) * a.C + pl);
+      uint32_t h, w;
+      a.divW.divmod(p, h, w);
+      T* sp = s + pl * a.PS + h * a.SW + w;
+#pragma unroll
+      for (int u = 0; u < V; ++u) sp[u * a.PS] = v.v[u];
+    }
+  }
+  VMAMBA_SYNC();
+
+  // 2. stream the four output ranges y[b, k, c0:c0+np, :], each contiguous
+  const int64_t route_stride = int64_t(a.C) * a.L;
+  T* dst = y + (int64_t(b) * 4 * a.C + c0) * a.L;
+  for (uint32_t i = tid * V; i < n; i += step) {
+    uint32_t pl, r;
+    a.divL.divmod(i, pl, r);
+    const T* sp = s + pl * a.PS;
+    AlignedVec<T, V> v0, v1, v2, v3;
+    gather<T, T, V>(a, sp, kRow, r, v0.v);
+    if (a.mode == kCross2d) {
+      gather<T, T, V>(a, sp, kCol, r, v1.v);
+      gather<T, T, V>(a, sp, kRowRev, r, v2.v);
+      gather<T, T, V>(a, sp, kColRev, r, v3.v);
+    } else if (a.mode == kUnidi) {
+      v1 = v0; v2 = v0; v3 = v0;
+    } else {
+      v1 = v0;
+      gather<T, T, V>(a, sp, kRowRev, r, v2.v);
+      v3 = v2;
+    }
+    store_vec<T, V>(dst + i, v0);
+    store_vec<T, V>(dst + route_stride + i, v1);
+    store_vec<T, V>(dst + 2 * route_stride + i, v2);
+    store_vec<T, V>(dst + 3 * route_stride + i, v3);
+  }
+}
+
+// ---- merge: plane-group kernel ----------------------------------------------------------------------
+__host__ __device__ __forceinline__ float to_f(float v) { return v; }
+__host__ __device__ __forceinline__ float to_f(__half v) { return __half2float(v); }
+__host__ __device__ __forceinline__ float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <typename T> __host__ __device__ __forceinline__ T from_f(float v);
+template <> __host__ __device__ __forceinline__ float from_f<float>(float v) { return v; }
+template <> __host__ __device__ __forceinline__ __half from_f<__half>(float v) { return __float2half_rn(v); }
+template <> __host__ __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+template <typename T, int V>
+__host__ __device__ __forceinline__ void cross_merge_plane_body(const T* __restrict__ y, T* __restrict__ x,
+                                                                 const PlaneArgs& a, uint32_t block, uint32_t tid,
+                                                                 uint32_t nthreads, unsigned char* smem_raw) {
+  float* s = reinterpret_cast<float*>(smem_raw);
+  uint32_t b, g;
+  a.divG.divmod(block, b, g);
+  const uint32_t c0 = g * a.P;
+  const uint32_t np = a.P < a.C - c0 ? a.P : a.C - c0;
+  const uint32_t n = np * a.L;
+  const uint32_t L = a.L;
+  const uint32_t step = nthreads * V;
+  const int64_t rs = int64_t(a.C) * L;  // route stride
+  const T* src = y + (int64_t(b) * 4 * a.C + c0) * L;
+
+  // A. column routes (cross2d only): s[pixel(q)] = y1[q] + y3[L-1-q]
+  if (a.mode == kCross2d) {
+    for (uint32_t i = tid * V; i < n; i += step) {
+      uint32_t pl, q;
+      a.divL.divmod(i, pl, q);
+      const AlignedVec<T, V> v1 = load_vec<T, V>(src + rs + i);
+      const AlignedVec<T, V> v3 = load_vec<T, V>(src + 3 * rs + pl * L + (L - q - V));  // reversed chunk
+      float* sp = s + pl * a.PS;
+      Cursor c = start_col(a, q);
+#pragma unroll
+      for (int u = 0; u < V; ++u) {
+        sp[c.idx] = to_f(v1.v[u]) + to_f(v3.v[V - 1 - u]);
+        if (u + 1 < V) next_col(a, c);
+      }
+    }
+    VMAMBA_SYNC();
+  }
+
+  // B. row routes, in pixel order; the sum's association follows reference/cross_scan.py
+  T* dst_cf = x + (int64_t(b) * a.C + c0) * L;
+  for (uint32_t i = tid * V; i < n; i += step) {
+    uint32_t pl, p;
+    a.divL.divmod(i, pl, p);
+    const AlignedVec<T, V> v0 = load_vec<T, V>(src + i);
+    const uint32_t rev = pl * L + (L - p - V);
+    float acc[V];
+    if (a.mode == kCross2d) {
+      const AlignedVec<T, V> v2 = load_vec<T, V>(src + 2 * rs + rev);
+      const float* sp = s + pl * a.PS;
+      Cursor c = start_row(a, p);
+#pragma unroll
+      for (int u = 0; u < V; ++u) {
+        acc[u] = (to_f(v0.v[u]) + to_f(v2.v[V - 1 - u])) + sp[c.idx];
+        if (u + 1 < V) next_row(a, c);
+      }
+    } else if (a.mode == kUnidi) {
+      const AlignedVec<T, V> v1 = load_vec<T, V>(src + rs + i);
+      const AlignedVec<T, V> v2 = load_vec<T, V>(src + 2 * rs + i);
+      const AlignedVec<T, V> v3 = load_vec<T, V>(src + 3 * rs + i);
+#pragma unroll
+      for (int u = 0; u < V; ++u)
+        acc[u] = ((to_f(v0.v[u]) + to_f(v1.v[u])) + to_f(v2.v[u])) + to_f(v3.v[u]);
+    } else {
+      const AlignedVec<T, V> v1 = load_vec<T, V>(src + rs + i);
+      const AlignedVec<T, V> v2 = load_vec<T, V>(src + 2 * rs + rev);
+      const AlignedVec<T, V> v3 = load_vec<T, V>(src + 3 * rs + rev);
+#pragma unroll
+      for (int u = 0; u < V; ++u)
+        acc[u] = (to_f(v0.v[u]) + to_f(v1.v[u])) + (to_f(v2.v[V - 1 - u]) + to_f(v3.v[V - 1 - u]));
+    }
+    if (!a.channels_last) {
+      AlignedVec<T, V> o;
+#pragma unroll
+      for (int u = 0; u < V; ++u) o.v[u] = from_f<T>(acc[u]);
+      store_vec<T, V>(dst_cf + i, o);
+    } else {
+      float* sp = s + pl * a.PS;
+      Cursor c = start_row(a, p);
+#pragma unroll
+      for (int u = 0; u < V; ++u) { sp[c.idx] = acc[u]; if (u + 1 < V) next_row(a, c); }
+    }
+  }
+
+  // C. channels-last: write x[b, p, c0:c0+np] channel-fastest from shared memory
+  if (a.channels_last) {
+    VMAMBA_SYNC();
+    T* dst = x + int64_t(b) * L * a.C + c0;
+    const FastDivmod divNP(np);
+    for (uint32_t j = tid * V; j < n; j += step) {
+      uint32_t p, pl;
+      divNP.divmod(j, p, pl);
+      uint32_t h, w;
+      a.divW.divmod(p, h, w);
+      const float* sp = s + pl * a.PS + h * a.SW + w;
+      AlignedVec<T, V> o;
+#pragma unroll
+      for (int u = 0; u < V; ++u) o.v[u] = from_f<T>(sp[u * a.PS]);
+      store_vec<T, V>(dst + int64_t(p) * a.C + pl, o);
+    }
+  }
+}
+
+// ---- direct kernels (any size): one thread per output element, 64-bit indices ----------------------
+struct DirectArgs {
+  int64_t B, C, H, W, L, total;
+  int mode;
+  bool channels_last;
+};
+
+__host__ __device__ __forceinline__ int64_t route_pixel(const DirectArgs& a, int t, int64_t r) {
+  // pixel (row-major number) read by position r of a route of type t
+  if (t == kRowRev || t == kColRev) r = a.L - 1 - r;
+  if (t == kRow || t == kRowRev) return r;
+  const int64_t w = r / a.H, h = r - w * a.H;  // r = q = w*H + h
+  return h * a.W + w;
+}
+
+// One output element o of y (B, 4, C, L).
+template <typename T>
+__host__ __device__ __forceinline__ void cross_scan_direct_body(const T* __restrict__ x, T* __restrict__ y,
+                                                                 const DirectArgs& a, int64_t o) {
+  {
+    const int64_t r = o % a.L;
+    int64_t t = o / a.L;
+    const int64_t c = t % a.C;
+    t /= a.C;
+    const int k = int(t % 4);
+    const int64_t b = t / 4;
+    const int64_t pix = route_pixel(a, route_type(a.mode, k), r);
+    y[o] = a.channels_last ? x[(b * a.L + pix) * a.C + c] : x[(b * a.C + c) * a.L + pix];
+  }
+}
+
+// One output element o of x, in its layout.
+template <typename T>
+__host__ __device__ __forceinline__ void cross_merge_direct_body(const T* __restrict__ y, T* __restrict__ x,
+                                                                  const DirectArgs& a, int64_t o) {
+  {
+    int64_t b, c, p;
+    if (a.channels_last) { c = o % a.C; const int64_t t = o / a.C; p = t % a.L; b = t / a.L; }
+    else { p = o % a.L; const int64_t t = o / a.L; c = t % a.C; b = t / a.C; }
+    const int64_t h = p / a.W, w = p - h * a.W, q = w * a.H + h;
+    const T* yb = y + (b * 4 * a.C + c) * a.L;
+    const int64_t rs = a.C * a.L;
+    float acc;
+    if (a.mode == kCross2d) {
+      acc = (to_f(yb[p]) + to_f(yb[2 * rs + a.L - 1 - p])) + (to_f(yb[rs + q]) + to_f(yb[3 * rs + a.L - 1 - q]));
+    } else if (a.mode == kUnidi) {
+      acc = ((to_f(yb[p]) + to_f(yb[rs + p])) + to_f(yb[2 * rs + p])) + to_f(yb[3 * rs + p]);
+    } else {
+      acc = (to_f(yb[p]) + to_f(yb[rs + p])) + (to_f(yb[2 * rs + a.L - 1 - p]) + to_f(yb[3 * rs + a.L - 1 - p]));
+    }
+    x[o] = from_f<T>(acc);
+  }
+}
+
+// ---- planning (host) ---------------------------------------------------------------------------
+// Tuning/test knobs, read per call: VMAMBA_CROSS_MAX_VEC caps the vector width (elements);
+// VMAMBA_CROSS_PATH=direct forces the direct kernels (so tests reach them on small maps).
+inline int env_max_vec() {
+  const char* s = std::getenv("VMAMBA_CROSS_MAX_VEC");
+  if (s == nullptr || *s == 0) return 0;
+  return std::atoi(s);
+}
+
+inline bool env_force_direct() {
+  const char* s = std::getenv("VMAMBA_CROSS_PATH");
+  return s != nullptr && s[0] == 'd';
+}
+
+inline int pick_vec(const Problem& p, int elem_bytes, size_t in_addr, size_t out_addr) {
+  int cap = p.max_vec > 0 ? p.max_vec : env_max_vec();
+  int v = 16 / elem_bytes;
+  if (cap > 0) v = std::min(v, cap);
+  const int64_t L = p.H * p.W;
+  for (; v > 1; v /= 2) {
+    const size_t bytes = size_t(v) * elem_bytes;
+    if (L % v != 0) continue;
+    if (p.channels_last && p.C % v != 0) continue;
+    if (in_addr % bytes != 0 || out_addr % bytes != 0) continue;
+    break;
+  }
+  return std::max(v, 1);
+}
+
+struct Geometry {
+  bool fits = false;
+  uint32_t SW = 0, PS = 0, P = 0, G = 0;
+  size_t smem = 0;
+};
+
+// elem_bytes: bytes per element in global memory; smem_elem_bytes: per shared-memory element;
+// need_smem: false when the kernel uses no shared memory (merge, channels-first, unidi/bidi)
+inline Geometry plan_planes(const Problem& p, uint32_t elem_bytes, uint32_t smem_elem_bytes, bool need_smem, int vec) {
+  Geometry g;
+  const int64_t L = p.H * p.W;
+  if (L >= (int64_t(1) << 30) || p.C >= (int64_t(1) << 30)) return g;
+  g.SW = odd_words(uint32_t(p.W), smem_elem_bytes);
+  g.PS = odd_words(uint32_t(p.H) * g.SW, smem_elem_bytes);
+  const size_t plane_bytes = need_smem ? size_t(g.PS) * smem_elem_bytes : 0;
+  if (plane_bytes > kSmemBudget) return g;
+  const int64_t by_smem = plane_bytes ? int64_t(kSmemBudget / plane_bytes) : p.C;
+  int64_t P;
+  if (p.channels_last) {
+    // channel runs of >= 16 bytes per pixel (the neighbouring block reads the rest of the sector);
+    // vectors run along channels, so P is a multiple of vec
+    P = std::max<int64_t>(16 / elem_bytes, int64_t(vec));
+    P = std::min<int64_t>(std::min<int64_t>(P, by_smem), p.C);
+    P -= P % vec;
+  } else {
+    P = std::max<int64_t>(1, int64_t(kTargetElems) / L);
+    P = std::min<int64_t>(std::min<int64_t>(P, by_smem), p.C);
+  }
+  if (P < 1) return g;
+  if (int64_t(P) * L >= (int64_t(1) << 31)) return g;
+  g.P = uint32_t(P);
+  g.G = uint32_t((p.C + P - 1) / P);
+  if (int64_t(g.G) * p.B >= (int64_t(1) << 31)) return g;
+  g.smem = size_t(P) * plane_bytes;
+  g.fits = true;
+  return g;
+}
+
+inline PlaneArgs make_args(const Problem& p, const Geometry& g) {
+  PlaneArgs a;
+  a.C = uint32_t(p.C); a.H = uint32_t(p.H); a.W = uint32_t(p.W); a.L = uint32_t(p.H * p.W);
+  a.P = g.P; a.SW = g.SW; a.PS = g.PS;
+  a.mode = p.mode; a.channels_last = p.channels_last;
+  a.divL = FastDivmod(a.L); a.divW = FastDivmod(a.W); a.divH = FastDivmod(a.H); a.divG = FastDivmod(g.G);
+  return a;
+}
+
+inline DirectArgs make_direct(const Problem& p, int64_t total) {
+  DirectArgs d;
+  d.B = p.B; d.C = p.C; d.H = p.H; d.W = p.W; d.L = p.H * p.W; d.total = total;
+  d.mode = p.mode; d.channels_last = p.channels_last;
+  return d;
+}
+
+inline int64_t direct_blocks(int64_t total) {
+  return std::max<int64_t>(1, std::min<int64_t>((total + kThreads - 1) / kThreads, int64_t(1) << 20));
+}
+
+// The whole launch decision for one call: plane-group kernel (g.fits) with vector width vec, or direct.
+struct Launch {
+  Geometry g;
+  int vec = 1;
+  int elem = 4;
+  int64_t total = 0;  // output elements
+};
+
+inline Launch plan_cross(const Problem& p, bool merge) {
+  Launch l;
+  l.elem = p.dtype == kF32 ? 4 : 2;
+  l.total = p.B * (merge ? 1 : 4) * p.C * p.H * p.W;
+  if (l.total == 0 || env_force_direct()) return l;
+  const uint32_t smem_elem = merge ? 4 : l.elem;  // the merge accumulates in fp32 shared memory
+  const bool need_smem = !merge || p.mode == kCross2d || p.channels_last;
+  l.vec = pick_vec(p, l.elem, reinterpret_cast<size_t>(p.in), reinterpret_cast<size_t>(p.out));
+  l.g = plan_planes(p, l.elem, smem_elem, need_smem, l.vec);
+  if (!l.g.fits && l.vec > 1) {
+    l.vec = 1;
+    l.g = plan_planes(p, l.elem, smem_elem, need_smem, 1);
+  }
+  if (!l.g.fits) l.vec = 1;
+  return l;
+}
+
+inline void fill_plan(const Launch& l, int64_t B, Plan* plan) {
+  if (plan == nullptr) return;
+  plan->plane = l.g.fits;
+  plan->vec = l.vec;
+  plan->planes_per_block = int(l.g.P);
+  plan->blocks = l.g.fits ? int64_t(l.g.G) * B : direct_blocks(l.total);
+  plan->smem_bytes = l.g.smem;
+}
+
+}  // namespace
+}  // namespace cross
+}  // namespace vmamba

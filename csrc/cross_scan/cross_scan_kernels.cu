@@ -1,0 +1,152 @@
+// Cross scan / cross merge kernels. Index maps: cross_scan.h (and reference/cross_scan.py).
+//
+// Design, from the bytes: the scan reads the map once and writes it four times; the merge reads four
+// routes and writes the map once, so both are pure memory traffic (5 x the map). Two of the routes
+// walk the map column-major, which needs a transpose to keep global accesses coalesced.
+//
+// * Plane-group kernels (the common case: a whole H x W plane fits in <= 64 KB of shared memory, up
+//   to about 127 x 127 in fp32): one block owns P whole planes (consecutive channels of one image),
+//   so its slice of the input and of each output route is one contiguous range. The block copies its
+//   planes into shared memory (rows padded to an odd number of 4-byte words so column walks hit 32
+//   different banks), then streams every output range linearly, gathering from shared memory through
+//   the route's index map. Global accesses are V-element vectors (up to 16 bytes) whenever L, C and
+//   the pointers allow it; shared-memory accesses stay scalar.
+//   Channels-last input is the same kernel with a channel-fastest load (a transpose of (L, C) to
+//   (C, L)), and P chosen so each pixel's channel run is at least 16 bytes.
+// * Direct kernels (planes too large for shared memory): one thread per output element, gathering
+//   straight from global memory with 64-bit indices. Correct for any size, not tuned.
+//
+// The scan is a permutation, so it moves raw bits (uint16_t / uint32_t) and needs no dtype dispatch.
+// The merge adds in fp32 in the same association as reference/cross_scan.py and rounds once.
+#include "cross_scan_body.cuh"
+
+namespace vmamba {
+namespace cross {
+namespace {
+
+template <typename T, int V>
+__global__ void __launch_bounds__(kThreads)
+cross_scan_plane_kernel(const T* __restrict__ x, T* __restrict__ y, const PlaneArgs a) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  cross_scan_plane_body<T, V>(x, y, a, blockIdx.x, threadIdx.x, blockDim.x, smem_raw);
+}
+
+template <typename T, int V>
+__global__ void __launch_bounds__(kThreads)
+cross_merge_plane_kernel(const T* __restrict__ y, T* __restrict__ x, const PlaneArgs a) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  cross_merge_plane_body<T, V>(y, x, a, blockIdx.x, threadIdx.x, blockDim.x, smem_raw);
+}
+
+template <typename T>
+__global__ void cross_scan_direct_kernel(const T* __restrict__ x, T* __restrict__ y, const DirectArgs a) {
+  for (int64_t o = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; o < a.total; o += int64_t(gridDim.x) * blockDim.x)
+    cross_scan_direct_body<T>(x, y, a, o);
+}
+
+template <typename T>
+__global__ void cross_merge_direct_kernel(const T* __restrict__ y, T* __restrict__ x, const DirectArgs a) {
+  for (int64_t o = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; o < a.total; o += int64_t(gridDim.x) * blockDim.x)
+    cross_merge_direct_body<T>(y, x, a, o);
+}
+
+template <typename T, int V>
+cudaError_t scan_plane(const Problem& p, const Geometry& g, cudaStream_t stream) {
+  auto kernel = cross_scan_plane_kernel<T, V>;
+  if (g.smem > 48 * 1024) {
+    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(g.smem));
+    if (e != cudaSuccess) return e;
+  }
+  const PlaneArgs a = make_args(p, g);
+  kernel<<<unsigned(int64_t(g.G) * p.B), kThreads, g.smem, stream>>>(static_cast<const T*>(p.in),
+                                                                      static_cast<T*>(p.out), a);
+  return cudaGetLastError();
+}
+
+template <typename T, int V>
+cudaError_t merge_plane(const Problem& p, const Geometry& g, cudaStream_t stream) {
+  auto kernel = cross_merge_plane_kernel<T, V>;
+  if (g.smem > 48 * 1024) {
+    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(g.smem));
+    if (e != cudaSuccess) return e;
+  }
+  const PlaneArgs a = make_args(p, g);
+  kernel<<<unsigned(int64_t(g.G) * p.B), kThreads, g.smem, stream>>>(static_cast<const T*>(p.in),
+                                                                      static_cast<T*>(p.out), a);
+  return cudaGetLastError();
+}
+
+template <typename T>
+cudaError_t scan_dispatch_vec(const Problem& p, const Geometry& g, int vec, cudaStream_t stream) {
+  switch (vec) {
+    case 8: if constexpr (sizeof(T) == 2) return scan_plane<T, 8>(p, g, stream); else break;
+    case 4: return scan_plane<T, 4>(p, g, stream);
+    case 2: return scan_plane<T, 2>(p, g, stream);
+    default: break;
+  }
+  return scan_plane<T, 1>(p, g, stream);
+}
+
+template <typename T>
+cudaError_t merge_dispatch_vec(const Problem& p, const Geometry& g, int vec, cudaStream_t stream) {
+  switch (vec) {
+    case 8: if constexpr (sizeof(T) == 2) return merge_plane<T, 8>(p, g, stream); else break;
+    case 4: return merge_plane<T, 4>(p, g, stream);
+    case 2: return merge_plane<T, 2>(p, g, stream);
+    default: break;
+  }
+  return merge_plane<T, 1>(p, g, stream);
+}
+
+}  // namespace
+
+const char* launch_cross_scan(const Problem& p, cudaStream_t stream, Plan* plan) {
+  const Launch l = plan_cross(p, /*merge=*/false);
+  fill_plan(l, p.B, plan);
+  if (l.total == 0) return nullptr;
+  cudaError_t e;
+  if (l.g.fits) {
+    e = l.elem == 4 ? scan_dispatch_vec<uint32_t>(p, l.g, l.vec, stream)
+                    : scan_dispatch_vec<uint16_t>(p, l.g, l.vec, stream);
+  } else {
+    const DirectArgs d = make_direct(p, l.total);
+    const unsigned blocks = unsigned(direct_blocks(l.total));
+    if (l.elem == 4)
+      cross_scan_direct_kernel<uint32_t><<<blocks, kThreads, 0, stream>>>(
+          static_cast<const uint32_t*>(p.in), static_cast<uint32_t*>(p.out), d);
+    else
+      cross_scan_direct_kernel<uint16_t><<<blocks, kThreads, 0, stream>>>(
+          static_cast<const uint16_t*>(p.in), static_cast<uint16_t*>(p.out), d);
+    e = cudaGetLastError();
+  }
+  return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
+}
+
+const char* launch_cross_merge(const Problem& p, cudaStream_t stream, Plan* plan) {
+  const Launch l = plan_cross(p, /*merge=*/true);
+  fill_plan(l, p.B, plan);
+  if (l.total == 0) return nullptr;
+  cudaError_t e;
+  if (l.g.fits) {
+    if (p.dtype == kF32) e = merge_dispatch_vec<float>(p, l.g, l.vec, stream);
+    else if (p.dtype == kF16) e = merge_dispatch_vec<__half>(p, l.g, l.vec, stream);
+    else e = merge_dispatch_vec<__nv_bfloat16>(p, l.g, l.vec, stream);
+  } else {
+    const DirectArgs d = make_direct(p, l.total);
+    const unsigned blocks = unsigned(direct_blocks(l.total));
+    if (p.dtype == kF32)
+      cross_merge_direct_kernel<float><<<blocks, kThreads, 0, stream>>>(
+          static_cast<const float*>(p.in), static_cast<float*>(p.out), d);
+    else if (p.dtype == kF16)
+      cross_merge_direct_kernel<__half><<<blocks, kThreads, 0, stream>>>(
+          static_cast<const __half*>(p.in), static_cast<__half*>(p.out), d);
+    else
+      cross_merge_direct_kernel<__nv_bfloat16><<<blocks, kThreads, 0, stream>>>(
+          static_cast<const __nv_bfloat16*>(p.in), static_cast<__nv_bfloat16*>(p.out), d);
+    e = cudaGetLastError();
+  }
+  return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
+}
+
+}  // namespace cross
+}  // namespace vmamba

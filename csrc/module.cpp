@@ -1,0 +1,57 @@
+// Python module init of vmamba_kernels._C. The ops themselves are registered with torch.library by
+// static initializers in each source (TORCH_LIBRARY_FRAGMENT(vmamba_cuda, m) + TORCH_LIBRARY_IMPL(
+// vmamba_cuda, CUDA, m)); importing this module (after `import torch`) makes them appear under
+// torch.ops.vmamba_cuda. The same sources built by CMakeLists.txt (VMAMBA_NO_PYTHON) give a plain
+// shared library for torch.ops.load_library; build_info is then available as an op only.
+#include <cuda_runtime_api.h>
+#include <torch/library.h>
+
+#include <string>
+
+#ifndef VMAMBA_BUILD_ARCHS
+#define VMAMBA_BUILD_ARCHS unknown
+#endif
+#ifndef VMAMBA_BUILDER
+#define VMAMBA_BUILDER unknown
+#endif
+#define VMAMBA_STR2(x) #x
+#define VMAMBA_STR(x) VMAMBA_STR2(x)
+
+namespace {
+
+// "key=value;..." so that both the op and the Python module can return it
+std::string build_info_string() {
+  std::string s;
+  s += "archs=" VMAMBA_STR(VMAMBA_BUILD_ARCHS);
+  s += ";builder=" VMAMBA_STR(VMAMBA_BUILDER);
+  s += ";cuda_runtime=" + std::to_string(CUDART_VERSION);
+  return s;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(vmamba_cuda, m) {
+  m.def("build_info() -> str", [] { return build_info_string(); });
+}
+
+#ifndef VMAMBA_NO_PYTHON
+#include <pybind11/pybind11.h>
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "vmamba_kernels CUDA extension: ops live under torch.ops.vmamba_cuda";
+  m.def("build_info", [] {
+    pybind11::dict d;
+    std::string s = build_info_string();
+    size_t start = 0;
+    while (start < s.size()) {
+      size_t end = s.find(';', start);
+      if (end == std::string::npos) end = s.size();
+      const std::string kv = s.substr(start, end - start);
+      const size_t eq = kv.find('=');
+      if (eq != std::string::npos) d[pybind11::str(kv.substr(0, eq))] = pybind11::str(kv.substr(eq + 1));
+      start = end + 1;
+    }
+    return d;
+  }, "archs, builder (setup.py or cmake) and CUDA runtime version this extension was compiled with");
+}
+#endif

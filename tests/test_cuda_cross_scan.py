@@ -1,0 +1,413 @@
+"""The CUDA cross scan / cross merge (csrc/cross_scan/) against reference/cross_scan.py.
+
+Two layers:
+* host emulation (CPU, needs nvcc): the very kernel bodies of csrc/cross_scan/cross_scan_body.cuh,
+  compiled as host code and run one thread per block, on every mode x layout x dtype x awkward map x
+  vector width, with poisoned output and shared memory. This checks every index map without a GPU.
+* GPU (marker `gpu`): the compiled ops torch.ops.vmamba_cuda.cross_scan / cross_merge and the public
+  API with impl="cuda": exact equality for the scan (a permutation), float64-referenced tolerances of
+  one rounding for the merge, gradients, every launch path (vector widths, direct kernel, planes too
+  big for shared memory), non-contiguous input, poisoned outputs.
+
+`python -m tests.test_cuda_cross_scan --bench` times both ops on VMamba's stage shapes against a
+copy of the same bytes (triton.testing.do_bench) and prints GB/s.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import pytest
+import torch
+
+from reference.cross_scan import cross_merge_ref, cross_scan_ref
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODES = ("cross2d", "unidi", "bidi")
+MODE_CODE = {"cross2d": 0, "unidi": 1, "bidi": 2}
+DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+DTYPE_CODE = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
+DNAME = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
+# (B, C, H, W): 1x1, odd squares, 14x14, odd non-square, stage-1 56x56, batch 1, channel counts
+# that allow channels-last vectors (8, 16) and ones that do not (3, 5)
+MAPS = [(1, 1, 1, 1), (2, 3, 7, 7), (1, 5, 13, 13), (2, 8, 14, 14), (1, 3, 7, 13), (2, 16, 4, 6),
+        (1, 2, 56, 56), (3, 8, 13, 7), (1, 100, 7, 7), (2, 12, 5, 5)]
+BIG_MAP = (1, 2, 130, 131)  # one fp32 plane > 64 KB of shared memory: the direct kernel
+
+
+def _ids(m):
+    return "B{}-C{}-{}x{}".format(*m)
+
+
+# ---------------------------------------------------------------------------------------------------
+# host emulation of the kernel bodies
+# ---------------------------------------------------------------------------------------------------
+HARNESS = r"""
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+#include "cross_scan_body.cuh"
+using namespace vmamba::cross;
+
+template <typename T, int V>
+void plane(bool merge, const void* in, void* out, const Problem& p, const Launch& l) {
+  const PlaneArgs a = make_args(p, l.g);
+  std::vector<unsigned char> smem(l.g.smem + 16);
+  for (uint32_t blk = 0; blk < l.g.G * uint32_t(p.B); ++blk) {
+    std::memset(smem.data(), 0xFF, smem.size());  // poison: a read of unwritten shared memory shows
+    if (merge) cross_merge_plane_body<T, V>((const T*)in, (T*)out, a, blk, 0, 1, smem.data());
+    else {
+      using Bits = typename std::conditional<sizeof(T) == 4, uint32_t, uint16_t>::type;
+      cross_scan_plane_body<Bits, V>((const Bits*)in, (Bits*)out, a, blk, 0, 1, smem.data());
+    }
+  }
+}
+
+template <typename T>
+void run(bool merge, const void* in, void* out, const Problem& p, const Launch& l) {
+  if (l.g.fits) {
+    switch (l.vec) {
+      case 8: if constexpr (sizeof(T) == 2) { plane<T, 8>(merge, in, out, p, l); return; } break;
+      case 4: plane<T, 4>(merge, in, out, p, l); return;
+      case 2: plane<T, 2>(merge, in, out, p, l); return;
+      default: plane<T, 1>(merge, in, out, p, l); return;
+    }
+    std::fprintf(stderr, "bad vec %d\n", l.vec); std::exit(3);
+  }
+  const DirectArgs d = make_direct(p, l.total);
+  using Bits = typename std::conditional<sizeof(T) == 4, uint32_t, uint16_t>::type;
+  for (int64_t o = 0; o < l.total; ++o) {
+    if (merge) cross_merge_direct_body<T>((const T*)in, (T*)out, d, o);
+    else cross_scan_direct_body<Bits>((const Bits*)in, (Bits*)out, d, o);
+  }
+}
+
+int main(int argc, char** argv) {
+  if (argc != 12) { std::fprintf(stderr, "usage: op dtype B C H W mode channels_last max_vec in out\n"); return 2; }
+  const bool merge = argv[1][0] == 'm';
+  Problem p;
+  p.dtype = std::atoi(argv[2]);
+  p.B = std::atoll(argv[3]); p.C = std::atoll(argv[4]); p.H = std::atoll(argv[5]); p.W = std::atoll(argv[6]);
+  p.mode = std::atoi(argv[7]); p.channels_last = std::atoi(argv[8]) != 0; p.max_vec = std::atoi(argv[9]);
+  const size_t elem = p.dtype == kF32 ? 4 : 2, map = size_t(p.B * p.C * p.H * p.W);
+  const size_t in_bytes = (merge ? 4 * map : map) * elem, out_bytes = (merge ? map : 4 * map) * elem;
+  void* in = std::aligned_alloc(64, (in_bytes / 64 + 1) * 64);
+  void* out = std::aligned_alloc(64, (out_bytes / 64 + 1) * 64);
+  std::memset(out, 0xFF, out_bytes);  // poison: NaN in every float format
+  FILE* f = std::fopen(argv[10], "rb");
+  if (!f || std::fread(in, 1, in_bytes, f) != in_bytes) { std::fprintf(stderr, "short input\n"); return 2; }
+  std::fclose(f);
+  p.in = in; p.out = out;
+  const Launch l = plan_cross(p, merge);
+  std::printf("plane=%d vec=%d P=%u G=%u smem=%zu\n", int(l.g.fits), l.vec, l.g.P, l.g.G, l.g.smem);
+  if (p.dtype == kF32) run<float>(merge, in, out, p, l);
+  else if (p.dtype == kF16) run<__half>(merge, in, out, p, l);
+  else run<__nv_bfloat16>(merge, in, out, p, l);
+  f = std::fopen(argv[11], "wb");
+  std::fwrite(out, 1, out_bytes, f);
+  std::fclose(f);
+  return 0;
+}
+"""
+
+
+def _nvcc():
+    for cand in (os.environ.get("CUDA_HOME"), "/usr/local/cuda"):
+        if cand and os.path.isfile(os.path.join(cand, "bin", "nvcc")):
+            return os.path.join(cand, "bin", "nvcc")
+    return shutil.which("nvcc")
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory):
+    nvcc = _nvcc()
+    if nvcc is None:
+        pytest.skip("needs nvcc to compile the kernel bodies as host code (install the CUDA toolkit)")
+    d = tmp_path_factory.mktemp("cross_harness")
+    src = d / "harness.cu"
+    src.write_text(HARNESS)
+    exe = d / "harness"
+    cmd = [nvcc, "-std=c++17", "-O1", "-x", "cu", str(src), "-I", os.path.join(ROOT, "csrc", "cross_scan"),
+           "-o", str(exe)]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, f"harness compile failed:\n{res.stderr[-4000:]}"
+    return str(exe)
+
+
+def _run_harness(exe, op, x, dims, mode, channels_last, max_vec=0, direct=False):
+    B, C, H, W = dims
+    with tempfile.TemporaryDirectory() as d:
+        fin, fout = os.path.join(d, "in"), os.path.join(d, "out")
+        x.contiguous().view(torch.uint8).numpy().tofile(fin)
+        env = dict(os.environ)
+        env.pop("VMAMBA_CROSS_MAX_VEC", None)
+        env["VMAMBA_CROSS_PATH"] = "direct" if direct else "plane"
+        res = subprocess.run([exe, op, str(DTYPE_CODE[x.dtype]), str(B), str(C), str(H), str(W),
+                              str(MODE_CODE[mode]), str(int(channels_last)), str(max_vec), fin, fout],
+                             capture_output=True, text=True, env=env)
+        assert res.returncode == 0, res.stderr
+        raw = torch.from_numpy(__import__("numpy").fromfile(fout, dtype="uint8"))
+    shape = (B, 4, C, H * W) if op == "scan" else ((B, H, W, C) if channels_last else (B, C, H, W))
+    return raw.view(x.dtype).view(shape), res.stdout.strip()
+
+
+def _map(dims, dtype, channels_last, device="cpu"):
+    B, C, H, W = dims
+    shape = (B, H, W, C) if channels_last else (B, C, H, W)
+    return torch.randn(shape, device=device).to(dtype)
+
+
+def _merge_tol(dtype):
+    # the kernel sums in fp32 and rounds once: within one rounding of the float64 sum
+    return {torch.float32: (2e-6, 1e-6), torch.float16: (1e-3, 1e-5), torch.bfloat16: (8e-3, 1e-5)}[dtype]
+
+
+def _check_merge(out, y, H, W, mode, channels_last):
+    ref = cross_merge_ref(y.double(), H, W, mode, channels_last)
+    rtol, atol = _merge_tol(y.dtype)
+    assert not out.isnan().any(), "unwritten (poisoned) elements in the merge output"
+    torch.testing.assert_close(out.double(), ref, rtol=rtol, atol=atol)
+    if y.dtype == torch.float32:  # same association as the reference: exact in fp32
+        assert torch.equal(out, cross_merge_ref(y, H, W, mode, channels_last))
+
+
+CASES = [(m, mode, cl, dt) for m in MAPS for mode in MODES for cl in (False, True) for dt in DTYPES]
+
+
+@pytest.mark.parametrize("dims,mode,channels_last,dtype", CASES,
+                         ids=[f"{_ids(m)}-{mode}-{'cl' if cl else 'cf'}-{DNAME[dt]}" for m, mode, cl, dt in CASES])
+def test_host_emulation_scan_and_merge(harness, dims, mode, channels_last, dtype):
+    B, C, H, W = dims
+    x = _map(dims, dtype, channels_last)
+    out, plan = _run_harness(harness, "scan", x, dims, mode, channels_last)
+    assert "plane=1" in plan, plan
+    assert torch.equal(out.view(torch.int16 if dtype != torch.float32 else torch.int32),
+                       cross_scan_ref(x, mode, channels_last).contiguous().view(
+                           torch.int16 if dtype != torch.float32 else torch.int32)), plan
+    y = torch.randn(B, 4, C, H * W).to(dtype)
+    out, plan = _run_harness(harness, "merge", y, dims, mode, channels_last)
+    _check_merge(out, y, H, W, mode, channels_last)
+
+
+VEC_CASES = [(m, mode, cl, dt, v) for m in [(2, 16, 4, 6), (1, 8, 14, 14), (2, 8, 7, 8)] for mode in MODES
+             for cl in (False, True) for dt in (torch.float32, torch.float16) for v in (1, 2, 4, 8)
+             if not (dt == torch.float32 and v == 8)]
+
+
+@pytest.mark.parametrize("dims,mode,channels_last,dtype,vec", VEC_CASES,
+                         ids=[f"{_ids(m)}-{mode}-{'cl' if cl else 'cf'}-{DNAME[dt]}-v{v}" for m, mode, cl, dt, v in VEC_CASES])
+def test_host_emulation_vector_widths(harness, dims, mode, channels_last, dtype, vec):
+    B, C, H, W = dims
+    x = _map(dims, dtype, channels_last)
+    out, plan = _run_harness(harness, "scan", x, dims, mode, channels_last, max_vec=vec)
+    assert f"vec={vec}" in plan or (H * W) % vec != 0, plan
+    assert torch.equal(out, cross_scan_ref(x, mode, channels_last)), plan
+    y = torch.randn(B, 4, C, H * W).to(dtype)
+    out, plan = _run_harness(harness, "merge", y, dims, mode, channels_last, max_vec=vec)
+    _check_merge(out, y, H, W, mode, channels_last)
+
+
+DIRECT_CASES = [(m, mode, cl, dt) for m in [(2, 3, 7, 13), (1, 2, 1, 5)] for mode in MODES for cl in (False, True)
+                for dt in (torch.float32, torch.bfloat16)]
+
+
+@pytest.mark.parametrize("dims,mode,channels_last,dtype", DIRECT_CASES,
+                         ids=[f"{_ids(m)}-{mode}-{'cl' if cl else 'cf'}-{DNAME[dt]}" for m, mode, cl, dt in DIRECT_CASES])
+def test_host_emulation_direct_path(harness, dims, mode, channels_last, dtype):
+    B, C, H, W = dims
+    x = _map(dims, dtype, channels_last)
+    out, plan = _run_harness(harness, "scan", x, dims, mode, channels_last, direct=True)
+    assert "plane=0" in plan, plan
+    assert torch.equal(out, cross_scan_ref(x, mode, channels_last))
+    y = torch.randn(B, 4, C, H * W).to(dtype)
+    out, plan = _run_harness(harness, "merge", y, dims, mode, channels_last, direct=True)
+    _check_merge(out, y, H, W, mode, channels_last)
+
+
+@pytest.mark.parametrize("channels_last", (False, True))
+def test_host_emulation_plane_too_big_for_shared_memory(harness, channels_last):
+    B, C, H, W = BIG_MAP
+    x = _map(BIG_MAP, torch.float32, channels_last)
+    out, plan = _run_harness(harness, "scan", x, BIG_MAP, "cross2d", channels_last)
+    assert "plane=0" in plan, plan  # fell back to the direct kernel by itself
+    assert torch.equal(out, cross_scan_ref(x, "cross2d", channels_last))
+    y = torch.randn(B, 4, C, H * W)
+    out, plan = _run_harness(harness, "merge", y, BIG_MAP, "cross2d", channels_last)
+    assert "plane=0" in plan, plan
+    _check_merge(out, y, H, W, "cross2d", channels_last)
+
+
+# ---------------------------------------------------------------------------------------------------
+# GPU
+# ---------------------------------------------------------------------------------------------------
+def _ops():
+    try:
+        import vmamba_kernels._C  # noqa: F401
+    except ImportError as e:
+        pytest.skip(f"vmamba_kernels._C is not built ({e}): pip install --no-build-isolation -e .")
+    return torch.ops.vmamba_cuda
+
+
+def _poison_allocator(numel, dtype):
+    # fill a block the caching allocator will hand out next with NaN bits (0xFF bytes), so output
+    # elements the kernel never writes show up as NaN
+    buf = torch.empty(numel, dtype=dtype, device="cuda")
+    buf.view(torch.uint8).fill_(0xFF)
+    del buf
+
+
+@pytest.fixture
+def vec_env(request, monkeypatch):
+    monkeypatch.delenv("VMAMBA_CROSS_MAX_VEC", raising=False)
+    monkeypatch.delenv("VMAMBA_CROSS_PATH", raising=False)
+    return monkeypatch
+
+
+GPU_MAPS = MAPS + [(4, 96, 56, 56), (1, 768, 7, 7)]
+GPU_CASES = [(m, mode, cl, dt) for m in GPU_MAPS for mode in MODES for cl in (False, True) for dt in DTYPES]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dims,mode,channels_last,dtype", GPU_CASES,
+                         ids=[f"{_ids(m)}-{mode}-{'cl' if cl else 'cf'}-{DNAME[dt]}" for m, mode, cl, dt in GPU_CASES])
+@pytest.mark.parametrize("path", ("auto", "v1", "direct"))
+def test_gpu_scan_merge(vec_env, dims, mode, channels_last, dtype, path):
+    ops = _ops()
+    if path == "v1":
+        vec_env.setenv("VMAMBA_CROSS_MAX_VEC", "1")
+    elif path == "direct":
+        vec_env.setenv("VMAMBA_CROSS_PATH", "direct")
+    B, C, H, W = dims
+    x = _map(dims, dtype, channels_last, device="cuda")
+    _poison_allocator(4 * x.numel(), dtype)
+    out = ops.cross_scan(x, mode, channels_last)
+    torch.cuda.synchronize()
+    assert torch.equal(out.cpu(), cross_scan_ref(x.cpu(), mode, channels_last))
+    y = torch.randn(B, 4, C, H * W, device="cuda").to(dtype)
+    _poison_allocator(x.numel(), dtype)
+    out = ops.cross_merge(y, H, W, mode, channels_last)
+    _check_merge(out.cpu(), y.cpu(), H, W, mode, channels_last)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("channels_last", (False, True))
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gpu_plane_too_big_for_shared_memory(channels_last, dtype):
+    ops = _ops()
+    B, C, H, W = BIG_MAP
+    x = _map(BIG_MAP, dtype, channels_last, device="cuda")
+    assert torch.equal(ops.cross_scan(x, "cross2d", channels_last).cpu(), cross_scan_ref(x.cpu(), "cross2d", channels_last))
+    y = torch.randn(B, 4, C, H * W, device="cuda").to(dtype)
+    _check_merge(ops.cross_merge(y, H, W, "cross2d", channels_last).cpu(), y.cpu(), H, W, "cross2d", channels_last)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("channels_last", (False, True))
+def test_gpu_gradients_through_api(mode, channels_last):
+    _ops()
+    import vmamba_kernels as vk
+
+    B, C, H, W = 2, 6, 7, 13
+    x = _map((B, C, H, W), torch.float32, channels_last, device="cuda").requires_grad_()
+    ys = vk.cross_scan(x, mode=mode, channels_last=channels_last, impl="cuda")
+    g = torch.randn_like(ys)
+    ys.backward(g)
+    torch.testing.assert_close(x.grad, cross_merge_ref(g, H, W, mode, channels_last), rtol=1e-6, atol=1e-6)
+
+    y = torch.randn(B, 4, C, H * W, device="cuda", requires_grad=True)
+    xm = vk.cross_merge(y, H, W, mode=mode, channels_last=channels_last, impl="cuda")
+    gx = torch.randn_like(xm)
+    xm.backward(gx)
+    assert torch.equal(y.grad, cross_scan_ref(gx, mode, channels_last))
+
+
+@pytest.mark.gpu
+def test_gpu_non_contiguous_input_and_stream():
+    ops = _ops()
+    x = torch.randn(2, 13, 7, 8, device="cuda").permute(0, 3, 1, 2)  # (2, 8, 13, 7), not contiguous
+    assert not x.is_contiguous()
+    s = torch.cuda.Stream()
+    with torch.cuda.stream(s):
+        out = ops.cross_scan(x, "cross2d", False)
+    s.synchronize()
+    assert torch.equal(out.cpu(), cross_scan_ref(x.cpu(), "cross2d", False))
+
+
+@pytest.mark.gpu
+def test_gpu_errors_name_the_tensor_and_rule():
+    ops = _ops()
+    with pytest.raises(RuntimeError, match="mode must be one of"):
+        ops.cross_scan(torch.randn(1, 2, 3, 4, device="cuda"), "diagonal", False)
+    with pytest.raises(RuntimeError, match="y: last dimension must be H\\*W"):
+        ops.cross_merge(torch.randn(1, 4, 2, 12, device="cuda"), 3, 5, "cross2d", False)
+    with pytest.raises(RuntimeError, match="x: must have 4 dimensions"):
+        ops.cross_scan(torch.randn(2, 3, 4, device="cuda"), "cross2d", False)
+    with pytest.raises(RuntimeError, match="x: dtype must be float32, float16 or bfloat16"):
+        ops.cross_scan(torch.randn(1, 2, 3, 4, device="cuda", dtype=torch.float64), "cross2d", False)
+
+
+@pytest.mark.gpu
+def test_gpu_empty_batch():
+    ops = _ops()
+    x = torch.randn(0, 4, 5, 6, device="cuda")
+    assert ops.cross_scan(x, "cross2d", False).shape == (0, 4, 4, 30)
+    assert ops.cross_merge(torch.randn(0, 4, 4, 30, device="cuda"), 5, 6, "cross2d", False).shape == (0, 4, 5, 6)
+
+
+# ---------------------------------------------------------------------------------------------------
+# bandwidth (not a test): python -m tests.test_cuda_cross_scan --bench
+# ---------------------------------------------------------------------------------------------------
+STAGES = [("s1", 128, 96, 56, 56), ("s1_C192", 128, 192, 56, 56), ("s2", 128, 192, 28, 28),
+          ("s3", 128, 384, 14, 14), ("s4", 128, 768, 7, 7)]
+
+
+def bench(out=sys.stdout):
+    from triton.testing import do_bench
+
+    _ops()
+    ops = torch.ops.vmamba_cuda
+    rows = []
+    print(f"{'shape':>9} {'dtype':>5} {'layout':>6} {'op':>5} {'vec':>4} {'ms':>8} {'GB/s':>7} {'copy GB/s':>9} {'ratio':>6}",
+          file=out)
+    copy_cache = {}
+    for name, B, C, H, W in STAGES:
+        for dtype in (torch.float16, torch.float32):
+            for cl in (False, True):
+                if cl and name not in ("s1", "s4"):
+                    continue
+                L = H * W
+                x = _map((B, C, H, W), dtype, cl, device="cuda")
+                y = torch.randn(B, 4, C, L, device="cuda").to(dtype)
+                nbytes = 5 * x.numel() * x.element_size()  # read once + write 4x (scan) / read 4x + write once (merge)
+                key = (nbytes, dtype)
+                if key not in copy_cache:
+                    src = torch.empty(nbytes // 2 // x.element_size(), dtype=dtype, device="cuda").normal_()
+                    copy_cache[key] = do_bench(lambda: src.clone(), warmup=25, rep=100, return_mode="median")
+                t_copy = copy_cache[key]
+                copy_gbs = nbytes / t_copy / 1e6
+                for vec in ("auto", "1", "2", "4"):
+                    if vec == "auto":
+                        os.environ.pop("VMAMBA_CROSS_MAX_VEC", None)
+                    else:
+                        os.environ["VMAMBA_CROSS_MAX_VEC"] = vec
+                    for op, fn in (("scan", lambda: ops.cross_scan(x, "cross2d", cl)),
+                                   ("merge", lambda: ops.cross_merge(y, H, W, "cross2d", cl))):
+                        t = do_bench(fn, warmup=25, rep=100, return_mode="median")
+                        gbs = nbytes / t / 1e6
+                        rows.append((name, DNAME[dtype], "cl" if cl else "cf", op, vec, t, gbs, copy_gbs))
+                        print(f"{name:>9} {DNAME[dtype]:>5} {'cl' if cl else 'cf':>6} {op:>5} {vec:>4} {t:8.4f} "
+                              f"{gbs:7.0f} {copy_gbs:9.0f} {gbs / copy_gbs:6.2f}", file=out, flush=True)
+                os.environ.pop("VMAMBA_CROSS_MAX_VEC", None)
+                del x, y
+    return rows
+
+
+if __name__ == "__main__":
+    if "--bench" in sys.argv:
+        bench()

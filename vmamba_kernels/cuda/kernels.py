@@ -1,0 +1,71 @@
+"""Raw kernels of impl "cuda": thin calls into the compiled extension `vmamba_kernels._C`.
+
+Importing `vmamba_kernels._C` registers the ops torch.ops.vmamba_cuda.{selective_scan_fwd,
+selective_scan_bwd, cross_scan, cross_merge, build_info} (C++: TORCH_LIBRARY_FRAGMENT + CUDA impls,
+sources under csrc/). Signatures follow the raw-kernel contract in vmamba_kernels/dispatch.py; inputs
+arrive validated and contiguous. This module raises ImportError when the extension is not built,
+which the Backend turns into an "unavailable" reason with the install hint.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+try:
+    from vmamba_kernels import _C  # noqa: F401  (loads the ops into torch.ops.vmamba_cuda)
+except ImportError as e:  # not built, or built against another torch
+    raise ImportError(f"the compiled extension vmamba_kernels._C is not built or does not load ({e})") from e
+
+_ops = torch.ops.vmamba_cuda
+
+
+def _has_op(name: str) -> bool:
+    try:
+        getattr(_ops, name)
+        return True
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def unavailable_reason() -> Optional[str]:
+    """None when the extension is loaded and a CUDA device is visible; else why not."""
+    if not torch.cuda.is_available():
+        return "no CUDA device is visible (the extension vmamba_kernels._C is built but needs a GPU)"
+    missing = [op for op in ("cross_scan", "cross_merge") if not _has_op(op)]
+    if missing:
+        return f"the extension vmamba_kernels._C was built without {', '.join(missing)}"
+    return None
+
+
+def _scan_op(name: str):
+    if not _has_op(name):
+        raise RuntimeError(f"vmamba_kernels._C was built without torch.ops.vmamba_cuda.{name} "
+                           "(VMAMBA_KERNELS_ONLY excluded csrc/selective_scan?); rebuild with all sources")
+    return getattr(_ops, name)
+
+
+def build_info() -> dict:
+    """What the extension was compiled with: archs, builder, CUDA runtime version."""
+    return dict(_C.build_info())
+
+
+def selective_scan_fwd(u, delta, A, B, C, D, delta_bias, delta_softplus, out_dtype):
+    out, last_state, aux = _scan_op("selective_scan_fwd")(u, delta, A, B, C, D, delta_bias, bool(delta_softplus), out_dtype)
+    return out, last_state, aux
+
+
+def selective_scan_bwd(u, delta, A, B, C, D, delta_bias, delta_softplus, dout, aux):
+    du, ddelta, dA, dB, dC, dD, ddelta_bias = _scan_op("selective_scan_bwd")(
+        u, delta, A, B, C, D, delta_bias, bool(delta_softplus), dout, aux)
+    # the op returns empty tensors for absent D / delta_bias; the contract wants None
+    return (du, ddelta, dA, dB, dC, dD if D is not None else None,
+            ddelta_bias if delta_bias is not None else None)
+
+
+def cross_scan_fwd(x, mode, channels_last):
+    return _ops.cross_scan(x, mode, bool(channels_last))
+
+
+def cross_merge_fwd(y, H, W, mode, channels_last):
+    return _ops.cross_merge(y, int(H), int(W), mode, bool(channels_last))
