@@ -1,0 +1,208 @@
+"""The build (CPU): setup.py's one source list, CMake reading it, the CUDA toolkit finder, the
+skip-without-nvcc path, and (when built) the compiled extension's op schemas."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _load_setup():
+    spec = importlib.util.spec_from_file_location("vmamba_setup", os.path.join(ROOT, "setup.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # setup() runs only under __main__
+    return mod
+
+
+setup_py = _load_setup()
+
+
+def _walk_sources():
+    found = []
+    for dirpath, _, files in os.walk(os.path.join(ROOT, "csrc")):
+        for f in files:
+            if f.endswith((".cu", ".cpp")):
+                found.append(os.path.relpath(os.path.join(dirpath, f), ROOT).replace(os.sep, "/"))
+    return sorted(found)
+
+
+# ---- one source list ----------------------------------------------------------------------------------
+def test_source_list_is_every_cpp_and_cu_under_csrc(monkeypatch):
+    monkeypatch.delenv("VMAMBA_KERNELS_ONLY", raising=False)
+    srcs = setup_py.cuda_sources()
+    assert srcs == _walk_sources()
+    assert "csrc/module.cpp" in srcs
+    assert {"csrc/cross_scan/cross_scan.cpp", "csrc/cross_scan/cross_scan_kernels.cu"} <= set(srcs)
+
+
+def test_list_sources_cli_prints_the_same_list(monkeypatch):
+    monkeypatch.delenv("VMAMBA_KERNELS_ONLY", raising=False)
+    env = {k: v for k, v in os.environ.items() if k != "VMAMBA_KERNELS_ONLY"}
+    out = subprocess.run([sys.executable, "setup.py", "--list-sources"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out.split(";") == setup_py.cuda_sources()
+
+
+def test_only_filter_keeps_module_common_and_named_folders():
+    srcs = setup_py.cuda_sources(only="cross_scan")
+    assert "csrc/module.cpp" in srcs
+    assert all(s == "csrc/module.cpp" or s.startswith(("csrc/cross_scan/", "csrc/common/")) for s in srcs)
+    assert not any(s.startswith("csrc/selective_scan/") for s in srcs)
+
+
+def test_cmake_reads_setup_py_list():
+    text = open(os.path.join(ROOT, "CMakeLists.txt")).read()
+    assert "setup.py --list-sources" in text
+    # no second list: the library's sources are exactly the variable filled from setup.py
+    assert re.search(r"add_library\(\s*\S+\s+SHARED\s+\$\{VMAMBA_SOURCES\}\s*\)", text)
+    assert "GLOB" not in text
+
+
+@pytest.mark.skipif(shutil.which("cmake") is None, reason="needs cmake")
+def test_cmake_configure_uses_the_same_sources(tmp_path):
+    home, how = setup_py.find_cuda_home()
+    if home is None or torch.version.cuda is None:
+        pytest.skip(f"needs a CUDA toolkit and a CUDA build of torch ({how})")
+    res = subprocess.run(
+        ["cmake", "-S", ROOT, "-B", str(tmp_path), f"-DCMAKE_CUDA_COMPILER={home}/bin/nvcc",
+         f"-DPython3_EXECUTABLE={sys.executable}"],
+        capture_output=True, text=True, env={k: v for k, v in os.environ.items() if k != "VMAMBA_KERNELS_ONLY"})
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    m = re.search(r"vmamba_kernels: (\d+) sources from setup.py", res.stdout)
+    assert m and int(m.group(1)) == len(_walk_sources()), res.stdout[-2000:]
+
+
+# ---- CUDA_HOME finder -----------------------------------------------------------------------------------
+def _exe(path, text):
+    path.write_text(text)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+@pytest.fixture
+def fake_toolkit(tmp_path):
+    """tmp/cuda-13.0/{bin/nvcc, lib64}: an nvcc that answers -dryrun like the real one."""
+    tk = tmp_path / "cuda-13.0"
+    (tk / "bin").mkdir(parents=True)
+    (tk / "lib64").mkdir()
+    _exe(tk / "bin" / "nvcc", f'#!/bin/sh\necho "#$ TOP={tk}/bin/.." >&2\nexit 0\n')
+    return tk
+
+
+def test_finder_without_nvcc_reports_why(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    home, why = setup_py.find_cuda_home({"PATH": str(empty)})
+    assert home is None and "nvcc" in why
+
+
+def test_finder_follows_symlinked_nvcc(tmp_path, fake_toolkit):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    os.symlink(fake_toolkit / "bin" / "nvcc", bindir / "nvcc")
+    home, _ = setup_py.find_cuda_home({"PATH": str(bindir)})
+    assert home == os.path.realpath(fake_toolkit)
+
+
+def test_finder_sees_through_a_wrapper_script(tmp_path, fake_toolkit):
+    # like /usr/local/bin/nvcc here: a script that execs the real one; torch would guess /usr/local
+    local = tmp_path / "usr_local"
+    (local / "bin").mkdir(parents=True)
+    (local / "lib").mkdir()  # a lib but no lib64: not a toolkit
+    _exe(local / "bin" / "nvcc", f'#!/bin/sh\nexec {fake_toolkit}/bin/nvcc "$@"\n')
+    home, how = setup_py.find_cuda_home({"PATH": str(local / "bin")})
+    assert home == os.path.realpath(fake_toolkit), how
+    # a CUDA_HOME that is no toolkit is ignored in favour of the real one
+    home, _ = setup_py.find_cuda_home({"PATH": str(local / "bin"), "CUDA_HOME": str(local)})
+    assert home == os.path.realpath(fake_toolkit)
+
+
+def test_finder_honours_cuda_home(tmp_path, fake_toolkit):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    home, how = setup_py.find_cuda_home({"PATH": str(empty), "CUDA_HOME": str(fake_toolkit)})
+    assert home == str(fake_toolkit) and how == "$CUDA_HOME"
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/local/bin/nvcc"), reason="this machine's nvcc wrapper is absent")
+def test_finder_on_this_machine():
+    home, how = setup_py.find_cuda_home({"PATH": "/usr/local/bin:/usr/bin:/bin"})
+    assert home is not None and os.path.isdir(os.path.join(home, "lib64")), how
+    assert os.path.realpath(home) != "/usr/local"
+
+
+# ---- skipping -----------------------------------------------------------------------------------------
+def test_skip_reason_without_nvcc(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    reason = setup_py.skip_reason({"PATH": str(empty)})
+    if torch.version.cuda is None:
+        assert "CPU-only" in reason
+    else:
+        assert reason is not None and "nvcc" in reason
+
+
+def test_skip_env_and_force(tmp_path, monkeypatch, capsys):
+    assert "VMAMBA_KERNELS_SKIP_CUDA_BUILD" in setup_py.skip_reason({"VMAMBA_KERNELS_SKIP_CUDA_BUILD": "1"})
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.delenv("CUDA_HOME", raising=False)
+    monkeypatch.delenv("CUDA_PATH", raising=False)
+    monkeypatch.delenv("VMAMBA_KERNELS_FORCE_BUILD", raising=False)
+    assert setup_py.extension_modules() == ([], {})
+    assert "skipping the CUDA extension" in capsys.readouterr().out
+    monkeypatch.setenv("VMAMBA_KERNELS_FORCE_BUILD", "1")
+    with pytest.raises(SystemExit, match="cannot be built"):
+        setup_py.extension_modules()
+
+
+def test_arch_token():
+    assert setup_py._arch_token("9.0") == "sm_90"
+    assert setup_py._arch_token("8.0;9.0+PTX") == "sm_80+sm_90_PTX"
+
+
+# ---- the built extension (when present) -------------------------------------------------------------
+def _built():
+    try:
+        import vmamba_kernels._C as C  # noqa: F401
+    except ImportError as e:
+        pytest.skip(f"vmamba_kernels._C is not built here ({e})")
+    return C
+
+
+def test_built_extension_schemas():
+    C = _built()
+    info = C.build_info()
+    assert info["builder"] == "setup.py" and info["archs"].startswith("sm_")
+    ops = torch.ops.vmamba_cuda
+    assert str(ops.cross_scan.default._schema) == \
+        "vmamba_cuda::cross_scan(Tensor x, str mode, bool channels_last) -> Tensor"
+    assert str(ops.cross_merge.default._schema) == \
+        "vmamba_cuda::cross_merge(Tensor y, int H, int W, str mode, bool channels_last) -> Tensor"
+
+
+def test_built_extension_scan_schemas():
+    _built()
+    if not any(s.startswith("csrc/selective_scan/") for s in _walk_sources()):
+        pytest.skip("csrc/selective_scan has no sources yet")
+    try:
+        fwd = torch.ops.vmamba_cuda.selective_scan_fwd.default._schema
+        bwd = torch.ops.vmamba_cuda.selective_scan_bwd.default._schema
+    except (AttributeError, RuntimeError):
+        pytest.fail("the extension was built without the selective scan ops (VMAMBA_KERNELS_ONLY?)")
+    assert str(fwd) == ("vmamba_cuda::selective_scan_fwd(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, "
+                        "Tensor? D, Tensor? delta_bias, bool delta_softplus, ScalarType out_dtype) "
+                        "-> (Tensor, Tensor, Tensor)")
+    assert str(bwd).startswith("vmamba_cuda::selective_scan_bwd(Tensor u, Tensor delta, Tensor A, Tensor B, "
+                               "Tensor C, Tensor? D, Tensor? delta_bias, bool delta_softplus, Tensor dout, "
+                               "Tensor aux) -> (")
