@@ -1,0 +1,387 @@
+"""Kernel sweep: every available impl (and mamba_ssm when built) over VMamba's stage shapes.
+
+    python -m bench.kernels                      # T/S/B stage shapes, batch 128, fp32/fp16/bf16, fwd+bwd
+    python -m bench.kernels --quick              # vmamba_t, fp16, fewer repetitions
+    python -m bench.kernels --ops selective_scan --impls cuda,mamba_ssm --models vmamba_b --dtypes fp16
+
+Per (op, direction, dtype, model, stage, impl): median / 20th / 80th percentile milliseconds from
+CUDA events around single calls of the raw custom op (no validation, no autograd bookkeeping), inputs
+rotated across enough sets to exceed twice the L2 cache, random data. GB/s = minimum traffic (each
+input read once, each output written once; scan state/aux buffers not counted) / median time,
+compared with the card's measured device-to-device copy bandwidth (read + written bytes).
+Rows go to REPORTS/kernels.csv. The pytest-benchmark version is bench/test_kernels_bench.py.
+
+Scan dtypes: "fp16" means u/delta/B/C (and their gradients) in fp16 with A/D/delta_bias fp32; the
+project impls write `--out-dtype` (default fp32, as VMamba's forward_corev2 asks for), mamba_ssm
+always writes u's dtype (the out_dtype column says which).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+
+from bench import env as envmod
+from bench.results import KernelRow, append_rows, format_table, reports_dir
+from bench.shapes import K, StageShape, stage_shapes
+from bench.timing import Progress, copy_bandwidth, sync, time_kernel
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DNAME = {v: k for k, v in DTYPES.items()}
+OPS = ("selective_scan", "cross_scan", "cross_merge")
+DEFAULT_MODELS = ("vmamba_t", "vmamba_s", "vmamba_b")
+MAMBA = "mamba_ssm"
+SKIP_BY_DEFAULT = ("torch_sequential",)  # one Python step per time index: minutes per call at these sizes
+
+
+@dataclass(frozen=True)
+class Case:
+    op: str
+    direction: str
+    dtype: str
+    shape: StageShape
+
+    def label(self) -> str:
+        s = self.shape.scan_label() if self.op == "selective_scan" else self.shape.cross_label()
+        return s
+
+
+def build_cases(models, ops, dtypes, directions, batch=128, img_size=224) -> list:
+    cases = []
+    for m in models:
+        for sh in stage_shapes(m, batch, img_size):
+            for op in ops:
+                for dt in dtypes:
+                    for d in directions:
+                        if op != "selective_scan" and d == "bwd":
+                            continue  # the backward of cross_scan is cross_merge and vice versa
+                        cases.append(Case(op, d, dt, sh))
+    return cases
+
+
+# ---- inputs ------------------------------------------------------------------------------------
+def scan_inputs(sh: StageShape, dtype, device, seed: int) -> dict:
+    """Random inputs with VMamba-like ranges (delta around softplus's active region, A < 0)."""
+    g = torch.Generator(device="cpu").manual_seed(seed)
+
+    def rnd(*shape, scale=1.0, offset=0.0, dt=dtype, uniform=False):
+        t = torch.rand(shape, generator=g) if uniform else torch.randn(shape, generator=g)
+        return (t * scale + offset).to(device=device, dtype=dt)
+
+    b, KD, L, N = sh.batch, sh.KD, sh.L, sh.N
+    return {
+        "u": rnd(b, KD, L), "delta": rnd(b, KD, L, scale=0.5, offset=-1.0),
+        "A": -rnd(KD, N, uniform=True, scale=1.0, offset=0.5, dt=torch.float32),
+        "B": rnd(b, K, N, L), "C": rnd(b, K, N, L),
+        "D": rnd(KD, dt=torch.float32), "delta_bias": rnd(KD, uniform=True, scale=0.5, dt=torch.float32),
+    }
+
+
+def scan_bytes(sh: StageShape, dtype, out_dtype, direction: str) -> int:
+    e_in = torch.tensor([], dtype=dtype).element_size()
+    e_out = torch.tensor([], dtype=out_dtype).element_size()
+    b, KD, L, N = sh.batch, sh.KD, sh.L, sh.N
+    big, bc, params = b * KD * L, b * K * N * L, KD * N * 4 + 2 * KD * 4
+    if direction == "fwd":  # read u, delta, B, C, A, D, bias; write out
+        return 2 * big * e_in + 2 * bc * e_in + params + big * e_out
+    # read u, delta, B, C, A, D, bias, dout; write du, ddelta, dB, dC, dA, dD, dbias
+    return 2 * big * e_in + 2 * bc * e_in + params + big * e_out + 2 * big * e_in + 2 * bc * e_in + params
+
+
+def cross_bytes(sh: StageShape, dtype) -> int:
+    e = torch.tensor([], dtype=dtype).element_size()
+    n = sh.batch * sh.D * sh.L
+    return n * e + 4 * n * e  # scan: read x, write 4 routes; merge: read 4 routes, write x
+
+
+def l2_bytes(device) -> int:
+    try:
+        return int(torch.cuda.get_device_properties(device).L2_cache_size)
+    except Exception:  # noqa: BLE001
+        return 50 * 2**20
+
+
+def n_sets_for(set_bytes: int, device, cap: int = 8) -> int:
+    if torch.device(device).type != "cuda":
+        return 1
+    return max(1, min(cap, math.ceil(2 * l2_bytes(device) / max(set_bytes, 1))))
+
+
+# ---- impls ---------------------------------------------------------------------------------------
+def available_impls(op: str, include=None, device="cuda") -> list:
+    """Names of impls that can run `op` here: project backends (list_impls) + mamba_ssm for the scan."""
+    import vmamba_kernels as vk  # noqa: PLC0415
+
+    names = []
+    dev = torch.device(device).type
+    for r in vk.list_impls(op):
+        if r["available"] and dev in r["devices"] and (include is not None or r["name"] not in SKIP_BY_DEFAULT):
+            names.append(r["name"])
+    if op == "selective_scan" and dev == "cuda":
+        from bench.mamba_ref import load_selective_scan_cuda  # noqa: PLC0415
+
+        if load_selective_scan_cuda() is not None:
+            names.append(MAMBA)
+    if include is not None:
+        names = [n for n in names if n in include]
+    return names
+
+
+def why_not(impl: str, case: Case, inputs: dict, out_dtype) -> list:
+    """Reasons `impl` cannot run this case (empty when it can)."""
+    if impl == MAMBA:
+        from bench.mamba_ref import unavailable_reason  # noqa: PLC0415
+
+        r = unavailable_reason()
+        return [r] if r else []
+    from vmamba_kernels import dispatch, validate  # noqa: PLC0415
+
+    b = dispatch.get_backend(impl)
+    if case.op == "selective_scan":
+        i = inputs
+        args = validate.check_selective_scan(i["u"], i["delta"], i["A"], i["B"], i["C"], i["D"], i["delta_bias"],
+                                             True, out_dtype)
+    elif case.op == "cross_scan":
+        args = validate.check_cross_scan(inputs["x"], "cross2d", False)
+    else:
+        args = validate.check_cross_merge(inputs["y"], case.shape.H, case.shape.W, "cross2d", False)
+    return b.why_not(case.op, args)
+
+
+def make_runner(impl: str, case: Case, device, out_dtype) -> tuple:
+    """(fn(i), bytes, out dtype name, n input sets, first-set inputs) for one case and impl."""
+    from vmamba_kernels import _library  # noqa: PLC0415
+
+    sh, dtype = case.shape, DTYPES[case.dtype]
+    if case.op == "selective_scan":
+        odt = dtype if impl == MAMBA else out_dtype
+        nbytes = scan_bytes(sh, dtype, odt, case.direction)
+        n = n_sets_for(nbytes, device)
+        sets = [scan_inputs(sh, dtype, device, seed=1000 + s) for s in range(n)]
+        if impl == MAMBA:
+            from bench.mamba_ref import mamba_bwd, mamba_fwd  # noqa: PLC0415
+
+            if case.direction == "fwd":
+                def fn(i):
+                    s = sets[i % n]
+                    return mamba_fwd(s["u"], s["delta"], s["A"], s["B"], s["C"], s["D"], s["delta_bias"], True)
+            else:
+                for s in sets:
+                    s["x"] = mamba_fwd(s["u"], s["delta"], s["A"], s["B"], s["C"], s["D"], s["delta_bias"], True)[1]
+                    s["dout"] = torch.randn_like(s["u"])
+
+                def fn(i):
+                    s = sets[i % n]
+                    return mamba_bwd(s["u"], s["delta"], s["A"], s["B"], s["C"], s["D"], s["delta_bias"], True,
+                                     s["dout"], s["x"])
+        else:
+            ops = _library.ops_for(impl)
+            fwd, bwd = ops["scan_fwd"], ops["scan_bwd"]
+            if case.direction == "fwd":
+                def fn(i):
+                    s = sets[i % n]
+                    return fwd(s["u"], s["delta"], s["A"], s["B"], s["C"], s["D"], s["delta_bias"], True, out_dtype)
+            else:
+                for s in sets:
+                    s["aux"] = fwd(s["u"], s["delta"], s["A"], s["B"], s["C"], s["D"], s["delta_bias"], True,
+                                   out_dtype)[2]
+                    s["dout"] = torch.randn(s["u"].shape, device=device, dtype=out_dtype)
+
+                def fn(i):
+                    s = sets[i % n]
+                    return bwd(s["u"], s["delta"], s["A"], s["B"], s["C"], s["D"], s["delta_bias"], True,
+                               s["dout"], s["aux"])
+        return fn, nbytes, DNAME.get(odt, str(odt)), n, sets[0]
+    # cross ops
+    nbytes = cross_bytes(sh, dtype)
+    n = n_sets_for(nbytes, device)
+    g = torch.Generator(device="cpu").manual_seed(7)
+    ops = _library.ops_for(impl)
+    if case.op == "cross_scan":
+        sets = [{"x": torch.randn(sh.batch, sh.D, sh.H, sh.W, generator=g).to(device, dtype)} for _ in range(n)]
+        op = ops["cross_scan"]
+
+        def fn(i):
+            return op(sets[i % n]["x"], "cross2d", False)
+    else:
+        sets = [{"y": torch.randn(sh.batch, K, sh.D, sh.L, generator=g).to(device, dtype)} for _ in range(n)]
+        op = ops["cross_merge"]
+
+        def fn(i):
+            return op(sets[i % n]["y"], sh.H, sh.W, "cross2d", False)
+    return fn, nbytes, case.dtype, n, sets[0]
+
+
+def cheap_inputs(case: Case, device, out_dtype) -> dict:
+    """Tiny stand-ins with the case's dtypes/device for support checks (shape-independent limits only
+    differ in N, which is kept)."""
+    sh = case.shape
+    small = StageShape(sh.model, sh.stage, 1, 2, sh.N, 2, 2)
+    dtype = DTYPES[case.dtype]
+    if case.op == "selective_scan":
+        return scan_inputs(small, dtype, device, 0)
+    if case.op == "cross_scan":
+        return {"x": torch.randn(1, 2, sh.H, sh.W).to(device, dtype)}
+    return {"y": torch.randn(1, K, 2, sh.L).to(device, dtype)}
+
+
+# ---- the sweep -------------------------------------------------------------------------------------
+def time_case(impl: str, case: Case, device, out_dtype, warmup: int, reps: int, max_ms: float) -> dict:
+    fn, nbytes, odt, n_sets, _ = make_runner(impl, case, device, out_dtype)
+    # estimate the cost of one call, then fit the repetitions into max_ms
+    fn(0)
+    sync(device)
+    t0 = time.perf_counter()
+    fn(1)
+    sync(device)
+    est = max((time.perf_counter() - t0) * 1000.0, 1e-3)
+    r_eff = int(max(5, min(reps, max_ms / est)))
+    w_eff = int(max(2, min(warmup, max_ms / 4 / est)))
+    r = time_kernel(fn, device, warmup=w_eff, reps=r_eff)
+    del fn
+    if torch.device(device).type == "cuda":
+        torch.cuda.empty_cache()
+    gbps = nbytes / (r["ms_p50"] * 1e-3) / 1e9
+    return {"ms_p50": r["ms_p50"], "ms_p20": r["ms_p20"], "ms_p80": r["ms_p80"], "gbps": gbps, "bytes": nbytes,
+            "out_dtype": odt, "reps": r_eff, "n_sets": n_sets}
+
+
+def sweep(cases, impls=None, device="cuda", out_dtype=torch.float32, warmup=10, reps=50, max_ms=1000.0,
+          reports=None, write=True, on_row: Optional[Callable] = None) -> tuple:
+    """Run every (case, impl); returns (KernelRows, skipped [(case, impl, reason)])."""
+    device = torch.device(device)
+    copy = copy_bandwidth(device)
+    env = envmod.capture(device)
+    ej = envmod.env_json(env)
+    gpu, sha = envmod.gpu_label(device), envmod.git_sha_label()
+    rows, skipped = [], []
+    per_op = {op: available_impls(op, impls, device) for op in {c.op for c in cases}}
+    total = sum(len(per_op[c.op]) for c in cases)
+    prog = Progress(total, "kernels")
+    out_csv = (reports or reports_dir()) / "kernels.csv"
+    for case in cases:
+        batch_rows = []
+        for impl in per_op[case.op]:
+            what = f"{case.op} {case.direction} {case.dtype} {case.shape.model} s{case.shape.stage} {impl}"
+            try:
+                reasons = why_not(impl, case, cheap_inputs(case, device, out_dtype), out_dtype)
+                if reasons:
+                    skipped.append((case, impl, "; ".join(reasons)))
+                    prog.update(what + " (skipped)")
+                    continue
+                r = time_case(impl, case, device, out_dtype, warmup, reps, max_ms)
+            except Exception as e:  # noqa: BLE001 (one failing impl must not end the sweep)
+                if torch.device(device).type == "cuda":
+                    torch.cuda.empty_cache()
+                skipped.append((case, impl, f"error: {type(e).__name__}: {str(e).splitlines()[0][:200]}"))
+                prog.update(what + " (error)")
+                continue
+            row = KernelRow(
+                op=case.op, impl=impl, direction=case.direction, dtype=case.dtype, shape=case.label(),
+                ms_p50=r["ms_p50"], gbps=r["gbps"], gpu=gpu, git_sha=sha, timestamp=envmod.utc_now(),
+                ms_p20=r["ms_p20"], ms_p80=r["ms_p80"], copy_gbps=copy,
+                pct_of_copy=100.0 * r["gbps"] / copy if copy == copy else float("nan"),
+                model=case.shape.model, stage=case.shape.stage, out_dtype=r["out_dtype"], batch=case.shape.batch,
+                bytes=r["bytes"], reps=r["reps"], method="cuda_events_p50" if device.type == "cuda" else "perf_counter_p50",
+                note=f"{r['n_sets']} rotating input sets", env_json=ej)
+            batch_rows.append(row)
+            if on_row is not None:
+                on_row(row)
+            prog.update(what + f" {r['ms_p50']:.3f} ms")
+        if write and batch_rows:
+            append_rows(out_csv, batch_rows)
+        rows += batch_rows
+    prog.close()
+    return rows, skipped
+
+
+def pivot_table(rows) -> str:
+    """One line per (op, dir, dtype, model, stage): 'ms (GB/s)' per impl."""
+    impls = []
+    for r in rows:
+        if r.impl not in impls:
+            impls.append(r.impl)
+    keyed = {}
+    for r in rows:
+        k = (r.op, r.direction, r.dtype, r.model, r.stage, r.shape)
+        keyed.setdefault(k, {})[r.impl] = f"{r.ms_p50:.3f} ({r.gbps:.0f})"
+    out = []
+    for (op, d, dt, m, st, shape), by in keyed.items():
+        row = {"op": op, "dir": d, "dtype": dt, "model": m, "stage": str(st), "shape": shape}
+        row.update({i: by.get(i, "-") for i in impls})
+        out.append(row)
+    return format_table(out, ["op", "dir", "dtype", "model", "stage", "shape"] + impls)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.kernels",
+        description="Time every available kernel impl (and mamba_ssm when built) over VMamba's stage shapes; "
+                    "append rows to REPORTS/kernels.csv. Cells print as 'ms (GB/s)'.")
+    p.add_argument("--ops", default=",".join(OPS), help="comma list of ops (default %(default)s)")
+    p.add_argument("--impls", default=None,
+                   help="comma list of impls (default: every available one except torch_sequential, + mamba_ssm)")
+    p.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma list (default %(default)s)")
+    p.add_argument("--dtypes", default="fp32,fp16,bf16", help="comma list of fp32,fp16,bf16 (default %(default)s)")
+    p.add_argument("--directions", default="fwd,bwd", help="fwd,bwd (bwd applies to the scan)")
+    p.add_argument("--stages", default="0,1,2,3", help="comma list of stage indices")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--img-size", type=int, default=224)
+    p.add_argument("--out-dtype", choices=["fp32", "input"], default="fp32",
+                   help="scan output dtype of the project impls (default fp32, as VMamba; mamba_ssm: always input)")
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--reps", type=int, default=50, help="timed calls per case (fewer when a call is slow)")
+    p.add_argument("--max-ms", type=float, default=1000.0, help="time budget per case and impl, ms")
+    p.add_argument("--quick", action="store_true",
+                   help="vmamba_t only, fp16 only, 20 reps: a one-minute overview")
+    p.add_argument("--device", default=None)
+    p.add_argument("--reports-dir", default=None)
+    p.add_argument("--no-csv", action="store_true")
+    a = p.parse_args(argv)
+    device = torch.device(a.device) if a.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if a.quick:
+        a.models, a.dtypes, a.reps, a.warmup, a.max_ms = "vmamba_t", "fp16", 20, 5, 300.0
+    if device.type != "cuda":
+        print("note: no CUDA device: timing on the CPU (rows marked gpu=cpu; only meaningful for tiny shapes)",
+              file=sys.stderr)
+    stages = {int(s) for s in a.stages.split(",") if s}
+    cases = [c for c in build_cases(a.models.split(","), a.ops.split(","), a.dtypes.split(","),
+                                    a.directions.split(","), a.batch_size, a.img_size) if c.shape.stage in stages]
+    out_dtype = torch.float32 if a.out_dtype == "fp32" else None
+    impls = a.impls.split(",") if a.impls else None
+    t0 = time.perf_counter()
+    if out_dtype is None:  # per case: the input dtype
+        rows, skipped = [], []
+        for dt in sorted({c.dtype for c in cases}):
+            r, s = sweep([c for c in cases if c.dtype == dt], impls, device, DTYPES[dt], a.warmup, a.reps,
+                         a.max_ms, reports_dir(a.reports_dir), not a.no_csv)
+            rows += r
+            skipped += s
+    else:
+        rows, skipped = sweep(cases, impls, device, out_dtype, a.warmup, a.reps, a.max_ms,
+                              reports_dir(a.reports_dir), not a.no_csv)
+    copy = copy_bandwidth(device)
+    print()
+    if skipped:
+        reasons = {}
+        for c, impl, why in skipped:
+            reasons.setdefault((impl, why), 0)
+            reasons[(impl, why)] += 1
+        print("skipped:")
+        for (impl, why), n in reasons.items():
+            print(f"  {impl} x{n}: {why}")
+        print()
+    print(pivot_table(rows))
+    print(f"\ncopy bandwidth {copy:.0f} GB/s (read + write); {len(rows)} rows"
+          f"{'' if a.no_csv else ' -> ' + str(reports_dir(a.reports_dir) / 'kernels.csv')}; "
+          f"{time.perf_counter() - t0:.0f} s")
+    return 0 if rows else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""VMamba stage shapes of the selective scan and cross scan, per model variant.
+
+For stage i of a variant with base width d, ssm_ratio r and d_state N at image size S (patch 4):
+C_i = d * 2^i, D_i = int(r * C_i) (d_inner), K = 4 directions, KD = 4 * D_i, H = W = S / 4 / 2^i,
+L = H * W. The scan sees u/delta (batch, KD, L), A (KD, N), B/C (batch, 4, N, L); the cross scan
+sees (batch, D_i, H, W).
+
+Shapes are read from a built model when `models` is importable (the `A_logs` parameters of each
+stage give KD and N), else from the table below (vmamba_facts.md section 1).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# name -> (base dim, ssm_ratio, d_state); names: the models package's aliases and the official builders
+VARIANTS = {
+    "vmamba_t": (96, 1.0, 1), "vmamba_s": (96, 2.0, 1), "vmamba_b": (128, 2.0, 1),
+    "vmamba_tiny_s1l8": (96, 1.0, 1), "vmamba_small_s2l15": (96, 2.0, 1), "vmamba_base_s2l15": (128, 2.0, 1),
+    "vmamba_tiny_s2l5": (96, 2.0, 1), "vmamba_small_s1l20": (96, 1.0, 1), "vmamba_base_s1l20": (128, 1.0, 1),
+    "vanilla_vmamba_tiny": (96, 2.0, 16), "vanilla_vmamba_small": (96, 2.0, 16), "vanilla_vmamba_base": (128, 2.0, 16),
+}
+K = 4
+
+
+@dataclass(frozen=True)
+class StageShape:
+    model: str
+    stage: int
+    batch: int
+    D: int       # d_inner of the stage
+    N: int       # d_state
+    H: int
+    W: int
+
+    @property
+    def KD(self) -> int:
+        return K * self.D
+
+    @property
+    def L(self) -> int:
+        return self.H * self.W
+
+    def scan_label(self) -> str:
+        return f"B{self.batch} KD{self.KD} L{self.L} N{self.N} K{K}"
+
+    def cross_label(self) -> str:
+        return f"B{self.batch} D{self.D} H{self.H} W{self.W}"
+
+
+def _from_table(model: str, batch: int, img_size: int) -> list:
+    if model not in VARIANTS:
+        raise KeyError(f"no stage shapes for {model!r}; known: {', '.join(sorted(VARIANTS))}")
+    d, r, n = VARIANTS[model]
+    out = []
+    for i in range(4):
+        h = img_size // 4 // (2 ** i)
+        out.append(StageShape(model, i, batch, int(r * d * 2 ** i), n, h, h))
+    return out
+
+
+def _from_models(model: str, batch: int, img_size: int):
+    """Shapes from a built model's A_logs parameters ('layers.{i}.' prefixes), or None."""
+    try:
+        import models  # noqa: PLC0415
+
+        m = models.create_model(model, impl="torch")
+    except Exception:  # noqa: BLE001 (no models package yet, or unknown name)
+        return None
+    per_stage = {}
+    for name, p in m.named_parameters():
+        if name.endswith("A_logs") and ".layers." in f".{name}":
+            try:
+                stage = int(name.split("layers.")[1].split(".")[0])
+            except (IndexError, ValueError):
+                continue
+            per_stage.setdefault(stage, (p.shape[0] // K, p.shape[1]))
+    if sorted(per_stage) != [0, 1, 2, 3]:
+        return None
+    out = []
+    for i in range(4):
+        h = img_size // 4 // (2 ** i)
+        D, N = per_stage[i]
+        out.append(StageShape(model, i, batch, D, N, h, h))
+    return out
+
+
+def stage_shapes(model: str, batch: int = 128, img_size: int = 224, prefer_models: bool = True) -> list:
+    """The four StageShapes of `model` (see module docstring)."""
+    if prefer_models:
+        got = _from_models(model, batch, img_size)
+        if got is not None:
+            return got
+    return _from_table(model, batch, img_size)
