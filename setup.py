@@ -174,9 +174,17 @@ def extension_modules():
             raise SystemExit(f"vmamba_kernels: VMAMBA_KERNELS_FORCE_BUILD is set but the extension cannot be built: {reason}")
         _say(f"skipping the CUDA extension {EXT_NAME}: {reason}")
         return [], {}
+    import shutil
+
     import torch
     from torch.utils.cpp_extension import BuildExtension, CUDAExtension
 
+    # pip does not put the environment's bin/ on PATH; torch looks for `ninja` there
+    env_bin = os.path.dirname(sys.executable)
+    if shutil.which("ninja") is None and os.path.isfile(os.path.join(env_bin, "ninja")):
+        os.environ["PATH"] = env_bin + os.pathsep + os.environ.get("PATH", "")
+    if shutil.which("ninja") is None:
+        _say("ninja not found: the build will be slow and serial (pip install ninja)")
     archs = _arch_list(torch)
     os.environ["TORCH_CUDA_ARCH_LIST"] = archs
     sources = cuda_sources()
