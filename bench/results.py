@@ -1,6 +1,6 @@
 """Result schemas (dataclasses: field order = CSV column order) and crash-safe CSV appends.
 
-Appending rewrites the whole file: under an exclusive lock file (`<csv>.lock`, fcntl), the old rows
+Appending rewrites the whole file: under an exclusive lock (fcntl.flock on the CSV's folder), the old rows
 plus the new ones are written to a temporary file in the same folder, flushed, fsync'ed, and moved
 over the CSV with `os.replace` (atomic on POSIX). A run killed at any point leaves either the old
 file or the new one, never a half-written one. Files with an older column set are migrated on the
@@ -136,16 +136,17 @@ def row_dict(row) -> dict:
 
 @contextlib.contextmanager
 def _locked(path: Path):
-    lock = path.with_name(path.name + ".lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a+") as f:
+    """Exclusive lock held on the CSV's folder (flock on a directory fd: no lock file to leave behind)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
         if fcntl is not None:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            if fcntl is not None:
-                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def read_csv(path) -> tuple:
