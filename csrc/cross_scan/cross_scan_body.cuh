@@ -117,30 +117,57 @@ __host__ __device__ __forceinline__ void cross_scan_plane_body(const T* __restri
   const uint32_t n = np * a.L;
   const uint32_t step = nthreads * V;
 
-  // 1. load np planes into shared memory, rows padded
+  // 1. load np planes into shared memory, rows padded. Loads are issued U at a time before any is
+  // used, so each thread keeps 16-32 bytes in flight (a plane is then read in about one round trip);
+  // at most 8 so the kernel fits 64 registers.
+  constexpr int U = 32 / int(V * sizeof(T)) > 8 ? 8 : (32 / int(V * sizeof(T)) > 1 ? 32 / int(V * sizeof(T)) : 1);
   if (!a.channels_last) {
     const T* src = x + (int64_t(b) * a.C + c0) * a.L;  // contiguous np*L elements
-    for (uint32_t i = tid * V; i < n; i += step) {
-      const AlignedVec<T, V> v = load_vec<T, V>(src + i);
-      uint32_t pl, r;
-      a.divL.divmod(i, pl, r);
-      T* sp = s + pl * a.PS;
-      Cursor c = start_row(a, r);
+    for (uint32_t base = tid * V; base < n; base += step * U) {
+      AlignedVec<T, V> v[U];
 #pragma unroll
-      for (int u = 0; u < V; ++u) { sp[c.idx] = v.v[u]; if (u + 1 < V) next_row(a, c); }
+      for (int k = 0; k < U; ++k) {
+        const uint32_t i = base + k * step;
+        if (i < n) v[k] = load_vec<T, V>(src + i);
+      }
+#pragma unroll
+      for (int k = 0; k < U; ++k) {
+        const uint32_t i = base + k * step;
+        if (i < n) {
+          uint32_t pl, r;
+          a.divL.divmod(i, pl, r);
+          T* sp = s + pl * a.PS;
+          Cursor c = start_row(a, r);
+#pragma unroll
+          for (int u = 0; u < V; ++u) { sp[c.idx] = v[k].v[u]; if (u + 1 < V) next_row(a, c); }
+        }
+      }
     }
   } else {
     const T* src = x + int64_t(b) * a.L * a.C + c0;  // pixel p, plane pl at p*C + pl
     const FastDivmod divNP(np);
-    for (uint32_t j = tid * V; j < n; j += step) {
-      uint32_t p, pl;
-      divNP.divmod(j, p, pl);  // V divides np: the vector stays in one pixel
-      const AlignedVec<T, V> v = load_vec<T, V>(src + int64_t(p) * a.C + pl);
-      uint32_t h, w;
-      a.divW.divmod(p, h, w);
-      T* sp = s + pl * a.PS + h * a.SW + w;
+    for (uint32_t base = tid * V; base < n; base += step * U) {
+      AlignedVec<T, V> v[U];
+      uint32_t p[U], pl[U];
 #pragma unroll
-      for (int u = 0; u < V; ++u) sp[u * a.PS] = v.v[u];
+      for (int k = 0; k < U; ++k) {
+        const uint32_t j = base + k * step;
+        if (j < n) {
+          divNP.divmod(j, p[k], pl[k]);  // V divides np: the vector stays in one pixel
+          v[k] = load_vec<T, V>(src + int64_t(p[k]) * a.C + pl[k]);
+        }
+      }
+#pragma unroll
+      for (int k = 0; k < U; ++k) {
+        const uint32_t j = base + k * step;
+        if (j < n) {
+          uint32_t h, w;
+          a.divW.divmod(p[k], h, w);
+          T* sp = s + pl[k] * a.PS + h * a.SW + w;
+#pragma unroll
+          for (int u = 0; u < V; ++u) sp[u * a.PS] = v[k].v[u];
+        }
+      }
     }
   }
   VMAMBA_SYNC();
@@ -196,19 +223,35 @@ __host__ __device__ __forceinline__ void cross_merge_plane_body(const T* __restr
   const int64_t rs = int64_t(a.C) * L;  // route stride
   const T* src = y + (int64_t(b) * 4 * a.C + c0) * L;
 
+  // Loads are issued U iterations at a time before any is used (up to 16 bytes in flight per load
+  // stream, U <= 4 so the kernel fits 64 registers).
+  constexpr int U = 16 / int(V * sizeof(T)) > 4 ? 4 : (16 / int(V * sizeof(T)) > 1 ? 16 / int(V * sizeof(T)) : 1);
+
   // A. column routes (cross2d only): s[pixel(q)] = y1[q] + y3[L-1-q]
   if (a.mode == kCross2d) {
-    for (uint32_t i = tid * V; i < n; i += step) {
-      uint32_t pl, q;
-      a.divL.divmod(i, pl, q);
-      const AlignedVec<T, V> v1 = load_vec<T, V>(src + rs + i);
-      const AlignedVec<T, V> v3 = load_vec<T, V>(src + 3 * rs + pl * L + (L - q - V));  // reversed chunk
-      float* sp = s + pl * a.PS;
-      Cursor c = start_col(a, q);
+    for (uint32_t base = tid * V; base < n; base += step * U) {
+      AlignedVec<T, V> v1[U], v3[U];
+      uint32_t pl[U], q[U];
 #pragma unroll
-      for (int u = 0; u < V; ++u) {
-        sp[c.idx] = to_f(v1.v[u]) + to_f(v3.v[V - 1 - u]);
-        if (u + 1 < V) next_col(a, c);
+      for (int k = 0; k < U; ++k) {
+        const uint32_t i = base + k * step;
+        if (i < n) {
+          a.divL.divmod(i, pl[k], q[k]);
+          v1[k] = load_vec<T, V>(src + rs + i);
+          v3[k] = load_vec<T, V>(src + 3 * rs + pl[k] * L + (L - q[k] - V));  // reversed chunk
+        }
+      }
+#pragma unroll
+      for (int k = 0; k < U; ++k) {
+        if (base + k * step < n) {
+          float* sp = s + pl[k] * a.PS;
+          Cursor c = start_col(a, q[k]);
+#pragma unroll
+          for (int u = 0; u < V; ++u) {
+            sp[c.idx] = to_f(v1[k].v[u]) + to_f(v3[k].v[V - 1 - u]);
+            if (u + 1 < V) next_col(a, c);
+          }
+        }
       }
     }
     VMAMBA_SYNC();
@@ -216,46 +259,62 @@ __host__ __device__ __forceinline__ void cross_merge_plane_body(const T* __restr
 
   // B. row routes, in pixel order; the sum's association follows reference/cross_scan.py
   T* dst_cf = x + (int64_t(b) * a.C + c0) * L;
-  for (uint32_t i = tid * V; i < n; i += step) {
-    uint32_t pl, p;
-    a.divL.divmod(i, pl, p);
-    const AlignedVec<T, V> v0 = load_vec<T, V>(src + i);
-    const uint32_t rev = pl * L + (L - p - V);
-    float acc[V];
-    if (a.mode == kCross2d) {
-      const AlignedVec<T, V> v2 = load_vec<T, V>(src + 2 * rs + rev);
-      const float* sp = s + pl * a.PS;
-      Cursor c = start_row(a, p);
+  for (uint32_t base = tid * V; base < n; base += step * U) {
+    AlignedVec<T, V> v0[U], v1[U], v2[U], v3[U];
+    uint32_t pl[U], p[U];
 #pragma unroll
-      for (int u = 0; u < V; ++u) {
-        acc[u] = (to_f(v0.v[u]) + to_f(v2.v[V - 1 - u])) + sp[c.idx];
-        if (u + 1 < V) next_row(a, c);
+    for (int k = 0; k < U; ++k) {
+      const uint32_t i = base + k * step;
+      if (i < n) {
+        a.divL.divmod(i, pl[k], p[k]);
+        const uint32_t rev = pl[k] * L + (L - p[k] - V);
+        v0[k] = load_vec<T, V>(src + i);
+        if (a.mode == kCross2d) {
+          v2[k] = load_vec<T, V>(src + 2 * rs + rev);
+        } else if (a.mode == kUnidi) {
+          v1[k] = load_vec<T, V>(src + rs + i);
+          v2[k] = load_vec<T, V>(src + 2 * rs + i);
+          v3[k] = load_vec<T, V>(src + 3 * rs + i);
+        } else {
+          v1[k] = load_vec<T, V>(src + rs + i);
+          v2[k] = load_vec<T, V>(src + 2 * rs + rev);
+          v3[k] = load_vec<T, V>(src + 3 * rs + rev);
+        }
       }
-    } else if (a.mode == kUnidi) {
-      const AlignedVec<T, V> v1 = load_vec<T, V>(src + rs + i);
-      const AlignedVec<T, V> v2 = load_vec<T, V>(src + 2 * rs + i);
-      const AlignedVec<T, V> v3 = load_vec<T, V>(src + 3 * rs + i);
-#pragma unroll
-      for (int u = 0; u < V; ++u)
-        acc[u] = ((to_f(v0.v[u]) + to_f(v1.v[u])) + to_f(v2.v[u])) + to_f(v3.v[u]);
-    } else {
-      const AlignedVec<T, V> v1 = load_vec<T, V>(src + rs + i);
-      const AlignedVec<T, V> v2 = load_vec<T, V>(src + 2 * rs + rev);
-      const AlignedVec<T, V> v3 = load_vec<T, V>(src + 3 * rs + rev);
-#pragma unroll
-      for (int u = 0; u < V; ++u)
-        acc[u] = (to_f(v0.v[u]) + to_f(v1.v[u])) + (to_f(v2.v[V - 1 - u]) + to_f(v3.v[V - 1 - u]));
     }
-    if (!a.channels_last) {
-      AlignedVec<T, V> o;
 #pragma unroll
-      for (int u = 0; u < V; ++u) o.v[u] = from_f<T>(acc[u]);
-      store_vec<T, V>(dst_cf + i, o);
-    } else {
-      float* sp = s + pl * a.PS;
-      Cursor c = start_row(a, p);
+    for (int k = 0; k < U; ++k) {
+      const uint32_t i = base + k * step;
+      if (i >= n) continue;
+      float acc[V];
+      if (a.mode == kCross2d) {
+        const float* sp = s + pl[k] * a.PS;
+        Cursor c = start_row(a, p[k]);
 #pragma unroll
-      for (int u = 0; u < V; ++u) { sp[c.idx] = acc[u]; if (u + 1 < V) next_row(a, c); }
+        for (int u = 0; u < V; ++u) {
+          acc[u] = (to_f(v0[k].v[u]) + to_f(v2[k].v[V - 1 - u])) + sp[c.idx];
+          if (u + 1 < V) next_row(a, c);
+        }
+      } else if (a.mode == kUnidi) {
+#pragma unroll
+        for (int u = 0; u < V; ++u)
+          acc[u] = ((to_f(v0[k].v[u]) + to_f(v1[k].v[u])) + to_f(v2[k].v[u])) + to_f(v3[k].v[u]);
+      } else {
+#pragma unroll
+        for (int u = 0; u < V; ++u)
+          acc[u] = (to_f(v0[k].v[u]) + to_f(v1[k].v[u])) + (to_f(v2[k].v[V - 1 - u]) + to_f(v3[k].v[V - 1 - u]));
+      }
+      if (!a.channels_last) {
+        AlignedVec<T, V> o;
+#pragma unroll
+        for (int u = 0; u < V; ++u) o.v[u] = from_f<T>(acc[u]);
+        store_vec<T, V>(dst_cf + i, o);
+      } else {
+        float* sp = s + pl[k] * a.PS;
+        Cursor c = start_row(a, p[k]);
+#pragma unroll
+        for (int u = 0; u < V; ++u) { sp[c.idx] = acc[u]; if (u + 1 < V) next_row(a, c); }
+      }
     }
   }
 

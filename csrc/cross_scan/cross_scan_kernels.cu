@@ -25,14 +25,14 @@ namespace cross {
 namespace {
 
 template <typename T, int V>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 4)  // <= 64 registers: 4 blocks (1024 threads) per SM
 cross_scan_plane_kernel(const T* __restrict__ x, T* __restrict__ y, const PlaneArgs a) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   cross_scan_plane_body<T, V>(x, y, a, blockIdx.x, threadIdx.x, blockDim.x, smem_raw);
 }
 
 template <typename T, int V>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 4)  // <= 64 registers: 4 blocks (1024 threads) per SM
 cross_merge_plane_kernel(const T* __restrict__ y, T* __restrict__ x, const PlaneArgs a) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   cross_merge_plane_body<T, V>(y, x, a, blockIdx.x, threadIdx.x, blockDim.x, smem_raw);
