@@ -1,0 +1,202 @@
+"""The bench CLIs end to end on the CPU with tiny models and shapes, writing to temp report folders."""
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench import kernels as BK
+from bench import tp as TP
+from bench._tiny import TinyVMamba
+from bench.results import read_csv
+from bench.shapes import StageShape, stage_shapes
+
+REPO = Path(__file__).resolve().parent.parent
+CLIS = ["bench.tp", "bench.kernels", "bench.check", "bench.report", "bench.flops", "bench.build_mamba_ssm"]
+
+
+@pytest.mark.parametrize("mod", CLIS)
+def test_help(mod, capsys):
+    with pytest.raises(SystemExit) as e:
+        importlib.import_module(mod).main(["--help"])
+    assert e.value.code == 0
+    assert "usage: python -m " + mod in capsys.readouterr().out
+
+
+def test_tp_arguments():
+    a = TP.parse_args(["--model", "all", "--impl", "cuda,triton", "--impl", "cupy", "--amp", "--train"])
+    assert a.models == TP.HEADLINE and a.impls == ["cuda", "triton", "cupy"]
+    assert a.batch_size == 128 and a.img_size == 224 and a.cudnn_benchmark and a.method == "official"
+    assert TP.modes_for(a) == ["infer_amp", "train_amp"]
+    assert TP.modes_for(TP.parse_args([])) == ["infer_fp32"]
+    assert TP.modes_for(TP.parse_args(["--fp32", "--amp", "--train"])) == ["infer_fp32", "infer_amp", "train_amp",
+                                                                          "train_fp32"]
+    assert TP.modes_for(TP.parse_args(["--train-only"])) == ["train_amp"]
+    assert not TP.parse_args(["--no-cudnn-benchmark"]).cudnn_benchmark
+
+
+def test_tp_tiny_end_to_end(tmp_path):
+    cmd = [sys.executable, "-m", "bench.tp", "--model-factory", "bench._tiny:create_model", "--model", "tiny",
+           "--impl", "torch", "--amp", "--fp32", "--train", "--batch-size", "4", "--img-size", "32",
+           "--warmup", "1", "--iters", "2", "--reports-dir", str(tmp_path), "--flops"]
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "img/s" in r.stdout and "4 rows" in r.stdout
+    header, rows = read_csv(tmp_path / "models.csv")
+    assert [x["mode"] for x in rows] == ["infer_fp32", "infer_amp", "train_amp", "train_fp32"]
+    for x in rows:
+        assert x["gpu"] == "cpu" and x["model"] == "tiny" and x["impl"] == "torch" and x["batch"] == "4"
+        assert float(x["img_per_s"]) > 0 and x["method"] == "official" and x["warmup"] == "1"
+        assert float(x["gflops"]) > 0 and x["env_json"].startswith("{")
+
+
+class _OOMAbove(TinyVMamba):
+    """Raises CUDA-style OOM for batches above `limit` (simulates a card that is too small)."""
+
+    limit = 2
+
+    def forward(self, x):
+        if x.shape[0] > self.limit:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 GiB (simulated)")
+        return super().forward(x)
+
+
+def test_tp_halves_batch_on_oom(tmp_path, capsys):
+    rc = TP.main(["--model", "tiny", "--impl", "torch", "--batch-size", "8", "--img-size", "32", "--warmup", "1",
+                  "--iters", "1", "--reports-dir", str(tmp_path), "--train"],
+                 create_model=lambda name, impl=None: _OOMAbove(impl=impl))
+    assert rc == 0
+    _, rows = read_csv(tmp_path / "models.csv")
+    assert len(rows) == 2
+    for x in rows:
+        assert x["batch"] == "2" and x["requested_batch"] == "8"
+        assert x["note"] == "OOM at batch 8: halved to 4; OOM at batch 4: halved to 2"
+    out = capsys.readouterr()
+    assert "halved to 2" in out.out and "out of memory at batch 8" in out.err
+
+
+def test_tp_unavailable_impl_is_reported_not_written(tmp_path, capsys):
+    rc = TP.main(["--model", "tiny", "--impl", "cuda", "--batch-size", "2", "--img-size", "32", "--warmup", "1",
+                  "--iters", "1", "--reports-dir", str(tmp_path), "--method", "robust"],
+                 create_model=lambda name, impl=None: TinyVMamba(impl=impl))
+    assert rc == 1  # nothing measured
+    assert not (tmp_path / "models.csv").exists()
+    assert "failed" in capsys.readouterr().out
+
+
+def test_tp_robust_method(tmp_path):
+    rc = TP.main(["--model", "tiny", "--impl", "torch", "--batch-size", "2", "--img-size", "32", "--warmup", "1",
+                  "--iters", "3", "--reports-dir", str(tmp_path), "--method", "robust", "--channels-last"],
+                 create_model=lambda name, impl=None: TinyVMamba(impl=impl))
+    assert rc == 0
+    _, rows = read_csv(tmp_path / "models.csv")
+    x = rows[0]
+    assert x["method"] == "robust" and x["channels_last"] == "true"
+    assert float(x["ms_p20"]) <= float(x["ms_per_iter"]) <= float(x["ms_p80"])
+
+
+def test_tp_real_model_on_cpu(tmp_path):
+    try:
+        import models
+
+        names = set(models.list_models())
+    except Exception as e:  # noqa: BLE001
+        pytest.skip(f"models/ not usable yet ({type(e).__name__}: {e})")
+    if "vmamba_t" not in names:
+        pytest.skip("models.list_models() has no vmamba_t yet")
+    rc = TP.main(["--model", "vmamba_t", "--impl", "torch", "--batch-size", "2", "--img-size", "64", "--warmup", "1",
+                  "--iters", "1", "--reports-dir", str(tmp_path), "--train"])
+    assert rc == 0
+    _, rows = read_csv(tmp_path / "models.csv")
+    assert [x["mode"] for x in rows] == ["infer_fp32", "train_amp"]
+    assert abs(float(rows[0]["params_m"]) - 30.249064) < 1e-3
+
+
+def test_stage_shapes_follow_the_configs():
+    t = stage_shapes("vmamba_t", 128, 224, prefer_models=False)
+    assert [(s.KD, s.L, s.N) for s in t] == [(384, 3136, 1), (768, 784, 1), (1536, 196, 1), (3072, 49, 1)]
+    b = stage_shapes("vmamba_b", 128, 224, prefer_models=False)
+    assert [(s.D, s.H) for s in b] == [(256, 56), (512, 28), (1024, 14), (2048, 7)]
+    v = stage_shapes("vanilla_vmamba_tiny", 1, 224, prefer_models=False)
+    assert v[0].KD == 768 and v[0].N == 16
+    for name in ("vmamba_t", "vmamba_s", "vmamba_b"):  # agree with the models package when it exists
+        assert stage_shapes(name, 2, 224) == stage_shapes(name, 2, 224, prefer_models=False)
+
+
+def test_scan_bytes_reproduce_the_anchor_bandwidth():
+    # anchors_measured.md: T[s1l8] stage (384, 3136), batch 128, fp16 in: oflex (fp32 out) 1.101 ms = 1126 GB/s,
+    # mamba_ssm (fp16 out) 1.065 ms = 874 GB/s
+    sh = StageShape("vmamba_t", 0, 128, 96, 1, 56, 56)
+    assert abs(BK.scan_bytes(sh, torch.float16, torch.float32, "fwd") / 1.101e-3 / 1e9 - 1126) < 2
+    assert abs(BK.scan_bytes(sh, torch.float16, torch.float16, "fwd") / 1.065e-3 / 1e9 - 874) < 2
+    assert BK.cross_bytes(sh, torch.float16) == 5 * 128 * 96 * 3136 * 2
+    assert BK.n_sets_for(10, "cpu") == 1
+
+
+def test_kernels_cli_on_cpu(tmp_path, capsys):
+    rc = BK.main(["--impls", "torch", "--models", "vmamba_t", "--dtypes", "fp32,bf16", "--batch-size", "1",
+                  "--img-size", "32", "--stages", "0,3", "--reps", "3", "--warmup", "1", "--reports-dir", str(tmp_path)])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "selective_scan" in out and "copy bandwidth" in out
+    _, rows = read_csv(tmp_path / "kernels.csv")
+    # 2 stages x 2 dtypes x (scan fwd, scan bwd, cross_scan, cross_merge)
+    assert len(rows) == 16
+    assert {(r["op"], r["direction"]) for r in rows} == {("selective_scan", "fwd"), ("selective_scan", "bwd"),
+                                                          ("cross_scan", "fwd"), ("cross_merge", "fwd")}
+    for r in rows:
+        assert r["gpu"] == "cpu" and r["impl"] == "torch" and r["stage"] in ("0", "3")
+        assert abs(float(r["gbps"]) - int(r["bytes"]) / (float(r["ms_p50"]) * 1e-3) / 1e9) < 1e-3 * float(r["gbps"]) + 1e-6
+    assert any(r["shape"] == "B1 KD384 L64 N1 K4" for r in rows)
+
+
+def test_kernels_skip_unavailable_and_unsupported(tmp_path):
+    cases = BK.build_cases(["vmamba_t"], ["selective_scan"], ["fp32"], ["fwd"], batch=1, img_size=32)[:1]
+    rows, skipped = BK.sweep(cases, ["torch", "cuda", "mamba_ssm"], "cpu", torch.float32, 1, 3, 100.0, tmp_path, False)
+    assert [r.impl for r in rows] == ["torch"]  # cuda/mamba_ssm are not offered on the CPU at all
+    assert not (tmp_path / "kernels.csv").exists()
+
+
+def test_check_cli_on_cpu(tmp_path, capsys):
+    from bench import check
+
+    rc = check.main(["--impls", "torch", "--models", "vmamba_t", "--batch-size", "1", "--img-size", "32",
+                     "--reports-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "summary per impl" in out and " 0 failed" in out
+    _, rows = read_csv(tmp_path / "check.csv")
+    qs = {r["quantity"] for r in rows}
+    assert {"out", "du", "ddelta", "dA", "dB", "dC", "dD", "ddelta_bias", "cross_scan", "cross_merge"} <= qs
+    assert all(r["passed"] == "true" for r in rows)
+
+
+def test_check_fails_on_a_wrong_impl(tmp_path, monkeypatch, capsys):
+    from bench import check
+
+    real = check.scan_impl
+
+    def wrong(impl, inp, dout):
+        got = real(impl, inp, dout)
+        got["dA"] = got["dA"] * 1.01  # a 1% error in one gradient must fail
+        return got
+
+    monkeypatch.setattr(check, "scan_impl", wrong)
+    rc = check.main(["--impls", "torch", "--models", "vmamba_t", "--dtypes", "fp32", "--ops", "selective_scan",
+                     "--batch-size", "1", "--img-size", "16", "--no-csv"])
+    assert rc == 1
+    assert "failed: dA" in capsys.readouterr().out
+
+
+def test_check_tolerance_table():
+    from bench.check import compare, tolerances
+
+    t = tolerances("fp16")
+    assert t["out"] == (3e-3, 5e-3) and t["du"] == (6e-3, 1e-2) and t["ddelta"] == (1.5e-2, 5e-2)
+    assert t["dA"] == (1e-3, 5e-3) and t["dD"] == (1e-3, 1e-3) and tolerances("bf16")["dB"] == (3e-2, 5e-2)
+    ref = torch.tensor([1.0, -2.0])
+    assert compare(ref + 1e-3, ref, 0.0, 2e-3)[2] and not compare(ref + 3e-3, ref, 0.0, 2e-3)[2]
+    assert not compare(torch.tensor([float("nan"), 0.0]), ref, 1.0, 1.0)[2]
+    assert compare(ref.clone(), ref, 0.0, 0.0)[2]

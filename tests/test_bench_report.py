@@ -1,0 +1,95 @@
+"""bench.report: plots and the README table from CSV (synthetic rows in temp folders only)."""
+from pathlib import Path
+
+import pytest
+
+from bench import report
+from bench.results import KernelRow, ModelRow, append_rows
+
+README = """# title
+
+## Results
+
+<!-- results:start -->
+old text
+<!-- results:end -->
+
+tail stays
+"""
+
+
+def _rows(tmp_path):
+    gpu = "NVIDIA H100 80GB HBM3"
+    m = []
+    for sha, ts, scale in (("aaa", "2026-01-01T00:00:00Z", 1.0), ("bbb", "2026-01-02T00:00:00Z", 1.1)):
+        for model in ("vmamba_t", "swin_tiny_patch4_window7_224"):
+            impl = "timm" if model.startswith("swin") else "cuda"
+            for mode, tp in (("infer_amp", 3000.0), ("train_amp", 1000.0)):
+                m.append(ModelRow(model=model, impl=impl, mode=mode, batch=128, img_size=224, img_per_s=tp * scale,
+                                  peak_mem_mb=12000.0, gpu=gpu, git_sha=sha, timestamp=ts, method="official",
+                                  warmup=50, iters=30))
+    m.append(ModelRow(model="vmamba_t", impl="cpu_only_impl", mode="infer_amp", batch=2, img_size=32,
+                      img_per_s=5.0, peak_mem_mb=float("nan"), gpu="cpu", git_sha="ccc",
+                      timestamp="2026-01-03T00:00:00Z"))
+    k = []
+    for stage, L in ((0, 3136), (3, 49)):
+        for impl in ("cuda", "mamba_ssm"):
+            for d in ("fwd", "bwd"):
+                k.append(KernelRow(op="selective_scan", impl=impl, direction=d, dtype="fp16",
+                                   shape=f"B128 KD384 L{L} N1 K4", ms_p50=1.0 + stage, gbps=900.0 - stage * 100,
+                                   gpu=gpu, git_sha="bbb", timestamp="2026-01-02T00:00:00Z", copy_gbps=3000.0,
+                                   model="vmamba_t", stage=stage, out_dtype="fp32" if impl == "cuda" else "fp16",
+                                   method="cuda_events_p50"))
+    append_rows(tmp_path / "models.csv", m)
+    append_rows(tmp_path / "kernels.csv", k)
+
+
+def test_report_writes_plots_and_readme_table(tmp_path, capsys):
+    pytest.importorskip("matplotlib", reason="matplotlib not installed: pip install matplotlib")
+    _rows(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+    rc = report.main(["--reports-dir", str(tmp_path), "--readme", str(readme)])
+    assert rc == 0
+    for name in ("throughput.png", "kernels_gbps_fp16.png", "history_models.png", "history_kernels.png"):
+        p = tmp_path / name
+        assert p.is_file() and p.read_bytes()[:4] == b"\x89PNG", name
+    text = readme.read_text()
+    assert text.startswith("# title\n\n## Results\n\n<!-- results:start -->\n")
+    assert text.endswith("<!-- results:end -->\n\ntail stays\n")
+    assert "old text" not in text
+    body = text.split("<!-- results:start -->")[1].split("<!-- results:end -->")[0]
+    assert "| vmamba_t | cuda | 3300 | 1100 | 12000 | 128 |" in body  # the newest sha's rows
+    assert "swin_tiny_patch4_window7_224 | timm" in body
+    assert "cpu_only_impl" not in body  # cpu rows excluded by default
+    assert "mamba_ssm fwd" in body and "1.000 ms (900 GB/s)" in body and "3000 GB/s" in body
+
+
+def test_cpu_rows_only_with_flag(tmp_path):
+    _rows(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+    assert report.main(["--reports-dir", str(tmp_path), "--readme", str(readme), "--no-plots", "--include-cpu"]) == 0
+    assert "cpu_only_impl" in readme.read_text()
+
+
+def test_missing_markers_leave_readme_alone(tmp_path):
+    _rows(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text("# no markers\n")
+    assert report.main(["--reports-dir", str(tmp_path), "--readme", str(readme), "--no-plots"]) == 2
+    assert readme.read_text() == "# no markers\n"
+
+
+def test_no_rows_no_change(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+    assert report.main(["--reports-dir", str(tmp_path), "--readme", str(readme), "--no-plots"]) == 0
+    assert readme.read_text() == README
+
+
+def test_history_points_per_sha():
+    rows = [{"model": "m", "impl": "i", "mode": "x", "img_per_s": str(v), "git_sha": s, "timestamp": t}
+            for v, s, t in ((10, "a", "1"), (12, "a", "2"), (8, "b", "3"))]
+    s = report._history(rows, ("model", "impl", "mode"), "img_per_s")
+    assert s[("m", "i", "x")] == [("2", "a", 12.0), ("3", "b", 8.0)]
