@@ -130,22 +130,27 @@ class _NormPoolCounter(TorchFunctionMode):
         for par in set(self.counter.mod_tracker.parents):
             self.counter.flop_counts[par][key] += n
 
+    _LN = (F.layer_norm, F.group_norm, torch.layer_norm, torch.group_norm)
+    _POOL = (F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d, torch.adaptive_avg_pool1d)
+
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func is F.layer_norm or func is F.group_norm:
-            x = args[0]
+        # (the inner calls these functions make run with this mode disabled: nothing is counted twice)
+        if func in self._LN:
+            # layer_norm(input, normalized_shape, weight, bias, ...), group_norm(input, groups, weight, bias, ...)
             weight = args[2] if len(args) > 2 else kwargs.get("weight")
-            if func is F.group_norm:
-                weight = args[2] if len(args) > 2 else kwargs.get("weight")
-            self._add(func.__name__, _numel(x) * (5 if weight is not None else 4))
-        elif func is F.batch_norm:
-            x = args[0]
+            self._add("layer_norm" if "layer" in func.__name__ else "group_norm",
+                      _numel(args[0]) * (5 if weight is not None else 4))
+        elif func is F.batch_norm or func is torch.batch_norm:
+            # F.batch_norm(input, running_mean, running_var, weight, bias, training, ...);
+            # torch.batch_norm(input, weight, bias, running_mean, running_var, training, ...)
+            wi = 3 if func is F.batch_norm else 1
+            weight = args[wi] if len(args) > wi else kwargs.get("weight")
             training = args[5] if len(args) > 5 else kwargs.get("training", False)
-            weight = args[3] if len(args) > 3 else kwargs.get("weight")
             # fvcore: 1 (2 with affine) per element in eval, the layer_norm count in training
             per = (5 if weight is not None else 4) if training else (2 if weight is not None else 1)
-            self._add("batch_norm", _numel(x) * per)
-        elif func in (F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d):
+            self._add("batch_norm", _numel(args[0]) * per)
+        elif func in self._POOL:
             self._add("adaptive_avg_pool", _numel(args[0]))
         return func(*args, **kwargs)
 

@@ -112,3 +112,16 @@ def test_released_variants_match_official_gflops(official):
     total = FL.model_flops(model, img_size=224)
     assert abs(total / 1e9 - gflops) / gflops < 0.005, (name, total / 1e9, gflops)
     assert time.perf_counter() - t0 < 60
+
+
+def test_norm_and_pool_spellings_count_once():
+    x = torch.randn(2, 3, 4, 5)
+    w = torch.ones(5)
+    for fn, expected in ((lambda: torch.nn.functional.layer_norm(x, (5,), w, None), 5 * 120),
+                         (lambda: torch.layer_norm(x, (5,)), 4 * 120),
+                         (lambda: torch.nn.functional.group_norm(x, 3), 4 * 120),
+                         (lambda: nn.AdaptiveAvgPool2d(1)(x), 120),
+                         (lambda: nn.BatchNorm2d(3).eval()(x), 2 * 120)):
+        with FL.OfficialFlopCounter() as c:
+            fn()
+        assert c.get_total_flops() == expected
