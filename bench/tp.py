@@ -244,21 +244,26 @@ def run(a, create_model: Optional[Callable] = None) -> tuple:
             batch, notes = a.batch_size, []
             res = None
             while batch >= 1:
+                failure = None
                 try:
                     res = measure(runner, mode, batch, a.img_size, device, a,
                                   num_classes=getattr(model, "num_classes", 1000) or 1000)
-                    break
                 except Exception as e:  # noqa: BLE001
-                    model.zero_grad(set_to_none=True)
-                    _free(device)
-                    if _is_oom(e) and batch > 1:
-                        notes.append(f"OOM at batch {batch}: halved to {batch // 2}")
-                        print(f"\n{mname}/{impl}/{mode}: out of memory at batch {batch}, halving to {batch // 2}",
-                              file=sys.stderr)
-                        batch //= 2
-                        continue
-                    notes.append(f"failed: {_short(e)}")
+                    failure = (_is_oom(e), _short(e))
+                # outside the except clause: the exception and its frames (holding the failed batch's
+                # tensors) are gone, so the memory can really be released before retrying
+                if failure is None:
                     break
+                model.zero_grad(set_to_none=True)
+                _free(device)
+                if failure[0] and batch > 1:
+                    notes.append(f"OOM at batch {batch}: halved to {batch // 2}")
+                    print(f"\n{mname}/{impl}/{mode}: out of memory at batch {batch}, halving to {batch // 2}",
+                          file=sys.stderr)
+                    batch //= 2
+                    continue
+                notes.append(f"failed: {failure[1]}")
+                break
             prog.update(f"{mname}/{impl}/{mode}")
             if res is None:
                 table.append({"model": mname, "impl": impl, "mode": mode, "note": "; ".join(notes)})
