@@ -348,8 +348,7 @@ def resolve_model_name(official: str) -> str:
         return official
     if official in available:
         return official
-    for cand in (official.replace("vanilla_vmamba_", "vmamba_v0_"), official.replace("vanilla_", ""),
-                 *ALIASES.get(official, ())):
+    for cand in ALIASES.get(official, ()):  # the headline aliases only: never guess other names
         if cand in available:
             return cand
     return official
