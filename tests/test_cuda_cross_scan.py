@@ -391,7 +391,11 @@ def bench(out=sys.stdout):
                     copy_cache[key] = do_bench(lambda: src.clone(), warmup=25, rep=100, return_mode="median")
                 t_copy = copy_cache[key]
                 copy_gbs = nbytes / t_copy / 1e6
-                for vec in ("auto", "1", "2", "4"):
+                if name.startswith("s1") and not cl:
+                    vecs = ("auto", "1", "2", "4") + (("8",) if dtype == torch.float16 else ())
+                else:
+                    vecs = ("auto",)
+                for vec in vecs:
                     if vec == "auto":
                         os.environ.pop("VMAMBA_CROSS_MAX_VEC", None)
                     else:
@@ -405,6 +409,10 @@ def bench(out=sys.stdout):
                               f"{gbs:7.0f} {copy_gbs:9.0f} {gbs / copy_gbs:6.2f}", file=out, flush=True)
                 os.environ.pop("VMAMBA_CROSS_MAX_VEC", None)
                 del x, y
+    print("\nsummary (auto vector width): stage dtype layout op GB/s (x copy)", file=out)
+    for r in rows:
+        if r[4] == "auto":
+            print(f"  {r[0]:>8} {r[1]:>4} {r[2]} {r[3]:>5} {r[6]:6.0f} ({r[6] / r[7]:.2f})", file=out)
     return rows
 
 
