@@ -7,7 +7,8 @@ Writes into the reports folder:
   peak memory of the training runs;
 - kernels_gbps_<dtype>.png: achieved GB/s per VMamba stage and impl for each op/direction, against
   the measured copy-bandwidth roofline;
-- history_models.png / history_kernels.png: each metric over the git history (ordered by
+- history_models.png / history_memory.png / history_kernels.png: throughput, training peak memory
+  and kernel GB/s over the git history (ordered by
   timestamp, labelled by git sha) to show regressions;
 and replaces the text between `<!-- results:start -->` and `<!-- results:end -->` in the README with
 tables built from the latest rows (per model/impl/mode and per kernel case) of one GPU type.
@@ -282,6 +283,11 @@ def plot_history(model_rows: list, kernel_rows: list, out: Path) -> list:
         s = _history([r for r in model_rows if r["gpu"] == gpu], ("model", "impl", "mode"), "img_per_s")
         paths.append(_history_fig(plt, s, "images / s", f"Whole-model throughput over git history, {gpu}",
                                   out / "history_models.png"))
+        s = _history([r for r in model_rows if r["gpu"] == gpu and r["mode"].startswith("train")],
+                     ("model", "impl", "mode"), "peak_mem_mb")
+        if s:
+            paths.append(_history_fig(plt, s, "peak MB (max_memory_allocated)",
+                                      f"Training peak memory over git history, {gpu}", out / "history_memory.png"))
     if kernel_rows:
         gpu = main_gpu(kernel_rows)
         s = _history([r for r in kernel_rows if r["gpu"] == gpu], ("op", "direction", "dtype", "impl"), "gbps",

@@ -51,7 +51,7 @@ def test_report_writes_plots_and_readme_table(tmp_path, capsys):
     readme.write_text(README)
     rc = report.main(["--reports-dir", str(tmp_path), "--readme", str(readme)])
     assert rc == 0
-    for name in ("throughput.png", "kernels_gbps_fp16.png", "history_models.png", "history_kernels.png"):
+    for name in ("throughput.png", "kernels_gbps_fp16.png", "history_models.png", "history_memory.png", "history_kernels.png"):
         p = tmp_path / name
         assert p.is_file() and p.read_bytes()[:4] == b"\x89PNG", name
     text = readme.read_text()
