@@ -388,7 +388,7 @@ def bench(out=sys.stdout):
                 key = (nbytes, dtype)
                 if key not in copy_cache:
                     src = torch.empty(nbytes // 2 // x.element_size(), dtype=dtype, device="cuda").normal_()
-                    copy_cache[key] = do_bench(lambda: src.clone(), warmup=25, rep=100, return_mode="median")
+                    copy_cache[key] = do_bench(lambda: src.clone(), warmup=10, rep=50, return_mode="median")
                 t_copy = copy_cache[key]
                 copy_gbs = nbytes / t_copy / 1e6
                 if name.startswith("s1") and not cl:
@@ -402,7 +402,7 @@ def bench(out=sys.stdout):
                         os.environ["VMAMBA_CROSS_MAX_VEC"] = vec
                     for op, fn in (("scan", lambda: ops.cross_scan(x, "cross2d", cl)),
                                    ("merge", lambda: ops.cross_merge(y, H, W, "cross2d", cl))):
-                        t = do_bench(fn, warmup=25, rep=100, return_mode="median")
+                        t = do_bench(fn, warmup=10, rep=50, return_mode="median")
                         gbs = nbytes / t / 1e6
                         rows.append((name, DNAME[dtype], "cl" if cl else "cf", op, vec, t, gbs, copy_gbs))
                         print(f"{name:>9} {DNAME[dtype]:>5} {'cl' if cl else 'cf':>6} {op:>5} {vec:>4} {t:8.4f} "
