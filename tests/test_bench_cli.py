@@ -200,3 +200,19 @@ def test_check_tolerance_table():
     assert compare(ref + 1e-3, ref, 0.0, 2e-3)[2] and not compare(ref + 3e-3, ref, 0.0, 2e-3)[2]
     assert not compare(torch.tensor([float("nan"), 0.0]), ref, 1.0, 1.0)[2]
     assert compare(ref.clone(), ref, 0.0, 0.0)[2]
+
+
+def test_pytest_benchmark_sweep_collects(monkeypatch):
+    """bench/test_kernels_bench.py builds its grid (T/S/B x stages x ops x dtypes x impls) at import."""
+    pytest.importorskip("pytest_benchmark", reason="pytest-benchmark not installed")
+    monkeypatch.setenv("VMAMBA_BENCH_MODELS", "vmamba_t")
+    import importlib
+
+    import bench.test_kernels_bench as tkb
+
+    tkb = importlib.reload(tkb)
+    ids = [p.id for p in tkb.PARAMS]
+    assert len(ids) == len(set(ids)) > 0
+    assert "selective_scan-bwd-fp16-vmamba_t-s0-mamba_ssm" in ids
+    assert not any(i.startswith("cross_scan-bwd") for i in ids)
+    assert not any(i.endswith("torch_sequential") for i in ids)
