@@ -1,0 +1,240 @@
+"""Raw kernels of impl "cupy": CUDA C++ in csrc/*.cu, compiled at first use by NVRTC through
+cupy.RawModule and launched on torch's tensors without copies.
+
+- Sources: csrc/selective_scan.cu (forward + backward), csrc/cross_scan.cu, csrc/common.cuh.
+  The local `#include "common.cuh"` is inlined here before compiling, so CuPy's on-disk cache key
+  (source text + options) covers the header too; no CUDA header is needed (16-bit conversions
+  are PTX cvt instructions), so NVRTC needs no include path.
+- Instantiation: one RawModule per (kernel family, input dtype, d_state class) holding every
+  ITEMS variant through `name_expressions` (e.g. "vmamba_cupy::ssm_fwd<vmamba_cupy::half_t, 1, 8>";
+  d_state class: 1 = compiled for N = 1, 0 = runtime N). Modules are cached per process
+  (`_MODULES`) and on disk by CuPy; `compile_stats()` counts real compiles.
+- Interop: kernel arguments are torch data pointers; launches go to torch's current stream
+  (cupy.cuda.ExternalStream) on the tensors' device. Inputs arrive validated and contiguous.
+- Determinism: no atomics. dB/dC are summed per block over one group's channels in a fixed order
+  into fp32 partials (batch, K, P, N, L) and then summed over P here; dA/dD/ddelta_bias come as
+  per-row fp32 partials summed over batch here (torch reductions of fixed shape).
+
+Importing this module raises ImportError when CuPy is missing or broken (the Backend turns that
+into an "unavailable" reason with the install hint).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+try:
+    import cupy  # noqa: F401
+except ImportError as e:
+    raise ImportError(f"CuPy is not installed ({e})") from e
+except Exception as e:  # a broken CuPy install (missing CUDA libraries, ...) must not crash the registry
+    raise ImportError(f"CuPy is installed but does not import ({type(e).__name__}: {e})") from e
+
+from . import _config
+
+CSRC = Path(__file__).resolve().parent / "csrc"
+OPTIONS = ("-std=c++17",)
+
+_CTYPE = {torch.float32: "float", torch.float16: "vmamba_cupy::half_t", torch.bfloat16: "vmamba_cupy::bf16_t"}
+_MODES = {"cross2d": 0, "unidi": 1, "bidi": 2}
+
+_LOCK = threading.Lock()
+_MODULES: dict = {}   # (family, ctype, kn) -> {name_expression: cupy RawKernel}
+_STATS = {"compiles": 0, "compile_seconds": 0.0, "log": []}
+
+
+# ---- availability -------------------------------------------------------------------------------
+def _cupy_cuda_major() -> int:
+    return cupy.cuda.runtime.runtimeGetVersion() // 1000
+
+
+def unavailable_reason() -> Optional[str]:
+    """None when CuPy imports, a CUDA device is visible, and CuPy's CUDA major matches torch's."""
+    if torch.version.cuda is None:
+        return "torch is a CPU-only build (torch.version.cuda is None)"
+    if not torch.cuda.is_available():
+        return "no CUDA device is visible"
+    try:
+        cmaj = _cupy_cuda_major()
+    except Exception as e:  # noqa: BLE001
+        return f"CuPy cannot reach the CUDA runtime ({type(e).__name__}: {e})"
+    tmaj = int(torch.version.cuda.split(".")[0])
+    if cmaj != tmaj:
+        return f"CuPy is built for CUDA {cmaj}.x but torch for CUDA {torch.version.cuda}"
+    try:
+        cupy.cuda.nvrtc.getVersion()
+    except Exception as e:  # noqa: BLE001
+        return f"NVRTC is not usable from CuPy ({type(e).__name__}: {e})"
+    return None
+
+
+# ---- compiling ----------------------------------------------------------------------------------
+def _source(name: str) -> str:
+    text = (CSRC / name).read_text()
+    common = (CSRC / "common.cuh").read_text().replace("#pragma once", "")
+    return text.replace('#include "common.cuh"', common)
+
+
+def _names(family: str, ctype: str, kn: int) -> list:
+    if family == "cross":
+        return [f"vmamba_cupy::cross_scan_k<{ctype}>", f"vmamba_cupy::cross_merge_k<{ctype}>"]
+    return [f"vmamba_cupy::{family}<{ctype}, {kn}, {it}>" for it in _config.ITEMS_CHOICES]
+
+
+def _kernels(family: str, dtype: torch.dtype, kn: int = 0) -> dict:
+    """{name_expression: RawKernel} for one module, compiling it on first use (thread-safe)."""
+    ctype = _CTYPE[dtype]
+    key = (family, ctype, kn, torch.cuda.current_device())
+    mod = _MODULES.get(key)
+    if mod is not None:
+        return mod
+    with _LOCK:
+        mod = _MODULES.get(key)
+        if mod is None:
+            names = _names(family, ctype, kn)
+            src = _source("cross_scan.cu" if family == "cross" else "selective_scan.cu")
+            t = time.perf_counter()
+            raw = cupy.RawModule(code=src, options=OPTIONS, name_expressions=names)
+            mod = {n: raw.get_function(n) for n in names}  # forces the NVRTC compile + load now
+            dt = time.perf_counter() - t
+            _STATS["compiles"] += 1
+            _STATS["compile_seconds"] += dt
+            _STATS["log"].append((family, ctype, kn, round(dt, 3)))
+            _MODULES[key] = mod
+    return mod
+
+
+def compile_stats() -> dict:
+    """Modules compiled (or loaded from CuPy's disk cache) by this process, and the seconds spent."""
+    return {"compiles": _STATS["compiles"], "compile_seconds": _STATS["compile_seconds"],
+            "log": list(_STATS["log"])}
+
+
+# ---- launching ----------------------------------------------------------------------------------
+def _p(t: Optional[torch.Tensor]):
+    return np.uint64(0 if t is None else t.data_ptr())
+
+
+def _launch(kernel, grid: int, block: int, args, device: torch.device, shared_mem: int = 0):
+    stream = torch.cuda.current_stream(device)
+    with cupy.cuda.Device(device.index):
+        ext = cupy.cuda.ExternalStream(stream.cuda_stream, device.index)
+        with ext:
+            kernel((grid,), (block,), args, shared_mem=shared_mem)
+
+
+def _kn(N: int) -> int:
+    return 1 if N == 1 else 0
+
+
+# ---- selective scan -----------------------------------------------------------------------------
+def selective_scan_fwd(u, delta, A, B, C, D, delta_bias, delta_softplus, out_dtype):
+    u, delta, A, B, C = (t.contiguous() for t in (u, delta, A, B, C))
+    batch, KD, L = u.shape
+    N, K = A.shape[1], B.shape[1]
+    dev = u.device
+    direct = out_dtype in (torch.float32, u.dtype)
+    out = torch.empty((batch, KD, L), dtype=out_dtype if direct else torch.float32, device=dev)
+    last = torch.zeros((batch, KD, N), dtype=torch.float32, device=dev)
+    aux_shape, _ = _config.scan_aux_shape(batch, KD, L, N, u.dtype)
+    aux = torch.empty(aux_shape, dtype=torch.float32, device=dev)
+    rows = batch * KD
+    if rows == 0 or L == 0:
+        aux.zero_()
+        return out.to(out_dtype), last, aux
+    items = _config.items_for(L)
+    kn = _kn(N)
+    k = _kernels("ssm_fwd", u.dtype, kn)[f"vmamba_cupy::ssm_fwd<{_CTYPE[u.dtype]}, {kn}, {items}>"]
+    W = _config.fwd_warps(items)
+    chp = 32 * items + items
+    args = (_p(u), _p(delta), _p(A), _p(B), _p(C), _p(D), _p(delta_bias), _p(out), _p(last), _p(aux),
+            np.int64(rows), np.int32(KD), np.int32(K), np.int32(N), np.int64(L), np.int32(aux_shape[2]),
+            np.int32(bool(delta_softplus)), np.int32(out.dtype == torch.float32))
+    _launch(k, -(-rows // W), 32 * W, args, dev, shared_mem=4 * W * (chp + N))
+    return (out if direct else out.to(out_dtype)), last, aux
+
+
+def selective_scan_bwd(u, delta, A, B, C, D, delta_bias, delta_softplus, dout, aux):
+    u, delta, A, B, C = (t.contiguous() for t in (u, delta, A, B, C))
+    batch, KD, L = u.shape
+    N, K = A.shape[1], B.shape[1]
+    dev = u.device
+    if dout.dtype not in (torch.float32, u.dtype):
+        dout = dout.float()
+    dout = dout.contiguous()
+    G = KD // K
+    W = _config.bwd_warps(G)
+    P = G // W
+    f32 = dict(dtype=torch.float32, device=dev)
+    du = torch.empty_like(u)
+    ddelta = torch.empty_like(delta)
+    dA_part = torch.zeros((batch, KD, N), **f32)
+    dD_part = torch.zeros((batch, KD), **f32)
+    dbias_part = torch.zeros((batch, KD), **f32)
+    dB_part = torch.zeros((batch, K, P, N, L), **f32) if L == 0 else torch.empty((batch, K, P, N, L), **f32)
+    dC_part = torch.empty_like(dB_part)
+    rows = batch * KD
+    if rows and L:
+        items = _config.items_for(L)
+        nch = _config.n_chunks(L)
+        if tuple(aux.shape) != (batch, KD, nch, N):
+            raise RuntimeError(f"cupy selective_scan_bwd: aux has shape {tuple(aux.shape)}, expected "
+                               f"{(batch, KD, nch, N)} (was the forward run by another impl?)")
+        kn = _kn(N)
+        k = _kernels("ssm_bwd", u.dtype, kn)[f"vmamba_cupy::ssm_bwd<{_CTYPE[u.dtype]}, {kn}, {items}>"]
+        chp = 32 * items + items
+        args = (_p(u), _p(delta), _p(A), _p(B), _p(C), _p(D), _p(delta_bias), _p(dout),
+                np.int32(dout.dtype == torch.float32), _p(aux.contiguous()), _p(du), _p(ddelta),
+                _p(dA_part), _p(dD_part), _p(dbias_part), _p(dB_part), _p(dC_part),
+                np.int32(KD), np.int32(K), np.int32(N), np.int64(L), np.int32(nch),
+                np.int32(bool(delta_softplus)))
+        _launch(k, rows // W, 32 * W, args, dev, shared_mem=4 * W * (2 * chp + 2 * N))
+    else:
+        du.zero_()
+        ddelta.zero_()
+    dA = dA_part.sum(0)
+    dB = dB_part.sum(2).to(u.dtype)
+    dC = dC_part.sum(2).to(u.dtype)
+    dD = dD_part.sum(0) if D is not None else None
+    dbias = dbias_part.sum(0) if delta_bias is not None else None
+    return du, ddelta, dA, dB, dC, dD, dbias
+
+
+# ---- cross scan / merge -------------------------------------------------------------------------
+def _grid(total: int, block: int = 256) -> int:
+    return max(1, min(-(-total // block), 1 << 20))  # grid-stride loops cover the rest
+
+
+def cross_scan_fwd(x, mode, channels_last):
+    x = x.contiguous()
+    if channels_last:
+        Bn, H, W, C = x.shape
+    else:
+        Bn, C, H, W = x.shape
+    y = torch.empty((Bn, 4, C, H * W), dtype=x.dtype, device=x.device)
+    total = x.numel()
+    if total:
+        k = _kernels("cross", x.dtype)[f"vmamba_cupy::cross_scan_k<{_CTYPE[x.dtype]}>"]
+        args = (_p(x), _p(y), np.int64(Bn), np.int64(C), np.int64(H), np.int64(W),
+                np.int32(_MODES[mode]), np.int32(bool(channels_last)))
+        _launch(k, _grid(total), 256, args, x.device)
+    return y
+
+
+def cross_merge_fwd(y, H, W, mode, channels_last):
+    y = y.contiguous()
+    Bn, _, C, L = y.shape
+    shape = (Bn, H, W, C) if channels_last else (Bn, C, H, W)
+    x = torch.empty(shape, dtype=y.dtype, device=y.device)
+    total = x.numel()
+    if total:
+        k = _kernels("cross", y.dtype)[f"vmamba_cupy::cross_merge_k<{_CTYPE[y.dtype]}>"]
+        args = (_p(y), _p(x), np.int64(Bn), np.int64(C), np.int64(H), np.int64(W),
+                np.int32(_MODES[mode]), np.int32(bool(channels_last)))
+        _launch(k, _grid(total), 256, args, y.device)
+    return x
