@@ -317,11 +317,11 @@ def main(argv=None) -> int:
         total, ops = model_flops(model, img_size=a.img_size, by_op=True)
         params = model_params(model)
         off = official_for(name)
-        row = {"model": name, "params": params, "GFLOPs": total / 1e9}
+        row = {"model": name, "params": params, "GFLOPs": f"{total / 1e9:.9f}"}
         if off is not None and a.img_size == 224:
             row["official params"] = off[0]
-            row["official GFLOPs"] = off[1]
-            row["diff %"] = 100 * (total / 1e9 - off[1]) / off[1]
+            row["official GFLOPs"] = f"{off[1]:.9f}"
+            row["diff %"] = f"{100 * (total / 1e9 - off[1]) / off[1]:+.4f}"
         rows.append(row)
         if a.by_op:
             print(name + ": " + ", ".join(f"{k} {v / 1e9:.4f}G" for k, v in sorted(ops.items())))
