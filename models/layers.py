@@ -1,0 +1,158 @@
+"""Building blocks shared by the VMamba variants (layout helpers, MLP, stochastic depth, init)."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Linear2d(nn.Linear):
+    """A Linear applied to the channel axis of a (B, C, H, W) map as a 1x1 convolution.
+
+    The weight keeps the Linear shape (out, in), so state_dicts match nn.Linear's; a checkpoint
+    holding the conv shape (out, in, 1, 1) also loads (it is reshaped on load)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight[:, :, None, None], self.bias)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        key = prefix + "weight"
+        w = state_dict.get(key)
+        if w is not None and w.dim() == 4 and w.shape[2:] == (1, 1):
+            state_dict[key] = w.reshape(w.shape[0], w.shape[1])
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channel axis of a (B, C, H, W) map (same parameters as nn.LayerNorm(C))."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps)
+        return y.permute(0, 3, 1, 2)
+
+
+class Permute(nn.Module):
+    def __init__(self, *dims: int):
+        super().__init__()
+        self.dims = dims
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(*self.dims)
+
+    def extra_repr(self) -> str:
+        return f"dims={self.dims}"
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: zero the whole residual branch of a sample with probability p, scale the
+    kept ones by 1/(1-p). Every call draws a fresh per-sample mask."""
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        self.p = float(p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
+        return x * mask.div_(keep)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class Mlp(nn.Module):
+    """fc1 -> act -> dropout -> fc2 -> dropout; Linear2d when channel-first."""
+
+    def __init__(self, dim: int, hidden: int, act_layer=nn.GELU, drop: float = 0.0, channel_first: bool = False):
+        super().__init__()
+        Lin = Linear2d if channel_first else nn.Linear
+        self.fc1 = Lin(dim, hidden)
+        self.act = act_layer()
+        self.fc2 = Lin(hidden, dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class PatchMerging2D(nn.Module):
+    """Downsample "v1": concatenate the four 2x2 phases (even/even, odd/even, even/odd, odd/odd in
+    (h, w)), norm, then a bias-free Linear 4C -> 2C. Odd sizes are zero-padded at the bottom/right."""
+
+    def __init__(self, dim: int, out_dim: int, norm_layer=nn.LayerNorm, channel_first: bool = False):
+        super().__init__()
+        self.channel_first = channel_first
+        self.reduction = (Linear2d if channel_first else nn.Linear)(4 * dim, out_dim, bias=False)
+        self.norm = norm_layer(4 * dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channel_first:
+            H, W = x.shape[-2:]
+            if H % 2 or W % 2:
+                x = F.pad(x, (0, W % 2, 0, H % 2))
+            parts = [x[..., 0::2, 0::2], x[..., 1::2, 0::2], x[..., 0::2, 1::2], x[..., 1::2, 1::2]]
+            x = torch.cat(parts, 1)
+        else:
+            H, W = x.shape[-3:-1]
+            if H % 2 or W % 2:
+                x = F.pad(x, (0, 0, 0, W % 2, 0, H % 2))
+            parts = [x[..., 0::2, 0::2, :], x[..., 1::2, 0::2, :], x[..., 0::2, 1::2, :], x[..., 1::2, 1::2, :]]
+            x = torch.cat(parts, -1)
+        return self.reduction(self.norm(x))
+
+
+ACTS = {"silu": nn.SiLU, "gelu": nn.GELU, "relu": nn.ReLU, "sigmoid": nn.Sigmoid}
+NORMS = {"ln": nn.LayerNorm, "ln2d": LayerNorm2d}
+
+
+def act_layer(name: str):
+    try:
+        return ACTS[name.lower()]
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTS)}") from None
+
+
+def norm_layer(name: str):
+    try:
+        return NORMS[name.lower()]
+    except KeyError:
+        raise ValueError(f"unknown norm_layer {name!r}; choose 'ln' (channel-last) or 'ln2d' (channel-first)") from None
+
+
+# ---- mamba-style initialisation (vmamba_facts.md section 3) --------------------------------------
+def dt_proj_init(dt_rank: int, d_inner: int, k: int, dt_scale: float = 1.0, dt_init: str = "random",
+                 dt_min: float = 1e-3, dt_max: float = 0.1, dt_floor: float = 1e-4):
+    """(weight (k, d_inner, dt_rank), bias (k, d_inner)) for k stacked dt projections.
+
+    weight ~ U(-s, s) with s = dt_rank^-0.5 * dt_scale ("constant": all s); the bias is the inverse
+    softplus of dt sampled log-uniformly in [dt_min, dt_max] (floored at dt_floor)."""
+    s = dt_rank ** -0.5 * dt_scale
+    if dt_init == "constant":
+        w = torch.full((k, d_inner, dt_rank), s)
+    elif dt_init == "random":
+        w = torch.empty(k, d_inner, dt_rank).uniform_(-s, s)
+    else:
+        raise ValueError(f"dt_init must be 'random' or 'constant', got {dt_init!r}")
+    dt = torch.exp(torch.rand(k, d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
+    dt = dt.clamp(min=dt_floor)
+    bias = dt + torch.log(-torch.expm1(-dt))  # softplus(bias) == dt
+    return w, bias
+
+
+def a_log_init(d_state: int, channels: int) -> torch.Tensor:
+    """S4D-real: A = -[1..N] for every channel, stored as log -> (channels, N) fp32."""
+    return torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(channels, 1).contiguous()
+
+
+def linear_stack_init(k: int, out_f: int, in_f: int) -> torch.Tensor:
+    """k stacked weights with nn.Linear's default init (kaiming-uniform a=sqrt(5): U(+-1/sqrt(in)))."""
+    w = torch.empty(k, out_f, in_f)
+    for i in range(k):
+        nn.init.kaiming_uniform_(w[i], a=math.sqrt(5))
+    return w

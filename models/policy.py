@@ -1,0 +1,123 @@
+"""Per-layer kernel policy: which `vmamba_kernels` backend runs each op of each SS2D layer.
+
+    KernelPolicy(selective_scan="cuda", cross_scan="triton", cross_merge="triton")
+
+`impl` given to a model may be
+- None: every op uses the dispatcher's automatic choice (or the default set with
+  `vmamba_kernels.use_impl` / `set_default_impl`);
+- a backend name ("cuda", "triton", "cupy", "torch", "torch_sequential"): all ops of all layers;
+- a KernelPolicy: all layers; a None field means automatic choice for that op;
+- a dict {glob pattern: name | KernelPolicy | None}: patterns (fnmatch) are matched against each
+  SS2D layer's block name, e.g. "layers.2.blocks.3" (the op module "layers.2.blocks.3.op" also
+  matches). Entries apply in dict order; a later match overrides the fields it sets (a name sets
+  all three ops, a KernelPolicy sets its non-None fields). "*" matches every layer.
+
+Resolution happens once (at construction and on `set_impl`) and yields one `ResolvedOp` per (layer,
+op): the backend name passed as `impl=` to the vmamba_kernels call (None = automatic). A named
+backend that is unavailable in this process (per `vmamba_kernels.list_impls`) is kept, so the call
+fails with the dispatcher's reasons, unless `fallback=True`, which replaces it by the automatic
+choice (and at call time retries with the automatic choice when the named backend refuses the inputs).
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, fields
+from typing import Mapping, Optional, Union
+
+OPS = ("selective_scan", "cross_scan", "cross_merge")
+
+
+@dataclass(frozen=True)
+class KernelPolicy:
+    """Backend name per op; None = automatic choice (dispatcher priority / default impl)."""
+
+    selective_scan: Optional[str] = None
+    cross_scan: Optional[str] = None
+    cross_merge: Optional[str] = None
+
+    @classmethod
+    def all(cls, name: Optional[str]) -> "KernelPolicy":
+        return cls(name, name, name)
+
+    def merged(self, other: "KernelPolicy") -> "KernelPolicy":
+        """self overridden by the non-None fields of other."""
+        return KernelPolicy(**{f.name: (getattr(other, f.name) if getattr(other, f.name) is not None
+                                        else getattr(self, f.name)) for f in fields(self)})
+
+
+ImplSpec = Union[None, str, KernelPolicy, Mapping[str, Union[None, str, KernelPolicy]]]
+
+
+def _known_impls() -> dict:
+    """{name: row of vmamba_kernels.list_impls()} (registry loaded once by vmamba_kernels)."""
+    import vmamba_kernels as vk
+
+    return {r["name"]: r for r in vk.list_impls()}
+
+
+def _check_name(name: Optional[str], known: dict, where: str) -> None:
+    if name is not None and name not in known:
+        raise ValueError(f"unknown impl {name!r} in {where}; known impls: {', '.join(sorted(known))} "
+                         f"(or None for automatic choice)")
+
+
+def _as_policy(value, known: dict, where: str) -> KernelPolicy:
+    if value is None or isinstance(value, str):
+        _check_name(value, known, where)
+        return KernelPolicy.all(value)
+    if isinstance(value, KernelPolicy):
+        for op in OPS:
+            _check_name(getattr(value, op), known, where)
+        return value
+    raise TypeError(f"{where}: expected a backend name, a KernelPolicy or None, got {type(value).__name__}")
+
+
+def policy_for_layer(spec: ImplSpec, layer: str, known: Optional[dict] = None) -> KernelPolicy:
+    """The KernelPolicy that `spec` gives the SS2D layer named `layer` (e.g. 'layers.2.blocks.3')."""
+    known = _known_impls() if known is None else known
+    if spec is None or isinstance(spec, (str, KernelPolicy)):
+        return _as_policy(spec, known, "impl")
+    if not isinstance(spec, Mapping):
+        raise TypeError(f"impl must be None, a backend name, a KernelPolicy or a dict of layer patterns, "
+                        f"got {type(spec).__name__}")
+    pol = KernelPolicy()
+    for pattern, value in spec.items():
+        if not isinstance(pattern, str):
+            raise TypeError(f"impl dict keys must be glob patterns (str), got {pattern!r}")
+        if fnmatch.fnmatchcase(layer, pattern) or fnmatch.fnmatchcase(layer + ".op", pattern):
+            p = _as_policy(value, known, f"impl[{pattern!r}]")
+            pol = KernelPolicy.all(value) if value is None else pol.merged(p)
+    return pol
+
+
+@dataclass(frozen=True)
+class ResolvedOp:
+    requested: Optional[str]  # what the policy asked for (None = auto)
+    impl: Optional[str]  # what the call passes as impl=
+    note: str = ""  # e.g. why a fallback happened
+
+
+def resolve(spec: ImplSpec, layer: str, fallback: bool = False, known: Optional[dict] = None) -> dict:
+    """{op: ResolvedOp} for one layer."""
+    known = _known_impls() if known is None else known
+    pol = policy_for_layer(spec, layer, known)
+    out = {}
+    for op in OPS:
+        name = getattr(pol, op)
+        if name is None:
+            out[op] = ResolvedOp(None, None, "auto")
+            continue
+        row = known[name]
+        if op not in row["ops"]:
+            if fallback:
+                out[op] = ResolvedOp(name, None, f"{name} does not implement {op}; auto")
+                continue
+            raise ValueError(f"impl {name!r} does not implement {op} (layer {layer}); "
+                             f"pass fallback=True to use the automatic choice instead")
+        if not row["available"] and fallback:
+            out[op] = ResolvedOp(name, None, f"{name} unavailable ({row['reason']}); auto")
+        elif not row["available"]:
+            out[op] = ResolvedOp(name, name, f"unavailable: {row['reason']}")
+        else:
+            out[op] = ResolvedOp(name, name, "")
+    return out

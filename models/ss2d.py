@@ -1,0 +1,267 @@
+"""SS2D: VMamba's 2-D selective-scan mixer, on the vmamba_kernels ops.
+
+Three forward types (vmamba_facts.md section 2), each an nn.Module with the official parameter names:
+
+- "v0"  (Vanilla VMamba): channel-last only; in_proj to 2D (x, z), depthwise conv (bias) + SiLU,
+  cross scan, einsum projections, u/delta/B/C cast to float32 before the scan, cross merge,
+  LayerNorm, gate with SiLU(z), out_proj.
+- "v05" / "v05_noz" (VMamba v2): channel-first (Linear2d / LayerNorm2d) or channel-last; grouped
+  conv1d projections; the scan keeps the autocast dtype of its inputs and writes float32
+  (out_dtype=torch.float32); cross merge and LayerNorm in float32, then cast back to the dtype of
+  the scan input. "_noz" drops the gate.
+- "m0_noz" (Mamba2-style heads): channel-last; heads = dt_rank, head dim P = d_inner / heads; one
+  scalar A, dt and dt-bias per head; D per channel; B/C shared per direction. The official runs
+  Mamba2's chunked SSD here. With a scalar A per head the SSD recurrence of every channel p of head h,
+      s_t = exp(dt_h,t * A_h) s_{t-1} + dt_h,t * B_t u_p,t ,   y_p,t = C_t . s_t + D_p u_p,t
+  is exactly a selective scan whose delta / A / delta_bias are the head's values broadcast over the
+  head's P channels (and A over d_state), so it runs through vmamba_kernels.selective_scan; chunking
+  is only an evaluation order (tests compare with an independent chunked SSD in torch).
+
+Every kernel call passes `impl=` from the layer's resolved KernelPolicy (see models/policy.py).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import vmamba_kernels as vk
+
+from .layers import LayerNorm2d, Linear2d, Permute, a_log_init, dt_proj_init, linear_stack_init
+from .policy import OPS, ResolvedOp
+
+K = 4  # scan directions
+
+
+def _is_refusal(err: RuntimeError) -> bool:
+    msg = str(err)
+    return msg.startswith("impl ") and " cannot run " in msg
+
+
+class _KernelCalls(nn.Module):
+    """Mixin holding the resolved backend per op and calling vmamba_kernels with it."""
+
+    def _init_kernels(self):
+        self._impl = {op: ResolvedOp(None, None, "auto") for op in OPS}
+        self.fallback = False
+
+    def set_resolved(self, resolved: dict, fallback: bool) -> None:
+        self._impl = dict(resolved)
+        self.fallback = bool(fallback)
+        # plain string attributes: constants for torch.compile
+        self.impl_selective_scan = resolved["selective_scan"].impl
+        self.impl_cross_scan = resolved["cross_scan"].impl
+        self.impl_cross_merge = resolved["cross_merge"].impl
+
+    def _call(self, fn, impl, *args, **kwargs):
+        if not self.fallback or impl is None:
+            return fn(*args, impl=impl, **kwargs)
+        try:
+            return fn(*args, impl=impl, **kwargs)
+        except RuntimeError as e:  # the named backend refused these inputs: automatic choice
+            if not _is_refusal(e):
+                raise
+            return fn(*args, impl=None, **kwargs)
+
+    def _cross_scan(self, x, channels_last=False):
+        return self._call(vk.cross_scan, self.impl_cross_scan, x, channels_last=channels_last)
+
+    def _cross_merge(self, y, H, W, channels_last=False):
+        return self._call(vk.cross_merge, self.impl_cross_merge, y, H, W, channels_last=channels_last)
+
+    def _scan(self, u, delta, A, B, C, D, delta_bias, out_dtype=None):
+        return self._call(vk.selective_scan, self.impl_selective_scan, u, delta, A, B, C, D, delta_bias,
+                          delta_softplus=True, out_dtype=out_dtype)
+
+
+def _ssm_params(module, d_state, dt_rank, d_inner, ssm_init, dt_kwargs):
+    """A_logs (K*D, N), Ds (K*D), dt_projs_weight (K, D, R), dt_projs_bias (K, D) per ssm_init."""
+    if ssm_init == "v0":
+        w, b = dt_proj_init(dt_rank, d_inner, K, **dt_kwargs)
+        A_logs, Ds = a_log_init(d_state, K * d_inner), torch.ones(K * d_inner)
+    elif ssm_init == "v1":
+        w, b = 0.1 * torch.randn(K, d_inner, dt_rank), 0.1 * torch.randn(K, d_inner)
+        A_logs, Ds = torch.randn(K * d_inner, d_state), torch.ones(K * d_inner)
+    elif ssm_init == "v2":
+        w, b = 0.1 * torch.rand(K, d_inner, dt_rank), 0.1 * torch.rand(K, d_inner)
+        A_logs, Ds = torch.zeros(K * d_inner, d_state), torch.ones(K * d_inner)
+    else:
+        raise ValueError(f"ssm_init must be 'v0', 'v1' or 'v2', got {ssm_init!r}")
+    module.A_logs = nn.Parameter(A_logs)
+    module.Ds = nn.Parameter(Ds)
+    module.A_logs._no_weight_decay = True
+    module.Ds._no_weight_decay = True
+    module.dt_projs_weight = nn.Parameter(w)
+    module.dt_projs_bias = nn.Parameter(b)
+
+
+class SS2Dv0(_KernelCalls):
+    """Vanilla VMamba mixer (forward type "v0"); input/output (B, H, W, C)."""
+
+    def __init__(self, d_model, d_state=16, ssm_ratio=2.0, dt_rank="auto", dropout=0.0, ssm_init="v0",
+                 dt_kwargs=None, **_ignored):
+        super().__init__()
+        self._init_kernels()
+        D = int(ssm_ratio * d_model)
+        R = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
+        self.d_inner, self.d_state, self.dt_rank = D, int(d_state), R
+        self.in_proj = nn.Linear(d_model, 2 * D, bias=False)
+        self.act = nn.SiLU()
+        self.conv2d = nn.Conv2d(D, D, 3, padding=1, groups=D, bias=True)
+        self.x_proj_weight = nn.Parameter(linear_stack_init(K, R + 2 * d_state, D))
+        _ssm_params(self, d_state, R, D, ssm_init, dt_kwargs or {})
+        self.out_norm = nn.LayerNorm(D)
+        self.out_proj = nn.Linear(D, d_model, bias=False)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x, z = self.in_proj(x).chunk(2, dim=-1)
+        z = self.act(z)
+        x = self.act(self.conv2d(x.permute(0, 3, 1, 2).contiguous()))
+        Bn, D, H, W = x.shape
+        N, R, L = self.d_state, self.dt_rank, H * W
+        xs = self._cross_scan(x)  # (B, K, D, L)
+        x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)
+        dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
+        dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)
+        As = -torch.exp(self.A_logs.float())
+        f32 = torch.float32
+        # v0 feeds the scan float32 inputs (and gets float32 out) whatever the autocast dtype
+        ys = self._scan(xs.reshape(Bn, K * D, L).to(f32), dts.reshape(Bn, K * D, L).to(f32), As,
+                        Bs.contiguous().to(f32), Cs.contiguous().to(f32), self.Ds.float(),
+                        self.dt_projs_bias.float().reshape(-1))
+        y = self._cross_merge(ys.view(Bn, K, D, L), H, W, channels_last=True)  # (B, H, W, D) fp32
+        y = self.out_norm(y) * z
+        return self.dropout(self.out_proj(y))
+
+
+class SS2Dv05(_KernelCalls):
+    """VMamba v2 mixer (forward types "v05" / "v05_noz"); (B, C, H, W) if channel_first else (B, H, W, C)."""
+
+    def __init__(self, d_model, d_state=1, ssm_ratio=2.0, dt_rank="auto", act_layer=nn.SiLU, d_conv=3,
+                 conv_bias=False, dropout=0.0, ssm_init="v0", with_z=False, channel_first=True, dt_kwargs=None,
+                 **_ignored):
+        super().__init__()
+        self._init_kernels()
+        D = int(ssm_ratio * d_model)
+        R = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
+        self.d_inner, self.d_state, self.dt_rank = D, int(d_state), R
+        self.channel_first, self.with_z = channel_first, with_z
+        # created first: the official registers out_norm before in_proj (same state_dict key order)
+        self.out_norm = (LayerNorm2d if channel_first else nn.LayerNorm)(D)
+        Lin = Linear2d if channel_first else nn.Linear
+        self.in_proj = Lin(d_model, 2 * D if with_z else D, bias=False)
+        self.act = act_layer()
+        self.with_dconv = d_conv > 1
+        if self.with_dconv:
+            self.conv2d = nn.Conv2d(D, D, d_conv, padding=(d_conv - 1) // 2, groups=D, bias=conv_bias)
+        self.x_proj_weight = nn.Parameter(linear_stack_init(K, R + 2 * d_state, D))
+        self.out_act = nn.Identity()
+        self.out_proj = Lin(D, d_model, bias=False)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        _ssm_params(self, d_state, R, D, ssm_init, dt_kwargs or {})
+
+    def forward_core(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, D, H, W) after conv/act -> LayerNormed scan output in x's dtype, in the model layout."""
+        Bn, D, H, W = x.shape
+        N, R, L = self.d_state, self.dt_rank, H * W
+        xs = self._cross_scan(x).view(Bn, K * D, L)
+        x_dbl = F.conv1d(xs, self.x_proj_weight.view(-1, D, 1), groups=K)
+        dts, Bs, Cs = torch.split(x_dbl.view(Bn, K, -1, L), [R, N, N], dim=2)
+        dts = F.conv1d(dts.reshape(Bn, K * R, L), self.dt_projs_weight.view(K * D, R, 1), groups=K)
+        As = -torch.exp(self.A_logs.float())
+        ys = self._scan(xs, dts, As, Bs.contiguous(), Cs.contiguous(), self.Ds.float(),
+                        self.dt_projs_bias.float().reshape(-1), out_dtype=torch.float32)
+        y = self._cross_merge(ys.view(Bn, K, D, L), H, W, channels_last=not self.channel_first)
+        return self.out_norm(y).to(x.dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.in_proj(x)
+        cdim = 1 if self.channel_first else -1
+        if self.with_z:
+            x, z = x.chunk(2, dim=cdim)
+            z = self.act(z)
+        if not self.channel_first:
+            x = x.permute(0, 3, 1, 2).contiguous()
+        if self.with_dconv:
+            x = self.conv2d(x)
+        y = self.out_act(self.forward_core(self.act(x)))
+        if self.with_z:
+            y = y * z
+        return self.dropout(self.out_proj(y))
+
+
+class SS2Dm0(_KernelCalls):
+    """Mamba2-style mixer (forward type "m0_noz"); channel-last (B, H, W, C) only."""
+
+    def __init__(self, d_model, d_state=64, ssm_ratio=1.0, dt_rank="auto", act_layer=nn.GELU, d_conv=3,
+                 conv_bias=False, dropout=0.0, ssm_init="v2", **_ignored):
+        super().__init__()
+        self._init_kernels()
+        D = int(ssm_ratio * d_model)
+        R = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
+        if D % R:
+            raise ValueError(f"m0: d_inner {D} must be a multiple of the number of heads (dt_rank) {R}")
+        self.d_inner, self.d_state, self.dt_rank, self.head_dim = D, int(d_state), R, D // R
+        self.out_norm = nn.LayerNorm(D)  # first, as the official (state_dict key order)
+        self.in_proj = nn.Linear(d_model, D, bias=False)
+        self.act = act_layer()
+        self.with_dconv = d_conv > 1
+        if self.with_dconv:
+            self.conv2d = nn.Sequential(
+                Permute(0, 3, 1, 2),
+                nn.Conv2d(D, D, d_conv, padding=(d_conv - 1) // 2, groups=D, bias=conv_bias),
+                Permute(0, 2, 3, 1))
+        self.x_proj_weight = nn.Parameter(linear_stack_init(K, R + 2 * d_state, D))
+        self.out_act = nn.Identity()
+        self.out_proj = nn.Linear(D, d_model, bias=False)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        if ssm_init == "v2":
+            Ds, A_logs, dtb = torch.ones(K, R, D // R), torch.zeros(K, R), 0.1 * torch.rand(K, R)
+        elif ssm_init == "v1":
+            Ds, A_logs, dtb = torch.ones(K, R, D // R), torch.randn(K, R), 0.1 * torch.randn(K, R)
+        else:
+            raise ValueError(f"m0 supports ssm_init 'v1' or 'v2', got {ssm_init!r}")
+        self.Ds, self.A_logs, self.dt_projs_bias = nn.Parameter(Ds), nn.Parameter(A_logs), nn.Parameter(dtb)
+
+    def scan_inputs(self, x: torch.Tensor):
+        """x (B, D, H, W) -> the selective-scan arguments (u, delta, A, B, C, D, delta_bias) with per-head
+        values broadcast over the head's channels (and A over d_state)."""
+        Bn, D, H, W = x.shape
+        N, R, P, L = self.d_state, self.dt_rank, self.head_dim, H * W
+        xs = self._cross_scan(x).view(Bn, K * D, L)
+        x_dbl = F.conv1d(xs, self.x_proj_weight.view(-1, D, 1), groups=K)
+        dts, Bs, Cs = torch.split(x_dbl.view(Bn, K, -1, L), [R, N, N], dim=2)
+        delta = dts.unsqueeze(3).expand(Bn, K, R, P, L).reshape(Bn, K * D, L)
+        A = -torch.exp(self.A_logs.float())
+        A = A.view(K, R, 1, 1).expand(K, R, P, N).reshape(K * D, N)
+        dbias = self.dt_projs_bias.float().view(K, R, 1).expand(K, R, P).reshape(K * D)
+        return xs, delta, A, Bs.contiguous(), Cs.contiguous(), self.Ds.float().reshape(K * D), dbias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.in_proj(x)
+        if self.with_dconv:
+            x = self.conv2d(x)
+        x = self.act(x)  # (B, H, W, D)
+        Bn, H, W, D = x.shape
+        xc = x.permute(0, 3, 1, 2)
+        ys = self._scan(*self.scan_inputs(xc))  # out dtype = input dtype, as the official SSD kernel
+        y = self._cross_merge(ys.view(Bn, K, D, H * W), H, W, channels_last=True)
+        y = self.out_norm(y).to(x.dtype)
+        return self.dropout(self.out_proj(self.out_act(y)))
+
+
+def make_ss2d(forward_type: str, channel_first: bool, **kw) -> nn.Module:
+    if forward_type == "v0":
+        if channel_first:
+            raise ValueError("forward_type 'v0' runs channel-last only (norm_layer='ln'); the official asserts this")
+        return SS2Dv0(**kw)
+    if forward_type in ("v05", "v05_noz"):
+        return SS2Dv05(with_z=forward_type == "v05", channel_first=channel_first, **kw)
+    if forward_type == "m0_noz":
+        if channel_first:
+            raise ValueError("forward_type 'm0_noz' runs channel-last only (norm_layer='ln'), as the official")
+        return SS2Dm0(**kw)
+    raise ValueError(f"unsupported forward_type {forward_type!r}; supported: 'v0', 'v05', 'v05_noz', 'm0_noz'")

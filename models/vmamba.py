@@ -1,0 +1,323 @@
+"""VMamba classification models and backbones (pure PyTorch on vmamba_kernels ops).
+
+Module and parameter names follow the official classification model (MzeroMiko/VMamba,
+classification/models/vmamba.py), so `state_dict()` keys and shapes are the official ones and the
+released checkpoints load with strict=True (vmamba_facts.md section 5).
+"""
+from __future__ import annotations
+
+import fnmatch
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field, replace
+from typing import Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.utils.checkpoint as torch_checkpoint
+
+from . import policy as _policy
+from .layers import (DropPath, LayerNorm2d, Linear2d, Mlp, PatchMerging2D, Permute, act_layer, norm_layer)
+from .ss2d import K, SS2Dm0, SS2Dv0, SS2Dv05, make_ss2d
+
+
+@dataclass(frozen=True)
+class VMambaConfig:
+    """Everything that defines a variant (names follow the official VSSM arguments)."""
+
+    depths: tuple = (2, 2, 9, 2)
+    dims: int = 96  # width of stage 0; stage i has dims * 2**i
+    ssm_d_state: int = 16
+    ssm_ratio: float = 2.0
+    ssm_dt_rank: object = "auto"
+    ssm_act_layer: str = "silu"
+    ssm_conv: int = 3
+    ssm_conv_bias: bool = True
+    ssm_drop_rate: float = 0.0
+    ssm_init: str = "v0"
+    forward_type: str = "v0"
+    mlp_ratio: float = 0.0
+    mlp_act_layer: str = "gelu"
+    mlp_drop_rate: float = 0.0
+    drop_path_rate: float = 0.2
+    norm_layer: str = "ln"  # "ln" channel-last, "ln2d" channel-first
+    downsample_version: str = "v1"
+    patchembed_version: str = "v1"
+    patch_size: int = 4
+    in_chans: int = 3
+    num_classes: int = 1000
+
+    @property
+    def channel_first(self) -> bool:
+        return self.norm_layer.lower() == "ln2d"
+
+    @property
+    def stage_dims(self) -> list:
+        return [int(self.dims * 2 ** i) for i in range(len(self.depths))]
+
+
+# ---- blocks --------------------------------------------------------------------------------------
+class VSSBlock(nn.Module):
+    """x + DropPath(SS2D(norm(x))), then x + DropPath(Mlp(norm2(x))) when mlp_ratio > 0.
+    One DropPath module serves both branches (a fresh mask per call), as the official."""
+
+    def __init__(self, dim: int, drop_path: float, cfg: VMambaConfig):
+        super().__init__()
+        Norm = norm_layer(cfg.norm_layer)
+        cf = cfg.channel_first
+        self.norm = Norm(dim)
+        self.op = make_ss2d(cfg.forward_type, cf, d_model=dim, d_state=cfg.ssm_d_state, ssm_ratio=cfg.ssm_ratio,
+                            dt_rank=cfg.ssm_dt_rank, act_layer=act_layer(cfg.ssm_act_layer), d_conv=cfg.ssm_conv,
+                            conv_bias=cfg.ssm_conv_bias, dropout=cfg.ssm_drop_rate, ssm_init=cfg.ssm_init)
+        self.drop_path = DropPath(drop_path)
+        self.mlp_branch = cfg.mlp_ratio > 0
+        if self.mlp_branch:
+            self.norm2 = Norm(dim)
+            self.mlp = Mlp(dim, int(dim * cfg.mlp_ratio), act_layer(cfg.mlp_act_layer), cfg.mlp_drop_rate, cf)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.op(self.norm(x)))
+        if self.mlp_branch:
+            x = x + self.drop_path(self.mlp(self.norm2(x)))
+        return x
+
+
+class VSSStage(nn.Module):
+    """`blocks` then `downsample` (Identity in the last stage); optional gradient checkpointing of the blocks."""
+
+    def __init__(self, blocks: nn.Sequential, downsample: nn.Module):
+        super().__init__()
+        self.blocks = blocks
+        self.downsample = downsample
+        self.grad_checkpointing = False
+
+    def forward_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            return torch_checkpoint.checkpoint(self.blocks, x, use_reentrant=False)
+        return self.blocks(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.downsample(self.forward_blocks(x))
+
+
+def _patch_embed(cfg: VMambaConfig, dim: int) -> nn.Sequential:
+    Norm, cf, p = norm_layer(cfg.norm_layer), cfg.channel_first, cfg.patch_size
+    to_last = nn.Identity() if cf else Permute(0, 2, 3, 1)
+    if cfg.patchembed_version == "v1":
+        return nn.Sequential(nn.Conv2d(cfg.in_chans, dim, p, stride=p), to_last, Norm(dim))
+    if cfg.patchembed_version == "v2":
+        s = p // 2
+        return nn.Sequential(
+            nn.Conv2d(cfg.in_chans, dim // 2, s + 1, stride=s, padding=1),
+            nn.Identity() if cf else Permute(0, 2, 3, 1),
+            Norm(dim // 2),
+            nn.Identity() if cf else Permute(0, 3, 1, 2),
+            nn.GELU(),
+            nn.Conv2d(dim // 2, dim, s + 1, stride=s, padding=1),
+            nn.Identity() if cf else Permute(0, 2, 3, 1),
+            Norm(dim))
+    raise ValueError(f"patchembed_version must be 'v1' or 'v2', got {cfg.patchembed_version!r}")
+
+
+def _downsample(cfg: VMambaConfig, dim: int, out_dim: int) -> nn.Module:
+    Norm, cf = norm_layer(cfg.norm_layer), cfg.channel_first
+    if cfg.downsample_version == "v1":
+        return PatchMerging2D(dim, out_dim, Norm, cf)
+    if cfg.downsample_version in ("v2", "v3"):
+        k, pad = (2, 0) if cfg.downsample_version == "v2" else (3, 1)
+        return nn.Sequential(
+            nn.Identity() if cf else Permute(0, 3, 1, 2),
+            nn.Conv2d(dim, out_dim, k, stride=2, padding=pad),
+            nn.Identity() if cf else Permute(0, 2, 3, 1),
+            Norm(out_dim))
+    raise ValueError(f"downsample_version must be 'v1', 'v2' or 'v3', got {cfg.downsample_version!r}")
+
+
+# ---- legacy names --------------------------------------------------------------------------------
+def remap_legacy_state_dict(state_dict: dict, prefix: str = "", model: Optional[nn.Module] = None) -> dict:
+    """Rename older checkpoint keys to the current ones, in place; returns the dict.
+
+    Official renames (VSSM._load_from_state_dict): patch_embed.proj -> patch_embed.0,
+    patch_embed.norm -> patch_embed.2, layers.i.blocks.j.ln_1 -> .norm, .self_attention -> .op,
+    norm -> classifier.norm, head -> classifier.head. Also accepted: a leading 'module.' (DDP) and the
+    grouped-Linear spelling of the root vmamba.py, op.x_proj.weight (K*(R+2N), D) -> op.x_proj_weight
+    (K, R+2N, D) and op.dt_projs.weight (K*D, R) -> op.dt_projs_weight (K, D, R)."""
+    def rename(old: str, new: str):
+        key = prefix + old
+        for k in [k for k in state_dict if k.startswith(key)]:
+            state_dict[prefix + new + k[len(key):]] = state_dict.pop(k)
+
+    for k in [k for k in state_dict if k.startswith(prefix + "module.")]:
+        state_dict[prefix + k[len(prefix) + len("module."):]] = state_dict.pop(k)
+    rename("patch_embed.proj", "patch_embed.0")
+    rename("patch_embed.norm", "patch_embed.2")
+    for k in list(state_dict):
+        if not k.startswith(prefix + "layers."):
+            continue
+        new = k.replace(".ln_1.", ".norm.").replace(".self_attention.", ".op.")
+        if new.endswith(".op.x_proj.weight"):
+            new = new[: -len("x_proj.weight")] + "x_proj_weight"
+            w = state_dict[k]
+            state_dict[k] = w.view(K, -1, w.shape[-1])
+        elif new.endswith(".op.dt_projs.weight"):
+            new = new[: -len("dt_projs.weight")] + "dt_projs_weight"
+            w = state_dict[k]
+            state_dict[k] = w.view(K, -1, w.shape[-1])
+        if new != k:
+            state_dict[new] = state_dict.pop(k)
+    for k in [k for k in state_dict if k.startswith(prefix + "norm.") or k.startswith(prefix + "head.")]:
+        state_dict[prefix + "classifier." + k[len(prefix):]] = state_dict.pop(k)
+    return state_dict
+
+
+# ---- the model -----------------------------------------------------------------------------------
+class VSSM(nn.Module):
+    """VMamba (VSSM). Layout: channel-first (B, C, H, W) between modules when norm_layer == 'ln2d',
+    else channel-last (B, H, W, C); inputs and feature maps returned to users are NCHW.
+
+    impl / fallback: kernel policy (models/policy.py), resolved once here; change with set_impl().
+    features_only: drop the classifier, add per-stage norms outnorm{i} for i in out_indices and return
+    the stage maps (before each stage's downsample) as NCHW tensors, like the official Backbone_VSSM.
+    """
+
+    def __init__(self, cfg: VMambaConfig, impl=None, fallback: bool = False, features_only: bool = False,
+                 out_indices: Sequence[int] = (0, 1, 2, 3)):
+        super().__init__()
+        self.cfg = cfg
+        self.channel_first = cfg.channel_first
+        self.num_classes = cfg.num_classes
+        self.dims = cfg.stage_dims
+        self.num_features = self.dims[-1]
+        self.num_layers = len(cfg.depths)
+        dpr = [x.item() for x in torch.linspace(0, cfg.drop_path_rate, sum(cfg.depths))]
+        self.patch_embed = _patch_embed(cfg, self.dims[0])
+        self.layers = nn.ModuleList()
+        start = 0
+        for i, depth in enumerate(cfg.depths):
+            blocks = nn.Sequential(*[VSSBlock(self.dims[i], dpr[start + j], cfg) for j in range(depth)])
+            start += depth
+            ds = _downsample(cfg, self.dims[i], self.dims[i + 1]) if i < self.num_layers - 1 else nn.Identity()
+            self.layers.append(VSSStage(blocks, ds))
+        Norm = norm_layer(cfg.norm_layer)
+        self.features_only = bool(features_only)
+        if self.features_only:
+            self.out_indices = tuple(int(i) for i in out_indices)
+            for i in self.out_indices:
+                if not 0 <= i < self.num_layers:
+                    raise ValueError(f"out_indices must be in 0..{self.num_layers - 1}, got {i}")
+                self.add_module(f"outnorm{i}", Norm(self.dims[i]))
+        else:
+            self.out_indices = ()
+            self.classifier = nn.Sequential(OrderedDict(
+                norm=Norm(self.num_features),
+                permute=nn.Identity() if self.channel_first else Permute(0, 3, 1, 2),
+                avgpool=nn.AdaptiveAvgPool2d(1),
+                flatten=nn.Flatten(1),
+                head=nn.Linear(self.num_features, cfg.num_classes)))
+        self.apply(self._init_weights)
+        self.set_impl(impl, fallback=fallback)
+
+    @staticmethod
+    def _init_weights(m: nn.Module):
+        # every Linear (incl. Linear2d and the head): trunc normal std 0.02 (cut at +-2), bias 0; LayerNorm 1 / 0
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02, a=-2.0, b=2.0)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    # ---- kernel policy ---------------------------------------------------------------------------
+    def ss2d_layers(self):
+        """(block name, SS2D module) for every mixer, e.g. ('layers.2.blocks.3', module)."""
+        for i, stage in enumerate(self.layers):
+            for j, blk in enumerate(stage.blocks):
+                yield f"layers.{i}.blocks.{j}", blk.op
+
+    def set_impl(self, impl=None, fallback: Optional[bool] = None) -> "VSSM":
+        """Resolve `impl` (None / backend name / KernelPolicy / {glob: name|KernelPolicy}) for every
+        SS2D layer and op. fallback=None keeps the current setting."""
+        if fallback is None:
+            fallback = getattr(self, "fallback", False)
+        known = _policy._known_impls()
+        resolved = {name: _policy.resolve(impl, name, fallback, known) for name, _ in self.ss2d_layers()}
+        if isinstance(impl, dict):
+            names = [n for n, _ in self.ss2d_layers()]
+            for pattern in impl:
+                if not any(fnmatch.fnmatchcase(n, pattern) or fnmatch.fnmatchcase(n + ".op", pattern) for n in names):
+                    raise ValueError(f"impl pattern {pattern!r} matches no SS2D layer; layer names look like "
+                                     f"{names[0]!r} (patterns use fnmatch, e.g. 'layers.2.blocks.*')")
+        for name, op in self.ss2d_layers():
+            op.set_resolved(resolved[name], fallback)
+        self.impl, self.fallback = impl, bool(fallback)
+        return self
+
+    def impl_table(self, as_text: bool = False):
+        """Rows {layer, op, impl, requested, note}: impl is what the call passes (None = automatic)."""
+        rows = []
+        for name, op in self.ss2d_layers():
+            for o in _policy.OPS:
+                r = op._impl[o]
+                rows.append({"layer": name, "op": o, "impl": r.impl or "auto", "requested": r.requested or "auto",
+                             "note": r.note})
+        if not as_text:
+            return rows
+        w = max(len(r["layer"]) for r in rows)
+        lines = [f"{'layer':{w}s}  {'op':14s}  {'impl':16s}  note"]
+        lines += [f"{r['layer']:{w}s}  {r['op']:14s}  {r['impl']:16s}  {r['note']}" for r in rows]
+        return "\n".join(lines)
+
+    # ---- training helpers ------------------------------------------------------------------------
+    def set_grad_checkpointing(self, enable: bool = True) -> "VSSM":
+        for stage in self.layers:
+            stage.grad_checkpointing = bool(enable)
+        return self
+
+    def no_weight_decay(self):
+        return set()
+
+    # ---- forward ---------------------------------------------------------------------------------
+    def _to_nchw(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.channel_first else x.permute(0, 3, 1, 2)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> last stage map in the model layout (NCHW if channel_first else NHWC), before the
+        classifier norm."""
+        x = self.patch_embed(x)
+        for stage in self.layers:
+            x = stage(x)
+        return x
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Classifier on a forward_features map: norm, pool, (pre_logits: return pooled features), head."""
+        c = self.classifier
+        x = c.flatten(c.avgpool(c.permute(c.norm(x))))
+        return x if pre_logits else c.head(x)
+
+    def forward_intermediates(self, x: torch.Tensor) -> list:
+        """The stage maps listed in out_indices, normed by outnorm{i}, NCHW (features_only models)."""
+        x = self.patch_embed(x)
+        outs = []
+        for i, stage in enumerate(self.layers):
+            o = stage.forward_blocks(x)
+            x = stage.downsample(o)
+            if i in self.out_indices:
+                outs.append(self._to_nchw(getattr(self, f"outnorm{i}")(o)).contiguous())
+        return outs if self.out_indices else [self._to_nchw(x).contiguous()]
+
+    def forward(self, x: torch.Tensor):
+        if self.features_only:
+            outs = self.forward_intermediates(x)
+            return outs if self.out_indices else outs[0]
+        return self.forward_head(self.forward_features(x))
+
+    # ---- loading ---------------------------------------------------------------------------------
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        remap_legacy_state_dict(state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
+    def extra_repr(self) -> str:
+        return f"variant dims={self.dims} depths={list(self.cfg.depths)} forward_type={self.cfg.forward_type!r} " \
+               f"layout={'channel_first' if self.channel_first else 'channel_last'}"
