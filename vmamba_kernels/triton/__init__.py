@@ -1,7 +1,10 @@
-"""The Triton backend ("triton")."""
+"""The Triton backend ("triton"). Declaring it imports nothing from triton: the kernels module
+(vmamba_kernels.triton.kernels) is imported lazily by the Backend, and an ImportError there is
+reported as "unavailable"."""
 import os
 
 from ..dispatch import Backend
+from ._config import scan_aux_shape
 
 
 def _devices():
@@ -13,6 +16,8 @@ BACKENDS = [
     Backend(
         name="triton", priority=20, module="vmamba_kernels.triton.kernels",
         install_hint="install Triton: `pip install triton`", devices=_devices(),
-        doc="Triton kernels; run on the CPU under TRITON_INTERPRET=1",
+        max_dstate=64, deterministic=True, scan_aux_shape=scan_aux_shape,
+        doc="Triton kernels: chunked tl.associative_scan selective scan (fwd/bwd, deterministic "
+            "dB/dC reduction), tiled cross scan/merge; run on the CPU under TRITON_INTERPRET=1",
     ),
 ]

@@ -1,0 +1,34 @@
+"""Triton-free sizing shared by the Backend declaration and the kernels (importing this module
+must not import triton): the scan's chunk length is a function of (L, N) only, so the aux tensor
+of chunk-end states that the forward writes has a shape the backward (and torch.compile's fake
+tensors) can know in advance."""
+from __future__ import annotations
+
+import os
+
+import torch
+
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+FWD_TILE = 4096  # elements of one (BLOCK_D, NP, T) fp32 register tile, forward
+BWD_TILE = 2048  # backward (more live tiles)
+
+
+def np2(x: int) -> int:
+    """Next power of two >= x (1 for x <= 1)."""
+    return 1 << max(0, int(x) - 1).bit_length()
+
+
+def chunk_len(L: int, N: int) -> int:
+    """Steps per chunk (a power of two >= 16); fwd and bwd must agree."""
+    cap = 32 if INTERPRET else 256
+    return max(16, min(np2(L), cap, FWD_TILE // np2(N)))
+
+
+def n_chunks(L: int, N: int) -> int:
+    T = chunk_len(L, N)
+    return max(1, (int(L) + T - 1) // T)
+
+
+def scan_aux_shape(batch, KD, L, N, dtype):
+    """aux = state at the end of every chunk, (batch, KD, n_chunks, N) fp32."""
+    return (batch, KD, n_chunks(L, N), N), torch.float32

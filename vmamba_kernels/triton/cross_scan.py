@@ -1,0 +1,127 @@
+"""Triton cross scan / cross merge (VMamba's four 2-D routes, reference/cross_scan.py).
+
+One kernel per direction, both layouts: a program owns a (BLOCK_H, BLOCK_W, BLOCK_C) tile of one
+image (x addressed through its strides, so channels-first and channels-last are the same code with
+different block shapes) and, for each of the four routes, reads/writes the matching positions of
+y (B, 4, C, L): route 0 p = h W + w, route 1 q = w H + h, route 2 L-1-p, route 3 L-1-q (cross2d);
+unidi uses p for all four, bidi p, p, L-1-p, L-1-p. Triton's layout conversion does the
+transpose through shared memory, so both sides are coalesced. Merge sums the four routes in a
+fixed order (deterministic). Offsets are int64.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ._config import INTERPRET
+from ._config import np2 as _np2
+
+_MODES = {"cross2d": 0, "unidi": 1, "bidi": 2}
+
+
+@triton.jit
+def _route_pos(k: tl.constexpr, MODE: tl.constexpr, p, q, L):
+    if MODE == 0:
+        if k == 0:
+            r = p
+        elif k == 1:
+            r = q
+        elif k == 2:
+            r = L - 1 - p
+        else:
+            r = L - 1 - q
+    elif MODE == 1:
+        r = p
+    else:
+        if k < 2:
+            r = p
+        else:
+            r = L - 1 - p
+    return r
+
+
+@triton.jit
+def _cross_kernel(
+    x_ptr, y_ptr, C, H, W, sxb, sxc, sxh, sxw, n_hb, n_wb,
+    MERGE: tl.constexpr, MODE: tl.constexpr,
+    BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    pid_b = tl.program_id(0).to(tl.int64)
+    pid_hw = tl.program_id(1)
+    pid_c = tl.program_id(2).to(tl.int64)
+    hb = pid_hw // n_wb
+    wb = pid_hw % n_wb
+    h = (hb * BLOCK_H + tl.arange(0, BLOCK_H)).to(tl.int64)
+    w = (wb * BLOCK_W + tl.arange(0, BLOCK_W)).to(tl.int64)
+    c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C).to(tl.int64)
+    h3 = h[:, None, None]
+    w3 = w[None, :, None]
+    c3 = c[None, None, :]
+    mask = (h3 < H) & (w3 < W) & (c3 < C)
+    L = H * W
+    x_offs = pid_b * sxb + c3 * sxc + h3 * sxh + w3 * sxw
+    p = h3 * W + w3
+    q = w3 * H + h3
+    y_base = y_ptr + pid_b * 4 * C * L + c3 * L
+    CL = C * L
+    if MERGE:
+        acc = tl.load(y_base + _route_pos(0, MODE, p, q, L), mask=mask, other=0.0).to(tl.float32)
+        acc += tl.load(y_base + CL + _route_pos(1, MODE, p, q, L), mask=mask, other=0.0).to(tl.float32)
+        acc += tl.load(y_base + 2 * CL + _route_pos(2, MODE, p, q, L), mask=mask, other=0.0).to(tl.float32)
+        acc += tl.load(y_base + 3 * CL + _route_pos(3, MODE, p, q, L), mask=mask, other=0.0).to(tl.float32)
+        tl.store(x_ptr + x_offs, acc.to(x_ptr.dtype.element_ty), mask=mask)
+    else:
+        v = tl.load(x_ptr + x_offs, mask=mask, other=0.0)
+        tl.store(y_base + _route_pos(0, MODE, p, q, L), v, mask=mask)
+        tl.store(y_base + CL + _route_pos(1, MODE, p, q, L), v, mask=mask)
+        tl.store(y_base + 2 * CL + _route_pos(2, MODE, p, q, L), v, mask=mask)
+        tl.store(y_base + 3 * CL + _route_pos(3, MODE, p, q, L), v, mask=mask)
+
+
+def _blocks(C, H, W, channels_last):
+    if INTERPRET:
+        bh, bw = min(_np2(H), 8), min(_np2(W), 8)
+        return bh, bw, min(_np2(C), 8), 4
+    if channels_last:
+        bc = min(_np2(C), 32)
+        bh, bw = min(_np2(H), 16), min(_np2(W), 16)
+    else:
+        bh, bw = min(_np2(H), 32), min(_np2(W), 32)
+        bc = max(1, min(_np2(C), 1024 // (bh * bw)))
+    n = bh * bw * bc
+    return bh, bw, bc, (4 if n <= 2048 else 8)
+
+
+def _launch(x, y, C, H, W, merge, mode, channels_last):
+    if channels_last:
+        sxb, sxh, sxw, sxc = x.stride()
+    else:
+        sxb, sxc, sxh, sxw = x.stride()
+    Bn = x.shape[0]
+    if Bn == 0 or C == 0 or H == 0 or W == 0:
+        return
+    bh, bw, bc, warps = _blocks(C, H, W, channels_last)
+    n_hb, n_wb = triton.cdiv(H, bh), triton.cdiv(W, bw)
+    grid = (Bn, n_hb * n_wb, triton.cdiv(C, bc))
+    _cross_kernel[grid](x, y, C, H, W, sxb, sxc, sxh, sxw, n_hb, n_wb,
+                        MERGE=merge, MODE=_MODES[mode], BLOCK_H=bh, BLOCK_W=bw, BLOCK_C=bc,
+                        num_warps=warps)
+
+
+def cross_scan_fwd(x, mode, channels_last):
+    if channels_last:
+        Bn, H, W, C = x.shape
+    else:
+        Bn, C, H, W = x.shape
+    y = torch.empty((Bn, 4, C, H * W), device=x.device, dtype=x.dtype)
+    _launch(x, y, C, H, W, False, mode, channels_last)
+    return y
+
+
+def cross_merge_fwd(y, H, W, mode, channels_last):
+    Bn, _, C, _ = y.shape
+    shape = (Bn, H, W, C) if channels_last else (Bn, C, H, W)
+    x = torch.empty(shape, device=y.device, dtype=y.dtype)
+    _launch(x, y, C, H, W, True, mode, channels_last)
+    return x

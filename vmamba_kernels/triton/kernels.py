@@ -1,0 +1,30 @@
+"""Raw kernels of impl "triton" (contract: vmamba_kernels/dispatch.py).
+
+Importing this module imports triton and JIT-decorates the kernels (no compilation happens until a
+call); it raises ImportError when triton is missing, which the Backend reports as "unavailable".
+On the CPU the kernels run under Triton's interpreter (TRITON_INTERPRET=1, set before triton is
+imported); see selective_scan.py / cross_scan.py for the designs.
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+try:
+    import triton  # noqa: F401
+    import triton.language  # noqa: F401
+except ImportError as e:
+    raise ImportError(f"triton is not installed ({e})") from e
+
+import torch
+
+from .cross_scan import cross_merge_fwd, cross_scan_fwd  # noqa: F401
+from .selective_scan import scan_aux_shape, selective_scan_bwd, selective_scan_fwd  # noqa: F401
+
+
+def unavailable_reason() -> Optional[str]:
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        return None
+    if not torch.cuda.is_available():
+        return "no CUDA device is visible (set TRITON_INTERPRET=1 before importing to run on the CPU)"
+    return None

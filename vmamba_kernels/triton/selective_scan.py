@@ -1,0 +1,296 @@
+"""Triton selective scan (Mamba S6 with VMamba's grouped B/C): forward and backward.
+
+Layout of the work
+- One program owns BLOCK_D channels of one batch row (all in one B/C group: BLOCK_D divides
+  G = KD // K) and all N states, and walks L in chunks of T steps. A chunk is a
+  (BLOCK_D, NP, T) register tile (NP = next power of two >= N); the recurrence
+  h_t = a_t h_{t-1} + b_t inside a chunk is a `tl.associative_scan` over the T axis of the
+  affine pairs (a, b) (combine: (a1, b1) then (a2, b2) = (a1 a2, a2 b1 + b2)); the state entering
+  the chunk is applied afterwards (h = A_cum h_in + B_cum) and the last column is carried on.
+  Padded steps (t >= L) have dt = 0, so a = 1 and b = 0 and the last column is the last real state.
+- The forward stores the state at the end of every chunk (aux, (batch, KD, n_chunks, N) fp32; T is
+  a function of (L, N) only, `chunk_len`, so the backward sees the same chunks). The last chunk's
+  state is last_state.
+- The backward walks the chunks in reverse: recomputes the chunk's forward states from the stored
+  state at its start, then runs the adjoint recurrence g_t = C_t dout_t + a_{t+1} g_{t+1} as a
+  reverse `tl.associative_scan` on the pairs (a_{t+1}, C_t dout_t) (a_{t+1} recomputed from delta at
+  t+1; no register shift needed), carrying g across chunks. a_t h_{t-1} is taken as h_t - b_t (no
+  division, no shifted states).
+- Determinism: no atomics. dB/dC are summed over the program's BLOCK_D channels inside the program
+  into fp32 partials (batch, KD // BLOCK_D, N, L), then over the G // BLOCK_D programs of a group by
+  a torch sum of fixed shape; dA / dD / ddelta_bias are per-(batch row, channel) fp32 partials
+  summed over the batch by torch. Results are bitwise reproducible run to run.
+- 64-bit offsets: program ids are cast to int64 before they multiply strides.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ._config import BWD_TILE as _BWD_TILE
+from ._config import FWD_TILE as _FWD_TILE
+from ._config import INTERPRET, chunk_len, n_chunks, scan_aux_shape  # noqa: F401
+from ._config import np2 as _np2
+
+
+def _block_d(G: int, NP: int, T: int, budget: int, cap: int) -> int:
+    """Largest power of two dividing G, within the tile budget and cap."""
+    bd = 1
+    while bd * 2 <= cap and G % (bd * 2) == 0 and bd * 2 * NP * T <= budget:
+        bd *= 2
+    return bd
+
+
+@triton.jit
+def _affine_combine(a1, b1, a2, b2):
+    # (a1, b1) applied first, then (a2, b2):  h -> a2 (a1 h + b1) + b2
+    return a1 * a2, a2 * b1 + b2
+
+
+@triton.jit
+def _softplus(x):
+    # log1p(exp(x)) for x <= 20 (identity above), accurate for very negative x too
+    e = tl.exp(tl.minimum(x, 20.0))
+    w = 1.0 + e
+    lp = tl.where(w == 1.0, e, tl.log(w) * (e / (w - 1.0)))
+    return tl.where(x <= 20.0, lp, x)
+
+
+@triton.jit
+def _load_dt(delta_ptr, offs, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    """dt (post bias / softplus, fp32; 0 where masked) and d dt / d delta."""
+    pre = tl.load(delta_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    if HAS_BIAS:
+        pre = pre + bias[:, None]
+    if SOFTPLUS:
+        dt = _softplus(pre)
+        sig = tl.where(pre <= 20.0, 1.0 / (1.0 + tl.exp(-pre)), 1.0)
+    else:
+        dt = pre
+        sig = tl.full(pre.shape, 1.0, tl.float32)
+    dt = tl.where(mask, dt, 0.0)
+    return dt, sig
+
+
+@triton.jit
+def _ssm_fwd_kernel(
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, out_ptr, last_ptr, aux_ptr,
+    KD, L, N, K, G, NCHUNK,
+    HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    BLOCK_D: tl.constexpr, NP: tl.constexpr, T: tl.constexpr,
+):
+    pid_b = tl.program_id(0).to(tl.int64)
+    pid_d = tl.program_id(1).to(tl.int64)
+    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D).to(tl.int64)  # (BD,)
+    n = tl.arange(0, NP)
+    n_mask = n < N
+    grp = (pid_d * BLOCK_D) // G
+    dn_mask = (d[:, None] < KD) & n_mask[None, :]
+    A = tl.load(A_ptr + d[:, None] * N + n[None, :], mask=dn_mask, other=0.0) * 1.4426950408889634
+    if HAS_D:
+        Dv = tl.load(D_ptr + d)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + d)
+    else:
+        bias = tl.zeros((BLOCK_D,), tl.float32)
+    row = pid_b * KD * L + d * L  # (BD,) int64
+    bc_base = pid_b * K * N * L + grp * N * L
+    tt = tl.arange(0, T)
+    h = tl.zeros((BLOCK_D, NP), tl.float32)
+    for c in range(NCHUNK):
+        t = c * T + tt
+        t_mask = t < L
+        m2 = t_mask[None, :] & (d[:, None] < KD)
+        offs = row[:, None] + t[None, :]
+        u = tl.load(u_ptr + offs, mask=m2, other=0.0).to(tl.float32)
+        dt, _ = _load_dt(delta_ptr, offs, m2, bias, HAS_BIAS, SOFTPLUS)
+        nt_mask = n_mask[:, None] & t_mask[None, :]
+        bc_offs = bc_base + n[:, None] * L + t[None, :]
+        Bv = tl.load(B_ptr + bc_offs, mask=nt_mask, other=0.0).to(tl.float32)
+        Cv = tl.load(C_ptr + bc_offs, mask=nt_mask, other=0.0).to(tl.float32)
+        a = tl.exp2(dt[:, None, :] * A[:, :, None])
+        b = (dt * u)[:, None, :] * Bv[None, :, :]
+        acum, bcum = tl.associative_scan((a, b), 2, _affine_combine)
+        hs = acum * h[:, :, None] + bcum
+        y = tl.sum(hs * Cv[None, :, :], axis=1)
+        if HAS_D:
+            y += Dv[:, None] * u
+        tl.store(out_ptr + offs, y.to(out_ptr.dtype.element_ty), mask=m2)
+        h = tl.sum(tl.where((tt == T - 1)[None, None, :], hs, 0.0), axis=2)
+        tl.store(aux_ptr + ((pid_b * KD + d[:, None]) * NCHUNK + c) * N + n[None, :], h, mask=dn_mask)
+    tl.store(last_ptr + (pid_b * KD + d[:, None]) * N + n[None, :], h, mask=dn_mask)
+
+
+@triton.jit
+def _ssm_bwd_kernel(
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, dout_ptr, aux_ptr,
+    du_ptr, ddelta_ptr, dA_ptr, dBp_ptr, dCp_ptr, dD_ptr, dbias_ptr,
+    KD, L, N, K, G, NCHUNK,
+    HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    BLOCK_D: tl.constexpr, NP: tl.constexpr, T: tl.constexpr,
+):
+    pid_b = tl.program_id(0).to(tl.int64)
+    pid_d = tl.program_id(1).to(tl.int64)
+    n_dblk = tl.num_programs(1).to(tl.int64)
+    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D).to(tl.int64)
+    n = tl.arange(0, NP)
+    n_mask = n < N
+    grp = (pid_d * BLOCK_D) // G
+    dn_mask = (d[:, None] < KD) & n_mask[None, :]
+    A_nat = tl.load(A_ptr + d[:, None] * N + n[None, :], mask=dn_mask, other=0.0)
+    A = A_nat * 1.4426950408889634
+    if HAS_D:
+        Dv = tl.load(D_ptr + d)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + d)
+    else:
+        bias = tl.zeros((BLOCK_D,), tl.float32)
+    row = pid_b * KD * L + d * L
+    bc_base = pid_b * K * N * L + grp * N * L
+    part_base = (pid_b * n_dblk + pid_d) * N * L  # dB/dC partials (batch, KD // BLOCK_D, N, L)
+    tt = tl.arange(0, T)
+    g = tl.zeros((BLOCK_D, NP), tl.float32)  # adjoint of the state at the first step of the next chunk
+    dA_acc = tl.zeros((BLOCK_D, NP), tl.float32)
+    dD_acc = tl.zeros((BLOCK_D,), tl.float32)
+    db_acc = tl.zeros((BLOCK_D,), tl.float32)
+    for ci in range(NCHUNK):
+        c = NCHUNK - 1 - ci
+        t = c * T + tt
+        t_mask = t < L
+        m2 = t_mask[None, :] & (d[:, None] < KD)
+        offs = row[:, None] + t[None, :]
+        u = tl.load(u_ptr + offs, mask=m2, other=0.0).to(tl.float32)
+        dout = tl.load(dout_ptr + offs, mask=m2, other=0.0).to(tl.float32)
+        dt, sig = _load_dt(delta_ptr, offs, m2, bias, HAS_BIAS, SOFTPLUS)
+        # a_{t+1} (0 past the end: nothing flows back from there)
+        m2n = ((t + 1) < L)[None, :] & (d[:, None] < KD)
+        dtn, _ = _load_dt(delta_ptr, offs + 1, m2n, bias, HAS_BIAS, SOFTPLUS)
+        nt_mask = n_mask[:, None] & t_mask[None, :]
+        bc_offs = bc_base + n[:, None] * L + t[None, :]
+        Bv = tl.load(B_ptr + bc_offs, mask=nt_mask, other=0.0).to(tl.float32)
+        Cv = tl.load(C_ptr + bc_offs, mask=nt_mask, other=0.0).to(tl.float32)
+        # forward states of this chunk from the stored state at its start
+        h0 = tl.load(aux_ptr + ((pid_b * KD + d[:, None]) * NCHUNK + (c - 1)) * N + n[None, :],
+                     mask=dn_mask & (c > 0), other=0.0)
+        a = tl.exp2(dt[:, None, :] * A[:, :, None])
+        dtu = dt * u
+        b = dtu[:, None, :] * Bv[None, :, :]
+        acum, bcum = tl.associative_scan((a, b), 2, _affine_combine)
+        hs = acum * h0[:, :, None] + bcum
+        # adjoint: g_t = C_t dout_t + a_{t+1} g_{t+1}, reverse scan with the carry g
+        an = tl.where(m2n[:, None, :], tl.exp2(dtn[:, None, :] * A[:, :, None]), 0.0)
+        cdy = Cv[None, :, :] * dout[:, None, :]
+        ga, gb = tl.associative_scan((an, cdy), 2, _affine_combine, reverse=True)
+        gs = ga * g[:, :, None] + gb
+        g = tl.sum(tl.where((tt == 0)[None, None, :], gs, 0.0), axis=2)
+        q = gs * (hs - b)  # dL/d(dt A) = g_t a_t h_{t-1}
+        dA_acc += tl.sum(q * dt[:, None, :], axis=2)
+        gB = tl.sum(gs * Bv[None, :, :], axis=1)  # (BD, T)
+        ddt = tl.sum(q * A_nat[:, :, None], axis=1) + gB * u
+        du = gB * dt
+        if HAS_D:
+            du += Dv[:, None] * dout
+            dD_acc += tl.sum(dout * u, axis=1)
+        ddelta = ddt * sig
+        ddelta = tl.where(m2, ddelta, 0.0)
+        db_acc += tl.sum(ddelta, axis=1)
+        tl.store(du_ptr + offs, du.to(du_ptr.dtype.element_ty), mask=m2)
+        tl.store(ddelta_ptr + offs, ddelta.to(ddelta_ptr.dtype.element_ty), mask=m2)
+        dBp = tl.sum(gs * dtu[:, None, :], axis=0)  # (NP, T)
+        dCp = tl.sum(hs * dout[:, None, :], axis=0)
+        p_offs = part_base + n[:, None] * L + t[None, :]
+        tl.store(dBp_ptr + p_offs, dBp, mask=nt_mask)
+        tl.store(dCp_ptr + p_offs, dCp, mask=nt_mask)
+    w_offs = (pid_b * KD + d[:, None]) * N + n[None, :]
+    tl.store(dA_ptr + w_offs, dA_acc, mask=dn_mask)
+    if HAS_D:
+        tl.store(dD_ptr + pid_b * KD + d, dD_acc)
+    if HAS_BIAS:
+        tl.store(dbias_ptr + pid_b * KD + d, db_acc)
+
+
+def _fwd_config(G, N, L):
+    NP = _np2(N)
+    T = chunk_len(L, N)
+    bd = _block_d(G, NP, T, 1024 if INTERPRET else _FWD_TILE, 16)
+    warps = 4 if bd * NP * T <= 2048 else 8
+    return bd, NP, T, warps
+
+
+def _bwd_config(G, N, L):
+    NP = _np2(N)
+    T = chunk_len(L, N)
+    bd = _block_d(G, NP, T, 1024 if INTERPRET else _BWD_TILE, 16)
+    warps = 4 if bd * NP * T <= 1024 else 8
+    return bd, NP, T, warps
+
+
+def _as4(t, batch):
+    return t if t.dim() == 4 else t.unsqueeze(1)
+
+
+def selective_scan_fwd(u, delta, A, B, C, D, delta_bias, delta_softplus, out_dtype):
+    batch, KD, L = u.shape
+    N = A.shape[1]
+    B4, C4 = _as4(B, batch), _as4(C, batch)
+    K = B4.shape[1]
+    G = KD // K
+    out = torch.empty((batch, KD, L), device=u.device, dtype=out_dtype)
+    last = torch.empty((batch, KD, N), device=u.device, dtype=torch.float32)
+    nch = n_chunks(L, N)
+    aux = torch.empty((batch, KD, nch, N), device=u.device, dtype=torch.float32)
+    if L == 0 or batch == 0 or KD == 0:
+        last.zero_()
+        aux.zero_()
+        return out, last, aux
+    bd, NP, T, warps = _fwd_config(G, N, L)
+    grid = (batch, KD // bd)
+    _ssm_fwd_kernel[grid](
+        u, delta, A, B4, C4, D if D is not None else A, delta_bias if delta_bias is not None else A,
+        out, last, aux, KD, L, N, K, G, nch,
+        HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
+        BLOCK_D=bd, NP=NP, T=T, num_warps=warps,
+    )
+    return out, last, aux
+
+
+def selective_scan_bwd(u, delta, A, B, C, D, delta_bias, delta_softplus, dout, aux):
+    batch, KD, L = u.shape
+    N = A.shape[1]
+    B4, C4 = _as4(B, batch), _as4(C, batch)
+    K = B4.shape[1]
+    G = KD // K
+    du = torch.empty_like(u)
+    ddelta = torch.empty_like(delta)
+    bd, NP, T, warps = _bwd_config(G, N, L)
+    nblk = KD // bd
+    nch = n_chunks(L, N)
+    dev = u.device
+    dA_p = torch.empty((batch, KD, N), device=dev, dtype=torch.float32)
+    dB_p = torch.empty((batch, nblk, N, L), device=dev, dtype=torch.float32)
+    dC_p = torch.empty((batch, nblk, N, L), device=dev, dtype=torch.float32)
+    dD_p = torch.empty((batch, KD), device=dev, dtype=torch.float32) if D is not None else None
+    db_p = torch.empty((batch, KD), device=dev, dtype=torch.float32) if delta_bias is not None else None
+    if L > 0 and batch > 0 and KD > 0:
+        _ssm_bwd_kernel[(batch, nblk)](
+            u, delta, A, B4, C4, D if D is not None else A, delta_bias if delta_bias is not None else A,
+            dout, aux, du, ddelta, dA_p, dB_p, dC_p,
+            dD_p if dD_p is not None else dA_p, db_p if db_p is not None else dA_p,
+            KD, L, N, K, G, nch,
+            HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
+            BLOCK_D=bd, NP=NP, T=T, num_warps=warps,
+        )
+    else:
+        for t in (du, ddelta, dA_p, dB_p, dC_p, dD_p, db_p):
+            if t is not None:
+                t.zero_()
+    P = G // bd
+    dB = dB_p.view(batch, K, P, N, L).sum(2) if P > 1 else dB_p.view(batch, K, N, L)
+    dC = dC_p.view(batch, K, P, N, L).sum(2) if P > 1 else dC_p.view(batch, K, N, L)
+    dB = dB.to(B.dtype).reshape(B.shape)
+    dC = dC.to(C.dtype).reshape(C.shape)
+    dA = dA_p.sum(0)
+    dD = dD_p.sum(0) if dD_p is not None else None
+    dbias = db_p.sum(0) if db_p is not None else None
+    return du, ddelta, dA, dB, dC, dD, dbias
