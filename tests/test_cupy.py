@@ -285,3 +285,23 @@ def test_against_mamba_ssm(kern, dtype, L, N):
     theirs = mr.mamba_bwd(u, delta, A, B, C, D, bias, True, dout, mx)
     for name, a, b in zip(NAMES, ours, theirs):
         assert_close(f"d{name} vs mamba_ssm", a, b, *grad_tol(name, dtype))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("L,N,dtype", ((4097, 2, torch.float32), (65536, 1, torch.float16)))
+def test_scan_long_L(kern, L, N, dtype):
+    _check_scan(1, 8, L, N, 4, dtype, True, True, True, True)
+
+
+@pytest.mark.gpu
+def test_opcheck_cupy_ops(kern):
+    from vmamba_kernels._library import ops_for
+
+    ops = ops_for("cupy")
+    ins = make_inputs(2, 8, 37, 3, 4, dtype=torch.float32, device="cuda", requires_grad=False)
+    torch.library.opcheck(ops["scan_fwd"], (*ins, True, torch.float32))
+    nd = make_inputs(1, 4, 9, 1, 1, dtype=torch.float16, device="cuda", with_D=False, with_bias=False,
+                     requires_grad=False)
+    torch.library.opcheck(ops["scan_fwd"], (*nd, False, torch.float16))
+    torch.library.opcheck(ops["cross_scan"], (torch.randn(2, 3, 5, 7, device="cuda"), "cross2d", False))
+    torch.library.opcheck(ops["cross_merge"], (torch.randn(2, 4, 3, 35, device="cuda"), 5, 7, "bidi", True))

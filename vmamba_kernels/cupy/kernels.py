@@ -9,8 +9,9 @@ cupy.RawModule and launched on torch's tensors without copies.
   ITEMS variant through `name_expressions` (e.g. "vmamba_cupy::ssm_fwd<vmamba_cupy::half_t, 1, 8>";
   d_state class: 1 = compiled for N = 1, 0 = runtime N). Modules are cached per process
   (`_MODULES`) and on disk by CuPy; `compile_stats()` counts real compiles.
-- Interop: kernel arguments are torch data pointers; launches go to torch's current stream
-  (cupy.cuda.ExternalStream) on the tensors' device. Inputs arrive validated and contiguous.
+- Interop: kernel arguments are torch data pointers (no copies); launches go to torch's current
+  stream of the tensors' device (cupy.cuda.Stream.from_external through the CUDA stream protocol,
+  ExternalStream on CuPy < 14), inside cupy.cuda.Device(that device). Inputs arrive validated and contiguous.
 - Determinism: no atomics. dB/dC are summed per block over one group's channels in a fixed order
   into fp32 partials (batch, K, P, N, L) and then summed over P here; dA/dD/ddelta_bias come as
   per-row fp32 partials summed over batch here (torch reductions of fixed shape).
@@ -86,10 +87,11 @@ def _names(family: str, ctype: str, kn: int) -> list:
     return [f"vmamba_cupy::{family}<{ctype}, {kn}, {it}>" for it in _config.ITEMS_CHOICES]
 
 
-def _kernels(family: str, dtype: torch.dtype, kn: int = 0) -> dict:
-    """{name_expression: RawKernel} for one module, compiling it on first use (thread-safe)."""
+def _kernels(family: str, dtype: torch.dtype, kn: int, device_index: int) -> dict:
+    """{name_expression: RawKernel} for one module on one device, compiling it on first use
+    (thread-safe). Call inside `cupy.cuda.Device(device_index)`."""
     ctype = _CTYPE[dtype]
-    key = (family, ctype, kn, torch.cuda.current_device())
+    key = (family, ctype, kn, device_index)
     mod = _MODULES.get(key)
     if mod is not None:
         return mod
@@ -120,11 +122,42 @@ def _p(t: Optional[torch.Tensor]):
     return np.uint64(0 if t is None else t.data_ptr())
 
 
-def _launch(kernel, grid: int, block: int, args, device: torch.device, shared_mem: int = 0):
-    stream = torch.cuda.current_stream(device)
-    with cupy.cuda.Device(device.index):
-        ext = cupy.cuda.ExternalStream(stream.cuda_stream, device.index)
-        with ext:
+class _StreamRef:
+    """A torch stream handle exposed through the CUDA stream protocol (for Stream.from_external)."""
+
+    def __init__(self, ptr: int):
+        self.ptr = ptr
+
+    def __cuda_stream__(self):
+        return (0, self.ptr)
+
+
+_STREAMS: dict = {}
+
+
+def _cupy_stream(ptr: int, device_index: int):
+    """CuPy's view of torch's stream `ptr` (cached: wrapping costs more than the small kernels)."""
+    key = (ptr, device_index)
+    s = _STREAMS.get(key)
+    if s is None:
+        if len(_STREAMS) > 256:
+            _STREAMS.clear()
+        if hasattr(cupy.cuda.Stream, "from_external"):  # CuPy >= 14
+            s = cupy.cuda.Stream.from_external(_StreamRef(ptr))
+        else:
+            s = cupy.cuda.ExternalStream(ptr, device_index)
+        _STREAMS[key] = s
+    return s
+
+
+def _launch(family: str, dtype: torch.dtype, kn: int, name: str, grid: int, block: int, args,
+            device: torch.device, shared_mem: int = 0):
+    """Launch kernel `name` of module (family, dtype, kn) on `device`, on torch's current stream."""
+    idx = device.index if device.index is not None else torch.cuda.current_device()
+    ptr = torch.cuda.current_stream(idx).cuda_stream
+    with cupy.cuda.Device(idx):
+        kernel = _kernels(family, dtype, kn, idx)[name]
+        with _cupy_stream(ptr, idx):
             kernel((grid,), (block,), args, shared_mem=shared_mem)
 
 
@@ -149,13 +182,13 @@ def selective_scan_fwd(u, delta, A, B, C, D, delta_bias, delta_softplus, out_dty
         return out.to(out_dtype), last, aux
     items = _config.items_for(L)
     kn = _kn(N)
-    k = _kernels("ssm_fwd", u.dtype, kn)[f"vmamba_cupy::ssm_fwd<{_CTYPE[u.dtype]}, {kn}, {items}>"]
     W = _config.fwd_warps(items)
     chp = 32 * items + items
     args = (_p(u), _p(delta), _p(A), _p(B), _p(C), _p(D), _p(delta_bias), _p(out), _p(last), _p(aux),
             np.int64(rows), np.int32(KD), np.int32(K), np.int32(N), np.int64(L), np.int32(aux_shape[2]),
             np.int32(bool(delta_softplus)), np.int32(out.dtype == torch.float32))
-    _launch(k, -(-rows // W), 32 * W, args, dev, shared_mem=4 * W * (chp + N))
+    _launch("ssm_fwd", u.dtype, kn, f"vmamba_cupy::ssm_fwd<{_CTYPE[u.dtype]}, {kn}, {items}>",
+            -(-rows // W), 32 * W, args, dev, shared_mem=4 * W * (chp + N))
     return (out if direct else out.to(out_dtype)), last, aux
 
 
@@ -186,14 +219,14 @@ def selective_scan_bwd(u, delta, A, B, C, D, delta_bias, delta_softplus, dout, a
             raise RuntimeError(f"cupy selective_scan_bwd: aux has shape {tuple(aux.shape)}, expected "
                                f"{(batch, KD, nch, N)} (was the forward run by another impl?)")
         kn = _kn(N)
-        k = _kernels("ssm_bwd", u.dtype, kn)[f"vmamba_cupy::ssm_bwd<{_CTYPE[u.dtype]}, {kn}, {items}>"]
         chp = 32 * items + items
         args = (_p(u), _p(delta), _p(A), _p(B), _p(C), _p(D), _p(delta_bias), _p(dout),
                 np.int32(dout.dtype == torch.float32), _p(aux.contiguous()), _p(du), _p(ddelta),
                 _p(dA_part), _p(dD_part), _p(dbias_part), _p(dB_part), _p(dC_part),
                 np.int32(KD), np.int32(K), np.int32(N), np.int64(L), np.int32(nch),
                 np.int32(bool(delta_softplus)))
-        _launch(k, rows // W, 32 * W, args, dev, shared_mem=4 * W * (2 * chp + 2 * N))
+        _launch("ssm_bwd", u.dtype, kn, f"vmamba_cupy::ssm_bwd<{_CTYPE[u.dtype]}, {kn}, {items}>",
+                rows // W, 32 * W, args, dev, shared_mem=4 * W * (2 * chp + 2 * N))
     else:
         du.zero_()
         ddelta.zero_()
@@ -219,10 +252,10 @@ def cross_scan_fwd(x, mode, channels_last):
     y = torch.empty((Bn, 4, C, H * W), dtype=x.dtype, device=x.device)
     total = x.numel()
     if total:
-        k = _kernels("cross", x.dtype)[f"vmamba_cupy::cross_scan_k<{_CTYPE[x.dtype]}>"]
         args = (_p(x), _p(y), np.int64(Bn), np.int64(C), np.int64(H), np.int64(W),
                 np.int32(_MODES[mode]), np.int32(bool(channels_last)))
-        _launch(k, _grid(total), 256, args, x.device)
+        _launch("cross", x.dtype, 0, f"vmamba_cupy::cross_scan_k<{_CTYPE[x.dtype]}>", _grid(total), 256,
+                args, x.device)
     return y
 
 
@@ -233,8 +266,8 @@ def cross_merge_fwd(y, H, W, mode, channels_last):
     x = torch.empty(shape, dtype=y.dtype, device=y.device)
     total = x.numel()
     if total:
-        k = _kernels("cross", y.dtype)[f"vmamba_cupy::cross_merge_k<{_CTYPE[y.dtype]}>"]
         args = (_p(y), _p(x), np.int64(Bn), np.int64(C), np.int64(H), np.int64(W),
                 np.int32(_MODES[mode]), np.int32(bool(channels_last)))
-        _launch(k, _grid(total), 256, args, y.device)
+        _launch("cross", y.dtype, 0, f"vmamba_cupy::cross_merge_k<{_CTYPE[y.dtype]}>", _grid(total), 256,
+                args, y.device)
     return x

@@ -32,29 +32,34 @@ namespace vmamba_cupy {
 #define VMC_FULL 0xffffffffu
 static constexpr float kLog2e = 1.4426950408889634f;
 
-// coalesced load of one chunk [t0, t0+32*ITEMS) of a row into registers (lane-consecutive order);
-// positions at or past L read 0
+// Loading a chunk [t0, t0 + 32*ITEMS) of a row is split in two so that several rows' global loads
+// are in flight before the first use: gload reads coalesced (lane-strided: r[j] = row[t0 + j*32 + lane],
+// 0 at or past L), transpose turns that into the lane-consecutive order (v[k] = element
+// lane*ITEMS + k) through the warp's padded shared buffer.
 template <typename T, int ITEMS>
-__device__ __forceinline__ void warp_load(const T* __restrict__ row, i64 t0, i64 L, float* buf, int lane,
-                                          float (&v)[ITEMS]) {
+__device__ __forceinline__ void gload(const T* __restrict__ row, i64 t0, i64 L, int lane, float (&r)[ITEMS]) {
 #pragma unroll
     for (int j = 0; j < ITEMS; ++j) {
-        const int idx = j * 32 + lane;
-        const i64 t = t0 + idx;
-        buf[pad_idx(idx)] = t < L ? to_float(row[t]) : 0.f;
+        const i64 t = t0 + j * 32 + lane;
+        r[j] = t < L ? to_float(row[t]) : 0.f;
     }
+}
+
+// as gload, but the row is float when is_f32 else T
+template <typename T, int ITEMS>
+__device__ __forceinline__ void gload_any(const void* row, int is_f32, i64 t0, i64 L, int lane, float (&r)[ITEMS]) {
+    if (is_f32) gload<float, ITEMS>(static_cast<const float*>(row), t0, L, lane, r);
+    else gload<T, ITEMS>(static_cast<const T*>(row), t0, L, lane, r);
+}
+
+template <int ITEMS>
+__device__ __forceinline__ void transpose(float* buf, int lane, const float (&r)[ITEMS], float (&v)[ITEMS]) {
+#pragma unroll
+    for (int j = 0; j < ITEMS; ++j) buf[pad_idx(j * 32 + lane)] = r[j];
     __syncwarp();
 #pragma unroll
     for (int k = 0; k < ITEMS; ++k) v[k] = buf[pad_idx(lane * ITEMS + k)];
     __syncwarp();
-}
-
-// as warp_load, but the row is float when is_f32 else T
-template <typename T, int ITEMS>
-__device__ __forceinline__ void warp_load_any(const void* row, int is_f32, i64 t0, i64 L, float* buf, int lane,
-                                              float (&v)[ITEMS]) {
-    if (is_f32) warp_load<float, ITEMS>(static_cast<const float*>(row), t0, L, buf, lane, v);
-    else warp_load<T, ITEMS>(static_cast<const T*>(row), t0, L, buf, lane, v);
 }
 
 template <typename T, int ITEMS>
@@ -120,8 +125,18 @@ ssm_fwd(const T* __restrict__ u, const T* __restrict__ delta, const float* __res
     for (int c = 0; c < nchunks; ++c) {
         const i64 t0 = (i64)c * CH;
         float uu[ITEMS], dt[ITEMS], y[ITEMS];
-        warp_load<T, ITEMS>(urow, t0, L, buf, lane, uu);
-        warp_load<T, ITEMS>(drow, t0, L, buf, lane, dt);
+        float rb[ITEMS], rc[ITEMS];  // raw B/C of state n (loaded here already when N = 1)
+        if (KN == 1) {
+            gload<T, ITEMS>(Brow, t0, L, lane, rb);
+            gload<T, ITEMS>(Crow, t0, L, lane, rc);
+        }
+        {
+            float ru[ITEMS], rd[ITEMS];
+            gload<T, ITEMS>(urow, t0, L, lane, ru);
+            gload<T, ITEMS>(drow, t0, L, lane, rd);
+            transpose<ITEMS>(buf, lane, ru, uu);
+            transpose<ITEMS>(buf, lane, rd, dt);
+        }
 #pragma unroll
         for (int k = 0; k < ITEMS; ++k) {
             float v = dt[k] + bd;
@@ -134,8 +149,14 @@ ssm_fwd(const T* __restrict__ u, const T* __restrict__ delta, const float* __res
         for (int n = 0; n < N; ++n) {
             const float An = Ad[n] * kLog2e;
             float bb[ITEMS], cc[ITEMS];
-            warp_load<T, ITEMS>(Brow + (i64)n * L, t0, L, buf, lane, bb);
-            warp_load<T, ITEMS>(Crow + (i64)n * L, t0, L, buf, lane, cc);
+            {
+                if (KN != 1) {
+                    gload<T, ITEMS>(Brow + (i64)n * L, t0, L, lane, rb);
+                    gload<T, ITEMS>(Crow + (i64)n * L, t0, L, lane, rc);
+                }
+                transpose<ITEMS>(buf, lane, rb, bb);
+                transpose<ITEMS>(buf, lane, rc, cc);
+            }
             float a[ITEMS];
             float Pa = 1.f, Pb = 0.f;
 #pragma unroll
@@ -225,9 +246,20 @@ ssm_bwd(const T* __restrict__ u, const T* __restrict__ delta, const float* __res
     for (int c = nchunks - 1; c >= 0; --c) {
         const i64 t0 = (i64)c * CH;
         float uu[ITEMS], dt[ITEMS], dy[ITEMS], sg[ITEMS], du_acc[ITEMS], ddt_acc[ITEMS];
-        warp_load<T, ITEMS>(u + off, t0, L, bufA, lane, uu);
-        warp_load<T, ITEMS>(delta + off, t0, L, bufA, lane, dt);
-        warp_load_any<T, ITEMS>(dorow, dout_f32, t0, L, bufA, lane, dy);
+        float rb[ITEMS], rc[ITEMS];  // raw B/C of state n (loaded here already when N = 1)
+        if (KN == 1) {
+            gload<T, ITEMS>(Brow, t0, L, lane, rb);
+            gload<T, ITEMS>(Crow, t0, L, lane, rc);
+        }
+        {
+            float ru[ITEMS], rd[ITEMS], ry[ITEMS];
+            gload<T, ITEMS>(u + off, t0, L, lane, ru);
+            gload<T, ITEMS>(delta + off, t0, L, lane, rd);
+            gload_any<T, ITEMS>(dorow, dout_f32, t0, L, lane, ry);
+            transpose<ITEMS>(bufA, lane, ru, uu);
+            transpose<ITEMS>(bufA, lane, rd, dt);
+            transpose<ITEMS>(bufA, lane, ry, dy);
+        }
 #pragma unroll
         for (int k = 0; k < ITEMS; ++k) {
             const float pre = dt[k] + bd;
@@ -248,8 +280,14 @@ ssm_bwd(const T* __restrict__ u, const T* __restrict__ delta, const float* __res
             const float An_raw = Ad[n];
             const float An = An_raw * kLog2e;
             float bb[ITEMS], cc[ITEMS], a[ITEMS], bx[ITEMS], hh[ITEMS];
-            warp_load<T, ITEMS>(Brow + (i64)n * L, t0, L, bufA, lane, bb);
-            warp_load<T, ITEMS>(Crow + (i64)n * L, t0, L, bufA, lane, cc);
+            {
+                if (KN != 1) {
+                    gload<T, ITEMS>(Brow + (i64)n * L, t0, L, lane, rb);
+                    gload<T, ITEMS>(Crow + (i64)n * L, t0, L, lane, rc);
+                }
+                transpose<ITEMS>(bufA, lane, rb, bb);
+                transpose<ITEMS>(bufA, lane, rc, cc);
+            }
             // forward recompute of the chunk's states, seeded by the forward's saved state
             float Pa = 1.f, Pb = 0.f;
 #pragma unroll
