@@ -10,6 +10,7 @@ stage give KD and N), else from the table below (vmamba_facts.md section 1).
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 # name -> (base dim, ssm_ratio, d_state); names: the models package's aliases and the official builders
@@ -60,6 +61,20 @@ def _from_table(model: str, batch: int, img_size: int) -> list:
 
 def _from_models(model: str, batch: int, img_size: int):
     """Shapes from a built model's A_logs parameters ('layers.{i}.' prefixes), or None."""
+    per_stage = _model_stage_dims(model)
+    if per_stage is None:
+        return None
+    out = []
+    for i in range(4):
+        h = img_size // 4 // (2 ** i)
+        D, N = per_stage[i]
+        out.append(StageShape(model, i, batch, D, N, h, h))
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _model_stage_dims(model: str):
+    """{stage: (d_inner, d_state)} read from a built model (cached: building B takes seconds), or None."""
     try:
         import models  # noqa: PLC0415
 
@@ -76,12 +91,7 @@ def _from_models(model: str, batch: int, img_size: int):
             per_stage.setdefault(stage, (p.shape[0] // K, p.shape[1]))
     if sorted(per_stage) != [0, 1, 2, 3]:
         return None
-    out = []
-    for i in range(4):
-        h = img_size // 4 // (2 ** i)
-        D, N = per_stage[i]
-        out.append(StageShape(model, i, batch, D, N, h, h))
-    return out
+    return per_stage
 
 
 def stage_shapes(model: str, batch: int = 128, img_size: int = 224, prefer_models: bool = True) -> list:

@@ -106,11 +106,11 @@ def test_tp_real_model_on_cpu(tmp_path):
         pytest.skip(f"models/ not usable yet ({type(e).__name__}: {e})")
     if "vmamba_t" not in names:
         pytest.skip("models.list_models() has no vmamba_t yet")
-    rc = TP.main(["--model", "vmamba_t", "--impl", "torch", "--batch-size", "2", "--img-size", "64", "--warmup", "1",
-                  "--iters", "1", "--reports-dir", str(tmp_path), "--train"])
+    rc = TP.main(["--model", "vmamba_t", "--impl", "torch", "--batch-size", "1", "--img-size", "32", "--warmup", "1",
+                  "--iters", "1", "--reports-dir", str(tmp_path), "--fp32", "--train"])
     assert rc == 0
     _, rows = read_csv(tmp_path / "models.csv")
-    assert [x["mode"] for x in rows] == ["infer_fp32", "train_amp"]
+    assert [x["mode"] for x in rows] == ["infer_fp32", "train_fp32"]
     assert abs(float(rows[0]["params_m"]) - 30.249064) < 1e-3
 
 
