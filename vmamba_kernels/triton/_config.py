@@ -8,7 +8,13 @@ import os
 
 import torch
 
-INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def interpret() -> bool:
+    """Triton's interpreter is on (read at each call: tests may set it after this import)."""
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
 FWD_TILE = 4096  # elements of one (BLOCK_D, NP, T) fp32 register tile, forward
 BWD_TILE = 2048  # backward (more live tiles)
 
@@ -20,7 +26,7 @@ def np2(x: int) -> int:
 
 def chunk_len(L: int, N: int) -> int:
     """Steps per chunk (a power of two >= 16); fwd and bwd must agree."""
-    cap = 32 if INTERPRET else 256
+    cap = 32 if interpret() else 256
     return max(16, min(np2(L), cap, FWD_TILE // np2(N)))
 
 

@@ -14,7 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._config import INTERPRET
+from ._config import interpret
 from ._config import np2 as _np2
 
 _MODES = {"cross2d": 0, "unidi": 1, "bidi": 2}
@@ -80,7 +80,7 @@ def _cross_kernel(
 
 
 def _blocks(C, H, W, channels_last):
-    if INTERPRET:
+    if interpret():
         bh, bw = min(_np2(H), 8), min(_np2(W), 8)
         return bh, bw, min(_np2(C), 8), 4
     if channels_last:

@@ -30,7 +30,7 @@ import triton.language as tl
 
 from ._config import BWD_TILE as _BWD_TILE
 from ._config import FWD_TILE as _FWD_TILE
-from ._config import INTERPRET, chunk_len, n_chunks, scan_aux_shape  # noqa: F401
+from ._config import chunk_len, interpret, n_chunks, scan_aux_shape  # noqa: F401
 from ._config import np2 as _np2
 
 
@@ -213,7 +213,7 @@ def _ssm_bwd_kernel(
 def _fwd_config(G, N, L):
     NP = _np2(N)
     T = chunk_len(L, N)
-    bd = _block_d(G, NP, T, 1024 if INTERPRET else _FWD_TILE, 16)
+    bd = _block_d(G, NP, T, 1024 if interpret() else _FWD_TILE, 16)
     warps = 4 if bd * NP * T <= 2048 else 8
     return bd, NP, T, warps
 
@@ -221,7 +221,7 @@ def _fwd_config(G, N, L):
 def _bwd_config(G, N, L):
     NP = _np2(N)
     T = chunk_len(L, N)
-    bd = _block_d(G, NP, T, 1024 if INTERPRET else _BWD_TILE, 16)
+    bd = _block_d(G, NP, T, 1024 if interpret() else _BWD_TILE, 16)
     warps = 4 if bd * NP * T <= 1024 else 8
     return bd, NP, T, warps
 

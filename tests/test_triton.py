@@ -1,0 +1,286 @@
+"""Triton backend ("triton").
+
+CPU (CI): the kernels run under Triton's interpreter. Without CUDA this module sets
+TRITON_INTERPRET=1 before anything imports triton-dependent code; the public-API path (impl="triton"
+through vmamba_kernels) additionally needs the variable set before vmamba_kernels is first imported
+(the Backend declares cpu as a device only then), so CI runs this file on its own:
+
+    TRITON_INTERPRET=1 python -m pytest -q tests/test_triton.py
+
+Shapes are small (the interpreter runs numpy per tile). Values, last state and all gradients are
+compared with the float64 reference (reference/selective_scan.py) at mamba_ssm's tolerances.
+
+GPU (marker gpu): the full grid (L up to 65536, N 1/16/64, fp32/fp16/bf16, every flag), VMamba stage
+shapes, determinism, mamba_ssm's selective_scan_cuda when built (`python -m bench.build_mamba_ssm`),
+and torch.compile(fullgraph=True) through impl="triton".
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+if not torch.cuda.is_available():  # must precede every import of triton kernels
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import itertools  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from reference import cross_merge_ref, cross_scan_ref, selective_scan_backward_ref, selective_scan_ref  # noqa: E402
+from tests.scan_cases import NAMES, TOL, assert_close, grad_tol, make_inputs  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+CUDA = torch.cuda.is_available()
+DEV = "cuda" if CUDA else "cpu"
+INTERP = os.environ.get("TRITON_INTERPRET") == "1"
+
+triton = pytest.importorskip("triton", reason="triton is not installed: `pip install triton`")
+
+
+@pytest.fixture(scope="module")
+def kern():
+    if not CUDA and not INTERP:
+        pytest.skip("no CUDA and TRITON_INTERPRET is not 1")
+    from vmamba_kernels.triton import kernels
+
+    assert kernels.unavailable_reason() is None
+    return kernels
+
+
+def _ref(ins, softplus, dout):
+    u, delta, A, B, C, D, bias = [None if t is None else t.detach().double() for t in ins]
+    y, last = selective_scan_ref(u, delta, A, B, C, D, bias, softplus, True, torch.float64)
+    grads = selective_scan_backward_ref(u, delta, A, B, C, D, bias, softplus, dout.double())
+    return y, last, grads
+
+
+def _check_raw(kern, batch, KD, L, N, K, dtype, out_dtype, softplus, with_D, with_bias, grouped=True):
+    """Raw kernels (fwd + bwd) against the float64 reference."""
+    ins = make_inputs(batch, KD, L, N, K, dtype=dtype, device=DEV, grouped=grouped,
+                      with_D=with_D, with_bias=with_bias, requires_grad=False)
+    u, delta, A, B, C, D, bias = ins
+    y, last, aux = kern.selective_scan_fwd(u, delta, A, B, C, D, bias, softplus, out_dtype)
+    from vmamba_kernels.triton._config import scan_aux_shape
+
+    shape, adt = scan_aux_shape(batch, KD, L, N, dtype)
+    assert tuple(aux.shape) == tuple(shape) and aux.dtype == adt
+    assert y.dtype == out_dtype and last.dtype == torch.float32 and last.shape == (batch, KD, N)
+    dout = torch.randn(batch, KD, L, device=DEV).to(dtype)
+    grads = kern.selective_scan_bwd(u, delta, A, B, C, D, bias, softplus, dout, aux)
+    ry, rlast, rgrads = _ref(ins, softplus, dout)
+    rtol, atol = TOL[dtype]
+    assert_close("out", y, ry, rtol, atol)
+    assert_close("last_state", last, rlast, rtol, atol)
+    for name, t, g, rg in zip(NAMES, ins, grads, rgrads):
+        if t is None:
+            assert g is None, name
+            continue
+        assert g.dtype == t.dtype and g.shape == t.shape, (name, g.dtype, g.shape)
+        assert_close(f"d{name}", g, rg.to(t.dtype) if dtype != torch.float32 else rg, *grad_tol(name, dtype))
+    return grads
+
+
+# ---- CPU (interpreter) and GPU: small cases ---------------------------------------------------------
+# (batch, KD, L, N, K): awkward L (1, 7, 49, 197: several chunks of the interpreter's 32 steps),
+# N 1 and 16, K 1 and 2, one group of 3 channels (odd block), batch 1
+SMALL = [(1, 4, 1, 1, 1), (2, 4, 7, 16, 2), (1, 4, 49, 1, 2), (1, 2, 197, 1, 1), (2, 6, 33, 16, 2),
+         (1, 3, 40, 4, 1)]
+
+
+@pytest.mark.parametrize("case", SMALL, ids=lambda c: "B{}-KD{}-L{}-N{}-K{}".format(*c))
+@pytest.mark.parametrize("softplus,with_D,with_bias", [(True, True, True), (False, False, False),
+                                                        (True, False, True), (False, True, False)],
+                         ids=["sp-D-b", "plain", "sp-b", "D"])
+def test_scan_fp32(kern, case, softplus, with_D, with_bias):
+    _check_raw(kern, *case, torch.float32, torch.float32, softplus, with_D, with_bias)
+
+
+@pytest.mark.parametrize("dtype,out", [(torch.float16, torch.float32), (torch.float16, torch.float16),
+                                       (torch.bfloat16, torch.float32)], ids=["f16-o32", "f16-o16", "bf16-o32"])
+def test_scan_half(kern, dtype, out):
+    _check_raw(kern, 2, 4, 37, 2, 2, dtype, out, True, True, True)
+
+
+def test_scan_3d_BC(kern):
+    _check_raw(kern, 1, 4, 21, 2, 1, torch.float32, torch.float32, True, True, True, grouped=False)
+
+
+def test_aux_shape_and_chunks():
+    from vmamba_kernels.triton import _config
+
+    for L in (1, 7, 16, 17, 49, 197, 3136, 65536):
+        for N in (1, 16, 64):
+            T = _config.chunk_len(L, N)
+            assert T >= 16 and T & (T - 1) == 0
+            assert _config.n_chunks(L, N) * T >= L > (_config.n_chunks(L, N) - 1) * T or L <= T
+
+
+def test_public_api_autograd(kern):
+    import vmamba_kernels as vk
+    from vmamba_kernels import dispatch
+
+    reason = dispatch.get_backend("triton").why_not("selective_scan", _args_cpu())
+    if reason:
+        pytest.skip("impl triton cannot run here: " + "; ".join(reason) +
+                    " (on the CPU run `TRITON_INTERPRET=1 python -m pytest tests/test_triton.py`)")
+    ins = make_inputs(2, 4, 23, 2, 2, dtype=torch.float32, device=DEV)
+    y, last = vk.selective_scan(*ins, delta_softplus=True, return_last_state=True, impl="triton")
+    dout = torch.randn_like(y)
+    y.backward(dout)
+    ry, rlast, rg = _ref(ins, True, dout)
+    assert_close("out", y, ry, *TOL[torch.float32])
+    assert_close("last", last, rlast, *TOL[torch.float32])
+    for name, t, g in zip(NAMES, ins, rg):
+        assert_close(f"d{name}", t.grad, g, *grad_tol(name, torch.float32))
+    x = torch.randn(2, 3, 5, 7, device=DEV, requires_grad=True)
+    ys = vk.cross_scan(x, mode="cross2d", impl="triton")
+    assert torch.equal(ys, cross_scan_ref(x.detach(), "cross2d"))
+    gy = torch.randn_like(ys)
+    ys.backward(gy)
+    assert_close("dx", x.grad, cross_merge_ref(gy.double(), 5, 7, "cross2d"), 1e-6, 1e-6)
+
+
+def _args_cpu():
+    from vmamba_kernels import validate
+
+    ins = make_inputs(1, 2, 3, 1, 1, device=DEV, requires_grad=False)
+    return validate.check_selective_scan(*ins, True, None)
+
+
+def test_compile_fullgraph(kern):
+    """torch.compile(fullgraph=True) over the custom ops (fake impls trace; backward included).
+    On the CPU with the aot_eager backend (no C++ toolchain needed), on the GPU with inductor."""
+    import vmamba_kernels as vk
+    from vmamba_kernels import dispatch
+
+    if dispatch.get_backend("triton").why_not("selective_scan", _args_cpu()):
+        pytest.skip("impl triton cannot run on this device in this process (set TRITON_INTERPRET=1 first)")
+    torch._dynamo.reset()
+
+    def f(x, delta, A, B, C, D, bias):
+        Bn, Dd, H, W = x.shape
+        xs = vk.cross_scan(x, mode="cross2d", impl="triton").reshape(Bn, 4 * Dd, H * W)
+        y = vk.selective_scan(xs, delta, A, B, C, D, bias, delta_softplus=True, impl="triton")
+        return vk.cross_merge(y.reshape(Bn, 4, Dd, H * W), H, W, mode="cross2d", impl="triton")
+
+    Bn, Dd, H, W, N = 2, 2, 5, 3, 2
+    x = torch.randn(Bn, Dd, H, W, device=DEV, requires_grad=True)
+    _, delta, A, B, C, D, bias = make_inputs(Bn, 4 * Dd, H * W, N, 4, device=DEV)
+    cf = torch.compile(f, fullgraph=True, backend="inductor" if CUDA else "aot_eager")
+    out = cf(x, delta, A, B, C, D, bias)
+    out.sum().backward()
+    g_c = [t.grad.clone() for t in (x, delta, A, B, C, D, bias)]
+    for t in (x, delta, A, B, C, D, bias):
+        t.grad = None
+    ref = f(x, delta, A, B, C, D, bias)
+    ref.sum().backward()
+    assert_close("compiled out", out, ref, 1e-5, 1e-5)
+    for name, a, t in zip(("x",) + NAMES[1:], g_c, (x, delta, A, B, C, D, bias)):
+        assert_close(f"compiled d{name}", a, t.grad, 1e-5, 1e-5)
+
+
+# ---- cross scan / merge ---------------------------------------------------------------------------
+CROSS_MAPS = [(7, 7), (13, 13), (7, 13), (1, 1)]
+
+
+@pytest.mark.parametrize("channels_last", (False, True), ids=["cf", "cl"])
+@pytest.mark.parametrize("mode", ("cross2d", "unidi", "bidi"))
+def test_cross_scan_merge(kern, mode, channels_last):
+    for H, W in CROSS_MAPS:
+        C, Bn = 3, 2
+        shape = (Bn, H, W, C) if channels_last else (Bn, C, H, W)
+        x = torch.randn(shape, device=DEV)
+        y = kern.cross_scan_fwd(x, mode, channels_last)
+        assert torch.equal(y, cross_scan_ref(x, mode, channels_last)), (mode, channels_last, H, W)
+        g = torch.randn(Bn, 4, C, H * W, device=DEV)
+        m = kern.cross_merge_fwd(g, H, W, mode, channels_last)
+        assert_close(f"merge {mode} cl={channels_last} {H}x{W}", m,
+                     cross_merge_ref(g.double(), H, W, mode, channels_last), 1e-6, 1e-6)
+
+
+def test_import_without_triton_is_unavailable():
+    code = ("import sys; sys.modules['triton'] = None\n"
+            "import vmamba_kernels\n"
+            "from vmamba_kernels import dispatch\n"
+            "print('REASON', dispatch.get_backend('triton').unavailable_reason())\n")
+    env = dict(os.environ)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "REASON" in r.stdout and "triton is not installed" in r.stdout and "pip install triton" in r.stdout, r.stdout
+
+
+# ---- GPU: full grid, VMamba shapes, determinism, mamba_ssm -------------------------------------------
+DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+GRID = []
+for i, (L, N, dtype) in enumerate(itertools.product((1, 7, 49, 197, 1031, 3136), (1, 16, 64), DTYPES)):
+    GRID.append((L, N, dtype, (1, 4)[i % 2], bool((i // 2) % 2), bool((i // 4) % 2), bool((i // 3) % 2)))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("L,N,dtype,K,out_fp32,softplus,with_Db", GRID,
+                         ids=[f"L{c[0]}-N{c[1]}-{str(c[2])[6:]}-K{c[3]}-o{int(c[4])}-sp{int(c[5])}-Db{int(c[6])}"
+                              for c in GRID])
+def test_gpu_grid(kern, L, N, dtype, K, out_fp32, softplus, with_Db):
+    KD = 24 if K == 4 else 8
+    _check_raw(kern, 2, KD, L, N, K, dtype, torch.float32 if out_fp32 else dtype, softplus, with_Db, with_Db)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("KD,L", [(384, 3136), (768, 784), (1536, 196), (3072, 49)])
+def test_gpu_vmamba_stage_shapes(kern, KD, L):
+    _check_raw(kern, 2, KD, L, 1, 4, torch.float16, torch.float32, True, True, True)
+
+
+@pytest.mark.gpu
+def test_gpu_long_L(kern):
+    _check_raw(kern, 1, 4, 65536, 1, 1, torch.float32, torch.float32, True, True, True)
+
+
+@pytest.mark.gpu
+def test_gpu_deterministic(kern):
+    u, delta, A, B, C, D, bias = make_inputs(2, 96, 1031, 1, 4, dtype=torch.float16, device="cuda",
+                                             requires_grad=False)
+    y, last, aux = kern.selective_scan_fwd(u, delta, A, B, C, D, bias, True, torch.float32)
+    dout = torch.randn_like(y)
+    g1 = kern.selective_scan_bwd(u, delta, A, B, C, D, bias, True, dout, aux)
+    g2 = kern.selective_scan_bwd(u, delta, A, B, C, D, bias, True, dout, aux)
+    for a, b in zip(g1, g2):
+        assert torch.equal(a, b), "backward is not bitwise reproducible"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_gpu_cross_all(kern, dtype):
+    for (H, W), mode, cl in itertools.product(((7, 7), (14, 14), (56, 56), (5, 11), (1, 9), (33, 3)),
+                                              ("cross2d", "unidi", "bidi"), (False, True)):
+        C = 40
+        x = torch.randn((2, H, W, C) if cl else (2, C, H, W), device="cuda").to(dtype)
+        assert torch.equal(kern.cross_scan_fwd(x, mode, cl), cross_scan_ref(x, mode, cl)), (H, W, mode, cl)
+        g = torch.randn(2, 4, C, H * W, device="cuda").to(dtype)
+        assert_close(f"merge {H}x{W} {mode} {cl}", kern.cross_merge_fwd(g, H, W, mode, cl),
+                     cross_merge_ref(g.double(), H, W, mode, cl), *TOL[dtype])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("L,N", ((49, 1), (197, 16), (3136, 4)))
+def test_gpu_against_mamba_ssm(kern, dtype, L, N):
+    try:
+        from bench import mamba_ref
+    except ImportError as e:
+        pytest.skip(f"bench.mamba_ref not importable ({e})")
+    if mamba_ref.load_selective_scan_cuda() is None:
+        pytest.skip(f"mamba_ssm unavailable: {mamba_ref.unavailable_reason()}")
+    u, delta, A, B, C, D, bias = make_inputs(2, 16, L, N, 4, dtype=dtype, device="cuda", requires_grad=False)
+    y, last, aux = kern.selective_scan_fwd(u, delta, A, B, C, D, bias, True, dtype)
+    my, mx = mamba_ref.mamba_fwd(u, delta, A, B, C, D, bias, True)
+    assert_close("out vs mamba_ssm", y, my, *TOL[dtype])
+    dout = torch.randn_like(y)
+    ours = kern.selective_scan_bwd(u, delta, A, B, C, D, bias, True, dout, aux)
+    theirs = mamba_ref.mamba_bwd(u, delta, A, B, C, D, bias, True, dout, mx)
+    for name, a, b in zip(NAMES, ours, theirs):
+        assert_close(f"d{name} vs mamba_ssm", a, b, *grad_tol(name, dtype))
