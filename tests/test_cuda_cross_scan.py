@@ -35,7 +35,7 @@ DNAME = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
 # (B, C, H, W): 1x1, odd squares, 14x14, odd non-square, stage-1 56x56, batch 1, channel counts
 # that allow channels-last vectors (8, 16) and ones that do not (3, 5)
 MAPS = [(1, 1, 1, 1), (2, 3, 7, 7), (1, 5, 13, 13), (2, 8, 14, 14), (1, 3, 7, 13), (2, 16, 4, 6),
-        (1, 2, 56, 56), (3, 8, 13, 7), (1, 100, 7, 7), (2, 12, 5, 5)]
+        (1, 2, 56, 56), (3, 8, 13, 7), (1, 100, 7, 7), (2, 12, 5, 5), (1, 16, 56, 56)]
 BIG_MAP = (1, 2, 130, 131)  # one fp32 plane > 64 KB of shared memory: the direct kernel
 
 

@@ -439,9 +439,9 @@ inline Geometry plan_planes(const Problem& p, uint32_t elem_bytes, uint32_t smem
   const int64_t by_smem = plane_bytes ? int64_t(kSmemBudget / plane_bytes) : p.C;
   int64_t P;
   if (p.channels_last) {
-    // channel runs of >= 16 bytes per pixel (the neighbouring block reads the rest of the sector);
-    // vectors run along channels, so P is a multiple of vec
-    P = std::max<int64_t>(16 / elem_bytes, int64_t(vec));
+    // channel runs of >= 16 bytes per pixel (the neighbouring block reads the rest of the sector), and
+    // about kTargetElems elements per block on small maps; vectors run along channels: P % vec == 0
+    P = std::max<int64_t>(std::max<int64_t>(16 / elem_bytes, int64_t(kTargetElems) / L), int64_t(vec));
     P = std::min<int64_t>(std::min<int64_t>(P, by_smem), p.C);
     P -= P % vec;
   } else {
@@ -494,10 +494,10 @@ inline Launch plan_cross(const Problem& p, bool merge) {
   const uint32_t smem_elem = merge ? 4 : l.elem;  // the merge accumulates in fp32 shared memory
   const bool need_smem = !merge || p.mode == kCross2d || p.channels_last;
   l.vec = pick_vec(p, l.elem, reinterpret_cast<size_t>(p.in), reinterpret_cast<size_t>(p.out));
-  l.g = plan_planes(p, l.elem, smem_elem, need_smem, l.vec);
-  if (!l.g.fits && l.vec > 1) {
-    l.vec = 1;
-    l.g = plan_planes(p, l.elem, smem_elem, need_smem, 1);
+  // narrower vectors allow fewer planes per block (channels-last needs P >= vec): halve until it fits
+  for (;; l.vec /= 2) {
+    l.g = plan_planes(p, l.elem, smem_elem, need_smem, l.vec);
+    if (l.g.fits || l.vec == 1) break;
   }
   if (!l.g.fits) l.vec = 1;
   return l;
