@@ -1,7 +1,7 @@
 """VMamba stage shapes of the selective scan and cross scan, per model variant.
 
 For stage i of a variant with base width d, ssm_ratio r and d_state N at image size S (patch 4):
-C_i = d * 2^i, D_i = int(r * C_i) (d_inner), K = 4 directions, KD = 4 * D_i, H = W = S / 4 / 2^i,
+C_i = d * 2^i, D_i = int(r * C_i) (d_inner), K = 4 directions, KD = 4 * D_i, H = W = S / 4 / 2^i (rounded up),
 L = H * W. The scan sees u/delta (batch, KD, L), A (KD, N), B/C (batch, 4, N, L); the cross scan
 sees (batch, D_i, H, W).
 
@@ -48,13 +48,23 @@ class StageShape:
         return f"B{self.batch} D{self.D} H{self.H} W{self.W}"
 
 
+def stage_sizes(img_size: int) -> list:
+    """Map side per stage: the stem divides by 4 and each downsample (stride-2 conv, padding 1) by 2,
+    rounding up as those convolutions do."""
+    h = -(-img_size // 4)
+    out = []
+    for _ in range(4):
+        out.append(h)
+        h = -(-h // 2)
+    return out
+
+
 def _from_table(model: str, batch: int, img_size: int) -> list:
     if model not in VARIANTS:
         raise KeyError(f"no stage shapes for {model!r}; known: {', '.join(sorted(VARIANTS))}")
     d, r, n = VARIANTS[model]
     out = []
-    for i in range(4):
-        h = img_size // 4 // (2 ** i)
+    for i, h in enumerate(stage_sizes(img_size)):
         out.append(StageShape(model, i, batch, int(r * d * 2 ** i), n, h, h))
     return out
 
@@ -65,8 +75,7 @@ def _from_models(model: str, batch: int, img_size: int):
     if per_stage is None:
         return None
     out = []
-    for i in range(4):
-        h = img_size // 4 // (2 ** i)
+    for i, h in enumerate(stage_sizes(img_size)):
         D, N = per_stage[i]
         out.append(StageShape(model, i, batch, D, N, h, h))
     return out

@@ -115,6 +115,9 @@ def test_tp_real_model_on_cpu(tmp_path):
 
 
 def test_stage_shapes_follow_the_configs():
+    from bench.shapes import stage_sizes
+
+    assert stage_sizes(224) == [56, 28, 14, 7] and stage_sizes(16) == [4, 2, 1, 1]
     t = stage_shapes("vmamba_t", 128, 224, prefer_models=False)
     assert [(s.KD, s.L, s.N) for s in t] == [(384, 3136, 1), (768, 784, 1), (1536, 196, 1), (3072, 49, 1)]
     b = stage_shapes("vmamba_b", 128, 224, prefer_models=False)
