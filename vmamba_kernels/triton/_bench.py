@@ -1,0 +1,115 @@
+"""Timing of the Triton kernels on VMamba-T[s1l8] stage shapes (batch 128, fp16 in / fp32 out,
+softplus, D, delta_bias), with a small block-shape sweep and the cupy backend as a same-run baseline.
+
+    python -m vmamba_kernels.triton._bench [--sweep] [--out DIR]
+
+Prints one table; times are triton.testing.do_bench medians (ms). GB/s counts the bytes each kernel
+must move (fwd: u, delta in, out; bwd: u, delta, dout in, du, ddelta out)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import torch
+import triton
+
+from vmamba_kernels.triton import kernels as tk
+from vmamba_kernels.triton import selective_scan as ss
+
+STAGES = [(384, 3136, 56), (768, 784, 28), (1536, 196, 14), (3072, 49, 7)]  # KD, L, H
+MAMBA = {"fwd": (1.065, 0.536, 0.297, 0.309), "bwd": (2.857, 1.389, 0.884, 0.926)}  # brief's figures
+
+
+def _inputs(batch, KD, L, N=1, K=4, dtype=torch.float16):
+    g = torch.Generator(device="cuda").manual_seed(0)
+    u = torch.randn(batch, KD, L, device="cuda", generator=g).to(dtype)
+    delta = (0.5 * torch.rand(batch, KD, L, device="cuda", generator=g)).to(dtype)
+    A = -0.5 * torch.rand(KD, N, device="cuda", generator=g)
+    B = torch.randn(batch, K, N, L, device="cuda", generator=g).to(dtype)
+    C = torch.randn(batch, K, N, L, device="cuda", generator=g).to(dtype)
+    D = torch.randn(KD, device="cuda", generator=g)
+    bias = 0.5 * torch.rand(KD, device="cuda", generator=g)
+    return u, delta, A, B, C, D, bias
+
+
+def _t(fn):
+    return triton.testing.do_bench(fn, warmup=10, rep=40, return_mode="median")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sweep", action="store_true")
+    ap.add_argument("--out", default=os.environ.get("OUT", "."))
+    ap.add_argument("--batch", type=int, default=128)
+    a = ap.parse_args()
+    try:
+        from vmamba_kernels.cupy import kernels as ck
+        if ck.unavailable_reason() is not None:
+            ck = None
+    except ImportError:
+        ck = None
+    rows, sweep = [], []
+    for i, (KD, L, H) in enumerate(STAGES):
+        u, delta, A, B, C, D, bias = _inputs(a.batch, KD, L)
+        G = KD // 4
+        n = u.numel()
+        y, last, aux = tk.selective_scan_fwd(u, delta, A, B, C, D, bias, True, torch.float32)
+        dout = torch.randn_like(y)
+        if a.sweep:
+            for kind in ("fwd", "bwd"):
+                best = None
+                for bd in (4, 8, 16, 32):
+                    if G % bd:
+                        continue
+                    for w in (2, 4, 8):
+                        ss.OVERRIDE[(kind, G, 1, L)] = (bd, w)
+                        if kind == "fwd":
+                            t = _t(lambda: tk.selective_scan_fwd(u, delta, A, B, C, D, bias, True, torch.float32))
+                        else:
+                            t = _t(lambda: tk.selective_scan_bwd(u, delta, A, B, C, D, bias, True, dout, aux))
+                        sweep.append(dict(kind=kind, KD=KD, L=L, bd=bd, warps=w, ms=t))
+                        if best is None or t < best[0]:
+                            best = (t, bd, w)
+                        ss.OVERRIDE.pop((kind, G, 1, L))
+                print(f"sweep {kind} KD{KD} L{L}: best bd={best[1]} warps={best[2]} {best[0]:.3f} ms", flush=True)
+        tf = _t(lambda: tk.selective_scan_fwd(u, delta, A, B, C, D, bias, True, torch.float32))
+        tb = _t(lambda: tk.selective_scan_bwd(u, delta, A, B, C, D, bias, True, dout, aux))
+        cf = cb = float("nan")
+        if ck is not None:
+            yc, lc, auxc = ck.selective_scan_fwd(u, delta, A, B, C, D, bias, True, torch.float32)
+            cf = _t(lambda: ck.selective_scan_fwd(u, delta, A, B, C, D, bias, True, torch.float32))
+            cb = _t(lambda: ck.selective_scan_bwd(u, delta, A, B, C, D, bias, True, dout, auxc))
+        x = torch.randn(a.batch, KD // 4, H, H, device="cuda").to(torch.float16)
+        ys = tk.cross_scan_fwd(x, "cross2d", False)
+        tcs = _t(lambda: tk.cross_scan_fwd(x, "cross2d", False))
+        tcm = _t(lambda: tk.cross_merge_fwd(ys, H, H, "cross2d", False))
+        xl = x.permute(0, 2, 3, 1).contiguous()
+        tcs_l = _t(lambda: tk.cross_scan_fwd(xl, "cross2d", True))
+        tcm_l = _t(lambda: tk.cross_merge_fwd(ys, H, H, "cross2d", True))
+        tcopy = _t(lambda: ys.clone())  # same bytes as scan (read 1/4 of it + write) ~ 2*|y| vs 1.25*|y|
+        ccs = ccm = float("nan")
+        if ck is not None:
+            ccs = _t(lambda: ck.cross_scan_fwd(x, "cross2d", False))
+            ccm = _t(lambda: ck.cross_merge_fwd(ys, H, H, "cross2d", False))
+        rows.append(dict(stage=i, KD=KD, L=L, fwd=tf, bwd=tb, fwd_GBs=8 * n / tf / 1e6, bwd_GBs=12 * n / tb / 1e6,
+                         cupy_fwd=cf, cupy_bwd=cb, mamba_fwd=MAMBA["fwd"][i], mamba_bwd=MAMBA["bwd"][i],
+                         cs=tcs, cm=tcm, cs_cl=tcs_l, cm_cl=tcm_l, cs_GBs=2.5 * ys.numel() / tcs / 1e6,
+                         cupy_cs=ccs, cupy_cm=ccm, clone_y=tcopy))
+    os.makedirs(a.out, exist_ok=True)
+    with open(os.path.join(a.out, "triton_bench.json"), "w") as f:
+        json.dump(dict(device=torch.cuda.get_device_name(), triton=triton.__version__, rows=rows, sweep=sweep), f,
+                  indent=1)
+    print(f"device {torch.cuda.get_device_name()} triton {triton.__version__} torch {torch.__version__}")
+    print("stage KD    L    | fwd ms (GB/s)  cupy  mamba* ratio | bwd ms (GB/s)  cupy  mamba* ratio | "
+          "cs ms cm ms cs_cl cm_cl (cupy cs/cm) clone(y)")
+    for r in rows:
+        print(f"{r['stage']}  {r['KD']:5d} {r['L']:5d} | {r['fwd']:.3f} ({r['fwd_GBs']:.0f}) {r['cupy_fwd']:.3f} "
+              f"{r['mamba_fwd']:.3f} {r['fwd'] / r['mamba_fwd']:.2f} | {r['bwd']:.3f} ({r['bwd_GBs']:.0f}) "
+              f"{r['cupy_bwd']:.3f} {r['mamba_bwd']:.3f} {r['bwd'] / r['mamba_bwd']:.2f} | {r['cs']:.3f} {r['cm']:.3f} "
+              f"{r['cs_cl']:.3f} {r['cm_cl']:.3f} ({r['cupy_cs']:.3f}/{r['cupy_cm']:.3f}) {r['clone_y']:.3f}")
+    print("mamba* = mamba_ssm times given in the task brief (not measured in this run)")
+
+
+if __name__ == "__main__":
+    main()
