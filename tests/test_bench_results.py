@@ -114,3 +114,10 @@ def test_reports_dir_env(monkeypatch, tmp_path):
     assert R.reports_dir("x") == Path("x")
     monkeypatch.delenv("VMAMBA_REPORTS_DIR")
     assert R.reports_dir() == REPO / "reports"
+
+
+def test_reports_readme_documents_every_column():
+    text = (REPO / "reports" / "README.md").read_text()
+    for cls in (R.KernelRow, R.ModelRow, R.CheckRow):
+        for col in R.columns(cls):
+            assert col in text, f"{cls.__name__}.{col} is not described in reports/README.md"
