@@ -59,10 +59,10 @@ def main():
         if a.sweep:
             for kind in ("fwd", "bwd"):
                 best = None
-                for bd in (4, 8, 16, 32):
+                for bd in (4, 8, 16):
                     if G % bd:
                         continue
-                    for w in (2, 4, 8):
+                    for w in (4, 8):
                         ss.OVERRIDE[(kind, G, 1, L)] = (bd, w)
                         if kind == "fwd":
                             t = _t(lambda: tk.selective_scan_fwd(u, delta, A, B, C, D, bias, True, torch.float32))

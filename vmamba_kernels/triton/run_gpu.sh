@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# One GPU-machine pass for the Triton backend: GPU tests in 4 parallel shards (Triton compiles are
+# CPU-bound), then the stage-shape bench alone on the GPU. Logs under $OUT.
+set -u
+cd "$(dirname "$0")/../.."
+export PYTHONPATH=$PWD
+OUT=${OUT:-/tmp/triton_out}; mkdir -p "$OUT"
+TEST_S=${TEST_S:-110}; BENCH_S=${BENCH_S:-100}; BENCH_ARGS=${BENCH_ARGS:---sweep}
+nvidia-smi -L
+python -c "import torch, triton; print(torch.__version__, triton.__version__)"
+python -m pytest -q --collect-only -m gpu tests/test_triton.py -p no:cacheprovider | grep '::' > "$OUT/ids.txt"
+split -n r/4 "$OUT/ids.txt" "$OUT/shard_"
+for s in "$OUT"/shard_*; do
+  timeout "$TEST_S" python -m pytest -q -p no:cacheprovider $(cat "$s") > "$s.log" 2>&1 &
+done
+wait
+for s in "$OUT"/shard_*.log; do tail -n 3 "$s"; done
+grep -h -E "^(FAILED|ERROR)|Error|assert" "$OUT"/shard_*.log | head -40
+timeout "$BENCH_S" python -m vmamba_kernels.triton._bench $BENCH_ARGS --out "$OUT" 2>&1 | tee "$OUT/bench.log" | tail -n 20
