@@ -46,7 +46,7 @@ def parse_args(argv=None):
                     "with timm baselines; appends rows to REPORTS/models.csv.")
     p.add_argument("--model", action="append",
                    help="model name(s) from models.list_models(), repeatable or comma list; "
-                        f"'all' = {','.join(HEADLINE)} (default all)")
+                        f"'all' = {','.join(HEADLINE)} (default all); 'none' with --baselines = baselines only")
     p.add_argument("--impl", action="append",
                    help="kernel impl(s), repeatable or comma list: cuda, triton, cupy, torch, ... or 'auto' "
                         "(the dispatcher's choice); default auto")
@@ -83,6 +83,7 @@ def parse_args(argv=None):
     if "all" in a.models:
         i = a.models.index("all")
         a.models[i:i + 1] = HEADLINE
+    a.models = [m for m in a.models if m != "none"]  # --model none --baselines: baselines only
     a.impls = _split(a.impl, ["auto"])
     if a.train_only:
         a.train = True

@@ -35,6 +35,7 @@ def test_tp_arguments():
                                                                           "train_fp32"]
     assert TP.modes_for(TP.parse_args(["--train-only"])) == ["train_amp"]
     assert not TP.parse_args(["--no-cudnn-benchmark"]).cudnn_benchmark
+    assert TP.parse_args(["--model", "none", "--baselines"]).models == []
 
 
 def test_tp_tiny_end_to_end(tmp_path):
