@@ -9,6 +9,7 @@ Commands (each has --help and prints a table at the end; results go to reports/*
     python -m bench.tp --model all --impl cuda,triton,cupy,torch --amp --train --baselines
     python -m bench.flops                    # params and official GFLOPs of the nine released variants
     python -m bench.report                   # plots + README results table from the CSVs
+    bash bench/gpu_run.sh                    # all of the above in one device call, logs to $OUT
 
 Modules: env (environment capture), results (CSV schemas, atomic append), timing, shapes, flops,
 mamba_ref (mamba_ssm loader and wrapper), _tiny (stand-in model for CPU tests).

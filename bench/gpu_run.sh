@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# One device call for the measuring half: build mamba_ssm's scan, check correctness, sweep the kernels,
+# measure whole-model throughput, redraw the report. Each step's full log goes to $OUT/<step>.log and its
+# last lines are printed; the updated reports/*.csv and plots are copied to $OUT (bring them back into
+# reports/). A failing step does not stop the next one; the exit status is the number of failed steps.
+#
+#   bash bench/gpu_run.sh                        # all steps
+#   STEPS="check kernels" bash bench/gpu_run.sh  # some steps (build is needed once per fresh machine)
+#   IMPLS=cuda,torch TP_ARGS="--iters 20" bash bench/gpu_run.sh
+#
+# The project's own CUDA extension must be built first (pip install --no-build-isolation -e .), and
+# the mamba_ssm sdist carried in .sdist/ (carry: [".sdist"]).
+set -uo pipefail
+OUT=${OUT:-/tmp/bench_out}
+PY=${PY:-python}
+STEPS=${STEPS:-"build check kernels tp report"}
+IMPLS=${IMPLS:-cuda,triton,cupy,torch}
+export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16}
+mkdir -p "$OUT"
+failed=0
+step() {
+  local name=$1; shift
+  case " $STEPS " in *" $name "*) ;; *) return 0 ;; esac
+  echo "== $name: $*"
+  local start; start=$(date +%s)
+  "$@" > "$OUT/$name.log" 2>&1
+  local rc=$?
+  echo "   $name: rc=$rc, $(( $(date +%s) - start )) s"
+  tail -n "${TAIL:-30}" "$OUT/$name.log" | grep -v '^\[' 
+  [ "$rc" -eq 0 ] || failed=$((failed + 1))
+}
+step build   "$PY" -m bench.build_mamba_ssm
+step check   "$PY" -m bench.check --quick
+step kernels "$PY" -m bench.kernels --quick
+# shellcheck disable=SC2086
+step tp      "$PY" -m bench.tp --model all --impl "$IMPLS" --amp --train --baselines ${TP_ARGS:-}
+step report  "$PY" -m bench.report
+cp reports/*.csv reports/*.png "$OUT"/ 2>/dev/null || true
+cp README.md "$OUT"/README.generated.md 2>/dev/null || true
+echo "failed steps: $failed; logs and results in $OUT"
+exit "$failed"
