@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import warnings
 from dataclasses import asdict, fields, replace
 from typing import Optional
@@ -142,9 +143,11 @@ def create_model(name: str, impl=None, pretrained=None, num_classes: int = 1000,
 
 
 def _torch_load(path: str):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint file {path!r} does not exist")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 -- official checkpoints also pickle their yacs config
+    except pickle.UnpicklingError as e:  # official checkpoints also pickle their yacs config
         warnings.warn(f"{path}: weights_only load failed ({type(e).__name__}); loading with weights_only=False "
                       f"(only do this for files you trust)")
         return torch.load(path, map_location="cpu", weights_only=False)

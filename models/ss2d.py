@@ -35,6 +35,11 @@ from .policy import OPS, ResolvedOp
 K = 4  # scan directions
 
 
+def _wt(u: torch.Tensor) -> torch.dtype:
+    """dtype of A / D / delta_bias for the scan: float32, or float64 when the inputs are float64."""
+    return torch.float64 if u.dtype == torch.float64 else torch.float32
+
+
 def _is_refusal(err: RuntimeError) -> bool:
     msg = str(err)
     return msg.startswith("impl ") and " cannot run " in msg
@@ -126,12 +131,12 @@ class SS2Dv0(_KernelCalls):
         x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)
         dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
         dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)
-        As = -torch.exp(self.A_logs.float())
-        f32 = torch.float32
         # v0 feeds the scan float32 inputs (and gets float32 out) whatever the autocast dtype
+        f32 = _wt(xs)
+        As = -torch.exp(self.A_logs.to(f32))
         ys = self._scan(xs.reshape(Bn, K * D, L).to(f32), dts.reshape(Bn, K * D, L).to(f32), As,
-                        Bs.contiguous().to(f32), Cs.contiguous().to(f32), self.Ds.float(),
-                        self.dt_projs_bias.float().reshape(-1))
+                        Bs.contiguous().to(f32), Cs.contiguous().to(f32), self.Ds.to(f32),
+                        self.dt_projs_bias.to(f32).reshape(-1))
         y = self._cross_merge(ys.view(Bn, K, D, L), H, W, channels_last=True)  # (B, H, W, D) fp32
         y = self.out_norm(y) * z
         return self.dropout(self.out_proj(y))
@@ -171,9 +176,10 @@ class SS2Dv05(_KernelCalls):
         x_dbl = F.conv1d(xs, self.x_proj_weight.view(-1, D, 1), groups=K)
         dts, Bs, Cs = torch.split(x_dbl.view(Bn, K, -1, L), [R, N, N], dim=2)
         dts = F.conv1d(dts.reshape(Bn, K * R, L), self.dt_projs_weight.view(K * D, R, 1), groups=K)
-        As = -torch.exp(self.A_logs.float())
-        ys = self._scan(xs, dts, As, Bs.contiguous(), Cs.contiguous(), self.Ds.float(),
-                        self.dt_projs_bias.float().reshape(-1), out_dtype=torch.float32)
+        wt = _wt(xs)
+        As = -torch.exp(self.A_logs.to(wt))
+        ys = self._scan(xs, dts, As, Bs.contiguous(), Cs.contiguous(), self.Ds.to(wt),
+                        self.dt_projs_bias.to(wt).reshape(-1), out_dtype=wt)
         y = self._cross_merge(ys.view(Bn, K, D, L), H, W, channels_last=not self.channel_first)
         return self.out_norm(y).to(x.dtype)
 
@@ -235,10 +241,11 @@ class SS2Dm0(_KernelCalls):
         x_dbl = F.conv1d(xs, self.x_proj_weight.view(-1, D, 1), groups=K)
         dts, Bs, Cs = torch.split(x_dbl.view(Bn, K, -1, L), [R, N, N], dim=2)
         delta = dts.unsqueeze(3).expand(Bn, K, R, P, L).reshape(Bn, K * D, L)
-        A = -torch.exp(self.A_logs.float())
+        wt = _wt(xs)
+        A = -torch.exp(self.A_logs.to(wt))
         A = A.view(K, R, 1, 1).expand(K, R, P, N).reshape(K * D, N)
-        dbias = self.dt_projs_bias.float().view(K, R, 1).expand(K, R, P).reshape(K * D)
-        return xs, delta, A, Bs.contiguous(), Cs.contiguous(), self.Ds.float().reshape(K * D), dbias
+        dbias = self.dt_projs_bias.to(wt).view(K, R, 1).expand(K, R, P).reshape(K * D)
+        return xs, delta, A, Bs.contiguous(), Cs.contiguous(), self.Ds.to(wt).reshape(K * D), dbias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.in_proj(x)

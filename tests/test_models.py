@@ -1,0 +1,523 @@
+"""models/: variants, parameter counts, layouts, kernel policy, checkpoints, backbone mode, training features.
+
+CPU, impl "torch" (and "torch_sequential" for the mixed-policy tests). Full-size models are built for
+parameter counts and run on 32x32 inputs (stage maps 8/4/2/1), which is cheap; everything else uses
+reduced-depth configs.
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import models
+import vmamba_kernels as vk
+from models import KernelPolicy
+from models import ss2d as ss2d_mod
+
+torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+# official fvcore parameter counts (vmamba_facts.md section 1; m2 counted by building the official m2 builders)
+PARAMS = {
+    "vanilla_vmamba_tiny": 22_893_448, "vanilla_vmamba_small": 44_417_416, "vanilla_vmamba_base": 76_254_056,
+    "vmamba_tiny_s2l5": 30_705_832, "vmamba_small_s2l15": 50_147_752, "vmamba_base_s2l15": 88_557_800,
+    "vmamba_tiny_s1l8": 30_249_064, "vmamba_small_s1l20": 49_012_840, "vmamba_base_s1l20": 86_614_504,
+    "vmamba_tiny_m2": 25_340_296, "vmamba_small_m2": 39_079_816, "vmamba_base_m2": 67_527_528,
+}
+V2 = [n for n in PARAMS if n.startswith("vmamba_") and not n.endswith("_m2")]
+# (name, channel_first): v2 variants run both layouts; v0 and m2 are channel-last only (as the official)
+VARIANT_LAYOUTS = [(n, cf) for n in PARAMS for cf in ((True, False) if n in V2 else (False,))]
+SMALL = dict(depths=(1, 1, 2, 1), dims=16)  # reduced config for the fast tests
+
+
+def small(name="vmamba_tiny_s1l8", impl="torch", **kw):
+    return models.create_model(name, impl=impl, **{**SMALL, **kw})
+
+
+def nparams(m):
+    return sum(p.numel() for p in m.parameters())
+
+
+def copy_weights(dst, src):
+    dst.load_state_dict(src.state_dict(), strict=True)
+    return dst
+
+
+# ---- variants -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name,channel_first", VARIANT_LAYOUTS,
+                         ids=[f"{n}-{'cf' if cf else 'cl'}" for n, cf in VARIANT_LAYOUTS])
+def test_variant_params_forward_backward(name, channel_first):
+    m = models.create_model(name, impl="torch", channel_first=channel_first)
+    assert m.channel_first == channel_first
+    assert nparams(m) == PARAMS[name]
+    x = torch.randn(2, 3, 32, 32)
+    y = m(x)
+    assert y.shape == (2, 1000) and torch.isfinite(y).all()
+    y.float().square().mean().backward()
+    missing = [n for n, p in m.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing, missing[:5]
+
+
+def test_list_models_and_aliases():
+    names = models.list_models()
+    assert set(PARAMS) <= set(names)
+    assert {"vmamba_t", "vmamba_s", "vmamba_b"} <= set(names)
+    assert models.get_config("vmamba_t") == models.get_config("vmamba_tiny_s1l8")
+    assert models.get_config("vmamba_s") == models.get_config("vmamba_small_s2l15")
+    assert models.get_config("vmamba_b") == models.get_config("vmamba_base_s2l15")
+    cfgs = models.model_configs()
+    assert cfgs["vmamba_tiny_s1l8"]["official_params"] == 30_249_064
+    assert cfgs["vmamba_tiny_s1l8"]["official_gflops"] == pytest.approx(4.905609984)
+    assert cfgs["vmamba_tiny_s1l8"]["aliases"] == ["vmamba_t"]
+    assert cfgs["vmamba_tiny_m2"]["official_params"] is None
+    # default layouts as released: v2 channel-first (ln2d), v0 / m2 channel-last
+    assert cfgs["vmamba_tiny_s1l8"]["channel_first"] and not cfgs["vanilla_vmamba_tiny"]["channel_first"]
+    assert not cfgs["vmamba_tiny_m2"]["channel_first"]
+
+
+def test_state_dict_keys_and_shapes_official():
+    # vmamba_facts.md section 5
+    t = models.create_model("vmamba_tiny_s1l8", impl="torch").state_dict()
+    assert len(t) == 276
+    exp = {"patch_embed.0.weight": (48, 3, 3, 3), "patch_embed.2.weight": (48,), "patch_embed.5.weight": (96, 48, 3, 3),
+           "patch_embed.7.bias": (96,), "layers.0.blocks.0.op.x_proj_weight": (4, 8, 96),
+           "layers.0.blocks.0.op.A_logs": (384, 1), "layers.0.blocks.0.op.dt_projs_weight": (4, 96, 6),
+           "layers.0.blocks.0.op.dt_projs_bias": (4, 96), "layers.0.blocks.0.op.Ds": (384,),
+           "layers.0.blocks.0.op.in_proj.weight": (96, 96), "layers.0.blocks.0.op.conv2d.weight": (96, 1, 3, 3),
+           "layers.0.blocks.0.op.out_norm.weight": (96,), "layers.0.blocks.0.op.out_proj.weight": (96, 96),
+           "layers.0.blocks.0.mlp.fc1.weight": (384, 96), "layers.0.blocks.0.norm2.bias": (96,),
+           "layers.0.downsample.1.weight": (192, 96, 3, 3), "layers.0.downsample.3.weight": (192,),
+           "classifier.norm.weight": (768,), "classifier.head.weight": (1000, 768)}
+    for k, s in exp.items():
+        assert tuple(t[k].shape) == s, k
+    assert "layers.0.blocks.0.op.conv2d.bias" not in t
+    v = models.create_model("vanilla_vmamba_tiny", impl="torch").state_dict()
+    assert len(v) == 212
+    exp = {"patch_embed.0.weight": (96, 3, 4, 4), "patch_embed.2.weight": (96,),
+           "layers.0.blocks.0.op.x_proj_weight": (4, 38, 192), "layers.0.blocks.0.op.A_logs": (768, 16),
+           "layers.0.blocks.0.op.dt_projs_weight": (4, 192, 6), "layers.0.blocks.0.op.in_proj.weight": (384, 96),
+           "layers.0.blocks.0.op.conv2d.bias": (192,), "layers.0.downsample.reduction.weight": (192, 384),
+           "layers.0.downsample.norm.weight": (384,), "classifier.head.bias": (1000,)}
+    for k, s in exp.items():
+        assert tuple(v[k].shape) == s, k
+    assert not any("mlp" in k for k in v)
+    m2 = models.create_model("vmamba_tiny_m2", impl="torch").state_dict()
+    assert tuple(m2["layers.0.blocks.0.op.A_logs"].shape) == (4, 6)
+    assert tuple(m2["layers.0.blocks.0.op.Ds"].shape) == (4, 6, 16)
+    assert tuple(m2["layers.0.blocks.0.op.conv2d.1.weight"].shape) == (96, 1, 3, 3)
+    assert "layers.0.blocks.0.op.dt_projs_weight" not in m2
+    # no buffers anywhere: everything in the state_dict is a parameter
+    assert len(t) == len(list(models.create_model("vmamba_tiny_s1l8", impl="torch").parameters()))
+
+
+def test_init_follows_mamba_init():
+    m = models.create_model("vanilla_vmamba_tiny", impl="torch")
+    op = m.layers[0].blocks[0].op
+    N, R = 16, 6
+    assert torch.allclose(op.A_logs, torch.log(torch.arange(1, N + 1).float()).expand_as(op.A_logs))
+    assert torch.equal(op.Ds, torch.ones_like(op.Ds))
+    dt = F.softplus(op.dt_projs_bias)
+    assert dt.min() >= 1e-3 * 0.999 and dt.max() <= 0.1 * 1.001
+    assert op.dt_projs_weight.abs().max() <= R ** -0.5
+    w = op.in_proj.weight
+    assert abs(w.std().item() - 0.02) < 0.002 and w.abs().max() <= 2.0
+    assert torch.equal(m.classifier.head.bias, torch.zeros(1000))
+    assert torch.equal(op.out_norm.weight, torch.ones_like(op.out_norm.weight))
+    # x_proj keeps nn.Linear's default init: U(+-1/sqrt(D))
+    assert op.x_proj_weight.abs().max() <= 192 ** -0.5
+    m2 = models.create_model("vmamba_tiny_m2", impl="torch").layers[0].blocks[0].op  # ssm_init v2
+    assert torch.equal(m2.A_logs, torch.zeros_like(m2.A_logs))
+    assert 0 <= m2.dt_projs_bias.min() and m2.dt_projs_bias.max() <= 0.1
+
+
+# ---- layouts --------------------------------------------------------------------------------------
+def test_layouts_give_same_logits():
+    a = small(channel_first=True).eval()
+    b = copy_weights(small(channel_first=False), a).eval()
+    x = torch.randn(2, 3, 40, 24)
+    torch.testing.assert_close(a(x), b(x), rtol=1e-4, atol=1e-5)
+
+
+def test_v0_and_m2_refuse_channel_first():
+    with pytest.raises(ValueError, match="channel-last"):
+        models.create_model("vanilla_vmamba_tiny", channel_first=True)
+    with pytest.raises(ValueError, match="channel-last"):
+        models.create_model("vmamba_tiny_m2", channel_first=True)
+
+
+# ---- kernel policy --------------------------------------------------------------------------------
+def test_mixed_policy_matches_single_backend():
+    ref = small(impl="torch").eval()
+    mixed_spec = {
+        "layers.0.*": "torch_sequential",
+        "layers.2.blocks.*": KernelPolicy(selective_scan="torch_sequential", cross_merge="torch_sequential"),
+        "layers.2.blocks.1": KernelPolicy(cross_scan="torch_sequential"),
+    }
+    mixed = copy_weights(small(impl=mixed_spec), ref).eval()
+    table = {(r["layer"], r["op"]): r["impl"] for r in mixed.impl_table()}
+    assert table[("layers.0.blocks.0", "selective_scan")] == "torch_sequential"
+    assert table[("layers.1.blocks.0", "selective_scan")] == "auto"  # not matched: automatic choice
+    assert table[("layers.2.blocks.0", "cross_scan")] == "auto"
+    assert table[("layers.2.blocks.0", "cross_merge")] == "torch_sequential"
+    assert table[("layers.2.blocks.1", "cross_scan")] == "torch_sequential"
+    assert table[("layers.2.blocks.1", "selective_scan")] == "torch_sequential"
+    x = torch.randn(2, 3, 32, 32)
+    with vk.use_impl("torch"):  # 'auto' entries resolve to the default impl
+        torch.testing.assert_close(mixed(x), ref(x), rtol=1e-5, atol=1e-5)
+
+
+def test_policy_calls_the_named_backend(monkeypatch):
+    calls = []
+    for fn in ("selective_scan", "cross_scan", "cross_merge"):
+        orig = getattr(vk, fn)
+
+        def wrapped(*a, _orig=orig, _fn=fn, **k):
+            calls.append((_fn, k.get("impl")))
+            return _orig(*a, **k)
+        monkeypatch.setattr(ss2d_mod.vk, fn, wrapped)
+    m = small(impl={"*": "torch", "layers.3.*": KernelPolicy(selective_scan="torch_sequential")}).eval()
+    m(torch.randn(1, 3, 32, 32))
+    n_layers = sum(SMALL["depths"])
+    assert len(calls) == 3 * n_layers
+    assert calls.count(("selective_scan", "torch_sequential")) == 1  # the single stage-3 block
+    assert calls.count(("selective_scan", "torch")) == n_layers - 1
+    assert calls.count(("cross_scan", "torch")) == n_layers
+
+
+def test_impl_table_and_set_impl():
+    m = small(impl="torch")
+    rows = m.impl_table()
+    assert len(rows) == 3 * sum(SMALL["depths"])
+    assert {r["impl"] for r in rows} == {"torch"}
+    assert {r["op"] for r in rows} == {"selective_scan", "cross_scan", "cross_merge"}
+    assert rows[0]["layer"] == "layers.0.blocks.0"
+    x = torch.randn(1, 3, 32, 32)
+    m.eval()
+    y = m(x)
+    m.set_impl(KernelPolicy(selective_scan="torch_sequential"))
+    rows = m.impl_table()
+    assert {r["impl"] for r in rows if r["op"] == "selective_scan"} == {"torch_sequential"}
+    assert {r["impl"] for r in rows if r["op"] == "cross_scan"} == {"auto"}
+    torch.testing.assert_close(m(x), y, rtol=1e-5, atol=1e-5)
+    text = m.impl_table(as_text=True)
+    assert "layers.3.blocks.0" in text and "torch_sequential" in text
+    m.set_impl(None)
+    assert {r["impl"] for r in m.impl_table()} == {"auto"}
+
+
+def test_bad_policy_inputs():
+    with pytest.raises(ValueError, match="unknown impl 'nope'"):
+        small(impl="nope")
+    with pytest.raises(ValueError, match="unknown impl"):
+        small(impl={"layers.1.*": KernelPolicy(cross_scan="nope")})
+    with pytest.raises(ValueError, match="matches no SS2D layer"):
+        small(impl={"stage1.*": "torch"})
+    with pytest.raises(TypeError):
+        small(impl=3)
+
+
+def _unusable_impl():
+    """A registered backend that cannot run CPU tensors (all GPU backends refuse CPU inputs)."""
+    for r in vk.list_impls("selective_scan"):
+        if "cpu" not in r["devices"]:
+            return r["name"]
+    pytest.skip("every registered backend runs on the CPU")
+
+
+def test_unusable_backend_fails_with_reasons_unless_fallback():
+    name = _unusable_impl()
+    m = small(impl=KernelPolicy(selective_scan=name))
+    with pytest.raises(RuntimeError, match=f"impl '{name}' cannot run selective_scan"):
+        m(torch.randn(1, 3, 32, 32))
+    ref = small(impl="torch").eval()
+    fb = copy_weights(small(impl=KernelPolicy(selective_scan=name), fallback=True), ref).eval()
+    rows = [r for r in fb.impl_table() if r["op"] == "selective_scan"]
+    available = next(r for r in vk.list_impls() if r["name"] == name)["available"]
+    assert all(r["requested"] == name for r in rows)
+    assert all(r["impl"] == ("auto" if not available else name) for r in rows)
+    x = torch.randn(1, 3, 32, 32)
+    with vk.use_impl("torch"):
+        torch.testing.assert_close(fb(x), ref(x), rtol=1e-5, atol=1e-5)
+
+
+# ---- checkpoints ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("entry", ["model", "model_ema", None])
+def test_checkpoint_file_round_trip(tmp_path, entry):
+    a = small().eval()
+    sd = a.state_dict()
+    obj = {entry: sd, "epoch": 3} if entry else sd
+    if entry == "model_ema":
+        obj["optimizer"] = {"state": {}}
+    path = tmp_path / "ckpt.pth"
+    torch.save(obj, path)
+    b = models.create_model("vmamba_tiny_s1l8", impl="torch", pretrained=str(path), **SMALL).eval()
+    x = torch.randn(1, 3, 32, 32)
+    torch.testing.assert_close(b(x), a(x), rtol=0, atol=0)
+    for k, v in b.state_dict().items():
+        assert torch.equal(v, sd[k]), k
+
+
+def test_checkpoint_key_selects_ema(tmp_path):
+    a, e = small(), small()
+    path = tmp_path / "ckpt.pth"
+    torch.save({"model": a.state_dict(), "model_ema": e.state_dict()}, path)
+    b = models.create_model("vmamba_tiny_s1l8", impl="torch", pretrained=path, checkpoint_key="model_ema", **SMALL)
+    assert torch.equal(b.classifier.head.weight, e.classifier.head.weight)
+    c = models.create_model("vmamba_tiny_s1l8", impl="torch", pretrained=path, **SMALL)  # "model" first
+    assert torch.equal(c.classifier.head.weight, a.classifier.head.weight)
+
+
+def test_strict_load_rejects_mismatch():
+    a = small()
+    sd = a.state_dict()
+    sd.pop("layers.0.blocks.0.op.Ds")
+    with pytest.raises(RuntimeError, match="Ds"):
+        small().load_state_dict(sd, strict=True)
+    with pytest.raises(RuntimeError, match="missing"):
+        models.load_checkpoint(small(), {"model": sd})
+
+
+def _legacy(sd: dict) -> dict:
+    """Our state_dict spelled with the official legacy names (inverse of the remap)."""
+    out = {}
+    for k, v in sd.items():
+        n = k.replace("patch_embed.0.", "patch_embed.proj.").replace("patch_embed.2.", "patch_embed.norm.")
+        n = n.replace(".blocks.", ".blocks.").replace(".norm.", ".ln_1.") if ".blocks." in n else n
+        n = n.replace(".op.", ".self_attention.")
+        if n.startswith("classifier."):
+            n = n[len("classifier."):]
+        out["module." + n] = v
+    return out
+
+
+def test_legacy_remap_loads_strict():
+    a = models.create_model("vanilla_vmamba_tiny", impl="torch", depths=(1, 1, 1, 1), dims=16).eval()
+    legacy = _legacy(a.state_dict())
+    assert "module.layers.0.blocks.0.ln_1.weight" in legacy and "module.head.weight" in legacy
+    assert "module.patch_embed.proj.weight" in legacy and "module.norm.weight" in legacy
+    b = models.create_model("vanilla_vmamba_tiny", impl="torch", depths=(1, 1, 1, 1), dims=16).eval()
+    b.load_state_dict({k[len("module."):]: v for k, v in legacy.items()}, strict=True)  # plain load_state_dict
+    c = models.create_model("vanilla_vmamba_tiny", impl="torch", depths=(1, 1, 1, 1), dims=16).eval()
+    models.load_checkpoint(c, {"model": legacy})  # with the DDP prefix
+    x = torch.randn(1, 3, 32, 32)
+    torch.testing.assert_close(b(x), a(x), rtol=0, atol=0)
+    torch.testing.assert_close(c(x), a(x), rtol=0, atol=0)
+
+
+def test_grouped_linear_and_conv_spellings_load():
+    a = small().eval()
+    sd = a.state_dict()
+    # root vmamba.py spelling: grouped Linear modules; Linear2d weights stored as (out, in, 1, 1) convs
+    k = "layers.1.blocks.0.op."
+    D = sd[k + "in_proj.weight"].shape[0]
+    sd[k + "x_proj.weight"] = sd.pop(k + "x_proj_weight").reshape(-1, D)
+    sd[k + "dt_projs.weight"] = sd.pop(k + "dt_projs_weight").flatten(0, 1)
+    sd[k + "in_proj.weight"] = sd[k + "in_proj.weight"][:, :, None, None]
+    b = small()
+    b.load_state_dict(sd, strict=True)
+    x = torch.randn(1, 3, 32, 32)
+    torch.testing.assert_close(b.eval()(x), a(x), rtol=0, atol=0)
+
+
+def test_pretrained_true_and_bad_names():
+    with pytest.raises(ValueError, match=r"releases/download/%23v2cls/vssm1_tiny_0230s_ckpt_epoch_264\.pth"):
+        models.create_model("vmamba_t", pretrained=True)
+    with pytest.raises(ValueError, match=r"%23v0cls/vssmtiny_dp01_ckpt_epoch_292"):
+        models.create_model("vanilla_vmamba_tiny", pretrained=True)
+    with pytest.raises(ValueError, match="no checkpoint"):
+        models.create_model("vmamba_tiny_m2", pretrained=True)
+    with pytest.raises(ValueError, match="unknown model 'vmamba_huge'.*vmamba_tiny_s1l8"):
+        models.create_model("vmamba_huge")
+    with pytest.raises(TypeError, match="unknown override"):
+        models.create_model("vmamba_t", d_stat=4)
+    with pytest.raises(ValueError, match="forward_type"):
+        models.create_model("vmamba_t", forward_type="v9")
+    with pytest.raises(FileNotFoundError):
+        models.create_model("vmamba_t", pretrained="/nonexistent/ckpt.pth", **SMALL)
+
+
+def test_num_classes_and_head_mismatch_skips_head(tmp_path):
+    a = small()
+    path = tmp_path / "c.pth"
+    torch.save({"model": a.state_dict()}, path)
+    b = models.create_model("vmamba_tiny_s1l8", impl="torch", pretrained=path, num_classes=7, **SMALL)
+    assert b.classifier.head.weight.shape == (7, 128)
+    assert torch.equal(b.layers[0].blocks[0].op.A_logs, a.layers[0].blocks[0].op.A_logs)
+    assert b.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 7)
+
+
+# ---- backbone -------------------------------------------------------------------------------------
+def _expected_hw(name, H, W):
+    cfg = models.get_config(name)
+    if cfg.patchembed_version == "v1":  # conv k4 s4
+        h, w = H // 4, W // 4
+    else:  # two convs k3 s2 p1
+        h, w = math.ceil(math.ceil(H / 2) / 2), math.ceil(math.ceil(W / 2) / 2)
+    out = []
+    for _ in range(4):
+        out.append((h, w))
+        h, w = math.ceil(h / 2), math.ceil(w / 2)  # v1 pads odd sizes; v3 is k3 s2 p1
+    return out
+
+
+@pytest.mark.parametrize("name,channel_first", [("vmamba_tiny_s1l8", True), ("vmamba_tiny_s1l8", False),
+                                                ("vanilla_vmamba_tiny", False), ("vmamba_tiny_m2", False)])
+@pytest.mark.parametrize("hw", [(64, 64), (37, 50), (50, 29)])
+def test_features_only_shapes(name, channel_first, hw):
+    m = models.create_model(name, impl="torch", features_only=True, channel_first=channel_first,
+                            depths=(1, 1, 1, 1), dims=16).eval()
+    assert not hasattr(m, "classifier")
+    assert {f"outnorm{i}.weight" for i in range(4)} <= set(m.state_dict())
+    x = torch.randn(2, 3, *hw)
+    outs = m(x)
+    assert len(outs) == 4
+    for i, (o, (h, w)) in enumerate(zip(outs, _expected_hw(name, *hw))):
+        assert o.shape == (2, 16 * 2 ** i, h, w), (i, o.shape)
+        assert o.is_contiguous()
+
+
+def test_features_only_out_indices_and_consistency():
+    cls = small().eval()
+    feat = models.create_model("vmamba_tiny_s1l8", impl="torch", features_only=True, out_indices=(1, 3), **SMALL)
+    models.load_checkpoint(feat, {"model": cls.state_dict()})  # classifier ignored, outnorms may be missing
+    feat.eval()
+    assert sorted(k for k in feat.state_dict() if k.startswith("outnorm")) == [
+        "outnorm1.bias", "outnorm1.weight", "outnorm3.bias", "outnorm3.weight"]
+    x = torch.randn(1, 3, 45, 32)
+    o1, o3 = feat(x)
+    # the last stage's map before its (Identity) downsample is forward_features' output
+    last = cls.forward_features(x)
+    torch.testing.assert_close(o3, feat.outnorm3(last), rtol=1e-6, atol=1e-6)
+    none = models.create_model("vmamba_tiny_s1l8", impl="torch", features_only=True, out_indices=(), **SMALL)
+    copy = {k: v for k, v in cls.state_dict().items() if not k.startswith("classifier")}
+    none.load_state_dict(copy, strict=True)
+    torch.testing.assert_close(none.eval()(x), last, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="out_indices"):
+        models.create_model("vmamba_t", features_only=True, out_indices=(4,), **SMALL)
+
+
+def test_forward_features_head_split():
+    m = small(channel_first=False).eval()
+    x = torch.randn(2, 3, 32, 48)
+    f = m.forward_features(x)
+    assert f.shape == (2, 1, 2, 128)  # channel-last inside the model
+    torch.testing.assert_close(m.forward_head(f), m(x))
+    assert m.forward_head(f, pre_logits=True).shape == (2, 128)
+
+
+# ---- training features ----------------------------------------------------------------------------
+def test_grad_checkpointing_equal():
+    a = small(drop_path_rate=0.0).train()
+    b = copy_weights(small(drop_path_rate=0.0), a).train().set_grad_checkpointing(True)
+    assert all(s.grad_checkpointing for s in b.layers)
+    x = torch.randn(2, 3, 32, 32)
+    ya, yb = a(x), b(x)
+    torch.testing.assert_close(ya, yb, rtol=0, atol=0)
+    ya.square().sum().backward()
+    yb.square().sum().backward()
+    for (n, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-6, atol=1e-7, msg=n)
+
+
+def test_drop_path_per_block():
+    m = small(drop_path_rate=0.5)
+    dps = [blk.drop_path.p for s in m.layers for blk in s.blocks]
+    assert dps == pytest.approx(torch.linspace(0, 0.5, sum(SMALL["depths"])).tolist())
+    x = torch.randn(8, 3, 32, 32)
+    m.train()
+    assert not torch.allclose(m(x), m(x))  # fresh masks per call
+    m.eval()
+    torch.testing.assert_close(m(x), m(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ["vanilla_vmamba_tiny", "vmamba_tiny_s1l8", "vmamba_tiny_m2"])
+def test_autocast_scan_dtypes(name, monkeypatch):
+    seen = []
+    orig = vk.selective_scan
+
+    def spy(u, delta, A, B, C, D=None, delta_bias=None, **k):
+        seen.append((u.dtype, delta.dtype, B.dtype, A.dtype, k.get("out_dtype")))
+        return orig(u, delta, A, B, C, D, delta_bias, **k)
+    monkeypatch.setattr(ss2d_mod.vk, "selective_scan", spy)
+    m = models.create_model(name, impl="torch", depths=(1, 1, 1, 1), dims=16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = m(torch.randn(2, 3, 32, 32))
+    y.float().sum().backward()
+    u, d, b, a, out = seen[0]
+    assert a == torch.float32
+    if name.startswith("vanilla"):  # v0: float32 scan inputs
+        assert (u, d, b) == (torch.float32,) * 3
+    elif name.endswith("m2"):  # m0: autocast dtype in and out
+        assert (u, d, b, out) == (torch.bfloat16,) * 3 + (None,)
+    else:  # v05: autocast dtype in, float32 out
+        assert (u, d, b, out) == (torch.bfloat16,) * 3 + (torch.float32,)
+    assert torch.isfinite(y.float()).all()
+
+
+def test_torch_compile():
+    m = models.create_model("vmamba_tiny_s1l8", impl="torch", depths=(1, 1, 1, 1), dims=16).eval()
+    x = torch.randn(1, 3, 32, 32)
+    ref = m(x)
+    torch._dynamo.reset()
+    out = torch.compile(m, fullgraph=True, backend="aot_eager")(x)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    torch._dynamo.reset()
+    out = torch.compile(m, fullgraph=False)(x)
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+
+
+# ---- m0 (Mamba2-style) ----------------------------------------------------------------------------
+def _ssd_chunked(x, dt, A, B, C, D, chunk):
+    """Independent chunked SSD (Mamba2 'minimal' formulation) in float64.
+    x (b, l, h, p); dt (b, l, h) after softplus; A (h,); B, C (b, l, h, n); D (h, p)."""
+    b, L, h, p = x.shape
+    n = B.shape[-1]
+    pad = (-L) % chunk
+    if pad:
+        x, dt = F.pad(x, (0, 0, 0, 0, 0, pad)), F.pad(dt, (0, 0, 0, pad))
+        B, C = F.pad(B, (0, 0, 0, 0, 0, pad)), F.pad(C, (0, 0, 0, 0, 0, pad))
+    c = x.shape[1] // chunk
+    xr, dtr = x.view(b, c, chunk, h, p), dt.view(b, c, chunk, h)
+    Br, Cr = B.view(b, c, chunk, h, n), C.view(b, c, chunk, h, n)
+    a = dtr * A  # (b, c, s, h) log decay per step
+    acs = a.cumsum(2)
+    # intra-chunk: y_t = sum_{s<=t} C_t.B_s exp(acs_t - acs_s) dt_s x_s
+    seg = acs.unsqueeze(3) - acs.unsqueeze(2)  # (b, c, t, s, h)
+    causal = torch.tril(torch.ones(chunk, chunk, dtype=torch.bool))
+    decay = torch.where(causal[None, None, :, :, None], seg.clamp(max=0).exp(), torch.zeros_like(seg))
+    cb = torch.einsum("bcthn,bcshn->bctsh", Cr, Br)
+    y = torch.einsum("bctsh,bcsh,bcshp->bcthp", cb * decay, dtr, xr)
+    # chunk states and their propagation
+    to_end = (acs[:, :, -1:] - acs).exp()  # (b, c, s, h)
+    states = torch.einsum("bcshn,bcsh,bcsh,bcshp->bchpn", Br, to_end, dtr, xr)
+    carry = torch.zeros(b, h, p, n, dtype=x.dtype)
+    for i in range(c):
+        y[:, i] += torch.einsum("bthn,bhpn,bth->bthp", Cr[:, i], carry, acs[:, i].exp())
+        carry = carry * acs[:, i, -1].exp()[:, :, None, None] + states[:, i]
+    y = y.reshape(b, c * chunk, h, p)[:, :L]
+    return y + D[None, None] * x[:, :L]
+
+
+@pytest.mark.parametrize("hw", [(8, 8), (7, 5)])
+def test_m0_scan_equals_chunked_ssd(hw):
+    op = models.create_model("vmamba_tiny_m2", impl="torch", depths=(1, 1, 1, 1), dims=32).layers[0].blocks[0].op
+    op = op.double()
+    with torch.no_grad():
+        op.A_logs.normal_(0, 0.5)
+        op.Ds.normal_(1, 0.3)
+        op.dt_projs_bias.normal_(0, 0.5)
+    H, W = hw
+    x = torch.randn(2, op.d_inner, H, W, dtype=torch.float64)
+    u, delta, A, Bs, Cs, D, dbias = op.scan_inputs(x)
+    y = vk.selective_scan(u, delta, A, Bs, Cs, D, dbias, delta_softplus=True, impl="torch")
+    # the same math as Mamba2 SSD: heads = K * R, head dim P, B/C shared per direction
+    b, L, K, R, P, N = 2, H * W, 4, op.dt_rank, op.head_dim, op.d_state
+    xs = u.view(b, K * R, P, L).permute(0, 3, 1, 2)
+    dt = F.softplus(delta.view(b, K * R, P, L)[:, :, 0].permute(0, 2, 1) + op.dt_projs_bias.view(-1))
+    Ah = -torch.exp(op.A_logs.view(-1))
+    Bh = Bs.permute(0, 3, 1, 2).repeat_interleave(R, dim=2)
+    Ch = Cs.permute(0, 3, 1, 2).repeat_interleave(R, dim=2)
+    ref = _ssd_chunked(xs, dt, Ah, Bh, Ch, op.Ds.view(K * R, P), chunk=16)
+    torch.testing.assert_close(y.view(b, K * R, P, L).permute(0, 3, 1, 2), ref, rtol=1e-9, atol=1e-10)
