@@ -1,11 +1,21 @@
-"""The handwritten CUDA backend ("cuda"): kernels in csrc/, compiled into vmamba_kernels._C."""
+"""The handwritten CUDA backend ("cuda"): kernels in csrc/, compiled into vmamba_kernels._C.
+
+Selective scan (csrc/selective_scan/): forward = one warp per (batch, channel) row, 256-step chunks
+(8 consecutive steps per lane, 16-byte loads), warp-shuffle scan of the affine maps, carry between
+chunks. `aux` is the fp32 state entering every chunk, (batch, KD, ceil(L / 256), N), which the
+backward uses to recompute the states of one chunk at a time. The backward is always deterministic:
+dB/dC are summed over a group's channels in shared memory and in per-block private fp32 slices that
+a second kernel adds in a fixed order; dA/dD/ddelta_bias are per-(batch, channel) partials summed
+over the batch by a third kernel (no float atomics anywhere).
+"""
 from ..dispatch import Backend
+
+SCAN_CHUNK = 256  # must match kChunk in csrc/selective_scan/selective_scan.h
 
 
 def _aux_shape(batch, KD, L, N, dtype):
-    # placeholder until the kernels land: the CUDA backward's saved chunk states
     import torch
-    return (0,), torch.float32
+    return (batch, KD, (L + SCAN_CHUNK - 1) // SCAN_CHUNK, N), torch.float32
 
 
 BACKENDS = [
@@ -13,6 +23,7 @@ BACKENDS = [
         name="cuda", priority=10, module="vmamba_kernels.cuda.kernels",
         install_hint="build the extension: `pip install -e . --no-build-isolation` on a machine with nvcc "
                      "and a CUDA build of torch (TORCH_CUDA_ARCH_LIST selects the GPU architectures)",
-        scan_aux_shape=_aux_shape, doc="handwritten CUDA C++ (csrc/)",
+        scan_aux_shape=_aux_shape, max_dstate=64, deterministic=True,
+        doc="handwritten CUDA C++ (csrc/); deterministic selective-scan backward",
     ),
 ]

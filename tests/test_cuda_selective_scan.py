@@ -1,0 +1,259 @@
+"""The CUDA selective scan (csrc/selective_scan/, impl "cuda") against the float64 reference.
+
+GPU tests (marker `gpu`): outputs, last_state and ALL gradients against
+`reference.selective_scan.selective_scan_parallel` run in float64 on the same inputs, with mamba_ssm's
+per-dtype tolerance table (tests/scan_cases.py); the awkward grid L x N x dtype with K, batch, out
+dtype, softplus and D/delta_bias cycled; poisoned outputs (VMAMBA_SCAN_POISON=1 fills every output and
+scratch buffer with NaN first); several channel rounds per backward block (VMAMBA_SCAN_BWD_SPLITS=1);
+bitwise determinism; the input checks; mamba_ssm's kernel when built; a > 2^31-element case (slow).
+
+    python -m tests.test_cuda_selective_scan --bench     # stage-shape timings (fwd, bwd, GB/s)
+"""
+from __future__ import annotations
+
+import itertools
+import os
+
+import pytest
+import torch
+
+from reference.selective_scan import selective_scan_parallel
+from tests.scan_cases import NAMES, TOL, assert_close, grad_tol, make_inputs
+
+DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+LS = (1, 7, 49, 197, 1031, 2049, 3136)
+NS = (1, 4, 16, 64)
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.fixture(scope="module")
+def ops():
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    try:
+        from vmamba_kernels.cuda import kernels  # noqa: F401
+    except ImportError as e:
+        pytest.skip(f"vmamba_kernels._C not built ({e})")
+    if not hasattr(torch.ops.vmamba_cuda, "selective_scan_fwd"):
+        pytest.fail("vmamba_kernels._C was built without csrc/selective_scan")
+    return torch.ops.vmamba_cuda
+
+
+@pytest.fixture(autouse=True)
+def _poison(monkeypatch):
+    monkeypatch.setenv("VMAMBA_SCAN_POISON", "1")
+    yield
+
+
+def _reference(ins, softplus, out_dtype, dout):
+    """float64 outputs, last state and gradients of the same inputs."""
+    ref_ins = [None if t is None else t.detach().double().requires_grad_(True) for t in ins]
+    u, delta, A, B, C, D, bias = ref_ins
+    y, last = selective_scan_parallel(u, delta, A, B, C, D, bias, delta_softplus=softplus,
+                                      return_last_state=True, out_dtype=torch.float64)
+    y.backward(dout.double())
+    return y.detach(), last.detach(), [None if t is None else t.grad for t in ref_ins]
+
+
+def _check(ops, batch, KD, L, N, K, dtype, out_fp32, softplus, with_D, with_bias, splits=None, monkeypatch=None):
+    dev = "cuda"
+    ins = make_inputs(batch, KD, L, N, K, dtype=dtype, device=dev, with_D=with_D, with_bias=with_bias,
+                      requires_grad=False)
+    u, delta, A, B, C, D, bias = ins
+    out_dtype = torch.float32 if out_fp32 else dtype
+    y, last, aux = ops.selective_scan_fwd(u, delta, A, B, C, D, bias, softplus, out_dtype)
+    assert y.dtype == out_dtype and last.dtype == torch.float32 and aux.dtype == torch.float32
+    from vmamba_kernels.cuda import _aux_shape
+    assert tuple(aux.shape) == _aux_shape(batch, KD, L, N, dtype)[0]
+    dout = torch.randn(batch, KD, L, device=dev, dtype=out_dtype)
+    if monkeypatch is not None and splits is not None:
+        monkeypatch.setenv("VMAMBA_SCAN_BWD_SPLITS", str(splits))
+    grads = ops.selective_scan_bwd(u, delta, A, B, C, D, bias, softplus, dout, aux)
+    y_ref, last_ref, g_ref = _reference(ins, softplus, out_dtype, dout)
+    rtol, atol = TOL[dtype]
+    if out_dtype != torch.float32:
+        rtol, atol = max(rtol, TOL[dtype][0]), max(atol, TOL[dtype][1])
+    tag = f"b{batch} KD{KD} L{L} N{N} K{K} {dtype} out{out_dtype} sp{softplus} D{with_D} bias{with_bias}"
+    assert_close(f"y [{tag}]", y, y_ref, rtol, atol)
+    assert_close(f"last_state [{tag}]", last, last_ref, *TOL[torch.float32] if dtype == torch.float32 else TOL[dtype])
+    for name, g, gr, t in zip(NAMES, grads, g_ref, ins):
+        if t is None:
+            assert g.numel() == 0, f"d{name} must be empty when {name} is None"
+            continue
+        assert g.dtype == (torch.float32 if name in ("A", "D", "delta_bias") else dtype), name
+        assert g.shape == t.shape, name
+        assert_close(f"d{name} [{tag}]", g, gr, *grad_tol(name, dtype))
+
+
+# the awkward grid: every L x N x dtype, other parameters cycled so each value meets each other
+_GRID = []
+for i, (L, N, dtype) in enumerate(itertools.product(LS, NS, DTYPES)):
+    K = (1, 4)[i % 2]
+    batch = (1, 2)[(i // 2) % 2]
+    out_fp32 = bool((i // 3) % 2)
+    softplus = bool((i // 5) % 2 == 0)
+    with_D, with_bias = [(True, True), (False, False), (True, False), (False, True)][(i // 7) % 4]
+    KD = 12 if K == 4 else 20  # groups of 3 and 20 channels: partial warps in the backward blocks
+    _GRID.append((batch, KD, L, N, K, dtype, out_fp32, softplus, with_D, with_bias))
+
+
+@pytest.mark.parametrize("case", _GRID, ids=lambda c: f"b{c[0]}-L{c[2]}-N{c[3]}-K{c[4]}-{str(c[5])[6:]}-o{int(c[6])}-sp{int(c[7])}-D{int(c[8])}{int(c[9])}")
+def test_grid(ops, case):
+    _check(ops, *case)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("out_fp32", [False, True])
+@pytest.mark.parametrize("softplus", [False, True])
+@pytest.mark.parametrize("with_D,with_bias", [(False, False), (True, True)])
+def test_flags(ops, dtype, out_fp32, softplus, with_D, with_bias):
+    _check(ops, 2, 8, 300, 16, 4, dtype, out_fp32, softplus, with_D, with_bias)
+
+
+@pytest.mark.parametrize("splits", [1, 2])
+def test_several_channel_rounds_per_block(ops, monkeypatch, splits):
+    # G = 40 channels per group: 5 rounds of 8 warps (splits=1) or 3+2 rounds (splits=2), last partial
+    _check(ops, 2, 80, 777, 4, 2, torch.float16, True, True, True, True, splits=splits, monkeypatch=monkeypatch)
+    _check(ops, 1, 44, 260, 1, 4, torch.float32, False, True, True, True, splits=splits, monkeypatch=monkeypatch)
+
+
+def test_vmamba_stage4_shape(ops):
+    # a real VMamba shape (stage 4 at batch 2): K=4, KD=3072, N=1, L=49, fp16 in, fp32 out
+    _check(ops, 2, 3072, 49, 1, 4, torch.float16, True, True, True, True)
+
+
+def test_deterministic_backward(ops):
+    ins = make_inputs(4, 192, 1031, 16, 4, dtype=torch.float16, device="cuda", requires_grad=False)
+    u, delta, A, B, C, D, bias = ins
+    y, last, aux = ops.selective_scan_fwd(u, delta, A, B, C, D, bias, True, torch.float32)
+    dout = torch.randn_like(y)
+    g1 = ops.selective_scan_bwd(u, delta, A, B, C, D, bias, True, dout, aux)
+    g2 = ops.selective_scan_bwd(u, delta, A, B, C, D, bias, True, dout, aux)
+    for name, a, b in zip(NAMES, g1, g2):
+        assert torch.equal(a, b), f"d{name} differs between two identical backward runs"
+    y2, last2, aux2 = ops.selective_scan_fwd(u, delta, A, B, C, D, bias, True, torch.float32)
+    assert torch.equal(y, y2) and torch.equal(last, last2) and torch.equal(aux, aux2)
+
+
+def test_public_api_autograd(ops):
+    import vmamba_kernels as vk
+    ins = make_inputs(2, 8, 197, 16, 4, dtype=torch.float32, device="cuda")
+    y, last = vk.selective_scan(*ins, delta_softplus=True, return_last_state=True, impl="cuda")
+    dout = torch.randn_like(y)
+    y.backward(dout)
+    y_ref, last_ref, g_ref = _reference(ins, True, torch.float32, dout)
+    assert_close("y", y, y_ref, *TOL[torch.float32])
+    assert_close("last", last, last_ref, *TOL[torch.float32])
+    for name, t, gr in zip(NAMES, ins, g_ref):
+        assert_close(f"d{name}", t.grad, gr, *grad_tol(name, torch.float32))
+
+
+def test_side_stream(ops):
+    ins = make_inputs(2, 16, 500, 4, 4, dtype=torch.float16, device="cuda", requires_grad=False)
+    ref = ops.selective_scan_fwd(*ins, True, torch.float32)[0]
+    s = torch.cuda.Stream()
+    with torch.cuda.stream(s):
+        out = ops.selective_scan_fwd(*ins, True, torch.float32)[0]
+    s.synchronize()
+    assert torch.equal(out, ref)
+
+
+def test_checks_name_tensor_and_rule(ops):
+    u, delta, A, B, C, D, bias = make_inputs(1, 8, 16, 4, 4, device="cuda", requires_grad=False)
+    with pytest.raises(RuntimeError, match="delta.*shape"):
+        ops.selective_scan_fwd(u, delta[:, :4].contiguous(), A, B, C, D, bias, False, torch.float32)
+    with pytest.raises(RuntimeError, match="A.*float32"):
+        ops.selective_scan_fwd(u, delta, A.half(), B, C, D, bias, False, torch.float32)
+    with pytest.raises(RuntimeError, match="K = 3 must divide KD"):
+        ops.selective_scan_fwd(u, delta, A, B[:, :3].contiguous(), C[:, :3].contiguous(), D, bias, False, torch.float32)
+    with pytest.raises(RuntimeError, match="u.*contiguous"):
+        ops.selective_scan_fwd(u.transpose(1, 2).contiguous().transpose(1, 2), delta, A, B, C, D, bias, False, torch.float32)
+    with pytest.raises(RuntimeError, match="out_dtype"):
+        ops.selective_scan_fwd(u, delta, A, B, C, D, bias, False, torch.float16)
+    with pytest.raises(RuntimeError, match="d_state"):
+        A2 = -torch.rand(8, 65, device="cuda")
+        B2 = torch.randn(1, 4, 65, 16, device="cuda")
+        ops.selective_scan_fwd(u, delta, A2, B2, B2, D, bias, False, torch.float32)
+
+
+def test_against_mamba_ssm(ops):
+    try:
+        from bench import mamba_ref
+    except Exception as e:  # noqa: BLE001
+        pytest.skip(f"bench.mamba_ref not importable ({e})")
+    if mamba_ref.load_selective_scan_cuda() is None:
+        pytest.skip(f"mamba_ssm unavailable: {mamba_ref.unavailable_reason()}")
+    for dtype, L, N in [(torch.float32, 1031, 16), (torch.float16, 3136, 1), (torch.bfloat16, 49, 4)]:
+        ins = make_inputs(2, 16, L, N, 4, dtype=dtype, device="cuda", requires_grad=False)
+        y, last, _ = ops.selective_scan_fwd(*ins, True, dtype)
+        ym, lastm = mamba_ref.mamba_selective_scan(*ins, delta_softplus=True, return_last_state=True)
+        assert_close(f"y vs mamba_ssm {dtype} L{L} N{N}", y, ym, *TOL[dtype])
+        assert_close(f"last vs mamba_ssm {dtype}", last, lastm, *TOL[dtype])
+
+
+@pytest.mark.slow
+def test_large_index(ops):
+    # batch * KD * L > 2^31 elements (fp16: 4.3 GB per tensor); checks the tail rows against a small run
+    if torch.cuda.get_device_properties(0).total_memory < 60 * 2**30:
+        pytest.skip("needs >= 60 GiB of GPU memory")
+    batch, KD, L, N, K = 2, 16, 2**26 + 5, 1, 4
+    u = torch.randn(batch, KD, L, device="cuda", dtype=torch.float16)
+    delta = torch.full_like(u, 0.1)
+    A = -0.5 * torch.rand(KD, N, device="cuda")
+    B = torch.randn(batch, K, N, L, device="cuda", dtype=torch.float16)
+    C = torch.randn_like(B)
+    y, last, aux = ops.selective_scan_fwd(u, delta, A, B, C, None, None, False, torch.float16)
+    # the last 300 steps of the last row only depend on ~300 steps back (decay exp(-0.05 t)) -> compare
+    # against a run over the last 2048 steps
+    T = 2048
+    sl = slice(L - T, L)
+    ys, _, _ = ops.selective_scan_fwd(u[-1:, -1:, sl].contiguous(), delta[-1:, -1:, sl].contiguous(), A[-1:],
+                                      B[-1:, -1:, :, sl].contiguous(), C[-1:, -1:, :, sl].contiguous(),
+                                      None, None, False, torch.float16)
+    assert torch.isfinite(y[-1, -1, -300:].float()).all()
+    assert_close("tail of last row", y[-1, -1, -300:], ys[0, 0, -300:], *TOL[torch.float16])
+
+
+# ------------------------------------------------------------------------------------------------
+def bench():
+    import triton.testing as tt
+    ops = torch.ops.vmamba_cuda
+    from vmamba_kernels.cuda import kernels  # noqa: F401
+    try:
+        from bench import mamba_ref
+        mm = mamba_ref.load_selective_scan_cuda()
+    except Exception:  # noqa: BLE001
+        mm = None
+    rows = []
+    x = torch.empty(256 * 2**20, device="cuda", dtype=torch.uint8)
+    xo = torch.empty_like(x)
+    tcopy = tt.do_bench(lambda: xo.copy_(x), warmup=25, rep=100)
+    copy_gbs = 2 * x.numel() / tcopy / 1e6
+    print(f"copy bandwidth: {copy_gbs:.0f} GB/s")
+    for N in (1, 16):
+        for KD, L in ((384, 3136), (768, 784), (1536, 196), (3072, 49)):
+            batch, K = 128, 4
+            ins = make_inputs(batch, KD, L, N, K, dtype=torch.float16, device="cuda", requires_grad=False)
+            u, delta, A, B, C, D, bias = ins
+            tf = tt.do_bench(lambda: ops.selective_scan_fwd(u, delta, A, B, C, D, bias, True, torch.float32),
+                             warmup=10, rep=50)
+            y, last, aux = ops.selective_scan_fwd(u, delta, A, B, C, D, bias, True, torch.float32)
+            dout = torch.randn_like(y)
+            tb = tt.do_bench(lambda: ops.selective_scan_bwd(u, delta, A, B, C, D, bias, True, dout, aux),
+                             warmup=10, rep=50)
+            el = batch * KD * L
+            bc = batch * K * N * L * 2
+            fwd_bytes = el * (2 + 2 + 4) + 2 * bc
+            bwd_bytes = el * (2 + 2 + 4 + 2 + 2) + 4 * bc
+            rows.append((N, KD, L, tf, fwd_bytes / tf / 1e6, tb, bwd_bytes / tb / 1e6))
+            del ins, u, delta, B, C, y, dout, aux
+    print(f"{'N':>3} {'KD':>5} {'L':>5} {'fwd ms':>8} {'fwd GB/s':>9} {'bwd ms':>8} {'bwd GB/s':>9}")
+    for r in rows:
+        print(f"{r[0]:>3} {r[1]:>5} {r[2]:>5} {r[3]:8.3f} {r[4]:9.0f} {r[5]:8.3f} {r[6]:9.0f}")
+
+
+if __name__ == "__main__":
+    import sys
+    if "--bench" in sys.argv:
+        bench()
