@@ -24,8 +24,17 @@ def np2(x: int) -> int:
     return 1 << max(0, int(x) - 1).bit_length()
 
 
+CHUNK_OVERRIDE: dict = {}  # (L, N) -> T, for the tuning bench only
+# Measured best chunk length for VMamba stage shapes (L, N) -> T (H100 sweep of _bench.py)
+TUNED_T: dict = {}
+
+
 def chunk_len(L: int, N: int) -> int:
     """Steps per chunk (a power of two >= 16); fwd and bwd must agree."""
+    if (L, N) in CHUNK_OVERRIDE:
+        return CHUNK_OVERRIDE[(L, N)]
+    if (L, N) in TUNED_T and not interpret():
+        return TUNED_T[(L, N)]
     cap = 32 if interpret() else 256
     return max(16, min(np2(L), cap, FWD_TILE // np2(N)))
 

@@ -72,11 +72,26 @@ def _cross_kernel(
         acc += tl.load(y_base + 3 * CL + _route_pos(3, MODE, p, q, L), mask=mask, other=0.0).to(tl.float32)
         tl.store(x_ptr + x_offs, acc.to(x_ptr.dtype.element_ty), mask=mask)
     else:
+        # Routes that run backwards (L-1-p, L-1-q) are written from the point-reflected pixel
+        # (H-1-h, W-1-w), whose reversed position is p (or q) again: every store then runs forwards
+        # (coalesced); the reflected read is a second, cache-friendly read of x.
         v = tl.load(x_ptr + x_offs, mask=mask, other=0.0)
-        tl.store(y_base + _route_pos(0, MODE, p, q, L), v, mask=mask)
-        tl.store(y_base + CL + _route_pos(1, MODE, p, q, L), v, mask=mask)
-        tl.store(y_base + 2 * CL + _route_pos(2, MODE, p, q, L), v, mask=mask)
-        tl.store(y_base + 3 * CL + _route_pos(3, MODE, p, q, L), v, mask=mask)
+        tl.store(y_base + p, v, mask=mask)
+        if MODE == 0:
+            tl.store(y_base + CL + q, v, mask=mask)
+        else:
+            tl.store(y_base + CL + p, v, mask=mask)
+        if MODE == 1:
+            tl.store(y_base + 2 * CL + p, v, mask=mask)
+            tl.store(y_base + 3 * CL + p, v, mask=mask)
+        else:
+            xr_offs = pid_b * sxb + c3 * sxc + (H - 1 - h3) * sxh + (W - 1 - w3) * sxw
+            vr = tl.load(x_ptr + xr_offs, mask=mask, other=0.0)
+            tl.store(y_base + 2 * CL + p, vr, mask=mask)
+            if MODE == 0:
+                tl.store(y_base + 3 * CL + q, vr, mask=mask)
+            else:
+                tl.store(y_base + 3 * CL + p, vr, mask=mask)
 
 
 def _blocks(C, H, W, channels_last):

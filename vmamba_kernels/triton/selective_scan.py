@@ -212,16 +212,22 @@ def _ssm_bwd_kernel(
 
 # (kind, G, N, L) -> (BLOCK_D, num_warps): set by the tuning bench (_bench.py) to try block shapes
 OVERRIDE: dict = {}
+# Measured best (BLOCK_D, num_warps) for (fwd, bwd) on VMamba stage shapes (G = KD / 4, N, L);
+# filled from the H100 sweep of _bench.py (chunk lengths in _config.TUNED_T). Empty: heuristics.
+TUNED: dict = {}
 
 
 def _fwd_config(G, N, L):
     if ("fwd", G, N, L) in OVERRIDE:
         bd, warps = OVERRIDE[("fwd", G, N, L)]
         return bd, _np2(N), chunk_len(L, N), warps
+    if (G, N, L) in TUNED:
+        bd, warps = TUNED[(G, N, L)][0]
+        return bd, _np2(N), chunk_len(L, N), warps
     NP = _np2(N)
     T = chunk_len(L, N)
     bd = _block_d(G, NP, T, 1024 if interpret() else _FWD_TILE, 16)
-    warps = 4 if bd * NP * T <= 2048 else 8
+    warps = 4 if bd * NP * T <= 4096 else 8
     return bd, NP, T, warps
 
 
@@ -229,10 +235,13 @@ def _bwd_config(G, N, L):
     if ("bwd", G, N, L) in OVERRIDE:
         bd, warps = OVERRIDE[("bwd", G, N, L)]
         return bd, _np2(N), chunk_len(L, N), warps
+    if (G, N, L) in TUNED:
+        bd, warps = TUNED[(G, N, L)][1]
+        return bd, _np2(N), chunk_len(L, N), warps
     NP = _np2(N)
     T = chunk_len(L, N)
     bd = _block_d(G, NP, T, 1024 if interpret() else _BWD_TILE, 16)
-    warps = 4 if bd * NP * T <= 1024 else 8
+    warps = 4 if bd * NP * T <= 2048 else 8
     return bd, NP, T, warps
 
 
