@@ -11,9 +11,9 @@ python -c "import torch, triton; print(torch.__version__, triton.__version__)"
 python -m pytest -q --collect-only tests/test_triton.py -p no:cacheprovider -k "${TEST_K:-not nothing}" | grep '::' > "$OUT/ids.txt"
 split -n r/4 "$OUT/ids.txt" "$OUT/shard_"
 for s in "$OUT"/shard_*; do
-  timeout "$TEST_S" python -m pytest -q -p no:cacheprovider $(cat "$s") > "$s.log" 2>&1 &
+  timeout "$TEST_S" python -m pytest -q -rs -p no:cacheprovider $(cat "$s") > "$s.log" 2>&1 &
 done
 wait
 for s in "$OUT"/shard_*.log; do tail -n 3 "$s"; done
-grep -h -E "^(FAILED|ERROR)|Error|assert" "$OUT"/shard_*.log | head -40
+grep -h -E "^(FAILED|ERROR|SKIPPED)|Error|assert" "$OUT"/shard_*.log | head -40
 timeout "$BENCH_S" python -m vmamba_kernels.triton._bench $BENCH_ARGS --out "$OUT" 2>&1 | tee "$OUT/bench.log" | tail -n 20
