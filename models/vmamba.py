@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
@@ -16,8 +16,8 @@ import torch.nn as nn
 import torch.utils.checkpoint as torch_checkpoint
 
 from . import policy as _policy
-from .layers import (DropPath, LayerNorm2d, Linear2d, Mlp, PatchMerging2D, Permute, act_layer, norm_layer)
-from .ss2d import K, SS2Dm0, SS2Dv0, SS2Dv05, make_ss2d
+from .layers import DropPath, Mlp, PatchMerging2D, Permute, act_layer, norm_layer
+from .ss2d import K, make_ss2d
 
 
 @dataclass(frozen=True)

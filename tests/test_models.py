@@ -284,7 +284,7 @@ def _legacy(sd: dict) -> dict:
     out = {}
     for k, v in sd.items():
         n = k.replace("patch_embed.0.", "patch_embed.proj.").replace("patch_embed.2.", "patch_embed.norm.")
-        n = n.replace(".blocks.", ".blocks.").replace(".norm.", ".ln_1.") if ".blocks." in n else n
+        n = n.replace(".norm.", ".ln_1.") if ".blocks." in n else n
         n = n.replace(".op.", ".self_attention.")
         if n.startswith("classifier."):
             n = n[len("classifier."):]

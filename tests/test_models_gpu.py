@@ -1,0 +1,113 @@
+"""GPU: every available backend gives the same logits and gradients as impl "torch" on whole models.
+
+For each model (T[s1l8], S[s2l15], B[s2l15] as in the issue, plus Vanilla-T for d_state 16 and
+tiny-m2 for d_state 64), batch 2 at 224, eval mode (no stochastic depth):
+- reference: the same weights in float64 with impl "torch";
+- fp32: the model in float32; fp16 / bf16: float32 weights under torch.autocast (the training setting);
+- logits and every parameter gradient of a fixed random projection of the logits are compared with
+  flash-attn's relative rule: a backend's error against the float64 reference may be at most
+  2x (logits) / 3x (gradients) the error of impl "torch" at the same dtype, plus the dtype's atol
+  (kernel_facts.md section 5 tolerances) scaled by the reference's magnitude.
+"""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import models
+import vmamba_kernels as vk
+from models import KernelPolicy
+
+pytestmark = pytest.mark.gpu
+
+MODELS = ["vmamba_t", "vmamba_s", "vmamba_b", "vanilla_vmamba_tiny", "vmamba_tiny_m2"]
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+TOL = {torch.float32: (6e-4, 2e-3), torch.float16: (3e-3, 5e-3), torch.bfloat16: (3e-2, 5e-2)}
+
+
+def _gpu_backends():
+    rows = {}
+    for r in vk.list_impls():
+        if r["name"].startswith("torch") or not r["available"] or "cuda" not in r["devices"]:
+            continue
+        rows[r["name"]] = r["ops"]
+    return rows
+
+
+def _policy(name, ops):
+    return KernelPolicy(**{op: (name if op in ops else "torch") for op in ("selective_scan", "cross_scan", "cross_merge")})
+
+
+def _run(model, x, w, dtype):
+    model.zero_grad(set_to_none=True)
+    if dtype in (torch.float16, torch.bfloat16):
+        with torch.autocast("cuda", dtype=dtype):
+            y = model(x)
+    else:
+        y = model(x.to(next(model.parameters()).dtype))
+    (y.double() * w).sum().backward()
+    grads = {n: p.grad.detach().double().clone() for n, p in model.named_parameters()}
+    return y.detach().double(), grads
+
+
+_CACHE = {}
+
+
+def _reference(name):
+    """(fp32 model built with a fixed seed, input, projection, fp64 logits, fp64 grads) per model."""
+    if name not in _CACHE:  # kept for the session: a few GB of GPU memory for all five models
+        torch.manual_seed(0)
+        m = models.create_model(name, impl="torch").cuda().eval()
+        x = torch.randn(2, 3, 224, 224, device="cuda")
+        w = torch.randn(2, 1000, device="cuda", dtype=torch.float64)
+        m64 = copy.deepcopy(m).double()
+        y64, g64 = _run(m64, x.double(), w, torch.float64)
+        del m64
+        _CACHE[name] = (m, x, w, y64, g64, {})
+    return _CACHE[name]
+
+
+def _torch_run(name, dtype):
+    m, x, w, _, _, done = _reference(name)
+    if dtype not in done:
+        m.set_impl("torch")
+        done[dtype] = _run(m, x, w, dtype)
+    return done[dtype]
+
+
+def _err(a, b):
+    return (a - b).abs().max().item()
+
+
+@pytest.mark.parametrize("dtype", list(DTYPES.values()), ids=list(DTYPES))
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("impl", sorted(_gpu_backends()) or ["none"])
+def test_backend_matches_torch_on_model(impl, name, dtype):
+    if impl == "none":
+        pytest.skip("no GPU backend is available (vmamba_kernels.list_impls)")
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    m, x, w, y64, g64, _ = _reference(name)
+    rtol, atol = TOL[dtype]
+    yT, gT = _torch_run(name, dtype)
+    m.set_impl(_policy(impl, _gpu_backends()[impl]))
+    try:
+        yX, gX = _run(m, x, w, dtype)
+    finally:
+        m.set_impl("torch")
+    scale = y64.abs().max().item()
+    eX, eT = _err(yX, y64), _err(yT, y64)
+    assert eX <= 2 * eT + rtol * scale + 1e-6, \
+        f"{impl} {name} {dtype}: logits error {eX:.3e} vs torch's {eT:.3e} (|ref| {scale:.3g})"
+    worst = []
+    for n, ref in g64.items():
+        s = ref.abs().max().item()
+        ex, et = _err(gX[n], ref), _err(gT[n], ref)
+        bound = 3 * et + rtol * s + 1e-7
+        if ex > bound:
+            worst.append((ex / max(bound, 1e-30), n, ex, et, s))
+    worst.sort(reverse=True)
+    assert not worst, f"{impl} {name} {dtype}: {len(worst)} gradients off; worst: " + "; ".join(
+        f"{n} err {ex:.3e} torch {et:.3e} |ref| {s:.3g}" for _, n, ex, et, s in worst[:5])
