@@ -53,7 +53,9 @@ def _reference(ins, softplus, out_dtype, dout):
     y, last = selective_scan_parallel(u, delta, A, B, C, D, bias, delta_softplus=softplus,
                                       return_last_state=True, out_dtype=torch.float64)
     y.backward(dout.double())
-    return y.detach(), last.detach(), [None if t is None else t.grad for t in ref_ins]
+    # an input the output does not depend on (A when L == 1) gets no .grad: its gradient is 0
+    return y.detach(), last.detach(), [None if t is None else (t.grad if t.grad is not None else torch.zeros_like(t))
+                                       for t in ref_ins]
 
 
 def _check(ops, batch, KD, L, N, K, dtype, out_fp32, softplus, with_D, with_bias, splits=None, monkeypatch=None):
@@ -121,6 +123,12 @@ def test_several_channel_rounds_per_block(ops, monkeypatch, splits):
 def test_vmamba_stage4_shape(ops):
     # a real VMamba shape (stage 4 at batch 2): K=4, KD=3072, N=1, L=49, fp16 in, fp32 out
     _check(ops, 2, 3072, 49, 1, 4, torch.float16, True, True, True, True)
+
+
+@pytest.mark.parametrize("L", [16, 100, 128, 129, 256, 257])
+def test_row_packing_edges(ops, L):
+    # L <= 128 packs 32 // ceil(L / 8) rows per warp; 129..256 is one full-warp chunk
+    _check(ops, 3, 40, L, 2, 4, torch.float32, True, True, True, True)
 
 
 def test_deterministic_backward(ops):

@@ -122,7 +122,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> selective_scan_fwd(
   p.B = B.data_ptr(); p.C = C.data_ptr(); p.D = opt_ptr(D); p.delta_bias = opt_ptr(delta_bias);
   p.out = out.data_ptr(); p.last_state = last.data_ptr<float>(); p.aux = aux.data_ptr<float>();
   p.batch = dm.batch; p.KD = dm.KD; p.L = dm.L; p.N = int(dm.N); p.K = int(dm.K); p.G = dm.KD / dm.K;
+  p.lpr = lanes_per_row(dm.L);
   p.softplus = delta_softplus; p.dtype = code_of(u.scalar_type()); p.out_dtype = code_of(out_dtype);
+  if (dm.L == 0) last.zero_();  // no steps: the state stays 0
   if (dm.batch * dm.KD > 0) {
     VMAMBA_CHECK((dm.batch * dm.KD + kFwdWarps - 1) / kFwdWarps < (int64_t(1) << 31), "u",
                  "batch * KD = ", dm.batch * dm.KD, " is too many rows for one launch");
@@ -165,7 +167,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   if (const char* e = std::getenv("VMAMBA_SCAN_BWD_SPLITS")) {
     const int forced = std::atoi(e);
     // every split must own at least one channel round, or its scratch slice stays unwritten
-    const int64_t rounds = (dm.KD / dm.K + kBwdWarps - 1) / kBwdWarps;
+    const int64_t per_round = int64_t(kBwdWarps) * (32 / lanes_per_row(dm.L));
+    const int64_t rounds = (dm.KD / dm.K + per_round - 1) / per_round;
     if (forced >= 1) S = int(std::min<int64_t>(forced, rounds));
   }
   at::Tensor acc = at::empty({2, S, dm.batch, dm.K, dm.N, dm.L}, f32);
@@ -186,6 +189,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   const int64_t rows = dm.batch * dm.KD;
   p.partA = partp; p.partD = partp + rows * dm.N; p.partBias = partp + rows * (dm.N + 1);
   p.batch = dm.batch; p.KD = dm.KD; p.L = dm.L; p.N = int(dm.N); p.K = int(dm.K); p.G = dm.KD / dm.K; p.S = S;
+  p.lpr = lanes_per_row(dm.L);
   p.softplus = delta_softplus; p.dtype = code_of(u.scalar_type()); p.dout_dtype = code_of(dout.scalar_type());
   VMAMBA_CHECK(dm.batch * dm.K * S < (int64_t(1) << 31), "u", "batch * K too large for one launch");
   const char* err = launch_bwd(p, c10::cuda::getCurrentCUDAStream().stream());

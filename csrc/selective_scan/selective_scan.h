@@ -32,6 +32,8 @@ constexpr int kBwdWarps = 8;           // channels per backward block
 constexpr int kMaxDState = 64;
 
 __host__ __device__ inline int64_t num_chunks(int64_t L) { return (L + kChunk - 1) / kChunk; }
+// lanes per row: rows of L <= 128 steps are packed 32 / lpr per warp (one chunk each)
+inline int lanes_per_row(int64_t L) { return L <= 4 * kItems * 4 ? int(L < 1 ? 1 : (L + kItems - 1) / kItems) : 32; }
 
 struct FwdParams {
   const void* u = nullptr;
@@ -45,7 +47,7 @@ struct FwdParams {
   float* last_state = nullptr;  // (batch, KD, N)
   float* aux = nullptr;         // (batch, KD, nchunks, N): state entering each chunk
   int64_t batch = 0, KD = 0, L = 0, G = 1;  // G = channels per group = KD / K
-  int N = 1, K = 1;
+  int N = 1, K = 1, lpr = 32;  // lpr = lanes_per_row(L)
   bool softplus = false;
   int dtype = kF32, out_dtype = kF32;
 };
@@ -73,7 +75,7 @@ struct BwdParams {
   float* partD = nullptr;        // (batch, KD) scratch
   float* partBias = nullptr;     // (batch, KD) scratch
   int64_t batch = 0, KD = 0, L = 0, G = 1;
-  int N = 1, K = 1, S = 1;
+  int N = 1, K = 1, S = 1, lpr = 32;
   bool softplus = false;
   int dtype = kF32, dout_dtype = kF32;
 };

@@ -73,35 +73,41 @@ __device__ __forceinline__ int run_len(int64_t L, int64_t t0) {
 
 __device__ __forceinline__ float softplus20(float v) { return v <= 20.f ? log1pf(__expf(v)) : v; }
 
-// inclusive warp scan of affine maps (a, b): lane i ends with the composition of lanes 0..i
-__device__ __forceinline__ void warp_scan_up(float& a, float& b, int lane) {
+// Segmented warp scans: a warp holds 32 / lpr segments of lpr lanes (one row each); sl = lane's
+// index inside its segment. With lpr = 32 these are plain warp scans.
+// inclusive scan of affine maps (a, b): lane ends with the composition of its segment's lanes 0..sl
+__device__ __forceinline__ void warp_scan_up(float& a, float& b, int sl) {
 #pragma unroll
   for (int off = 1; off < 32; off <<= 1) {
     const float pa = __shfl_up_sync(kFull, a, off);
     const float pb = __shfl_up_sync(kFull, b, off);
-    if (lane >= off) {
+    if (sl >= off) {
       b = fmaf(a, pb, b);
       a *= pa;
     }
   }
 }
 
-// inclusive reverse warp scan: lane i ends with the composition of lanes 31..i
-__device__ __forceinline__ void warp_scan_down(float& a, float& b, int lane) {
+// inclusive reverse scan: lane ends with the composition of its segment's lanes lpr-1..sl
+__device__ __forceinline__ void warp_scan_down(float& a, float& b, int sl, int lpr) {
 #pragma unroll
   for (int off = 1; off < 32; off <<= 1) {
     const float pa = __shfl_down_sync(kFull, a, off);
     const float pb = __shfl_down_sync(kFull, b, off);
-    if (lane + off < 32) {
+    if (sl + off < lpr) {
       b = fmaf(a, pb, b);
       a *= pa;
     }
   }
 }
 
-__device__ __forceinline__ float warp_sum(float v) {
+// sum over the segment, valid in its first lane (sl == 0); fixed order
+__device__ __forceinline__ float seg_sum_first(float v, int sl, int lpr) {
 #pragma unroll
-  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(kFull, v, off);
+  for (int off = 1; off < 32; off <<= 1) {
+    const float o = __shfl_down_sync(kFull, v, off);
+    if (sl + off < lpr) v += o;
+  }
   return v;
 }
 
@@ -112,10 +118,15 @@ __device__ __forceinline__ float get_dist(float r0, float r1, int n) {
 
 // ------------------------------------------------------------------------------------------------
 template <typename T, typename OutT>
-__global__ void __launch_bounds__(kFwdWarps * 32) fwd_kernel(const FwdParams p) {
+__global__ void __launch_bounds__(kFwdWarps * 32, 4) fwd_kernel(const FwdParams p) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int64_t row = int64_t(blockIdx.x) * kFwdWarps + warp;
-  if (row >= p.batch * p.KD) return;  // whole warp leaves; no block-level sync below
+  // rows of L <= 128 are packed several per warp (lpr lanes each); longer rows take a whole warp
+  const int lpr = p.lpr, R = 32 / lpr;
+  const int seg = lane / lpr, sl = lane - seg * lpr;
+  const int64_t rows = p.batch * p.KD;
+  const int64_t row_raw = (int64_t(blockIdx.x) * kFwdWarps + warp) * R + seg;
+  const bool valid = seg < R && row_raw < rows;
+  const int64_t row = valid ? row_raw : 0;  // idle lanes still join the shuffles
   const int64_t b = row / p.KD, d = row - b * p.KD, g = d / p.G;
   const int64_t L = p.L;
   const int N = p.N;
@@ -127,28 +138,51 @@ __global__ void __launch_bounds__(kFwdWarps * 32) fwd_kernel(const FwdParams p) 
   const float* __restrict__ A = p.A + d * N;
   const float Dv = p.D ? p.D[d] : 0.f;
   const float bias = p.delta_bias ? p.delta_bias[d] : 0.f;
-  const int64_t nchunks = num_chunks(L);
+  const int64_t nchunks = num_chunks(L);  // > 1 only when lpr == 32
   float* __restrict__ aux = p.aux + row * nchunks * N;
-  float carry0 = 0.f, carry1 = 0.f;  // state n lives in lane n%32, register n/32
+  float carry0 = 0.f, carry1 = 0.f;  // lpr == 32: state n lives in lane n%32, register n/32
 
+  // prefetched operands of the next step (u, delta of the next chunk; B, C of the next (chunk, n))
+  float pu[kItems], pd[kItems], pB[kItems], pC[kItems];
+  {
+    const int64_t t0 = int64_t(sl) * kItems;
+    const int nv = valid ? run_len(L, t0) : 0;
+    load_run(u + t0, nv, pu);
+    load_run(dl + t0, nv, pd);
+    load_run(Bp + t0, nv, pB);
+    load_run(Cp + t0, nv, pC);
+  }
   for (int64_t c = 0; c < nchunks; ++c) {
-    const int64_t t0 = c * kChunk + int64_t(lane) * kItems;
-    const int nv = run_len(L, t0);
+    const int64_t t0 = c * kChunk + int64_t(sl) * kItems;
+    const int nv = valid ? run_len(L, t0) : 0;
+    const bool has_next = c + 1 < nchunks;
+    const int64_t t0n = t0 + kChunk;
+    const int nvn = (valid && has_next) ? run_len(L, t0n) : 0;
     float uv[kItems], dt[kItems], y[kItems];
-    load_run(u + t0, nv, uv);
-    load_run(dl + t0, nv, dt);
 #pragma unroll
     for (int i = 0; i < kItems; ++i) {
-      const float v = dt[i] + bias;
+      uv[i] = pu[i];
+      const float v = pd[i] + bias;
       // padding steps get dt = 0: the identity map, so they never touch the state
       dt[i] = i < nv ? (p.softplus ? softplus20(v) : v) : 0.f;
       y[i] = Dv * uv[i];
     }
+    if (has_next) {
+      load_run(u + t0n, nvn, pu);
+      load_run(dl + t0n, nvn, pd);
+    }
 #pragma unroll 1
     for (int n = 0; n < N; ++n) {
       float Bv[kItems], Cv[kItems], a[kItems];
-      load_run(Bp + n * L + t0, nv, Bv);
-      load_run(Cp + n * L + t0, nv, Cv);
+#pragma unroll
+      for (int i = 0; i < kItems; ++i) { Bv[i] = pB[i]; Cv[i] = pC[i]; }
+      if (n + 1 < N) {
+        load_run(Bp + (n + 1) * L + t0, nv, pB);
+        load_run(Cp + (n + 1) * L + t0, nv, pC);
+      } else if (has_next) {
+        load_run(Bp + t0n, nvn, pB);
+        load_run(Cp + t0n, nvn, pC);
+      }
       const float An = __ldg(A + n) * kLog2e;
       float ra = 1.f, rb = 0.f;
 #pragma unroll
@@ -158,35 +192,39 @@ __global__ void __launch_bounds__(kFwdWarps * 32) fwd_kernel(const FwdParams p) 
         ra *= a[i];
         rb = fmaf(a[i], rb, Bv[i]);
       }
-      warp_scan_up(ra, rb, lane);
+      warp_scan_up(ra, rb, sl);
       float ea = __shfl_up_sync(kFull, ra, 1), eb = __shfl_up_sync(kFull, rb, 1);
-      if (lane == 0) { ea = 1.f; eb = 0.f; }
-      const float carry = get_dist(carry0, carry1, n);
-      const float ta = __shfl_sync(kFull, ra, 31), tb = __shfl_sync(kFull, rb, 31);
+      if (sl == 0) { ea = 1.f; eb = 0.f; }
+      const float carry = lpr == 32 ? get_dist(carry0, carry1, n) : 0.f;
+      const int last_lane = seg * lpr + lpr - 1;  // <= 31 for every lane of a real segment
+      const float ta = __shfl_sync(kFull, ra, min(last_lane, 31)), tb = __shfl_sync(kFull, rb, min(last_lane, 31));
       float x = fmaf(ea, carry, eb);
 #pragma unroll
       for (int i = 0; i < kItems; ++i) {
         x = fmaf(a[i], x, Bv[i]);
         y[i] = fmaf(Cv[i], x, y[i]);
       }
-      if (lane == 0) aux[c * N + n] = carry;
+      const float nc = fmaf(ta, carry, tb);
+      if (valid && sl == 0) {
+        aux[c * N + n] = carry;
+        if (!has_next) p.last_state[row * N + n] = nc;
+      }
       if (lane == (n & 31)) {
-        const float nc = fmaf(ta, carry, tb);
         if (n < 32) carry0 = nc; else carry1 = nc;
       }
     }
     store_run(out + t0, nv, y);
   }
-  if (lane < N) p.last_state[row * N + lane] = carry0;
-  if (lane + 32 < N) p.last_state[row * N + lane + 32] = carry1;
 }
 
 // ------------------------------------------------------------------------------------------------
 template <typename T, typename DT>
-__global__ void __launch_bounds__(kBwdWarps * 32) bwd_kernel(const BwdParams p) {
+__global__ void __launch_bounds__(kBwdWarps * 32, 2) bwd_kernel(const BwdParams p) {
   __shared__ __align__(16) float redB[kBwdWarps][kChunk];
   __shared__ __align__(16) float redC[kBwdWarps][kChunk];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int lpr = p.lpr, R = 32 / lpr;  // R channels per warp when L <= 128 (one chunk)
+  const int seg = lane / lpr, sl = lane - seg * lpr;
   int64_t blk = blockIdx.x;
   const int s = int(blk % p.S);
   blk /= p.S;
@@ -200,11 +238,12 @@ __global__ void __launch_bounds__(kBwdWarps * 32) bwd_kernel(const BwdParams p) 
   const int64_t acc_off = int64_t(s) * p.batch * p.K * N * L + bc_off;
   float* __restrict__ accB = p.accB + acc_off;
   float* __restrict__ accC = p.accC + acc_off;
+  const int64_t per_round = int64_t(kBwdWarps) * R;
 
   int round = 0;
-  for (int64_t j0 = int64_t(s) * kBwdWarps; j0 < p.G; j0 += int64_t(p.S) * kBwdWarps, ++round) {
-    const int64_t j = j0 + warp;
-    const bool active = j < p.G;  // inactive warps still join every __syncthreads with zeros
+  for (int64_t j0 = int64_t(s) * per_round; j0 < p.G; j0 += int64_t(p.S) * per_round, ++round) {
+    const int64_t j = j0 + int64_t(warp) * R + seg;
+    const bool active = seg < R && j < p.G;  // idle lanes still join every shuffle and __syncthreads
     const int64_t d = k * p.G + (active ? j : 0);
     const int64_t row = b * p.KD + d;
     const T* __restrict__ u = static_cast<const T*>(p.u) + row * L;
@@ -216,17 +255,20 @@ __global__ void __launch_bounds__(kBwdWarps * 32) bwd_kernel(const BwdParams p) 
     const float* __restrict__ aux = p.aux + row * nchunks * N;
     const float Dv = p.D ? p.D[d] : 0.f;
     const float bias = p.delta_bias ? p.delta_bias[d] : 0.f;
-    float gc0 = 0.f, gc1 = 0.f;  // adjoint carry a_t * g_t at the first step of the next chunk
-    float dA0 = 0.f, dA1 = 0.f;
+    float gc0 = 0.f, gc1 = 0.f;  // lpr == 32: adjoint carry a_t g_t at the first step of the next chunk
+    float dA0 = 0.f, dA1 = 0.f;  // lpr == 32: dA of this row, lane n%32 holds n
     float dD_acc = 0.f, dbias_acc = 0.f;
 
     for (int64_t c = nchunks - 1; c >= 0; --c) {
-      const int64_t t0 = c * kChunk + int64_t(lane) * kItems;
+      const int64_t t0 = c * kChunk + int64_t(sl) * kItems;
       const int nv = active ? run_len(L, t0) : 0;
       float uv[kItems], vd[kItems], dt[kItems], dy[kItems], gu[kItems], gdt[kItems];
+      float pB[kItems], pC[kItems];
       load_run(u + t0, nv, uv);
       load_run(dl + t0, nv, vd);
       load_run(dout + t0, nv, dy);
+      load_run(Bp + t0, nv, pB);
+      load_run(Cp + t0, nv, pC);
 #pragma unroll
       for (int i = 0; i < kItems; ++i) {
         vd[i] += bias;
@@ -237,8 +279,12 @@ __global__ void __launch_bounds__(kBwdWarps * 32) bwd_kernel(const BwdParams p) 
 #pragma unroll 1
       for (int n = 0; n < N; ++n) {
         float Bv[kItems], Cv[kItems], a[kItems], h[kItems];
-        load_run(Bp + n * L + t0, nv, Bv);
-        load_run(Cp + n * L + t0, nv, Cv);
+#pragma unroll
+        for (int i = 0; i < kItems; ++i) { Bv[i] = pB[i]; Cv[i] = pC[i]; }
+        if (n + 1 < N) {
+          load_run(Bp + (n + 1) * L + t0, nv, pB);
+          load_run(Cp + (n + 1) * L + t0, nv, pC);
+        }
         const float An = __ldg(A + n);
         // forward states of this chunk from the saved carry: h[i] = state before step i
         float ra = 1.f, rb = 0.f;
@@ -248,9 +294,9 @@ __global__ void __launch_bounds__(kBwdWarps * 32) bwd_kernel(const BwdParams p) 
           ra *= a[i];
           rb = fmaf(a[i], rb, dt[i] * uv[i] * Bv[i]);
         }
-        warp_scan_up(ra, rb, lane);
+        warp_scan_up(ra, rb, sl);
         float ea = __shfl_up_sync(kFull, ra, 1), eb = __shfl_up_sync(kFull, rb, 1);
-        if (lane == 0) { ea = 1.f; eb = 0.f; }
+        if (sl == 0) { ea = 1.f; eb = 0.f; }
         float x = fmaf(ea, aux[c * N + n], eb);
 #pragma unroll
         for (int i = 0; i < kItems; ++i) {
@@ -264,10 +310,10 @@ __global__ void __launch_bounds__(kBwdWarps * 32) bwd_kernel(const BwdParams p) 
           qb = a[i] * fmaf(Cv[i], dy[i], qb);
           qa *= a[i];
         }
-        warp_scan_down(qa, qb, lane);
+        warp_scan_down(qa, qb, sl, lpr);
         float na = __shfl_down_sync(kFull, qa, 1), nb = __shfl_down_sync(kFull, qb, 1);
-        if (lane == 31) { na = 1.f; nb = 0.f; }
-        const float gcarry = get_dist(gc0, gc1, n);
+        if (sl == lpr - 1) { na = 1.f; nb = 0.f; }
+        const float gcarry = lpr == 32 ? get_dist(gc0, gc1, n) : 0.f;
         const float ta = __shfl_sync(kFull, qa, 0), tb = __shfl_sync(kFull, qb, 0);
         if (lane == (n & 31)) {
           const float nc = fmaf(ta, gcarry, tb);
@@ -289,9 +335,14 @@ __global__ void __launch_bounds__(kBwdWarps * 32) bwd_kernel(const BwdParams p) 
           gdt[i] = fmaf(gi * Bv[i], uv[i], fmaf(An, gah, gdt[i]));
           dAn = fmaf(dt[i], gah, dAn);
         }
-        dAn = warp_sum(dAn);
-        if (lane == (n & 31)) {
-          if (n < 32) dA0 += dAn; else dA1 += dAn;
+        dAn = seg_sum_first(dAn, sl, lpr);
+        if (lpr == 32) {
+          dAn = __shfl_sync(kFull, dAn, 0);
+          if (lane == (n & 31)) {
+            if (n < 32) dA0 += dAn; else dA1 += dAn;
+          }
+        } else if (active && sl == 0) {
+          p.partA[row * N + n] = dAn;  // a single chunk: the row's whole dA
         }
         float4* rb4 = reinterpret_cast<float4*>(&redB[warp][lane * kItems]);
         float4* rc4 = reinterpret_cast<float4*>(&redC[warp][lane * kItems]);
@@ -302,14 +353,15 @@ __global__ void __launch_bounds__(kBwdWarps * 32) bwd_kernel(const BwdParams p) 
         }
         __syncthreads();
         {
-          const int tl = threadIdx.x;  // blockDim == kChunk
+          const int tl = threadIdx.x;  // blockDim == kChunk; with R > 1, L <= 128 so tl < lpr * kItems
           const int64_t t = c * kChunk + tl;
           if (t < L) {
             float sb = 0.f, sc = 0.f;
-#pragma unroll
             for (int w2 = 0; w2 < kBwdWarps; ++w2) {
-              sb += redB[w2][tl];
-              sc += redC[w2][tl];
+              for (int r = 0; r < R; ++r) {
+                sb += redB[w2][r * lpr * kItems + tl];
+                sc += redC[w2][r * lpr * kItems + tl];
+              }
             }
             float* pb = accB + int64_t(n) * L + t;
             float* pc = accC + int64_t(n) * L + t;
@@ -329,15 +381,17 @@ __global__ void __launch_bounds__(kBwdWarps * 32) bwd_kernel(const BwdParams p) 
       store_run(du + t0, nv, gu);
       store_run(ddelta + t0, nv, gdt);
     }
-    dD_acc = warp_sum(dD_acc);
-    dbias_acc = warp_sum(dbias_acc);
+    dD_acc = seg_sum_first(dD_acc, sl, lpr);
+    dbias_acc = seg_sum_first(dbias_acc, sl, lpr);
     if (active) {
-      if (lane == 0) {
+      if (sl == 0) {
         p.partD[row] = dD_acc;
         p.partBias[row] = dbias_acc;
       }
-      if (lane < N) p.partA[row * N + lane] = dA0;
-      if (lane + 32 < N) p.partA[row * N + lane + 32] = dA1;
+      if (lpr == 32) {
+        if (lane < N) p.partA[row * N + lane] = dA0;
+        if (lane + 32 < N) p.partA[row * N + lane + 32] = dA1;
+      }
     }
   }
 }
@@ -378,7 +432,8 @@ __global__ void finalize_small_kernel(const BwdParams p) {
 template <typename T, typename OutT>
 void fwd_launch(const FwdParams& p, cudaStream_t stream) {
   const int64_t rows = p.batch * p.KD;
-  const int64_t blocks = (rows + kFwdWarps - 1) / kFwdWarps;
+  const int64_t per_block = int64_t(kFwdWarps) * (32 / p.lpr);
+  const int64_t blocks = (rows + per_block - 1) / per_block;
   fwd_kernel<T, OutT><<<dim3(unsigned(blocks)), kFwdWarps * 32, 0, stream>>>(p);
 }
 
@@ -401,7 +456,8 @@ void bwd_launch(const BwdParams& p, cudaStream_t stream) {
 
 int bwd_splits(int64_t batch, int K, int64_t G, int N, int64_t L, int num_sms) {
   const int64_t base = batch * K;
-  const int64_t rounds = (G + kBwdWarps - 1) / kBwdWarps;
+  const int64_t per_round = int64_t(kBwdWarps) * (32 / lanes_per_row(L));
+  const int64_t rounds = (G + per_round - 1) / per_round;
   const int64_t target = int64_t(num_sms) * 8;  // blocks of 256 threads to fill the GPU
   int64_t S = std::max<int64_t>(1, std::min<int64_t>(rounds, (target + base - 1) / base));
   const int64_t per_split = base * N * L * 8;  // bytes of accB + accC per split
