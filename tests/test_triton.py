@@ -284,3 +284,22 @@ def test_gpu_against_mamba_ssm(kern, dtype, L, N):
     theirs = mamba_ref.mamba_bwd(u, delta, A, B, C, D, bias, True, dout, mx)
     for name, a, b in zip(NAMES, ours, theirs):
         assert_close(f"d{name} vs mamba_ssm", a, b, *grad_tol(name, dtype))
+
+
+def test_gpu_block_configs(monkeypatch):
+    """The GPU defaults (no interpreter): the block of channels divides the group, tiles stay small,
+    VMamba's N = 1 stages get the measured best (BLOCK_D 8, T 64; 2 warps fwd, 4 bwd)."""
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    from vmamba_kernels.triton import _config
+    from vmamba_kernels.triton import selective_scan as ss
+
+    for G in (1, 2, 3, 6, 8, 96, 192, 384, 768):
+        for N in (1, 16, 64):
+            for L in (1, 49, 196, 3136, 65536):
+                for cfg in (ss._fwd_config(G, N, L), ss._bwd_config(G, N, L)):
+                    bd, NP, T, warps = cfg
+                    assert G % bd == 0 and NP >= N and T == _config.chunk_len(L, N) and warps in (2, 4, 8)
+                    assert bd * NP * T <= 4096
+    assert ss._fwd_config(96, 1, 3136) == (8, 1, 64, 2)
+    assert ss._bwd_config(96, 1, 3136) == (8, 1, 64, 4)
+    assert _config.scan_aux_shape(2, 8, 3136, 1, torch.float16) == ((2, 8, 49, 1), torch.float32)

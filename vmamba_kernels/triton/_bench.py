@@ -61,14 +61,14 @@ def main():
         if a.sweep:
             ref = (y, tk.selective_scan_bwd(u, delta, A, B, C, D, bias, True, dout, aux))
             best = {}
-            for T in (64, 128, 256):
+            for T in (64, 256):
                 if T > max(64, _np2(L)):
                     continue
                 _config.CHUNK_OVERRIDE[(L, 1)] = T
                 yT, lT, auxT = tk.selective_scan_fwd(u, delta, A, B, C, D, bias, True, torch.float32)
                 for kind in ("fwd", "bwd"):
-                    for bd in (4, 8, 16, 32):
-                        if G % bd or not (512 <= bd * T <= 4096):
+                    for bd in (4, 8, 16):
+                        if G % bd or not (256 <= bd * T <= 2048):
                             continue
                         for w in (2, 4):
                             ss.OVERRIDE[(kind, G, 1, L)] = (bd, w)

@@ -227,7 +227,8 @@ def _fwd_config(G, N, L):
     NP = _np2(N)
     T = chunk_len(L, N)
     bd = _block_d(G, NP, T, 1024 if interpret() else _FWD_TILE, 16)
-    warps = 4 if bd * NP * T <= 4096 else 8
+    tile = bd * NP * T
+    warps = 2 if tile <= 512 else (4 if tile <= 2048 else 8)
     return bd, NP, T, warps
 
 
@@ -241,7 +242,7 @@ def _bwd_config(G, N, L):
     NP = _np2(N)
     T = chunk_len(L, N)
     bd = _block_d(G, NP, T, 1024 if interpret() else _BWD_TILE, 16)
-    warps = 4 if bd * NP * T <= 2048 else 8
+    warps = 4 if bd * NP * T <= 1024 else 8
     return bd, NP, T, warps
 
 
