@@ -24,13 +24,14 @@ pytestmark = pytest.mark.gpu
 
 MODELS = ["vmamba_t", "vmamba_s", "vmamba_b", "vanilla_vmamba_tiny", "vmamba_tiny_m2"]
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DEVICE, IMG = "cuda", 224
 TOL = {torch.float32: (6e-4, 2e-3), torch.float16: (3e-3, 5e-3), torch.bfloat16: (3e-2, 5e-2)}
 
 
 def _gpu_backends():
     rows = {}
     for r in vk.list_impls():
-        if r["name"].startswith("torch") or not r["available"] or "cuda" not in r["devices"]:
+        if r["name"].startswith("torch") or not r["available"] or DEVICE not in r["devices"]:
             continue
         rows[r["name"]] = r["ops"]
     return rows
@@ -43,7 +44,7 @@ def _policy(name, ops):
 def _run(model, x, w, dtype):
     model.zero_grad(set_to_none=True)
     if dtype in (torch.float16, torch.bfloat16):
-        with torch.autocast("cuda", dtype=dtype):
+        with torch.autocast(DEVICE, dtype=dtype):
             y = model(x)
     else:
         y = model(x.to(next(model.parameters()).dtype))
@@ -59,9 +60,9 @@ def _reference(name):
     """(fp32 model built with a fixed seed, input, projection, fp64 logits, fp64 grads) per model."""
     if name not in _CACHE:  # kept for the session: a few GB of GPU memory for all five models
         torch.manual_seed(0)
-        m = models.create_model(name, impl="torch").cuda().eval()
-        x = torch.randn(2, 3, 224, 224, device="cuda")
-        w = torch.randn(2, 1000, device="cuda", dtype=torch.float64)
+        m = models.create_model(name, impl="torch").to(DEVICE).eval()
+        x = torch.randn(2, 3, IMG, IMG, device=DEVICE)
+        w = torch.randn(2, 1000, device=DEVICE, dtype=torch.float64)
         m64 = copy.deepcopy(m).double()
         y64, g64 = _run(m64, x.double(), w, torch.float64)
         del m64
