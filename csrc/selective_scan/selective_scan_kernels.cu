@@ -12,6 +12,19 @@ namespace scan {
 namespace {
 
 constexpr unsigned kFull = 0xffffffffu;
+
+// VMAMBA_SCAN_PREFETCH=1 (default, the configuration measured and tested on the H100): the forward
+// loads the next chunk's u/delta and the next (chunk, n)'s B/C while it computes the current one, the
+// backward the next n's B/C; registers are capped at 128 (4 forward / 2 backward blocks per SM).
+// VMAMBA_SCAN_PREFETCH=0: every operand is loaded where it is used (fewer registers, more resident
+// warps; the first, unpacked version of these kernels ran that way: faster on L >= 196 in our one
+// measurement, see the report). Same arithmetic, same results either way.
+#ifndef VMAMBA_SCAN_PREFETCH
+#define VMAMBA_SCAN_PREFETCH 1
+#endif
+constexpr bool kPrefetch = VMAMBA_SCAN_PREFETCH != 0;
+constexpr int kFwdMinBlocks = kPrefetch ? 4 : 1;
+constexpr int kBwdMinBlocks = kPrefetch ? 2 : 1;
 constexpr float kLog2e = 1.4426950408889634f;
 
 template <typename T> struct Cvt;
@@ -118,7 +131,7 @@ __device__ __forceinline__ float get_dist(float r0, float r1, int n) {
 
 // ------------------------------------------------------------------------------------------------
 template <typename T, typename OutT>
-__global__ void __launch_bounds__(kFwdWarps * 32, 4) fwd_kernel(const FwdParams p) {
+__global__ void __launch_bounds__(kFwdWarps * 32, kFwdMinBlocks) fwd_kernel(const FwdParams p) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   // rows of L <= 128 are packed several per warp (lpr lanes each); longer rows take a whole warp
   const int lpr = p.lpr, R = 32 / lpr;
@@ -144,7 +157,7 @@ __global__ void __launch_bounds__(kFwdWarps * 32, 4) fwd_kernel(const FwdParams 
 
   // prefetched operands of the next step (u, delta of the next chunk; B, C of the next (chunk, n))
   float pu[kItems], pd[kItems], pB[kItems], pC[kItems];
-  {
+  if (kPrefetch) {
     const int64_t t0 = int64_t(sl) * kItems;
     const int nv = valid ? run_len(L, t0) : 0;
     load_run(u + t0, nv, pu);
@@ -159,6 +172,10 @@ __global__ void __launch_bounds__(kFwdWarps * 32, 4) fwd_kernel(const FwdParams 
     const int64_t t0n = t0 + kChunk;
     const int nvn = (valid && has_next) ? run_len(L, t0n) : 0;
     float uv[kItems], dt[kItems], y[kItems];
+    if (!kPrefetch) {
+      load_run(u + t0, nv, pu);
+      load_run(dl + t0, nv, pd);
+    }
 #pragma unroll
     for (int i = 0; i < kItems; ++i) {
       uv[i] = pu[i];
@@ -167,16 +184,21 @@ __global__ void __launch_bounds__(kFwdWarps * 32, 4) fwd_kernel(const FwdParams 
       dt[i] = i < nv ? (p.softplus ? softplus20(v) : v) : 0.f;
       y[i] = Dv * uv[i];
     }
-    if (has_next) {
+    if (kPrefetch && has_next) {
       load_run(u + t0n, nvn, pu);
       load_run(dl + t0n, nvn, pd);
     }
 #pragma unroll 1
     for (int n = 0; n < N; ++n) {
       float Bv[kItems], Cv[kItems], a[kItems];
+      if (!kPrefetch) {
+        load_run(Bp + n * L + t0, nv, pB);
+        load_run(Cp + n * L + t0, nv, pC);
+      }
 #pragma unroll
       for (int i = 0; i < kItems; ++i) { Bv[i] = pB[i]; Cv[i] = pC[i]; }
-      if (n + 1 < N) {
+      if (!kPrefetch) {
+      } else if (n + 1 < N) {
         load_run(Bp + (n + 1) * L + t0, nv, pB);
         load_run(Cp + (n + 1) * L + t0, nv, pC);
       } else if (has_next) {
@@ -219,7 +241,7 @@ __global__ void __launch_bounds__(kFwdWarps * 32, 4) fwd_kernel(const FwdParams 
 
 // ------------------------------------------------------------------------------------------------
 template <typename T, typename DT>
-__global__ void __launch_bounds__(kBwdWarps * 32, 2) bwd_kernel(const BwdParams p) {
+__global__ void __launch_bounds__(kBwdWarps * 32, kBwdMinBlocks) bwd_kernel(const BwdParams p) {
   __shared__ __align__(16) float redB[kBwdWarps][kChunk];
   __shared__ __align__(16) float redC[kBwdWarps][kChunk];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -267,8 +289,10 @@ __global__ void __launch_bounds__(kBwdWarps * 32, 2) bwd_kernel(const BwdParams 
       load_run(u + t0, nv, uv);
       load_run(dl + t0, nv, vd);
       load_run(dout + t0, nv, dy);
-      load_run(Bp + t0, nv, pB);
-      load_run(Cp + t0, nv, pC);
+      if (kPrefetch) {
+        load_run(Bp + t0, nv, pB);
+        load_run(Cp + t0, nv, pC);
+      }
 #pragma unroll
       for (int i = 0; i < kItems; ++i) {
         vd[i] += bias;
@@ -279,9 +303,13 @@ __global__ void __launch_bounds__(kBwdWarps * 32, 2) bwd_kernel(const BwdParams 
 #pragma unroll 1
       for (int n = 0; n < N; ++n) {
         float Bv[kItems], Cv[kItems], a[kItems], h[kItems];
+        if (!kPrefetch) {
+          load_run(Bp + n * L + t0, nv, pB);
+          load_run(Cp + n * L + t0, nv, pC);
+        }
 #pragma unroll
         for (int i = 0; i < kItems; ++i) { Bv[i] = pB[i]; Cv[i] = pC[i]; }
-        if (n + 1 < N) {
+        if (kPrefetch && n + 1 < N) {
           load_run(Bp + (n + 1) * L + t0, nv, pB);
           load_run(Cp + (n + 1) * L + t0, nv, pC);
         }
