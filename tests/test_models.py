@@ -521,3 +521,13 @@ def test_m0_scan_equals_chunked_ssd(hw):
     Ch = Cs.permute(0, 3, 1, 2).repeat_interleave(R, dim=2)
     ref = _ssd_chunked(xs, dt, Ah, Bh, Ch, op.Ds.view(K * R, P), chunk=16)
     torch.testing.assert_close(y.view(b, K * R, P, L).permute(0, 3, 1, 2), ref, rtol=1e-9, atol=1e-10)
+
+
+def test_vanilla_weights_load_into_v05_channel_first():
+    # vmamba_facts.md section 5: vanilla weights also run as forward_type v05 (gated) + ln2d
+    kw = dict(depths=(1, 1, 2, 1), dims=16)
+    v0 = models.create_model("vanilla_vmamba_tiny", impl="torch", **kw).eval()
+    v05 = models.create_model("vanilla_vmamba_tiny", impl="torch", forward_type="v05", channel_first=True, **kw)
+    v05.load_state_dict(v0.state_dict(), strict=True)
+    x = torch.randn(2, 3, 36, 44)
+    torch.testing.assert_close(v05.eval()(x), v0(x), rtol=1e-4, atol=1e-5)
