@@ -14,11 +14,48 @@
 #include <c10/util/Exception.h>
 
 #include <cstdint>
+#include <string>
+#include <type_traits>
 
 #include "int_math.h"
 
+namespace vmamba {
+namespace detail {
+// Check messages are assembled here with std::string appends and std::to_string only, never by
+// streaming numbers into a std::ostream: on the GPU machine (torch 2.11, extension compiled by
+// /opt/gcc) an error message that streamed an integer or a shape crashed the process (segfault
+// inside the op call, seen 2026-11-26 for both ops), while string-only messages raised normally.
+inline void append(std::string& s, const char* v) { s += v; }
+inline void append(std::string& s, const std::string& v) { s += v; }
+inline void append(std::string& s, c10::string_view v) { s.append(v.data(), v.size()); }
+inline void append(std::string& s, char v) { s += v; }
+inline void append(std::string& s, bool v) { s += v ? "true" : "false"; }
+template <typename T, typename std::enable_if<std::is_integral<T>::value, int>::type = 0>
+inline void append(std::string& s, T v) { s += std::to_string(v); }
+template <typename T, typename std::enable_if<std::is_floating_point<T>::value, int>::type = 0>
+inline void append(std::string& s, T v) { s += std::to_string(v); }
+inline void append(std::string& s, c10::IntArrayRef v) {
+  s += '[';
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i) s += ", ";
+    s += std::to_string(v[i]);
+  }
+  s += ']';
+}
+inline void append(std::string& s, c10::ScalarType v) { s += c10::toString(v); }
+inline void append(std::string& s, const c10::Device& v) { s += v.str(); }  // formatted inside libc10
+
+template <typename... Args>
+inline std::string message(const Args&... args) {
+  std::string s;
+  (append(s, args), ...);
+  return s;
+}
+}  // namespace detail
+}  // namespace vmamba
+
 #define VMAMBA_CHECK(cond, tensor, ...) \
-  TORCH_CHECK((cond), "vmamba_cuda: ", tensor, ": ", __VA_ARGS__)
+  TORCH_CHECK((cond), ::vmamba::detail::message("vmamba_cuda: ", tensor, ": ", __VA_ARGS__))
 
 #define VMAMBA_CHECK_CUDA(t, name) \
   VMAMBA_CHECK((t).is_cuda(), name, "must be a CUDA tensor, got device ", (t).device())
@@ -43,8 +80,8 @@
       case at::kHalf: { using scalar_t = at::Half; return __VA_ARGS__(); }                        \
       case at::kBFloat16: { using scalar_t = at::BFloat16; return __VA_ARGS__(); }                \
       default:                                                                                    \
-        TORCH_CHECK(false, "vmamba_cuda: ", NAME, ": dtype must be float32, float16 or bfloat16, got ", \
-                    DTYPE);                                                                       \
+        TORCH_CHECK(false, ::vmamba::detail::message("vmamba_cuda: ", NAME,                       \
+                    ": dtype must be float32, float16 or bfloat16, got ", DTYPE));                \
     }                                                                                             \
   }()
 

@@ -18,7 +18,7 @@ int parse_mode(c10::string_view mode) {
   if (mode == "cross2d") return kCross2d;
   if (mode == "unidi") return kUnidi;
   if (mode == "bidi") return kBidi;
-  TORCH_CHECK(false, "vmamba_cuda: mode must be one of 'cross2d', 'unidi', 'bidi', got '", std::string(mode), "'");
+  TORCH_CHECK(false, ::vmamba::detail::message("vmamba_cuda: mode must be one of 'cross2d', 'unidi', 'bidi', got '", mode, "'"));
 }
 
 int dtype_code(const at::Tensor& t) {
@@ -45,7 +45,7 @@ at::Tensor cross_scan(const at::Tensor& x_in, c10::string_view mode, bool channe
   p.in = x.data_ptr(); p.out = y.data_ptr();
   p.B = B; p.C = C; p.H = H; p.W = W; p.mode = m; p.channels_last = channels_last; p.dtype = dtype_code(x);
   const char* err = launch_cross_scan(p, c10::cuda::getCurrentCUDAStream().stream(), nullptr);
-  TORCH_CHECK(err == nullptr, "vmamba_cuda::cross_scan: kernel launch failed: ", err);
+  TORCH_CHECK(err == nullptr, ::vmamba::detail::message("vmamba_cuda::cross_scan: kernel launch failed: ", err));
   return y;
 }
 
@@ -65,7 +65,7 @@ at::Tensor cross_merge(const at::Tensor& y_in, int64_t H, int64_t W, c10::string
   p.in = y.data_ptr(); p.out = x.data_ptr();
   p.B = B; p.C = C; p.H = H; p.W = W; p.mode = m; p.channels_last = channels_last; p.dtype = dtype_code(y);
   const char* err = launch_cross_merge(p, c10::cuda::getCurrentCUDAStream().stream(), nullptr);
-  TORCH_CHECK(err == nullptr, "vmamba_cuda::cross_merge: kernel launch failed: ", err);
+  TORCH_CHECK(err == nullptr, ::vmamba::detail::message("vmamba_cuda::cross_merge: kernel launch failed: ", err));
   return x;
 }
 
