@@ -1,6 +1,9 @@
 """Install vmamba-lab and, where it can, build the CUDA extension `vmamba_kernels._C`.
 
-    pip install --no-build-isolation -e ".[dev]"      # torch must already be installed
+    pip install --no-build-isolation --use-pep517 -e ".[dev]"   # torch must already be installed
+
+(--use-pep517: without a pyproject.toml, pip 23 otherwise runs the legacy `setup.py develop`, which
+setuptools >= 80 turns into a nested pip call *with* build isolation, where torch is missing.)
 
 The extension is compiled (ninja) from every .cpp and .cu file under csrc/: `cuda_sources()` below is
 the one source list, and CMakeLists.txt reads it through `python setup.py --list-sources`. It is
