@@ -229,6 +229,8 @@ if __name__ == "__main__":
         description="VMamba's selective scan and cross scan in CUDA, Triton, CuPy and torch behind one API",
         packages=find_packages(include=["vmamba_kernels*", "reference*", "models*", "bench*"],
                                exclude=["tests*"]),
+        # the CuPy backend compiles these sources at run time
+        package_data={"vmamba_kernels": ["cupy/csrc/*.cu", "cupy/csrc/*.cuh"]},
         python_requires=">=3.10",
         install_requires=["torch", "numpy"],
         extras_require={
