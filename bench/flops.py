@@ -34,19 +34,8 @@ from torch.utils import flop_counter as _fc
 
 NAMESPACE = "vmamba_kernels"
 
-# vmamba_facts.md section 1: exact fvcore numbers (params, GFLOPs at 224) of the nine released variants,
-# keyed by the official builder names
-OFFICIAL = {
-    "vanilla_vmamba_tiny": (22_893_448, 5.62689504),
-    "vanilla_vmamba_small": (44_417_416, 11.231522784),
-    "vanilla_vmamba_base": (76_254_056, 18.020115136),
-    "vmamba_tiny_s2l5": (30_705_832, 4.85774208),
-    "vmamba_small_s2l15": (50_147_752, 8.71577472),
-    "vmamba_base_s2l15": (88_557_800, 15.358944256),
-    "vmamba_tiny_s1l8": (30_249_064, 4.905609984),
-    "vmamba_small_s1l20": (49_012_840, 8.612211456),
-    "vmamba_base_s1l20": (86_614_504, 15.220859904),
-}
+# exact fvcore numbers (params, GFLOPs at 224) of the nine released variants: one table, kept by models/
+from models.registry import OFFICIAL_COUNTS as OFFICIAL  # noqa: E402
 
 
 # ---- Gu's formula -------------------------------------------------------------------------------
