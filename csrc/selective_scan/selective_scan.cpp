@@ -126,8 +126,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> selective_scan_fwd(
   p.softplus = delta_softplus; p.dtype = code_of(u.scalar_type()); p.out_dtype = code_of(out_dtype);
   if (dm.L == 0) last.zero_();  // no steps: the state stays 0
   if (dm.batch * dm.KD > 0) {
-    VMAMBA_CHECK((dm.batch * dm.KD + kFwdWarps - 1) / kFwdWarps < (int64_t(1) << 31), "u",
-                 "batch * KD = ", dm.batch * dm.KD, " is too many rows for one launch");
+    VMAMBA_CHECK(dm.batch * dm.KD < (int64_t(1) << 31), "u",
+                 "batch * KD = ", dm.batch * dm.KD, " rows: at most 2^31 - 1 rows per call (the kernels index rows in 32 bits)");
     const char* err = launch_fwd(p, c10::cuda::getCurrentCUDAStream().stream());
     TORCH_CHECK(err == nullptr, "vmamba_cuda::selective_scan_fwd: kernel launch failed: ", err);
   }

@@ -20,6 +20,8 @@
 #include <cstdint>
 #include <cuda_runtime.h>
 
+#include "../common/device.cuh"
+
 namespace vmamba {
 namespace scan {
 
@@ -50,6 +52,7 @@ struct FwdParams {
   int N = 1, K = 1, lpr = 32;  // lpr = lanes_per_row(L)
   bool softplus = false;
   int dtype = kF32, out_dtype = kF32;
+  FastDivmod kd_div, g_div;  // row -> (batch, channel), channel -> group; set by launch_fwd
 };
 
 struct BwdParams {

@@ -27,6 +27,17 @@ constexpr int kFwdMinBlocks = kPrefetch ? 4 : 1;
 constexpr int kBwdMinBlocks = kPrefetch ? 2 : 1;
 constexpr float kLog2e = 1.4426950408889634f;
 
+// blocks per SM the d_state = 1 kernels are compiled for (caps their registers)
+#ifndef VMAMBA_SCAN_FWD1_MIN_BLOCKS
+#define VMAMBA_SCAN_FWD1_MIN_BLOCKS 8
+#endif
+#ifndef VMAMBA_SCAN_FWD1_MIN_BLOCKS_F32
+#define VMAMBA_SCAN_FWD1_MIN_BLOCKS_F32 6
+#endif
+#ifndef VMAMBA_SCAN_BWD1_MIN_BLOCKS
+#define VMAMBA_SCAN_BWD1_MIN_BLOCKS 3
+#endif
+
 template <typename T> struct Cvt;
 template <> struct Cvt<float> {
   static __device__ __forceinline__ float to(float x) { return x; }
@@ -84,7 +95,40 @@ __device__ __forceinline__ int run_len(int64_t L, int64_t t0) {
   return r <= 0 ? 0 : (r >= kItems ? kItems : int(r));
 }
 
-__device__ __forceinline__ float softplus20(float v) { return v <= 20.f ? log1pf(__expf(v)) : v; }
+// softplus with torch's threshold 20: v above it passes through. Below, softplus(v) = max(v, 0) +
+// log1p(z), z = exp(-|v|) in (0, 1], and log1p(z) = z * P(z) with P a degree-8 fit of log1p(z) / z
+// on [0, 1] (max relative error 2e-7 in fp32). Branch-free and ~14 instructions: libdevice's
+// log1pf(expf(v)) takes a slower path for small arguments, which VMamba's dt (softplus^-1 of
+// 0.001..0.1) hits: the forward ran 1.6x slower on such inputs (H100, 2026-11-26).
+// d softplus(v) / dv = sigmoid(v) from dt = softplus(v) alone: sigmoid(v) = 1 - exp(-dt) =
+// -expm1(-dt), with a degree-7 Taylor polynomial below dt = 0.5 where 1 - exp(-dt) would cancel
+// (max relative error 3e-7), and 1 - exp(-dt) rounds to 1 above the threshold (dt = v > 20). Lets
+// the d_state = 1 backward drop delta's raw values after its first pass (registers are its limit).
+__device__ __forceinline__ float softplus_grad(float dt) {
+  const float x = -dt;
+  float q = 1.f / 5040.f;
+  q = fmaf(q, x, 1.f / 720.f);
+  q = fmaf(q, x, 1.f / 120.f);
+  q = fmaf(q, x, 1.f / 24.f);
+  q = fmaf(q, x, 1.f / 6.f);
+  q = fmaf(q, x, 0.5f);
+  q = fmaf(q, x, 1.f);
+  return dt < 0.5f ? -x * q : 1.f - __expf(x);
+}
+
+__device__ __forceinline__ float softplus20(float v) {
+  const float z = __expf(-fabsf(v));
+  float q = 0.005253457929939032f;
+  q = fmaf(q, z, -0.02958850748836994f);
+  q = fmaf(q, z, 0.07836166769266129f);
+  q = fmaf(q, z, -0.13674770295619965f);
+  q = fmaf(q, z, 0.19111430644989014f);
+  q = fmaf(q, z, -0.24844369292259216f);
+  q = fmaf(q, z, 0.33319270610809326f);
+  q = fmaf(q, z, -0.49999502301216125f);
+  q = fmaf(q, z, 1.0f);
+  return v > 20.f ? v : fmaf(z, q, fmaxf(v, 0.f));
+}
 
 // Segmented warp scans: a warp holds 32 / lpr segments of lpr lanes (one row each); sl = lane's
 // index inside its segment. With lpr = 32 these are plain warp scans.
@@ -424,6 +468,300 @@ __global__ void __launch_bounds__(kBwdWarps * 32, kBwdMinBlocks) bwd_kernel(cons
   }
 }
 
+// ------------------------------------------------------------------------------------------------
+// d_state = 1 (VMamba v2, every released v2 variant): one state per row, so no loop over n, the
+// carries live in registers, and each operand of a chunk is held as loaded (packed 16-bit values
+// in fp16/bf16: half the registers) until it is used. The forward double-buffers: the loads of
+// chunk c+1 are issued before chunk c is computed, so a warp keeps its next 1-2 KB in flight.
+// u/delta/dout are read once (streaming loads, evict-first) and out/du/ddelta written once
+// (streaming stores), which keeps L2 for B/C, read by every channel of a group.
+
+constexpr int kChunkPad = kChunk + kChunk / 32;
+__device__ __forceinline__ int pad32(int i) { return i + (i >> 5); }
+
+// kItems consecutive elements of T exactly as loaded. A full run is moved with the widest access
+// its address allows (16, 8 or 4 bytes): rows of L = 196 or 49 (VMamba's stages 3 and 4) in 16-bit
+// types start only 8- or 2-byte aligned, where element-wise access is needlessly slow.
+template <typename V>
+__device__ __forceinline__ V ld_words(const V* q, bool stream) { return stream ? __ldcs(q) : __ldg(q); }
+
+template <typename T>
+struct Run {
+  static constexpr int kBytes = kItems * int(sizeof(T));
+  uint4 v[kBytes / 16];
+  __device__ __forceinline__ void load(const T* __restrict__ q, int n, bool stream) {
+    const uintptr_t adr = reinterpret_cast<uintptr_t>(q);
+    if (n == kItems && (adr & 15) == 0) {
+#pragma unroll
+      for (int i = 0; i < kBytes / 16; ++i) v[i] = ld_words(reinterpret_cast<const uint4*>(q) + i, stream);
+    } else if (n == kItems && (adr & 7) == 0) {
+      uint2* w = reinterpret_cast<uint2*>(v);
+#pragma unroll
+      for (int i = 0; i < kBytes / 8; ++i) w[i] = ld_words(reinterpret_cast<const uint2*>(q) + i, stream);
+    } else if (n == kItems && (adr & 3) == 0) {
+      unsigned* w = reinterpret_cast<unsigned*>(v);
+#pragma unroll
+      for (int i = 0; i < kBytes / 4; ++i) w[i] = ld_words(reinterpret_cast<const unsigned*>(q) + i, stream);
+    } else {
+      T* e = reinterpret_cast<T*>(v);
+#pragma unroll
+      for (int i = 0; i < kItems; ++i) e[i] = i < n ? q[i] : Cvt<T>::from(0.f);
+    }
+  }
+  __device__ __forceinline__ float operator[](int i) const { return Cvt<T>::to(reinterpret_cast<const T*>(v)[i]); }
+};
+
+// store a run of kItems values converted to T, write-once (streaming), widest access as in Run::load
+template <typename T>
+__device__ __forceinline__ void store_run_stream(T* __restrict__ q, int n, const float (&v)[kItems]) {
+  constexpr int kBytes = kItems * int(sizeof(T));
+  uint4 raw[kBytes / 16];
+  T* e = reinterpret_cast<T*>(raw);
+#pragma unroll
+  for (int i = 0; i < kItems; ++i) e[i] = Cvt<T>::from(v[i]);
+  const uintptr_t adr = reinterpret_cast<uintptr_t>(q);
+  if (n == kItems && (adr & 15) == 0) {
+#pragma unroll
+    for (int i = 0; i < kBytes / 16; ++i) __stcs(reinterpret_cast<uint4*>(q) + i, raw[i]);
+  } else if (n == kItems && (adr & 7) == 0) {
+    const uint2* w = reinterpret_cast<const uint2*>(raw);
+#pragma unroll
+    for (int i = 0; i < kBytes / 8; ++i) __stcs(reinterpret_cast<uint2*>(q) + i, w[i]);
+  } else if (n == kItems && (adr & 3) == 0) {
+    const unsigned* w = reinterpret_cast<const unsigned*>(raw);
+#pragma unroll
+    for (int i = 0; i < kBytes / 4; ++i) __stcs(reinterpret_cast<unsigned*>(q) + i, w[i]);
+  } else {
+#pragma unroll
+    for (int i = 0; i < kItems; ++i)
+      if (i < n) q[i] = e[i];
+  }
+}
+
+// Work: one warp per row (or per 32 / lpr rows of L <= 128, packed), chunks in order. A persistent
+// variant (grid = resident warps, prefetch across rows) measured no faster on stages 3-4 and 1.5x
+// slower on stages 1-2 (register spills at 64 registers; H100, bench/tune_scan.cu, 2026-11-26).
+template <typename T, typename OutT>
+__global__ void __launch_bounds__(kFwdWarps * 32, sizeof(T) == 4 ? VMAMBA_SCAN_FWD1_MIN_BLOCKS_F32 : VMAMBA_SCAN_FWD1_MIN_BLOCKS)
+    fwd_n1_kernel(const FwdParams p) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int lpr = p.lpr, R = 32 / lpr;
+  const int seg = lane / lpr, sl = lane - seg * lpr;
+  // rows = batch * KD < 2^31 (host check): 32-bit row arithmetic, 64-bit element offsets
+  const int rows = int(p.batch * p.KD), KD = int(p.KD);
+  const int row_raw = (int(blockIdx.x) * kFwdWarps + warp) * R + seg;
+  const bool valid = seg < R && row_raw < rows;
+  const int row = valid ? row_raw : 0;  // idle lanes still join the shuffles
+  const int b = int(p.kd_div.div(uint32_t(row))), d = row - b * KD, g = int(p.g_div.div(uint32_t(d)));
+  const int64_t L = p.L;
+  const int64_t off = int64_t(row) * L, bco = (int64_t(b) * p.K + g) * L;
+  const T* __restrict__ u = static_cast<const T*>(p.u) + off;
+  const T* __restrict__ dl = static_cast<const T*>(p.delta) + off;
+  const T* __restrict__ Bp = static_cast<const T*>(p.B) + bco;
+  const T* __restrict__ Cp = static_cast<const T*>(p.C) + bco;
+  OutT* __restrict__ out = static_cast<OutT*>(p.out) + off;
+  const float Al = p.A[d] * kLog2e;
+  const float Dv = p.D ? p.D[d] : 0.f;
+  const float bias = p.delta_bias ? p.delta_bias[d] : 0.f;
+  const int64_t nchunks = num_chunks(L);
+  float* __restrict__ aux = p.aux + int64_t(row) * nchunks;
+  const int last_lane = min(seg * lpr + lpr - 1, 31);
+  float carry = 0.f;
+
+  Run<T> nu, nd, nB, nC;  // the next chunk's operands, in flight while the current one is computed
+  {
+    const int64_t t0 = int64_t(sl) * kItems;
+    const int nv = valid ? run_len(L, t0) : 0;
+    nu.load(u + t0, nv, true);
+    nd.load(dl + t0, nv, true);
+    nB.load(Bp + t0, nv, false);
+    nC.load(Cp + t0, nv, false);
+  }
+  for (int64_t c = 0; c < nchunks; ++c) {
+    const int64_t t0 = c * kChunk + int64_t(sl) * kItems;
+    const int nv = valid ? run_len(L, t0) : 0;
+    const Run<T> cu = nu, cd = nd, cB = nB, cC = nC;
+    if (c + 1 < nchunks) {
+      const int nvn = valid ? run_len(L, t0 + kChunk) : 0;
+      nu.load(u + t0 + kChunk, nvn, true);
+      nd.load(dl + t0 + kChunk, nvn, true);
+      nB.load(Bp + t0 + kChunk, nvn, false);
+      nC.load(Cp + t0 + kChunk, nvn, false);
+    }
+    float a[kItems], bx[kItems], y[kItems];
+    float ra = 1.f, rb = 0.f;
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) {
+      const float uv = cu[i];
+      const float v = cd[i] + bias;
+      // padding steps get dt = 0: the identity map, so they never touch the state
+      const float dt = i < nv ? (p.softplus ? softplus20(v) : v) : 0.f;
+      y[i] = Dv * uv;
+      bx[i] = dt * uv * cB[i];
+      a[i] = exp2f(dt * Al);
+      ra *= a[i];
+      rb = fmaf(a[i], rb, bx[i]);
+    }
+    warp_scan_up(ra, rb, sl);
+    float ea = __shfl_up_sync(kFull, ra, 1), eb = __shfl_up_sync(kFull, rb, 1);
+    if (sl == 0) { ea = 1.f; eb = 0.f; }
+    const float ta = __shfl_sync(kFull, ra, last_lane), tb = __shfl_sync(kFull, rb, last_lane);
+    float x = fmaf(ea, carry, eb);
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) {
+      x = fmaf(a[i], x, bx[i]);
+      y[i] = fmaf(cC[i], x, y[i]);
+    }
+    if (valid && sl == 0) aux[c] = carry;
+    carry = fmaf(ta, carry, tb);
+    store_run_stream(out + t0, nv, y);
+  }
+  if (valid && sl == 0) p.last_state[row] = carry;
+}
+
+// Backward for d_state = 1: the block layout, reductions and scratch of bwd_kernel (N = 1 of it),
+// with every per-step operand kept as loaded and the adjoint/dA carries in registers.
+template <typename T, typename DT>
+__global__ void __launch_bounds__(kBwdWarps * 32, VMAMBA_SCAN_BWD1_MIN_BLOCKS) bwd_n1_kernel(const BwdParams p) {
+  // per-warp dB/dC terms of the chunk, written step by step; padded (one word per 32) so that
+  // lane-strided writes (lane * kItems + i) and the block's row-wise reads are conflict-free
+  __shared__ float redB[kBwdWarps][kChunkPad];
+  __shared__ float redC[kBwdWarps][kChunkPad];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int lpr = p.lpr, R = 32 / lpr;
+  const int seg = lane / lpr, sl = lane - seg * lpr;
+  int64_t blk = blockIdx.x;
+  const int s = int(blk % p.S);
+  blk /= p.S;
+  const int64_t k = blk % p.K, b = blk / p.K;
+  const int64_t L = p.L;
+  const int64_t nchunks = num_chunks(L);
+  const int64_t bc_off = (b * p.K + k) * L;
+  // operands are addressed as kernel-parameter base + one 64-bit offset per row (not a pointer per
+  // operand): saves registers in this register-bound kernel
+  const int64_t acc_off = int64_t(s) * p.batch * p.K * L + bc_off;
+  const int64_t per_round = int64_t(kBwdWarps) * R;
+  const int first_lane = seg * lpr;
+
+  int round = 0;
+  for (int64_t j0 = int64_t(s) * per_round; j0 < p.G; j0 += int64_t(p.S) * per_round, ++round) {
+    const int64_t j = j0 + int64_t(warp) * R + seg;
+    const bool active = seg < R && j < p.G;  // idle lanes still join every shuffle and __syncthreads
+    const int64_t d = k * p.G + (active ? j : 0);
+    const int64_t row = b * p.KD + d;
+    const int64_t off = row * L;
+    const float An = p.A[d];
+    const float Al = An * kLog2e;
+    const float Dv = p.D ? p.D[d] : 0.f;
+    const float bias = p.delta_bias ? p.delta_bias[d] : 0.f;
+    float gcarry = 0.f;  // a_t g_t at the first step of the chunk after the current one
+    float dA_acc = 0.f, dD_acc = 0.f, dbias_acc = 0.f;
+
+    for (int64_t c = nchunks - 1; c >= 0; --c) {
+      const int64_t t0 = c * kChunk + int64_t(sl) * kItems;
+      const int nv = active ? run_len(L, t0) : 0;
+      Run<T> ru, rd, rB, rC;
+      Run<DT> ry;
+      ru.load(static_cast<const T*>(p.u) + off + t0, nv, true);
+      rd.load(static_cast<const T*>(p.delta) + off + t0, nv, true);
+      ry.load(static_cast<const DT*>(p.dout) + off + t0, nv, true);
+      rB.load(static_cast<const T*>(p.B) + bc_off + t0, nv, false);
+      rC.load(static_cast<const T*>(p.C) + bc_off + t0, nv, false);
+      const float h0 = (active && sl == 0) ? p.aux[row * nchunks + c] : 0.f;
+      float a[kItems], h[kItems], dt[kItems];
+      // forward states of this chunk from the saved carry: h[i] = state before step i
+      float ra = 1.f, rb = 0.f;
+#pragma unroll
+      for (int i = 0; i < kItems; ++i) {
+        const float v = rd[i] + bias;
+        dt[i] = i < nv ? (p.softplus ? softplus20(v) : v) : 0.f;
+        a[i] = exp2f(dt[i] * Al);
+        ra *= a[i];
+        rb = fmaf(a[i], rb, dt[i] * ru[i] * rB[i]);
+      }
+      warp_scan_up(ra, rb, sl);
+      {
+        float ea = __shfl_up_sync(kFull, ra, 1), eb = __shfl_up_sync(kFull, rb, 1);
+        if (sl == 0) { ea = 1.f; eb = 0.f; }
+        float x = fmaf(ea, __shfl_sync(kFull, h0, first_lane), eb);
+#pragma unroll
+        for (int i = 0; i < kItems; ++i) {
+          h[i] = x;
+          x = fmaf(a[i], x, dt[i] * ru[i] * rB[i]);
+        }
+      }
+      // adjoint: g_t = C_t dy_t + w_{t+1}, w_t = a_t g_t  =>  w_t = a_t w_{t+1} + a_t C_t dy_t
+      float qa = 1.f, qb = 0.f;
+#pragma unroll
+      for (int i = kItems - 1; i >= 0; --i) {
+        qb = a[i] * fmaf(rC[i], ry[i], qb);
+        qa *= a[i];
+      }
+      warp_scan_down(qa, qb, sl, lpr);
+      float na = __shfl_down_sync(kFull, qa, 1), nb = __shfl_down_sync(kFull, qb, 1);
+      if (sl == lpr - 1) { na = 1.f; nb = 0.f; }
+      const float ta = __shfl_sync(kFull, qa, first_lane), tb = __shfl_sync(kFull, qb, first_lane);
+      float w = fmaf(na, gcarry, nb);
+      gcarry = fmaf(ta, gcarry, tb);
+#pragma unroll
+      for (int i = kItems - 1; i >= 0; --i) {
+        const float dy = ry[i], uv = ru[i], Bv = rB[i];
+        const float gi = fmaf(rC[i], dy, w);
+        w = a[i] * gi;
+        const float dtu = dt[i] * uv;
+        redC[warp][pad32(lane * kItems + i)] = dy * fmaf(a[i], h[i], dtu * Bv);
+        redB[warp][pad32(lane * kItems + i)] = gi * dtu;
+        const float gah = gi * a[i] * h[i];
+        dA_acc = fmaf(dt[i], gah, dA_acc);
+        float gdt = fmaf(gi * Bv, uv, An * gah);
+        if (p.softplus) gdt *= softplus_grad(dt[i]);
+        h[i] = fmaf(gi * dt[i], Bv, Dv * dy);  // h[i] is dead: it now holds du
+        a[i] = gdt;                             // a[i] is dead: it now holds ddelta
+        if (i < nv) {
+          dD_acc = fmaf(dy, uv, dD_acc);
+          dbias_acc += gdt;
+        }
+      }
+      store_run_stream(static_cast<T*>(p.du) + off + t0, nv, h);
+      store_run_stream(static_cast<T*>(p.ddelta) + off + t0, nv, a);
+      __syncthreads();
+      {
+        const int tl = threadIdx.x;  // blockDim == kChunk; with R > 1, L <= 128 so tl < lpr * kItems
+        const int64_t t = c * kChunk + tl;
+        if (t < L) {
+          float sb = 0.f, sc = 0.f;
+          if (R == 1) {
+#pragma unroll
+            for (int w2 = 0; w2 < kBwdWarps; ++w2) {
+              sb += redB[w2][pad32(tl)];
+              sc += redC[w2][pad32(tl)];
+            }
+          } else {
+            for (int w2 = 0; w2 < kBwdWarps; ++w2) {
+              for (int r = 0; r < R; ++r) {
+                sb += redB[w2][pad32(r * lpr * kItems + tl)];
+                sc += redC[w2][pad32(r * lpr * kItems + tl)];
+              }
+            }
+          }
+          float* ab = p.accB + acc_off + t;
+          float* ac = p.accC + acc_off + t;
+          if (round == 0) { *ab = sb; *ac = sc; } else { *ab += sb; *ac += sc; }
+        }
+      }
+      __syncthreads();
+    }
+    dA_acc = seg_sum_first(dA_acc, sl, lpr);
+    dD_acc = seg_sum_first(dD_acc, sl, lpr);
+    dbias_acc = seg_sum_first(dbias_acc, sl, lpr);
+    if (active && sl == 0) {
+      p.partA[row] = dA_acc;
+      p.partD[row] = dD_acc;
+      p.partBias[row] = dbias_acc;
+    }
+  }
+}
+
 template <typename T>
 __global__ void finalize_bc_kernel(const float* __restrict__ accB, const float* __restrict__ accC,
                                    T* __restrict__ dB, T* __restrict__ dC, int64_t M, int S) {
@@ -438,19 +776,35 @@ __global__ void finalize_bc_kernel(const float* __restrict__ accB, const float* 
   }
 }
 
-// dA[d, n] = sum_b partA[b, d, n]; dD, ddelta_bias likewise over (b, d); fixed order
+// dA[d, n] = sum_b partA[b, d, n]; dD, ddelta_bias likewise over (b, d). Block (32, 8): 32 columns,
+// 8 threads down the batch each summing every 8th row, then the 8 partials in order: a fixed order,
+// and 8x the parallelism of a thread per column (a thread per column took ~20 us on short stages).
+constexpr int kFinRows = 8;
 __global__ void finalize_small_kernel(const BwdParams p) {
+  __shared__ float red[3][kFinRows][33];
   const int64_t KDN = p.KD * p.N;
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < KDN; i += int64_t(gridDim.x) * blockDim.x) {
-    float sa = 0.f;
-    for (int64_t b = 0; b < p.batch; ++b) sa += p.partA[b * KDN + i];
-    p.dA[i] = sa;
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int64_t i = int64_t(blockIdx.x) * 32 + tx;
+  float sa = 0.f, sd = 0.f, sbias = 0.f;
+  if (i < KDN)
+    for (int64_t b = ty; b < p.batch; b += kFinRows) sa += p.partA[b * KDN + i];
+  if (i < p.KD)
+    for (int64_t b = ty; b < p.batch; b += kFinRows) {
+      sd += p.partD[b * p.KD + i];
+      sbias += p.partBias[b * p.KD + i];
+    }
+  red[0][ty][tx] = sa;
+  red[1][ty][tx] = sd;
+  red[2][ty][tx] = sbias;
+  __syncthreads();
+  if (ty == 0) {
+    for (int r = 1; r < kFinRows; ++r) {
+      sa += red[0][r][tx];
+      sd += red[1][r][tx];
+      sbias += red[2][r][tx];
+    }
+    if (i < KDN) p.dA[i] = sa;
     if (i < p.KD) {
-      float sd = 0.f, sbias = 0.f;
-      for (int64_t b = 0; b < p.batch; ++b) {
-        sd += p.partD[b * p.KD + i];
-        sbias += p.partBias[b * p.KD + i];
-      }
       if (p.dD) p.dD[i] = sd;
       if (p.ddelta_bias) p.ddelta_bias[i] = sbias;
     }
@@ -458,17 +812,26 @@ __global__ void finalize_small_kernel(const BwdParams p) {
 }
 
 template <typename T, typename OutT>
-void fwd_launch(const FwdParams& p, cudaStream_t stream) {
+void fwd_launch(const FwdParams& p_in, cudaStream_t stream) {
+  FwdParams p = p_in;
+  p.kd_div = FastDivmod(uint32_t(p.KD));
+  p.g_div = FastDivmod(uint32_t(p.G));
   const int64_t rows = p.batch * p.KD;
   const int64_t per_block = int64_t(kFwdWarps) * (32 / p.lpr);
   const int64_t blocks = (rows + per_block - 1) / per_block;
-  fwd_kernel<T, OutT><<<dim3(unsigned(blocks)), kFwdWarps * 32, 0, stream>>>(p);
+  if (p.N == 1)
+    fwd_n1_kernel<T, OutT><<<dim3(unsigned(blocks)), kFwdWarps * 32, 0, stream>>>(p);
+  else
+    fwd_kernel<T, OutT><<<dim3(unsigned(blocks)), kFwdWarps * 32, 0, stream>>>(p);
 }
 
 template <typename T, typename DT>
 void bwd_launch(const BwdParams& p, cudaStream_t stream) {
   const int64_t blocks = p.batch * p.K * p.S;
-  if (blocks > 0) bwd_kernel<T, DT><<<dim3(unsigned(blocks)), kBwdWarps * 32, 0, stream>>>(p);
+  if (blocks > 0 && p.N == 1)
+    bwd_n1_kernel<T, DT><<<dim3(unsigned(blocks)), kBwdWarps * 32, 0, stream>>>(p);
+  else if (blocks > 0)
+    bwd_kernel<T, DT><<<dim3(unsigned(blocks)), kBwdWarps * 32, 0, stream>>>(p);
   const int64_t M = p.batch * p.K * p.N * p.L;
   if (M > 0) {
     const int64_t g = std::min<int64_t>((M + 255) / 256, 65535LL * 8);
@@ -476,8 +839,7 @@ void bwd_launch(const BwdParams& p, cudaStream_t stream) {
                                                                 static_cast<T*>(p.dC), M, p.S);
   }
   const int64_t KDN = p.KD * p.N;
-  const int64_t g2 = std::min<int64_t>((KDN + 255) / 256, 4096);
-  finalize_small_kernel<<<dim3(unsigned(g2)), 256, 0, stream>>>(p);
+  finalize_small_kernel<<<dim3(unsigned((KDN + 31) / 32)), dim3(32, kFinRows), 0, stream>>>(p);
 }
 
 }  // namespace

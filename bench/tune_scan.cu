@@ -1,0 +1,253 @@
+// Standalone tuning harness for the CUDA selective scan (csrc/selective_scan): times the d_state = 1
+// kernels against the generic ones on VMamba-T's stage shapes (fp16 in, fp32 out, batch 128) and
+// checks that both give the same results. The kernels' tunables are macros, so one build per variant:
+//
+//   nvcc -std=c++17 -O3 --use_fast_math -arch=sm_90 -Icsrc -DVMAMBA_SCAN_FWD1_MIN_BLOCKS=6 \
+//        bench/tune_scan.cu -o /tmp/tune && /tmp/tune [batch [stage]]
+//
+// Prints one line per (stage, kernel): ms (median of 20 after 3 warm-ups) and GB/s over the bytes
+// each pass must move (fwd: u, delta, B, C, out; bwd: u, delta, B, C, dout, du, ddelta, dB, dC),
+// and the largest difference between the two kernels' outputs (they share the arithmetic, so the
+// differences are rounding-order only). Not part of the extension build (setup.py globs csrc/ only).
+#include "selective_scan/selective_scan_kernels.cu"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+using namespace vmamba::scan;
+
+// The first d_state = 1 forward (one warp per row group, grid = all row groups, prefetch within a
+// row only), kept here to compare against the persistent kernel of the extension.
+template <typename T, typename OutT>
+__global__ void __launch_bounds__(kFwdWarps * 32, 8) fwd_n1_simple(const FwdParams p) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int lpr = p.lpr, R = 32 / lpr;
+  const int seg = lane / lpr, sl = lane - seg * lpr;
+  const int64_t rows = p.batch * p.KD;
+  const int64_t row_raw = (int64_t(blockIdx.x) * kFwdWarps + warp) * R + seg;
+  const bool valid = seg < R && row_raw < rows;
+  const int64_t row = valid ? row_raw : 0;
+  const int64_t b = row / p.KD, d = row - b * p.KD, g = d / p.G;
+  const int64_t L = p.L;
+  const T* __restrict__ u = static_cast<const T*>(p.u) + row * L;
+  const T* __restrict__ dl = static_cast<const T*>(p.delta) + row * L;
+  const T* __restrict__ Bp = static_cast<const T*>(p.B) + (b * p.K + g) * L;
+  const T* __restrict__ Cp = static_cast<const T*>(p.C) + (b * p.K + g) * L;
+  OutT* __restrict__ out = static_cast<OutT*>(p.out) + row * L;
+  const float Al = p.A[d] * kLog2e;
+  const float Dv = p.D ? p.D[d] : 0.f;
+  const float bias = p.delta_bias ? p.delta_bias[d] : 0.f;
+  const int64_t nchunks = num_chunks(L);
+  float* __restrict__ aux = p.aux + row * nchunks;
+  const int last_lane = min(seg * lpr + lpr - 1, 31);
+  float carry = 0.f;
+  Run<T> nu, nd, nB, nC;
+  {
+    const int64_t t0 = int64_t(sl) * kItems;
+    const int nv = valid ? run_len(L, t0) : 0;
+    nu.load(u + t0, nv, true); nd.load(dl + t0, nv, true); nB.load(Bp + t0, nv, false); nC.load(Cp + t0, nv, false);
+  }
+  for (int64_t c = 0; c < nchunks; ++c) {
+    const int64_t t0 = c * kChunk + int64_t(sl) * kItems;
+    const int nv = valid ? run_len(L, t0) : 0;
+    const Run<T> cu = nu, cd = nd, cB = nB, cC = nC;
+    if (c + 1 < nchunks) {
+      const int nvn = valid ? run_len(L, t0 + kChunk) : 0;
+      nu.load(u + t0 + kChunk, nvn, true); nd.load(dl + t0 + kChunk, nvn, true);
+      nB.load(Bp + t0 + kChunk, nvn, false); nC.load(Cp + t0 + kChunk, nvn, false);
+    }
+    float a[kItems], bx[kItems], y[kItems];
+    float ra = 1.f, rb = 0.f;
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) {
+      const float uv = cu[i];
+      const float v = cd[i] + bias;
+      const float dt = i < nv ? (p.softplus ? softplus20(v) : v) : 0.f;
+      y[i] = Dv * uv; bx[i] = dt * uv * cB[i]; a[i] = exp2f(dt * Al);
+      ra *= a[i]; rb = fmaf(a[i], rb, bx[i]);
+    }
+    warp_scan_up(ra, rb, sl);
+    float ea = __shfl_up_sync(kFull, ra, 1), eb = __shfl_up_sync(kFull, rb, 1);
+    if (sl == 0) { ea = 1.f; eb = 0.f; }
+    const float ta = __shfl_sync(kFull, ra, last_lane), tb = __shfl_sync(kFull, rb, last_lane);
+    float x = fmaf(ea, carry, eb);
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) { x = fmaf(a[i], x, bx[i]); y[i] = fmaf(cC[i], x, y[i]); }
+    if (valid && sl == 0) aux[c] = carry;
+    carry = fmaf(ta, carry, tb);
+    store_run_stream(out + t0, nv, y);
+  }
+  if (valid && sl == 0) p.last_state[row] = carry;
+}
+
+
+#define CK(x)                                                                  \
+  do {                                                                         \
+    cudaError_t e_ = (x);                                                      \
+    if (e_ != cudaSuccess) {                                                   \
+      std::printf("CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__, __LINE__); \
+      std::exit(1);                                                            \
+    }                                                                          \
+  } while (0)
+
+__device__ float hash01(uint64_t i, uint32_t seed) {
+  uint64_t x = i * 0x9E3779B97F4A7C15ull + seed * 0xD1B54A32D192ED03ull;
+  x ^= x >> 31; x *= 0xBF58476D1CE4E5B9ull; x ^= x >> 27; x *= 0x94D049BB133111EBull; x ^= x >> 31;
+  return float(x >> 40) * (1.f / 16777216.f);
+}
+template <typename T>
+__global__ void fill(T* p, int64_t n, float lo, float hi, uint32_t seed) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    p[i] = T(lo + (hi - lo) * hash01(uint64_t(i), seed));
+}
+template <typename T>
+void rand_fill(T* p, int64_t n, float lo, float hi, uint32_t seed) {
+  fill<T><<<1024, 256>>>(p, n, lo, hi, seed);
+  CK(cudaGetLastError());
+}
+
+template <typename T>
+float max_diff(const T* a, const T* b, int64_t n, float* scale) {
+  std::vector<T> ha(n), hb(n);
+  CK(cudaMemcpy(ha.data(), a, n * sizeof(T), cudaMemcpyDeviceToHost));
+  CK(cudaMemcpy(hb.data(), b, n * sizeof(T), cudaMemcpyDeviceToHost));
+  float m = 0.f, s = 0.f;
+  for (int64_t i = 0; i < n; ++i) {
+    const float x = float(ha[i]), y = float(hb[i]);
+    if (!(std::fabs(x - y) <= m)) m = std::isnan(x - y) ? INFINITY : std::max(m, std::fabs(x - y));
+    s = std::max(s, std::fabs(y));
+  }
+  if (scale) *scale = s;
+  return m;
+}
+
+template <typename F>
+float time_ms(F&& f) {
+  cudaEvent_t e0, e1;
+  CK(cudaEventCreate(&e0));
+  CK(cudaEventCreate(&e1));
+  for (int i = 0; i < 3; ++i) f();
+  std::vector<float> t;
+  for (int i = 0; i < 20; ++i) {
+    CK(cudaEventRecord(e0));
+    f();
+    CK(cudaEventRecord(e1));
+    CK(cudaEventSynchronize(e1));
+    float ms;
+    CK(cudaEventElapsedTime(&ms, e0, e1));
+    t.push_back(ms);
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+void run_stage(int64_t batch, int64_t KD, int64_t L, int sms) {
+  const int K = 4, N = 1;
+  const int64_t n = batch * KD * L, nbc = batch * K * N * L, nch = num_chunks(L);
+  __half *u, *dl, *B, *C, *du, *ddl, *dB, *dC, *du2, *ddl2, *dB2, *dC2;
+  float *A, *D, *bias, *out, *out2, *aux, *aux2, *last, *last2, *dout, *dA, *dA2, *dD, *dD2, *dbias, *dbias2;
+  CK(cudaMalloc(&u, n * 2)); CK(cudaMalloc(&dl, n * 2)); CK(cudaMalloc(&B, nbc * 2)); CK(cudaMalloc(&C, nbc * 2));
+  CK(cudaMalloc(&du, n * 2)); CK(cudaMalloc(&ddl, n * 2)); CK(cudaMalloc(&dB, nbc * 2)); CK(cudaMalloc(&dC, nbc * 2));
+  CK(cudaMalloc(&du2, n * 2)); CK(cudaMalloc(&ddl2, n * 2)); CK(cudaMalloc(&dB2, nbc * 2)); CK(cudaMalloc(&dC2, nbc * 2));
+  CK(cudaMalloc(&A, KD * 4)); CK(cudaMalloc(&D, KD * 4)); CK(cudaMalloc(&bias, KD * 4));
+  CK(cudaMalloc(&out, n * 4)); CK(cudaMalloc(&out2, n * 4)); CK(cudaMalloc(&dout, n * 4));
+  CK(cudaMalloc(&aux, batch * KD * nch * 4)); CK(cudaMalloc(&aux2, batch * KD * nch * 4));
+  CK(cudaMalloc(&last, batch * KD * 4)); CK(cudaMalloc(&last2, batch * KD * 4));
+  CK(cudaMalloc(&dA, KD * 4)); CK(cudaMalloc(&dA2, KD * 4)); CK(cudaMalloc(&dD, KD * 4)); CK(cudaMalloc(&dD2, KD * 4));
+  CK(cudaMalloc(&dbias, KD * 4)); CK(cudaMalloc(&dbias2, KD * 4));
+  rand_fill(u, n, -1.f, 1.f, 1); rand_fill(dl, n, -1.f, 1.f, 2);
+  rand_fill(B, nbc, -1.f, 1.f, 3); rand_fill(C, nbc, -1.f, 1.f, 4);
+  rand_fill(A, KD, -2.f, -0.5f, 5); rand_fill(D, KD, 0.5f, 1.5f, 6); rand_fill(bias, KD, -5.f, -2.f, 7);
+  rand_fill(dout, n, -1.f, 1.f, 8);
+
+  FwdParams f;
+  f.u = u; f.delta = dl; f.A = A; f.B = B; f.C = C; f.D = D; f.delta_bias = bias;
+  f.out = out; f.last_state = last; f.aux = aux;
+  f.batch = batch; f.KD = KD; f.L = L; f.G = KD / K; f.N = N; f.K = K; f.lpr = lanes_per_row(L);
+  f.softplus = true; f.dtype = kF16; f.out_dtype = kF32;
+  FwdParams f2 = f;
+  f2.out = out2; f2.last_state = last2; f2.aux = aux2;
+  const int64_t per_block = int64_t(kFwdWarps) * (32 / f.lpr);
+  const unsigned fblocks = unsigned((batch * KD + per_block - 1) / per_block);
+  auto fwd_new = [&] { CK(cudaError_t(launch_fwd(f, 0) ? cudaErrorUnknown : cudaSuccess)); };
+  auto fwd_old = [&] { fwd_kernel<__half, float><<<fblocks, kFwdWarps * 32>>>(f2); };
+  auto fwd_simple = [&] { fwd_n1_simple<__half, float><<<fblocks, kFwdWarps * 32>>>(f2); };
+
+  const int S = bwd_splits(batch, K, KD / K, N, L, sms);
+  float* acc;
+  float* part;
+  CK(cudaMalloc(&acc, 2 * int64_t(S) * nbc * 4));
+  CK(cudaMalloc(&part, batch * KD * (N + 2) * 4));
+  BwdParams bp;
+  bp.u = u; bp.delta = dl; bp.A = A; bp.B = B; bp.C = C; bp.D = D; bp.delta_bias = bias; bp.dout = dout; bp.aux = aux;
+  bp.du = du; bp.ddelta = ddl; bp.dA = dA; bp.dB = dB; bp.dC = dC; bp.dD = dD; bp.ddelta_bias = dbias;
+  bp.accB = acc; bp.accC = acc + int64_t(S) * nbc;
+  bp.partA = part; bp.partD = part + batch * KD * N; bp.partBias = part + batch * KD * (N + 1);
+  bp.batch = batch; bp.KD = KD; bp.L = L; bp.G = KD / K; bp.N = N; bp.K = K; bp.S = S; bp.lpr = f.lpr;
+  bp.softplus = true; bp.dtype = kF16; bp.dout_dtype = kF32;
+  BwdParams bp2 = bp;
+  bp2.du = du2; bp2.ddelta = ddl2; bp2.dA = dA2; bp2.dB = dB2; bp2.dC = dC2; bp2.dD = dD2; bp2.ddelta_bias = dbias2;
+  const unsigned bblocks = unsigned(batch * K * S);
+  auto finalize = [&](const BwdParams& q) {
+    finalize_bc_kernel<__half><<<4096, 256>>>(q.accB, q.accC, static_cast<__half*>(q.dB), static_cast<__half*>(q.dC), nbc, q.S);
+    finalize_small_kernel<<<unsigned((KD + 31) / 32), dim3(32, kFinRows)>>>(q);
+  };
+  auto bwd_new = [&] { bwd_n1_kernel<__half, float><<<bblocks, kBwdWarps * 32>>>(bp); finalize(bp); };
+  auto bwd_main = [&] { bwd_n1_kernel<__half, float><<<bblocks, kBwdWarps * 32>>>(bp); };
+  auto bwd_fin = [&] { finalize(bp); };
+  auto bwd_old = [&] { bwd_kernel<__half, float><<<bblocks, kBwdWarps * 32>>>(bp2); finalize(bp2); };
+
+  fwd_new(); fwd_old(); bwd_new(); bwd_old();
+  CK(cudaDeviceSynchronize());
+  float sc;
+  const float e_out = max_diff(out, out2, n, &sc);
+  const float e_aux = max_diff(aux, aux2, batch * KD * nch, nullptr);
+  const float e_last = max_diff(last, last2, batch * KD, nullptr);
+  const float e_du = max_diff(du, du2, n, nullptr), e_dd = max_diff(ddl, ddl2, n, nullptr);
+  const float e_dB = max_diff(dB, dB2, nbc, nullptr), e_dC = max_diff(dC, dC2, nbc, nullptr);
+  float sA;
+  const float e_dA = max_diff(dA, dA2, KD, &sA), e_dD = max_diff(dD, dD2, KD, nullptr);
+  const float e_db = max_diff(dbias, dbias2, KD, nullptr);
+
+  const double fbytes = double(n) * (2 + 2 + 4) + double(nbc) * 4;
+  const double bbytes = double(n) * (2 + 2 + 4 + 2 + 2) + double(nbc) * 8;
+  const float tfn = time_ms(fwd_new), tfo = time_ms(fwd_old), tbn = time_ms(bwd_new), tbo = time_ms(bwd_old);
+  std::printf("B%lld KD%lld L%lld  fwd n1 %.3f ms (%.0f GB/s)  generic %.3f ms | bwd n1 %.3f ms (%.0f GB/s)  generic %.3f ms (S=%d)\n",
+              (long long)batch, (long long)KD, (long long)L, tfn, fbytes / tfn * 1e-6, tfo, tbn, bbytes / tbn * 1e-6, tbo, S);
+  std::printf("   fwd n1 simple (non-persistent) %.3f ms\n", time_ms(fwd_simple));
+  std::printf("   bwd n1 main kernel %.3f ms, finalize kernels %.3f ms\n", time_ms(bwd_main), time_ms(bwd_fin));
+  std::printf("   max|n1 - generic|: out %.2e (max|out| %.2e) aux %.2e last %.2e du %.2e ddelta %.2e dB %.2e dC %.2e dA %.2e (max %.2e) dD %.2e dbias %.2e\n",
+              e_out, sc, e_aux, e_last, e_du, e_dd, e_dB, e_dC, e_dA, sA, e_dD, e_db);
+  void* ptrs[] = {u, dl, B, C, du, ddl, dB, dC, du2, ddl2, dB2, dC2, A, D, bias, out, out2, dout, aux, aux2,
+                  last, last2, dA, dA2, dD, dD2, dbias, dbias2, acc, part};
+  for (void* q : ptrs) CK(cudaFree(q));
+}
+
+// copy bandwidth of this card, for the GB/s above
+__global__ void copy_kernel(const float4* __restrict__ a, float4* __restrict__ b, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) b[i] = a[i];
+}
+
+int main(int argc, char** argv) {
+  const int64_t batch = argc > 1 ? std::atoll(argv[1]) : 128;
+  int sms = 0;
+  CK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  {
+    const int64_t n4 = (int64_t(1) << 30) / 16;
+    float4 *a, *b;
+    CK(cudaMalloc(&a, n4 * 16)); CK(cudaMalloc(&b, n4 * 16));
+    CK(cudaMemset(a, 1, n4 * 16));
+    const float ms = time_ms([&] { copy_kernel<<<sms * 8, 512>>>(a, b, n4); });
+    std::printf("copy 1 GiB: %.3f ms = %.0f GB/s; fwd1 min blocks %d, bwd1 min blocks %d\n", ms, 2.0 * n4 * 16 / ms * 1e-6,
+                VMAMBA_SCAN_FWD1_MIN_BLOCKS, VMAMBA_SCAN_BWD1_MIN_BLOCKS);
+    CK(cudaFree(a)); CK(cudaFree(b));
+  }
+  const int64_t shapes[4][2] = {{384, 3136}, {768, 784}, {1536, 196}, {3072, 49}};
+  const int only = argc > 2 ? std::atoi(argv[2]) : -1;  // run one stage only (for profilers)
+  for (int i = 0; i < 4; ++i)
+    if (only < 0 || only == i) run_stage(batch, shapes[i][0], shapes[i][1], sms);
+  return 0;
+}
