@@ -34,11 +34,18 @@ _GIT_CACHE: dict = {}
 
 
 def git_info() -> dict:
-    """sha (12 hex, or 'unknown'), dirty flag (tracked files modified), branch. Cached per process."""
+    """sha (12 hex, or 'unknown'), dirty flag (tracked files modified), branch. Cached per process.
+
+    $GIT_SHA, when set, wins over the checkout's own git metadata: a copy of the tree sent to another
+    machine (the GPU runs) can carry a stale .git that names an older commit as a dirty HEAD."""
     if not _GIT_CACHE:
-        sha = _git("rev-parse", "--short=12", "HEAD") or os.environ.get("GIT_SHA", "") or "unknown"
-        status = _git("status", "--porcelain", "--untracked-files=no")
-        _GIT_CACHE.update(git_sha=sha, git_dirty=bool(status), git_branch=_git("rev-parse", "--abbrev-ref", "HEAD"))
+        forced = os.environ.get("GIT_SHA", "").strip()
+        if forced:
+            _GIT_CACHE.update(git_sha=forced, git_dirty=False, git_branch="")
+        else:
+            sha = _git("rev-parse", "--short=12", "HEAD") or "unknown"
+            status = _git("status", "--porcelain", "--untracked-files=no")
+            _GIT_CACHE.update(git_sha=sha, git_dirty=bool(status), git_branch=_git("rev-parse", "--abbrev-ref", "HEAD"))
     return dict(_GIT_CACHE)
 
 

@@ -52,6 +52,19 @@ def latest(rows: list, key_fields: tuple) -> "OrderedDict":
     return out
 
 
+def newest_sha(rows: list) -> dict:
+    """impl -> git_sha of its newest row: cells measured at another commit get a dagger in the tables."""
+    out = {}
+    for r in sorted(rows, key=lambda r: r.get("timestamp", "")):
+        out[r["impl"]] = r.get("git_sha", "")
+    return out
+
+
+STALE = " †"
+STALE_NOTE = ("† measured at an earlier commit than this impl's newest results (its kernels may have changed "
+              "since; see git_sha in the CSV).")
+
+
 def _order(values, preferred):
     vals = list(OrderedDict.fromkeys(values))
     return [v for v in preferred if v in vals] + [v for v in vals if v not in preferred]
@@ -76,12 +89,16 @@ def models_table(rows: list) -> str:
     head += ["batch", "note"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     metas = set()
+    fresh = newest_sha(rows)
+    any_stale = False
     for model, impl in pairs:
         cells = [model, impl]
         notes, batches = [], set()
         for m in modes:
             r = lat.get((model, impl, m))
-            cells.append(_num(r["img_per_s"]) if r else "–")
+            stale = bool(r) and r.get("git_sha", "") != fresh.get(impl)
+            any_stale |= stale
+            cells.append(_num(r["img_per_s"]) + (STALE if stale else "") if r else "–")
             if r:
                 batches.add(r["batch"])
                 if r.get("note"):
@@ -101,7 +118,8 @@ def models_table(rows: list) -> str:
     iters = sorted({f"{r.get('warmup')}+{r.get('iters')}" for r in lat.values()})
     foot = (f"\nWhole model, {gpu}, {', '.join(how.get(m, m) for m in methods)}, warm-up+timed {', '.join(iters)}, "
             f"cudnn.benchmark {'/'.join(sorted({m[1] for m in metas}))}, compile {'/'.join(sorted({m[2] for m in metas}))}, "
-            f"git {', '.join(shas)}, latest {when}. Source: reports/models.csv.")
+            f"git {', '.join(shas)}, latest {when}. Source: reports/models.csv."
+            + (f" {STALE_NOTE}" if any_stale else ""))
     return "\n".join(lines) + "\n" + foot
 
 
@@ -116,19 +134,24 @@ def kernels_table(rows: list, dtype: str = "fp16") -> str:
     head = ["model", "stage", "shape"] + [f"{i} fwd" for i in impls] + [f"{i} bwd" for i in impls]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     copy = sorted({r.get("copy_gbps") for r in rows if r.get("copy_gbps")})
+    fresh = newest_sha(rows)
+    any_stale = False
     for model, stage in cases:
         shape = next(r["shape"] for k, r in lat.items() if k[0] == model and k[1] == stage)
         cells = [model, stage, shape]
         for d in ("fwd", "bwd"):
             for i in impls:
                 r = lat.get((model, stage, d, i))
-                cells.append(f"{to_float(r['ms_p50']):.3f} ms ({to_float(r['gbps']):.0f} GB/s)" if r else "–")
+                stale = bool(r) and r.get("git_sha", "") != fresh.get(i)
+                any_stale |= stale
+                cells.append(f"{to_float(r['ms_p50']):.3f} ms ({to_float(r['gbps']):.0f} GB/s)" + (STALE if stale else "")
+                             if r else "–")
         lines.append("| " + " | ".join(cells) + " |")
     cp = f"{to_float(copy[-1]):.0f} GB/s" if copy else "not measured"
     outs = sorted({f"{r['impl']}: {r['out_dtype']}" for r in rows})
     return ("\n".join(lines) + f"\n\nSelective scan alone, {dtype} inputs (out dtype {', '.join(outs)}), {gpu}, "
             f"median of {', '.join(sorted({r.get('method', '') for r in rows}))}; measured copy bandwidth {cp}. "
-            "Source: reports/kernels.csv.")
+            "Source: reports/kernels.csv." + (f" {STALE_NOTE}" if any_stale else ""))
 
 
 def readme_block(model_rows: list, kernel_rows: list) -> str:

@@ -93,3 +93,23 @@ def test_history_points_per_sha():
             for v, s, t in ((10, "a", "1"), (12, "a", "2"), (8, "b", "3"))]
     s = report._history(rows, ("model", "impl", "mode"), "img_per_s")
     assert s[("m", "i", "x")] == [("2", "a", 12.0), ("3", "b", 8.0)]
+
+
+def test_cells_from_an_older_commit_are_marked():
+    gpu = "NVIDIA H100 80GB HBM3"
+
+    def row(impl, stage, sha, ts):
+        return dict(op="selective_scan", impl=impl, direction="fwd", dtype="fp16", shape=f"S{stage}", ms_p50="1.0",
+                    gbps="900", gpu=gpu, git_sha=sha, timestamp=ts, model="vmamba_t", stage=str(stage),
+                    out_dtype="fp32", method="cuda_events_p50", copy_gbps="3000")
+
+    rows = [row("cuda", 0, "old", "2026-01-01T00:00:00Z"), row("cuda", 1, "old", "2026-01-01T00:00:00Z"),
+            row("cuda", 0, "new", "2026-01-02T00:00:00Z"), row("cupy", 1, "old", "2026-01-01T00:00:00Z")]
+    table = report.kernels_table(rows)
+    line0 = next(ln for ln in table.splitlines() if ln.startswith("| vmamba_t | 0 |"))
+    line1 = next(ln for ln in table.splitlines() if ln.startswith("| vmamba_t | 1 |"))
+    assert report.STALE not in line0                      # cuda's newest commit
+    cuda_cell, cupy_cell = line1.split(" | ")[3:5]
+    assert cuda_cell.endswith(report.STALE.strip())       # cuda stage 1 only measured at the old commit
+    assert not cupy_cell.endswith(report.STALE.strip())   # cupy's newest commit is "old"
+    assert report.STALE_NOTE in table

@@ -1,0 +1,20 @@
+"""bench.env: which commit a result is attributed to."""
+from bench import env
+
+
+def test_git_sha_env_wins_over_checkout(monkeypatch):
+    # a tree copied to the GPU machine can carry a stale .git; the sender's $GIT_SHA names the commit
+    monkeypatch.setattr(env, "_GIT_CACHE", {})
+    monkeypatch.setenv("GIT_SHA", "0123456789ab")
+    monkeypatch.setattr(env, "_git", lambda *a: "stale-sha")
+    g = env.git_info()
+    assert g["git_sha"] == "0123456789ab" and g["git_dirty"] is False
+    assert env.git_sha_label() == "0123456789ab"
+
+
+def test_git_sha_from_checkout_without_env(monkeypatch):
+    monkeypatch.setattr(env, "_GIT_CACHE", {})
+    monkeypatch.delenv("GIT_SHA", raising=False)
+    answers = {"rev-parse": "fedcba987654", "status": " M x.py"}
+    monkeypatch.setattr(env, "_git", lambda *a: answers.get(a[0], "") if a[-1] != "HEAD" or a[1] != "--abbrev-ref" else "main")
+    assert env.git_sha_label() == "fedcba987654-dirty"
