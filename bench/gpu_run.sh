@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
-# One device call for the measuring half: build mamba_ssm's scan, check correctness, sweep the kernels,
-# measure whole-model throughput, redraw the report. Each step's full log goes to $OUT/<step>.log and its
+# One device call for the measuring half: rebuild the extension from clean, build mamba_ssm's scan,
+# check correctness, sweep the kernels, measure whole-model throughput, redraw the report. Each step's full log goes to $OUT/<step>.log and its
 # last lines are printed; the updated reports/*.csv and plots are copied to $OUT (bring them back into
 # reports/). A failing step does not stop the next one; the exit status is the number of failed steps.
 #
 #   bash bench/gpu_run.sh                        # all steps
 #   STEPS="check kernels" bash bench/gpu_run.sh  # some steps (build is needed once per fresh machine)
 #   IMPLS=cuda,torch TP_ARGS="--iters 20" bash bench/gpu_run.sh
+#   GIT_SHA=$(git rev-parse --short=12 HEAD) ...   # the commit the copied tree was made from (rows' git_sha)
 #
-# The project's own CUDA extension must be built first (pip install --no-build-isolation -e .), and
-# the mamba_ssm sdist carried in .sdist/ (carry: [".sdist"]).
+# The mamba_ssm sdist must be carried in .sdist/ (carry: [".sdist"]). Step "ext" deletes old object
+# files first: a warm machine keeps them, and ninja may then skip sources that changed.
 set -uo pipefail
 OUT=${OUT:-/tmp/bench_out}
 PY=${PY:-python}
-STEPS=${STEPS:-"build check kernels tp report"}
+STEPS=${STEPS:-"ext build check kernels tp report"}
 IMPLS=${IMPLS:-cuda,triton,cupy,torch}
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} MAX_JOBS=${MAX_JOBS:-16}
 mkdir -p "$OUT"
@@ -29,6 +30,8 @@ step() {
   tail -n "${TAIL:-30}" "$OUT/$name.log" | grep -v '^\[' 
   [ "$rc" -eq 0 ] || failed=$((failed + 1))
 }
+clean_ext() { rm -rf build/temp* vmamba_kernels/_C*.so && "$PY" setup.py build_ext --inplace; }
+step ext     clean_ext
 step build   "$PY" -m bench.build_mamba_ssm
 step check   "$PY" -m bench.check --quick
 step kernels "$PY" -m bench.kernels --quick

@@ -39,19 +39,28 @@ MAMBA = "mamba_ssm"
 SKIP_BY_DEFAULT = ("torch_sequential",)  # one Python step per time index: minutes per call at these sizes
 
 
+LAYOUTS = ("cf", "cl")  # cross ops: the 2-D map channels-first (B, C, H, W) or channels-last (B, H, W, C)
+
+
 @dataclass(frozen=True)
 class Case:
     op: str
     direction: str
     dtype: str
     shape: StageShape
+    layout: str = "cf"  # cross ops only
+
+    @property
+    def channels_last(self) -> bool:
+        return self.layout == "cl"
 
     def label(self) -> str:
-        s = self.shape.scan_label() if self.op == "selective_scan" else self.shape.cross_label()
-        return s
+        if self.op == "selective_scan":
+            return self.shape.scan_label()
+        return self.shape.cross_label() + (" channels_last" if self.channels_last else "")
 
 
-def build_cases(models, ops, dtypes, directions, batch=128, img_size=224) -> list:
+def build_cases(models, ops, dtypes, directions, batch=128, img_size=224, layouts=("cf",)) -> list:
     cases = []
     for m in models:
         for sh in stage_shapes(m, batch, img_size):
@@ -60,7 +69,8 @@ def build_cases(models, ops, dtypes, directions, batch=128, img_size=224) -> lis
                     for d in directions:
                         if op != "selective_scan" and d == "bwd":
                             continue  # the backward of cross_scan is cross_merge and vice versa
-                        cases.append(Case(op, d, dt, sh))
+                        for lay in (("cf",) if op == "selective_scan" else layouts):
+                            cases.append(Case(op, d, dt, sh, lay))
     return cases
 
 
@@ -147,9 +157,9 @@ def why_not(impl: str, case: Case, inputs: dict, out_dtype) -> list:
         args = validate.check_selective_scan(i["u"], i["delta"], i["A"], i["B"], i["C"], i["D"], i["delta_bias"],
                                              True, out_dtype)
     elif case.op == "cross_scan":
-        args = validate.check_cross_scan(inputs["x"], "cross2d", False)
+        args = validate.check_cross_scan(inputs["x"], "cross2d", case.channels_last)
     else:
-        args = validate.check_cross_merge(inputs["y"], case.shape.H, case.shape.W, "cross2d", False)
+        args = validate.check_cross_merge(inputs["y"], case.shape.H, case.shape.W, "cross2d", case.channels_last)
     return b.why_not(case.op, args)
 
 
@@ -202,18 +212,20 @@ def make_runner(impl: str, case: Case, device, out_dtype) -> tuple:
     n = n_sets_for(nbytes, device)
     g = torch.Generator(device="cpu").manual_seed(7)
     ops = _library.ops_for(impl)
+    cl = case.channels_last
     if case.op == "cross_scan":
-        sets = [{"x": torch.randn(sh.batch, sh.D, sh.H, sh.W, generator=g).to(device, dtype)} for _ in range(n)]
+        x_shape = (sh.batch, sh.H, sh.W, sh.D) if cl else (sh.batch, sh.D, sh.H, sh.W)
+        sets = [{"x": torch.randn(*x_shape, generator=g).to(device, dtype)} for _ in range(n)]
         op = ops["cross_scan"]
 
         def fn(i):
-            return op(sets[i % n]["x"], "cross2d", False)
+            return op(sets[i % n]["x"], "cross2d", cl)
     else:
         sets = [{"y": torch.randn(sh.batch, K, sh.D, sh.L, generator=g).to(device, dtype)} for _ in range(n)]
         op = ops["cross_merge"]
 
         def fn(i):
-            return op(sets[i % n]["y"], sh.H, sh.W, "cross2d", False)
+            return op(sets[i % n]["y"], sh.H, sh.W, "cross2d", cl)
     return fn, nbytes, case.dtype, n, sets[0]
 
 
@@ -226,7 +238,7 @@ def cheap_inputs(case: Case, device, out_dtype) -> dict:
     if case.op == "selective_scan":
         return scan_inputs(small, dtype, device, 0)
     if case.op == "cross_scan":
-        return {"x": torch.randn(1, 2, sh.H, sh.W).to(device, dtype)}
+        return {"x": torch.randn(*((1, sh.H, sh.W, 2) if case.channels_last else (1, 2, sh.H, sh.W))).to(device, dtype)}
     return {"y": torch.randn(1, K, 2, sh.L).to(device, dtype)}
 
 
@@ -330,6 +342,9 @@ def main(argv=None) -> int:
     p.add_argument("--dtypes", default="fp32,fp16,bf16", help="comma list of fp32,fp16,bf16 (default %(default)s)")
     p.add_argument("--directions", default="fwd,bwd", help="fwd,bwd (bwd applies to the scan)")
     p.add_argument("--stages", default="0,1,2,3", help="comma list of stage indices")
+    p.add_argument("--layouts", default="cf",
+                   help="cross ops: comma list of cf (channels-first map) and cl (channels-last; rows are labelled "
+                        "'channels_last') (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--img-size", type=int, default=224)
     p.add_argument("--out-dtype", choices=["fp32", "input"], default="fp32",
@@ -350,8 +365,13 @@ def main(argv=None) -> int:
         print("note: no CUDA device: timing on the CPU (rows marked gpu=cpu; only meaningful for tiny shapes)",
               file=sys.stderr)
     stages = {int(s) for s in a.stages.split(",") if s}
+    layouts = [x for x in a.layouts.split(",") if x]
+    bad = [x for x in layouts if x not in LAYOUTS]
+    if bad:
+        p.error(f"--layouts: unknown {', '.join(bad)} (choose from {', '.join(LAYOUTS)})")
     cases = [c for c in build_cases(a.models.split(","), a.ops.split(","), a.dtypes.split(","),
-                                    a.directions.split(","), a.batch_size, a.img_size) if c.shape.stage in stages]
+                                    a.directions.split(","), a.batch_size, a.img_size, layouts)
+             if c.shape.stage in stages]
     out_dtype = torch.float32 if a.out_dtype == "fp32" else None
     impls = a.impls.split(",") if a.impls else None
     t0 = time.perf_counter()

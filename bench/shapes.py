@@ -5,8 +5,8 @@ C_i = d * 2^i, D_i = int(r * C_i) (d_inner), K = 4 directions, KD = 4 * D_i, H =
 L = H * W. The scan sees u/delta (batch, KD, L), A (KD, N), B/C (batch, 4, N, L); the cross scan
 sees (batch, D_i, H, W).
 
-Shapes are read from a built model when `models` is importable (the `A_logs` parameters of each
-stage give KD and N), else from the table below (vmamba_facts.md section 1).
+Shapes are read from a built model when `models` is importable (each stage's mixer gives d_inner and
+d_state), else from the table below (vmamba_facts.md section 1).
 """
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def _from_table(model: str, batch: int, img_size: int) -> list:
 
 
 def _from_models(model: str, batch: int, img_size: int):
-    """Shapes from a built model's A_logs parameters ('layers.{i}.' prefixes), or None."""
+    """Shapes from a built model's mixers ('layers.{i}.' prefixes), or None."""
     per_stage = _model_stage_dims(model)
     if per_stage is None:
         return None
@@ -83,7 +83,10 @@ def _from_models(model: str, batch: int, img_size: int):
 
 @functools.lru_cache(maxsize=None)
 def _model_stage_dims(model: str):
-    """{stage: (d_inner, d_state)} read from a built model (cached: building B takes seconds), or None."""
+    """{stage: (d_inner, d_state)} read from a built model's mixers (the modules with d_inner and d_state
+    attributes under layers.{i}.; cached: building B takes seconds), or None. The mixers' attributes,
+    not parameter shapes: the mamba2-style mixer keeps A_logs per head, (K, heads), while its scan runs
+    over (K * d_inner, d_state) like the others."""
     try:
         import models  # noqa: PLC0415
 
@@ -91,13 +94,14 @@ def _model_stage_dims(model: str):
     except Exception:  # noqa: BLE001 (no models package yet, or unknown name)
         return None
     per_stage = {}
-    for name, p in m.named_parameters():
-        if name.endswith("A_logs") and ".layers." in f".{name}":
-            try:
-                stage = int(name.split("layers.")[1].split(".")[0])
-            except (IndexError, ValueError):
-                continue
-            per_stage.setdefault(stage, (p.shape[0] // K, p.shape[1]))
+    for name, mod in m.named_modules():
+        if not (hasattr(mod, "d_inner") and hasattr(mod, "d_state")) or "layers." not in f".{name}":
+            continue
+        try:
+            stage = int(f".{name}".split(".layers.")[1].split(".")[0])
+        except (IndexError, ValueError):
+            continue
+        per_stage.setdefault(stage, (int(mod.d_inner), int(mod.d_state)))
     if sorted(per_stage) != [0, 1, 2, 3]:
         return None
     return per_stage

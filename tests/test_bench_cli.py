@@ -125,8 +125,19 @@ def test_stage_shapes_follow_the_configs():
     assert [(s.D, s.H) for s in b] == [(256, 56), (512, 28), (1024, 14), (2048, 7)]
     v = stage_shapes("vanilla_vmamba_tiny", 1, 224, prefer_models=False)
     assert v[0].KD == 768 and v[0].N == 16
-    for name in ("vmamba_t", "vmamba_s", "vmamba_b"):  # agree with the models package when it exists
+    for name in ("vmamba_t", "vmamba_s", "vmamba_b", "vanilla_vmamba_tiny"):  # agree with the models package
         assert stage_shapes(name, 2, 224) == stage_shapes(name, 2, 224, prefer_models=False)
+
+
+def test_stage_shapes_of_the_mamba2_variant_are_what_its_scan_sees():
+    # the m2 mixer keeps A_logs per head (K, heads); its scan runs over (K * d_inner, d_state = 64)
+    import models
+
+    shapes = stage_shapes("vmamba_tiny_m2", 2, 224)
+    m = models.create_model("vmamba_tiny_m2", impl="torch")
+    mixers = [mod for name, mod in m.named_modules() if hasattr(mod, "d_state") and ".blocks.0." in f".{name}."]
+    assert [(s.D, s.N) for s in shapes] == [(mx.d_inner, mx.d_state) for mx in mixers]
+    assert all(s.N == 64 for s in shapes)
 
 
 def test_scan_bytes_reproduce_the_anchor_bandwidth():
@@ -154,6 +165,18 @@ def test_kernels_cli_on_cpu(tmp_path, capsys):
         assert r["gpu"] == "cpu" and r["impl"] == "torch" and r["stage"] in ("0", "3")
         assert abs(float(r["gbps"]) - int(r["bytes"]) / (float(r["ms_p50"]) * 1e-3) / 1e9) < 1e-3 * float(r["gbps"]) + 1e-6
     assert any(r["shape"] == "B1 KD384 L64 N1 K4" for r in rows)
+
+
+def test_kernels_cli_channels_last_cross_ops(tmp_path, capsys):
+    rc = BK.main(["--impls", "torch", "--models", "vmamba_t", "--dtypes", "fp32", "--ops", "cross_scan,cross_merge",
+                  "--layouts", "cf,cl", "--batch-size", "1", "--img-size", "32", "--stages", "0", "--reps", "2",
+                  "--warmup", "1", "--reports-dir", str(tmp_path)])
+    assert rc == 0
+    _, rows = read_csv(tmp_path / "kernels.csv")
+    assert sorted(r["shape"] for r in rows) == ["B1 D96 H8 W8", "B1 D96 H8 W8", "B1 D96 H8 W8 channels_last",
+                                                "B1 D96 H8 W8 channels_last"]
+    with pytest.raises(SystemExit):
+        BK.main(["--layouts", "nhwc", "--no-csv"])
 
 
 def test_kernels_skip_unavailable_and_unsupported(tmp_path):
@@ -220,3 +243,15 @@ def test_pytest_benchmark_sweep_collects(monkeypatch):
     assert "selective_scan-bwd-fp16-vmamba_t-s0-mamba_ssm" in ids
     assert not any(i.startswith("cross_scan-bwd") for i in ids)
     assert not any(i.endswith("torch_sequential") for i in ids)
+
+
+def test_check_feeds_mamba_the_rounded_upstream_gradient():
+    # mamba_ssm returns fp16 output for fp16 input, so its backward sees dout rounded to fp16; the
+    # reference it is compared with must use the same dout (our impls return fp32 and get dout as is)
+    from bench import check as CK
+
+    dout = torch.randn(2, 3, 5, dtype=torch.float32) * 3
+    assert CK.upstream_grad("cuda", dout, torch.float16) is dout
+    assert CK.upstream_grad(CK.MAMBA, dout, torch.float32) is dout
+    g = CK.upstream_grad(CK.MAMBA, dout, torch.float16)
+    assert g.dtype == torch.float32 and torch.equal(g, dout.half().float()) and not torch.equal(g, dout)

@@ -7,12 +7,11 @@ dtype, softplus and D/delta_bias cycled; poisoned outputs (VMAMBA_SCAN_POISON=1 
 scratch buffer with NaN first); several channel rounds per backward block (VMAMBA_SCAN_BWD_SPLITS=1);
 bitwise determinism; the input checks; mamba_ssm's kernel when built; a > 2^31-element case (slow).
 
-    python -m tests.test_cuda_selective_scan --bench     # stage-shape timings (fwd, bwd, GB/s)
+Timing lives in bench/ (`python -m bench.kernels`, and bench/tune_scan.cu for the kernels' constants).
 """
 from __future__ import annotations
 
 import itertools
-import os
 
 import pytest
 import torch
@@ -231,47 +230,3 @@ def test_large_index(ops):
                                       None, None, False, torch.float16)
     assert torch.isfinite(y[-1, -1, -300:].float()).all()
     assert_close("tail of last row", y[-1, -1, -300:], ys[0, 0, -300:], *TOL[torch.float16])
-
-
-# ------------------------------------------------------------------------------------------------
-def bench():
-    import triton.testing as tt
-    ops = torch.ops.vmamba_cuda
-    from vmamba_kernels.cuda import kernels  # noqa: F401
-    try:
-        from bench import mamba_ref
-        mm = mamba_ref.load_selective_scan_cuda()
-    except Exception:  # noqa: BLE001
-        mm = None
-    rows = []
-    x = torch.empty(256 * 2**20, device="cuda", dtype=torch.uint8)
-    xo = torch.empty_like(x)
-    tcopy = tt.do_bench(lambda: xo.copy_(x), warmup=25, rep=100)
-    copy_gbs = 2 * x.numel() / tcopy / 1e6
-    print(f"copy bandwidth: {copy_gbs:.0f} GB/s")
-    for N in (1, 16):
-        for KD, L in ((384, 3136), (768, 784), (1536, 196), (3072, 49)):
-            batch, K = 128, 4
-            ins = make_inputs(batch, KD, L, N, K, dtype=torch.float16, device="cuda", requires_grad=False)
-            u, delta, A, B, C, D, bias = ins
-            tf = tt.do_bench(lambda: ops.selective_scan_fwd(u, delta, A, B, C, D, bias, True, torch.float32),
-                             warmup=10, rep=50)
-            y, last, aux = ops.selective_scan_fwd(u, delta, A, B, C, D, bias, True, torch.float32)
-            dout = torch.randn_like(y)
-            tb = tt.do_bench(lambda: ops.selective_scan_bwd(u, delta, A, B, C, D, bias, True, dout, aux),
-                             warmup=10, rep=50)
-            el = batch * KD * L
-            bc = batch * K * N * L * 2
-            fwd_bytes = el * (2 + 2 + 4) + 2 * bc
-            bwd_bytes = el * (2 + 2 + 4 + 2 + 2) + 4 * bc
-            rows.append((N, KD, L, tf, fwd_bytes / tf / 1e6, tb, bwd_bytes / tb / 1e6))
-            del ins, u, delta, B, C, y, dout, aux
-    print(f"{'N':>3} {'KD':>5} {'L':>5} {'fwd ms':>8} {'fwd GB/s':>9} {'bwd ms':>8} {'bwd GB/s':>9}")
-    for r in rows:
-        print(f"{r[0]:>3} {r[1]:>5} {r[2]:>5} {r[3]:8.3f} {r[4]:9.0f} {r[5]:8.3f} {r[6]:9.0f}")
-
-
-if __name__ == "__main__":
-    import sys
-    if "--bench" in sys.argv:
-        bench()

@@ -27,7 +27,7 @@ def np2(x: int) -> int:
 
 
 CHUNK_OVERRIDE: dict = {}  # (L, N) -> T, for the tuning bench only
-# Measured best chunk length for VMamba stage shapes (L, N) -> T (H100 sweep of _bench.py)
+# Measured best chunk length for VMamba stage shapes (L, N) -> T (H100 sweep of bench/tune_triton.py)
 TUNED_T: dict = {}
 
 

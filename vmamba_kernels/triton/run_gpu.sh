@@ -16,4 +16,4 @@ done
 wait
 for s in "$OUT"/shard_*.log; do tail -n 3 "$s"; done
 grep -h -E "^(FAILED|ERROR|SKIPPED)|Error|assert" "$OUT"/shard_*.log | head -40
-timeout "$BENCH_S" python -m vmamba_kernels.triton._bench $BENCH_ARGS --out "$OUT" 2>&1 | tee "$OUT/bench.log" | tail -n 20
+timeout "$BENCH_S" python -m bench.tune_triton $BENCH_ARGS --out "$OUT" 2>&1 | tee "$OUT/bench.log" | tail -n 20

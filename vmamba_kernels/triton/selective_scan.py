@@ -22,7 +22,7 @@ Layout of the work
   summed over the batch by torch. Results are bitwise reproducible run to run.
 - 64-bit offsets: program ids are cast to int64 before they multiply strides.
 - Block shapes: T = 64 steps per chunk and BLOCK_D = 8 (2 warps forward, 4 backward) for N = 1,
-  from an H100 sweep over T {64, 128, 256} x BLOCK_D {4..32} x warps {2, 4} (_bench.py --sweep);
+  from an H100 sweep over T {64, 128, 256} x BLOCK_D {4..32} x warps {2, 4} (bench/tune_triton.py --sweep);
   for larger N, BLOCK_D shrinks to keep the tile within budget. Not autotuned at run time (the chunk
   length fixes the aux shape, which must be known before the forward runs); `OVERRIDE`/`TUNED`
   let the bench try or pin shapes.
@@ -215,10 +215,10 @@ def _ssm_bwd_kernel(
         tl.store(dbias_ptr + pid_b * KD + d, db_acc)
 
 
-# (kind, G, N, L) -> (BLOCK_D, num_warps): set by the tuning bench (_bench.py) to try block shapes
+# (kind, G, N, L) -> (BLOCK_D, num_warps): set by bench/tune_triton.py to try block shapes
 OVERRIDE: dict = {}
 # Measured best (BLOCK_D, num_warps) for (fwd, bwd) on VMamba stage shapes (G = KD / 4, N, L);
-# filled from the H100 sweep of _bench.py (chunk lengths in _config.TUNED_T). Empty: heuristics.
+# filled from the H100 sweep of bench/tune_triton.py (chunk lengths in _config.TUNED_T). Empty: heuristics.
 TUNED: dict = {}
 
 

@@ -1,7 +1,11 @@
-"""Timing of the Triton kernels on VMamba-T[s1l8] stage shapes (batch 128, fp16 in / fp32 out,
-softplus, D, delta_bias), with a small block-shape sweep and the cupy backend as a same-run baseline.
+"""Tuning harness of the Triton kernels (vmamba_kernels/triton/) on VMamba-T[s1l8] stage shapes (batch
+128, fp16 in / fp32 out, softplus, D, delta_bias): a block-shape sweep (--sweep) whose winners go into
+vmamba_kernels/triton/_config.py and selective_scan.py, and same-run baselines (the cuda and cupy
+backends when available, mamba_ssm when `python -m bench.build_mamba_ssm` has built it).
 
-    python -m vmamba_kernels.triton._bench [--sweep] [--out DIR]
+    python -m bench.tune_triton [--sweep] [--out DIR]
+
+For the reports use `python -m bench.kernels` (CSV rows); this prints and writes OUT/triton_bench.json.
 
 Prints one table; times are triton.testing.do_bench medians (ms). GB/s counts the bytes each kernel
 must move (fwd: u, delta in, out; bwd: u, delta, dout in, du, ddelta out)."""
@@ -20,7 +24,6 @@ from vmamba_kernels.triton import selective_scan as ss
 from vmamba_kernels.triton._config import np2 as _np2
 
 STAGES = [(384, 3136, 56), (768, 784, 28), (1536, 196, 14), (3072, 49, 7)]  # KD, L, H
-MAMBA = {"fwd": (1.065, 0.536, 0.297, 0.309), "bwd": (2.857, 1.389, 0.884, 0.926)}  # brief's figures
 
 
 def _inputs(batch, KD, L, N=1, K=4, dtype=torch.float16):
@@ -51,6 +54,14 @@ def main():
             ck = None
     except ImportError:
         ck = None
+    try:
+        from vmamba_kernels.cuda import kernels as cu
+        if cu.unavailable_reason() is not None:
+            cu = None
+    except ImportError:
+        cu = None
+    from bench import mamba_ref
+    mm = mamba_ref if mamba_ref.unavailable_reason() is None else None
     rows, sweep, tuned = [], [], {}
     for i, (KD, L, H) in enumerate(STAGES):
         u, delta, A, B, C, D, bias = _inputs(a.batch, KD, L)
@@ -97,7 +108,16 @@ def main():
                   flush=True)
         tf = _t(lambda: tk.selective_scan_fwd(u, delta, A, B, C, D, bias, True, torch.float32))
         tb = _t(lambda: tk.selective_scan_bwd(u, delta, A, B, C, D, bias, True, dout, aux))
-        cf = cb = float("nan")
+        cf = cb = uf = ub = mf = mb = float("nan")
+        if cu is not None:
+            yu, lu, auxu = cu.selective_scan_fwd(u, delta, A, B, C, D, bias, True, torch.float32)
+            uf = _t(lambda: cu.selective_scan_fwd(u, delta, A, B, C, D, bias, True, torch.float32))
+            ub = _t(lambda: cu.selective_scan_bwd(u, delta, A, B, C, D, bias, True, dout, auxu))
+        if mm is not None:
+            ym, xm = mm.mamba_fwd(u, delta, A, B, C, D, bias, True)
+            d16 = dout.to(u.dtype)
+            mf = _t(lambda: mm.mamba_fwd(u, delta, A, B, C, D, bias, True))
+            mb = _t(lambda: mm.mamba_bwd(u, delta, A, B, C, D, bias, True, d16, xm))
         if ck is not None:
             yc, lc, auxc = ck.selective_scan_fwd(u, delta, A, B, C, D, bias, True, torch.float32)
             cf = _t(lambda: ck.selective_scan_fwd(u, delta, A, B, C, D, bias, True, torch.float32))
@@ -115,7 +135,7 @@ def main():
             ccs = _t(lambda: ck.cross_scan_fwd(x, "cross2d", False))
             ccm = _t(lambda: ck.cross_merge_fwd(ys, H, H, "cross2d", False))
         rows.append(dict(stage=i, KD=KD, L=L, fwd=tf, bwd=tb, fwd_GBs=8 * n / tf / 1e6, bwd_GBs=12 * n / tb / 1e6,
-                         cupy_fwd=cf, cupy_bwd=cb, mamba_fwd=MAMBA["fwd"][i], mamba_bwd=MAMBA["bwd"][i],
+                         cupy_fwd=cf, cupy_bwd=cb, cuda_fwd=uf, cuda_bwd=ub, mamba_fwd=mf, mamba_bwd=mb,
                          cs=tcs, cm=tcm, cs_cl=tcs_l, cm_cl=tcm_l, cs_GBs=2.5 * ys.numel() / tcs / 1e6,
                          cupy_cs=ccs, cupy_cm=ccm, clone_y=tcopy))
     os.makedirs(a.out, exist_ok=True)
@@ -123,16 +143,17 @@ def main():
         json.dump(dict(device=torch.cuda.get_device_name(), triton=triton.__version__, rows=rows, sweep=sweep, tuned=tuned), f,
                   indent=1)
     print(f"device {torch.cuda.get_device_name()} triton {triton.__version__} torch {torch.__version__}")
-    print("stage KD    L    | fwd ms (GB/s)  cupy  mamba* ratio | bwd ms (GB/s)  cupy  mamba* ratio | "
-          "cs ms cm ms cs_cl cm_cl (cupy cs/cm) clone(y)")
+    print("stage KD    L    | fwd ms (GB/s)  cuda  cupy  mamba  x/cuda x/mamba | bwd ms (GB/s)  cuda  cupy  mamba "
+          " x/cuda x/mamba | cs ms cm ms cs_cl cm_cl (cupy cs/cm) clone(y)")
     for r in rows:
-        print(f"{r['stage']}  {r['KD']:5d} {r['L']:5d} | {r['fwd']:.3f} ({r['fwd_GBs']:.0f}) {r['cupy_fwd']:.3f} "
-              f"{r['mamba_fwd']:.3f} {r['fwd'] / r['mamba_fwd']:.2f} | {r['bwd']:.3f} ({r['bwd_GBs']:.0f}) "
-              f"{r['cupy_bwd']:.3f} {r['mamba_bwd']:.3f} {r['bwd'] / r['mamba_bwd']:.2f} | {r['cs']:.3f} {r['cm']:.3f} "
+        print(f"{r['stage']}  {r['KD']:5d} {r['L']:5d} | {r['fwd']:.3f} ({r['fwd_GBs']:.0f}) {r['cuda_fwd']:.3f} "
+              f"{r['cupy_fwd']:.3f} {r['mamba_fwd']:.3f} {r['fwd'] / r['cuda_fwd']:.2f} {r['fwd'] / r['mamba_fwd']:.2f} | "
+              f"{r['bwd']:.3f} ({r['bwd_GBs']:.0f}) {r['cuda_bwd']:.3f} {r['cupy_bwd']:.3f} {r['mamba_bwd']:.3f} "
+              f"{r['bwd'] / r['cuda_bwd']:.2f} {r['bwd'] / r['mamba_bwd']:.2f} | {r['cs']:.3f} {r['cm']:.3f} "
               f"{r['cs_cl']:.3f} {r['cm_cl']:.3f} ({r['cupy_cs']:.3f}/{r['cupy_cm']:.3f}) {r['clone_y']:.3f}")
     if tuned:
         print("TUNED", json.dumps(tuned))
-    print("mamba* = mamba_ssm times given in the task brief (not measured in this run)")
+    print("baselines measured in this run; nan = not available here")
 
 
 if __name__ == "__main__":
