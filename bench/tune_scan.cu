@@ -18,71 +18,107 @@
 #include <vector>
 
 using namespace vmamba::scan;
+using vmamba::FastDivmod;
 
-// The first d_state = 1 forward (one warp per row group, grid = all row groups, prefetch within a
-// row only), kept here to compare against the persistent kernel of the extension.
-template <typename T, typename OutT>
-__global__ void __launch_bounds__(kFwdWarps * 32, 8) fwd_n1_simple(const FwdParams p) {
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int lpr = p.lpr, R = 32 / lpr;
-  const int seg = lane / lpr, sl = lane - seg * lpr;
-  const int64_t rows = p.batch * p.KD;
-  const int64_t row_raw = (int64_t(blockIdx.x) * kFwdWarps + warp) * R + seg;
-  const bool valid = seg < R && row_raw < rows;
-  const int64_t row = valid ? row_raw : 0;
-  const int64_t b = row / p.KD, d = row - b * p.KD, g = d / p.G;
-  const int64_t L = p.L;
-  const T* __restrict__ u = static_cast<const T*>(p.u) + row * L;
-  const T* __restrict__ dl = static_cast<const T*>(p.delta) + row * L;
-  const T* __restrict__ Bp = static_cast<const T*>(p.B) + (b * p.K + g) * L;
-  const T* __restrict__ Cp = static_cast<const T*>(p.C) + (b * p.K + g) * L;
-  OutT* __restrict__ out = static_cast<OutT*>(p.out) + row * L;
-  const float Al = p.A[d] * kLog2e;
-  const float Dv = p.D ? p.D[d] : 0.f;
-  const float bias = p.delta_bias ? p.delta_bias[d] : 0.f;
-  const int64_t nchunks = num_chunks(L);
-  float* __restrict__ aux = p.aux + row * nchunks;
-  const int last_lane = min(seg * lpr + lpr - 1, 31);
-  float carry = 0.f;
-  Run<T> nu, nd, nB, nC;
-  {
-    const int64_t t0 = int64_t(sl) * kItems;
-    const int nv = valid ? run_len(L, t0) : 0;
-    nu.load(u + t0, nv, true); nd.load(dl + t0, nv, true); nB.load(Bp + t0, nv, false); nC.load(Cp + t0, nv, false);
-  }
-  for (int64_t c = 0; c < nchunks; ++c) {
-    const int64_t t0 = c * kChunk + int64_t(sl) * kItems;
-    const int nv = valid ? run_len(L, t0) : 0;
-    const Run<T> cu = nu, cd = nd, cB = nB, cC = nC;
-    if (c + 1 < nchunks) {
-      const int nvn = valid ? run_len(L, t0 + kChunk) : 0;
-      nu.load(u + t0 + kChunk, nvn, true); nd.load(dl + t0 + kChunk, nvn, true);
-      nB.load(Bp + t0 + kChunk, nvn, false); nC.load(Cp + t0 + kChunk, nvn, false);
-    }
-    float a[kItems], bx[kItems], y[kItems];
-    float ra = 1.f, rb = 0.f;
-#pragma unroll
-    for (int i = 0; i < kItems; ++i) {
-      const float uv = cu[i];
-      const float v = cd[i] + bias;
-      const float dt = i < nv ? (p.softplus ? softplus20(v) : v) : 0.f;
-      y[i] = Dv * uv; bx[i] = dt * uv * cB[i]; a[i] = exp2f(dt * Al);
-      ra *= a[i]; rb = fmaf(a[i], rb, bx[i]);
-    }
-    warp_scan_up(ra, rb, sl);
-    float ea = __shfl_up_sync(kFull, ra, 1), eb = __shfl_up_sync(kFull, rb, 1);
-    if (sl == 0) { ea = 1.f; eb = 0.f; }
-    const float ta = __shfl_sync(kFull, ra, last_lane), tb = __shfl_sync(kFull, rb, last_lane);
-    float x = fmaf(ea, carry, eb);
-#pragma unroll
-    for (int i = 0; i < kItems; ++i) { x = fmaf(a[i], x, bx[i]); y[i] = fmaf(cC[i], x, y[i]); }
-    if (valid && sl == 0) aux[c] = carry;
-    carry = fmaf(ta, carry, tb);
-    store_run_stream(out + t0, nv, y);
-  }
-  if (valid && sl == 0) p.last_state[row] = carry;
+// ---- prototype under evaluation: "flat rows" forward for d_state = 1 and 8 <= L <= 256 -----------
+// The extension's forward gives each row (L <= 256: one chunk) a warp of which only ceil(L / 8) lanes
+// work: 25 of 32 at L = 196 (VMamba's stage 3), where the kernel is issue-bound (ncu: 77% issue slots
+// busy). Here a block of kFlatWarps warps owns R whole consecutive rows laid end to end (R * L <= the
+// block's 2048 elements, R * L a multiple of 8 so every lane's run stays 16-byte aligned); each warp
+// scans 256 consecutive elements with a reset (a = 0) at every row start, and the warps' carries are
+// linked in shared memory. Lanes are ~96% busy for L = 196 and 49. Outputs match fwd_n1_kernel's.
+constexpr int kFlatWarps = 8;
+constexpr int kFlatSpan = kFlatWarps * kChunk;
+
+int flat_rows_per_block(int L) {
+  int g = L, m = 8;  // R must be a multiple of 8 / gcd(L, 8)
+  while (m) { const int t = g % m; g = m; m = t; }
+  const int step = 8 / g;
+  return (kFlatSpan / L) / step * step;
 }
 
+template <typename T, typename OutT>
+__global__ void __launch_bounds__(kFlatWarps * 32, 3) fwd_flat_n1(const FwdParams p, int R, FastDivmod Ldiv) {
+  __shared__ float s_a[kFlatWarps], s_b[kFlatWarps];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int L = int(p.L), KD = int(p.KD);
+  const int rows = int(p.batch * p.KD);
+  const int row_first = int(blockIdx.x) * R;
+  const int span = min(R, rows - row_first) * L;  // elements owned by this block
+  const int e0 = warp * kChunk + lane * kItems;    // this lane's first element within the span
+  const int nv = max(0, min(kItems, span - e0));
+  const int64_t base = int64_t(row_first) * L;
+  uint32_t r0u, t0u;
+  Ldiv.divmod(uint32_t(min(e0, span - 1)), r0u, t0u);
+  const int r0 = int(r0u), t0 = int(t0u);
+  const int k = L - t0;  // elements i < k belong to row r0, i >= k to row r0 + 1 (L >= 8: one wrap at most)
+
+  float Al[2], Dv[2], bias[2];
+  int64_t bco[2];
+#pragma unroll
+  for (int j = 0; j < 2; ++j) {
+    const int row = min(row_first + r0 + j, rows - 1);
+    const int b = int(p.kd_div.div(uint32_t(row))), d = row - b * KD, g = int(p.g_div.div(uint32_t(d)));
+    Al[j] = p.A[d] * kLog2e;
+    Dv[j] = p.D ? p.D[d] : 0.f;
+    bias[j] = p.delta_bias ? p.delta_bias[d] : 0.f;
+    bco[j] = (int64_t(b) * p.K + g) * L;
+  }
+  Run<T> ru, rd;
+  ru.load(static_cast<const T*>(p.u) + base + e0, nv, true);
+  rd.load(static_cast<const T*>(p.delta) + base + e0, nv, true);
+  const T* Bm = static_cast<const T*>(p.B);
+  const T* Cm = static_cast<const T*>(p.C);
+  float Bv[kItems], Cv[kItems];
+  if (k >= kItems) {
+    Run<T> rB, rC;
+    rB.load(Bm + bco[0] + t0, nv, false);
+    rC.load(Cm + bco[0] + t0, nv, false);
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) { Bv[i] = rB[i]; Cv[i] = rC[i]; }
+  } else {
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) {
+      const int64_t idx = i < k ? bco[0] + t0 + i : bco[1] + (i - k);
+      Bv[i] = i < nv ? Cvt<T>::to(Bm[idx]) : 0.f;
+      Cv[i] = i < nv ? Cvt<T>::to(Cm[idx]) : 0.f;
+    }
+  }
+  float a[kItems], bx[kItems], y[kItems];
+  float ra = 1.f, rb = 0.f;
+#pragma unroll
+  for (int i = 0; i < kItems; ++i) {
+    const int j = i < k ? 0 : 1;
+    const float uv = ru[i];
+    const float v = rd[i] + bias[j];
+    const float dt = i < nv ? (p.softplus ? softplus20(v) : v) : 0.f;
+    y[i] = Dv[j] * uv;
+    bx[i] = dt * uv * Bv[i];
+    const bool row_start = (i == 0 && t0 == 0) || i == k;  // the state before a row is 0: a reset
+    a[i] = row_start ? 0.f : exp2f(dt * Al[j]);
+    ra *= a[i];
+    rb = fmaf(a[i], rb, bx[i]);
+  }
+  warp_scan_up(ra, rb, lane);
+  float ea = __shfl_up_sync(kFull, ra, 1), eb = __shfl_up_sync(kFull, rb, 1);
+  if (lane == 0) { ea = 1.f; eb = 0.f; }
+  if (lane == 31) { s_a[warp] = ra; s_b[warp] = rb; }
+  __syncthreads();
+  float carry = 0.f;  // the state entering this warp's 256 elements (the block starts at a row start)
+  for (int w = 0; w < warp; ++w) carry = fmaf(s_a[w], carry, s_b[w]);
+  float x = fmaf(ea, carry, eb);
+#pragma unroll
+  for (int i = 0; i < kItems; ++i) {
+    x = fmaf(a[i], x, bx[i]);
+    y[i] = fmaf(Cv[i], x, y[i]);
+    if (i < nv) {
+      const int rrow = row_first + r0 + (i < k ? 0 : 1);
+      if (i == k - 1) p.last_state[rrow] = x;                 // t = L - 1
+      if ((i == 0 && t0 == 0) || i == k) p.aux[rrow] = 0.f;   // one chunk per row: it starts from 0
+    }
+  }
+  store_run_stream(static_cast<OutT*>(p.out) + base + e0, nv, y);
+}
 
 #define CK(x)                                                                  \
   do {                                                                         \
@@ -174,7 +210,14 @@ void run_stage(int64_t batch, int64_t KD, int64_t L, int sms) {
   const unsigned fblocks = unsigned((batch * KD + per_block - 1) / per_block);
   auto fwd_new = [&] { CK(cudaError_t(launch_fwd(f, 0) ? cudaErrorUnknown : cudaSuccess)); };
   auto fwd_old = [&] { fwd_kernel<__half, float><<<fblocks, kFwdWarps * 32>>>(f2); };
-  auto fwd_simple = [&] { fwd_n1_simple<__half, float><<<fblocks, kFwdWarps * 32>>>(f2); };
+  // the flat prototype writes into f2's buffers after the n1/generic comparison below
+  FwdParams f3 = f2;
+  f3.kd_div = FastDivmod(uint32_t(KD));
+  f3.g_div = FastDivmod(uint32_t(KD / K));
+  const int R = L <= kChunk && L >= kItems ? flat_rows_per_block(int(L)) : 0;
+  auto fwd_flat = [&] {
+    fwd_flat_n1<__half, float><<<unsigned((batch * KD + R - 1) / R), kFlatWarps * 32>>>(f3, R, FastDivmod(uint32_t(L)));
+  };
 
   const int S = bwd_splits(batch, K, KD / K, N, L, sms);
   float* acc;
@@ -217,7 +260,14 @@ void run_stage(int64_t batch, int64_t KD, int64_t L, int sms) {
   const float tfn = time_ms(fwd_new), tfo = time_ms(fwd_old), tbn = time_ms(bwd_new), tbo = time_ms(bwd_old);
   std::printf("B%lld KD%lld L%lld  fwd n1 %.3f ms (%.0f GB/s)  generic %.3f ms | bwd n1 %.3f ms (%.0f GB/s)  generic %.3f ms (S=%d)\n",
               (long long)batch, (long long)KD, (long long)L, tfn, fbytes / tfn * 1e-6, tfo, tbn, bbytes / tbn * 1e-6, tbo, S);
-  std::printf("   fwd n1 simple (non-persistent) %.3f ms\n", time_ms(fwd_simple));
+  if (R > 0) {
+    fwd_flat();
+    CK(cudaDeviceSynchronize());
+    CK(cudaGetLastError());
+    std::printf("   fwd flat prototype (R=%d rows per block): %.3f ms; max|flat - n1|: out %.2e last %.2e aux %.2e\n", R,
+                time_ms(fwd_flat), max_diff(out2, out, n, nullptr), max_diff(last2, last, batch * KD, nullptr),
+                max_diff(aux2, aux, batch * KD * nch, nullptr));
+  }
   std::printf("   bwd n1 main kernel %.3f ms, finalize kernels %.3f ms\n", time_ms(bwd_main), time_ms(bwd_fin));
   std::printf("   max|n1 - generic|: out %.2e (max|out| %.2e) aux %.2e last %.2e du %.2e ddelta %.2e dB %.2e dC %.2e dA %.2e (max %.2e) dD %.2e dbias %.2e\n",
               e_out, sc, e_aux, e_last, e_du, e_dd, e_dB, e_dC, e_dA, sA, e_dD, e_db);
