@@ -206,3 +206,19 @@ def test_built_extension_scan_schemas():
     assert str(bwd).startswith("vmamba_cuda::selective_scan_bwd(Tensor u, Tensor delta, Tensor A, Tensor B, "
                                "Tensor C, Tensor? D, Tensor? delta_bias, bool delta_softplus, Tensor dout, "
                                "Tensor aux) -> (")
+
+
+def test_tune_harness_compiles_with_nvcc_sm90(tmp_path):
+    """bench/tune_scan.cu includes the scan kernels and holds prototypes under evaluation: keep it
+    compiling (it is not part of the extension build, so nothing else would notice it rot)."""
+    from tests.test_cupy import IN_CI, _nvcc
+
+    nvcc = _nvcc()
+    if nvcc is None:
+        if IN_CI:
+            pytest.fail("nvcc not found: CI must have nvcc")
+        pytest.skip("nvcc not found (PATH, $CUDA_HOME, /usr/local/cuda-13.0)")
+    cmd = [nvcc, "-std=c++17", "-O1", "--use_fast_math", "-arch=sm_90", f"-I{os.path.join(ROOT, 'csrc')}",
+           "-c", os.path.join(ROOT, "bench", "tune_scan.cu"), "-o", str(tmp_path / "tune.o")]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, f"nvcc failed on bench/tune_scan.cu:\n{r.stderr[-4000:]}"
