@@ -9,7 +9,11 @@
 #   IMPLS=cuda,torch TP_ARGS="--iters 20" bash bench/gpu_run.sh
 #   GIT_SHA=$(git rev-parse --short=12 HEAD) ...   # the commit the copied tree was made from (rows' git_sha)
 #
-# The mamba_ssm sdist must be carried in .sdist/ (carry: [".sdist"]). Step "ext" deletes old object
+# The mamba_ssm sdist must be carried in .sdist/ (carry: [".sdist"]), unless a module built on an
+# earlier machine of the same kind is carried and named by VMAMBA_MAMBA_SSM_DIR (step build then
+# skips the ~170 s compile). The module (~41 MB) exceeds one file from $OUT: bring it back with
+# `split -b 15000000 build/mamba_ssm/build/selective_scan_cuda.so $OUT/mamba_so.part` and join the
+# parts here with cat into an ignored folder. Step "ext" deletes old object
 # files first: a warm machine keeps them, and ninja may then skip sources that changed.
 set -uo pipefail
 OUT=${OUT:-/tmp/bench_out}
@@ -32,7 +36,14 @@ step() {
 }
 clean_ext() { rm -rf build/temp* vmamba_kernels/_C*.so && "$PY" setup.py build_ext --inplace; }
 step ext     clean_ext
-step build   "$PY" -m bench.build_mamba_ssm
+build_mamba() {
+  if "$PY" -c "import sys; from bench.mamba_ref import load_selective_scan_cuda as f; sys.exit(f() is None)" 2>/dev/null; then
+    echo "mamba_ssm's selective_scan_cuda already loads (\$VMAMBA_MAMBA_SSM_DIR or build/mamba_ssm): not rebuilt"
+  else
+    "$PY" -m bench.build_mamba_ssm
+  fi
+}
+step build   build_mamba
 step check   "$PY" -m bench.check --quick
 step kernels "$PY" -m bench.kernels --quick
 # shellcheck disable=SC2086

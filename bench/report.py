@@ -26,6 +26,15 @@ from bench.results import read_csv, reports_dir, to_float
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 MODE_ORDER = ["infer_fp32", "infer_amp", "train_amp", "train_fp32"]
+IMPL_ORDER = ["cuda", "triton", "cupy", "torch", "torch_sequential"]
+
+
+def _pair_key(pair, first_seen):
+    """Table order: our models (by first appearance) with impls in IMPL_ORDER, then the baselines."""
+    model, impl = pair
+    baseline = impl == "timm"
+    rank = IMPL_ORDER.index(impl) if impl in IMPL_ORDER else len(IMPL_ORDER)
+    return (baseline, first_seen[model], rank, impl)
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -82,6 +91,8 @@ def models_table(rows: list) -> str:
     lat = latest(rows, ("model", "impl", "mode"))
     modes = _order([k[2] for k in lat], MODE_ORDER)
     pairs = list(OrderedDict.fromkeys((k[0], k[1]) for k in lat))
+    first_seen = {m: i for i, m in enumerate(OrderedDict.fromkeys(p[0] for p in pairs))}
+    pairs.sort(key=lambda p: _pair_key(p, first_seen))
     head = ["model", "impl"] + [f"{m.replace('_', ' ')} img/s" for m in modes]
     train_modes = [m for m in modes if m.startswith("train")]
     if train_modes:

@@ -113,3 +113,18 @@ def test_cells_from_an_older_commit_are_marked():
     assert cuda_cell.endswith(report.STALE.strip())       # cuda stage 1 only measured at the old commit
     assert not cupy_cell.endswith(report.STALE.strip())   # cupy's newest commit is "old"
     assert report.STALE_NOTE in table
+
+
+def test_models_table_groups_each_model_then_baselines():
+    gpu = "NVIDIA H100 80GB HBM3"
+
+    def row(model, impl, ts):
+        return dict(model=model, impl=impl, mode="infer_amp", batch="128", img_size="224", img_per_s="1000",
+                    peak_mem_mb="1", gpu=gpu, git_sha="s", timestamp=ts, method="official", warmup="50", iters="30")
+
+    rows = [row("vmamba_t", "triton", "1"), row("swin_tiny_patch4_window7_224", "timm", "2"),
+            row("vmamba_b", "cupy", "3"), row("vmamba_t", "cuda", "4"), row("vmamba_t", "torch", "5")]
+    lines = [ln for ln in report.models_table(rows).splitlines() if ln.startswith("| vmamba") or ln.startswith("| swin")]
+    order = [tuple(c.strip() for c in ln.split("|")[1:3]) for ln in lines]
+    assert order == [("vmamba_t", "cuda"), ("vmamba_t", "triton"), ("vmamba_t", "torch"), ("vmamba_b", "cupy"),
+                     ("swin_tiny_patch4_window7_224", "timm")]
