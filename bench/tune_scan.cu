@@ -1,6 +1,8 @@
 // Standalone tuning harness for the CUDA selective scan (csrc/selective_scan): times the d_state = 1
 // kernels against the generic ones on VMamba-T's stage shapes (fp16 in, fp32 out, batch 128) and
-// checks that both give the same results. The kernels' tunables are macros, so one build per variant:
+// checks that both give the same results; then the generic kernel on VMamba-vanilla-T's d_state = 16
+// shapes. It also holds kernel prototypes under evaluation, each compared with the kernel it would
+// replace. The kernels' tunables are macros, so one build per variant:
 //
 //   nvcc -std=c++17 -O3 --use_fast_math -arch=sm_90 -Icsrc -DVMAMBA_SCAN_FWD1_MIN_BLOCKS=6 \
 //        bench/tune_scan.cu -o /tmp/tune && /tmp/tune [batch [stage]]
@@ -276,6 +278,161 @@ void run_stage(int64_t batch, int64_t KD, int64_t L, int sms) {
   for (void* q : ptrs) CK(cudaFree(q));
 }
 
+
+// ---- prototype under evaluation: generic-N forward that advances two states per step --------------
+// The extension's generic forward (N > 1) walks the states one at a time, each a dependent chain
+// (exp2, an 8-step local scan, 5 shuffle rounds, an 8-step second pass) hidden only by 16 warps per
+// SM; it ran at mamba_ssm's speed for N = 16 (12.3 vs 12.1 ms on VMamba-vanilla-T stage 1, slower
+// on stages 2-3). Here each iteration advances states n and n + 1 as two independent chains, so
+// each warp has twice the work in flight. Same arithmetic per state: outputs match fwd_kernel's up
+// to the order of the y sums.
+template <typename T, typename OutT>
+__global__ void __launch_bounds__(kFwdWarps * 32, 4) fwd_nx2(const FwdParams p) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int lpr = p.lpr, R = 32 / lpr;
+  const int seg = lane / lpr, sl = lane - seg * lpr;
+  const int64_t rows = p.batch * p.KD;
+  const int64_t row_raw = (int64_t(blockIdx.x) * kFwdWarps + warp) * R + seg;
+  const bool valid = seg < R && row_raw < rows;
+  const int64_t row = valid ? row_raw : 0;
+  const int64_t b = row / p.KD, d = row - b * p.KD, g = d / p.G;
+  const int64_t L = p.L;
+  const int N = p.N;
+  const T* __restrict__ u = static_cast<const T*>(p.u) + row * L;
+  const T* __restrict__ dl = static_cast<const T*>(p.delta) + row * L;
+  const T* __restrict__ Bp = static_cast<const T*>(p.B) + (b * p.K + g) * N * L;
+  const T* __restrict__ Cp = static_cast<const T*>(p.C) + (b * p.K + g) * N * L;
+  OutT* __restrict__ out = static_cast<OutT*>(p.out) + row * L;
+  const float* __restrict__ A = p.A + d * N;
+  const float Dv = p.D ? p.D[d] : 0.f;
+  const float bias = p.delta_bias ? p.delta_bias[d] : 0.f;
+  const int64_t nchunks = num_chunks(L);
+  float* __restrict__ aux = p.aux + row * nchunks * N;
+  const int last_lane = min(seg * lpr + lpr - 1, 31);
+  float carry0 = 0.f, carry1 = 0.f;  // lpr == 32: state n lives in lane n % 32, register n / 32
+
+  for (int64_t c = 0; c < nchunks; ++c) {
+    const int64_t t0 = c * kChunk + int64_t(sl) * kItems;
+    const int nv = valid ? run_len(L, t0) : 0;
+    const bool has_next = c + 1 < nchunks;
+    Run<T> ru, rd;
+    ru.load(u + t0, nv, true);
+    rd.load(dl + t0, nv, true);
+    float dtu[kItems], dt[kItems], y[kItems];
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) {
+      const float uv = ru[i];
+      const float v = rd[i] + bias;
+      dt[i] = i < nv ? (p.softplus ? softplus20(v) : v) : 0.f;
+      dtu[i] = dt[i] * uv;
+      y[i] = Dv * uv;
+    }
+#pragma unroll 1
+    for (int n = 0; n < N; n += 2) {
+      const bool two = n + 1 < N;
+      Run<T> B0, C0, B1, C1;
+      B0.load(Bp + int64_t(n) * L + t0, nv, false);
+      C0.load(Cp + int64_t(n) * L + t0, nv, false);
+      B1.load(Bp + int64_t(two ? n + 1 : n) * L + t0, two ? nv : 0, false);
+      C1.load(Cp + int64_t(two ? n + 1 : n) * L + t0, two ? nv : 0, false);
+      const float A0 = __ldg(A + n) * kLog2e, A1 = two ? __ldg(A + n + 1) * kLog2e : 0.f;
+      float a0[kItems], b0[kItems], a1[kItems], b1[kItems];
+      float ra0 = 1.f, rb0 = 0.f, ra1 = 1.f, rb1 = 0.f;
+#pragma unroll
+      for (int i = 0; i < kItems; ++i) {
+        a0[i] = exp2f(dt[i] * A0);
+        a1[i] = exp2f(dt[i] * A1);
+        b0[i] = dtu[i] * B0[i];
+        b1[i] = dtu[i] * B1[i];
+        ra0 *= a0[i];
+        ra1 *= a1[i];
+        rb0 = fmaf(a0[i], rb0, b0[i]);
+        rb1 = fmaf(a1[i], rb1, b1[i]);
+      }
+#pragma unroll
+      for (int off = 1; off < 32; off <<= 1) {
+        const float pa0 = __shfl_up_sync(kFull, ra0, off), pb0 = __shfl_up_sync(kFull, rb0, off);
+        const float pa1 = __shfl_up_sync(kFull, ra1, off), pb1 = __shfl_up_sync(kFull, rb1, off);
+        if (sl >= off) {
+          rb0 = fmaf(ra0, pb0, rb0);
+          ra0 *= pa0;
+          rb1 = fmaf(ra1, pb1, rb1);
+          ra1 *= pa1;
+        }
+      }
+      float ea0 = __shfl_up_sync(kFull, ra0, 1), eb0 = __shfl_up_sync(kFull, rb0, 1);
+      float ea1 = __shfl_up_sync(kFull, ra1, 1), eb1 = __shfl_up_sync(kFull, rb1, 1);
+      if (sl == 0) { ea0 = ea1 = 1.f; eb0 = eb1 = 0.f; }
+      const float cin0 = lpr == 32 ? get_dist(carry0, carry1, n) : 0.f;
+      const float cin1 = lpr == 32 && two ? get_dist(carry0, carry1, n + 1) : 0.f;
+      const float ta0 = __shfl_sync(kFull, ra0, last_lane), tb0 = __shfl_sync(kFull, rb0, last_lane);
+      const float ta1 = __shfl_sync(kFull, ra1, last_lane), tb1 = __shfl_sync(kFull, rb1, last_lane);
+      float x0 = fmaf(ea0, cin0, eb0), x1 = fmaf(ea1, cin1, eb1);
+#pragma unroll
+      for (int i = 0; i < kItems; ++i) {
+        x0 = fmaf(a0[i], x0, b0[i]);
+        x1 = fmaf(a1[i], x1, b1[i]);
+        y[i] = fmaf(C0[i], x0, fmaf(C1[i], x1, y[i]));
+      }
+      const float nc0 = fmaf(ta0, cin0, tb0), nc1 = fmaf(ta1, cin1, tb1);
+      if (valid && sl == 0) {
+        aux[c * N + n] = cin0;
+        if (!has_next) p.last_state[row * N + n] = nc0;
+        if (two) {
+          aux[c * N + n + 1] = cin1;
+          if (!has_next) p.last_state[row * N + n + 1] = nc1;
+        }
+      }
+      if (lane == (n & 31)) {
+        if (n < 32) carry0 = nc0; else carry1 = nc0;
+      }
+      if (two && lane == ((n + 1) & 31)) {
+        if (n + 1 < 32) carry0 = nc1; else carry1 = nc1;
+      }
+    }
+    store_run_stream(out + t0, nv, y);
+  }
+}
+
+// vanilla (d_state = 16) stage shapes: the generic kernels and the two-states prototype
+void run_stage_n(int64_t batch, int64_t KD, int64_t L, int N) {
+  const int K = 4;
+  const int64_t n = batch * KD * L, nbc = batch * K * N * L, nch = num_chunks(L);
+  __half *u, *dl, *B, *C;
+  float *A, *D, *bias, *out, *out2, *aux, *aux2, *last, *last2;
+  CK(cudaMalloc(&u, n * 2)); CK(cudaMalloc(&dl, n * 2)); CK(cudaMalloc(&B, nbc * 2)); CK(cudaMalloc(&C, nbc * 2));
+  CK(cudaMalloc(&A, KD * N * 4)); CK(cudaMalloc(&D, KD * 4)); CK(cudaMalloc(&bias, KD * 4));
+  CK(cudaMalloc(&out, n * 4)); CK(cudaMalloc(&out2, n * 4));
+  CK(cudaMalloc(&aux, batch * KD * nch * N * 4)); CK(cudaMalloc(&aux2, batch * KD * nch * N * 4));
+  CK(cudaMalloc(&last, batch * KD * N * 4)); CK(cudaMalloc(&last2, batch * KD * N * 4));
+  rand_fill(u, n, -1.f, 1.f, 1); rand_fill(dl, n, -1.f, 1.f, 2);
+  rand_fill(B, nbc, -1.f, 1.f, 3); rand_fill(C, nbc, -1.f, 1.f, 4);
+  rand_fill(A, KD * N, -2.f, -0.5f, 5); rand_fill(D, KD, 0.5f, 1.5f, 6); rand_fill(bias, KD, -5.f, -2.f, 7);
+  FwdParams f;
+  f.u = u; f.delta = dl; f.A = A; f.B = B; f.C = C; f.D = D; f.delta_bias = bias;
+  f.out = out; f.last_state = last; f.aux = aux;
+  f.batch = batch; f.KD = KD; f.L = L; f.G = KD / K; f.N = N; f.K = K; f.lpr = lanes_per_row(L);
+  f.softplus = true; f.dtype = kF16; f.out_dtype = kF32;
+  FwdParams f2 = f;
+  f2.out = out2; f2.last_state = last2; f2.aux = aux2;
+  const int64_t per_block = int64_t(kFwdWarps) * (32 / f.lpr);
+  const unsigned blocks = unsigned((batch * KD + per_block - 1) / per_block);
+  auto gen = [&] { fwd_kernel<__half, float><<<blocks, kFwdWarps * 32>>>(f); };
+  auto x2 = [&] { fwd_nx2<__half, float><<<blocks, kFwdWarps * 32>>>(f2); };
+  gen(); x2();
+  CK(cudaDeviceSynchronize());
+  CK(cudaGetLastError());
+  float sc;
+  const float e_out = max_diff(out2, out, n, &sc);
+  const float e_aux = max_diff(aux2, aux, batch * KD * nch * N, nullptr);
+  const float e_last = max_diff(last2, last, batch * KD * N, nullptr);
+  std::printf("B%lld KD%lld L%lld N%d  fwd generic %.3f ms | two-states prototype %.3f ms; max|x2 - generic|: out %.2e "
+              "(max|out| %.2e) aux %.2e last %.2e\n", (long long)batch, (long long)KD, (long long)L, N, time_ms(gen),
+              time_ms(x2), e_out, sc, e_aux, e_last);
+  void* ptrs[] = {u, dl, B, C, A, D, bias, out, out2, aux, aux2, last, last2};
+  for (void* q : ptrs) CK(cudaFree(q));
+}
+
 // copy bandwidth of this card, for the GB/s above
 __global__ void copy_kernel(const float4* __restrict__ a, float4* __restrict__ b, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) b[i] = a[i];
@@ -296,8 +453,10 @@ int main(int argc, char** argv) {
     CK(cudaFree(a)); CK(cudaFree(b));
   }
   const int64_t shapes[4][2] = {{384, 3136}, {768, 784}, {1536, 196}, {3072, 49}};
-  const int only = argc > 2 ? std::atoi(argv[2]) : -1;  // run one stage only (for profilers)
+  const int only = argc > 2 ? std::atoi(argv[2]) : -1;  // run one stage only (for profilers); 4..7: vanilla
   for (int i = 0; i < 4; ++i)
     if (only < 0 || only == i) run_stage(batch, shapes[i][0], shapes[i][1], sms);
+  for (int i = 0; i < 4; ++i)  // VMamba-vanilla-T: d_inner doubles (ssm_ratio 2), d_state 16
+    if (only < 0 || only == 4 + i) run_stage_n(batch, 2 * shapes[i][0], shapes[i][1], 16);
   return 0;
 }
