@@ -15,6 +15,9 @@
 //             a fixed order, so every sum has a fixed order: the backward is always deterministic
 //             (no float atomics). Small second kernels add the S splits (dB, dC) and the per-batch
 //             partials (dA, dD, ddelta_bias).
+//   d_state 1: fwd_n1_kernel / bwd_n1_kernel (VMamba v2) keep the same layout and scratch, with the
+//             carries in registers, operands held packed as loaded, the forward's next chunk prefetched
+//             and streaming loads/stores; bench/tune_scan.cu times them against the generic kernels.
 #pragma once
 
 #include <cstdint>
