@@ -4,7 +4,7 @@ layouts, against a copy of the same bytes: the measurement behind the kernels' a
     python -m bench.tune_cross_scan
 
 Times are triton.testing.do_bench medians; VMAMBA_CROSS_MAX_VEC caps the vector width per run
-("auto" = the kernels' own choice). For the reports use `python -m bench.kernels --ops
+("auto" = the kernels' own choice), VMAMBA_CROSS_SMEM_KB sets the shared memory per block ("auto@128KB"). For the reports use `python -m bench.kernels --ops
 cross_scan,cross_merge --layouts cf,cl` (CSV rows); this prints only.
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ import sys
 import torch
 
 DNAME = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
+SMEM_KB = (100, 128, 200)  # shared-memory budgets tried on channels-last stage 1 (VMAMBA_CROSS_SMEM_KB)
 STAGES = [("s1", 128, 96, 56, 56), ("s1_C192", 128, 192, 56, 56), ("s2", 128, 192, 28, 28),
           ("s3", 128, 384, 14, 14), ("s4", 128, 768, 7, 7)]
 
@@ -32,7 +33,7 @@ def bench(out=sys.stdout):
 
     ops = torch.ops.vmamba_cuda
     rows = []
-    print(f"{'shape':>9} {'dtype':>5} {'layout':>6} {'op':>5} {'vec':>4} {'ms':>8} {'GB/s':>7} {'copy GB/s':>9} {'ratio':>6}",
+    print(f"{'shape':>9} {'dtype':>5} {'layout':>6} {'op':>5} {'vec':>10} {'ms':>8} {'GB/s':>7} {'copy GB/s':>9} {'ratio':>6}",
           file=out)
     copy_cache = {}
     for name, B, C, H, W in STAGES:
@@ -52,10 +53,15 @@ def bench(out=sys.stdout):
                 copy_gbs = nbytes / t_copy / 1e6
                 if name.startswith("s1") and not cl:
                     vecs = ("auto", "1", "2", "4") + (("8",) if dtype == torch.float16 else ())
+                elif name == "s1":  # channels-last: the shared-memory budget decides planes per block
+                    vecs = ("auto",) + tuple(f"auto@{kb}KB" for kb in SMEM_KB)
                 else:
                     vecs = ("auto",)
                 for vec in vecs:
-                    if vec == "auto":
+                    os.environ.pop("VMAMBA_CROSS_SMEM_KB", None)
+                    if vec.startswith("auto@"):
+                        os.environ["VMAMBA_CROSS_SMEM_KB"] = vec[5:-2]
+                    if vec.startswith("auto"):
                         os.environ.pop("VMAMBA_CROSS_MAX_VEC", None)
                     else:
                         os.environ["VMAMBA_CROSS_MAX_VEC"] = vec
@@ -64,9 +70,10 @@ def bench(out=sys.stdout):
                         t = do_bench(fn, warmup=10, rep=50, return_mode="median")
                         gbs = nbytes / t / 1e6
                         rows.append((name, DNAME[dtype], "cl" if cl else "cf", op, vec, t, gbs, copy_gbs))
-                        print(f"{name:>9} {DNAME[dtype]:>5} {'cl' if cl else 'cf':>6} {op:>5} {vec:>4} {t:8.4f} "
+                        print(f"{name:>9} {DNAME[dtype]:>5} {'cl' if cl else 'cf':>6} {op:>5} {vec:>10} {t:8.4f} "
                               f"{gbs:7.0f} {copy_gbs:9.0f} {gbs / copy_gbs:6.2f}", file=out, flush=True)
                 os.environ.pop("VMAMBA_CROSS_MAX_VEC", None)
+                os.environ.pop("VMAMBA_CROSS_SMEM_KB", None)
                 del x, y
     print("\nsummary (auto vector width): stage dtype layout op GB/s (x copy)", file=out)
     for r in rows:

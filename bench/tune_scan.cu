@@ -1,17 +1,30 @@
 // Standalone tuning harness for the CUDA selective scan (csrc/selective_scan): times the d_state = 1
 // kernels against the generic ones on VMamba-T's stage shapes (fp16 in, fp32 out, batch 128) and
-// checks that both give the same results; then the generic kernel on VMamba-vanilla-T's d_state = 16
-// shapes. It also holds kernel prototypes under evaluation, each compared with the kernel it would
-// replace. The kernels' tunables are macros, so one build per variant:
+// checks that both give the same results; then, on VMamba-vanilla-T's d_state = 16 shapes, the
+// warp-per-row forward against the row-per-thread one (stage argument 8: over batch 1, 2, 4, ..., to
+// place kSeqMinRows). The kernels' tunables are macros, so one build per variant:
 //
 //   nvcc -std=c++17 -O3 --use_fast_math -arch=sm_90 -Icsrc -DVMAMBA_SCAN_FWD1_MIN_BLOCKS=6 \
 //        bench/tune_scan.cu -o /tmp/tune && /tmp/tune [batch [stage]]
+//
+// Prototypes measured here and dropped (H100, 2026-11-26, batch 128): a "flat rows" forward for
+// d_state 1 with whole rows laid end to end per block (stage 3: 0.313 vs 0.207 ms), and a
+// warp-per-row forward advancing two states per step (vanilla stage 1: 6.03 vs 12.35 ms, beaten by
+// the row-per-thread kernel's 2.34).
 //
 // Prints one line per (stage, kernel): ms (median of 20 after 3 warm-ups) and GB/s over the bytes
 // each pass must move (fwd: u, delta, B, C, out; bwd: u, delta, B, C, dout, du, ddelta, dB, dC),
 // and the largest difference between the two kernels' outputs (they share the arithmetic, so the
 // differences are rounding-order only). Not part of the extension build (setup.py globs csrc/ only).
-#include "selective_scan/selective_scan_kernels.cu"
+#include "selective_scan/selective_scan_kernels.cuh"
+// the extension's launch code and its per-dtype units, compiled into this one program
+#include "selective_scan/selective_scan_launch.cu"
+#include "selective_scan/selective_scan_fwd_f16.cu"
+#include "selective_scan/selective_scan_bwd_f16.cu"
+#include "selective_scan/selective_scan_fwd_f32.cu"
+#include "selective_scan/selective_scan_bwd_f32.cu"
+#include "selective_scan/selective_scan_fwd_bf16.cu"
+#include "selective_scan/selective_scan_bwd_bf16.cu"
 
 #include <algorithm>
 #include <cmath>
@@ -21,106 +34,6 @@
 
 using namespace vmamba::scan;
 using vmamba::FastDivmod;
-
-// ---- prototype under evaluation: "flat rows" forward for d_state = 1 and 8 <= L <= 256 -----------
-// The extension's forward gives each row (L <= 256: one chunk) a warp of which only ceil(L / 8) lanes
-// work: 25 of 32 at L = 196 (VMamba's stage 3), where the kernel is issue-bound (ncu: 77% issue slots
-// busy). Here a block of kFlatWarps warps owns R whole consecutive rows laid end to end (R * L <= the
-// block's 2048 elements, R * L a multiple of 8 so every lane's run stays 16-byte aligned); each warp
-// scans 256 consecutive elements with a reset (a = 0) at every row start, and the warps' carries are
-// linked in shared memory. Lanes are ~96% busy for L = 196 and 49. Outputs match fwd_n1_kernel's.
-constexpr int kFlatWarps = 8;
-constexpr int kFlatSpan = kFlatWarps * kChunk;
-
-int flat_rows_per_block(int L) {
-  int g = L, m = 8;  // R must be a multiple of 8 / gcd(L, 8)
-  while (m) { const int t = g % m; g = m; m = t; }
-  const int step = 8 / g;
-  return (kFlatSpan / L) / step * step;
-}
-
-template <typename T, typename OutT>
-__global__ void __launch_bounds__(kFlatWarps * 32, 3) fwd_flat_n1(const FwdParams p, int R, FastDivmod Ldiv) {
-  __shared__ float s_a[kFlatWarps], s_b[kFlatWarps];
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int L = int(p.L), KD = int(p.KD);
-  const int rows = int(p.batch * p.KD);
-  const int row_first = int(blockIdx.x) * R;
-  const int span = min(R, rows - row_first) * L;  // elements owned by this block
-  const int e0 = warp * kChunk + lane * kItems;    // this lane's first element within the span
-  const int nv = max(0, min(kItems, span - e0));
-  const int64_t base = int64_t(row_first) * L;
-  uint32_t r0u, t0u;
-  Ldiv.divmod(uint32_t(min(e0, span - 1)), r0u, t0u);
-  const int r0 = int(r0u), t0 = int(t0u);
-  const int k = L - t0;  // elements i < k belong to row r0, i >= k to row r0 + 1 (L >= 8: one wrap at most)
-
-  float Al[2], Dv[2], bias[2];
-  int64_t bco[2];
-#pragma unroll
-  for (int j = 0; j < 2; ++j) {
-    const int row = min(row_first + r0 + j, rows - 1);
-    const int b = int(p.kd_div.div(uint32_t(row))), d = row - b * KD, g = int(p.g_div.div(uint32_t(d)));
-    Al[j] = p.A[d] * kLog2e;
-    Dv[j] = p.D ? p.D[d] : 0.f;
-    bias[j] = p.delta_bias ? p.delta_bias[d] : 0.f;
-    bco[j] = (int64_t(b) * p.K + g) * L;
-  }
-  Run<T> ru, rd;
-  ru.load(static_cast<const T*>(p.u) + base + e0, nv, true);
-  rd.load(static_cast<const T*>(p.delta) + base + e0, nv, true);
-  const T* Bm = static_cast<const T*>(p.B);
-  const T* Cm = static_cast<const T*>(p.C);
-  float Bv[kItems], Cv[kItems];
-  if (k >= kItems) {
-    Run<T> rB, rC;
-    rB.load(Bm + bco[0] + t0, nv, false);
-    rC.load(Cm + bco[0] + t0, nv, false);
-#pragma unroll
-    for (int i = 0; i < kItems; ++i) { Bv[i] = rB[i]; Cv[i] = rC[i]; }
-  } else {
-#pragma unroll
-    for (int i = 0; i < kItems; ++i) {
-      const int64_t idx = i < k ? bco[0] + t0 + i : bco[1] + (i - k);
-      Bv[i] = i < nv ? Cvt<T>::to(Bm[idx]) : 0.f;
-      Cv[i] = i < nv ? Cvt<T>::to(Cm[idx]) : 0.f;
-    }
-  }
-  float a[kItems], bx[kItems], y[kItems];
-  float ra = 1.f, rb = 0.f;
-#pragma unroll
-  for (int i = 0; i < kItems; ++i) {
-    const int j = i < k ? 0 : 1;
-    const float uv = ru[i];
-    const float v = rd[i] + bias[j];
-    const float dt = i < nv ? (p.softplus ? softplus20(v) : v) : 0.f;
-    y[i] = Dv[j] * uv;
-    bx[i] = dt * uv * Bv[i];
-    const bool row_start = (i == 0 && t0 == 0) || i == k;  // the state before a row is 0: a reset
-    a[i] = row_start ? 0.f : exp2f(dt * Al[j]);
-    ra *= a[i];
-    rb = fmaf(a[i], rb, bx[i]);
-  }
-  warp_scan_up(ra, rb, lane);
-  float ea = __shfl_up_sync(kFull, ra, 1), eb = __shfl_up_sync(kFull, rb, 1);
-  if (lane == 0) { ea = 1.f; eb = 0.f; }
-  if (lane == 31) { s_a[warp] = ra; s_b[warp] = rb; }
-  __syncthreads();
-  float carry = 0.f;  // the state entering this warp's 256 elements (the block starts at a row start)
-  for (int w = 0; w < warp; ++w) carry = fmaf(s_a[w], carry, s_b[w]);
-  float x = fmaf(ea, carry, eb);
-#pragma unroll
-  for (int i = 0; i < kItems; ++i) {
-    x = fmaf(a[i], x, bx[i]);
-    y[i] = fmaf(Cv[i], x, y[i]);
-    if (i < nv) {
-      const int rrow = row_first + r0 + (i < k ? 0 : 1);
-      if (i == k - 1) p.last_state[rrow] = x;                 // t = L - 1
-      if ((i == 0 && t0 == 0) || i == k) p.aux[rrow] = 0.f;   // one chunk per row: it starts from 0
-    }
-  }
-  store_run_stream(static_cast<OutT*>(p.out) + base + e0, nv, y);
-}
 
 #define CK(x)                                                                  \
   do {                                                                         \
@@ -212,16 +125,8 @@ void run_stage(int64_t batch, int64_t KD, int64_t L, int sms) {
   const unsigned fblocks = unsigned((batch * KD + per_block - 1) / per_block);
   auto fwd_new = [&] { CK(cudaError_t(launch_fwd(f, 0) ? cudaErrorUnknown : cudaSuccess)); };
   auto fwd_old = [&] { fwd_kernel<__half, float><<<fblocks, kFwdWarps * 32>>>(f2); };
-  // the flat prototype writes into f2's buffers after the n1/generic comparison below
-  FwdParams f3 = f2;
-  f3.kd_div = FastDivmod(uint32_t(KD));
-  f3.g_div = FastDivmod(uint32_t(KD / K));
-  const int R = L <= kChunk && L >= kItems ? flat_rows_per_block(int(L)) : 0;
-  auto fwd_flat = [&] {
-    fwd_flat_n1<__half, float><<<unsigned((batch * KD + R - 1) / R), kFlatWarps * 32>>>(f3, R, FastDivmod(uint32_t(L)));
-  };
 
-  const int S = bwd_splits(batch, K, KD / K, N, L, sms);
+  const int S = bwd_splits(batch, K, KD / K, N, L, sms, false);
   float* acc;
   float* part;
   CK(cudaMalloc(&acc, 2 * int64_t(S) * nbc * 4));
@@ -262,14 +167,6 @@ void run_stage(int64_t batch, int64_t KD, int64_t L, int sms) {
   const float tfn = time_ms(fwd_new), tfo = time_ms(fwd_old), tbn = time_ms(bwd_new), tbo = time_ms(bwd_old);
   std::printf("B%lld KD%lld L%lld  fwd n1 %.3f ms (%.0f GB/s)  generic %.3f ms | bwd n1 %.3f ms (%.0f GB/s)  generic %.3f ms (S=%d)\n",
               (long long)batch, (long long)KD, (long long)L, tfn, fbytes / tfn * 1e-6, tfo, tbn, bbytes / tbn * 1e-6, tbo, S);
-  if (R > 0) {
-    fwd_flat();
-    CK(cudaDeviceSynchronize());
-    CK(cudaGetLastError());
-    std::printf("   fwd flat prototype (R=%d rows per block): %.3f ms; max|flat - n1|: out %.2e last %.2e aux %.2e\n", R,
-                time_ms(fwd_flat), max_diff(out2, out, n, nullptr), max_diff(last2, last, batch * KD, nullptr),
-                max_diff(aux2, aux, batch * KD * nch, nullptr));
-  }
   std::printf("   bwd n1 main kernel %.3f ms, finalize kernels %.3f ms\n", time_ms(bwd_main), time_ms(bwd_fin));
   std::printf("   max|n1 - generic|: out %.2e (max|out| %.2e) aux %.2e last %.2e du %.2e ddelta %.2e dB %.2e dC %.2e dA %.2e (max %.2e) dD %.2e dbias %.2e\n",
               e_out, sc, e_aux, e_last, e_du, e_dd, e_dB, e_dC, e_dA, sA, e_dD, e_db);
@@ -279,123 +176,8 @@ void run_stage(int64_t batch, int64_t KD, int64_t L, int sms) {
 }
 
 
-// ---- prototype under evaluation: generic-N forward that advances two states per step --------------
-// The extension's generic forward (N > 1) walks the states one at a time, each a dependent chain
-// (exp2, an 8-step local scan, 5 shuffle rounds, an 8-step second pass) hidden only by 16 warps per
-// SM; it ran at mamba_ssm's speed for N = 16 (12.3 vs 12.1 ms on VMamba-vanilla-T stage 1, slower
-// on stages 2-3). Here each iteration advances states n and n + 1 as two independent chains, so
-// each warp has twice the work in flight. Same arithmetic per state: outputs match fwd_kernel's up
-// to the order of the y sums.
-template <typename T, typename OutT>
-__global__ void __launch_bounds__(kFwdWarps * 32, 4) fwd_nx2(const FwdParams p) {
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int lpr = p.lpr, R = 32 / lpr;
-  const int seg = lane / lpr, sl = lane - seg * lpr;
-  const int64_t rows = p.batch * p.KD;
-  const int64_t row_raw = (int64_t(blockIdx.x) * kFwdWarps + warp) * R + seg;
-  const bool valid = seg < R && row_raw < rows;
-  const int64_t row = valid ? row_raw : 0;
-  const int64_t b = row / p.KD, d = row - b * p.KD, g = d / p.G;
-  const int64_t L = p.L;
-  const int N = p.N;
-  const T* __restrict__ u = static_cast<const T*>(p.u) + row * L;
-  const T* __restrict__ dl = static_cast<const T*>(p.delta) + row * L;
-  const T* __restrict__ Bp = static_cast<const T*>(p.B) + (b * p.K + g) * N * L;
-  const T* __restrict__ Cp = static_cast<const T*>(p.C) + (b * p.K + g) * N * L;
-  OutT* __restrict__ out = static_cast<OutT*>(p.out) + row * L;
-  const float* __restrict__ A = p.A + d * N;
-  const float Dv = p.D ? p.D[d] : 0.f;
-  const float bias = p.delta_bias ? p.delta_bias[d] : 0.f;
-  const int64_t nchunks = num_chunks(L);
-  float* __restrict__ aux = p.aux + row * nchunks * N;
-  const int last_lane = min(seg * lpr + lpr - 1, 31);
-  float carry0 = 0.f, carry1 = 0.f;  // lpr == 32: state n lives in lane n % 32, register n / 32
-
-  for (int64_t c = 0; c < nchunks; ++c) {
-    const int64_t t0 = c * kChunk + int64_t(sl) * kItems;
-    const int nv = valid ? run_len(L, t0) : 0;
-    const bool has_next = c + 1 < nchunks;
-    Run<T> ru, rd;
-    ru.load(u + t0, nv, true);
-    rd.load(dl + t0, nv, true);
-    float dtu[kItems], dt[kItems], y[kItems];
-#pragma unroll
-    for (int i = 0; i < kItems; ++i) {
-      const float uv = ru[i];
-      const float v = rd[i] + bias;
-      dt[i] = i < nv ? (p.softplus ? softplus20(v) : v) : 0.f;
-      dtu[i] = dt[i] * uv;
-      y[i] = Dv * uv;
-    }
-#pragma unroll 1
-    for (int n = 0; n < N; n += 2) {
-      const bool two = n + 1 < N;
-      Run<T> B0, C0, B1, C1;
-      B0.load(Bp + int64_t(n) * L + t0, nv, false);
-      C0.load(Cp + int64_t(n) * L + t0, nv, false);
-      B1.load(Bp + int64_t(two ? n + 1 : n) * L + t0, two ? nv : 0, false);
-      C1.load(Cp + int64_t(two ? n + 1 : n) * L + t0, two ? nv : 0, false);
-      const float A0 = __ldg(A + n) * kLog2e, A1 = two ? __ldg(A + n + 1) * kLog2e : 0.f;
-      float a0[kItems], b0[kItems], a1[kItems], b1[kItems];
-      float ra0 = 1.f, rb0 = 0.f, ra1 = 1.f, rb1 = 0.f;
-#pragma unroll
-      for (int i = 0; i < kItems; ++i) {
-        a0[i] = exp2f(dt[i] * A0);
-        a1[i] = exp2f(dt[i] * A1);
-        b0[i] = dtu[i] * B0[i];
-        b1[i] = dtu[i] * B1[i];
-        ra0 *= a0[i];
-        ra1 *= a1[i];
-        rb0 = fmaf(a0[i], rb0, b0[i]);
-        rb1 = fmaf(a1[i], rb1, b1[i]);
-      }
-#pragma unroll
-      for (int off = 1; off < 32; off <<= 1) {
-        const float pa0 = __shfl_up_sync(kFull, ra0, off), pb0 = __shfl_up_sync(kFull, rb0, off);
-        const float pa1 = __shfl_up_sync(kFull, ra1, off), pb1 = __shfl_up_sync(kFull, rb1, off);
-        if (sl >= off) {
-          rb0 = fmaf(ra0, pb0, rb0);
-          ra0 *= pa0;
-          rb1 = fmaf(ra1, pb1, rb1);
-          ra1 *= pa1;
-        }
-      }
-      float ea0 = __shfl_up_sync(kFull, ra0, 1), eb0 = __shfl_up_sync(kFull, rb0, 1);
-      float ea1 = __shfl_up_sync(kFull, ra1, 1), eb1 = __shfl_up_sync(kFull, rb1, 1);
-      if (sl == 0) { ea0 = ea1 = 1.f; eb0 = eb1 = 0.f; }
-      const float cin0 = lpr == 32 ? get_dist(carry0, carry1, n) : 0.f;
-      const float cin1 = lpr == 32 && two ? get_dist(carry0, carry1, n + 1) : 0.f;
-      const float ta0 = __shfl_sync(kFull, ra0, last_lane), tb0 = __shfl_sync(kFull, rb0, last_lane);
-      const float ta1 = __shfl_sync(kFull, ra1, last_lane), tb1 = __shfl_sync(kFull, rb1, last_lane);
-      float x0 = fmaf(ea0, cin0, eb0), x1 = fmaf(ea1, cin1, eb1);
-#pragma unroll
-      for (int i = 0; i < kItems; ++i) {
-        x0 = fmaf(a0[i], x0, b0[i]);
-        x1 = fmaf(a1[i], x1, b1[i]);
-        y[i] = fmaf(C0[i], x0, fmaf(C1[i], x1, y[i]));
-      }
-      const float nc0 = fmaf(ta0, cin0, tb0), nc1 = fmaf(ta1, cin1, tb1);
-      if (valid && sl == 0) {
-        aux[c * N + n] = cin0;
-        if (!has_next) p.last_state[row * N + n] = nc0;
-        if (two) {
-          aux[c * N + n + 1] = cin1;
-          if (!has_next) p.last_state[row * N + n + 1] = nc1;
-        }
-      }
-      if (lane == (n & 31)) {
-        if (n < 32) carry0 = nc0; else carry1 = nc0;
-      }
-      if (two && lane == ((n + 1) & 31)) {
-        if (n + 1 < 32) carry0 = nc1; else carry1 = nc1;
-      }
-    }
-    store_run_stream(out + t0, nv, y);
-  }
-}
-
-// vanilla (d_state = 16) stage shapes: the generic kernels and the two-states prototype
-void run_stage_n(int64_t batch, int64_t KD, int64_t L, int N) {
+// vanilla (d_state = 16) stage shapes: warp-per-row against row-per-thread kernels, forward and backward
+void run_stage_n(int64_t batch, int64_t KD, int64_t L, int N, int sms) {
   const int K = 4;
   const int64_t n = batch * KD * L, nbc = batch * K * N * L, nch = num_chunks(L);
   __half *u, *dl, *B, *C;
@@ -415,20 +197,61 @@ void run_stage_n(int64_t batch, int64_t KD, int64_t L, int N) {
   f.softplus = true; f.dtype = kF16; f.out_dtype = kF32;
   FwdParams f2 = f;
   f2.out = out2; f2.last_state = last2; f2.aux = aux2;
-  const int64_t per_block = int64_t(kFwdWarps) * (32 / f.lpr);
-  const unsigned blocks = unsigned((batch * KD + per_block - 1) / per_block);
-  auto gen = [&] { fwd_kernel<__half, float><<<blocks, kFwdWarps * 32>>>(f); };
-  auto x2 = [&] { fwd_nx2<__half, float><<<blocks, kFwdWarps * 32>>>(f2); };
-  gen(); x2();
+  f.seq_min_rows = int64_t(1) << 62;  // the warp-per-row kernel
+  f2.seq_min_rows = 0;                // the row-per-thread kernel
+  auto gen = [&] { CK(cudaError_t(launch_fwd(f, 0) ? cudaErrorUnknown : cudaSuccess)); };
+  auto seq = [&] { CK(cudaError_t(launch_fwd(f2, 0) ? cudaErrorUnknown : cudaSuccess)); };
+  CK(cudaMemset(out2, 0xff, n * 4));
+  gen(); seq();
   CK(cudaDeviceSynchronize());
   CK(cudaGetLastError());
   float sc;
   const float e_out = max_diff(out2, out, n, &sc);
   const float e_aux = max_diff(aux2, aux, batch * KD * nch * N, nullptr);
   const float e_last = max_diff(last2, last, batch * KD * N, nullptr);
-  std::printf("B%lld KD%lld L%lld N%d  fwd generic %.3f ms | two-states prototype %.3f ms; max|x2 - generic|: out %.2e "
-              "(max|out| %.2e) aux %.2e last %.2e\n", (long long)batch, (long long)KD, (long long)L, N, time_ms(gen),
-              time_ms(x2), e_out, sc, e_aux, e_last);
+  std::printf("B%lld KD%lld L%lld N%d (%lld rows)  fwd warp-per-row %.3f ms | row-per-thread %.3f ms; max|diff|: out %.2e "
+              "(max|out| %.2e) aux %.2e last %.2e\n", (long long)batch, (long long)KD, (long long)L, N,
+              (long long)(batch * KD), time_ms(gen), time_ms(seq), e_out, sc, e_aux, e_last);
+
+  // backward: both kernels from the same aux (the warp-per-row forward's)
+  __half *du[2], *ddl[2], *dB[2], *dC[2];
+  float *dout, *dA[2], *dD[2], *dbias[2], *acc[2], *part[2];
+  int S[2];
+  BwdParams bp[2];
+  CK(cudaMalloc(&dout, n * 4));
+  rand_fill(dout, n, -1.f, 1.f, 8);
+  for (int i = 0; i < 2; ++i) {
+    const bool sq = i == 1;
+    S[i] = bwd_splits(batch, K, KD / K, N, L, sms, sq);
+    CK(cudaMalloc(&du[i], n * 2)); CK(cudaMalloc(&ddl[i], n * 2)); CK(cudaMalloc(&dB[i], nbc * 2)); CK(cudaMalloc(&dC[i], nbc * 2));
+    CK(cudaMalloc(&dA[i], KD * N * 4)); CK(cudaMalloc(&dD[i], KD * 4)); CK(cudaMalloc(&dbias[i], KD * 4));
+    CK(cudaMalloc(&acc[i], 2 * int64_t(S[i]) * nbc * 4)); CK(cudaMalloc(&part[i], batch * KD * (N + 2) * 4));
+    BwdParams& q = bp[i];
+    q.u = u; q.delta = dl; q.A = A; q.B = B; q.C = C; q.D = D; q.delta_bias = bias; q.dout = dout; q.aux = aux;
+    q.du = du[i]; q.ddelta = ddl[i]; q.dA = dA[i]; q.dB = dB[i]; q.dC = dC[i]; q.dD = dD[i]; q.ddelta_bias = dbias[i];
+    q.accB = acc[i]; q.accC = acc[i] + int64_t(S[i]) * nbc;
+    q.partA = part[i]; q.partD = part[i] + batch * KD * N; q.partBias = part[i] + batch * KD * (N + 1);
+    q.batch = batch; q.KD = KD; q.L = L; q.G = KD / K; q.N = N; q.K = K; q.S = S[i]; q.lpr = f.lpr;
+    q.softplus = true; q.seq = sq; q.dtype = kF16; q.dout_dtype = kF32;
+  }
+  auto bgen = [&] { CK(cudaError_t(launch_bwd(bp[0], 0) ? cudaErrorUnknown : cudaSuccess)); };
+  auto bseq = [&] { CK(cudaError_t(launch_bwd(bp[1], 0) ? cudaErrorUnknown : cudaSuccess)); };
+  bgen(); bseq();
+  CK(cudaDeviceSynchronize());
+  CK(cudaGetLastError());
+  float sdu, sdd, sdB, sdC, sdA;
+  const float edu = max_diff(du[1], du[0], n, &sdu), edd = max_diff(ddl[1], ddl[0], n, &sdd);
+  const float edB = max_diff(dB[1], dB[0], nbc, &sdB), edC = max_diff(dC[1], dC[0], nbc, &sdC);
+  const float edA = max_diff(dA[1], dA[0], KD * N, &sdA), edD = max_diff(dD[1], dD[0], KD, nullptr);
+  const float edb = max_diff(dbias[1], dbias[0], KD, nullptr);
+  std::printf("   bwd warp-per-row %.3f ms (S=%d) | row-per-thread %.3f ms (S=%d); max|diff| (max|ref|): du %.1e (%.1e) "
+              "ddelta %.1e (%.1e) dB %.1e (%.1e) dC %.1e (%.1e) dA %.1e (%.1e) dD %.1e dbias %.1e\n",
+              time_ms(bgen), S[0], time_ms(bseq), S[1], edu, sdu, edd, sdd, edB, sdB, edC, sdC, edA, sdA, edD, edb);
+  for (int i = 0; i < 2; ++i) {
+    void* qs[] = {du[i], ddl[i], dB[i], dC[i], dA[i], dD[i], dbias[i], acc[i], part[i]};
+    for (void* q : qs) CK(cudaFree(q));
+  }
+  CK(cudaFree(dout));
   void* ptrs[] = {u, dl, B, C, A, D, bias, out, out2, aux, aux2, last, last2};
   for (void* q : ptrs) CK(cudaFree(q));
 }
@@ -457,6 +280,9 @@ int main(int argc, char** argv) {
   for (int i = 0; i < 4; ++i)
     if (only < 0 || only == i) run_stage(batch, shapes[i][0], shapes[i][1], sms);
   for (int i = 0; i < 4; ++i)  // VMamba-vanilla-T: d_inner doubles (ssm_ratio 2), d_state 16
-    if (only < 0 || only == 4 + i) run_stage_n(batch, 2 * shapes[i][0], shapes[i][1], 16);
+    if (only < 0 || only == 4 + i) run_stage_n(batch, 2 * shapes[i][0], shapes[i][1], 16, sms);
+  if (only == 8)  // where the row-per-thread forward starts to win (kSeqMinRows): small batches
+    for (int64_t b = 1; b <= batch; b *= 2)
+      for (int i = 0; i < 4; ++i) run_stage_n(b, 2 * shapes[i][0], shapes[i][1], 16, sms);
   return 0;
 }

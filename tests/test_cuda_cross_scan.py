@@ -240,6 +240,21 @@ def test_host_emulation_plane_too_big_for_shared_memory(harness, channels_last):
     _check_merge(out, y, H, W, "cross2d", channels_last)
 
 
+def test_host_emulation_shared_memory_budget(harness, monkeypatch):
+    """VMAMBA_CROSS_SMEM_KB lets the planner put more planes per block; results do not change."""
+    dims = (1, 16, 56, 56)
+    B, C, H, W = dims
+    y = torch.randn(B, 4, C, H * W).to(torch.float16)
+    planes = {}
+    for kb in ("", "200"):
+        monkeypatch.setenv("VMAMBA_CROSS_SMEM_KB", kb)
+        out, plan = _run_harness(harness, "merge", y, dims, "cross2d", True)
+        _check_merge(out, y, H, W, "cross2d", True)
+        planes[kb] = int(plan.split("P=")[1].split()[0])
+        assert int(plan.split("smem=")[1]) <= (int(kb) if kb else 64) * 1024, plan
+    assert planes["200"] > planes[""], planes
+
+
 # ---------------------------------------------------------------------------------------------------
 # GPU
 # ---------------------------------------------------------------------------------------------------

@@ -104,6 +104,38 @@ def test_grid(ops, case):
     _check(ops, *case)
 
 
+# the row-per-thread kernels (1 < N <= 16, taken from VMAMBA_SCAN_SEQ_MIN_ROWS rows up; 0 forces
+# them): padded state counts (N = 2, 5 use 4 or 8 registers in the forward, 8 lanes' worth in the
+# backward), groups of 70 channels (full and partial 64-row forward blocks, 16/32-row backward rounds),
+# L across the tile (32), sub-tile (8) and chunk (256) edges; one backward split (several rounds per
+# block) and the automatic split count
+_SEQ = [(2, 1, torch.float32), (5, 33, torch.bfloat16), (16, 7, torch.float16), (16, 300, torch.float32),
+        (8, 1031, torch.float16), (16, 2049, torch.bfloat16), (4, 197, torch.float16), (12, 520, torch.float32)]
+
+
+@pytest.mark.parametrize("N,L,dtype", _SEQ, ids=lambda v: str(v).replace("torch.", ""))
+@pytest.mark.parametrize("splits", [None, 1])
+def test_row_per_thread_kernels(ops, monkeypatch, N, L, dtype, splits):
+    monkeypatch.setenv("VMAMBA_SCAN_SEQ_MIN_ROWS", "0")
+    _check(ops, 2, 280, L, N, 4, dtype, True, True, True, True, splits=splits, monkeypatch=monkeypatch)
+    _check(ops, 1, 70, L, N, 1, dtype, False, False, False, False, splits=splits, monkeypatch=monkeypatch)
+
+
+def test_row_per_thread_matches_warp_per_row(ops, monkeypatch):
+    """Both forwards give the same out / last_state / aux and both backwards the same gradients (same
+    arithmetic up to rounding order)."""
+    ins = make_inputs(2, 140, 700, 16, 2, dtype=torch.float32, device="cuda", requires_grad=False)
+    dout = torch.randn(2, 140, 700, device="cuda")
+    res = {}
+    for rows in ("0", str(1 << 40)):
+        monkeypatch.setenv("VMAMBA_SCAN_SEQ_MIN_ROWS", rows)
+        fwd = ops.selective_scan_fwd(*ins, True, torch.float32)
+        res[rows] = (*fwd, *ops.selective_scan_bwd(*ins, True, dout, fwd[2]))
+    names = ("out", "last_state", "aux", "du", "ddelta", "dA", "dB", "dC", "dD", "ddelta_bias")
+    for a, b, name in zip(res["0"], res[str(1 << 40)], names):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4, msg=lambda m, n=name: f"{n}: {m}")
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("out_fp32", [False, True])
 @pytest.mark.parametrize("softplus", [False, True])

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-CUDA = ROOT / "csrc" / "selective_scan" / "selective_scan_kernels.cu"
+CUDA = ROOT / "csrc" / "selective_scan" / "selective_scan_kernels.cuh"
 CUPY = ROOT / "vmamba_kernels" / "cupy" / "csrc" / "selective_scan.cu"
 
 

@@ -400,6 +400,14 @@ inline int env_max_vec() {
   return std::atoi(s);
 }
 
+// VMAMBA_CROSS_SMEM_KB: shared memory per block the planner may use (default kSmemBudget / 1024);
+// channels-last stage-1 maps need more than the default for 16-byte channel runs (bench/tune_cross_scan.py)
+inline size_t smem_budget() {
+  const char* s = std::getenv("VMAMBA_CROSS_SMEM_KB");
+  const long kb = (s == nullptr || *s == 0) ? 0 : std::atol(s);
+  return kb > 0 && kb <= 227 ? size_t(kb) * 1024 : kSmemBudget;
+}
+
 inline bool env_force_direct() {
   const char* s = std::getenv("VMAMBA_CROSS_PATH");
   return s != nullptr && s[0] == 'd';
@@ -435,8 +443,9 @@ inline Geometry plan_planes(const Problem& p, uint32_t elem_bytes, uint32_t smem
   g.SW = odd_words(uint32_t(p.W), smem_elem_bytes);
   g.PS = odd_words(uint32_t(p.H) * g.SW, smem_elem_bytes);
   const size_t plane_bytes = need_smem ? size_t(g.PS) * smem_elem_bytes : 0;
-  if (plane_bytes > kSmemBudget) return g;
-  const int64_t by_smem = plane_bytes ? int64_t(kSmemBudget / plane_bytes) : p.C;
+  const size_t budget = smem_budget();
+  if (plane_bytes > budget) return g;
+  const int64_t by_smem = plane_bytes ? int64_t(budget / plane_bytes) : p.C;
   int64_t P;
   if (p.channels_last) {
     // channel runs of >= 16 bytes per pixel (the neighbouring block reads the rest of the sector), and

@@ -87,6 +87,9 @@ Dims check_inputs(const at::Tensor& u, const at::Tensor& delta, const at::Tensor
 // Debug/test knobs (read per call, cheap):
 //   VMAMBA_SCAN_POISON=1        fill every output and scratch buffer with NaN before the kernels run,
 //                               so an element a kernel forgets to write shows up in the tests
+//   VMAMBA_SCAN_SEQ_MIN_ROWS=R  rows (batch * KD) from which 1 < d_state <= 16 takes the row-per-thread
+//                               forward and backward (default kSeqMinRows); 0 forces it, a huge value forces the
+//                               warp-per-row kernel (tests run both)
 //   VMAMBA_SCAN_BWD_SPLITS=S    force the backward's channel split count (tests use it to exercise
 //                               several channel rounds per block)
 bool poison_enabled() {
@@ -124,6 +127,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> selective_scan_fwd(
   p.batch = dm.batch; p.KD = dm.KD; p.L = dm.L; p.N = int(dm.N); p.K = int(dm.K); p.G = dm.KD / dm.K;
   p.lpr = lanes_per_row(dm.L);
   p.softplus = delta_softplus; p.dtype = code_of(u.scalar_type()); p.out_dtype = code_of(out_dtype);
+  if (const char* e = std::getenv("VMAMBA_SCAN_SEQ_MIN_ROWS")) p.seq_min_rows = std::atoll(e);
   if (dm.L == 0) last.zero_();  // no steps: the state stays 0
   if (dm.batch * dm.KD > 0) {
     VMAMBA_CHECK(dm.batch * dm.KD < (int64_t(1) << 31), "u",
@@ -163,11 +167,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     (void)cudaGetLastError();
     sms = 132;
   }
-  int S = bwd_splits(dm.batch, int(dm.K), dm.KD / dm.K, int(dm.N), dm.L, sms);
+  int64_t seq_min_rows = kSeqMinRows;
+  if (const char* e = std::getenv("VMAMBA_SCAN_SEQ_MIN_ROWS")) seq_min_rows = std::atoll(e);
+  const bool seq = use_seq(int(dm.N), dm.batch * dm.KD, seq_min_rows);
+  int S = bwd_splits(dm.batch, int(dm.K), dm.KD / dm.K, int(dm.N), dm.L, sms, seq);
   if (const char* e = std::getenv("VMAMBA_SCAN_BWD_SPLITS")) {
     const int forced = std::atoi(e);
     // every split must own at least one channel round, or its scratch slice stays unwritten
-    const int64_t per_round = int64_t(kBwdWarps) * (32 / lanes_per_row(dm.L));
+    const int64_t per_round = bwd_rows_per_round(dm.L, int(dm.N), seq);
     const int64_t rounds = (dm.KD / dm.K + per_round - 1) / per_round;
     if (forced >= 1) S = int(std::min<int64_t>(forced, rounds));
   }
@@ -190,6 +197,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   p.partA = partp; p.partD = partp + rows * dm.N; p.partBias = partp + rows * (dm.N + 1);
   p.batch = dm.batch; p.KD = dm.KD; p.L = dm.L; p.N = int(dm.N); p.K = int(dm.K); p.G = dm.KD / dm.K; p.S = S;
   p.lpr = lanes_per_row(dm.L);
+  p.seq = seq;
   p.softplus = delta_softplus; p.dtype = code_of(u.scalar_type()); p.dout_dtype = code_of(dout.scalar_type());
   VMAMBA_CHECK(dm.batch * dm.K * S < (int64_t(1) << 31), "u", "batch * K too large for one launch");
   const char* err = launch_bwd(p, c10::cuda::getCurrentCUDAStream().stream());

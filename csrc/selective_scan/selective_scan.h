@@ -1,5 +1,6 @@
 // Selective scan (Mamba S6 with VMamba's grouped B/C): shared declarations of the host side
-// (selective_scan.cpp: checks, allocation, registration) and the kernels (selective_scan_kernels.cu).
+// (selective_scan.cpp: checks, allocation, registration) and the kernels (selective_scan_kernels.cuh,
+// instantiated per direction and dtype in selective_scan_{fwd,bwd}_*.cu, dispatched in selective_scan_launch.cu).
 //
 // Work split
 //   forward : one warp scans one (batch, channel) row over L in chunks of kChunk = 32 * kItems
@@ -15,6 +16,9 @@
 //             a fixed order, so every sum has a fixed order: the backward is always deterministic
 //             (no float atomics). Small second kernels add the S splits (dB, dC) and the per-batch
 //             partials (dA, dD, ddelta_bias).
+//   1 < d_state <= 16 with many rows: fwd_seq_kernel, a thread per row walking time with every
+//             state in registers (VMamba v0's d_state 16), and bwd_seq_kernel, 2-4 lanes per row
+//             walking time backwards after recomputing the chunk's states (same aux and scratch).
 //   d_state 1: fwd_n1_kernel / bwd_n1_kernel (VMamba v2) keep the same layout and scratch, with the
 //             carries in registers, operands held packed as loaded, the forward's next chunk prefetched
 //             and streaming loads/stores; bench/tune_scan.cu times them against the generic kernels.
@@ -35,6 +39,13 @@ constexpr int kChunk = 32 * kItems;    // time steps per warp iteration
 constexpr int kFwdWarps = 4;           // rows per forward block
 constexpr int kBwdWarps = 8;           // channels per backward block
 constexpr int kMaxDState = 64;
+// rows (batch * KD) from which 1 < d_state <= 16 takes the row-per-thread kernels (fwd_seq_kernel,
+// bwd_seq_kernel): below it a thread per row leaves the GPU idle and the warp-per-row kernels are
+// faster. Measured over batch 1..128 on VMamba-vanilla-T's stages (H100, bench/tune_scan.cu stage 8,
+// 2026-11-26): they win from 6144 rows on (stage 1, batch 8: 0.68 vs 0.82 ms forward) and lose at
+// 3072 (stage 1, batch 4: 0.68 vs 0.52); at 6144 rows on stage 4 the forward loses 5 us. Overridden
+// per call by $VMAMBA_SCAN_SEQ_MIN_ROWS (tests force either kernel with it).
+constexpr int64_t kSeqMinRows = 6144;
 
 __host__ __device__ inline int64_t num_chunks(int64_t L) { return (L + kChunk - 1) / kChunk; }
 // lanes per row: rows of L <= 128 steps are packed 32 / lpr per warp (one chunk each)
@@ -56,6 +67,8 @@ struct FwdParams {
   bool softplus = false;
   int dtype = kF32, out_dtype = kF32;
   FastDivmod kd_div, g_div;  // row -> (batch, channel), channel -> group; set by launch_fwd
+  // 1 < N <= 16 with at least this many rows (batch * KD): the row-per-thread forward
+  int64_t seq_min_rows = kSeqMinRows;
 };
 
 struct BwdParams {
@@ -83,11 +96,16 @@ struct BwdParams {
   int64_t batch = 0, KD = 0, L = 0, G = 1;
   int N = 1, K = 1, S = 1, lpr = 32;
   bool softplus = false;
+  bool seq = false;  // the row-per-thread backward (use_seq); S and the scratch depend on it
   int dtype = kF32, dout_dtype = kF32;
 };
 
+// whether 1 < N <= 16 takes the row-per-thread kernels (rows = batch * KD)
+bool use_seq(int N, int64_t rows, int64_t seq_min_rows);
+// channels per block and round of the backward
+int64_t bwd_rows_per_round(int64_t L, int N, bool seq);
 // number of channel splits S of the backward for this problem (fills the GPU, bounded scratch)
-int bwd_splits(int64_t batch, int K, int64_t G, int N, int64_t L, int num_sms);
+int bwd_splits(int64_t batch, int K, int64_t G, int N, int64_t L, int num_sms, bool seq);
 
 // return nullptr on success, else a message
 const char* launch_fwd(const FwdParams& p, cudaStream_t stream);

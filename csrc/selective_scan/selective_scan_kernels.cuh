@@ -1,4 +1,8 @@
-// Kernels of the selective scan (see selective_scan.h for the work split). Only CUDA headers here.
+// Kernels of the selective scan (see selective_scan.h for the work split) and their launchers, as
+// templates. Only CUDA headers here. Each selective_scan_<direction>_<dtype>.cu instantiates one input
+// dtype and direction, so the build compiles them in parallel (one file held every kernel: 83 s on 16
+// cores; split: see reports/README.md), and selective_scan_launch.cu dispatches on the dtypes.
+#pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -282,6 +286,7 @@ __global__ void __launch_bounds__(kFwdWarps * 32, kFwdMinBlocks) fwd_kernel(cons
     store_run(out + t0, nv, y);
   }
 }
+
 
 // ------------------------------------------------------------------------------------------------
 template <typename T, typename DT>
@@ -762,6 +767,438 @@ __global__ void __launch_bounds__(kBwdWarps * 32, VMAMBA_SCAN_BWD1_MIN_BLOCKS) b
   }
 }
 
+// ------------------------------------------------------------------------------------------------
+// Row per thread, for 1 < d_state <= 16 when there are many rows (VMamba v0: d_state 16). The
+// warp-per-row fwd_kernel pays, per state and chunk, a local scan, 5 shuffle rounds and a second
+// pass: one dependent chain per state, 16 of them in a row. Here a thread owns one (batch, channel)
+// row and walks time step by step with all NS states in registers: NS independent chains and no
+// shuffles (per state and step one exp2, two multiplies, two FMAs; B/C of the step are shared-memory
+// broadcasts). A block of kSeqRows threads holds kSeqRows channels of one (batch, group) and stages
+// kSeqTile steps at a time through shared memory (dt, dt*u, D*u per row; B, C as [step][state]) so
+// that global accesses stay coalesced; the next tile's loads are in flight while the current tile is
+// scanned. The carries at every kChunk-th step go to `aux` exactly as the warp-per-row kernel
+// writes them, so the backward is shared. 5x faster than fwd_kernel on VMamba-vanilla-T at batch
+// 128 (stage 1: 2.34 vs 12.35 ms; 64 x 32 was the best of 32/64/128 rows x 16/32 steps on stages 1
+// and 3, within 12% on 2 and 4; H100, bench/tune_scan.cu, 2026-11-26). Needs rows to fill the GPU:
+// launch_fwd uses it from FwdParams::seq_min_rows rows up.
+constexpr int kSeqRows = 64;
+constexpr int kSeqTile = 32;
+
+template <typename T, typename OutT, int NS>
+__global__ void __launch_bounds__(kSeqRows) fwd_seq_kernel(const FwdParams p, int blocks_per_group) {
+  static_assert(kSeqTile % kItems == 0 && kChunk % kSeqTile == 0, "a tile is whole runs and divides a chunk");
+  constexpr int kParts = kSeqTile / kItems;                        // runs per row and tile
+  constexpr int kBCRuns = (NS * kParts + kSeqRows - 1) / kSeqRows;  // B (and C) runs per thread
+  __shared__ float s_dt[kSeqRows][kSeqTile + 1], s_dtu[kSeqRows][kSeqTile + 1], s_y[kSeqRows][kSeqTile + 1];
+  __shared__ __align__(16) float s_B[kSeqTile][NS], s_C[kSeqTile][NS];
+  const int tid = threadIdx.x;
+  const int rc = int(blockIdx.x) % blocks_per_group, bg = int(blockIdx.x) / blocks_per_group;
+  const int b = bg / p.K, g = bg - b * p.K;
+  const int G = int(p.G), N = p.N;
+  const int64_t L = p.L;
+  const int j0 = rc * kSeqRows;  // first channel (within the group) of this block
+  const int64_t row0 = int64_t(b) * p.KD + int64_t(g) * G + j0;
+  const T* __restrict__ Bp = static_cast<const T*>(p.B) + (int64_t(b) * p.K + g) * N * L;
+  const T* __restrict__ Cp = static_cast<const T*>(p.C) + (int64_t(b) * p.K + g) * N * L;
+  const int64_t nchunks = num_chunks(L);
+  const bool mine = j0 + tid < G;  // this thread's row exists (the scan phase)
+  const int dme = g * G + min(j0 + tid, G - 1);
+  float Al[NS], x[NS];
+#pragma unroll
+  for (int n = 0; n < NS; ++n) {
+    Al[n] = n < N ? p.A[dme * N + n] * kLog2e : 0.f;  // padding states: a = 1, b = 0, C = 0
+    x[n] = 0.f;
+  }
+  // fill/store phase: run q = tid + kSeqRows * i covers row q / kParts, steps (q % kParts) * kItems..
+  float Dr[kParts], br[kParts];
+#pragma unroll
+  for (int i = 0; i < kParts; ++i) {
+    const int r = (tid + kSeqRows * i) / kParts;
+    const int d = g * G + min(j0 + r, G - 1);
+    Dr[i] = p.D ? p.D[d] : 0.f;
+    br[i] = p.delta_bias ? p.delta_bias[d] : 0.f;
+  }
+  Run<T> pu[kParts], pd[kParts], pB[kBCRuns], pC[kBCRuns];
+  auto issue = [&](int64_t t0) {
+#pragma unroll
+    for (int i = 0; i < kParts; ++i) {
+      const int q = tid + kSeqRows * i, r = q / kParts, part = q - r * kParts;
+      const int nv = j0 + r < G ? run_len(L, t0 + part * kItems) : 0;
+      const int64_t off = (row0 + r) * L + t0 + part * kItems;
+      pu[i].load(static_cast<const T*>(p.u) + off, nv, true);
+      pd[i].load(static_cast<const T*>(p.delta) + off, nv, true);
+    }
+#pragma unroll
+    for (int i = 0; i < kBCRuns; ++i) {
+      const int q = tid + kSeqRows * i, n = q / kParts, part = q - n * kParts;
+      const int nv = n < N ? run_len(L, t0 + part * kItems) : 0;
+      const int64_t off = int64_t(min(n, N - 1)) * L + t0 + part * kItems;
+      pB[i].load(Bp + off, nv, false);
+      pC[i].load(Cp + off, nv, false);
+    }
+  };
+  issue(0);
+  for (int64_t t0 = 0; t0 < L; t0 += kSeqTile) {
+#pragma unroll
+    for (int i = 0; i < kParts; ++i) {
+      const int q = tid + kSeqRows * i, r = q / kParts, part = q - r * kParts;
+#pragma unroll
+      for (int e = 0; e < kItems; ++e) {
+        const float uv = pu[i][e];
+        const float v = pd[i][e] + br[i];
+        const float dt = p.softplus ? softplus20(v) : v;  // steps past L are never scanned
+        s_dt[r][part * kItems + e] = dt;
+        s_dtu[r][part * kItems + e] = dt * uv;
+        s_y[r][part * kItems + e] = Dr[i] * uv;
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < kBCRuns; ++i) {
+      const int q = tid + kSeqRows * i, n = q / kParts, part = q - n * kParts;
+      if (n < NS) {
+#pragma unroll
+        for (int e = 0; e < kItems; ++e) {
+          s_B[part * kItems + e][n] = pB[i][e];  // states n >= N read as 0 (nv = 0)
+          s_C[part * kItems + e][n] = pC[i][e];
+        }
+      }
+    }
+    __syncthreads();
+    if (t0 + kSeqTile < L) issue(t0 + kSeqTile);
+    if (t0 % kChunk == 0 && mine) {
+      float* aux = p.aux + ((row0 + tid) * nchunks + t0 / kChunk) * N;
+#pragma unroll
+      for (int n = 0; n < NS; ++n)
+        if (n < N) aux[n] = x[n];
+    }
+    const int steps = int(min(int64_t(kSeqTile), L - t0));
+    for (int t = 0; t < steps; ++t) {
+      const float dt = s_dt[tid][t], dtu = s_dtu[tid][t];
+      float y = s_y[tid][t];
+#pragma unroll
+      for (int n = 0; n < NS; n += 4) {
+        const float4 B4 = *reinterpret_cast<const float4*>(&s_B[t][n]);
+        const float4 C4 = *reinterpret_cast<const float4*>(&s_C[t][n]);
+        x[n] = fmaf(exp2f(dt * Al[n]), x[n], dtu * B4.x);
+        x[n + 1] = fmaf(exp2f(dt * Al[n + 1]), x[n + 1], dtu * B4.y);
+        x[n + 2] = fmaf(exp2f(dt * Al[n + 2]), x[n + 2], dtu * B4.z);
+        x[n + 3] = fmaf(exp2f(dt * Al[n + 3]), x[n + 3], dtu * B4.w);
+        y = fmaf(C4.x, x[n], y);  // states in order, as the warp-per-row kernel sums them
+        y = fmaf(C4.y, x[n + 1], y);
+        y = fmaf(C4.z, x[n + 2], y);
+        y = fmaf(C4.w, x[n + 3], y);
+      }
+      s_y[tid][t] = y;
+    }
+    __syncthreads();
+    // store the runs this thread filled: no other thread writes them, so the next fill needs no barrier
+#pragma unroll
+    for (int i = 0; i < kParts; ++i) {
+      const int q = tid + kSeqRows * i, r = q / kParts, part = q - r * kParts;
+      const int nv = j0 + r < G ? run_len(L, t0 + part * kItems) : 0;
+      float yv[kItems];
+#pragma unroll
+      for (int e = 0; e < kItems; ++e) yv[e] = s_y[r][part * kItems + e];
+      store_run_stream(static_cast<OutT*>(p.out) + (row0 + r) * L + t0 + part * kItems, nv, yv);
+    }
+  }
+  if (mine) {
+#pragma unroll
+    for (int n = 0; n < NS; ++n)
+      if (n < N) p.last_state[(row0 + tid) * N + n] = x[n];
+  }
+}
+
+// Row-per-thread backward for 1 < d_state <= 16 (the same rows threshold as the forward). Each row's
+// states are split over NS / 4 adjacent lanes, 4 states per lane; the lane walks time backwards
+// with its adjoints w = a g in registers. The reverse walk needs the state before every step, which
+// the forward saved only at chunk starts (`aux`, every kChunk steps), so per chunk:
+//   1. forward from the chunk's saved state through the chunk, keeping the state at every tile start
+//      (kSeqBwdTile steps apart) in shared memory;
+//   2. per tile, last first: forward from its checkpoint, keeping the state at every kSeqBwdSub-th
+//      step in registers;
+//   3. per sub-tile, last first: forward from that state keeping each step's state in registers,
+//      then the adjoint steps backwards over them.
+// Three forward recomputations for one backward step; no state ever leaves the SM. Per step the
+// lanes of a row add their du / ddelta terms with shuffles, and the dB / dC terms of the warp's
+// rows are summed by a butterfly (reduce-scatter over the row lanes) into shared memory; a tile's
+// sums go to this block's slice of accB / accC (the layout bwd_kernel uses), so the result is
+// deterministic and finalize_* kernels are shared. Inputs are staged per tile through shared memory
+// as in fwd_seq_kernel.
+constexpr int kSeqBwdThreads = 64;
+constexpr int kSeqBwdTile = 32;
+constexpr int kSeqBwdSub = 8;
+
+template <int NS>
+__host__ __device__ constexpr int seq_bwd_rows() { return kSeqBwdThreads / (NS / 4); }
+
+template <typename T, typename DT, int NS>
+__global__ void __launch_bounds__(kSeqBwdThreads) bwd_seq_kernel(const BwdParams p) {
+  constexpr int QPR = NS / 4;                       // lanes per row
+  constexpr int RPW = 32 / QPR;                     // rows per warp
+  constexpr int RB = seq_bwd_rows<NS>();            // rows per block
+  constexpr int TT = kSeqBwdTile, SUB = kSeqBwdSub, NSUB = TT / SUB;
+  constexpr int kTiles = kChunk / TT;
+  constexpr int kParts = TT / kItems;               // runs per row and tile
+  constexpr int kRowRuns = RB * kParts / kSeqBwdThreads;
+  constexpr int kBCRuns = (NS * kParts + kSeqBwdThreads - 1) / kSeqBwdThreads;
+  constexpr int kWarps = kSeqBwdThreads / 32;
+  static_assert(NS == 8 || NS == 16, "4 states per lane, 2 or 4 lanes per row");
+  static_assert(RB * kParts % kSeqBwdThreads == 0 && kChunk % TT == 0 && TT % SUB == 0, "tiling");
+  __shared__ float s_dt[RB][TT + 1], s_dtu[RB][TT + 1], s_dy[RB][TT + 1], s_u[RB][TT + 1];
+  __shared__ float s_du[RB][TT + 1], s_ddt[RB][TT + 1];
+  __shared__ __align__(16) float s_B[TT][NS], s_C[TT][NS];
+  __shared__ float4 s_cp[kTiles][kSeqBwdThreads];  // each lane's 4 states at every tile start
+  __shared__ float s_red[kWarps][TT][2 * NS];       // per warp: dB (states 0..NS-1), dC (NS..2NS-1)
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int r = warp * RPW + lane / QPR;            // this lane's row within the block
+  const int q = lane % QPR;                         // its states: 4q .. 4q + 3
+  int64_t blk = blockIdx.x;
+  const int s = int(blk % p.S);
+  blk /= p.S;
+  const int64_t k = blk % p.K, b = blk / p.K;
+  const int64_t L = p.L, G = p.G;
+  const int N = p.N;
+  const int64_t nchunks = num_chunks(L);
+  const int64_t bc_off = (b * p.K + k) * N * L;
+  const T* __restrict__ Bp = static_cast<const T*>(p.B) + bc_off;
+  const T* __restrict__ Cp = static_cast<const T*>(p.C) + bc_off;
+  const int64_t acc_off = int64_t(s) * p.batch * p.K * N * L + bc_off;
+
+  int round = 0;
+  for (int64_t j0 = int64_t(s) * RB; j0 < G; j0 += int64_t(p.S) * RB, ++round) {
+    const bool active = j0 + r < G;
+    const int64_t d = k * G + (active ? j0 + r : 0);
+    const int64_t row = b * p.KD + d;
+    const int64_t rowb = b * p.KD + k * G + j0;  // the block's first row
+    float Al[4], An[4], w[4], dA[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int n = 4 * q + i;
+      An[i] = n < N ? p.A[d * N + n] : 0.f;  // padding states: a = 1, B = C = 0: they stay 0
+      Al[i] = An[i] * kLog2e;
+      w[i] = 0.f;
+      dA[i] = 0.f;
+    }
+    const float Dv = p.D ? p.D[d] : 0.f;
+    float dD_acc = 0.f, dbias_acc = 0.f;
+
+    // stage steps t0 .. t0 + TT - 1 of the block's rows (full: also dout, u, C for the adjoint)
+    auto fill = [&](int64_t t0, bool full) {
+#pragma unroll
+      for (int i = 0; i < kRowRuns; ++i) {
+        const int qq = tid + kSeqBwdThreads * i, rr = qq / kParts, part = qq - rr * kParts;
+        const bool act = j0 + rr < G;
+        const int nv = act ? run_len(L, t0 + part * kItems) : 0;
+        const int64_t off = (rowb + (act ? rr : 0)) * L + t0 + part * kItems;
+        const float bias = p.delta_bias ? p.delta_bias[k * G + (act ? j0 + rr : 0)] : 0.f;
+        Run<T> ru, rd;
+        ru.load(static_cast<const T*>(p.u) + off, nv, false);
+        rd.load(static_cast<const T*>(p.delta) + off, nv, false);
+        Run<DT> ry;
+        if (full) ry.load(static_cast<const DT*>(p.dout) + off, nv, true);
+#pragma unroll
+        for (int e = 0; e < kItems; ++e) {
+          const float v = rd[e] + bias;
+          const float dt = p.softplus ? softplus20(v) : v;
+          const int t = part * kItems + e;
+          s_dt[rr][t] = dt;
+          s_dtu[rr][t] = dt * ru[e];
+          if (full) {
+            s_u[rr][t] = ru[e];
+            s_dy[rr][t] = ry[e];  // 0 on rows past G and steps past L: their terms vanish
+          }
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < kBCRuns; ++i) {
+        const int qq = tid + kSeqBwdThreads * i, n = qq / kParts, part = qq - n * kParts;
+        if (n < NS) {
+          const int nv = n < N ? run_len(L, t0 + part * kItems) : 0;
+          const int64_t off = int64_t(min(n, N - 1)) * L + t0 + part * kItems;
+          Run<T> rB, rC;
+          rB.load(Bp + off, nv, false);
+          if (full) rC.load(Cp + off, nv, false);
+#pragma unroll
+          for (int e = 0; e < kItems; ++e) {
+            s_B[part * kItems + e][n] = rB[e];
+            if (full) s_C[part * kItems + e][n] = rC[e];
+          }
+        }
+      }
+    };
+    auto advance = [&](float (&x)[4], int t) {
+      const float dt = s_dt[r][t], dtu = s_dtu[r][t];
+      const float4 B4 = *reinterpret_cast<const float4*>(&s_B[t][4 * q]);
+      x[0] = fmaf(exp2f(dt * Al[0]), x[0], dtu * B4.x);
+      x[1] = fmaf(exp2f(dt * Al[1]), x[1], dtu * B4.y);
+      x[2] = fmaf(exp2f(dt * Al[2]), x[2], dtu * B4.z);
+      x[3] = fmaf(exp2f(dt * Al[3]), x[3], dtu * B4.w);
+    };
+
+    for (int64_t c = nchunks - 1; c >= 0; --c) {
+      const int64_t ct0 = c * kChunk;
+      const int ntiles = int(min(int64_t(kTiles), (L - ct0 + TT - 1) / TT));
+      // 1. checkpoints at the tile starts of this chunk
+      float x[4];
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int n = 4 * q + i;
+        x[i] = (active && n < N) ? p.aux[(row * nchunks + c) * N + n] : 0.f;
+      }
+      for (int tt = 0; tt < ntiles; ++tt) {
+        const int64_t t0 = ct0 + int64_t(tt) * TT;
+        fill(t0, false);
+        __syncthreads();
+        s_cp[tt][tid] = make_float4(x[0], x[1], x[2], x[3]);
+        if (tt + 1 < ntiles) {  // the last tile's end state is not needed
+          for (int t = 0; t < TT; ++t) advance(x, t);
+        }
+        __syncthreads();
+      }
+      // 2./3. tiles last first
+      for (int tt = ntiles - 1; tt >= 0; --tt) {
+        const int64_t t0 = ct0 + int64_t(tt) * TT;
+        const int steps = int(min(int64_t(TT), L - t0));
+        // the row sums (dA, dD, ddelta_bias) are summed per tile first, then over tiles: one fp32
+        // sum over thousands of steps lost up to 2e-3 relative on cancelling dA terms (bf16, L = 2049)
+        float dA_t[4] = {0.f, 0.f, 0.f, 0.f}, dD_t = 0.f, dbias_t = 0.f;
+        fill(t0, true);
+        __syncthreads();
+        float cp2[NSUB][4];
+        {
+          const float4 c4 = s_cp[tt][tid];
+          float xs[4] = {c4.x, c4.y, c4.z, c4.w};
+#pragma unroll
+          for (int j = 0; j < NSUB; ++j) {
+#pragma unroll
+            for (int i = 0; i < 4; ++i) cp2[j][i] = xs[i];
+            if (j + 1 < NSUB)
+              for (int t = j * SUB; t < (j + 1) * SUB && t < steps; ++t) advance(xs, t);
+          }
+        }
+#pragma unroll
+        for (int j = NSUB - 1; j >= 0; --j) {
+          if (j * SUB >= steps) continue;
+          float xh[SUB][4];  // state before each step of the sub-tile
+          float xs[4] = {cp2[j][0], cp2[j][1], cp2[j][2], cp2[j][3]};
+#pragma unroll
+          for (int e = 0; e < SUB; ++e) {
+#pragma unroll
+            for (int i = 0; i < 4; ++i) xh[e][i] = xs[i];
+            if (e + 1 < SUB && j * SUB + e < steps) advance(xs, j * SUB + e);
+          }
+#pragma unroll
+          for (int e = SUB - 1; e >= 0; --e) {
+            const int t = j * SUB + e;
+            if (t >= steps) continue;
+            const float dt = s_dt[r][t], dtu = s_dtu[r][t], dy = s_dy[r][t];
+            const float4 B4 = *reinterpret_cast<const float4*>(&s_B[t][4 * q]);
+            const float4 C4 = *reinterpret_cast<const float4*>(&s_C[t][4 * q]);
+            const float Bv[4] = {B4.x, B4.y, B4.z, B4.w}, Cv[4] = {C4.x, C4.y, C4.z, C4.w};
+            float v[8];  // dB terms of states 4q..4q+3, then dC terms
+            float gB = 0.f, gAax = 0.f;
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+              const float a = exp2f(dt * Al[i]);
+              const float xp = xh[e][i];
+              const float g = fmaf(Cv[i], dy, w[i]);  // dL/dx_t
+              w[i] = a * g;
+              v[i] = g * dtu;
+              v[4 + i] = dy * fmaf(a, xp, dtu * Bv[i]);
+              gB = fmaf(g, Bv[i], gB);
+              const float gax = w[i] * xp;
+              gAax = fmaf(An[i], gax, gAax);
+              dA_t[i] = fmaf(dt, gax, dA_t[i]);
+            }
+            // the row's lanes: du / ddelta sums over all states (fixed order: xor 1, then 2)
+#pragma unroll
+            for (int o = 1; o < QPR; o <<= 1) {
+              gB += __shfl_xor_sync(kFull, gB, o);
+              gAax += __shfl_xor_sync(kFull, gAax, o);
+            }
+            // the warp's rows: reduce-scatter the 8 terms over the row bits of the lane index
+            int slot = 0;
+#pragma unroll
+            for (int o = 16, m = 8; o >= QPR; o >>= 1) {
+              if (m > 1) {
+                const bool upper = (lane & o) != 0;
+#pragma unroll
+                for (int i = 0; i < m / 2; ++i) {
+                  const float send = upper ? v[i] : v[i + m / 2];
+                  const float keep = upper ? v[i + m / 2] : v[i];
+                  v[i] = keep + __shfl_xor_sync(kFull, send, o);
+                }
+                slot = 2 * slot + (upper ? 1 : 0);
+                m /= 2;
+              } else {
+                v[0] += __shfl_xor_sync(kFull, v[0], o);
+              }
+            }
+            // slot 0..3: dB of state 4q + slot; 4..7: dC of state 4q + slot - 4. After the three
+            // splitting rounds, lanes differing only in the remaining row bits hold equal sums.
+            if ((lane & (QPR == 2 ? 2 : 0)) == 0)
+              s_red[warp][t][slot < 4 ? 4 * q + slot : NS + 4 * q + slot - 4] = v[0];
+            if (q == 0) {
+              const float uv = s_u[r][t];
+              float gdt = fmaf(uv, gB, gAax);
+              if (p.softplus) gdt *= softplus_grad(dt);
+              s_du[r][t] = fmaf(dt, gB, Dv * dy);
+              s_ddt[r][t] = gdt;
+              if (active) {
+                dD_t = fmaf(dy, uv, dD_t);
+                dbias_t += gdt;
+              }
+            }
+          }
+        }
+#pragma unroll
+        for (int i = 0; i < 4; ++i) dA[i] += dA_t[i];
+        dD_acc += dD_t;
+        dbias_acc += dbias_t;
+        __syncthreads();
+        // write du / ddelta runs and add this tile's dB / dC sums to the block's scratch slice
+#pragma unroll
+        for (int i = 0; i < kRowRuns; ++i) {
+          const int qq = tid + kSeqBwdThreads * i, rr = qq / kParts, part = qq - rr * kParts;
+          const int nv = j0 + rr < G ? run_len(L, t0 + part * kItems) : 0;
+          const int64_t off = (rowb + rr) * L + t0 + part * kItems;
+          float vu[kItems], vd[kItems];
+#pragma unroll
+          for (int e = 0; e < kItems; ++e) {
+            vu[e] = s_du[rr][part * kItems + e];
+            vd[e] = s_ddt[rr][part * kItems + e];
+          }
+          store_run_stream(static_cast<T*>(p.du) + off, nv, vu);
+          store_run_stream(static_cast<T*>(p.ddelta) + off, nv, vd);
+        }
+        for (int e = tid; e < 2 * NS * TT; e += kSeqBwdThreads) {
+          const int v = e / TT, t = e - v * TT, n = v % NS;
+          if (t < steps && n < N) {
+            float sum = 0.f;
+#pragma unroll
+            for (int w2 = 0; w2 < kWarps; ++w2) sum += s_red[w2][t][v];
+            float* dst = (v < NS ? p.accB : p.accC) + acc_off + int64_t(n) * L + t0 + t;
+            if (round == 0) *dst = sum; else *dst += sum;
+          }
+        }
+        // the next fill writes s_dt.. (read above by the scan only) and the next scan s_du/s_red
+        // (read above): one barrier keeps both apart
+        __syncthreads();
+      }
+    }
+    if (active) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+        if (4 * q + i < N) p.partA[row * N + 4 * q + i] = dA[i];
+      if (q == 0) {
+        p.partD[row] = dD_acc;
+        p.partBias[row] = dbias_acc;
+      }
+    }
+  }
+}
+
 template <typename T>
 __global__ void finalize_bc_kernel(const float* __restrict__ accB, const float* __restrict__ accC,
                                    T* __restrict__ dB, T* __restrict__ dC, int64_t M, int S) {
@@ -819,10 +1256,20 @@ void fwd_launch(const FwdParams& p_in, cudaStream_t stream) {
   const int64_t rows = p.batch * p.KD;
   const int64_t per_block = int64_t(kFwdWarps) * (32 / p.lpr);
   const int64_t blocks = (rows + per_block - 1) / per_block;
-  if (p.N == 1)
+  if (p.N == 1) {
     fwd_n1_kernel<T, OutT><<<dim3(unsigned(blocks)), kFwdWarps * 32, 0, stream>>>(p);
-  else
+  } else if (use_seq(p.N, rows, p.seq_min_rows)) {
+    const int bpg = int((p.G + kSeqRows - 1) / kSeqRows);
+    const dim3 grid(unsigned(p.batch * p.K * bpg));
+    if (p.N <= 4)
+      fwd_seq_kernel<T, OutT, 4><<<grid, kSeqRows, 0, stream>>>(p, bpg);
+    else if (p.N <= 8)
+      fwd_seq_kernel<T, OutT, 8><<<grid, kSeqRows, 0, stream>>>(p, bpg);
+    else
+      fwd_seq_kernel<T, OutT, 16><<<grid, kSeqRows, 0, stream>>>(p, bpg);
+  } else {
     fwd_kernel<T, OutT><<<dim3(unsigned(blocks)), kFwdWarps * 32, 0, stream>>>(p);
+  }
 }
 
 template <typename T, typename DT>
@@ -830,6 +1277,10 @@ void bwd_launch(const BwdParams& p, cudaStream_t stream) {
   const int64_t blocks = p.batch * p.K * p.S;
   if (blocks > 0 && p.N == 1)
     bwd_n1_kernel<T, DT><<<dim3(unsigned(blocks)), kBwdWarps * 32, 0, stream>>>(p);
+  else if (blocks > 0 && p.seq && p.N <= 8)
+    bwd_seq_kernel<T, DT, 8><<<dim3(unsigned(blocks)), kSeqBwdThreads, 0, stream>>>(p);
+  else if (blocks > 0 && p.seq)
+    bwd_seq_kernel<T, DT, 16><<<dim3(unsigned(blocks)), kSeqBwdThreads, 0, stream>>>(p);
   else if (blocks > 0)
     bwd_kernel<T, DT><<<dim3(unsigned(blocks)), kBwdWarps * 32, 0, stream>>>(p);
   const int64_t M = p.batch * p.K * p.N * p.L;
@@ -844,44 +1295,13 @@ void bwd_launch(const BwdParams& p, cudaStream_t stream) {
 
 }  // namespace
 
-int bwd_splits(int64_t batch, int K, int64_t G, int N, int64_t L, int num_sms) {
-  const int64_t base = batch * K;
-  const int64_t per_round = int64_t(kBwdWarps) * (32 / lanes_per_row(L));
-  const int64_t rounds = (G + per_round - 1) / per_round;
-  const int64_t target = int64_t(num_sms) * 8;  // blocks of 256 threads to fill the GPU
-  int64_t S = std::max<int64_t>(1, std::min<int64_t>(rounds, (target + base - 1) / base));
-  const int64_t per_split = base * N * L * 8;  // bytes of accB + accC per split
-  while (S > 1 && S * per_split > (int64_t(512) << 20)) --S;
-  return int(S);
-}
-
-const char* launch_fwd(const FwdParams& p, cudaStream_t stream) {
-  if (p.batch * p.KD == 0) return nullptr;
-  switch (p.dtype * 3 + p.out_dtype) {
-    case kF32 * 3 + kF32: fwd_launch<float, float>(p, stream); break;
-    case kF16 * 3 + kF32: fwd_launch<__half, float>(p, stream); break;
-    case kF16 * 3 + kF16: fwd_launch<__half, __half>(p, stream); break;
-    case kBF16 * 3 + kF32: fwd_launch<__nv_bfloat16, float>(p, stream); break;
-    case kBF16 * 3 + kBF16: fwd_launch<__nv_bfloat16, __nv_bfloat16>(p, stream); break;
-    default: return "unsupported (input dtype, out_dtype) combination";
-  }
-  const cudaError_t e = cudaGetLastError();
-  return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
-}
-
-const char* launch_bwd(const BwdParams& p, cudaStream_t stream) {
-  if (p.KD == 0) return nullptr;
-  switch (p.dtype * 3 + p.dout_dtype) {
-    case kF32 * 3 + kF32: bwd_launch<float, float>(p, stream); break;
-    case kF16 * 3 + kF32: bwd_launch<__half, float>(p, stream); break;
-    case kF16 * 3 + kF16: bwd_launch<__half, __half>(p, stream); break;
-    case kBF16 * 3 + kF32: bwd_launch<__nv_bfloat16, float>(p, stream); break;
-    case kBF16 * 3 + kBF16: bwd_launch<__nv_bfloat16, __nv_bfloat16>(p, stream); break;
-    default: return "unsupported (input dtype, dout dtype) combination";
-  }
-  const cudaError_t e = cudaGetLastError();
-  return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
-}
+// one per selective_scan_<direction>_<dtype>.cu: out_dtype / dout_dtype picks the second template type
+void fwd_f32(const FwdParams& p, cudaStream_t stream);
+void fwd_f16(const FwdParams& p, cudaStream_t stream);
+void fwd_bf16(const FwdParams& p, cudaStream_t stream);
+void bwd_f32(const BwdParams& p, cudaStream_t stream);
+void bwd_f16(const BwdParams& p, cudaStream_t stream);
+void bwd_bf16(const BwdParams& p, cudaStream_t stream);
 
 }  // namespace scan
 }  // namespace vmamba
