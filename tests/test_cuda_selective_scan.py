@@ -118,10 +118,13 @@ _SEQ = [(2, 1, torch.float32), (5, 33, torch.bfloat16), (16, 7, torch.float16), 
         (12, 520, torch.float32)]
 
 
-@pytest.mark.parametrize("N,L,dtype", _SEQ, ids=lambda v: str(v).replace("torch.", ""))
+@pytest.mark.parametrize("N,L,dtype", _SEQ + [(1, 1, torch.float32), (1, 49, torch.float16), (1, 196, torch.bfloat16),
+                                         (1, 300, torch.float16), (1, 3136, torch.float32)],
+                         ids=lambda v: str(v).replace("torch.", ""))
 @pytest.mark.parametrize("splits", [None, 1])
 def test_row_per_thread_kernels(ops, monkeypatch, N, L, dtype, splits):
     monkeypatch.setenv("VMAMBA_SCAN_SEQ_MIN_ROWS", "0")
+    monkeypatch.setenv("VMAMBA_SCAN_SEQ1_MAX_L", str(1 << 40))  # d_state 1 too (forward only)
     _check(ops, 2, 280, L, N, 4, dtype, True, True, True, True, splits=splits, monkeypatch=monkeypatch)
     _check(ops, 1, 70, L, N, 1, dtype, False, False, False, False, splits=splits, monkeypatch=monkeypatch)
 
