@@ -10,7 +10,8 @@
 // Prototypes measured here and dropped (H100, 2026-11-26, batch 128): a "flat rows" forward for
 // d_state 1 with whole rows laid end to end per block (stage 3: 0.313 vs 0.207 ms), and a
 // warp-per-row forward advancing two states per step (vanilla stage 1: 6.03 vs 12.35 ms, beaten by
-// the row-per-thread kernel's 2.34).
+// the row-per-thread kernel's 2.34), and the row-per-thread forward on d_state 1 (stages 1-4: 0.876,
+// 0.469, 0.307, 0.165 vs fwd_n1_kernel's 0.466, 0.250, 0.207, 0.126 ms; 2026-11-27).
 //
 // Prints one line per (stage, kernel): ms (median of 20 after 3 warm-ups) and GB/s over the bytes
 // each pass must move (fwd: u, delta, B, C, out; bwd: u, delta, B, C, dout, du, ddelta, dB, dC),
@@ -167,20 +168,6 @@ void run_stage(int64_t batch, int64_t KD, int64_t L, int sms) {
   const float tfn = time_ms(fwd_new), tfo = time_ms(fwd_old), tbn = time_ms(bwd_new), tbo = time_ms(bwd_old);
   std::printf("B%lld KD%lld L%lld  fwd n1 %.3f ms (%.0f GB/s)  generic %.3f ms | bwd n1 %.3f ms (%.0f GB/s)  generic %.3f ms (S=%d)\n",
               (long long)batch, (long long)KD, (long long)L, tfn, fbytes / tfn * 1e-6, tfo, tbn, bbytes / tbn * 1e-6, tbo, S);
-  {  // the row-per-thread forward on d_state 1 (writes f2's buffers, compared with fwd_n1_kernel's)
-    FwdParams f3 = f2;
-    f3.seq_min_rows = 0;
-    f3.seq1_max_l = int64_t(1) << 40;
-    auto fwd_seq1 = [&] { CK(cudaError_t(launch_fwd(f3, 0) ? cudaErrorUnknown : cudaSuccess)); };
-    CK(cudaMemset(out2, 0xff, n * 4));
-    fwd_seq1();
-    CK(cudaDeviceSynchronize());
-    CK(cudaGetLastError());
-    const float ts = time_ms(fwd_seq1);
-    std::printf("   fwd row-per-thread %.3f ms (%.0f GB/s); max|diff|: out %.2e last %.2e aux %.2e\n", ts, fbytes / ts * 1e-6,
-                max_diff(out2, out, n, nullptr), max_diff(last2, last, batch * KD, nullptr),
-                max_diff(aux2, aux, batch * KD * nch, nullptr));
-  }
   std::printf("   bwd n1 main kernel %.3f ms, finalize kernels %.3f ms\n", time_ms(bwd_main), time_ms(bwd_fin));
   std::printf("   max|n1 - generic|: out %.2e (max|out| %.2e) aux %.2e last %.2e du %.2e ddelta %.2e dB %.2e dC %.2e dA %.2e (max %.2e) dD %.2e dbias %.2e\n",
               e_out, sc, e_aux, e_last, e_du, e_dd, e_dB, e_dC, e_dA, sA, e_dD, e_db);

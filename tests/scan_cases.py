@@ -76,19 +76,54 @@ def independent_scan(u, delta, A, B, C, D=None, delta_bias=None, delta_softplus=
     return torch.stack(ys, -1), state
 
 
+def dA_rounding_floor(u, delta, A, B, C, delta_bias, softplus, dout):
+    """Per (channel, state): sqrt(L) * u32 * sum over batch and steps of |dt a g x_prev|.
+
+    dA[d, n] = sum_{b,t} dt a_t g_t x_{t-1} (g = dL/dx_t). With a = exp(dt A) ~ 1 (mamba_ssm's test
+    inputs draw A = -0.5 rand) x and g are sums over up to L steps, the terms reach ~1e3 and cancel to
+    values near 0. An fp32 evaluation of such a sum is off by about sqrt(n) unit roundoffs (2^-24) of
+    the absolute sum (the probabilistic bound of Higham & Mary), here n ~ L for the recurrences that
+    make x and g: this floor is added to dA's atol, so it matters only where the terms cancel (on
+    the H100 both CUDA backwards missed the plain dA tolerance there on 2 of 3 seeds at L = 2049, and
+    mamba_ssm's fp32 kernel reached ratio 0.87). Computed in float64 with the reference's log-depth scans.
+    """
+    from reference.selective_scan import affine_scan  # noqa: PLC0415
+    f = torch.float64
+    u, A, dout = u.to(f), A.to(f), dout.to(f)
+    dt = delta.to(f) + (0 if delta_bias is None else delta_bias.to(f)[:, None])
+    if softplus:
+        dt = torch.where(dt > 20, dt, torch.log1p(torch.exp(dt)))
+    if B.dim() == 3:
+        B, C = B[:, None], C[:, None]
+    KD, K = u.shape[1], B.shape[1]
+    group = torch.arange(KD, device=u.device) // (KD // K)
+    Bc, Cc = B[:, group].to(f), C[:, group].to(f)  # (batch, KD, N, L)
+    a = torch.exp(dt[:, :, None] * A[None, :, :, None])
+    x = affine_scan(a, (dt * u)[:, :, None] * Bc)
+    x_prev = torch.cat([torch.zeros_like(x[..., :1]), x[..., :-1]], -1)
+    a_next = torch.cat([a[..., 1:], torch.zeros_like(a[..., :1])], -1)
+    g = affine_scan(a_next, Cc * dout[:, :, None], reverse=True)
+    return u.shape[-1] ** 0.5 * 2.0 ** -24 * (dt[:, :, None] * a * g * x_prev).abs().sum((0, 3))
+
+
 def assert_close(name, actual, expected, rtol, atol):
-    """allclose with a message naming the tensor, the worst element and the failing fraction."""
+    """allclose with a message naming the tensor, the worst element and the failing fraction.
+    atol may be a tensor broadcastable to the values (per-element floors, see dA_rounding_floor)."""
     assert actual.shape == expected.shape, f"{name}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
     a, e = actual.detach().double(), expected.detach().double()
     assert torch.isfinite(a).all(), f"{name}: non-finite values (unwritten output?)"
     err = (a - e).abs()
+    if torch.is_tensor(atol):
+        atol = atol.to(err.device, torch.float64)
     bad = err > atol + rtol * e.abs()
     if bad.any():
         idx = tuple(int(i) for i in torch.nonzero(bad)[0])
         worst = int(err.argmax())
+        at = f"{atol.flatten()[0].item():.3g} + floor (at the first bad element {atol.expand_as(e)[idx].item():.3g})" \
+            if torch.is_tensor(atol) else atol
         raise AssertionError(
             f"{name}: {int(bad.sum())}/{bad.numel()} ({100 * bad.float().mean():.2f}%) outside "
-            f"rtol={rtol} atol={atol}; first at {idx}: {a[idx].item():.6g} vs {e[idx].item():.6g}; "
+            f"rtol={rtol} atol={at}; first at {idx}: {a[idx].item():.6g} vs {e[idx].item():.6g}; "
             f"max abs err {err.view(-1)[worst].item():.3g}")
 
 

@@ -90,8 +90,6 @@ Dims check_inputs(const at::Tensor& u, const at::Tensor& delta, const at::Tensor
 //   VMAMBA_SCAN_SEQ_MIN_ROWS=R  rows (batch * KD) from which 1 < d_state <= 16 takes the row-per-thread
 //                               forward and backward (default kSeqMinRows); 0 forces it, a huge value forces the
 //                               warp-per-row kernel (tests run both)
-//   VMAMBA_SCAN_SEQ1_MAX_L=L    d_state 1 rows of at most L steps take the row-per-thread forward
-//                               (default kSeq1MaxL)
 //   VMAMBA_SCAN_BWD_SPLITS=S    force the backward's channel split count (tests use it to exercise
 //                               several channel rounds per block)
 bool poison_enabled() {
@@ -130,7 +128,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> selective_scan_fwd(
   p.lpr = lanes_per_row(dm.L);
   p.softplus = delta_softplus; p.dtype = code_of(u.scalar_type()); p.out_dtype = code_of(out_dtype);
   if (const char* e = std::getenv("VMAMBA_SCAN_SEQ_MIN_ROWS")) p.seq_min_rows = std::atoll(e);
-  if (const char* e = std::getenv("VMAMBA_SCAN_SEQ1_MAX_L")) p.seq1_max_l = std::atoll(e);
   if (dm.L == 0) last.zero_();  // no steps: the state stays 0
   if (dm.batch * dm.KD > 0) {
     VMAMBA_CHECK(dm.batch * dm.KD < (int64_t(1) << 31), "u",

@@ -46,9 +46,6 @@ constexpr int kMaxDState = 64;
 // 3072 (stage 1, batch 4: 0.68 vs 0.52); at 6144 rows on stage 4 the forward loses 5 us. Overridden
 // per call by $VMAMBA_SCAN_SEQ_MIN_ROWS (tests force either kernel with it).
 constexpr int64_t kSeqMinRows = 6144;
-// d_state 1 rows of at most this many steps take the row-per-thread forward too (under evaluation:
-// 0 = never; $VMAMBA_SCAN_SEQ1_MAX_L overrides per call)
-constexpr int64_t kSeq1MaxL = 0;
 
 __host__ __device__ inline int64_t num_chunks(int64_t L) { return (L + kChunk - 1) / kChunk; }
 // lanes per row: rows of L <= 128 steps are packed 32 / lpr per warp (one chunk each)
@@ -72,8 +69,6 @@ struct FwdParams {
   FastDivmod kd_div, g_div;  // row -> (batch, channel), channel -> group; set by launch_fwd
   // 1 < N <= 16 with at least this many rows (batch * KD): the row-per-thread forward
   int64_t seq_min_rows = kSeqMinRows;
-  // d_state 1 with L <= this (and seq_min_rows rows): the row-per-thread forward instead of fwd_n1_kernel
-  int64_t seq1_max_l = kSeq1MaxL;
 };
 
 struct BwdParams {

@@ -780,7 +780,8 @@ __global__ void __launch_bounds__(kBwdWarps * 32, VMAMBA_SCAN_BWD1_MIN_BLOCKS) b
 // writes them, so the backward is shared. 5x faster than fwd_kernel on VMamba-vanilla-T at batch
 // 128 (stage 1: 2.34 vs 12.35 ms; 64 x 32 was the best of 32/64/128 rows x 16/32 steps on stages 1
 // and 3, within 12% on 2 and 4; H100, bench/tune_scan.cu, 2026-11-26). Needs rows to fill the GPU:
-// launch_fwd uses it from FwdParams::seq_min_rows rows up.
+// launch_fwd uses it from FwdParams::seq_min_rows rows up. On d_state 1 it lost to fwd_n1_kernel on
+// every VMamba-T stage (stage 3: 0.307 vs 0.207 ms; H100, bench/tune_scan.cu, 2026-11-27).
 constexpr int kSeqRows = 64;
 constexpr int kSeqTile = 32;
 
@@ -875,26 +876,18 @@ __global__ void __launch_bounds__(kSeqRows) fwd_seq_kernel(const FwdParams p, in
     for (int t = 0; t < steps; ++t) {
       const float dt = s_dt[tid][t], dtu = s_dtu[tid][t];
       float y = s_y[tid][t];
-      if constexpr (NS % 4 == 0) {
 #pragma unroll
-        for (int n = 0; n < NS; n += 4) {
-          const float4 B4 = *reinterpret_cast<const float4*>(&s_B[t][n]);
-          const float4 C4 = *reinterpret_cast<const float4*>(&s_C[t][n]);
-          x[n] = fmaf(exp2f(dt * Al[n]), x[n], dtu * B4.x);
-          x[n + 1] = fmaf(exp2f(dt * Al[n + 1]), x[n + 1], dtu * B4.y);
-          x[n + 2] = fmaf(exp2f(dt * Al[n + 2]), x[n + 2], dtu * B4.z);
-          x[n + 3] = fmaf(exp2f(dt * Al[n + 3]), x[n + 3], dtu * B4.w);
-          y = fmaf(C4.x, x[n], y);  // states in order, as the warp-per-row kernel sums them
-          y = fmaf(C4.y, x[n + 1], y);
-          y = fmaf(C4.z, x[n + 2], y);
-          y = fmaf(C4.w, x[n + 3], y);
-        }
-      } else {
-#pragma unroll
-        for (int n = 0; n < NS; ++n) {
-          x[n] = fmaf(exp2f(dt * Al[n]), x[n], dtu * s_B[t][n]);
-          y = fmaf(s_C[t][n], x[n], y);
-        }
+      for (int n = 0; n < NS; n += 4) {
+        const float4 B4 = *reinterpret_cast<const float4*>(&s_B[t][n]);
+        const float4 C4 = *reinterpret_cast<const float4*>(&s_C[t][n]);
+        x[n] = fmaf(exp2f(dt * Al[n]), x[n], dtu * B4.x);
+        x[n + 1] = fmaf(exp2f(dt * Al[n + 1]), x[n + 1], dtu * B4.y);
+        x[n + 2] = fmaf(exp2f(dt * Al[n + 2]), x[n + 2], dtu * B4.z);
+        x[n + 3] = fmaf(exp2f(dt * Al[n + 3]), x[n + 3], dtu * B4.w);
+        y = fmaf(C4.x, x[n], y);  // states in order, as the warp-per-row kernel sums them
+        y = fmaf(C4.y, x[n + 1], y);
+        y = fmaf(C4.z, x[n + 2], y);
+        y = fmaf(C4.w, x[n + 3], y);
       }
       s_y[tid][t] = y;
     }
@@ -1264,10 +1257,7 @@ void fwd_launch(const FwdParams& p_in, cudaStream_t stream) {
   const int64_t rows = p.batch * p.KD;
   const int64_t per_block = int64_t(kFwdWarps) * (32 / p.lpr);
   const int64_t blocks = (rows + per_block - 1) / per_block;
-  if (p.N == 1 && p.L <= p.seq1_max_l && rows >= p.seq_min_rows) {
-    const int bpg = int((p.G + kSeqRows - 1) / kSeqRows);
-    fwd_seq_kernel<T, OutT, 1><<<dim3(unsigned(p.batch * p.K * bpg)), kSeqRows, 0, stream>>>(p, bpg);
-  } else if (p.N == 1) {
+  if (p.N == 1) {
     fwd_n1_kernel<T, OutT><<<dim3(unsigned(blocks)), kFwdWarps * 32, 0, stream>>>(p);
   } else if (use_seq(p.N, rows, p.seq_min_rows)) {
     const int bpg = int((p.G + kSeqRows - 1) / kSeqRows);
