@@ -142,6 +142,9 @@ def kernels_table(rows: list, dtype: str = "fp16") -> str:
     lat = latest(rows, ("model", "stage", "direction", "impl"))
     impls = list(OrderedDict.fromkeys(k[3] for k in lat))
     cases = list(OrderedDict.fromkeys((k[0], k[1]) for k in lat))
+    # each model's stages together, models in the order first measured
+    model_order = list(OrderedDict.fromkeys(m for m, _ in cases))
+    cases.sort(key=lambda c: (model_order.index(c[0]), int(c[1]) if str(c[1]).isdigit() else c[1]))
     head = ["model", "stage", "shape"] + [f"{i} fwd" for i in impls] + [f"{i} bwd" for i in impls]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     copy = sorted({r.get("copy_gbps") for r in rows if r.get("copy_gbps")})

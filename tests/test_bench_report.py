@@ -128,3 +128,20 @@ def test_models_table_groups_each_model_then_baselines():
     order = [tuple(c.strip() for c in ln.split("|")[1:3]) for ln in lines]
     assert order == [("vmamba_t", "cuda"), ("vmamba_t", "triton"), ("vmamba_t", "torch"), ("vmamba_b", "cupy"),
                      ("swin_tiny_patch4_window7_224", "timm")]
+
+
+def test_kernels_table_keeps_each_models_stages_together():
+    gpu = "NVIDIA H100 80GB HBM3"
+
+    def row(model, stage, ts):
+        return dict(op="selective_scan", impl="cuda", direction="fwd", dtype="fp16", shape=f"{model}{stage}",
+                    ms_p50="1.0", gbps="900", gpu=gpu, git_sha="s", timestamp=ts, model=model, stage=str(stage),
+                    out_dtype="fp32", method="cuda_events_p50", copy_gbps="3000")
+
+    # vmamba_b's later stages were measured after the vanilla rows (two separate runs)
+    rows = [row("vmamba_b", 0, "1"), row("vanilla_vmamba_tiny", 0, "2"), row("vanilla_vmamba_tiny", 1, "3"),
+            row("vmamba_b", 1, "4"), row("vmamba_b", 10, "5")]
+    lines = [ln for ln in report.kernels_table(rows).splitlines() if ln.startswith("| v")]
+    order = [tuple(c.strip() for c in ln.split("|")[1:3]) for ln in lines]
+    assert order == [("vmamba_b", "0"), ("vmamba_b", "1"), ("vmamba_b", "10"), ("vanilla_vmamba_tiny", "0"),
+                     ("vanilla_vmamba_tiny", "1")]
