@@ -92,6 +92,11 @@ Dims check_inputs(const at::Tensor& u, const at::Tensor& delta, const at::Tensor
 //                               warp-per-row kernel (tests run both)
 //   VMAMBA_SCAN_BWD_SPLITS=S    force the backward's channel split count (tests use it to exercise
 //                               several channel rounds per block)
+int64_t seq_min_rows() {
+  const char* e = std::getenv("VMAMBA_SCAN_SEQ_MIN_ROWS");
+  return e != nullptr ? std::atoll(e) : kSeqMinRows;
+}
+
 bool poison_enabled() {
   const char* e = std::getenv("VMAMBA_SCAN_POISON");
   return e != nullptr && e[0] == '1';
@@ -127,7 +132,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> selective_scan_fwd(
   p.batch = dm.batch; p.KD = dm.KD; p.L = dm.L; p.N = int(dm.N); p.K = int(dm.K); p.G = dm.KD / dm.K;
   p.lpr = lanes_per_row(dm.L);
   p.softplus = delta_softplus; p.dtype = code_of(u.scalar_type()); p.out_dtype = code_of(out_dtype);
-  if (const char* e = std::getenv("VMAMBA_SCAN_SEQ_MIN_ROWS")) p.seq_min_rows = std::atoll(e);
+  p.seq_min_rows = seq_min_rows();
   if (dm.L == 0) last.zero_();  // no steps: the state stays 0
   if (dm.batch * dm.KD > 0) {
     VMAMBA_CHECK(dm.batch * dm.KD < (int64_t(1) << 31), "u",
@@ -167,9 +172,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     (void)cudaGetLastError();
     sms = 132;
   }
-  int64_t seq_min_rows = kSeqMinRows;
-  if (const char* e = std::getenv("VMAMBA_SCAN_SEQ_MIN_ROWS")) seq_min_rows = std::atoll(e);
-  const bool seq = use_seq(int(dm.N), dm.batch * dm.KD, seq_min_rows);
+  const bool seq = use_seq(int(dm.N), dm.batch * dm.KD, seq_min_rows());
   int S = bwd_splits(dm.batch, int(dm.K), dm.KD / dm.K, int(dm.N), dm.L, sms, seq);
   if (const char* e = std::getenv("VMAMBA_SCAN_BWD_SPLITS")) {
     const int forced = std::atoi(e);
