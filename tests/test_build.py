@@ -209,7 +209,7 @@ def test_built_extension_scan_schemas():
 
 
 def test_tune_harness_compiles_with_nvcc_sm90(tmp_path):
-    """bench/tune_scan.cu includes the scan kernels and holds prototypes under evaluation: keep it
+    """bench/tune_scan.cu includes the scan kernels and their launch units: keep it
     compiling (it is not part of the extension build, so nothing else would notice it rot)."""
     from tests.test_cupy import IN_CI, _nvcc
 
