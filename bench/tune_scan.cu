@@ -11,7 +11,14 @@
 // d_state 1 with whole rows laid end to end per block (stage 3: 0.313 vs 0.207 ms), and a
 // warp-per-row forward advancing two states per step (vanilla stage 1: 6.03 vs 12.35 ms, beaten by
 // the row-per-thread kernel's 2.34), and the row-per-thread forward on d_state 1 (stages 1-4: 0.876,
-// 0.469, 0.307, 0.165 vs fwd_n1_kernel's 0.466, 0.250, 0.207, 0.126 ms; 2026-11-27).
+// 0.469, 0.307, 0.165 vs fwd_n1_kernel's 0.466, 0.250, 0.207, 0.126 ms; 2026-11-27). For one-chunk
+// rows (stages 3-4), against fwd_n1_short_kernel's 0.180 / 0.107 ms (2 row slots per warp, 8 blocks
+// per SM; 1 slot 0.189 / 0.120, 4 slots at 4 blocks 0.272 / 0.152): a persistent fwd_n1_tile_kernel
+// that kept the next tiles' u / delta in flight with cp.async into shared memory (3 stages, 8 warps:
+// 0.197 / 0.110; 2 or 4 stages, 4 or 16 warps no better). ncu on stage 3 (2026-11-27) showed why:
+// fwd_n1_short_kernel issues an instruction on 82% of scheduler cycles (SM throughput 81%, DRAM 43%),
+// so these shapes are bound by instructions per element (22% of the lanes idle at L = 196), not by
+// bytes in flight.
 //
 // Prints one line per (stage, kernel): ms (median of 20 after 3 warm-ups) and GB/s over the bytes
 // each pass must move (fwd: u, delta, B, C, out; bwd: u, delta, B, C, dout, du, ddelta, dB, dC),
@@ -126,6 +133,10 @@ void run_stage(int64_t batch, int64_t KD, int64_t L, int sms) {
   const unsigned fblocks = unsigned((batch * KD + per_block - 1) / per_block);
   auto fwd_new = [&] { CK(cudaError_t(launch_fwd(f, 0) ? cudaErrorUnknown : cudaSuccess)); };
   auto fwd_old = [&] { fwd_kernel<__half, float><<<fblocks, kFwdWarps * 32>>>(f2); };
+  // fwd_n1_kernel itself (launch_fwd takes fwd_n1_short_kernel for L <= kChunk)
+  FwdParams f3 = f2;
+  f3.kd_div = FastDivmod(uint32_t(KD)); f3.g_div = FastDivmod(uint32_t(KD / K));
+  auto fwd_chunked = [&] { fwd_n1_kernel<__half, float><<<fblocks, kFwdWarps * 32>>>(f3); };
 
   const int S = bwd_splits(batch, K, KD / K, N, L, sms, false);
   float* acc;
@@ -168,6 +179,13 @@ void run_stage(int64_t batch, int64_t KD, int64_t L, int sms) {
   const float tfn = time_ms(fwd_new), tfo = time_ms(fwd_old), tbn = time_ms(bwd_new), tbo = time_ms(bwd_old);
   std::printf("B%lld KD%lld L%lld  fwd n1 %.3f ms (%.0f GB/s)  generic %.3f ms | bwd n1 %.3f ms (%.0f GB/s)  generic %.3f ms (S=%d)\n",
               (long long)batch, (long long)KD, (long long)L, tfn, fbytes / tfn * 1e-6, tfo, tbn, bbytes / tbn * 1e-6, tbo, S);
+  if (L <= kChunk) {  // launch_fwd took fwd_n1_short_kernel: against fwd_n1_kernel
+    fwd_chunked();
+    CK(cudaDeviceSynchronize());
+    const float e_s = max_diff(out, out2, n, nullptr), e_sl = max_diff(last, last2, batch * KD, nullptr);
+    std::printf("   fwd n1 short (%d rows/warp, min blocks %d) %.3f ms | fwd_n1_kernel %.3f ms; max|diff| out %.2e last %.2e\n",
+                VMAMBA_SCAN_FWD1S_ROWS, VMAMBA_SCAN_FWD1S_MIN_BLOCKS, tfn, time_ms(fwd_chunked), e_s, e_sl);
+  }
   std::printf("   bwd n1 main kernel %.3f ms, finalize kernels %.3f ms\n", time_ms(bwd_main), time_ms(bwd_fin));
   std::printf("   max|n1 - generic|: out %.2e (max|out| %.2e) aux %.2e last %.2e du %.2e ddelta %.2e dB %.2e dC %.2e dA %.2e (max %.2e) dD %.2e dbias %.2e\n",
               e_out, sc, e_aux, e_last, e_du, e_dd, e_dB, e_dC, e_dA, sA, e_dD, e_db);

@@ -3,7 +3,7 @@
 vmamba_kernels/triton/_config.py and selective_scan.py, and same-run baselines (the cuda and cupy
 backends when available, mamba_ssm when `python -m bench.build_mamba_ssm` has built it).
 
-    python -m bench.tune_triton [--sweep] [--out DIR]
+    python -m bench.tune_triton [--sweep] [--stages] [--out DIR]
 
 For the reports use `python -m bench.kernels` (CSV rows); this prints and writes OUT/triton_bench.json.
 
@@ -47,6 +47,8 @@ def main():
     ap.add_argument("--sweep", action="store_true")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--stages", action="store_true", help="sweep the chunk loops' pipelining depth (ss.PIPELINE)")
+    ap.add_argument("--sweep-stages", default="1,2,3", help="depths --stages tries")
     a = ap.parse_args()
     try:
         from vmamba_kernels.cupy import kernels as ck
@@ -106,6 +108,24 @@ def main():
                 torch.allclose(p.float(), q.float(), rtol=1e-2, atol=1e-2) for p, q in zip(g, ref[1]) if p is not None)
             print(f"tuned KD{KD} L{L}: T={Tb} fwd bd={bdf} w={wf} bwd bd={bdb} w={wb}; matches default config: {ok}",
                   flush=True)
+        if a.stages:
+            ref = (y, tk.selective_scan_bwd(u, delta, A, B, C, D, bias, True, dout, aux))
+            for kind in ("fwd", "bwd"):
+                res = []
+                for st in (int(v) for v in a.sweep_stages.split(",")):
+                    old = ss.PIPELINE[kind]
+                    ss.PIPELINE[kind] = st
+                    if kind == "fwd":
+                        t = _t(lambda: tk.selective_scan_fwd(u, delta, A, B, C, D, bias, True, torch.float32), 25)
+                        same = torch.equal(tk.selective_scan_fwd(u, delta, A, B, C, D, bias, True, torch.float32)[0], ref[0])
+                    else:
+                        t = _t(lambda: tk.selective_scan_bwd(u, delta, A, B, C, D, bias, True, dout, aux), 25)
+                        got = tk.selective_scan_bwd(u, delta, A, B, C, D, bias, True, dout, aux)
+                        same = all(torch.equal(p, q) for p, q in zip(got, ref[1]) if p is not None)
+                    ss.PIPELINE[kind] = old
+                    sweep.append(dict(kind=kind, KD=KD, L=L, stages=st, ms=t, same=same))
+                    res.append(f"{st}: {t:.3f} ms{'' if same else ' (DIFFERS)'}")
+                print(f"stages KD{KD} L{L} {kind}: " + ", ".join(res), flush=True)
         tf = _t(lambda: tk.selective_scan_fwd(u, delta, A, B, C, D, bias, True, torch.float32))
         tb = _t(lambda: tk.selective_scan_bwd(u, delta, A, B, C, D, bias, True, dout, aux))
         cf = cb = uf = ub = mf = mb = float("nan")

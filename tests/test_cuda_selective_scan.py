@@ -107,6 +107,17 @@ def test_grid(ops, case):
     _check(ops, *case)
 
 
+# d_state 1 with rows of one chunk (L <= 256) takes fwd_n1_short_kernel (two row slots per warp,
+# 32 / lpr rows per slot below L = 129): L at the packing (128 / 129) and chunk (256 / 257) edges, row
+# counts that leave the last block and the last slot partly empty, every input dtype (fp32 inputs
+# take one slot per warp)
+@pytest.mark.parametrize("L", (8, 9, 128, 129, 255, 256, 257))
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_one_chunk_rows_d_state_1(ops, L, dtype):
+    _check(ops, 3, 44, L, 1, 4, dtype, True, True, True, True)
+    _check(ops, 1, 9, L, 1, 1, dtype, False, False, False, False)
+
+
 # the row-per-thread kernels (1 < N <= 16, taken from VMAMBA_SCAN_SEQ_MIN_ROWS rows up; 0 forces
 # them): padded state counts (N = 2, 5 use 4 or 8 registers in the forward, 8 lanes' worth in the
 # backward), groups of 70 channels (full and partial 64-row forward blocks, 16/32-row backward rounds),
@@ -249,7 +260,8 @@ def test_against_mamba_ssm(ops):
 
 @pytest.mark.slow
 def test_large_index(ops):
-    # batch * KD * L > 2^31 elements (fp16: 4.3 GB per tensor); checks the tail rows against a small run
+    # batch * KD * L > 2^31 elements (fp16: 4.3 GB per tensor, ~35 GB in all with the backward's); checks the
+    # tail of the last row, forward and backward, against a small run
     if torch.cuda.get_device_properties(0).total_memory < 60 * 2**30:
         pytest.skip("needs >= 60 GiB of GPU memory")
     batch, KD, L, N, K = 2, 16, 2**26 + 5, 1, 4
@@ -268,3 +280,14 @@ def test_large_index(ops):
                                       None, None, False, torch.float16)
     assert torch.isfinite(y[-1, -1, -300:].float()).all()
     assert_close("tail of last row", y[-1, -1, -300:], ys[0, 0, -300:], *TOL[torch.float16])
+    # backward: du / ddelta at the tail depend on ~300 steps of dout after them and of states before
+    del y, ys
+    dout = torch.randn(batch, KD, L, device="cuda", dtype=torch.float16)
+    du, ddelta = ops.selective_scan_bwd(u, delta, A, B, C, None, None, False, dout, aux)[:2]
+    small = [t[-1:, -1:, sl].contiguous() for t in (u, delta)] + [A[-1:]] + \
+        [t[-1:, -1:, :, sl].contiguous() for t in (B, C)]
+    _, _, aux_s = ops.selective_scan_fwd(*small, None, None, False, torch.float16)
+    du_s, dd_s = ops.selective_scan_bwd(*small, None, None, False, dout[-1:, -1:, sl].contiguous(), aux_s)[:2]
+    assert torch.isfinite(du[-1, -1, -300:].float()).all() and torch.isfinite(ddelta[-1, -1, -300:].float()).all()
+    assert_close("du tail of last row", du[-1, -1, -300:], du_s[0, 0, -300:], *grad_tol("u", torch.float16))
+    assert_close("ddelta tail of last row", ddelta[-1, -1, -300:], dd_s[0, 0, -300:], *grad_tol("delta", torch.float16))

@@ -22,6 +22,8 @@
 //   d_state 1: fwd_n1_kernel / bwd_n1_kernel (VMamba v2) keep the same layout and scratch, with the
 //             carries in registers, operands held packed as loaded, the forward's next chunk prefetched
 //             and streaming loads/stores; bench/tune_scan.cu times them against the generic kernels.
+//             Rows of one chunk (L <= kChunk) take fwd_n1_short_kernel: two row slots per warp, every
+//             load issued before any compute.
 #pragma once
 
 #include <cstdint>

@@ -39,6 +39,14 @@ constexpr float kLog2e = 1.4426950408889634f;
 #ifndef VMAMBA_SCAN_FWD1_MIN_BLOCKS_F32
 #define VMAMBA_SCAN_FWD1_MIN_BLOCKS_F32 6
 #endif
+// fwd_n1_short_kernel: blocks per SM it is compiled for, and row slots per warp (16-bit inputs; fp32
+// inputs take half as many, their loads need twice the registers)
+#ifndef VMAMBA_SCAN_FWD1S_MIN_BLOCKS
+#define VMAMBA_SCAN_FWD1S_MIN_BLOCKS 8
+#endif
+#ifndef VMAMBA_SCAN_FWD1S_ROWS
+#define VMAMBA_SCAN_FWD1S_ROWS 2
+#endif
 #ifndef VMAMBA_SCAN_BWD1_MIN_BLOCKS
 #define VMAMBA_SCAN_BWD1_MIN_BLOCKS 3
 #endif
@@ -544,6 +552,40 @@ __device__ __forceinline__ void store_run_stream(T* __restrict__ q, int n, const
   }
 }
 
+// One chunk of the d_state = 1 forward for one lane (kItems steps of a row of kChunk, or of a row
+// packed lpr lanes wide): y gets the outputs, carry (the state entering the chunk, the same in every
+// lane of the segment) becomes the state leaving it.
+template <typename T>
+__device__ __forceinline__ void n1_chunk(const Run<T>& cu, const Run<T>& cd, const Run<T>& cB, const Run<T>& cC,
+                                         int nv, float Al, float Dv, float bias, bool softplus, int sl,
+                                         int last_lane, float& carry, float (&y)[kItems]) {
+  float a[kItems], bx[kItems];
+  float ra = 1.f, rb = 0.f;
+#pragma unroll
+  for (int i = 0; i < kItems; ++i) {
+    const float uv = cu[i];
+    const float v = cd[i] + bias;
+    // padding steps get dt = 0: the identity map, so they never touch the state
+    const float dt = i < nv ? (softplus ? softplus20(v) : v) : 0.f;
+    y[i] = Dv * uv;
+    bx[i] = dt * uv * cB[i];
+    a[i] = exp2f(dt * Al);
+    ra *= a[i];
+    rb = fmaf(a[i], rb, bx[i]);
+  }
+  warp_scan_up(ra, rb, sl);
+  float ea = __shfl_up_sync(kFull, ra, 1), eb = __shfl_up_sync(kFull, rb, 1);
+  if (sl == 0) { ea = 1.f; eb = 0.f; }
+  const float ta = __shfl_sync(kFull, ra, last_lane), tb = __shfl_sync(kFull, rb, last_lane);
+  float x = fmaf(ea, carry, eb);
+#pragma unroll
+  for (int i = 0; i < kItems; ++i) {
+    x = fmaf(a[i], x, bx[i]);
+    y[i] = fmaf(cC[i], x, y[i]);
+  }
+  carry = fmaf(ta, carry, tb);
+}
+
 // Work: one warp per row (or per 32 / lpr rows of L <= 128, packed), chunks in order. A persistent
 // variant (grid = resident warps, prefetch across rows) measured no faster on stages 3-4 and 1.5x
 // slower on stages 1-2 (register spills at 64 registers; H100, bench/tune_scan.cu, 2026-11-26).
@@ -594,35 +636,61 @@ __global__ void __launch_bounds__(kFwdWarps * 32, sizeof(T) == 4 ? VMAMBA_SCAN_F
       nB.load(Bp + t0 + kChunk, nvn, false);
       nC.load(Cp + t0 + kChunk, nvn, false);
     }
-    float a[kItems], bx[kItems], y[kItems];
-    float ra = 1.f, rb = 0.f;
-#pragma unroll
-    for (int i = 0; i < kItems; ++i) {
-      const float uv = cu[i];
-      const float v = cd[i] + bias;
-      // padding steps get dt = 0: the identity map, so they never touch the state
-      const float dt = i < nv ? (p.softplus ? softplus20(v) : v) : 0.f;
-      y[i] = Dv * uv;
-      bx[i] = dt * uv * cB[i];
-      a[i] = exp2f(dt * Al);
-      ra *= a[i];
-      rb = fmaf(a[i], rb, bx[i]);
-    }
-    warp_scan_up(ra, rb, sl);
-    float ea = __shfl_up_sync(kFull, ra, 1), eb = __shfl_up_sync(kFull, rb, 1);
-    if (sl == 0) { ea = 1.f; eb = 0.f; }
-    const float ta = __shfl_sync(kFull, ra, last_lane), tb = __shfl_sync(kFull, rb, last_lane);
-    float x = fmaf(ea, carry, eb);
-#pragma unroll
-    for (int i = 0; i < kItems; ++i) {
-      x = fmaf(a[i], x, bx[i]);
-      y[i] = fmaf(cC[i], x, y[i]);
-    }
     if (valid && sl == 0) aux[c] = carry;
-    carry = fmaf(ta, carry, tb);
+    float y[kItems];
+    n1_chunk(cu, cd, cB, cC, nv, Al, Dv, bias, p.softplus, sl, last_lane, carry, y);
     store_run_stream(out + t0, nv, y);
   }
   if (valid && sl == 0) p.last_state[row] = carry;
+}
+
+// d_state = 1 forward for rows of one chunk (1 <= L <= kChunk: VMamba's stages 3 and 4). fwd_n1_kernel
+// has nothing to prefetch there, so each warp holds one row's loads in flight at a time; here a warp
+// takes RPW row slots (a slot = one row, or 32 / lpr packed rows) and issues every slot's loads
+// before it computes any. VMamba-T stages 3 / 4 at batch 128: 0.180 / 0.107 ms against
+// fwd_n1_kernel's 0.207 / 0.125 (RPW 2, 8 blocks per SM; H100, bench/tune_scan.cu, 2026-11-27; the
+// variants tried are listed there).
+template <typename T, typename OutT, int RPW>
+__global__ void __launch_bounds__(kFwdWarps * 32, VMAMBA_SCAN_FWD1S_MIN_BLOCKS) fwd_n1_short_kernel(const FwdParams p) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int lpr = p.lpr, R = 32 / lpr;
+  const int seg = lane / lpr, sl = lane - seg * lpr;
+  const int rows = int(p.batch * p.KD), KD = int(p.KD), L = int(p.L);
+  const int t0 = sl * kItems;
+  const int last_lane = min(seg * lpr + lpr - 1, 31);
+  Run<T> ru[RPW], rd[RPW], rB[RPW], rC[RPW];
+  int row[RPW], nv[RPW], dch[RPW];
+#pragma unroll
+  for (int j = 0; j < RPW; ++j) {
+    const int row_raw = ((int(blockIdx.x) * kFwdWarps + warp) * RPW + j) * R + seg;
+    const bool valid = seg < R && row_raw < rows;
+    row[j] = valid ? row_raw : 0;  // idle lanes still join the shuffles
+    nv[j] = valid ? run_len(L, t0) : 0;
+    const int b = int(p.kd_div.div(uint32_t(row[j]))), d = row[j] - b * KD, g = int(p.g_div.div(uint32_t(d)));
+    dch[j] = d;
+    const int64_t off = int64_t(row[j]) * L + t0, bco = (int64_t(b) * p.K + g) * L + t0;
+    ru[j].load(static_cast<const T*>(p.u) + off, nv[j], true);
+    rd[j].load(static_cast<const T*>(p.delta) + off, nv[j], true);
+    rB[j].load(static_cast<const T*>(p.B) + bco, nv[j], false);
+    rC[j].load(static_cast<const T*>(p.C) + bco, nv[j], false);
+    if (!valid) row[j] = -1;
+  }
+#pragma unroll
+  for (int j = 0; j < RPW; ++j) {
+    const int r = max(row[j], 0), d = dch[j];
+    const float Al = p.A[d] * kLog2e;
+    const float Dv = p.D ? p.D[d] : 0.f;
+    const float bias = p.delta_bias ? p.delta_bias[d] : 0.f;
+    float carry = 0.f, y[kItems];
+    n1_chunk(ru[j], rd[j], rB[j], rC[j], nv[j], Al, Dv, bias, p.softplus, sl, last_lane, carry, y);
+    if (row[j] >= 0) {
+      store_run_stream(static_cast<OutT*>(p.out) + int64_t(r) * L + t0, nv[j], y);
+      if (sl == 0) {
+        p.aux[r] = 0.f;  // one chunk: the state entering it is 0
+        p.last_state[r] = carry;
+      }
+    }
+  }
 }
 
 // Backward for d_state = 1: the block layout, reductions and scratch of bwd_kernel (N = 1 of it),
@@ -1258,7 +1326,11 @@ void fwd_launch(const FwdParams& p_in, cudaStream_t stream) {
   const int64_t rows = p.batch * p.KD;
   const int64_t per_block = int64_t(kFwdWarps) * (32 / p.lpr);
   const int64_t blocks = (rows + per_block - 1) / per_block;
-  if (p.N == 1) {
+  if (p.N == 1 && p.L >= 1 && p.L <= kChunk) {
+    constexpr int rpw = sizeof(T) == 4 ? (VMAMBA_SCAN_FWD1S_ROWS + 1) / 2 : VMAMBA_SCAN_FWD1S_ROWS;
+    const unsigned sblocks = unsigned((rows + per_block * rpw - 1) / (per_block * rpw));
+    fwd_n1_short_kernel<T, OutT, rpw><<<dim3(sblocks), kFwdWarps * 32, 0, stream>>>(p);
+  } else if (p.N == 1) {
     fwd_n1_kernel<T, OutT><<<dim3(unsigned(blocks)), kFwdWarps * 32, 0, stream>>>(p);
   } else if (use_seq(p.N, rows, p.seq_min_rows)) {
     const int bpg = int((p.G + kSeqRows - 1) / kSeqRows);

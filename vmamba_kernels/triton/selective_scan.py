@@ -24,7 +24,8 @@ Layout of the work
 - Block shapes: T = 64 steps per chunk and BLOCK_D = 8 (2 warps forward, 4 backward) for N = 1,
   from an H100 sweep over T {64, 128, 256} x BLOCK_D {4..32} x warps {2, 4} (bench/tune_triton.py --sweep);
   for larger N, BLOCK_D shrinks to keep the tile within budget. Not autotuned at run time (the chunk
-  length fixes the aux shape, which must be known before the forward runs); `OVERRIDE`/`TUNED`
+  length fixes the aux shape, which must be known before the forward runs); the chunk loops are
+  software-pipelined (`PIPELINE`) on long rows; `OVERRIDE`/`TUNED`
   let the bench try or pin shapes.
 """
 from __future__ import annotations
@@ -83,7 +84,7 @@ def _ssm_fwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, out_ptr, last_ptr, aux_ptr,
     KD, L, N, K, G, NCHUNK,
     HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    BLOCK_D: tl.constexpr, NP: tl.constexpr, T: tl.constexpr,
+    BLOCK_D: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, STAGES: tl.constexpr,
 ):
     pid_b = tl.program_id(0).to(tl.int64)
     pid_d = tl.program_id(1).to(tl.int64)
@@ -103,7 +104,7 @@ def _ssm_fwd_kernel(
     bc_base = pid_b * K * N * L + grp * N * L
     tt = tl.arange(0, T)
     h = tl.zeros((BLOCK_D, NP), tl.float32)
-    for c in range(NCHUNK):
+    for c in tl.range(0, NCHUNK, num_stages=STAGES):
         t = c * T + tt
         t_mask = t < L
         m2 = t_mask[None, :] & (d[:, None] < KD)
@@ -133,7 +134,7 @@ def _ssm_bwd_kernel(
     du_ptr, ddelta_ptr, dA_ptr, dBp_ptr, dCp_ptr, dD_ptr, dbias_ptr,
     KD, L, N, K, G, NCHUNK,
     HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    BLOCK_D: tl.constexpr, NP: tl.constexpr, T: tl.constexpr,
+    BLOCK_D: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, STAGES: tl.constexpr,
 ):
     pid_b = tl.program_id(0).to(tl.int64)
     pid_d = tl.program_id(1).to(tl.int64)
@@ -159,7 +160,7 @@ def _ssm_bwd_kernel(
     dA_acc = tl.zeros((BLOCK_D, NP), tl.float32)
     dD_acc = tl.zeros((BLOCK_D,), tl.float32)
     db_acc = tl.zeros((BLOCK_D,), tl.float32)
-    for ci in range(NCHUNK):
+    for ci in tl.range(0, NCHUNK, num_stages=STAGES):
         c = NCHUNK - 1 - ci
         t = c * T + tt
         t_mask = t < L
@@ -215,6 +216,18 @@ def _ssm_bwd_kernel(
         tl.store(dbias_ptr + pid_b * KD + d, db_acc)
 
 
+# Software-pipelining depth of the chunk loops (tl.range num_stages: the next chunks' loads are issued
+# while the current one is computed). None: 3 from 8 chunks on, else 1. H100 sweep (bench/tune_triton.py
+# --stages, VMamba-T stages at batch 128, 2026-11-27), ms for depth 1 / 3: stage 1 (49 chunks) fwd
+# 0.917 / 0.789, bwd 3.076 / 2.722; stage 2 (13 chunks) fwd 0.489 / 0.410, bwd 1.648 / 1.465; stage 3
+# (4 chunks) fwd 0.313 / 0.313, bwd 1.362 / 1.444; depths 2, 4, 6 no better. Set a value to pin it.
+PIPELINE = {"fwd": None, "bwd": None}
+
+
+def _stages(kind, nch):
+    if PIPELINE[kind] is not None:
+        return PIPELINE[kind]
+    return 3 if nch >= 8 else 1
 # (kind, G, N, L) -> (BLOCK_D, num_warps): set by bench/tune_triton.py to try block shapes
 OVERRIDE: dict = {}
 # Measured best (BLOCK_D, num_warps) for (fwd, bwd) on VMamba stage shapes (G = KD / 4, N, L);
@@ -275,7 +288,7 @@ def selective_scan_fwd(u, delta, A, B, C, D, delta_bias, delta_softplus, out_dty
         u, delta, A, B4, C4, D if D is not None else A, delta_bias if delta_bias is not None else A,
         out, last, aux, KD, L, N, K, G, nch,
         HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
-        BLOCK_D=bd, NP=NP, T=T, num_warps=warps,
+        BLOCK_D=bd, NP=NP, T=T, STAGES=_stages("fwd", nch), num_warps=warps,
     )
     return out, last, aux
 
@@ -304,7 +317,7 @@ def selective_scan_bwd(u, delta, A, B, C, D, delta_bias, delta_softplus, dout, a
             dD_p if dD_p is not None else dA_p, db_p if db_p is not None else dA_p,
             KD, L, N, K, G, nch,
             HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
-            BLOCK_D=bd, NP=NP, T=T, num_warps=warps,
+            BLOCK_D=bd, NP=NP, T=T, STAGES=_stages("bwd", nch), num_warps=warps,
         )
     else:
         for t in (du, ddelta, dA_p, dB_p, dC_p, dD_p, db_p):
