@@ -47,6 +47,7 @@ def main():
     ap.add_argument("--sweep", action="store_true")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--only-stages", default="0,1,2,3", help="stage indices to run")
     ap.add_argument("--stages", action="store_true", help="sweep the chunk loops' pipelining depth (ss.PIPELINE)")
     ap.add_argument("--sweep-stages", default="1,2,3", help="depths --stages tries")
     a = ap.parse_args()
@@ -66,6 +67,8 @@ def main():
     mm = mamba_ref if mamba_ref.unavailable_reason() is None else None
     rows, sweep, tuned = [], [], {}
     for i, (KD, L, H) in enumerate(STAGES):
+        if str(i) not in a.only_stages.split(","):
+            continue
         u, delta, A, B, C, D, bias = _inputs(a.batch, KD, L)
         G = KD // 4
         n = u.numel()
@@ -74,16 +77,16 @@ def main():
         if a.sweep:
             ref = (y, tk.selective_scan_bwd(u, delta, A, B, C, D, bias, True, dout, aux))
             best = {}
-            for T in (64, 256):
+            for T in (64, 128, 256):
                 if T > max(64, _np2(L)):
                     continue
                 _config.CHUNK_OVERRIDE[(L, 1)] = T
                 yT, lT, auxT = tk.selective_scan_fwd(u, delta, A, B, C, D, bias, True, torch.float32)
                 for kind in ("fwd", "bwd"):
                     for bd in (4, 8, 16):
-                        if G % bd or not (256 <= bd * T <= 2048):
+                        if G % bd or not (256 <= bd * T <= 4096):
                             continue
-                        for w in (2, 4):
+                        for w in (2, 4, 8):
                             ss.OVERRIDE[(kind, G, 1, L)] = (bd, w)
                             if kind == "fwd":
                                 t = _t(lambda: tk.selective_scan_fwd(u, delta, A, B, C, D, bias, True, torch.float32), 25)

@@ -111,6 +111,25 @@ def test_scan_half(kern, dtype, out):
     _check_raw(kern, 2, 4, 37, 2, 2, dtype, out, True, True, True)
 
 
+@pytest.mark.parametrize("sub", (2, 4))
+@pytest.mark.parametrize("L,N", [(197, 1), (64, 1), (70, 4)])
+def test_scan_forward_tile_of_several_chunks(kern, monkeypatch, sub, L, N):
+    """The forward iterating over SUB chunks at a time (selective_scan.fwd_sub: 2 on long N = 1 rows on
+    the GPU) stores the same chunk-end states, so the backward's chunks are unchanged: L not a
+    multiple of the tile, the last tile with chunks past the end."""
+    from vmamba_kernels.triton import selective_scan as ss
+
+    monkeypatch.setitem(ss.OVERRIDE, ("fwd_sub", N, L), sub)
+    grads = _check_raw(kern, 2, 4, L, N, 2, torch.float32, torch.float32, True, True, True)
+    assert all(g is None or torch.isfinite(g).all() for g in grads)
+    ins = make_inputs(1, 4, L, N, 2, dtype=torch.float32, device=DEV, requires_grad=False)
+    y, last, aux = kern.selective_scan_fwd(*ins, True, torch.float32)
+    monkeypatch.delitem(ss.OVERRIDE, ("fwd_sub", N, L))
+    y1, last1, aux1 = kern.selective_scan_fwd(*ins, True, torch.float32)
+    assert_close("aux", aux, aux1, 1e-5, 1e-6)
+    assert_close("out", y, y1, 1e-5, 1e-6)
+
+
 def test_scan_3d_BC(kern):
     _check_raw(kern, 1, 4, 21, 2, 1, torch.float32, torch.float32, True, True, True, grouped=False)
 
@@ -294,7 +313,8 @@ def test_gpu_against_mamba_ssm(kern, dtype, L, N):
 
 def test_gpu_block_configs(monkeypatch):
     """The GPU defaults (no interpreter): the block of channels divides the group, tiles stay small,
-    VMamba's N = 1 stages get the measured best (BLOCK_D 8, T 64; 2 warps fwd, 4 bwd)."""
+    VMamba's N = 1 stages get the measured best (T 64: BLOCK_D 8 / 2 warps fwd, 4 / 2 bwd; stage 3's
+    L = 196: T 256, BLOCK_D 4, 2 warps fwd, 4 bwd)."""
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     from vmamba_kernels.triton import _config
     from vmamba_kernels.triton import selective_scan as ss
@@ -307,5 +327,7 @@ def test_gpu_block_configs(monkeypatch):
                     assert G % bd == 0 and NP >= N and T == _config.chunk_len(L, N) and warps in (2, 4, 8)
                     assert bd * NP * T <= 4096
     assert ss._fwd_config(96, 1, 3136) == (8, 1, 64, 2)
-    assert ss._bwd_config(96, 1, 3136) == (8, 1, 64, 4)
+    assert ss._bwd_config(96, 1, 3136) == (4, 1, 64, 2)
+    assert ss._fwd_config(384, 1, 196) == (4, 1, 256, 2)
+    assert ss._bwd_config(384, 1, 196) == (4, 1, 256, 4)
     assert _config.scan_aux_shape(2, 8, 3136, 1, torch.float16) == ((2, 8, 49, 1), torch.float32)

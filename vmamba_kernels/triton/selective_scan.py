@@ -21,8 +21,9 @@ Layout of the work
   a torch sum of fixed shape; dA / dD / ddelta_bias are per-(batch row, channel) fp32 partials
   summed over the batch by torch. Results are bitwise reproducible run to run.
 - 64-bit offsets: program ids are cast to int64 before they multiply strides.
-- Block shapes: T = 64 steps per chunk and BLOCK_D = 8 (2 warps forward, 4 backward) for N = 1,
-  from an H100 sweep over T {64, 128, 256} x BLOCK_D {4..32} x warps {2, 4} (bench/tune_triton.py --sweep);
+- Block shapes: T = 64 steps per chunk, BLOCK_D = 8 with 2 warps forward and 4 with 2 warps
+  backward for N = 1 (T = 256, BLOCK_D 4 on rows of 129..256 steps), from H100 sweeps over
+  T {64, 128, 256} x BLOCK_D {4..32} x warps {2, 4, 8} (bench/tune_triton.py --sweep);
   for larger N, BLOCK_D shrinks to keep the tile within budget. Not autotuned at run time (the chunk
   length fixes the aux shape, which must be known before the forward runs); the chunk loops are
   software-pipelined (`PIPELINE`) on long rows; `OVERRIDE`/`TUNED`
@@ -84,8 +85,9 @@ def _ssm_fwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, out_ptr, last_ptr, aux_ptr,
     KD, L, N, K, G, NCHUNK,
     HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    BLOCK_D: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, STAGES: tl.constexpr,
+    BLOCK_D: tl.constexpr, NP: tl.constexpr, T: tl.constexpr, SUB: tl.constexpr, STAGES: tl.constexpr,
 ):
+    # one iteration covers SUB chunks of T steps (a tile of T * SUB) and stores the state at the end of each
     pid_b = tl.program_id(0).to(tl.int64)
     pid_d = tl.program_id(1).to(tl.int64)
     d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D).to(tl.int64)  # (BD,)
@@ -102,10 +104,10 @@ def _ssm_fwd_kernel(
         bias = tl.zeros((BLOCK_D,), tl.float32)
     row = pid_b * KD * L + d * L  # (BD,) int64
     bc_base = pid_b * K * N * L + grp * N * L
-    tt = tl.arange(0, T)
+    tt = tl.arange(0, T * SUB)
     h = tl.zeros((BLOCK_D, NP), tl.float32)
-    for c in tl.range(0, NCHUNK, num_stages=STAGES):
-        t = c * T + tt
+    for c in tl.range(0, tl.cdiv(NCHUNK, SUB), num_stages=STAGES):
+        t = c * (T * SUB) + tt
         t_mask = t < L
         m2 = t_mask[None, :] & (d[:, None] < KD)
         offs = row[:, None] + t[None, :]
@@ -123,8 +125,11 @@ def _ssm_fwd_kernel(
         if HAS_D:
             y += Dv[:, None] * u
         tl.store(out_ptr + offs, y.to(out_ptr.dtype.element_ty), mask=m2)
-        h = tl.sum(tl.where((tt == T - 1)[None, None, :], hs, 0.0), axis=2)
-        tl.store(aux_ptr + ((pid_b * KD + d[:, None]) * NCHUNK + c) * N + n[None, :], h, mask=dn_mask)
+        for k in tl.static_range(SUB):
+            h = tl.sum(tl.where((tt == (k + 1) * T - 1)[None, None, :], hs, 0.0), axis=2)
+            ck = c * SUB + k
+            tl.store(aux_ptr + ((pid_b * KD + d[:, None]) * NCHUNK + ck) * N + n[None, :], h,
+                     mask=dn_mask & (ck < NCHUNK))
     tl.store(last_ptr + (pid_b * KD + d[:, None]) * N + n[None, :], h, mask=dn_mask)
 
 
@@ -235,6 +240,16 @@ OVERRIDE: dict = {}
 TUNED: dict = {}
 
 
+def fwd_sub(N, L):
+    """Chunks per forward iteration, a power of two (the forward's tile is SUB * chunk_len steps; it still stores the
+    state at every chunk end, so the backward's chunks do not change). 2 for N = 1 rows of >= 2048
+    steps: VMamba-T stage 1 forward 0.680 ms at a 128-step tile vs 0.794 at 64 (H100, 2026-11-27);
+    stage 2 (784 steps) was faster at 64."""
+    if ("fwd_sub", N, L) in OVERRIDE:
+        return OVERRIDE[("fwd_sub", N, L)]
+    return 2 if N == 1 and L >= 2048 and not interpret() else 1
+
+
 def _fwd_config(G, N, L):
     if ("fwd", G, N, L) in OVERRIDE:
         bd, warps = OVERRIDE[("fwd", G, N, L)]
@@ -244,9 +259,11 @@ def _fwd_config(G, N, L):
         return bd, _np2(N), chunk_len(L, N), warps
     NP = _np2(N)
     T = chunk_len(L, N)
-    bd = _block_d(G, NP, T, 1024 if interpret() else _FWD_TILE, 16)
+    # N = 1 rows of one 256-step chunk: BLOCK_D 4 with 2 warps (H100 sweep, stage 3: 0.220 ms)
+    budget = 1024 if interpret() or (NP == 1 and T == 256) else _FWD_TILE
+    bd = _block_d(G, NP, T, budget, 16)
     tile = bd * NP * T
-    warps = 2 if tile <= 512 else (4 if tile <= 2048 else 8)
+    warps = 2 if tile <= 512 or (NP == 1 and tile <= 1024) else (4 if tile <= 2048 else 8)
     return bd, NP, T, warps
 
 
@@ -259,8 +276,11 @@ def _bwd_config(G, N, L):
         return bd, _np2(N), chunk_len(L, N), warps
     NP = _np2(N)
     T = chunk_len(L, N)
-    bd = _block_d(G, NP, T, 1024 if interpret() else _BWD_TILE, 16)
-    warps = 4 if bd * NP * T <= 1024 else 8
+    # N = 1 rows of one 256-step chunk: BLOCK_D 4 with 4 warps (H100 sweep, stage 3: 0.878 ms)
+    budget = 1024 if interpret() or (NP == 1 and T == 256) else _BWD_TILE
+    bd = _block_d(G, NP, T, budget, 16)
+    tile = bd * NP * T
+    warps = 2 if tile <= 256 else (4 if tile <= 1024 else 8)
     return bd, NP, T, warps
 
 
@@ -288,7 +308,7 @@ def selective_scan_fwd(u, delta, A, B, C, D, delta_bias, delta_softplus, out_dty
         u, delta, A, B4, C4, D if D is not None else A, delta_bias if delta_bias is not None else A,
         out, last, aux, KD, L, N, K, G, nch,
         HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
-        BLOCK_D=bd, NP=NP, T=T, STAGES=_stages("fwd", nch), num_warps=warps,
+        BLOCK_D=bd, NP=NP, T=T, SUB=fwd_sub(N, L), STAGES=_stages("fwd", nch), num_warps=warps,
     )
     return out, last, aux
 
