@@ -4,16 +4,20 @@ Two layers:
 * host emulation (CPU, needs nvcc): the very kernel bodies of csrc/cross_scan/cross_scan_body.cuh,
   compiled as host code and run one thread per block, on every mode x layout x dtype x awkward map x
   vector width, with poisoned output and shared memory. This checks every index map without a GPU.
+  The channels-last tiled kernels are reached with VMAMBA_CROSS_CL_TILED=1 (fixed tiles and channel
+  groups with VMAMBA_CROSS_CL_TILE); the older tests pin VMAMBA_CROSS_CL_TILED=0 so they keep
+  covering the plane kernels.
 * GPU (marker `gpu`): the compiled ops torch.ops.vmamba_cuda.cross_scan / cross_merge and the public
   API with impl="cuda": exact equality for the scan (a permutation), float64-referenced tolerances of
   one rounding for the merge, gradients, every launch path (vector widths, direct kernel, planes too
-  big for shared memory), non-contiguous input, poisoned outputs.
+  big for shared memory, tiled channels-last), non-contiguous input, poisoned outputs.
 
 Timing lives in bench/: `python -m bench.kernels --ops cross_scan,cross_merge --layouts cf,cl` and the
-vector-width sweep `python -m bench.tune_cross_scan`.
+vector-width / plane-vs-tiled sweep `python -m bench.tune_cross_scan`.
 """
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
@@ -66,8 +70,31 @@ void plane(bool merge, const void* in, void* out, const Problem& p, const Launch
   }
 }
 
+template <typename T, int V>
+void tiled(bool merge, const void* in, void* out, const Problem& p, const Launch& l) {
+  const TileArgs a = make_tile_args(p, l.t);
+  std::vector<unsigned char> smem(l.t.smem + 16);
+  for (int64_t blk = 0; blk < tile_blocks(l.t, p.B); ++blk) {
+    std::memset(smem.data(), 0xFF, smem.size());
+    if (merge) cross_merge_tiled_body<T, V>((const T*)in, (T*)out, a, uint32_t(blk), 0, 1, smem.data());
+    else {
+      using Bits = typename std::conditional<sizeof(T) == 4, uint32_t, uint16_t>::type;
+      cross_scan_tiled_body<Bits, V>((const Bits*)in, (Bits*)out, a, uint32_t(blk), 0, 1, smem.data());
+    }
+  }
+}
+
 template <typename T>
 void run(bool merge, const void* in, void* out, const Problem& p, const Launch& l) {
+  if (l.tiled) {
+    switch (l.vec) {
+      case 8: if constexpr (sizeof(T) == 2) { tiled<T, 8>(merge, in, out, p, l); return; } break;
+      case 4: tiled<T, 4>(merge, in, out, p, l); return;
+      case 2: tiled<T, 2>(merge, in, out, p, l); return;
+      default: tiled<T, 1>(merge, in, out, p, l); return;
+    }
+    std::fprintf(stderr, "bad vec %d\n", l.vec); std::exit(3);
+  }
   if (l.g.fits) {
     switch (l.vec) {
       case 8: if constexpr (sizeof(T) == 2) { plane<T, 8>(merge, in, out, p, l); return; } break;
@@ -102,7 +129,11 @@ int main(int argc, char** argv) {
   std::fclose(f);
   p.in = in; p.out = out;
   const Launch l = plan_cross(p, merge);
-  std::printf("plane=%d vec=%d P=%u G=%u smem=%zu\n", int(l.g.fits), l.vec, l.g.P, l.g.G, l.g.smem);
+  if (l.tiled)
+    std::printf("plane=0 tiled=1 vec=%d P=%u G=%u tile=%ux%u lq=%u smem=%zu\n", l.vec, l.t.PC, l.t.G, l.t.TH, l.t.TW,
+                l.t.lq, l.t.smem);
+  else
+    std::printf("plane=%d tiled=0 vec=%d P=%u G=%u smem=%zu\n", int(l.g.fits), l.vec, l.g.P, l.g.G, l.g.smem);
   if (p.dtype == kF32) run<float>(merge, in, out, p, l);
   else if (p.dtype == kF16) run<__half>(merge, in, out, p, l);
   else run<__nv_bfloat16>(merge, in, out, p, l);
@@ -137,14 +168,21 @@ def harness(tmp_path_factory):
     return str(exe)
 
 
-def _run_harness(exe, op, x, dims, mode, channels_last, max_vec=0, direct=False):
+def _run_harness(exe, op, x, dims, mode, channels_last, max_vec=0, direct=False, tiled="0", tile=None):
+    """tiled: VMAMBA_CROSS_CL_TILED ("0": plane kernels, as the tests before the tiled path; "1": tiled
+    wherever it applies; None: unset, the default rule); tile: VMAMBA_CROSS_CL_TILE ("THxTW[xPC]")."""
     B, C, H, W = dims
     with tempfile.TemporaryDirectory() as d:
         fin, fout = os.path.join(d, "in"), os.path.join(d, "out")
         x.contiguous().view(torch.uint8).numpy().tofile(fin)
         env = dict(os.environ)
-        env.pop("VMAMBA_CROSS_MAX_VEC", None)
+        for k in ("VMAMBA_CROSS_MAX_VEC", "VMAMBA_CROSS_CL_TILED", "VMAMBA_CROSS_CL_TILE"):
+            env.pop(k, None)
         env["VMAMBA_CROSS_PATH"] = "direct" if direct else "plane"
+        if tiled is not None:
+            env["VMAMBA_CROSS_CL_TILED"] = tiled
+        if tile is not None:
+            env["VMAMBA_CROSS_CL_TILE"] = tile
         res = subprocess.run([exe, op, str(DTYPE_CODE[x.dtype]), str(B), str(C), str(H), str(W),
                               str(MODE_CODE[mode]), str(int(channels_last)), str(max_vec), fin, fout],
                              capture_output=True, text=True, env=env)
@@ -256,11 +294,126 @@ def test_host_emulation_shared_memory_budget(harness, monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------------------
+# host emulation of the channels-last tiled kernels (VMAMBA_CROSS_CL_TILED=1 reaches them on any map)
+# ---------------------------------------------------------------------------------------------------
+def _plan_field(plan, key):
+    return plan.split(key + "=")[1].split()[0]
+
+
+def _check_tiled(harness, dims, mode, dtype, tiled="1", tile=None, max_vec=0, expect_tiled=True):
+    """Scan (bitwise) and merge (_check_merge) through the harness; returns the two plan lines."""
+    B, C, H, W = dims
+    x = _map(dims, dtype, True)
+    out, plan_s = _run_harness(harness, "scan", x, dims, mode, True, max_vec=max_vec, tiled=tiled, tile=tile)
+    assert ("tiled=1" in plan_s) == expect_tiled, plan_s
+    bits = torch.int32 if dtype == torch.float32 else torch.int16
+    assert torch.equal(out.view(bits), cross_scan_ref(x, mode, True).contiguous().view(bits)), plan_s
+    y = torch.randn(B, 4, C, H * W).to(dtype)
+    out, plan_m = _run_harness(harness, "merge", y, dims, mode, True, max_vec=max_vec, tiled=tiled, tile=tile)
+    assert ("tiled=1" in plan_m) == expect_tiled, plan_m
+    _check_merge(out, y, H, W, mode, True)
+    return plan_s, plan_m
+
+
+# 1x1, odd squares, 14x14, odd non-square both ways, stage 1 (19 x 19 tiles), 57x55 (a cut edge tile);
+# channel counts 1, 3, 5 (no vectors), 8, 16 (one 32-byte unit), 96 (channel groups), 100 (vectors of 4,
+# a unit of one vector); batch 1 and 2. Narrow vectors (wider warps along channels): the vec tests.
+TILED_MAPS = [(1, 1, 1, 1), (2, 3, 7, 7), (1, 5, 13, 13), (2, 8, 14, 14), (1, 16, 7, 13), (2, 100, 13, 7),
+              (1, 96, 56, 56), (2, 5, 57, 55), (2, 1, 56, 56), (1, 100, 57, 55), (2, 96, 14, 14), (1, 8, 56, 56)]
+TILED_CASES = [(m, mode, dt) for m in TILED_MAPS for mode in MODES for dt in DTYPES]
+
+
+@pytest.mark.parametrize("dims,mode,dtype", TILED_CASES,
+                         ids=[f"{_ids(m)}-{mode}-{DNAME[dt]}" for m, mode, dt in TILED_CASES])
+def test_host_emulation_tiled(harness, dims, mode, dtype):
+    _check_tiled(harness, dims, mode, dtype)
+
+
+# fixed tiles (VMAMBA_CROSS_CL_TILE): cut edge tiles on both sides, 1-pixel rows/columns, tiles wider
+# than tall and the reverse, forced channel groups (rounded up to the unit, last group shorter)
+TILE_CASES = [((2, 16, 13, 7), "4x3"), ((1, 96, 14, 14), "5x6x32"), ((2, 100, 13, 13), "6x4x12"),
+              ((1, 24, 9, 11), "3x5x8"), ((2, 8, 5, 9), "1x1"), ((1, 40, 11, 6), "11x1x16"),
+              ((1, 12, 7, 10), "1x7x4"), ((2, 3, 9, 9), "2x8x2")]
+TILE_MODE_CASES = [(m, t, mode, dt) for m, t in TILE_CASES for mode in MODES for dt in (torch.float32, torch.float16)]
+
+
+@pytest.mark.parametrize("dims,tile,mode,dtype", TILE_MODE_CASES,
+                         ids=[f"{_ids(m)}-{t}-{mode}-{DNAME[dt]}" for m, t, mode, dt in TILE_MODE_CASES])
+def test_host_emulation_tiled_fixed_tiles(harness, dims, tile, mode, dtype):
+    plan_s, plan_m = _check_tiled(harness, dims, mode, dtype, tile=tile)
+    th, tw = (int(v) for v in tile.split("x")[:2])
+    want = f"{min(th, dims[2])}x{min(tw, dims[3])}"
+    assert _plan_field(plan_s, "tile") == want and _plan_field(plan_m, "tile") == want, (plan_s, plan_m)
+    if tile.count("x") == 2:  # a channel group was asked for: several groups unless it covers C
+        assert int(_plan_field(plan_s, "G")) > 1 or int(_plan_field(plan_s, "P")) == dims[1], plan_s
+
+
+TILED_VEC_CASES = [(m, mode, dt, v) for m in [(2, 16, 13, 7), (1, 48, 9, 11)] for mode in MODES
+                   for dt in (torch.float32, torch.float16) for v in (1, 2, 4, 8) if not (dt == torch.float32 and v == 8)]
+
+
+@pytest.mark.parametrize("dims,mode,dtype,vec", TILED_VEC_CASES,
+                         ids=[f"{_ids(m)}-{mode}-{DNAME[dt]}-v{v}" for m, mode, dt, v in TILED_VEC_CASES])
+def test_host_emulation_tiled_vector_widths(harness, dims, mode, dtype, vec):
+    plan_s, plan_m = _check_tiled(harness, dims, mode, dtype, max_vec=vec, tile="4x5x16")
+    assert _plan_field(plan_s, "vec") == str(vec) and _plan_field(plan_m, "vec") == str(vec), (plan_s, plan_m)
+
+
+@pytest.mark.parametrize("dtype", (torch.float32, torch.float16))
+def test_host_emulation_default_rule(harness, dtype):
+    """Unset VMAMBA_CROSS_CL_TILED: the stage-1 channels-last merge goes tiled (19 x 19 tiles), the scan
+    keeps the plane kernel; the 28 x 28 merge goes tiled in fp32 only; channels-first and a 7 x 7 map
+    with many channels keep the plane kernel, "0" turns the tiled path off."""
+    dims = (2, 96, 56, 56)
+    B, C, H, W = dims
+    x = _map(dims, dtype, True)
+    _, plan_s = _run_harness(harness, "scan", x, dims, "cross2d", True, tiled=None)
+    assert "plane=1 tiled=0" in plan_s, plan_s
+    y = torch.randn(B, 4, C, H * W).to(dtype)
+    out, plan_m = _run_harness(harness, "merge", y, dims, "cross2d", True, tiled=None)
+    _check_merge(out, y, H, W, "cross2d", True)
+    assert "tiled=1" in plan_m and _plan_field(plan_m, "tile") == "19x19", plan_m
+    assert int(_plan_field(plan_m, "smem")) <= 56 * 1024, plan_m
+    assert int(_plan_field(plan_m, "P")) * (4 if dtype == torch.float32 else 2) >= 64, plan_m
+    d2 = (1, 192, 28, 28)
+    y2 = torch.randn(1, 4, 192, 28 * 28).to(dtype)
+    _, plan2 = _run_harness(harness, "merge", y2, d2, "cross2d", True, tiled=None)
+    assert ("tiled=1" in plan2) == (dtype == torch.float32), plan2
+    x = _map(dims, dtype, False)
+    _, plan = _run_harness(harness, "scan", x, dims, "cross2d", False, tiled=None)
+    assert "plane=1 tiled=0" in plan, plan
+    y = torch.randn(B, 4, C, H * W).to(dtype)
+    _, plan = _run_harness(harness, "merge", y, dims, "cross2d", False, tiled=None)
+    assert "plane=1 tiled=0" in plan, plan
+    _check_tiled(harness, (1, 768, 7, 7), "bidi", dtype, tiled=None, expect_tiled=False)
+    _check_tiled(harness, dims, "unidi", dtype, tiled="0", expect_tiled=False)
+
+
+def test_host_emulation_tiled_replaces_direct_for_big_planes(harness):
+    """A plane over the shared-memory budget sends channels-last to the tiled kernels by default."""
+    _check_tiled(harness, BIG_MAP, "cross2d", torch.float32, tiled=None)
+
+
+def test_host_emulation_tiled_shared_memory_budget(harness, monkeypatch):
+    """VMAMBA_CROSS_SMEM_KB bounds the tiled kernels' shared memory (unset: 56 KB, four blocks per H100
+    SM): a tile whose channels do not fit leaves the tiled path, a larger budget admits it. fp32,
+    19 x 19 tile: 1456 bytes a channel, so 40 channels take 57 KB, 96 take 137 KB."""
+    dims = (1, 96, 56, 56)
+    for kb, tile, fits in (("", "19x19x40", False), ("64", "19x19x40", True), ("64", "19x19x96", False),
+                           ("200", "19x19x96", True)):
+        monkeypatch.setenv("VMAMBA_CROSS_SMEM_KB", kb)
+        plan_s, plan_m = _check_tiled(harness, dims, "cross2d", torch.float32, tile=tile, expect_tiled=fits)
+        if fits:
+            assert _plan_field(plan_m, "P") == tile.split("x")[2], plan_m
+            assert 56 * 1024 < int(_plan_field(plan_m, "smem")) <= int(kb) * 1024, plan_m
+
+
+# ---------------------------------------------------------------------------------------------------
 # GPU
 # ---------------------------------------------------------------------------------------------------
 def _ops():
     try:
-        import vmamba_kernels._C  # noqa: F401
+        importlib.import_module("vmamba_kernels._C")  # registers torch.ops.vmamba_cuda
     except ImportError as e:
         pytest.skip(f"vmamba_kernels._C is not built ({e}): pip install --no-build-isolation -e .")
     return torch.ops.vmamba_cuda
@@ -276,8 +429,8 @@ def _poison_allocator(numel, dtype):
 
 @pytest.fixture
 def vec_env(request, monkeypatch):
-    monkeypatch.delenv("VMAMBA_CROSS_MAX_VEC", raising=False)
-    monkeypatch.delenv("VMAMBA_CROSS_PATH", raising=False)
+    for k in ("VMAMBA_CROSS_MAX_VEC", "VMAMBA_CROSS_PATH", "VMAMBA_CROSS_CL_TILED", "VMAMBA_CROSS_CL_TILE"):
+        monkeypatch.delenv(k, raising=False)
     return monkeypatch
 
 
@@ -305,6 +458,35 @@ def test_gpu_scan_merge(vec_env, dims, mode, channels_last, dtype, path):
     _poison_allocator(x.numel(), dtype)
     out = ops.cross_merge(y, H, W, mode, channels_last)
     _check_merge(out.cpu(), y.cpu(), H, W, mode, channels_last)
+
+
+GPU_TILED_CASES = [(m, mode, dt) for m in GPU_MAPS + [(3, 192, 56, 56), (2, 24, 57, 55)] for mode in MODES
+                   for dt in DTYPES]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dims,mode,dtype", GPU_TILED_CASES,
+                         ids=[f"{_ids(m)}-{mode}-{DNAME[dt]}" for m, mode, dt in GPU_TILED_CASES])
+@pytest.mark.parametrize("path", ("tiled", "tiled_v1", "tiled_tile", "plane"))
+def test_gpu_scan_merge_tiled(vec_env, dims, mode, dtype, path):
+    """Channels-last through the tiled kernels (VMAMBA_CROSS_CL_TILED=1) on every map: default tiles,
+    scalar channel accesses, small fixed tiles with cut edges and channel groups; "plane": =0."""
+    ops = _ops()
+    vec_env.setenv("VMAMBA_CROSS_CL_TILED", "0" if path == "plane" else "1")
+    if path == "tiled_v1":
+        vec_env.setenv("VMAMBA_CROSS_MAX_VEC", "1")
+    elif path == "tiled_tile":
+        vec_env.setenv("VMAMBA_CROSS_CL_TILE", "5x7x16")
+    B, C, H, W = dims
+    x = _map(dims, dtype, True, device="cuda")
+    _poison_allocator(4 * x.numel(), dtype)
+    out = ops.cross_scan(x, mode, True)
+    torch.cuda.synchronize()
+    assert torch.equal(out.cpu(), cross_scan_ref(x.cpu(), mode, True))
+    y = torch.randn(B, 4, C, H * W, device="cuda").to(dtype)
+    _poison_allocator(x.numel(), dtype)
+    out = ops.cross_merge(y, H, W, mode, True)
+    _check_merge(out.cpu(), y.cpu(), H, W, mode, True)
 
 
 @pytest.mark.gpu

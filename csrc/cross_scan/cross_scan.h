@@ -28,9 +28,11 @@ struct Problem {
 
 // How a launch was planned (for build_info / tests / tuning).
 struct Plan {
-  bool plane = false;  // true: shared-memory plane-group kernel; false: direct gather kernel
-  int vec = 1;         // elements per access
-  int planes_per_block = 0;
+  bool plane = false;  // true: shared-memory plane-group kernel
+  bool tiled = false;  // true: channels-last tiled kernel (both false: direct gather kernel)
+  int vec = 1;         // elements per access (tiled: along channels)
+  int planes_per_block = 0;  // channels per block (plane and tiled kernels)
+  int tile_h = 0, tile_w = 0;  // tiled: pixels per tile (edge tiles are cut)
   int64_t blocks = 0;
   size_t smem_bytes = 0;
 };

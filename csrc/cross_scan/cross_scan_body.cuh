@@ -337,6 +337,232 @@ __host__ __device__ __forceinline__ void cross_merge_plane_body(const T* __restr
   }
 }
 
+// ---- channels-last tiled kernels ----------------------------------------------------------------
+// A block owns image b, a TH x TW tile of pixels (edge tiles cut) and a group of PC channels. The
+// plane kernels move a pixel's channels in P*elem (16-byte) runs at a C*elem stride; here a pixel's
+// run is PC*elem (>= 64 bytes where the budget allows; all C when C is small, tile rows are then
+// contiguous), and each route is moved in runs of TW (row routes) or TH (column routes) elements.
+// Shared memory holds the tile as [c][th][tw] (row stride SW, channel stride PS, in elements).
+// Phases: channel phase (x <-> shared memory, vectors along channels) and route phases (shared
+// memory <-> y, scalar); the scan's route phases read shared memory only, so they need no barrier
+// between them.
+struct TileArgs {
+  uint32_t C, H, W, L;
+  uint32_t TH, TW, PC;  // tile (full size; edge tiles are cut) and channels per block
+  uint32_t SW, PS;
+  uint32_t lq;          // channel phases: a warp is 2^lq vectors (along channels) x 32 >> lq pixels
+  int mode;
+  FastDivmod divTW, divTH, divTilesW, divNT, divG, divNPG;  // NT: tiles per image; NPG: pixel groups per tile
+};
+
+struct TileBlock {
+  uint32_t b, c0, np, h0, w0, th_n, tw_n;
+};
+
+// block = (b * G + g) * NT + tile: neighbouring tiles, which share partly written sectors of every
+// route, run together
+__host__ __device__ __forceinline__ TileBlock tile_block(const TileArgs& a, uint32_t block) {
+  TileBlock t;
+  uint32_t bg, tile, ti, tj, g;
+  a.divNT.divmod(block, bg, tile);
+  a.divG.divmod(bg, t.b, g);
+  a.divTilesW.divmod(tile, ti, tj);
+  t.h0 = ti * a.TH; t.w0 = tj * a.TW;
+  t.th_n = a.TH < a.H - t.h0 ? a.TH : a.H - t.h0;
+  t.tw_n = a.TW < a.W - t.w0 ? a.TW : a.W - t.w0;
+  t.c0 = g * a.PC;
+  t.np = a.PC < a.C - t.c0 ? a.PC : a.C - t.c0;
+  return t;
+}
+
+// Channel phases (global x <-> shared memory), item j: vector cv (channels cv*V..) of tile pixel
+// (th, tw). A warp covers 2^lq vectors (32 bytes where C allows: whole sectors) of 32 >> lq
+// consecutive pixels; with PS from tile_plane_stride the warp's scalar shared-memory accesses
+// then hit 32 different banks. Pixels run over the full TH x TW tile; false outside the cut tile.
+__host__ __device__ __forceinline__ bool tile_chunk(const TileArgs& a, const TileBlock& t, uint32_t j, uint32_t& cv,
+                                                    uint32_t& th, uint32_t& tw) {
+  const uint32_t cq = j & ((1u << a.lq) - 1u);
+  const uint32_t r = (j >> a.lq) & ((32u >> a.lq) - 1u);
+  uint32_t cg, pg;
+  a.divNPG.divmod(j >> 5, cg, pg);
+  cv = (cg << a.lq) + cq;
+  a.divTW.divmod((pg << (5 - a.lq)) + r, th, tw);
+  return th < t.th_n && tw < t.tw_n;
+}
+
+// Route phases, item e: channel c, pixel (th, tw). Row order (tw fastest) for the row routes, column
+// order (th fastest) for the column routes, so consecutive threads touch consecutive route elements.
+__host__ __device__ __forceinline__ bool tile_row_item(const TileArgs& a, const TileBlock& t, uint32_t e, uint32_t& c,
+                                                       uint32_t& th, uint32_t& tw) {
+  uint32_t ct;
+  a.divTW.divmod(e, ct, tw);
+  a.divTH.divmod(ct, c, th);
+  return th < t.th_n && tw < t.tw_n;
+}
+__host__ __device__ __forceinline__ bool tile_col_item(const TileArgs& a, const TileBlock& t, uint32_t e, uint32_t& c,
+                                                       uint32_t& th, uint32_t& tw) {
+  uint32_t ct;
+  a.divTH.divmod(e, ct, th);
+  a.divTW.divmod(ct, c, tw);
+  return th < t.th_n && tw < t.tw_n;
+}
+
+template <typename T, int V>  // T: uint16_t or uint32_t (raw bits)
+__host__ __device__ __forceinline__ void cross_scan_tiled_body(const T* __restrict__ x, T* __restrict__ y,
+                                                                const TileArgs& a, uint32_t block, uint32_t tid,
+                                                                uint32_t nthreads, unsigned char* smem_raw) {
+  T* s = reinterpret_cast<T*>(smem_raw);
+  const TileBlock t = tile_block(a, block);
+
+  // 1. x[b, tile, c0:c0+np] -> s. Loads issued U at a time (up to 64 bytes in flight per thread).
+  constexpr int U = 64 / int(V * sizeof(T)) > 4 ? 4 : (64 / int(V * sizeof(T)) > 1 ? 64 / int(V * sizeof(T)) : 1);
+  {
+    const T* src = x + int64_t(t.b) * a.L * a.C + t.c0;
+    const uint32_t n = ((t.np / V) >> a.lq) * a.divNPG.d * 32u;
+    for (uint32_t base = tid; base < n; base += nthreads * U) {
+      AlignedVec<T, V> v[U];
+      uint32_t si[U];
+      bool ok[U];
+#pragma unroll
+      for (int k = 0; k < U; ++k) {
+        const uint32_t j = base + k * nthreads;
+        uint32_t cv, th, tw;
+        ok[k] = j < n && tile_chunk(a, t, j, cv, th, tw);
+        if (ok[k]) {
+          v[k] = load_vec<T, V>(src + ((t.h0 + th) * a.W + t.w0 + tw) * a.C + cv * V);
+          si[k] = cv * V * a.PS + th * a.SW + tw;
+        }
+      }
+#pragma unroll
+      for (int k = 0; k < U; ++k)
+        if (ok[k]) {
+#pragma unroll
+          for (int u = 0; u < V; ++u) s[si[k] + u * a.PS] = v[k].v[u];
+        }
+    }
+  }
+  VMAMBA_SYNC();
+
+  // 2. routes y[b, k, c0 + c, :]: row routes (0, 2) in row order, then column routes (1, 3) in column order
+  const int64_t rs = int64_t(a.C) * a.L;
+  T* y0 = y + (int64_t(t.b) * 4 * a.C + t.c0) * a.L;
+  T* y1 = y0 + rs;
+  T* y2 = y1 + rs;
+  T* y3 = y2 + rs;
+  const uint32_t n = t.np * a.TH * a.TW;
+  for (uint32_t e = tid; e < n; e += nthreads) {
+    uint32_t c, th, tw;
+    if (!tile_row_item(a, t, e, c, th, tw)) continue;
+    const T v = s[c * a.PS + th * a.SW + tw];
+    const uint32_t o = c * a.L + (t.h0 + th) * a.W + t.w0 + tw;  // c*L + p
+    const uint32_t orev = 2u * c * a.L + a.L - 1u - o;           // c*L + L-1-p
+    y0[o] = v;
+    if (a.mode == kCross2d) {
+      y2[orev] = v;
+    } else if (a.mode == kUnidi) {
+      y1[o] = v; y2[o] = v; y3[o] = v;
+    } else {
+      y1[o] = v; y2[orev] = v; y3[orev] = v;
+    }
+  }
+  if (a.mode != kCross2d) return;
+  for (uint32_t e = tid; e < n; e += nthreads) {
+    uint32_t c, th, tw;
+    if (!tile_col_item(a, t, e, c, th, tw)) continue;
+    const T v = s[c * a.PS + th * a.SW + tw];
+    const uint32_t o = c * a.L + (t.w0 + tw) * a.H + t.h0 + th;  // c*L + q
+    y1[o] = v;
+    y3[2u * c * a.L + a.L - 1u - o] = v;
+  }
+}
+
+template <typename T, int V>
+__host__ __device__ __forceinline__ void cross_merge_tiled_body(const T* __restrict__ y, T* __restrict__ x,
+                                                                 const TileArgs& a, uint32_t block, uint32_t tid,
+                                                                 uint32_t nthreads, unsigned char* smem_raw) {
+  float* s = reinterpret_cast<float*>(smem_raw);
+  const TileBlock t = tile_block(a, block);
+  const int64_t rs = int64_t(a.C) * a.L;
+  const T* y0 = y + (int64_t(t.b) * 4 * a.C + t.c0) * a.L;
+  const T* y1 = y0 + rs;
+  const T* y2 = y1 + rs;
+  const T* y3 = y2 + rs;
+  const uint32_t n = t.np * a.TH * a.TW;
+  constexpr int U = 4;  // route loads issued U items at a time
+
+  // A. column routes (cross2d): s = y1[q] + y3[L-1-q], read in runs of TH
+  if (a.mode == kCross2d) {
+    for (uint32_t base = tid; base < n; base += nthreads * U) {
+      T v1[U], v3[U];
+      uint32_t si[U];
+      bool ok[U];
+#pragma unroll
+      for (int k = 0; k < U; ++k) {
+        const uint32_t e = base + k * nthreads;
+        uint32_t c, th, tw;
+        ok[k] = e < n && tile_col_item(a, t, e, c, th, tw);
+        if (ok[k]) {
+          const uint32_t o = c * a.L + (t.w0 + tw) * a.H + t.h0 + th;
+          v1[k] = y1[o];
+          v3[k] = y3[2u * c * a.L + a.L - 1u - o];
+          si[k] = c * a.PS + th * a.SW + tw;
+        }
+      }
+#pragma unroll
+      for (int k = 0; k < U; ++k)
+        if (ok[k]) s[si[k]] = to_f(v1[k]) + to_f(v3[k]);
+    }
+    VMAMBA_SYNC();
+  }
+
+  // B. row routes, read in runs of TW; the association follows reference/cross_scan.py
+  for (uint32_t base = tid; base < n; base += nthreads * U) {
+    T v0[U], v1[U], v2[U], v3[U];
+    uint32_t si[U];
+    bool ok[U];
+#pragma unroll
+    for (int k = 0; k < U; ++k) {
+      const uint32_t e = base + k * nthreads;
+      uint32_t c, th, tw;
+      ok[k] = e < n && tile_row_item(a, t, e, c, th, tw);
+      if (ok[k]) {
+        const uint32_t o = c * a.L + (t.h0 + th) * a.W + t.w0 + tw;
+        const uint32_t orev = 2u * c * a.L + a.L - 1u - o;
+        si[k] = c * a.PS + th * a.SW + tw;
+        v0[k] = y0[o];
+        if (a.mode == kCross2d) {
+          v2[k] = y2[orev];
+        } else if (a.mode == kUnidi) {
+          v1[k] = y1[o]; v2[k] = y2[o]; v3[k] = y3[o];
+        } else {
+          v1[k] = y1[o]; v2[k] = y2[orev]; v3[k] = y3[orev];
+        }
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < U; ++k) {
+      if (!ok[k]) continue;
+      if (a.mode == kCross2d) s[si[k]] = (to_f(v0[k]) + to_f(v2[k])) + s[si[k]];
+      else if (a.mode == kUnidi) s[si[k]] = ((to_f(v0[k]) + to_f(v1[k])) + to_f(v2[k])) + to_f(v3[k]);
+      else s[si[k]] = (to_f(v0[k]) + to_f(v1[k])) + (to_f(v2[k]) + to_f(v3[k]));
+    }
+  }
+  VMAMBA_SYNC();
+
+  // C. s -> x[b, tile, c0:c0+np], V channels per store
+  T* dst = x + int64_t(t.b) * a.L * a.C + t.c0;
+  const uint32_t nc = ((t.np / V) >> a.lq) * a.divNPG.d * 32u;
+  for (uint32_t j = tid; j < nc; j += nthreads) {
+    uint32_t cv, th, tw;
+    if (!tile_chunk(a, t, j, cv, th, tw)) continue;
+    const float* sp = s + cv * V * a.PS + th * a.SW + tw;
+    AlignedVec<T, V> o;
+#pragma unroll
+    for (int u = 0; u < V; ++u) o.v[u] = from_f<T>(sp[u * a.PS]);
+    store_vec<T, V>(dst + ((t.h0 + th) * a.W + t.w0 + tw) * a.C + cv * V, o);
+  }
+}
+
 // ---- direct kernels (any size): one thread per output element, 64-bit indices ----------------------
 struct DirectArgs {
   int64_t B, C, H, W, L, total;
@@ -487,14 +713,162 @@ inline int64_t direct_blocks(int64_t total) {
   return std::max<int64_t>(1, std::min<int64_t>((total + kThreads - 1) / kThreads, int64_t(1) << 20));
 }
 
-// The whole launch decision for one call: plane-group kernel (g.fits) with vector width vec, or direct.
+// ---- tiled planning (channels-last) ------------------------------------------------------------
+// VMAMBA_CROSS_CL_TILED, read per call: "0" never uses the tiled kernels (plane/direct as before),
+// "1" uses them whenever they apply (so tests reach them on small maps), unset/other: the rule in
+// plan_cross. VMAMBA_CROSS_CL_TILE="THxTW" or "THxTWxPC" fixes the tile (clipped to the map) and
+// optionally the channels per block (rounded up to the channel unit) instead of the default rule,
+// for tuning and for tests of edge tiles / channel groups; a tile that does not fit the budget
+// disables the tiled path.
+inline int env_cl_tiled() {
+  const char* s = std::getenv("VMAMBA_CROSS_CL_TILED");
+  if (s == nullptr || *s == 0) return -1;
+  return s[0] == '0' ? 0 : (s[0] == '1' ? 1 : -1);
+}
+
+inline bool env_cl_tile(uint32_t& th, uint32_t& tw, uint32_t& pc) {
+  const char* s = std::getenv("VMAMBA_CROSS_CL_TILE");
+  if (s == nullptr || *s == 0) return false;
+  char* end = nullptr;
+  const long a = std::strtol(s, &end, 10);
+  if (*end != 'x') return false;
+  const long b = std::strtol(end + 1, &end, 10);
+  long c = 0;
+  if (*end == 'x') c = std::strtol(end + 1, &end, 10);
+  if (a < 1 || b < 1 || c < 0 || a > 4096 || b > 4096) return false;
+  th = uint32_t(a); tw = uint32_t(b); pc = uint32_t(c);
+  return true;
+}
+
+// Channel stride m >= n (elements of smem_elem bytes) for the channel phases, where a warp covers
+// 2^lq vectors x (32 >> lq) pixels: vector k's scalar accesses start V*m*k elements in, so V*m elements
+// = an odd multiple of 128 >> lq bytes puts the 2^lq vectors in disjoint groups of 32 >> lq banks,
+// each wide enough for the warp's pixels: 32 different banks (bar tile-row wraps).
+inline uint32_t tile_plane_stride(uint32_t n, uint32_t smem_elem, int vec, uint32_t lq) {
+  const uint64_t step = 128u >> lq;
+  if (lq > 0)
+    for (uint32_t m = n; m < n + 128; ++m)
+      if ((uint64_t(vec) * m * smem_elem) % (2 * step) == step) return m;
+  return odd_words(n, smem_elem);
+}
+
+constexpr uint32_t kTiledTargetElems = 8192;  // elements (pixels x channels) per tiled block, see plan_tiles
+
+// Shared memory per tiled block: VMAMBA_CROSS_SMEM_KB when set, else at most kTiledSmem, so that four
+// 256-thread blocks (what 64 registers a thread allow) fit an H100 SM: 4 x (56 + 1 reserved) <= 228 KB.
+constexpr size_t kTiledSmem = 56 * 1024;
+inline size_t tiled_smem_budget() {
+  const char* s = std::getenv("VMAMBA_CROSS_SMEM_KB");
+  return (s == nullptr || *s == 0) ? std::min(kTiledSmem, smem_budget()) : smem_budget();
+}
+
+struct TileGeometry {
+  bool fits = false;
+  int vec = 1;
+  uint32_t TH = 0, TW = 0, PC = 0, G = 0, SW = 0, PS = 0, lq = 0, tiles_h = 0, tiles_w = 0;
+  size_t smem = 0;
+};
+
+// Vector width along channels: only C and the channels-last pointer constrain it (routes are scalar).
+inline int pick_vec_cl(const Problem& p, int elem_bytes, size_t x_addr) {
+  const int cap = p.max_vec > 0 ? p.max_vec : env_max_vec();
+  int v = 16 / elem_bytes;
+  if (cap > 0) v = std::min(v, cap);
+  while (v > 1 && (p.C % v != 0 || x_addr % (size_t(v) * elem_bytes) != 0)) v /= 2;
+  return std::max(v, 1);
+}
+
+// Tile rule: about 16 x 16 pixels, balanced (n = max(1, H / 16) tiles of ceil(H / n) rows: 19 for
+// H = 56, so route runs are >= 32 bytes even in fp16, and no sliver tiles), shrunk (larger side
+// first) only until one channel unit fits the budget: the routes are 4/5 of the traffic, so their
+// runs come first. The unit is 2^lq vectors, 32 bytes of a pixel where C allows, so a channel-phase
+// warp moves whole sectors. Channels per block: max(64 bytes of a pixel, kTiledTargetElems / tile
+// pixels) as far as the budget allows (many small blocks at stage-1 sizes: a short tail), in the
+// fewest equal groups rounded up to the unit; all C when that covers C.
+inline TileGeometry plan_tiles(const Problem& p, uint32_t elem_bytes, uint32_t smem_elem, size_t x_addr) {
+  TileGeometry g;
+  const int64_t L = p.H * p.W;
+  if (L * p.C >= (int64_t(1) << 31)) return g;  // 32-bit offsets inside an image (c*L + p, p*C + c)
+  const uint32_t C = uint32_t(p.C), H = uint32_t(p.H), W = uint32_t(p.W);
+  g.vec = pick_vec_cl(p, int(elem_bytes), x_addr);
+  const uint32_t nvec = C / uint32_t(g.vec);
+  uint32_t lq = 0;
+  while (lq < 5 && (uint32_t(g.vec) * elem_bytes << (lq + 1)) <= 32 && nvec % (2u << lq) == 0) ++lq;
+  g.lq = lq;
+  const uint32_t unit = uint32_t(g.vec) << lq;
+  const size_t budget = tiled_smem_budget();
+  uint32_t th, tw, pc = 0;
+  const bool fixed = env_cl_tile(th, tw, pc);
+  uint32_t nh = 1, nw = 1;
+  if (fixed) {
+    g.TH = std::min(th, H); g.TW = std::min(tw, W);
+  } else {
+    nh = std::max(1u, H / 16); nw = std::max(1u, W / 16);
+    g.TH = (H + nh - 1) / nh; g.TW = (W + nw - 1) / nw;
+  }
+  for (;;) {
+    g.SW = odd_words(g.TW, smem_elem);
+    g.PS = tile_plane_stride(g.TH * g.SW, smem_elem, g.vec, lq);
+    if (size_t(g.PS) * smem_elem * unit <= budget) break;
+    if (fixed || (g.TH == 1 && g.TW == 1)) return g;
+    if (g.TH >= g.TW) { const uint32_t t = g.TH; while ((H + nh - 1) / nh == t) ++nh; g.TH = (H + nh - 1) / nh; }
+    else { const uint32_t t = g.TW; while ((W + nw - 1) / nw == t) ++nw; g.TW = (W + nw - 1) / nw; }
+  }
+  const size_t chan_bytes = size_t(g.PS) * smem_elem;
+  const auto round_unit = [unit](uint32_t n) { return (n + unit - 1) / unit * unit; };
+  if (pc > 0) {
+    g.PC = std::min(C, round_unit(pc));
+    if (g.PC * chan_bytes > budget) return g;
+  } else {
+    const uint32_t px = g.TH * g.TW;
+    const uint32_t want = round_unit(std::max(64 / elem_bytes, (kTiledTargetElems + px - 1) / px));
+    const uint32_t by_smem = uint32_t(std::min<size_t>(budget / chan_bytes, C)) / unit * unit;
+    const uint32_t pmax = std::min(std::min(by_smem, want), C);
+    const uint32_t groups = (C + pmax - 1) / pmax;
+    g.PC = std::min(C, round_unit((C + groups - 1) / groups));
+  }
+  g.G = (C + g.PC - 1) / g.PC;
+  g.tiles_h = (H + g.TH - 1) / g.TH;
+  g.tiles_w = (W + g.TW - 1) / g.TW;
+  if (int64_t(g.tiles_h) * g.tiles_w * g.G * p.B >= (int64_t(1) << 31)) return g;
+  g.smem = g.PC * chan_bytes;
+  g.fits = true;
+  return g;
+}
+
+inline TileArgs make_tile_args(const Problem& p, const TileGeometry& g) {
+  TileArgs a;
+  a.C = uint32_t(p.C); a.H = uint32_t(p.H); a.W = uint32_t(p.W); a.L = uint32_t(p.H * p.W);
+  a.TH = g.TH; a.TW = g.TW; a.PC = g.PC; a.SW = g.SW; a.PS = g.PS; a.lq = g.lq;
+  a.mode = p.mode;
+  a.divTW = FastDivmod(g.TW); a.divTH = FastDivmod(g.TH); a.divTilesW = FastDivmod(g.tiles_w);
+  a.divNT = FastDivmod(g.tiles_h * g.tiles_w); a.divG = FastDivmod(g.G);
+  a.divNPG = FastDivmod((g.TH * g.TW + (32u >> g.lq) - 1) >> (5 - g.lq));  // pixel groups of 32 >> lq
+  return a;
+}
+
+inline int64_t tile_blocks(const TileGeometry& g, int64_t B) { return int64_t(g.tiles_h) * g.tiles_w * g.G * B; }
+
+// The whole launch decision for one call: tiled kernel (tiled), plane-group kernel (g.fits) with vector
+// width vec, or direct.
 struct Launch {
   Geometry g;
+  TileGeometry t;
+  bool tiled = false;
   int vec = 1;
   int elem = 4;
   int64_t total = 0;  // output elements
 };
 
+// Channels-last rule: tiled where it applies and the plane kernel would not fit (a plane over the
+// budget: it would fall back to the direct kernel); for the merge also where the plane kernel splits
+// a pixel's channels (P < C) into runs of less than a 32-byte sector (P ~ kTargetElems / L) and the
+// elements are 4 bytes or the map has >= 2048 pixels. Measured on the H100 (bench/tune_cross_scan.py,
+// B 128, 2026-11-27), x copy bandwidth, plane / tiled: merge 56 x 56 fp16 0.46 / 0.55, fp32 0.48 /
+// 0.79; 28 x 28 fp16 0.73 / 0.57, fp32 0.59 / 0.80; 14 x 14 and 7 x 7 keep the plane kernel (whole
+// sectors there). The tiled scan lost everywhere (56 x 56: 0.71 / 0.23 fp16, 0.70 / 0.30 fp32): its
+// column routes are written in runs of TH elements at offsets w * H + h0, which split 32-byte
+// sectors between neighbouring tiles; only a 8 x 56 fp32 tile came close (0.79).
 inline Launch plan_cross(const Problem& p, bool merge) {
   Launch l;
   l.elem = p.dtype == kF32 ? 4 : 2;
@@ -509,14 +883,34 @@ inline Launch plan_cross(const Problem& p, bool merge) {
     if (l.g.fits || l.vec == 1) break;
   }
   if (!l.g.fits) l.vec = 1;
+  const int tiled = p.channels_last ? env_cl_tiled() : 0;
+  if (tiled != 0) {
+    l.t = plan_tiles(p, uint32_t(l.elem), smem_elem, reinterpret_cast<size_t>(merge ? p.out : p.in));
+    const bool short_runs = l.g.P < p.C && l.g.P * uint32_t(l.elem) < 32;
+    const bool by_rule = !l.g.fits || (merge && short_runs && (l.elem == 4 || p.H * p.W >= 2048));
+    if (l.t.fits && (tiled == 1 || by_rule)) {
+      l.tiled = true;
+      l.vec = l.t.vec;
+    }
+  }
   return l;
 }
 
 inline void fill_plan(const Launch& l, int64_t B, Plan* plan) {
   if (plan == nullptr) return;
-  plan->plane = l.g.fits;
+  plan->plane = l.g.fits && !l.tiled;
+  plan->tiled = l.tiled;
   plan->vec = l.vec;
+  if (l.tiled) {
+    plan->planes_per_block = int(l.t.PC);
+    plan->tile_h = int(l.t.TH);
+    plan->tile_w = int(l.t.TW);
+    plan->blocks = tile_blocks(l.t, B);
+    plan->smem_bytes = l.t.smem;
+    return;
+  }
   plan->planes_per_block = int(l.g.P);
+  plan->tile_h = plan->tile_w = 0;
   plan->blocks = l.g.fits ? int64_t(l.g.G) * B : direct_blocks(l.total);
   plan->smem_bytes = l.g.smem;
 }

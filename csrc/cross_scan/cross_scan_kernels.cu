@@ -12,9 +12,24 @@
 //   the route's index map. Global accesses are V-element vectors (up to 16 bytes) whenever L, C and
 //   the pointers allow it; shared-memory accesses stay scalar.
 //   Channels-last input is the same kernel with a channel-fastest load (a transpose of (L, C) to
-//   (C, L)), and P chosen so each pixel's channel run is at least 16 bytes.
-// * Direct kernels (planes too large for shared memory): one thread per output element, gathering
-//   straight from global memory with 64-bit indices. Correct for any size, not tuned.
+//   (C, L)), and P chosen so each pixel's channel run is at least 16 bytes. Kept for the
+//   channels-last scan and for the merge on small maps (7 x 7, 14 x 14).
+// * Tiled channels-last kernels (stage-1/2 maps, planes over the budget): owning whole planes forces
+//   few channels per block on large maps, so the plane kernel reads (scan) / writes (merge) a pixel's
+//   channels in 16-byte (or shorter) runs at a C*elem stride: half sectors, 70% / 45% of copy on
+//   stage 1. Here a block owns a TH x TW tile (about 16 x 16, 19 x 19 on 56 x 56) of one image and a
+//   group of PC channels (>= 64 bytes of a pixel where it fits, multiples of 32 bytes where C allows),
+//   so the channel side moves whole sectors with vector accesses, while each route is written (scan) / read
+//   (merge) in runs of TW or TH consecutive elements (>= 32 bytes). Shared memory holds the tile as
+//   [c][th][tw]; the row routes are walked in row order, the column routes in column order, so
+//   consecutive threads touch consecutive route elements. Block order keeps neighbouring tiles,
+//   which share the partly covered sectors at run ends, running together. The plan (rule and H100
+//   measurements in cross_scan_body.cuh, plan_cross) takes it for the merge where the plane kernel
+//   would use runs under 32 bytes on large maps, and for planes over the budget; the tiled scan
+//   measured slower than the plane kernel on VMamba's maps (partial-sector route writes).
+// * Direct kernels (planes too large for shared memory, channels-first or images over 2^31
+//   elements): one thread per output element, gathering straight from global memory with 64-bit
+//   indices. Correct for any size, not tuned.
 //
 // The scan is a permutation, so it moves raw bits (uint16_t / uint32_t) and needs no dtype dispatch.
 // The merge adds in fp32 in the same association as reference/cross_scan.py and rounds once.
@@ -36,6 +51,20 @@ __global__ void __launch_bounds__(kThreads, 4)  // <= 64 registers: 4 blocks (10
 cross_merge_plane_kernel(const T* __restrict__ y, T* __restrict__ x, const PlaneArgs a) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   cross_merge_plane_body<T, V>(y, x, a, blockIdx.x, threadIdx.x, blockDim.x, smem_raw);
+}
+
+template <typename T, int V>
+__global__ void __launch_bounds__(kThreads, 4)  // <= 64 registers: 4 blocks (1024 threads) per SM
+cross_scan_tiled_kernel(const T* __restrict__ x, T* __restrict__ y, const TileArgs a) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  cross_scan_tiled_body<T, V>(x, y, a, blockIdx.x, threadIdx.x, blockDim.x, smem_raw);
+}
+
+template <typename T, int V>
+__global__ void __launch_bounds__(kThreads, 4)  // <= 64 registers: 4 blocks (1024 threads) per SM
+cross_merge_tiled_kernel(const T* __restrict__ y, T* __restrict__ x, const TileArgs a) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  cross_merge_tiled_body<T, V>(y, x, a, blockIdx.x, threadIdx.x, blockDim.x, smem_raw);
 }
 
 template <typename T>
@@ -76,6 +105,33 @@ cudaError_t merge_plane(const Problem& p, const Geometry& g, cudaStream_t stream
   return cudaGetLastError();
 }
 
+// scan (Merge = false: T is raw bits) or merge (T is the float type) over tiles
+template <bool Merge, typename T, int V>
+cudaError_t run_tiled(const Problem& p, const TileGeometry& g, cudaStream_t stream) {
+  void (*kernel)(const T*, T*, const TileArgs);
+  if constexpr (Merge) kernel = cross_merge_tiled_kernel<T, V>;
+  else kernel = cross_scan_tiled_kernel<T, V>;
+  if (g.smem > 48 * 1024) {
+    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(g.smem));
+    if (e != cudaSuccess) return e;
+  }
+  const TileArgs a = make_tile_args(p, g);
+  kernel<<<unsigned(tile_blocks(g, p.B)), kThreads, g.smem, stream>>>(static_cast<const T*>(p.in),
+                                                                      static_cast<T*>(p.out), a);
+  return cudaGetLastError();
+}
+
+template <bool Merge, typename T>
+cudaError_t tiled_dispatch_vec(const Problem& p, const TileGeometry& g, cudaStream_t stream) {
+  switch (g.vec) {
+    case 8: if constexpr (sizeof(T) == 2) return run_tiled<Merge, T, 8>(p, g, stream); else break;
+    case 4: return run_tiled<Merge, T, 4>(p, g, stream);
+    case 2: return run_tiled<Merge, T, 2>(p, g, stream);
+    default: break;
+  }
+  return run_tiled<Merge, T, 1>(p, g, stream);
+}
+
 template <typename T>
 cudaError_t scan_dispatch_vec(const Problem& p, const Geometry& g, int vec, cudaStream_t stream) {
   switch (vec) {
@@ -105,7 +161,10 @@ const char* launch_cross_scan(const Problem& p, cudaStream_t stream, Plan* plan)
   fill_plan(l, p.B, plan);
   if (l.total == 0) return nullptr;
   cudaError_t e;
-  if (l.g.fits) {
+  if (l.tiled) {
+    e = l.elem == 4 ? tiled_dispatch_vec<false, uint32_t>(p, l.t, stream)
+                    : tiled_dispatch_vec<false, uint16_t>(p, l.t, stream);
+  } else if (l.g.fits) {
     e = l.elem == 4 ? scan_dispatch_vec<uint32_t>(p, l.g, l.vec, stream)
                     : scan_dispatch_vec<uint16_t>(p, l.g, l.vec, stream);
   } else {
@@ -127,7 +186,11 @@ const char* launch_cross_merge(const Problem& p, cudaStream_t stream, Plan* plan
   fill_plan(l, p.B, plan);
   if (l.total == 0) return nullptr;
   cudaError_t e;
-  if (l.g.fits) {
+  if (l.tiled) {
+    if (p.dtype == kF32) e = tiled_dispatch_vec<true, float>(p, l.t, stream);
+    else if (p.dtype == kF16) e = tiled_dispatch_vec<true, __half>(p, l.t, stream);
+    else e = tiled_dispatch_vec<true, __nv_bfloat16>(p, l.t, stream);
+  } else if (l.g.fits) {
     if (p.dtype == kF32) e = merge_dispatch_vec<float>(p, l.g, l.vec, stream);
     else if (p.dtype == kF16) e = merge_dispatch_vec<__half>(p, l.g, l.vec, stream);
     else e = merge_dispatch_vec<__nv_bfloat16>(p, l.g, l.vec, stream);
