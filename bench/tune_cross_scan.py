@@ -7,6 +7,7 @@ Times are triton.testing.do_bench medians. The `choice` column:
   auto           the kernels' own choice (no knob set)
   1 2 4 8        channels-first: VMAMBA_CROSS_MAX_VEC caps the vector width
   plane, tiled   channels-last: VMAMBA_CROSS_CL_TILED=0 (plane-group kernel) / =1 (tiled kernel)
+  band, band@16  channels-last: VMAMBA_CROSS_CL_TILED=b (banded scan; the merge as tiled), band height
   plane@128KB    plane kernel with VMAMBA_CROSS_SMEM_KB=128 (more planes per block)
   t@14x14        tiled kernel with VMAMBA_CROSS_CL_TILE=14x14 (tile shape; "x64" suffix: channels per
                  block); a shape over the shared-memory budget would silently time the plane kernel
@@ -27,7 +28,9 @@ SMEM_KB = (100, 128, 200)  # plane-kernel budgets tried on channels-last stage 1
 TILES = ("14x14", "16x16", "28x28", "8x56", "14x14x64", "19x19x16")
 STAGES = [("s1", 128, 96, 56, 56), ("s1_C192", 128, 192, 56, 56), ("s2", 128, 192, 28, 28),
           ("s3", 128, 384, 14, 14), ("s4", 128, 768, 7, 7)]
-KNOBS = ("VMAMBA_CROSS_MAX_VEC", "VMAMBA_CROSS_SMEM_KB", "VMAMBA_CROSS_CL_TILED", "VMAMBA_CROSS_CL_TILE")
+KNOBS = ("VMAMBA_CROSS_MAX_VEC", "VMAMBA_CROSS_SMEM_KB", "VMAMBA_CROSS_CL_TILED", "VMAMBA_CROSS_CL_TILE",
+         "VMAMBA_CROSS_CL_BAND")
+BANDS = (4, 16, 28)  # band heights tried on stage 1 besides the default 8 (VMAMBA_CROSS_CL_BAND)
 
 
 def _map(dims, dtype, channels_last, device="cuda"):
@@ -41,8 +44,9 @@ def _choices(name, dtype, cl):
         if name.startswith("s1"):
             return ("auto", "1", "2", "4") + (("8",) if dtype == torch.float16 else ())
         return ("auto",)
-    out = ("auto", "plane", "tiled")
+    out = ("auto", "plane", "tiled", "band")
     if name == "s1":
+        out += tuple(f"band@{b}" for b in BANDS)
         out += tuple(f"plane@{kb}KB" for kb in SMEM_KB) + tuple(f"t@{t}" for t in TILES)
     return out
 
@@ -53,6 +57,10 @@ def _set_knobs(choice):
         os.environ.pop(k, None)
     if choice.isdigit():
         os.environ["VMAMBA_CROSS_MAX_VEC"] = choice
+    elif choice.startswith("band"):
+        os.environ["VMAMBA_CROSS_CL_TILED"] = "b"
+        if "@" in choice:
+            os.environ["VMAMBA_CROSS_CL_BAND"] = choice.split("@")[1]
     elif choice.startswith("plane"):
         os.environ["VMAMBA_CROSS_CL_TILED"] = "0"
         if "@" in choice:

@@ -72,15 +72,15 @@ void plane(bool merge, const void* in, void* out, const Problem& p, const Launch
 
 template <typename T, int V>
 void tiled(bool merge, const void* in, void* out, const Problem& p, const Launch& l) {
-  const TileArgs a = make_tile_args(p, l.t);
-  std::vector<unsigned char> smem(l.t.smem + 16);
-  for (int64_t blk = 0; blk < tile_blocks(l.t, p.B); ++blk) {
+  TileArgs a = make_tile_args(p, l.t), ac = make_tile_args(p, l.band ? l.t_cols : l.t);
+  std::vector<unsigned char> smem(std::max(l.t.smem, l.t_cols.smem) + 16);
+  if (l.band) { a.routes = 1; ac.routes = 2; }
+  for (int64_t blk = 0; blk < tile_blocks(l.t, p.B) * (l.band ? 2 : 1); ++blk) {
     std::memset(smem.data(), 0xFF, smem.size());
+    using Bits = typename std::conditional<sizeof(T) == 4, uint32_t, uint16_t>::type;
     if (merge) cross_merge_tiled_body<T, V>((const T*)in, (T*)out, a, uint32_t(blk), 0, 1, smem.data());
-    else {
-      using Bits = typename std::conditional<sizeof(T) == 4, uint32_t, uint16_t>::type;
-      cross_scan_tiled_body<Bits, V>((const Bits*)in, (Bits*)out, a, uint32_t(blk), 0, 1, smem.data());
-    }
+    else if (l.band) cross_scan_band_body<Bits, V>((const Bits*)in, (Bits*)out, a, ac, uint32_t(blk), 0, 1, smem.data());
+    else cross_scan_tiled_body<Bits, V>((const Bits*)in, (Bits*)out, a, uint32_t(blk), 0, 1, smem.data());
   }
 }
 
@@ -130,8 +130,8 @@ int main(int argc, char** argv) {
   p.in = in; p.out = out;
   const Launch l = plan_cross(p, merge);
   if (l.tiled)
-    std::printf("plane=0 tiled=1 vec=%d P=%u G=%u tile=%ux%u lq=%u smem=%zu\n", l.vec, l.t.PC, l.t.G, l.t.TH, l.t.TW,
-                l.t.lq, l.t.smem);
+    std::printf("plane=0 tiled=1 band=%d vec=%d P=%u G=%u tile=%ux%u lq=%u smem=%zu\n", int(l.band), l.vec, l.t.PC,
+                l.t.G, l.t.TH, l.t.TW, l.t.lq, l.t.smem);
   else
     std::printf("plane=%d tiled=0 vec=%d P=%u G=%u smem=%zu\n", int(l.g.fits), l.vec, l.g.P, l.g.G, l.g.smem);
   if (p.dtype == kF32) run<float>(merge, in, out, p, l);
@@ -329,6 +329,30 @@ def test_host_emulation_tiled(harness, dims, mode, dtype):
     _check_tiled(harness, dims, mode, dtype)
 
 
+# banded scan (VMAMBA_CROSS_CL_TILED=b: row bands write routes 0 / 2, column bands 1 / 3): square maps,
+# band heights that divide the map, leave a cut last band, exceed it, or are 1; channel groups (96, 100)
+BAND_CASES = [((1, 1, 1, 1), 8), ((2, 3, 7, 7), 8), ((1, 5, 13, 13), 3), ((2, 8, 14, 14), 7),
+              ((1, 96, 56, 56), 8), ((2, 100, 9, 9), 4), ((1, 16, 28, 28), 1), ((2, 8, 56, 56), 16)]
+BAND_DT_CASES = [(m, b, dt) for m, b in BAND_CASES for dt in DTYPES]
+
+
+@pytest.mark.parametrize("dims,band,dtype", BAND_DT_CASES,
+                         ids=[f"{_ids(m)}-band{b}-{DNAME[dt]}" for m, b, dt in BAND_DT_CASES])
+def test_host_emulation_band_scan(harness, monkeypatch, dims, band, dtype):
+    monkeypatch.setenv("VMAMBA_CROSS_CL_BAND", str(band))
+    x = _map(dims, dtype, True)
+    out, plan = _run_harness(harness, "scan", x, dims, "cross2d", True, tiled="b")
+    assert "band=1" in plan and _plan_field(plan, "tile") == f"{min(band, dims[2])}x{dims[3]}", plan
+    bits = torch.int32 if dtype == torch.float32 else torch.int16
+    assert torch.equal(out.view(bits), cross_scan_ref(x, "cross2d", True).contiguous().view(bits)), plan
+    # not applicable (non-square map, other modes): the tiled kernel, as "1"
+    for d2, mode in (((1, 8, 7, 9), "cross2d"), (dims, "bidi")):
+        x2 = _map(d2, dtype, True)
+        out, plan = _run_harness(harness, "scan", x2, d2, mode, True, tiled="b")
+        assert "tiled=1 band=0" in plan, plan
+        assert torch.equal(out.view(bits), cross_scan_ref(x2, mode, True).contiguous().view(bits)), plan
+
+
 # fixed tiles (VMAMBA_CROSS_CL_TILE): cut edge tiles on both sides, 1-pixel rows/columns, tiles wider
 # than tall and the reverse, forced channel groups (rounded up to the unit, last group shorter)
 TILE_CASES = [((2, 16, 13, 7), "4x3"), ((1, 96, 14, 14), "5x6x32"), ((2, 100, 13, 13), "6x4x12"),
@@ -361,13 +385,17 @@ def test_host_emulation_tiled_vector_widths(harness, dims, mode, dtype, vec):
 
 @pytest.mark.parametrize("dtype", (torch.float32, torch.float16))
 def test_host_emulation_default_rule(harness, dtype):
-    """Unset VMAMBA_CROSS_CL_TILED: the stage-1 channels-last merge goes tiled (19 x 19 tiles), the scan
-    keeps the plane kernel; the 28 x 28 merge goes tiled in fp32 only; channels-first and a 7 x 7 map
+    """Unset VMAMBA_CROSS_CL_TILED: the stage-1 channels-last merge goes tiled (19 x 19 tiles), the cross2d
+    scan in bands of 8 rows / columns, the bidi scan keeps the plane kernel; the 28 x 28 merge goes tiled in fp32 only; channels-first and a 7 x 7 map
     with many channels keep the plane kernel, "0" turns the tiled path off."""
     dims = (2, 96, 56, 56)
     B, C, H, W = dims
     x = _map(dims, dtype, True)
-    _, plan_s = _run_harness(harness, "scan", x, dims, "cross2d", True, tiled=None)
+    out, plan_s = _run_harness(harness, "scan", x, dims, "cross2d", True, tiled=None)
+    assert "band=1" in plan_s and _plan_field(plan_s, "tile") == "8x56", plan_s
+    bits = torch.int32 if dtype == torch.float32 else torch.int16
+    assert torch.equal(out.view(bits), cross_scan_ref(x, "cross2d", True).contiguous().view(bits))
+    _, plan_s = _run_harness(harness, "scan", x, dims, "bidi", True, tiled=None)
     assert "plane=1 tiled=0" in plan_s, plan_s
     y = torch.randn(B, 4, C, H * W).to(dtype)
     out, plan_m = _run_harness(harness, "merge", y, dims, "cross2d", True, tiled=None)
@@ -467,12 +495,16 @@ GPU_TILED_CASES = [(m, mode, dt) for m in GPU_MAPS + [(3, 192, 56, 56), (2, 24, 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dims,mode,dtype", GPU_TILED_CASES,
                          ids=[f"{_ids(m)}-{mode}-{DNAME[dt]}" for m, mode, dt in GPU_TILED_CASES])
-@pytest.mark.parametrize("path", ("tiled", "tiled_v1", "tiled_tile", "plane"))
+@pytest.mark.parametrize("path", ("tiled", "tiled_v1", "tiled_tile", "plane", "band", "band3"))
 def test_gpu_scan_merge_tiled(vec_env, dims, mode, dtype, path):
     """Channels-last through the tiled kernels (VMAMBA_CROSS_CL_TILED=1) on every map: default tiles,
-    scalar channel accesses, small fixed tiles with cut edges and channel groups; "plane": =0."""
+    scalar channel accesses, small fixed tiles with cut edges and channel groups; "plane": =0; "band",
+    "band3": the banded scan (=b; bands of 8 and 3) where it applies."""
     ops = _ops()
-    vec_env.setenv("VMAMBA_CROSS_CL_TILED", "0" if path == "plane" else "1")
+    vec_env.delenv("VMAMBA_CROSS_CL_BAND", raising=False)
+    vec_env.setenv("VMAMBA_CROSS_CL_TILED", {"plane": "0", "band": "b", "band3": "b"}.get(path, "1"))
+    if path == "band3":
+        vec_env.setenv("VMAMBA_CROSS_CL_BAND", "3")
     if path == "tiled_v1":
         vec_env.setenv("VMAMBA_CROSS_MAX_VEC", "1")
     elif path == "tiled_tile":

@@ -32,7 +32,8 @@ struct Plan {
   bool tiled = false;  // true: channels-last tiled kernel (both false: direct gather kernel)
   int vec = 1;         // elements per access (tiled: along channels)
   int planes_per_block = 0;  // channels per block (plane and tiled kernels)
-  int tile_h = 0, tile_w = 0;  // tiled: pixels per tile (edge tiles are cut)
+  int tile_h = 0, tile_w = 0;  // tiled: pixels per tile (edge tiles are cut); bands: the row bands'
+  bool band = false;           // tiled scan in row bands and column bands (cross_scan_band_body)
   int64_t blocks = 0;
   size_t smem_bytes = 0;
 };

@@ -351,6 +351,7 @@ struct TileArgs {
   uint32_t TH, TW, PC;  // tile (full size; edge tiles are cut) and channels per block
   uint32_t SW, PS;
   uint32_t lq;          // channel phases: a warp is 2^lq vectors (along channels) x 32 >> lq pixels
+  uint32_t routes;      // scan: 0 every route, 1 row routes only, 2 column routes only (bands)
   int mode;
   FastDivmod divTW, divTH, divTilesW, divNT, divG, divNPG;  // NT: tiles per image; NPG: pixel groups per tile
 };
@@ -450,7 +451,7 @@ __host__ __device__ __forceinline__ void cross_scan_tiled_body(const T* __restri
   T* y2 = y1 + rs;
   T* y3 = y2 + rs;
   const uint32_t n = t.np * a.TH * a.TW;
-  for (uint32_t e = tid; e < n; e += nthreads) {
+  for (uint32_t e = tid; e < n && a.routes != 2; e += nthreads) {
     uint32_t c, th, tw;
     if (!tile_row_item(a, t, e, c, th, tw)) continue;
     const T v = s[c * a.PS + th * a.SW + tw];
@@ -465,7 +466,7 @@ __host__ __device__ __forceinline__ void cross_scan_tiled_body(const T* __restri
       y1[o] = v; y2[orev] = v; y3[orev] = v;
     }
   }
-  if (a.mode != kCross2d) return;
+  if (a.mode != kCross2d || a.routes == 1) return;
   for (uint32_t e = tid; e < n; e += nthreads) {
     uint32_t c, th, tw;
     if (!tile_col_item(a, t, e, c, th, tw)) continue;
@@ -474,6 +475,20 @@ __host__ __device__ __forceinline__ void cross_scan_tiled_body(const T* __restri
     y1[o] = v;
     y3[2u * c * a.L + a.L - 1u - o] = v;
   }
+}
+
+// Banded scan (cross2d, square maps): even blocks own a band of rows (TH x W: its row routes are
+// contiguous runs of TH * W), odd blocks the band of columns with the same index (H x TW: its column
+// routes are contiguous runs of H * TW), each writing only those two routes. Every pixel is read
+// twice, by neighbouring blocks of the same image, so the second read mostly hits L2.
+template <typename T, int V>
+__host__ __device__ __forceinline__ void cross_scan_band_body(const T* __restrict__ x, T* __restrict__ y,
+                                                               const TileArgs& rows, const TileArgs& cols,
+                                                               uint32_t block, uint32_t tid, uint32_t nthreads,
+                                                               unsigned char* smem_raw) {
+  // two calls rather than a selected reference: that would copy both parameter structs to the stack
+  if (block & 1u) cross_scan_tiled_body<T, V>(x, y, cols, block >> 1, tid, nthreads, smem_raw);
+  else cross_scan_tiled_body<T, V>(x, y, rows, block >> 1, tid, nthreads, smem_raw);
 }
 
 template <typename T, int V>
@@ -715,7 +730,8 @@ inline int64_t direct_blocks(int64_t total) {
 
 // ---- tiled planning (channels-last) ------------------------------------------------------------
 // VMAMBA_CROSS_CL_TILED, read per call: "0" never uses the tiled kernels (plane/direct as before),
-// "1" uses them whenever they apply (so tests reach them on small maps), unset/other: the rule in
+// "1" uses them whenever they apply (so tests reach them on small maps), "b" the banded scan wherever
+// it applies (cross2d, square maps; otherwise, and for the merge, as "1"), unset/other: the rule in
 // plan_cross. VMAMBA_CROSS_CL_TILE="THxTW" or "THxTWxPC" fixes the tile (clipped to the map) and
 // optionally the channels per block (rounded up to the channel unit) instead of the default rule,
 // for tuning and for tests of edge tiles / channel groups; a tile that does not fit the budget
@@ -723,7 +739,14 @@ inline int64_t direct_blocks(int64_t total) {
 inline int env_cl_tiled() {
   const char* s = std::getenv("VMAMBA_CROSS_CL_TILED");
   if (s == nullptr || *s == 0) return -1;
-  return s[0] == '0' ? 0 : (s[0] == '1' ? 1 : -1);
+  return s[0] == '0' ? 0 : (s[0] == '1' ? 1 : (s[0] == 'b' ? 2 : -1));
+}
+
+// VMAMBA_CROSS_CL_BAND: rows (columns) per band of the banded scan (default 8)
+inline uint32_t env_cl_band() {
+  const char* s = std::getenv("VMAMBA_CROSS_CL_BAND");
+  const long v = (s == nullptr || *s == 0) ? 0 : std::atol(s);
+  return v >= 1 && v <= 4096 ? uint32_t(v) : 8u;
 }
 
 inline bool env_cl_tile(uint32_t& th, uint32_t& tw, uint32_t& pc) {
@@ -785,7 +808,9 @@ inline int pick_vec_cl(const Problem& p, int elem_bytes, size_t x_addr) {
 // warp moves whole sectors. Channels per block: max(64 bytes of a pixel, kTiledTargetElems / tile
 // pixels) as far as the budget allows (many small blocks at stage-1 sizes: a short tail), in the
 // fewest equal groups rounded up to the unit; all C when that covers C.
-inline TileGeometry plan_tiles(const Problem& p, uint32_t elem_bytes, uint32_t smem_elem, size_t x_addr) {
+// th, tw, pc_fix: a fixed tile (and channels per block) instead of the rule / VMAMBA_CROSS_CL_TILE (bands)
+inline TileGeometry plan_tiles(const Problem& p, uint32_t elem_bytes, uint32_t smem_elem, size_t x_addr,
+                               uint32_t th_fix = 0, uint32_t tw_fix = 0, uint32_t pc_fix = 0) {
   TileGeometry g;
   const int64_t L = p.H * p.W;
   if (L * p.C >= (int64_t(1) << 31)) return g;  // 32-bit offsets inside an image (c*L + p, p*C + c)
@@ -797,8 +822,8 @@ inline TileGeometry plan_tiles(const Problem& p, uint32_t elem_bytes, uint32_t s
   g.lq = lq;
   const uint32_t unit = uint32_t(g.vec) << lq;
   const size_t budget = tiled_smem_budget();
-  uint32_t th, tw, pc = 0;
-  const bool fixed = env_cl_tile(th, tw, pc);
+  uint32_t th = th_fix, tw = tw_fix, pc = pc_fix;
+  const bool fixed = th_fix > 0 ? true : env_cl_tile(th, tw, pc);
   uint32_t nh = 1, nw = 1;
   if (fixed) {
     g.TH = std::min(th, H); g.TW = std::min(tw, W);
@@ -841,6 +866,7 @@ inline TileArgs make_tile_args(const Problem& p, const TileGeometry& g) {
   a.C = uint32_t(p.C); a.H = uint32_t(p.H); a.W = uint32_t(p.W); a.L = uint32_t(p.H * p.W);
   a.TH = g.TH; a.TW = g.TW; a.PC = g.PC; a.SW = g.SW; a.PS = g.PS; a.lq = g.lq;
   a.mode = p.mode;
+  a.routes = 0;
   a.divTW = FastDivmod(g.TW); a.divTH = FastDivmod(g.TH); a.divTilesW = FastDivmod(g.tiles_w);
   a.divNT = FastDivmod(g.tiles_h * g.tiles_w); a.divG = FastDivmod(g.G);
   a.divNPG = FastDivmod((g.TH * g.TW + (32u >> g.lq) - 1) >> (5 - g.lq));  // pixel groups of 32 >> lq
@@ -854,7 +880,9 @@ inline int64_t tile_blocks(const TileGeometry& g, int64_t B) { return int64_t(g.
 struct Launch {
   Geometry g;
   TileGeometry t;
+  TileGeometry t_cols;  // band scan: t is the row bands' geometry, t_cols the column bands'
   bool tiled = false;
+  bool band = false;
   int vec = 1;
   int elem = 4;
   int64_t total = 0;  // output elements
@@ -884,11 +912,29 @@ inline Launch plan_cross(const Problem& p, bool merge) {
   }
   if (!l.g.fits) l.vec = 1;
   const int tiled = p.channels_last ? env_cl_tiled() : 0;
+  // banded scan: cross2d on a square map; the rule: where the plane kernel would split a pixel's
+  // channels into runs under 32 bytes; VMAMBA_CROSS_CL_TILED=b forces it wherever it applies
+  const bool short_runs_scan = l.g.fits && l.g.P < p.C && l.g.P * uint32_t(l.elem) < 32;
+  if (!merge && p.mode == kCross2d && p.H == p.W && (tiled == 2 || (tiled == -1 && short_runs_scan))) {
+    const uint32_t band = std::min<uint32_t>(env_cl_band(), uint32_t(p.H));
+    const size_t xa = reinterpret_cast<size_t>(p.in);
+    TileGeometry r = plan_tiles(p, uint32_t(l.elem), smem_elem, xa, band, uint32_t(p.W));
+    TileGeometry c = plan_tiles(p, uint32_t(l.elem), smem_elem, xa, uint32_t(p.H), band);
+    if (r.fits && c.fits) {  // the same channel groups for both, so block 2i and 2i+1 share (b, g, band i)
+      const uint32_t pc = std::min(r.PC, c.PC);
+      r = plan_tiles(p, uint32_t(l.elem), smem_elem, xa, band, uint32_t(p.W), pc);
+      c = plan_tiles(p, uint32_t(l.elem), smem_elem, xa, uint32_t(p.H), band, pc);
+    }
+    if (r.fits && c.fits && r.G == c.G && r.tiles_h == c.tiles_w && r.vec == c.vec) {
+      l.t = r; l.t_cols = c; l.tiled = true; l.band = true; l.vec = r.vec;
+      return l;
+    }
+  }
   if (tiled != 0) {
     l.t = plan_tiles(p, uint32_t(l.elem), smem_elem, reinterpret_cast<size_t>(merge ? p.out : p.in));
     const bool short_runs = l.g.P < p.C && l.g.P * uint32_t(l.elem) < 32;
     const bool by_rule = !l.g.fits || (merge && short_runs && (l.elem == 4 || p.H * p.W >= 2048));
-    if (l.t.fits && (tiled == 1 || by_rule)) {
+    if (l.t.fits && (tiled >= 1 || by_rule)) {
       l.tiled = true;
       l.vec = l.t.vec;
     }
@@ -900,13 +946,14 @@ inline void fill_plan(const Launch& l, int64_t B, Plan* plan) {
   if (plan == nullptr) return;
   plan->plane = l.g.fits && !l.tiled;
   plan->tiled = l.tiled;
+  plan->band = l.band;
   plan->vec = l.vec;
   if (l.tiled) {
     plan->planes_per_block = int(l.t.PC);
     plan->tile_h = int(l.t.TH);
     plan->tile_w = int(l.t.TW);
-    plan->blocks = tile_blocks(l.t, B);
-    plan->smem_bytes = l.t.smem;
+    plan->blocks = tile_blocks(l.t, B) * (l.band ? 2 : 1);
+    plan->smem_bytes = l.band ? std::max(l.t.smem, l.t_cols.smem) : l.t.smem;
     return;
   }
   plan->planes_per_block = int(l.g.P);

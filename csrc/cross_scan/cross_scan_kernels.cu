@@ -62,6 +62,13 @@ cross_scan_tiled_kernel(const T* __restrict__ x, T* __restrict__ y, const TileAr
 
 template <typename T, int V>
 __global__ void __launch_bounds__(kThreads, 4)  // <= 64 registers: 4 blocks (1024 threads) per SM
+cross_scan_band_kernel(const T* __restrict__ x, T* __restrict__ y, const TileArgs rows, const TileArgs cols) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  cross_scan_band_body<T, V>(x, y, rows, cols, blockIdx.x, threadIdx.x, blockDim.x, smem_raw);
+}
+
+template <typename T, int V>
+__global__ void __launch_bounds__(kThreads, 4)  // <= 64 registers: 4 blocks (1024 threads) per SM
 cross_merge_tiled_kernel(const T* __restrict__ y, T* __restrict__ x, const TileArgs a) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   cross_merge_tiled_body<T, V>(y, x, a, blockIdx.x, threadIdx.x, blockDim.x, smem_raw);
@@ -121,6 +128,33 @@ cudaError_t run_tiled(const Problem& p, const TileGeometry& g, cudaStream_t stre
   return cudaGetLastError();
 }
 
+template <typename T, int V>
+cudaError_t run_band(const Problem& p, const TileGeometry& r, const TileGeometry& c, cudaStream_t stream) {
+  auto kernel = cross_scan_band_kernel<T, V>;
+  const size_t smem = std::max(r.smem, c.smem);
+  if (smem > 48 * 1024) {
+    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+    if (e != cudaSuccess) return e;
+  }
+  TileArgs ar = make_tile_args(p, r), ac = make_tile_args(p, c);
+  ar.routes = 1;
+  ac.routes = 2;
+  kernel<<<unsigned(2 * tile_blocks(r, p.B)), kThreads, smem, stream>>>(static_cast<const T*>(p.in),
+                                                                        static_cast<T*>(p.out), ar, ac);
+  return cudaGetLastError();
+}
+
+template <typename T>
+cudaError_t band_dispatch_vec(const Problem& p, const Launch& l, cudaStream_t stream) {
+  switch (l.vec) {
+    case 8: if constexpr (sizeof(T) == 2) return run_band<T, 8>(p, l.t, l.t_cols, stream); else break;
+    case 4: return run_band<T, 4>(p, l.t, l.t_cols, stream);
+    case 2: return run_band<T, 2>(p, l.t, l.t_cols, stream);
+    default: break;
+  }
+  return run_band<T, 1>(p, l.t, l.t_cols, stream);
+}
+
 template <bool Merge, typename T>
 cudaError_t tiled_dispatch_vec(const Problem& p, const TileGeometry& g, cudaStream_t stream) {
   switch (g.vec) {
@@ -161,7 +195,9 @@ const char* launch_cross_scan(const Problem& p, cudaStream_t stream, Plan* plan)
   fill_plan(l, p.B, plan);
   if (l.total == 0) return nullptr;
   cudaError_t e;
-  if (l.tiled) {
+  if (l.band) {
+    e = l.elem == 4 ? band_dispatch_vec<uint32_t>(p, l, stream) : band_dispatch_vec<uint16_t>(p, l, stream);
+  } else if (l.tiled) {
     e = l.elem == 4 ? tiled_dispatch_vec<false, uint32_t>(p, l.t, stream)
                     : tiled_dispatch_vec<false, uint16_t>(p, l.t, stream);
   } else if (l.g.fits) {
