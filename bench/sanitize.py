@@ -9,7 +9,8 @@ and the table says whether it reported nothing. The cases cover every kernel of 
 selective scan forward and backward for fp32/fp16/bf16 with d_state 1 (the d_state = 1 kernels), 4
 and 16 (the warp-per-row kernels, then again with the row-per-thread ones forced), L from 1 to 600 (one chunk, packed rows, several chunks, ragged last
 chunk), grouped and ungrouped B/C; the cross scan and cross merge for every mode in both layouts on
-odd, non-square and 1-wide maps. Outputs are checked against the float64 reference as well, so a
+odd, non-square, square and 1-wide maps, channels-last also with the tiled kernels and the banded scan
+forced. Outputs are checked against the float64 reference as well, so a
 case that runs clean but computes garbage still fails. Exit status: number of tools that failed.
 """
 from __future__ import annotations
@@ -34,7 +35,10 @@ SCAN_CASES = [
     (1, 8, 4, 16, 7, "bf16"),
 ]
 # (batch, C, H, W, dtype) for the cross ops
-CROSS_CASES = [(1, 3, 7, 7, "fp32"), (2, 5, 13, 1, "fp16"), (1, 4, 1, 1, "bf16"), (1, 8, 6, 14, "fp32")]
+CROSS_CASES = [(1, 3, 7, 7, "fp32"), (2, 5, 13, 1, "fp16"), (1, 4, 1, 1, "bf16"), (1, 8, 6, 14, "fp32"),
+               (1, 16, 9, 9, "fp16")]
+# channels-last cross kernels run as chosen (None), then forced: tiled ("1"), banded scan ("b")
+CL_PATHS = (None, "1", "b")
 
 
 def run_cases(impl: str = "cuda", device: str = "cuda") -> int:
@@ -82,7 +86,11 @@ def run_cases(impl: str = "cuda", device: str = "cuda") -> int:
     os.environ.pop("VMAMBA_SCAN_SEQ_MIN_ROWS", None)
     for batch, Cc, H, W, dn in CROSS_CASES:
         for mode in ("cross2d", "unidi", "bidi"):
-            for cl in (False, True):
+            for cl, path in [(False, None)] + [(True, q) for q in CL_PATHS]:
+                if path is None:
+                    os.environ.pop("VMAMBA_CROSS_CL_TILED", None)
+                else:
+                    os.environ["VMAMBA_CROSS_CL_TILED"] = path
                 x = rnd(batch, H, W, Cc, dt=dtypes[dn]) if cl else rnd(batch, Cc, H, W, dt=dtypes[dn])
                 ys = vk.cross_scan(x, mode=mode, channels_last=cl, impl=impl)
                 xm = vk.cross_merge(ys, H, W, mode=mode, channels_last=cl, impl=impl)
@@ -92,8 +100,9 @@ def run_cases(impl: str = "cuda", device: str = "cuda") -> int:
                                                                          (1 + xm_r.abs().max())))
                 ok = err <= tol[dn]
                 bad += not ok
-                print(f"cross B{batch} C{Cc} {H}x{W} {mode} {'cl' if cl else 'cf'} {dn}: {err:.1e} "
-                      f"{'ok' if ok else 'FAIL'}")
+                print(f"cross B{batch} C{Cc} {H}x{W} {mode} {'cl' if cl else 'cf'}"
+                      f"{'' if path is None else ' VMAMBA_CROSS_CL_TILED=' + path} {dn}: {err:.1e} {'ok' if ok else 'FAIL'}")
+    os.environ.pop("VMAMBA_CROSS_CL_TILED", None)
     if device == "cuda":
         torch.cuda.synchronize()
     return 1 if bad else 0

@@ -386,13 +386,14 @@ def test_host_emulation_tiled_vector_widths(harness, dims, mode, dtype, vec):
 @pytest.mark.parametrize("dtype", (torch.float32, torch.float16))
 def test_host_emulation_default_rule(harness, dtype):
     """Unset VMAMBA_CROSS_CL_TILED: the stage-1 channels-last merge goes tiled (19 x 19 tiles), the cross2d
-    scan in bands of 8 rows / columns, the bidi scan keeps the plane kernel; the 28 x 28 merge goes tiled in fp32 only; channels-first and a 7 x 7 map
+    scan in bands (8 rows / columns, 16 in fp32), the bidi scan keeps the plane kernel; the 28 x 28 scan
+    keeps the plane kernel, the 28 x 28 merge goes tiled in fp32 only; channels-first and a 7 x 7 map
     with many channels keep the plane kernel, "0" turns the tiled path off."""
     dims = (2, 96, 56, 56)
     B, C, H, W = dims
     x = _map(dims, dtype, True)
     out, plan_s = _run_harness(harness, "scan", x, dims, "cross2d", True, tiled=None)
-    assert "band=1" in plan_s and _plan_field(plan_s, "tile") == "8x56", plan_s
+    assert "band=1" in plan_s and _plan_field(plan_s, "tile") == ("16x56" if dtype == torch.float32 else "8x56"), plan_s
     bits = torch.int32 if dtype == torch.float32 else torch.int16
     assert torch.equal(out.view(bits), cross_scan_ref(x, "cross2d", True).contiguous().view(bits))
     _, plan_s = _run_harness(harness, "scan", x, dims, "bidi", True, tiled=None)
@@ -407,6 +408,8 @@ def test_host_emulation_default_rule(harness, dtype):
     y2 = torch.randn(1, 4, 192, 28 * 28).to(dtype)
     _, plan2 = _run_harness(harness, "merge", y2, d2, "cross2d", True, tiled=None)
     assert ("tiled=1" in plan2) == (dtype == torch.float32), plan2
+    _, plan2 = _run_harness(harness, "scan", _map(d2, dtype, True), d2, "cross2d", True, tiled=None)
+    assert "plane=1 tiled=0" in plan2, plan2  # 28 x 28: the plane kernel beat the bands
     x = _map(dims, dtype, False)
     _, plan = _run_harness(harness, "scan", x, dims, "cross2d", False, tiled=None)
     assert "plane=1 tiled=0" in plan, plan
