@@ -354,10 +354,14 @@ def test_host_emulation_band_scan(harness, monkeypatch, dims, band, dtype):
 
 
 # fixed tiles (VMAMBA_CROSS_CL_TILE): cut edge tiles on both sides, 1-pixel rows/columns, tiles wider
-# than tall and the reverse, forced channel groups (rounded up to the unit, last group shorter)
+# than tall and the reverse, forced channel groups (rounded up to the unit, last group shorter), the
+# scan's vector route path
 TILE_CASES = [((2, 16, 13, 7), "4x3"), ((1, 96, 14, 14), "5x6x32"), ((2, 100, 13, 13), "6x4x12"),
               ((1, 24, 9, 11), "3x5x8"), ((2, 8, 5, 9), "1x1"), ((1, 40, 11, 6), "11x1x16"),
-              ((1, 12, 7, 10), "1x7x4"), ((2, 3, 9, 9), "2x8x2")]
+              ((1, 12, 7, 10), "1x7x4"), ((2, 3, 9, 9), "2x8x2"),
+              # the scan's vector route path (runs of 8 bytes): full and cut tiles that keep it, and fp16
+              # tiles that lose it (10 % 4) while fp32 keeps it (10 % 2)
+              ((1, 8, 12, 20), "8x8"), ((2, 16, 10, 10), "4x4x16")]
 TILE_MODE_CASES = [(m, t, mode, dt) for m, t in TILE_CASES for mode in MODES for dt in (torch.float32, torch.float16)]
 
 
