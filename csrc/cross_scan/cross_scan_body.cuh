@@ -984,11 +984,12 @@ struct Launch {
 // budget: it would fall back to the direct kernel); for the merge also where the plane kernel splits
 // a pixel's channels (P < C) into runs of less than a 32-byte sector (P ~ kTargetElems / L) and the
 // elements are 4 bytes or the map has >= 2048 pixels. Measured on the H100 (bench/tune_cross_scan.py,
-// B 128, 2026-11-27), x copy bandwidth, plane / tiled: merge 56 x 56 fp16 0.46 / 0.55, fp32 0.48 /
-// 0.79; 28 x 28 fp16 0.73 / 0.57, fp32 0.59 / 0.80; 14 x 14 and 7 x 7 keep the plane kernel (whole
-// sectors there). The tiled scan lost everywhere (56 x 56: 0.71 / 0.23 fp16, 0.70 / 0.30 fp32): its
-// column routes are written in runs of TH elements at offsets w * H + h0, which split 32-byte
-// sectors between neighbouring tiles; only a 8 x 56 fp32 tile came close (0.79).
+// B 128, 2026-11-27), x copy bandwidth, plane / tiled (scalar route phases, 19 x 19 or 28 x 28 tiles):
+// merge 56 x 56 fp16 0.46 / 0.55, fp32 0.48 / 0.79; 28 x 28 fp16 0.73 / 0.57, fp32 0.59 / 0.80;
+// 14 x 14 and 7 x 7 keep the plane kernel (whole sectors there). The tiled scan lost everywhere
+// (56 x 56: 0.71 / 0.23 fp16, 0.70 / 0.30 fp32): its column routes are written in runs of TH
+// elements at offsets w * H + h0, which split 32-byte sectors between neighbouring tiles; the scan
+// takes bands instead (below).
 inline Launch plan_cross(const Problem& p, bool merge) {
   Launch l;
   l.elem = p.dtype == kF32 ? 4 : 2;
@@ -1006,9 +1007,10 @@ inline Launch plan_cross(const Problem& p, bool merge) {
   const int tiled = p.channels_last ? env_cl_tiled() : 0;
   // banded scan: cross2d on a square map; the rule: maps of >= 2048 pixels where the plane kernel would
   // split a pixel's channels into runs under 32 bytes; VMAMBA_CROSS_CL_TILED=b forces it wherever it
-  // applies. H100, B 128, x copy, plane / bands of 8 / 16 rows (2026-11-27): 56 x 56 fp16 0.72 /
-  // 0.79 / 0.74, fp32 0.70 / 0.88 / 0.92 (C 192: 0.69 / 0.81 fp16, 0.71 / 0.88 fp32 at 8); 28 x 28
-  // plane 0.90 / 0.92 against 0.71 / 0.89 in bands of 8.
+  // applies. H100, B 128, x copy, plane / bands of 8 / 16 rows (2026-11-27, scalar route phases):
+  // 56 x 56 fp16 0.72 / 0.79 / 0.74, fp32 0.70 / 0.88 / 0.92; 28 x 28 plane 0.90 / 0.92 against
+  // 0.71 / 0.89 in bands of 8. With the vector route phases: 56 x 56 fp16 0.91 (bands of 4, 8, 16),
+  // fp32 0.93 (8, 16); C 192: 0.92 / 0.92.
   const bool short_runs_scan = l.g.fits && l.g.P < p.C && l.g.P * uint32_t(l.elem) < 32;
   const bool band_rule = short_runs_scan && p.H * p.W >= 2048;
   if (!merge && p.mode == kCross2d && p.H == p.W && (tiled == 2 || (tiled == -1 && band_rule))) {
@@ -1027,9 +1029,18 @@ inline Launch plan_cross(const Problem& p, bool merge) {
     }
   }
   if (tiled != 0) {
-    l.t = plan_tiles(p, uint32_t(l.elem), smem_elem, reinterpret_cast<size_t>(merge ? p.out : p.in));
+    const size_t xa = reinterpret_cast<size_t>(merge ? p.out : p.in);
+    l.t = plan_tiles(p, uint32_t(l.elem), smem_elem, xa);
     const bool short_runs = l.g.P < p.C && l.g.P * uint32_t(l.elem) < 32;
     const bool by_rule = !l.g.fits || (merge && short_runs && (l.elem == 4 || p.H * p.W >= 2048));
+    if (by_rule && merge && tiled == -1 && p.mode == kCross2d) {
+      // the merge's default tile: 8 rows x up to 64 columns, so both route kinds are read with 8-byte
+      // vectors (56 x 56 fp16: 0.79 of copy against 0.43 with 19 x 19 tiles, 0.78 at 16 x 16; fp32
+      // 0.81 / 0.79 / 0.81; H100, 2026-11-27)
+      const TileGeometry t8 = plan_tiles(p, uint32_t(l.elem), smem_elem, xa, std::min<uint32_t>(8, uint32_t(p.H)),
+                                         std::min<uint32_t>(64, uint32_t(p.W)));
+      if (t8.fits) l.t = t8;
+    }
     if (l.t.fits && (tiled >= 1 || by_rule)) {
       l.tiled = true;
       l.vec = l.t.vec;

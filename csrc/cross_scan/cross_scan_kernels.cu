@@ -14,7 +14,7 @@
 //   Channels-last input is the same kernel with a channel-fastest load (a transpose of (L, C) to
 //   (C, L)), and P chosen so each pixel's channel run is at least 16 bytes. Kept for the
 //   channels-last scan and for the merge on small maps (7 x 7, 14 x 14).
-// * Tiled channels-last kernels (stage-1/2 maps, planes over the budget): owning whole planes forces
+// * Tiled channels-last kernels (large maps, planes over the budget): owning whole planes forces
 //   few channels per block on large maps, so the plane kernel reads (scan) / writes (merge) a pixel's
 //   channels in 16-byte (or shorter) runs at a C*elem stride: half sectors, 70% / 45% of copy on
 //   stage 1. Here a block owns a TH x TW tile (about 16 x 16, 19 x 19 on 56 x 56) of one image and a
@@ -30,7 +30,12 @@
 // * Banded channels-last scan (cross2d, square maps of >= 2048 pixels): the tiled scan body with
 //   bands of rows (TH x W) writing only routes 0 / 2 and bands of columns (H x TW) writing only
 //   routes 1 / 3, every route in contiguous runs; each pixel is read by two neighbouring blocks (the
-//   second read mostly from L2). Stage 1 fp16 0.72 -> 0.79 of copy, fp32 0.70 -> 0.92.
+//   second read mostly from L2).
+//   In cross2d the tiled route phases move 8 bytes (4 halves / 2 floats) per thread and route where
+//   the tile's runs allow (the scalar version was issue-bound in 16-bit types); the merge's default
+//   tile is 8 rows x up to 64 columns so both route kinds take that path. Stage 1 (56 x 56, B 128,
+//   H100) against the plane kernel: scan fp16 0.72 -> 0.91 of copy, fp32 0.70 -> 0.93; merge fp16
+//   0.46 -> 0.79, fp32 0.47 -> 0.81 (bench/tune_cross_scan.py).
 // * Direct kernels (planes too large for shared memory, channels-first or images over 2^31
 //   elements): one thread per output element, gathering straight from global memory with 64-bit
 //   indices. Correct for any size, not tuned.
