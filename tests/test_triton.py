@@ -227,6 +227,18 @@ def test_cross_scan_merge(kern, mode, channels_last):
                      cross_merge_ref(g.double(), H, W, mode, channels_last), 1e-6, 1e-6)
 
 
+@pytest.mark.parametrize("band", (None, 8, 2))
+def test_cross_scan_channels_last_bands(kern, monkeypatch, band):
+    """The banded channels-last cross2d scan (square maps): bands that divide the map, leave a cut last
+    band or exceed it; channel blocks with a cut last block; None: the tiled kernel it replaces."""
+    from vmamba_kernels.triton import cross_scan as cs
+
+    monkeypatch.setattr(cs, "BAND_SCAN", None if band is None else dict(cs.BAND_SCAN, band=band))
+    for H, C in ((1, 1), (7, 3), (13, 5), (16, 9)):
+        x = torch.randn(2, H, H, C, device=DEV)
+        assert torch.equal(kern.cross_scan_fwd(x, "cross2d", True), cross_scan_ref(x, "cross2d", True)), (H, C)
+
+
 def test_import_without_triton_is_unavailable():
     code = ("import sys; sys.modules['triton'] = None\n"
             "import vmamba_kernels\n"

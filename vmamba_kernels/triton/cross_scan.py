@@ -94,6 +94,62 @@ def _cross_kernel(
                 tl.store(y_base + 3 * CL + p, vr, mask=mask)
 
 
+@triton.jit
+def _cross_scan_band_kernel(
+    x_ptr, y_ptr, C, H, W, sxb, sxh, sxw,
+    BAND: tl.constexpr, SIDE: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    """cross2d scan of a channels-last square map in bands: program 2i writes routes 0 / 2 of rows
+    [i BAND, (i+1) BAND) (one contiguous run per channel each), program 2i+1 routes 1 / 3 of the
+    same columns; neighbouring programs read the same part of x, so the second read mostly hits L2.
+    SIDE = next power of two >= H (= W)."""
+    pid_b = tl.program_id(0).to(tl.int64)
+    pid = tl.program_id(1)
+    pid_c = tl.program_id(2).to(tl.int64)
+    band = (pid // 2).to(tl.int64)
+    c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C).to(tl.int64)
+    c3 = c[None, None, :]
+    L = H * W
+    CL = C * L
+    y_base = y_ptr + pid_b * 4 * C * L + c3 * L
+    if pid % 2 == 0:  # rows: (BAND, SIDE, BLOCK_C)
+        h3 = (band * BAND + tl.arange(0, BAND).to(tl.int64))[:, None, None]
+        w3 = tl.arange(0, SIDE).to(tl.int64)[None, :, None]
+        mask = (h3 < H) & (w3 < W) & (c3 < C)
+        v = tl.load(x_ptr + pid_b * sxb + c3 + h3 * sxh + w3 * sxw, mask=mask, other=0.0)
+        p = h3 * W + w3
+        tl.store(y_base + p, v, mask=mask)
+        tl.store(y_base + 2 * CL + (L - 1 - p), v, mask=mask)
+    else:  # columns: (SIDE, BAND, BLOCK_C)
+        h3 = tl.arange(0, SIDE).to(tl.int64)[:, None, None]
+        w3 = (band * BAND + tl.arange(0, BAND).to(tl.int64))[None, :, None]
+        mask = (h3 < H) & (w3 < W) & (c3 < C)
+        v = tl.load(x_ptr + pid_b * sxb + c3 + h3 * sxh + w3 * sxw, mask=mask, other=0.0)
+        q = w3 * H + h3
+        tl.store(y_base + CL + q, v, mask=mask)
+        tl.store(y_base + 3 * CL + (L - 1 - q), v, mask=mask)
+
+
+# banded scan: rows per band and channels per program (powers of two); None = off (the tiled kernel)
+BAND_SCAN = {"band": 8, "block_c": 16, "warps": 4}
+
+
+def _band_scan(x, y, C, H, W):
+    """The banded channels-last cross2d scan (square maps); False when it does not apply."""
+    if BAND_SCAN is None or H != W or x.stride(3) != 1 or x.shape[0] == 0 or C == 0 or H == 0:
+        return False
+    side = _np2(H)
+    band = min(BAND_SCAN["band"], side)
+    bc = min(_np2(C), BAND_SCAN["block_c"])
+    if interpret():
+        band, bc = min(band, 4), min(bc, 4)
+    sxb, sxh, sxw, _ = x.stride()
+    grid = (x.shape[0], 2 * triton.cdiv(H, band), triton.cdiv(C, bc))
+    _cross_scan_band_kernel[grid](x, y, C, H, W, sxb, sxh, sxw, BAND=band, SIDE=side, BLOCK_C=bc,
+                                  num_warps=BAND_SCAN["warps"])
+    return True
+
+
 def _blocks(C, H, W, channels_last):
     if interpret():
         bh, bw = min(_np2(H), 8), min(_np2(W), 8)
@@ -130,7 +186,8 @@ def cross_scan_fwd(x, mode, channels_last):
     else:
         Bn, C, H, W = x.shape
     y = torch.empty((Bn, 4, C, H * W), device=x.device, dtype=x.dtype)
-    _launch(x, y, C, H, W, False, mode, channels_last)
+    if not (channels_last and mode == "cross2d" and _band_scan(x, y, C, H, W)):
+        _launch(x, y, C, H, W, False, mode, channels_last)
     return y
 
 
