@@ -95,6 +95,28 @@ def _cross_kernel(
 
 
 @triton.jit
+def _band_part(x_ptr, y_base, pid_b, c3, C, H, W, L, CL, sxb, sxh, sxw, band,
+               COLS: tl.constexpr, BAND: tl.constexpr, SIDE: tl.constexpr):
+    # rows: a (BAND, SIDE, BLOCK_C) tile -> routes 0 and 2; columns: (SIDE, BAND, BLOCK_C) -> 1 and 3
+    if COLS:
+        h3 = tl.arange(0, SIDE).to(tl.int64)[:, None, None]
+        w3 = (band * BAND + tl.arange(0, BAND).to(tl.int64))[None, :, None]
+    else:
+        h3 = (band * BAND + tl.arange(0, BAND).to(tl.int64))[:, None, None]
+        w3 = tl.arange(0, SIDE).to(tl.int64)[None, :, None]
+    mask = (h3 < H) & (w3 < W) & (c3 < C)
+    v = tl.load(x_ptr + pid_b * sxb + c3 + h3 * sxh + w3 * sxw, mask=mask, other=0.0)
+    if COLS:
+        r = w3 * H + h3
+        tl.store(y_base + CL + r, v, mask=mask)
+        tl.store(y_base + 3 * CL + (L - 1 - r), v, mask=mask)
+    else:
+        r = h3 * W + w3
+        tl.store(y_base + r, v, mask=mask)
+        tl.store(y_base + 2 * CL + (L - 1 - r), v, mask=mask)
+
+
+@triton.jit
 def _cross_scan_band_kernel(
     x_ptr, y_ptr, C, H, W, sxb, sxh, sxw,
     BAND: tl.constexpr, SIDE: tl.constexpr, BLOCK_C: tl.constexpr,
@@ -107,27 +129,15 @@ def _cross_scan_band_kernel(
     pid = tl.program_id(1)
     pid_c = tl.program_id(2).to(tl.int64)
     band = (pid // 2).to(tl.int64)
-    c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C).to(tl.int64)
-    c3 = c[None, None, :]
+    c3 = (pid_c * BLOCK_C + tl.arange(0, BLOCK_C).to(tl.int64))[None, None, :]
     L = H * W
     CL = C * L
     y_base = y_ptr + pid_b * 4 * C * L + c3 * L
-    if pid % 2 == 0:  # rows: (BAND, SIDE, BLOCK_C)
-        h3 = (band * BAND + tl.arange(0, BAND).to(tl.int64))[:, None, None]
-        w3 = tl.arange(0, SIDE).to(tl.int64)[None, :, None]
-        mask = (h3 < H) & (w3 < W) & (c3 < C)
-        v = tl.load(x_ptr + pid_b * sxb + c3 + h3 * sxh + w3 * sxw, mask=mask, other=0.0)
-        p = h3 * W + w3
-        tl.store(y_base + p, v, mask=mask)
-        tl.store(y_base + 2 * CL + (L - 1 - p), v, mask=mask)
-    else:  # columns: (SIDE, BAND, BLOCK_C)
-        h3 = tl.arange(0, SIDE).to(tl.int64)[:, None, None]
-        w3 = (band * BAND + tl.arange(0, BAND).to(tl.int64))[None, :, None]
-        mask = (h3 < H) & (w3 < W) & (c3 < C)
-        v = tl.load(x_ptr + pid_b * sxb + c3 + h3 * sxh + w3 * sxw, mask=mask, other=0.0)
-        q = w3 * H + h3
-        tl.store(y_base + CL + q, v, mask=mask)
-        tl.store(y_base + 3 * CL + (L - 1 - q), v, mask=mask)
+    # two calls (not one if / else over tiles of different shapes, which the compiler rejects)
+    if pid % 2 == 0:
+        _band_part(x_ptr, y_base, pid_b, c3, C, H, W, L, CL, sxb, sxh, sxw, band, False, BAND, SIDE)
+    else:
+        _band_part(x_ptr, y_base, pid_b, c3, C, H, W, L, CL, sxb, sxh, sxw, band, True, BAND, SIDE)
 
 
 # banded scan: rows per band and channels per program (powers of two); None = off (the tiled kernel)
