@@ -5,8 +5,9 @@ Two layers:
   compiled as host code and run one thread per block, on every mode x layout x dtype x awkward map x
   vector width, with poisoned output and shared memory. This checks every index map without a GPU.
   The channels-last tiled kernels are reached with VMAMBA_CROSS_CL_TILED=1 (fixed tiles and channel
-  groups with VMAMBA_CROSS_CL_TILE); the older tests pin VMAMBA_CROSS_CL_TILED=0 so they keep
-  covering the plane kernels.
+  groups with VMAMBA_CROSS_CL_TILE), the banded scan with VMAMBA_CROSS_CL_TILED=b (band height
+  VMAMBA_CROSS_CL_BAND); the older tests pin VMAMBA_CROSS_CL_TILED=0 so they keep covering the
+  plane kernels.
 * GPU (marker `gpu`): the compiled ops torch.ops.vmamba_cuda.cross_scan / cross_merge and the public
   API with impl="cuda": exact equality for the scan (a permutation), float64-referenced tolerances of
   one rounding for the merge, gradients, every launch path (vector widths, direct kernel, planes too
