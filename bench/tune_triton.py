@@ -4,6 +4,7 @@ vmamba_kernels/triton/_config.py and selective_scan.py, and same-run baselines (
 backends when available, mamba_ssm when `python -m bench.build_mamba_ssm` has built it).
 
     python -m bench.tune_triton [--sweep] [--stages] [--out DIR]
+    python -m bench.tune_triton --cross-bands     # the banded channels-last cross scan's block shapes
 
 For the reports use `python -m bench.kernels` (CSV rows); this prints and writes OUT/triton_bench.json.
 
@@ -23,6 +24,7 @@ from vmamba_kernels.triton import kernels as tk
 from vmamba_kernels.triton import selective_scan as ss
 from vmamba_kernels.triton._config import np2 as _np2
 
+DNAME = {torch.float16: "fp16", torch.float32: "fp32"}
 STAGES = [(384, 3136, 56), (768, 784, 28), (1536, 196, 14), (3072, 49, 7)]  # KD, L, H
 
 
@@ -42,15 +44,48 @@ def _t(fn, rep=40):
     return triton.testing.do_bench(fn, warmup=10, rep=rep, return_mode="median")
 
 
+def sweep_cross_bands(batch, C=96, H=56):
+    """Band height x channels per program x warps of the banded channels-last cross2d scan against the
+    tiled kernel it replaces (BAND_SCAN = None), fp16 and fp32; results checked bitwise."""
+    from reference import cross_scan_ref
+    from vmamba_kernels.triton import cross_scan as cs
+
+    default = cs.BAND_SCAN
+    for dt in (torch.float16, torch.float32):
+        x = torch.randn(batch, H, H, C, device="cuda").to(dt)
+        ref = cross_scan_ref(x, "cross2d", True)
+        nbytes = 5 * x.numel() * x.element_size()
+        res = []
+        for band in (8, 16):
+            for bc in (16, 32):
+                for w in (4, 8):
+                    cs.BAND_SCAN = {"band": band, "block_c": bc, "warps": w}
+                    ok = torch.equal(cs.cross_scan_fwd(x, "cross2d", True), ref)
+                    t = _t(lambda: cs.cross_scan_fwd(x, "cross2d", True))
+                    res.append((t, band, bc, w, ok))
+        cs.BAND_SCAN = None
+        t0 = _t(lambda: cs.cross_scan_fwd(x, "cross2d", True))
+        cs.BAND_SCAN = default
+        print(f"{DNAME[dt]} B{batch} {H}x{H} C{C}: tiled kernel {t0:.4f} ms; bands (ms, GB/s, band, channels, warps, "
+              f"exact):")
+        for t, band, bc, w, ok in sorted(res):
+            print(f"  {t:.4f} {nbytes / t / 1e6:.0f} {band} {bc} {w} {ok}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sweep", action="store_true")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--only-stages", default="0,1,2,3", help="stage indices to run")
+    ap.add_argument("--cross-bands", action="store_true",
+                    help="only sweep the banded channels-last cross scan (cross_scan.BAND_SCAN) on stage 1")
     ap.add_argument("--stages", action="store_true", help="sweep the chunk loops' pipelining depth (ss.PIPELINE)")
     ap.add_argument("--sweep-stages", default="1,2,3", help="depths --stages tries")
     a = ap.parse_args()
+    if a.cross_bands:
+        sweep_cross_bands(a.batch)
+        return
     try:
         from vmamba_kernels.cupy import kernels as ck
         if ck.unavailable_reason() is not None:
@@ -99,7 +134,7 @@ def main():
                 _config.CHUNK_OVERRIDE.pop((L, 1))
             Ts = sorted({T for T, _ in best})
             Tb = min(Ts, key=lambda T: best[(T, "fwd")][0] + best[(T, "bwd")][0])
-            (tf0, bdf, wf), (tb0, bdb, wb) = best[(Tb, "fwd")], best[(Tb, "bwd")]
+            (_, bdf, wf), (_, bdb, wb) = best[(Tb, "fwd")], best[(Tb, "bwd")]
             for T in Ts:
                 print(f"sweep KD{KD} L{L} T{T}: fwd {best[(T, 'fwd')]} bwd {best[(T, 'bwd')]}", flush=True)
             _config.TUNED_T[(L, 1)] = Tb
