@@ -169,16 +169,19 @@ def harness(tmp_path_factory):
     return str(exe)
 
 
-def _run_harness(exe, op, x, dims, mode, channels_last, max_vec=0, direct=False, tiled="0", tile=None):
+def _run_harness(exe, op, x, dims, mode, channels_last, max_vec=0, direct=False, tiled="0", tile=None, band=None):
     """tiled: VMAMBA_CROSS_CL_TILED ("0": plane kernels, as the tests before the tiled path; "1": tiled
-    wherever it applies; None: unset, the default rule); tile: VMAMBA_CROSS_CL_TILE ("THxTW[xPC]")."""
+    wherever it applies; "b": the banded scan; None: unset, the default rule); tile: VMAMBA_CROSS_CL_TILE
+    ("THxTW[xPC]"); band: VMAMBA_CROSS_CL_BAND."""
     B, C, H, W = dims
     with tempfile.TemporaryDirectory() as d:
         fin, fout = os.path.join(d, "in"), os.path.join(d, "out")
         x.contiguous().view(torch.uint8).numpy().tofile(fin)
         env = dict(os.environ)
-        for k in ("VMAMBA_CROSS_MAX_VEC", "VMAMBA_CROSS_CL_TILED", "VMAMBA_CROSS_CL_TILE"):
+        for k in ("VMAMBA_CROSS_MAX_VEC", "VMAMBA_CROSS_CL_TILED", "VMAMBA_CROSS_CL_TILE", "VMAMBA_CROSS_CL_BAND"):
             env.pop(k, None)
+        if band is not None:
+            env["VMAMBA_CROSS_CL_BAND"] = str(band)
         env["VMAMBA_CROSS_PATH"] = "direct" if direct else "plane"
         if tiled is not None:
             env["VMAMBA_CROSS_CL_TILED"] = tiled
@@ -339,17 +342,16 @@ BAND_DT_CASES = [(m, b, dt) for m, b in BAND_CASES for dt in DTYPES]
 
 @pytest.mark.parametrize("dims,band,dtype", BAND_DT_CASES,
                          ids=[f"{_ids(m)}-band{b}-{DNAME[dt]}" for m, b, dt in BAND_DT_CASES])
-def test_host_emulation_band_scan(harness, monkeypatch, dims, band, dtype):
-    monkeypatch.setenv("VMAMBA_CROSS_CL_BAND", str(band))
+def test_host_emulation_band_scan(harness, dims, band, dtype):
     x = _map(dims, dtype, True)
-    out, plan = _run_harness(harness, "scan", x, dims, "cross2d", True, tiled="b")
+    out, plan = _run_harness(harness, "scan", x, dims, "cross2d", True, tiled="b", band=band)
     assert "band=1" in plan and _plan_field(plan, "tile") == f"{min(band, dims[2])}x{dims[3]}", plan
     bits = torch.int32 if dtype == torch.float32 else torch.int16
     assert torch.equal(out.view(bits), cross_scan_ref(x, "cross2d", True).contiguous().view(bits)), plan
     # not applicable (non-square map, other modes): the tiled kernel, as "1"
     for d2, mode in (((1, 8, 7, 9), "cross2d"), (dims, "bidi")):
         x2 = _map(d2, dtype, True)
-        out, plan = _run_harness(harness, "scan", x2, d2, mode, True, tiled="b")
+        out, plan = _run_harness(harness, "scan", x2, d2, mode, True, tiled="b", band=band)
         assert "tiled=1 band=0" in plan, plan
         assert torch.equal(out.view(bits), cross_scan_ref(x2, mode, True).contiguous().view(bits)), plan
 
