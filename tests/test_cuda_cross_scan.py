@@ -472,6 +472,20 @@ def vec_env(request, monkeypatch):
     return monkeypatch
 
 
+def _gpu_scan_and_merge(ops, dims, mode, channels_last, dtype):
+    """The compiled ops on poisoned outputs: the scan bit-exact, the merge within one rounding."""
+    B, C, H, W = dims
+    x = _map(dims, dtype, channels_last, device="cuda")
+    _poison_allocator(4 * x.numel(), dtype)
+    out = ops.cross_scan(x, mode, channels_last)
+    torch.cuda.synchronize()
+    assert torch.equal(out.cpu(), cross_scan_ref(x.cpu(), mode, channels_last))
+    y = torch.randn(B, 4, C, H * W, device="cuda").to(dtype)
+    _poison_allocator(x.numel(), dtype)
+    out = ops.cross_merge(y, H, W, mode, channels_last)
+    _check_merge(out.cpu(), y.cpu(), H, W, mode, channels_last)
+
+
 GPU_MAPS = MAPS + [(4, 96, 56, 56), (1, 768, 7, 7)]
 GPU_CASES = [(m, mode, cl, dt) for m in GPU_MAPS for mode in MODES for cl in (False, True) for dt in DTYPES]
 
@@ -486,16 +500,7 @@ def test_gpu_scan_merge(vec_env, dims, mode, channels_last, dtype, path):
         vec_env.setenv("VMAMBA_CROSS_MAX_VEC", "1")
     elif path == "direct":
         vec_env.setenv("VMAMBA_CROSS_PATH", "direct")
-    B, C, H, W = dims
-    x = _map(dims, dtype, channels_last, device="cuda")
-    _poison_allocator(4 * x.numel(), dtype)
-    out = ops.cross_scan(x, mode, channels_last)
-    torch.cuda.synchronize()
-    assert torch.equal(out.cpu(), cross_scan_ref(x.cpu(), mode, channels_last))
-    y = torch.randn(B, 4, C, H * W, device="cuda").to(dtype)
-    _poison_allocator(x.numel(), dtype)
-    out = ops.cross_merge(y, H, W, mode, channels_last)
-    _check_merge(out.cpu(), y.cpu(), H, W, mode, channels_last)
+    _gpu_scan_and_merge(ops, dims, mode, channels_last, dtype)
 
 
 GPU_TILED_CASES = [(m, mode, dt) for m in GPU_MAPS + [(3, 192, 56, 56), (2, 24, 57, 55)] for mode in MODES
@@ -519,16 +524,7 @@ def test_gpu_scan_merge_tiled(vec_env, dims, mode, dtype, path):
         vec_env.setenv("VMAMBA_CROSS_MAX_VEC", "1")
     elif path == "tiled_tile":
         vec_env.setenv("VMAMBA_CROSS_CL_TILE", "5x7x16")
-    B, C, H, W = dims
-    x = _map(dims, dtype, True, device="cuda")
-    _poison_allocator(4 * x.numel(), dtype)
-    out = ops.cross_scan(x, mode, True)
-    torch.cuda.synchronize()
-    assert torch.equal(out.cpu(), cross_scan_ref(x.cpu(), mode, True))
-    y = torch.randn(B, 4, C, H * W, device="cuda").to(dtype)
-    _poison_allocator(x.numel(), dtype)
-    out = ops.cross_merge(y, H, W, mode, True)
-    _check_merge(out.cpu(), y.cpu(), H, W, mode, True)
+    _gpu_scan_and_merge(ops, dims, mode, True, dtype)
 
 
 @pytest.mark.gpu
