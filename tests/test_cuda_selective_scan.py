@@ -107,15 +107,25 @@ def test_grid(ops, case):
     _check(ops, *case)
 
 
-# d_state 1 with rows of one chunk (L <= 256) takes fwd_n1_short_kernel (two row slots per warp,
-# 32 / lpr rows per slot below L = 129): L at the packing (128 / 129) and chunk (256 / 257) edges, row
-# counts that leave the last block and the last slot partly empty, every input dtype (fp32 inputs
-# take one slot per warp)
+# d_state 1 with rows of one chunk (L <= 256) takes fwd_n1_packed_kernel (rows end to end at lane
+# granularity): L at the 128 / 129 and chunk (256 / 257) edges, every input dtype
 @pytest.mark.parametrize("L", (8, 9, 128, 129, 255, 256, 257))
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_one_chunk_rows_d_state_1(ops, L, dtype):
     _check(ops, 3, 44, L, 1, 4, dtype, True, True, True, True)
     _check(ops, 1, 9, L, 1, 1, dtype, False, False, False, False)
+
+
+# fwd_n1_packed_kernel with a few rows per warp forced (VMAMBA_SCAN_PACKED_ROWS; by default a warp
+# takes rows / resident warps, one row on inputs this small): rows then start and end mid-chunk and
+# cross chunk boundaries (ceil(L / 8) lanes per row), a warp's last chunk is partly idle, and the
+# last warp has fewer rows than the others (3 * 44 rows)
+@pytest.mark.parametrize("rows_per_warp", [2, 3, 7, 64])
+@pytest.mark.parametrize("L", (1, 7, 9, 49, 196, 255, 256))
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_packed_rows(ops, monkeypatch, rows_per_warp, L, dtype):
+    monkeypatch.setenv("VMAMBA_SCAN_PACKED_ROWS", str(rows_per_warp))
+    _check(ops, 3, 44, L, 1, 4, dtype, True, True, True, True)
 
 
 # the row-per-thread kernels (1 < N <= 16, taken from VMAMBA_SCAN_SEQ_MIN_ROWS rows up; 0 forces

@@ -92,6 +92,14 @@ Dims check_inputs(const at::Tensor& u, const at::Tensor& delta, const at::Tensor
 //                               warp-per-row kernel (tests run both)
 //   VMAMBA_SCAN_BWD_SPLITS=S    force the backward's channel split count (tests use it to exercise
 //                               several channel rounds per block)
+//   VMAMBA_SCAN_PACKED_ROWS=R   rows per warp of the lane-packed d_state = 1 forward (L <= 256;
+//                               default: spread over one wave of resident warps). Tests force small
+//                               values so that rows cross chunk and warp boundaries on small inputs.
+int packed_rows() {
+  const char* e = std::getenv("VMAMBA_SCAN_PACKED_ROWS");
+  return e != nullptr ? std::max(0, std::atoi(e)) : 0;
+}
+
 int64_t seq_min_rows() {
   const char* e = std::getenv("VMAMBA_SCAN_SEQ_MIN_ROWS");
   return e != nullptr ? std::atoll(e) : kSeqMinRows;
@@ -133,6 +141,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> selective_scan_fwd(
   p.lpr = lanes_per_row(dm.L);
   p.softplus = delta_softplus; p.dtype = code_of(u.scalar_type()); p.out_dtype = code_of(out_dtype);
   p.seq_min_rows = seq_min_rows();
+  p.packed_rows = packed_rows();
   if (dm.L == 0) last.zero_();  // no steps: the state stays 0
   if (dm.batch * dm.KD > 0) {
     VMAMBA_CHECK(dm.batch * dm.KD < (int64_t(1) << 31), "u",

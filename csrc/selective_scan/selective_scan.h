@@ -22,8 +22,8 @@
 //   d_state 1: fwd_n1_kernel / bwd_n1_kernel (VMamba v2) keep the same layout and scratch, with the
 //             carries in registers, operands held packed as loaded, the forward's next chunk prefetched
 //             and streaming loads/stores; bench/tune_scan.cu times them against the generic kernels.
-//             Rows of one chunk (L <= kChunk) take fwd_n1_short_kernel: two row slots per warp, every
-//             load issued before any compute.
+//             Rows of one chunk (L <= kChunk) take fwd_n1_packed_kernel: rows laid end to end at lane
+//             granularity (ceil(L / kItems) lanes each), so no lane idles at L = 196 or 49.
 #pragma once
 
 #include <cstdint>
@@ -71,6 +71,8 @@ struct FwdParams {
   FastDivmod kd_div, g_div;  // row -> (batch, channel), channel -> group; set by launch_fwd
   // 1 < N <= 16 with at least this many rows (batch * KD): the row-per-thread forward
   int64_t seq_min_rows = kSeqMinRows;
+  // rows per warp of fwd_n1_packed_kernel; 0: spread the rows over one wave of resident warps
+  int packed_rows = 0;
 };
 
 struct BwdParams {

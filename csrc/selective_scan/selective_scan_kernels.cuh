@@ -8,6 +8,7 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 
 #include "selective_scan.h"
@@ -46,6 +47,14 @@ constexpr float kLog2e = 1.4426950408889634f;
 #endif
 #ifndef VMAMBA_SCAN_FWD1S_ROWS
 #define VMAMBA_SCAN_FWD1S_ROWS 2
+#endif
+// fwd_n1_packed_kernel: D u added after the scan (1: frees 8 registers across the warp scan, costs
+// one more conversion per element)
+#ifndef VMAMBA_SCAN_FWD1P_MIN_BLOCKS
+#define VMAMBA_SCAN_FWD1P_MIN_BLOCKS 8
+#endif
+#ifndef VMAMBA_SCAN_FWD1P_LATE_D
+#define VMAMBA_SCAN_FWD1P_LATE_D 1
 #endif
 #ifndef VMAMBA_SCAN_BWD1_MIN_BLOCKS
 #define VMAMBA_SCAN_BWD1_MIN_BLOCKS 3
@@ -555,10 +564,11 @@ __device__ __forceinline__ void store_run_stream(T* __restrict__ q, int n, const
 // One chunk of the d_state = 1 forward for one lane (kItems steps of a row of kChunk, or of a row
 // packed lpr lanes wide): y gets the outputs, carry (the state entering the chunk, the same in every
 // lane of the segment) becomes the state leaving it.
-template <typename T>
+template <typename T, bool kLateD = false>
 __device__ __forceinline__ void n1_chunk(const Run<T>& cu, const Run<T>& cd, const Run<T>& cB, const Run<T>& cC,
                                          int nv, float Al, float Dv, float bias, bool softplus, int sl,
-                                         int last_lane, float& carry, float (&y)[kItems]) {
+                                         int last_lane, float& carry, float (&y)[kItems], bool head = false,
+                                         float* xin = nullptr, float* xend = nullptr) {
   float a[kItems], bx[kItems];
   float ra = 1.f, rb = 0.f;
 #pragma unroll
@@ -567,22 +577,26 @@ __device__ __forceinline__ void n1_chunk(const Run<T>& cu, const Run<T>& cd, con
     const float v = cd[i] + bias;
     // padding steps get dt = 0: the identity map, so they never touch the state
     const float dt = i < nv ? (softplus ? softplus20(v) : v) : 0.f;
-    y[i] = Dv * uv;
+    if (!kLateD) y[i] = Dv * uv;
     bx[i] = dt * uv * cB[i];
     a[i] = exp2f(dt * Al);
     ra *= a[i];
     rb = fmaf(a[i], rb, bx[i]);
   }
+  // a row's first lane (head, packed rows) starts from state 0: its map drops whatever comes in
+  if (head) ra = 0.f;
   warp_scan_up(ra, rb, sl);
   float ea = __shfl_up_sync(kFull, ra, 1), eb = __shfl_up_sync(kFull, rb, 1);
   if (sl == 0) { ea = 1.f; eb = 0.f; }
   const float ta = __shfl_sync(kFull, ra, last_lane), tb = __shfl_sync(kFull, rb, last_lane);
-  float x = fmaf(ea, carry, eb);
+  float x = head ? 0.f : fmaf(ea, carry, eb);
+  if (xin) *xin = x;
 #pragma unroll
   for (int i = 0; i < kItems; ++i) {
     x = fmaf(a[i], x, bx[i]);
-    y[i] = fmaf(cC[i], x, y[i]);
+    y[i] = fmaf(cC[i], x, kLateD ? Dv * cu[i] : y[i]);
   }
+  if (xend) *xend = x;
   carry = fmaf(ta, carry, tb);
 }
 
@@ -691,6 +705,94 @@ __global__ void __launch_bounds__(kFwdWarps * 32, VMAMBA_SCAN_FWD1S_MIN_BLOCKS) 
       }
     }
   }
+}
+
+// d_state = 1 forward with rows packed at lane granularity: a row of L steps takes ell = ceil(L / kItems)
+// consecutive lanes of one sequence of virtual lanes (rows end to end), and a warp walks its share of
+// that sequence one chunk (32 lanes) at a time, carrying the state from chunk to chunk. A chunk may hold
+// the end of one row and the start of the next: a row's first lane (its head) drops the state coming
+// in, so one warp scan serves every row of the chunk. The only idle slots are the tail of a row's last
+// lane (4 of 200 at L = 196), where fwd_n1_short_kernel leaves 7 of 32 lanes idle. A warp owns a
+// contiguous range of whole rows, sized so that the grid is one wave of resident warps, and loads the
+// next chunk's operands while it computes the current one.
+template <typename T>
+struct PackedRuns {
+  Run<T> u, d, B, C;
+  int nv;
+};
+
+// the operands of the lane at (row, j); ok = false: an idle lane (nothing loaded, nv = 0)
+template <typename T>
+__device__ __forceinline__ void packed_load(const FwdParams& p, int row, int j, bool ok, int L, PackedRuns<T>& q) {
+  const int KD = int(p.KD);
+  const int t0 = j * kItems;
+  q.nv = ok ? run_len(L, t0) : 0;
+  const int b = int(p.kd_div.div(uint32_t(row))), d = row - b * KD, g = int(p.g_div.div(uint32_t(d)));
+  const int64_t off = int64_t(row) * L + t0, bco = (int64_t(b) * p.K + g) * L + t0;
+  q.u.load(static_cast<const T*>(p.u) + off, q.nv, true);
+  q.d.load(static_cast<const T*>(p.delta) + off, q.nv, true);
+  q.B.load(static_cast<const T*>(p.B) + bco, q.nv, false);
+  q.C.load(static_cast<const T*>(p.C) + bco, q.nv, false);
+}
+
+// rows of 1 <= L <= kChunk (one chunk per row, so aux is 0 and ell <= 32)
+template <typename T, typename OutT>
+__global__ void __launch_bounds__(kFwdWarps * 32, sizeof(T) == 4 ? VMAMBA_SCAN_FWD1_MIN_BLOCKS_F32 : VMAMBA_SCAN_FWD1P_MIN_BLOCKS)
+    fwd_n1_packed_kernel(const FwdParams p, int rows_per_warp) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int rows = int(p.batch * p.KD), KD = int(p.KD), L = int(p.L);
+  const int ell = (L + kItems - 1) / kItems;
+  const int64_t r_first = (int64_t(blockIdx.x) * kFwdWarps + warp) * rows_per_warp;
+  if (r_first >= rows) return;  // whole warps only: the shuffles below see every lane
+  const int r_begin = int(r_first), r_end = int(r_first + rows_per_warp < rows ? r_first + rows_per_warp : rows);
+  // virtual lanes of the warp (< 2^31: rows_per_warp * 32) and the lane's place (row, j = lane
+  // within the row), which advances by 32 virtual lanes per step
+  const int V = (r_end - r_begin) * ell, steps = (V + 31) / 32;
+  const int q32 = 32 / ell, r32 = 32 - q32 * ell;
+  int row = r_begin + lane / ell, j = lane - (lane / ell) * ell, v = lane;
+  PackedRuns<T> nx;
+  packed_load(p, v < V ? row : r_begin, j, v < V, L, nx);
+  float carry = 0.f;
+  for (int s = 0; s < steps; ++s) {
+    const PackedRuns<T> cu = nx;
+    const int crow = v < V ? row : r_begin, cj = j;
+    const bool cok = v < V;
+    v += 32;
+    row += q32;
+    j += r32;
+    if (j >= ell) { j -= ell; ++row; }
+    if (s + 1 < steps) packed_load(p, v < V ? row : r_begin, j, v < V, L, nx);
+    const int d = crow - int(p.kd_div.div(uint32_t(crow))) * KD;
+    const float Al = __ldg(p.A + d) * kLog2e;
+    const float Dv = p.D ? __ldg(p.D + d) : 0.f;
+    const float bias = p.delta_bias ? __ldg(p.delta_bias + d) : 0.f;
+    float y[kItems], xend;
+    n1_chunk<T, VMAMBA_SCAN_FWD1P_LATE_D != 0>(cu.u, cu.d, cu.B, cu.C, cu.nv, Al, Dv, bias, p.softplus, lane, 31, carry, y, cj == 0,
+                                               nullptr, &xend);
+    if (cok) {
+      store_run_stream(static_cast<OutT*>(p.out) + int64_t(crow) * L + cj * kItems, cu.nv, y);
+      if (cj == 0) p.aux[crow] = 0.f;  // one chunk per row: the state entering it is 0
+      if (cj == ell - 1) p.last_state[crow] = xend;
+    }
+  }
+}
+
+// rows per warp of fwd_n1_packed_kernel: the rows spread evenly over one wave of resident warps
+// (resident warps per device cached: the occupancy query costs microseconds per launch)
+template <typename T, typename OutT>
+int packed_rows_per_warp(int64_t rows) {
+  static std::atomic<int> cache[64];
+  int dev = 0;
+  cudaGetDevice(&dev);
+  int warps = dev < 64 ? cache[dev].load(std::memory_order_relaxed) : 0;
+  if (warps == 0) {
+    int sms = 1, nb = 1;
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, fwd_n1_packed_kernel<T, OutT>, kFwdWarps * 32, 0);
+    warps = std::max(1, sms * std::max(nb, 1) * kFwdWarps);
+    if (dev < 64) cache[dev].store(warps, std::memory_order_relaxed);
+  }
+  return int((rows + warps - 1) / warps);
 }
 
 // Backward for d_state = 1: the block layout, reductions and scratch of bwd_kernel (N = 1 of it),
@@ -1327,9 +1429,9 @@ void fwd_launch(const FwdParams& p_in, cudaStream_t stream) {
   const int64_t per_block = int64_t(kFwdWarps) * (32 / p.lpr);
   const int64_t blocks = (rows + per_block - 1) / per_block;
   if (p.N == 1 && p.L >= 1 && p.L <= kChunk) {
-    constexpr int rpw = sizeof(T) == 4 ? (VMAMBA_SCAN_FWD1S_ROWS + 1) / 2 : VMAMBA_SCAN_FWD1S_ROWS;
-    const unsigned sblocks = unsigned((rows + per_block * rpw - 1) / (per_block * rpw));
-    fwd_n1_short_kernel<T, OutT, rpw><<<dim3(sblocks), kFwdWarps * 32, 0, stream>>>(p);
+    const int rpw = p.packed_rows > 0 ? p.packed_rows : packed_rows_per_warp<T, OutT>(rows);
+    const int64_t per = int64_t(kFwdWarps) * rpw;
+    fwd_n1_packed_kernel<T, OutT><<<dim3(unsigned((rows + per - 1) / per)), kFwdWarps * 32, 0, stream>>>(p, rpw);
   } else if (p.N == 1) {
     fwd_n1_kernel<T, OutT><<<dim3(unsigned(blocks)), kFwdWarps * 32, 0, stream>>>(p);
   } else if (use_seq(p.N, rows, p.seq_min_rows)) {
