@@ -179,31 +179,33 @@ void run_stage(int64_t batch, int64_t KD, int64_t L, int sms) {
   const float tfn = time_ms(fwd_new), tfo = time_ms(fwd_old), tbn = time_ms(bwd_new), tbo = time_ms(bwd_old);
   std::printf("B%lld KD%lld L%lld  fwd n1 %.3f ms (%.0f GB/s)  generic %.3f ms | bwd n1 %.3f ms (%.0f GB/s)  generic %.3f ms (S=%d)\n",
               (long long)batch, (long long)KD, (long long)L, tfn, fbytes / tfn * 1e-6, tfo, tbn, bbytes / tbn * 1e-6, tbo, S);
-  {  // the d_state = 1 forwards side by side: lane-packed rows, two row slots per warp, warp per row
+  if (L <= kChunk) {  // the one-chunk d_state = 1 forwards side by side: lane-packed rows, two row slots per warp, warp per row
     const int rpw = packed_rows_per_warp<__half, float>(batch * KD);
     const unsigned pblocks = unsigned((batch * KD + int64_t(kFwdWarps) * rpw - 1) / (int64_t(kFwdWarps) * rpw));
     FwdParams f4 = f3;
     f4.out = out; f4.last_state = last; f4.aux = aux;
-    auto fwd_packed = [&] { fwd_n1_packed_kernel<__half, float><<<pblocks, kFwdWarps * 32>>>(f4, rpw); };
+    const bool pc8 = packed_piece8<__half>(f4) && std::getenv("NO_PIECES") == nullptr;
+    const int opc = std::getenv("NO_PIECES") ? 0 : packed_out_piece<float>(f4);
+    auto fwd_packed = [&] { fwd_n1_packed_kernel<__half, float><<<pblocks, kFwdWarps * 32>>>(f4, rpw, pc8, opc); };
     auto fwd_short = [&] {
-      fwd_n1_short_kernel<__half, float, VMAMBA_SCAN_FWD1S_ROWS><<<unsigned((batch * KD + 8 * kFwdWarps - 1) / (8 * kFwdWarps)), kFwdWarps * 32>>>(f4);
+      const int64_t per = int64_t(kFwdWarps) * (32 / f4.lpr) * VMAMBA_SCAN_FWD1S_ROWS;
+      fwd_n1_short_kernel<__half, float, VMAMBA_SCAN_FWD1S_ROWS><<<unsigned((batch * KD + per - 1) / per), kFwdWarps * 32>>>(f4);
     };
     fwd_chunked();  // reference: out2 / last2 / aux2
+    CK(cudaMemset(out, 0xff, n * 4));  // NaN: an element a kernel misses shows up in max_diff
+    CK(cudaMemset(last, 0xff, batch * KD * 4));
     fwd_packed();
     CK(cudaDeviceSynchronize());
     const float e_p = max_diff(out, out2, n, nullptr), e_pl = max_diff(last, last2, batch * KD, nullptr);
     const float e_pa = max_diff(aux, aux2, batch * KD * nch, nullptr);
-    float e_s = 0.f, t_s = 0.f;
-    if (L <= kChunk) {
-      fwd_short();
-      CK(cudaDeviceSynchronize());
-      e_s = max_diff(out, out2, n, nullptr);
-      t_s = time_ms(fwd_short);
-    }
+    CK(cudaMemset(out, 0xff, n * 4));
+    fwd_short();
+    CK(cudaDeviceSynchronize());
+    const float e_s = max_diff(out, out2, n, nullptr), t_s = time_ms(fwd_short);
     const float t_p = time_ms(fwd_packed), t_c = time_ms(fwd_chunked);
-    std::printf("   fwd n1: packed (%d rows/warp) %.3f ms (%.0f GB/s) | short %.3f ms | fwd_n1_kernel %.3f ms; "
+    std::printf("   fwd n1: packed (%d rows/warp, pieces %d/%d) %.3f ms (%.0f GB/s) | short %.3f ms | fwd_n1_kernel %.3f ms; "
                 "max|packed - fwd_n1_kernel| out %.2e last %.2e aux %.2e, |short - fwd_n1_kernel| out %.2e\n",
-                rpw, t_p, fbytes / t_p * 1e-6, t_s, t_c, e_p, e_pl, e_pa, e_s);
+                rpw, int(pc8) * 8, opc, t_p, fbytes / t_p * 1e-6, t_s, t_c, e_p, e_pl, e_pa, e_s);
   }
   std::printf("   bwd n1 main kernel %.3f ms, finalize kernels %.3f ms\n", time_ms(bwd_main), time_ms(bwd_fin));
   std::printf("   max|n1 - generic|: out %.2e (max|out| %.2e) aux %.2e last %.2e du %.2e ddelta %.2e dB %.2e dC %.2e dA %.2e (max %.2e) dD %.2e dbias %.2e\n",

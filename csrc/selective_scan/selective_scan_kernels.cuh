@@ -721,24 +721,73 @@ struct PackedRuns {
   int nv;
 };
 
-// the operands of the lane at (row, j); ok = false: an idle lane (nothing loaded, nv = 0)
+// The first `pieces` P-byte pieces of a lane's run, the rest 0: one predicated access per piece, the
+// same instructions in every lane (Run::load picks an access width per lane, and lanes of a packed
+// chunk differ in alignment and length, so a warp would run several of its paths).
+template <int P> struct PieceWord;
+template <> struct PieceWord<8> { using type = uint2; };
+template <> struct PieceWord<16> { using type = uint4; };
+
+template <int P, typename T>
+__device__ __forceinline__ void load_pieces(Run<T>& r, const T* __restrict__ q, int pieces, bool stream) {
+  using W = typename PieceWord<P>::type;
+  W* w = reinterpret_cast<W*>(r.v);
+#pragma unroll
+  for (int i = 0; i < Run<T>::kBytes / P; ++i) {
+    W x{};
+    if (i < pieces) x = ld_words(reinterpret_cast<const W*>(q) + i, stream);
+    w[i] = x;
+  }
+}
+
+template <int P, typename T>
+__device__ __forceinline__ void store_pieces(T* __restrict__ q, int pieces, const float (&v)[kItems]) {
+  using W = typename PieceWord<P>::type;
+  constexpr int kBytes = kItems * int(sizeof(T));
+  uint4 raw[kBytes / 16];
+  T* e = reinterpret_cast<T*>(raw);
+#pragma unroll
+  for (int i = 0; i < kItems; ++i) e[i] = Cvt<T>::from(v[i]);
+  const W* w = reinterpret_cast<const W*>(raw);
+#pragma unroll
+  for (int i = 0; i < kBytes / P; ++i)
+    if (i < pieces) __stcs(reinterpret_cast<W*>(q) + i, w[i]);
+}
+
+// the operands of the lane at (row, j); ok = false: an idle lane (nothing loaded, nv = 0). piece8:
+// every lane's run starts 8-byte aligned and its valid part is whole 8-byte pieces (set by the
+// launcher when L * sizeof(T) % 8 == 0 and the operands are 8-byte aligned: L = 196 in 16-bit types)
 template <typename T>
-__device__ __forceinline__ void packed_load(const FwdParams& p, int row, int j, bool ok, int L, PackedRuns<T>& q) {
+__device__ __forceinline__ void packed_load(const FwdParams& p, int row, int j, bool ok, int L, bool piece8,
+                                            PackedRuns<T>& q) {
   const int KD = int(p.KD);
   const int t0 = j * kItems;
   q.nv = ok ? run_len(L, t0) : 0;
   const int b = int(p.kd_div.div(uint32_t(row))), d = row - b * KD, g = int(p.g_div.div(uint32_t(d)));
   const int64_t off = int64_t(row) * L + t0, bco = (int64_t(b) * p.K + g) * L + t0;
-  q.u.load(static_cast<const T*>(p.u) + off, q.nv, true);
-  q.d.load(static_cast<const T*>(p.delta) + off, q.nv, true);
-  q.B.load(static_cast<const T*>(p.B) + bco, q.nv, false);
-  q.C.load(static_cast<const T*>(p.C) + bco, q.nv, false);
+  const T* u = static_cast<const T*>(p.u) + off;
+  const T* dl = static_cast<const T*>(p.delta) + off;
+  const T* B = static_cast<const T*>(p.B) + bco;
+  const T* C = static_cast<const T*>(p.C) + bco;
+  if (piece8) {
+    const int pieces = (q.nv * int(sizeof(T))) >> 3;
+    load_pieces<8>(q.u, u, pieces, true);
+    load_pieces<8>(q.d, dl, pieces, true);
+    load_pieces<8>(q.B, B, pieces, false);
+    load_pieces<8>(q.C, C, pieces, false);
+  } else {
+    q.u.load(u, q.nv, true);
+    q.d.load(dl, q.nv, true);
+    q.B.load(B, q.nv, false);
+    q.C.load(C, q.nv, false);
+  }
 }
 
-// rows of 1 <= L <= kChunk (one chunk per row, so aux is 0 and ell <= 32)
+// rows of 1 <= L <= kChunk (one chunk per row, so aux is 0 and ell <= 32). out_piece: 16 or 8 when
+// every lane's output run starts that aligned and its valid part is whole pieces, else 0.
 template <typename T, typename OutT>
 __global__ void __launch_bounds__(kFwdWarps * 32, sizeof(T) == 4 ? VMAMBA_SCAN_FWD1_MIN_BLOCKS_F32 : VMAMBA_SCAN_FWD1P_MIN_BLOCKS)
-    fwd_n1_packed_kernel(const FwdParams p, int rows_per_warp) {
+    fwd_n1_packed_kernel(const FwdParams p, int rows_per_warp, bool piece8, int out_piece) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int rows = int(p.batch * p.KD), KD = int(p.KD), L = int(p.L);
   const int ell = (L + kItems - 1) / kItems;
@@ -751,7 +800,7 @@ __global__ void __launch_bounds__(kFwdWarps * 32, sizeof(T) == 4 ? VMAMBA_SCAN_F
   const int q32 = 32 / ell, r32 = 32 - q32 * ell;
   int row = r_begin + lane / ell, j = lane - (lane / ell) * ell, v = lane;
   PackedRuns<T> nx;
-  packed_load(p, v < V ? row : r_begin, j, v < V, L, nx);
+  packed_load(p, v < V ? row : r_begin, j, v < V, L, piece8, nx);
   float carry = 0.f;
   for (int s = 0; s < steps; ++s) {
     const PackedRuns<T> cu = nx;
@@ -761,7 +810,7 @@ __global__ void __launch_bounds__(kFwdWarps * 32, sizeof(T) == 4 ? VMAMBA_SCAN_F
     row += q32;
     j += r32;
     if (j >= ell) { j -= ell; ++row; }
-    if (s + 1 < steps) packed_load(p, v < V ? row : r_begin, j, v < V, L, nx);
+    if (s + 1 < steps) packed_load(p, v < V ? row : r_begin, j, v < V, L, piece8, nx);
     const int d = crow - int(p.kd_div.div(uint32_t(crow))) * KD;
     const float Al = __ldg(p.A + d) * kLog2e;
     const float Dv = p.D ? __ldg(p.D + d) : 0.f;
@@ -769,12 +818,34 @@ __global__ void __launch_bounds__(kFwdWarps * 32, sizeof(T) == 4 ? VMAMBA_SCAN_F
     float y[kItems], xend;
     n1_chunk<T, VMAMBA_SCAN_FWD1P_LATE_D != 0>(cu.u, cu.d, cu.B, cu.C, cu.nv, Al, Dv, bias, p.softplus, lane, 31, carry, y, cj == 0,
                                                nullptr, &xend);
+    OutT* o = static_cast<OutT*>(p.out) + int64_t(crow) * L + cj * kItems;
+    const int ob = cok ? cu.nv * int(sizeof(OutT)) : 0;
+    if (out_piece == 16)
+      store_pieces<16>(o, ob >> 4, y);
+    else if (out_piece == 8)
+      store_pieces<8>(o, ob >> 3, y);
+    else if (cok)
+      store_run_stream(o, cu.nv, y);
     if (cok) {
-      store_run_stream(static_cast<OutT*>(p.out) + int64_t(crow) * L + cj * kItems, cu.nv, y);
       if (cj == 0) p.aux[crow] = 0.f;  // one chunk per row: the state entering it is 0
       if (cj == ell - 1) p.last_state[crow] = xend;
     }
   }
+}
+
+// whether every lane's input runs of fwd_n1_packed_kernel are whole aligned 8-byte pieces, and the
+// widest such piece for its output (0: none)
+inline bool aligned_to(const void* q, int bytes) { return (reinterpret_cast<uintptr_t>(q) & uintptr_t(bytes - 1)) == 0; }
+template <typename T>
+bool packed_piece8(const FwdParams& p) {
+  return (p.L * int64_t(sizeof(T))) % 8 == 0 && aligned_to(p.u, 8) && aligned_to(p.delta, 8) && aligned_to(p.B, 8) &&
+         aligned_to(p.C, 8);
+}
+template <typename OutT>
+int packed_out_piece(const FwdParams& p) {
+  for (int w = 16; w >= 8; w /= 2)
+    if ((p.L * int64_t(sizeof(OutT))) % w == 0 && aligned_to(p.out, w)) return w;
+  return 0;
 }
 
 // rows per warp of fwd_n1_packed_kernel: the rows spread evenly over one wave of resident warps
@@ -1431,7 +1502,9 @@ void fwd_launch(const FwdParams& p_in, cudaStream_t stream) {
   if (p.N == 1 && p.L >= 1 && p.L <= kChunk) {
     const int rpw = p.packed_rows > 0 ? p.packed_rows : packed_rows_per_warp<T, OutT>(rows);
     const int64_t per = int64_t(kFwdWarps) * rpw;
-    fwd_n1_packed_kernel<T, OutT><<<dim3(unsigned((rows + per - 1) / per)), kFwdWarps * 32, 0, stream>>>(p, rpw);
+    const bool piece8 = packed_piece8<T>(p);
+    const int out_piece = packed_out_piece<OutT>(p);
+    fwd_n1_packed_kernel<T, OutT><<<dim3(unsigned((rows + per - 1) / per)), kFwdWarps * 32, 0, stream>>>(p, rpw, piece8, out_piece);
   } else if (p.N == 1) {
     fwd_n1_kernel<T, OutT><<<dim3(unsigned(blocks)), kFwdWarps * 32, 0, stream>>>(p);
   } else if (use_seq(p.N, rows, p.seq_min_rows)) {
