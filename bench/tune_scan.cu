@@ -16,9 +16,11 @@
 // per SM; 1 slot 0.189 / 0.120, 4 slots at 4 blocks 0.272 / 0.152): a persistent fwd_n1_tile_kernel
 // that kept the next tiles' u / delta in flight with cp.async into shared memory (3 stages, 8 warps:
 // 0.197 / 0.110; 2 or 4 stages, 4 or 16 warps no better). ncu on stage 3 (2026-11-27) showed why:
-// fwd_n1_short_kernel issues an instruction on 82% of scheduler cycles (SM throughput 81%, DRAM 43%),
-// so these shapes are bound by instructions per element (22% of the lanes idle at L = 196), not by
-// bytes in flight.
+// fwd_n1_short_kernel issued an instruction on 82% of scheduler cycles (DRAM 43%): bound by
+// instructions per element (22% of the lanes idle at L = 196), not by bytes in flight. Its successor,
+// fwd_n1_packed_kernel (rows end to end at lane granularity), runs stage 3 in 0.138 ms with 88M
+// executed instructions against the short kernel's 136M (0.177 ms while its loads still picked an
+// access width per lane: the warp then ran several paths), and replaced it.
 //
 // Prints one line per (stage, kernel): ms (median of 20 after 3 warm-ups) and GB/s over the bytes
 // each pass must move (fwd: u, delta, B, C, out; bwd: u, delta, B, C, dout, du, ddelta, dB, dC),
@@ -133,7 +135,7 @@ void run_stage(int64_t batch, int64_t KD, int64_t L, int sms) {
   const unsigned fblocks = unsigned((batch * KD + per_block - 1) / per_block);
   auto fwd_new = [&] { CK(cudaError_t(launch_fwd(f, 0) ? cudaErrorUnknown : cudaSuccess)); };
   auto fwd_old = [&] { fwd_kernel<__half, float><<<fblocks, kFwdWarps * 32>>>(f2); };
-  // fwd_n1_kernel itself (launch_fwd takes fwd_n1_short_kernel for L <= kChunk)
+  // fwd_n1_kernel itself (launch_fwd takes fwd_n1_packed_kernel for L <= kChunk)
   FwdParams f3 = f2;
   f3.kd_div = FastDivmod(uint32_t(KD)); f3.g_div = FastDivmod(uint32_t(KD / K));
   auto fwd_chunked = [&] { fwd_n1_kernel<__half, float><<<fblocks, kFwdWarps * 32>>>(f3); };
@@ -179,18 +181,14 @@ void run_stage(int64_t batch, int64_t KD, int64_t L, int sms) {
   const float tfn = time_ms(fwd_new), tfo = time_ms(fwd_old), tbn = time_ms(bwd_new), tbo = time_ms(bwd_old);
   std::printf("B%lld KD%lld L%lld  fwd n1 %.3f ms (%.0f GB/s)  generic %.3f ms | bwd n1 %.3f ms (%.0f GB/s)  generic %.3f ms (S=%d)\n",
               (long long)batch, (long long)KD, (long long)L, tfn, fbytes / tfn * 1e-6, tfo, tbn, bbytes / tbn * 1e-6, tbo, S);
-  if (L <= kChunk) {  // the one-chunk d_state = 1 forwards side by side: lane-packed rows, two row slots per warp, warp per row
+  if (L <= kChunk) {  // the one-chunk d_state = 1 forwards side by side: lane-packed rows, warp per row
     const int rpw = packed_rows_per_warp<__half, float>(batch * KD);
     const unsigned pblocks = unsigned((batch * KD + int64_t(kFwdWarps) * rpw - 1) / (int64_t(kFwdWarps) * rpw));
     FwdParams f4 = f3;
     f4.out = out; f4.last_state = last; f4.aux = aux;
-    const bool pc8 = packed_piece8<__half>(f4) && std::getenv("NO_PIECES") == nullptr;
-    const int opc = std::getenv("NO_PIECES") ? 0 : packed_out_piece<float>(f4);
+    const bool pc8 = packed_piece8<__half>(f4);
+    const int opc = packed_out_piece<float>(f4);
     auto fwd_packed = [&] { fwd_n1_packed_kernel<__half, float><<<pblocks, kFwdWarps * 32>>>(f4, rpw, pc8, opc); };
-    auto fwd_short = [&] {
-      const int64_t per = int64_t(kFwdWarps) * (32 / f4.lpr) * VMAMBA_SCAN_FWD1S_ROWS;
-      fwd_n1_short_kernel<__half, float, VMAMBA_SCAN_FWD1S_ROWS><<<unsigned((batch * KD + per - 1) / per), kFwdWarps * 32>>>(f4);
-    };
     fwd_chunked();  // reference: out2 / last2 / aux2
     CK(cudaMemset(out, 0xff, n * 4));  // NaN: an element a kernel misses shows up in max_diff
     CK(cudaMemset(last, 0xff, batch * KD * 4));
@@ -198,14 +196,10 @@ void run_stage(int64_t batch, int64_t KD, int64_t L, int sms) {
     CK(cudaDeviceSynchronize());
     const float e_p = max_diff(out, out2, n, nullptr), e_pl = max_diff(last, last2, batch * KD, nullptr);
     const float e_pa = max_diff(aux, aux2, batch * KD * nch, nullptr);
-    CK(cudaMemset(out, 0xff, n * 4));
-    fwd_short();
-    CK(cudaDeviceSynchronize());
-    const float e_s = max_diff(out, out2, n, nullptr), t_s = time_ms(fwd_short);
     const float t_p = time_ms(fwd_packed), t_c = time_ms(fwd_chunked);
-    std::printf("   fwd n1: packed (%d rows/warp, pieces %d/%d) %.3f ms (%.0f GB/s) | short %.3f ms | fwd_n1_kernel %.3f ms; "
-                "max|packed - fwd_n1_kernel| out %.2e last %.2e aux %.2e, |short - fwd_n1_kernel| out %.2e\n",
-                rpw, int(pc8) * 8, opc, t_p, fbytes / t_p * 1e-6, t_s, t_c, e_p, e_pl, e_pa, e_s);
+    std::printf("   fwd n1: packed (%d rows/warp, pieces %d/%d) %.3f ms (%.0f GB/s) | fwd_n1_kernel %.3f ms; "
+                "max|packed - fwd_n1_kernel| out %.2e last %.2e aux %.2e\n",
+                rpw, int(pc8) * 8, opc, t_p, fbytes / t_p * 1e-6, t_c, e_p, e_pl, e_pa);
   }
   std::printf("   bwd n1 main kernel %.3f ms, finalize kernels %.3f ms\n", time_ms(bwd_main), time_ms(bwd_fin));
   std::printf("   max|n1 - generic|: out %.2e (max|out| %.2e) aux %.2e last %.2e du %.2e ddelta %.2e dB %.2e dC %.2e dA %.2e (max %.2e) dD %.2e dbias %.2e\n",

@@ -40,21 +40,11 @@ constexpr float kLog2e = 1.4426950408889634f;
 #ifndef VMAMBA_SCAN_FWD1_MIN_BLOCKS_F32
 #define VMAMBA_SCAN_FWD1_MIN_BLOCKS_F32 6
 #endif
-// fwd_n1_short_kernel: blocks per SM it is compiled for, and row slots per warp (16-bit inputs; fp32
-// inputs take half as many, their loads need twice the registers)
-#ifndef VMAMBA_SCAN_FWD1S_MIN_BLOCKS
-#define VMAMBA_SCAN_FWD1S_MIN_BLOCKS 8
-#endif
-#ifndef VMAMBA_SCAN_FWD1S_ROWS
-#define VMAMBA_SCAN_FWD1S_ROWS 2
-#endif
-// fwd_n1_packed_kernel: D u added after the scan (1: frees 8 registers across the warp scan, costs
-// one more conversion per element)
+// fwd_n1_packed_kernel (16-bit inputs): blocks per SM it is compiled for. 7 (72 registers): VMamba-T
+// stage 3 at batch 128 in 0.138 ms; 8 spills (0.151 ms), 6 gives 0.143 (H100, bench/tune_scan.cu,
+// 2026-11-27)
 #ifndef VMAMBA_SCAN_FWD1P_MIN_BLOCKS
-#define VMAMBA_SCAN_FWD1P_MIN_BLOCKS 8
-#endif
-#ifndef VMAMBA_SCAN_FWD1P_LATE_D
-#define VMAMBA_SCAN_FWD1P_LATE_D 1
+#define VMAMBA_SCAN_FWD1P_MIN_BLOCKS 7
 #endif
 #ifndef VMAMBA_SCAN_BWD1_MIN_BLOCKS
 #define VMAMBA_SCAN_BWD1_MIN_BLOCKS 3
@@ -564,7 +554,7 @@ __device__ __forceinline__ void store_run_stream(T* __restrict__ q, int n, const
 // One chunk of the d_state = 1 forward for one lane (kItems steps of a row of kChunk, or of a row
 // packed lpr lanes wide): y gets the outputs, carry (the state entering the chunk, the same in every
 // lane of the segment) becomes the state leaving it.
-template <typename T, bool kLateD = false>
+template <typename T>
 __device__ __forceinline__ void n1_chunk(const Run<T>& cu, const Run<T>& cd, const Run<T>& cB, const Run<T>& cC,
                                          int nv, float Al, float Dv, float bias, bool softplus, int sl,
                                          int last_lane, float& carry, float (&y)[kItems], bool head = false,
@@ -577,7 +567,7 @@ __device__ __forceinline__ void n1_chunk(const Run<T>& cu, const Run<T>& cd, con
     const float v = cd[i] + bias;
     // padding steps get dt = 0: the identity map, so they never touch the state
     const float dt = i < nv ? (softplus ? softplus20(v) : v) : 0.f;
-    if (!kLateD) y[i] = Dv * uv;
+    y[i] = Dv * uv;
     bx[i] = dt * uv * cB[i];
     a[i] = exp2f(dt * Al);
     ra *= a[i];
@@ -594,7 +584,7 @@ __device__ __forceinline__ void n1_chunk(const Run<T>& cu, const Run<T>& cd, con
 #pragma unroll
   for (int i = 0; i < kItems; ++i) {
     x = fmaf(a[i], x, bx[i]);
-    y[i] = fmaf(cC[i], x, kLateD ? Dv * cu[i] : y[i]);
+    y[i] = fmaf(cC[i], x, y[i]);
   }
   if (xend) *xend = x;
   carry = fmaf(ta, carry, tb);
@@ -658,63 +648,19 @@ __global__ void __launch_bounds__(kFwdWarps * 32, sizeof(T) == 4 ? VMAMBA_SCAN_F
   if (valid && sl == 0) p.last_state[row] = carry;
 }
 
-// d_state = 1 forward for rows of one chunk (1 <= L <= kChunk: VMamba's stages 3 and 4). fwd_n1_kernel
-// has nothing to prefetch there, so each warp holds one row's loads in flight at a time; here a warp
-// takes RPW row slots (a slot = one row, or 32 / lpr packed rows) and issues every slot's loads
-// before it computes any. VMamba-T stages 3 / 4 at batch 128: 0.180 / 0.107 ms against
-// fwd_n1_kernel's 0.207 / 0.125 (RPW 2, 8 blocks per SM; H100, bench/tune_scan.cu, 2026-11-27; the
-// variants tried are listed there).
-template <typename T, typename OutT, int RPW>
-__global__ void __launch_bounds__(kFwdWarps * 32, VMAMBA_SCAN_FWD1S_MIN_BLOCKS) fwd_n1_short_kernel(const FwdParams p) {
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int lpr = p.lpr, R = 32 / lpr;
-  const int seg = lane / lpr, sl = lane - seg * lpr;
-  const int rows = int(p.batch * p.KD), KD = int(p.KD), L = int(p.L);
-  const int t0 = sl * kItems;
-  const int last_lane = min(seg * lpr + lpr - 1, 31);
-  Run<T> ru[RPW], rd[RPW], rB[RPW], rC[RPW];
-  int row[RPW], nv[RPW], dch[RPW];
-#pragma unroll
-  for (int j = 0; j < RPW; ++j) {
-    const int row_raw = ((int(blockIdx.x) * kFwdWarps + warp) * RPW + j) * R + seg;
-    const bool valid = seg < R && row_raw < rows;
-    row[j] = valid ? row_raw : 0;  // idle lanes still join the shuffles
-    nv[j] = valid ? run_len(L, t0) : 0;
-    const int b = int(p.kd_div.div(uint32_t(row[j]))), d = row[j] - b * KD, g = int(p.g_div.div(uint32_t(d)));
-    dch[j] = d;
-    const int64_t off = int64_t(row[j]) * L + t0, bco = (int64_t(b) * p.K + g) * L + t0;
-    ru[j].load(static_cast<const T*>(p.u) + off, nv[j], true);
-    rd[j].load(static_cast<const T*>(p.delta) + off, nv[j], true);
-    rB[j].load(static_cast<const T*>(p.B) + bco, nv[j], false);
-    rC[j].load(static_cast<const T*>(p.C) + bco, nv[j], false);
-    if (!valid) row[j] = -1;
-  }
-#pragma unroll
-  for (int j = 0; j < RPW; ++j) {
-    const int r = max(row[j], 0), d = dch[j];
-    const float Al = p.A[d] * kLog2e;
-    const float Dv = p.D ? p.D[d] : 0.f;
-    const float bias = p.delta_bias ? p.delta_bias[d] : 0.f;
-    float carry = 0.f, y[kItems];
-    n1_chunk(ru[j], rd[j], rB[j], rC[j], nv[j], Al, Dv, bias, p.softplus, sl, last_lane, carry, y);
-    if (row[j] >= 0) {
-      store_run_stream(static_cast<OutT*>(p.out) + int64_t(r) * L + t0, nv[j], y);
-      if (sl == 0) {
-        p.aux[r] = 0.f;  // one chunk: the state entering it is 0
-        p.last_state[r] = carry;
-      }
-    }
-  }
-}
-
 // d_state = 1 forward with rows packed at lane granularity: a row of L steps takes ell = ceil(L / kItems)
 // consecutive lanes of one sequence of virtual lanes (rows end to end), and a warp walks its share of
 // that sequence one chunk (32 lanes) at a time, carrying the state from chunk to chunk. A chunk may hold
 // the end of one row and the start of the next: a row's first lane (its head) drops the state coming
 // in, so one warp scan serves every row of the chunk. The only idle slots are the tail of a row's last
-// lane (4 of 200 at L = 196), where fwd_n1_short_kernel leaves 7 of 32 lanes idle. A warp owns a
-// contiguous range of whole rows, sized so that the grid is one wave of resident warps, and loads the
-// next chunk's operands while it computes the current one.
+// lane (4 of 200 at L = 196; a warp per row leaves 7 of 32 lanes idle there). A warp owns a contiguous
+// range of whole rows, sized so that the grid is one wave of resident warps, and loads the next
+// chunk's operands while it computes the current one. Lanes of a chunk differ in alignment and run
+// length, so operands move as predicated aligned pieces (one instruction stream for the warp) wherever
+// the row length allows. VMamba-T stages 3 / 4 at batch 128: 0.138 / 0.109 ms, against 0.181 / 0.109
+// for two row slots per warp (the kernel this replaced: 136M executed instructions vs 88M on stage 3,
+// ncu) and 0.207 / 0.125 for fwd_n1_kernel (H100, bench/tune_scan.cu, 2026-11-27). Stage 4 (L = 49 in
+// fp16: 98-byte rows) takes the per-lane access widths.
 template <typename T>
 struct PackedRuns {
   Run<T> u, d, B, C;
@@ -816,8 +762,7 @@ __global__ void __launch_bounds__(kFwdWarps * 32, sizeof(T) == 4 ? VMAMBA_SCAN_F
     const float Dv = p.D ? __ldg(p.D + d) : 0.f;
     const float bias = p.delta_bias ? __ldg(p.delta_bias + d) : 0.f;
     float y[kItems], xend;
-    n1_chunk<T, VMAMBA_SCAN_FWD1P_LATE_D != 0>(cu.u, cu.d, cu.B, cu.C, cu.nv, Al, Dv, bias, p.softplus, lane, 31, carry, y, cj == 0,
-                                               nullptr, &xend);
+    n1_chunk(cu.u, cu.d, cu.B, cu.C, cu.nv, Al, Dv, bias, p.softplus, lane, 31, carry, y, cj == 0, nullptr, &xend);
     OutT* o = static_cast<OutT*>(p.out) + int64_t(crow) * L + cj * kItems;
     const int ob = cok ? cu.nv * int(sizeof(OutT)) : 0;
     if (out_piece == 16)
