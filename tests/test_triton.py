@@ -227,6 +227,24 @@ def test_cross_scan_merge(kern, mode, channels_last):
                      cross_merge_ref(g.double(), H, W, mode, channels_last), 1e-6, 1e-6)
 
 
+def test_cross_64bit_offsets(kern, monkeypatch):
+    """The int64 offset variant (images of >= 2^31 elements, too big to allocate in a test), forced on
+    small maps: same results as the reference. The banded scan, int32 only, must step aside for it."""
+    from vmamba_kernels.triton import cross_scan as cs
+
+    monkeypatch.setattr(cs, "_big", lambda *a: True)
+    for channels_last in (False, True):
+        for mode in ("cross2d", "bidi"):
+            for H, W in ((7, 7), (5, 9)):
+                shape = (2, H, W, 3) if channels_last else (2, 3, H, W)
+                x = torch.randn(shape, device=DEV)
+                y = kern.cross_scan_fwd(x, mode, channels_last)
+                assert torch.equal(y, cross_scan_ref(x, mode, channels_last)), (mode, channels_last, H, W)
+                g = torch.randn(2, 4, 3, H * W, device=DEV)
+                assert_close(f"merge {mode} cl={channels_last} {H}x{W}", kern.cross_merge_fwd(g, H, W, mode, channels_last),
+                             cross_merge_ref(g.double(), H, W, mode, channels_last), 1e-6, 1e-6)
+
+
 @pytest.mark.parametrize("band", (None, 8, 2))
 def test_cross_scan_channels_last_bands(kern, monkeypatch, band):
     """The banded channels-last cross2d scan (square maps): bands that divide the map, leave a cut last

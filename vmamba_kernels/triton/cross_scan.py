@@ -6,7 +6,8 @@ different block shapes) and, for each of the four routes, reads/writes the match
 y (B, 4, C, L): route 0 p = h W + w, route 1 q = w H + h, route 2 L-1-p, route 3 L-1-q (cross2d);
 unidi uses p for all four, bidi p, p, L-1-p, L-1-p. Triton's layout conversion does the
 transpose through shared memory, so both sides are coalesced. Merge sums the four routes in a
-fixed order (deterministic). Offsets are int64.
+fixed order (deterministic). Offsets inside one image are int32 (int64 for images of >= 2^31
+elements), the image's base int64.
 """
 from __future__ import annotations
 
@@ -44,23 +45,30 @@ def _route_pos(k: tl.constexpr, MODE: tl.constexpr, p, q, L):
 @triton.jit
 def _cross_kernel(
     x_ptr, y_ptr, C, H, W, sxb, sxc, sxh, sxw, n_hb, n_wb,
-    MERGE: tl.constexpr, MODE: tl.constexpr,
+    MERGE: tl.constexpr, MODE: tl.constexpr, BIG: tl.constexpr,
     BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
+    # offsets inside one image are 32-bit unless BIG (an image of x or y with >= 2^31 elements); the
+    # image's base is 64-bit
     pid_b = tl.program_id(0).to(tl.int64)
     pid_hw = tl.program_id(1)
-    pid_c = tl.program_id(2).to(tl.int64)
+    pid_c = tl.program_id(2)
     hb = pid_hw // n_wb
     wb = pid_hw % n_wb
-    h = (hb * BLOCK_H + tl.arange(0, BLOCK_H)).to(tl.int64)
-    w = (wb * BLOCK_W + tl.arange(0, BLOCK_W)).to(tl.int64)
-    c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C).to(tl.int64)
+    h = hb * BLOCK_H + tl.arange(0, BLOCK_H)
+    w = wb * BLOCK_W + tl.arange(0, BLOCK_W)
+    c = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
+    if BIG:
+        h = h.to(tl.int64)
+        w = w.to(tl.int64)
+        c = c.to(tl.int64)
     h3 = h[:, None, None]
     w3 = w[None, :, None]
     c3 = c[None, None, :]
     mask = (h3 < H) & (w3 < W) & (c3 < C)
     L = H * W
-    x_offs = pid_b * sxb + c3 * sxc + h3 * sxh + w3 * sxw
+    x_img = x_ptr + pid_b * sxb
+    x_offs = c3 * sxc + h3 * sxh + w3 * sxw
     p = h3 * W + w3
     q = w3 * H + h3
     y_base = y_ptr + pid_b * 4 * C * L + c3 * L
@@ -70,12 +78,12 @@ def _cross_kernel(
         acc += tl.load(y_base + CL + _route_pos(1, MODE, p, q, L), mask=mask, other=0.0).to(tl.float32)
         acc += tl.load(y_base + 2 * CL + _route_pos(2, MODE, p, q, L), mask=mask, other=0.0).to(tl.float32)
         acc += tl.load(y_base + 3 * CL + _route_pos(3, MODE, p, q, L), mask=mask, other=0.0).to(tl.float32)
-        tl.store(x_ptr + x_offs, acc.to(x_ptr.dtype.element_ty), mask=mask)
+        tl.store(x_img + x_offs, acc.to(x_ptr.dtype.element_ty), mask=mask)
     else:
         # Routes that run backwards (L-1-p, L-1-q) are written from the point-reflected pixel
         # (H-1-h, W-1-w), whose reversed position is p (or q) again: every store then runs forwards
         # (coalesced); the reflected read is a second, cache-friendly read of x.
-        v = tl.load(x_ptr + x_offs, mask=mask, other=0.0)
+        v = tl.load(x_img + x_offs, mask=mask, other=0.0)
         tl.store(y_base + p, v, mask=mask)
         if MODE == 0:
             tl.store(y_base + CL + q, v, mask=mask)
@@ -85,8 +93,8 @@ def _cross_kernel(
             tl.store(y_base + 2 * CL + p, v, mask=mask)
             tl.store(y_base + 3 * CL + p, v, mask=mask)
         else:
-            xr_offs = pid_b * sxb + c3 * sxc + (H - 1 - h3) * sxh + (W - 1 - w3) * sxw
-            vr = tl.load(x_ptr + xr_offs, mask=mask, other=0.0)
+            xr_offs = c3 * sxc + (H - 1 - h3) * sxh + (W - 1 - w3) * sxw
+            vr = tl.load(x_img + xr_offs, mask=mask, other=0.0)
             tl.store(y_base + 2 * CL + p, vr, mask=mask)
             if MODE == 0:
                 tl.store(y_base + 3 * CL + q, vr, mask=mask)
@@ -95,17 +103,17 @@ def _cross_kernel(
 
 
 @triton.jit
-def _band_part(x_ptr, y_base, pid_b, c3, C, H, W, L, CL, sxb, sxh, sxw, band,
+def _band_part(x_img, y_base, c3, C, H, W, L, CL, sxh, sxw, band,
                COLS: tl.constexpr, BAND: tl.constexpr, SIDE: tl.constexpr):
     # rows: a (BAND, SIDE, BLOCK_C) tile -> routes 0 and 2; columns: (SIDE, BAND, BLOCK_C) -> 1 and 3
     if COLS:
-        h3 = tl.arange(0, SIDE).to(tl.int64)[:, None, None]
-        w3 = (band * BAND + tl.arange(0, BAND).to(tl.int64))[None, :, None]
+        h3 = tl.arange(0, SIDE)[:, None, None]
+        w3 = (band * BAND + tl.arange(0, BAND))[None, :, None]
     else:
-        h3 = (band * BAND + tl.arange(0, BAND).to(tl.int64))[:, None, None]
-        w3 = tl.arange(0, SIDE).to(tl.int64)[None, :, None]
+        h3 = (band * BAND + tl.arange(0, BAND))[:, None, None]
+        w3 = tl.arange(0, SIDE)[None, :, None]
     mask = (h3 < H) & (w3 < W) & (c3 < C)
-    v = tl.load(x_ptr + pid_b * sxb + c3 + h3 * sxh + w3 * sxw, mask=mask, other=0.0)
+    v = tl.load(x_img + c3 + h3 * sxh + w3 * sxw, mask=mask, other=0.0)
     if COLS:
         r = w3 * H + h3
         tl.store(y_base + CL + r, v, mask=mask)
@@ -124,20 +132,21 @@ def _cross_scan_band_kernel(
     """cross2d scan of a channels-last square map in bands: program 2i writes routes 0 / 2 of rows
     [i BAND, (i+1) BAND) (one contiguous run per channel each), program 2i+1 routes 1 / 3 of the
     same columns; neighbouring programs read the same part of x, so the second read mostly hits L2.
-    SIDE = next power of two >= H (= W)."""
+    SIDE = next power of two >= H (= W). In-image offsets are 32-bit (the launcher checks)."""
     pid_b = tl.program_id(0).to(tl.int64)
     pid = tl.program_id(1)
-    pid_c = tl.program_id(2).to(tl.int64)
-    band = (pid // 2).to(tl.int64)
-    c3 = (pid_c * BLOCK_C + tl.arange(0, BLOCK_C).to(tl.int64))[None, None, :]
+    pid_c = tl.program_id(2)
+    band = pid // 2
+    c3 = (pid_c * BLOCK_C + tl.arange(0, BLOCK_C))[None, None, :]
     L = H * W
     CL = C * L
-    y_base = y_ptr + pid_b * 4 * C * L + c3 * L
+    x_img = x_ptr + pid_b * sxb
+    y_base = y_ptr + pid_b * 4 * CL + c3 * L
     # two calls (not one if / else over tiles of different shapes, which the compiler rejects)
     if pid % 2 == 0:
-        _band_part(x_ptr, y_base, pid_b, c3, C, H, W, L, CL, sxb, sxh, sxw, band, False, BAND, SIDE)
+        _band_part(x_img, y_base, c3, C, H, W, L, CL, sxh, sxw, band, False, BAND, SIDE)
     else:
-        _band_part(x_ptr, y_base, pid_b, c3, C, H, W, L, CL, sxb, sxh, sxw, band, True, BAND, SIDE)
+        _band_part(x_img, y_base, c3, C, H, W, L, CL, sxh, sxw, band, True, BAND, SIDE)
 
 
 # banded scan: rows per band and channels per program (powers of two); None = off (the tiled kernel).
@@ -148,7 +157,7 @@ BAND_SCAN = {"band": 8, "block_c": 32, "warps": 8}
 
 def _band_scan(x, y, C, H, W):
     """The banded channels-last cross2d scan (square maps); False when it does not apply."""
-    if BAND_SCAN is None or H != W or x.stride(3) != 1 or x.shape[0] == 0 or C == 0 or H == 0:
+    if BAND_SCAN is None or H != W or x.stride(3) != 1 or x.shape[0] == 0 or C == 0 or H == 0 or _big(x, C, H, W):
         return False
     side = _np2(H)
     band = min(BAND_SCAN["band"], side)
@@ -162,7 +171,19 @@ def _band_scan(x, y, C, H, W):
     return True
 
 
+def _big(x, C, H, W):
+    """Whether one image of x or of y (4 C H W elements) may need offsets of 2^31 or more."""
+    span = 1 + sum((n - 1) * abs(st) for n, st in zip(x.shape[1:], x.stride()[1:]))
+    return max(span, 4 * C * H * W) >= 2**31
+
+
+# (channels_last, C, H, W) -> (BLOCK_H, BLOCK_W, BLOCK_C, warps): pinned block shapes (tuning only)
+BLOCKS_OVERRIDE: dict = {}
+
+
 def _blocks(C, H, W, channels_last):
+    if (channels_last, C, H, W) in BLOCKS_OVERRIDE:
+        return BLOCKS_OVERRIDE[(channels_last, C, H, W)]
     if interpret():
         bh, bw = min(_np2(H), 8), min(_np2(W), 8)
         return bh, bw, min(_np2(C), 8), 4
@@ -188,8 +209,8 @@ def _launch(x, y, C, H, W, merge, mode, channels_last):
     n_hb, n_wb = triton.cdiv(H, bh), triton.cdiv(W, bw)
     grid = (Bn, n_hb * n_wb, triton.cdiv(C, bc))
     _cross_kernel[grid](x, y, C, H, W, sxb, sxc, sxh, sxw, n_hb, n_wb,
-                        MERGE=merge, MODE=_MODES[mode], BLOCK_H=bh, BLOCK_W=bw, BLOCK_C=bc,
-                        num_warps=warps)
+                        MERGE=merge, MODE=_MODES[mode], BIG=_big(x, C, H, W), BLOCK_H=bh, BLOCK_W=bw,
+                        BLOCK_C=bc, num_warps=warps)
 
 
 def cross_scan_fwd(x, mode, channels_last):
