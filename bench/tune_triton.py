@@ -5,6 +5,7 @@ backends when available, mamba_ssm when `python -m bench.build_mamba_ssm` has bu
 
     python -m bench.tune_triton [--sweep] [--stages] [--out DIR]
     python -m bench.tune_triton --cross-bands     # the banded channels-last cross scan's block shapes
+    python -m bench.tune_triton --cross-blocks    # the tiled cross scan / merge block shapes (both layouts)
 
 For the reports use `python -m bench.kernels` (CSV rows); this prints and writes OUT/triton_bench.json.
 
@@ -72,6 +73,58 @@ def sweep_cross_bands(batch, C=96, H=56):
             print(f"  {t:.4f} {nbytes / t / 1e6:.0f} {band} {bc} {w} {ok}")
 
 
+# block shapes (BLOCK_H, BLOCK_W, BLOCK_C, warps) --cross-blocks tries on stage 1, per layout
+CROSS_BLOCKS = {
+    False: [(32, 32, 1, 4), (64, 64, 1, 8), (64, 64, 1, 16), (32, 64, 1, 8), (16, 64, 1, 4), (16, 64, 2, 8),
+            (64, 64, 2, 16), (8, 64, 4, 8)],
+    True: [(16, 16, 32, 4), (8, 64, 32, 8), (16, 64, 16, 8), (8, 64, 16, 4), (32, 32, 16, 8), (4, 64, 32, 4),
+           (16, 32, 32, 8)],
+}
+
+
+def sweep_cross_blocks(batch, C=96, H=56):
+    """Block shapes of the tiled cross scan / merge kernel (cross_scan.BLOCKS_OVERRIDE) on stage 1, both
+    layouts and fp16 / fp32, against the cuda kernels and a copy of the same bytes in the same run. The
+    channels-last cross2d scan takes the banded kernel, so its column does not change with the shape."""
+    import importlib
+
+    from reference import cross_merge_ref, cross_scan_ref
+    from vmamba_kernels.triton import cross_scan as cs
+
+    importlib.import_module("vmamba_kernels._C")  # registers torch.ops.vmamba_cuda
+    ops = torch.ops.vmamba_cuda
+    us = lambda f: _t(f, rep=100) * 1e3  # noqa: E731
+
+    def copy_us(n, dt):
+        src = torch.empty(n, dtype=dt, device="cuda").normal_()
+        return us(lambda: src.clone())
+
+    for dt in (torch.float16, torch.float32):
+        esz = torch.tensor([], dtype=dt).element_size()
+        nbytes = 5 * batch * C * H * H * esz
+        t_copy = copy_us(nbytes // 2 // esz, dt)
+        for cl in (False, True):
+            x = torch.randn((batch, H, H, C) if cl else (batch, C, H, H), device="cuda").to(dt)
+            y = torch.randn(batch, 4, C, H * H, device="cuda").to(dt)
+            ys_ref, ym_ref = cross_scan_ref(x, "cross2d", cl), cross_merge_ref(y.float(), H, H, "cross2d", cl)
+            cu_s = us(lambda: ops.cross_scan(x, "cross2d", cl))
+            cu_m = us(lambda: ops.cross_merge(y, H, H, "cross2d", cl))
+            print(f"{DNAME[dt]} {'cl' if cl else 'cf'} B{batch} {H}x{H} C{C}: cuda scan {cu_s:.1f} us, merge {cu_m:.1f} us; "
+                  f"copy {t_copy:.1f} us")
+            for cand in [None] + CROSS_BLOCKS[cl]:
+                cs.BLOCKS_OVERRIDE.clear()
+                if cand:
+                    cs.BLOCKS_OVERRIDE[(cl, False, C, H, H)] = cand
+                    cs.BLOCKS_OVERRIDE[(cl, True, C, H, H)] = cand
+                ok = torch.equal(cs.cross_scan_fwd(x, "cross2d", cl), ys_ref) and torch.allclose(
+                    cs.cross_merge_fwd(y, H, H, "cross2d", cl).float(), ym_ref, rtol=1e-2, atol=1e-2)
+                ts = us(lambda: cs.cross_scan_fwd(x, "cross2d", cl))
+                tm = us(lambda: cs.cross_merge_fwd(y, H, H, "cross2d", cl))
+                print(f"  {str(cand or 'default'):>18} scan {ts:6.1f} us ({ts / cu_s:4.2f}x cuda, {t_copy / ts:4.2f} of copy)"
+                      f"  merge {tm:6.1f} us ({tm / cu_m:4.2f}x cuda, {t_copy / tm:4.2f} of copy)  ok={ok}")
+            cs.BLOCKS_OVERRIDE.clear()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sweep", action="store_true")
@@ -82,7 +135,12 @@ def main():
                     help="only sweep the banded channels-last cross scan (cross_scan.BAND_SCAN) on stage 1")
     ap.add_argument("--stages", action="store_true", help="sweep the chunk loops' pipelining depth (ss.PIPELINE)")
     ap.add_argument("--sweep-stages", default="1,2,3", help="depths --stages tries")
+    ap.add_argument("--cross-blocks", action="store_true",
+                    help="only sweep the tiled cross scan / merge block shapes (cross_scan.BLOCKS_OVERRIDE) on stage 1")
     a = ap.parse_args()
+    if a.cross_blocks:
+        sweep_cross_blocks(a.batch)
+        return
     if a.cross_bands:
         sweep_cross_bands(a.batch)
         return

@@ -1036,9 +1036,10 @@ inline Launch plan_cross(const Problem& p, bool merge) {
     if (by_rule && merge && tiled == -1 && p.mode == kCross2d) {
       // the merge's default tile: 8 rows x up to 64 columns, so both route kinds are read with 8-byte
       // vectors (56 x 56 fp16: 0.79 of copy against 0.43 with 19 x 19 tiles, 0.78 at 16 x 16; fp32
-      // 0.81 / 0.79 / 0.81; H100, 2026-11-27)
+      // 0.81 / 0.79 / 0.81; H100, 2026-11-27), x 16 channels: fp32 0.87 of copy against 0.81 with the
+      // 24 the channel rule picks, fp16 0.79 either way (fifth session's sweep, same card)
       const TileGeometry t8 = plan_tiles(p, uint32_t(l.elem), smem_elem, xa, std::min<uint32_t>(8, uint32_t(p.H)),
-                                         std::min<uint32_t>(64, uint32_t(p.W)));
+                                         std::min<uint32_t>(64, uint32_t(p.W)), 16);
       if (t8.fits) l.t = t8;
     }
     if (l.t.fits && (tiled >= 1 || by_rule)) {

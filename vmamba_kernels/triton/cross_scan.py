@@ -177,22 +177,27 @@ def _big(x, C, H, W):
     return max(span, 4 * C * H * W) >= 2**31
 
 
-# (channels_last, C, H, W) -> (BLOCK_H, BLOCK_W, BLOCK_C, warps): pinned block shapes (tuning only)
+# (channels_last, merge, C, H, W) -> (BLOCK_H, BLOCK_W, BLOCK_C, warps): pinned block shapes (tuning only)
 BLOCKS_OVERRIDE: dict = {}
 
 
-def _blocks(C, H, W, channels_last):
-    if (channels_last, C, H, W) in BLOCKS_OVERRIDE:
-        return BLOCKS_OVERRIDE[(channels_last, C, H, W)]
+def _blocks(C, H, W, channels_last, merge):
+    """(BLOCK_H, BLOCK_W, BLOCK_C, warps). H100, VMamba-T stage 1 (B 128, C 96, 56 x 56), against the
+    cuda kernels in the same run (`python -m bench.tune_triton --cross-blocks`, 2026-11-27):
+    channels-first scan 64 x 64 x 1, 8 warps: fp16 0.177 ms (1.29x cuda) against 0.255 for 32 x 32;
+    channels-first merge 16 x 64 x 1, 4 warps: 0.173 (1.20x) against 0.182; channels-last merge
+    16 x 32 x 32, 8 warps: fp32 0.399 (1.24x) against 0.446 for 16 x 16 x 32, fp16 equal (0.306)."""
+    if (channels_last, merge, C, H, W) in BLOCKS_OVERRIDE:
+        return BLOCKS_OVERRIDE[(channels_last, merge, C, H, W)]
     if interpret():
         bh, bw = min(_np2(H), 8), min(_np2(W), 8)
         return bh, bw, min(_np2(C), 8), 4
     if channels_last:
         bc = min(_np2(C), 32)
-        bh, bw = min(_np2(H), 16), min(_np2(W), 16)
+        bh, bw = min(_np2(H), 16), min(_np2(W), 32 if merge else 16)
     else:
-        bh, bw = min(_np2(H), 32), min(_np2(W), 32)
-        bc = max(1, min(_np2(C), 1024 // (bh * bw)))
+        bh, bw = min(_np2(H), 16 if merge else 64), min(_np2(W), 64)
+        bc = max(1, min(_np2(C), (1024 if merge else 4096) // (bh * bw)))
     n = bh * bw * bc
     return bh, bw, bc, (4 if n <= 2048 else 8)
 
@@ -205,7 +210,7 @@ def _launch(x, y, C, H, W, merge, mode, channels_last):
     Bn = x.shape[0]
     if Bn == 0 or C == 0 or H == 0 or W == 0:
         return
-    bh, bw, bc, warps = _blocks(C, H, W, channels_last)
+    bh, bw, bc, warps = _blocks(C, H, W, channels_last, merge)
     n_hb, n_wb = triton.cdiv(H, bh), triton.cdiv(W, bw)
     grid = (Bn, n_hb * n_wb, triton.cdiv(C, bc))
     _cross_kernel[grid](x, y, C, H, W, sxb, sxc, sxh, sxw, n_hb, n_wb,
