@@ -25,7 +25,8 @@ import torch
 DNAME = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
 SMEM_KB = (100, 128, 200)  # plane-kernel budgets tried on channels-last stage 1 (VMAMBA_CROSS_SMEM_KB)
 # tiled-kernel shapes tried on stage 1 (VMAMBA_CROSS_CL_TILE); all fit the default 56 KB in both dtypes
-TILES = ("14x14", "16x16", "28x28", "8x56", "14x14x64", "19x19x16")
+TILES = ("14x14", "16x16", "28x28", "8x56", "14x14x64", "19x19x16", "8x56x16", "16x28x16", "16x32x16", "12x56x16",
+         "8x28x16", "16x56x16")
 STAGES = [("s1", 128, 96, 56, 56), ("s1_C192", 128, 192, 56, 56), ("s2", 128, 192, 28, 28),
           ("s3", 128, 384, 14, 14), ("s4", 128, 768, 7, 7)]
 KNOBS = ("VMAMBA_CROSS_MAX_VEC", "VMAMBA_CROSS_SMEM_KB", "VMAMBA_CROSS_CL_TILED", "VMAMBA_CROSS_CL_TILE",

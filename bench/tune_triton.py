@@ -6,6 +6,7 @@ backends when available, mamba_ssm when `python -m bench.build_mamba_ssm` has bu
     python -m bench.tune_triton [--sweep] [--stages] [--out DIR]
     python -m bench.tune_triton --cross-bands     # the banded channels-last cross scan's block shapes
     python -m bench.tune_triton --cross-blocks    # the tiled cross scan / merge block shapes (both layouts)
+    python -m bench.tune_triton --n1-variants     # the N = 1 scan kernels around their defaults, against cuda
 
 For the reports use `python -m bench.kernels` (CSV rows); this prints and writes OUT/triton_bench.json.
 
@@ -125,6 +126,62 @@ def sweep_cross_blocks(batch, C=96, H=56):
             cs.BLOCKS_OVERRIDE.clear()
 
 
+# (kind, variant) pairs --n1-variants times per VMamba-T stage: {} = the defaults; "fwd" / "bwd" = (BLOCK_D,
+# warps) in ss.OVERRIDE, "fwd_sub" / "bwd_sub" = chunks per iteration, "PIPE_fwd" / "PIPE_bwd" = ss.PIPELINE
+N1_VARIANTS = {
+    0: [("fwd", {}), ("fwd", {"PIPE_fwd": 1}), ("fwd", {"fwd": (8, 1)}), ("bwd", {}), ("bwd", {"bwd": (4, 2)}),
+        ("bwd", {"bwd": (8, 2)}), ("bwd", {"bwd_sub": 2}), ("bwd", {"PIPE_bwd": 1})],
+    1: [("fwd", {}), ("fwd", {"fwd_sub": 1}), ("bwd", {}), ("bwd", {"bwd": (4, 2)}), ("bwd", {"bwd": (8, 2)})],
+    2: [("fwd", {}), ("fwd", {"fwd": (2, 1)}), ("fwd", {"fwd": (8, 4)}), ("bwd", {}), ("bwd", {"bwd": (4, 2)}),
+        ("bwd", {"bwd": (1, 1)})],
+    3: [("fwd", {}), ("fwd", {"fwd": (8, 2)}), ("fwd", {"fwd": (16, 2)}), ("bwd", {}), ("bwd", {"bwd": (4, 2)}),
+        ("bwd", {"bwd": (8, 2)})],
+}
+
+
+def sweep_n1_variants(batch, stages):
+    """The N = 1 kernels' block shapes, tile lengths and pipelining around their defaults on VMamba-T's
+    stage shapes (fp16 in, fp32 out), against the cuda backend in the same run; each variant's results
+    are compared with cuda's (largest difference relative to the largest cuda value)."""
+    from vmamba_kernels.cuda import kernels as cu
+
+    for i, (KD, L, _) in enumerate(STAGES):
+        if str(i) not in stages.split(","):
+            continue
+        G = KD // 4
+        u, delta, A, B, C, D, bias = _inputs(batch, KD, L)
+        dout = torch.randn(batch, KD, L, device="cuda")
+        fwd_c = lambda m: m.selective_scan_fwd(u, delta, A, B, C, D, bias, True, torch.float32)  # noqa: E731
+        y_c, last_c, aux_c = fwd_c(cu)
+        g_c = cu.selective_scan_bwd(u, delta, A, B, C, D, bias, True, dout, aux_c)
+        t_c = {"fwd": _t(lambda: fwd_c(cu)), "bwd": _t(lambda: cu.selective_scan_bwd(u, delta, A, B, C, D, bias, True, dout, aux_c))}
+        print(f"stage {i + 1} KD{KD} L{L}: cuda fwd {t_c['fwd']:.3f} ms, bwd {t_c['bwd']:.3f} ms", flush=True)
+        for kind, var in N1_VARIANTS[i]:
+            ss.OVERRIDE.clear()
+            ss.PIPELINE.update(fwd=None, bwd=None)
+            for k, v in var.items():
+                if k.startswith("PIPE_"):
+                    ss.PIPELINE[k[5:]] = v
+                elif k.endswith("_sub"):
+                    ss.OVERRIDE[(k, 1, L)] = v
+                else:
+                    ss.OVERRIDE[(k, G, 1, L)] = v
+            y, last, aux = fwd_c(tk)
+            if kind == "fwd":
+                got, want = (y, last), (y_c, last_c)
+                t = _t(lambda: fwd_c(tk))
+            else:
+                got = tk.selective_scan_bwd(u, delta, A, B, C, D, bias, True, dout, aux)
+                want = g_c
+                t = _t(lambda: tk.selective_scan_bwd(u, delta, A, B, C, D, bias, True, dout, aux))
+            err = max(((p.float() - q.float()).abs().max() / q.float().abs().max().clamp_min(1e-6)).item()
+                      for p, q in zip(got, want) if q is not None)
+            print(f"  {kind} {str(var or 'default'):>20} {t:.3f} ms ({t / t_c[kind]:.2f}x cuda), "
+                  f"max |diff| / max |cuda| {err:.1e}", flush=True)
+    ss.OVERRIDE.clear()
+    ss.PIPELINE.update(fwd=None, bwd=None)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sweep", action="store_true")
@@ -137,7 +194,12 @@ def main():
     ap.add_argument("--sweep-stages", default="1,2,3", help="depths --stages tries")
     ap.add_argument("--cross-blocks", action="store_true",
                     help="only sweep the tiled cross scan / merge block shapes (cross_scan.BLOCKS_OVERRIDE) on stage 1")
+    ap.add_argument("--n1-variants", action="store_true",
+                    help="only time the N = 1 kernels' block shapes / tiles / pipelining around the defaults")
     a = ap.parse_args()
+    if a.n1_variants:
+        sweep_n1_variants(a.batch, a.only_stages)
+        return
     if a.cross_blocks:
         sweep_cross_blocks(a.batch)
         return

@@ -130,6 +130,17 @@ def test_scan_forward_tile_of_several_chunks(kern, monkeypatch, sub, L, N):
     assert_close("out", y, y1, 1e-5, 1e-6)
 
 
+@pytest.mark.parametrize("sub", (2, 4))
+@pytest.mark.parametrize("L", (197, 64))
+def test_scan_backward_tile_of_several_chunks(kern, monkeypatch, sub, L):
+    """The N = 1 backward iterating over SUB chunks at a time (selective_scan.bwd_sub, a tuning knob):
+    its tile starts from the stored state before its first chunk; L not a multiple of the tile."""
+    from vmamba_kernels.triton import selective_scan as ss
+
+    monkeypatch.setitem(ss.OVERRIDE, ("bwd_sub", 1, L), sub)
+    _check_raw(kern, 2, 4, L, 1, 2, torch.float32, torch.float32, True, True, True)
+
+
 def test_scan_3d_BC(kern):
     _check_raw(kern, 1, 4, 21, 2, 1, torch.float32, torch.float32, True, True, True, grouped=False)
 
@@ -343,8 +354,8 @@ def test_gpu_against_mamba_ssm(kern, dtype, L, N):
 
 def test_gpu_block_configs(monkeypatch):
     """The GPU defaults (no interpreter): the block of channels divides the group, tiles stay small,
-    VMamba's N = 1 stages get the measured best (T 64: BLOCK_D 8 / 2 warps fwd, 4 / 2 bwd; stage 3's
-    L = 196: T 256, BLOCK_D 4, 2 warps fwd, 4 bwd)."""
+    VMamba's N = 1 stages get the measured best (T 64: BLOCK_D 8 fwd with 16 tile elements per thread,
+    BLOCK_D 2 / 1 warp bwd; stage 3's L = 196: T 256, BLOCK_D 4, 2 warps fwd)."""
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     from vmamba_kernels.triton import _config
     from vmamba_kernels.triton import selective_scan as ss
@@ -354,10 +365,12 @@ def test_gpu_block_configs(monkeypatch):
             for L in (1, 49, 196, 3136, 65536):
                 for cfg in (ss._fwd_config(G, N, L), ss._bwd_config(G, N, L)):
                     bd, NP, T, warps = cfg
-                    assert G % bd == 0 and NP >= N and T == _config.chunk_len(L, N) and warps in (2, 4, 8)
+                    assert G % bd == 0 and NP >= N and T == _config.chunk_len(L, N) and warps in (1, 2, 4, 8)
                     assert bd * NP * T <= 4096
-    assert ss._fwd_config(96, 1, 3136) == (8, 1, 64, 2)
-    assert ss._bwd_config(96, 1, 3136) == (4, 1, 64, 2)
+    assert ss._fwd_config(96, 1, 3136) == (8, 1, 64, 2)  # 2 chunks per iteration
+    assert ss._bwd_config(96, 1, 3136) == (2, 1, 64, 1)
     assert ss._fwd_config(384, 1, 196) == (4, 1, 256, 2)
-    assert ss._bwd_config(384, 1, 196) == (4, 1, 256, 4)
+    assert ss._bwd_config(384, 1, 196) == (2, 1, 256, 1)
+    assert ss._fwd_config(768, 1, 49) == (8, 1, 64, 1)
+    assert ss._bwd_config(3, 1, 49) == (1, 1, 64, 1)
     assert _config.scan_aux_shape(2, 8, 3136, 1, torch.float16) == ((2, 8, 49, 1), torch.float32)

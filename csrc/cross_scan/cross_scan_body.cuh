@@ -1034,12 +1034,15 @@ inline Launch plan_cross(const Problem& p, bool merge) {
     const bool short_runs = l.g.P < p.C && l.g.P * uint32_t(l.elem) < 32;
     const bool by_rule = !l.g.fits || (merge && short_runs && (l.elem == 4 || p.H * p.W >= 2048));
     if (by_rule && merge && tiled == -1 && p.mode == kCross2d) {
-      // the merge's default tile: 8 rows x up to 64 columns, so both route kinds are read with 8-byte
-      // vectors (56 x 56 fp16: 0.79 of copy against 0.43 with 19 x 19 tiles, 0.78 at 16 x 16; fp32
-      // 0.81 / 0.79 / 0.81; H100, 2026-11-27), x 16 channels: fp32 0.87 of copy against 0.81 with the
-      // 24 the channel rule picks, fp16 0.79 either way (fifth session's sweep, same card)
-      const TileGeometry t8 = plan_tiles(p, uint32_t(l.elem), smem_elem, xa, std::min<uint32_t>(8, uint32_t(p.H)),
-                                         std::min<uint32_t>(64, uint32_t(p.W)), 16);
+      // the merge's default tile, x 16 channels: fp32 8 rows x up to 64 columns, so both route kinds are
+      // read in runs of >= 32 bytes (56 x 56: 0.87 of copy against 0.81 with the 24 channels of the
+      // channel rule, 0.79 at 19 x 19); fp16 16 rows x W split in equal parts of <= 32 columns (56 x 56:
+      // 0.81 at 16 x 28 against 0.79 at 8 x 56, 0.77 at 12 x 56 or 8 x 28, 0.45 at 19 x 19; H100,
+      // 2026-11-27, bench/tune_cross_scan.py's tile shapes)
+      const uint32_t H = uint32_t(p.H), W = uint32_t(p.W);
+      const uint32_t tw16 = (W + (W + 31) / 32 - 1) / ((W + 31) / 32);
+      const TileGeometry t8 = l.elem == 4 ? plan_tiles(p, 4u, smem_elem, xa, std::min(8u, H), std::min(64u, W), 16)
+                                          : plan_tiles(p, uint32_t(l.elem), smem_elem, xa, std::min(16u, H), tw16, 16);
       if (t8.fits) l.t = t8;
     }
     if (l.t.fits && (tiled >= 1 || by_rule)) {

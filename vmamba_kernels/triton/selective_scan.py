@@ -8,6 +8,11 @@ Layout of the work
   affine pairs (a, b) (combine: (a1, b1) then (a2, b2) = (a1 a2, a2 b1 + b2)); the state entering
   the chunk is applied afterwards (h = A_cum h_in + B_cum) and the last column is carried on.
   Padded steps (t >= L) have dt = 0, so a = 1 and b = 0 and the last column is the last real state.
+- N = 1 (VMamba v2) has its own kernels on 2-D (BLOCK_D, T * SUB) tiles: the loads' layout (8
+  consecutive steps per thread) then carries through the scans, so most of a scan is in-thread. The
+  carries enter through the first (backward: last) step, so one scan output is used; the adjoint
+  scan's elements carry a_t, so delta is not reloaded one step later. LV (`_row_align`) tells the
+  compiler how aligned rows are, for vector loads when L % 16 != 0.
 - The forward stores the state at the end of every chunk (aux, (batch, KD, n_chunks, N) fp32; T is
   a function of (L, N) only, `chunk_len`, so the backward sees the same chunks). The last chunk's
   state is last_state.
@@ -21,10 +26,11 @@ Layout of the work
   a torch sum of fixed shape; dA / dD / ddelta_bias are per-(batch row, channel) fp32 partials
   summed over the batch by torch. Results are bitwise reproducible run to run.
 - 64-bit offsets: program ids are cast to int64 before they multiply strides.
-- Block shapes: T = 64 steps per chunk, BLOCK_D = 8 with 2 warps forward and 4 with 2 warps
-  backward for N = 1 (T = 256, BLOCK_D 4 on rows of 129..256 steps), from H100 sweeps over
-  T {64, 128, 256} x BLOCK_D {4..32} x warps {2, 4, 8} (bench/tune_triton.py --sweep);
-  for larger N, BLOCK_D shrinks to keep the tile within budget. Not autotuned at run time (the chunk
+- Block shapes: T = 64 steps per chunk (256 on rows of 129..256 steps), from H100 sweeps over
+  T {64, 128, 256} x BLOCK_D {4..32} x warps {2, 4, 8} (bench/tune_triton.py --sweep); for N = 1
+  BLOCK_D 8 (4 at T = 256) forward with 16 tile elements per thread, and BLOCK_D 2 with one warp
+  backward (timings at `_fwd_config` / `_bwd_config`); for larger N, BLOCK_D shrinks to keep the
+  tile within budget. Not autotuned at run time (the chunk
   length fixes the aux shape, which must be known before the forward runs); the chunk loops are
   software-pipelined (`PIPELINE`) on long rows; `OVERRIDE`/`TUNED`
   let the bench try or pin shapes.
@@ -56,12 +62,18 @@ def _affine_combine(a1, b1, a2, b2):
 
 
 @triton.jit
-def _softplus(x):
-    # log1p(exp(x)) for x <= 20 (identity above), accurate for very negative x too
-    e = tl.exp(tl.minimum(x, 20.0))
-    w = 1.0 + e
-    lp = tl.where(w == 1.0, e, tl.log(w) * (e / (w - 1.0)))
-    return tl.where(x <= 20.0, lp, x)
+def _softplus(x, z):
+    # max(x, 0) + log1p(z), z = exp(-|x|) in (0, 1]: log1p(z) = z P(z) (degree-8 fit, ~1e-7 relative),
+    # one ex2 and no log or division. Above 20 this is x to fp32 precision (z < 3e-9 < ulp(x) / 2).
+    p = 0.005253457929939032 * z - 0.02958850748836994
+    p = p * z + 0.07836166769266129
+    p = p * z - 0.13674770295619965
+    p = p * z + 0.19111430644989014
+    p = p * z - 0.24844369292259216
+    p = p * z + 0.33319270610809326
+    p = p * z - 0.49999502301216125
+    p = p * z + 1.0
+    return tl.maximum(x, 0.0) + z * p
 
 
 @triton.jit
@@ -71,8 +83,12 @@ def _load_dt(delta_ptr, offs, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.c
     if HAS_BIAS:
         pre = pre + bias[:, None]
     if SOFTPLUS:
-        dt = _softplus(pre)
-        sig = tl.where(pre <= 20.0, 1.0 / (1.0 + tl.exp(-pre)), 1.0)
+        z = tl.exp2(tl.abs(pre) * -1.4426950408889634)
+        dt = _softplus(pre, z)
+        # sigmoid from the same z: 1 / (1 + z) above 0, z / (1 + z) below (no cancellation for small dt,
+        # where 1 - exp(-dt) would lose digits); dead code in the forward
+        r = 1.0 / (1.0 + z)
+        sig = tl.where(pre >= 0.0, r, z * r)
     else:
         dt = pre
         sig = tl.full(pre.shape, 1.0, tl.float32)
@@ -131,6 +147,55 @@ def _ssm_fwd_kernel(
             tl.store(aux_ptr + ((pid_b * KD + d[:, None]) * NCHUNK + ck) * N + n[None, :], h,
                      mask=dn_mask & (ck < NCHUNK))
     tl.store(last_ptr + (pid_b * KD + d[:, None]) * N + n[None, :], h, mask=dn_mask)
+
+
+@triton.jit
+def _ssm_fwd_n1_kernel(
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, out_ptr, last_ptr, aux_ptr,
+    KD, L, K, G, NCHUNK,
+    HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    BLOCK_D: tl.constexpr, T: tl.constexpr, SUB: tl.constexpr, STAGES: tl.constexpr, LV: tl.constexpr,
+):
+    # N = 1: 2-D (BLOCK_D, T * SUB) tiles. Without the size-1 state axis the loads' layout (runs of
+    # consecutive steps per thread) carries through the scan, so most of it is in-thread.
+    L = L // LV * LV  # LV, a power of two, divides L: tells the compiler rows are LV-aligned (vector loads)
+    pid_b = tl.program_id(0).to(tl.int64)
+    pid_d = tl.program_id(1).to(tl.int64)
+    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D).to(tl.int64)  # BLOCK_D divides G: all rows valid
+    grp = (pid_d * BLOCK_D) // G
+    A = tl.load(A_ptr + d) * 1.4426950408889634
+    if HAS_D:
+        Dv = tl.load(D_ptr + d)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + d)
+    else:
+        bias = tl.zeros((BLOCK_D,), tl.float32)
+    row = (pid_b * KD + d) * L
+    bc_base = (pid_b * K + grp) * L
+    tt = tl.arange(0, T * SUB)
+    h = tl.zeros((BLOCK_D,), tl.float32)
+    for c in tl.range(0, tl.cdiv(NCHUNK, SUB), num_stages=STAGES):
+        t = c * (T * SUB) + tt
+        t_mask = t < L
+        m2 = t_mask[None, :]
+        offs = row[:, None] + t[None, :]
+        u = tl.load(u_ptr + offs, mask=m2, other=0.0).to(tl.float32)
+        dt, _ = _load_dt(delta_ptr, offs, m2, bias, HAS_BIAS, SOFTPLUS)
+        Bv = tl.load(B_ptr + bc_base + t, mask=t_mask, other=0.0).to(tl.float32)
+        Cv = tl.load(C_ptr + bc_base + t, mask=t_mask, other=0.0).to(tl.float32)
+        a = tl.exp2(dt * A[:, None])
+        b = dt * u * Bv[None, :]
+        b = tl.where((tt == 0)[None, :], a * h[:, None] + b, b)  # the carry enters through the first step
+        _, hs = tl.associative_scan((a, b), 1, _affine_combine)
+        y = hs * Cv[None, :]
+        if HAS_D:
+            y += Dv[:, None] * u
+        tl.store(out_ptr + offs, y.to(out_ptr.dtype.element_ty), mask=m2)
+        for k in tl.static_range(SUB):
+            h = tl.sum(tl.where((tt == (k + 1) * T - 1)[None, :], hs, 0.0), axis=1)
+            ck = c * SUB + k
+            tl.store(aux_ptr + (pid_b * KD + d) * NCHUNK + ck, h, mask=ck < NCHUNK)
+    tl.store(last_ptr + pid_b * KD + d, h)
 
 
 @triton.jit
@@ -221,6 +286,91 @@ def _ssm_bwd_kernel(
         tl.store(dbias_ptr + pid_b * KD + d, db_acc)
 
 
+@triton.jit
+def _adjoint_combine(p1, g1, f1, p2, g2, f2):
+    # reverse scan, block 1 later than block 2. A block of steps t..s is (a_{t+1}..a_s, G, a_t): its
+    # first adjoint is g_t = G + a_{t+1}..a_s m for m = a_{s+1} g_{s+1} flowing in from after it.
+    # Carrying a_t along avoids loading delta shifted by one step to get a_{t+1}.
+    w = p2 * f1
+    return w * p1, g2 + w * g1, f2
+
+
+@triton.jit
+def _ssm_bwd_n1_kernel(
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, dout_ptr, aux_ptr,
+    du_ptr, ddelta_ptr, dA_ptr, dBp_ptr, dCp_ptr, dD_ptr, dbias_ptr,
+    KD, L, K, G, NCHUNK,
+    HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+    BLOCK_D: tl.constexpr, T: tl.constexpr, SUB: tl.constexpr, STAGES: tl.constexpr, LV: tl.constexpr,
+):
+    # N = 1 backward on 2-D (BLOCK_D, T * SUB) tiles (see the forward's N = 1 kernel); a tile spans SUB
+    # chunks and starts from the stored state before its first one.
+    L = L // LV * LV
+    pid_b = tl.program_id(0).to(tl.int64)
+    pid_d = tl.program_id(1).to(tl.int64)
+    n_dblk = tl.num_programs(1).to(tl.int64)
+    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D).to(tl.int64)
+    grp = (pid_d * BLOCK_D) // G
+    A_nat = tl.load(A_ptr + d)
+    A = A_nat * 1.4426950408889634
+    if HAS_D:
+        Dv = tl.load(D_ptr + d)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + d)
+    else:
+        bias = tl.zeros((BLOCK_D,), tl.float32)
+    row = (pid_b * KD + d) * L
+    bc_base = (pid_b * K + grp) * L
+    part_base = (pid_b * n_dblk + pid_d) * L  # dB/dC partials (batch, KD // BLOCK_D, 1, L)
+    tt = tl.arange(0, T * SUB)
+    ones = tl.full((BLOCK_D, T * SUB), 1.0, tl.float32)
+    m = tl.zeros((BLOCK_D,), tl.float32)  # adjoint flowing into the state at the end of this tile
+    dA_acc = tl.zeros((BLOCK_D,), tl.float32)
+    dD_acc = tl.zeros((BLOCK_D,), tl.float32)
+    db_acc = tl.zeros((BLOCK_D,), tl.float32)
+    NT = tl.cdiv(NCHUNK, SUB)
+    for ci in tl.range(0, NT, num_stages=STAGES):
+        c = NT - 1 - ci
+        t = c * (T * SUB) + tt
+        t_mask = t < L
+        m2 = t_mask[None, :]
+        offs = row[:, None] + t[None, :]
+        u = tl.load(u_ptr + offs, mask=m2, other=0.0).to(tl.float32)
+        dout = tl.load(dout_ptr + offs, mask=m2, other=0.0).to(tl.float32)
+        dt, sig = _load_dt(delta_ptr, offs, m2, bias, HAS_BIAS, SOFTPLUS)
+        Bv = tl.load(B_ptr + bc_base + t, mask=t_mask, other=0.0).to(tl.float32)
+        Cv = tl.load(C_ptr + bc_base + t, mask=t_mask, other=0.0).to(tl.float32)
+        h0 = tl.load(aux_ptr + (pid_b * KD + d) * NCHUNK + (c * SUB - 1), mask=c > 0, other=0.0)
+        a = tl.exp2(dt * A[:, None])
+        dtu = dt * u
+        b = dtu * Bv[None, :]
+        # the carries enter through the first / last step, so each scan has one output to use
+        _, hs = tl.associative_scan((a, tl.where((tt == 0)[None, :], a * h0[:, None] + b, b)), 1,
+                                    _affine_combine)
+        cdy = Cv[None, :] * dout
+        cdy = tl.where((tt == T * SUB - 1)[None, :], cdy + m[:, None], cdy)
+        _, gs, _ = tl.associative_scan((ones, cdy, a), 1, _adjoint_combine, reverse=True)
+        m = tl.sum(tl.where((tt == 0)[None, :], a * gs, 0.0), axis=1)
+        q = gs * (hs - b)  # dL/d(dt A) = g_t a_t h_{t-1}
+        dA_acc += tl.sum(q * dt, axis=1)
+        gB = gs * Bv[None, :]
+        du = gB * dt
+        if HAS_D:
+            du += Dv[:, None] * dout
+            dD_acc += tl.sum(dout * u, axis=1)
+        ddelta = (q * A_nat[:, None] + gB * u) * sig  # 0 on padded steps: g, q and sig are 0 there
+        db_acc += tl.sum(ddelta, axis=1)
+        tl.store(du_ptr + offs, du.to(du_ptr.dtype.element_ty), mask=m2)
+        tl.store(ddelta_ptr + offs, ddelta.to(ddelta_ptr.dtype.element_ty), mask=m2)
+        tl.store(dBp_ptr + part_base + t, tl.sum(gs * dtu, axis=0), mask=t_mask)
+        tl.store(dCp_ptr + part_base + t, tl.sum(hs * dout, axis=0), mask=t_mask)
+    tl.store(dA_ptr + pid_b * KD + d, dA_acc)
+    if HAS_D:
+        tl.store(dD_ptr + pid_b * KD + d, dD_acc)
+    if HAS_BIAS:
+        tl.store(dbias_ptr + pid_b * KD + d, db_acc)
+
+
 # Software-pipelining depth of the chunk loops (tl.range num_stages: the next chunks' loads are issued
 # while the current one is computed). None: 3 from 8 chunks on, else 1. H100 sweep (bench/tune_triton.py
 # --stages, VMamba-T stages at batch 128, 2026-11-27), ms for depth 1 / 3: stage 1 (49 chunks) fwd
@@ -242,12 +392,18 @@ TUNED: dict = {}
 
 def fwd_sub(N, L):
     """Chunks per forward iteration, a power of two (the forward's tile is SUB * chunk_len steps; it still stores the
-    state at every chunk end, so the backward's chunks do not change). 2 for N = 1 rows of >= 2048
+    state at every chunk end, so the backward's chunks do not change). 2 for N = 1 rows of >= 512
     steps: VMamba-T stage 1 forward 0.680 ms at a 128-step tile vs 0.794 at 64 (H100, 2026-11-27);
-    stage 2 (784 steps) was faster at 64."""
+    with the 2-D N = 1 kernel stage 2 (784 steps) too: 0.251 vs 0.269 ms (same card, fifth session)."""
     if ("fwd_sub", N, L) in OVERRIDE:
         return OVERRIDE[("fwd_sub", N, L)]
-    return 2 if N == 1 and L >= 2048 and not interpret() else 1
+    return 2 if N == 1 and L >= 512 and not interpret() else 1
+
+
+def bwd_sub(N, L):
+    """Chunks per backward iteration of the N = 1 kernel (its tile is SUB * chunk_len steps; the chunks,
+    hence aux, do not change). 1 unless OVERRIDE[("bwd_sub", N, L)] says otherwise."""
+    return OVERRIDE.get(("bwd_sub", N, L), 1)
 
 
 def _fwd_config(G, N, L):
@@ -259,10 +415,15 @@ def _fwd_config(G, N, L):
         return bd, _np2(N), chunk_len(L, N), warps
     NP = _np2(N)
     T = chunk_len(L, N)
-    # N = 1 rows of one 256-step chunk: BLOCK_D 4 with 2 warps (H100 sweep, stage 3: 0.220 ms)
+    # N = 1 rows of one 256-step chunk: BLOCK_D 4 (H100 sweep, stage 3: 0.220 ms)
     budget = 1024 if interpret() or (NP == 1 and T == 256) else _FWD_TILE
     bd = _block_d(G, NP, T, budget, 16)
     tile = bd * NP * T
+    if NP == 1 and not interpret():
+        # the 2-D N = 1 kernel: 16 elements of the (BLOCK_D, T * SUB) tile per thread. VMamba-T stage 4
+        # (one 64-step chunk): 0.091 ms with 1 warp against 0.109 with 2; stages 1-3 equal at 16 per
+        # thread (H100, 2026-11-27; bench/tune_triton.py --n1-variants times these against cuda)
+        return bd, NP, T, max(1, tile * fwd_sub(N, L) // 512)
     warps = 2 if tile <= 512 or (NP == 1 and tile <= 1024) else (4 if tile <= 2048 else 8)
     return bd, NP, T, warps
 
@@ -276,12 +437,24 @@ def _bwd_config(G, N, L):
         return bd, _np2(N), chunk_len(L, N), warps
     NP = _np2(N)
     T = chunk_len(L, N)
+    if NP == 1 and not interpret():
+        # the 2-D N = 1 kernel: BLOCK_D 2, one warp. VMamba-T stages 1-4 at batch 128: 1.228 / 0.662 /
+        # 0.446 / 0.273 ms against 1.539 / 0.828 / 0.514 / 0.422 at BLOCK_D 4 (2 warps) and 1.256 /
+        # 0.675 / - / 0.375 at BLOCK_D 8 (H100, 2026-11-27, bench/tune_triton.py --n1-variants; the dB /
+        # dC partials double against BLOCK_D 4: 2 x 308 MB fp32 at stage 1, summed by torch inside those
+        # times)
+        return _block_d(G, 1, T, 2 * T, 2), NP, T, 1
     # N = 1 rows of one 256-step chunk: BLOCK_D 4 with 4 warps (H100 sweep, stage 3: 0.878 ms)
     budget = 1024 if interpret() or (NP == 1 and T == 256) else _BWD_TILE
     bd = _block_d(G, NP, T, budget, 16)
     tile = bd * NP * T
     warps = 2 if tile <= 256 else (4 if tile <= 1024 else 8)
     return bd, NP, T, warps
+
+
+def _row_align(L):
+    """Largest power of two <= 8 dividing L (rows of fp16 start that many elements aligned)."""
+    return min(8, L & -L)
 
 
 def _as4(t, batch):
@@ -304,12 +477,14 @@ def selective_scan_fwd(u, delta, A, B, C, D, delta_bias, delta_softplus, out_dty
         return out, last, aux
     bd, NP, T, warps = _fwd_config(G, N, L)
     grid = (batch, KD // bd)
-    _ssm_fwd_kernel[grid](
-        u, delta, A, B4, C4, D if D is not None else A, delta_bias if delta_bias is not None else A,
-        out, last, aux, KD, L, N, K, G, nch,
-        HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
-        BLOCK_D=bd, NP=NP, T=T, SUB=fwd_sub(N, L), STAGES=_stages("fwd", nch), num_warps=warps,
-    )
+    Dp, bp = D if D is not None else A, delta_bias if delta_bias is not None else A
+    flags = dict(HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
+                 BLOCK_D=bd, T=T, SUB=fwd_sub(N, L), STAGES=_stages("fwd", nch), num_warps=warps)
+    if N == 1:
+        _ssm_fwd_n1_kernel[grid](u, delta, A, B4, C4, Dp, bp, out, last, aux, KD, L, K, G, nch,
+                                 LV=_row_align(L), **flags)
+    else:
+        _ssm_fwd_kernel[grid](u, delta, A, B4, C4, Dp, bp, out, last, aux, KD, L, N, K, G, nch, NP=NP, **flags)
     return out, last, aux
 
 
@@ -331,14 +506,17 @@ def selective_scan_bwd(u, delta, A, B, C, D, delta_bias, delta_softplus, dout, a
     dD_p = torch.empty((batch, KD), device=dev, dtype=torch.float32) if D is not None else None
     db_p = torch.empty((batch, KD), device=dev, dtype=torch.float32) if delta_bias is not None else None
     if L > 0 and batch > 0 and KD > 0:
-        _ssm_bwd_kernel[(batch, nblk)](
-            u, delta, A, B4, C4, D if D is not None else A, delta_bias if delta_bias is not None else A,
-            dout, aux, du, ddelta, dA_p, dB_p, dC_p,
-            dD_p if dD_p is not None else dA_p, db_p if db_p is not None else dA_p,
-            KD, L, N, K, G, nch,
-            HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
-            BLOCK_D=bd, NP=NP, T=T, STAGES=_stages("bwd", nch), num_warps=warps,
-        )
+        args = (u, delta, A, B4, C4, D if D is not None else A, delta_bias if delta_bias is not None else A,
+                dout, aux, du, ddelta, dA_p, dB_p, dC_p,
+                dD_p if dD_p is not None else dA_p, db_p if db_p is not None else dA_p, KD, L)
+        flags = dict(HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
+                     BLOCK_D=bd, T=T, num_warps=warps)
+        if N == 1:
+            sub = bwd_sub(N, L)
+            _ssm_bwd_n1_kernel[(batch, nblk)](*args, K, G, nch, SUB=sub, LV=_row_align(L),
+                                              STAGES=_stages("bwd", -(-nch // sub)), **flags)
+        else:
+            _ssm_bwd_kernel[(batch, nblk)](*args, N, K, G, nch, NP=NP, STAGES=_stages("bwd", nch), **flags)
     else:
         for t in (du, ddelta, dA_p, dB_p, dC_p, dD_p, db_p):
             if t is not None:
