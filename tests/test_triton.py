@@ -238,6 +238,27 @@ def test_cross_scan_merge(kern, mode, channels_last):
                      cross_merge_ref(g.double(), H, W, mode, channels_last), 1e-6, 1e-6)
 
 
+@pytest.mark.parametrize("flip", (False, True))
+def test_cross_reversed_reads(kern, monkeypatch, flip):
+    """Reversed reads (the merge's routes 2 / 3, the channels-first scan's reflected pixels) both ways:
+    forwards over the reflected tile and flipped in registers, or backwards; tiles cut by the map's
+    edge on both sides (5 x 9 in 4 x 8 tiles), every mode and layout."""
+    from vmamba_kernels.triton import cross_scan as cs
+
+    monkeypatch.setattr(cs, "MERGE_FLIP", flip)
+    monkeypatch.setattr(cs, "SCAN_FLIP", flip)
+    for channels_last in (False, True):
+        monkeypatch.setitem(cs.BLOCKS_OVERRIDE, (channels_last, False, 3, 5, 9), (4, 8, 2, 4))
+        monkeypatch.setitem(cs.BLOCKS_OVERRIDE, (channels_last, True, 3, 5, 9), (4, 8, 2, 4))
+        for mode in ("cross2d", "unidi", "bidi"):
+            shape = (2, 5, 9, 3) if channels_last else (2, 3, 5, 9)
+            x = torch.randn(shape, device=DEV)
+            assert torch.equal(kern.cross_scan_fwd(x, mode, channels_last), cross_scan_ref(x, mode, channels_last))
+            g = torch.randn(2, 4, 3, 45, device=DEV)
+            assert_close(f"merge {mode} cl={channels_last}", kern.cross_merge_fwd(g, 5, 9, mode, channels_last),
+                         cross_merge_ref(g.double(), 5, 9, mode, channels_last), 1e-6, 1e-6)
+
+
 def test_cross_64bit_offsets(kern, monkeypatch):
     """The int64 offset variant (images of >= 2^31 elements, too big to allocate in a test), forced on
     small maps: same results as the reference. The banded scan, int32 only, must step aside for it."""

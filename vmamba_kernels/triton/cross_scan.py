@@ -47,9 +47,15 @@ def _cross_kernel(
     x_ptr, y_ptr, C, H, W, sxb, sxc, sxh, sxw, n_hb, n_wb,
     MERGE: tl.constexpr, MODE: tl.constexpr, BIG: tl.constexpr,
     BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr,
+    HV: tl.constexpr, WV: tl.constexpr, SV: tl.constexpr, FLIP: tl.constexpr, FLIP_X: tl.constexpr,
 ):
     # offsets inside one image are 32-bit unless BIG (an image of x or y with >= 2^31 elements); the
-    # image's base is 64-bit
+    # image's base is 64-bit. HV, WV, SV (powers of two <= 8, `_align`) divide H, W and sxh: stating
+    # it lets the compiler prove rows aligned and move 8-16 bytes per access (without it, a 56 x 56
+    # map compiles to 2-byte accesses only)
+    H = H // HV * HV
+    W = W // WV * WV
+    sxh = sxh // SV * SV
     pid_b = tl.program_id(0).to(tl.int64)
     pid_hw = tl.program_id(1)
     pid_c = tl.program_id(2)
@@ -73,7 +79,28 @@ def _cross_kernel(
     q = w3 * H + h3
     y_base = y_ptr + pid_b * 4 * C * L + c3 * L
     CL = C * L
-    if MERGE:
+    if MERGE and FLIP and MODE != 1:
+        # the reversed routes (L-1-p, L-1-q) read forwards over the point-reflected tile (a load that
+        # runs backwards compiles to 2-byte accesses), summed there and flipped back in registers
+        i3 = tl.arange(0, BLOCK_H)[:, None, None]
+        j3 = tl.arange(0, BLOCK_W)[None, :, None]
+        # the reflected tile's (i, j) is pixel (h_beg + BLOCK_H - 1 - i, w_beg + BLOCK_W - 1 - j); the
+        # bases below are written without +-1 terms, which would hide their alignment from the compiler
+        h_beg = hb * BLOCK_H
+        w_beg = wb * BLOCK_W
+        mask_r = (i3 >= h_beg + BLOCK_H - H) & (j3 >= w_beg + BLOCK_W - W) & (c3 < C)
+        r2 = (L - (h_beg + BLOCK_H - 1) * W - w_beg - BLOCK_W) + i3 * W + j3  # L-1-p of the reflected pixel
+        if MODE == 0:
+            r3 = (L - (w_beg + BLOCK_W - 1) * H - h_beg - BLOCK_H) + j3 * H + i3  # L-1-q
+        else:
+            r3 = r2
+        g = tl.load(y_base + 2 * CL + r2, mask=mask_r, other=0.0).to(tl.float32)
+        g += tl.load(y_base + 3 * CL + r3, mask=mask_r, other=0.0).to(tl.float32)
+        acc = tl.load(y_base + p, mask=mask, other=0.0).to(tl.float32)
+        acc += tl.load(y_base + CL + (q if MODE == 0 else p), mask=mask, other=0.0).to(tl.float32)
+        acc += tl.flip(tl.flip(g, 0), 1)
+        tl.store(x_img + x_offs, acc.to(x_ptr.dtype.element_ty), mask=mask)
+    elif MERGE:
         acc = tl.load(y_base + _route_pos(0, MODE, p, q, L), mask=mask, other=0.0).to(tl.float32)
         acc += tl.load(y_base + CL + _route_pos(1, MODE, p, q, L), mask=mask, other=0.0).to(tl.float32)
         acc += tl.load(y_base + 2 * CL + _route_pos(2, MODE, p, q, L), mask=mask, other=0.0).to(tl.float32)
@@ -85,6 +112,16 @@ def _cross_kernel(
         # (coalesced); the reflected read is a second, cache-friendly read of x.
         v = tl.load(x_img + x_offs, mask=mask, other=0.0)
         tl.store(y_base + p, v, mask=mask)
+        if FLIP_X and MODE != 1:
+            # channels-first: the reflected pixels' read runs backwards along w (2-byte accesses);
+            # read the reflected tile forwards instead and flip it in registers
+            i3 = tl.arange(0, BLOCK_H)[:, None, None]
+            j3 = tl.arange(0, BLOCK_W)[None, :, None]
+            h_beg = hb * BLOCK_H
+            w_beg = wb * BLOCK_W
+            mask_r = (i3 >= h_beg + BLOCK_H - H) & (j3 >= w_beg + BLOCK_W - W) & (c3 < C)
+            xr = (H - h_beg - BLOCK_H + i3) * sxh + (W - w_beg - BLOCK_W + j3) * sxw  # pixel (H-1-h, W-1-w)
+            vr = tl.flip(tl.flip(tl.load(x_img + c3 * sxc + xr, mask=mask_r, other=0.0), 0), 1)
         if MODE == 0:
             tl.store(y_base + CL + q, v, mask=mask)
         else:
@@ -93,8 +130,9 @@ def _cross_kernel(
             tl.store(y_base + 2 * CL + p, v, mask=mask)
             tl.store(y_base + 3 * CL + p, v, mask=mask)
         else:
-            xr_offs = c3 * sxc + (H - 1 - h3) * sxh + (W - 1 - w3) * sxw
-            vr = tl.load(x_img + xr_offs, mask=mask, other=0.0)
+            if not FLIP_X:
+                xr_offs = c3 * sxc + (H - 1 - h3) * sxh + (W - 1 - w3) * sxw
+                vr = tl.load(x_img + xr_offs, mask=mask, other=0.0)
             tl.store(y_base + 2 * CL + p, vr, mask=mask)
             if MODE == 0:
                 tl.store(y_base + 3 * CL + q, vr, mask=mask)
@@ -105,34 +143,47 @@ def _cross_kernel(
 @triton.jit
 def _band_part(x_img, y_base, c3, C, H, W, L, CL, sxh, sxw, band,
                COLS: tl.constexpr, BAND: tl.constexpr, SIDE: tl.constexpr):
-    # rows: a (BAND, SIDE, BLOCK_C) tile -> routes 0 and 2; columns: (SIDE, BAND, BLOCK_C) -> 1 and 3
+    # rows: a (BAND, SIDE, BLOCK_C) tile -> routes 0 and 2; columns: (SIDE, BAND, BLOCK_C) -> 1 and 3.
+    # The reversed route is written forwards from a second read of the same band with the long axis
+    # reversed (cache hits), so no store runs backwards (those compile to 2-byte accesses).
+    a = tl.arange(0, SIDE)
+    e = band * BAND + tl.arange(0, BAND)
     if COLS:
-        h3 = tl.arange(0, SIDE)[:, None, None]
-        w3 = (band * BAND + tl.arange(0, BAND))[None, :, None]
+        h3 = a[:, None, None]
+        w3 = e[None, :, None]
+        hr3 = (H - 1 - a)[:, None, None]
+        wr3 = w3
     else:
-        h3 = (band * BAND + tl.arange(0, BAND))[:, None, None]
-        w3 = tl.arange(0, SIDE)[None, :, None]
+        h3 = e[:, None, None]
+        w3 = a[None, :, None]
+        hr3 = h3
+        wr3 = (W - 1 - a)[None, :, None]
     mask = (h3 < H) & (w3 < W) & (c3 < C)
     v = tl.load(x_img + c3 + h3 * sxh + w3 * sxw, mask=mask, other=0.0)
+    vr = tl.load(x_img + c3 + hr3 * sxh + wr3 * sxw, mask=mask, other=0.0)
     if COLS:
-        r = w3 * H + h3
+        r = w3 * H + h3  # route 1; route 3 at L-1-q(H-1-h, w) = L - (w+1) H + h
         tl.store(y_base + CL + r, v, mask=mask)
-        tl.store(y_base + 3 * CL + (L - 1 - r), v, mask=mask)
+        tl.store(y_base + 3 * CL + (L - (w3 + 1) * H + h3), vr, mask=mask)
     else:
-        r = h3 * W + w3
+        r = h3 * W + w3  # route 0; route 2 at L-1-p(h, W-1-w) = L - (h+1) W + w
         tl.store(y_base + r, v, mask=mask)
-        tl.store(y_base + 2 * CL + (L - 1 - r), v, mask=mask)
+        tl.store(y_base + 2 * CL + (L - (h3 + 1) * W + w3), vr, mask=mask)
 
 
 @triton.jit
 def _cross_scan_band_kernel(
     x_ptr, y_ptr, C, H, W, sxb, sxh, sxw,
-    BAND: tl.constexpr, SIDE: tl.constexpr, BLOCK_C: tl.constexpr,
+    BAND: tl.constexpr, SIDE: tl.constexpr, BLOCK_C: tl.constexpr, HV: tl.constexpr, SV: tl.constexpr,
 ):
     """cross2d scan of a channels-last square map in bands: program 2i writes routes 0 / 2 of rows
     [i BAND, (i+1) BAND) (one contiguous run per channel each), program 2i+1 routes 1 / 3 of the
     same columns; neighbouring programs read the same part of x, so the second read mostly hits L2.
-    SIDE = next power of two >= H (= W). In-image offsets are 32-bit (the launcher checks)."""
+    SIDE = next power of two >= H (= W). In-image offsets are 32-bit (the launcher checks); HV and SV
+    as in _cross_kernel (W = H)."""
+    H = H // HV * HV
+    W = W // HV * HV
+    sxh = sxh // SV * SV
     pid_b = tl.program_id(0).to(tl.int64)
     pid = tl.program_id(1)
     pid_c = tl.program_id(2)
@@ -167,8 +218,14 @@ def _band_scan(x, y, C, H, W):
     sxb, sxh, sxw, _ = x.stride()
     grid = (x.shape[0], 2 * triton.cdiv(H, band), triton.cdiv(C, bc))
     _cross_scan_band_kernel[grid](x, y, C, H, W, sxb, sxh, sxw, BAND=band, SIDE=side, BLOCK_C=bc,
-                                  num_warps=BAND_SCAN["warps"])
+                                  HV=_align(H), SV=_align(sxh), num_warps=BAND_SCAN["warps"])
     return True
+
+
+def _align(n):
+    """Largest power of two <= 8 dividing n (8 for 0)."""
+    n = abs(int(n))
+    return 8 if n == 0 else min(8, n & -n)
 
 
 def _big(x, C, H, W):
@@ -177,6 +234,10 @@ def _big(x, C, H, W):
     return max(span, 4 * C * H * W) >= 2**31
 
 
+# reversed reads run forwards and are flipped in registers (False: backwards, 2-byte loads): the merge's
+# reversed routes (MERGE_FLIP), the channels-first scan's reflected pixels (SCAN_FLIP)
+MERGE_FLIP = True
+SCAN_FLIP = True
 # (channels_last, merge, C, H, W) -> (BLOCK_H, BLOCK_W, BLOCK_C, warps): pinned block shapes (tuning only)
 BLOCKS_OVERRIDE: dict = {}
 
@@ -215,7 +276,8 @@ def _launch(x, y, C, H, W, merge, mode, channels_last):
     grid = (Bn, n_hb * n_wb, triton.cdiv(C, bc))
     _cross_kernel[grid](x, y, C, H, W, sxb, sxc, sxh, sxw, n_hb, n_wb,
                         MERGE=merge, MODE=_MODES[mode], BIG=_big(x, C, H, W), BLOCK_H=bh, BLOCK_W=bw,
-                        BLOCK_C=bc, num_warps=warps)
+                        BLOCK_C=bc, HV=_align(H), WV=_align(W), SV=_align(sxh), FLIP=MERGE_FLIP,
+                        FLIP_X=SCAN_FLIP and sxw == 1, num_warps=warps)
 
 
 def cross_scan_fwd(x, mode, channels_last):
