@@ -47,7 +47,7 @@ def _cross_kernel(
     x_ptr, y_ptr, C, H, W, sxb, sxc, sxh, sxw, n_hb, n_wb,
     MERGE: tl.constexpr, MODE: tl.constexpr, BIG: tl.constexpr,
     BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr,
-    HV: tl.constexpr, WV: tl.constexpr, SV: tl.constexpr, FLIP: tl.constexpr, FLIP_X: tl.constexpr,
+    HV: tl.constexpr, WV: tl.constexpr, SV: tl.constexpr,
 ):
     # offsets inside one image are 32-bit unless BIG (an image of x or y with >= 2^31 elements); the
     # image's base is 64-bit. HV, WV, SV (powers of two <= 8, `_align`) divide H, W and sxh: stating
@@ -79,28 +79,7 @@ def _cross_kernel(
     q = w3 * H + h3
     y_base = y_ptr + pid_b * 4 * C * L + c3 * L
     CL = C * L
-    if MERGE and FLIP and MODE != 1:
-        # the reversed routes (L-1-p, L-1-q) read forwards over the point-reflected tile (a load that
-        # runs backwards compiles to 2-byte accesses), summed there and flipped back in registers
-        i3 = tl.arange(0, BLOCK_H)[:, None, None]
-        j3 = tl.arange(0, BLOCK_W)[None, :, None]
-        # the reflected tile's (i, j) is pixel (h_beg + BLOCK_H - 1 - i, w_beg + BLOCK_W - 1 - j); the
-        # bases below are written without +-1 terms, which would hide their alignment from the compiler
-        h_beg = hb * BLOCK_H
-        w_beg = wb * BLOCK_W
-        mask_r = (i3 >= h_beg + BLOCK_H - H) & (j3 >= w_beg + BLOCK_W - W) & (c3 < C)
-        r2 = (L - (h_beg + BLOCK_H - 1) * W - w_beg - BLOCK_W) + i3 * W + j3  # L-1-p of the reflected pixel
-        if MODE == 0:
-            r3 = (L - (w_beg + BLOCK_W - 1) * H - h_beg - BLOCK_H) + j3 * H + i3  # L-1-q
-        else:
-            r3 = r2
-        g = tl.load(y_base + 2 * CL + r2, mask=mask_r, other=0.0).to(tl.float32)
-        g += tl.load(y_base + 3 * CL + r3, mask=mask_r, other=0.0).to(tl.float32)
-        acc = tl.load(y_base + p, mask=mask, other=0.0).to(tl.float32)
-        acc += tl.load(y_base + CL + (q if MODE == 0 else p), mask=mask, other=0.0).to(tl.float32)
-        acc += tl.flip(tl.flip(g, 0), 1)
-        tl.store(x_img + x_offs, acc.to(x_ptr.dtype.element_ty), mask=mask)
-    elif MERGE:
+    if MERGE:
         acc = tl.load(y_base + _route_pos(0, MODE, p, q, L), mask=mask, other=0.0).to(tl.float32)
         acc += tl.load(y_base + CL + _route_pos(1, MODE, p, q, L), mask=mask, other=0.0).to(tl.float32)
         acc += tl.load(y_base + 2 * CL + _route_pos(2, MODE, p, q, L), mask=mask, other=0.0).to(tl.float32)
@@ -112,16 +91,6 @@ def _cross_kernel(
         # (coalesced); the reflected read is a second, cache-friendly read of x.
         v = tl.load(x_img + x_offs, mask=mask, other=0.0)
         tl.store(y_base + p, v, mask=mask)
-        if FLIP_X and MODE != 1:
-            # channels-first: the reflected pixels' read runs backwards along w (2-byte accesses);
-            # read the reflected tile forwards instead and flip it in registers
-            i3 = tl.arange(0, BLOCK_H)[:, None, None]
-            j3 = tl.arange(0, BLOCK_W)[None, :, None]
-            h_beg = hb * BLOCK_H
-            w_beg = wb * BLOCK_W
-            mask_r = (i3 >= h_beg + BLOCK_H - H) & (j3 >= w_beg + BLOCK_W - W) & (c3 < C)
-            xr = (H - h_beg - BLOCK_H + i3) * sxh + (W - w_beg - BLOCK_W + j3) * sxw  # pixel (H-1-h, W-1-w)
-            vr = tl.flip(tl.flip(tl.load(x_img + c3 * sxc + xr, mask=mask_r, other=0.0), 0), 1)
         if MODE == 0:
             tl.store(y_base + CL + q, v, mask=mask)
         else:
@@ -130,9 +99,8 @@ def _cross_kernel(
             tl.store(y_base + 2 * CL + p, v, mask=mask)
             tl.store(y_base + 3 * CL + p, v, mask=mask)
         else:
-            if not FLIP_X:
-                xr_offs = c3 * sxc + (H - 1 - h3) * sxh + (W - 1 - w3) * sxw
-                vr = tl.load(x_img + xr_offs, mask=mask, other=0.0)
+            xr_offs = c3 * sxc + (H - 1 - h3) * sxh + (W - 1 - w3) * sxw
+            vr = tl.load(x_img + xr_offs, mask=mask, other=0.0)
             tl.store(y_base + 2 * CL + p, vr, mask=mask)
             if MODE == 0:
                 tl.store(y_base + 3 * CL + q, vr, mask=mask)
@@ -203,6 +171,7 @@ def _cross_scan_band_kernel(
 # banded scan: rows per band and channels per program (powers of two); None = off (the tiled kernel).
 # H100 sweep, 56 x 56 x 96, batch 128 (bands 8 / 16 x channels 16 / 32 x 4 / 8 warps, 2026-11-27):
 # fp16 0.268 ms (band 8, 32 channels, 8 warps) against 0.711 for the tiled kernel; fp32 0.369 / 0.691.
+# With the alignment hints and forward-only stores: fp16 0.180 ms (1.25x cuda), fp32 0.341 (1.22x).
 BAND_SCAN = {"band": 8, "block_c": 32, "warps": 8}
 
 
@@ -234,20 +203,17 @@ def _big(x, C, H, W):
     return max(span, 4 * C * H * W) >= 2**31
 
 
-# reversed reads run forwards and are flipped in registers (False: backwards, 2-byte loads): the merge's
-# reversed routes (MERGE_FLIP), the channels-first scan's reflected pixels (SCAN_FLIP)
-MERGE_FLIP = True
-SCAN_FLIP = True
 # (channels_last, merge, C, H, W) -> (BLOCK_H, BLOCK_W, BLOCK_C, warps): pinned block shapes (tuning only)
 BLOCKS_OVERRIDE: dict = {}
 
 
 def _blocks(C, H, W, channels_last, merge):
     """(BLOCK_H, BLOCK_W, BLOCK_C, warps). H100, VMamba-T stage 1 (B 128, C 96, 56 x 56), against the
-    cuda kernels in the same run (`python -m bench.tune_triton --cross-blocks`, 2026-11-27):
-    channels-first scan 64 x 64 x 1, 8 warps: fp16 0.177 ms (1.29x cuda) against 0.255 for 32 x 32;
-    channels-first merge 16 x 64 x 1, 4 warps: 0.173 (1.20x) against 0.182; channels-last merge
-    16 x 32 x 32, 8 warps: fp32 0.399 (1.24x) against 0.446 for 16 x 16 x 32, fp16 equal (0.306)."""
+    cuda kernels in the same run (`python -m bench.tune_triton --cross-blocks`, 2026-11-27), chosen
+    while every access was 2-byte: channels-first scan 64 x 64 x 1, 8 warps (0.177 ms against 0.255
+    for 32 x 32), merge 16 x 64 x 1, 4 warps (0.173 against 0.182); channels-last merge 16 x 32 x 32,
+    8 warps (fp32 0.399 against 0.446 for 16 x 16 x 32, fp16 equal). With the alignment hints, fp16:
+    channels-first scan 0.146 ms (1.06x cuda), merge 0.152 (1.05x); channels-last merge 0.302 (1.85x)."""
     if (channels_last, merge, C, H, W) in BLOCKS_OVERRIDE:
         return BLOCKS_OVERRIDE[(channels_last, merge, C, H, W)]
     if interpret():
@@ -276,8 +242,7 @@ def _launch(x, y, C, H, W, merge, mode, channels_last):
     grid = (Bn, n_hb * n_wb, triton.cdiv(C, bc))
     _cross_kernel[grid](x, y, C, H, W, sxb, sxc, sxh, sxw, n_hb, n_wb,
                         MERGE=merge, MODE=_MODES[mode], BIG=_big(x, C, H, W), BLOCK_H=bh, BLOCK_W=bw,
-                        BLOCK_C=bc, HV=_align(H), WV=_align(W), SV=_align(sxh), FLIP=MERGE_FLIP,
-                        FLIP_X=SCAN_FLIP and sxw == 1, num_warps=warps)
+                        BLOCK_C=bc, HV=_align(H), WV=_align(W), SV=_align(sxh), num_warps=warps)
 
 
 def cross_scan_fwd(x, mode, channels_last):
