@@ -86,7 +86,8 @@ CROSS_BLOCKS = {
 def sweep_cross_blocks(batch, C=96, H=56):
     """Block shapes of the tiled cross scan / merge kernel (cross_scan.BLOCKS_OVERRIDE) on stage 1, both
     layouts and fp16 / fp32, against the cuda kernels and a copy of the same bytes in the same run. The
-    channels-last cross2d scan takes the banded kernel, so its column does not change with the shape."""
+    channels-last cross2d scan takes the banded kernel, so its column does not change with the shape.
+    "grouped": the default shapes with backwards reads done forwards in groups (REVERSE_GROUPS)."""
     import importlib
 
     from reference import cross_merge_ref, cross_scan_ref
@@ -95,6 +96,7 @@ def sweep_cross_blocks(batch, C=96, H=56):
     importlib.import_module("vmamba_kernels._C")  # registers torch.ops.vmamba_cuda
     ops = torch.ops.vmamba_cuda
     us = lambda f: _t(f, rep=100) * 1e3  # noqa: E731
+    default_groups = cs.REVERSE_GROUPS
 
     def copy_us(n, dt):
         src = torch.empty(n, dtype=dt, device="cuda").normal_()
@@ -112,9 +114,10 @@ def sweep_cross_blocks(batch, C=96, H=56):
             cu_m = us(lambda: ops.cross_merge(y, H, H, "cross2d", cl))
             print(f"{DNAME[dt]} {'cl' if cl else 'cf'} B{batch} {H}x{H} C{C}: cuda scan {cu_s:.1f} us, merge {cu_m:.1f} us; "
                   f"copy {t_copy:.1f} us")
-            for cand in [None] + CROSS_BLOCKS[cl]:
+            for cand in [None, "grouped"] + CROSS_BLOCKS[cl]:
                 cs.BLOCKS_OVERRIDE.clear()
-                if cand:
+                cs.REVERSE_GROUPS = cand == "grouped" or (cand is None and default_groups)
+                if cand and cand != "grouped":
                     cs.BLOCKS_OVERRIDE[(cl, False, C, H, H)] = cand
                     cs.BLOCKS_OVERRIDE[(cl, True, C, H, H)] = cand
                 ok = torch.equal(cs.cross_scan_fwd(x, "cross2d", cl), ys_ref) and torch.allclose(
@@ -124,6 +127,7 @@ def sweep_cross_blocks(batch, C=96, H=56):
                 print(f"  {str(cand or 'default'):>18} scan {ts:6.1f} us ({ts / cu_s:4.2f}x cuda, {t_copy / ts:4.2f} of copy)"
                       f"  merge {tm:6.1f} us ({tm / cu_m:4.2f}x cuda, {t_copy / tm:4.2f} of copy)  ok={ok}")
             cs.BLOCKS_OVERRIDE.clear()
+            cs.REVERSE_GROUPS = default_groups
 
 
 # (kind, variant) pairs --n1-variants times per VMamba-T stage: {} = the defaults; "fwd" / "bwd" = (BLOCK_D,

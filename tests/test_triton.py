@@ -238,21 +238,26 @@ def test_cross_scan_merge(kern, mode, channels_last):
                      cross_merge_ref(g.double(), H, W, mode, channels_last), 1e-6, 1e-6)
 
 
-def test_cross_cut_tiles(kern, monkeypatch):
-    """Tiles cut by the map's edge on both axes (5 x 9 in 4 x 8 tiles, 3 channels in blocks of 2), every
-    mode and layout; H, W and the row stride not multiples of 8 (the alignment hints drop to 1)."""
+@pytest.mark.parametrize("groups", (False, True), ids=["plain", "grouped"])
+def test_cross_cut_tiles(kern, monkeypatch, groups):
+    """Tiles cut by the map's edge on both axes, every mode and layout: 5 x 9 in 4 x 8 tiles (H, W, the
+    row stride not multiples of 2: alignment hints and reversal groups of 1), 12 x 20 in 8 x 16 tiles
+    (groups of 4), 16 x 8 in 8 x 8 tiles (groups of 8); 3 channels in blocks of 2. grouped: the merge's
+    reversed routes read forwards in groups (REVERSE_GROUPS)."""
     from vmamba_kernels.triton import cross_scan as cs
 
-    for channels_last in (False, True):
-        monkeypatch.setitem(cs.BLOCKS_OVERRIDE, (channels_last, False, 3, 5, 9), (4, 8, 2, 4))
-        monkeypatch.setitem(cs.BLOCKS_OVERRIDE, (channels_last, True, 3, 5, 9), (4, 8, 2, 4))
-        for mode in ("cross2d", "unidi", "bidi"):
-            shape = (2, 5, 9, 3) if channels_last else (2, 3, 5, 9)
-            x = torch.randn(shape, device=DEV)
-            assert torch.equal(kern.cross_scan_fwd(x, mode, channels_last), cross_scan_ref(x, mode, channels_last))
-            g = torch.randn(2, 4, 3, 45, device=DEV)
-            assert_close(f"merge {mode} cl={channels_last}", kern.cross_merge_fwd(g, 5, 9, mode, channels_last),
-                         cross_merge_ref(g.double(), 5, 9, mode, channels_last), 1e-6, 1e-6)
+    monkeypatch.setattr(cs, "REVERSE_GROUPS", groups)
+    for H, W, bh, bw in ((5, 9, 4, 8), (12, 20, 8, 16), (16, 8, 8, 8)):
+        for channels_last in (False, True):
+            monkeypatch.setitem(cs.BLOCKS_OVERRIDE, (channels_last, False, 3, H, W), (bh, bw, 2, 4))
+            monkeypatch.setitem(cs.BLOCKS_OVERRIDE, (channels_last, True, 3, H, W), (bh, bw, 2, 4))
+            for mode in ("cross2d", "unidi", "bidi"):
+                shape = (2, H, W, 3) if channels_last else (2, 3, H, W)
+                x = torch.randn(shape, device=DEV)
+                assert torch.equal(kern.cross_scan_fwd(x, mode, channels_last), cross_scan_ref(x, mode, channels_last))
+                g = torch.randn(2, 4, 3, H * W, device=DEV)
+                assert_close(f"merge {mode} cl={channels_last} {H}x{W}", kern.cross_merge_fwd(g, H, W, mode, channels_last),
+                             cross_merge_ref(g.double(), H, W, mode, channels_last), 1e-6, 1e-6)
 
 
 def test_cross_64bit_offsets(kern, monkeypatch):

@@ -43,11 +43,55 @@ def _route_pos(k: tl.constexpr, MODE: tl.constexpr, p, q, L):
 
 
 @triton.jit
+def _load_rev_w(yr, h, w_beg, c, H, W, C, L, BH: tl.constexpr, BW: tl.constexpr, BC: tl.constexpr,
+                GS: tl.constexpr):
+    """(BH, BW, BC) tile of yr[c, L-1-(h W + w)], w = w_beg + j: a read that runs backwards along w,
+    done forwards in groups of GS steps (GS divides W: a group is all in or all out of the map) and
+    reversed inside each group in registers (a backwards read compiles to 2-byte accesses)."""
+    g = tl.arange(0, BW // GS)[None, :, None, None]
+    e = tl.arange(0, GS)[None, None, :, None]
+    h4 = h[:, None, None, None]
+    c4 = c[None, None, None, :]
+    mask = (h4 < H) & (w_beg + GS * g < W) & (c4 < C)
+    # element e of group g is pixel w = w_beg + GS g + GS - 1 - e
+    v = tl.load(yr + c4 * L + (L - h4 * W - w_beg - GS - GS * g + e), mask=mask, other=0.0)
+    return tl.reshape(tl.flip(v, 2), (BH, BW, BC))
+
+
+@triton.jit
+def _load_rev_h(yr, w, h_beg, c, H, W, C, L, BH: tl.constexpr, BW: tl.constexpr, BC: tl.constexpr,
+                GS: tl.constexpr):
+    """(BH, BW, BC) tile of yr[c, L-1-(w H + h)], h = h_beg + i: as _load_rev_w, along h."""
+    g = tl.arange(0, BH // GS)[:, None, None, None]
+    e = tl.arange(0, GS)[None, :, None, None]
+    w4 = w[None, None, :, None]
+    c4 = c[None, None, None, :]
+    mask = (h_beg + GS * g < H) & (w4 < W) & (c4 < C)
+    v = tl.load(yr + c4 * L + (L - w4 * H - h_beg - GS - GS * g + e), mask=mask, other=0.0)
+    return tl.reshape(tl.flip(v, 1), (BH, BW, BC))
+
+
+@triton.jit
+def _load_reflected(x_img, h, w_beg, c, C, H, W, sxc, sxh, sxw, BH: tl.constexpr, BW: tl.constexpr,
+                    BC: tl.constexpr, GS: tl.constexpr):
+    """(BH, BW, BC) tile of x at the reflected pixels (H-1-h, W-1-w), w = w_beg + j, for a map whose w
+    axis is contiguous (channels-first): read forwards in groups of GS as in _load_rev_w."""
+    g = tl.arange(0, BW // GS)[None, :, None, None]
+    e = tl.arange(0, GS)[None, None, :, None]
+    h4 = h[:, None, None, None]
+    c4 = c[None, None, None, :]
+    mask = (h4 < H) & (w_beg + GS * g < W) & (c4 < C)
+    v = tl.load(x_img + c4 * sxc + (H - 1 - h4) * sxh + (W - w_beg - GS - GS * g + e) * sxw, mask=mask, other=0.0)
+    return tl.reshape(tl.flip(v, 2), (BH, BW, BC))
+
+
+@triton.jit
 def _cross_kernel(
     x_ptr, y_ptr, C, H, W, sxb, sxc, sxh, sxw, n_hb, n_wb,
     MERGE: tl.constexpr, MODE: tl.constexpr, BIG: tl.constexpr,
     BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr,
-    HV: tl.constexpr, WV: tl.constexpr, SV: tl.constexpr,
+    HV: tl.constexpr, WV: tl.constexpr, SV: tl.constexpr, GH: tl.constexpr, GW: tl.constexpr,
+    GX: tl.constexpr,
 ):
     # offsets inside one image are 32-bit unless BIG (an image of x or y with >= 2^31 elements); the
     # image's base is 64-bit. HV, WV, SV (powers of two <= 8, `_align`) divide H, W and sxh: stating
@@ -79,7 +123,21 @@ def _cross_kernel(
     q = w3 * H + h3
     y_base = y_ptr + pid_b * 4 * C * L + c3 * L
     CL = C * L
-    if MERGE:
+    if MERGE and MODE != 1 and GW > 1 and (GH > 1 or MODE == 2):
+        # the reversed routes read forwards in groups (_load_rev_w / _load_rev_h); same sum order
+        y_img = y_ptr + pid_b * 4 * CL
+        acc = tl.load(y_base + p, mask=mask, other=0.0).to(tl.float32)
+        acc += tl.load(y_base + CL + (q if MODE == 0 else p), mask=mask, other=0.0).to(tl.float32)
+        acc += _load_rev_w(y_img + 2 * CL, h, wb * BLOCK_W, c, H, W, C, L, BLOCK_H, BLOCK_W, BLOCK_C,
+                           GW).to(tl.float32)
+        if MODE == 0:
+            acc += _load_rev_h(y_img + 3 * CL, w, hb * BLOCK_H, c, H, W, C, L, BLOCK_H, BLOCK_W, BLOCK_C,
+                               GH).to(tl.float32)
+        else:
+            acc += _load_rev_w(y_img + 3 * CL, h, wb * BLOCK_W, c, H, W, C, L, BLOCK_H, BLOCK_W, BLOCK_C,
+                               GW).to(tl.float32)
+        tl.store(x_img + x_offs, acc.to(x_ptr.dtype.element_ty), mask=mask)
+    elif MERGE:
         acc = tl.load(y_base + _route_pos(0, MODE, p, q, L), mask=mask, other=0.0).to(tl.float32)
         acc += tl.load(y_base + CL + _route_pos(1, MODE, p, q, L), mask=mask, other=0.0).to(tl.float32)
         acc += tl.load(y_base + 2 * CL + _route_pos(2, MODE, p, q, L), mask=mask, other=0.0).to(tl.float32)
@@ -99,8 +157,12 @@ def _cross_kernel(
             tl.store(y_base + 2 * CL + p, v, mask=mask)
             tl.store(y_base + 3 * CL + p, v, mask=mask)
         else:
-            xr_offs = c3 * sxc + (H - 1 - h3) * sxh + (W - 1 - w3) * sxw
-            vr = tl.load(x_img + xr_offs, mask=mask, other=0.0)
+            if GX > 1:
+                vr = _load_reflected(x_img, h, wb * BLOCK_W, c, C, H, W, sxc, sxh, sxw, BLOCK_H, BLOCK_W,
+                                     BLOCK_C, GX)
+            else:
+                xr_offs = c3 * sxc + (H - 1 - h3) * sxh + (W - 1 - w3) * sxw
+                vr = tl.load(x_img + xr_offs, mask=mask, other=0.0)
             tl.store(y_base + 2 * CL + p, vr, mask=mask)
             if MODE == 0:
                 tl.store(y_base + 3 * CL + q, vr, mask=mask)
@@ -203,6 +265,12 @@ def _big(x, C, H, W):
     return max(span, 4 * C * H * W) >= 2**31
 
 
+# reads that run backwards (the merge's reversed routes, the channels-first scan's reflected pixels) done
+# forwards in aligned groups and reversed in registers (_load_rev_w): 16-byte loads plus byte permutes
+# instead of 2-byte loads. Compiled SASS for stage 1 fp16 (sm_90): channels-last merge 32 LDG.128 and
+# 1176 instructions against 16 LDG.128 + 128 LDG.U16 and 1328; channels-first merge 264 against 328.
+# Not yet timed on a GPU, so off by default; `bench.tune_triton --cross-blocks` times both ("grouped").
+REVERSE_GROUPS = False
 # (channels_last, merge, C, H, W) -> (BLOCK_H, BLOCK_W, BLOCK_C, warps): pinned block shapes (tuning only)
 BLOCKS_OVERRIDE: dict = {}
 
@@ -242,7 +310,10 @@ def _launch(x, y, C, H, W, merge, mode, channels_last):
     grid = (Bn, n_hb * n_wb, triton.cdiv(C, bc))
     _cross_kernel[grid](x, y, C, H, W, sxb, sxc, sxh, sxw, n_hb, n_wb,
                         MERGE=merge, MODE=_MODES[mode], BIG=_big(x, C, H, W), BLOCK_H=bh, BLOCK_W=bw,
-                        BLOCK_C=bc, HV=_align(H), WV=_align(W), SV=_align(sxh), num_warps=warps)
+                        BLOCK_C=bc, HV=_align(H), WV=_align(W), SV=_align(sxh),
+                        GH=min(_align(H), bh) if REVERSE_GROUPS else 1,
+                        GW=min(_align(W), bw) if REVERSE_GROUPS else 1,
+                        GX=min(_align(W), bw) if REVERSE_GROUPS and sxw == 1 else 1, num_warps=warps)
 
 
 def cross_scan_fwd(x, mode, channels_last):
