@@ -8,6 +8,12 @@ unidi uses p for all four, bidi p, p, L-1-p, L-1-p. Triton's layout conversion d
 transpose through shared memory, so both sides are coalesced. Merge sums the four routes in a
 fixed order (deterministic). Offsets inside one image are int32 (int64 for images of >= 2^31
 elements), the image's base int64.
+
+Access width: the compiler vectorizes only what it can prove aligned and running forwards. The
+kernels state how aligned H, W and the row stride are (HV, WV, SV: a 56 x 56 map otherwise compiles
+to 2-byte accesses only), stores never run backwards (reversed routes are written from the reflected
+pixels), and reads that must run backwards can be done forwards in aligned groups reversed in
+registers (REVERSE_GROUPS). The channels-last cross2d scan of square maps takes a banded kernel.
 """
 from __future__ import annotations
 
