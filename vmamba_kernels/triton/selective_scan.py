@@ -150,6 +150,28 @@ def _ssm_fwd_kernel(
 
 
 @triton.jit
+def _n1_rows(A_ptr, D_ptr, bias_ptr, KD, L, K, G, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr,
+             BLOCK_D: tl.constexpr):
+    """The N = 1 kernels' program: its batch row and channel block, the channels (BLOCK_D divides G, so
+    all are valid and in one B/C group), their A (natural units), D and delta_bias (0 when absent),
+    and the 64-bit offsets of their rows and of their group's B/C row."""
+    pid_b = tl.program_id(0).to(tl.int64)
+    pid_d = tl.program_id(1).to(tl.int64)
+    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D).to(tl.int64)
+    grp = (pid_d * BLOCK_D) // G
+    A_nat = tl.load(A_ptr + d)
+    if HAS_D:
+        Dv = tl.load(D_ptr + d)
+    else:
+        Dv = tl.zeros((BLOCK_D,), tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + d)
+    else:
+        bias = tl.zeros((BLOCK_D,), tl.float32)
+    return pid_b, pid_d, d, A_nat, Dv, bias, (pid_b * KD + d) * L, (pid_b * K + grp) * L
+
+
+@triton.jit
 def _ssm_fwd_n1_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, out_ptr, last_ptr, aux_ptr,
     KD, L, K, G, NCHUNK,
@@ -159,19 +181,9 @@ def _ssm_fwd_n1_kernel(
     # N = 1: 2-D (BLOCK_D, T * SUB) tiles. Without the size-1 state axis the loads' layout (runs of
     # consecutive steps per thread) carries through the scan, so most of it is in-thread.
     L = L // LV * LV  # LV, a power of two, divides L: tells the compiler rows are LV-aligned (vector loads)
-    pid_b = tl.program_id(0).to(tl.int64)
-    pid_d = tl.program_id(1).to(tl.int64)
-    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D).to(tl.int64)  # BLOCK_D divides G: all rows valid
-    grp = (pid_d * BLOCK_D) // G
-    A = tl.load(A_ptr + d) * 1.4426950408889634
-    if HAS_D:
-        Dv = tl.load(D_ptr + d)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + d)
-    else:
-        bias = tl.zeros((BLOCK_D,), tl.float32)
-    row = (pid_b * KD + d) * L
-    bc_base = (pid_b * K + grp) * L
+    pid_b, pid_d, d, A_nat, Dv, bias, row, bc_base = _n1_rows(A_ptr, D_ptr, bias_ptr, KD, L, K, G, HAS_D, HAS_BIAS,
+                                                              BLOCK_D)
+    A = A_nat * 1.4426950408889634
     tt = tl.arange(0, T * SUB)
     h = tl.zeros((BLOCK_D,), tl.float32)
     for c in tl.range(0, tl.cdiv(NCHUNK, SUB), num_stages=STAGES):
@@ -306,21 +318,10 @@ def _ssm_bwd_n1_kernel(
     # N = 1 backward on 2-D (BLOCK_D, T * SUB) tiles (see the forward's N = 1 kernel); a tile spans SUB
     # chunks and starts from the stored state before its first one.
     L = L // LV * LV
-    pid_b = tl.program_id(0).to(tl.int64)
-    pid_d = tl.program_id(1).to(tl.int64)
-    n_dblk = tl.num_programs(1).to(tl.int64)
-    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D).to(tl.int64)
-    grp = (pid_d * BLOCK_D) // G
-    A_nat = tl.load(A_ptr + d)
+    pid_b, pid_d, d, A_nat, Dv, bias, row, bc_base = _n1_rows(A_ptr, D_ptr, bias_ptr, KD, L, K, G, HAS_D, HAS_BIAS,
+                                                              BLOCK_D)
     A = A_nat * 1.4426950408889634
-    if HAS_D:
-        Dv = tl.load(D_ptr + d)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + d)
-    else:
-        bias = tl.zeros((BLOCK_D,), tl.float32)
-    row = (pid_b * KD + d) * L
-    bc_base = (pid_b * K + grp) * L
+    n_dblk = tl.num_programs(1).to(tl.int64)
     part_base = (pid_b * n_dblk + pid_d) * L  # dB/dC partials (batch, KD // BLOCK_D, 1, L)
     tt = tl.arange(0, T * SUB)
     ones = tl.full((BLOCK_D, T * SUB), 1.0, tl.float32)
