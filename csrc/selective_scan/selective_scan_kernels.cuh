@@ -1445,7 +1445,8 @@ void fwd_launch(const FwdParams& p_in, cudaStream_t stream) {
   const int64_t per_block = int64_t(kFwdWarps) * (32 / p.lpr);
   const int64_t blocks = (rows + per_block - 1) / per_block;
   if (p.N == 1 && p.L >= 1 && p.L <= kChunk) {
-    const int rpw = p.packed_rows > 0 ? p.packed_rows : packed_rows_per_warp<T, OutT>(rows);
+    // at most 2^20 rows per warp: the kernel counts a warp's virtual lanes (rows x ell <= 32) in 32 bits
+    const int rpw = std::min(p.packed_rows > 0 ? p.packed_rows : packed_rows_per_warp<T, OutT>(rows), 1 << 20);
     const int64_t per = int64_t(kFwdWarps) * rpw;
     const bool piece8 = packed_piece8<T>(p);
     const int out_piece = packed_out_piece<OutT>(p);
