@@ -558,7 +558,7 @@ template <typename T>
 __device__ __forceinline__ void n1_chunk(const Run<T>& cu, const Run<T>& cd, const Run<T>& cB, const Run<T>& cC,
                                          int nv, float Al, float Dv, float bias, bool softplus, int sl,
                                          int last_lane, float& carry, float (&y)[kItems], bool head = false,
-                                         float* xin = nullptr, float* xend = nullptr) {
+                                         float* xend = nullptr) {
   float a[kItems], bx[kItems];
   float ra = 1.f, rb = 0.f;
 #pragma unroll
@@ -580,7 +580,6 @@ __device__ __forceinline__ void n1_chunk(const Run<T>& cu, const Run<T>& cd, con
   if (sl == 0) { ea = 1.f; eb = 0.f; }
   const float ta = __shfl_sync(kFull, ra, last_lane), tb = __shfl_sync(kFull, rb, last_lane);
   float x = head ? 0.f : fmaf(ea, carry, eb);
-  if (xin) *xin = x;
 #pragma unroll
   for (int i = 0; i < kItems; ++i) {
     x = fmaf(a[i], x, bx[i]);
@@ -762,7 +761,7 @@ __global__ void __launch_bounds__(kFwdWarps * 32, sizeof(T) == 4 ? VMAMBA_SCAN_F
     const float Dv = p.D ? __ldg(p.D + d) : 0.f;
     const float bias = p.delta_bias ? __ldg(p.delta_bias + d) : 0.f;
     float y[kItems], xend;
-    n1_chunk(cu.u, cu.d, cu.B, cu.C, cu.nv, Al, Dv, bias, p.softplus, lane, 31, carry, y, cj == 0, nullptr, &xend);
+    n1_chunk(cu.u, cu.d, cu.B, cu.C, cu.nv, Al, Dv, bias, p.softplus, lane, 31, carry, y, cj == 0, &xend);
     OutT* o = static_cast<OutT*>(p.out) + int64_t(crow) * L + cj * kItems;
     const int ob = cok ? cu.nv * int(sizeof(OutT)) : 0;
     if (out_piece == 16)

@@ -17,7 +17,9 @@ def interpret() -> bool:
 
 # Elements of one (BLOCK_D, NP, T) fp32 register tile. The H100 sweeps preferred small tiles:
 # forward BLOCK_D 8 x T 64 with 2 warps; backward 8 x 64 with 4 warps before its chunk loop was
-# pipelined, 4 x 64 with 2 warps after (2.49 vs 2.74 ms on VMamba-T stage 1, 2026-11-27).
+# pipelined, 4 x 64 with 2 warps after (2.49 vs 2.74 ms on VMamba-T stage 1, 2026-11-27). The N = 1
+# backward has its own shape (BLOCK_D 2, one warp: selective_scan._bwd_config), so BWD_TILE sizes
+# the d_state > 1 backward only.
 FWD_TILE = 512
 BWD_TILE = 256
 
