@@ -52,26 +52,27 @@ def sweep_cross_bands(batch, C=96, H=56):
     from reference import cross_scan_ref
     from vmamba_kernels.triton import cross_scan as cs
 
-    default = cs.BAND_SCAN
+    default, default_order = cs.BAND_SCAN, cs.HW_FIRST
     for dt in (torch.float16, torch.float32):
         x = torch.randn(batch, H, H, C, device="cuda").to(dt)
         ref = cross_scan_ref(x, "cross2d", True)
         nbytes = 5 * x.numel() * x.element_size()
         res = []
-        for band in (8, 16):
-            for bc in (16, 32):
+        for band in (4, 8, 16):
+            for bc in (16, 32, 64):
                 for w in (4, 8):
-                    cs.BAND_SCAN = {"band": band, "block_c": bc, "warps": w}
-                    ok = torch.equal(cs.cross_scan_fwd(x, "cross2d", True), ref)
-                    t = _t(lambda: cs.cross_scan_fwd(x, "cross2d", True))
-                    res.append((t, band, bc, w, ok))
-        cs.BAND_SCAN = None
+                    for order in (False, True):
+                        cs.BAND_SCAN, cs.HW_FIRST = {"band": band, "block_c": bc, "warps": w}, order
+                        ok = torch.equal(cs.cross_scan_fwd(x, "cross2d", True), ref)
+                        t = _t(lambda: cs.cross_scan_fwd(x, "cross2d", True))
+                        res.append((t, band, bc, w, order, ok))
+        cs.BAND_SCAN, cs.HW_FIRST = None, default_order
         t0 = _t(lambda: cs.cross_scan_fwd(x, "cross2d", True))
         cs.BAND_SCAN = default
         print(f"{DNAME[dt]} B{batch} {H}x{H} C{C}: tiled kernel {t0:.4f} ms; bands (ms, GB/s, band, channels, warps, "
-              f"exact):")
-        for t, band, bc, w, ok in sorted(res):
-            print(f"  {t:.4f} {nbytes / t / 1e6:.0f} {band} {bc} {w} {ok}")
+              f"image-last grid, exact):")
+        for t, band, bc, w, order, ok in sorted(res):
+            print(f"  {t:.4f} {nbytes / t / 1e6:.0f} {band} {bc} {w} {order} {ok}")
 
 
 # block shapes (BLOCK_H, BLOCK_W, BLOCK_C, warps) --cross-blocks tries on stage 1, per layout
@@ -79,15 +80,17 @@ CROSS_BLOCKS = {
     False: [(32, 32, 1, 4), (64, 64, 1, 8), (64, 64, 1, 16), (32, 64, 1, 8), (16, 64, 1, 4), (16, 64, 2, 8),
             (64, 64, 2, 16), (8, 64, 4, 8)],
     True: [(16, 16, 32, 4), (8, 64, 32, 8), (16, 64, 16, 8), (8, 64, 16, 4), (32, 32, 16, 8), (4, 64, 32, 4),
-           (16, 32, 32, 8)],
+           (16, 32, 32, 8), (8, 32, 32, 4), (16, 16, 16, 4), (8, 16, 32, 4), (16, 32, 16, 4), (32, 16, 32, 8),
+           (8, 8, 64, 4)],
 }
 
 
-def sweep_cross_blocks(batch, C=96, H=56):
+def sweep_cross_blocks(batch, C=96, H=56, layouts=("cf", "cl"), dtypes=("fp16", "fp32")):
     """Block shapes of the tiled cross scan / merge kernel (cross_scan.BLOCKS_OVERRIDE) on stage 1, both
     layouts and fp16 / fp32, against the cuda kernels and a copy of the same bytes in the same run. The
     channels-last cross2d scan takes the banded kernel, so its column does not change with the shape.
-    "grouped": the default shapes with backwards reads done forwards in groups (REVERSE_GROUPS)."""
+    Each shape also runs with "+g", backwards reads done forwards in groups (REVERSE_GROUPS), and "+o", the
+    grid in image-last order (HW_FIRST)."""
     import importlib
 
     from reference import cross_merge_ref, cross_scan_ref
@@ -96,17 +99,17 @@ def sweep_cross_blocks(batch, C=96, H=56):
     importlib.import_module("vmamba_kernels._C")  # registers torch.ops.vmamba_cuda
     ops = torch.ops.vmamba_cuda
     us = lambda f: _t(f, rep=100) * 1e3  # noqa: E731
-    default_groups = cs.REVERSE_GROUPS
+    default_groups, default_order = cs.REVERSE_GROUPS, cs.HW_FIRST
 
     def copy_us(n, dt):
         src = torch.empty(n, dtype=dt, device="cuda").normal_()
         return us(lambda: src.clone())
 
-    for dt in (torch.float16, torch.float32):
+    for dt in [d for d in (torch.float16, torch.float32) if DNAME[d] in dtypes]:
         esz = torch.tensor([], dtype=dt).element_size()
         nbytes = 5 * batch * C * H * H * esz
         t_copy = copy_us(nbytes // 2 // esz, dt)
-        for cl in (False, True):
+        for cl in [c for c in (False, True) if ("cl" if c else "cf") in layouts]:
             x = torch.randn((batch, H, H, C) if cl else (batch, C, H, H), device="cuda").to(dt)
             y = torch.randn(batch, 4, C, H * H, device="cuda").to(dt)
             ys_ref, ym_ref = cross_scan_ref(x, "cross2d", cl), cross_merge_ref(y.float(), H, H, "cross2d", cl)
@@ -114,20 +117,22 @@ def sweep_cross_blocks(batch, C=96, H=56):
             cu_m = us(lambda: ops.cross_merge(y, H, H, "cross2d", cl))
             print(f"{DNAME[dt]} {'cl' if cl else 'cf'} B{batch} {H}x{H} C{C}: cuda scan {cu_s:.1f} us, merge {cu_m:.1f} us; "
                   f"copy {t_copy:.1f} us")
-            for cand in [None, "grouped"] + CROSS_BLOCKS[cl]:
+            for cand, groups, order in [(b, g, o) for b in [None] + CROSS_BLOCKS[cl] for g in (False, True)
+                                        for o in (False, True)]:
                 cs.BLOCKS_OVERRIDE.clear()
-                cs.REVERSE_GROUPS = cand == "grouped" or (cand is None and default_groups)
-                if cand and cand != "grouped":
+                cs.REVERSE_GROUPS, cs.HW_FIRST = groups, order
+                if cand:
                     cs.BLOCKS_OVERRIDE[(cl, False, C, H, H)] = cand
                     cs.BLOCKS_OVERRIDE[(cl, True, C, H, H)] = cand
                 ok = torch.equal(cs.cross_scan_fwd(x, "cross2d", cl), ys_ref) and torch.allclose(
                     cs.cross_merge_fwd(y, H, H, "cross2d", cl).float(), ym_ref, rtol=1e-2, atol=1e-2)
                 ts = us(lambda: cs.cross_scan_fwd(x, "cross2d", cl))
                 tm = us(lambda: cs.cross_merge_fwd(y, H, H, "cross2d", cl))
-                print(f"  {str(cand or 'default'):>18} scan {ts:6.1f} us ({ts / cu_s:4.2f}x cuda, {t_copy / ts:4.2f} of copy)"
+                name = str(cand or "default") + ("+g" if groups else "") + ("+o" if order else "")
+                print(f"  {name:>20} scan {ts:6.1f} us ({ts / cu_s:4.2f}x cuda, {t_copy / ts:4.2f} of copy)"
                       f"  merge {tm:6.1f} us ({tm / cu_m:4.2f}x cuda, {t_copy / tm:4.2f} of copy)  ok={ok}")
             cs.BLOCKS_OVERRIDE.clear()
-            cs.REVERSE_GROUPS = default_groups
+            cs.REVERSE_GROUPS, cs.HW_FIRST = default_groups, default_order
 
 
 # (kind, variant) pairs --n1-variants times per VMamba-T stage: {} = the defaults; "fwd" / "bwd" = (BLOCK_D,
@@ -198,6 +203,8 @@ def main():
     ap.add_argument("--sweep-stages", default="1,2,3", help="depths --stages tries")
     ap.add_argument("--cross-blocks", action="store_true",
                     help="only sweep the tiled cross scan / merge block shapes (cross_scan.BLOCKS_OVERRIDE) on stage 1")
+    ap.add_argument("--layouts", default="cf,cl", help="layouts --cross-blocks sweeps")
+    ap.add_argument("--dtypes", default="fp16,fp32", help="dtypes --cross-blocks sweeps")
     ap.add_argument("--n1-variants", action="store_true",
                     help="only time the N = 1 kernels' block shapes / tiles / pipelining around the defaults")
     a = ap.parse_args()
@@ -205,7 +212,7 @@ def main():
         sweep_n1_variants(a.batch, a.only_stages)
         return
     if a.cross_blocks:
-        sweep_cross_blocks(a.batch)
+        sweep_cross_blocks(a.batch, layouts=a.layouts.split(","), dtypes=a.dtypes.split(","))
         return
     if a.cross_bands:
         sweep_cross_bands(a.batch)

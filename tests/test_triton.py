@@ -238,15 +238,17 @@ def test_cross_scan_merge(kern, mode, channels_last):
                      cross_merge_ref(g.double(), H, W, mode, channels_last), 1e-6, 1e-6)
 
 
-@pytest.mark.parametrize("groups", (False, True), ids=["plain", "grouped"])
-def test_cross_cut_tiles(kern, monkeypatch, groups):
+@pytest.mark.parametrize("groups,hw_first", ((False, False), (True, False), (True, True)),
+                         ids=["plain", "grouped", "grouped-image-last"])
+def test_cross_cut_tiles(kern, monkeypatch, groups, hw_first):
     """Tiles cut by the map's edge on both axes, every mode and layout: 5 x 9 in 4 x 8 tiles (H, W, the
     row stride not multiples of 2: alignment hints and reversal groups of 1), 12 x 20 in 8 x 16 tiles
     (groups of 4), 16 x 8 in 8 x 8 tiles (groups of 8); 3 channels in blocks of 2. grouped: the merge's
-    reversed routes read forwards in groups (REVERSE_GROUPS)."""
+    reversed routes read forwards in groups (REVERSE_GROUPS); image-last: the grid's order (HW_FIRST)."""
     from vmamba_kernels.triton import cross_scan as cs
 
     monkeypatch.setattr(cs, "REVERSE_GROUPS", groups)
+    monkeypatch.setattr(cs, "HW_FIRST", hw_first)
     for H, W, bh, bw in ((5, 9, 4, 8), (12, 20, 8, 16), (16, 8, 8, 8)):
         for channels_last in (False, True):
             monkeypatch.setitem(cs.BLOCKS_OVERRIDE, (channels_last, False, 3, H, W), (bh, bw, 2, 4))
@@ -278,16 +280,32 @@ def test_cross_64bit_offsets(kern, monkeypatch):
                              cross_merge_ref(g.double(), H, W, mode, channels_last), 1e-6, 1e-6)
 
 
-@pytest.mark.parametrize("band", (None, 8, 2))
-def test_cross_scan_channels_last_bands(kern, monkeypatch, band):
+@pytest.mark.parametrize("band,hw_first", ((None, False), (8, False), (2, False), (2, True)))
+def test_cross_scan_channels_last_bands(kern, monkeypatch, band, hw_first):
     """The banded channels-last cross2d scan (square maps): bands that divide the map, leave a cut last
-    band or exceed it; channel blocks with a cut last block; None: the tiled kernel it replaces."""
+    band or exceed it; channel blocks with a cut last block; None: the tiled kernel it replaces; both
+    grid orders (HW_FIRST)."""
     from vmamba_kernels.triton import cross_scan as cs
 
     monkeypatch.setattr(cs, "BAND_SCAN", None if band is None else dict(cs.BAND_SCAN, band=band))
+    monkeypatch.setattr(cs, "HW_FIRST", hw_first)
     for H, C in ((1, 1), (7, 3), (13, 5), (16, 9)):
         x = torch.randn(2, H, H, C, device=DEV)
         assert torch.equal(kern.cross_scan_fwd(x, "cross2d", True), cross_scan_ref(x, "cross2d", True)), (H, C)
+
+
+def test_cross_grid_order_and_limit(monkeypatch):
+    """The launch grid: image-last only while the images fit axis 2's 65535 limit, image-major
+    otherwise; a map with more tiles than image-major allows gets a clear error (no launch needed)."""
+    from vmamba_kernels.triton import cross_scan as cs
+
+    monkeypatch.setattr(cs, "HW_FIRST", True)
+    assert cs._grid(128, 49, 3) == ((49, 3, 128), True)
+    assert cs._grid(70000, 49, 3) == ((70000, 49, 3), False)
+    with pytest.raises(ValueError, match="exceed the launch grid.*impl 'cuda'"):
+        cs._grid(70000, 70000, 3)
+    monkeypatch.setattr(cs, "HW_FIRST", False)
+    assert cs._grid(128, 49, 3) == ((128, 49, 3), False)
 
 
 def test_import_without_triton_is_unavailable():

@@ -97,7 +97,7 @@ def _cross_kernel(
     MERGE: tl.constexpr, MODE: tl.constexpr, BIG: tl.constexpr,
     BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr,
     HV: tl.constexpr, WV: tl.constexpr, SV: tl.constexpr, GH: tl.constexpr, GW: tl.constexpr,
-    GX: tl.constexpr,
+    GX: tl.constexpr, HW_FIRST: tl.constexpr,
 ):
     # offsets inside one image are 32-bit unless BIG (an image of x or y with >= 2^31 elements); the
     # image's base is 64-bit. HV, WV, SV (powers of two <= 8, `_align`) divide H, W and sxh: stating
@@ -106,9 +106,14 @@ def _cross_kernel(
     H = H // HV * HV
     W = W // WV * WV
     sxh = sxh // SV * SV
-    pid_b = tl.program_id(0).to(tl.int64)
-    pid_hw = tl.program_id(1)
-    pid_c = tl.program_id(2)
+    if HW_FIRST:  # grid (tiles, channel blocks, images): one image's tiles run side by side
+        pid_b = tl.program_id(2).to(tl.int64)
+        pid_hw = tl.program_id(0)
+        pid_c = tl.program_id(1)
+    else:  # grid (images, tiles, channel blocks)
+        pid_b = tl.program_id(0).to(tl.int64)
+        pid_hw = tl.program_id(1)
+        pid_c = tl.program_id(2)
     hb = pid_hw // n_wb
     wb = pid_hw % n_wb
     h = hb * BLOCK_H + tl.arange(0, BLOCK_H)
@@ -211,6 +216,7 @@ def _band_part(x_img, y_base, c3, C, H, W, L, CL, sxh, sxw, band,
 def _cross_scan_band_kernel(
     x_ptr, y_ptr, C, H, W, sxb, sxh, sxw,
     BAND: tl.constexpr, SIDE: tl.constexpr, BLOCK_C: tl.constexpr, HV: tl.constexpr, SV: tl.constexpr,
+    HW_FIRST: tl.constexpr,
 ):
     """cross2d scan of a channels-last square map in bands: program 2i writes routes 0 / 2 of rows
     [i BAND, (i+1) BAND) (one contiguous run per channel each), program 2i+1 routes 1 / 3 of the
@@ -220,9 +226,14 @@ def _cross_scan_band_kernel(
     H = H // HV * HV
     W = W // HV * HV
     sxh = sxh // SV * SV
-    pid_b = tl.program_id(0).to(tl.int64)
-    pid = tl.program_id(1)
-    pid_c = tl.program_id(2)
+    if HW_FIRST:  # as in _cross_kernel
+        pid_b = tl.program_id(2).to(tl.int64)
+        pid = tl.program_id(0)
+        pid_c = tl.program_id(1)
+    else:
+        pid_b = tl.program_id(0).to(tl.int64)
+        pid = tl.program_id(1)
+        pid_c = tl.program_id(2)
     band = pid // 2
     c3 = (pid_c * BLOCK_C + tl.arange(0, BLOCK_C))[None, None, :]
     L = H * W
@@ -253,10 +264,25 @@ def _band_scan(x, y, C, H, W):
     if interpret():
         band, bc = min(band, 4), min(bc, 4)
     sxb, sxh, sxw, _ = x.stride()
-    grid = (x.shape[0], 2 * triton.cdiv(H, band), triton.cdiv(C, bc))
+    grid, hw_first = _grid(x.shape[0], 2 * triton.cdiv(H, band), triton.cdiv(C, bc))
     _cross_scan_band_kernel[grid](x, y, C, H, W, sxb, sxh, sxw, BAND=band, SIDE=side, BLOCK_C=bc,
-                                  HV=_align(H), SV=_align(sxh), num_warps=BAND_SCAN["warps"])
+                                  HV=_align(H), SV=_align(sxh), HW_FIRST=hw_first, num_warps=BAND_SCAN["warps"])
     return True
+
+
+# launch order: True puts one image's tiles next to each other in the grid (images last), so the parts
+# of x or y that neighbouring tiles share are still in L2; False launches image-major (images first).
+HW_FIRST = False
+
+
+def _grid(n_img, n_tiles, n_cb):
+    """(grid, hw_first); images go last only while they fit the grid's 65535 limit on axes 1 and 2."""
+    if HW_FIRST and n_img <= 65535 and n_cb <= 65535:
+        return (n_tiles, n_cb, n_img), True
+    if n_tiles > 65535 or n_cb > 65535:
+        raise ValueError(f"cross scan (triton): {n_tiles} tiles x {n_cb} channel blocks exceed the launch grid; "
+                         "use impl 'cuda' or 'torch' for this map")
+    return (n_img, n_tiles, n_cb), False
 
 
 def _align(n):
@@ -313,13 +339,14 @@ def _launch(x, y, C, H, W, merge, mode, channels_last):
         return
     bh, bw, bc, warps = _blocks(C, H, W, channels_last, merge)
     n_hb, n_wb = triton.cdiv(H, bh), triton.cdiv(W, bw)
-    grid = (Bn, n_hb * n_wb, triton.cdiv(C, bc))
+    grid, hw_first = _grid(Bn, n_hb * n_wb, triton.cdiv(C, bc))
     _cross_kernel[grid](x, y, C, H, W, sxb, sxc, sxh, sxw, n_hb, n_wb,
                         MERGE=merge, MODE=_MODES[mode], BIG=_big(x, C, H, W), BLOCK_H=bh, BLOCK_W=bw,
                         BLOCK_C=bc, HV=_align(H), WV=_align(W), SV=_align(sxh),
                         GH=min(_align(H), bh) if REVERSE_GROUPS else 1,
                         GW=min(_align(W), bw) if REVERSE_GROUPS else 1,
-                        GX=min(_align(W), bw) if REVERSE_GROUPS and sxw == 1 else 1, num_warps=warps)
+                        GX=min(_align(W), bw) if REVERSE_GROUPS and sxw == 1 else 1, HW_FIRST=hw_first,
+                        num_warps=warps)
 
 
 def cross_scan_fwd(x, mode, channels_last):
