@@ -14,6 +14,8 @@ kernels state how aligned H, W and the row stride are (HV, WV, SV: a 56 x 56 map
 to 2-byte accesses only), stores never run backwards (reversed routes are written from the reflected
 pixels), and reads that must run backwards can be done forwards in aligned groups reversed in
 registers (REVERSE_GROUPS). The channels-last cross2d scan of square maps takes a banded kernel.
+The grid runs one image's tiles side by side (HW_FIRST): sectors that neighbouring tiles share are
+still in L2 when the second tile reads them (stage 1 channels-last merge 0.296 -> 0.152 ms on an H100).
 """
 from __future__ import annotations
 
@@ -248,10 +250,10 @@ def _cross_scan_band_kernel(
 
 
 # banded scan: rows per band and channels per program (powers of two); None = off (the tiled kernel).
-# H100 sweep, 56 x 56 x 96, batch 128 (bands 8 / 16 x channels 16 / 32 x 4 / 8 warps, 2026-11-27):
-# fp16 0.268 ms (band 8, 32 channels, 8 warps) against 0.711 for the tiled kernel; fp32 0.369 / 0.691.
-# With the alignment hints and forward-only stores: fp16 0.180 ms (1.25x cuda), fp32 0.341 (1.22x).
-BAND_SCAN = {"band": 8, "block_c": 32, "warps": 8}
+# H100, 56 x 56 x 96, batch 128, bands 4..16 x channels 16..64 x 4 / 8 warps x grid order
+# (`python -m bench.tune_triton --cross-bands`, 2026-11-27, reports/logs): fp16 0.137 ms (band 4, 32
+# channels, 4 warps, image-last grid; 0.95x cuda) against 0.716 for the tiled kernel; fp32 0.270 ms.
+BAND_SCAN = {"band": 4, "block_c": 32, "warps": 4}
 
 
 def _band_scan(x, y, C, H, W):
@@ -271,8 +273,10 @@ def _band_scan(x, y, C, H, W):
 
 
 # launch order: True puts one image's tiles next to each other in the grid (images last), so the parts
-# of x or y that neighbouring tiles share are still in L2; False launches image-major (images first).
-HW_FIRST = False
+# of x or y that neighbouring tiles share (sectors cut by a tile edge, the banded scan's rows and
+# columns) are still in L2; False launches images first. H100, stage 1 fp16 (`bench.tune_triton
+# --cross-blocks`, 2026-11-27): channels-last scan 0.179 -> 0.139 ms, merge 0.296 -> 0.152 ms.
+HW_FIRST = True
 
 
 def _grid(n_img, n_tiles, n_cb):
@@ -300,33 +304,33 @@ def _big(x, C, H, W):
 # reads that run backwards (the merge's reversed routes, the channels-first scan's reflected pixels) done
 # forwards in aligned groups and reversed in registers (_load_rev_w): 16-byte loads plus byte permutes
 # instead of 2-byte loads. Compiled SASS for stage 1 fp16 (sm_90): channels-last merge 32 LDG.128 and
-# 1176 instructions against 16 LDG.128 + 128 LDG.U16 and 1328; channels-first merge 264 against 328.
-# Not yet timed on a GPU, so off by default; `bench.tune_triton --cross-blocks` times both ("grouped").
-REVERSE_GROUPS = False
+# 1176 instructions against 16 LDG.128 + 128 LDG.U16 and 1328. H100, stage 1 with the image-last grid:
+# fp16 channels-last merge 0.179 -> 0.162 ms, channels-first merge 0.145 -> 0.143; fp32 equal.
+REVERSE_GROUPS = True
 # (channels_last, merge, C, H, W) -> (BLOCK_H, BLOCK_W, BLOCK_C, warps): pinned block shapes (tuning only)
 BLOCKS_OVERRIDE: dict = {}
 
 
-def _blocks(C, H, W, channels_last, merge):
-    """(BLOCK_H, BLOCK_W, BLOCK_C, warps). H100, VMamba-T stage 1 (B 128, C 96, 56 x 56), against the
-    cuda kernels in the same run (`python -m bench.tune_triton --cross-blocks`, 2026-11-27), chosen
-    while every access was 2-byte: channels-first scan 64 x 64 x 1, 8 warps (0.177 ms against 0.255
-    for 32 x 32), merge 16 x 64 x 1, 4 warps (0.173 against 0.182); channels-last merge 16 x 32 x 32,
-    8 warps (fp32 0.399 against 0.446 for 16 x 16 x 32, fp16 equal). With the alignment hints, fp16:
-    channels-first scan 0.146 ms (1.06x cuda), merge 0.152 (1.05x); channels-last merge 0.302 (1.85x)."""
+def _blocks(C, H, W, channels_last, merge, esz):
+    """(BLOCK_H, BLOCK_W, BLOCK_C, warps) for elements of esz bytes. H100, VMamba-T stage 1 (B 128, C 96,
+    56 x 56), against the cuda kernels in the same run (`python -m bench.tune_triton --cross-blocks`,
+    2026-11-27, reports/logs), with the image-last grid and grouped reversed reads: channels-first scan
+    64 x 64 x 1, 8 warps (fp16 0.140 ms, 1.01x cuda), merge 16 x 64 x 1, 4 warps (0.143, 0.99x);
+    channels-last merge fp16 16 x 32 x 16, 4 warps (0.152, 0.93x; 16 x 64 x 16: 0.158), fp32
+    16 x 64 x 16, 8 warps (0.279, 0.94x; 16 x 32 x 16: 0.288)."""
     if (channels_last, merge, C, H, W) in BLOCKS_OVERRIDE:
         return BLOCKS_OVERRIDE[(channels_last, merge, C, H, W)]
     if interpret():
         bh, bw = min(_np2(H), 8), min(_np2(W), 8)
         return bh, bw, min(_np2(C), 8), 4
     if channels_last:
-        bc = min(_np2(C), 32)
-        bh, bw = min(_np2(H), 16), min(_np2(W), 32 if merge else 16)
+        bc = min(_np2(C), 16 if merge else 32)
+        bh, bw = min(_np2(H), 16), min(_np2(W), (32 if esz < 4 else 64) if merge else 16)
     else:
         bh, bw = min(_np2(H), 16 if merge else 64), min(_np2(W), 64)
         bc = max(1, min(_np2(C), (1024 if merge else 4096) // (bh * bw)))
-    n = bh * bw * bc
-    return bh, bw, bc, (4 if n <= 2048 else 8)
+    small = bh * bw * bc <= 2048 or (channels_last and merge and esz < 4)
+    return bh, bw, bc, (4 if small else 8)
 
 
 def _launch(x, y, C, H, W, merge, mode, channels_last):
@@ -337,7 +341,7 @@ def _launch(x, y, C, H, W, merge, mode, channels_last):
     Bn = x.shape[0]
     if Bn == 0 or C == 0 or H == 0 or W == 0:
         return
-    bh, bw, bc, warps = _blocks(C, H, W, channels_last, merge)
+    bh, bw, bc, warps = _blocks(C, H, W, channels_last, merge, x.element_size())
     n_hb, n_wb = triton.cdiv(H, bh), triton.cdiv(W, bw)
     grid, hw_first = _grid(Bn, n_hb * n_wb, triton.cdiv(C, bc))
     _cross_kernel[grid](x, y, C, H, W, sxb, sxc, sxh, sxw, n_hb, n_wb,
