@@ -46,33 +46,41 @@ def _t(fn, rep=40):
     return triton.testing.do_bench(fn, warmup=10, rep=rep, return_mode="median")
 
 
-def sweep_cross_bands(batch, C=96, H=56):
-    """Band height x channels per program x warps of the banded channels-last cross2d scan against the
-    tiled kernel it replaces (BAND_SCAN = None), fp16 and fp32; results checked bitwise."""
+def sweep_cross_bands(batch, stages=(0, 1, 2, 3), dtypes=("fp16", "fp32")):
+    """Band height x channels per program x warps of the banded channels-last cross2d scan on VMamba-T's
+    stage maps (image-last grid), against the cuda kernel and the tiled kernel it replaces
+    (BAND_SCAN = None) in the same run; results checked bitwise."""
+    import importlib
+
     from reference import cross_scan_ref
     from vmamba_kernels.triton import cross_scan as cs
 
-    default, default_order = cs.BAND_SCAN, cs.HW_FIRST
-    for dt in (torch.float16, torch.float32):
-        x = torch.randn(batch, H, H, C, device="cuda").to(dt)
-        ref = cross_scan_ref(x, "cross2d", True)
-        nbytes = 5 * x.numel() * x.element_size()
-        res = []
-        for band in (4, 8, 16):
-            for bc in (16, 32, 64):
-                for w in (4, 8):
-                    for order in (False, True):
-                        cs.BAND_SCAN, cs.HW_FIRST = {"band": band, "block_c": bc, "warps": w}, order
+    importlib.import_module("vmamba_kernels._C")  # registers torch.ops.vmamba_cuda
+    default = cs.BAND_SCAN
+    for i in stages:
+        C, H = STAGES[i][0] // 4, STAGES[i][2]
+        for dt in [d for d in (torch.float16, torch.float32) if DNAME[d] in dtypes]:
+            x = torch.randn(batch, H, H, C, device="cuda").to(dt)
+            ref = cross_scan_ref(x, "cross2d", True)
+            nbytes = 5 * x.numel() * x.element_size()
+            t_cuda = _t(lambda: torch.ops.vmamba_cuda.cross_scan(x, "cross2d", True))
+            res = []
+            for band in [b for b in (2, 4, 8, 16) if b <= _np2(H)]:
+                for bc in [c for c in (16, 32, 64, 128, 256) if c <= _np2(C)]:
+                    for w in (4, 8):
+                        cs.BAND_SCAN = {"band": band, "block_c": bc, "warps": w}
                         ok = torch.equal(cs.cross_scan_fwd(x, "cross2d", True), ref)
                         t = _t(lambda: cs.cross_scan_fwd(x, "cross2d", True))
-                        res.append((t, band, bc, w, order, ok))
-        cs.BAND_SCAN, cs.HW_FIRST = None, default_order
-        t0 = _t(lambda: cs.cross_scan_fwd(x, "cross2d", True))
-        cs.BAND_SCAN = default
-        print(f"{DNAME[dt]} B{batch} {H}x{H} C{C}: tiled kernel {t0:.4f} ms; bands (ms, GB/s, band, channels, warps, "
-              f"image-last grid, exact):")
-        for t, band, bc, w, order, ok in sorted(res):
-            print(f"  {t:.4f} {nbytes / t / 1e6:.0f} {band} {bc} {w} {order} {ok}")
+                        res.append((t, band, bc, w, ok))
+            cs.BAND_SCAN = None
+            t0 = _t(lambda: cs.cross_scan_fwd(x, "cross2d", True))
+            cs.BAND_SCAN = default
+            t_def = _t(lambda: cs.cross_scan_fwd(x, "cross2d", True))
+            print(f"{DNAME[dt]} stage {i} B{batch} {H}x{H} C{C}: cuda {t_cuda:.4f} ms, tiled kernel {t0:.4f} "
+                  f"({t0 / t_cuda:.2f}x), default bands {t_def:.4f} ({t_def / t_cuda:.2f}x); best bands (ms, x cuda, "
+                  f"GB/s, band, channels, warps, exact):")
+            for t, band, bc, w, ok in sorted(res)[:8]:
+                print(f"  {t:.4f} {t / t_cuda:.2f}x {nbytes / t / 1e6:.0f} {band} {bc} {w} {ok}")
 
 
 # block shapes (BLOCK_H, BLOCK_W, BLOCK_C, warps) --cross-blocks tries on stage 1, per layout
@@ -198,13 +206,13 @@ def main():
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--only-stages", default="0,1,2,3", help="stage indices to run")
     ap.add_argument("--cross-bands", action="store_true",
-                    help="only sweep the banded channels-last cross scan (cross_scan.BAND_SCAN) on stage 1")
+                    help="only sweep the banded channels-last cross scan (cross_scan.BAND_SCAN) on --only-stages")
     ap.add_argument("--stages", action="store_true", help="sweep the chunk loops' pipelining depth (ss.PIPELINE)")
     ap.add_argument("--sweep-stages", default="1,2,3", help="depths --stages tries")
     ap.add_argument("--cross-blocks", action="store_true",
                     help="only sweep the tiled cross scan / merge block shapes (cross_scan.BLOCKS_OVERRIDE) on stage 1")
     ap.add_argument("--layouts", default="cf,cl", help="layouts --cross-blocks sweeps")
-    ap.add_argument("--dtypes", default="fp16,fp32", help="dtypes --cross-blocks sweeps")
+    ap.add_argument("--dtypes", default="fp16,fp32", help="dtypes --cross-blocks / --cross-bands sweep")
     ap.add_argument("--n1-variants", action="store_true",
                     help="only time the N = 1 kernels' block shapes / tiles / pipelining around the defaults")
     a = ap.parse_args()
@@ -215,7 +223,7 @@ def main():
         sweep_cross_blocks(a.batch, layouts=a.layouts.split(","), dtypes=a.dtypes.split(","))
         return
     if a.cross_bands:
-        sweep_cross_bands(a.batch)
+        sweep_cross_bands(a.batch, [int(i) for i in a.only_stages.split(",")], a.dtypes.split(","))
         return
     try:
         from vmamba_kernels.cupy import kernels as ck
