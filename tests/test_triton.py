@@ -280,18 +280,41 @@ def test_cross_64bit_offsets(kern, monkeypatch):
                              cross_merge_ref(g.double(), H, W, mode, channels_last), 1e-6, 1e-6)
 
 
-@pytest.mark.parametrize("band,hw_first", ((None, False), (8, False), (2, False), (2, True)))
-def test_cross_scan_channels_last_bands(kern, monkeypatch, band, hw_first):
+@pytest.mark.parametrize("cfg,hw_first", (
+    (None, True), ({"band": 8, "small_side": 0}, True), ({"band": 2, "small_side": 0}, True),
+    ({"band": 2, "small_side": 0}, False), ({}, True), ({"max_elems": 64}, True)),
+    ids=["tiled", "band8", "band2", "band2-image-major", "default", "capped"])
+def test_cross_scan_channels_last_bands(kern, monkeypatch, cfg, hw_first):
     """The banded channels-last cross2d scan (square maps): bands that divide the map, leave a cut last
-    band or exceed it; channel blocks with a cut last block; None: the tiled kernel it replaces; both
-    grid orders (HW_FIRST)."""
+    band or exceed it (small_side 0: no whole-map rule); channel blocks with a cut last block; the
+    defaults (whole small maps); a cap on elements per program that shrinks the channel block to 1 or
+    hands 16 x 16 to the tiled kernel; None: the tiled kernel; both grid orders (HW_FIRST)."""
     from vmamba_kernels.triton import cross_scan as cs
 
-    monkeypatch.setattr(cs, "BAND_SCAN", None if band is None else dict(cs.BAND_SCAN, band=band))
+    monkeypatch.setattr(cs, "BAND_SCAN", None if cfg is None else dict(cs.BAND_SCAN, **cfg))
     monkeypatch.setattr(cs, "HW_FIRST", hw_first)
     for H, C in ((1, 1), (7, 3), (13, 5), (16, 9)):
         x = torch.randn(2, H, H, C, device=DEV)
         assert torch.equal(kern.cross_scan_fwd(x, "cross2d", True), cross_scan_ref(x, "cross2d", True)), (H, C)
+
+
+def test_cross_band_config(monkeypatch):
+    """Which band shape each map gets on a GPU (interpreter clamps off): the tuned VMamba-T stages, channel
+    blocks that shrink to keep a program within max_elems, and maps too wide for one band of one channel
+    go to the tiled kernel."""
+    from vmamba_kernels.triton import cross_scan as cs
+
+    monkeypatch.setattr(cs, "interpret", lambda: False)
+    assert cs._band_config(96, 56) == (4, 64, 32)
+    assert cs._band_config(192, 28) == (4, 32, 32)
+    assert cs._band_config(384, 14) == (16, 16, 16)
+    assert cs._band_config(768, 7) == (8, 8, 16)
+    assert cs._band_config(3, 7) == (8, 8, 4)
+    assert cs._band_config(96, 512) == (4, 512, 4)
+    assert cs._band_config(96, 2048) == (4, 2048, 1)
+    assert cs._band_config(96, 2049) is None
+    monkeypatch.setattr(cs, "BAND_SCAN", None)
+    assert cs._band_config(96, 56) is None
 
 
 def test_cross_grid_order_and_limit(monkeypatch):
@@ -361,7 +384,7 @@ def test_gpu_deterministic(kern):
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_gpu_cross_all(kern, dtype):
-    for (H, W), mode, cl in itertools.product(((7, 7), (14, 14), (56, 56), (5, 11), (1, 9), (33, 3)),
+    for (H, W), mode, cl in itertools.product(((7, 7), (14, 14), (56, 56), (5, 11), (1, 9), (33, 3), (300, 300)),
                                               ("cross2d", "unidi", "bidi"), (False, True)):
         C = 40
         x = torch.randn((2, H, W, C) if cl else (2, C, H, W), device="cuda").to(dtype)

@@ -249,22 +249,40 @@ def _cross_scan_band_kernel(
         _band_part(x_img, y_base, c3, C, H, W, L, CL, sxh, sxw, band, True, BAND, SIDE)
 
 
-# banded scan: rows per band and channels per program (powers of two); None = off (the tiled kernel).
-# H100, 56 x 56 x 96, batch 128, bands 4..16 x channels 16..64 x 4 / 8 warps x grid order
-# (`python -m bench.tune_triton --cross-bands`, 2026-11-27, reports/logs): fp16 0.137 ms (band 4, 32
-# channels, 4 warps, image-last grid; 0.95x cuda) against 0.716 for the tiled kernel; fp32 0.270 ms.
-BAND_SCAN = {"band": 4, "block_c": 32, "warps": 4}
+# banded scan: None = off (the tiled kernel). Otherwise a program covers `band` rows (or columns) of
+# the map, all of a small map (side <= small_side), times block_c channels (small_block_c on small maps),
+# with at most max_elems elements (channels shrink on wide maps; maps wider than max_elems / band take the
+# tiled kernel). H100, VMamba-T's stages at batch 128, bands 2..16 x channels 16..256 x 4 / 8 warps
+# (`python -m bench.tune_triton --cross-bands`, 2026-11-27, reports/logs), fp16 against cuda:
+# 56 x 56 x 96 0.137 ms (band 4, 32 channels; 0.95x; the tiled kernel 0.716), 28 x 28 x 192 0.071 (0.93x),
+# 14 x 14 x 384 0.041 (whole map, 16 channels; 0.99x; band 4: 0.065), 7 x 7 x 768 0.026 (0.87x).
+BAND_SCAN = {"band": 4, "block_c": 32, "small_side": 16, "small_block_c": 16, "max_elems": 8192, "warps": 4}
+
+
+def _band_config(C, H):
+    """(band, side, block_c) of the banded scan on an H x H map of C channels, or None for the tiled kernel."""
+    if BAND_SCAN is None:
+        return None
+    cfg = BAND_SCAN
+    side = _np2(H)
+    small = side <= cfg["small_side"]
+    band = side if small else min(cfg["band"], side)
+    bc = min(_np2(C), cfg["small_block_c"] if small else cfg["block_c"], cfg["max_elems"] // (band * side))
+    if bc < 1:
+        return None
+    if interpret():
+        band, bc = min(band, 4), min(bc, 4)
+    return band, side, bc
 
 
 def _band_scan(x, y, C, H, W):
     """The banded channels-last cross2d scan (square maps); False when it does not apply."""
-    if BAND_SCAN is None or H != W or x.stride(3) != 1 or x.shape[0] == 0 or C == 0 or H == 0 or _big(x, C, H, W):
+    if H != W or x.stride(3) != 1 or x.shape[0] == 0 or C == 0 or H == 0 or _big(x, C, H, W):
         return False
-    side = _np2(H)
-    band = min(BAND_SCAN["band"], side)
-    bc = min(_np2(C), BAND_SCAN["block_c"])
-    if interpret():
-        band, bc = min(band, 4), min(bc, 4)
+    cfg = _band_config(C, H)
+    if cfg is None:
+        return False
+    band, side, bc = cfg
     sxb, sxh, sxw, _ = x.stride()
     grid, hw_first = _grid(x.shape[0], 2 * triton.cdiv(H, band), triton.cdiv(C, bc))
     _cross_scan_band_kernel[grid](x, y, C, H, W, sxb, sxh, sxw, BAND=band, SIDE=side, BLOCK_C=bc,
