@@ -15,7 +15,7 @@ to 2-byte accesses only), stores never run backwards (reversed routes are writte
 pixels), and reads that must run backwards can be done forwards in aligned groups reversed in
 registers (REVERSE_GROUPS). The channels-last cross2d scan of square maps takes a banded kernel.
 The grid runs one image's tiles side by side (HW_FIRST): sectors that neighbouring tiles share are
-still in L2 when the second tile reads them (stage 1 channels-last merge 0.296 -> 0.152 ms on an H100).
+still in L2 when the second tile reads them (stage 1 channels-last merge 0.296 -> 0.162 ms on an H100).
 """
 from __future__ import annotations
 
@@ -48,6 +48,16 @@ def _route_pos(k: tl.constexpr, MODE: tl.constexpr, p, q, L):
         else:
             r = L - 1 - p
     return r
+
+
+@triton.jit
+def _program_ids(HW_FIRST: tl.constexpr):
+    """(image (int64), tile, channel block) of this program: grid (tiles, channel blocks, images) when
+    HW_FIRST, so one image's tiles run side by side, else (images, tiles, channel blocks); see _grid."""
+    if HW_FIRST:
+        return tl.program_id(2).to(tl.int64), tl.program_id(0), tl.program_id(1)
+    else:
+        return tl.program_id(0).to(tl.int64), tl.program_id(1), tl.program_id(2)
 
 
 @triton.jit
@@ -108,14 +118,7 @@ def _cross_kernel(
     H = H // HV * HV
     W = W // WV * WV
     sxh = sxh // SV * SV
-    if HW_FIRST:  # grid (tiles, channel blocks, images): one image's tiles run side by side
-        pid_b = tl.program_id(2).to(tl.int64)
-        pid_hw = tl.program_id(0)
-        pid_c = tl.program_id(1)
-    else:  # grid (images, tiles, channel blocks)
-        pid_b = tl.program_id(0).to(tl.int64)
-        pid_hw = tl.program_id(1)
-        pid_c = tl.program_id(2)
+    pid_b, pid_hw, pid_c = _program_ids(HW_FIRST)
     hb = pid_hw // n_wb
     wb = pid_hw % n_wb
     h = hb * BLOCK_H + tl.arange(0, BLOCK_H)
@@ -228,14 +231,7 @@ def _cross_scan_band_kernel(
     H = H // HV * HV
     W = W // HV * HV
     sxh = sxh // SV * SV
-    if HW_FIRST:  # as in _cross_kernel
-        pid_b = tl.program_id(2).to(tl.int64)
-        pid = tl.program_id(0)
-        pid_c = tl.program_id(1)
-    else:
-        pid_b = tl.program_id(0).to(tl.int64)
-        pid = tl.program_id(1)
-        pid_c = tl.program_id(2)
+    pid_b, pid, pid_c = _program_ids(HW_FIRST)
     band = pid // 2
     c3 = (pid_c * BLOCK_C + tl.arange(0, BLOCK_C))[None, None, :]
     L = H * W
@@ -293,7 +289,7 @@ def _band_scan(x, y, C, H, W):
 # launch order: True puts one image's tiles next to each other in the grid (images last), so the parts
 # of x or y that neighbouring tiles share (sectors cut by a tile edge, the banded scan's rows and
 # columns) are still in L2; False launches images first. H100, stage 1 fp16 (`bench.tune_triton
-# --cross-blocks`, 2026-11-27): channels-last scan 0.179 -> 0.139 ms, merge 0.296 -> 0.152 ms.
+# --cross-blocks`, 2026-11-27, same block shapes): channels-last scan 0.179 -> 0.139 ms, merge 0.296 -> 0.162.
 HW_FIRST = True
 
 
