@@ -28,7 +28,9 @@ def test_help(mod, capsys):
 def test_tp_arguments():
     a = TP.parse_args(["--model", "all", "--impl", "cuda,triton", "--impl", "cupy", "--amp", "--train"])
     assert a.models == TP.HEADLINE and a.impls == ["cuda", "triton", "cupy"]
-    assert a.batch_size == 128 and a.img_size == 224 and a.cudnn_benchmark and a.method == "official"
+    assert TP.apply_device_defaults(a, torch.device("cuda")) == [] and a.write_csv
+    assert (a.batch_size, a.warmup, a.iters) == (128, 50, 30)
+    assert a.img_size == 224 and a.cudnn_benchmark and a.method == "official"
     assert TP.modes_for(a) == ["infer_amp", "train_amp"]
     assert TP.modes_for(TP.parse_args([])) == ["infer_fp32"]
     assert TP.modes_for(TP.parse_args(["--fp32", "--amp", "--train"])) == ["infer_fp32", "infer_amp", "train_amp",
@@ -38,6 +40,51 @@ def test_tp_arguments():
     assert TP.parse_args(["--model", "none", "--baselines"]).models == []
 
 
+def test_tp_device_defaults_on_the_cpu():
+    a = TP.parse_args([])
+    notes = TP.apply_device_defaults(a, torch.device("cpu"))
+    assert (a.batch_size, a.warmup, a.iters) == (2, 1, 3) and not a.write_csv
+    assert "measuring on the CPU with small CPU defaults (batch 2, 1 warm-up, 3 timed" in notes[0]
+    assert "--save-cpu" in notes[1]
+    a = TP.parse_args(["--batch-size", "8", "--warmup", "0", "--iters", "5", "--method", "robust"])
+    TP.apply_device_defaults(a, torch.device("cpu"))
+    assert (a.batch_size, a.warmup, a.iters) == (8, 0, 5)  # explicit flags win
+    for flags in (["--save-cpu"], ["--reports-dir", "somewhere"]):  # asked to keep CPU rows
+        a = TP.parse_args(flags)
+        TP.apply_device_defaults(a, torch.device("cpu"))
+        assert a.write_csv
+    a = TP.parse_args(["--save-cpu", "--no-csv"])
+    TP.apply_device_defaults(a, torch.device("cpu"))
+    assert not a.write_csv
+
+
+def _tiny(name, impl=None):
+    return TinyVMamba(impl=impl)
+
+
+def test_tp_on_the_cpu_prints_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    """No reports/ rows from a CPU run unless asked; notice and progress from the first warm-up step."""
+    csv = REPO / "reports" / "models.csv"
+    before = csv.read_bytes() if csv.exists() else None
+    monkeypatch.setenv("VMAMBA_REPORTS_DIR", str(tmp_path))  # where a wrong default would write
+    rc = TP.main(["--model", "tiny", "--impl", "torch", "--img-size", "32", "--iters", "2", "--device", "cpu"],
+                 create_model=_tiny)
+    out = capsys.readouterr()
+    assert rc == 0, out.out + out.err
+    assert not (tmp_path / "models.csv").exists()
+    assert (csv.read_bytes() if csv.exists() else None) == before
+    assert "measuring on the CPU with small CPU defaults (batch 2, 1 warm-up" in out.err
+    assert "tiny/torch/infer_fp32 batch 2: warm-up 0/1" in out.err  # printed before the first step runs
+    assert "tiny/torch/infer_fp32 batch 2: timed 2/2" in out.err
+    assert "nothing written: CPU rows stay out of reports/" in out.out
+    assert "GFLOPs" not in out.out
+    rc = TP.main(["--model", "tiny", "--impl", "torch", "--img-size", "32", "--iters", "1", "--device", "cpu",
+                  "--save-cpu"], create_model=_tiny)
+    assert rc == 0
+    _, rows = read_csv(tmp_path / "models.csv")
+    assert len(rows) == 1 and rows[0]["gpu"] == "cpu" and rows[0]["batch"] == "2"
+
+
 def test_tp_tiny_end_to_end(tmp_path):
     cmd = [sys.executable, "-m", "bench.tp", "--model-factory", "bench._tiny:create_model", "--model", "tiny",
            "--impl", "torch", "--amp", "--fp32", "--train", "--batch-size", "4", "--img-size", "32",
@@ -45,6 +92,8 @@ def test_tp_tiny_end_to_end(tmp_path):
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "img/s" in r.stdout and "4 rows" in r.stdout
+    header = next(ln for ln in r.stdout.splitlines() if ln.startswith("model "))
+    assert header.split()[-2:] == ["GFLOPs", "note"]  # --flops: the column is printed, not only stored
     header, rows = read_csv(tmp_path / "models.csv")
     assert [x["mode"] for x in rows] == ["infer_fp32", "infer_amp", "train_amp", "train_fp32"]
     for x in rows:
