@@ -1,5 +1,6 @@
 """The bench CLIs end to end on the CPU with tiny models and shapes, writing to temp report folders."""
 import importlib
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,53 @@ def test_help(mod, capsys):
         importlib.import_module(mod).main(["--help"])
     assert e.value.code == 0
     assert "usage: python -m " + mod in capsys.readouterr().out
+
+
+def _cli_modules() -> list:
+    """Every module under bench/ (sub-packages included) that runs as `python -m bench.X`."""
+    import pkgutil
+
+    import bench
+
+    found = []
+    for info in pkgutil.walk_packages(bench.__path__, "bench."):
+        spec = importlib.util.find_spec(info.name)
+        origin = getattr(spec, "origin", None)
+        if origin and origin.endswith(".py") and 'if __name__ == "__main__"' in Path(origin).read_text():
+            found.append(info.name)
+    return sorted(found)
+
+
+def _snapshot() -> dict:
+    files = list((REPO / "reports").rglob("*")) + [REPO / "README.md"]
+    return {str(f): f.stat().st_mtime_ns for f in files if f.is_file()}
+
+
+def test_every_cli_answers_help_without_side_effects(monkeypatch, capsys):
+    import runpy
+    import warnings
+
+    mods = _cli_modules()
+    assert set(CLIS) <= set(mods), mods  # the walk finds the CLIs we know of (and any added later)
+    before = _snapshot()
+    for mod in mods:
+        monkeypatch.setattr(sys, "argv", [mod, "--help"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # runpy: module already imported
+            with pytest.raises(SystemExit) as e:
+                runpy.run_module(mod, run_name="__main__", alter_sys=False)
+        out = capsys.readouterr()
+        assert e.value.code == 0, f"{mod} --help: exit {e.value.code}\n{out.err[-2000:]}"
+        assert f"usage: python -m {mod}" in out.out, f"{mod} --help printed:\n{out.out[:500]}"
+    assert _snapshot() == before  # --help wrote nothing (no rows, no plots, no README)
+
+
+def test_gpu_only_tuning_clis_refuse_without_a_gpu(capsys):
+    if torch.cuda.is_available():
+        pytest.skip("checks the refusal on a machine without CUDA")
+    for mod in [m for m in _cli_modules() if m.rsplit(".", 1)[-1] in ("tune_cross_scan", "tune_triton")]:
+        assert importlib.import_module(mod).main([]) == 2
+        assert "needs a CUDA device" in capsys.readouterr().err
 
 
 def test_tp_arguments():
@@ -201,7 +249,7 @@ def test_scan_bytes_reproduce_the_anchor_bandwidth():
 
 def test_kernels_cli_on_cpu(tmp_path, capsys):
     rc = BK.main(["--impls", "torch", "--models", "vmamba_t", "--dtypes", "fp32,bf16", "--batch-size", "1",
-                  "--img-size", "32", "--stages", "0,3", "--reps", "3", "--warmup", "1", "--reports-dir", str(tmp_path)])
+                  "--img-size", "32", "--stages", "1,4", "--reps", "3", "--warmup", "1", "--reports-dir", str(tmp_path)])
     assert rc == 0
     out = capsys.readouterr().out
     assert "selective_scan" in out and "copy bandwidth" in out
@@ -210,7 +258,7 @@ def test_kernels_cli_on_cpu(tmp_path, capsys):
     assert len(rows) == 16
     assert {(r["op"], r["direction"]) for r in rows} == {("selective_scan", "fwd"), ("selective_scan", "bwd"),
                                                           ("cross_scan", "fwd"), ("cross_merge", "fwd")}
-    for r in rows:
+    for r in rows:  # the CSV keeps the 0-based index; printed tables show the paper's 1-4
         assert r["gpu"] == "cpu" and r["impl"] == "torch" and r["stage"] in ("0", "3")
         assert abs(float(r["gbps"]) - int(r["bytes"]) / (float(r["ms_p50"]) * 1e-3) / 1e9) < 1e-3 * float(r["gbps"]) + 1e-6
     assert any(r["shape"] == "B1 KD384 L64 N1 K4" for r in rows)
@@ -218,7 +266,7 @@ def test_kernels_cli_on_cpu(tmp_path, capsys):
 
 def test_kernels_cli_channels_last_cross_ops(tmp_path, capsys):
     rc = BK.main(["--impls", "torch", "--models", "vmamba_t", "--dtypes", "fp32", "--ops", "cross_scan,cross_merge",
-                  "--layouts", "cf,cl", "--batch-size", "1", "--img-size", "32", "--stages", "0", "--reps", "2",
+                  "--layouts", "cf,cl", "--batch-size", "1", "--img-size", "32", "--stages", "1", "--reps", "2",
                   "--warmup", "1", "--reports-dir", str(tmp_path)])
     assert rc == 0
     _, rows = read_csv(tmp_path / "kernels.csv")
@@ -226,6 +274,22 @@ def test_kernels_cli_channels_last_cross_ops(tmp_path, capsys):
                                                 "B1 D96 H8 W8 channels_last"]
     with pytest.raises(SystemExit):
         BK.main(["--layouts", "nhwc", "--no-csv"])
+
+
+def test_kernels_cli_stage_numbers_and_cpu_rows(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("VMAMBA_REPORTS_DIR", str(tmp_path))  # where a wrong default would write
+    rc = BK.main(["--impls", "torch", "--models", "vmamba_t", "--dtypes", "fp32", "--ops", "cross_scan",
+                  "--batch-size", "1", "--img-size", "32", "--stages", "4", "--reps", "2", "--warmup", "1",
+                  "--device", "cpu"])
+    out = capsys.readouterr()
+    assert rc == 0 and not (tmp_path / "kernels.csv").exists()
+    assert "rows are printed, not written" in out.err and "(not written)" in out.out
+    line = next(ln for ln in out.out.splitlines() if ln.startswith("cross_scan"))
+    assert line.split()[3:5] == ["vmamba_t", "4"]  # the paper's stage 4: the 1 x 1 map at 32 px
+    for bad in ("0", "5", "x"):
+        with pytest.raises(SystemExit):
+            BK.main(["--stages", bad, "--no-csv"])
+    assert "numbered 1-4" in capsys.readouterr().err
 
 
 def test_kernels_skip_unavailable_and_unsupported(tmp_path):
@@ -279,19 +343,49 @@ def test_check_tolerance_table():
 
 
 def test_pytest_benchmark_sweep_collects(monkeypatch):
-    """bench/test_kernels_bench.py builds its grid (T/S/B x stages x ops x dtypes x impls) at import."""
+    """bench/test_kernels_bench.py: a small default grid (VMamba-T fp16), the full one on request."""
     pytest.importorskip("pytest_benchmark", reason="pytest-benchmark not installed")
-    monkeypatch.setenv("VMAMBA_BENCH_MODELS", "vmamba_t")
-    import importlib
-
     import bench.test_kernels_bench as tkb
 
-    tkb = importlib.reload(tkb)
-    ids = [p.id for p in tkb.PARAMS]
-    assert len(ids) == len(set(ids)) > 0
-    assert "selective_scan-bwd-fp16-vmamba_t-s0-mamba_ssm" in ids
+    monkeypatch.delenv("VMAMBA_BENCH_MODELS", raising=False)
+    monkeypatch.delenv("VMAMBA_BENCH_DTYPES", raising=False)
+    monkeypatch.setenv("VMAMBA_BENCH_IMPLS", "cuda,triton,cupy,torch,mamba_ssm")
+    ids = [p.id for p in tkb.params(full=False)]
+    assert len(ids) == len(set(ids)) == 4 * (2 * 5 + 2 * 4)  # 4 stages x (scan fwd/bwd x 5, cross ops x 4)
+    assert {i.split("-")[3] for i in ids} == {"vmamba_t"} and {i.split("-")[2] for i in ids} == {"fp16"}
+    assert "selective_scan-bwd-fp16-vmamba_t-s1-mamba_ssm" in ids  # stages numbered 1-4
+    assert not any("-s0-" in i for i in ids)
     assert not any(i.startswith("cross_scan-bwd") for i in ids)
-    assert not any(i.endswith("torch_sequential") for i in ids)
+    full = [p.id for p in tkb.params(full=True)]
+    assert len(full) == 3 * 3 * len(ids)  # T/S/B x fp32/fp16/bf16
+    monkeypatch.setenv("VMAMBA_BENCH_MODELS", "vmamba_s")
+    assert {p.id.split("-")[3] for p in tkb.params(full=False)} == {"vmamba_s"}
+    monkeypatch.delenv("VMAMBA_BENCH_IMPLS")
+    assert not any(p.id.endswith("torch_sequential") for p in tkb.params(full=False))
+
+
+pytest_plugins = ["pytester"]
+
+
+def test_bench_conftest_shows_progress_and_skip_reasons(pytester):
+    """The bench/ conftest: a result line per finished benchmark, skip reasons counted at the end
+    without -rs, and --full-sweep registered."""
+    bench_dir = pytester.mkdir("bench")
+    (bench_dir / "conftest.py").write_text((REPO / "bench" / "conftest.py").read_text())
+    (bench_dir / "test_fake.py").write_text(
+        "import pytest\n"
+        "@pytest.mark.parametrize('i', range(3))\n"
+        "def test_skipped(i):\n"
+        "    pytest.skip('needs a CUDA device: planted')\n"
+        "def test_measured(record_property, request):\n"
+        "    record_property('result', '0.123 ms, 456 GB/s')\n"
+        "    assert request.config.getoption('full_sweep')\n")
+    res = pytester.runpytest("bench", "--full-sweep", "-p", "no:cacheprovider")
+    res.assert_outcomes(passed=1, skipped=3)
+    out = res.stdout.str()
+    assert "test_measured: 0.123 ms, 456 GB/s" in out
+    assert "bench: skipped benchmarks by reason" in out and "3 x needs a CUDA device: planted" in out
+    assert "bench: " in out.splitlines()[2] or any(ln.startswith("bench: ") for ln in out.splitlines()[:8])
 
 
 def test_check_feeds_mamba_the_rounded_upstream_gradient():
