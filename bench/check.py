@@ -7,7 +7,7 @@ over VMamba's stage shapes at a small batch: forward output and every gradient, 
 
 Reference: reference.selective_scan.selective_scan_parallel evaluated in float64 on the same
 (rounded) inputs, gradients by autograd; cross_scan / cross_merge against reference.cross_scan in
-float64. Tolerances (mamba_ssm's table, kernel_facts.md section 5): out fp32 6e-4/2e-3, fp16
+float64. Tolerances (mamba_ssm's, tests/ops/test_selective_scan.py): out fp32 6e-4/2e-3, fp16
 3e-3/5e-3, bf16 3e-2/5e-2 (rtol/atol); du 2x; ddelta 5x rtol, 10x atol; dA 1e-3/5e-3; dB, dC as out;
 dD, ddelta_bias 1e-3/1e-3. A value passes when |x - ref| <= atol + rtol |ref| (torch.allclose); the
 table shows the worst ratio |x - ref| / (atol + rtol |ref|) per case. Exit status 1 on any failure.

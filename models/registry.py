@@ -18,7 +18,7 @@ _V2 = dict(ssm_d_state=1, ssm_act_layer="silu", ssm_conv=3, ssm_conv_bias=False,
 _M2 = dict(ssm_d_state=64, ssm_ratio=1.0, ssm_act_layer="gelu", ssm_conv=3, ssm_conv_bias=False, ssm_init="v2",
            forward_type="m0_noz", mlp_ratio=4.0, norm_layer="ln", downsample_version="v3", patchembed_version="v2")
 
-# official builder name -> config (vmamba_facts.md section 1; builders of classification/models/vmamba.py)
+# official builder name -> config (the builders in the official classification/models/vmamba.py)
 CONFIGS = {
     "vanilla_vmamba_tiny": VMambaConfig(depths=(2, 2, 9, 2), dims=96, drop_path_rate=0.2, **_V0),
     "vanilla_vmamba_small": VMambaConfig(depths=(2, 2, 27, 2), dims=96, drop_path_rate=0.3, **_V0),
@@ -36,7 +36,7 @@ CONFIGS = {
 # README headline models
 ALIASES = {"vmamba_t": "vmamba_tiny_s1l8", "vmamba_s": "vmamba_small_s2l15", "vmamba_b": "vmamba_base_s2l15"}
 
-# official fvcore (params, GFLOPs at 224, head included) -- vmamba_facts.md section 1 / analyze/tp.py
+# official fvcore (params, GFLOPs at 224, head included), as the official analyze/ scripts count them
 OFFICIAL_COUNTS = {
     "vanilla_vmamba_tiny": (22_893_448, 5.62689504),
     "vanilla_vmamba_small": (44_417_416, 11.231522784),

@@ -1,6 +1,6 @@
 """SS2D: VMamba's 2-D selective-scan mixer, on the vmamba_kernels ops.
 
-Three forward types (vmamba_facts.md section 2), each an nn.Module with the official parameter names:
+Three forward types (those of the official SS2D), each an nn.Module with the official parameter names:
 
 - "v0"  (Vanilla VMamba): channel-last only; in_proj to 2D (x, z), depthwise conv (bias) + SiLU,
   cross scan, einsum projections, u/delta/B/C cast to float32 before the scan, cross merge,

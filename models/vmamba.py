@@ -2,7 +2,7 @@
 
 Module and parameter names follow the official classification model (MzeroMiko/VMamba,
 classification/models/vmamba.py), so `state_dict()` keys and shapes are the official ones and the
-released checkpoints load with strict=True (vmamba_facts.md section 5).
+released checkpoints load with strict=True (tests/test_models.py pins the key names and shapes).
 """
 from __future__ import annotations
 

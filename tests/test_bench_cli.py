@@ -238,7 +238,7 @@ def test_stage_shapes_of_the_mamba2_variant_are_what_its_scan_sees():
 
 
 def test_scan_bytes_reproduce_the_anchor_bandwidth():
-    # anchors_measured.md: T[s1l8] stage (384, 3136), batch 128, fp16 in: oflex (fp32 out) 1.101 ms = 1126 GB/s,
+    # a measured anchor: T[s1l8] stage (384, 3136), batch 128, fp16 in: oflex (fp32 out) 1.101 ms = 1126 GB/s,
     # mamba_ssm (fp16 out) 1.065 ms = 874 GB/s
     sh = StageShape("vmamba_t", 0, 128, 96, 1, 56, 56)
     assert abs(BK.scan_bytes(sh, torch.float16, torch.float32, "fwd") / 1.101e-3 / 1e9 - 1126) < 2

@@ -19,7 +19,7 @@ from models import ss2d as ss2d_mod
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
-# official fvcore parameter counts (vmamba_facts.md section 1; m2 counted by building the official m2 builders)
+# official fvcore parameter counts (the official analyze/ scripts; m2 counted by building the official m2 builders)
 PARAMS = {
     "vanilla_vmamba_tiny": 22_893_448, "vanilla_vmamba_small": 44_417_416, "vanilla_vmamba_base": 76_254_056,
     "vmamba_tiny_s2l5": 30_705_832, "vmamba_small_s2l15": 50_147_752, "vmamba_base_s2l15": 88_557_800,
@@ -78,7 +78,7 @@ def test_list_models_and_aliases():
 
 
 def test_state_dict_keys_and_shapes_official():
-    # vmamba_facts.md section 5
+    # the official VSSM's state_dict: key names and shapes of the released checkpoints
     t = models.create_model("vmamba_tiny_s1l8", impl="torch").state_dict()
     assert len(t) == 276
     exp = {"patch_embed.0.weight": (48, 3, 3, 3), "patch_embed.2.weight": (48,), "patch_embed.5.weight": (96, 48, 3, 3),
@@ -633,7 +633,7 @@ def test_m0_scan_equals_chunked_ssd(hw):
 
 
 def test_vanilla_weights_load_into_v05_channel_first():
-    # vmamba_facts.md section 5: vanilla weights also run as forward_type v05 (gated) + ln2d
+    # as in the official code: vanilla weights also run as forward_type v05 (gated) + ln2d
     kw = dict(depths=(1, 1, 2, 1), dims=16)
     v0 = models.create_model("vanilla_vmamba_tiny", impl="torch", **kw).eval()
     v05 = models.create_model("vanilla_vmamba_tiny", impl="torch", forward_type="v05", channel_first=True, **kw)
