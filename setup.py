@@ -274,6 +274,7 @@ if __name__ == "__main__":
         name="vmamba-lab",
         version="0.1.0",
         description="VMamba's selective scan and cross scan in CUDA, Triton, CuPy and torch behind one API",
+        license="MIT",
         packages=find_packages(include=["vmamba_kernels*", "reference*", "models*", "bench*"],
                                exclude=["tests*"]),
         # the CuPy backend compiles these sources at run time; the skip note explains a missing extension

@@ -205,6 +205,7 @@ MODEL_ORDER = ["vmamba_t", "vmamba_s", "vmamba_b", "vanilla_vmamba_tiny", "vanil
                "vanilla_vmamba_base"]
 MODEL_MARKERS = ["o", "s", "^", "D", "v", "<", ">", "P", "X", "*", "h", "p"]
 DTYPE_STYLES = {"fp16": "-", "fp32": "--", "bf16": ":"}
+DTYPE_MARKERS = {"fp16": "o", "fp32": "s", "bf16": "^"}  # a lone point has no line style to tell it by
 
 
 def impl_color(impl: str) -> str:
@@ -522,13 +523,14 @@ def _kernel_history_fig(plt, series, title, path):
             impl, dtype = k[3], k[4]
             pts = series[k]
             ax.plot([order.index(sha) for _, sha, _ in pts], [v for _, _, v in pts], color=impl_color(impl),
-                    ls=DTYPE_STYLES.get(dtype, "-."), marker="o", ms=3.5, lw=1.2)
+                    ls=DTYPE_STYLES.get(dtype, "-."), marker=DTYPE_MARKERS.get(dtype, "D"), ms=4, lw=1.2)
             used[(impl, dtype)] = True
         what = f"{op} {'backward' if d == 'bwd' else 'forward'}" + (f", {layout}" if op != "selective_scan" else "")
         ax.set_title(what, fontsize=10)
         ax.set_ylabel("GB/s", fontsize=8)
         _finish_history_axis(ax, order)
-    handles = [Line2D([], [], color=impl_color(i), ls=DTYPE_STYLES.get(dt, "-."), marker="o", ms=3.5, label=f"{i}, {dt}")
+    handles = [Line2D([], [], color=impl_color(i), ls=DTYPE_STYLES.get(dt, "-."), marker=DTYPE_MARKERS.get(dt, "D"),
+                      ms=4, label=f"{i}, {dt}")
                for i, dt in sorted(used, key=lambda k: (_impl_order([k[0]])[0], k[1]))]
     handles.sort(key=lambda h: (list(LEGEND_ORDER).index(h.get_label().split(",")[0])
                                 if h.get_label().split(",")[0] in LEGEND_ORDER else 99, h.get_label()))

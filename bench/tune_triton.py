@@ -211,7 +211,8 @@ def main(argv=None):
     ap.add_argument("--sweep", action="store_true")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--only-stages", default="0,1,2,3", help="stage indices to run")
+    ap.add_argument("--only-stages", default="0,1,2,3",
+                    help="0-based stage indices to run (0 is the paper's stage 1)")
     ap.add_argument("--cross-bands", action="store_true",
                     help="only sweep the banded channels-last cross scan (cross_scan.BAND_SCAN) on --only-stages")
     ap.add_argument("--stages", action="store_true", help="sweep the chunk loops' pipelining depth (ss.PIPELINE)")
