@@ -7,14 +7,18 @@ setuptools >= 80 turns into a nested pip call *with* build isolation, where torc
 
 The extension is compiled (ninja) from every .cpp and .cu file under csrc/: `cuda_sources()` below is
 the one source list, and CMakeLists.txt reads it through `python setup.py --list-sources`. It is
-skipped, with the reason printed, when torch is missing or CPU-only or no CUDA toolkit is found.
+skipped, with the reason printed, when torch is missing or CPU-only, when no CUDA toolkit is found,
+and when no GPU is visible and nothing asked for a build anyway (TORCH_CUDA_ARCH_LIST or
+VMAMBA_KERNELS_FORCE_BUILD): the compile takes minutes and its result could not run here.
 
 Environment
-    TORCH_CUDA_ARCH_LIST            architectures to compile for (default: the visible GPU's, else 9.0)
+    TORCH_CUDA_ARCH_LIST            architectures to compile for (default: the visible GPU's); setting it
+                                    also builds on a machine without a visible GPU
     CUDA_HOME / CUDA_PATH           the CUDA toolkit folder (default: found from `nvcc` on PATH)
     MAX_JOBS                        parallel compile jobs
     VMAMBA_KERNELS_SKIP_CUDA_BUILD=1  never build the extension
-    VMAMBA_KERNELS_FORCE_BUILD=1      a skipped or failed extension build is an error (CI uses this)
+    VMAMBA_KERNELS_FORCE_BUILD=1      build even without a visible GPU (for sm_90 unless TORCH_CUDA_ARCH_LIST
+                                      says otherwise), and make a skipped or failed build an error (CI)
     VMAMBA_KERNELS_ONLY=cross_scan    build only these csrc/ subfolders (comma-separated; module.cpp
                                       and csrc/common always)
 """
@@ -151,8 +155,27 @@ def _arch_token(archs: str) -> str:
     return "+".join("sm_" + a.replace("+PTX", "_PTX").replace(".", "") for a in parts) or "none"
 
 
-def skip_reason(environ=None):
-    """Why the extension cannot or should not be built here, or None (also sets CUDA_HOME)."""
+def _gpu_visible(torch) -> bool:
+    try:
+        return bool(torch.cuda.is_available())
+    except Exception:  # a broken driver counts as no GPU
+        return False
+
+
+def no_gpu_reason(environ, gpu_visible: bool):
+    """Why a build that could succeed should still be skipped: no GPU is visible and nothing asked for
+    the build (TORCH_CUDA_ARCH_LIST or VMAMBA_KERNELS_FORCE_BUILD); None when the build should go on."""
+    if gpu_visible or environ.get("TORCH_CUDA_ARCH_LIST", "").strip() or _truthy("VMAMBA_KERNELS_FORCE_BUILD", environ):
+        return None
+    return ("no CUDA device is visible, so the extension could not run here and compiling it would only cost "
+            "minutes; to compile it anyway (e.g. for another machine) set TORCH_CUDA_ARCH_LIST=9.0 (your GPU's "
+            "compute capability) or VMAMBA_KERNELS_FORCE_BUILD=1 and reinstall")
+
+
+def skip_reason(environ=None, gpu_visible=None):
+    """Why the extension cannot or should not be built here, or None (also sets CUDA_HOME).
+
+    gpu_visible: None asks torch (torch.cuda.is_available() in the build environment)."""
     environ = os.environ if environ is None else environ
     if _truthy("VMAMBA_KERNELS_SKIP_CUDA_BUILD", environ):
         return "VMAMBA_KERNELS_SKIP_CUDA_BUILD is set"
@@ -165,9 +188,29 @@ def skip_reason(environ=None):
     home, how = find_cuda_home(environ)
     if home is None:
         return how
+    reason = no_gpu_reason(environ, _gpu_visible(torch) if gpu_visible is None else gpu_visible)
+    if reason is not None:
+        return reason
     environ["CUDA_HOME"] = home  # before torch.utils.cpp_extension reads it
     _say(f"CUDA_HOME={home} ({how})")
     return None
+
+
+# pip shows a build's output only with -v: the reason a build was skipped is also left here, where the
+# cuda backend reads it to say why it is unavailable (vmamba_kernels/cuda/kernels.py)
+SKIP_NOTE = os.path.join(ROOT, "vmamba_kernels", "_build_skipped.txt")
+
+
+def _note_skip(reason) -> None:
+    try:
+        if reason is None:
+            if os.path.exists(SKIP_NOTE):
+                os.remove(SKIP_NOTE)
+        else:
+            with open(SKIP_NOTE, "w") as f:
+                f.write(reason + "\n")
+    except OSError:  # a read-only source tree must not stop the install
+        pass
 
 
 def extension_modules():
@@ -176,7 +219,9 @@ def extension_modules():
         if _truthy("VMAMBA_KERNELS_FORCE_BUILD"):
             raise SystemExit(f"vmamba_kernels: VMAMBA_KERNELS_FORCE_BUILD is set but the extension cannot be built: {reason}")
         _say(f"skipping the CUDA extension {EXT_NAME}: {reason}")
+        _note_skip(f"the install skipped building it: {reason}")
         return [], {}
+    _note_skip(None)
     import shutil
 
     import torch
@@ -207,6 +252,8 @@ def extension_modules():
                     raise
                 _say(f"building {EXT_NAME} failed ({type(e).__name__}: {e}); installing without it "
                      "(set VMAMBA_KERNELS_FORCE_BUILD=1 to make this an error)")
+                _note_skip(f"the install tried to build it and failed ({type(e).__name__}); reinstall with "
+                           "`pip install -v ...` to see the compiler's output")
                 self.extensions = []
                 return
             _say(f"built {EXT_NAME} for {archs} in {time.time() - start:.1f} s "
@@ -227,10 +274,11 @@ if __name__ == "__main__":
         name="vmamba-lab",
         version="0.1.0",
         description="VMamba's selective scan and cross scan in CUDA, Triton, CuPy and torch behind one API",
+        license="MIT",
         packages=find_packages(include=["vmamba_kernels*", "reference*", "models*", "bench*"],
                                exclude=["tests*"]),
-        # the CuPy backend compiles these sources at run time
-        package_data={"vmamba_kernels": ["cupy/csrc/*.cu", "cupy/csrc/*.cuh"]},
+        # the CuPy backend compiles these sources at run time; the skip note explains a missing extension
+        package_data={"vmamba_kernels": ["cupy/csrc/*.cu", "cupy/csrc/*.cuh", "_build_skipped.txt"]},
         python_requires=">=3.10",
         install_requires=["torch", "numpy"],
         extras_require={

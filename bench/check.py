@@ -7,7 +7,7 @@ over VMamba's stage shapes at a small batch: forward output and every gradient, 
 
 Reference: reference.selective_scan.selective_scan_parallel evaluated in float64 on the same
 (rounded) inputs, gradients by autograd; cross_scan / cross_merge against reference.cross_scan in
-float64. Tolerances (mamba_ssm's table, kernel_facts.md section 5): out fp32 6e-4/2e-3, fp16
+float64. Tolerances (mamba_ssm's, tests/ops/test_selective_scan.py): out fp32 6e-4/2e-3, fp16
 3e-3/5e-3, bf16 3e-2/5e-2 (rtol/atol); du 2x; ddelta 5x rtol, 10x atol; dA 1e-3/5e-3; dB, dC as out;
 dD, ddelta_bias 1e-3/1e-3. A value passes when |x - ref| <= atol + rtol |ref| (torch.allclose); the
 table shows the worst ratio |x - ref| / (atol + rtol |ref|) per case. Exit status 1 on any failure.
@@ -177,7 +177,7 @@ def main(argv=None) -> int:
                         note = f"{type(e).__name__}: {str(e).splitlines()[0][:150]}"
                     _record(rows, table, "selective_scan", impl, dt, sh.scan_label(), sh, results, note, gpu, sha,
                             a.verbose)
-                    prog.update(f"scan {impl} {dt} {sh.model} s{sh.stage}")
+                    prog.update(f"scan {impl} {dt} {sh.model} s{sh.stage + 1}")
                 del refs, inp
             for impl in cross_impls:
                 try:
@@ -187,7 +187,7 @@ def main(argv=None) -> int:
                     note = f"{type(e).__name__}: {str(e).splitlines()[0][:150]}"
                 _record(rows, table, "cross_scan/merge", impl, dt, sh.cross_label(), sh, results, note, gpu, sha,
                         a.verbose)
-                prog.update(f"cross {impl} {dt} {sh.model} s{sh.stage}")
+                prog.update(f"cross {impl} {dt} {sh.model} s{sh.stage + 1}")
     prog.close()
     if rows and not a.no_csv:
         append_rows(reports_dir(a.reports_dir) / "check.csv", rows)
@@ -220,13 +220,13 @@ def _record(rows, table, op, impl, dt, shape, sh, results, note, gpu, sha, verbo
                              note=note))
     if verbose:
         for q, max_err, worst, ok, rt, at in results:
-            table.append({"op": op, "impl": impl, "dtype": dt, "model": sh.model, "stage": str(sh.stage),
+            table.append({"op": op, "impl": impl, "dtype": dt, "model": sh.model, "stage": str(sh.stage + 1),
                           "shape": shape, "worst": q, "ratio": worst, "result": "ok" if ok else "FAIL", "note": note})
         return
     worst_q = max(results, key=lambda r: (not r[3], r[2]))
     all_ok = all(r[3] for r in results)
     bad = [r[0] for r in results if not r[3]]
-    table.append({"op": op, "impl": impl, "dtype": dt, "model": sh.model, "stage": str(sh.stage), "shape": shape,
+    table.append({"op": op, "impl": impl, "dtype": dt, "model": sh.model, "stage": str(sh.stage + 1), "shape": shape,
                   "worst": worst_q[0], "ratio": worst_q[2], "result": "ok" if all_ok else "FAIL",
                   "note": note or (f"failed: {', '.join(bad)}" if bad else "")})
 

@@ -1,6 +1,6 @@
 """FLOPs and parameters in VMamba's official convention (fvcore style), plus Gu's selective-scan formula.
 
-Official convention (vmamba_facts.md section 6; what VMamba's reported GFLOPs use):
+Official convention (the official analyze/ flop counting; what VMamba's reported GFLOPs use):
 - one multiply-add counts as one FLOP ("GFLOPs" are really GMACs);
 - conv = Cout * (Cin/groups) * kh * kw * output pixels (bias free); linear = in * out per token;
   matmul / einsum = product of the index sizes of the two-operand contraction;

@@ -279,7 +279,7 @@ def sweep(cases, impls=None, device="cuda", out_dtype=torch.float32, warmup=10, 
     for case in cases:
         batch_rows = []
         for impl in per_op[case.op]:
-            what = f"{case.op} {case.direction} {case.dtype} {case.shape.model} s{case.shape.stage} {impl}"
+            what = f"{case.op} {case.direction} {case.dtype} {case.shape.model} s{case.shape.stage + 1} {impl}"
             try:
                 reasons = why_not(impl, case, cheap_inputs(case, device, out_dtype), out_dtype)
                 if reasons:
@@ -324,7 +324,7 @@ def pivot_table(rows) -> str:
         keyed.setdefault(k, {})[r.impl] = f"{r.ms_p50:.3f} ({r.gbps:.0f})"
     out = []
     for (op, d, dt, m, st, shape), by in keyed.items():
-        row = {"op": op, "dir": d, "dtype": dt, "model": m, "stage": str(st), "shape": shape}
+        row = {"op": op, "dir": d, "dtype": dt, "model": m, "stage": str(st + 1), "shape": shape}  # paper's 1-4
         row.update({i: by.get(i, "-") for i in impls})
         out.append(row)
     return format_table(out, ["op", "dir", "dtype", "model", "stage", "shape"] + impls)
@@ -341,7 +341,9 @@ def main(argv=None) -> int:
     p.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma list (default %(default)s)")
     p.add_argument("--dtypes", default="fp32,fp16,bf16", help="comma list of fp32,fp16,bf16 (default %(default)s)")
     p.add_argument("--directions", default="fwd,bwd", help="fwd,bwd (bwd applies to the scan)")
-    p.add_argument("--stages", default="0,1,2,3", help="comma list of stage indices")
+    p.add_argument("--stages", default="1,2,3,4",
+                   help="comma list of stages, numbered 1-4 as in the paper (the CSV's stage column holds the "
+                        "0-based index, stage - 1) (default %(default)s)")
     p.add_argument("--layouts", default="cf",
                    help="cross ops: comma list of cf (channels-first map) and cl (channels-last; rows are labelled "
                         "'channels_last') (default %(default)s)")
@@ -357,14 +359,25 @@ def main(argv=None) -> int:
     p.add_argument("--device", default=None)
     p.add_argument("--reports-dir", default=None)
     p.add_argument("--no-csv", action="store_true")
+    p.add_argument("--save-cpu", action="store_true",
+                   help="append rows timed on the CPU to reports/kernels.csv too (by default they are only printed)")
     a = p.parse_args(argv)
     device = torch.device(a.device) if a.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if a.quick:
         a.models, a.dtypes, a.reps, a.warmup, a.max_ms = "vmamba_t", "fp16", 20, 5, 300.0
+    # CPU rows go to a reports folder only when asked: an explicit --reports-dir, or --save-cpu
+    write = not a.no_csv and (device.type == "cuda" or a.save_cpu or a.reports_dir is not None)
     if device.type != "cuda":
-        print("note: no CUDA device: timing on the CPU (rows marked gpu=cpu; only meaningful for tiny shapes)",
-              file=sys.stderr)
-    stages = {int(s) for s in a.stages.split(",") if s}
+        print("note: no CUDA device: timing on the CPU (only meaningful for tiny shapes); "
+              + ("rows marked gpu=cpu are written" if write else
+                 "rows are printed, not written (--save-cpu or --reports-dir DIR to keep them)"), file=sys.stderr)
+    try:
+        numbers = {int(s) for s in a.stages.split(",") if s}
+    except ValueError:
+        p.error(f"--stages: expected a comma list of 1-4, got {a.stages!r}")
+    if not numbers or not numbers <= {1, 2, 3, 4}:
+        p.error(f"--stages: stages are numbered 1-4 as in the paper, got {a.stages!r}")
+    stages = {n - 1 for n in numbers}
     layouts = [x for x in a.layouts.split(",") if x]
     bad = [x for x in layouts if x not in LAYOUTS]
     if bad:
@@ -379,12 +392,12 @@ def main(argv=None) -> int:
         rows, skipped = [], []
         for dt in sorted({c.dtype for c in cases}):
             r, s = sweep([c for c in cases if c.dtype == dt], impls, device, DTYPES[dt], a.warmup, a.reps,
-                         a.max_ms, reports_dir(a.reports_dir), not a.no_csv)
+                         a.max_ms, reports_dir(a.reports_dir), write)
             rows += r
             skipped += s
     else:
         rows, skipped = sweep(cases, impls, device, out_dtype, a.warmup, a.reps, a.max_ms,
-                              reports_dir(a.reports_dir), not a.no_csv)
+                              reports_dir(a.reports_dir), write)
     copy = copy_bandwidth(device)
     print()
     if skipped:
@@ -398,7 +411,7 @@ def main(argv=None) -> int:
         print()
     print(pivot_table(rows))
     print(f"\ncopy bandwidth {copy:.0f} GB/s (read + write); {len(rows)} rows"
-          f"{'' if a.no_csv else ' -> ' + str(reports_dir(a.reports_dir) / 'kernels.csv')}; "
+          f"{' -> ' + str(reports_dir(a.reports_dir) / 'kernels.csv') if write else ' (not written)'}; "
           f"{time.perf_counter() - t0:.0f} s")
     return 0 if rows else 1
 

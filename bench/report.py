@@ -3,16 +3,17 @@
     python -m bench.report [--reports-dir reports] [--readme README.md] [--include-cpu]
 
 Writes into the reports folder:
-- throughput.png: img/s per model and impl (timm baselines included), one panel per mode, with
-  peak memory of the training runs;
-- kernels_gbps_<dtype>.png: achieved GB/s per VMamba stage and impl for each op/direction, against
-  the measured copy-bandwidth roofline;
+- throughput.png: img/s per model and impl (timm baselines included), one panel per mode;
+- kernels_gbps_<dtype>.png: achieved GB/s per VMamba stage and impl for each op/direction (and map
+  layout for the cross ops), against the measured copy bandwidth;
 - history_models.png / history_memory.png / history_kernels.png: throughput, training peak memory
-  and kernel GB/s over the git history (ordered by
-  timestamp, labelled by git sha) to show regressions;
+  and kernel GB/s over the git history (ordered by timestamp, labelled by git sha) to show regressions;
 and replaces the text between `<!-- results:start -->` and `<!-- results:end -->` in the README with
 tables built from the latest rows (per model/impl/mode and per kernel case) of one GPU type.
 Rows with gpu == "cpu" are left out unless --include-cpu.
+
+Every plot gives each backend the same colour (IMPL_COLORS) and names every series in a legend; stages
+are shown as the paper numbers them, 1-4 (the CSVs store the 0-based index, 0-3).
 """
 from __future__ import annotations
 
@@ -152,7 +153,7 @@ def kernels_table(rows: list, dtype: str = "fp16") -> str:
     any_stale = False
     for model, stage in cases:
         shape = next(r["shape"] for k, r in lat.items() if k[0] == model and k[1] == stage)
-        cells = [model, stage, shape]
+        cells = [model, stage_label(stage), shape]  # the paper's stage numbers, 1-4
         for d in ("fwd", "bwd"):
             for i in impls:
                 r = lat.get((model, stage, d, i))
@@ -194,6 +195,55 @@ def replace_between_markers(path: Path, body: str) -> bool:
 
 
 # ---- plots ---------------------------------------------------------------------------------------
+# One colour per backend in every plot (and the same order everywhere); anything else gets the next
+# unused colour of the palette, always the same one for the same name.
+IMPL_COLORS = {"cuda": "#1f77b4", "triton": "#ff7f0e", "cupy": "#2ca02c", "torch": "#9467bd",
+               "torch_sequential": "#8c564b", "mamba_ssm": "#d62728", "timm": "#7f7f7f"}
+_SPARE_COLORS = ["#17becf", "#bcbd22", "#e377c2", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173"]
+LEGEND_ORDER = IMPL_COLORS.keys()
+MODEL_ORDER = ["vmamba_t", "vmamba_s", "vmamba_b", "vanilla_vmamba_tiny", "vanilla_vmamba_small",
+               "vanilla_vmamba_base"]
+MODEL_MARKERS = ["o", "s", "^", "D", "v", "<", ">", "P", "X", "*", "h", "p"]
+DTYPE_STYLES = {"fp16": "-", "fp32": "--", "bf16": ":"}
+DTYPE_MARKERS = {"fp16": "o", "fp32": "s", "bf16": "^"}  # a lone point has no line style to tell it by
+
+
+def impl_color(impl: str) -> str:
+    if impl in IMPL_COLORS:
+        return IMPL_COLORS[impl]
+    return _SPARE_COLORS[sum(map(ord, impl)) % len(_SPARE_COLORS)]
+
+
+def _impl_order(impls) -> list:
+    return _order(impls, list(LEGEND_ORDER))
+
+
+def _model_order(models) -> list:
+    """Our models in a fixed order (T, S, B, vanilla), then any other, then the timm baselines."""
+    models = list(OrderedDict.fromkeys(models))
+    ours = [m for m in models if not _is_baseline(m)]
+    return _order(ours, MODEL_ORDER) + [m for m in models if _is_baseline(m)]
+
+
+def _is_baseline(model: str) -> bool:
+    return model.startswith(("swin_", "convnext", "deit", "resnet", "vit_"))
+
+
+def _stage_key(stage) -> tuple:
+    s = str(stage)
+    return (0, int(s)) if s.lstrip("-").isdigit() else (1, s)
+
+
+def stage_label(stage) -> str:
+    """The paper's stage number (1-4) of a CSV stage index (0-3)."""
+    s = str(stage)
+    return str(int(s) + 1) if s.lstrip("-").isdigit() else s
+
+
+def layout_of(row: dict) -> str:
+    return "channels-last" if str(row.get("shape", "")).endswith("channels_last") else "channels-first"
+
+
 def _plt():
     import matplotlib  # noqa: PLC0415
 
@@ -203,87 +253,137 @@ def _plt():
     return plt
 
 
+def _short_model(m: str) -> str:
+    return (m.replace("_patch4_window7_224", "").replace("vanilla_vmamba_", "Vanilla-VMamba-")
+            .replace("vmamba_", "VMamba-").replace("swin_", "Swin-").replace("convnext_", "ConvNeXt-")
+            .replace("-tiny", "-T").replace("-small", "-S").replace("-base", "-B").replace("-t", "-T")
+            .replace("-s", "-S").replace("-b", "-B"))
+
+
+def _impl_handles(impls) -> list:
+    from matplotlib.patches import Patch  # noqa: PLC0415
+
+    return [Patch(facecolor=impl_color(i), label=i) for i in _impl_order(impls)]
+
+
 def plot_throughput(rows: list, out: Path):
+    """img/s per model (rows) and impl (coloured bars), one panel per mode, 2 panels a row: readable
+    at normal size, the values written at the bar ends, one legend for every impl in the figure."""
     plt = _plt()
     gpu = main_gpu(rows)
     rows = [r for r in rows if r["gpu"] == gpu]
     lat = latest(rows, ("model", "impl", "mode"))
     modes = _order([k[2] for k in lat], MODE_ORDER)
-    models = list(OrderedDict.fromkeys(k[0] for k in lat))
-    impls = list(OrderedDict.fromkeys(k[1] for k in lat))
-    fig, axes = plt.subplots(1, len(modes), figsize=(max(6, 1.2 * len(models)) * len(modes) / 1.5 + 2, 4.5),
-                             squeeze=False)
-    width = 0.8 / max(len(impls), 1)
-    for ax, mode in zip(axes[0], modes):
-        for j, impl in enumerate(impls):
-            xs, ys = [], []
-            for i, m in enumerate(models):
-                r = lat.get((m, impl, mode))
-                if r:
-                    xs.append(i + (j - (len(impls) - 1) / 2) * width)
-                    ys.append(to_float(r["img_per_s"]))
-            if xs:
-                bars = ax.bar(xs, ys, width, label=impl)
-                for b, y in zip(bars, ys):
-                    ax.annotate(f"{y:.0f}", (b.get_x() + b.get_width() / 2, y), ha="center", va="bottom",
-                                fontsize=6, rotation=90)
-        ax.set_xticks(range(len(models)))
-        ax.set_xticklabels([_short_model(m) for m in models], rotation=30, ha="right", fontsize=8)
-        ax.set_title(mode.replace("_", " "))
-        ax.set_ylabel("images / s")
-        ax.grid(axis="y", alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="upper right")
-    fig.suptitle(f"Whole-model throughput, {gpu} (latest rows per model/impl/mode)", fontsize=10)
-    fig.tight_layout()
+    models = _model_order(k[0] for k in lat)
+    impls = _impl_order(k[1] for k in lat)
+    ncol = min(2, len(modes))
+    nrow = math.ceil(len(modes) / ncol)
+    # each model gets as many bar slots as it has impls in any mode (a baseline one), plus a gap
+    slots = {m: max(1, len({k[1] for k in lat if k[0] == m})) for m in models}
+    centre, y0 = {}, 0.0
+    for m in models:
+        centre[m] = y0 + (slots[m] - 1) / 2
+        y0 += slots[m] + 0.8
+    fig, axes = plt.subplots(nrow, ncol, figsize=(6.5 * ncol, 0.17 * y0 * nrow + 1.4 * nrow + 0.6), squeeze=False)
+    for ax in axes.flat[len(modes):]:
+        ax.set_visible(False)
+    for ax, mode in zip(axes.flat, modes):
+        top = 0.0
+        for m in models:
+            present = [impl for impl in impls if (m, impl, mode) in lat]
+            for j, impl in enumerate(present):
+                v = to_float(lat[(m, impl, mode)]["img_per_s"])
+                y = centre[m] + j - (len(present) - 1) / 2
+                ax.barh(y, v, 0.85, color=impl_color(impl))
+                ax.text(v, y, f" {v:.0f}", va="center", ha="left", fontsize=7)
+                top = max(top, v)
+            if not present:
+                ax.text(0, centre[m], " not measured", va="center", ha="left", fontsize=7, color="0.5")
+        ax.set_yticks([centre[m] for m in models])
+        ax.set_yticklabels([_short_model(m) for m in models], fontsize=8)
+        ax.set_ylim(y0 - 0.4, -0.9)  # first model on top
+        ax.set_xlim(0, top * 1.15 if top > 0 else 1)
+        ax.set_title(mode.replace("_", " "), fontsize=10)
+        ax.set_xlabel("images / s")
+        ax.grid(axis="x", alpha=0.3)
+    fig.legend(handles=_impl_handles(impls), loc="upper center", ncol=len(impls), fontsize=9, frameon=False,
+               bbox_to_anchor=(0.5, 0.975))
+    fig.suptitle(f"Whole-model throughput, {gpu} (newest row per model, impl and mode; timm = baselines)",
+                 fontsize=11, y=0.995)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     path = out / "throughput.png"
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 
 
-def _short_model(m: str) -> str:
-    return (m.replace("_patch4_window7_224", "").replace("vmamba_", "VMamba-").replace("swin_", "Swin-")
-            .replace("convnext_", "ConvNeXt-"))
+def _kernel_cases(lat, op, d, layout) -> list:
+    cases = list(OrderedDict.fromkeys((k[3], k[4]) for k in lat if k[:3] == (op, d, layout)))
+    order = _model_order(m for m, _ in cases)
+    return sorted(cases, key=lambda c: (order.index(c[0]), _stage_key(c[1])))
 
 
 def plot_kernels(rows: list, out: Path) -> list:
+    """GB/s per stage (1-4, grouped by model) and impl, one panel per op, direction and layout, with
+    the copy bandwidth as a dashed line named in the legend."""
     plt = _plt()
+    from matplotlib.lines import Line2D  # noqa: PLC0415
+
     gpu = main_gpu(rows)
-    rows = [r for r in rows if r["gpu"] == gpu]
+    rows = [dict(r, layout=layout_of(r)) for r in rows if r["gpu"] == gpu]
     paths = []
     for dtype in _order([r["dtype"] for r in rows], ["fp16", "bf16", "fp32"]):
         sub = [r for r in rows if r["dtype"] == dtype]
-        lat = latest(sub, ("op", "direction", "model", "stage", "impl"))
-        panels = list(OrderedDict.fromkeys((k[0], k[1]) for k in lat))
-        fig, axes = plt.subplots(len(panels), 1, figsize=(10, 3.2 * len(panels)), squeeze=False)
-        for ax, (op, d) in zip(axes[:, 0], panels):
-            cases = list(OrderedDict.fromkeys((k[2], k[3]) for k in lat if k[0] == op and k[1] == d))
-            impls = list(OrderedDict.fromkeys(k[4] for k in lat if k[0] == op and k[1] == d))
+        lat = latest(sub, ("op", "direction", "layout", "model", "stage", "impl"))
+        panels = _order(list(OrderedDict.fromkeys(k[:3] for k in lat)),
+                        [(o, d, lay) for o in ("selective_scan", "cross_scan", "cross_merge") for d in ("fwd", "bwd")
+                         for lay in ("channels-first", "channels-last")])
+        fig, axes = plt.subplots(len(panels), 1, figsize=(12, 3.4 * len(panels) + 0.6), squeeze=False)
+        for ax, (op, d, layout) in zip(axes[:, 0], panels):
+            cases = _kernel_cases(lat, op, d, layout)
+            impls = _impl_order(k[5] for k in lat if k[:3] == (op, d, layout))
             width = 0.8 / max(len(impls), 1)
             for j, impl in enumerate(impls):
                 xs, ys = [], []
                 for i, (m, s) in enumerate(cases):
-                    r = lat.get((op, d, m, s, impl))
+                    r = lat.get((op, d, layout, m, s, impl))
                     if r:
                         xs.append(i + (j - (len(impls) - 1) / 2) * width)
                         ys.append(to_float(r["gbps"]))
-                ax.bar(xs, ys, width, label=impl)
-            copies = [to_float(r.get("copy_gbps")) for r in sub if r["op"] == op and r["direction"] == d]
+                ax.bar(xs, ys, width * 0.95, color=impl_color(impl), label=impl)
+            handles = _impl_handles(impls)
+            copies = [to_float(r.get("copy_gbps")) for r in sub
+                      if (r["op"], r["direction"], r["layout"]) == (op, d, layout)]
             copies = [c for c in copies if c == c]
             if copies:
                 c = max(copies)
                 ax.axhline(c, color="k", ls="--", lw=1)
-                ax.text(len(cases) - 0.5, c, f" copy {c:.0f} GB/s", va="bottom", ha="right", fontsize=7)
+                handles.append(Line2D([], [], color="k", ls="--", lw=1, label=f"copy bandwidth {c:.0f} GB/s"))
+                ax.set_ylim(0, c * 1.08)
             ax.set_xticks(range(len(cases)))
-            ax.set_xticklabels([f"{_short_model(m)} s{s}" for m, s in cases], rotation=30, ha="right", fontsize=7)
-            ax.set_ylabel("GB/s (min traffic)")
-            ax.set_title(f"{op} {d} ({dtype})", fontsize=9)
+            ax.set_xticklabels([stage_label(s) for _, s in cases], fontsize=8)
+            # model names under their stages, separated by thin lines below the axis (not across the bars)
+            starts = [i for i, (m, _) in enumerate(cases) if i == 0 or cases[i - 1][0] != m]
+            for n, i in enumerate(starts):
+                end = (starts[n + 1] if n + 1 < len(starts) else len(cases)) - 1
+                ax.annotate(_short_model(cases[i][0]), xy=((i + end) / 2, 0), xycoords=("data", "axes fraction"),
+                            xytext=(0, -26), textcoords="offset points", ha="center", va="top", fontsize=8)
+                if i > 0:
+                    ax.axvline(i - 0.5, color="0.85", lw=0.8, zorder=0)
+            ax.set_xlim(-0.6, len(cases) - 0.4)
+            ax.set_xlabel("stage", fontsize=8, labelpad=22)
+            ax.xaxis.set_label_coords(-0.035, -0.04)
+            ax.set_ylabel("GB/s (min traffic)", fontsize=8)
+            what = f"{op} {'backward' if d == 'bwd' else 'forward'}"
+            if op != "selective_scan":
+                what += f", {layout} map"
+            ax.set_title(f"{what} ({dtype} in)", fontsize=10)
             ax.grid(axis="y", alpha=0.3)
-            ax.legend(fontsize=7, ncol=min(len(impls), 6))
-        fig.suptitle(f"Kernel bandwidth per VMamba stage vs copy roofline, {gpu}", fontsize=10)
-        fig.tight_layout()
+            ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.005, 1.0), frameon=False)
+        fig.suptitle(f"Kernel bandwidth per VMamba stage against the copy bandwidth, {gpu}", fontsize=11)
+        fig.tight_layout(rect=(0, 0, 1, 0.985), h_pad=2.2)
         path = out / f"kernels_gbps_{dtype}.png"
-        fig.savefig(path, dpi=110)
+        fig.savefig(path, dpi=100)
         plt.close(fig)
         paths.append(path)
     return paths
@@ -317,42 +417,128 @@ def plot_history(model_rows: list, kernel_rows: list, out: Path) -> list:
     paths = []
     if model_rows:
         gpu = main_gpu(model_rows)
-        s = _history([r for r in model_rows if r["gpu"] == gpu], ("model", "impl", "mode"), "img_per_s")
-        paths.append(_history_fig(plt, s, "images / s", f"Whole-model throughput over git history, {gpu}",
-                                  out / "history_models.png"))
-        s = _history([r for r in model_rows if r["gpu"] == gpu and r["mode"].startswith("train")],
-                     ("model", "impl", "mode"), "peak_mem_mb")
+        rows = [r for r in model_rows if r["gpu"] == gpu]
+        s = _history(rows, ("mode", "model", "impl"), "img_per_s")
+        paths.append(_model_history_fig(plt, s, "images / s (log scale)",
+                                        f"Whole-model throughput over git history, {gpu}", out / "history_models.png"))
+        s = _history([r for r in rows if r["mode"].startswith("train")], ("mode", "model", "impl"), "peak_mem_mb")
         if s:
-            paths.append(_history_fig(plt, s, "peak MB (max_memory_allocated)",
-                                      f"Training peak memory over git history, {gpu}", out / "history_memory.png"))
+            paths.append(_model_history_fig(plt, s, "peak MB (max_memory_allocated)",
+                                            f"Training peak memory over git history, {gpu}",
+                                            out / "history_memory.png", log=False))
     if kernel_rows:
         gpu = main_gpu(kernel_rows)
-        s = _history([r for r in kernel_rows if r["gpu"] == gpu], ("op", "direction", "dtype", "impl"), "gbps",
-                     agg_geomean=True)
-        paths.append(_history_fig(plt, s, "GB/s (geomean over shapes)", f"Kernel bandwidth over git history, {gpu}",
-                                  out / "history_kernels.png"))
+        rows = [dict(r, layout=layout_of(r)) for r in kernel_rows if r["gpu"] == gpu]
+        # one model's stages only: a mean over whatever shapes a commit happened to measure would jump
+        # with the shape mix, not with the kernels
+        counts = defaultdict(int)
+        for r in rows:
+            counts[r.get("model", "")] += 1
+        model = "vmamba_t" if counts.get("vmamba_t") else max(counts, key=counts.get)
+        s = _history([r for r in rows if r.get("model", "") == model], ("op", "direction", "layout", "impl", "dtype"),
+                     "gbps", agg_geomean=True)
+        paths.append(_kernel_history_fig(plt, s, f"Kernel bandwidth over git history, {gpu} (geometric mean over "
+                                                 f"{_short_model(model)}'s stages measured at each commit)",
+                                         out / "history_kernels.png"))
     return paths
 
 
-def _history_fig(plt, series, ylabel, title, path):
-    shas = []
-    for pts in series.values():
-        for ts, sha, _ in pts:
-            shas.append((ts, sha))
-    order = list(OrderedDict.fromkeys(sha for _, sha in sorted(shas)))
-    fig, ax = plt.subplots(figsize=(10, 5))
-    for k, pts in series.items():
-        xs = [order.index(sha) for _, sha, _ in pts]
-        ax.plot(xs, [v for _, _, v in pts], marker="o", ms=3, lw=1, label=" ".join(k))
+def _sha_axis(series) -> list:
+    shas = [(ts, sha) for pts in series.values() for ts, sha, _ in pts]
+    return list(OrderedDict.fromkeys(sha for _, sha in sorted(shas)))
+
+
+def _plain_log_axis(ax):
+    """Log y axis with plain numbers (200, 500, 1000) instead of 2 x 10^2."""
+    from matplotlib.ticker import FuncFormatter, LogLocator  # noqa: PLC0415
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+
+
+def _finish_history_axis(ax, order):
     ax.set_xticks(range(len(order)))
-    ax.set_xticklabels([s[:12] for s in order], rotation=30, ha="right", fontsize=7)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
+    ax.set_xticklabels([s[:8] for s in order], rotation=45, ha="right", fontsize=7)
+    ax.set_xlim(-0.5, len(order) - 0.5)
     ax.grid(alpha=0.3)
-    if len(series) <= 40:
-        ax.legend(fontsize=6, ncol=2, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+
+
+def _model_history_fig(plt, series, ylabel, title, path, log=True):
+    """One panel per mode; colour = impl, marker = model; one legend naming every (model, impl) line."""
+    order = _sha_axis(series)
+    modes = _order([k[0] for k in series], MODE_ORDER)
+    models = _model_order(k[1] for k in series)
+    marker = {m: MODEL_MARKERS[i % len(MODEL_MARKERS)] for i, m in enumerate(models)}
+    ncol = min(2, len(modes))
+    nrow = math.ceil(len(modes) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(7.2 * ncol + 3.2, 4.2 * nrow + 0.6), squeeze=False)
+    for ax in axes.flat[len(modes):]:
+        ax.set_visible(False)
+    labels = {}  # (model, impl) -> a line drawn with that style
+    for ax, mode in zip(axes.flat, modes):
+        keys = sorted((k for k in series if k[0] == mode),
+                      key=lambda k: (models.index(k[1]), list(LEGEND_ORDER).index(k[2]) if k[2] in LEGEND_ORDER else 99))
+        for k in keys:
+            pts = series[k]
+            line, = ax.plot([order.index(sha) for _, sha, _ in pts], [v for _, _, v in pts], color=impl_color(k[2]),
+                            marker=marker[k[1]], ms=5, lw=1.2, label=f"{_short_model(k[1])}, {k[2]}")
+            labels.setdefault((k[1], k[2]), line)
+        if log:
+            _plain_log_axis(ax)
+        else:
+            ax.set_ylim(bottom=0)
+        ax.set_title(mode.replace("_", " "), fontsize=10)
+        ax.set_ylabel(ylabel, fontsize=8)
+        _finish_history_axis(ax, order)
+    keys = sorted(labels, key=lambda k: (models.index(k[0]), _impl_order(i for m, i in labels).index(k[1])))
+    fig.legend(handles=[labels[k] for k in keys], loc="center right", fontsize=8, frameon=False,
+               title="model, impl", title_fontsize=8)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1 - 2.4 / (7.2 * ncol + 3.2), 0.97))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _kernel_history_fig(plt, series, title, path):
+    """One panel per op, direction and layout; colour = impl, line style = dtype; one legend naming
+    every (impl, dtype) line."""
+    from matplotlib.lines import Line2D  # noqa: PLC0415
+
+    order = _sha_axis(series)
+    panels = _order(list(OrderedDict.fromkeys(k[:3] for k in series)),
+                    [(o, d, lay) for o in ("selective_scan", "cross_scan", "cross_merge") for d in ("fwd", "bwd")
+                     for lay in ("channels-first", "channels-last")])
+    ncol = 2
+    nrow = math.ceil(len(panels) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(7.2 * ncol + 2.6, 3.6 * nrow + 0.6), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    used = {}
+    for ax, (op, d, layout) in zip(axes.flat, panels):
+        for k in sorted((k for k in series if k[:3] == (op, d, layout)),
+                        key=lambda k: (_impl_order([k[3]])[0], k[4])):
+            impl, dtype = k[3], k[4]
+            pts = series[k]
+            ax.plot([order.index(sha) for _, sha, _ in pts], [v for _, _, v in pts], color=impl_color(impl),
+                    ls=DTYPE_STYLES.get(dtype, "-."), marker=DTYPE_MARKERS.get(dtype, "D"), ms=4, lw=1.2)
+            used[(impl, dtype)] = True
+        what = f"{op} {'backward' if d == 'bwd' else 'forward'}" + (f", {layout}" if op != "selective_scan" else "")
+        ax.set_title(what, fontsize=10)
+        ax.set_ylabel("GB/s", fontsize=8)
+        _finish_history_axis(ax, order)
+    handles = [Line2D([], [], color=impl_color(i), ls=DTYPE_STYLES.get(dt, "-."), marker=DTYPE_MARKERS.get(dt, "D"),
+                      ms=4, label=f"{i}, {dt}")
+               for i, dt in sorted(used, key=lambda k: (_impl_order([k[0]])[0], k[1]))]
+    handles.sort(key=lambda h: (list(LEGEND_ORDER).index(h.get_label().split(",")[0])
+                                if h.get_label().split(",")[0] in LEGEND_ORDER else 99, h.get_label()))
+    fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False, title="impl, dtype", title_fontsize=8,
+               handlelength=3.5)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1 - 2.4 / (7.2 * ncol + 2.6), 0.97))
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 

@@ -109,7 +109,8 @@ def run_cases(impl: str = "cuda", device: str = "cuda") -> int:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog="python -m bench.sanitize", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tools", default=",".join(TOOLS), help=f"comma list of {', '.join(TOOLS)}")
     ap.add_argument("--cases", action="store_true", help="run the cases once without a sanitizer")
     args = ap.parse_args(argv)

@@ -6,7 +6,7 @@ L = H * W. The scan sees u/delta (batch, KD, L), A (KD, N), B/C (batch, 4, N, L)
 sees (batch, D_i, H, W).
 
 Shapes are read from a built model when `models` is importable (each stage's mixer gives d_inner and
-d_state), else from the table below (vmamba_facts.md section 1).
+d_state), else from the table below (the official builders' configs).
 """
 from __future__ import annotations
 

@@ -10,7 +10,12 @@ script), and with --train, training in each precision asked for (default AMP, as
 (VMamba's analyze/utils.py). Robust method: CUDA events, median of repeats. Peak memory:
 reset_peak_memory_stats after warm-up, max_memory_allocated over the timed iterations (MB = 2^20 B).
 On out-of-memory the batch is halved (and the row says so). Results are appended to
-REPORTS/models.csv; rows measured on the CPU carry gpu="cpu".
+REPORTS/models.csv.
+
+Without a CUDA device (or with --device cpu) it says so and measures on the CPU with small defaults
+(batch 2, 1 warm-up + 3 timed iterations; flags given explicitly win), prints the table and writes
+nothing unless asked: --save-cpu appends the rows (gpu="cpu") to reports/models.csv, --reports-dir DIR
+to DIR/models.csv. Each measurement prints its progress from the first warm-up step on.
 """
 from __future__ import annotations
 
@@ -28,6 +33,9 @@ from bench.results import ModelRow, append_rows, format_table, reports_dir
 from bench.timing import Progress, sync, time_official, time_robust
 
 HEADLINE = ["vmamba_t", "vmamba_s", "vmamba_b"]
+# defaults per device: (batch, official warm-up, official timed, robust warm-up, robust repeats)
+GPU_DEFAULTS = dict(batch=128, warmup_official=50, iters_official=30, warmup_robust=10, iters_robust=10)
+CPU_DEFAULTS = dict(batch=2, warmup_official=1, iters_official=3, warmup_robust=1, iters_robust=3)
 TIMM_BASELINES = ["swin_tiny_patch4_window7_224", "swin_small_patch4_window7_224",
                   "swin_base_patch4_window7_224", "convnext_tiny"]
 
@@ -52,7 +60,8 @@ def parse_args(argv=None):
                         "(the dispatcher's choice); default auto")
     p.add_argument("--baselines", action="store_true",
                    help=f"also measure timm baselines ({', '.join(TIMM_BASELINES)}) when timm is installed")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help=f"images per iteration (default {GPU_DEFAULTS['batch']} on a GPU, {CPU_DEFAULTS['batch']} on the CPU)")
     p.add_argument("--img-size", type=int, default=224)
     p.add_argument("--amp", action="store_true", help="measure with autocast (fp16 on CUDA, bf16 on CPU)")
     p.add_argument("--fp32", action="store_true", help="measure in fp32 (the default when --amp is not given)")
@@ -69,13 +78,18 @@ def parse_args(argv=None):
     p.add_argument("--no-cudnn-benchmark", dest="cudnn_benchmark", action="store_false")
     p.add_argument("--method", choices=["official", "robust"], default="official",
                    help="official: 50 warm-up + 30 timed, wall clock; robust: CUDA events, median of repeats")
-    p.add_argument("--warmup", type=int, default=None, help="warm-up iterations (default 50 official, 10 robust)")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="warm-up iterations (default 50 official, 10 robust; 1 on the CPU)")
     p.add_argument("--iters", type=int, default=None,
-                   help="timed iterations (official, default 30) or repeats (robust, default 10 groups of 3)")
+                   help="timed iterations (official, default 30) or repeats (robust, default 10 groups of 3); "
+                        "3 on the CPU")
     p.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default cuda when available)")
     p.add_argument("--flops", action="store_true", help="also count official GFLOPs (bench.flops) per model")
-    p.add_argument("--reports-dir", default=None, help="folder of models.csv (default reports/)")
+    p.add_argument("--reports-dir", default=None,
+                   help="folder of models.csv (default reports/); giving it also writes CPU rows there")
     p.add_argument("--no-csv", action="store_true", help="print only, write nothing")
+    p.add_argument("--save-cpu", action="store_true",
+                   help="append rows measured on the CPU to reports/models.csv too (by default they are only printed)")
     p.add_argument("--model-factory", default=None,
                    help="module:function used instead of models.create_model (e.g. bench._tiny:create_model)")
     a = p.parse_args(argv)
@@ -88,6 +102,42 @@ def parse_args(argv=None):
     if a.train_only:
         a.train = True
     return a
+
+
+def device_for(a) -> torch.device:
+    return torch.device(a.device) if a.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def apply_device_defaults(a, device: torch.device) -> list:
+    """Fill the defaults the user left open for `device` (in place); returns notices to print.
+
+    On the CPU: small defaults (a 128-image batch with 80 iterations of VMamba-B would run for hours),
+    and rows are written only when asked (--save-cpu, or an explicit --reports-dir)."""
+    cpu = device.type == "cpu"
+    d = CPU_DEFAULTS if cpu else GPU_DEFAULTS
+    official = a.method == "official"
+    filled = []
+    if a.batch_size is None:
+        a.batch_size = d["batch"]
+        filled.append(f"batch {a.batch_size}")
+    if a.warmup is None:
+        a.warmup = d["warmup_official" if official else "warmup_robust"]
+        filled.append(f"{a.warmup} warm-up")
+    if a.iters is None:
+        a.iters = d["iters_official" if official else "iters_robust"]
+        filled.append(f"{a.iters} timed" if official else f"{a.iters} repeats")
+    a.write_csv = not a.no_csv and (not cpu or a.save_cpu or a.reports_dir is not None)
+    if not cpu:
+        return []
+    why = "no CUDA device is visible" if not torch.cuda.is_available() else f"--device {a.device}"
+    notes = [f"{why}: measuring on the CPU"
+             + (f" with small CPU defaults ({', '.join(filled)}; set --batch-size / --warmup / --iters to change "
+                f"them)" if filled else "")
+             + f", image {a.img_size}x{a.img_size}. CPU numbers say nothing about GPU throughput."]
+    if not a.write_csv and not a.no_csv:
+        notes.append("CPU rows are printed, not written to reports/ (--save-cpu appends them to "
+                     "reports/models.csv, --reports-dir DIR writes them to DIR/models.csv).")
+    return notes
 
 
 def modes_for(a) -> list:
@@ -131,7 +181,50 @@ def _free(device):
         torch.cuda.empty_cache()
 
 
-def measure(model, mode: str, batch: int, img_size: int, device, a, num_classes: int = 1000) -> dict:
+class StepProgress:
+    """Progress of one measurement from its first warm-up step: a line at the first step, then at most
+    one every `every` seconds, and one at the end ('\\r' updates on a terminal). On a GPU a step returns
+    when it is queued, so the lines show the host's progress; the last one comes after a sync."""
+
+    def __init__(self, label: str, warmup: int, timed: int, stream=None, every: float = 2.0):
+        self.label, self.warmup, self.timed, self.every = label, warmup, timed, every
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.n, self.t0, self.last = 0, time.perf_counter(), None
+        self._line()  # before the first step, which can take many seconds on a CPU
+
+    def _line(self, final: bool = False) -> None:
+        el = time.perf_counter() - self.t0
+        if self.n <= self.warmup:
+            what = f"warm-up {self.n}/{self.warmup}"
+        else:
+            what = f"timed {self.n - self.warmup}/{self.timed}"
+        msg = f"  {self.label}: {what}, {el:.1f} s" + (" (done)" if final else "")
+        if self.tty:
+            self.stream.write("\r" + msg.ljust(70) + ("\n" if final else ""))
+        else:
+            self.stream.write(msg + "\n")
+        self.stream.flush()
+        self.last = time.perf_counter()
+
+    def tick(self) -> None:
+        self.n += 1
+        if self.last is None or time.perf_counter() - self.last >= self.every:
+            self._line()
+
+    def wrap(self, step):
+        def counted():
+            out = step()
+            self.tick()
+            return out
+        return counted
+
+    def done(self) -> None:
+        self._line(final=True)
+
+
+def measure(model, mode: str, batch: int, img_size: int, device, a, num_classes: int = 1000,
+            label: str = "") -> dict:
     """Time one mode at one batch size; raises on OOM (caller halves)."""
     dev = torch.device(device)
     amp = mode.endswith("_amp")
@@ -166,17 +259,22 @@ def measure(model, mode: str, batch: int, img_size: int, device, a, num_classes:
 
     cuda = dev.type == "cuda"
     official = a.method == "official"
-    warmup = a.warmup if a.warmup is not None else (50 if official else 10)
-    iters = a.iters if a.iters is not None else (30 if official else 10)
+    d = GPU_DEFAULTS if cuda else CPU_DEFAULTS
+    warmup = a.warmup if a.warmup is not None else d["warmup_official" if official else "warmup_robust"]
+    iters = a.iters if a.iters is not None else d["iters_official" if official else "iters_robust"]
+    steps = StepProgress(label or mode, warmup, iters * (1 if official else 3))
     for _ in range(warmup):
         step()
+        steps.tick()
     sync(dev)
     if cuda:
         torch.cuda.reset_peak_memory_stats(dev)
+    counted = steps.wrap(step)  # one call of a counter per step: negligible against a model's forward
     if official:
-        r = time_official(step, dev, warmup=0, iters=iters)
+        r = time_official(counted, dev, warmup=0, iters=iters)
     else:
-        r = time_robust(step, dev, warmup=0, repeats=iters, inner=3)
+        r = time_robust(counted, dev, warmup=0, repeats=iters, inner=3)
+    steps.done()
     peak = torch.cuda.max_memory_allocated(dev) / 2**20 if cuda else float("nan")
     if train:
         model.zero_grad(set_to_none=True)
@@ -187,7 +285,9 @@ def measure(model, mode: str, batch: int, img_size: int, device, a, num_classes:
 
 def run(a, create_model: Optional[Callable] = None) -> tuple:
     """Measure everything `a` asks for; returns (rows written, table rows incl. skips)."""
-    device = torch.device(a.device) if a.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = device_for(a)
+    for note in apply_device_defaults(a, device):
+        print(note, file=sys.stderr)
     if device.type == "cuda":
         torch.backends.cudnn.enabled = True
         torch.backends.cudnn.benchmark = a.cudnn_benchmark
@@ -216,13 +316,14 @@ def run(a, create_model: Optional[Callable] = None) -> tuple:
     env0 = envmod.capture(device)
     print(envmod.summary_line(env0), file=sys.stderr)
     out_csv = reports_dir(a.reports_dir) / "models.csv"
-    written, table = [], []
+    written, measured, table = [], [], []
     prog = Progress(len(jobs) * len(modes), "tp")
     for mname, impl, thunk in jobs:
         model = None
         try:
             if thunk is None:
                 raise RuntimeError("no model factory")
+            print(f"  {mname}/{impl}: building the model on {device}", file=sys.stderr, flush=True)
             model = thunk().to(device)
             if a.channels_last:
                 model = model.to(memory_format=torch.channels_last)
@@ -248,7 +349,8 @@ def run(a, create_model: Optional[Callable] = None) -> tuple:
                 failure = None
                 try:
                     res = measure(runner, mode, batch, a.img_size, device, a,
-                                  num_classes=getattr(model, "num_classes", 1000) or 1000)
+                                  num_classes=getattr(model, "num_classes", 1000) or 1000,
+                                  label=f"{mname}/{impl}/{mode} batch {batch}")
                 except Exception as e:  # noqa: BLE001
                     failure = (_is_oom(e), _short(e))
                 # outside the except clause: the exception and its frames (holding the failed batch's
@@ -279,16 +381,18 @@ def run(a, create_model: Optional[Callable] = None) -> tuple:
                 requested_batch=a.batch_size, ms_per_iter=res["ms"], ms_p20=res["ms_p20"], ms_p80=res["ms_p80"],
                 params_m=params_m, gflops=gflops, optimizer_step=bool(a.optimizer_step and mode.startswith("train")),
                 warmup=res["warmup"], iters=res["iters"], env_json=envmod.env_json(env))
-            if not a.no_csv:
+            if a.write_csv:
                 append_rows(out_csv, [row])
-            written.append(row)
+                written.append(row)
+            measured.append(row)
             table.append({"model": mname, "impl": impl, "mode": mode, "batch": batch,
                           "img/s": res["img_per_s"], "ms/iter": res["ms"], "peak MB": res["peak_mb"],
-                          "params M": params_m, "note": row.note})
+                          "params M": params_m, "GFLOPs": gflops, "note": row.note})
             _free(device)
         del runner, model
         _free(device)
     prog.close()
+    a.measured = measured
     return written, table
 
 
@@ -302,10 +406,16 @@ def main(argv=None, create_model: Optional[Callable] = None) -> int:
     t0 = time.perf_counter()
     written, table = run(a, create_model)
     print()
-    print(format_table(table, ["model", "impl", "mode", "batch", "img/s", "ms/iter", "peak MB", "params M", "note"]))
-    dest = "nothing written (--no-csv)" if a.no_csv else f"{len(written)} rows -> {reports_dir(a.reports_dir) / 'models.csv'}"
+    cols = ["model", "impl", "mode", "batch", "img/s", "ms/iter", "peak MB", "params M"]
+    print(format_table(table, cols + (["GFLOPs"] if a.flops else []) + ["note"]))
+    if a.no_csv:
+        dest = "nothing written (--no-csv)"
+    elif not a.write_csv:
+        dest = "nothing written: CPU rows stay out of reports/ (--save-cpu or --reports-dir DIR to keep them)"
+    else:
+        dest = f"{len(written)} rows -> {reports_dir(a.reports_dir) / 'models.csv'}"
     print(f"\n{dest}; {time.perf_counter() - t0:.0f} s")
-    return 0 if written or not table else 1
+    return 0 if a.measured or not table else 1
 
 
 if __name__ == "__main__":

@@ -123,5 +123,19 @@ def bench(out=sys.stdout):
     return rows
 
 
-if __name__ == "__main__":
+def main(argv=None) -> int:
+    import argparse  # noqa: PLC0415
+
+    ap = argparse.ArgumentParser(prog="python -m bench.tune_cross_scan", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("bench.tune_cross_scan times the CUDA cross scan kernels: it needs a CUDA device and the built "
+              "extension vmamba_kernels._C (none is visible here)", file=sys.stderr)
+        return 2
     bench()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 
 import torch
 import triton
@@ -204,12 +205,14 @@ def sweep_n1_variants(batch, stages):
     ss.PIPELINE.update(fwd=None, bwd=None)
 
 
-def main():
-    ap = argparse.ArgumentParser()
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m bench.tune_triton", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sweep", action="store_true")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--only-stages", default="0,1,2,3", help="stage indices to run")
+    ap.add_argument("--only-stages", default="0,1,2,3",
+                    help="0-based stage indices to run (0 is the paper's stage 1)")
     ap.add_argument("--cross-bands", action="store_true",
                     help="only sweep the banded channels-last cross scan (cross_scan.BAND_SCAN) on --only-stages")
     ap.add_argument("--stages", action="store_true", help="sweep the chunk loops' pipelining depth (ss.PIPELINE)")
@@ -220,7 +223,11 @@ def main():
     ap.add_argument("--dtypes", default="fp16,fp32", help="dtypes --cross-blocks / --cross-bands sweep")
     ap.add_argument("--n1-variants", action="store_true",
                     help="only time the N = 1 kernels' block shapes / tiles / pipelining around the defaults")
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("bench.tune_triton times Triton kernels on a GPU: it needs a CUDA device (none is visible here)",
+              file=sys.stderr)
+        return 2
     if a.n1_variants:
         sweep_n1_variants(a.batch, a.only_stages)
         return
@@ -359,4 +366,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

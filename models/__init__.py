@@ -5,7 +5,8 @@
     m = models.create_model("vmamba_t", impl={"layers.2.blocks.*": models.KernelPolicy(selective_scan="cuda"),
                                                "layers.[013].*": "triton"})
     print(m.impl_table(as_text=True))
-    m = models.create_model("vmamba_b", pretrained="/path/vssm_base_0229_ckpt_epoch_237.pth")
+    m = models.create_model("vmamba_b", pretrained="/path/vssm_base_0229_ckpt_epoch_237.pth",
+                            allow_pickle=True)  # official files pickle their config: only for files you trust
     feats = models.create_model("vmamba_t", features_only=True, out_indices=(0, 1, 2, 3))(x)  # 4 NCHW maps
 
 See models/vmamba.py (modules), models/ss2d.py (the mixer), models/policy.py (per-layer kernels),

@@ -125,7 +125,7 @@ def norm_layer(name: str):
         raise ValueError(f"unknown norm_layer {name!r}; choose 'ln' (channel-last) or 'ln2d' (channel-first)") from None
 
 
-# ---- mamba-style initialisation (vmamba_facts.md section 3) --------------------------------------
+# ---- mamba-style initialisation (as the official SS2D's dt / A / D init) ------------------------
 def dt_proj_init(dt_rank: int, d_inner: int, k: int, dt_scale: float = 1.0, dt_init: str = "random",
                  dt_min: float = 1e-3, dt_max: float = 0.1, dt_floor: float = 1e-4):
     """(weight (k, d_inner, dt_rank), bias (k, d_inner)) for k stacked dt projections.

@@ -14,9 +14,10 @@
 
 Resolution happens once (at construction and on `set_impl`) and yields one `ResolvedOp` per (layer,
 op): the backend name passed as `impl=` to the vmamba_kernels call (None = automatic). A named
-backend that is unavailable in this process (per `vmamba_kernels.list_impls`) is kept, so the call
-fails with the dispatcher's reasons, unless `fallback=True`, which replaces it by the automatic
-choice (and at call time retries with the automatic choice when the named backend refuses the inputs).
+backend that is unavailable in this process (per `vmamba_kernels.list_impls`: no GPU, package not
+installed, extension not built) is an error right there, naming the reason and the fix, unless
+`fallback=True`, which replaces it by the automatic choice (and at call time retries with the
+automatic choice when the named backend refuses the inputs); `impl_table()` shows what ran.
 """
 from __future__ import annotations
 
@@ -117,7 +118,11 @@ def resolve(spec: ImplSpec, layer: str, fallback: bool = False, known: Optional[
         if not row["available"] and fallback:
             out[op] = ResolvedOp(name, None, f"{name} unavailable ({row['reason']}); auto")
         elif not row["available"]:
-            out[op] = ResolvedOp(name, name, f"unavailable: {row['reason']}")
+            here = [n for n, r in known.items() if r["available"] and op in r["ops"]]
+            raise RuntimeError(f"impl {name!r} (asked for {op} of layer {layer}) cannot run in this process: "
+                               f"{row['reason']}. Pass fallback=True to let the automatic choice run instead "
+                               f"(model.impl_table() shows what ran), or choose an impl that is available here: "
+                               f"{', '.join(here) or 'none'}")
         else:
             out[op] = ResolvedOp(name, name, "")
     return out

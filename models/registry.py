@@ -18,7 +18,7 @@ _V2 = dict(ssm_d_state=1, ssm_act_layer="silu", ssm_conv=3, ssm_conv_bias=False,
 _M2 = dict(ssm_d_state=64, ssm_ratio=1.0, ssm_act_layer="gelu", ssm_conv=3, ssm_conv_bias=False, ssm_init="v2",
            forward_type="m0_noz", mlp_ratio=4.0, norm_layer="ln", downsample_version="v3", patchembed_version="v2")
 
-# official builder name -> config (vmamba_facts.md section 1; builders of classification/models/vmamba.py)
+# official builder name -> config (the builders in the official classification/models/vmamba.py)
 CONFIGS = {
     "vanilla_vmamba_tiny": VMambaConfig(depths=(2, 2, 9, 2), dims=96, drop_path_rate=0.2, **_V0),
     "vanilla_vmamba_small": VMambaConfig(depths=(2, 2, 27, 2), dims=96, drop_path_rate=0.3, **_V0),
@@ -36,7 +36,7 @@ CONFIGS = {
 # README headline models
 ALIASES = {"vmamba_t": "vmamba_tiny_s1l8", "vmamba_s": "vmamba_small_s2l15", "vmamba_b": "vmamba_base_s2l15"}
 
-# official fvcore (params, GFLOPs at 224, head included) -- vmamba_facts.md section 1 / analyze/tp.py
+# official fvcore (params, GFLOPs at 224, head included), as the official analyze/ scripts count them
 OFFICIAL_COUNTS = {
     "vanilla_vmamba_tiny": (22_893_448, 5.62689504),
     "vanilla_vmamba_small": (44_417_416, 11.231522784),
@@ -122,13 +122,14 @@ def create_model(name: str, impl=None, pretrained=None, num_classes: int = 1000,
     num_classes: classifier size (a checkpoint's head is skipped when it does not match).
     overrides: any VMambaConfig field (e.g. channel_first=False / norm_layer="ln", drop_path_rate,
         depths, forward_type), plus fallback=bool, features_only=bool, out_indices=(...),
-        checkpoint_key="model"|"model_ema".
+        checkpoint_key="model"|"model_ema", allow_pickle=bool (see load_checkpoint).
     """
     canonical = _canonical(name)
     fallback = overrides.pop("fallback", False)
     features_only = overrides.pop("features_only", False)
     out_indices = overrides.pop("out_indices", (0, 1, 2, 3))
     key = overrides.pop("checkpoint_key", None)
+    allow_pickle = overrides.pop("allow_pickle", False)
     cfg = get_config(canonical, num_classes=num_classes, **overrides)
     if pretrained is True:
         url = release_url(canonical)
@@ -138,19 +139,27 @@ def create_model(name: str, impl=None, pretrained=None, num_classes: int = 1000,
         raise ValueError(f"pretrained=True: this package does not download weights; {where}")
     model = VSSM(cfg, impl=impl, fallback=fallback, features_only=features_only, out_indices=out_indices)
     if pretrained:
-        load_checkpoint(model, pretrained, key=key)
+        load_checkpoint(model, pretrained, key=key, allow_pickle=allow_pickle)
     return model
 
 
-def _torch_load(path: str):
+def _torch_load(path: str, allow_pickle: bool = False):
+    """torch.load with weights_only=True; weights_only=False only when the caller opted in (it runs
+    whatever code the file's pickle names), with a warning."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint file {path!r} does not exist")
+    if allow_pickle:
+        warnings.warn(f"{path}: loading with torch.load(weights_only=False) as allow_pickle=True asked: this runs "
+                      f"code named in the file; only do this for files you trust", stacklevel=3)
+        return torch.load(path, map_location="cpu", weights_only=False)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:  # official checkpoints also pickle their yacs config
-        warnings.warn(f"{path}: weights_only load failed ({type(e).__name__}); loading with weights_only=False "
-                      f"(only do this for files you trust)")
-        return torch.load(path, map_location="cpu", weights_only=False)
+        raise pickle.UnpicklingError(
+            f"{path} holds pickled objects besides tensors (official VMamba checkpoints also pickle their training "
+            f"config), which torch.load(weights_only=True) refuses ({str(e).splitlines()[0]}). If you trust the "
+            f"file, pass allow_pickle=True: create_model(..., pretrained=path, allow_pickle=True) or "
+            f"load_checkpoint(model, path, allow_pickle=True)") from e
 
 
 def extract_state_dict(obj, key: Optional[str] = None) -> dict:
@@ -171,12 +180,17 @@ def extract_state_dict(obj, key: Optional[str] = None) -> dict:
                      f"expected 'model', 'model_ema', 'state_dict' or a bare state_dict")
 
 
-def load_checkpoint(model: VSSM, checkpoint, key: Optional[str] = None, strict: bool = True):
+def load_checkpoint(model: VSSM, checkpoint, key: Optional[str] = None, strict: bool = True,
+                    allow_pickle: bool = False):
     """Load a checkpoint path / object / state_dict into `model` (legacy names remapped).
 
-    Classification models load strictly, except that a classifier head of another size is skipped.
-    features_only models ignore classifier.* and may miss outnorm{i} (as the official backbone)."""
-    obj = _torch_load(os.fspath(checkpoint)) if isinstance(checkpoint, (str, os.PathLike)) else checkpoint
+    Classification models load strictly, except that a classifier head of another size is skipped
+    (with a warning naming the keys dropped). features_only models ignore classifier.* and may miss
+    outnorm{i} (as the official backbone). A file is read with torch.load(weights_only=True);
+    allow_pickle=True (for files you trust, e.g. the official releases, which pickle their config)
+    reads it with weights_only=False, with a warning."""
+    obj = _torch_load(os.fspath(checkpoint), allow_pickle) if isinstance(checkpoint, (str, os.PathLike)) \
+        else checkpoint
     sd = extract_state_dict(obj, key)
     from .vmamba import remap_legacy_state_dict
 
@@ -188,9 +202,12 @@ def load_checkpoint(model: VSSM, checkpoint, key: Optional[str] = None, strict: 
     else:
         head = model.classifier.head
         if "classifier.head.weight" in sd and sd["classifier.head.weight"].shape != head.weight.shape:
-            sd.pop("classifier.head.weight", None)
-            sd.pop("classifier.head.bias", None)
+            n_ckpt = sd["classifier.head.weight"].shape[0]
+            dropped = [k for k in ("classifier.head.weight", "classifier.head.bias") if sd.pop(k, None) is not None]
             allowed_missing = {"classifier.head.weight", "classifier.head.bias"}
+            warnings.warn(f"checkpoint's classifier has {n_ckpt} classes, the model {head.out_features} "
+                          f"(num_classes): dropped {', '.join(dropped)} from the checkpoint; the model's head keeps "
+                          f"its random initialisation", stacklevel=2)
     res = model.load_state_dict(sd, strict=False)
     missing = [k for k in res.missing_keys if k not in allowed_missing]
     if strict and (missing or res.unexpected_keys):

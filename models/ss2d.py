@@ -1,6 +1,6 @@
 """SS2D: VMamba's 2-D selective-scan mixer, on the vmamba_kernels ops.
 
-Three forward types (vmamba_facts.md section 2), each an nn.Module with the official parameter names:
+Three forward types (those of the official SS2D), each an nn.Module with the official parameter names:
 
 - "v0"  (Vanilla VMamba): channel-last only; in_proj to 2D (x, z), depthwise conv (bias) + SiLU,
   cross scan, einsum projections, u/delta/B/C cast to float32 before the scan, cross merge,
@@ -28,6 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import vmamba_kernels as vk
+from vmamba_kernels import dispatch
 
 from .layers import LayerNorm2d, Linear2d, Permute, a_log_init, dt_proj_init, linear_stack_init
 from .policy import OPS, ResolvedOp
@@ -50,6 +51,7 @@ class _KernelCalls(nn.Module):
 
     def _init_kernels(self):
         self._impl = {op: ResolvedOp(None, None, "auto") for op in OPS}
+        self._ran = {}  # op -> the backend the dispatcher chose at the last eager call
         self.fallback = False
 
     def set_resolved(self, resolved: dict, fallback: bool) -> None:
@@ -61,6 +63,12 @@ class _KernelCalls(nn.Module):
         self.impl_cross_merge = resolved["cross_merge"].impl
 
     def _call(self, fn, impl, *args, **kwargs):
+        out = self._call_with_fallback(fn, impl, *args, **kwargs)
+        if not torch.compiler.is_compiling():  # what ran, for impl_table (auto and fallback included)
+            self._ran[fn.__name__] = dispatch.last_choice(fn.__name__)
+        return out
+
+    def _call_with_fallback(self, fn, impl, *args, **kwargs):
         if not self.fallback or impl is None:
             return fn(*args, impl=impl, **kwargs)
         try:

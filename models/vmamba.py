@@ -2,7 +2,7 @@
 
 Module and parameter names follow the official classification model (MzeroMiko/VMamba,
 classification/models/vmamba.py), so `state_dict()` keys and shapes are the official ones and the
-released checkpoints load with strict=True (vmamba_facts.md section 5).
+released checkpoints load with strict=True (tests/test_models.py pins the key names and shapes).
 """
 from __future__ import annotations
 
@@ -170,6 +170,23 @@ def remap_legacy_state_dict(state_dict: dict, prefix: str = "", model: Optional[
 
 
 # ---- the model -----------------------------------------------------------------------------------
+class FeatureInfo(list):
+    """Per returned feature map, as timm's backbones describe theirs: dicts {num_chs, reduction, module}
+    (channels, input side / map side, the stage module), with the usual accessors."""
+
+    def channels(self) -> list:
+        return [f["num_chs"] for f in self]
+
+    def reduction(self) -> list:
+        return [f["reduction"] for f in self]
+
+    def module_name(self) -> list:
+        return [f["module"] for f in self]
+
+
+_HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
 class VSSM(nn.Module):
     """VMamba (VSSM). Layout: channel-first (B, C, H, W) between modules when norm_layer == 'ln2d',
     else channel-last (B, H, W, C); inputs and feature maps returned to users are NCHW.
@@ -177,6 +194,9 @@ class VSSM(nn.Module):
     impl / fallback: kernel policy (models/policy.py), resolved once here; change with set_impl().
     features_only: drop the classifier, add per-stage norms outnorm{i} for i in out_indices and return
     the stage maps (before each stage's downsample) as NCHW tensors, like the official Backbone_VSSM.
+    feature_info: channels, reduction and module of each map the backbone returns (every stage for a
+    classifier), as timm's backbones: `model.feature_info.channels()` -> [96, 192, 384, 768].
+    Inputs are checked first (`check_input`): (B, in_chans, H, W), floating point, the model's device and dtype.
     """
 
     def __init__(self, cfg: VMambaConfig, impl=None, fallback: bool = False, features_only: bool = False,
@@ -213,6 +233,11 @@ class VSSM(nn.Module):
                 avgpool=nn.AdaptiveAvgPool2d(1),
                 flatten=nn.Flatten(1),
                 head=nn.Linear(self.num_features, cfg.num_classes)))
+        stages = self.out_indices if self.features_only and self.out_indices else range(self.num_layers)
+        if self.features_only and not self.out_indices:
+            stages = [self.num_layers - 1]  # the last map, after the (Identity) last downsample
+        self.feature_info = FeatureInfo(
+            {"num_chs": self.dims[i], "reduction": cfg.patch_size * 2 ** i, "module": f"layers.{i}"} for i in stages)
         self.apply(self._init_weights)
         self.set_impl(impl, fallback=fallback)
 
@@ -253,18 +278,21 @@ class VSSM(nn.Module):
         return self
 
     def impl_table(self, as_text: bool = False):
-        """Rows {layer, op, impl, requested, note}: impl is what the call passes (None = automatic)."""
+        """Rows {layer, op, impl, requested, ran, note}: impl is what the call passes (auto = the
+        dispatcher chooses), ran the backend that ran that op at the last eager forward ("" before one;
+        under fallback or impl=None this is where to see what really ran)."""
         rows = []
         for name, op in self.ss2d_layers():
             for o in _policy.OPS:
                 r = op._impl[o]
                 rows.append({"layer": name, "op": o, "impl": r.impl or "auto", "requested": r.requested or "auto",
-                             "note": r.note})
+                             "ran": op._ran.get(o) or "", "note": r.note})
         if not as_text:
             return rows
         w = max(len(r["layer"]) for r in rows)
-        lines = [f"{'layer':{w}s}  {'op':14s}  {'impl':16s}  note"]
-        lines += [f"{r['layer']:{w}s}  {r['op']:14s}  {r['impl']:16s}  {r['note']}" for r in rows]
+        lines = [f"{'layer':{w}s}  {'op':14s}  {'impl':16s}  {'ran':16s}  note"]
+        lines += [f"{r['layer']:{w}s}  {r['op']:14s}  {r['impl']:16s}  {r['ran'] or '-':16s}  {r['note']}"
+                  for r in rows]
         return "\n".join(lines)
 
     # ---- training helpers ------------------------------------------------------------------------
@@ -277,12 +305,48 @@ class VSSM(nn.Module):
         return set()
 
     # ---- forward ---------------------------------------------------------------------------------
+    def check_input(self, x) -> None:
+        """Refuse, by name, an image the model cannot take, before torch fails deep inside with an
+        error about some layer's weight."""
+        C = self.cfg.in_chans
+        want = f"images of shape (B, {C}, H, W)"
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"VMamba model expects {want} as a torch.Tensor, got {type(x).__name__}")
+        if x.dim() != 4:
+            hint = ": one image? add the batch dimension with x.unsqueeze(0)" if x.dim() == 3 else ""
+            raise ValueError(f"VMamba model expects {want}, got a {x.dim()}-D tensor of shape {tuple(x.shape)}{hint}")
+        if x.shape[1] != C:
+            hint = (f": channels-last images? pass x.permute(0, 3, 1, 2)" if x.shape[-1] == C else
+                    f" (in_chans={C}; create_model(..., in_chans={x.shape[1]}) builds a model for {x.shape[1]})")
+            raise ValueError(f"VMamba model expects {want}, got shape {tuple(x.shape)} with {x.shape[1]} channels"
+                             f"{hint}")
+        w = self.patch_embed[0].weight
+        if not x.is_floating_point():
+            raise TypeError(f"VMamba model expects floating-point {want} ({str(w.dtype)[6:]}), got {str(x.dtype)[6:]}: "
+                            f"convert and normalise them first (e.g. x.float() / 255, then the mean/std)")
+        if x.device != w.device:
+            raise ValueError(f"the image is on {x.device} but the model on {w.device}: move one of them, "
+                             f"e.g. x.to({str(w.device)!r})")
+        autocast = torch.is_autocast_enabled(x.device.type)
+        if not autocast and x.dtype != w.dtype:
+            low = (" (for lower precision on the CPU keep both in float32 and run under "
+                   "torch.autocast('cpu', dtype=torch.bfloat16))" if x.device.type == "cpu" else
+                   " (or keep the model in float32 and run under torch.autocast('cuda'))")
+            raise TypeError(f"VMamba model with {str(w.dtype)[6:]} parameters expects {str(w.dtype)[6:]} {want}, got "
+                            f"{str(x.dtype)[6:]}: cast the image, x.to({w.dtype}), or the model, "
+                            f"model.to({x.dtype}){low}")
+        if x.device.type == "cpu" and w.dtype in _HALF_DTYPES and self.cfg.forward_type != "m0_noz":
+            raise TypeError(f"a {str(w.dtype)[6:]} VMamba model (forward_type {self.cfg.forward_type!r}) does not run "
+                            f"on the CPU (its SS2D LayerNorm takes float32 input): keep the model and images in "
+                            f"float32, optionally under torch.autocast('cpu', dtype=torch.bfloat16)")
+
     def _to_nchw(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.channel_first else x.permute(0, 3, 1, 2)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> last stage map in the model layout (NCHW if channel_first else NHWC), before the
         classifier norm."""
+        self.check_input(x)
         x = self.patch_embed(x)
         for stage in self.layers:
             x = stage(x)
@@ -296,6 +360,7 @@ class VSSM(nn.Module):
 
     def forward_intermediates(self, x: torch.Tensor) -> list:
         """The stage maps listed in out_indices, normed by outnorm{i}, NCHW (features_only models)."""
+        self.check_input(x)
         x = self.patch_embed(x)
         outs = []
         for i, stage in enumerate(self.layers):

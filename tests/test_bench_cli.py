@@ -1,5 +1,6 @@
 """The bench CLIs end to end on the CPU with tiny models and shapes, writing to temp report folders."""
 import importlib
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -25,10 +26,59 @@ def test_help(mod, capsys):
     assert "usage: python -m " + mod in capsys.readouterr().out
 
 
+def _cli_modules() -> list:
+    """Every module under bench/ (sub-packages included) that runs as `python -m bench.X`."""
+    import pkgutil
+
+    import bench
+
+    found = []
+    for info in pkgutil.walk_packages(bench.__path__, "bench."):
+        spec = importlib.util.find_spec(info.name)
+        origin = getattr(spec, "origin", None)
+        if origin and origin.endswith(".py") and 'if __name__ == "__main__"' in Path(origin).read_text():
+            found.append(info.name)
+    return sorted(found)
+
+
+def _snapshot() -> dict:
+    files = list((REPO / "reports").rglob("*")) + [REPO / "README.md"]
+    return {str(f): f.stat().st_mtime_ns for f in files if f.is_file()}
+
+
+def test_every_cli_answers_help_without_side_effects(monkeypatch, capsys):
+    import runpy
+    import warnings
+
+    mods = _cli_modules()
+    assert set(CLIS) <= set(mods), mods  # the walk finds the CLIs we know of (and any added later)
+    before = _snapshot()
+    for mod in mods:
+        monkeypatch.setattr(sys, "argv", [mod, "--help"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # runpy: module already imported
+            with pytest.raises(SystemExit) as e:
+                runpy.run_module(mod, run_name="__main__", alter_sys=False)
+        out = capsys.readouterr()
+        assert e.value.code == 0, f"{mod} --help: exit {e.value.code}\n{out.err[-2000:]}"
+        assert f"usage: python -m {mod}" in out.out, f"{mod} --help printed:\n{out.out[:500]}"
+    assert _snapshot() == before  # --help wrote nothing (no rows, no plots, no README)
+
+
+def test_gpu_only_tuning_clis_refuse_without_a_gpu(capsys):
+    if torch.cuda.is_available():
+        pytest.skip("checks the refusal on a machine without CUDA")
+    for mod in [m for m in _cli_modules() if m.rsplit(".", 1)[-1] in ("tune_cross_scan", "tune_triton")]:
+        assert importlib.import_module(mod).main([]) == 2
+        assert "needs a CUDA device" in capsys.readouterr().err
+
+
 def test_tp_arguments():
     a = TP.parse_args(["--model", "all", "--impl", "cuda,triton", "--impl", "cupy", "--amp", "--train"])
     assert a.models == TP.HEADLINE and a.impls == ["cuda", "triton", "cupy"]
-    assert a.batch_size == 128 and a.img_size == 224 and a.cudnn_benchmark and a.method == "official"
+    assert TP.apply_device_defaults(a, torch.device("cuda")) == [] and a.write_csv
+    assert (a.batch_size, a.warmup, a.iters) == (128, 50, 30)
+    assert a.img_size == 224 and a.cudnn_benchmark and a.method == "official"
     assert TP.modes_for(a) == ["infer_amp", "train_amp"]
     assert TP.modes_for(TP.parse_args([])) == ["infer_fp32"]
     assert TP.modes_for(TP.parse_args(["--fp32", "--amp", "--train"])) == ["infer_fp32", "infer_amp", "train_amp",
@@ -38,6 +88,51 @@ def test_tp_arguments():
     assert TP.parse_args(["--model", "none", "--baselines"]).models == []
 
 
+def test_tp_device_defaults_on_the_cpu():
+    a = TP.parse_args([])
+    notes = TP.apply_device_defaults(a, torch.device("cpu"))
+    assert (a.batch_size, a.warmup, a.iters) == (2, 1, 3) and not a.write_csv
+    assert "measuring on the CPU with small CPU defaults (batch 2, 1 warm-up, 3 timed" in notes[0]
+    assert "--save-cpu" in notes[1]
+    a = TP.parse_args(["--batch-size", "8", "--warmup", "0", "--iters", "5", "--method", "robust"])
+    TP.apply_device_defaults(a, torch.device("cpu"))
+    assert (a.batch_size, a.warmup, a.iters) == (8, 0, 5)  # explicit flags win
+    for flags in (["--save-cpu"], ["--reports-dir", "somewhere"]):  # asked to keep CPU rows
+        a = TP.parse_args(flags)
+        TP.apply_device_defaults(a, torch.device("cpu"))
+        assert a.write_csv
+    a = TP.parse_args(["--save-cpu", "--no-csv"])
+    TP.apply_device_defaults(a, torch.device("cpu"))
+    assert not a.write_csv
+
+
+def _tiny(name, impl=None):
+    return TinyVMamba(impl=impl)
+
+
+def test_tp_on_the_cpu_prints_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    """No reports/ rows from a CPU run unless asked; notice and progress from the first warm-up step."""
+    csv = REPO / "reports" / "models.csv"
+    before = csv.read_bytes() if csv.exists() else None
+    monkeypatch.setenv("VMAMBA_REPORTS_DIR", str(tmp_path))  # where a wrong default would write
+    rc = TP.main(["--model", "tiny", "--impl", "torch", "--img-size", "32", "--iters", "2", "--device", "cpu"],
+                 create_model=_tiny)
+    out = capsys.readouterr()
+    assert rc == 0, out.out + out.err
+    assert not (tmp_path / "models.csv").exists()
+    assert (csv.read_bytes() if csv.exists() else None) == before
+    assert "measuring on the CPU with small CPU defaults (batch 2, 1 warm-up" in out.err
+    assert "tiny/torch/infer_fp32 batch 2: warm-up 0/1" in out.err  # printed before the first step runs
+    assert "tiny/torch/infer_fp32 batch 2: timed 2/2" in out.err
+    assert "nothing written: CPU rows stay out of reports/" in out.out
+    assert "GFLOPs" not in out.out
+    rc = TP.main(["--model", "tiny", "--impl", "torch", "--img-size", "32", "--iters", "1", "--device", "cpu",
+                  "--save-cpu"], create_model=_tiny)
+    assert rc == 0
+    _, rows = read_csv(tmp_path / "models.csv")
+    assert len(rows) == 1 and rows[0]["gpu"] == "cpu" and rows[0]["batch"] == "2"
+
+
 def test_tp_tiny_end_to_end(tmp_path):
     cmd = [sys.executable, "-m", "bench.tp", "--model-factory", "bench._tiny:create_model", "--model", "tiny",
            "--impl", "torch", "--amp", "--fp32", "--train", "--batch-size", "4", "--img-size", "32",
@@ -45,6 +140,8 @@ def test_tp_tiny_end_to_end(tmp_path):
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "img/s" in r.stdout and "4 rows" in r.stdout
+    header = next(ln for ln in r.stdout.splitlines() if ln.startswith("model "))
+    assert header.split()[-2:] == ["GFLOPs", "note"]  # --flops: the column is printed, not only stored
     header, rows = read_csv(tmp_path / "models.csv")
     assert [x["mode"] for x in rows] == ["infer_fp32", "infer_amp", "train_amp", "train_fp32"]
     for x in rows:
@@ -141,7 +238,7 @@ def test_stage_shapes_of_the_mamba2_variant_are_what_its_scan_sees():
 
 
 def test_scan_bytes_reproduce_the_anchor_bandwidth():
-    # anchors_measured.md: T[s1l8] stage (384, 3136), batch 128, fp16 in: oflex (fp32 out) 1.101 ms = 1126 GB/s,
+    # a measured anchor: T[s1l8] stage (384, 3136), batch 128, fp16 in: oflex (fp32 out) 1.101 ms = 1126 GB/s,
     # mamba_ssm (fp16 out) 1.065 ms = 874 GB/s
     sh = StageShape("vmamba_t", 0, 128, 96, 1, 56, 56)
     assert abs(BK.scan_bytes(sh, torch.float16, torch.float32, "fwd") / 1.101e-3 / 1e9 - 1126) < 2
@@ -152,7 +249,7 @@ def test_scan_bytes_reproduce_the_anchor_bandwidth():
 
 def test_kernels_cli_on_cpu(tmp_path, capsys):
     rc = BK.main(["--impls", "torch", "--models", "vmamba_t", "--dtypes", "fp32,bf16", "--batch-size", "1",
-                  "--img-size", "32", "--stages", "0,3", "--reps", "3", "--warmup", "1", "--reports-dir", str(tmp_path)])
+                  "--img-size", "32", "--stages", "1,4", "--reps", "3", "--warmup", "1", "--reports-dir", str(tmp_path)])
     assert rc == 0
     out = capsys.readouterr().out
     assert "selective_scan" in out and "copy bandwidth" in out
@@ -161,7 +258,7 @@ def test_kernels_cli_on_cpu(tmp_path, capsys):
     assert len(rows) == 16
     assert {(r["op"], r["direction"]) for r in rows} == {("selective_scan", "fwd"), ("selective_scan", "bwd"),
                                                           ("cross_scan", "fwd"), ("cross_merge", "fwd")}
-    for r in rows:
+    for r in rows:  # the CSV keeps the 0-based index; printed tables show the paper's 1-4
         assert r["gpu"] == "cpu" and r["impl"] == "torch" and r["stage"] in ("0", "3")
         assert abs(float(r["gbps"]) - int(r["bytes"]) / (float(r["ms_p50"]) * 1e-3) / 1e9) < 1e-3 * float(r["gbps"]) + 1e-6
     assert any(r["shape"] == "B1 KD384 L64 N1 K4" for r in rows)
@@ -169,7 +266,7 @@ def test_kernels_cli_on_cpu(tmp_path, capsys):
 
 def test_kernels_cli_channels_last_cross_ops(tmp_path, capsys):
     rc = BK.main(["--impls", "torch", "--models", "vmamba_t", "--dtypes", "fp32", "--ops", "cross_scan,cross_merge",
-                  "--layouts", "cf,cl", "--batch-size", "1", "--img-size", "32", "--stages", "0", "--reps", "2",
+                  "--layouts", "cf,cl", "--batch-size", "1", "--img-size", "32", "--stages", "1", "--reps", "2",
                   "--warmup", "1", "--reports-dir", str(tmp_path)])
     assert rc == 0
     _, rows = read_csv(tmp_path / "kernels.csv")
@@ -177,6 +274,22 @@ def test_kernels_cli_channels_last_cross_ops(tmp_path, capsys):
                                                 "B1 D96 H8 W8 channels_last"]
     with pytest.raises(SystemExit):
         BK.main(["--layouts", "nhwc", "--no-csv"])
+
+
+def test_kernels_cli_stage_numbers_and_cpu_rows(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("VMAMBA_REPORTS_DIR", str(tmp_path))  # where a wrong default would write
+    rc = BK.main(["--impls", "torch", "--models", "vmamba_t", "--dtypes", "fp32", "--ops", "cross_scan",
+                  "--batch-size", "1", "--img-size", "32", "--stages", "4", "--reps", "2", "--warmup", "1",
+                  "--device", "cpu"])
+    out = capsys.readouterr()
+    assert rc == 0 and not (tmp_path / "kernels.csv").exists()
+    assert "rows are printed, not written" in out.err and "(not written)" in out.out
+    line = next(ln for ln in out.out.splitlines() if ln.startswith("cross_scan"))
+    assert line.split()[3:5] == ["vmamba_t", "4"]  # the paper's stage 4: the 1 x 1 map at 32 px
+    for bad in ("0", "5", "x"):
+        with pytest.raises(SystemExit):
+            BK.main(["--stages", bad, "--no-csv"])
+    assert "numbered 1-4" in capsys.readouterr().err
 
 
 def test_kernels_skip_unavailable_and_unsupported(tmp_path):
@@ -230,19 +343,49 @@ def test_check_tolerance_table():
 
 
 def test_pytest_benchmark_sweep_collects(monkeypatch):
-    """bench/test_kernels_bench.py builds its grid (T/S/B x stages x ops x dtypes x impls) at import."""
+    """bench/test_kernels_bench.py: a small default grid (VMamba-T fp16), the full one on request."""
     pytest.importorskip("pytest_benchmark", reason="pytest-benchmark not installed")
-    monkeypatch.setenv("VMAMBA_BENCH_MODELS", "vmamba_t")
-    import importlib
-
     import bench.test_kernels_bench as tkb
 
-    tkb = importlib.reload(tkb)
-    ids = [p.id for p in tkb.PARAMS]
-    assert len(ids) == len(set(ids)) > 0
-    assert "selective_scan-bwd-fp16-vmamba_t-s0-mamba_ssm" in ids
+    monkeypatch.delenv("VMAMBA_BENCH_MODELS", raising=False)
+    monkeypatch.delenv("VMAMBA_BENCH_DTYPES", raising=False)
+    monkeypatch.setenv("VMAMBA_BENCH_IMPLS", "cuda,triton,cupy,torch,mamba_ssm")
+    ids = [p.id for p in tkb.params(full=False)]
+    assert len(ids) == len(set(ids)) == 4 * (2 * 5 + 2 * 4)  # 4 stages x (scan fwd/bwd x 5, cross ops x 4)
+    assert {i.split("-")[3] for i in ids} == {"vmamba_t"} and {i.split("-")[2] for i in ids} == {"fp16"}
+    assert "selective_scan-bwd-fp16-vmamba_t-s1-mamba_ssm" in ids  # stages numbered 1-4
+    assert not any("-s0-" in i for i in ids)
     assert not any(i.startswith("cross_scan-bwd") for i in ids)
-    assert not any(i.endswith("torch_sequential") for i in ids)
+    full = [p.id for p in tkb.params(full=True)]
+    assert len(full) == 3 * 3 * len(ids)  # T/S/B x fp32/fp16/bf16
+    monkeypatch.setenv("VMAMBA_BENCH_MODELS", "vmamba_s")
+    assert {p.id.split("-")[3] for p in tkb.params(full=False)} == {"vmamba_s"}
+    monkeypatch.delenv("VMAMBA_BENCH_IMPLS")
+    assert not any(p.id.endswith("torch_sequential") for p in tkb.params(full=False))
+
+
+pytest_plugins = ["pytester"]
+
+
+def test_bench_conftest_shows_progress_and_skip_reasons(pytester):
+    """The bench/ conftest: a result line per finished benchmark, skip reasons counted at the end
+    without -rs, and --full-sweep registered."""
+    bench_dir = pytester.mkdir("bench")
+    (bench_dir / "conftest.py").write_text((REPO / "bench" / "conftest.py").read_text())
+    (bench_dir / "test_fake.py").write_text(
+        "import pytest\n"
+        "@pytest.mark.parametrize('i', range(3))\n"
+        "def test_skipped(i):\n"
+        "    pytest.skip('needs a CUDA device: planted')\n"
+        "def test_measured(record_property, request):\n"
+        "    record_property('result', '0.123 ms, 456 GB/s')\n"
+        "    assert request.config.getoption('full_sweep')\n")
+    res = pytester.runpytest("bench", "--full-sweep", "-p", "no:cacheprovider")
+    res.assert_outcomes(passed=1, skipped=3)
+    out = res.stdout.str()
+    assert "test_measured: 0.123 ms, 456 GB/s" in out
+    assert "bench: skipped benchmarks by reason" in out and "3 x needs a CUDA device: planted" in out
+    assert "bench: " in out.splitlines()[2] or any(ln.startswith("bench: ") for ln in out.splitlines()[:8])
 
 
 def test_check_feeds_mamba_the_rounded_upstream_gradient():

@@ -13,7 +13,8 @@ SDIST = BM.DEFAULT_SDIST
 
 def test_extract_sources(tmp_path):
     if not SDIST.is_file():
-        pytest.skip(f"sdist not present at {SDIST} (download: see GPU.md)")
+        pytest.skip(f"sdist not present at {SDIST} (download: MAMBA_SKIP_CUDA_BUILD=TRUE pip download --no-deps "
+                    f"--no-build-isolation mamba-ssm==2.3.2.post1 -d .sdist)")
     srcs = BM.extract_sources(SDIST, tmp_path / "src")
     assert [s.name for s in srcs] == list(BM.SOURCES)
     names = sorted(p.name for p in (tmp_path / "src").iterdir())

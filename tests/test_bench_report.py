@@ -106,8 +106,8 @@ def test_cells_from_an_older_commit_are_marked():
     rows = [row("cuda", 0, "old", "2026-01-01T00:00:00Z"), row("cuda", 1, "old", "2026-01-01T00:00:00Z"),
             row("cuda", 0, "new", "2026-01-02T00:00:00Z"), row("cupy", 1, "old", "2026-01-01T00:00:00Z")]
     table = report.kernels_table(rows)
-    line0 = next(ln for ln in table.splitlines() if ln.startswith("| vmamba_t | 0 |"))
-    line1 = next(ln for ln in table.splitlines() if ln.startswith("| vmamba_t | 1 |"))
+    line0 = next(ln for ln in table.splitlines() if ln.startswith("| vmamba_t | 1 |"))  # stage index 0 = stage 1
+    line1 = next(ln for ln in table.splitlines() if ln.startswith("| vmamba_t | 2 |"))
     assert report.STALE not in line0                      # cuda's newest commit
     cuda_cell, cupy_cell = line1.split(" | ")[3:5]
     assert cuda_cell.endswith(report.STALE.strip())       # cuda stage 1 only measured at the old commit
@@ -143,5 +143,116 @@ def test_kernels_table_keeps_each_models_stages_together():
             row("vmamba_b", 1, "4"), row("vmamba_b", 10, "5")]
     lines = [ln for ln in report.kernels_table(rows).splitlines() if ln.startswith("| v")]
     order = [tuple(c.strip() for c in ln.split("|")[1:3]) for ln in lines]
-    assert order == [("vmamba_b", "0"), ("vmamba_b", "1"), ("vmamba_b", "10"), ("vanilla_vmamba_tiny", "0"),
-                     ("vanilla_vmamba_tiny", "1")]
+    assert order == [("vmamba_b", "1"), ("vmamba_b", "2"), ("vmamba_b", "11"), ("vanilla_vmamba_tiny", "1"),
+                     ("vanilla_vmamba_tiny", "2")]  # shown as the paper numbers stages: index + 1
+
+
+# ---- plots: what a reader needs from them ---------------------------------------------------------
+def _open_figures(monkeypatch):
+    """Keep the figures the plot functions draw (they close them after saving) for inspection."""
+    pytest.importorskip("matplotlib", reason="matplotlib not installed: pip install matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    monkeypatch.setattr(plt, "close", lambda *a, **k: None)
+    return plt
+
+
+def _legend_labels(fig, ax=None) -> list:
+    legends = ([ax.get_legend()] if ax is not None else []) + list(fig.legends)
+    return [t.get_text() for lg in legends if lg is not None for t in lg.get_texts()]
+
+
+def _png_size(path):
+    data = Path(path).read_bytes()
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def _synthetic_models():
+    gpu = "NVIDIA H100 80GB HBM3"
+    rows = []
+    for sha, ts in (("aaa", "2026-01-01T00:00:00Z"), ("bbb", "2026-01-02T00:00:00Z")):
+        for model, impls in (("vmamba_b", ("cuda", "triton")), ("vmamba_t", ("cuda", "triton", "torch")),
+                             ("swin_tiny_patch4_window7_224", ("timm",))):
+            for impl in impls:
+                for mode in ("infer_fp32", "infer_amp", "train_amp", "train_fp32"):
+                    if impl == "torch" and mode != "infer_amp":
+                        continue  # torch only in one panel, not the last (its legend entry went missing)
+                    rows.append(dict(model=model, impl=impl, mode=mode, batch="128", img_size="224",
+                                     img_per_s=str(1000 + len(model) * 10 + len(impl)), peak_mem_mb="9000", gpu=gpu,
+                                     git_sha=sha, timestamp=ts, method="official", warmup="50", iters="30"))
+    return rows
+
+
+def test_throughput_plot_is_readable_and_names_every_impl(tmp_path, monkeypatch):
+    plt = _open_figures(monkeypatch)
+    path = report.plot_throughput(_synthetic_models(), tmp_path)
+    w, h = _png_size(path)
+    assert w <= 1600 and w / h <= 2.5, (w, h)  # a page, not a 3312 x 540 strip
+    fig = plt.gcf()
+    assert sorted(_legend_labels(fig)) == ["cuda", "timm", "torch", "triton"]
+    for ax in fig.axes:
+        if not ax.get_visible():
+            continue
+        names = [t.get_text() for t in ax.get_yticklabels()]
+        assert names == ["VMamba-T", "VMamba-B", "Swin-T"]  # our models in order, then baselines
+        for bar in ax.patches:  # no rotated labels; every bar has one backend colour
+            assert bar.get_facecolor()[:3] in {matplotlib_rgb(c) for c in report.IMPL_COLORS.values()}
+        assert all(t.get_rotation() == 0 for t in ax.texts)
+
+
+def matplotlib_rgb(color):
+    from matplotlib.colors import to_rgb
+
+    return tuple(to_rgb(color))
+
+
+def test_kernel_plot_orders_stages_and_keeps_colours(tmp_path, monkeypatch):
+    plt = _open_figures(monkeypatch)
+    gpu = "NVIDIA H100 80GB HBM3"
+    rows = []
+    # measured out of order: stage 3 first, vmamba_b before vmamba_t, a channels-last cross row
+    for model, stage, impl in (("vmamba_b", 0, "cupy"), ("vmamba_t", 3, "cuda"), ("vmamba_t", 0, "cuda"),
+                               ("vmamba_t", 1, "mamba_ssm"), ("vmamba_t", 0, "mamba_ssm"), ("vmamba_b", 2, "cuda")):
+        rows.append(dict(op="selective_scan", impl=impl, direction="fwd", dtype="fp16", shape=f"{model} {stage}",
+                         ms_p50="1", gbps=str(1000 + stage), gpu=gpu, git_sha="s", timestamp=f"{stage}",
+                         model=model, stage=str(stage), copy_gbps="3000"))
+    rows.append(dict(op="cross_scan", impl="triton", direction="fwd", dtype="fp16", shape="B1 D96 H8 W8 channels_last",
+                     ms_p50="1", gbps="2000", gpu=gpu, git_sha="s", timestamp="9", model="vmamba_t", stage="0",
+                     copy_gbps="3000"))
+    report.plot_kernels(rows, tmp_path)
+    fig = plt.gcf()
+    scan, cross = [ax for ax in fig.axes]
+    assert [t.get_text() for t in scan.get_xticklabels()] == ["1", "2", "4", "1", "3"]  # T's stages, then B's
+    assert [a.get_text() for a in scan.texts] == ["VMamba-T", "VMamba-B"]  # model names under their stages
+    assert _legend_labels(fig, scan) == ["cuda", "cupy", "mamba_ssm", "copy bandwidth 3000 GB/s"]
+    assert "channels-last" in cross.get_title() and _legend_labels(fig, cross)[0] == "triton"
+    colours = {matplotlib_rgb(report.IMPL_COLORS[i]) for i in ("cuda", "cupy", "mamba_ssm")}
+    assert {b.get_facecolor()[:3] for b in scan.patches} == colours
+
+
+def test_history_plots_name_every_series(tmp_path, monkeypatch):
+    plt = _open_figures(monkeypatch)
+    rows = _synthetic_models()
+    report.plot_history(rows, [], tmp_path)
+    figs = [plt.figure(n) for n in plt.get_fignums()]
+    titles = {f._suptitle.get_text().split(" over")[0]: f for f in figs}
+    thr = titles["Whole-model throughput"]
+    series = {(r["model"], r["impl"]) for r in rows}
+    assert len(_legend_labels(thr)) == len(series)
+    assert "VMamba-T, torch" in _legend_labels(thr) and "Swin-T, timm" in _legend_labels(thr)
+    for ax in thr.axes:  # each line drawn in its backend's colour
+        for line in ax.get_lines():
+            impl = line.get_label().split(", ")[1]
+            assert matplotlib_rgb(line.get_color()) == matplotlib_rgb(report.IMPL_COLORS[impl])
+    assert "Training peak memory" in titles
+
+
+def test_impl_colours_are_fixed_and_distinct():
+    known = ["cuda", "triton", "cupy", "torch", "torch_sequential", "mamba_ssm", "timm"]
+    assert len({report.impl_color(i) for i in known}) == len(known)
+    assert report.impl_color("new_backend") == report.impl_color("new_backend")
+    assert report.stage_label("0") == "1" and report.stage_label(3) == "4"

@@ -159,11 +159,74 @@ def test_skip_env_and_force(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("CUDA_HOME", raising=False)
     monkeypatch.delenv("CUDA_PATH", raising=False)
     monkeypatch.delenv("VMAMBA_KERNELS_FORCE_BUILD", raising=False)
+    note = tmp_path / "_build_skipped.txt"
+    monkeypatch.setattr(setup_py, "SKIP_NOTE", str(note))
     assert setup_py.extension_modules() == ([], {})
     assert "skipping the CUDA extension" in capsys.readouterr().out
+    assert note.read_text().startswith("the install skipped building it: ")  # what the cuda backend reports
     monkeypatch.setenv("VMAMBA_KERNELS_FORCE_BUILD", "1")
     with pytest.raises(SystemExit, match="cannot be built"):
         setup_py.extension_modules()
+
+
+# ---- no GPU visible: skip unless asked ----------------------------------------------------------------
+@pytest.mark.parametrize("environ,gpu,skips", [
+    ({}, False, True),                                             # a laptop / CI runner without a GPU
+    ({}, True, False),                                             # a GPU machine: build for its GPU
+    ({"TORCH_CUDA_ARCH_LIST": "9.0"}, False, False),               # asked for: build for another machine
+    ({"TORCH_CUDA_ARCH_LIST": "  "}, False, True),                 # blank is not asking
+    ({"VMAMBA_KERNELS_FORCE_BUILD": "1"}, False, False),           # CI: compile errors must fail
+    ({"VMAMBA_KERNELS_FORCE_BUILD": "0"}, False, True),
+    ({"VMAMBA_KERNELS_FORCE_BUILD": "1", "TORCH_CUDA_ARCH_LIST": "9.0"}, False, False),  # .ci/run's setting
+])
+def test_no_gpu_decision(environ, gpu, skips):
+    reason = setup_py.no_gpu_reason(environ, gpu)
+    assert (reason is not None) == skips
+    if skips:  # why, and how to force it
+        assert "no CUDA device is visible" in reason
+        assert "TORCH_CUDA_ARCH_LIST=9.0" in reason and "VMAMBA_KERNELS_FORCE_BUILD=1" in reason
+
+
+def test_skip_reason_without_gpu_with_a_toolkit(fake_toolkit):
+    if torch.version.cuda is None:
+        pytest.skip("a CPU-only torch is skipped before the GPU question")
+    env = {"PATH": "/nonexistent", "CUDA_HOME": str(fake_toolkit)}
+    assert "no CUDA device is visible" in setup_py.skip_reason(dict(env), gpu_visible=False)
+    assert setup_py.skip_reason(dict(env), gpu_visible=True) is None
+    forced = dict(env, TORCH_CUDA_ARCH_LIST="9.0")
+    assert setup_py.skip_reason(forced, gpu_visible=False) is None and forced["CUDA_HOME"] == str(fake_toolkit)
+
+
+def test_ci_keeps_forcing_the_build():
+    text = open(os.path.join(ROOT, ".ci", "run")).read()
+    assert re.search(r"export VMAMBA_KERNELS_FORCE_BUILD=1 TORCH_CUDA_ARCH_LIST=9\.0", text)
+
+
+def test_readme_and_setup_agree_on_python():
+    req = re.search(r'python_requires=">=(3\.\d+)"', open(os.path.join(ROOT, "setup.py")).read()).group(1)
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    assert f"Python {req} or newer" in readme
+    for var in ("VMAMBA_KERNELS_SKIP_CUDA_BUILD", "TORCH_CUDA_ARCH_LIST", "download.pytorch.org/whl/cpu"):
+        assert var in readme, var
+
+
+def test_cuda_backend_reports_the_skip_note(tmp_path):
+    """The note setup.py leaves is what `list_impls` shows for an unbuilt extension."""
+    code = ("import importlib.util, sys\n"
+            "from vmamba_kernels.cuda import kernels\n")
+    if importlib.util.find_spec("vmamba_kernels._C") is not None:
+        pytest.skip("the extension is built here")
+    note = os.path.join(ROOT, "vmamba_kernels", "_build_skipped.txt")
+    if os.path.exists(note):
+        pytest.skip("a real skip note exists in this checkout")
+    try:
+        with open(note, "w") as f:
+            f.write("the install skipped building it: planted reason\n")
+        r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    finally:
+        os.remove(note)
+    assert "ImportError: the compiled extension vmamba_kernels._C is not built (the install skipped building it: " \
+           "planted reason)" in r.stderr, r.stderr[-2000:]
 
 
 def test_arch_token():

@@ -7,7 +7,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TOP = {"csrc", "vmamba_kernels", "reference", "models", "bench", "reports", "tests",
-       "setup.py", "CMakeLists.txt", "README.md"}
+       "setup.py", "CMakeLists.txt", "README.md", "LICENSE"}
 
 
 def test_top_level_is_exactly_the_promised_set():

@@ -19,7 +19,7 @@ from models import ss2d as ss2d_mod
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
-# official fvcore parameter counts (vmamba_facts.md section 1; m2 counted by building the official m2 builders)
+# official fvcore parameter counts (the official analyze/ scripts; m2 counted by building the official m2 builders)
 PARAMS = {
     "vanilla_vmamba_tiny": 22_893_448, "vanilla_vmamba_small": 44_417_416, "vanilla_vmamba_base": 76_254_056,
     "vmamba_tiny_s2l5": 30_705_832, "vmamba_small_s2l15": 50_147_752, "vmamba_base_s2l15": 88_557_800,
@@ -78,7 +78,7 @@ def test_list_models_and_aliases():
 
 
 def test_state_dict_keys_and_shapes_official():
-    # vmamba_facts.md section 5
+    # the official VSSM's state_dict: key names and shapes of the released checkpoints
     t = models.create_model("vmamba_tiny_s1l8", impl="torch").state_dict()
     assert len(t) == 276
     exp = {"patch_embed.0.weight": (48, 3, 3, 3), "patch_embed.2.weight": (48,), "patch_embed.5.weight": (96, 48, 3, 3),
@@ -228,18 +228,100 @@ def _unusable_impl():
 
 def test_unusable_backend_fails_with_reasons_unless_fallback():
     name = _unusable_impl()
-    m = small(impl=KernelPolicy(selective_scan=name))
-    with pytest.raises(RuntimeError, match=f"impl '{name}' cannot run selective_scan"):
-        m(torch.randn(1, 3, 32, 32))
+    available = next(r for r in vk.list_impls() if r["name"] == name)["available"]
+    if available:  # e.g. cuda on a GPU machine: the model builds, and the CPU image is refused at the call
+        m = small(impl=KernelPolicy(selective_scan=name))
+        with pytest.raises(RuntimeError, match=f"impl '{name}' cannot run selective_scan"):
+            m(torch.randn(1, 3, 32, 32))
+    else:  # unavailable in this process: said at creation, with the reason and the fix
+        with pytest.raises(RuntimeError, match=f"impl '{name}' .*cannot run in this process: .*fallback=True"):
+            small(impl=KernelPolicy(selective_scan=name))
     ref = small(impl="torch").eval()
     fb = copy_weights(small(impl=KernelPolicy(selective_scan=name), fallback=True), ref).eval()
     rows = [r for r in fb.impl_table() if r["op"] == "selective_scan"]
-    available = next(r for r in vk.list_impls() if r["name"] == name)["available"]
     assert all(r["requested"] == name for r in rows)
     assert all(r["impl"] == ("auto" if not available else name) for r in rows)
+    assert all(r["ran"] == "" for r in rows)  # nothing ran yet
     x = torch.randn(1, 3, 32, 32)
-    with vk.use_impl("torch"):
+    with vk.use_impl("torch_sequential"):
         torch.testing.assert_close(fb(x), ref(x), rtol=1e-5, atol=1e-5)
+    # what actually ran, per op: the fallback's choice, not the backend asked for
+    assert {r["ran"] for r in fb.impl_table()} == {"torch_sequential"}
+    assert "torch_sequential" in fb.impl_table(as_text=True).splitlines()[1]
+
+
+def test_unavailable_backend_error_names_reason_and_fix(monkeypatch):
+    from models import policy
+
+    known = {r["name"]: dict(r) for r in vk.list_impls()}
+    known["torch"]["available"], known["torch"]["reason"] = False, "no CUDA device is visible (planted)"
+    monkeypatch.setattr(policy, "_known_impls", lambda: known)
+    with pytest.raises(RuntimeError) as e:
+        small(impl="torch")
+    msg = str(e.value)
+    assert "impl 'torch'" in msg and "no CUDA device is visible (planted)" in msg and "fallback=True" in msg
+    assert "available here: " in msg and "torch_sequential" in msg
+    m = small(impl="torch", fallback=True).eval()  # falls back silently, and says so in the table
+    assert {r["impl"] for r in m.impl_table()} == {"auto"}
+    assert all("torch unavailable (no CUDA device is visible (planted)); auto" == r["note"] for r in m.impl_table())
+    m(torch.randn(1, 3, 32, 32))
+    assert {r["ran"] for r in m.impl_table()} == {"torch"}  # auto on the CPU picks torch
+
+
+def test_impl_table_shows_auto_choice_after_forward():
+    m = small(impl=None).eval()
+    assert {r["ran"] for r in m.impl_table()} == {""}
+    m(torch.randn(1, 3, 32, 32))
+    want = "torch_sequential"
+    with vk.use_impl(want):
+        m(torch.randn(1, 3, 32, 32))
+    assert {r["ran"] for r in m.impl_table()} == {want}
+
+
+# ---- input checks ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("bad,match", [
+    (lambda x: x[0], r"expects images of shape \(B, 3, H, W\), got a 3-D tensor .*unsqueeze\(0\)"),
+    (lambda x: x[:, :2], r"expects images of shape \(B, 3, H, W\), got shape \(1, 2, 32, 32\) with 2 channels"),
+    (lambda x: x.permute(0, 2, 3, 1), r"channels-last images\? pass x.permute\(0, 3, 1, 2\)"),
+    (lambda x: x.half(), r"float32 parameters expects float32 images .*got float16.*autocast\('cpu'"),
+    (lambda x: (x * 100).to(torch.uint8), r"expects floating-point images .*got uint8"),
+    (lambda x: x.numpy(), r"as a torch.Tensor, got ndarray"),
+])
+def test_bad_images_are_refused_by_name(bad, match):
+    m = small().eval()
+    x = torch.randn(1, 3, 32, 32)
+    with pytest.raises((ValueError, TypeError), match=match):
+        m(bad(x))
+    feat = small(features_only=True).eval()
+    with pytest.raises((ValueError, TypeError), match=match):
+        feat(bad(x))
+
+
+def test_half_model_on_cpu_is_refused_by_name_and_autocast_is_not():
+    m = small().eval()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert m(x).shape == (1, 1000)  # a float32 image under autocast is fine
+    with pytest.raises(TypeError, match=r"bfloat16 VMamba model .*does not run on the CPU.*float32"):
+        m.to(torch.bfloat16)(x.to(torch.bfloat16))
+    m2 = small("vmamba_tiny_m2").eval().to(torch.bfloat16)  # the m0 mixer does run in bf16 on the CPU
+    assert m2(x.to(torch.bfloat16)).dtype == torch.bfloat16
+
+
+# ---- backbone description -------------------------------------------------------------------------
+def test_feature_info_describes_the_returned_maps():
+    feat = small(features_only=True, out_indices=(1, 3)).eval()
+    info = feat.feature_info
+    assert info == [{"num_chs": 32, "reduction": 8, "module": "layers.1"},
+                    {"num_chs": 128, "reduction": 32, "module": "layers.3"}]
+    assert info.channels() == [32, 128] and info.reduction() == [8, 32]
+    assert info.module_name() == ["layers.1", "layers.3"]
+    x = torch.randn(1, 3, 64, 96)
+    for o, f in zip(feat(x), info):  # each map really has those channels and that reduction
+        assert o.shape[1] == f["num_chs"] and (64 // o.shape[2], 96 // o.shape[3]) == (f["reduction"],) * 2
+    full = models.create_model("vmamba_t", impl="torch", features_only=True)
+    assert full.feature_info.channels() == [96, 192, 384, 768] and full.feature_info.reduction() == [4, 8, 16, 32]
+    assert small().feature_info.channels() == [16, 32, 64, 128]  # a classifier describes its stages too
 
 
 # ---- checkpoints ----------------------------------------------------------------------------------
@@ -342,10 +424,37 @@ def test_num_classes_and_head_mismatch_skips_head(tmp_path):
     a = small()
     path = tmp_path / "c.pth"
     torch.save({"model": a.state_dict()}, path)
-    b = models.create_model("vmamba_tiny_s1l8", impl="torch", pretrained=path, num_classes=7, **SMALL)
+    with pytest.warns(UserWarning, match=r"1000 classes, the model 7 .*dropped classifier.head.weight, "
+                                         r"classifier.head.bias"):
+        b = models.create_model("vmamba_tiny_s1l8", impl="torch", pretrained=path, num_classes=7, **SMALL)
     assert b.classifier.head.weight.shape == (7, 128)
     assert torch.equal(b.layers[0].blocks[0].op.A_logs, a.layers[0].blocks[0].op.A_logs)
     assert b.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 7)
+
+
+class _Config:  # stands for the training config official checkpoints pickle next to the weights
+    lr = 1e-3
+
+
+def test_pickled_checkpoint_needs_explicit_opt_in(tmp_path):
+    import pickle
+    import warnings
+
+    a = small().eval()
+    path = tmp_path / "official_like.pth"
+    torch.save({"model": a.state_dict(), "config": _Config()}, path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no silent retry, no warning: a refusal that names the opt-in
+        with pytest.raises(pickle.UnpicklingError, match=r"allow_pickle=True"):
+            models.create_model("vmamba_tiny_s1l8", impl="torch", pretrained=str(path), **SMALL)
+    with pytest.warns(UserWarning, match=r"weights_only=False\) .*files you trust"):
+        b = models.create_model("vmamba_tiny_s1l8", impl="torch", pretrained=str(path), allow_pickle=True,
+                                **SMALL).eval()
+    x = torch.randn(1, 3, 32, 32)
+    torch.testing.assert_close(b(x), a(x), rtol=0, atol=0)
+    c = small()
+    with pytest.warns(UserWarning, match="weights_only=False"):
+        models.load_checkpoint(c, path, allow_pickle=True)
 
 
 # ---- backbone -------------------------------------------------------------------------------------
@@ -524,7 +633,7 @@ def test_m0_scan_equals_chunked_ssd(hw):
 
 
 def test_vanilla_weights_load_into_v05_channel_first():
-    # vmamba_facts.md section 5: vanilla weights also run as forward_type v05 (gated) + ln2d
+    # as in the official code: vanilla weights also run as forward_type v05 (gated) + ln2d
     kw = dict(depths=(1, 1, 2, 1), dims=16)
     v0 = models.create_model("vanilla_vmamba_tiny", impl="torch", **kw).eval()
     v05 = models.create_model("vanilla_vmamba_tiny", impl="torch", forward_type="v05", channel_first=True, **kw)

@@ -7,7 +7,7 @@ tiny-m2 for d_state 64), batch 2 at 224, eval mode (no stochastic depth):
 - logits and every parameter gradient of a fixed random projection of the logits are compared with
   flash-attn's relative rule: a backend's error against the float64 reference may be at most
   2x (logits) / 3x (gradients) the error of impl "torch" at the same dtype, plus the dtype's atol
-  (kernel_facts.md section 5 tolerances) scaled by the reference's magnitude.
+  (mamba_ssm's tests/ops/test_selective_scan.py tolerances) scaled by the reference's magnitude.
 """
 from __future__ import annotations
 

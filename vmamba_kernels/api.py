@@ -79,13 +79,44 @@ def _args_for(op, args, kwargs):
     raise ValueError(f"unknown op {op!r}; ops are {', '.join(dispatch.OPS)}")
 
 
-def list_impls(op: Optional[str] = None) -> list:
-    """Every registered implementation of `op` (or of any op), best priority first, as dicts:
+class ImplList(list):
+    """The rows of `list_impls` (a plain list of dicts) that print as a table: `print(vk.list_impls())`
+    or just `vk.list_impls()` at a prompt."""
+
+    op: Optional[str] = None
+
+    def table(self, width: int = 100) -> str:
+        import textwrap  # noqa: PLC0415
+
+        head = ("impl", "here", "devices", "dtypes", "d_state", "backward")
+        cells = [(r["name"], "yes" if r["available"] else "no", ",".join(r["devices"]),
+                  ",".join(d.replace("float", "f") for d in r["dtypes"]),
+                  "{}-{}".format(*r["d_state"]), "yes" if r["backward"] else "no") for r in self]
+        w = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(head)]
+        what = f"{self.op} implementations" if self.op else "implementations"
+        lines = [f"{what}, best first (impl=None takes the first that is here and can run the inputs):",
+                 "  " + "  ".join(h.ljust(w[i]) for i, h in enumerate(head)).rstrip()]
+        for r, c in zip(self, cells):
+            lines.append("  " + "  ".join(v.ljust(w[i]) for i, v in enumerate(c)).rstrip())
+            if r["reason"]:
+                lines += textwrap.wrap(f"why not here: {r['reason']}", width=width, initial_indent="      ",
+                                       subsequent_indent="        ", break_on_hyphens=False)
+        return "\n".join(lines)
+
+    __str__ = table
+
+    def __repr__(self) -> str:
+        return self.table()
+
+
+def list_impls(op: Optional[str] = None) -> ImplList:
+    """Every registered implementation of `op` (or of any op), best priority first, as a list of dicts:
     name, priority, available, reason (why unavailable and how to fix), dtypes, devices,
-    d_state range, backward, compile, deterministic."""
+    d_state range, backward, compile, deterministic. The list prints as a readable table."""
     if op is not None and op not in dispatch.OPS:
         raise ValueError(f"unknown op {op!r}; ops are {', '.join(dispatch.OPS)}")
-    rows = []
+    rows = ImplList()
+    rows.op = op
     for b in dispatch.backends(op):
         reason = b.unavailable_reason()
         rows.append({

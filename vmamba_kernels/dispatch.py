@@ -77,16 +77,25 @@ class Backend:
 
     # ---- availability -------------------------------------------------------------------
     def unavailable_reason(self) -> Optional[str]:
-        """None when the backend can be used in this process, else why not and how to fix it."""
+        """None when the backend can be used in this process, else why not and how to fix it.
+
+        The module imports: its own probe names the blocker and the fix (the install hint would be
+        wrong advice, the package being installed). It does not: the import error and the install
+        hint, preceded by "no CUDA device is visible" for a GPU-only backend on a machine without one
+        (installing the package would not be enough there)."""
         if self._reason == "unprobed":
             try:
                 mod = importlib.import_module(self.module)
                 probe = getattr(mod, "unavailable_reason", None)
                 reason = probe() if probe is not None else None
                 self._impl = mod if reason is None else None
-                self._reason = None if reason is None else f"{reason}; {self.install_hint}"
+                self._reason = reason
             except ImportError as e:  # missing package or compiled extension
-                self._reason = f"cannot import {self.module} ({e}); {self.install_hint}"
+                reason = f"cannot import {self.module} ({e}); {self.install_hint}"
+                if "cpu" not in self.devices and not torch.cuda.is_available():
+                    reason = (f"no CUDA device is visible (impl {self.name!r} runs on NVIDIA GPUs only: use it on "
+                              f"a machine with one); besides, {reason}")
+                self._reason = reason
         return self._reason
 
     def available(self) -> bool:
@@ -170,7 +179,16 @@ _DEFAULT = threading.local()
 
 
 def _env_default() -> Optional[str]:
-    return os.environ.get("VMAMBA_KERNELS_IMPL") or None
+    """$VMAMBA_KERNELS_IMPL ("auto" or empty = automatic choice); a name no backend has is an error
+    that names the variable (it is set far from the call that fails)."""
+    name = os.environ.get("VMAMBA_KERNELS_IMPL", "").strip()
+    if not name or name == "auto":
+        return None
+    regs = _load_registry()
+    if name not in regs:
+        raise ValueError(f"$VMAMBA_KERNELS_IMPL={name!r} names no impl; known impls: {', '.join(sorted(regs))} "
+                         f"(or 'auto'); fix or unset the variable")
+    return name
 
 
 def get_default_impl() -> Optional[str]:
@@ -207,6 +225,23 @@ def use_impl(name: Optional[str]):
 
 
 # ---- choosing ------------------------------------------------------------------------------------
+_LAST = threading.local()
+
+
+def last_choice(op: str) -> Optional[str]:
+    """The backend `choose` picked for `op` most recently in this thread (eager calls only: nothing is
+    recorded while torch.compile traces), or None. Models use it to show what actually ran."""
+    return getattr(_LAST, "choice", {}).get(op)
+
+
+def _record(op: str, backend: Backend) -> Backend:
+    if not torch.compiler.is_compiling():
+        if not hasattr(_LAST, "choice"):
+            _LAST.choice = {}
+        _LAST.choice[op] = backend.name
+    return backend
+
+
 def _reason_table(op: str, args, candidates: Sequence[Backend]) -> str:
     lines = []
     for b in candidates:
@@ -228,8 +263,8 @@ def choose(op: str, args, impl: Optional[str]) -> Backend:
                 f"impl {name!r} cannot run {op} on {args.describe()}: {'; '.join(reasons)}. "
                 f"Impls that can: {', '.join(ok) if ok else 'none'}."
             )
-        return b
+        return _record(op, b)
     for b in backends(op):
         if not b.why_not(op, args):
-            return b
+            return _record(op, b)
     raise RuntimeError(f"no impl can run {op} on {args.describe()}:\n{_reason_table(op, args, backends(op))}")

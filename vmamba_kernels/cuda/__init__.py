@@ -22,8 +22,9 @@ def _aux_shape(batch, KD, L, N, dtype):
 BACKENDS = [
     Backend(
         name="cuda", priority=10, module="vmamba_kernels.cuda.kernels",
-        install_hint="build the extension: `pip install -e . --no-build-isolation` on a machine with nvcc "
-                     "and a CUDA build of torch (TORCH_CUDA_ARCH_LIST selects the GPU architectures)",
+        install_hint="build the extension: `pip install --no-build-isolation -e .` on a machine with nvcc, "
+                     "a CUDA build of torch and a visible GPU (or with TORCH_CUDA_ARCH_LIST set, which builds "
+                     "for those GPU architectures without one)",
         scan_aux_shape=_aux_shape, max_dstate=64, deterministic=True,
         doc="handwritten CUDA C++ (csrc/); deterministic selective-scan backward",
     ),

@@ -12,10 +12,29 @@ from typing import Optional
 
 import torch
 
+def _skip_note() -> str:
+    """Why `pip install` did not build the extension, as setup.py recorded it ("" when it did not)."""
+    import os  # noqa: PLC0415
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "_build_skipped.txt")
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
 try:
     from vmamba_kernels import _C  # noqa: F401  (loads the ops into torch.ops.vmamba_cuda)
 except ImportError as e:  # not built, or built against another torch
-    raise ImportError(f"the compiled extension vmamba_kernels._C is not built or does not load ({e})") from e
+    import importlib.util  # noqa: PLC0415
+
+    if importlib.util.find_spec("vmamba_kernels._C") is None:
+        _note = _skip_note()
+        raise ImportError("the compiled extension vmamba_kernels._C is not built"
+                          + (f" ({_note})" if _note else "")) from e
+    raise ImportError(f"the compiled extension vmamba_kernels._C is built but does not load ({e}); "
+                      "rebuild it against this torch") from e
 
 _ops = torch.ops.vmamba_cuda
 

@@ -57,9 +57,11 @@ def _cupy_cuda_major() -> int:
 def unavailable_reason() -> Optional[str]:
     """None when CuPy imports, a CUDA device is visible, and CuPy's CUDA major matches torch's."""
     if torch.version.cuda is None:
-        return "torch is a CPU-only build (torch.version.cuda is None)"
+        return ("torch is a CPU-only build (torch.version.cuda is None): CuPy kernels need a CUDA build of torch "
+                "and an NVIDIA GPU")
     if not torch.cuda.is_available():
-        return "no CUDA device is visible"
+        return ("no CUDA device is visible (CuPy is installed, but its kernels run on NVIDIA GPUs only; "
+                "the torch impl runs on the CPU)")
     try:
         cmaj = _cupy_cuda_major()
     except Exception as e:  # noqa: BLE001

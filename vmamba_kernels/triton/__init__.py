@@ -15,7 +15,7 @@ def _devices():
 BACKENDS = [
     Backend(
         name="triton", priority=20, module="vmamba_kernels.triton.kernels",
-        install_hint="install Triton: `pip install triton`", devices=_devices(),
+        install_hint="install Triton: `pip install triton` (with no GPU, TRITON_INTERPRET=1 then runs it on the CPU)", devices=_devices(),
         max_dstate=64, deterministic=True, scan_aux_shape=scan_aux_shape,
         doc="Triton kernels: chunked tl.associative_scan selective scan (fwd/bwd, deterministic "
             "dB/dC reduction), tiled cross scan/merge; run on the CPU under TRITON_INTERPRET=1",

@@ -26,5 +26,6 @@ def unavailable_reason() -> Optional[str]:
     if os.environ.get("TRITON_INTERPRET") == "1":
         return None
     if not torch.cuda.is_available():
-        return "no CUDA device is visible (set TRITON_INTERPRET=1 before importing to run on the CPU)"
+        return ("no CUDA device is visible (Triton is installed but compiles for GPUs; to run these kernels on the "
+                "CPU, slowly, set TRITON_INTERPRET=1 in the environment before importing vmamba_kernels)")
     return None
