@@ -202,15 +202,16 @@ def _add_ln_bwd_kernel(DY, DS, S, W, SCALE, MEAN, RSTD, DX, DBR, PW, PB, C, HW_U
 # ---- launch configuration ------------------------------------------------------------------------
 # Elements of one fp32 register tile. 4096 = 16 per thread at 8 warps: large enough to hide DRAM
 # latency with a few programs per SM, small enough not to spill (the lead's H200 sweep may move it).
-# The interpreter takes small tiles so that the CPU tests cross chunk boundaries at C = 96 / 130.
+# The interpreter's cost is per program and op, not per element: it takes as large tiles, but
+# chunks of 64 channels, so that the CPU tests cross chunk boundaries at C = 96 / 130.
 TILE = 4096
-TILE_INTERPRET = 256
+TILE_INTERPRET = 4096
 # channels-last rows up to this many channels are one chunk (read once, statistics from registers)
 MAX_ROW = 4096
 MAX_ROW_INTERPRET = 64
 # channels-first: pixels per tile, 128 = 256 contiguous bytes per channel row in 16-bit
 CF_PIXELS = 128
-CF_PIXELS_INTERPRET = 16
+CF_PIXELS_INTERPRET = 64
 # backward programs per SM when one chunk holds all channels (programs walk several pixel blocks and
 # keep dweight / dbias partials in registers: a small scratch buffer)
 BWD_PROGRAMS_PER_SM = 4
