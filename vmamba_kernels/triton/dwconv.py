@@ -98,11 +98,12 @@ def _act_grad(z, ACT: tl.constexpr):
 
 
 @triton.jit
-def _dwconv_fwd_kernel(X, WT, BIAS, Y, C, H, W, TILES_W,
-                       K: tl.constexpr, CHANNELS_LAST: tl.constexpr, HAS_BIAS: tl.constexpr,
+def _dwconv_fwd_kernel(X, WT, BIAS, Y, C, H, W_UNITS, TILES_W,
+                       WA: tl.constexpr, K: tl.constexpr, CHANNELS_LAST: tl.constexpr, HAS_BIAS: tl.constexpr,
                        ACT: tl.constexpr, MIRROR: tl.constexpr,
                        BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr):
     """y = act(conv(x) + bias) of one tile (MIRROR, no bias, no act: dx of the backward)."""
+    W = W_UNITS * WA  # the compiler then knows W is a multiple of WA (aligned rows: wider accesses)
     img = tl.program_id(2).to(tl.int64)
     h, w, c, base, ps, cs = _tile(tl.program_id(0), TILES_W, img, C, H, W, tl.program_id(1),
                                   CHANNELS_LAST, BLOCK_H, BLOCK_W, BLOCK_C)
@@ -115,12 +116,13 @@ def _dwconv_fwd_kernel(X, WT, BIAS, Y, C, H, W, TILES_W,
 
 
 @triton.jit
-def _dwconv_bwd_dz_kernel(X, WT, BIAS, DY, DZ, PW, PB, C, H, W, TILES_W, TILES, N_TILES, ITERS,
-                          K: tl.constexpr, KK_PAD: tl.constexpr, CHANNELS_LAST: tl.constexpr,
+def _dwconv_bwd_dz_kernel(X, WT, BIAS, DY, DZ, PW, PB, C, H, W_UNITS, TILES_W, TILES, N_TILES, ITERS,
+                          WA: tl.constexpr, K: tl.constexpr, KK_PAD: tl.constexpr, CHANNELS_LAST: tl.constexpr,
                           HAS_BIAS: tl.constexpr, ACT: tl.constexpr,
                           BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr, BLOCK_C: tl.constexpr):
     """dz of the tiles pid, pid + G, ... of channel block program_id(1), and this program's row of
     the dweight / dbias partial sums."""
+    W = W_UNITS * WA
     pid = tl.program_id(0)
     G = tl.num_programs(0)
     pid_c = tl.program_id(1)
@@ -188,8 +190,16 @@ def dwconv_config(C: int, H: int, W: int, channels_last: bool, block_h: Optional
         bw = block_w or min(np2(W), CF_WIDTH_INTERPRET if it else CF_WIDTH)
         bh = block_h or min(np2(H), max(1, tile // bw), CF_HEIGHT_INTERPRET if it else tile)
         bc = block_c or min(np2(C), max(1, tile // (bh * bw)))
-    num_warps = max(1, min(8, bh * bw * bc // 512))
+    num_warps = max(1, min(8, bh * bw * bc // 256))  # 8 accumulators per thread: the K*K taps' loads fit
     return bh, bw, bc, num_warps
+
+
+def _align(n: int) -> int:
+    """Largest power of two <= 8 that divides n (rows of 16-bit pixels start 16-byte aligned)."""
+    a = 1
+    while a < 8 and n % (2 * a) == 0:
+        a *= 2
+    return a
 
 
 def _dims(x: torch.Tensor, channels_last: bool):
@@ -215,8 +225,9 @@ def _launch_conv(x, weight, bias, act_id, channels_last, mirror, block_h=None, b
     bh, bw, bc, nw = dwconv_config(C, H, W, channels_last, block_h, block_w, block_c)
     tiles_w = triton.cdiv(W, bw)
     grid = (triton.cdiv(H, bh) * tiles_w, triton.cdiv(C, bc), B)
-    _dwconv_fwd_kernel[grid](x, weight, weight if bias is None else bias, y, C, H, W, tiles_w,
-                             K=weight.shape[-1], CHANNELS_LAST=channels_last, HAS_BIAS=bias is not None,
+    wa = _align(W)
+    _dwconv_fwd_kernel[grid](x, weight, weight if bias is None else bias, y, C, H, W // wa, tiles_w,
+                             WA=wa, K=weight.shape[-1], CHANNELS_LAST=channels_last, HAS_BIAS=bias is not None,
                              ACT=act_id, MIRROR=mirror, BLOCK_H=bh, BLOCK_W=bw, BLOCK_C=bc, num_warps=nw)
     return y
 
@@ -247,8 +258,8 @@ def dwconv2d_bwd(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: 
     pw = torch.empty(G, C, K * K, dtype=torch.float32, device=x.device)
     pb = torch.empty(G, C, dtype=torch.float32, device=x.device) if bias is not None else pw
     _dwconv_bwd_dz_kernel[(G, c_blocks)](
-        x, weight, weight if bias is None else bias, dy, dz, pw, pb, C, H, W, tiles_w, tiles, n_tiles,
-        triton.cdiv(n_tiles, G), K=K, KK_PAD=np2(K * K), CHANNELS_LAST=channels_last,
+        x, weight, weight if bias is None else bias, dy, dz, pw, pb, C, H, W // _align(W), tiles_w, tiles, n_tiles,
+        triton.cdiv(n_tiles, G), WA=_align(W), K=K, KK_PAD=np2(K * K), CHANNELS_LAST=channels_last,
         HAS_BIAS=bias is not None, ACT=_ACTS[act], BLOCK_H=bh, BLOCK_W=bw, BLOCK_C=bc, num_warps=nw)
     dx = _launch_conv(dz, weight, None, 0, channels_last, True, block_h, block_w, block_c)
     dweight = pw.sum(0).view(C, 1, K, K)  # fixed-order reduction of the partial rows
