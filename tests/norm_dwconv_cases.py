@@ -20,7 +20,13 @@ covers tensors that are 0 up to rounding, e.g. dweight at C = 1 where xhat = 0):
 
 dweight / dbias (fp32 sums over all pixels) take the input dtype's row: they sum products of the
 16-bit inputs with the (rounded) intermediate. The observed worst errors are several times below
-these bounds (recorded in the test modules); a planted bug is off by O(1) x max|ref|.
+these bounds (recorded in the test modules); a planted bug is off by O(1) x max|ref|. Bugs planted
+once in the triton kernels and caught on the CPU set: unbiased variance, the ds term dropped,
+branch_scale dropped in the forward or in the backward, Chan's merge without its between-chunk term,
+blocks past the end unmasked in the LN backward, the halo's w bound off by one, the dx taps not
+mirrored, dweight's taps transposed, GELU's derivative without z phi(z) (test_add_layer_norm /
+test_dwconv2d), a tile's w origin from BLOCK_H (only test_triton_dwconv2d_small_tiles: the
+interpreter otherwise takes whole maps in one tile).
 """
 from __future__ import annotations
 

@@ -7,7 +7,8 @@ where there is no CUDA, before triton is imported); impl "cuda" is GPU-only and 
 reason where the compiled kernels are missing, and runs the kernel sizes it declares. Under the
 interpreter triton takes whole test maps in one tile, so a triton-only test forces small blocks
 (halos across tile and channel-block edges). Worst observed errors on the CPU set (triton,
-interpreter), max|err| / max|ref|: fp32 <= 3e-6, fp16 <= 1e-3, bf16 <= 8e-3.
+interpreter), max|err| / max(max|ref|, 1): fp32 <= 2e-7, fp16 <= 5.5e-4, bf16 <= 8.5e-3 (dx; y 7e-3)
+against the tolerances of the table in norm_dwconv_cases (1e-5 / 4e-3 / 3e-2).
 """
 from __future__ import annotations
 

@@ -6,8 +6,9 @@ impl "triton" runs on the GPU, or on the CPU under Triton's interpreter (this mo
 where there is no CUDA, before triton is imported); impl "cuda" is GPU-only and skipped with the
 reason where the compiled kernels are missing. The CPU set is small (the interpreter's cost is per
 program); the gpu-marked tests add VMamba stage shapes, C beyond one channels-last chunk and a
-determinism check. Worst observed errors on the CPU set (triton, interpreter), max|err| / max|ref|:
-fp32 <= 4e-6, fp16 <= 1.3e-3, bf16 <= 1e-2 (tolerances: the table in norm_dwconv_cases).
+determinism check. Worst observed errors on the CPU set (triton, interpreter), max|err| / max(max|ref|, 1):
+fp32 <= 9e-7, fp16 <= 6e-4, bf16 <= 1.1e-2 (dx, dbranch; y 7e-3) against the tolerances of the
+table in norm_dwconv_cases (1e-5 / 4e-3 / 3e-2).
 """
 from __future__ import annotations
 
