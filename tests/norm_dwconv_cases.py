@@ -74,6 +74,30 @@ def triton_interpreter_ready() -> Optional[str]:
     return None
 
 
+def _cuda_ops() -> dict:
+    """The contract's functions over the extension's ops torch.ops.vmamba_cuda.* (csrc/layer_norm,
+    csrc/dwconv), for when vmamba_kernels.cuda.kernels has no Python wrappers of them: the ops return
+    empty tensors where the contract has None (dbranch without a branch, dbias without a bias)."""
+    try:
+        from vmamba_kernels import _C  # noqa: F401  (registers the ops)
+        ops = torch.ops.vmamba_cuda
+        fwd_ln, bwd_ln, fwd_dw, bwd_dw = (getattr(ops, f) for f in _FUNCS)
+    except (ImportError, AttributeError, RuntimeError):
+        return {}
+    none_if_absent = lambda t, present: t if present else None  # noqa: E731
+
+    def add_layer_norm_bwd(dy, ds, s, weight, bias, mean, rstd, branch_scale, has_branch, channels_last, x_dtype):
+        dx, dbr, dw, db = bwd_ln(dy, ds, s, weight, bias, mean, rstd, branch_scale, has_branch, channels_last, x_dtype)
+        return dx, none_if_absent(dbr, has_branch), dw, none_if_absent(db, bias is not None)
+
+    def dwconv2d_bwd(dy, x, weight, bias, act, channels_last):
+        dx, dw, db = bwd_dw(dy, x, weight, bias, act, channels_last)
+        return dx, dw, none_if_absent(db, bias is not None)
+
+    return dict(add_layer_norm_fwd=fwd_ln, add_layer_norm_bwd=add_layer_norm_bwd, dwconv2d_fwd=fwd_dw,
+                dwconv2d_bwd=dwconv2d_bwd, DWCONV_KERNEL_SIZES=(3, 5, 7))
+
+
 def load_impl(name: str, triton_reason: Optional[str] = None) -> SimpleNamespace:
     """The impl's kernels, or pytest.skip with the reason it cannot run here."""
     if name == "triton":
@@ -84,18 +108,23 @@ def load_impl(name: str, triton_reason: Optional[str] = None) -> SimpleNamespace
             pytest.skip("no CUDA and TRITON_INTERPRET is not 1")
     elif not torch.cuda.is_available():
         pytest.skip(f"impl {name} needs a CUDA device")
-    funcs, sizes = {}, None
+    funcs, sizes, why = {}, None, []
     for mod_name in IMPL_MODULES[name]:
         try:
             mod = importlib.import_module(mod_name)
         except ImportError as e:
-            pytest.skip(f"impl {name}: {mod_name} does not import ({e}); build the extension "
-                        "(`pip install -e . --no-build-isolation`)")
+            why.append(f"{mod_name} does not import ({e})")
+            continue
         funcs.update({f: getattr(mod, f) for f in _FUNCS if hasattr(mod, f)})
         sizes = getattr(mod, "DWCONV_KERNEL_SIZES", sizes)
+    if name == "cuda" and any(f not in funcs for f in _FUNCS):
+        ops = _cuda_ops()
+        sizes = ops.pop("DWCONV_KERNEL_SIZES", sizes)
+        funcs = {**ops, **funcs}
     missing = [f for f in _FUNCS if f not in funcs]
     if missing:
-        pytest.skip(f"impl {name} has no {', '.join(missing)} in {', '.join(IMPL_MODULES[name])}")
+        hint = "; build the extension (`pip install -e . --no-build-isolation`)" if name == "cuda" else ""
+        pytest.skip(f"impl {name} has no {', '.join(missing)} ({'; '.join(why) or ', '.join(IMPL_MODULES[name])}){hint}")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     # triton takes any odd K; an impl may declare the sizes it supports (default 3 only)
     sizes = (1, 3, 5, 7) if name == "triton" else (sizes or (3,))
