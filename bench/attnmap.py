@@ -103,7 +103,7 @@ def query_maps(rec, query: Tuple[int, int]) -> dict:
     check: max |W u + D u - y_kernel| / max |y_kernel| over the query's outputs in all routes."""
     from reference import selective_scan_attention  # noqa: PLC0415
 
-    H, W, L = rec.H, rec.W, rec.H * rec.W
+    H, W = rec.H, rec.W
     K = 4
     D = rec.u.shape[1] // K
     idx, inv = _routes(rec)
@@ -165,10 +165,10 @@ def plot(out, image: np.ndarray, query, maps: dict, mats: Optional[dict], title:
     from matplotlib.patches import Rectangle  # noqa: PLC0415
 
     rows = 2 if mats is not None else 1
-    fig = plt.figure(figsize=(20, 4.0 * rows + 1.4))
+    fig = plt.figure(figsize=(20, 3.4 * rows + 1.5))
     grid = fig.add_gridspec(rows, 7, width_ratios=[1, 1, 1, 1, 1, 1, 0.06], left=0.03, right=0.95,
-                            top=0.84 if rows == 1 else 0.89, bottom=0.15 if rows == 1 else 0.09, wspace=0.3,
-                            hspace=0.4)
+                            top=0.82 if rows == 1 else 0.88, bottom=0.15 if rows == 1 else 0.09, wspace=0.3,
+                            hspace=0.3)
     cmap = plt.get_cmap("magma").with_extremes(bad="#d9d9d9")  # grey: exact zeros (masked for the log scale)
     norm = LogNorm(vmin=FLOOR, vmax=1.0, clip=True)
     H, W = maps["merged"].shape

@@ -28,7 +28,6 @@ from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn as nn
 
 from bench import _images
 
