@@ -1,10 +1,13 @@
 """The selective scan's implicit attention in one VMamba block, per scan route and merged, as a figure.
 
-    python -m bench.attnmap --model vmamba_t --stage 2 --block 1 --query 16,16
-    python -m bench.attnmap --model vmamba_t --pretrained vssm1_tiny_0230s_ckpt_epoch_264.pth --image cat.jpg
+    python -m bench.attnmap --model vmamba_t --stage 3 --block 1 --query 16,16
+    python -m bench.attnmap --model vmamba_t --pretrained vssm1_tiny_0230s_ckpt_epoch_264.pth --allow-pickle \
+        --image cat.jpg
 
-The model runs once on the image (or a random input); `models.record_scans` keeps what block
-layers.S.blocks.J handed its selective scan. For fixed delta, B, C the scan is linear in its input u:
+Stages are numbered 1-4 as in the paper (stage S is the model's layers.{S-1}); --block J is the
+block's index within its stage from 0, as in the module name layers.{S-1}.blocks.J. The model runs
+once on the image (or a random input); `models.record_scans` keeps what that block handed its
+selective scan. For fixed delta, B, C the scan is linear in its input u:
 y = W u + D u per channel, with W = reference.selective_scan_attention(...) (lower-triangular in
 route order). Route k of SS2D reads the feature map in its own order (0: rows, 1: columns, 2: rows
 reversed, 3: columns reversed; reference.route_index), so the row of W at the query's position in
@@ -18,7 +21,8 @@ four decades (grey: exactly zero, i.e. pixels after the query in that route's or
 when the map has at most 1024 pixels: the full channel-mean |W| matrices (routes in route order, the
 merge in pixel order). The run checks W against the scan kernel's own output at the query
 (printed and on the figure). Images are normalised with ImageNet mean/std (the official attention
-script used mean 0.5 / std 0.25); the default 512 x 512 input gives the official 32 x 32 stage-2 map.
+script used mean 0.5 / std 0.25). The defaults are the official script's: stage 3 (layers.2), block 1,
+a 512 x 512 input, so a 32 x 32 map.
 """
 from __future__ import annotations
 
@@ -47,9 +51,13 @@ def parse_args(argv=None):
     p.add_argument("--impl", default=None, help="kernel impl the model runs with (cuda, triton, cupy, torch, ...)")
     p.add_argument("--pretrained", default=None, help="checkpoint path (default: seeded random weights)")
     p.add_argument("--image", default=None, help="image file (default: a random input, said on the figure)")
-    p.add_argument("--img-size", type=int, default=512, help="input side (default 512: stage 2 is 32 x 32)")
-    p.add_argument("--stage", type=int, default=2, help="stage index, from 0 (default 2)")
-    p.add_argument("--block", type=int, default=1, help="block index within the stage, from 0 (default 1)")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="let --pretrained unpickle (the official checkpoints pickle their config; trusted files only)")
+    p.add_argument("--img-size", type=int, default=512, help="input side (default 512: stage 3's map is 32 x 32)")
+    p.add_argument("--stage", type=int, default=3,
+                   help="stage 1-4 as in the paper, i.e. the model's layers.{S-1} (default 3)")
+    p.add_argument("--block", type=int, default=1,
+                   help="block index within the stage from 0, as in layers.{S-1}.blocks.J (default 1)")
     p.add_argument("--query", default=None,
                    help="Y,X: row, column of the query on the block's map (integers), or fractions of its "
                         "height, width (e.g. 0.3,0.7); default the centre")
@@ -237,21 +245,23 @@ def main(argv=None) -> int:
     device = torch.device(a.device) if a.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(a.seed)
     try:
+        extra = dict(allow_pickle=True) if a.allow_pickle else {}  # asked for only: older registries lack it
         model = _factory(a.model_factory)(a.model, impl=None if a.impl in (None, "auto") else a.impl,
-                                          pretrained=a.pretrained or None)
+                                          pretrained=a.pretrained or None, **extra)
         depths = [len(s.blocks) for s in model.layers]
-        if not 0 <= a.stage < len(depths):
-            raise ValueError(f"--stage must be in 0..{len(depths) - 1} for {a.model}, got {a.stage}")
-        if not 0 <= a.block < depths[a.stage]:
-            raise ValueError(f"--block must be in 0..{depths[a.stage] - 1} for stage {a.stage} of {a.model}, "
-                             f"got {a.block}")
+        if not 1 <= a.stage <= len(depths):
+            raise ValueError(f"--stage must be in 1..{len(depths)} (numbered as in the paper) for {a.model}, "
+                             f"got {a.stage}")
+        if not 0 <= a.block < depths[a.stage - 1]:
+            raise ValueError(f"--block must be in 0..{depths[a.stage - 1] - 1} for stage {a.stage} of {a.model} "
+                             f"(indices from 0), got {a.block}")
         x = _images.load_image(a.image, a.img_size) if a.image else \
             _images.random_image(a.img_size, torch.Generator().manual_seed(a.seed))
     except (ValueError, FileNotFoundError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     model = model.to(device).eval()
-    layer = f"layers.{a.stage}.blocks.{a.block}"
+    layer = f"layers.{a.stage - 1}.blocks.{a.block}"
     with models.record_scans(model, [layer]) as recs, torch.no_grad():
         model(x.to(device))
     rec = recs[0]
@@ -265,7 +275,7 @@ def main(argv=None) -> int:
     mats = attention_matrices(rec) if L <= MATRIX_MAX_L else None
     source = f"image {Path(a.image).name}" if a.image else "random input (standard normal)"
     impl = a.impl or "auto"
-    title = (f"{a.model}  {layer}  selective-scan attention of one query pixel ({rec.H} x {rec.W} map, "
+    title = (f"{a.model}  stage {a.stage} block {a.block} ({layer}):  selective-scan attention of one query pixel ({rec.H} x {rec.W} map, "
              f"d_state {rec.A.shape[1]})\n{_images.weights_label(a.pretrained)}, {source}, impl {impl}")
     footer = (f"mean over the {rec.u.shape[1] // 4} channels of |W| (y = W u + D u, D skip not shown); "
               f"log scale, grey = 0 (after the query in scan order); W reproduces the scan kernel's output at the "

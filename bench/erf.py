@@ -16,7 +16,8 @@ outnorm, as the official Backbone_VSSM), and, when timm is installed, any timm m
 stage through forward_intermediates, else forward_features), so VMamba, Swin and ConvNeXt can share
 one figure. Without --images the inputs are standard normal noise (in normalised image units) and
 the figure says "random inputs"; without --pretrained the weights are the seeded random init and
-the figure says "random weights". The official script: 50 ImageNet val images at 1024 x 1024.
+the figure says "random weights". Defaults on a GPU are the official script's, 50 images at
+1024 x 1024; without a CUDA device (or with --device cpu) it says so and uses 4 images at 224 x 224.
 """
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ import torch
 from bench import _images
 
 AREA_THRESHOLDS = (0.2, 0.3, 0.5, 0.99)  # RepLKNet's table
+GPU_DEFAULTS = dict(img_size=1024, num_images=50)  # the official analyze/erf.py
+CPU_DEFAULTS = dict(img_size=224, num_images=4)  # 50 backward passes at 1024 x 1024 would take hours on a CPU
 
 
 def _split(s: Optional[str]) -> List[str]:
@@ -49,8 +52,14 @@ def parse_args(argv=None):
                    help="kernel impl for the VMamba models (cuda, triton, cupy, torch, ...); default automatic")
     p.add_argument("--pretrained", default=None,
                    help="checkpoint path, or a comma list aligned with --model (empty entries: random weights)")
-    p.add_argument("--img-size", type=int, default=1024, help="input side S (default 1024, as the official)")
-    p.add_argument("--num-images", type=int, default=50, help="images averaged (default 50, as the official)")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="let --pretrained unpickle (the official checkpoints pickle their config; trusted files only)")
+    p.add_argument("--img-size", type=int, default=None,
+                   help=f"input side S (default {GPU_DEFAULTS['img_size']} on a GPU as the official, "
+                        f"{CPU_DEFAULTS['img_size']} on the CPU)")
+    p.add_argument("--num-images", type=int, default=None,
+                   help=f"images averaged (default {GPU_DEFAULTS['num_images']} on a GPU as the official, "
+                        f"{CPU_DEFAULTS['num_images']} on the CPU)")
     p.add_argument("--images", default=None,
                    help="folder of images (searched recursively); default: random inputs, said on the figure")
     p.add_argument("--out", default="erf.png", help="output PNG (default erf.png)")
@@ -71,11 +80,24 @@ def parse_args(argv=None):
     if len(a.pretrained_list) != len(a.models):
         p.error(f"--pretrained: {len(a.pretrained_list)} entries for {len(a.models)} models; give one path, or one "
                 f"entry per model (empty = random weights)")
-    if a.img_size < 8:
+    if a.img_size is not None and a.img_size < 8:
         p.error(f"--img-size must be at least 8, got {a.img_size}")
-    if a.num_images < 1:
+    if a.num_images is not None and a.num_images < 1:
         p.error(f"--num-images must be at least 1, got {a.num_images}")
     return a
+
+
+def resolve_defaults(a, device: torch.device) -> Optional[str]:
+    """Fill --img-size / --num-images for the device; returns a note when CPU defaults were used."""
+    d = CPU_DEFAULTS if device.type == "cpu" else GPU_DEFAULTS
+    filled = [f"--{k.replace('_', '-')} {v}" for k, v in d.items() if getattr(a, k) is None]
+    for k, v in d.items():
+        if getattr(a, k) is None:
+            setattr(a, k, v)
+    if device.type != "cpu":
+        return None
+    why = "--device cpu" if a.device else "no CUDA device"
+    return f"{why}: computing on the CPU" + (f" with small defaults ({', '.join(filled)})" if filled else "")
 
 
 # ---- the method ----------------------------------------------------------------------------------
@@ -145,12 +167,13 @@ def _factory(spec: Optional[str]) -> Callable:
     return models.create_model
 
 
-def _vmamba_backbone(name: str, impl, pretrained: str, factory: Optional[str] = None):
+def _vmamba_backbone(name: str, impl, pretrained: str, factory: Optional[str] = None, allow_pickle=False):
     import models  # noqa: PLC0415
 
     last = len(models.get_config(name).depths) - 1
+    extra = dict(allow_pickle=True) if allow_pickle else {}  # asked for only: older registries lack it
     m = _factory(factory)(name, impl=None if impl in (None, "auto") else impl, pretrained=pretrained or None,
-                          features_only=True, out_indices=(last,))
+                          features_only=True, out_indices=(last,), **extra)
     return m, (lambda x: m(x)[0])
 
 
@@ -182,12 +205,13 @@ def _timm_backbone(name: str, pretrained: str, img_size: int):
     return m, last_stage
 
 
-def build(name: str, impl, pretrained: str, img_size: int, device, factory: Optional[str] = None) -> Callable:
+def build(name: str, impl, pretrained: str, img_size: int, device, factory: Optional[str] = None,
+          allow_pickle: bool = False) -> Callable:
     """A function image -> last stage NCHW map, in eval mode, weights frozen (only the input needs a gradient)."""
     import models  # noqa: PLC0415
 
     if name in models.list_models():
-        m, fn = _vmamba_backbone(name, impl, pretrained, factory)
+        m, fn = _vmamba_backbone(name, impl, pretrained, factory, allow_pickle)
     else:
         m, fn = _timm_backbone(name, pretrained, img_size)
     m = m.to(device).eval()
@@ -230,6 +254,9 @@ def main(argv=None) -> int:
     a = parse_args(argv)
     t0 = time.perf_counter()
     device = torch.device(a.device) if a.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    note = resolve_defaults(a, device)
+    if note:
+        print(note, file=sys.stderr)
     if a.images:
         files = _images.list_images(a.images, a.num_images, a.seed)
         source = f"{len(files)} images from {a.images}, {a.img_size} x {a.img_size}"
@@ -250,7 +277,7 @@ def main(argv=None) -> int:
     for name, ckpt in zip(a.models, a.pretrained_list):
         torch.manual_seed(a.seed)  # the same random init for a model whatever else is in the list
         try:
-            fn = build(name, a.impl, ckpt, a.img_size, device, a.model_factory)
+            fn = build(name, a.impl, ckpt, a.img_size, device, a.model_factory, a.allow_pickle)
         except (ValueError, FileNotFoundError, RuntimeError) as e:
             print(f"error: {name}: {e}", file=sys.stderr)
             return 2

@@ -16,7 +16,7 @@ exp(-inf) = 0 and no inf / NaN appears (the form exp(S_t) / exp(S_s) underflows 
 hundred steps of strong decay). The rounding error of the difference is about 1e-16 * |S_t| in the
 exponent, i.e. a relative error of the same size in W: negligible unless the decay sums to ~1e8.
 
-Memory: the result has batch * len(channels) * len(rows) * L entries (for VMamba-T stage 0,
+Memory: the result has batch * len(channels) * len(rows) * L entries (for VMamba-T's stage 1,
 KD = 384 and L = 3136: 15 GB in float32), so pick channels / rows for big maps. The work runs over
 channel and row blocks so that one float64 temporary holds at most `block_elems` entries
 (default 2**24, 128 MiB); it never forms an L x L x N tensor.

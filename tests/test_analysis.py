@@ -175,7 +175,7 @@ def test_attnmap_cli(tmp_path, capsys):
 
     out = tmp_path / "a.png"
     assert AM.main(["--model", "vmamba_t", "--model-factory", SMALL, "--impl", "torch", "--img-size", "64",
-                    "--stage", "2", "--block", "1", "--query", "1,2", "--out", str(out)]) == 0
+                    "--stage", "3", "--block", "1", "--query", "1,2", "--out", str(out)]) == 0
     assert _png(out, 300)
     text = capsys.readouterr().out
     assert "layers.2.blocks.1: map 4 x 4, query (1, 2)" in text
@@ -185,13 +185,13 @@ def test_attnmap_cli(tmp_path, capsys):
     Image.fromarray((np.random.rand(40, 50, 3) * 255).astype(np.uint8)).save(img)
     out2 = tmp_path / "b.png"
     assert AM.main(["--model", "vanilla_vmamba_tiny", "--model-factory", SMALL, "--impl", "torch", "--img-size",
-                    "32", "--stage", "0", "--block", "0", "--image", str(img), "--out", str(out2)]) == 0
+                    "32", "--stage", "1", "--block", "0", "--image", str(img), "--out", str(out2)]) == 0
     assert _png(out2, 300)
-    assert AM.main(["--model", "vmamba_t", "--model-factory", SMALL, "--img-size", "32", "--stage", "4",
+    assert AM.main(["--model", "vmamba_t", "--model-factory", SMALL, "--img-size", "32", "--stage", "0",
                     "--out", str(tmp_path / "c.png")]) == 2
     assert AM.main(["--model", "vmamba_t", "--model-factory", SMALL, "--img-size", "32", "--query", "9,9",
                     "--out", str(tmp_path / "c.png")]) == 2
-    assert "--stage must be in 0..3" in capsys.readouterr().err
+    assert "--stage must be in 1..4 (numbered as in the paper)" in capsys.readouterr().err
 
 
 def test_erf_cli(tmp_path, capsys):
@@ -245,3 +245,22 @@ def test_erf_timm_path_with_a_mock(tmp_path, monkeypatch, capsys):
                      "--out", str(tmp_path / "u.png")]) == 2
     err = capsys.readouterr().err
     assert "not a vmamba-lab model" in err and "timm" in err and "not installed" in err
+
+
+def test_erf_cpu_defaults_and_allow_pickle(monkeypatch):
+    a = ERF.parse_args(["--model", "vmamba_t"])
+    note = ERF.resolve_defaults(a, torch.device("cpu"))
+    assert (a.img_size, a.num_images) == (224, 4) and "--img-size 224" in note and "--num-images 4" in note
+    a = ERF.parse_args(["--model", "vmamba_t", "--img-size", "64"])
+    assert ERF.resolve_defaults(a, torch.device("cuda")) is None and (a.img_size, a.num_images) == (64, 50)
+    seen = []
+
+    def factory(name, **kw):
+        seen.append(kw)
+        return _FakeTimmNet()
+
+    monkeypatch.setattr(ERF, "_factory", lambda spec: factory)
+    ERF.build("vmamba_t", None, "x.pth", 32, "cpu", allow_pickle=True)
+    ERF.build("vmamba_t", "torch", "", 32, "cpu")
+    assert seen[0]["allow_pickle"] is True and seen[0]["pretrained"] == "x.pth"
+    assert "allow_pickle" not in seen[1] and seen[1]["impl"] == "torch" and seen[1]["out_indices"] == (3,)
