@@ -10,7 +10,10 @@ Commands (each has --help and prints a table at the end; results go to reports/*
     python -m bench.flops                    # params and official GFLOPs of the nine released variants
     python -m bench.report                   # plots + README results table from the CSVs
     bash bench/gpu_run.sh                    # all of the above in one device call, logs to $OUT
+    python -m bench.erf --model vmamba_t     # effective receptive field figure (RepLKNet / VMamba method)
+    python -m bench.attnmap --model vmamba_t # the scan's attention of a query pixel, per route and merged
 
 Modules: env (environment capture), results (CSV schemas, atomic append), timing, shapes, flops,
-mamba_ref (mamba_ssm loader and wrapper), _tiny (stand-in model for CPU tests).
+mamba_ref (mamba_ssm loader and wrapper), _tiny (stand-in models for CPU tests), _images (image
+loading for erf / attnmap).
 """

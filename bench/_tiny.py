@@ -64,3 +64,14 @@ def create_model(name: str = "tiny", impl=None, pretrained=None, num_classes: in
 
 def list_models():
     return ["tiny"]
+
+
+SMALL_VMAMBA = dict(depths=(1, 2, 2, 1), dims=16)
+
+
+def create_small_vmamba(name: str = "vmamba_tiny_s1l8", impl=None, pretrained=None, **overrides):
+    """The named VMamba variant (any forward type) at depths (1, 2, 2, 1) and width 16: the analysis CLIs'
+    CPU tests (`--model-factory bench._tiny:create_small_vmamba`) run the real model code in seconds."""
+    import models  # noqa: PLC0415
+
+    return models.create_model(name, impl=impl, pretrained=pretrained, **{**SMALL_VMAMBA, **overrides})

@@ -12,6 +12,7 @@
 See models/vmamba.py (modules), models/ss2d.py (the mixer), models/policy.py (per-layer kernels),
 models/registry.py (variants, checkpoints).
 """
+from .capture import ScanRecord, record_scans
 from .layers import DropPath, LayerNorm2d, Linear2d
 from .policy import KernelPolicy
 from .registry import (ALIASES, CONFIGS, OFFICIAL_COUNTS, create_model, extract_state_dict, get_config, list_models,
@@ -22,4 +23,4 @@ from .vmamba import VMambaConfig, VSSBlock, VSSM, remap_legacy_state_dict
 __all__ = ["create_model", "list_models", "model_configs", "get_config", "load_checkpoint", "extract_state_dict",
            "release_url", "KernelPolicy", "VSSM", "VSSBlock", "VMambaConfig", "SS2Dv0", "SS2Dv05", "SS2Dm0",
            "remap_legacy_state_dict", "LayerNorm2d", "Linear2d", "DropPath", "CONFIGS", "ALIASES",
-           "OFFICIAL_COUNTS"]
+           "OFFICIAL_COUNTS", "record_scans", "ScanRecord"]
