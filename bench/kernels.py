@@ -165,7 +165,7 @@ def why_not(impl: str, case: Case, inputs: dict, out_dtype) -> list:
 
 def make_runner(impl: str, case: Case, device, out_dtype) -> tuple:
     """(fn(i), bytes, out dtype name, n input sets, first-set inputs) for one case and impl."""
-    from vmamba_kernels import _library  # noqa: PLC0415
+    import vmamba_kernels as vk  # noqa: PLC0415
 
     sh, dtype = case.shape, DTYPES[case.dtype]
     if case.op == "selective_scan":
@@ -190,7 +190,7 @@ def make_runner(impl: str, case: Case, device, out_dtype) -> tuple:
                     return mamba_bwd(s["u"], s["delta"], s["A"], s["B"], s["C"], s["D"], s["delta_bias"], True,
                                      s["dout"], s["x"])
         else:
-            ops = _library.ops_for(impl)
+            ops = vk.ops(impl)
             fwd, bwd = ops["scan_fwd"], ops["scan_bwd"]
             if case.direction == "fwd":
                 def fn(i):
@@ -211,7 +211,7 @@ def make_runner(impl: str, case: Case, device, out_dtype) -> tuple:
     nbytes = cross_bytes(sh, dtype)
     n = n_sets_for(nbytes, device)
     g = torch.Generator(device="cpu").manual_seed(7)
-    ops = _library.ops_for(impl)
+    ops = vk.ops(impl)
     cl = case.channels_last
     if case.op == "cross_scan":
         x_shape = (sh.batch, sh.H, sh.W, sh.D) if cl else (sh.batch, sh.D, sh.H, sh.W)

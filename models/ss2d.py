@@ -40,11 +40,6 @@ def _wt(u: torch.Tensor) -> torch.dtype:
     return torch.float64 if u.dtype == torch.float64 else torch.float32
 
 
-def _is_refusal(err: RuntimeError) -> bool:
-    msg = str(err)
-    return msg.startswith("impl ") and " cannot run " in msg
-
-
 class _KernelCalls(nn.Module):
     """Mixin holding the resolved backend per op and calling vmamba_kernels with it."""
 
@@ -65,9 +60,7 @@ class _KernelCalls(nn.Module):
             return fn(*args, impl=impl, **kwargs)
         try:
             return fn(*args, impl=impl, **kwargs)
-        except RuntimeError as e:  # the named backend refused these inputs: automatic choice
-            if not _is_refusal(e):
-                raise
+        except vk.ImplRefused:  # the named backend refused these inputs: automatic choice
             return fn(*args, impl=None, **kwargs)
 
     def _cross_scan(self, x, channels_last=False):

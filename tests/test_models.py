@@ -531,3 +531,25 @@ def test_vanilla_weights_load_into_v05_channel_first():
     v05.load_state_dict(v0.state_dict(), strict=True)
     x = torch.randn(2, 3, 36, 44)
     torch.testing.assert_close(v05.eval()(x), v0(x), rtol=1e-4, atol=1e-5)
+
+
+def test_building_a_torch_model_probes_no_other_backend():
+    """create_model(impl="torch") imports neither triton, nor CuPy, nor the compiled extension: only the
+    backends a policy names are probed; running it loads none of our other backends' modules either
+    (torch itself may import triton when a custom op first runs)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    heavy = ["triton", "cupy", "vmamba_kernels._C", "vmamba_kernels.cuda.extension",
+             "vmamba_kernels.triton.launch", "vmamba_kernels.cupy.launch"]
+    code = ("import sys, torch, models\n"
+            "m = models.create_model('vmamba_t', impl='torch', depths=(1, 1, 1, 1), dims=8)\n"
+            f"heavy = {heavy!r}\n"
+            "print('BUILD', [k for k in heavy if k in sys.modules])\n"
+            "m(torch.randn(1, 3, 32, 32)).sum().backward()\n"
+            "print('RUN', [k for k in heavy[1:] if k in sys.modules])\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "BUILD []" in r.stdout and "RUN []" in r.stdout, r.stdout

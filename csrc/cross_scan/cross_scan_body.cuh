@@ -11,6 +11,7 @@
 #include <cstdlib>
 
 #include "../common/device.cuh"
+#include "../common/knobs.h"
 #include "cross_scan.h"
 
 namespace vmamba {
@@ -725,25 +726,25 @@ __host__ __device__ __forceinline__ void cross_merge_direct_body(const T* __rest
 }
 
 // ---- planning (host) ---------------------------------------------------------------------------
-// Tuning/test knobs, read per call: VMAMBA_CROSS_MAX_VEC caps the vector width (elements);
-// VMAMBA_CROSS_PATH=direct forces the direct kernels (so tests reach them on small maps).
+// Tuning/test knobs (../common/knobs.h: from the environment at first use, or set through an op):
+// VMAMBA_CROSS_MAX_VEC caps the vector width (elements); VMAMBA_CROSS_PATH=direct forces the direct
+// kernels (so tests reach them on small maps).
 inline int env_max_vec() {
-  const char* s = std::getenv("VMAMBA_CROSS_MAX_VEC");
-  if (s == nullptr || *s == 0) return 0;
-  return std::atoi(s);
+  const std::string v = knob(Knob::kCrossMaxVec);
+  if (v.empty()) return 0;
+  return std::atoi(v.c_str());
 }
 
 // VMAMBA_CROSS_SMEM_KB: shared memory per block the planner may use (default kSmemBudget / 1024);
 // channels-last stage-1 maps need more than the default for 16-byte channel runs (bench/tune_cross_scan.py)
 inline size_t smem_budget() {
-  const char* s = std::getenv("VMAMBA_CROSS_SMEM_KB");
-  const long kb = (s == nullptr || *s == 0) ? 0 : std::atol(s);
+  const std::string v = knob(Knob::kCrossSmemKb);
+  const long kb = v.empty() ? 0 : std::atol(v.c_str());
   return kb > 0 && kb <= 227 ? size_t(kb) * 1024 : kSmemBudget;
 }
 
 inline bool env_force_direct() {
-  const char* s = std::getenv("VMAMBA_CROSS_PATH");
-  return s != nullptr && s[0] == 'd';
+  return knob(Knob::kCrossPath)[0] == 'd';
 }
 
 inline int pick_vec(const Problem& p, int elem_bytes, size_t in_addr, size_t out_addr) {
@@ -821,7 +822,7 @@ inline int64_t direct_blocks(int64_t total) {
 }
 
 // ---- tiled planning (channels-last) ------------------------------------------------------------
-// VMAMBA_CROSS_CL_TILED, read per call: "0" never uses the tiled kernels (plane/direct as before),
+// VMAMBA_CROSS_CL_TILED (a knob, see above): "0" never uses the tiled kernels (plane/direct as before),
 // "1" uses them whenever they apply (so tests reach them on small maps), "b" the banded scan wherever
 // it applies (cross2d, square maps; otherwise, and for the merge, as "1"), unset/other: the rule in
 // plan_cross. VMAMBA_CROSS_CL_TILE="THxTW" or "THxTWxPC" fixes the tile (clipped to the map) and
@@ -829,21 +830,22 @@ inline int64_t direct_blocks(int64_t total) {
 // for tuning and for tests of edge tiles / channel groups; a tile that does not fit the budget
 // disables the tiled path.
 inline int env_cl_tiled() {
-  const char* s = std::getenv("VMAMBA_CROSS_CL_TILED");
-  if (s == nullptr || *s == 0) return -1;
-  return s[0] == '0' ? 0 : (s[0] == '1' ? 1 : (s[0] == 'b' ? 2 : -1));
+  const std::string v = knob(Knob::kCrossClTiled);
+  if (v.empty()) return -1;
+  return v[0] == '0' ? 0 : (v[0] == '1' ? 1 : (v[0] == 'b' ? 2 : -1));
 }
 
 // VMAMBA_CROSS_CL_BAND: rows (columns) per band of the banded scan (default: plan_cross's choice)
 inline uint32_t env_cl_band(uint32_t dflt) {
-  const char* s = std::getenv("VMAMBA_CROSS_CL_BAND");
-  const long v = (s == nullptr || *s == 0) ? 0 : std::atol(s);
+  const std::string k = knob(Knob::kCrossClBand);
+  const long v = k.empty() ? 0 : std::atol(k.c_str());
   return v >= 1 && v <= 4096 ? uint32_t(v) : dflt;
 }
 
 inline bool env_cl_tile(uint32_t& th, uint32_t& tw, uint32_t& pc) {
-  const char* s = std::getenv("VMAMBA_CROSS_CL_TILE");
-  if (s == nullptr || *s == 0) return false;
+  const std::string k = knob(Knob::kCrossClTile);
+  if (k.empty()) return false;
+  const char* s = k.c_str();
   char* end = nullptr;
   const long a = std::strtol(s, &end, 10);
   if (*end != 'x') return false;
@@ -873,8 +875,7 @@ constexpr uint32_t kTiledTargetElems = 8192;  // elements (pixels x channels) pe
 // 256-thread blocks (what 64 registers a thread allow) fit an H100 SM: 4 x (56 + 1 reserved) <= 228 KB.
 constexpr size_t kTiledSmem = 56 * 1024;
 inline size_t tiled_smem_budget() {
-  const char* s = std::getenv("VMAMBA_CROSS_SMEM_KB");
-  return (s == nullptr || *s == 0) ? std::min(kTiledSmem, smem_budget()) : smem_budget();
+  return knob(Knob::kCrossSmemKb).empty() ? std::min(kTiledSmem, smem_budget()) : smem_budget();
 }
 
 struct TileGeometry {
