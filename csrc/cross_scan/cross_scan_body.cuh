@@ -736,7 +736,7 @@ inline int env_max_vec() {
 }
 
 // VMAMBA_CROSS_SMEM_KB: shared memory per block the planner may use (default kSmemBudget / 1024);
-// channels-last stage-1 maps need more than the default for 16-byte channel runs (bench/tune_cross_scan.py)
+// channels-last stage-1 maps need more than the default for 16-byte channel runs (bench/tuning/cross_scan.py)
 inline size_t smem_budget() {
   const std::string v = knob(Knob::kCrossSmemKb);
   const long kb = v.empty() ? 0 : std::atol(v.c_str());
@@ -984,13 +984,10 @@ struct Launch {
 // Channels-last rule: tiled where it applies and the plane kernel would not fit (a plane over the
 // budget: it would fall back to the direct kernel); for the merge also where the plane kernel splits
 // a pixel's channels (P < C) into runs of less than a 32-byte sector (P ~ kTargetElems / L) and the
-// elements are 4 bytes or the map has >= 2048 pixels. Measured on the H100 (bench/tune_cross_scan.py,
-// B 128, 2026-11-27), x copy bandwidth, plane / tiled (scalar route phases, 19 x 19 or 28 x 28 tiles):
-// merge 56 x 56 fp16 0.46 / 0.55, fp32 0.48 / 0.79; 28 x 28 fp16 0.73 / 0.57, fp32 0.59 / 0.80;
-// 14 x 14 and 7 x 7 keep the plane kernel (whole sectors there). The tiled scan lost everywhere
-// (56 x 56: 0.71 / 0.23 fp16, 0.70 / 0.30 fp32): its column routes are written in runs of TH
-// elements at offsets w * H + h0, which split 32-byte sectors between neighbouring tiles; the scan
-// takes bands instead (below).
+// elements are 4 bytes or the map has >= 2048 pixels (the measurements: reports/tuning.md, "cuda: cross
+// scan / merge"); 14 x 14 and 7 x 7 keep the plane kernel (whole sectors there). The tiled scan lost
+// everywhere: its column routes are written in runs of TH elements at offsets w * H + h0, which split
+// 32-byte sectors between neighbouring tiles; the scan takes bands instead (below).
 inline Launch plan_cross(const Problem& p, bool merge) {
   Launch l;
   l.elem = p.dtype == kF32 ? 4 : 2;
@@ -1007,11 +1004,8 @@ inline Launch plan_cross(const Problem& p, bool merge) {
   if (!l.g.fits) l.vec = 1;
   const int tiled = p.channels_last ? env_cl_tiled() : 0;
   // banded scan: cross2d on a square map; the rule: maps of >= 2048 pixels where the plane kernel would
-  // split a pixel's channels into runs under 32 bytes; VMAMBA_CROSS_CL_TILED=b forces it wherever it
-  // applies. H100, B 128, x copy, plane / bands of 8 / 16 rows (2026-11-27, scalar route phases):
-  // 56 x 56 fp16 0.72 / 0.79 / 0.74, fp32 0.70 / 0.88 / 0.92; 28 x 28 plane 0.90 / 0.92 against
-  // 0.71 / 0.89 in bands of 8. With the vector route phases: 56 x 56 fp16 0.91 (bands of 4, 8, 16),
-  // fp32 0.93 (8, 16); C 192: 0.92 / 0.92.
+  // split a pixel's channels into runs under 32 bytes (0.91-0.93 of copy on 56 x 56 against the plane
+  // kernel's 0.70-0.72; reports/tuning.md); VMAMBA_CROSS_CL_TILED=b forces it wherever it applies.
   const bool short_runs_scan = l.g.fits && l.g.P < p.C && l.g.P * uint32_t(l.elem) < 32;
   const bool band_rule = short_runs_scan && p.H * p.W >= 2048;
   if (!merge && p.mode == kCross2d && p.H == p.W && (tiled == 2 || (tiled == -1 && band_rule))) {
@@ -1036,10 +1030,8 @@ inline Launch plan_cross(const Problem& p, bool merge) {
     const bool by_rule = !l.g.fits || (merge && short_runs && (l.elem == 4 || p.H * p.W >= 2048));
     if (by_rule && merge && tiled == -1 && p.mode == kCross2d) {
       // the merge's default tile, x 16 channels: fp32 8 rows x up to 64 columns, so both route kinds are
-      // read in runs of >= 32 bytes (56 x 56: 0.87 of copy against 0.81 with the 24 channels of the
-      // channel rule, 0.79 at 19 x 19); fp16 16 rows x W split in equal parts of <= 32 columns (56 x 56:
-      // 0.81 at 16 x 28 against 0.79 at 8 x 56, 0.77 at 12 x 56 or 8 x 28, 0.45 at 19 x 19; H100,
-      // 2026-11-27, bench/tune_cross_scan.py's tile shapes)
+      // read in runs of >= 32 bytes; fp16 16 rows x W split in equal parts of <= 32 columns (the best of
+      // bench/tuning/cross_scan.py's tile shapes: reports/tuning.md)
       const uint32_t H = uint32_t(p.H), W = uint32_t(p.W);
       const uint32_t tw16 = (W + (W + 31) / 32 - 1) / ((W + 31) / 32);
       const TileGeometry t8 = l.elem == 4 ? plan_tiles(p, 4u, smem_elem, xa, std::min(8u, H), std::min(64u, W), 16)
