@@ -89,7 +89,8 @@ def test_tp_unavailable_impl_is_reported_not_written(tmp_path, capsys):
 
 def test_tp_robust_method(tmp_path):
     rc = TP.main(["--model", "tiny", "--impl", "torch", "--batch-size", "2", "--img-size", "32", "--warmup", "1",
-                  "--iters", "3", "--reports-dir", str(tmp_path), "--method", "robust", "--channels-last"],
+                  "--iters", "3", "--reports-dir", str(tmp_path), "--method", "robust", "--memory-format",
+                  "channels_last"],
                  create_model=lambda name, impl=None: TinyVMamba(impl=impl))
     assert rc == 0
     _, rows = read_csv(tmp_path / "models.csv")
@@ -255,3 +256,12 @@ def test_check_feeds_mamba_the_rounded_upstream_gradient():
     assert CK.upstream_grad(CK.MAMBA, dout, torch.float32) is dout
     g = CK.upstream_grad(CK.MAMBA, dout, torch.float16)
     assert g.dtype == torch.float32 and torch.equal(g, dout.half().float()) and not torch.equal(g, dout)
+
+
+def test_tp_memory_format_flag_and_its_old_name(capsys):
+    assert TP.parse_args([]).memory_format == "contiguous"
+    assert TP.parse_args(["--memory-format", "channels_last"]).memory_format == "channels_last"
+    assert TP.parse_args(["--channels-last"]).memory_format == "channels_last"
+    assert "--memory-format channels_last" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        TP.parse_args(["--memory-format", "nhwc"])
