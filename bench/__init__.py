@@ -11,6 +11,8 @@ Commands (each has --help and prints a table at the end; results go to reports/*
     python -m bench.report                   # plots + README results table from the CSVs
     bash bench/gpu_run.sh                    # all of the above in one device call, logs to $OUT
 
+The harnesses behind the kernels' tuned constants are apart, in bench/tuning/ (python -m bench.tuning.triton, ...).
+
 Modules: env (environment capture), results (CSV schemas, atomic append), timing, shapes, flops,
 mamba_ref (mamba_ssm loader and wrapper), _tiny (stand-in model for CPU tests).
 """

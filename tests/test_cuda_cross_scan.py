@@ -7,14 +7,15 @@ Two layers:
   The channels-last tiled kernels are reached with VMAMBA_CROSS_CL_TILED=1 (fixed tiles and channel
   groups with VMAMBA_CROSS_CL_TILE), the banded scan with VMAMBA_CROSS_CL_TILED=b (band height
   VMAMBA_CROSS_CL_BAND); the older tests pin VMAMBA_CROSS_CL_TILED=0 so they keep covering the
-  plane kernels.
+  plane kernels (each harness run is its own process, which reads these knobs from its environment).
 * GPU (marker `gpu`): the compiled ops torch.ops.vmamba_cuda.cross_scan / cross_merge and the public
   API with impl="cuda": exact equality for the scan (a permutation), float64-referenced tolerances of
   one rounding for the merge, gradients, every launch path (vector widths, direct kernel, planes too
-  big for shared memory, tiled channels-last), non-contiguous input, poisoned outputs.
+  big for shared memory, tiled channels-last; the knobs set through vmamba_kernels.tuning("cuda", ...)),
+  non-contiguous input, poisoned outputs.
 
 Timing lives in bench/: `python -m bench.kernels --ops cross_scan,cross_merge --layouts cf,cl` and the
-vector-width / plane-vs-tiled sweep `python -m bench.tune_cross_scan`.
+vector-width / plane-vs-tiled sweep `python -m bench.tuning.cross_scan`.
 """
 from __future__ import annotations
 

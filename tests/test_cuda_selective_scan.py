@@ -7,7 +7,7 @@ dtype, softplus and D/delta_bias cycled; poisoned outputs (the knob scan_poison 
 scratch buffer with NaN first); several channel rounds per backward block (scan_bwd_splits=1);
 bitwise determinism; the input checks; mamba_ssm's kernel when built; a > 2^31-element case (slow).
 
-Timing lives in bench/ (`python -m bench.kernels`, and bench/tune_scan.cu for the kernels' constants).
+Timing lives in bench/ (`python -m bench.kernels`, and bench/tuning/scan.cu for the kernels' constants).
 """
 from __future__ import annotations
 

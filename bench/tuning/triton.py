@@ -51,7 +51,7 @@ def _t(fn, rep=40):
 def sweep_cross_bands(batch, stages=(0, 1, 2, 3), dtypes=("fp16", "fp32")):
     """Band height x channels per program x warps of the banded channels-last cross2d scan on VMamba-T's
     stage maps (image-last grid), against the cuda kernel and the tiled kernel it replaces
-    (BAND_SCAN = None) in the same run; results checked bitwise."""
+    (band_scan=None) in the same run; results checked bitwise."""
     import importlib
 
     from reference import cross_scan_ref
