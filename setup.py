@@ -1,9 +1,8 @@
-"""Install vmamba-lab and, where it can, build the CUDA extension `vmamba_kernels._C`.
+"""Build the CUDA extension `vmamba_kernels._C` where it can (the package metadata is pyproject.toml's).
 
-    pip install --no-build-isolation --use-pep517 -e ".[dev]"   # torch must already be installed
+    pip install --no-build-isolation -e ".[dev]"   # torch, setuptools, wheel and ninja already installed
 
-(--use-pep517: without a pyproject.toml, pip 23 otherwise runs the legacy `setup.py develop`, which
-setuptools >= 80 turns into a nested pip call *with* build isolation, where torch is missing.)
+(--no-build-isolation: the extension compiles against the environment's torch.)
 
 The extension is compiled (ninja) from every .cpp and .cu file under csrc/: `cuda_sources()` below is
 the one source list, and CMakeLists.txt reads it through `python setup.py --list-sources`. It is
@@ -267,26 +266,7 @@ if __name__ == "__main__":
         print(";".join(cuda_sources()))
         sys.exit(0)
 
-    from setuptools import find_packages, setup
+    from setuptools import setup
 
     ext_modules, cmdclass = extension_modules()
-    setup(
-        name="vmamba-lab",
-        version="0.1.0",
-        description="VMamba's selective scan and cross scan in CUDA, Triton, CuPy and torch behind one API",
-        license="MIT",
-        packages=find_packages(include=["vmamba_kernels*", "reference*", "models*", "bench*"],
-                               exclude=["tests*"]),
-        # the CuPy backend compiles these sources at run time; the skip note explains a missing extension
-        package_data={"vmamba_kernels": ["cupy/csrc/*.cu", "cupy/csrc/*.cuh", "_build_skipped.txt"]},
-        python_requires=">=3.10",
-        install_requires=["torch", "numpy"],
-        extras_require={
-            "dev": ["pytest", "pytest-benchmark", 'triton; platform_system=="Linux"'],
-            "bench": ["pandas", "matplotlib", "nvidia-ml-py", "pytest-benchmark"],
-            "cupy": ["cupy-cuda13x"],
-        },
-        ext_modules=ext_modules,
-        cmdclass=cmdclass,
-        zip_safe=False,
-    )
+    setup(ext_modules=ext_modules, cmdclass=cmdclass)  # name, packages, extras: pyproject.toml

@@ -13,6 +13,8 @@ Commands (each has --help and prints a table at the end; results go to reports/*
     python -m bench.erf --model vmamba_t     # effective receptive field figure (RepLKNet / VMamba method)
     python -m bench.attnmap --model vmamba_t # the scan's attention of a query pixel, per route and merged
 
+The harnesses behind the kernels' tuned constants are apart, in bench/tuning/ (python -m bench.tuning.triton, ...).
+
 Modules: env (environment capture), results (CSV schemas, atomic append), timing, shapes, flops,
 mamba_ref (mamba_ssm loader and wrapper), _tiny (stand-in models for CPU tests), _images (image
 loading for erf / attnmap).

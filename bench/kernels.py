@@ -30,6 +30,7 @@ from bench import env as envmod
 from bench.results import KernelRow, append_rows, format_table, reports_dir
 from bench.shapes import K, StageShape, stage_shapes
 from bench.timing import Progress, copy_bandwidth, sync, time_kernel
+from vmamba_kernels.layout import map_shape
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DNAME = {v: k for k, v in DTYPES.items()}
@@ -39,7 +40,8 @@ MAMBA = "mamba_ssm"
 SKIP_BY_DEFAULT = ("torch_sequential",)  # one Python step per time index: minutes per call at these sizes
 
 
-LAYOUTS = ("cf", "cl")  # cross ops: the 2-D map channels-first (B, C, H, W) or channels-last (B, H, W, C)
+# --layouts: cross ops on the 2-D map channels first (B, C, H, W) or channels last (B, H, W, C)
+LAYOUTS = {"cf": False, "cl": True}  # name -> channels_last
 
 
 @dataclass(frozen=True)
@@ -48,11 +50,7 @@ class Case:
     direction: str
     dtype: str
     shape: StageShape
-    layout: str = "cf"  # cross ops only
-
-    @property
-    def channels_last(self) -> bool:
-        return self.layout == "cl"
+    channels_last: bool = False  # cross ops only
 
     def label(self) -> str:
         if self.op == "selective_scan":
@@ -70,7 +68,7 @@ def build_cases(models, ops, dtypes, directions, batch=128, img_size=224, layout
                         if op != "selective_scan" and d == "bwd":
                             continue  # the backward of cross_scan is cross_merge and vice versa
                         for lay in (("cf",) if op == "selective_scan" else layouts):
-                            cases.append(Case(op, d, dt, sh, lay))
+                            cases.append(Case(op, d, dt, sh, LAYOUTS[lay]))
     return cases
 
 
@@ -165,7 +163,7 @@ def why_not(impl: str, case: Case, inputs: dict, out_dtype) -> list:
 
 def make_runner(impl: str, case: Case, device, out_dtype) -> tuple:
     """(fn(i), bytes, out dtype name, n input sets, first-set inputs) for one case and impl."""
-    from vmamba_kernels import _library  # noqa: PLC0415
+    import vmamba_kernels as vk  # noqa: PLC0415
 
     sh, dtype = case.shape, DTYPES[case.dtype]
     if case.op == "selective_scan":
@@ -190,7 +188,7 @@ def make_runner(impl: str, case: Case, device, out_dtype) -> tuple:
                     return mamba_bwd(s["u"], s["delta"], s["A"], s["B"], s["C"], s["D"], s["delta_bias"], True,
                                      s["dout"], s["x"])
         else:
-            ops = _library.ops_for(impl)
+            ops = vk.ops(impl)
             fwd, bwd = ops["scan_fwd"], ops["scan_bwd"]
             if case.direction == "fwd":
                 def fn(i):
@@ -211,10 +209,10 @@ def make_runner(impl: str, case: Case, device, out_dtype) -> tuple:
     nbytes = cross_bytes(sh, dtype)
     n = n_sets_for(nbytes, device)
     g = torch.Generator(device="cpu").manual_seed(7)
-    ops = _library.ops_for(impl)
+    ops = vk.ops(impl)
     cl = case.channels_last
     if case.op == "cross_scan":
-        x_shape = (sh.batch, sh.H, sh.W, sh.D) if cl else (sh.batch, sh.D, sh.H, sh.W)
+        x_shape = map_shape(sh.batch, sh.D, sh.H, sh.W, cl)
         sets = [{"x": torch.randn(*x_shape, generator=g).to(device, dtype)} for _ in range(n)]
         op = ops["cross_scan"]
 
@@ -238,7 +236,7 @@ def cheap_inputs(case: Case, device, out_dtype) -> dict:
     if case.op == "selective_scan":
         return scan_inputs(small, dtype, device, 0)
     if case.op == "cross_scan":
-        return {"x": torch.randn(*((1, sh.H, sh.W, 2) if case.channels_last else (1, 2, sh.H, sh.W))).to(device, dtype)}
+        return {"x": torch.randn(*map_shape(1, 2, sh.H, sh.W, case.channels_last)).to(device, dtype)}
     return {"y": torch.randn(1, K, 2, sh.L).to(device, dtype)}
 
 

@@ -36,7 +36,7 @@ L2_BYTES = 64 << 20  # rotate input sets until a round trip exceeds ~4x this (H1
 def _impls(names) -> dict:
     """name -> namespace of the four raw kernels, for the impls that import here."""
     where = {"triton": ("vmamba_kernels.triton.layer_norm", "vmamba_kernels.triton.dwconv"),
-             "cuda": ("vmamba_kernels.cuda.kernels",)}
+             "cuda": ("vmamba_kernels.cuda.extension",)}
     out = {}
     for name in names:
         funcs = {}

@@ -76,7 +76,7 @@ class ModelRow:
     method: str = ""        # official | robust
     cudnn_benchmark: bool = True
     compile: bool = False
-    channels_last: bool = False
+    channels_last: bool = False  # torch memory format of model and input (bench.tp --memory-format channels_last)
     note: str = ""          # e.g. "OOM at batch 128: halved to 64"
     requested_batch: int = 0
     ms_per_iter: float = float("nan")

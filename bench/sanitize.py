@@ -46,8 +46,6 @@ def run_cases(impl: str = "cuda", device: str = "cuda") -> int:
     import torch  # noqa: PLC0415
 
     import vmamba_kernels as vk  # noqa: PLC0415
-    from reference.cross_scan import cross_merge_ref, cross_scan_ref  # noqa: PLC0415
-    from reference.selective_scan import selective_scan_parallel  # noqa: PLC0415
 
     dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
     tol = {"fp32": 2e-3, "fp16": 2e-2, "bf16": 1e-1}
@@ -60,52 +58,62 @@ def run_cases(impl: str = "cuda", device: str = "cuda") -> int:
     cases = [(c, False) for c in SCAN_CASES] + [(c, True) for c in SCAN_CASES if c[3] > 1]
     for (batch, KD, K, N, L, dn), seq in cases:
         # seq: the row-per-thread kernels of 1 < d_state <= 16, forced (they start at many rows)
-        os.environ["VMAMBA_SCAN_SEQ_MIN_ROWS"] = "0" if seq else str(1 << 62)
-        dt = dtypes[dn]
-        u, delta = rnd(batch, KD, L, dt=dt), (rnd(batch, KD, L) * 0.5 - 2).to(dt)
-        A = -torch.rand(KD, N, generator=g, device=device) - 0.5
-        B, C = rnd(batch, K, N, L, dt=dt), rnd(batch, K, N, L, dt=dt)
-        D, bias = rnd(KD), rnd(KD) * 0.1
-        leaves = [t.requires_grad_() for t in (u, delta, A, B, C, D, bias)]
-        y = vk.selective_scan(*leaves[:5], D=leaves[5], delta_bias=leaves[6], delta_softplus=True,
-                              out_dtype=torch.float32, impl=impl)
-        dy = rnd(*y.shape)
-        grads = torch.autograd.grad(y, leaves, dy)
-        ref_leaves = [t.detach().double().requires_grad_() for t in leaves]
-        yr = selective_scan_parallel(*ref_leaves[:5], D=ref_leaves[5], delta_bias=ref_leaves[6],
-                                     delta_softplus=True)
-        # allow_unused: with L = 1 the reference never multiplies by exp(dt A) (the state starts at 0)
-        ref_grads = torch.autograd.grad(yr, ref_leaves, dy.double(), allow_unused=True)
-        ref_grads = [torch.zeros_like(x) if gr is None else gr for x, gr in zip(ref_leaves, ref_grads)]
-        errs = [float((a.detach().double() - b.detach()).abs().max() / (1 + b.detach().abs().max()))
-                for a, b in zip([y, *grads], [yr, *ref_grads])]
-        ok = max(errs) <= tol[dn]
-        bad += not ok
-        print(f"scan  B{batch} KD{KD} K{K} N{N} L{L} {dn}{' row-per-thread' if seq else ''}: max scaled error {max(errs):.1e} {'ok' if ok else 'FAIL'}")
-
-    os.environ.pop("VMAMBA_SCAN_SEQ_MIN_ROWS", None)
+        with vk.tuning("cuda", scan_seq_min_rows=0 if seq else 1 << 62):
+            bad += _scan_case(vk, impl, rnd, g, device, dtypes, tol, batch, KD, K, N, L, dn, seq)
     for batch, Cc, H, W, dn in CROSS_CASES:
         for mode in ("cross2d", "unidi", "bidi"):
             for cl, path in [(False, None)] + [(True, q) for q in CL_PATHS]:
-                if path is None:
-                    os.environ.pop("VMAMBA_CROSS_CL_TILED", None)
-                else:
-                    os.environ["VMAMBA_CROSS_CL_TILED"] = path
-                x = rnd(batch, H, W, Cc, dt=dtypes[dn]) if cl else rnd(batch, Cc, H, W, dt=dtypes[dn])
-                ys = vk.cross_scan(x, mode=mode, channels_last=cl, impl=impl)
-                xm = vk.cross_merge(ys, H, W, mode=mode, channels_last=cl, impl=impl)
-                ys_r = cross_scan_ref(x.double(), mode, channels_last=cl)
-                xm_r = cross_merge_ref(ys.double(), H, W, mode, channels_last=cl)
-                err = max(float((ys.double() - ys_r).abs().max()), float((xm.double() - xm_r).abs().max() /
-                                                                         (1 + xm_r.abs().max())))
-                ok = err <= tol[dn]
-                bad += not ok
-                print(f"cross B{batch} C{Cc} {H}x{W} {mode} {'cl' if cl else 'cf'}"
-                      f"{'' if path is None else ' VMAMBA_CROSS_CL_TILED=' + path} {dn}: {err:.1e} {'ok' if ok else 'FAIL'}")
-    os.environ.pop("VMAMBA_CROSS_CL_TILED", None)
+                with vk.tuning("cuda", cross_cl_tiled=path):
+                    bad += _cross_case(vk, impl, rnd, dtypes, tol, batch, Cc, H, W, dn, mode, cl, path)
     if device == "cuda":
         torch.cuda.synchronize()
     return 1 if bad else 0
+
+
+def _scan_case(vk, impl, rnd, g, device, dtypes, tol, batch, KD, K, N, L, dn, seq) -> int:
+    """One selective-scan case against the float64 reference; 1 when it fails."""
+    import torch  # noqa: PLC0415
+
+    from reference.selective_scan import selective_scan_parallel  # noqa: PLC0415
+
+    dt = dtypes[dn]
+    u, delta = rnd(batch, KD, L, dt=dt), (rnd(batch, KD, L) * 0.5 - 2).to(dt)
+    A = -torch.rand(KD, N, generator=g, device=device) - 0.5
+    B, C = rnd(batch, K, N, L, dt=dt), rnd(batch, K, N, L, dt=dt)
+    D, bias = rnd(KD), rnd(KD) * 0.1
+    leaves = [t.requires_grad_() for t in (u, delta, A, B, C, D, bias)]
+    y = vk.selective_scan(*leaves[:5], D=leaves[5], delta_bias=leaves[6], delta_softplus=True,
+                          out_dtype=torch.float32, impl=impl)
+    dy = rnd(*y.shape)
+    grads = torch.autograd.grad(y, leaves, dy)
+    ref_leaves = [t.detach().double().requires_grad_() for t in leaves]
+    yr = selective_scan_parallel(*ref_leaves[:5], D=ref_leaves[5], delta_bias=ref_leaves[6],
+                                 delta_softplus=True)
+    # allow_unused: with L = 1 the reference never multiplies by exp(dt A) (the state starts at 0)
+    ref_grads = torch.autograd.grad(yr, ref_leaves, dy.double(), allow_unused=True)
+    ref_grads = [torch.zeros_like(x) if gr is None else gr for x, gr in zip(ref_leaves, ref_grads)]
+    errs = [float((a.detach().double() - b.detach()).abs().max() / (1 + b.detach().abs().max()))
+            for a, b in zip([y, *grads], [yr, *ref_grads])]
+    ok = max(errs) <= tol[dn]
+    print(f"scan  B{batch} KD{KD} K{K} N{N} L{L} {dn}{' row-per-thread' if seq else ''}: max scaled error {max(errs):.1e} {'ok' if ok else 'FAIL'}")
+    return int(not ok)
+
+
+def _cross_case(vk, impl, rnd, dtypes, tol, batch, Cc, H, W, dn, mode, cl, path) -> int:
+    """One cross scan + merge case against the float64 reference; 1 when it fails."""
+    from reference.cross_scan import cross_merge_ref, cross_scan_ref  # noqa: PLC0415
+
+    x = rnd(batch, H, W, Cc, dt=dtypes[dn]) if cl else rnd(batch, Cc, H, W, dt=dtypes[dn])
+    ys = vk.cross_scan(x, mode=mode, channels_last=cl, impl=impl)
+    xm = vk.cross_merge(ys, H, W, mode=mode, channels_last=cl, impl=impl)
+    ys_r = cross_scan_ref(x.double(), mode, channels_last=cl)
+    xm_r = cross_merge_ref(ys.double(), H, W, mode, channels_last=cl)
+    err = max(float((ys.double() - ys_r).abs().max()), float((xm.double() - xm_r).abs().max() /
+                                                             (1 + xm_r.abs().max())))
+    ok = err <= tol[dn]
+    print(f"cross B{batch} C{Cc} {H}x{W} {mode} {'cl' if cl else 'cf'}"
+          f"{'' if path is None else ' cross_cl_tiled=' + path} {dn}: {err:.1e} {'ok' if ok else 'FAIL'}")
+    return int(not ok)
 
 
 def main(argv=None) -> int:

@@ -72,7 +72,11 @@ def parse_args(argv=None):
     p.add_argument("--optimizer-step", action="store_true",
                    help="include an AdamW step + zero_grad in each training iteration (off: as the paper)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (default mode)")
-    p.add_argument("--channels-last", action="store_true", help="model and input in channels_last memory format")
+    p.add_argument("--memory-format", choices=["contiguous", "channels_last"], default="contiguous",
+                   help="torch memory format of the model's weights and input (not the activation layout between "
+                        "VMamba's modules, which the variant fixes: its norm_layer)")
+    p.add_argument("--channels-last", dest="old_channels_last", action="store_true",
+                   help=argparse.SUPPRESS)  # the old name of --memory-format channels_last
     p.add_argument("--cudnn-benchmark", dest="cudnn_benchmark", action="store_true", default=True,
                    help="torch.backends.cudnn.benchmark = True (default, as the official script)")
     p.add_argument("--no-cudnn-benchmark", dest="cudnn_benchmark", action="store_false")
@@ -99,6 +103,10 @@ def parse_args(argv=None):
         a.models[i:i + 1] = HEADLINE
     a.models = [m for m in a.models if m != "none"]  # --model none --baselines: baselines only
     a.impls = _split(a.impl, ["auto"])
+    if a.old_channels_last:
+        print("bench.tp: --channels-last is now --memory-format channels_last (the torch memory format)",
+              file=sys.stderr)
+        a.memory_format = "channels_last"
     if a.train_only:
         a.train = True
     return a
@@ -231,7 +239,7 @@ def measure(model, mode: str, batch: int, img_size: int, device, a, num_classes:
     train = mode.startswith("train")
     amp_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(
         a.amp_dtype or "", torch.float16 if dev.type == "cuda" else torch.bfloat16)
-    fmt = torch.channels_last if a.channels_last else torch.contiguous_format
+    fmt = torch.channels_last if a.memory_format == "channels_last" else torch.contiguous_format
     x = torch.randn(batch, 3, img_size, img_size, device=dev).contiguous(memory_format=fmt)
     y = torch.randint(0, num_classes, (batch,), device=dev)
     crit = torch.nn.CrossEntropyLoss()
@@ -325,7 +333,7 @@ def run(a, create_model: Optional[Callable] = None) -> tuple:
                 raise RuntimeError("no model factory")
             print(f"  {mname}/{impl}: building the model on {device}", file=sys.stderr, flush=True)
             model = thunk().to(device)
-            if a.channels_last:
+            if a.memory_format == "channels_last":
                 model = model.to(memory_format=torch.channels_last)
         except Exception as e:  # noqa: BLE001 (an unavailable impl must not stop the other runs)
             for mode in modes:
@@ -377,7 +385,7 @@ def run(a, create_model: Optional[Callable] = None) -> tuple:
                 img_per_s=res["img_per_s"], peak_mem_mb=res["peak_mb"], gpu=envmod.gpu_label(device),
                 git_sha=envmod.git_sha_label(), timestamp=envmod.utc_now(), method=a.method,
                 cudnn_benchmark=bool(a.cudnn_benchmark) if device.type == "cuda" else False,
-                compile=a.compile, channels_last=a.channels_last, note="; ".join(notes),
+                compile=a.compile, channels_last=a.memory_format == "channels_last", note="; ".join(notes),
                 requested_batch=a.batch_size, ms_per_iter=res["ms"], ms_p20=res["ms_p20"], ms_p80=res["ms_p80"],
                 params_m=params_m, gflops=gflops, optimizer_step=bool(a.optimizer_step and mode.startswith("train")),
                 warmup=res["warmup"], iters=res["iters"], env_json=envmod.env_json(env))

@@ -3,10 +3,15 @@
 // vmamba_cuda, CUDA, m)); importing this module (after `import torch`) makes them appear under
 // torch.ops.vmamba_cuda. The same sources built by CMakeLists.txt (VMAMBA_NO_PYTHON) give a plain
 // shared library for torch.ops.load_library; build_info is then available as an op only.
+// Also here: the knob ops (common/knobs.h), vmamba_cuda::set_knob(name, value) and vmamba_cuda::knobs().
 #include <cuda_runtime_api.h>
+#include <c10/util/Exception.h>
 #include <torch/library.h>
 
 #include <string>
+
+#include "common/knobs.h"
+#include "selective_scan/selective_scan.h"
 
 #ifndef VMAMBA_BUILD_ARCHS
 #define VMAMBA_BUILD_ARCHS unknown
@@ -25,6 +30,8 @@ std::string build_info_string() {
   s += "archs=" VMAMBA_STR(VMAMBA_BUILD_ARCHS);
   s += ";builder=" VMAMBA_STR(VMAMBA_BUILDER);
   s += ";cuda_runtime=" + std::to_string(CUDART_VERSION);
+  // time steps per scan chunk: the aux tensor is (batch, KD, ceil(L / scan_chunk), N)
+  s += ";scan_chunk=" + std::to_string(vmamba::scan::kChunk);
   return s;
 }
 
@@ -32,6 +39,11 @@ std::string build_info_string() {
 
 TORCH_LIBRARY_FRAGMENT(vmamba_cuda, m) {
   m.def("build_info() -> str", [] { return build_info_string(); });
+  m.def("set_knob(str name, str value) -> ()", [](const std::string& name, const std::string& value) {
+    TORCH_CHECK(vmamba::set_knob(name, value), "vmamba_cuda::set_knob: unknown knob '", name, "'; knobs: ",
+                vmamba::knob_list());
+  });
+  m.def("knobs() -> str", [] { return vmamba::knob_list(); });
 }
 
 #ifndef VMAMBA_NO_PYTHON
@@ -52,6 +64,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
       start = end + 1;
     }
     return d;
-  }, "archs, builder (setup.py or cmake) and CUDA runtime version this extension was compiled with");
+  }, "archs, builder (setup.py or cmake), CUDA runtime version and scan chunk this extension was compiled with");
 }
 #endif

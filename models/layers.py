@@ -67,11 +67,11 @@ class DropPath(nn.Module):
 
 
 class Mlp(nn.Module):
-    """fc1 -> act -> dropout -> fc2 -> dropout; Linear2d when channel-first."""
+    """fc1 -> act -> dropout -> fc2 -> dropout; Linear2d when channels first."""
 
-    def __init__(self, dim: int, hidden: int, act_layer=nn.GELU, drop: float = 0.0, channel_first: bool = False):
+    def __init__(self, dim: int, hidden: int, act_layer=nn.GELU, drop: float = 0.0, channels_last: bool = True):
         super().__init__()
-        Lin = Linear2d if channel_first else nn.Linear
+        Lin = nn.Linear if channels_last else Linear2d
         self.fc1 = Lin(dim, hidden)
         self.act = act_layer()
         self.fc2 = Lin(hidden, dim)
@@ -85,14 +85,14 @@ class PatchMerging2D(nn.Module):
     """Downsample "v1": concatenate the four 2x2 phases (even/even, odd/even, even/odd, odd/odd in
     (h, w)), norm, then a bias-free Linear 4C -> 2C. Odd sizes are zero-padded at the bottom/right."""
 
-    def __init__(self, dim: int, out_dim: int, norm_layer=nn.LayerNorm, channel_first: bool = False):
+    def __init__(self, dim: int, out_dim: int, norm_layer=nn.LayerNorm, channels_last: bool = True):
         super().__init__()
-        self.channel_first = channel_first
-        self.reduction = (Linear2d if channel_first else nn.Linear)(4 * dim, out_dim, bias=False)
+        self.channels_last = channels_last
+        self.reduction = (nn.Linear if channels_last else Linear2d)(4 * dim, out_dim, bias=False)
         self.norm = norm_layer(4 * dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.channel_first:
+        if not self.channels_last:
             H, W = x.shape[-2:]
             if H % 2 or W % 2:
                 x = F.pad(x, (0, W % 2, 0, H % 2))
@@ -122,7 +122,7 @@ def norm_layer(name: str):
     try:
         return NORMS[name.lower()]
     except KeyError:
-        raise ValueError(f"unknown norm_layer {name!r}; choose 'ln' (channel-last) or 'ln2d' (channel-first)") from None
+        raise ValueError(f"unknown norm_layer {name!r}; choose 'ln' (channels last) or 'ln2d' (channels first)") from None
 
 
 # ---- mamba-style initialisation (as the official SS2D's dt / A / D init) ------------------------

@@ -13,11 +13,13 @@
   all three ops, a KernelPolicy sets its non-None fields). "*" matches every layer.
 
 Resolution happens once (at construction and on `set_impl`) and yields one `ResolvedOp` per (layer,
-op): the backend name passed as `impl=` to the vmamba_kernels call (None = automatic). A named
-backend that is unavailable in this process (per `vmamba_kernels.list_impls`: no GPU, package not
+op): the backend name passed as `impl=` to the vmamba_kernels call (None = automatic). Only the
+backends the policy names are probed (imported), so impl="torch" loads neither triton, nor CuPy, nor
+the compiled extension. A named backend that is unavailable in this process (no GPU, package not
 installed, extension not built) is an error right there, naming the reason and the fix, unless
 `fallback=True`, which replaces it by the automatic choice (and at call time retries with the
-automatic choice when the named backend refuses the inputs); `impl_table()` shows what ran.
+automatic choice when the named backend refuses the inputs, `vmamba_kernels.ImplRefused`);
+`impl_table()` shows what ran.
 """
 from __future__ import annotations
 
@@ -50,10 +52,10 @@ ImplSpec = Union[None, str, KernelPolicy, Mapping[str, Union[None, str, KernelPo
 
 
 def _known_impls() -> dict:
-    """{name: row of vmamba_kernels.list_impls()} (registry loaded once by vmamba_kernels)."""
-    import vmamba_kernels as vk
+    """{name: vmamba_kernels Backend}: the registry, no backend probed (imported) yet."""
+    from vmamba_kernels import dispatch
 
-    return {r["name"]: r for r in vk.list_impls()}
+    return {b.name: b for b in dispatch.backends()}
 
 
 def _check_name(name: Optional[str], known: dict, where: str) -> None:
@@ -108,19 +110,20 @@ def resolve(spec: ImplSpec, layer: str, fallback: bool = False, known: Optional[
         if name is None:
             out[op] = ResolvedOp(None, None, "auto")
             continue
-        row = known[name]
-        if op not in row["ops"]:
+        backend = known[name]
+        if op not in backend.ops:
             if fallback:
                 out[op] = ResolvedOp(name, None, f"{name} does not implement {op}; auto")
                 continue
             raise ValueError(f"impl {name!r} does not implement {op} (layer {layer}); "
                              f"pass fallback=True to use the automatic choice instead")
-        if not row["available"] and fallback:
-            out[op] = ResolvedOp(name, None, f"{name} unavailable ({row['reason']}); auto")
-        elif not row["available"]:
-            here = [n for n, r in known.items() if r["available"] and op in r["ops"]]
+        reason = backend.unavailable_reason()  # probes (imports) this backend only
+        if reason is not None and fallback:
+            out[op] = ResolvedOp(name, None, f"{name} unavailable ({reason}); auto")
+        elif reason is not None:
+            here = [n for n, b in known.items() if op in b.ops and b.available()]  # the error path probes all
             raise RuntimeError(f"impl {name!r} (asked for {op} of layer {layer}) cannot run in this process: "
-                               f"{row['reason']}. Pass fallback=True to let the automatic choice run instead "
+                               f"{reason}. Pass fallback=True to let the automatic choice run instead "
                                f"(model.impl_table() shows what ran), or choose an impl that is available here: "
                                f"{', '.join(here) or 'none'}")
         else:

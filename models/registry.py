@@ -90,7 +90,7 @@ def model_configs() -> dict:
     out = {}
     for name, cfg in CONFIGS.items():
         d = asdict(cfg)
-        d["channel_first"] = cfg.channel_first
+        d["channels_last"] = cfg.channels_last
         d["official_params"], d["official_gflops"] = OFFICIAL_COUNTS.get(name, (None, None))
         d["aliases"] = [a for a, n in ALIASES.items() if n == name]
         out[name] = d
@@ -99,15 +99,19 @@ def model_configs() -> dict:
 
 def get_config(name: str, **overrides) -> VMambaConfig:
     cfg = CONFIGS[_canonical(name)]
-    if "channel_first" in overrides:
-        cf = overrides.pop("channel_first")
-        overrides.setdefault("norm_layer", "ln2d" if cf else "ln")
+    if "channel_first" in overrides:  # the old name of the layout override
+        warnings.warn("create_model / get_config: channel_first=... is now channels_last=not channel_first",
+                      DeprecationWarning, stacklevel=3)
+        overrides["channels_last"] = not overrides.pop("channel_first")
+    if "channels_last" in overrides:
+        cl = overrides.pop("channels_last")
+        overrides.setdefault("norm_layer", "ln" if cl else "ln2d")
     if "depths" in overrides:
         overrides["depths"] = tuple(overrides["depths"])
     valid = {f.name for f in fields(VMambaConfig)}
     bad = sorted(set(overrides) - valid)
     if bad:
-        raise TypeError(f"unknown override(s) {', '.join(bad)} for {name!r}; valid: channel_first, "
+        raise TypeError(f"unknown override(s) {', '.join(bad)} for {name!r}; valid: channels_last, "
                         f"features_only, out_indices, fallback, {', '.join(sorted(valid))}")
     return replace(cfg, **overrides)
 
@@ -120,7 +124,7 @@ def create_model(name: str, impl=None, pretrained=None, num_classes: int = 1000,
     pretrained: None/False, or a path to a checkpoint file ("model" / "model_ema" entry or a bare
         state_dict). True is refused (no downloads): the error gives the release URL.
     num_classes: classifier size (a checkpoint's head is skipped when it does not match).
-    overrides: any VMambaConfig field (e.g. channel_first=False / norm_layer="ln", drop_path_rate,
+    overrides: any VMambaConfig field (e.g. channels_last=True, the same as norm_layer="ln"; drop_path_rate,
         depths, forward_type), plus fallback=bool, features_only=bool, out_indices=(...),
         checkpoint_key="model"|"model_ema", allow_pickle=bool (see load_checkpoint).
     """

@@ -2,14 +2,14 @@
 
 Three forward types (those of the official SS2D), each an nn.Module with the official parameter names:
 
-- "v0"  (Vanilla VMamba): channel-last only; in_proj to 2D (x, z), depthwise conv (bias) + SiLU,
+- "v0"  (Vanilla VMamba): channels last only; in_proj to 2D (x, z), depthwise conv (bias) + SiLU,
   cross scan, einsum projections, u/delta/B/C cast to float32 before the scan, cross merge,
   LayerNorm, gate with SiLU(z), out_proj.
-- "v05" / "v05_noz" (VMamba v2): channel-first (Linear2d / LayerNorm2d) or channel-last; grouped
+- "v05" / "v05_noz" (VMamba v2): channels first (Linear2d / LayerNorm2d) or channels last; grouped
   conv1d projections; the scan keeps the autocast dtype of its inputs and writes float32
   (out_dtype=torch.float32); cross merge and LayerNorm in float32, then cast back to the dtype of
   the scan input. "_noz" drops the gate.
-- "m0_noz" (Mamba2-style heads): channel-last; heads = dt_rank, head dim P = d_inner / heads; one
+- "m0_noz" (Mamba2-style heads): channels last; heads = dt_rank, head dim P = d_inner / heads; one
   scalar A, dt and dt-bias per head; D per channel; B/C shared per direction. The official runs
   Mamba2's chunked SSD here. With a scalar A per head the SSD recurrence of every channel p of head h,
       s_t = exp(dt_h,t * A_h) s_{t-1} + dt_h,t * B_t u_p,t ,   y_p,t = C_t . s_t + D_p u_p,t
@@ -17,7 +17,8 @@ Three forward types (those of the official SS2D), each an nn.Module with the off
   head's P channels (and A over d_state), so it runs through vmamba_kernels.selective_scan; chunking
   is only an evaluation order (tests compare with an independent chunked SSD in torch).
 
-Every kernel call passes `impl=` from the layer's resolved KernelPolicy (see models/policy.py).
+Every kernel call passes `impl=` from the layer's resolved KernelPolicy (see models/policy.py). The
+layout argument is `channels_last` throughout, as in vmamba_kernels: (B, H, W, C) when True.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ import torch.nn.functional as F
 
 import vmamba_kernels as vk
 from vmamba_kernels import dispatch
+from vmamba_kernels.layout import map_dims
 
 from .layers import LayerNorm2d, Linear2d, Permute, a_log_init, dt_proj_init, linear_stack_init
 from .policy import OPS, ResolvedOp
@@ -39,11 +41,6 @@ K = 4  # scan directions
 def _wt(u: torch.Tensor) -> torch.dtype:
     """dtype of A / D / delta_bias for the scan: float32, or float64 when the inputs are float64."""
     return torch.float64 if u.dtype == torch.float64 else torch.float32
-
-
-def _is_refusal(err: RuntimeError) -> bool:
-    msg = str(err)
-    return msg.startswith("impl ") and " cannot run " in msg
 
 
 class _KernelCalls(nn.Module):
@@ -73,15 +70,13 @@ class _KernelCalls(nn.Module):
             return fn(*args, impl=impl, **kwargs)
         try:
             return fn(*args, impl=impl, **kwargs)
-        except RuntimeError as e:  # the named backend refused these inputs: automatic choice
-            if not _is_refusal(e):
-                raise
+        except vk.ImplRefused:  # the named backend refused these inputs: automatic choice
             return fn(*args, impl=None, **kwargs)
 
-    def _cross_scan(self, x, channels_last=False):
+    def _cross_scan(self, x, channels_last):
         return self._call(vk.cross_scan, self.impl_cross_scan, x, channels_last=channels_last)
 
-    def _cross_merge(self, y, H, W, channels_last=False):
+    def _cross_merge(self, y, H, W, channels_last):
         return self._call(vk.cross_merge, self.impl_cross_merge, y, H, W, channels_last=channels_last)
 
     def _scan(self, u, delta, A, B, C, D, delta_bias, out_dtype=None):
@@ -133,9 +128,9 @@ class SS2Dv0(_KernelCalls):
         x, z = self.in_proj(x).chunk(2, dim=-1)
         z = self.act(z)
         x = self.act(self.conv2d(x.permute(0, 3, 1, 2).contiguous()))
-        Bn, D, H, W = x.shape
+        Bn, D, H, W = map_dims(x, channels_last=False)
         N, R, L = self.d_state, self.dt_rank, H * W
-        xs = self._cross_scan(x)  # (B, K, D, L)
+        xs = self._cross_scan(x, channels_last=False)  # (B, K, D, L)
         x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)
         dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
         dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)
@@ -151,20 +146,20 @@ class SS2Dv0(_KernelCalls):
 
 
 class SS2Dv05(_KernelCalls):
-    """VMamba v2 mixer (forward types "v05" / "v05_noz"); (B, C, H, W) if channel_first else (B, H, W, C)."""
+    """VMamba v2 mixer (forward types "v05" / "v05_noz"); (B, H, W, C) if channels_last else (B, C, H, W)."""
 
     def __init__(self, d_model, d_state=1, ssm_ratio=2.0, dt_rank="auto", act_layer=nn.SiLU, d_conv=3,
-                 conv_bias=False, dropout=0.0, ssm_init="v0", with_z=False, channel_first=True, dt_kwargs=None,
+                 conv_bias=False, dropout=0.0, ssm_init="v0", with_z=False, channels_last=False, dt_kwargs=None,
                  **_ignored):
         super().__init__()
         self._init_kernels()
         D = int(ssm_ratio * d_model)
         R = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
         self.d_inner, self.d_state, self.dt_rank = D, int(d_state), R
-        self.channel_first, self.with_z = channel_first, with_z
+        self.channels_last, self.with_z = channels_last, with_z
         # created first: the official registers out_norm before in_proj (same state_dict key order)
-        self.out_norm = (LayerNorm2d if channel_first else nn.LayerNorm)(D)
-        Lin = Linear2d if channel_first else nn.Linear
+        self.out_norm = (nn.LayerNorm if channels_last else LayerNorm2d)(D)
+        Lin = nn.Linear if channels_last else Linear2d
         self.in_proj = Lin(d_model, 2 * D if with_z else D, bias=False)
         self.act = act_layer()
         self.with_dconv = d_conv > 1
@@ -178,9 +173,9 @@ class SS2Dv05(_KernelCalls):
 
     def forward_core(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, D, H, W) after conv/act -> LayerNormed scan output in x's dtype, in the model layout."""
-        Bn, D, H, W = x.shape
+        Bn, D, H, W = map_dims(x, channels_last=False)
         N, R, L = self.d_state, self.dt_rank, H * W
-        xs = self._cross_scan(x).view(Bn, K * D, L)
+        xs = self._cross_scan(x, channels_last=False).view(Bn, K * D, L)
         x_dbl = F.conv1d(xs, self.x_proj_weight.view(-1, D, 1), groups=K)
         dts, Bs, Cs = torch.split(x_dbl.view(Bn, K, -1, L), [R, N, N], dim=2)
         dts = F.conv1d(dts.reshape(Bn, K * R, L), self.dt_projs_weight.view(K * D, R, 1), groups=K)
@@ -188,16 +183,16 @@ class SS2Dv05(_KernelCalls):
         As = -torch.exp(self.A_logs.to(wt))
         ys = self._scan(xs, dts, As, Bs.contiguous(), Cs.contiguous(), self.Ds.to(wt),
                         self.dt_projs_bias.to(wt).reshape(-1), out_dtype=wt)
-        y = self._cross_merge(ys.view(Bn, K, D, L), H, W, channels_last=not self.channel_first)
+        y = self._cross_merge(ys.view(Bn, K, D, L), H, W, channels_last=self.channels_last)
         return self.out_norm(y).to(x.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.in_proj(x)
-        cdim = 1 if self.channel_first else -1
+        cdim = -1 if self.channels_last else 1
         if self.with_z:
             x, z = x.chunk(2, dim=cdim)
             z = self.act(z)
-        if not self.channel_first:
+        if self.channels_last:  # the depthwise conv and the core take (B, D, H, W)
             x = x.permute(0, 3, 1, 2).contiguous()
         if self.with_dconv:
             x = self.conv2d(x)
@@ -208,7 +203,7 @@ class SS2Dv05(_KernelCalls):
 
 
 class SS2Dm0(_KernelCalls):
-    """Mamba2-style mixer (forward type "m0_noz"); channel-last (B, H, W, C) only."""
+    """Mamba2-style mixer (forward type "m0_noz"); channels last (B, H, W, C) only."""
 
     def __init__(self, d_model, d_state=64, ssm_ratio=1.0, dt_rank="auto", act_layer=nn.GELU, d_conv=3,
                  conv_bias=False, dropout=0.0, ssm_init="v2", **_ignored):
@@ -240,12 +235,12 @@ class SS2Dm0(_KernelCalls):
             raise ValueError(f"m0 supports ssm_init 'v1' or 'v2', got {ssm_init!r}")
         self.Ds, self.A_logs, self.dt_projs_bias = nn.Parameter(Ds), nn.Parameter(A_logs), nn.Parameter(dtb)
 
-    def scan_inputs(self, x: torch.Tensor):
-        """x (B, D, H, W) -> the selective-scan arguments (u, delta, A, B, C, D, delta_bias) with per-head
-        values broadcast over the head's channels (and A over d_state)."""
-        Bn, D, H, W = x.shape
+    def scan_inputs(self, x: torch.Tensor, channels_last: bool = False):
+        """x (B, D, H, W), or (B, H, W, D) when channels_last -> the selective-scan arguments (u, delta, A, B,
+        C, D, delta_bias) with per-head values broadcast over the head's channels (and A over d_state)."""
+        Bn, D, H, W = map_dims(x, channels_last)
         N, R, P, L = self.d_state, self.dt_rank, self.head_dim, H * W
-        xs = self._cross_scan(x).view(Bn, K * D, L)
+        xs = self._cross_scan(x, channels_last=channels_last).view(Bn, K * D, L)
         x_dbl = F.conv1d(xs, self.x_proj_weight.view(-1, D, 1), groups=K)
         dts, Bs, Cs = torch.split(x_dbl.view(Bn, K, -1, L), [R, N, N], dim=2)
         delta = dts.unsqueeze(3).expand(Bn, K, R, P, L).reshape(Bn, K * D, L)
@@ -260,23 +255,31 @@ class SS2Dm0(_KernelCalls):
         if self.with_dconv:
             x = self.conv2d(x)
         x = self.act(x)  # (B, H, W, D)
-        Bn, H, W, D = x.shape
-        xc = x.permute(0, 3, 1, 2)
-        ys = self._scan(*self.scan_inputs(xc))  # out dtype = input dtype, as the official SSD kernel
+        Bn, D, H, W = map_dims(x, channels_last=True)
+        # out dtype = input dtype, as the official SSD kernel
+        ys = self._scan(*self.scan_inputs(*as_laid_out(x)))
         y = self._cross_merge(ys.view(Bn, K, D, H * W), H, W, channels_last=True)
         y = self.out_norm(y).to(x.dtype)
         return self.dropout(self.out_proj(self.out_act(y)))
 
 
-def make_ss2d(forward_type: str, channel_first: bool, **kw) -> nn.Module:
+def as_laid_out(x: torch.Tensor) -> tuple:
+    """(map, channels_last) for a (B, H, W, D) activation: itself when its memory is (B, H, W, D), else the
+    (B, D, H, W) view its memory has, so the cross scan (which reads either layout) needs no copy."""
+    if x.is_contiguous() or not x.permute(0, 3, 1, 2).is_contiguous():
+        return x, True
+    return x.permute(0, 3, 1, 2), False
+
+
+def make_ss2d(forward_type: str, channels_last: bool, **kw) -> nn.Module:
     if forward_type == "v0":
-        if channel_first:
-            raise ValueError("forward_type 'v0' runs channel-last only (norm_layer='ln'); the official asserts this")
+        if not channels_last:
+            raise ValueError("forward_type 'v0' runs channels last only (norm_layer='ln'); the official asserts this")
         return SS2Dv0(**kw)
     if forward_type in ("v05", "v05_noz"):
-        return SS2Dv05(with_z=forward_type == "v05", channel_first=channel_first, **kw)
+        return SS2Dv05(with_z=forward_type == "v05", channels_last=channels_last, **kw)
     if forward_type == "m0_noz":
-        if channel_first:
-            raise ValueError("forward_type 'm0_noz' runs channel-last only (norm_layer='ln'), as the official")
+        if not channels_last:
+            raise ValueError("forward_type 'm0_noz' runs channels last only (norm_layer='ln'), as the official")
         return SS2Dm0(**kw)
     raise ValueError(f"unsupported forward_type {forward_type!r}; supported: 'v0', 'v05', 'v05_noz', 'm0_noz'")

@@ -39,7 +39,7 @@ class VMambaConfig:
     mlp_act_layer: str = "gelu"
     mlp_drop_rate: float = 0.0
     drop_path_rate: float = 0.2
-    norm_layer: str = "ln"  # "ln" channel-last, "ln2d" channel-first
+    norm_layer: str = "ln"  # "ln": the model runs channels last (B, H, W, C); "ln2d": channels first (B, C, H, W)
     downsample_version: str = "v1"
     patchembed_version: str = "v1"
     patch_size: int = 4
@@ -47,8 +47,9 @@ class VMambaConfig:
     num_classes: int = 1000
 
     @property
-    def channel_first(self) -> bool:
-        return self.norm_layer.lower() == "ln2d"
+    def channels_last(self) -> bool:
+        """The activations' layout between modules: (B, H, W, C) when True, (B, C, H, W) when False."""
+        return self.norm_layer.lower() != "ln2d"
 
     @property
     def stage_dims(self) -> list:
@@ -63,16 +64,16 @@ class VSSBlock(nn.Module):
     def __init__(self, dim: int, drop_path: float, cfg: VMambaConfig):
         super().__init__()
         Norm = norm_layer(cfg.norm_layer)
-        cf = cfg.channel_first
+        cl = cfg.channels_last
         self.norm = Norm(dim)
-        self.op = make_ss2d(cfg.forward_type, cf, d_model=dim, d_state=cfg.ssm_d_state, ssm_ratio=cfg.ssm_ratio,
+        self.op = make_ss2d(cfg.forward_type, cl, d_model=dim, d_state=cfg.ssm_d_state, ssm_ratio=cfg.ssm_ratio,
                             dt_rank=cfg.ssm_dt_rank, act_layer=act_layer(cfg.ssm_act_layer), d_conv=cfg.ssm_conv,
                             conv_bias=cfg.ssm_conv_bias, dropout=cfg.ssm_drop_rate, ssm_init=cfg.ssm_init)
         self.drop_path = DropPath(drop_path)
         self.mlp_branch = cfg.mlp_ratio > 0
         if self.mlp_branch:
             self.norm2 = Norm(dim)
-            self.mlp = Mlp(dim, int(dim * cfg.mlp_ratio), act_layer(cfg.mlp_act_layer), cfg.mlp_drop_rate, cf)
+            self.mlp = Mlp(dim, int(dim * cfg.mlp_ratio), act_layer(cfg.mlp_act_layer), cfg.mlp_drop_rate, cl)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.drop_path(self.op(self.norm(x)))
@@ -100,34 +101,34 @@ class VSSStage(nn.Module):
 
 
 def _patch_embed(cfg: VMambaConfig, dim: int) -> nn.Sequential:
-    Norm, cf, p = norm_layer(cfg.norm_layer), cfg.channel_first, cfg.patch_size
-    to_last = nn.Identity() if cf else Permute(0, 2, 3, 1)
+    Norm, cl, p = norm_layer(cfg.norm_layer), cfg.channels_last, cfg.patch_size
+    to_last = Permute(0, 2, 3, 1) if cl else nn.Identity()
     if cfg.patchembed_version == "v1":
         return nn.Sequential(nn.Conv2d(cfg.in_chans, dim, p, stride=p), to_last, Norm(dim))
     if cfg.patchembed_version == "v2":
         s = p // 2
         return nn.Sequential(
             nn.Conv2d(cfg.in_chans, dim // 2, s + 1, stride=s, padding=1),
-            nn.Identity() if cf else Permute(0, 2, 3, 1),
+            Permute(0, 2, 3, 1) if cl else nn.Identity(),
             Norm(dim // 2),
-            nn.Identity() if cf else Permute(0, 3, 1, 2),
+            Permute(0, 3, 1, 2) if cl else nn.Identity(),
             nn.GELU(),
             nn.Conv2d(dim // 2, dim, s + 1, stride=s, padding=1),
-            nn.Identity() if cf else Permute(0, 2, 3, 1),
+            Permute(0, 2, 3, 1) if cl else nn.Identity(),
             Norm(dim))
     raise ValueError(f"patchembed_version must be 'v1' or 'v2', got {cfg.patchembed_version!r}")
 
 
 def _downsample(cfg: VMambaConfig, dim: int, out_dim: int) -> nn.Module:
-    Norm, cf = norm_layer(cfg.norm_layer), cfg.channel_first
+    Norm, cl = norm_layer(cfg.norm_layer), cfg.channels_last
     if cfg.downsample_version == "v1":
-        return PatchMerging2D(dim, out_dim, Norm, cf)
+        return PatchMerging2D(dim, out_dim, Norm, cl)
     if cfg.downsample_version in ("v2", "v3"):
         k, pad = (2, 0) if cfg.downsample_version == "v2" else (3, 1)
         return nn.Sequential(
-            nn.Identity() if cf else Permute(0, 3, 1, 2),
+            Permute(0, 3, 1, 2) if cl else nn.Identity(),
             nn.Conv2d(dim, out_dim, k, stride=2, padding=pad),
-            nn.Identity() if cf else Permute(0, 2, 3, 1),
+            Permute(0, 2, 3, 1) if cl else nn.Identity(),
             Norm(out_dim))
     raise ValueError(f"downsample_version must be 'v1', 'v2' or 'v3', got {cfg.downsample_version!r}")
 
@@ -188,8 +189,8 @@ _HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
 class VSSM(nn.Module):
-    """VMamba (VSSM). Layout: channel-first (B, C, H, W) between modules when norm_layer == 'ln2d',
-    else channel-last (B, H, W, C); inputs and feature maps returned to users are NCHW.
+    """VMamba (VSSM). Layout (`channels_last`): (B, H, W, C) between modules, or (B, C, H, W) when
+    norm_layer == 'ln2d'; inputs and feature maps returned to users are NCHW.
 
     impl / fallback: kernel policy (models/policy.py), resolved once here; change with set_impl().
     features_only: drop the classifier, add per-stage norms outnorm{i} for i in out_indices and return
@@ -203,7 +204,7 @@ class VSSM(nn.Module):
                  out_indices: Sequence[int] = (0, 1, 2, 3)):
         super().__init__()
         self.cfg = cfg
-        self.channel_first = cfg.channel_first
+        self.channels_last = cfg.channels_last
         self.num_classes = cfg.num_classes
         self.dims = cfg.stage_dims
         self.num_features = self.dims[-1]
@@ -229,7 +230,7 @@ class VSSM(nn.Module):
             self.out_indices = ()
             self.classifier = nn.Sequential(OrderedDict(
                 norm=Norm(self.num_features),
-                permute=nn.Identity() if self.channel_first else Permute(0, 3, 1, 2),
+                permute=Permute(0, 3, 1, 2) if self.channels_last else nn.Identity(),
                 avgpool=nn.AdaptiveAvgPool2d(1),
                 flatten=nn.Flatten(1),
                 head=nn.Linear(self.num_features, cfg.num_classes)))
@@ -341,10 +342,10 @@ class VSSM(nn.Module):
                             f"float32, optionally under torch.autocast('cpu', dtype=torch.bfloat16)")
 
     def _to_nchw(self, x: torch.Tensor) -> torch.Tensor:
-        return x if self.channel_first else x.permute(0, 3, 1, 2)
+        return x.permute(0, 3, 1, 2) if self.channels_last else x
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) -> last stage map in the model layout (NCHW if channel_first else NHWC), before the
+        """(B, 3, H, W) -> last stage map in the model layout (NHWC if channels_last else NCHW), before the
         classifier norm."""
         self.check_input(x)
         x = self.patch_embed(x)
@@ -385,4 +386,4 @@ class VSSM(nn.Module):
 
     def extra_repr(self) -> str:
         return f"variant dims={self.dims} depths={list(self.cfg.depths)} forward_type={self.cfg.forward_type!r} " \
-               f"layout={'channel_first' if self.channel_first else 'channel_last'}"
+               f"layout={'channels_last' if self.channels_last else 'channels_first'}"

@@ -1,4 +1,12 @@
-"""Shared test setup: GPU markers with reasons, per-test seeding."""
+"""Shared test setup: GPU markers with reasons, per-test seeding.
+
+Test files are named test_<subject>[_<aspect>].py, <subject> being what they test as the repository
+names it: a package (bench, models, reference), a vmamba_kernels module (dispatch, validate, tuning;
+backends = several or all registered backends at once), a backend (cuda, triton, cupy), or the
+repository itself (repo: its layout, its build). <aspect> narrows it (test_cuda_selective_scan.py,
+test_bench_cli.py); a file whose every test needs a GPU ends in _gpu (test_models_gpu.py). Shared
+helpers live in modules without the test_ prefix (scan_cases.py).
+"""
 import os
 import random
 import zlib

@@ -57,7 +57,7 @@ IMPL_NAMES = ("triton", "cuda")
 # where each impl's raw kernels live (module names; the functions keep the contract's names)
 IMPL_MODULES = {
     "triton": ("vmamba_kernels.triton.layer_norm", "vmamba_kernels.triton.dwconv"),
-    "cuda": ("vmamba_kernels.cuda.kernels",),
+    "cuda": ("vmamba_kernels.cuda.extension",),
 }
 _FUNCS = ("add_layer_norm_fwd", "add_layer_norm_bwd", "dwconv2d_fwd", "dwconv2d_bwd")
 
@@ -76,7 +76,7 @@ def triton_interpreter_ready() -> Optional[str]:
 
 def _cuda_ops() -> dict:
     """The contract's functions over the extension's ops torch.ops.vmamba_cuda.* (csrc/layer_norm,
-    csrc/dwconv), for when vmamba_kernels.cuda.kernels has no Python wrappers of them: the ops return
+    csrc/dwconv), for when vmamba_kernels.cuda.extension has no Python wrappers of them: the ops return
     empty tensors where the contract has None (dbranch without a branch, dbias without a bias)."""
     try:
         from vmamba_kernels import _C  # noqa: F401  (registers the ops)

@@ -68,7 +68,9 @@ def test_every_cli_answers_help_without_side_effects(monkeypatch, capsys):
 def test_gpu_only_tuning_clis_refuse_without_a_gpu(capsys):
     if torch.cuda.is_available():
         pytest.skip("checks the refusal on a machine without CUDA")
-    for mod in [m for m in _cli_modules() if m.rsplit(".", 1)[-1] in ("tune_cross_scan", "tune_triton")]:
+    mods = [m for m in _cli_modules() if m in ("bench.tuning.cross_scan", "bench.tuning.triton")]
+    assert len(mods) == 2, mods
+    for mod in mods:
         assert importlib.import_module(mod).main([]) == 2
         assert "needs a CUDA device" in capsys.readouterr().err
 
@@ -186,7 +188,8 @@ def test_tp_unavailable_impl_is_reported_not_written(tmp_path, capsys):
 
 def test_tp_robust_method(tmp_path):
     rc = TP.main(["--model", "tiny", "--impl", "torch", "--batch-size", "2", "--img-size", "32", "--warmup", "1",
-                  "--iters", "3", "--reports-dir", str(tmp_path), "--method", "robust", "--channels-last"],
+                  "--iters", "3", "--reports-dir", str(tmp_path), "--method", "robust", "--memory-format",
+                  "channels_last"],
                  create_model=lambda name, impl=None: TinyVMamba(impl=impl))
     assert rc == 0
     _, rows = read_csv(tmp_path / "models.csv")
@@ -398,3 +401,12 @@ def test_check_feeds_mamba_the_rounded_upstream_gradient():
     assert CK.upstream_grad(CK.MAMBA, dout, torch.float32) is dout
     g = CK.upstream_grad(CK.MAMBA, dout, torch.float16)
     assert g.dtype == torch.float32 and torch.equal(g, dout.half().float()) and not torch.equal(g, dout)
+
+
+def test_tp_memory_format_flag_and_its_old_name(capsys):
+    assert TP.parse_args([]).memory_format == "contiguous"
+    assert TP.parse_args(["--memory-format", "channels_last"]).memory_format == "channels_last"
+    assert TP.parse_args(["--channels-last"]).memory_format == "channels_last"
+    assert "--memory-format channels_last" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        TP.parse_args(["--memory-format", "nhwc"])

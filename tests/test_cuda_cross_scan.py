@@ -7,17 +7,19 @@ Two layers:
   The channels-last tiled kernels are reached with VMAMBA_CROSS_CL_TILED=1 (fixed tiles and channel
   groups with VMAMBA_CROSS_CL_TILE), the banded scan with VMAMBA_CROSS_CL_TILED=b (band height
   VMAMBA_CROSS_CL_BAND); the older tests pin VMAMBA_CROSS_CL_TILED=0 so they keep covering the
-  plane kernels.
+  plane kernels (each harness run is its own process, which reads these knobs from its environment).
 * GPU (marker `gpu`): the compiled ops torch.ops.vmamba_cuda.cross_scan / cross_merge and the public
   API with impl="cuda": exact equality for the scan (a permutation), float64-referenced tolerances of
   one rounding for the merge, gradients, every launch path (vector widths, direct kernel, planes too
-  big for shared memory, tiled channels-last), non-contiguous input, poisoned outputs.
+  big for shared memory, tiled channels-last; the knobs set through vmamba_kernels.tuning("cuda", ...)),
+  non-contiguous input, poisoned outputs.
 
 Timing lives in bench/: `python -m bench.kernels --ops cross_scan,cross_merge --layouts cf,cl` and the
-vector-width / plane-vs-tiled sweep `python -m bench.tune_cross_scan`.
+vector-width / plane-vs-tiled sweep `python -m bench.tuning.cross_scan`.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import shutil
@@ -452,7 +454,7 @@ def test_host_emulation_tiled_shared_memory_budget(harness, monkeypatch):
 # ---------------------------------------------------------------------------------------------------
 def _ops():
     try:
-        importlib.import_module("vmamba_kernels._C")  # registers torch.ops.vmamba_cuda
+        importlib.import_module("vmamba_kernels.cuda.extension")  # torch.ops.vmamba_cuda, with the current knobs
     except ImportError as e:
         pytest.skip(f"vmamba_kernels._C is not built ({e}): pip install --no-build-isolation -e .")
     return torch.ops.vmamba_cuda
@@ -467,10 +469,18 @@ def _poison_allocator(numel, dtype):
 
 
 @pytest.fixture
-def vec_env(request, monkeypatch):
-    for k in ("VMAMBA_CROSS_MAX_VEC", "VMAMBA_CROSS_PATH", "VMAMBA_CROSS_CL_TILED", "VMAMBA_CROSS_CL_TILE"):
-        monkeypatch.delenv(k, raising=False)
-    return monkeypatch
+def knobs():
+    """knobs(**changes): the extension's cross knobs (CudaTuning; csrc/common/knobs.h) for the rest of the
+    test; the ones a test does not set are unset, as the tests assume."""
+    import vmamba_kernels as vk
+
+    with contextlib.ExitStack() as stack:
+        unset = dict.fromkeys(("cross_max_vec", "cross_path", "cross_cl_tiled", "cross_cl_tile", "cross_cl_band"))
+
+        def set_knobs(**changes):
+            stack.enter_context(vk.tuning("cuda", **{**unset, **changes}))
+
+        yield set_knobs
 
 
 def _gpu_scan_and_merge(ops, dims, mode, channels_last, dtype):
@@ -495,12 +505,9 @@ GPU_CASES = [(m, mode, cl, dt) for m in GPU_MAPS for mode in MODES for cl in (Fa
 @pytest.mark.parametrize("dims,mode,channels_last,dtype", GPU_CASES,
                          ids=[f"{_ids(m)}-{mode}-{'cl' if cl else 'cf'}-{DNAME[dt]}" for m, mode, cl, dt in GPU_CASES])
 @pytest.mark.parametrize("path", ("auto", "v1", "direct"))
-def test_gpu_scan_merge(vec_env, dims, mode, channels_last, dtype, path):
+def test_gpu_scan_merge(knobs, dims, mode, channels_last, dtype, path):
     ops = _ops()
-    if path == "v1":
-        vec_env.setenv("VMAMBA_CROSS_MAX_VEC", "1")
-    elif path == "direct":
-        vec_env.setenv("VMAMBA_CROSS_PATH", "direct")
+    knobs(**{"auto": {}, "v1": {"cross_max_vec": 1}, "direct": {"cross_path": "direct"}}[path])
     _gpu_scan_and_merge(ops, dims, mode, channels_last, dtype)
 
 
@@ -512,19 +519,14 @@ GPU_TILED_CASES = [(m, mode, dt) for m in GPU_MAPS + [(3, 192, 56, 56), (2, 24, 
 @pytest.mark.parametrize("dims,mode,dtype", GPU_TILED_CASES,
                          ids=[f"{_ids(m)}-{mode}-{DNAME[dt]}" for m, mode, dt in GPU_TILED_CASES])
 @pytest.mark.parametrize("path", ("tiled", "tiled_v1", "tiled_tile", "plane", "band", "band3"))
-def test_gpu_scan_merge_tiled(vec_env, dims, mode, dtype, path):
-    """Channels-last through the tiled kernels (VMAMBA_CROSS_CL_TILED=1) on every map: default tiles,
-    scalar channel accesses, small fixed tiles with cut edges and channel groups; "plane": =0; "band",
-    "band3": the banded scan (=b; bands of 8 and 3) where it applies."""
+def test_gpu_scan_merge_tiled(knobs, dims, mode, dtype, path):
+    """Channels-last through the tiled kernels (knob cross_cl_tiled="1") on every map: default tiles,
+    scalar channel accesses, small fixed tiles with cut edges and channel groups; "plane": "0"; "band",
+    "band3": the banded scan ("b"; bands of 8 and 3) where it applies."""
     ops = _ops()
-    vec_env.delenv("VMAMBA_CROSS_CL_BAND", raising=False)
-    vec_env.setenv("VMAMBA_CROSS_CL_TILED", {"plane": "0", "band": "b", "band3": "b"}.get(path, "1"))
-    if path == "band3":
-        vec_env.setenv("VMAMBA_CROSS_CL_BAND", "3")
-    if path == "tiled_v1":
-        vec_env.setenv("VMAMBA_CROSS_MAX_VEC", "1")
-    elif path == "tiled_tile":
-        vec_env.setenv("VMAMBA_CROSS_CL_TILE", "5x7x16")
+    knobs(cross_cl_tiled={"plane": "0", "band": "b", "band3": "b"}.get(path, "1"),
+          cross_cl_band=3 if path == "band3" else None, cross_max_vec=1 if path == "tiled_v1" else None,
+          cross_cl_tile="5x7x16" if path == "tiled_tile" else None)
     _gpu_scan_and_merge(ops, dims, mode, True, dtype)
 
 

@@ -3,11 +3,11 @@
 GPU tests (marker `gpu`): outputs, last_state and ALL gradients against
 `reference.selective_scan.selective_scan_parallel` run in float64 on the same inputs, with mamba_ssm's
 per-dtype tolerance table (tests/scan_cases.py); the awkward grid L x N x dtype with K, batch, out
-dtype, softplus and D/delta_bias cycled; poisoned outputs (VMAMBA_SCAN_POISON=1 fills every output and
-scratch buffer with NaN first); several channel rounds per backward block (VMAMBA_SCAN_BWD_SPLITS=1);
+dtype, softplus and D/delta_bias cycled; poisoned outputs (the knob scan_poison fills every output and
+scratch buffer with NaN first); several channel rounds per backward block (scan_bwd_splits=1);
 bitwise determinism; the input checks; mamba_ssm's kernel when built; a > 2^31-element case (slow).
 
-Timing lives in bench/ (`python -m bench.kernels`, and bench/tune_scan.cu for the kernels' constants).
+Timing lives in bench/ (`python -m bench.kernels`, and bench/tuning/scan.cu for the kernels' constants).
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import itertools
 import pytest
 import torch
 
+import vmamba_kernels as vk
 from reference.selective_scan import selective_scan_parallel
 from tests.scan_cases import NAMES, TOL, assert_close, dA_rounding_floor, grad_tol, make_inputs
 
@@ -31,7 +32,7 @@ def ops():
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")
     try:
-        from vmamba_kernels.cuda import kernels  # noqa: F401
+        from vmamba_kernels.cuda import extension  # noqa: F401
     except ImportError as e:
         pytest.skip(f"vmamba_kernels._C not built ({e})")
     if not hasattr(torch.ops.vmamba_cuda, "selective_scan_fwd"):
@@ -40,9 +41,10 @@ def ops():
 
 
 @pytest.fixture(autouse=True)
-def _poison(monkeypatch):
-    monkeypatch.setenv("VMAMBA_SCAN_POISON", "1")
-    yield
+def _poison():
+    # the extension's knobs (CudaTuning, csrc/common/knobs.h) are set through vmamba_kernels.tuning
+    with vk.tuning("cuda", scan_poison=True):
+        yield
 
 
 def _reference(ins, softplus, out_dtype, dout):
@@ -57,7 +59,7 @@ def _reference(ins, softplus, out_dtype, dout):
                                        for t in ref_ins]
 
 
-def _check(ops, batch, KD, L, N, K, dtype, out_fp32, softplus, with_D, with_bias, splits=None, monkeypatch=None):
+def _check(ops, batch, KD, L, N, K, dtype, out_fp32, softplus, with_D, with_bias, splits=None):
     dev = "cuda"
     ins = make_inputs(batch, KD, L, N, K, dtype=dtype, device=dev, with_D=with_D, with_bias=with_bias,
                       requires_grad=False)
@@ -68,9 +70,8 @@ def _check(ops, batch, KD, L, N, K, dtype, out_fp32, softplus, with_D, with_bias
     from vmamba_kernels.cuda import _aux_shape
     assert tuple(aux.shape) == _aux_shape(batch, KD, L, N, dtype)[0]
     dout = torch.randn(batch, KD, L, device=dev, dtype=out_dtype)
-    if monkeypatch is not None and splits is not None:
-        monkeypatch.setenv("VMAMBA_SCAN_BWD_SPLITS", str(splits))
-    grads = ops.selective_scan_bwd(u, delta, A, B, C, D, bias, softplus, dout, aux)
+    with vk.tuning("cuda", scan_bwd_splits=splits):
+        grads = ops.selective_scan_bwd(u, delta, A, B, C, D, bias, softplus, dout, aux)
     y_ref, last_ref, g_ref = _reference(ins, softplus, out_dtype, dout)
     rtol, atol = TOL[dtype]
     if out_dtype != torch.float32:
@@ -116,19 +117,19 @@ def test_one_chunk_rows_d_state_1(ops, L, dtype):
     _check(ops, 1, 9, L, 1, 1, dtype, False, False, False, False)
 
 
-# fwd_n1_packed_kernel with a few rows per warp forced (VMAMBA_SCAN_PACKED_ROWS; by default a warp
+# fwd_n1_packed_kernel with a few rows per warp forced (the knob scan_packed_rows; by default a warp
 # takes rows / resident warps, one row on inputs this small): rows then start and end mid-chunk and
 # cross chunk boundaries (ceil(L / 8) lanes per row), a warp's last chunk is partly idle, and the
 # last warp has fewer rows than the others (3 * 44 rows)
 @pytest.mark.parametrize("rows_per_warp", [2, 3, 7, 64])
 @pytest.mark.parametrize("L", (1, 7, 9, 49, 196, 255, 256))
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_packed_rows(ops, monkeypatch, rows_per_warp, L, dtype):
-    monkeypatch.setenv("VMAMBA_SCAN_PACKED_ROWS", str(rows_per_warp))
-    _check(ops, 3, 44, L, 1, 4, dtype, True, True, True, True)
+def test_packed_rows(ops, rows_per_warp, L, dtype):
+    with vk.tuning("cuda", scan_packed_rows=rows_per_warp):
+        _check(ops, 3, 44, L, 1, 4, dtype, True, True, True, True)
 
 
-# the row-per-thread kernels (1 < N <= 16, taken from VMAMBA_SCAN_SEQ_MIN_ROWS rows up; 0 forces
+# the row-per-thread kernels (1 < N <= 16, taken from scan_seq_min_rows rows up; 0 forces
 # them): padded state counts (N = 2, 5 use 4 or 8 registers in the forward, 8 lanes' worth in the
 # backward), groups of 70 channels (full and partial 64-row forward blocks, 16/32-row backward rounds),
 # L across the tile (32), sub-tile (8) and chunk (256) edges; one backward split (several rounds per
@@ -140,22 +141,22 @@ _SEQ = [(2, 1, torch.float32), (5, 33, torch.bfloat16), (16, 7, torch.float16), 
 
 @pytest.mark.parametrize("N,L,dtype", _SEQ, ids=lambda v: str(v).replace("torch.", ""))
 @pytest.mark.parametrize("splits", [None, 1])
-def test_row_per_thread_kernels(ops, monkeypatch, N, L, dtype, splits):
-    monkeypatch.setenv("VMAMBA_SCAN_SEQ_MIN_ROWS", "0")
-    _check(ops, 2, 280, L, N, 4, dtype, True, True, True, True, splits=splits, monkeypatch=monkeypatch)
-    _check(ops, 1, 70, L, N, 1, dtype, False, False, False, False, splits=splits, monkeypatch=monkeypatch)
+def test_row_per_thread_kernels(ops, N, L, dtype, splits):
+    with vk.tuning("cuda", scan_seq_min_rows=0):
+        _check(ops, 2, 280, L, N, 4, dtype, True, True, True, True, splits=splits)
+        _check(ops, 1, 70, L, N, 1, dtype, False, False, False, False, splits=splits)
 
 
-def test_row_per_thread_matches_warp_per_row(ops, monkeypatch):
+def test_row_per_thread_matches_warp_per_row(ops):
     """Both forwards give the same out / last_state / aux and both backwards the same gradients (same
     arithmetic up to rounding order)."""
     ins = make_inputs(2, 140, 700, 16, 2, dtype=torch.float32, device="cuda", requires_grad=False)
     dout = torch.randn(2, 140, 700, device="cuda")
     res = {}
     for rows in ("0", str(1 << 40)):
-        monkeypatch.setenv("VMAMBA_SCAN_SEQ_MIN_ROWS", rows)
-        fwd = ops.selective_scan_fwd(*ins, True, torch.float32)
-        res[rows] = (*fwd, *ops.selective_scan_bwd(*ins, True, dout, fwd[2]))
+        with vk.tuning("cuda", scan_seq_min_rows=int(rows)):
+            fwd = ops.selective_scan_fwd(*ins, True, torch.float32)
+            res[rows] = (*fwd, *ops.selective_scan_bwd(*ins, True, dout, fwd[2]))
     names = ("out", "last_state", "aux", "du", "ddelta", "dA", "dB", "dC", "dD", "ddelta_bias")
     for a, b, name in zip(res["0"], res[str(1 << 40)], names):
         # dA sums L * batch products whose rounding differs between the two: mamba_ssm's dA tolerance
@@ -172,10 +173,10 @@ def test_flags(ops, dtype, out_fp32, softplus, with_D, with_bias):
 
 
 @pytest.mark.parametrize("splits", [1, 2])
-def test_several_channel_rounds_per_block(ops, monkeypatch, splits):
+def test_several_channel_rounds_per_block(ops, splits):
     # G = 40 channels per group: 5 rounds of 8 warps (splits=1) or 3+2 rounds (splits=2), last partial
-    _check(ops, 2, 80, 777, 4, 2, torch.float16, True, True, True, True, splits=splits, monkeypatch=monkeypatch)
-    _check(ops, 1, 44, 260, 1, 4, torch.float32, False, True, True, True, splits=splits, monkeypatch=monkeypatch)
+    _check(ops, 2, 80, 777, 4, 2, torch.float16, True, True, True, True, splits=splits)
+    _check(ops, 1, 44, 260, 1, 4, torch.float32, False, True, True, True, splits=splits)
 
 
 def test_vmamba_stage4_shape(ops):

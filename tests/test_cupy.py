@@ -60,20 +60,20 @@ def test_cu_source_compiles_with_nvcc_sm90(src, tmp_path):
 
 
 def test_instantiation_block_covers_python_names():
-    """Every ITEMS value kernels.py may request is instantiated in the CI block."""
-    from vmamba_kernels.cupy import _config
+    """Every ITEMS value launch.py may request is instantiated in the CI block."""
+    from vmamba_kernels.cupy import tuning
 
     text = (CUPY_DIR / "csrc" / "selective_scan.cu").read_text()
     line = next(ln for ln in text.splitlines() if ln.startswith("#define VMC_ALL_ITEMS"))
     items = {int(x) for x in re.findall(r"M\(T, KN, (\d+)\)", line)}
-    assert items == set(_config.ITEMS_CHOICES), (items, _config.ITEMS_CHOICES)
+    assert items == set(tuning.INSTANTIATED_ITEMS), (items, tuning.INSTANTIATED_ITEMS)
     for it in (1, 2, 7, 64, 65, 128, 129, 256, 257, 3136, 65536):
-        assert _config.items_for(it) in _config.ITEMS_CHOICES
-        assert _config.n_chunks(it) * _config.chunk_len(it) >= it
+        assert tuning.items_for(it) in tuning.INSTANTIATED_ITEMS
+        assert tuning.n_chunks(it) * tuning.chunk_len(it) >= it
 
 
 def test_aux_shape_and_group_blocks():
-    from vmamba_kernels.cupy import _config
+    from vmamba_kernels.cupy import tuning as _config
 
     assert _config.scan_aux_shape(2, 8, 3136, 1, torch.float16) == ((2, 8, 13, 1), torch.float32)
     assert _config.scan_aux_shape(1, 4, 1, 16, torch.float32) == ((1, 4, 1, 16), torch.float32)
@@ -86,7 +86,7 @@ def test_import_without_cupy_is_importerror_and_backend_unavailable():
     code = (
         "import sys; sys.modules['cupy'] = None\n"
         "try:\n"
-        "    import vmamba_kernels.cupy.kernels\n"
+        "    import vmamba_kernels.cupy.launch\n"
         "except ImportError as e:\n"
         "    print('IMPORTERROR', e)\n"
         "from vmamba_kernels import dispatch\n"
@@ -112,7 +112,7 @@ def kern():
     reason = _backend_reason()
     if reason is not None:
         pytest.skip(f"cupy backend unavailable: {reason}")
-    from vmamba_kernels.cupy import kernels
+    from vmamba_kernels.cupy import launch as kernels
 
     return kernels
 
@@ -295,9 +295,9 @@ def test_scan_long_L(kern, L, N, dtype):
 
 @pytest.mark.gpu
 def test_opcheck_cupy_ops(kern):
-    from vmamba_kernels._library import ops_for
+    import vmamba_kernels as vk
 
-    ops = ops_for("cupy")
+    ops = vk.ops("cupy")
     ins = make_inputs(2, 8, 37, 3, 4, dtype=torch.float32, device="cuda", requires_grad=False)
     torch.library.opcheck(ops["scan_fwd"], (*ins, True, torch.float32))
     nd = make_inputs(1, 4, 9, 1, 1, dtype=torch.float16, device="cuda", with_D=False, with_bias=False,

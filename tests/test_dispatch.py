@@ -5,6 +5,7 @@ import torch
 import vmamba_kernels as vk
 from vmamba_kernels import dispatch
 from vmamba_kernels.dispatch import Backend
+from reference import cross_scan_ref
 from tests.scan_cases import make_inputs
 
 ALL_IMPLS = {"cuda", "triton", "cupy", "torch", "torch_sequential"}
@@ -49,11 +50,11 @@ def test_installed_triton_without_gpu_names_the_interpreter_not_pip(monkeypatch)
     if torch.cuda.is_available():
         pytest.skip("checks the message on a machine without CUDA")
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    reason = _fresh("triton_probe", "vmamba_kernels.triton.kernels", "pip install triton").unavailable_reason()
+    reason = _fresh("triton_probe", "vmamba_kernels.triton.launch", "pip install triton").unavailable_reason()
     assert "no CUDA device is visible" in reason and "TRITON_INTERPRET=1" in reason, reason
     assert "pip install triton" not in reason
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    assert _fresh("triton_probe2", "vmamba_kernels.triton.kernels", "x").unavailable_reason() is None
+    assert _fresh("triton_probe2", "vmamba_kernels.triton.launch", "x").unavailable_reason() is None
 
 
 def test_installed_cupy_without_gpu_names_the_gpu_not_pip(monkeypatch):
@@ -64,9 +65,9 @@ def test_installed_cupy_without_gpu_names_the_gpu_not_pip(monkeypatch):
         pytest.skip("checks the message on a machine without CUDA")
     # CuPy imports (a stand-in module: the probe stops at the missing GPU before touching it)
     monkeypatch.setitem(sys.modules, "cupy", types.ModuleType("cupy"))
-    monkeypatch.delitem(sys.modules, "vmamba_kernels.cupy.kernels", raising=False)
-    reason = _fresh("cupy_probe", "vmamba_kernels.cupy.kernels", "pip install cupy-cuda13x").unavailable_reason()
-    monkeypatch.delitem(sys.modules, "vmamba_kernels.cupy.kernels", raising=False)  # drop the stand-in's module
+    monkeypatch.delitem(sys.modules, "vmamba_kernels.cupy.launch", raising=False)
+    reason = _fresh("cupy_probe", "vmamba_kernels.cupy.launch", "pip install cupy-cuda13x").unavailable_reason()
+    monkeypatch.delitem(sys.modules, "vmamba_kernels.cupy.launch", raising=False)  # drop the stand-in's module
     assert "pip install cupy" not in reason, reason
     assert ("no CUDA device is visible" in reason) if torch.version.cuda else ("CPU-only" in reason), reason
 
@@ -180,7 +181,7 @@ def test_explain_lists_every_impl():
 
 
 def _fake_backend(**kw):
-    return Backend(name="fake", priority=1, module="vmamba_kernels.torch_ref.kernels",
+    return Backend(name="fake", priority=1, module="vmamba_kernels.pytorch.parallel",
                    install_hint="n/a", devices=("cpu",), **kw)
 
 
@@ -218,18 +219,16 @@ def test_ops_are_registered_in_the_vmamba_kernels_namespace():
 
 @pytest.mark.parametrize("impl", ["torch", "torch_sequential"])
 def test_opcheck_scan(impl):
-    from vmamba_kernels._library import ops_for
     ins = [t.detach() for t in make_inputs(2, 4, 7, 3, 2)]
     args = (*ins, True, torch.float32)
-    torch.library.opcheck(ops_for(impl)["scan_fwd"], args)
+    torch.library.opcheck(vk.ops(impl)["scan_fwd"], args)
     ins_nd = [None if t is None else t.detach() for t in make_inputs(2, 4, 7, 3, 2, with_D=False, with_bias=False)]
-    torch.library.opcheck(ops_for(impl)["scan_fwd"], (*ins_nd, False, torch.float32))
+    torch.library.opcheck(vk.ops(impl)["scan_fwd"], (*ins_nd, False, torch.float32))
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_opcheck_cross(channels_last):
-    from vmamba_kernels._library import ops_for
-    ops = ops_for("torch")
+    ops = vk.ops("torch")
     x = torch.randn(2, 5, 7, 3) if channels_last else torch.randn(2, 3, 5, 7)
     torch.library.opcheck(ops["cross_scan"], (x, "cross2d", channels_last))
     torch.library.opcheck(ops["cross_merge"], (torch.randn(2, 4, 3, 35), 5, 7, "bidi", channels_last))
@@ -250,3 +249,118 @@ def test_torch_compile_fullgraph_through_dispatch():
     g1 = torch.autograd.grad(out, ins[0])[0]
     g2 = torch.autograd.grad(f(x, *ins), ins[0])[0]
     assert torch.allclose(g1, g2, rtol=1e-5, atol=1e-5)
+
+
+# ---- choose() hands back the op; vk.ops; typed refusals; capabilities checked as reasons ----------------
+def test_choose_returns_the_backends_op_ready_to_call():
+    x = torch.randn(2, 3, 5, 7)
+    args = vk.validate.check_cross_scan(x, "cross2d", False)
+    call = dispatch.choose("cross_scan", args, "torch")
+    assert call.name == "torch" and call.backend is dispatch.get_backend("torch")
+    assert torch.equal(call(args), cross_scan_ref(x, "cross2d", False))
+
+
+def test_ops_accessor_returns_the_registered_custom_ops():
+    ops = vk.ops("torch_sequential")
+    assert set(ops) == {"scan_fwd", "scan_bwd", "cross_scan", "cross_merge"}
+    assert ops["cross_merge"] is dispatch.get_backend("torch_sequential").library_ops["cross_merge"]
+    assert ops["scan_fwd"]._opoverload is torch.ops.vmamba_kernels.selective_scan_fwd_torch_sequential.default
+    with pytest.raises(ValueError, match="unknown impl 'nope'"):
+        vk.ops("nope")
+
+
+def test_refusal_is_an_ImplRefused_with_impl_reasons_and_alternatives():
+    import pickle
+
+    ins = make_inputs(1, 4, 5, 300, 2, requires_grad=False)  # d_state 300: beyond every backend
+    with pytest.raises(vk.ImplRefused) as e:
+        vk.selective_scan(*ins, impl="torch")
+    err = e.value
+    assert isinstance(err, RuntimeError)
+    assert (err.impl, err.op, err.can) == ("torch", "selective_scan", [])
+    assert err.reasons == ["supports d_state 1..256, not N=300"]
+    assert str(err).startswith("impl 'torch' cannot run selective_scan on u (1, 4, 5)")
+    assert str(pickle.loads(pickle.dumps(err))) == str(err)
+    with pytest.raises(vk.ImplRefused) as e:
+        vk.selective_scan(*ins)  # automatic choice: nothing can
+    assert e.value.impl is None and e.value.can == [] and str(e.value).startswith("no impl can run selective_scan")
+    assert any(r.startswith("torch_sequential: ") for r in e.value.reasons)
+    ok = make_inputs(1, 4, 5, 2, 2, requires_grad=False)
+    if not torch.cuda.is_available():
+        with pytest.raises(vk.ImplRefused) as e:
+            vk.selective_scan(*ok, impl="cuda")
+        assert e.value.impl == "cuda" and {"torch", "torch_sequential"} <= set(e.value.can)
+        assert "runs on cuda tensors, not cpu" in e.value.reasons
+
+
+def test_backend_whose_module_lacks_raw_kernels_is_unavailable():
+    b = Backend(name="empty", priority=1, module="vmamba_kernels.layout", install_hint="n/a", devices=("cpu",))
+    assert b.unavailable_reason() == ("vmamba_kernels.layout does not define the raw kernel(s) selective_scan_fwd, "
+                                      "selective_scan_bwd, cross_scan_fwd, cross_merge_fwd")
+    with pytest.raises(ValueError, match="declares unknown op"):
+        dispatch.register_backend(Backend(name="odd", priority=1, module="x", install_hint="n/a", ops=("scan",)))
+
+
+_LIMITED = {}
+
+
+@pytest.fixture
+def limited_backend():
+    """A CPU backend (the torch kernels) that declares a non-deterministic backward and no torch.compile
+    support, ranked first while the test runs (its torch.library ops are defined once per process)."""
+    b = _LIMITED.get("b")
+    if b is None:
+        b = _LIMITED["b"] = dispatch.register_backend(Backend(
+            name="test_limited", priority=0, module="vmamba_kernels.pytorch.parallel", install_hint="n/a",
+            devices=("cpu",), deterministic=False, supports_compile=False))
+    dispatch._REGISTRY[b.name] = b
+    yield b
+    del dispatch._REGISTRY[b.name]
+
+
+def test_deterministic_mode_refuses_a_nondeterministic_backward(limited_backend):
+    ins = make_inputs(1, 4, 5, 2, 2)
+    args = vk.validate.check_selective_scan(*ins)
+    assert dispatch.choose("selective_scan", args, None).name == "test_limited"
+    was = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        assert limited_backend.why_not("selective_scan", args) == [
+            "its backward is not deterministic, and torch.use_deterministic_algorithms(True) is set"]
+        assert dispatch.choose("selective_scan", args, None).name == "cuda" if torch.cuda.is_available() else "torch"
+        with pytest.raises(vk.ImplRefused, match="not deterministic"):
+            vk.selective_scan(*ins, impl="test_limited")
+        assert "not deterministic" in vk.explain("selective_scan", *ins)
+        with torch.no_grad():  # no backward to run: nothing to refuse
+            vk.selective_scan(*ins, impl="test_limited")
+    finally:
+        torch.use_deterministic_algorithms(was)
+    vk.selective_scan(*ins, impl="test_limited").sum().backward()
+
+
+def test_compile_tracing_skips_a_backend_without_compile_support(limited_backend, monkeypatch):
+    x = torch.randn(1, 2, 3, 5)
+    args = vk.validate.check_cross_scan(x, "cross2d", False)
+    assert dispatch.choose("cross_scan", args, None).name == "test_limited"  # eager: it wins
+    graphs = []
+
+    def record(gm, example_inputs):
+        graphs.append(str(gm.graph))
+        return gm
+
+    torch._dynamo.reset()
+    limited_backend._reason = "unprobed"  # the first probe happens while dynamo traces: a constant, no import traced
+    out = torch.compile(lambda t: vk.cross_scan(t), fullgraph=True, backend=record)(x)
+    assert torch.equal(out, cross_scan_ref(x, "cross2d", False))
+    assert len(graphs) == 1 and "cross_scan_torch" in graphs[0] and "test_limited" not in graphs[0], graphs
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    assert limited_backend.why_not("cross_scan", args) == ["does not support torch.compile, which is tracing this call"]
+
+
+def test_probe_is_marked_as_torch_compile_marks_constants():
+    def f():
+        return None
+
+    torch.compiler.assume_constant_result(f)
+    marks = {k for k, v in vars(f).items() if v is True}
+    assert marks and all(getattr(dispatch._probe_registered, k, False) for k in marks), marks

@@ -27,8 +27,8 @@ PARAMS = {
     "vmamba_tiny_m2": 25_340_296, "vmamba_small_m2": 39_079_816, "vmamba_base_m2": 67_527_528,
 }
 V2 = [n for n in PARAMS if n.startswith("vmamba_") and not n.endswith("_m2")]
-# (name, channel_first): v2 variants run both layouts; v0 and m2 are channel-last only (as the official)
-VARIANT_LAYOUTS = [(n, cf) for n in PARAMS for cf in ((True, False) if n in V2 else (False,))]
+# (name, channels_last): v2 variants run both layouts; v0 and m2 are channels last only (as the official)
+VARIANT_LAYOUTS = [(n, cl) for n in PARAMS for cl in ((False, True) if n in V2 else (True,))]
 SMALL = dict(depths=(1, 1, 2, 1), dims=16)  # reduced config for the fast tests
 
 
@@ -46,11 +46,11 @@ def copy_weights(dst, src):
 
 
 # ---- variants -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name,channel_first", VARIANT_LAYOUTS,
+@pytest.mark.parametrize("name,channels_last", VARIANT_LAYOUTS,
                          ids=[f"{n}-{'cf' if cf else 'cl'}" for n, cf in VARIANT_LAYOUTS])
-def test_variant_params_forward_backward(name, channel_first):
-    m = models.create_model(name, impl="torch", channel_first=channel_first)
-    assert m.channel_first == channel_first
+def test_variant_params_forward_backward(name, channels_last):
+    m = models.create_model(name, impl="torch", channels_last=channels_last)
+    assert m.channels_last == channels_last
     assert nparams(m) == PARAMS[name]
     x = torch.randn(2, 3, 32, 32)
     y = m(x)
@@ -73,8 +73,8 @@ def test_list_models_and_aliases():
     assert cfgs["vmamba_tiny_s1l8"]["aliases"] == ["vmamba_t"]
     assert cfgs["vmamba_tiny_m2"]["official_params"] is None
     # default layouts as released: v2 channel-first (ln2d), v0 / m2 channel-last
-    assert cfgs["vmamba_tiny_s1l8"]["channel_first"] and not cfgs["vanilla_vmamba_tiny"]["channel_first"]
-    assert not cfgs["vmamba_tiny_m2"]["channel_first"]
+    assert not cfgs["vmamba_tiny_s1l8"]["channels_last"] and cfgs["vanilla_vmamba_tiny"]["channels_last"]
+    assert cfgs["vmamba_tiny_m2"]["channels_last"]
 
 
 def test_state_dict_keys_and_shapes_official():
@@ -134,17 +134,19 @@ def test_init_follows_mamba_init():
 
 # ---- layouts --------------------------------------------------------------------------------------
 def test_layouts_give_same_logits():
-    a = small(channel_first=True).eval()
-    b = copy_weights(small(channel_first=False), a).eval()
+    a = small(channels_last=False).eval()
+    b = copy_weights(small(channels_last=True), a).eval()
     x = torch.randn(2, 3, 40, 24)
     torch.testing.assert_close(a(x), b(x), rtol=1e-4, atol=1e-5)
 
 
-def test_v0_and_m2_refuse_channel_first():
-    with pytest.raises(ValueError, match="channel-last"):
-        models.create_model("vanilla_vmamba_tiny", channel_first=True)
-    with pytest.raises(ValueError, match="channel-last"):
-        models.create_model("vmamba_tiny_m2", channel_first=True)
+def test_v0_and_m2_refuse_channels_first():
+    with pytest.raises(ValueError, match="channels last only"):
+        models.create_model("vanilla_vmamba_tiny", channels_last=False)
+    with pytest.raises(ValueError, match="channels last only"):
+        models.create_model("vmamba_tiny_m2", channels_last=False)
+    with pytest.warns(DeprecationWarning, match="channel_first=... is now channels_last"):
+        assert models.create_model("vmamba_tiny_s1l8", impl="torch", channel_first=False, **SMALL).channels_last
 
 
 # ---- kernel policy --------------------------------------------------------------------------------
@@ -471,11 +473,11 @@ def _expected_hw(name, H, W):
     return out
 
 
-@pytest.mark.parametrize("name,channel_first", [("vmamba_tiny_s1l8", True), ("vmamba_tiny_s1l8", False),
-                                                ("vanilla_vmamba_tiny", False), ("vmamba_tiny_m2", False)])
+@pytest.mark.parametrize("name,channels_last", [("vmamba_tiny_s1l8", False), ("vmamba_tiny_s1l8", True),
+                                                ("vanilla_vmamba_tiny", True), ("vmamba_tiny_m2", True)])
 @pytest.mark.parametrize("hw", [(64, 64), (37, 50), (50, 29)])
-def test_features_only_shapes(name, channel_first, hw):
-    m = models.create_model(name, impl="torch", features_only=True, channel_first=channel_first,
+def test_features_only_shapes(name, channels_last, hw):
+    m = models.create_model(name, impl="torch", features_only=True, channels_last=channels_last,
                             depths=(1, 1, 1, 1), dims=16).eval()
     assert not hasattr(m, "classifier")
     assert {f"outnorm{i}.weight" for i in range(4)} <= set(m.state_dict())
@@ -508,7 +510,7 @@ def test_features_only_out_indices_and_consistency():
 
 
 def test_forward_features_head_split():
-    m = small(channel_first=False).eval()
+    m = small(channels_last=True).eval()
     x = torch.randn(2, 3, 32, 48)
     f = m.forward_features(x)
     assert f.shape == (2, 1, 2, 128)  # channel-last inside the model
@@ -632,11 +634,62 @@ def test_m0_scan_equals_chunked_ssd(hw):
     torch.testing.assert_close(y.view(b, K * R, P, L).permute(0, 3, 1, 2), ref, rtol=1e-9, atol=1e-10)
 
 
-def test_vanilla_weights_load_into_v05_channel_first():
+def test_vanilla_weights_load_into_v05_channels_first():
     # as in the official code: vanilla weights also run as forward_type v05 (gated) + ln2d
     kw = dict(depths=(1, 1, 2, 1), dims=16)
     v0 = models.create_model("vanilla_vmamba_tiny", impl="torch", **kw).eval()
-    v05 = models.create_model("vanilla_vmamba_tiny", impl="torch", forward_type="v05", channel_first=True, **kw)
+    v05 = models.create_model("vanilla_vmamba_tiny", impl="torch", forward_type="v05", channels_last=False, **kw)
     v05.load_state_dict(v0.state_dict(), strict=True)
     x = torch.randn(2, 3, 36, 44)
     torch.testing.assert_close(v05.eval()(x), v0(x), rtol=1e-4, atol=1e-5)
+
+
+def test_building_a_torch_model_probes_no_other_backend():
+    """create_model(impl="torch") imports neither triton, nor CuPy, nor the compiled extension: only the
+    backends a policy names are probed; running it loads none of our other backends' modules either
+    (torch itself may import triton when a custom op first runs)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    heavy = ["triton", "cupy", "vmamba_kernels._C", "vmamba_kernels.cuda.extension",
+             "vmamba_kernels.triton.launch", "vmamba_kernels.cupy.launch"]
+    code = ("import sys, torch, models\n"
+            "m = models.create_model('vmamba_t', impl='torch', depths=(1, 1, 1, 1), dims=8)\n"
+            f"heavy = {heavy!r}\n"
+            "print('BUILD', [k for k in heavy if k in sys.modules])\n"
+            "m(torch.randn(1, 3, 32, 32)).sum().backward()\n"
+            "print('RUN', [k for k in heavy[1:] if k in sys.modules])\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "BUILD []" in r.stdout and "RUN []" in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize("d_conv", [1, 3])
+def test_m0_hands_the_cross_scan_its_activation_as_laid_out(monkeypatch, d_conv):
+    """SS2Dm0's (B, H, W, D) activation reaches the cross scan without a copy (with the depthwise conv too:
+    it runs on the channels-last memory format and its output, permuted back, is (B, H, W, D) in memory),
+    with the scan inputs of the channels-first copy; an activation laid out (B, D, H, W) in memory goes
+    channels first."""
+    m = models.create_model("vmamba_tiny_m2", impl="torch", depths=(1, 1, 1, 1), dims=32, ssm_conv=d_conv).eval()
+    op = m.layers[0].blocks[0].op
+    seen, real = [], vk.cross_scan
+
+    def spy(x, *args, **kw):
+        seen.append((x.is_contiguous(), kw.get("channels_last")))
+        return real(x, *args, **kw)
+
+    monkeypatch.setattr(vk, "cross_scan", spy)
+    x = torch.randn(2, 6, 5, 32)
+    with torch.no_grad():
+        op(x)
+        assert seen == [(True, True)]
+        act = op.act(op.conv2d(op.in_proj(x)) if op.with_dconv else op.in_proj(x))
+        ours = op.scan_inputs(*ss2d_mod.as_laid_out(act))
+        copied = op.scan_inputs(act.permute(0, 3, 1, 2).contiguous())
+    for a, b in zip(ours, copied):
+        assert torch.equal(a, b)
+    nchw = torch.randn(2, 32, 6, 5)
+    got, cl = ss2d_mod.as_laid_out(nchw.permute(0, 2, 3, 1))
+    assert not cl and got.is_contiguous() and got.data_ptr() == nchw.data_ptr()

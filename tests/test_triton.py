@@ -51,7 +51,7 @@ triton = pytest.importorskip("triton", reason="triton is not installed: `pip ins
 def kern():
     if not CUDA and not INTERP:
         pytest.skip("no CUDA and TRITON_INTERPRET is not 1")
-    from vmamba_kernels.triton import kernels
+    from vmamba_kernels.triton import launch as kernels
 
     assert kernels.unavailable_reason() is None
     return kernels
@@ -70,7 +70,7 @@ def _check_raw(kern, batch, KD, L, N, K, dtype, out_dtype, softplus, with_D, wit
                       with_D=with_D, with_bias=with_bias, requires_grad=False)
     u, delta, A, B, C, D, bias = ins
     y, last, aux = kern.selective_scan_fwd(u, delta, A, B, C, D, bias, softplus, out_dtype)
-    from vmamba_kernels.triton._config import scan_aux_shape
+    from vmamba_kernels.triton.tuning import scan_aux_shape
 
     shape, adt = scan_aux_shape(batch, KD, L, N, dtype)
     assert tuple(aux.shape) == tuple(shape) and aux.dtype == adt
@@ -113,18 +113,17 @@ def test_scan_half(kern, dtype, out):
 
 @pytest.mark.parametrize("sub", (2, 4))
 @pytest.mark.parametrize("L,N", [(197, 1), (64, 1), (70, 4)])
-def test_scan_forward_tile_of_several_chunks(kern, monkeypatch, sub, L, N):
+def test_scan_forward_tile_of_several_chunks(kern, sub, L, N):
     """The forward iterating over SUB chunks at a time (selective_scan.fwd_sub: 2 on long N = 1 rows on
     the GPU) stores the same chunk-end states, so the backward's chunks are unchanged: L not a
     multiple of the tile, the last tile with chunks past the end."""
-    from vmamba_kernels.triton import selective_scan as ss
+    import vmamba_kernels as vk
 
-    monkeypatch.setitem(ss.OVERRIDE, ("fwd_sub", N, L), sub)
-    grads = _check_raw(kern, 2, 4, L, N, 2, torch.float32, torch.float32, True, True, True)
-    assert all(g is None or torch.isfinite(g).all() for g in grads)
     ins = make_inputs(1, 4, L, N, 2, dtype=torch.float32, device=DEV, requires_grad=False)
-    y, last, aux = kern.selective_scan_fwd(*ins, True, torch.float32)
-    monkeypatch.delitem(ss.OVERRIDE, ("fwd_sub", N, L))
+    with vk.tuning("triton", block_override={("fwd_sub", N, L): sub}):
+        grads = _check_raw(kern, 2, 4, L, N, 2, torch.float32, torch.float32, True, True, True)
+        assert all(g is None or torch.isfinite(g).all() for g in grads)
+        y, last, aux = kern.selective_scan_fwd(*ins, True, torch.float32)
     y1, last1, aux1 = kern.selective_scan_fwd(*ins, True, torch.float32)
     assert_close("aux", aux, aux1, 1e-5, 1e-6)
     assert_close("out", y, y1, 1e-5, 1e-6)
@@ -132,13 +131,13 @@ def test_scan_forward_tile_of_several_chunks(kern, monkeypatch, sub, L, N):
 
 @pytest.mark.parametrize("sub", (2, 4))
 @pytest.mark.parametrize("L", (197, 64))
-def test_scan_backward_tile_of_several_chunks(kern, monkeypatch, sub, L):
+def test_scan_backward_tile_of_several_chunks(kern, sub, L):
     """The N = 1 backward iterating over SUB chunks at a time (selective_scan.bwd_sub, a tuning knob):
     its tile starts from the stored state before its first chunk; L not a multiple of the tile."""
-    from vmamba_kernels.triton import selective_scan as ss
+    import vmamba_kernels as vk
 
-    monkeypatch.setitem(ss.OVERRIDE, ("bwd_sub", 1, L), sub)
-    _check_raw(kern, 2, 4, L, 1, 2, torch.float32, torch.float32, True, True, True)
+    with vk.tuning("triton", block_override={("bwd_sub", 1, L): sub}):
+        _check_raw(kern, 2, 4, L, 1, 2, torch.float32, torch.float32, True, True, True)
 
 
 def test_scan_3d_BC(kern):
@@ -146,7 +145,7 @@ def test_scan_3d_BC(kern):
 
 
 def test_aux_shape_and_chunks():
-    from vmamba_kernels.triton import _config
+    from vmamba_kernels.triton import tuning as _config
 
     for L in (1, 7, 16, 17, 49, 197, 3136, 65536):
         for N in (1, 16, 64):
@@ -240,19 +239,22 @@ def test_cross_scan_merge(kern, mode, channels_last):
 
 @pytest.mark.parametrize("groups,hw_first", ((False, False), (True, False), (True, True)),
                          ids=["plain", "grouped", "grouped-image-last"])
-def test_cross_cut_tiles(kern, monkeypatch, groups, hw_first):
+def test_cross_cut_tiles(kern, groups, hw_first):
     """Tiles cut by the map's edge on both axes, every mode and layout: 5 x 9 in 4 x 8 tiles (H, W, the
     row stride not multiples of 2: alignment hints and reversal groups of 1), 12 x 20 in 8 x 16 tiles
     (groups of 4), 16 x 8 in 8 x 8 tiles (groups of 8); 3 channels in blocks of 2. grouped: the merge's
-    reversed routes read forwards in groups (REVERSE_GROUPS); image-last: the grid's order (HW_FIRST)."""
-    from vmamba_kernels.triton import cross_scan as cs
+    reversed routes read forwards in groups (reverse_groups); image-last: the grid's order (hw_first)."""
+    import vmamba_kernels as vk
 
-    monkeypatch.setattr(cs, "REVERSE_GROUPS", groups)
-    monkeypatch.setattr(cs, "HW_FIRST", hw_first)
-    for H, W, bh, bw in ((5, 9, 4, 8), (12, 20, 8, 16), (16, 8, 8, 8)):
+    pins = {(cl, merge, 3, H, W): (bh, bw, 2, 4) for H, W, bh, bw in ((5, 9, 4, 8), (12, 20, 8, 16), (16, 8, 8, 8))
+            for cl in (False, True) for merge in (False, True)}
+    with vk.tuning("triton", reverse_groups=groups, hw_first=hw_first, cross_block_override=pins):
+        _check_cut_tiles(kern)
+
+
+def _check_cut_tiles(kern):
+    for H, W in ((5, 9), (12, 20), (16, 8)):
         for channels_last in (False, True):
-            monkeypatch.setitem(cs.BLOCKS_OVERRIDE, (channels_last, False, 3, H, W), (bh, bw, 2, 4))
-            monkeypatch.setitem(cs.BLOCKS_OVERRIDE, (channels_last, True, 3, H, W), (bh, bw, 2, 4))
             for mode in ("cross2d", "unidi", "bidi"):
                 shape = (2, H, W, 3) if channels_last else (2, 3, H, W)
                 x = torch.randn(shape, device=DEV)
@@ -284,18 +286,18 @@ def test_cross_64bit_offsets(kern, monkeypatch):
     (None, True), ({"band": 8, "small_side": 0}, True), ({"band": 2, "small_side": 0}, True),
     ({"band": 2, "small_side": 0}, False), ({}, True), ({"max_elems": 64}, True)),
     ids=["tiled", "band8", "band2", "band2-image-major", "default", "capped"])
-def test_cross_scan_channels_last_bands(kern, monkeypatch, cfg, hw_first):
+def test_cross_scan_channels_last_bands(kern, cfg, hw_first):
     """The banded channels-last cross2d scan (square maps): bands that divide the map, leave a cut last
     band or exceed it (small_side 0: no whole-map rule); channel blocks with a cut last block; the
     defaults (whole small maps); a cap on elements per program that shrinks the channel block to 1 or
-    hands 16 x 16 to the tiled kernel; None: the tiled kernel; both grid orders (HW_FIRST)."""
-    from vmamba_kernels.triton import cross_scan as cs
+    hands 16 x 16 to the tiled kernel; None: the tiled kernel; both grid orders (hw_first)."""
+    import vmamba_kernels as vk
 
-    monkeypatch.setattr(cs, "BAND_SCAN", None if cfg is None else dict(cs.BAND_SCAN, **cfg))
-    monkeypatch.setattr(cs, "HW_FIRST", hw_first)
-    for H, C in ((1, 1), (7, 3), (13, 5), (16, 9)):
-        x = torch.randn(2, H, H, C, device=DEV)
-        assert torch.equal(kern.cross_scan_fwd(x, "cross2d", True), cross_scan_ref(x, "cross2d", True)), (H, C)
+    band = None if cfg is None else dict(vk.get_tuning("triton").band_scan, **cfg)
+    with vk.tuning("triton", band_scan=band, hw_first=hw_first):
+        for H, C in ((1, 1), (7, 3), (13, 5), (16, 9)):
+            x = torch.randn(2, H, H, C, device=DEV)
+            assert torch.equal(kern.cross_scan_fwd(x, "cross2d", True), cross_scan_ref(x, "cross2d", True)), (H, C)
 
 
 def test_cross_band_config(monkeypatch):
@@ -313,22 +315,25 @@ def test_cross_band_config(monkeypatch):
     assert cs._band_config(96, 512) == (4, 512, 4)
     assert cs._band_config(96, 2048) == (4, 2048, 1)
     assert cs._band_config(96, 2049) is None
-    monkeypatch.setattr(cs, "BAND_SCAN", None)
-    assert cs._band_config(96, 56) is None
+    import vmamba_kernels as vk
+
+    with vk.tuning("triton", band_scan=None):
+        assert cs._band_config(96, 56) is None
 
 
-def test_cross_grid_order_and_limit(monkeypatch):
+def test_cross_grid_order_and_limit():
     """The launch grid: image-last only while the images fit axis 2's 65535 limit, image-major
     otherwise; a map with more tiles than image-major allows gets a clear error (no launch needed)."""
+    import vmamba_kernels as vk
     from vmamba_kernels.triton import cross_scan as cs
 
-    monkeypatch.setattr(cs, "HW_FIRST", True)
+    assert vk.get_tuning("triton").hw_first
     assert cs._grid(128, 49, 3) == ((49, 3, 128), True)
     assert cs._grid(70000, 49, 3) == ((70000, 49, 3), False)
     with pytest.raises(ValueError, match="exceed the launch grid.*impl 'cuda'"):
         cs._grid(70000, 70000, 3)
-    monkeypatch.setattr(cs, "HW_FIRST", False)
-    assert cs._grid(128, 49, 3) == ((128, 49, 3), False)
+    with vk.tuning("triton", hw_first=False):
+        assert cs._grid(128, 49, 3) == ((128, 49, 3), False)
 
 
 def test_import_without_triton_is_unavailable():
@@ -420,8 +425,8 @@ def test_gpu_block_configs(monkeypatch):
     VMamba's N = 1 stages get the measured best (T 64: BLOCK_D 8 fwd with 16 tile elements per thread,
     BLOCK_D 2 / 1 warp bwd; stage 3's L = 196: T 256, BLOCK_D 4, 2 warps fwd)."""
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
-    from vmamba_kernels.triton import _config
     from vmamba_kernels.triton import selective_scan as ss
+    from vmamba_kernels.triton import tuning as _config
 
     for G in (1, 2, 3, 6, 8, 96, 192, 384, 768):
         for N in (1, 16, 64):

@@ -7,11 +7,15 @@
     vk.list_impls("selective_scan")        # what exists, what is available here and why not
     print(vk.explain("selective_scan", u, delta, A, B, C))
     with vk.use_impl("triton"): ...        # default impl for calls with impl=None
+    vk.ops("cuda")["scan_fwd"]             # a backend's torch.library ops, no validation or dispatch
+    try: ... except vk.ImplRefused as e:   # e.impl, e.op, e.reasons, e.can
+    with vk.tuning("triton", fwd_tile=256): ...   # a backend's tuned constants / test knobs, for a while
 """
-from .api import cross_merge, cross_scan, explain, list_impls, selective_scan
-from .dispatch import Backend, get_default_impl, set_default_impl, use_impl
+from .api import cross_merge, cross_scan, explain, list_impls, ops, selective_scan
+from .dispatch import Backend, ImplRefused, get_default_impl, set_default_impl, use_impl
+from .tunables import get_tuning, tuning
 
 __all__ = [
-    "selective_scan", "cross_scan", "cross_merge", "list_impls", "explain",
-    "set_default_impl", "get_default_impl", "use_impl", "Backend",
+    "selective_scan", "cross_scan", "cross_merge", "list_impls", "explain", "ops",
+    "set_default_impl", "get_default_impl", "use_impl", "Backend", "ImplRefused", "tuning", "get_tuning",
 ]

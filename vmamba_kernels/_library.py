@@ -1,6 +1,9 @@
-"""torch.library registration: one set of custom ops per backend, defined once, generically.
+"""torch.library definitions: the custom ops of one backend, built generically from its raw kernels.
 
-For backend NAME this defines
+Each `define_*` function takes a backend (anything with `.name`, `.impl()` returning the module of
+raw kernels, and `.scan_aux_shape`) and returns {key: custom op}; vmamba_kernels/op_table.py names
+which function an op uses, and registering a backend (dispatch.register_backend) calls them once and
+stores the result on the Backend (`vmamba_kernels.ops(name)` returns it). For backend NAME this gives
     vmamba_kernels::selective_scan_fwd_NAME, vmamba_kernels::selective_scan_bwd_NAME,
     vmamba_kernels::cross_scan_NAME, vmamba_kernels::cross_merge_NAME
 with fake (meta) implementations, so torch.compile can trace models that use them, and autograd
@@ -14,16 +17,9 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from .layout import map_dims, map_shape
+
 NAMESPACE = "vmamba_kernels"
-_OPS: dict = {}
-
-
-def ops_for(name: str) -> dict:
-    """The custom ops of backend `name`: keys scan_fwd, scan_bwd, cross_scan, cross_merge."""
-    from .dispatch import get_backend  # noqa: PLC0415 (cycle)
-
-    get_backend(name)  # loads the registry; unknown names raise with the known ones
-    return _OPS[name]
 
 
 def _scan_fake_outputs(backend, u, A, out_dtype):
@@ -35,7 +31,8 @@ def _scan_fake_outputs(backend, u, A, out_dtype):
     return out, last, u.new_empty(shape, dtype=dtype)
 
 
-def _define_scan(backend) -> dict:
+def define_scan(backend) -> dict:
+    """scan_fwd (differentiable through scan_bwd) and scan_bwd."""
     name = backend.name
 
     @torch.library.custom_op(f"{NAMESPACE}::selective_scan_fwd_{name}", mutates_args=())
@@ -82,12 +79,8 @@ def _define_scan(backend) -> dict:
     return {"scan_fwd": scan_fwd, "scan_bwd": scan_bwd}
 
 
-def _merged_shape(y, H, W, channels_last):
-    B, _, C, _ = y.shape
-    return (B, H, W, C) if channels_last else (B, C, H, W)
-
-
-def _define_cross(backend) -> dict:
+def define_cross(backend) -> dict:
+    """cross_scan and cross_merge, each the other's backward (they are adjoint)."""
     name = backend.name
 
     @torch.library.custom_op(f"{NAMESPACE}::cross_scan_{name}", mutates_args=())
@@ -96,10 +89,7 @@ def _define_cross(backend) -> dict:
 
     @cross_scan.register_fake
     def _(x, mode, channels_last):
-        if channels_last:
-            B, H, W, C = x.shape
-        else:
-            B, C, H, W = x.shape
+        B, C, H, W = map_dims(x, channels_last)
         return x.new_empty((B, 4, C, H * W))
 
     @torch.library.custom_op(f"{NAMESPACE}::cross_merge_{name}", mutates_args=())
@@ -108,12 +98,12 @@ def _define_cross(backend) -> dict:
 
     @cross_merge.register_fake
     def _(y, H, W, mode, channels_last):
-        return y.new_empty(_merged_shape(y, H, W, channels_last))
+        return y.new_empty(map_shape(y.shape[0], y.shape[2], H, W, channels_last))
 
     def scan_setup(ctx, inputs, output):
         x, mode, channels_last = inputs
         ctx.mode, ctx.channels_last = mode, channels_last
-        ctx.HW = (x.shape[1], x.shape[2]) if channels_last else (x.shape[2], x.shape[3])
+        ctx.HW = map_dims(x, channels_last)[2:]
 
     def scan_backward(ctx, gy):
         H, W = ctx.HW
@@ -129,14 +119,3 @@ def _define_cross(backend) -> dict:
     cross_scan.register_autograd(scan_backward, setup_context=scan_setup)
     cross_merge.register_autograd(merge_backward, setup_context=merge_setup)
     return {"cross_scan": cross_scan, "cross_merge": cross_merge}
-
-
-def define_ops(backend) -> None:
-    if backend.name in _OPS:
-        return
-    ops = {}
-    if "selective_scan" in backend.ops:
-        ops.update(_define_scan(backend))
-    if "cross_scan" in backend.ops or "cross_merge" in backend.ops:
-        ops.update(_define_cross(backend))
-    _OPS[backend.name] = ops

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-import torch
-
-from . import _library, dispatch, validate
+from . import dispatch, validate
+from .op_table import spec
 
 
 def selective_scan(u, delta, A, B, C, D=None, delta_bias=None, delta_softplus=False,
@@ -33,13 +32,7 @@ def selective_scan(u, delta, A, B, C, D=None, delta_bias=None, delta_softplus=Fa
     Differentiable in u, delta, A, B, C, D and delta_bias.
     """
     args = validate.check_selective_scan(u, delta, A, B, C, D, delta_bias, delta_softplus, out_dtype)
-    backend = dispatch.choose("selective_scan", args, impl)
-    op = _library.ops_for(backend.name)["scan_fwd"]
-    c = torch.Tensor.contiguous
-    y, last_state, _ = op(
-        c(args.u), c(args.delta), c(args.A), c(args.B), c(args.C),
-        None if args.D is None else c(args.D), None if args.delta_bias is None else c(args.delta_bias),
-        args.delta_softplus, args.out_dtype)
+    y, last_state = dispatch.choose("selective_scan", args, impl)(args)
     return (y, last_state) if return_last_state else y
 
 
@@ -52,8 +45,7 @@ def cross_scan(x, mode="cross2d", channels_last=False, impl=None):
     "bidi": routes 0, 0, 2, 2. The adjoint (and backward) is `cross_merge`.
     """
     args = validate.check_cross_scan(x, mode, channels_last)
-    backend = dispatch.choose("cross_scan", args, impl)
-    return _library.ops_for(backend.name)["cross_scan"](args.x.contiguous(), args.mode, args.channels_last)
+    return dispatch.choose("cross_scan", args, impl)(args)
 
 
 def cross_merge(y, H, W, mode="cross2d", channels_last=False, impl=None):
@@ -62,21 +54,21 @@ def cross_merge(y, H, W, mode="cross2d", channels_last=False, impl=None):
     y : (B, 4, C, H*W).  Returns (B, C, H, W), or (B, H, W, C) when channels_last, in y's dtype.
     """
     args = validate.check_cross_merge(y, H, W, mode, channels_last)
-    backend = dispatch.choose("cross_merge", args, impl)
-    return _library.ops_for(backend.name)["cross_merge"](args.x.contiguous(), H, W, args.mode, args.channels_last)
+    return dispatch.choose("cross_merge", args, impl)(args)
+
+
+def ops(impl: str) -> dict:
+    """The torch.library custom ops of backend `impl`, without validation or dispatch (benchmarks,
+    opcheck): keys scan_fwd, scan_bwd (the raw kernel contract in dispatch.py, plus autograd and fake
+    tensors), cross_scan, cross_merge. Registering does not load the backend: a call to an
+    unavailable one raises with the reason."""
+    return dict(dispatch.get_backend(impl).library_ops)
 
 
 def _args_for(op, args, kwargs):
-    kwargs = dict(kwargs)
-    kwargs.pop("impl", None)
-    if op == "selective_scan":
-        kwargs.pop("return_last_state", None)
-        return validate.check_selective_scan(*args, **kwargs)
-    if op == "cross_scan":
-        return validate.check_cross_scan(*args, **kwargs)
-    if op == "cross_merge":
-        return validate.check_cross_merge(*args, **kwargs)
-    raise ValueError(f"unknown op {op!r}; ops are {', '.join(dispatch.OPS)}")
+    s = spec(op)
+    kwargs = {k: v for k, v in kwargs.items() if k != "impl" and k not in s.public_only}
+    return s.check(*args, **kwargs)
 
 
 class ImplList(list):
@@ -113,8 +105,8 @@ def list_impls(op: Optional[str] = None) -> ImplList:
     """Every registered implementation of `op` (or of any op), best priority first, as a list of dicts:
     name, priority, available, reason (why unavailable and how to fix), dtypes, devices,
     d_state range, backward, compile, deterministic. The list prints as a readable table."""
-    if op is not None and op not in dispatch.OPS:
-        raise ValueError(f"unknown op {op!r}; ops are {', '.join(dispatch.OPS)}")
+    if op is not None:
+        spec(op)  # unknown ops raise with the known ones
     rows = ImplList()
     rows.op = op
     for b in dispatch.backends(op):

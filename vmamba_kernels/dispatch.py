@@ -1,10 +1,12 @@
-"""The backend contract and the registry that chooses a backend.
+"""The backend contract, the registry, and the choice of a backend for a call.
 
 A backend is a `Backend` record (what it supports, how to load it) plus an implementation
 module exporting the *raw* kernels below. Everything else (validation, op registration with
-torch.library, autograd, fake tensors for torch.compile, choosing, explaining) is done here once,
-so adding a backend means: write the kernels, declare a `Backend`, add its package to
-`BACKEND_PACKAGES`.
+torch.library, autograd, fake tensors for torch.compile, choosing, explaining) is done once,
+generically, from the op table (op_table.py), so adding a backend means: write the kernels, declare
+a `Backend`, add its package to `BACKEND_PACKAGES`. Registering a backend builds its torch.library
+ops and keeps them on the Backend (`Backend.library_ops`; `vmamba_kernels.ops(name)`), and
+`choose()` hands back an `OpCall` that runs them.
 
 Raw kernel contract (inputs already validated and made contiguous):
 
@@ -34,9 +36,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from . import validate
-
-OPS = ("selective_scan", "cross_scan", "cross_merge")
+from .op_table import BASE_OPS, OPS, define_library_ops, spec
 
 # Packages that declare backends (each exports BACKENDS: list[Backend]). Order is irrelevant:
 # Backend.priority decides (lower wins).
@@ -44,11 +44,31 @@ BACKEND_PACKAGES = (
     "vmamba_kernels.cuda",
     "vmamba_kernels.triton",
     "vmamba_kernels.cupy",
-    "vmamba_kernels.torch_ref",
+    "vmamba_kernels.pytorch",
 )
 
 _F32 = torch.float32
 _HALF = (torch.float32, torch.float16, torch.bfloat16)
+
+
+class ImplRefused(RuntimeError):
+    """A backend cannot run an op on these inputs.
+
+    impl: the backend that was asked for (None when the automatic choice found none); op: the op;
+    reasons: why not (one string each; for impl None, one line per backend); can: the impls that can
+    run these inputs."""
+
+    def __init__(self, impl: Optional[str], op: str, reasons: Sequence[str], can: Sequence[str], where: str):
+        self.impl, self.op, self.reasons, self.can, self.where = impl, op, list(reasons), list(can), where
+        if impl is None:
+            msg = f"no impl can run {op} on {where}:\n" + "\n".join(f"  {r}" for r in self.reasons)
+        else:
+            msg = (f"impl {impl!r} cannot run {op} on {where}: {'; '.join(self.reasons)}. "
+                   f"Impls that can: {', '.join(self.can) if self.can else 'none'}.")
+        super().__init__(msg)
+
+    def __reduce__(self):
+        return type(self), (self.impl, self.op, self.reasons, self.can, self.where)
 
 
 @dataclass
@@ -59,19 +79,22 @@ class Backend:
     priority: int  # lower is preferred when impl=None
     module: str  # implementation module exporting the raw kernels (imported lazily)
     install_hint: str  # how to make it available when it is not
-    ops: tuple = OPS
+    ops: tuple = BASE_OPS  # ops it implements (op_table.py); a new op is opt-in
     dtypes: tuple = _HALF
     devices: tuple = ("cuda",)
     min_dstate: int = 1
     max_dstate: int = 64
     supports_backward: bool = True
-    supports_compile: bool = True
-    deterministic: bool = True
+    supports_compile: bool = True  # checked: refused while torch.compile traces when False
+    deterministic: bool = True  # backward bitwise reproducible; checked under torch.use_deterministic_algorithms
     # aux tensor the scan backward needs: (batch, KD, L, N, dtype) -> (shape, dtype)
     scan_aux_shape: Callable = lambda batch, KD, L, N, dtype: ((0,), _F32)
     # optional extra limits: (op, args) -> list of reasons
     extra_reasons: Optional[Callable] = None
     doc: str = ""
+    # filled by register_backend: {key: torch.library custom op} and {op: OpCall}
+    library_ops: dict = field(default_factory=dict, repr=False)
+    calls: dict = field(default_factory=dict, repr=False)
     _impl: object = field(default=None, repr=False)
     _reason: object = field(default="unprobed", repr=False)
 
@@ -84,18 +107,28 @@ class Backend:
         hint, preceded by "no CUDA device is visible" for a GPU-only backend on a machine without one
         (installing the package would not be enough there)."""
         if self._reason == "unprobed":
-            try:
-                mod = importlib.import_module(self.module)
-                probe = getattr(mod, "unavailable_reason", None)
-                reason = probe() if probe is not None else None
+            if _REGISTRY.get(self.name) is self:
+                return _probe_registered(self.name)  # safe while torch.compile traces
+            self._probe()
+        return self._reason
+
+    def _probe(self) -> Optional[str]:
+        try:
+            mod = importlib.import_module(self.module)
+            probe = getattr(mod, "unavailable_reason", None)
+            reason = probe() if probe is not None else None
+            missing = [k for op in self.ops for k in spec(op).kernels if not hasattr(mod, k)]
+            if reason is None and missing:  # a declaration error, not an install problem: no hint
+                self._reason = f"{self.module} does not define the raw kernel(s) {', '.join(dict.fromkeys(missing))}"
+            else:
                 self._impl = mod if reason is None else None
                 self._reason = reason
-            except ImportError as e:  # missing package or compiled extension
-                reason = f"cannot import {self.module} ({e}); {self.install_hint}"
-                if "cpu" not in self.devices and not torch.cuda.is_available():
-                    reason = (f"no CUDA device is visible (impl {self.name!r} runs on NVIDIA GPUs only: use it on "
-                              f"a machine with one); besides, {reason}")
-                self._reason = reason
+        except ImportError as e:  # missing package or compiled extension
+            reason = f"cannot import {self.module} ({e}); {self.install_hint}"
+            if "cpu" not in self.devices and not torch.cuda.is_available():
+                reason = (f"no CUDA device is visible (impl {self.name!r} runs on NVIDIA GPUs only: use it on "
+                          f"a machine with one); besides, {reason}")
+            self._reason = reason
         return self._reason
 
     def available(self) -> bool:
@@ -109,7 +142,8 @@ class Backend:
 
     # ---- support check for given inputs ----------------------------------------------------
     def why_not(self, op: str, args) -> list:
-        """Reasons this backend cannot run `op` on these (validated) inputs; empty when it can."""
+        """Reasons this backend cannot run `op` on these (validated) inputs, in this context (grad,
+        torch.compile tracing, deterministic mode); empty when it can."""
         reasons = []
         if op not in self.ops:
             return [f"does not implement {op}"]
@@ -121,16 +155,37 @@ class Backend:
         if args.dtype not in self.dtypes:
             names = ", ".join(str(d).replace("torch.", "") for d in self.dtypes)
             reasons.append(f"supports dtypes {names}, not {str(args.dtype).replace('torch.', '')}")
-        if op == "selective_scan":
-            if not (self.min_dstate <= args.N <= self.max_dstate):
-                reasons.append(f"supports d_state {self.min_dstate}..{self.max_dstate}, not N={args.N}")
-            if args.out_dtype not in self.dtypes:
-                reasons.append(f"cannot write out_dtype {args.out_dtype}")
-        if args.requires_grad() and not self.supports_backward:
+        reasons.extend(spec(op).limits(self, args))
+        grad = args.requires_grad()
+        if grad and not self.supports_backward:
             reasons.append("has no backward, and these inputs require grad")
+        if grad and not self.deterministic and torch.are_deterministic_algorithms_enabled():
+            reasons.append("its backward is not deterministic, and torch.use_deterministic_algorithms(True) is set")
+        if not self.supports_compile and torch.compiler.is_compiling():
+            reasons.append("does not support torch.compile, which is tracing this call")
         if self.extra_reasons is not None and not reasons:
             reasons.extend(self.extra_reasons(op, args))
         return reasons
+
+
+class OpCall:
+    """One backend's op, ready to run validated arguments: what `choose()` returns.
+    `OpCall(args)` runs the op (op_table.OpSpec.run on the backend's torch.library ops)."""
+
+    __slots__ = ("backend", "spec")
+
+    def __init__(self, backend: Backend, op_spec):
+        self.backend, self.spec = backend, op_spec
+
+    @property
+    def name(self) -> str:
+        return self.backend.name
+
+    def __call__(self, args):
+        return self.spec.run(self.backend.library_ops, args)
+
+    def __repr__(self) -> str:
+        return f"OpCall({self.spec.name!r} on {self.backend.name!r})"
 
 
 # ---- registry --------------------------------------------------------------------------------
@@ -142,11 +197,25 @@ _LOCK = threading.Lock()
 def register_backend(backend: Backend) -> Backend:
     if backend.name in _REGISTRY:
         raise ValueError(f"a backend named {backend.name!r} is already registered")
+    unknown = [op for op in backend.ops if op not in OPS]
+    if unknown:
+        raise ValueError(f"backend {backend.name!r} declares unknown op(s) {', '.join(unknown)}; ops are {', '.join(OPS)}")
+    backend.library_ops = define_library_ops(backend)
+    backend.calls = {op: OpCall(backend, spec(op)) for op in backend.ops}
     _REGISTRY[backend.name] = backend
-    from . import _library  # noqa: PLC0415 (cycle: _library needs the registry types)
-
-    _library.define_ops(backend)
     return backend
+
+
+def _probe_registered(name: str) -> Optional[str]:
+    """Probe a registered backend once (imports its module). Under torch.compile this runs at trace time
+    and its answer is a constant: dynamo does not trace the import (a first probe during tracing would
+    otherwise break the graph)."""
+    return _REGISTRY[name]._probe()
+
+
+# torch.compiler.assume_constant_result(_probe_registered), minus its `import torch._dynamo` (which
+# imports triton: building a model with impl="torch" must not); tests check the attribute is still it
+_probe_registered._dynamo_marked_constant = True
 
 
 def _load_registry() -> dict:
@@ -234,37 +303,30 @@ def last_choice(op: str) -> Optional[str]:
     return getattr(_LAST, "choice", {}).get(op)
 
 
-def _record(op: str, backend: Backend) -> Backend:
+def _record(op: str, backend: Backend) -> OpCall:
     if not torch.compiler.is_compiling():
         if not hasattr(_LAST, "choice"):
             _LAST.choice = {}
         _LAST.choice[op] = backend.name
-    return backend
+    return backend.calls[op]
 
 
-def _reason_table(op: str, args, candidates: Sequence[Backend]) -> str:
-    lines = []
-    for b in candidates:
-        r = b.why_not(op, args)
-        lines.append(f"  {b.name}: " + ("can run" if not r else "; ".join(r)))
-    return "\n".join(lines)
-
-
-def choose(op: str, args, impl: Optional[str]) -> Backend:
-    """The backend that runs `op` on `args`: `impl` if named (error with reasons if it can't),
-    else the default impl if one is set, else the best-priority backend with no reasons."""
+def choose(op: str, args, impl: Optional[str]) -> OpCall:
+    """The backend op that runs `op` on `args` (call it with `args`): `impl` if named (ImplRefused with
+    the reasons if it can't), else the default impl if one is set, else the best-priority backend with
+    no reasons."""
     name = impl if impl is not None else get_default_impl()
     if name is not None:
         b = get_backend(name)
         reasons = b.why_not(op, args)
         if reasons:
-            ok = [c.name for c in backends(op) if not c.why_not(op, args)]
-            raise RuntimeError(
-                f"impl {name!r} cannot run {op} on {args.describe()}: {'; '.join(reasons)}. "
-                f"Impls that can: {', '.join(ok) if ok else 'none'}."
-            )
+            can = [c.name for c in backends(op) if not c.why_not(op, args)]
+            raise ImplRefused(name, op, reasons, can, args.describe())
         return _record(op, b)
+    table = []
     for b in backends(op):
-        if not b.why_not(op, args):
+        reasons = b.why_not(op, args)
+        if not reasons:
             return _record(op, b)
-    raise RuntimeError(f"no impl can run {op} on {args.describe()}:\n{_reason_table(op, args, backends(op))}")
+        table.append(f"{b.name}: {'; '.join(reasons)}")
+    raise ImplRefused(None, op, table, [], args.describe())

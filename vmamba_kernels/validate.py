@@ -10,6 +10,8 @@ from typing import Optional
 
 import torch
 
+from .layout import map_dims
+
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 CROSS_MODES = ("cross2d", "unidi", "bidi")
 
@@ -193,7 +195,7 @@ def check_cross_scan(x, mode="cross2d", channels_last=False) -> CrossArgs:
     check_mode(mode)
     layout = "(B, H, W, C)" if channels_last else "(B, C, H, W)"
     _need_rank("x", x, (4,), f"a 4-D map {layout}")
-    H, W = (x.shape[1], x.shape[2]) if channels_last else (x.shape[2], x.shape[3])
+    _, _, H, W = map_dims(x, channels_last)
     return CrossArgs(x, H, W, mode, bool(channels_last))
 
 

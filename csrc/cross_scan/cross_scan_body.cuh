@@ -11,6 +11,7 @@
 #include <cstdlib>
 
 #include "../common/device.cuh"
+#include "../common/knobs.h"
 #include "cross_scan.h"
 
 namespace vmamba {
@@ -725,25 +726,25 @@ __host__ __device__ __forceinline__ void cross_merge_direct_body(const T* __rest
 }
 
 // ---- planning (host) ---------------------------------------------------------------------------
-// Tuning/test knobs, read per call: VMAMBA_CROSS_MAX_VEC caps the vector width (elements);
-// VMAMBA_CROSS_PATH=direct forces the direct kernels (so tests reach them on small maps).
+// Tuning/test knobs (../common/knobs.h: from the environment at first use, or set through an op):
+// VMAMBA_CROSS_MAX_VEC caps the vector width (elements); VMAMBA_CROSS_PATH=direct forces the direct
+// kernels (so tests reach them on small maps).
 inline int env_max_vec() {
-  const char* s = std::getenv("VMAMBA_CROSS_MAX_VEC");
-  if (s == nullptr || *s == 0) return 0;
-  return std::atoi(s);
+  const std::string v = knob(Knob::kCrossMaxVec);
+  if (v.empty()) return 0;
+  return std::atoi(v.c_str());
 }
 
 // VMAMBA_CROSS_SMEM_KB: shared memory per block the planner may use (default kSmemBudget / 1024);
-// channels-last stage-1 maps need more than the default for 16-byte channel runs (bench/tune_cross_scan.py)
+// channels-last stage-1 maps need more than the default for 16-byte channel runs (bench/tuning/cross_scan.py)
 inline size_t smem_budget() {
-  const char* s = std::getenv("VMAMBA_CROSS_SMEM_KB");
-  const long kb = (s == nullptr || *s == 0) ? 0 : std::atol(s);
+  const std::string v = knob(Knob::kCrossSmemKb);
+  const long kb = v.empty() ? 0 : std::atol(v.c_str());
   return kb > 0 && kb <= 227 ? size_t(kb) * 1024 : kSmemBudget;
 }
 
 inline bool env_force_direct() {
-  const char* s = std::getenv("VMAMBA_CROSS_PATH");
-  return s != nullptr && s[0] == 'd';
+  return knob(Knob::kCrossPath)[0] == 'd';
 }
 
 inline int pick_vec(const Problem& p, int elem_bytes, size_t in_addr, size_t out_addr) {
@@ -821,7 +822,7 @@ inline int64_t direct_blocks(int64_t total) {
 }
 
 // ---- tiled planning (channels-last) ------------------------------------------------------------
-// VMAMBA_CROSS_CL_TILED, read per call: "0" never uses the tiled kernels (plane/direct as before),
+// VMAMBA_CROSS_CL_TILED (a knob, see above): "0" never uses the tiled kernels (plane/direct as before),
 // "1" uses them whenever they apply (so tests reach them on small maps), "b" the banded scan wherever
 // it applies (cross2d, square maps; otherwise, and for the merge, as "1"), unset/other: the rule in
 // plan_cross. VMAMBA_CROSS_CL_TILE="THxTW" or "THxTWxPC" fixes the tile (clipped to the map) and
@@ -829,21 +830,22 @@ inline int64_t direct_blocks(int64_t total) {
 // for tuning and for tests of edge tiles / channel groups; a tile that does not fit the budget
 // disables the tiled path.
 inline int env_cl_tiled() {
-  const char* s = std::getenv("VMAMBA_CROSS_CL_TILED");
-  if (s == nullptr || *s == 0) return -1;
-  return s[0] == '0' ? 0 : (s[0] == '1' ? 1 : (s[0] == 'b' ? 2 : -1));
+  const std::string v = knob(Knob::kCrossClTiled);
+  if (v.empty()) return -1;
+  return v[0] == '0' ? 0 : (v[0] == '1' ? 1 : (v[0] == 'b' ? 2 : -1));
 }
 
 // VMAMBA_CROSS_CL_BAND: rows (columns) per band of the banded scan (default: plan_cross's choice)
 inline uint32_t env_cl_band(uint32_t dflt) {
-  const char* s = std::getenv("VMAMBA_CROSS_CL_BAND");
-  const long v = (s == nullptr || *s == 0) ? 0 : std::atol(s);
+  const std::string k = knob(Knob::kCrossClBand);
+  const long v = k.empty() ? 0 : std::atol(k.c_str());
   return v >= 1 && v <= 4096 ? uint32_t(v) : dflt;
 }
 
 inline bool env_cl_tile(uint32_t& th, uint32_t& tw, uint32_t& pc) {
-  const char* s = std::getenv("VMAMBA_CROSS_CL_TILE");
-  if (s == nullptr || *s == 0) return false;
+  const std::string k = knob(Knob::kCrossClTile);
+  if (k.empty()) return false;
+  const char* s = k.c_str();
   char* end = nullptr;
   const long a = std::strtol(s, &end, 10);
   if (*end != 'x') return false;
@@ -873,8 +875,7 @@ constexpr uint32_t kTiledTargetElems = 8192;  // elements (pixels x channels) pe
 // 256-thread blocks (what 64 registers a thread allow) fit an H100 SM: 4 x (56 + 1 reserved) <= 228 KB.
 constexpr size_t kTiledSmem = 56 * 1024;
 inline size_t tiled_smem_budget() {
-  const char* s = std::getenv("VMAMBA_CROSS_SMEM_KB");
-  return (s == nullptr || *s == 0) ? std::min(kTiledSmem, smem_budget()) : smem_budget();
+  return knob(Knob::kCrossSmemKb).empty() ? std::min(kTiledSmem, smem_budget()) : smem_budget();
 }
 
 struct TileGeometry {
@@ -983,13 +984,10 @@ struct Launch {
 // Channels-last rule: tiled where it applies and the plane kernel would not fit (a plane over the
 // budget: it would fall back to the direct kernel); for the merge also where the plane kernel splits
 // a pixel's channels (P < C) into runs of less than a 32-byte sector (P ~ kTargetElems / L) and the
-// elements are 4 bytes or the map has >= 2048 pixels. Measured on the H100 (bench/tune_cross_scan.py,
-// B 128, 2026-11-27), x copy bandwidth, plane / tiled (scalar route phases, 19 x 19 or 28 x 28 tiles):
-// merge 56 x 56 fp16 0.46 / 0.55, fp32 0.48 / 0.79; 28 x 28 fp16 0.73 / 0.57, fp32 0.59 / 0.80;
-// 14 x 14 and 7 x 7 keep the plane kernel (whole sectors there). The tiled scan lost everywhere
-// (56 x 56: 0.71 / 0.23 fp16, 0.70 / 0.30 fp32): its column routes are written in runs of TH
-// elements at offsets w * H + h0, which split 32-byte sectors between neighbouring tiles; the scan
-// takes bands instead (below).
+// elements are 4 bytes or the map has >= 2048 pixels (the measurements: reports/tuning.md, "cuda: cross
+// scan / merge"); 14 x 14 and 7 x 7 keep the plane kernel (whole sectors there). The tiled scan lost
+// everywhere: its column routes are written in runs of TH elements at offsets w * H + h0, which split
+// 32-byte sectors between neighbouring tiles; the scan takes bands instead (below).
 inline Launch plan_cross(const Problem& p, bool merge) {
   Launch l;
   l.elem = p.dtype == kF32 ? 4 : 2;
@@ -1006,11 +1004,8 @@ inline Launch plan_cross(const Problem& p, bool merge) {
   if (!l.g.fits) l.vec = 1;
   const int tiled = p.channels_last ? env_cl_tiled() : 0;
   // banded scan: cross2d on a square map; the rule: maps of >= 2048 pixels where the plane kernel would
-  // split a pixel's channels into runs under 32 bytes; VMAMBA_CROSS_CL_TILED=b forces it wherever it
-  // applies. H100, B 128, x copy, plane / bands of 8 / 16 rows (2026-11-27, scalar route phases):
-  // 56 x 56 fp16 0.72 / 0.79 / 0.74, fp32 0.70 / 0.88 / 0.92; 28 x 28 plane 0.90 / 0.92 against
-  // 0.71 / 0.89 in bands of 8. With the vector route phases: 56 x 56 fp16 0.91 (bands of 4, 8, 16),
-  // fp32 0.93 (8, 16); C 192: 0.92 / 0.92.
+  // split a pixel's channels into runs under 32 bytes (0.91-0.93 of copy on 56 x 56 against the plane
+  // kernel's 0.70-0.72; reports/tuning.md); VMAMBA_CROSS_CL_TILED=b forces it wherever it applies.
   const bool short_runs_scan = l.g.fits && l.g.P < p.C && l.g.P * uint32_t(l.elem) < 32;
   const bool band_rule = short_runs_scan && p.H * p.W >= 2048;
   if (!merge && p.mode == kCross2d && p.H == p.W && (tiled == 2 || (tiled == -1 && band_rule))) {
@@ -1035,10 +1030,8 @@ inline Launch plan_cross(const Problem& p, bool merge) {
     const bool by_rule = !l.g.fits || (merge && short_runs && (l.elem == 4 || p.H * p.W >= 2048));
     if (by_rule && merge && tiled == -1 && p.mode == kCross2d) {
       // the merge's default tile, x 16 channels: fp32 8 rows x up to 64 columns, so both route kinds are
-      // read in runs of >= 32 bytes (56 x 56: 0.87 of copy against 0.81 with the 24 channels of the
-      // channel rule, 0.79 at 19 x 19); fp16 16 rows x W split in equal parts of <= 32 columns (56 x 56:
-      // 0.81 at 16 x 28 against 0.79 at 8 x 56, 0.77 at 12 x 56 or 8 x 28, 0.45 at 19 x 19; H100,
-      // 2026-11-27, bench/tune_cross_scan.py's tile shapes)
+      // read in runs of >= 32 bytes; fp16 16 rows x W split in equal parts of <= 32 columns (the best of
+      // bench/tuning/cross_scan.py's tile shapes: reports/tuning.md)
       const uint32_t H = uint32_t(p.H), W = uint32_t(p.W);
       const uint32_t tw16 = (W + (W + 31) / 32 - 1) / ((W + 31) / 32);
       const TileGeometry t8 = l.elem == 4 ? plan_tiles(p, 4u, smem_elem, xa, std::min(8u, H), std::min(64u, W), 16)

@@ -23,8 +23,8 @@
 //   (merge) in runs of TW or TH consecutive elements (>= 32 bytes). Shared memory holds the tile as
 //   [c][th][tw]; the row routes are walked in row order, the column routes in column order, so
 //   consecutive threads touch consecutive route elements. Block order keeps neighbouring tiles,
-//   which share the partly covered sectors at run ends, running together. The plan (rule and H100
-//   measurements in cross_scan_body.cuh, plan_cross) takes it for the merge where the plane kernel
+//   which share the partly covered sectors at run ends, running together. The plan (rule in
+//   cross_scan_body.cuh, plan_cross; measurements in reports/tuning.md) takes it for the merge where the plane kernel
 //   would use runs under 32 bytes on large maps, and for planes over the budget; the tiled scan
 //   measured slower than the plane kernel on VMamba's maps (partial-sector route writes).
 // * Banded channels-last scan (cross2d, square maps of >= 2048 pixels): the tiled scan body with
@@ -33,9 +33,8 @@
 //   second read mostly from L2).
 //   In cross2d the tiled route phases move 8 bytes (4 halves / 2 floats) per thread and route where
 //   the tile's runs allow (the scalar version was issue-bound in 16-bit types); the merge's default
-//   tile is 8 rows x up to 64 columns so both route kinds take that path. Stage 1 (56 x 56, B 128,
-//   H100) against the plane kernel: scan fp16 0.72 -> 0.91 of copy, fp32 0.70 -> 0.93; merge fp16
-//   0.46 -> 0.79, fp32 0.47 -> 0.81 (bench/tune_cross_scan.py).
+//   tile is 8 rows x up to 64 columns so both route kinds take that path (stage 1: about 0.8-0.9 of
+//   copy bandwidth against the plane kernel's 0.5-0.7; reports/tuning.md).
 // * Direct kernels (planes too large for shared memory, channels-first or images over 2^31
 //   elements): one thread per output element, gathering straight from global memory with 64-bit
 //   indices. Correct for any size, not tuned.

@@ -3,8 +3,9 @@
 //       -> (out, last_state, aux)
 //   vmamba_cuda::selective_scan_bwd(u, delta, A, B, C, D?, delta_bias?, delta_softplus, dout, aux)
 //       -> (du, ddelta, dA, dB, dC, dD, ddelta_bias)   (dD / ddelta_bias empty when D / bias absent)
-// aux = fp32 (batch, KD, ceil(L / 256), N): the state entering each 256-step chunk (see
-// vmamba_kernels/cuda/__init__.py, which declares the same shape). The backward is deterministic.
+// aux = fp32 (batch, KD, ceil(L / kChunk), N): the state entering each kChunk-step chunk (Python reads
+// kChunk from build_info's scan_chunk, csrc/module.cpp, to declare the same shape). The backward is
+// deterministic.
 #include <cuda_runtime_api.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -16,6 +17,7 @@
 #include <tuple>
 
 #include "../common/common.h"
+#include "../common/knobs.h"
 #include "selective_scan.h"
 
 namespace vmamba {
@@ -84,7 +86,7 @@ Dims check_inputs(const at::Tensor& u, const at::Tensor& delta, const at::Tensor
   return dm;
 }
 
-// Debug/test knobs (read per call, cheap):
+// Debug/test knobs (../common/knobs.h: from the environment at first use, or set through an op):
 //   VMAMBA_SCAN_POISON=1        fill every output and scratch buffer with NaN before the kernels run,
 //                               so an element a kernel forgets to write shows up in the tests
 //   VMAMBA_SCAN_SEQ_MIN_ROWS=R  rows (batch * KD) from which 1 < d_state <= 16 takes the row-per-thread
@@ -96,18 +98,17 @@ Dims check_inputs(const at::Tensor& u, const at::Tensor& delta, const at::Tensor
 //                               default: spread over one wave of resident warps). Tests force small
 //                               values so that rows cross chunk and warp boundaries on small inputs.
 int packed_rows() {
-  const char* e = std::getenv("VMAMBA_SCAN_PACKED_ROWS");
-  return e != nullptr ? std::max(0, std::atoi(e)) : 0;
+  const std::string e = knob(Knob::kScanPackedRows);
+  return e.empty() ? 0 : std::max(0, std::atoi(e.c_str()));
 }
 
 int64_t seq_min_rows() {
-  const char* e = std::getenv("VMAMBA_SCAN_SEQ_MIN_ROWS");
-  return e != nullptr ? std::atoll(e) : kSeqMinRows;
+  const std::string e = knob(Knob::kScanSeqMinRows);
+  return e.empty() ? kSeqMinRows : std::atoll(e.c_str());
 }
 
 bool poison_enabled() {
-  const char* e = std::getenv("VMAMBA_SCAN_POISON");
-  return e != nullptr && e[0] == '1';
+  return knob(Knob::kScanPoison)[0] == '1';
 }
 
 void poison(std::initializer_list<at::Tensor*> ts) {
@@ -183,8 +184,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   }
   const bool seq = use_seq(int(dm.N), dm.batch * dm.KD, seq_min_rows());
   int S = bwd_splits(dm.batch, int(dm.K), dm.KD / dm.K, int(dm.N), dm.L, sms, seq);
-  if (const char* e = std::getenv("VMAMBA_SCAN_BWD_SPLITS")) {
-    const int forced = std::atoi(e);
+  if (const std::string e = knob(Knob::kScanBwdSplits); !e.empty()) {
+    const int forced = std::atoi(e.c_str());
     // every split must own at least one channel round, or its scratch slice stays unwritten
     const int64_t per_round = bwd_rows_per_round(dm.L, int(dm.N), seq);
     const int64_t rounds = (dm.KD / dm.K + per_round - 1) / per_round;

@@ -21,7 +21,7 @@
 //             walking time backwards after recomputing the chunk's states (same aux and scratch).
 //   d_state 1: fwd_n1_kernel / bwd_n1_kernel (VMamba v2) keep the same layout and scratch, with the
 //             carries in registers, operands held packed as loaded, the forward's next chunk prefetched
-//             and streaming loads/stores; bench/tune_scan.cu times them against the generic kernels.
+//             and streaming loads/stores; bench/tuning/scan.cu times them against the generic kernels.
 //             Rows of one chunk (L <= kChunk) take fwd_n1_packed_kernel: rows laid end to end at lane
 //             granularity (ceil(L / kItems) lanes each), so no lane idles at L = 196 or 49.
 #pragma once
@@ -43,10 +43,8 @@ constexpr int kBwdWarps = 8;           // channels per backward block
 constexpr int kMaxDState = 64;
 // rows (batch * KD) from which 1 < d_state <= 16 takes the row-per-thread kernels (fwd_seq_kernel,
 // bwd_seq_kernel): below it a thread per row leaves the GPU idle and the warp-per-row kernels are
-// faster. Measured over batch 1..128 on VMamba-vanilla-T's stages (H100, bench/tune_scan.cu stage 8,
-// 2026-11-26): they win from 6144 rows on (stage 1, batch 8: 0.68 vs 0.82 ms forward) and lose at
-// 3072 (stage 1, batch 4: 0.68 vs 0.52); at 6144 rows on stage 4 the forward loses 5 us. Overridden
-// per call by $VMAMBA_SCAN_SEQ_MIN_ROWS (tests force either kernel with it).
+// faster; they win from 6144 rows on over VMamba-vanilla-T's stages at batch 1..128 (reports/tuning.md).
+// The knob VMAMBA_SCAN_SEQ_MIN_ROWS overrides it (csrc/common/knobs.h; tests force either kernel with it).
 constexpr int64_t kSeqMinRows = 6144;
 
 __host__ __device__ inline int64_t num_chunks(int64_t L) { return (L + kChunk - 1) / kChunk; }

@@ -1,8 +1,7 @@
 // Kernels of the selective scan (see selective_scan.h for the work split) and their launchers, as
 // templates. Only CUDA headers here. Each selective_scan_<direction>_<dtype>.cu instantiates one input
-// dtype and direction, so the build compiles them in parallel (the whole extension on 16 cores took
-// 83 s with every kernel in one file, 24-32 s split; GPU machine, 2026-11-27), and
-// selective_scan_launch.cu dispatches on the dtypes.
+// dtype and direction, so the build compiles them in parallel (about 3x faster than one file:
+// reports/tuning.md), and selective_scan_launch.cu dispatches on the dtypes.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -19,7 +18,7 @@ namespace {
 
 constexpr unsigned kFull = 0xffffffffu;
 
-// VMAMBA_SCAN_PREFETCH=1 (default, the configuration measured and tested on the H100): the forward
+// VMAMBA_SCAN_PREFETCH=1 (default, the configuration measured and tested; reports/tuning.md): the forward
 // loads the next chunk's u/delta and the next (chunk, n)'s B/C while it computes the current one, the
 // backward the next n's B/C; registers are capped at 128 (4 forward / 2 backward blocks per SM).
 // VMAMBA_SCAN_PREFETCH=0: every operand is loaded where it is used (fewer registers, more resident
@@ -33,16 +32,16 @@ constexpr int kFwdMinBlocks = kPrefetch ? 4 : 1;
 constexpr int kBwdMinBlocks = kPrefetch ? 2 : 1;
 constexpr float kLog2e = 1.4426950408889634f;
 
-// blocks per SM the d_state = 1 kernels are compiled for (caps their registers)
+// blocks per SM the d_state = 1 kernels are compiled for (caps their registers; the fastest variants,
+// reports/tuning.md)
 #ifndef VMAMBA_SCAN_FWD1_MIN_BLOCKS
 #define VMAMBA_SCAN_FWD1_MIN_BLOCKS 8
 #endif
 #ifndef VMAMBA_SCAN_FWD1_MIN_BLOCKS_F32
 #define VMAMBA_SCAN_FWD1_MIN_BLOCKS_F32 6
 #endif
-// fwd_n1_packed_kernel (16-bit inputs): blocks per SM it is compiled for. 7 (72 registers): VMamba-T
-// stage 3 at batch 128 in 0.138 ms; 8 spills (0.151 ms), 6 gives 0.143 (H100, bench/tune_scan.cu,
-// 2026-11-27)
+// fwd_n1_packed_kernel (16-bit inputs): blocks per SM it is compiled for. 7 (72 registers): 8 spills,
+// 6 is slower (reports/tuning.md)
 #ifndef VMAMBA_SCAN_FWD1P_MIN_BLOCKS
 #define VMAMBA_SCAN_FWD1P_MIN_BLOCKS 7
 #endif
@@ -111,7 +110,7 @@ __device__ __forceinline__ int run_len(int64_t L, int64_t t0) {
 // log1p(z), z = exp(-|v|) in (0, 1], and log1p(z) = z * P(z) with P a degree-8 fit of log1p(z) / z
 // on [0, 1] (max relative error 2e-7 in fp32). Branch-free and ~14 instructions: libdevice's
 // log1pf(expf(v)) takes a slower path for small arguments, which VMamba's dt (softplus^-1 of
-// 0.001..0.1) hits: the forward ran 1.6x slower on such inputs (H100, 2026-11-26).
+// 0.001..0.1) hits (a much slower forward on such inputs: reports/tuning.md).
 // d softplus(v) / dv = sigmoid(v) from dt = softplus(v) alone: sigmoid(v) = 1 - exp(-dt) =
 // -expm1(-dt), with a degree-7 Taylor polynomial below dt = 0.5 where 1 - exp(-dt) would cancel
 // (max relative error 3e-7), and 1 - exp(-dt) rounds to 1 above the threshold (dt = v > 20). Lets
@@ -590,8 +589,8 @@ __device__ __forceinline__ void n1_chunk(const Run<T>& cu, const Run<T>& cd, con
 }
 
 // Work: one warp per row (or per 32 / lpr rows of L <= 128, packed), chunks in order. A persistent
-// variant (grid = resident warps, prefetch across rows) measured no faster on stages 3-4 and 1.5x
-// slower on stages 1-2 (register spills at 64 registers; H100, bench/tune_scan.cu, 2026-11-26).
+// variant (grid = resident warps, prefetch across rows) was no faster, slower on long rows (register
+// spills; reports/tuning.md).
 template <typename T, typename OutT>
 __global__ void __launch_bounds__(kFwdWarps * 32, sizeof(T) == 4 ? VMAMBA_SCAN_FWD1_MIN_BLOCKS_F32 : VMAMBA_SCAN_FWD1_MIN_BLOCKS)
     fwd_n1_kernel(const FwdParams p) {
@@ -656,10 +655,9 @@ __global__ void __launch_bounds__(kFwdWarps * 32, sizeof(T) == 4 ? VMAMBA_SCAN_F
 // range of whole rows, sized so that the grid is one wave of resident warps, and loads the next
 // chunk's operands while it computes the current one. Lanes of a chunk differ in alignment and run
 // length, so operands move as predicated aligned pieces (one instruction stream for the warp) wherever
-// the row length allows. VMamba-T stages 3 / 4 at batch 128: 0.138 / 0.109 ms, against 0.181 / 0.109
-// for two row slots per warp (the kernel this replaced: 136M executed instructions vs 88M on stage 3,
-// ncu) and 0.207 / 0.125 for fwd_n1_kernel (H100, bench/tune_scan.cu, 2026-11-27). Stage 4 (L = 49 in
-// fp16: 98-byte rows) takes the per-lane access widths.
+// the row length allows. Faster than two row slots per warp (the kernel this replaced: a third fewer
+// executed instructions) and than fwd_n1_kernel on VMamba-T's one-chunk stages (reports/tuning.md).
+// Stage 4 (L = 49 in fp16: 98-byte rows) takes the per-lane access widths.
 template <typename T>
 struct PackedRuns {
   Run<T> u, d, B, C;
@@ -963,11 +961,9 @@ __global__ void __launch_bounds__(kBwdWarps * 32, VMAMBA_SCAN_BWD1_MIN_BLOCKS) b
 // kSeqTile steps at a time through shared memory (dt, dt*u, D*u per row; B, C as [step][state]) so
 // that global accesses stay coalesced; the next tile's loads are in flight while the current tile is
 // scanned. The carries at every kChunk-th step go to `aux` exactly as the warp-per-row kernel
-// writes them, so the backward is shared. 5x faster than fwd_kernel on VMamba-vanilla-T at batch
-// 128 (stage 1: 2.34 vs 12.35 ms; 64 x 32 was the best of 32/64/128 rows x 16/32 steps on stages 1
-// and 3, within 12% on 2 and 4; H100, bench/tune_scan.cu, 2026-11-26). Needs rows to fill the GPU:
-// launch_fwd uses it from FwdParams::seq_min_rows rows up. On d_state 1 it lost to fwd_n1_kernel on
-// every VMamba-T stage (stage 3: 0.307 vs 0.207 ms; H100, bench/tune_scan.cu, 2026-11-27).
+// writes them, so the backward is shared. 5x faster than fwd_kernel on VMamba-vanilla-T (64 x 32 was
+// the best rows x steps; reports/tuning.md). Needs rows to fill the GPU: launch_fwd uses it from
+// FwdParams::seq_min_rows rows up. On d_state 1 it loses to fwd_n1_kernel.
 constexpr int kSeqRows = 64;
 constexpr int kSeqTile = 32;
 

@@ -1,27 +1,78 @@
 """The handwritten CUDA backend ("cuda"): kernels in csrc/, compiled into vmamba_kernels._C.
 
-Selective scan (csrc/selective_scan/): forward = one warp per (batch, channel) row, 256-step chunks
-(8 consecutive steps per lane, 16-byte loads), warp-shuffle scan of the affine maps, carry between
-chunks. `aux` is the fp32 state entering every chunk, (batch, KD, ceil(L / 256), N), which the
-backward uses to recompute the states of one chunk at a time. The backward is always deterministic:
-dB/dC are summed over a group's channels in shared memory and in per-block private fp32 slices that
-a second kernel adds in a fixed order; dA/dD/ddelta_bias are per-(batch, channel) partials summed
-over the batch by a third kernel (no float atomics anywhere). d_state = 1 (every VMamba v2 variant) runs
-dedicated kernels with the same layout: 2.67 TB/s forward on VMamba-T's stage 1 on an H100 (reports/).
-"""
-from ..dispatch import Backend
+Selective scan (csrc/selective_scan/): forward = one warp per (batch, channel) row in chunks of
+scan_chunk steps (256: 8 consecutive steps per lane, 16-byte loads), warp-shuffle scan of the affine
+maps, carry between chunks. `aux` is the fp32 state entering every chunk, (batch, KD, ceil(L /
+scan_chunk), N), which the backward uses to recompute the states of one chunk at a time; the chunk is
+read from the extension (`build_info()["scan_chunk"]`), not repeated here. The backward is always
+deterministic: dB/dC are summed over a group's channels in shared memory and in per-block private fp32
+slices that a second kernel adds in a fixed order; dA/dD/ddelta_bias are per-(batch, channel) partials
+summed over the batch by a third kernel (no float atomics anywhere). d_state = 1 (every VMamba v2
+variant) runs dedicated kernels with the same layout. Measurements: reports/ (tuning.md for the
+constants).
 
-SCAN_CHUNK = 256  # must match kChunk in csrc/selective_scan/selective_scan.h
+Test and tuning knobs (`CudaTuning`) live in the extension (csrc/common/knobs.h): read from the
+environment (VMAMBA_SCAN_* / VMAMBA_CROSS_*) once, then set through `vmamba_kernels.tuning("cuda", ...)`.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, fields
+from typing import Optional
+
+from ..dispatch import Backend
+from ..tunables import register
+
+
+@dataclass(frozen=True)
+class CudaTuning:
+    """The extension's knobs; None leaves a knob as the environment set it when the extension loaded
+    (unset: the built-in rule). Field f is the extension's knob VMAMBA_<F> (csrc/common/knobs.h)."""
+
+    scan_poison: Optional[bool] = None  # fill every output and scratch buffer with NaN before the kernels run
+    scan_seq_min_rows: Optional[int] = None  # rows from which 1 < d_state <= 16 takes the row-per-thread kernels
+    scan_bwd_splits: Optional[int] = None  # force the backward's channel split count
+    scan_packed_rows: Optional[int] = None  # rows per warp of the lane-packed d_state = 1 forward (L <= 256)
+    cross_max_vec: Optional[int] = None  # cap on the cross kernels' vector width (elements)
+    cross_smem_kb: Optional[int] = None  # shared memory per block the cross planner may use
+    cross_path: Optional[str] = None  # "direct" forces the direct cross kernels
+    cross_cl_tiled: Optional[str] = None  # channels-last: "0" plane kernels, "1" tiled, "b" banded scan
+    cross_cl_band: Optional[int] = None  # rows (columns) per band of the banded scan
+    cross_cl_tile: Optional[str] = None  # "THxTW" or "THxTWxPC": fixed tile (and channels per block)
+
+
+def knob_values(t: CudaTuning) -> dict:
+    """{extension knob name: value string} ("" = as the environment had it)."""
+    out = {}
+    for f in fields(t):
+        v = getattr(t, f.name)
+        out["VMAMBA_" + f.name.upper()] = "" if v is None else ("1" if v is True else "0" if v is False else str(v))
+    return out
+
+
+def _apply(new: CudaTuning, old: CudaTuning) -> None:
+    # only once the extension is loaded (extension.py applies the current value when it loads)
+    if "vmamba_kernels._C" in sys.modules:
+        from . import extension  # noqa: PLC0415
+
+        extension.set_knobs(new, old)
+
+
+TUNING = register("cuda", CudaTuning(), apply=_apply)
 
 
 def _aux_shape(batch, KD, L, N, dtype):
     import torch
-    return (batch, KD, (L + SCAN_CHUNK - 1) // SCAN_CHUNK, N), torch.float32
+
+    from .extension import scan_chunk
+
+    chunk = scan_chunk()
+    return (batch, KD, (L + chunk - 1) // chunk, N), torch.float32
 
 
 BACKENDS = [
     Backend(
-        name="cuda", priority=10, module="vmamba_kernels.cuda.kernels",
+        name="cuda", priority=10, module="vmamba_kernels.cuda.extension",
         install_hint="build the extension: `pip install --no-build-isolation -e .` on a machine with nvcc, "
                      "a CUDA build of torch and a visible GPU (or with TORCH_CUDA_ARCH_LIST set, which builds "
                      "for those GPU architectures without one)",

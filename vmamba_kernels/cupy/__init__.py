@@ -1,11 +1,11 @@
 """The CuPy RawKernel backend ("cupy"): .cu sources (csrc/) compiled at first use by NVRTC through
 cupy.RawModule, cached per process (and in CuPy's on-disk kernel cache). No build step."""
 from ..dispatch import Backend
-from ._config import scan_aux_shape
+from .tuning import scan_aux_shape
 
 BACKENDS = [
     Backend(
-        name="cupy", priority=30, module="vmamba_kernels.cupy.kernels",
+        name="cupy", priority=30, module="vmamba_kernels.cupy.launch",
         install_hint="install CuPy matching torch's CUDA: `pip install cupy-cuda13x` "
                      "(or cupy-cuda12x when torch.version.cuda is 12.x)",
         max_dstate=64, deterministic=True, scan_aux_shape=scan_aux_shape,

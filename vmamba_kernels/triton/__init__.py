@@ -1,10 +1,10 @@
-"""The Triton backend ("triton"). Declaring it imports nothing from triton: the kernels module
-(vmamba_kernels.triton.kernels) is imported lazily by the Backend, and an ImportError there is
+"""The Triton backend ("triton"). Declaring it imports nothing from triton: the entry module
+(vmamba_kernels.triton.launch) is imported lazily by the Backend, and an ImportError there is
 reported as "unavailable"."""
 import os
 
 from ..dispatch import Backend
-from ._config import scan_aux_shape
+from .tuning import scan_aux_shape
 
 
 def _devices():
@@ -14,7 +14,7 @@ def _devices():
 
 BACKENDS = [
     Backend(
-        name="triton", priority=20, module="vmamba_kernels.triton.kernels",
+        name="triton", priority=20, module="vmamba_kernels.triton.launch",
         install_hint="install Triton: `pip install triton` (with no GPU, TRITON_INTERPRET=1 then runs it on the CPU)", devices=_devices(),
         max_dstate=64, deterministic=True, scan_aux_shape=scan_aux_shape,
         doc="Triton kernels: chunked tl.associative_scan selective scan (fwd/bwd, deterministic "

@@ -13,9 +13,10 @@ Access width: the compiler vectorizes only what it can prove aligned and running
 kernels state how aligned H, W and the row stride are (HV, WV, SV: a 56 x 56 map otherwise compiles
 to 2-byte accesses only), stores never run backwards (reversed routes are written from the reflected
 pixels), and reads that must run backwards can be done forwards in aligned groups reversed in
-registers (REVERSE_GROUPS). The channels-last cross2d scan of square maps takes a banded kernel.
-The grid runs one image's tiles side by side (HW_FIRST): sectors that neighbouring tiles share are
-still in L2 when the second tile reads them (stage 1 channels-last merge 0.296 -> 0.162 ms on an H100).
+registers (TritonTuning.reverse_groups). The channels-last cross2d scan of square maps takes a banded
+kernel. The grid runs one image's tiles side by side (TritonTuning.hw_first): sectors that neighbouring
+tiles share are still in L2 when the second tile reads them. Block shapes and these choices were
+measured against the cuda kernels: reports/tuning.md ("Triton cross scan / merge").
 """
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ import torch
 import triton
 import triton.language as tl
 
-from ._config import interpret
-from ._config import np2 as _np2
+from ..layout import map_dims, map_shape
+from .tuning import TUNING, interpret
+from .tuning import np2 as _np2
 
 _MODES = {"cross2d": 0, "unidi": 1, "bidi": 2}
 
@@ -245,21 +247,15 @@ def _cross_scan_band_kernel(
         _band_part(x_img, y_base, c3, C, H, W, L, CL, sxh, sxw, band, True, BAND, SIDE)
 
 
-# banded scan: None = off (the tiled kernel). Otherwise a program covers `band` rows (or columns) of
-# the map, all of a small map (side <= small_side), times block_c channels (small_block_c on small maps),
-# with at most max_elems elements (channels shrink on wide maps; maps wider than max_elems / band take the
-# tiled kernel). H100, VMamba-T's stages at batch 128, bands 2..16 x channels 16..256 x 4 / 8 warps
-# (`python -m bench.tune_triton --cross-bands`, 2026-11-27, reports/logs), fp16 against cuda:
-# 56 x 56 x 96 0.137 ms (band 4, 32 channels; 0.95x; the tiled kernel 0.716), 28 x 28 x 192 0.071 (0.93x),
-# 14 x 14 x 384 0.041 (whole map, 16 channels; 0.99x; band 4: 0.065), 7 x 7 x 768 0.026 (0.87x).
-BAND_SCAN = {"band": 4, "block_c": 32, "small_side": 16, "small_block_c": 16, "max_elems": 8192, "warps": 4}
-
-
 def _band_config(C, H):
-    """(band, side, block_c) of the banded scan on an H x H map of C channels, or None for the tiled kernel."""
-    if BAND_SCAN is None:
+    """(band, side, block_c) of the banded scan on an H x H map of C channels, or None for the tiled kernel.
+    TritonTuning.band_scan (None: off): a program covers `band` rows (or columns) of the map, all of a small
+    map (side <= small_side), times block_c channels (small_block_c on small maps), with at most max_elems
+    elements (channels shrink on wide maps; maps wider than max_elems / band take the tiled kernel);
+    reports/tuning.md, "Triton banded scan"."""
+    cfg = TUNING.get().band_scan
+    if cfg is None:
         return None
-    cfg = BAND_SCAN
     side = _np2(H)
     small = side <= cfg["small_side"]
     band = side if small else min(cfg["band"], side)
@@ -282,20 +278,16 @@ def _band_scan(x, y, C, H, W):
     sxb, sxh, sxw, _ = x.stride()
     grid, hw_first = _grid(x.shape[0], 2 * triton.cdiv(H, band), triton.cdiv(C, bc))
     _cross_scan_band_kernel[grid](x, y, C, H, W, sxb, sxh, sxw, BAND=band, SIDE=side, BLOCK_C=bc,
-                                  HV=_align(H), SV=_align(sxh), HW_FIRST=hw_first, num_warps=BAND_SCAN["warps"])
+                                  HV=_align(H), SV=_align(sxh), HW_FIRST=hw_first,
+                                  num_warps=TUNING.get().band_scan["warps"])
     return True
 
 
-# launch order: True puts one image's tiles next to each other in the grid (images last), so the parts
-# of x or y that neighbouring tiles share (sectors cut by a tile edge, the banded scan's rows and
-# columns) are still in L2; False launches images first. H100, stage 1 fp16 (`bench.tune_triton
-# --cross-blocks`, 2026-11-27, same block shapes): channels-last scan 0.179 -> 0.139 ms, merge 0.296 -> 0.162.
-HW_FIRST = True
-
-
 def _grid(n_img, n_tiles, n_cb):
-    """(grid, hw_first); images go last only while they fit the grid's 65535 limit on axes 1 and 2."""
-    if HW_FIRST and n_img <= 65535 and n_cb <= 65535:
+    """(grid, hw_first); images go last (TritonTuning.hw_first: one image's tiles side by side, so the parts
+    of x or y that neighbouring tiles share are still in L2) only while they fit the grid's 65535 limit on
+    axes 1 and 2."""
+    if TUNING.get().hw_first and n_img <= 65535 and n_cb <= 65535:
         return (n_tiles, n_cb, n_img), True
     if n_tiles > 65535 or n_cb > 65535:
         raise ValueError(f"cross scan (triton): {n_tiles} tiles x {n_cb} channel blocks exceed the launch grid; "
@@ -315,25 +307,13 @@ def _big(x, C, H, W):
     return max(span, 4 * C * H * W) >= 2**31
 
 
-# reads that run backwards (the merge's reversed routes, the channels-first scan's reflected pixels) done
-# forwards in aligned groups and reversed in registers (_load_rev_w): 16-byte loads plus byte permutes
-# instead of 2-byte loads. Compiled SASS for stage 1 fp16 (sm_90): channels-last merge 32 LDG.128 and
-# 1176 instructions against 16 LDG.128 + 128 LDG.U16 and 1328. H100, stage 1 with the image-last grid:
-# fp16 channels-last merge 0.179 -> 0.162 ms, channels-first merge 0.145 -> 0.143; fp32 equal.
-REVERSE_GROUPS = True
-# (channels_last, merge, C, H, W) -> (BLOCK_H, BLOCK_W, BLOCK_C, warps): pinned block shapes (tuning only)
-BLOCKS_OVERRIDE: dict = {}
-
-
 def _blocks(C, H, W, channels_last, merge, esz):
-    """(BLOCK_H, BLOCK_W, BLOCK_C, warps) for elements of esz bytes. H100, VMamba-T stage 1 (B 128, C 96,
-    56 x 56), against the cuda kernels in the same run (`python -m bench.tune_triton --cross-blocks`,
-    2026-11-27, reports/logs), with the image-last grid and grouped reversed reads: channels-first scan
-    64 x 64 x 1, 8 warps (fp16 0.140 ms, 1.01x cuda), merge 16 x 64 x 1, 4 warps (0.143, 0.99x);
-    channels-last merge fp16 16 x 32 x 16, 4 warps (0.152, 0.93x; 16 x 64 x 16: 0.158), fp32
-    16 x 64 x 16, 8 warps (0.279, 0.94x; 16 x 32 x 16: 0.288)."""
-    if (channels_last, merge, C, H, W) in BLOCKS_OVERRIDE:
-        return BLOCKS_OVERRIDE[(channels_last, merge, C, H, W)]
+    """(BLOCK_H, BLOCK_W, BLOCK_C, warps) for elements of esz bytes: the VMamba-T stage 1 winners against
+    the cuda kernels (reports/tuning.md, "Triton cross scan / merge"), unless TritonTuning.cross_block_override
+    pins a shape."""
+    pins = TUNING.get().cross_block_override
+    if (channels_last, merge, C, H, W) in pins:
+        return pins[(channels_last, merge, C, H, W)]
     if interpret():
         bh, bw = min(_np2(H), 8), min(_np2(W), 8)
         return bh, bw, min(_np2(C), 8), 4
@@ -348,30 +328,25 @@ def _blocks(C, H, W, channels_last, merge, esz):
 
 
 def _launch(x, y, C, H, W, merge, mode, channels_last):
-    if channels_last:
-        sxb, sxh, sxw, sxc = x.stride()
-    else:
-        sxb, sxc, sxh, sxw = x.stride()
     Bn = x.shape[0]
+    sxb, sxc, sxh, sxw = map_dims(x.stride(), channels_last)
     if Bn == 0 or C == 0 or H == 0 or W == 0:
         return
     bh, bw, bc, warps = _blocks(C, H, W, channels_last, merge, x.element_size())
     n_hb, n_wb = triton.cdiv(H, bh), triton.cdiv(W, bw)
     grid, hw_first = _grid(Bn, n_hb * n_wb, triton.cdiv(C, bc))
+    groups = TUNING.get().reverse_groups
     _cross_kernel[grid](x, y, C, H, W, sxb, sxc, sxh, sxw, n_hb, n_wb,
                         MERGE=merge, MODE=_MODES[mode], BIG=_big(x, C, H, W), BLOCK_H=bh, BLOCK_W=bw,
                         BLOCK_C=bc, HV=_align(H), WV=_align(W), SV=_align(sxh),
-                        GH=min(_align(H), bh) if REVERSE_GROUPS else 1,
-                        GW=min(_align(W), bw) if REVERSE_GROUPS else 1,
-                        GX=min(_align(W), bw) if REVERSE_GROUPS and sxw == 1 else 1, HW_FIRST=hw_first,
+                        GH=min(_align(H), bh) if groups else 1,
+                        GW=min(_align(W), bw) if groups else 1,
+                        GX=min(_align(W), bw) if groups and sxw == 1 else 1, HW_FIRST=hw_first,
                         num_warps=warps)
 
 
 def cross_scan_fwd(x, mode, channels_last):
-    if channels_last:
-        Bn, H, W, C = x.shape
-    else:
-        Bn, C, H, W = x.shape
+    Bn, C, H, W = map_dims(x, channels_last)
     y = torch.empty((Bn, 4, C, H * W), device=x.device, dtype=x.dtype)
     if not (channels_last and mode == "cross2d" and _band_scan(x, y, C, H, W)):
         _launch(x, y, C, H, W, False, mode, channels_last)
@@ -380,7 +355,6 @@ def cross_scan_fwd(x, mode, channels_last):
 
 def cross_merge_fwd(y, H, W, mode, channels_last):
     Bn, _, C, _ = y.shape
-    shape = (Bn, H, W, C) if channels_last else (Bn, C, H, W)
-    x = torch.empty(shape, device=y.device, dtype=y.dtype)
+    x = torch.empty(map_shape(Bn, C, H, W, channels_last), device=y.device, dtype=y.dtype)
     _launch(x, y, C, H, W, True, mode, channels_last)
     return x

@@ -27,7 +27,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._config import interpret, np2
+from .tuning import interpret, np2
 
 _ACTS = {"none": 0, "silu": 1, "gelu": 2}
 

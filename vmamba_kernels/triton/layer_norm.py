@@ -26,7 +26,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._config import interpret, np2
+from .tuning import interpret, np2
 
 
 @triton.jit

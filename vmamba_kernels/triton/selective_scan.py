@@ -26,14 +26,12 @@ Layout of the work
   a torch sum of fixed shape; dA / dD / ddelta_bias are per-(batch row, channel) fp32 partials
   summed over the batch by torch. Results are bitwise reproducible run to run.
 - 64-bit offsets: program ids are cast to int64 before they multiply strides.
-- Block shapes: T = 64 steps per chunk (256 on rows of 129..256 steps), from H100 sweeps over
-  T {64, 128, 256} x BLOCK_D {4..32} x warps {2, 4, 8} (bench/tune_triton.py --sweep); for N = 1
-  BLOCK_D 8 (4 at T = 256) forward with 16 tile elements per thread, and BLOCK_D 2 with one warp
-  backward (timings at `_fwd_config` / `_bwd_config`); for larger N, BLOCK_D shrinks to keep the
-  tile within budget. Not autotuned at run time (the chunk
-  length fixes the aux shape, which must be known before the forward runs); the chunk loops are
-  software-pipelined (`PIPELINE`) on long rows; `OVERRIDE`/`TUNED`
-  let the bench try or pin shapes.
+- Block shapes: T = 64 steps per chunk (256 on rows of 129..256 steps); for N = 1 BLOCK_D 8 (4 at
+  T = 256) forward with 16 tile elements per thread, and BLOCK_D 2 with one warp backward; for larger
+  N, BLOCK_D shrinks to keep the tile within budget (sweeps: reports/tuning.md, "Triton"). Not
+  autotuned at run time (the chunk length fixes the aux shape, which must be known before the forward
+  runs); the chunk loops are software-pipelined on long rows. The constants and the pins that sweeps
+  and tests use are fields of `TritonTuning` (tuning.py; `vmamba_kernels.tuning("triton", ...)`).
 """
 from __future__ import annotations
 
@@ -41,10 +39,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ._config import BWD_TILE as _BWD_TILE
-from ._config import FWD_TILE as _FWD_TILE
-from ._config import chunk_len, interpret, n_chunks, scan_aux_shape  # noqa: F401
-from ._config import np2 as _np2
+from .tuning import TUNING, chunk_len, interpret, n_chunks, scan_aux_shape  # noqa: F401
+from .tuning import np2 as _np2
 
 
 def _block_d(G: int, NP: int, T: int, budget: int, cap: int) -> int:
@@ -372,81 +368,70 @@ def _ssm_bwd_n1_kernel(
         tl.store(dbias_ptr + pid_b * KD + d, db_acc)
 
 
-# Software-pipelining depth of the chunk loops (tl.range num_stages: the next chunks' loads are issued
-# while the current one is computed). None: 3 from 8 chunks on, else 1. H100 sweep (bench/tune_triton.py
-# --stages, VMamba-T stages at batch 128, 2026-11-27), ms for depth 1 / 3: stage 1 (49 chunks) fwd
-# 0.917 / 0.789, bwd 3.076 / 2.722; stage 2 (13 chunks) fwd 0.489 / 0.410, bwd 1.648 / 1.465; stage 3
-# (4 chunks) fwd 0.313 / 0.313, bwd 1.362 / 1.444; depths 2, 4, 6 no better. Set a value to pin it.
-PIPELINE = {"fwd": None, "bwd": None}
-
-
 def _stages(kind, nch):
-    if PIPELINE[kind] is not None:
-        return PIPELINE[kind]
+    """Software-pipelining depth of the chunk loops (tl.range num_stages: the next chunks' loads are issued
+    while the current one is computed): TritonTuning.pipeline_<kind>, else 3 from 8 chunks on, else 1
+    (reports/tuning.md, "Triton pipelining")."""
+    pinned = TUNING.get().pipeline_fwd if kind == "fwd" else TUNING.get().pipeline_bwd
+    if pinned is not None:
+        return pinned
     return 3 if nch >= 8 else 1
-# (kind, G, N, L) -> (BLOCK_D, num_warps): set by bench/tune_triton.py to try block shapes
-OVERRIDE: dict = {}
-# Measured best (BLOCK_D, num_warps) for (fwd, bwd) on VMamba stage shapes (G = KD / 4, N, L);
-# filled from the H100 sweep of bench/tune_triton.py (chunk lengths in _config.TUNED_T). Empty: heuristics.
-TUNED: dict = {}
 
 
 def fwd_sub(N, L):
-    """Chunks per forward iteration, a power of two (the forward's tile is SUB * chunk_len steps; it still stores the
-    state at every chunk end, so the backward's chunks do not change). 2 for N = 1 rows of >= 512
-    steps: VMamba-T stage 1 forward 0.680 ms at a 128-step tile vs 0.794 at 64 (H100, 2026-11-27);
-    with the 2-D N = 1 kernel stage 2 (784 steps) too: 0.251 vs 0.269 ms (same card, fifth session)."""
-    if ("fwd_sub", N, L) in OVERRIDE:
-        return OVERRIDE[("fwd_sub", N, L)]
+    """Chunks per forward iteration, a power of two (the forward's tile is SUB * chunk_len steps; it still
+    stores the state at every chunk end, so the backward's chunks do not change). 2 for N = 1 rows of
+    >= 512 steps (reports/tuning.md, "Triton forward tile")."""
+    pins = TUNING.get().block_override
+    if ("fwd_sub", N, L) in pins:
+        return pins[("fwd_sub", N, L)]
     return 2 if N == 1 and L >= 512 and not interpret() else 1
 
 
 def bwd_sub(N, L):
     """Chunks per backward iteration of the N = 1 kernel (its tile is SUB * chunk_len steps; the chunks,
-    hence aux, do not change). 1 unless OVERRIDE[("bwd_sub", N, L)] says otherwise."""
-    return OVERRIDE.get(("bwd_sub", N, L), 1)
+    hence aux, do not change). 1 unless TritonTuning.block_override[("bwd_sub", N, L)] says otherwise."""
+    return TUNING.get().block_override.get(("bwd_sub", N, L), 1)
 
 
 def _fwd_config(G, N, L):
-    if ("fwd", G, N, L) in OVERRIDE:
-        bd, warps = OVERRIDE[("fwd", G, N, L)]
+    t = TUNING.get()
+    if ("fwd", G, N, L) in t.block_override:
+        bd, warps = t.block_override[("fwd", G, N, L)]
         return bd, _np2(N), chunk_len(L, N), warps
-    if (G, N, L) in TUNED:
-        bd, warps = TUNED[(G, N, L)][0]
+    if (G, N, L) in t.tuned_blocks:
+        bd, warps = t.tuned_blocks[(G, N, L)][0]
         return bd, _np2(N), chunk_len(L, N), warps
     NP = _np2(N)
     T = chunk_len(L, N)
-    # N = 1 rows of one 256-step chunk: BLOCK_D 4 (H100 sweep, stage 3: 0.220 ms)
-    budget = 1024 if interpret() or (NP == 1 and T == 256) else _FWD_TILE
+    # N = 1 rows of one 256-step chunk: BLOCK_D 4 (reports/tuning.md, "Triton block shapes")
+    budget = 1024 if interpret() or (NP == 1 and T == 256) else t.fwd_tile
     bd = _block_d(G, NP, T, budget, 16)
     tile = bd * NP * T
     if NP == 1 and not interpret():
-        # the 2-D N = 1 kernel: 16 elements of the (BLOCK_D, T * SUB) tile per thread. VMamba-T stage 4
-        # (one 64-step chunk): 0.091 ms with 1 warp against 0.109 with 2; stages 1-3 equal at 16 per
-        # thread (H100, 2026-11-27; bench/tune_triton.py --n1-variants times these against cuda)
+        # the 2-D N = 1 kernel: 16 elements of the (BLOCK_D, T * SUB) tile per thread (one warp on
+        # single-chunk rows; reports/tuning.md, "Triton block shapes")
         return bd, NP, T, max(1, tile * fwd_sub(N, L) // 512)
     warps = 2 if tile <= 512 or (NP == 1 and tile <= 1024) else (4 if tile <= 2048 else 8)
     return bd, NP, T, warps
 
 
 def _bwd_config(G, N, L):
-    if ("bwd", G, N, L) in OVERRIDE:
-        bd, warps = OVERRIDE[("bwd", G, N, L)]
+    t = TUNING.get()
+    if ("bwd", G, N, L) in t.block_override:
+        bd, warps = t.block_override[("bwd", G, N, L)]
         return bd, _np2(N), chunk_len(L, N), warps
-    if (G, N, L) in TUNED:
-        bd, warps = TUNED[(G, N, L)][1]
+    if (G, N, L) in t.tuned_blocks:
+        bd, warps = t.tuned_blocks[(G, N, L)][1]
         return bd, _np2(N), chunk_len(L, N), warps
     NP = _np2(N)
     T = chunk_len(L, N)
     if NP == 1 and not interpret():
-        # the 2-D N = 1 kernel: BLOCK_D 2, one warp. VMamba-T stages 1-4 at batch 128: 1.228 / 0.662 /
-        # 0.446 / 0.273 ms against 1.539 / 0.828 / 0.514 / 0.422 at BLOCK_D 4 (2 warps) and 1.256 /
-        # 0.675 / - / 0.375 at BLOCK_D 8 (H100, 2026-11-27, bench/tune_triton.py --n1-variants; the dB /
-        # dC partials double against BLOCK_D 4: 2 x 308 MB fp32 at stage 1, summed by torch inside those
-        # times)
+        # the 2-D N = 1 kernel: BLOCK_D 2, one warp (fastest on every VMamba-T stage although the dB / dC
+        # partials double against BLOCK_D 4; reports/tuning.md, "Triton block shapes")
         return _block_d(G, 1, T, 2 * T, 2), NP, T, 1
-    # N = 1 rows of one 256-step chunk: BLOCK_D 4 with 4 warps (H100 sweep, stage 3: 0.878 ms)
-    budget = 1024 if interpret() or (NP == 1 and T == 256) else _BWD_TILE
+    # N = 1 rows of one 256-step chunk: BLOCK_D 4 with 4 warps (the rule before the 2-D N = 1 kernel)
+    budget = 1024 if interpret() or (NP == 1 and T == 256) else t.bwd_tile
     bd = _block_d(G, NP, T, budget, 16)
     tile = bd * NP * T
     warps = 2 if tile <= 256 else (4 if tile <= 1024 else 8)

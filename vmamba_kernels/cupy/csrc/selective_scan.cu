@@ -399,7 +399,7 @@ ssm_bwd(const T* __restrict__ u, const T* __restrict__ delta, const float* __res
 }  // namespace vmamba_cupy
 
 // CI compiles this file with nvcc and -DVMAMBA_CUPY_INSTANTIATE_ALL, forcing every template the
-// Python side can name (kernels.py builds the same names), so a syntax or type error fails CI.
+// Python side can name (launch.py builds the same names), so a syntax or type error fails CI.
 #ifdef VMAMBA_CUPY_INSTANTIATE_ALL
 #define VMC_FWD(T, KN, IT)                                                                             \
     template __global__ void vmamba_cupy::ssm_fwd<T, KN, IT>(                                          \

@@ -1,12 +1,14 @@
 """Tuning harness of the Triton kernels (vmamba_kernels/triton/) on VMamba-T[s1l8] stage shapes (batch
 128, fp16 in / fp32 out, softplus, D, delta_bias): a block-shape sweep (--sweep) whose winners go into
-vmamba_kernels/triton/_config.py and selective_scan.py, and same-run baselines (the cuda and cupy
+vmamba_kernels/triton/tuning.py (TritonTuning), and same-run baselines (the cuda and cupy
 backends when available, mamba_ssm when `python -m bench.build_mamba_ssm` has built it).
 
-    python -m bench.tune_triton [--sweep] [--stages] [--out DIR]
-    python -m bench.tune_triton --cross-bands     # the banded channels-last cross scan's block shapes
-    python -m bench.tune_triton --cross-blocks    # the tiled cross scan / merge block shapes (both layouts)
-    python -m bench.tune_triton --n1-variants     # the N = 1 scan kernels around their defaults, against cuda
+    python -m bench.tuning.triton [--sweep] [--stages] [--out DIR]
+    python -m bench.tuning.triton --cross-bands     # the banded channels-last cross scan's block shapes
+    python -m bench.tuning.triton --cross-blocks    # the tiled cross scan / merge block shapes (both layouts)
+    python -m bench.tuning.triton --n1-variants     # the N = 1 scan kernels around their defaults, against cuda
+
+Every variant runs inside `vmamba_kernels.tuning("triton", ...)`; the findings are in reports/tuning.md.
 
 For the reports use `python -m bench.kernels` (CSV rows); this prints and writes OUT/triton_bench.json.
 
@@ -15,6 +17,7 @@ must move (fwd: u, delta in, out; bwd: u, delta, dout in, du, ddelta out)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -22,10 +25,9 @@ import sys
 import torch
 import triton
 
-from vmamba_kernels.triton import _config
-from vmamba_kernels.triton import kernels as tk
-from vmamba_kernels.triton import selective_scan as ss
-from vmamba_kernels.triton._config import np2 as _np2
+import vmamba_kernels as vk
+from vmamba_kernels.triton import launch as tk
+from vmamba_kernels.triton.tuning import np2 as _np2
 
 DNAME = {torch.float16: "fp16", torch.float32: "fp32"}
 STAGES = [(384, 3136, 56), (768, 784, 28), (1536, 196, 14), (3072, 49, 7)]  # KD, L, H
@@ -50,14 +52,14 @@ def _t(fn, rep=40):
 def sweep_cross_bands(batch, stages=(0, 1, 2, 3), dtypes=("fp16", "fp32")):
     """Band height x channels per program x warps of the banded channels-last cross2d scan on VMamba-T's
     stage maps (image-last grid), against the cuda kernel and the tiled kernel it replaces
-    (BAND_SCAN = None) in the same run; results checked bitwise."""
+    (band_scan=None) in the same run; results checked bitwise."""
     import importlib
 
     from reference import cross_scan_ref
     from vmamba_kernels.triton import cross_scan as cs
 
     importlib.import_module("vmamba_kernels._C")  # registers torch.ops.vmamba_cuda
-    default = cs.BAND_SCAN
+    default = dict(vk.get_tuning("triton").band_scan)
     for i in stages:
         C, H = STAGES[i][0] // 4, STAGES[i][2]
         for dt in [d for d in (torch.float16, torch.float32) if DNAME[d] in dtypes]:
@@ -70,17 +72,17 @@ def sweep_cross_bands(batch, stages=(0, 1, 2, 3), dtypes=("fp16", "fp32")):
                 for bc in [c for c in (16, 32, 64, 128, 256) if c <= _np2(C)]:
                     for w in (4, 8):
                         # exactly this band and channel block: no whole-map rule, no cap
-                        cs.BAND_SCAN = dict(default, band=band, block_c=bc, warps=w, small_side=0, max_elems=1 << 30)
-                        try:
-                            ok = torch.equal(cs.cross_scan_fwd(x, "cross2d", True), ref)
-                        except triton.runtime.errors.OutOfResources as e:
-                            print(f"  band {band} channels {bc} warps {w}: {e}")
-                            continue
-                        t = _t(lambda: cs.cross_scan_fwd(x, "cross2d", True))
+                        with vk.tuning("triton", band_scan=dict(default, band=band, block_c=bc, warps=w, small_side=0,
+                                                                max_elems=1 << 30)):
+                            try:
+                                ok = torch.equal(cs.cross_scan_fwd(x, "cross2d", True), ref)
+                            except triton.runtime.errors.OutOfResources as e:
+                                print(f"  band {band} channels {bc} warps {w}: {e}")
+                                continue
+                            t = _t(lambda: cs.cross_scan_fwd(x, "cross2d", True))
                         res.append((t, band, bc, w, ok))
-            cs.BAND_SCAN = None
-            t0 = _t(lambda: cs.cross_scan_fwd(x, "cross2d", True))
-            cs.BAND_SCAN = default
+            with vk.tuning("triton", band_scan=None):
+                t0 = _t(lambda: cs.cross_scan_fwd(x, "cross2d", True))
             t_def = _t(lambda: cs.cross_scan_fwd(x, "cross2d", True))
             print(f"{DNAME[dt]} stage {i} B{batch} {H}x{H} C{C}: cuda {t_cuda:.4f} ms, tiled kernel {t0:.4f} "
                   f"({t0 / t_cuda:.2f}x), default bands {t_def:.4f} ({t_def / t_cuda:.2f}x); best bands (ms, x cuda, "
@@ -100,11 +102,11 @@ CROSS_BLOCKS = {
 
 
 def sweep_cross_blocks(batch, C=96, H=56, layouts=("cf", "cl"), dtypes=("fp16", "fp32")):
-    """Block shapes of the tiled cross scan / merge kernel (cross_scan.BLOCKS_OVERRIDE) on stage 1, both
-    layouts and fp16 / fp32, against the cuda kernels and a copy of the same bytes in the same run. The
+    """Block shapes of the tiled cross scan / merge kernel (TritonTuning.cross_block_override) on stage 1,
+    both layouts and fp16 / fp32, against the cuda kernels and a copy of the same bytes in the same run. The
     channels-last cross2d scan takes the banded kernel, so its column does not change with the shape.
-    Each shape also runs with "+g", backwards reads done forwards in groups (REVERSE_GROUPS), and "+o", the
-    grid in image-last order (HW_FIRST)."""
+    Each shape also runs with "+g", backwards reads done forwards in groups (reverse_groups), and "+o", the
+    grid in image-last order (hw_first)."""
     import importlib
 
     from reference import cross_merge_ref, cross_scan_ref
@@ -113,7 +115,6 @@ def sweep_cross_blocks(batch, C=96, H=56, layouts=("cf", "cl"), dtypes=("fp16", 
     importlib.import_module("vmamba_kernels._C")  # registers torch.ops.vmamba_cuda
     ops = torch.ops.vmamba_cuda
     us = lambda f: _t(f, rep=100) * 1e3  # noqa: E731
-    default_groups, default_order = cs.REVERSE_GROUPS, cs.HW_FIRST
 
     def copy_us(n, dt):
         src = torch.empty(n, dtype=dt, device="cuda").normal_()
@@ -133,24 +134,20 @@ def sweep_cross_blocks(batch, C=96, H=56, layouts=("cf", "cl"), dtypes=("fp16", 
                   f"copy {t_copy:.1f} us")
             for cand, groups, order in [(b, g, o) for b in [None] + CROSS_BLOCKS[cl] for g in (False, True)
                                         for o in (False, True)]:
-                cs.BLOCKS_OVERRIDE.clear()
-                cs.REVERSE_GROUPS, cs.HW_FIRST = groups, order
-                if cand:
-                    cs.BLOCKS_OVERRIDE[(cl, False, C, H, H)] = cand
-                    cs.BLOCKS_OVERRIDE[(cl, True, C, H, H)] = cand
-                ok = torch.equal(cs.cross_scan_fwd(x, "cross2d", cl), ys_ref) and torch.allclose(
-                    cs.cross_merge_fwd(y, H, H, "cross2d", cl).float(), ym_ref, rtol=1e-2, atol=1e-2)
-                ts = us(lambda: cs.cross_scan_fwd(x, "cross2d", cl))
-                tm = us(lambda: cs.cross_merge_fwd(y, H, H, "cross2d", cl))
+                pins = {(cl, False, C, H, H): cand, (cl, True, C, H, H): cand} if cand else {}
+                with vk.tuning("triton", reverse_groups=groups, hw_first=order, cross_block_override=pins):
+                    ok = torch.equal(cs.cross_scan_fwd(x, "cross2d", cl), ys_ref) and torch.allclose(
+                        cs.cross_merge_fwd(y, H, H, "cross2d", cl).float(), ym_ref, rtol=1e-2, atol=1e-2)
+                    ts = us(lambda: cs.cross_scan_fwd(x, "cross2d", cl))
+                    tm = us(lambda: cs.cross_merge_fwd(y, H, H, "cross2d", cl))
                 name = str(cand or "default") + ("+g" if groups else "") + ("+o" if order else "")
                 print(f"  {name:>20} scan {ts:6.1f} us ({ts / cu_s:4.2f}x cuda, {t_copy / ts:4.2f} of copy)"
                       f"  merge {tm:6.1f} us ({tm / cu_m:4.2f}x cuda, {t_copy / tm:4.2f} of copy)  ok={ok}")
-            cs.BLOCKS_OVERRIDE.clear()
-            cs.REVERSE_GROUPS, cs.HW_FIRST = default_groups, default_order
 
 
 # (kind, variant) pairs --n1-variants times per VMamba-T stage: {} = the defaults; "fwd" / "bwd" = (BLOCK_D,
-# warps) in ss.OVERRIDE, "fwd_sub" / "bwd_sub" = chunks per iteration, "PIPE_fwd" / "PIPE_bwd" = ss.PIPELINE
+# warps) pinned in TritonTuning.block_override, "fwd_sub" / "bwd_sub" = chunks per iteration, "PIPE_fwd" /
+# "PIPE_bwd" = TritonTuning.pipeline_fwd / pipeline_bwd
 N1_VARIANTS = {
     0: [("fwd", {}), ("fwd", {"PIPE_fwd": 1}), ("fwd", {"fwd": (8, 1)}), ("bwd", {}), ("bwd", {"bwd": (4, 2)}),
         ("bwd", {"bwd": (8, 2)}), ("bwd", {"bwd_sub": 2}), ("bwd", {"PIPE_bwd": 1})],
@@ -166,7 +163,7 @@ def sweep_n1_variants(batch, stages):
     """The N = 1 kernels' block shapes, tile lengths and pipelining around their defaults on VMamba-T's
     stage shapes (fp16 in, fp32 out), against the cuda backend in the same run; each variant's results
     are compared with cuda's (largest difference relative to the largest cuda value)."""
-    from vmamba_kernels.cuda import kernels as cu
+    from vmamba_kernels.cuda import extension as cu
 
     for i, (KD, L, _) in enumerate(STAGES):
         if str(i) not in stages.split(","):
@@ -180,33 +177,31 @@ def sweep_n1_variants(batch, stages):
         t_c = {"fwd": _t(lambda: fwd_c(cu)), "bwd": _t(lambda: cu.selective_scan_bwd(u, delta, A, B, C, D, bias, True, dout, aux_c))}
         print(f"stage {i + 1} KD{KD} L{L}: cuda fwd {t_c['fwd']:.3f} ms, bwd {t_c['bwd']:.3f} ms", flush=True)
         for kind, var in N1_VARIANTS[i]:
-            ss.OVERRIDE.clear()
-            ss.PIPELINE.update(fwd=None, bwd=None)
+            changes, pins = {}, {}
             for k, v in var.items():
                 if k.startswith("PIPE_"):
-                    ss.PIPELINE[k[5:]] = v
+                    changes["pipeline_" + k[5:]] = v
                 elif k.endswith("_sub"):
-                    ss.OVERRIDE[(k, 1, L)] = v
+                    pins[(k, 1, L)] = v
                 else:
-                    ss.OVERRIDE[(k, G, 1, L)] = v
-            y, last, aux = fwd_c(tk)
-            if kind == "fwd":
-                got, want = (y, last), (y_c, last_c)
-                t = _t(lambda: fwd_c(tk))
-            else:
-                got = tk.selective_scan_bwd(u, delta, A, B, C, D, bias, True, dout, aux)
-                want = g_c
-                t = _t(lambda: tk.selective_scan_bwd(u, delta, A, B, C, D, bias, True, dout, aux))
+                    pins[(k, G, 1, L)] = v
+            with vk.tuning("triton", block_override=pins, **changes):
+                y, last, aux = fwd_c(tk)
+                if kind == "fwd":
+                    got, want = (y, last), (y_c, last_c)
+                    t = _t(lambda: fwd_c(tk))
+                else:
+                    got = tk.selective_scan_bwd(u, delta, A, B, C, D, bias, True, dout, aux)
+                    want = g_c
+                    t = _t(lambda: tk.selective_scan_bwd(u, delta, A, B, C, D, bias, True, dout, aux))
             err = max(((p.float() - q.float()).abs().max() / q.float().abs().max().clamp_min(1e-6)).item()
                       for p, q in zip(got, want) if q is not None)
             print(f"  {kind} {str(var or 'default'):>20} {t:.3f} ms ({t / t_c[kind]:.2f}x cuda), "
                   f"max |diff| / max |cuda| {err:.1e}", flush=True)
-    ss.OVERRIDE.clear()
-    ss.PIPELINE.update(fwd=None, bwd=None)
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m bench.tune_triton", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m bench.tuning.triton", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sweep", action="store_true")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
@@ -214,18 +209,20 @@ def main(argv=None):
     ap.add_argument("--only-stages", default="0,1,2,3",
                     help="0-based stage indices to run (0 is the paper's stage 1)")
     ap.add_argument("--cross-bands", action="store_true",
-                    help="only sweep the banded channels-last cross scan (cross_scan.BAND_SCAN) on --only-stages")
-    ap.add_argument("--stages", action="store_true", help="sweep the chunk loops' pipelining depth (ss.PIPELINE)")
+                    help="only sweep the banded channels-last cross scan (TritonTuning.band_scan) on --only-stages")
+    ap.add_argument("--stages", action="store_true",
+                    help="sweep the chunk loops' pipelining depth (TritonTuning.pipeline_fwd / pipeline_bwd)")
     ap.add_argument("--sweep-stages", default="1,2,3", help="depths --stages tries")
     ap.add_argument("--cross-blocks", action="store_true",
-                    help="only sweep the tiled cross scan / merge block shapes (cross_scan.BLOCKS_OVERRIDE) on stage 1")
+                    help="only sweep the tiled cross scan / merge block shapes (TritonTuning.cross_block_override) "
+                         "on stage 1")
     ap.add_argument("--layouts", default="cf,cl", help="layouts --cross-blocks sweeps")
     ap.add_argument("--dtypes", default="fp16,fp32", help="dtypes --cross-blocks / --cross-bands sweep")
     ap.add_argument("--n1-variants", action="store_true",
                     help="only time the N = 1 kernels' block shapes / tiles / pipelining around the defaults")
     a = ap.parse_args(argv)
     if not torch.cuda.is_available():
-        print("bench.tune_triton times Triton kernels on a GPU: it needs a CUDA device (none is visible here)",
+        print("bench.tuning.triton times Triton kernels on a GPU: it needs a CUDA device (none is visible here)",
               file=sys.stderr)
         return 2
     if a.n1_variants:
@@ -238,13 +235,13 @@ def main(argv=None):
         sweep_cross_bands(a.batch, [int(i) for i in a.only_stages.split(",")], a.dtypes.split(","))
         return
     try:
-        from vmamba_kernels.cupy import kernels as ck
+        from vmamba_kernels.cupy import launch as ck
         if ck.unavailable_reason() is not None:
             ck = None
     except ImportError:
         ck = None
     try:
-        from vmamba_kernels.cuda import kernels as cu
+        from vmamba_kernels.cuda import extension as cu
         if cu.unavailable_reason() is not None:
             cu = None
     except ImportError:
@@ -252,6 +249,8 @@ def main(argv=None):
     from bench import mamba_ref
     mm = mamba_ref if mamba_ref.unavailable_reason() is None else None
     rows, sweep, tuned = [], [], {}
+    tuned_chunk, tuned_blocks = {}, {}
+    keep = contextlib.ExitStack()  # the tuned shapes found by --sweep stay in force for the rest of the run
     for i, (KD, L, H) in enumerate(STAGES):
         if str(i) not in a.only_stages.split(","):
             continue
@@ -266,30 +265,31 @@ def main(argv=None):
             for T in (64, 128, 256):
                 if T > max(64, _np2(L)):
                     continue
-                _config.CHUNK_OVERRIDE[(L, 1)] = T
-                yT, lT, auxT = tk.selective_scan_fwd(u, delta, A, B, C, D, bias, True, torch.float32)
-                for kind in ("fwd", "bwd"):
-                    for bd in (4, 8, 16):
-                        if G % bd or not (256 <= bd * T <= 4096):
-                            continue
-                        for w in (2, 4, 8):
-                            ss.OVERRIDE[(kind, G, 1, L)] = (bd, w)
-                            if kind == "fwd":
-                                t = _t(lambda: tk.selective_scan_fwd(u, delta, A, B, C, D, bias, True, torch.float32), 25)
-                            else:
-                                t = _t(lambda: tk.selective_scan_bwd(u, delta, A, B, C, D, bias, True, dout, auxT), 25)
-                            ss.OVERRIDE.pop((kind, G, 1, L))
-                            sweep.append(dict(kind=kind, KD=KD, L=L, T=T, bd=bd, warps=w, ms=t))
-                            if (T, kind) not in best or t < best[(T, kind)][0]:
-                                best[(T, kind)] = (t, bd, w)
-                _config.CHUNK_OVERRIDE.pop((L, 1))
+                with vk.tuning("triton", chunk_override={(L, 1): T}):
+                    yT, lT, auxT = tk.selective_scan_fwd(u, delta, A, B, C, D, bias, True, torch.float32)
+                    for kind in ("fwd", "bwd"):
+                        for bd in (4, 8, 16):
+                            if G % bd or not (256 <= bd * T <= 4096):
+                                continue
+                            for w in (2, 4, 8):
+                                with vk.tuning("triton", block_override={(kind, G, 1, L): (bd, w)}):
+                                    if kind == "fwd":
+                                        t = _t(lambda: tk.selective_scan_fwd(u, delta, A, B, C, D, bias, True,
+                                                                             torch.float32), 25)
+                                    else:
+                                        t = _t(lambda: tk.selective_scan_bwd(u, delta, A, B, C, D, bias, True, dout,
+                                                                             auxT), 25)
+                                sweep.append(dict(kind=kind, KD=KD, L=L, T=T, bd=bd, warps=w, ms=t))
+                                if (T, kind) not in best or t < best[(T, kind)][0]:
+                                    best[(T, kind)] = (t, bd, w)
             Ts = sorted({T for T, _ in best})
             Tb = min(Ts, key=lambda T: best[(T, "fwd")][0] + best[(T, "bwd")][0])
             (_, bdf, wf), (_, bdb, wb) = best[(Tb, "fwd")], best[(Tb, "bwd")]
             for T in Ts:
                 print(f"sweep KD{KD} L{L} T{T}: fwd {best[(T, 'fwd')]} bwd {best[(T, 'bwd')]}", flush=True)
-            _config.TUNED_T[(L, 1)] = Tb
-            ss.TUNED[(G, 1, L)] = ((bdf, wf), (bdb, wb))
+            tuned_chunk[(L, 1)] = Tb
+            tuned_blocks[(G, 1, L)] = ((bdf, wf), (bdb, wb))
+            keep.enter_context(vk.tuning("triton", tuned_chunk=tuned_chunk, tuned_blocks=tuned_blocks))
             tuned[f"{G},1,{L}"] = dict(T=Tb, fwd=(bdf, wf), bwd=(bdb, wb))
             y, last, aux = tk.selective_scan_fwd(u, delta, A, B, C, D, bias, True, torch.float32)
             g = tk.selective_scan_bwd(u, delta, A, B, C, D, bias, True, dout, aux)
@@ -302,16 +302,15 @@ def main(argv=None):
             for kind in ("fwd", "bwd"):
                 res = []
                 for st in (int(v) for v in a.sweep_stages.split(",")):
-                    old = ss.PIPELINE[kind]
-                    ss.PIPELINE[kind] = st
-                    if kind == "fwd":
-                        t = _t(lambda: tk.selective_scan_fwd(u, delta, A, B, C, D, bias, True, torch.float32), 25)
-                        same = torch.equal(tk.selective_scan_fwd(u, delta, A, B, C, D, bias, True, torch.float32)[0], ref[0])
-                    else:
-                        t = _t(lambda: tk.selective_scan_bwd(u, delta, A, B, C, D, bias, True, dout, aux), 25)
-                        got = tk.selective_scan_bwd(u, delta, A, B, C, D, bias, True, dout, aux)
-                        same = all(torch.equal(p, q) for p, q in zip(got, ref[1]) if p is not None)
-                    ss.PIPELINE[kind] = old
+                    with vk.tuning("triton", **{f"pipeline_{kind}": st}):
+                        if kind == "fwd":
+                            t = _t(lambda: tk.selective_scan_fwd(u, delta, A, B, C, D, bias, True, torch.float32), 25)
+                            same = torch.equal(tk.selective_scan_fwd(u, delta, A, B, C, D, bias, True,
+                                                                     torch.float32)[0], ref[0])
+                        else:
+                            t = _t(lambda: tk.selective_scan_bwd(u, delta, A, B, C, D, bias, True, dout, aux), 25)
+                            got = tk.selective_scan_bwd(u, delta, A, B, C, D, bias, True, dout, aux)
+                            same = all(torch.equal(p, q) for p, q in zip(got, ref[1]) if p is not None)
                     sweep.append(dict(kind=kind, KD=KD, L=L, stages=st, ms=t, same=same))
                     res.append(f"{st}: {t:.3f} ms{'' if same else ' (DIFFERS)'}")
                 print(f"stages KD{KD} L{L} {kind}: " + ", ".join(res), flush=True)
@@ -347,6 +346,7 @@ def main(argv=None):
                          cupy_fwd=cf, cupy_bwd=cb, cuda_fwd=uf, cuda_bwd=ub, mamba_fwd=mf, mamba_bwd=mb,
                          cs=tcs, cm=tcm, cs_cl=tcs_l, cm_cl=tcm_l, cs_GBs=2.5 * ys.numel() / tcs / 1e6,
                          cupy_cs=ccs, cupy_cm=ccm, clone_y=tcopy))
+    keep.close()
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "triton_bench.json"), "w") as f:
         json.dump(dict(device=torch.cuda.get_device_name(), triton=triton.__version__, rows=rows, sweep=sweep, tuned=tuned), f,

@@ -272,7 +272,7 @@ def test_built_extension_scan_schemas():
 
 
 def test_tune_harness_compiles_with_nvcc_sm90(tmp_path):
-    """bench/tune_scan.cu includes the scan kernels and their launch units: keep it
+    """bench/tuning/scan.cu includes the scan kernels and their launch units: keep it
     compiling (it is not part of the extension build, so nothing else would notice it rot)."""
     from tests.test_cupy import IN_CI, _nvcc
 
@@ -282,6 +282,26 @@ def test_tune_harness_compiles_with_nvcc_sm90(tmp_path):
             pytest.fail("nvcc not found: CI must have nvcc")
         pytest.skip("nvcc not found (PATH, $CUDA_HOME, /usr/local/cuda-13.0)")
     cmd = [nvcc, "-std=c++17", "-O1", "--use_fast_math", "-arch=sm_90", f"-I{os.path.join(ROOT, 'csrc')}",
-           "-c", os.path.join(ROOT, "bench", "tune_scan.cu"), "-o", str(tmp_path / "tune.o")]
+           "-c", os.path.join(ROOT, "bench", "tuning", "scan.cu"), "-o", str(tmp_path / "tune.o")]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, f"nvcc failed on bench/tune_scan.cu:\n{r.stderr[-4000:]}"
+    assert r.returncode == 0, f"nvcc failed on bench/tuning/scan.cu:\n{r.stderr[-4000:]}"
+
+
+def test_built_extension_reports_its_scan_chunk_and_takes_knobs():
+    """build_info carries the scan chunk Python declares the aux shape with; the knob ops (no GPU needed)
+    take vmamba_kernels.tuning("cuda", ...) and give the environment's value back on exit."""
+    C = _built()
+    import vmamba_kernels as vk
+    from vmamba_kernels.cuda import extension
+
+    text = open(os.path.join(ROOT, "csrc", "selective_scan", "selective_scan.h")).read()
+    items = int(re.search(r"constexpr int kItems = (\d+);", text).group(1))
+    assert C.build_info()["scan_chunk"] == str(32 * items) and extension.scan_chunk() == 32 * items
+    env = extension.knobs()
+    assert set(env) >= {"VMAMBA_SCAN_POISON", "VMAMBA_CROSS_CL_TILE"}
+    with vk.tuning("cuda", scan_poison=True, cross_cl_tile="5x7x16"):
+        now = extension.knobs()
+        assert now["VMAMBA_SCAN_POISON"] == "1" and now["VMAMBA_CROSS_CL_TILE"] == "5x7x16"
+    assert extension.knobs() == env
+    with pytest.raises(RuntimeError, match="unknown knob 'VMAMBA_NOPE'"):
+        torch.ops.vmamba_cuda.set_knob("VMAMBA_NOPE", "1")

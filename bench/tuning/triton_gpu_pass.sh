@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One GPU-machine pass for the Triton backend: GPU tests in 4 parallel shards (Triton compiles are
-# CPU-bound), then the stage-shape bench alone on the GPU. Logs under $OUT.
+# One GPU-machine pass for tuning the Triton backend: its GPU tests in 4 parallel shards (Triton compiles
+# are CPU-bound), then the stage-shape harness (python -m bench.tuning.triton) alone on the GPU. Logs
+# under $OUT.    bash bench/tuning/triton_gpu_pass.sh   (BENCH_ARGS="--cross-blocks" etc.)
 set -u
 cd "$(dirname "$0")/../.."
 export PYTHONPATH=$PWD
@@ -16,4 +17,4 @@ done
 wait
 for s in "$OUT"/shard_*.log; do tail -n 3 "$s"; done
 grep -h -E "^(FAILED|ERROR|SKIPPED)|Error|assert" "$OUT"/shard_*.log | head -40
-timeout "$BENCH_S" python -m bench.tune_triton $BENCH_ARGS --out "$OUT" 2>&1 | tee "$OUT/bench.log" | tail -n 20
+timeout "$BENCH_S" python -m bench.tuning.triton $BENCH_ARGS --out "$OUT" 2>&1 | tee "$OUT/bench.log" | tail -n 20

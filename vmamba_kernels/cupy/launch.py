@@ -36,7 +36,8 @@ except ImportError as e:
 except Exception as e:  # a broken CuPy install (missing CUDA libraries, ...) must not crash the registry
     raise ImportError(f"CuPy is installed but does not import ({type(e).__name__}: {e})") from e
 
-from . import _config
+from ..layout import map_dims, map_shape
+from . import tuning
 
 CSRC = Path(__file__).resolve().parent / "csrc"
 OPTIONS = ("-std=c++17",)
@@ -86,7 +87,7 @@ def _source(name: str) -> str:
 def _names(family: str, ctype: str, kn: int) -> list:
     if family == "cross":
         return [f"vmamba_cupy::cross_scan_k<{ctype}>", f"vmamba_cupy::cross_merge_k<{ctype}>"]
-    return [f"vmamba_cupy::{family}<{ctype}, {kn}, {it}>" for it in _config.ITEMS_CHOICES]
+    return [f"vmamba_cupy::{family}<{ctype}, {kn}, {it}>" for it in tuning.INSTANTIATED_ITEMS]
 
 
 def _kernels(family: str, dtype: torch.dtype, kn: int, device_index: int) -> dict:
@@ -176,15 +177,15 @@ def selective_scan_fwd(u, delta, A, B, C, D, delta_bias, delta_softplus, out_dty
     direct = out_dtype in (torch.float32, u.dtype)
     out = torch.empty((batch, KD, L), dtype=out_dtype if direct else torch.float32, device=dev)
     last = torch.zeros((batch, KD, N), dtype=torch.float32, device=dev)
-    aux_shape, _ = _config.scan_aux_shape(batch, KD, L, N, u.dtype)
+    aux_shape, _ = tuning.scan_aux_shape(batch, KD, L, N, u.dtype)
     aux = torch.empty(aux_shape, dtype=torch.float32, device=dev)
     rows = batch * KD
     if rows == 0 or L == 0:
         aux.zero_()
         return out.to(out_dtype), last, aux
-    items = _config.items_for(L)
+    items = tuning.items_for(L)
     kn = _kn(N)
-    W = _config.fwd_warps(items)
+    W = tuning.fwd_warps(items)
     chp = 32 * items + items
     args = (_p(u), _p(delta), _p(A), _p(B), _p(C), _p(D), _p(delta_bias), _p(out), _p(last), _p(aux),
             np.int64(rows), np.int32(KD), np.int32(K), np.int32(N), np.int64(L), np.int32(aux_shape[2]),
@@ -203,7 +204,7 @@ def selective_scan_bwd(u, delta, A, B, C, D, delta_bias, delta_softplus, dout, a
         dout = dout.float()
     dout = dout.contiguous()
     G = KD // K
-    W = _config.bwd_warps(G)
+    W = tuning.bwd_warps(G)
     P = G // W
     f32 = dict(dtype=torch.float32, device=dev)
     du = torch.empty_like(u)
@@ -215,8 +216,8 @@ def selective_scan_bwd(u, delta, A, B, C, D, delta_bias, delta_softplus, dout, a
     dC_part = torch.empty_like(dB_part)
     rows = batch * KD
     if rows and L:
-        items = _config.items_for(L)
-        nch = _config.n_chunks(L)
+        items = tuning.items_for(L)
+        nch = tuning.n_chunks(L)
         if tuple(aux.shape) != (batch, KD, nch, N):
             raise RuntimeError(f"cupy selective_scan_bwd: aux has shape {tuple(aux.shape)}, expected "
                                f"{(batch, KD, nch, N)} (was the forward run by another impl?)")
@@ -247,10 +248,7 @@ def _grid(total: int, block: int = 256) -> int:
 
 def cross_scan_fwd(x, mode, channels_last):
     x = x.contiguous()
-    if channels_last:
-        Bn, H, W, C = x.shape
-    else:
-        Bn, C, H, W = x.shape
+    Bn, C, H, W = map_dims(x, channels_last)
     y = torch.empty((Bn, 4, C, H * W), dtype=x.dtype, device=x.device)
     total = x.numel()
     if total:
@@ -264,8 +262,7 @@ def cross_scan_fwd(x, mode, channels_last):
 def cross_merge_fwd(y, H, W, mode, channels_last):
     y = y.contiguous()
     Bn, _, C, L = y.shape
-    shape = (Bn, H, W, C) if channels_last else (Bn, C, H, W)
-    x = torch.empty(shape, dtype=y.dtype, device=y.device)
+    x = torch.empty(map_shape(Bn, C, H, W, channels_last), dtype=y.dtype, device=y.device)
     total = x.numel()
     if total:
         args = (_p(y), _p(x), np.int64(Bn), np.int64(C), np.int64(H), np.int64(W),

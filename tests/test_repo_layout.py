@@ -6,7 +6,7 @@ import re
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-TOP = {"csrc", "vmamba_kernels", "reference", "models", "bench", "reports", "tests",
+TOP = {"csrc", "vmamba_kernels", "reference", "models", "bench", "reports", "tests", "pyproject.toml",
        "setup.py", "CMakeLists.txt", "README.md", "LICENSE"}
 
 

@@ -8,12 +8,12 @@ _ALL = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 BACKENDS = [
     Backend(
-        name="torch", priority=50, module="vmamba_kernels.torch_ref.kernels",
+        name="torch", priority=50, module="vmamba_kernels.pytorch.parallel",
         install_hint="it needs only torch", dtypes=_ALL, devices=("cpu", "cuda"), max_dstate=256,
         doc="pure torch, log-depth parallel scan over L; float64 capable",
     ),
     Backend(
-        name="torch_sequential", priority=90, module="vmamba_kernels.torch_ref.kernels_sequential",
+        name="torch_sequential", priority=90, module="vmamba_kernels.pytorch.sequential",
         install_hint="it needs only torch", dtypes=_ALL, devices=("cpu", "cuda"), max_dstate=256,
         doc="pure torch, one step per time index: the readable definition; slow",
     ),

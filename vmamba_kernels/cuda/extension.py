@@ -1,10 +1,11 @@
 """Raw kernels of impl "cuda": thin calls into the compiled extension `vmamba_kernels._C`.
 
 Importing `vmamba_kernels._C` registers the ops torch.ops.vmamba_cuda.{selective_scan_fwd,
-selective_scan_bwd, cross_scan, cross_merge, build_info} (C++: TORCH_LIBRARY_FRAGMENT + CUDA impls,
-sources under csrc/). Signatures follow the raw-kernel contract in vmamba_kernels/dispatch.py; inputs
-arrive validated and contiguous. This module raises ImportError when the extension is not built,
-which the Backend turns into an "unavailable" reason with the install hint.
+selective_scan_bwd, cross_scan, cross_merge, build_info, set_knob, knobs} (C++: TORCH_LIBRARY_FRAGMENT +
+CUDA impls, sources under csrc/). Signatures follow the raw-kernel contract in vmamba_kernels/dispatch.py;
+inputs arrive validated and contiguous. This module raises ImportError when the extension is not built,
+which the Backend turns into an "unavailable" reason with the install hint. Loading it hands the current
+`vmamba_kernels.tuning("cuda")` knobs to the extension.
 """
 from __future__ import annotations
 
@@ -51,9 +52,11 @@ def unavailable_reason() -> Optional[str]:
     """None when the extension is loaded and a CUDA device is visible; else why not."""
     if not torch.cuda.is_available():
         return "no CUDA device is visible (the extension vmamba_kernels._C is built but needs a GPU)"
-    missing = [op for op in ("cross_scan", "cross_merge") if not _has_op(op)]
+    missing = [op for op in ("cross_scan", "cross_merge", "set_knob") if not _has_op(op)]
     if missing:
         return f"the extension vmamba_kernels._C was built without {', '.join(missing)}"
+    if _SCAN_CHUNK is None:
+        return "the extension vmamba_kernels._C was built from older sources (no scan_chunk in build_info)"
     return None
 
 
@@ -65,8 +68,39 @@ def _scan_op(name: str):
 
 
 def build_info() -> dict:
-    """What the extension was compiled with: archs, builder, CUDA runtime version."""
+    """What the extension was compiled with: archs, builder, CUDA runtime version, scan chunk."""
     return dict(_C.build_info())
+
+
+_SCAN_CHUNK = build_info().get("scan_chunk")  # None: built from sources older than this module
+_SCAN_CHUNK = None if _SCAN_CHUNK is None else int(_SCAN_CHUNK)
+
+
+def scan_chunk() -> int:
+    """Time steps per chunk of the scan kernels (csrc/selective_scan/selective_scan.h, kChunk): the aux
+    tensor is (batch, KD, ceil(L / scan_chunk), N)."""
+    if _SCAN_CHUNK is None:
+        raise RuntimeError("vmamba_kernels._C was built from older sources (no scan_chunk in build_info); rebuild it: "
+                           "`pip install -e . --no-build-isolation`")
+    return _SCAN_CHUNK
+
+
+def set_knobs(new, old=None) -> None:
+    """Hand a CudaTuning's knobs to the extension (only those that differ from `old`)."""
+    from . import knob_values  # noqa: PLC0415
+
+    if not _has_op("set_knob"):
+        raise RuntimeError("vmamba_kernels._C was built from older sources (no set_knob op); rebuild it: "
+                           "`pip install -e . --no-build-isolation`")
+    before = knob_values(old) if old is not None else {}
+    for name, value in knob_values(new).items():
+        if before.get(name) != value:
+            _ops.set_knob(name, value)
+
+
+def knobs() -> dict:
+    """{knob: value} as the extension has them now ("" = unset)."""
+    return dict(kv.split("=", 1) for kv in _ops.knobs().split(";"))
 
 
 def selective_scan_fwd(u, delta, A, B, C, D, delta_bias, delta_softplus, out_dtype):
@@ -88,3 +122,13 @@ def cross_scan_fwd(x, mode, channels_last):
 
 def cross_merge_fwd(y, H, W, mode, channels_last):
     return _ops.cross_merge(y, int(H), int(W), mode, bool(channels_last))
+
+
+def _apply_current_tuning() -> None:
+    from . import TUNING, CudaTuning  # noqa: PLC0415
+
+    if TUNING.get() != CudaTuning() and _has_op("set_knob"):
+        set_knobs(TUNING.get())
+
+
+_apply_current_tuning()

@@ -5,22 +5,11 @@
 // place kSeqMinRows). The kernels' tunables are macros, so one build per variant:
 //
 //   nvcc -std=c++17 -O3 --use_fast_math -arch=sm_90 -Icsrc -DVMAMBA_SCAN_FWD1_MIN_BLOCKS=6 \
-//        bench/tune_scan.cu -o /tmp/tune && /tmp/tune [batch [stage]]
+//        bench/tuning/scan.cu -o /tmp/tune && /tmp/tune [batch [stage]]
 //
-// Prototypes measured here and dropped (H100, 2026-11-26, batch 128): a "flat rows" forward for
-// d_state 1 with whole rows laid end to end per block (stage 3: 0.313 vs 0.207 ms), and a
-// warp-per-row forward advancing two states per step (vanilla stage 1: 6.03 vs 12.35 ms, beaten by
-// the row-per-thread kernel's 2.34), and the row-per-thread forward on d_state 1 (stages 1-4: 0.876,
-// 0.469, 0.307, 0.165 vs fwd_n1_kernel's 0.466, 0.250, 0.207, 0.126 ms; 2026-11-27). For one-chunk
-// rows (stages 3-4), against fwd_n1_short_kernel's 0.180 / 0.107 ms (2 row slots per warp, 8 blocks
-// per SM; 1 slot 0.189 / 0.120, 4 slots at 4 blocks 0.272 / 0.152): a persistent fwd_n1_tile_kernel
-// that kept the next tiles' u / delta in flight with cp.async into shared memory (3 stages, 8 warps:
-// 0.197 / 0.110; 2 or 4 stages, 4 or 16 warps no better). ncu on stage 3 (2026-11-27) showed why:
-// fwd_n1_short_kernel issued an instruction on 82% of scheduler cycles (DRAM 43%): bound by
-// instructions per element (22% of the lanes idle at L = 196), not by bytes in flight. Its successor,
-// fwd_n1_packed_kernel (rows end to end at lane granularity), runs stage 3 in 0.138 ms with 88M
-// executed instructions against the short kernel's 136M (0.177 ms while its loads still picked an
-// access width per lane: the warp then ran several paths), and replaced it.
+// What it measured, and the prototypes measured here and dropped (a "flat rows" d_state 1 forward, a
+// forward advancing two states per step, a cp.async tile kernel, ...): reports/tuning.md, "cuda:
+// selective scan".
 //
 // Prints one line per (stage, kernel): ms (median of 20 after 3 warm-ups) and GB/s over the bytes
 // each pass must move (fwd: u, delta, B, C, out; bwd: u, delta, B, C, dout, du, ddelta, dB, dC),

@@ -1,15 +1,16 @@
 """Launch-choice sweep of the CUDA cross scan / merge (csrc/cross_scan/) on VMamba's stage shapes, both
 layouts, against a copy of the same bytes: the measurement behind the kernels' automatic choices.
 
-    python -m bench.tune_cross_scan
+    python -m bench.tuning.cross_scan
 
-Times are triton.testing.do_bench medians. The `choice` column:
+Times are triton.testing.do_bench medians. The `choice` column names the extension's knobs it sets
+through `vmamba_kernels.tuning("cuda", ...)` (CudaTuning; csrc/common/knobs.h):
   auto           the kernels' own choice (no knob set)
-  1 2 4 8        channels-first: VMAMBA_CROSS_MAX_VEC caps the vector width
-  plane, tiled   channels-last: VMAMBA_CROSS_CL_TILED=0 (plane-group kernel) / =1 (tiled kernel)
-  band, band@16  channels-last: VMAMBA_CROSS_CL_TILED=b (banded scan; the merge as tiled), band height
-  plane@128KB    plane kernel with VMAMBA_CROSS_SMEM_KB=128 (more planes per block)
-  t@14x14        tiled kernel with VMAMBA_CROSS_CL_TILE=14x14 (tile shape; "x64" suffix: channels per
+  1 2 4 8        channels-first: cross_max_vec caps the vector width
+  plane, tiled   channels-last: cross_cl_tiled="0" (plane-group kernel) / "1" (tiled kernel)
+  band, band@16  channels-last: cross_cl_tiled="b" (banded scan; the merge as tiled), band height cross_cl_band
+  plane@128KB    plane kernel with cross_smem_kb=128 (more planes per block)
+  t@14x14        tiled kernel with cross_cl_tile="14x14" (tile shape; "x64" suffix: channels per
                  block); a shape over the shared-memory budget would silently time the plane kernel
 For the reports use `python -m bench.kernels --ops cross_scan,cross_merge --layouts cf,cl` (CSV rows);
 this prints only.
@@ -17,21 +18,21 @@ this prints only.
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 
 import torch
 
+import vmamba_kernels as vk
+
 DNAME = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
-SMEM_KB = (100, 128, 200)  # plane-kernel budgets tried on channels-last stage 1 (VMAMBA_CROSS_SMEM_KB)
-# tiled-kernel shapes tried on stage 1 (VMAMBA_CROSS_CL_TILE); all fit the default 56 KB in both dtypes
+SMEM_KB = (100, 128, 200)  # plane-kernel budgets tried on channels-last stage 1 (cross_smem_kb)
+# tiled-kernel shapes tried on stage 1 (cross_cl_tile); all fit the default 56 KB in both dtypes
 TILES = ("14x14", "16x16", "28x28", "8x56", "14x14x64", "19x19x16", "8x56x16", "16x28x16", "16x32x16", "12x56x16",
          "8x28x16", "16x56x16")
 STAGES = [("s1", 128, 96, 56, 56), ("s1_C192", 128, 192, 56, 56), ("s2", 128, 192, 28, 28),
           ("s3", 128, 384, 14, 14), ("s4", 128, 768, 7, 7)]
-KNOBS = ("VMAMBA_CROSS_MAX_VEC", "VMAMBA_CROSS_SMEM_KB", "VMAMBA_CROSS_CL_TILED", "VMAMBA_CROSS_CL_TILE",
-         "VMAMBA_CROSS_CL_BAND")
-BANDS = (4, 16, 28)  # band heights tried on stage 1 besides the default 8 (VMAMBA_CROSS_CL_BAND)
+KNOBS = ("cross_max_vec", "cross_smem_kb", "cross_cl_tiled", "cross_cl_tile", "cross_cl_band")  # CudaTuning
+BANDS = (4, 16, 28)  # band heights tried on stage 1 besides the default 8 (cross_cl_band)
 
 
 def _map(dims, dtype, channels_last, device="cuda"):
@@ -52,30 +53,30 @@ def _choices(name, dtype, cl):
     return out
 
 
-def _set_knobs(choice):
-    """Environment for one `choice` (the kernels read the knobs on every call)."""
-    for k in KNOBS:
-        os.environ.pop(k, None)
+def _knobs(choice) -> dict:
+    """The CudaTuning changes for one `choice` (every other cross knob unset)."""
+    k = dict.fromkeys(KNOBS)
     if choice.isdigit():
-        os.environ["VMAMBA_CROSS_MAX_VEC"] = choice
+        k["cross_max_vec"] = int(choice)
     elif choice.startswith("band"):
-        os.environ["VMAMBA_CROSS_CL_TILED"] = "b"
+        k["cross_cl_tiled"] = "b"
         if "@" in choice:
-            os.environ["VMAMBA_CROSS_CL_BAND"] = choice.split("@")[1]
+            k["cross_cl_band"] = int(choice.split("@")[1])
     elif choice.startswith("plane"):
-        os.environ["VMAMBA_CROSS_CL_TILED"] = "0"
+        k["cross_cl_tiled"] = "0"
         if "@" in choice:
-            os.environ["VMAMBA_CROSS_SMEM_KB"] = choice.split("@")[1][:-2]
+            k["cross_smem_kb"] = int(choice.split("@")[1][:-2])
     elif choice.startswith("t"):
-        os.environ["VMAMBA_CROSS_CL_TILED"] = "1"
+        k["cross_cl_tiled"] = "1"
         if choice.startswith("t@"):
-            os.environ["VMAMBA_CROSS_CL_TILE"] = choice[2:]
+            k["cross_cl_tile"] = choice[2:]
+    return k
 
 
 def bench(out=sys.stdout):
     from triton.testing import do_bench
 
-    importlib.import_module("vmamba_kernels._C")  # registers torch.ops.vmamba_cuda
+    importlib.import_module("vmamba_kernels.cuda.extension")  # registers torch.ops.vmamba_cuda, takes the knobs
 
     ops = torch.ops.vmamba_cuda
     rows = []
@@ -98,21 +99,20 @@ def bench(out=sys.stdout):
                 copy_gbs = nbytes / t_copy / 1e6
                 layout = "cl" if cl else "cf"
                 for choice in _choices(name, dtype, cl):
-                    _set_knobs(choice)
-                    for op, fn in (("scan", lambda: ops.cross_scan(x, "cross2d", cl)),
-                                   ("merge", lambda: ops.cross_merge(y, H, W, "cross2d", cl))):
-                        t = do_bench(fn, warmup=10, rep=50, return_mode="median")
-                        gbs = nbytes / t / 1e6
-                        rows.append((name, DNAME[dtype], layout, op, choice, t, gbs, copy_gbs))
-                        print(f"{name:>9} {DNAME[dtype]:>5} {layout:>6} {op:>5} {choice:>12} {t:8.4f} "
-                              f"{gbs:7.0f} {copy_gbs:9.0f} {gbs / copy_gbs:6.2f}", file=out, flush=True)
-                _set_knobs("auto")
+                    with vk.tuning("cuda", **_knobs(choice)):
+                        for op, fn in (("scan", lambda: ops.cross_scan(x, "cross2d", cl)),
+                                       ("merge", lambda: ops.cross_merge(y, H, W, "cross2d", cl))):
+                            t = do_bench(fn, warmup=10, rep=50, return_mode="median")
+                            gbs = nbytes / t / 1e6
+                            rows.append((name, DNAME[dtype], layout, op, choice, t, gbs, copy_gbs))
+                            print(f"{name:>9} {DNAME[dtype]:>5} {layout:>6} {op:>5} {choice:>12} {t:8.4f} "
+                                  f"{gbs:7.0f} {copy_gbs:9.0f} {gbs / copy_gbs:6.2f}", file=out, flush=True)
                 x = y = None  # free before the next shape's allocations
     print("\nsummary (automatic choice): stage dtype layout op GB/s (x copy)", file=out)
     for r in rows:
         if r[4] == "auto":
             print(f"  {r[0]:>8} {r[1]:>4} {r[2]} {r[3]:>5} {r[6]:6.0f} ({r[6] / r[7]:.2f})", file=out)
-    print("\nchannels-last plane vs tiled (VMAMBA_CROSS_CL_TILED=0 / 1): stage dtype op GB/s (x copy)", file=out)
+    print("\nchannels-last plane vs tiled (cross_cl_tiled 0 / 1): stage dtype op GB/s (x copy)", file=out)
     by_key = {(r[0], r[1], r[3], r[4]): r for r in rows if r[2] == "cl"}
     for (name, dn, op, choice), r in by_key.items():
         if choice != "plane" or (name, dn, op, "tiled") not in by_key:
@@ -126,11 +126,11 @@ def bench(out=sys.stdout):
 def main(argv=None) -> int:
     import argparse  # noqa: PLC0415
 
-    ap = argparse.ArgumentParser(prog="python -m bench.tune_cross_scan", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m bench.tuning.cross_scan", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.parse_args(argv)
     if not torch.cuda.is_available():
-        print("bench.tune_cross_scan times the CUDA cross scan kernels: it needs a CUDA device and the built "
+        print("bench.tuning.cross_scan times the CUDA cross scan kernels: it needs a CUDA device and the built "
               "extension vmamba_kernels._C (none is visible here)", file=sys.stderr)
         return 2
     bench()

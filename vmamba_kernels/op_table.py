@@ -1,0 +1,87 @@
+"""The ops, as data: one `OpSpec` per public op names everything the machinery needs to know about it.
+
+Adding an op (README, "Adding an op"): write its validator in validate.py (returning an args object with
+`dtype`, `device`, `requires_grad()` and `describe()`), its torch.library definitions in _library.py
+(or reuse a group), one `OpSpec` entry below, and the public function in api.py (validate, then
+`dispatch.choose(op, args, impl)(args)`). Backends opt in by listing the op in `Backend.ops` and
+exporting the raw kernels named in `kernels`; dispatch, explain, list_impls, `vmamba_kernels.ops`
+and the per-backend op registration read this table and need no edits.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from . import _library, validate
+
+
+def _no_limits(backend, args) -> list:
+    return []
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """What the dispatch machinery needs to know about one public op."""
+
+    name: str
+    check: Callable  # validate.check_<op>(*args, **kwargs) -> normalised args (raises on bad input)
+    kernels: tuple  # raw kernels a backend's module must export to implement the op
+    define: Callable  # backend -> {key: custom op}; ops sharing one `define` are defined once per backend
+    run: Callable  # (the backend's {key: custom op}, normalised args) -> the op's result
+    limits: Callable = _no_limits  # (backend, args) -> reasons beyond device / dtype / grad / capabilities
+    public_only: tuple = ()  # keywords of the public function that `check` does not take (explain drops them)
+
+
+def _run_scan(ops, a):
+    c = torch.Tensor.contiguous
+    y, last_state, _ = ops["scan_fwd"](
+        c(a.u), c(a.delta), c(a.A), c(a.B), c(a.C),
+        None if a.D is None else c(a.D), None if a.delta_bias is None else c(a.delta_bias),
+        a.delta_softplus, a.out_dtype)
+    return y, last_state
+
+
+def _scan_limits(backend, a) -> list:
+    reasons = []
+    if not (backend.min_dstate <= a.N <= backend.max_dstate):
+        reasons.append(f"supports d_state {backend.min_dstate}..{backend.max_dstate}, not N={a.N}")
+    if a.out_dtype not in backend.dtypes:
+        reasons.append(f"cannot write out_dtype {a.out_dtype}")
+    return reasons
+
+
+_CROSS_KERNELS = ("cross_scan_fwd", "cross_merge_fwd")  # each op's backward is the other one
+
+SPECS = {
+    "selective_scan": OpSpec(
+        "selective_scan", validate.check_selective_scan, ("selective_scan_fwd", "selective_scan_bwd"),
+        _library.define_scan, _run_scan, limits=_scan_limits, public_only=("return_last_state",)),
+    "cross_scan": OpSpec(
+        "cross_scan", validate.check_cross_scan, _CROSS_KERNELS, _library.define_cross,
+        lambda ops, a: ops["cross_scan"](a.x.contiguous(), a.mode, a.channels_last)),
+    "cross_merge": OpSpec(
+        "cross_merge", validate.check_cross_merge, _CROSS_KERNELS, _library.define_cross,
+        lambda ops, a: ops["cross_merge"](a.x.contiguous(), a.H, a.W, a.mode, a.channels_last)),
+}
+OPS = tuple(SPECS)
+# what a Backend implements unless it says otherwise; a new op is opt-in (Backend(ops=...))
+BASE_OPS = ("selective_scan", "cross_scan", "cross_merge")
+
+
+def spec(op: str) -> OpSpec:
+    if op not in SPECS:
+        raise ValueError(f"unknown op {op!r}; ops are {', '.join(OPS)}")
+    return SPECS[op]
+
+
+def define_library_ops(backend) -> dict:
+    """{key: custom op} for every op the backend implements (each `define` group once)."""
+    out, done = {}, set()
+    for op in backend.ops:
+        d = spec(op).define
+        if d not in done:
+            done.add(d)
+            out.update(d(backend))
+    return out
