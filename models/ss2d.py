@@ -29,7 +29,8 @@ import torch.nn.functional as F
 
 import vmamba_kernels as vk
 
-from .layers import LayerNorm2d, Linear2d, Permute, a_log_init, dt_proj_init, linear_stack_init
+from .fused import add_norm, dwconv_act
+from .layers import LayerNorm, LayerNorm2d, Linear2d, Permute, a_log_init, dt_proj_init, linear_stack_init
 from .policy import OPS, ResolvedOp
 
 K = 4  # scan directions
@@ -59,6 +60,10 @@ class _KernelCalls(nn.Module):
         self.impl_selective_scan = resolved["selective_scan"].impl
         self.impl_cross_scan = resolved["cross_scan"].impl
         self.impl_cross_merge = resolved["cross_merge"].impl
+        self.impl_dwconv2d = resolved["dwconv2d"].impl
+        out_norm = getattr(self, "out_norm", None)
+        if isinstance(out_norm, LayerNorm):
+            out_norm.impl = resolved["add_layer_norm"].impl
 
     def _call(self, fn, impl, *args, **kwargs):
         if not self.fallback or impl is None:
@@ -117,17 +122,17 @@ class SS2Dv0(_KernelCalls):
         self.conv2d = nn.Conv2d(D, D, 3, padding=1, groups=D, bias=True)
         self.x_proj_weight = nn.Parameter(linear_stack_init(K, R + 2 * d_state, D))
         _ssm_params(self, d_state, R, D, ssm_init, dt_kwargs or {})
-        self.out_norm = nn.LayerNorm(D)
+        self.out_norm = LayerNorm(D)
         self.out_proj = nn.Linear(D, d_model, bias=False)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x, z = self.in_proj(x).chunk(2, dim=-1)
         z = self.act(z)
-        x = self.act(self.conv2d(x.permute(0, 3, 1, 2).contiguous()))
-        Bn, D, H, W = x.shape
+        x = dwconv_act(self.conv2d, self.act, x, channels_last=True, impl=self.impl_dwconv2d)
+        Bn, H, W, D = x.shape
         N, R, L = self.d_state, self.dt_rank, H * W
-        xs = self._cross_scan(x)  # (B, K, D, L)
+        xs = self._cross_scan(x, channels_last=True)  # (B, K, D, L)
         x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)
         dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
         dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)
@@ -155,7 +160,7 @@ class SS2Dv05(_KernelCalls):
         self.d_inner, self.d_state, self.dt_rank = D, int(d_state), R
         self.channel_first, self.with_z = channel_first, with_z
         # created first: the official registers out_norm before in_proj (same state_dict key order)
-        self.out_norm = (LayerNorm2d if channel_first else nn.LayerNorm)(D)
+        self.out_norm = (LayerNorm2d if channel_first else LayerNorm)(D)
         Lin = Linear2d if channel_first else nn.Linear
         self.in_proj = Lin(d_model, 2 * D if with_z else D, bias=False)
         self.act = act_layer()
@@ -169,10 +174,12 @@ class SS2Dv05(_KernelCalls):
         _ssm_params(self, d_state, R, D, ssm_init, dt_kwargs or {})
 
     def forward_core(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, D, H, W) after conv/act -> LayerNormed scan output in x's dtype, in the model layout."""
-        Bn, D, H, W = x.shape
+        """x after conv/act, in the model layout ((B, D, H, W), or (B, H, W, D) when channel-last) ->
+        the LayerNormed scan output in x's dtype and layout."""
+        cl = not self.channel_first
+        Bn, H, W, D = x.shape if cl else (x.shape[0], x.shape[2], x.shape[3], x.shape[1])
         N, R, L = self.d_state, self.dt_rank, H * W
-        xs = self._cross_scan(x).view(Bn, K * D, L)
+        xs = self._cross_scan(x, channels_last=cl).view(Bn, K * D, L)
         x_dbl = F.conv1d(xs, self.x_proj_weight.view(-1, D, 1), groups=K)
         dts, Bs, Cs = torch.split(x_dbl.view(Bn, K, -1, L), [R, N, N], dim=2)
         dts = F.conv1d(dts.reshape(Bn, K * R, L), self.dt_projs_weight.view(K * D, R, 1), groups=K)
@@ -180,20 +187,20 @@ class SS2Dv05(_KernelCalls):
         As = -torch.exp(self.A_logs.to(wt))
         ys = self._scan(xs, dts, As, Bs.contiguous(), Cs.contiguous(), self.Ds.to(wt),
                         self.dt_projs_bias.to(wt).reshape(-1), out_dtype=wt)
-        y = self._cross_merge(ys.view(Bn, K, D, L), H, W, channels_last=not self.channel_first)
-        return self.out_norm(y).to(x.dtype)
+        y = self._cross_merge(ys.view(Bn, K, D, L), H, W, channels_last=cl)
+        return add_norm(self.out_norm, y, channels_last=cl, out_dtype=x.dtype, impl=self.out_norm.impl)[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.in_proj(x)
-        cdim = 1 if self.channel_first else -1
+        cl = not self.channel_first
         if self.with_z:
-            x, z = x.chunk(2, dim=cdim)
+            x, z = x.chunk(2, dim=-1 if cl else 1)
             z = self.act(z)
-        if not self.channel_first:
-            x = x.permute(0, 3, 1, 2).contiguous()
         if self.with_dconv:
-            x = self.conv2d(x)
-        y = self.out_act(self.forward_core(self.act(x)))
+            x = dwconv_act(self.conv2d, self.act, x, channels_last=cl, impl=self.impl_dwconv2d)
+        else:
+            x = self.act(x)
+        y = self.out_act(self.forward_core(x))
         if self.with_z:
             y = y * z
         return self.dropout(self.out_proj(y))
@@ -211,7 +218,7 @@ class SS2Dm0(_KernelCalls):
         if D % R:
             raise ValueError(f"m0: d_inner {D} must be a multiple of the number of heads (dt_rank) {R}")
         self.d_inner, self.d_state, self.dt_rank, self.head_dim = D, int(d_state), R, D // R
-        self.out_norm = nn.LayerNorm(D)  # first, as the official (state_dict key order)
+        self.out_norm = LayerNorm(D)  # first, as the official (state_dict key order)
         self.in_proj = nn.Linear(d_model, D, bias=False)
         self.act = act_layer()
         self.with_dconv = d_conv > 1
@@ -232,12 +239,12 @@ class SS2Dm0(_KernelCalls):
             raise ValueError(f"m0 supports ssm_init 'v1' or 'v2', got {ssm_init!r}")
         self.Ds, self.A_logs, self.dt_projs_bias = nn.Parameter(Ds), nn.Parameter(A_logs), nn.Parameter(dtb)
 
-    def scan_inputs(self, x: torch.Tensor):
-        """x (B, D, H, W) -> the selective-scan arguments (u, delta, A, B, C, D, delta_bias) with per-head
-        values broadcast over the head's channels (and A over d_state)."""
-        Bn, D, H, W = x.shape
+    def scan_inputs(self, x: torch.Tensor, channels_last: bool = False):
+        """x (B, D, H, W), or (B, H, W, D) when channels_last -> the selective-scan arguments (u, delta, A,
+        B, C, D, delta_bias) with per-head values broadcast over the head's channels (and A over d_state)."""
+        Bn, H, W, D = x.shape if channels_last else (x.shape[0], x.shape[2], x.shape[3], x.shape[1])
         N, R, P, L = self.d_state, self.dt_rank, self.head_dim, H * W
-        xs = self._cross_scan(x).view(Bn, K * D, L)
+        xs = self._cross_scan(x, channels_last=channels_last).view(Bn, K * D, L)
         x_dbl = F.conv1d(xs, self.x_proj_weight.view(-1, D, 1), groups=K)
         dts, Bs, Cs = torch.split(x_dbl.view(Bn, K, -1, L), [R, N, N], dim=2)
         delta = dts.unsqueeze(3).expand(Bn, K, R, P, L).reshape(Bn, K * D, L)
@@ -249,12 +256,12 @@ class SS2Dm0(_KernelCalls):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.in_proj(x)
-        if self.with_dconv:
-            x = self.conv2d(x)
-        x = self.act(x)  # (B, H, W, D)
+        if self.with_dconv:  # conv2d = (Permute, Conv2d, Permute), as the official (state_dict keys)
+            x = dwconv_act(self.conv2d[1], self.act, x, channels_last=True, impl=self.impl_dwconv2d)
+        else:
+            x = self.act(x)  # (B, H, W, D)
         Bn, H, W, D = x.shape
-        xc = x.permute(0, 3, 1, 2)
-        ys = self._scan(*self.scan_inputs(xc))  # out dtype = input dtype, as the official SSD kernel
+        ys = self._scan(*self.scan_inputs(x, channels_last=True))  # out dtype = input dtype, as the official SSD
         y = self._cross_merge(ys.view(Bn, K, D, H * W), H, W, channels_last=True)
         y = self.out_norm(y).to(x.dtype)
         return self.dropout(self.out_proj(self.out_act(y)))
