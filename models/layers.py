@@ -7,6 +7,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .fused import add_norm
+
 
 class Linear2d(nn.Linear):
     """A Linear applied to the channel axis of a (B, C, H, W) map as a 1x1 convolution.
@@ -27,10 +29,28 @@ class Linear2d(nn.Linear):
                                       error_msgs)
 
 
-class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channel axis of a (B, C, H, W) map (same parameters as nn.LayerNorm(C))."""
+class LayerNorm(nn.LayerNorm):
+    """nn.LayerNorm over the last (channel) axis of a (B, H, W, C) map; `impl` (set by the model's kernel
+    policy) runs it as the fused add_layer_norm op, "off" as nn.LayerNorm. Same parameters and result."""
+
+    channels_last = True
+    impl = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.impl == "off":
+            return self._reference(x)
+        return add_norm(self, x, channels_last=self.channels_last, impl=self.impl)[0]
+
+    def _reference(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x)
+
+
+class LayerNorm2d(LayerNorm):
+    """LayerNorm over the channel axis of a (B, C, H, W) map (same parameters as nn.LayerNorm(C))."""
+
+    channels_last = False
+
+    def _reference(self, x: torch.Tensor) -> torch.Tensor:
         y = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps)
         return y.permute(0, 3, 1, 2)
 
@@ -61,6 +81,14 @@ class DropPath(nn.Module):
         keep = 1.0 - self.p
         mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
         return x * mask.div_(keep)
+
+    def sample_scale(self, x: torch.Tensor):
+        """The per-sample factor forward() would apply to x, as a (B,) float32 tensor (for ops that fuse
+        the residual add); None when it is the identity."""
+        if self.p == 0.0 or not self.training:
+            return None
+        keep = 1.0 - self.p
+        return torch.empty(x.shape[0], device=x.device, dtype=torch.float32).bernoulli_(keep).div_(keep)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -108,7 +136,7 @@ class PatchMerging2D(nn.Module):
 
 
 ACTS = {"silu": nn.SiLU, "gelu": nn.GELU, "relu": nn.ReLU, "sigmoid": nn.Sigmoid}
-NORMS = {"ln": nn.LayerNorm, "ln2d": LayerNorm2d}
+NORMS = {"ln": LayerNorm, "ln2d": LayerNorm2d}
 
 
 def act_layer(name: str):

@@ -27,20 +27,33 @@ import fnmatch
 from dataclasses import dataclass, fields
 from typing import Mapping, Optional, Union
 
-OPS = ("selective_scan", "cross_scan", "cross_merge")
+KERNEL_OPS = ("selective_scan", "cross_scan", "cross_merge")
+FUSED_OPS = ("add_layer_norm", "dwconv2d")  # the fast path's fused ops; "off" runs the reference modules
+OPS = KERNEL_OPS + FUSED_OPS
+OFF = "off"
 
 
 @dataclass(frozen=True)
 class KernelPolicy:
-    """Backend name per op; None = automatic choice (dispatcher priority / default impl)."""
+    """Backend name per op; None = automatic choice (dispatcher priority / default impl).
+
+    The fused ops of the fast path (add_layer_norm: residual add + LayerNorm; dwconv2d: depthwise conv +
+    activation) also take "off": the layer then runs the reference torch modules for that part."""
 
     selective_scan: Optional[str] = None
     cross_scan: Optional[str] = None
     cross_merge: Optional[str] = None
+    add_layer_norm: Optional[str] = None
+    dwconv2d: Optional[str] = None
 
     @classmethod
     def all(cls, name: Optional[str]) -> "KernelPolicy":
-        return cls(name, name, name)
+        return cls(*([name] * len(OPS)))
+
+    @classmethod
+    def unfused(cls, name: Optional[str] = None) -> "KernelPolicy":
+        """`name` for the scan and cross ops, every fused op "off" (the reference path)."""
+        return cls(name, name, name, OFF, OFF)
 
     def merged(self, other: "KernelPolicy") -> "KernelPolicy":
         """self overridden by the non-None fields of other."""
@@ -58,19 +71,24 @@ def _known_impls() -> dict:
     return {b.name: b for b in dispatch.backends()}
 
 
-def _check_name(name: Optional[str], known: dict, where: str) -> None:
+def _check_name(name: Optional[str], known: dict, where: str, op: Optional[str] = None) -> None:
+    if name == OFF and op is not None and op not in KERNEL_OPS:
+        return
     if name is not None and name not in known:
+        off = f", or {OFF!r} for the fused ops {', '.join(FUSED_OPS)}" if name == OFF or op is None else ""
         raise ValueError(f"unknown impl {name!r} in {where}; known impls: {', '.join(sorted(known))} "
-                         f"(or None for automatic choice)")
+                         f"(or None for automatic choice{off})")
 
 
 def _as_policy(value, known: dict, where: str) -> KernelPolicy:
+    if value == OFF:  # a whole layer "off": its fused ops unfused, its kernels untouched
+        return KernelPolicy(**{op: OFF for op in FUSED_OPS})
     if value is None or isinstance(value, str):
         _check_name(value, known, where)
         return KernelPolicy.all(value)
     if isinstance(value, KernelPolicy):
         for op in OPS:
-            _check_name(getattr(value, op), known, where)
+            _check_name(getattr(value, op), known, where, op)
         return value
     raise TypeError(f"{where}: expected a backend name, a KernelPolicy or None, got {type(value).__name__}")
 
@@ -110,7 +128,13 @@ def resolve(spec: ImplSpec, layer: str, fallback: bool = False, known: Optional[
         if name is None:
             out[op] = ResolvedOp(None, None, "auto")
             continue
+        if name == OFF:
+            out[op] = ResolvedOp(OFF, OFF, "unfused: reference torch modules")
+            continue
         backend = known[name]
+        if op not in backend.ops and op in FUSED_OPS:  # e.g. impl="cupy": its scan, the best fused op
+            out[op] = ResolvedOp(name, None, f"{name} does not implement {op}; auto")
+            continue
         if op not in backend.ops:
             if fallback:
                 out[op] = ResolvedOp(name, None, f"{name} does not implement {op}; auto")

@@ -32,7 +32,8 @@ import vmamba_kernels as vk
 from vmamba_kernels import dispatch
 from vmamba_kernels.layout import map_dims
 
-from .layers import LayerNorm2d, Linear2d, Permute, a_log_init, dt_proj_init, linear_stack_init
+from .fused import add_norm, dwconv_act
+from .layers import LayerNorm, LayerNorm2d, Linear2d, Permute, a_log_init, dt_proj_init, linear_stack_init
 from .policy import OPS, ResolvedOp
 
 K = 4  # scan directions
@@ -58,6 +59,10 @@ class _KernelCalls(nn.Module):
         self.impl_selective_scan = resolved["selective_scan"].impl
         self.impl_cross_scan = resolved["cross_scan"].impl
         self.impl_cross_merge = resolved["cross_merge"].impl
+        self.impl_dwconv2d = resolved["dwconv2d"].impl
+        out_norm = getattr(self, "out_norm", None)
+        if isinstance(out_norm, LayerNorm):
+            out_norm.impl = resolved["add_layer_norm"].impl
 
     def _call(self, fn, impl, *args, **kwargs):
         out = self._call_with_fallback(fn, impl, *args, **kwargs)
@@ -120,17 +125,17 @@ class SS2Dv0(_KernelCalls):
         self.conv2d = nn.Conv2d(D, D, 3, padding=1, groups=D, bias=True)
         self.x_proj_weight = nn.Parameter(linear_stack_init(K, R + 2 * d_state, D))
         _ssm_params(self, d_state, R, D, ssm_init, dt_kwargs or {})
-        self.out_norm = nn.LayerNorm(D)
+        self.out_norm = LayerNorm(D)
         self.out_proj = nn.Linear(D, d_model, bias=False)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x, z = self.in_proj(x).chunk(2, dim=-1)
         z = self.act(z)
-        x = self.act(self.conv2d(x.permute(0, 3, 1, 2).contiguous()))
-        Bn, D, H, W = map_dims(x, channels_last=False)
+        x = dwconv_act(self.conv2d, self.act, x, channels_last=True, impl=self.impl_dwconv2d)
+        Bn, D, H, W = map_dims(x, channels_last=True)
         N, R, L = self.d_state, self.dt_rank, H * W
-        xs = self._cross_scan(x, channels_last=False)  # (B, K, D, L)
+        xs = self._cross_scan(x, channels_last=True)  # (B, K, D, L)
         x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)
         dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
         dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)
@@ -158,7 +163,7 @@ class SS2Dv05(_KernelCalls):
         self.d_inner, self.d_state, self.dt_rank = D, int(d_state), R
         self.channels_last, self.with_z = channels_last, with_z
         # created first: the official registers out_norm before in_proj (same state_dict key order)
-        self.out_norm = (nn.LayerNorm if channels_last else LayerNorm2d)(D)
+        self.out_norm = (LayerNorm if channels_last else LayerNorm2d)(D)
         Lin = nn.Linear if channels_last else Linear2d
         self.in_proj = Lin(d_model, 2 * D if with_z else D, bias=False)
         self.act = act_layer()
@@ -172,10 +177,12 @@ class SS2Dv05(_KernelCalls):
         _ssm_params(self, d_state, R, D, ssm_init, dt_kwargs or {})
 
     def forward_core(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, D, H, W) after conv/act -> LayerNormed scan output in x's dtype, in the model layout."""
-        Bn, D, H, W = map_dims(x, channels_last=False)
+        """x after conv/act, in the model layout ((B, D, H, W), or (B, H, W, D) when channels_last) ->
+        the LayerNormed scan output in x's dtype and layout."""
+        cl = self.channels_last
+        Bn, D, H, W = map_dims(x, channels_last=cl)
         N, R, L = self.d_state, self.dt_rank, H * W
-        xs = self._cross_scan(x, channels_last=False).view(Bn, K * D, L)
+        xs = self._cross_scan(x, channels_last=cl).view(Bn, K * D, L)
         x_dbl = F.conv1d(xs, self.x_proj_weight.view(-1, D, 1), groups=K)
         dts, Bs, Cs = torch.split(x_dbl.view(Bn, K, -1, L), [R, N, N], dim=2)
         dts = F.conv1d(dts.reshape(Bn, K * R, L), self.dt_projs_weight.view(K * D, R, 1), groups=K)
@@ -183,20 +190,20 @@ class SS2Dv05(_KernelCalls):
         As = -torch.exp(self.A_logs.to(wt))
         ys = self._scan(xs, dts, As, Bs.contiguous(), Cs.contiguous(), self.Ds.to(wt),
                         self.dt_projs_bias.to(wt).reshape(-1), out_dtype=wt)
-        y = self._cross_merge(ys.view(Bn, K, D, L), H, W, channels_last=self.channels_last)
-        return self.out_norm(y).to(x.dtype)
+        y = self._cross_merge(ys.view(Bn, K, D, L), H, W, channels_last=cl)
+        return add_norm(self.out_norm, y, channels_last=cl, out_dtype=x.dtype, impl=self.out_norm.impl)[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.in_proj(x)
-        cdim = -1 if self.channels_last else 1
+        cl = self.channels_last
         if self.with_z:
-            x, z = x.chunk(2, dim=cdim)
+            x, z = x.chunk(2, dim=-1 if cl else 1)
             z = self.act(z)
-        if self.channels_last:  # the depthwise conv and the core take (B, D, H, W)
-            x = x.permute(0, 3, 1, 2).contiguous()
         if self.with_dconv:
-            x = self.conv2d(x)
-        y = self.out_act(self.forward_core(self.act(x)))
+            x = dwconv_act(self.conv2d, self.act, x, channels_last=cl, impl=self.impl_dwconv2d)
+        else:
+            x = self.act(x)
+        y = self.out_act(self.forward_core(x))
         if self.with_z:
             y = y * z
         return self.dropout(self.out_proj(y))
@@ -214,7 +221,7 @@ class SS2Dm0(_KernelCalls):
         if D % R:
             raise ValueError(f"m0: d_inner {D} must be a multiple of the number of heads (dt_rank) {R}")
         self.d_inner, self.d_state, self.dt_rank, self.head_dim = D, int(d_state), R, D // R
-        self.out_norm = nn.LayerNorm(D)  # first, as the official (state_dict key order)
+        self.out_norm = LayerNorm(D)  # first, as the official (state_dict key order)
         self.in_proj = nn.Linear(d_model, D, bias=False)
         self.act = act_layer()
         self.with_dconv = d_conv > 1
@@ -252,9 +259,10 @@ class SS2Dm0(_KernelCalls):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.in_proj(x)
-        if self.with_dconv:
-            x = self.conv2d(x)
-        x = self.act(x)  # (B, H, W, D)
+        if self.with_dconv:  # conv2d = (Permute, Conv2d, Permute), as the official (state_dict keys)
+            x = dwconv_act(self.conv2d[1], self.act, x, channels_last=True, impl=self.impl_dwconv2d)
+        else:
+            x = self.act(x)  # (B, H, W, D)
         Bn, D, H, W = map_dims(x, channels_last=True)
         # out dtype = input dtype, as the official SSD kernel
         ys = self._scan(*self.scan_inputs(*as_laid_out(x)))

@@ -16,7 +16,8 @@ import torch.nn as nn
 import torch.utils.checkpoint as torch_checkpoint
 
 from . import policy as _policy
-from .layers import DropPath, Mlp, PatchMerging2D, Permute, act_layer, norm_layer
+from .fused import OFF, add_norm, autocast_dtype, scaled
+from .layers import DropPath, LayerNorm, Mlp, PatchMerging2D, Permute, act_layer, norm_layer
 from .ss2d import K, make_ss2d
 
 
@@ -81,6 +82,26 @@ class VSSBlock(nn.Module):
             x = x + self.drop_path(self.mlp(self.norm2(x)))
         return x
 
+    def forward_fused(self, x: torch.Tensor, pending: Optional[torch.Tensor] = None,
+                      pending_scale: Optional[torch.Tensor] = None):
+        """The same block with each residual add fused into the norm that follows it.
+
+        x is the residual stream *before* the previous block's last branch output `pending` (times its
+        drop-path factor `pending_scale`) was added; returns (x, pending, pending_scale) for the next block.
+        The stream keeps its dtype (float32 under autocast, as the reference); the branch inputs are
+        written in the autocast dtype, which the projections after them would cast to anyway."""
+        out = autocast_dtype(x)
+        y, x = add_norm(self.norm, x, pending, pending_scale, channels_last=self.norm.channels_last,
+                        out_dtype=out, impl=self.norm.impl)
+        h = self.op(y)
+        scale = self.drop_path.sample_scale(h)
+        if self.mlp_branch:
+            y, x = add_norm(self.norm2, x, h, scale, channels_last=self.norm2.channels_last,
+                            out_dtype=out, impl=self.norm2.impl)
+            h = self.mlp(y)
+            scale = self.drop_path.sample_scale(h)
+        return x, h, scale
+
 
 class VSSStage(nn.Module):
     """`blocks` then `downsample` (Identity in the last stage); optional gradient checkpointing of the blocks."""
@@ -91,10 +112,18 @@ class VSSStage(nn.Module):
         self.downsample = downsample
         self.grad_checkpointing = False
 
+    def _run_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        if not any(b.norm.impl != OFF for b in self.blocks):
+            return self.blocks(x)
+        pending = scale = None
+        for blk in self.blocks:
+            x, pending, scale = blk.forward_fused(x, pending, scale)
+        return x if pending is None else x + scaled(pending, scale)
+
     def forward_blocks(self, x: torch.Tensor) -> torch.Tensor:
         if self.grad_checkpointing and torch.is_grad_enabled():
-            return torch_checkpoint.checkpoint(self.blocks, x, use_reentrant=False)
-        return self.blocks(x)
+            return torch_checkpoint.checkpoint(self._run_blocks, x, use_reentrant=False)
+        return self._run_blocks(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.downsample(self.forward_blocks(x))
@@ -267,27 +296,58 @@ class VSSM(nn.Module):
             fallback = getattr(self, "fallback", False)
         known = _policy._known_impls()
         resolved = {name: _policy.resolve(impl, name, fallback, known) for name, _ in self.ss2d_layers()}
+        norms = {name: _policy.resolve(impl, name, fallback, known)["add_layer_norm"]
+                 for name, _ in self.other_norms()}
         if isinstance(impl, dict):
-            names = [n for n, _ in self.ss2d_layers()]
+            names = [n for n, _ in self.ss2d_layers()] + list(norms)
             for pattern in impl:
                 if not any(fnmatch.fnmatchcase(n, pattern) or fnmatch.fnmatchcase(n + ".op", pattern) for n in names):
-                    raise ValueError(f"impl pattern {pattern!r} matches no SS2D layer; layer names look like "
-                                     f"{names[0]!r} (patterns use fnmatch, e.g. 'layers.2.blocks.*')")
-        for name, op in self.ss2d_layers():
-            op.set_resolved(resolved[name], fallback)
+                    raise ValueError(f"impl pattern {pattern!r} matches no layer; layer names look like "
+                                     f"{names[0]!r} or 'layers.0.downsample' (patterns use fnmatch, e.g. "
+                                     f"'layers.2.blocks.*')")
+        for i, stage in enumerate(self.layers):
+            for j, blk in enumerate(stage.blocks):
+                r = resolved[f"layers.{i}.blocks.{j}"]
+                blk.op.set_resolved(r, fallback)
+                for norm in (blk.norm, getattr(blk, "norm2", None)):
+                    if norm is not None:
+                        norm.impl = r["add_layer_norm"].impl
+        for name, norm in self.other_norms():
+            norm.impl = norms[name].impl
+        self._norm_impls = norms
         self.impl, self.fallback = impl, bool(fallback)
         return self
 
+    def other_norms(self):
+        """(policy name, LayerNorm) for the norms outside the blocks: 'patch_embed', 'layers.i.downsample',
+        'classifier', 'outnorm{i}' (the policy's add_layer_norm entry for that name applies)."""
+        for n, m in self.patch_embed.named_modules():
+            if isinstance(m, LayerNorm):
+                yield f"patch_embed.{n}", m
+        for i, stage in enumerate(self.layers):
+            for n, m in stage.downsample.named_modules():
+                if isinstance(m, LayerNorm):
+                    yield f"layers.{i}.downsample.{n}", m
+        if not self.features_only:
+            yield "classifier.norm", self.classifier.norm
+        for i in self.out_indices:
+            yield f"outnorm{i}", getattr(self, f"outnorm{i}")
+
     def impl_table(self, as_text: bool = False):
         """Rows {layer, op, impl, requested, ran, note}: impl is what the call passes (auto = the
-        dispatcher chooses), ran the backend that ran that op at the last eager forward ("" before one;
-        under fallback or impl=None this is where to see what really ran)."""
+        dispatcher chooses; "off" = the reference torch modules instead of a fused op), ran the backend
+        that ran that op at the last eager forward ("" before one; under fallback or impl=None this is
+        where to see what really ran)."""
         rows = []
         for name, op in self.ss2d_layers():
             for o in _policy.OPS:
                 r = op._impl[o]
                 rows.append({"layer": name, "op": o, "impl": r.impl or "auto", "requested": r.requested or "auto",
                              "ran": op._ran.get(o) or "", "note": r.note})
+        for name, r in self._norm_impls.items():
+            norm = dict(self.other_norms())[name]
+            rows.append({"layer": name, "op": "add_layer_norm", "impl": r.impl or "auto",
+                         "requested": r.requested or "auto", "ran": norm.ran or "", "note": r.note})
         if not as_text:
             return rows
         w = max(len(r["layer"]) for r in rows)
@@ -348,10 +408,15 @@ class VSSM(nn.Module):
         """(B, 3, H, W) -> last stage map in the model layout (NHWC if channels_last else NCHW), before the
         classifier norm."""
         self.check_input(x)
-        x = self.patch_embed(x)
+        x = self.patch_embed(self._input_format(x))
         for stage in self.layers:
             x = stage(x)
         return x
+
+    def _input_format(self, x: torch.Tensor) -> torch.Tensor:
+        # channels-last models permute the patch embedding's output to (B, H, W, C): from a channels_last
+        # image cudnn writes that layout directly and the permute is free (3 input channels: a cheap copy)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Classifier on a forward_features map: norm, pool, (pre_logits: return pooled features), head."""
@@ -362,7 +427,7 @@ class VSSM(nn.Module):
     def forward_intermediates(self, x: torch.Tensor) -> list:
         """The stage maps listed in out_indices, normed by outnorm{i}, NCHW (features_only models)."""
         self.check_input(x)
-        x = self.patch_embed(x)
+        x = self.patch_embed(self._input_format(x))
         outs = []
         for i, stage in enumerate(self.layers):
             o = stage.forward_blocks(x)

@@ -1,0 +1,155 @@
+"""Where a model spends its GPU time: torch.profiler over a few steps, kernels grouped by category.
+
+    python -m bench.profile --model vmamba_t --impl cuda --amp
+    python -m bench.profile --model vmamba_t --impl cuda --amp --train --top 3
+    python -m bench.profile --model swin_tiny_patch4_window7_224 --amp       # a timm baseline
+
+Prints one row per category (share of the device time, ms per step, kernel launches per step), the
+categories of reference/anchors_measured.md's table, so the next bottleneck is visible. Categories come
+from kernel names (a heuristic: `--top N` lists the largest kernels of each category to check it).
+On a machine without CUDA it profiles CPU operators instead (and says so).
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections import defaultdict
+
+import torch
+
+# (category, pattern on the lower-cased kernel name); the first match wins, so specific before generic
+CATEGORIES = [
+    ("selective scan", r"selective_scan|scan_fwd|scan_bwd|_n1_|scan_kernel|chunk_state|ssd"),
+    ("cross scan / merge", r"cross_scan|cross_merge|cross_"),
+    ("fused add + LayerNorm", r"add_layer_norm|add_ln|_layer_norm_(fwd|bwd)|ln_(fwd|bwd)"),
+    ("fused depthwise conv", r"dwconv"),
+    ("LayerNorm (torch)", r"layer_norm|layernorm"),
+    ("convolutions (cudnn, incl. layout transposes)",
+     r"conv|fprop|dgrad|wgrad|nchwtonhwc|nhwctonchw|cudnn|implicit_gemm|depthwise|winograd"),
+    ("GEMMs", r"gemm|cutlass|cublas|matmul|xmma|sm90_|nvjet"),
+    ("copies, permutes, casts", r"copy|aten::cat|cat_|catarray|permute|transpose|contiguous|clone|to_copy"),
+    ("softmax / attention", r"softmax|attention|flash|fmha|sdpa"),
+    ("other elementwise / reductions", r"elementwise|reduce|vectorized|pointwise|triton_|fill|index|where|"
+                                       r"aten::(mul|add|sub|div|silu|gelu|exp|neg|softplus|sum|mean|bernoulli)"),
+]
+
+
+def categorize(name: str) -> str:
+    n = name.lower()
+    for cat, pat in CATEGORIES:
+        if re.search(pat, n):
+            return cat
+    return "other"
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="vmamba_t", help="a models.list_models() name or a timm model name")
+    p.add_argument("--impl", default="auto", help="kernel impl or policy name for VMamba models (default auto)")
+    p.add_argument("--unfused", action="store_true", help="run the reference path (fused ops 'off')")
+    p.add_argument("--batch-size", type=int, default=None, help="default 128 on CUDA, 2 on the CPU")
+    p.add_argument("--img-size", type=int, default=None, help="default 224 on CUDA, 64 on the CPU")
+    p.add_argument("--amp", action="store_true", help="autocast (fp16 on CUDA, bf16 on the CPU)")
+    p.add_argument("--train", action="store_true", help="forward + cross-entropy + backward instead of inference")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model first")
+    p.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 10 CUDA, 1 CPU)")
+    p.add_argument("--steps", type=int, default=None, help="profiled steps (default 5 CUDA, 1 CPU)")
+    p.add_argument("--top", type=int, default=0, help="also list the N largest kernels of each category")
+    p.add_argument("--device", default=None, help="cuda or cpu (default cuda when available)")
+    return p.parse_args(argv)
+
+
+def build(name: str, impl: str, unfused: bool):
+    import models  # noqa: PLC0415
+
+    if name in models.list_models():
+        impl = None if impl == "auto" else impl
+        if unfused:
+            impl = models.KernelPolicy.unfused(impl)
+        return models.create_model(name, impl=impl)
+    try:
+        import timm  # noqa: PLC0415
+    except ImportError:
+        raise SystemExit(f"{name!r} is not a VMamba model (models.list_models()) and timm is not installed") from None
+    return timm.create_model(name, pretrained=False)
+
+
+def profile(a) -> tuple:
+    cuda = torch.cuda.is_available() if a.device is None else a.device.startswith("cuda")
+    dev = torch.device("cuda" if cuda else "cpu")
+    batch = a.batch_size or (128 if cuda else 2)
+    size = a.img_size or (224 if cuda else 64)
+    warmup = a.warmup if a.warmup is not None else (10 if cuda else 1)
+    steps = a.steps if a.steps is not None else (5 if cuda else 1)
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+    model = build(a.model, a.impl, a.unfused).to(dev)
+    model.train(a.train)
+    run = torch.compile(model) if a.compile else model
+    x = torch.randn(batch, 3, size, size, device=dev)
+    y = torch.randint(0, 1000, (batch,), device=dev)
+    amp_dtype = torch.float16 if cuda else torch.bfloat16
+
+    def step():
+        with torch.autocast(dev.type, dtype=amp_dtype, enabled=a.amp):
+            if a.train:
+                loss = torch.nn.functional.cross_entropy(run(x), y)
+            else:
+                with torch.no_grad():
+                    run(x)
+        if a.train:
+            loss.backward()
+            model.zero_grad(set_to_none=True)
+
+    for _ in range(warmup):
+        step()
+    if cuda:
+        torch.cuda.synchronize()
+    acts = [torch.profiler.ProfilerActivity.CUDA] if cuda else [torch.profiler.ProfilerActivity.CPU]
+    with torch.profiler.profile(activities=acts) as prof:
+        for _ in range(steps):
+            step()
+        if cuda:
+            torch.cuda.synchronize()
+    per = defaultdict(lambda: [0.0, 0, []])  # category -> [us, launches, [(us, name)]]
+    for evt in prof.key_averages():
+        if cuda and evt.device_type != torch.autograd.DeviceType.CUDA:
+            continue
+        us = evt.self_device_time_total if cuda else evt.self_cpu_time_total
+        if us <= 0:
+            continue
+        cat = categorize(evt.key)
+        per[cat][0] += us
+        per[cat][1] += evt.count
+        per[cat][2].append((us, evt.key))
+    return per, steps, dict(device=("GPU " + torch.cuda.get_device_name(dev)) if cuda else "CPU (no CUDA device: "
+                                    "CPU operator time, not GPU kernels)", batch=batch, size=size)
+
+
+def format_report(per: dict, steps: int, top: int = 0) -> str:
+    total = sum(v[0] for v in per.values()) or 1.0
+    rows = sorted(per.items(), key=lambda kv: -kv[1][0])
+    w = max([len(c) for c in per] + [8])
+    lines = [f"{'category':{w}s}  {'share':>6s}  {'ms/step':>8s}  {'launches/step':>13s}"]
+    for cat, (us, n, ks) in rows:
+        lines.append(f"{cat:{w}s}  {100 * us / total:5.1f}%  {us / 1000 / steps:8.3f}  {n / steps:13.0f}")
+        for kus, name in sorted(ks, reverse=True)[:top]:
+            lines.append(f"    {kus / 1000 / steps:8.3f} ms  {name[:110]}")
+    lines.append(f"{'total':{w}s}  100.0%  {total / 1000 / steps:8.3f}  "
+                 f"{sum(v[1] for v in per.values()) / steps:13.0f}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    a = parse_args(argv)
+    per, steps, info = profile(a)
+    mode = ("train" if a.train else "inference") + (" AMP" if a.amp else " fp32")
+    print(f"{a.model} impl {a.impl}{' (unfused)' if a.unfused else ''}, {mode}, batch {info['batch']}, "
+          f"{info['size']}x{info['size']}, {steps} profiled steps on {info['device']}")
+    print(format_report(per, steps, a.top))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""The fused ops the fast path calls, with the reference composition each one replaces.
+
+`impl` follows the layer's kernel policy (models/policy.py): a backend name or None (automatic) runs
+the vmamba_kernels op; "off" runs the unfused torch modules the reference path uses (exactly the
+official computation). Both give the same result within the dtype's rounding.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .policy import OFF  # a policy value: run the reference torch modules instead of a fused op
+ACT_NAMES = {nn.SiLU: "silu", nn.GELU: "gelu", nn.Identity: "none"}
+
+
+def autocast_dtype(x: torch.Tensor) -> Optional[torch.dtype]:
+    """The autocast dtype in force for x's device type, or None."""
+    kind = x.device.type
+    if kind in ("cuda", "cpu") and torch.is_autocast_enabled(kind):
+        return torch.get_autocast_dtype(kind)
+    return None
+
+
+def act_name(act: nn.Module) -> Optional[str]:
+    """The fused ops' name of an activation module ("silu", "gelu", "none"), None if not fusable."""
+    if type(act) is nn.GELU and act.approximate != "none":
+        return None
+    return ACT_NAMES.get(type(act))
+
+
+def scaled(branch: torch.Tensor, scale: Optional[torch.Tensor]) -> torch.Tensor:
+    if scale is None:
+        return branch
+    return branch * scale.view((-1,) + (1,) * (branch.dim() - 1)).to(branch.dtype)
+
+
+def add_norm(norm: nn.LayerNorm, x: torch.Tensor, branch: Optional[torch.Tensor] = None,
+             branch_scale: Optional[torch.Tensor] = None, *, channels_last: bool,
+             out_dtype: Optional[torch.dtype] = None, impl: Optional[str] = None):
+    """s = x + branch_scale[b] * branch (s = x without a branch); y = norm(s) over the channel axis.
+
+    Returns (y, s). y is written in out_dtype (default: what the reference norm gives: float32 under
+    autocast, x's dtype otherwise); s keeps the residual stream's dtype (x + branch promoted)."""
+    if impl == OFF:
+        s = x if branch is None else x + scaled(branch, branch_scale)
+        y = norm._reference(s) if hasattr(norm, "_reference") else norm(s)
+        return (y if out_dtype is None else y.to(out_dtype)), s
+    if out_dtype is None:
+        out_dtype = torch.float32 if autocast_dtype(x) is not None else x.dtype
+    return _add_layer_norm(x, branch, norm.weight, norm.bias, norm.eps, branch_scale, channels_last, out_dtype, impl)
+
+
+def dwconv_act(conv: nn.Conv2d, act: nn.Module, x: torch.Tensor, *, channels_last: bool,
+               impl: Optional[str] = None) -> torch.Tensor:
+    """act(conv(x)) on x (B, C, H, W), or (B, H, W, C) when channels_last; one fused op when `conv` is
+    the depthwise conv it implements and impl is not "off", else the torch modules."""
+    if impl == OFF or not dwconv_supported(conv, act):
+        if channels_last:  # a permuted view: cudnn runs it in channels_last memory format, no copy
+            return act(conv(x.permute(0, 3, 1, 2))).permute(0, 2, 3, 1)
+        return act(conv(x))
+    if autocast_dtype(x) is not None and x.dtype == torch.float32:
+        x = x.to(autocast_dtype(x))  # autocast would have run the conv in its dtype
+    return _dwconv2d(x.contiguous(), conv.weight, conv.bias, act_name(act), channels_last, impl)
+
+
+def dwconv_supported(conv: nn.Module, act: nn.Module) -> bool:
+    """Whether `conv` + `act` is the depthwise conv + activation the fused op implements."""
+    return (isinstance(conv, nn.Conv2d) and conv.groups == conv.in_channels == conv.out_channels
+            and conv.kernel_size[0] == conv.kernel_size[1] and conv.kernel_size[0] % 2 == 1
+            and conv.stride == (1, 1) and conv.dilation == (1, 1)
+            and conv.padding == (conv.kernel_size[0] // 2,) * 2 and conv.padding_mode == "zeros"
+            and act_name(act) is not None)
+
+
+# ---- until the vmamba_kernels ops land: their torch semantics (TEMPORARY, replaced at integration) ----
+def _add_layer_norm(x, branch, weight, bias, eps, branch_scale, channels_last, out_dtype, impl):
+    ct = torch.float64 if x.dtype == torch.float64 else torch.float32
+    s = x if branch is None else (x.to(ct) + scaled(branch.to(ct), branch_scale)).to(x.dtype)
+    sf = s.to(ct) if channels_last else s.to(ct).movedim(1, -1)
+    y = F.layer_norm(sf, sf.shape[-1:], weight.to(ct), None if bias is None else bias.to(ct), eps)
+    y = y if channels_last else y.movedim(-1, 1)
+    return y.to(out_dtype), s
+
+
+def _dwconv2d(x, weight, bias, act, channels_last, impl):
+    xc = x.permute(0, 3, 1, 2) if channels_last else x
+    ct = torch.float64 if x.dtype == torch.float64 else torch.float32
+    y = F.conv2d(xc.to(ct), weight.to(ct), None if bias is None else bias.to(ct),
+                 padding=weight.shape[-1] // 2, groups=weight.shape[0])
+    y = {"silu": F.silu, "gelu": F.gelu, "none": lambda t: t}[act](y).to(x.dtype)
+    return y.permute(0, 2, 3, 1).contiguous() if channels_last else y
