@@ -10,7 +10,7 @@
 namespace vmamba {
 
 template <class K>
-__global__ void __launch_bounds__(K::kMaxThreads) body_kernel(const typename K::Args a) {
+__global__ void __launch_bounds__(K::kMaxThreads, K::kMinBlocks) body_kernel(const typename K::Args a) {
   extern __shared__ __align__(16) unsigned char smem[];
   K::run(DeviceCtx{}, a, smem);
 }

@@ -48,7 +48,7 @@ struct ColSumArgs {
 // 256 threads = 32 columns x 8 row-strides; grid = ceil(n / 32); 1 KB of shared memory.
 struct ColSum {
   using Args = ColSumArgs;
-  static constexpr int kMaxThreads = 256;
+  static constexpr int kMaxThreads = 256, kMinBlocks = 1;
   static constexpr uint32_t kCols = 32, kSegs = 8;
   static constexpr size_t kSmem = kCols * kSegs * sizeof(float);
 

@@ -4,7 +4,8 @@
 //   * the CPU: tests/cuda_emu/emu.h runs the same bodies with one fiber per CUDA thread (barriers and
 //     warp shuffles emulated), so the index maps, the block cooperation and the math are checked on a
 //     machine without a GPU.
-// A body is a struct with `using Args = ...; static constexpr int kMaxThreads = ...;` and
+// A body is a struct with `using Args = ...; static constexpr int kMaxThreads = ..., kMinBlocks = ...;`
+// (the __launch_bounds__ of its kernel) and
 //   template <class Ctx> static VMAMBA_HD void run(const Ctx& ctx, const Args& a, unsigned char* smem)
 // using only ctx.tid() / nthreads() / block() / nblocks() / block_y() / sync() / shfl_xor(v, mask)
 // (shfl_xor: every lane of the warp calls it, full warps only).

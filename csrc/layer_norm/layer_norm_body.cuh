@@ -82,7 +82,7 @@ struct FwdClArgs {
 template <typename T, typename TO, int VEC>
 struct FwdCl {
   using Args = FwdClArgs;
-  static constexpr int kMaxThreads = kThreads;
+  static constexpr int kMaxThreads = kThreads, kMinBlocks = 1;
   static constexpr int kMaxV = kFwdValues / VEC;
 
   template <class Ctx>
@@ -169,7 +169,7 @@ struct FwdCfArgs {
 template <typename T, typename TO, int VEC>
 struct FwdCf {
   using Args = FwdCfArgs;
-  static constexpr int kMaxThreads = kThreads;
+  static constexpr int kMaxThreads = kThreads, kMinBlocks = 1;
 
   template <class Ctx>
   static VMAMBA_HD void run(const Ctx& ctx, const Args& a, unsigned char* smem) {
@@ -273,7 +273,7 @@ struct BwdClArgs {
 template <typename T, typename TY, int VEC>
 struct BwdCl {
   using Args = BwdClArgs;
-  static constexpr int kMaxThreads = kThreads;
+  static constexpr int kMaxThreads = kThreads, kMinBlocks = 1;
   static constexpr int kMaxV = kBwdValues / VEC;
 
   template <class Ctx>
@@ -393,7 +393,7 @@ struct BwdCfArgs {
 template <typename T, typename TY, int VEC>
 struct BwdCf {
   using Args = BwdCfArgs;
-  static constexpr int kMaxThreads = kThreads;
+  static constexpr int kMaxThreads = kThreads, kMinBlocks = 1;
   static constexpr int Q = 16 / (sizeof(T) > sizeof(TY) ? sizeof(T) : sizeof(TY));  // pixels per chunk read
 
   template <class Ctx>

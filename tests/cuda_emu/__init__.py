@@ -80,8 +80,7 @@ class Emu:
         vp, cp = ctypes.c_void_p, ctypes.c_char_p
         self.lib.emu_ln_fwd.argtypes = [vp] * 9 + [i64, i64, i64, f32] + [i32] * 6 + [cp, i32]
         self.lib.emu_ln_bwd.argtypes = [vp] * 11 + [i64, i64, i64] + [i32] * 7 + [cp, i32]
-        if hasattr(self.lib, "emu_dw"):
-            self.lib.emu_dw.argtypes = [vp] * 6 + [i32, i64, i64, i64, i64, i32, i32, i32, i32, i32, i32, i32, cp, i32]
+        self.lib.emu_dw.argtypes = [vp] * 7 + [i32] + [i64] * 4 + [i32] * 7 + [cp, i32]
 
     @staticmethod
     def _dims(x, channels_last):
@@ -121,29 +120,31 @@ class Emu:
             raise RuntimeError(info.value.decode())
         return (dx, dbranch, dweight, dbias), info.value.decode()
 
-    def dwconv(self, mode, x, weight, bias, act, channels_last, dy=None, max_vec=0, segs=0, num_sms=132):
-        """mode "fwd": y = act(conv(x) + bias); "bwd": (dx, dweight, dbias) from dy (the op's two kernels
-        and the partial-sum pass)."""
+    def dwconv_fwd(self, x, weight, bias, act, channels_last, max_vec=0, num_sms=132):
+        y = poisoned(x.shape, x.dtype)
+        info = self._dw(x, None, weight, bias, y, None, None, False, act, channels_last, max_vec, 0, num_sms)
+        return y, info
+
+    def dwconv_bwd(self, dy, x, weight, bias, act, channels_last, max_vec=0, segs=0, num_sms=132):
+        """(dx, dweight, dbias): the op's kernels in order (dpre unless act is none, dx with the weight
+        partials, the partial-sum pass); the info string describes the last kernel's plan."""
+        C = x.shape[3] if channels_last else x.shape[1]
+        dx = poisoned(x.shape, x.dtype)
+        dweight = poisoned(weight.shape, torch.float32)
+        dbias = poisoned((C,), torch.float32) if bias is not None else None
+        info = self._dw(x, dy, weight, bias, dx, dweight, dbias, True, act, channels_last, max_vec, segs, num_sms)
+        return (dx, dweight, dbias), info
+
+    def _dw(self, x, dy, weight, bias, out, dweight, dbias, bwd, act, channels_last, max_vec, segs, num_sms):
         B = x.shape[0]
         C, H, W = (x.shape[3], x.shape[1], x.shape[2]) if channels_last else x.shape[1:]
-        K = weight.shape[-1]
         info = ctypes.create_string_buffer(512)
-        if mode == "fwd":
-            y = poisoned(x.shape, x.dtype)
-            outs = (y, None, None)
-        else:
-            outs = (poisoned(x.shape, x.dtype), poisoned((C, 1, K, K), torch.float32),
-                    poisoned((C,), torch.float32) if bias is not None else None)
-        rc = self.lib.emu_dw(_ptr(x), _ptr(dy), _ptr(weight), _ptr(bias), _ptr(outs[0]),
-                             ctypes.c_void_p(0) if mode == "fwd" else _ptr(outs[1]), 0 if mode == "fwd" else 1,
-                             B, C, H, W, K, ACT_CODE[act], int(channels_last), DTYPE_CODE[x.dtype], max_vec, segs,
-                             num_sms, info, 512)
+        rc = self.lib.emu_dw(_ptr(x), _ptr(dy), _ptr(weight), _ptr(bias), _ptr(out), _ptr(dweight), _ptr(dbias),
+                             int(bwd), B, C, H, W, weight.shape[-1], ACT_CODE[act], int(channels_last),
+                             DTYPE_CODE[x.dtype], max_vec, segs, num_sms, info, 512)
         if rc != 0:
             raise RuntimeError(info.value.decode())
-        if mode == "fwd":
-            return outs[0], info.value.decode()
-        dbias = outs[2]
-        return outs, info.value.decode()
+        return info.value.decode()
 
 
 _EMU: Optional[Emu] = None
