@@ -190,6 +190,7 @@ struct FwdCf {
       const int64_t img = b * a.C * a.HW;
       const float sc = (br != nullptr && a.scale != nullptr) ? a.scale[b] : 1.f;
       // 1. stage the tile (and write s)
+#pragma unroll 4  // several tile loads in flight per thread
       for (uint32_t f = t; f < nvec; f += nt) {
         const uint32_t c = f >> a.log2_npv, pv = f & (npv - 1), p = p0 + pv * VEC;
         const bool ok = p < a.HW;
@@ -423,6 +424,7 @@ struct BwdCf {
       const uint32_t p0 = uint32_t(tt % a.tiles) * P;
       const int64_t img = b * a.C * a.HW;
       // 1. stage s, dy (zeros past the image's last pixel) and the pixels' statistics
+#pragma unroll 4  // several tile loads in flight per thread
       for (uint32_t f = t; f < nvec; f += nt) {
         const uint32_t c = f >> a.log2_npv, pv = f & (npv - 1), p = p0 + pv * VEC;
         const bool ok = p < a.HW;
@@ -617,6 +619,7 @@ inline Plan make_fwd_plan(const FwdParams& p) {
   if (p.channels_last) {
     pl.vec = pick_vec(es, p.C, p.max_vec, {{p.x, es}, {p.branch, es}, {p.s, es}, {p.y, eo}, {p.weight, 4}, {p.bias, 4}});
     plan_rows(pl, p.C, kFwdValues);
+    if (pl.error != nullptr) return pl;
     const int64_t rpb = kThreads / pl.tpr;
     pl.blocks = std::min<int64_t>((rows + rpb - 1) / rpb, int64_t(p.num_sms) * 16);
     pl.smem = (kThreads / 32) * sizeof(float);
@@ -653,6 +656,7 @@ inline Plan make_bwd_plan(const BwdParams& p) {
     pl.vec = pick_vec(base, p.C, p.max_vec,
                       {{p.dy, ed}, {p.ds, es}, {p.s, es}, {p.dx, es}, {p.dbranch, es}, {p.weight, 4}});
     plan_rows(pl, p.C, kBwdValues);
+    if (pl.error != nullptr) return pl;
     const int64_t rpb = kThreads / pl.tpr;
     pl.blocks = std::min<int64_t>((rows + rpb - 1) / rpb, int64_t(p.num_sms) * 4);
     if (p.blocks > 0) pl.blocks = std::min<int64_t>(p.blocks, (rows + rpb - 1) / rpb);
