@@ -288,7 +288,7 @@ EMU_DW = [
     ((1, 1, 1, 1), 3, True, torch.float32, "gelu", True, {}, {}),
     ((1, 4, 9, 8), 5, True, torch.float32, "silu", True, {}, {"vec": "2"}),
     ((1, 2, 6, 7), 7, True, torch.bfloat16, "gelu", False, {}, {"vec": "1"}),
-    ((2, 8, 7, 9), 3, False, torch.float32, "silu", True, {}, {"vec": "1", "P": "14"}),
+    ((2, 8, 7, 9), 3, False, torch.float32, "silu", True, {}, {"vec": "1", "P": "8", "tpp": "18"}),
     ((1, 4, 14, 14), 3, False, torch.float16, "gelu", True, {}, {"vec": "2"}),
     ((1, 2, 16, 16), 3, False, torch.float16, "none", False, {}, {"vec": "8"}),
     ((1, 2, 16, 16), 3, False, torch.bfloat16, "silu", True, {"max_vec": 4}, {"vec": "4"}),
@@ -297,6 +297,8 @@ EMU_DW = [
     ((1, 4, 9, 8), 5, False, torch.float32, "gelu", True, {}, {"vec": "4"}),
     ((1, 2, 6, 7), 7, False, torch.float16, "silu", True, {}, {"vec": "1"}),
     ((10, 2, 5, 5), 3, False, torch.float32, "silu", True, {}, {"part_rows": "10"}),  # more partial rows than ColSum strides
+    ((7, 5, 6, 6), 3, False, torch.float16, "gelu", True, {"num_sms": 1}, {"bpb": "2", "part_rows": "4"}),  # image ranges
+    ((3, 1, 72, 136), 3, False, torch.bfloat16, "none", False, {"num_sms": 1, "segs": 2}, {"nseg": "2", "bpb": "2", "part_rows": "4"}),
 ]
 
 

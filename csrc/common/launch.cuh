@@ -16,6 +16,7 @@ __global__ void __launch_bounds__(K::kMaxThreads, K::kMinBlocks) body_kernel(con
 }
 
 struct DeviceExec {
+  static constexpr int kMaxDevices = 64;
   cudaStream_t stream;
 
   template <class K>
@@ -23,12 +24,15 @@ struct DeviceExec {
     if (grid.x == 0 || grid.y == 0) return cudaSuccess;
     auto kernel = body_kernel<K>;
     if (smem > 48 * 1024) {
-      // opt in above 48 KB; once per kernel and size (cheap, but not free on every call)
-      static size_t opted = 0;
-      if (smem > opted) {
-        const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+      // opt in above 48 KB, once per kernel, device and larger size (cheap, but not free on every call)
+      static size_t opted[kMaxDevices] = {};
+      int dev = 0;
+      cudaError_t e = cudaGetDevice(&dev);
+      if (e != cudaSuccess) return e;
+      if (dev >= kMaxDevices || smem > opted[dev]) {
+        e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
         if (e != cudaSuccess) return e;
-        opted = smem;
+        if (dev < kMaxDevices) opted[dev] = smem;
       }
     }
     kernel<<<grid, threads, smem, stream>>>(a);

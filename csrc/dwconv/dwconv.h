@@ -57,9 +57,9 @@ struct Plan {
   // per block (qpb), channel chunks (grid_y)
   int cvb = 0, py = 0, ns = 0;
   int64_t nq = 0, qpb = 0;
-  // channels-first: vectors per row (nwv), items per plane (ni), planes per block (P), threads per
-  // plane (tpp), segments per plane (nseg) of segi items
-  int nwv = 0, ni = 0, P = 0, tpp = 0, nseg = 1, segi = 0;
+  // channels-first: vectors per row (nwv), items per plane (ni), channels per block (P), threads per
+  // channel (tpp), segments per plane (nseg) of segi items, channel groups (ncg), images per block (bpb)
+  int nwv = 0, ni = 0, P = 0, tpp = 0, nseg = 1, segi = 0, ncg = 0, bpb = 1;
   int64_t part_rows = 0;  // kBwdx
 };
 

@@ -11,8 +11,10 @@
 //   contiguous) and a strip of R pixels along W. Block = cvb channel vectors x py pixel threads; grid.y
 //   walks channel chunks of cvb vectors.
 // * channels-first: a thread owns a strip of R rows x V consecutive columns of one plane (vector loads
-//   along W, the K/2 halo columns on each side as scalar loads). Small planes: P whole planes per
-//   block, one thread per strip; large planes: 256 threads per plane segment, looping over its strips.
+//   along W, the K/2 halo columns on each side as scalar loads). A block owns P consecutive channels
+//   (tpp threads each: small planes, one strip per thread) or one channel and a segment of its plane
+//   (large planes: 256 threads looping over the segment's strips), for one image (forward, kDpre) or a
+//   range of images (kBwdx: the thread keeps its channel and accumulates over the range).
 // * backward kBwdx: the same walk over dpre with the flipped kernel gives dx; the loaded dpre values
 //   times x at the thread's own outputs accumulate dweight, and the centre taps dbias, in registers
 //   across the thread's strips. Threads of the same channel(s) are added by a fixed tree in shared
@@ -76,8 +78,7 @@ struct DwArgs {
   int64_t nq, qpb;
   FastDivmod div_ns, div_h;
   // channels-first
-  uint32_t nwv, ni, P, tpp, nseg, segi;
-  int64_t planes;
+  uint32_t nwv, ni, P, tpp, nseg, segi, ncg, bpb;  // ncg channel groups of P, bpb images per block
   FastDivmod div_nwv;
 };
 
@@ -229,19 +230,13 @@ struct DwCf {
 
   template <class Ctx>
   static VMAMBA_HD void run(const Ctx& ctx, const Args& a, unsigned char* smem) {
+    // block = (image range bb, plane segment seg, channel group cg), channel group fastest
     const uint32_t t = ctx.tid(), pj = t / a.tpp, lt = t % a.tpp;
-    int64_t plane;
-    uint32_t seg;
-    if (a.P > 1) {
-      plane = int64_t(ctx.block()) * a.P + pj;
-      seg = 0;
-    } else {
-      plane = ctx.block() / a.nseg;
-      seg = ctx.block() % a.nseg;
-    }
-    const bool pact = pj < a.P && plane < a.planes;
-    const uint32_t c = pact ? uint32_t(plane % a.C) : 0;
-    const int64_t b = pact ? plane / a.C : 0;
+    const uint32_t cg = ctx.block() % a.ncg, rest = ctx.block() / a.ncg, seg = rest % a.nseg, bb = rest / a.nseg;
+    const uint32_t c_raw = cg * a.P + pj;
+    const bool pact = pj < a.P && c_raw < a.C;
+    const uint32_t c = pact ? c_raw : 0;
+    const int64_t b0 = int64_t(bb) * a.bpb, b1 = std::min<int64_t>(a.B, b0 + a.bpb);
     float wr[KK];
 #pragma unroll
     for (int k = 0; k < KK; ++k) wr[k] = pact ? a.w[c * KK + k] : 0.f;
@@ -252,88 +247,90 @@ struct DwCf {
 #pragma unroll
       for (int k = 0; k < KK; ++k) aw[k][0] = 0.f;
     }
-    const int64_t poff = plane * a.H * a.W;
-    const T* in = static_cast<const T*>(a.in) + poff;
-    const T* xg = static_cast<const T*>(a.x) + poff;
-    const T* dyg = static_cast<const T*>(a.dy) + poff;
-    T* out = static_cast<T*>(a.out) + poff;
     const uint32_t i0 = seg * a.segi, i1 = std::min(a.ni, i0 + a.segi);
     const int W = int(a.W), H = int(a.H);
-    for (uint32_t it = i0 + lt; pact && it < i1; it += a.tpp) {
-      uint32_t sh, wv;
-      a.div_nwv.divmod(it, sh, wv);
-      const int h0 = int(sh) * R, w0 = int(wv) * V;
-      float acc[R][V], xo[R][V];
+    for (int64_t b = b0; pact && b < b1; ++b) {
+      const int64_t poff = (b * a.C + c) * a.H * a.W;
+      const T* in = static_cast<const T*>(a.in) + poff;
+      const T* xg = static_cast<const T*>(a.x) + poff;
+      const T* dyg = static_cast<const T*>(a.dy) + poff;
+      T* out = static_cast<T*>(a.out) + poff;
+      for (uint32_t it = i0 + lt; it < i1; it += a.tpp) {
+        uint32_t sh, wv;
+        a.div_nwv.divmod(it, sh, wv);
+        const int h0 = int(sh) * R, w0 = int(wv) * V;
+        float acc[R][V], xo[R][V];
 #pragma unroll
-      for (int r = 0; r < R; ++r) {
+        for (int r = 0; r < R; ++r) {
 #pragma unroll
-        for (int e = 0; e < V; ++e) acc[r][e] = 0.f;
-        if constexpr (MODE == kBwdx) load_floats<T, V>(xg + int64_t(h0 + r) * W + w0, h0 + r < H, xo[r]);
-      }
-#pragma unroll
-      for (int rr = 0; rr < R + K - 1; ++rr) {
-        const int hh = h0 + rr - H2;
-        const bool rv = hh >= 0 && hh < H;
-        const T* rowp = in + int64_t(hh) * W;
-        float row[V + K - 1], mid[V];
-        load_floats<T, V>(rowp + w0, rv, mid);
-#pragma unroll
-        for (int e = 0; e < V; ++e) row[H2 + e] = mid[e];
-#pragma unroll
-        for (int l = 0; l < H2; ++l) {
-          const int wl = w0 - H2 + l, wr_ = w0 + V + l;
-          row[l] = (rv && wl >= 0) ? to_float(rowp[wl]) : 0.f;
-          row[H2 + V + l] = (rv && wr_ < W) ? to_float(rowp[wr_]) : 0.f;
+          for (int e = 0; e < V; ++e) acc[r][e] = 0.f;
+          if constexpr (MODE == kBwdx) load_floats<T, V>(xg + int64_t(h0 + r) * W + w0, h0 + r < H, xo[r]);
         }
 #pragma unroll
-        for (int i = 0; i < K; ++i) {
-          const int r = rr - i;
-          if (r < 0 || r >= R) continue;
+        for (int rr = 0; rr < R + K - 1; ++rr) {
+          const int hh = h0 + rr - H2;
+          const bool rv = hh >= 0 && hh < H;
+          const T* rowp = in + int64_t(hh) * W;
+          float row[V + K - 1], mid[V];
+          load_floats<T, V>(rowp + w0, rv, mid);
 #pragma unroll
-          for (int j = 0; j < K; ++j) {
-            if constexpr (MODE == kBwdx) {
-              const int k = (K - 1 - i) * K + (K - 1 - j);
+          for (int e = 0; e < V; ++e) row[H2 + e] = mid[e];
 #pragma unroll
-              for (int e = 0; e < V; ++e) {
-                acc[r][e] += wr[k] * row[e + j];
-                aw[k][0] += xo[r][e] * row[e + j];
+          for (int l = 0; l < H2; ++l) {
+            const int wl = w0 - H2 + l, wr_ = w0 + V + l;
+            row[l] = (rv && wl >= 0) ? to_float(rowp[wl]) : 0.f;
+            row[H2 + V + l] = (rv && wr_ < W) ? to_float(rowp[wr_]) : 0.f;
+          }
+#pragma unroll
+          for (int i = 0; i < K; ++i) {
+            const int r = rr - i;
+            if (r < 0 || r >= R) continue;
+#pragma unroll
+            for (int j = 0; j < K; ++j) {
+              if constexpr (MODE == kBwdx) {
+                const int k = (K - 1 - i) * K + (K - 1 - j);
+#pragma unroll
+                for (int e = 0; e < V; ++e) {
+                  acc[r][e] += wr[k] * row[e + j];
+                  aw[k][0] += xo[r][e] * row[e + j];
+                }
+              } else {
+#pragma unroll
+                for (int e = 0; e < V; ++e) acc[r][e] += wr[i * K + j] * row[e + j];
               }
-            } else {
-#pragma unroll
-              for (int e = 0; e < V; ++e) acc[r][e] += wr[i * K + j] * row[e + j];
             }
-          }
-          if constexpr (MODE == kBwdx) {
-            if (i == H2) {
+            if constexpr (MODE == kBwdx) {
+              if (i == H2) {
 #pragma unroll
-              for (int e = 0; e < V; ++e) ab[0] += row[H2 + e];
+                for (int e = 0; e < V; ++e) ab[0] += row[H2 + e];
+              }
             }
           }
         }
-      }
 #pragma unroll
-      for (int r = 0; r < R; ++r) {
-        if (h0 + r >= H) continue;
-        const int64_t o = int64_t(h0 + r) * W + w0;
-        float res[V];
-        if constexpr (MODE == kFwd) {
+        for (int r = 0; r < R; ++r) {
+          if (h0 + r >= H) continue;
+          const int64_t o = int64_t(h0 + r) * W + w0;
+          float res[V];
+          if constexpr (MODE == kFwd) {
 #pragma unroll
-          for (int e = 0; e < V; ++e) res[e] = act_fwd(acc[r][e] + bv, a.act);
-        } else if constexpr (MODE == kDpre) {
-          float d[V];
-          load_floats<T, V>(dyg + o, true, d);
+            for (int e = 0; e < V; ++e) res[e] = act_fwd(acc[r][e] + bv, a.act);
+          } else if constexpr (MODE == kDpre) {
+            float d[V];
+            load_floats<T, V>(dyg + o, true, d);
 #pragma unroll
-          for (int e = 0; e < V; ++e) res[e] = d[e] * act_grad(acc[r][e] + bv, a.act);
-        } else {
+            for (int e = 0; e < V; ++e) res[e] = d[e] * act_grad(acc[r][e] + bv, a.act);
+          } else {
 #pragma unroll
-          for (int e = 0; e < V; ++e) res[e] = acc[r][e];
+            for (int e = 0; e < V; ++e) res[e] = acc[r][e];
+          }
+          store_floats<T, V>(out + o, res);
         }
-        store_floats<T, V>(out + o, res);
       }
     }
     if constexpr (MODE == kBwdx)
       reduce_partials<KK, 1>(ctx, reinterpret_cast<float*>(smem), aw, ab, lt, a.tpp, 1, lt == 0 && pact, a.part,
-                             b * a.nseg + seg, a.C, c);
+                             int64_t(bb) * a.nseg + seg, a.C, c);
   }
 };
 
@@ -409,13 +406,11 @@ inline Plan make_plan(const Params& p, int mode) {
     return pl;
   }
   pl.ni = int(ni);
-  const int64_t planes = p.B * p.C;
   if (ni <= kThreads) {
-    pl.P = int(kThreads / ni);
+    pl.P = int(std::min<int64_t>(kThreads / ni, p.C));
     pl.tpp = int(ni);
     pl.nseg = 1;
     pl.segi = int(ni);
-    pl.grid_x = unsigned((planes + pl.P - 1) / pl.P);
   } else {
     pl.P = 1;
     pl.tpp = kThreads;
@@ -424,11 +419,25 @@ inline Plan make_plan(const Params& p, int mode) {
     if (mode == kBwdx && p.segs > 0) nseg = std::min<int64_t>(p.segs, (ni + kThreads - 1) / kThreads);
     pl.segi = int((ni + nseg - 1) / nseg);
     pl.nseg = int((ni + pl.segi - 1) / pl.segi);
-    pl.grid_x = unsigned(planes * pl.nseg);
   }
   pl.threads = pl.P * pl.tpp;
+  pl.ncg = int((p.C + pl.P - 1) / pl.P);
+  // kBwdx: images per block so the GPU holds a few blocks per SM, each thread accumulating over them
+  pl.bpb = 1;
   if (mode == kBwdx) {
-    pl.part_rows = p.B * pl.nseg;
+    const int64_t base = int64_t(pl.ncg) * pl.nseg, target = int64_t(p.num_sms) * 4;
+    const int64_t nbb = std::max<int64_t>(1, std::min<int64_t>(p.B, (target + base - 1) / base));
+    pl.bpb = int((p.B + nbb - 1) / nbb);
+  }
+  const int64_t nbb = (p.B + pl.bpb - 1) / pl.bpb;
+  const int64_t blocks = int64_t(pl.ncg) * pl.nseg * nbb;
+  if (blocks >= (int64_t(1) << 31)) {
+    pl.error = "too many blocks for one launch";
+    return pl;
+  }
+  pl.grid_x = unsigned(blocks);
+  if (mode == kBwdx) {
+    pl.part_rows = nbb * pl.nseg;
     pl.smem = size_t(pl.threads) * kChunk * sizeof(float);
   }
   return pl;
@@ -464,7 +473,8 @@ inline DwArgs make_args(const Params& p, const Plan& pl, int mode) {
     a.tpp = uint32_t(pl.tpp);
     a.nseg = uint32_t(pl.nseg);
     a.segi = uint32_t(pl.segi);
-    a.planes = p.B * p.C;
+    a.ncg = uint32_t(pl.ncg);
+    a.bpb = uint32_t(pl.bpb);
     a.div_nwv = FastDivmod(uint32_t(std::max(pl.nwv, 1)));
   }
   return a;

@@ -140,8 +140,9 @@ int emu_dw(const void* x, const void* dy, const float* w, const float* b, void* 
     if (e == cudaSuccess && mode == kBwdx) e = run_finish(ex, p, pl);
     if (e != cudaSuccess) break;
     say(info, info_len, "vec=%d R=%d threads=%d grid=%ux%u smem=%zu cvb=%d py=%d ns=%d qpb=%lld nwv=%d ni=%d P=%d tpp=%d "
-        "nseg=%d segi=%d part_rows=%lld barriers=%llu", pl.vec, pl.R, pl.threads, pl.grid_x, pl.grid_y, pl.smem, pl.cvb,
-        pl.py, pl.ns, (long long)pl.qpb, pl.nwv, pl.ni, pl.P, pl.tpp, pl.nseg, pl.segi, (long long)pl.part_rows,
+        "nseg=%d segi=%d ncg=%d bpb=%d part_rows=%lld barriers=%llu", pl.vec, pl.R, pl.threads, pl.grid_x, pl.grid_y, pl.smem,
+        pl.cvb, pl.py, pl.ns, (long long)pl.qpb, pl.nwv, pl.ni, pl.P, pl.tpp, pl.nseg, pl.segi, pl.ncg, pl.bpb,
+        (long long)pl.part_rows,
         (unsigned long long)ex.block.barriers);
   }
   return finish(e, info, info_len);
