@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from bench.timing import copy_bandwidth, time_kernel
 
 L2_BYTES = 50 << 20
+DEVICE = "cuda"  # tests/test_bench_norm_dwconv_timing.py runs the logic on the CPU with stand-in ops
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 LN_EPS = 1e-5
 # VMamba-T: (C, H, W) of the blocks' norms per stage, and of the downsample's LayerNorm over 4C (v1
@@ -52,7 +53,10 @@ DW_SHAPES = [(96, 56, 56), (192, 56, 56), (192, 28, 28), (384, 28, 28), (384, 14
 
 
 def _ops():
-    import vmamba_kernels._C  # noqa: F401  (registers torch.ops.vmamba_cuda)
+    try:
+        import vmamba_kernels._C  # noqa: F401  (registers torch.ops.vmamba_cuda)
+    except ImportError as e:
+        raise SystemExit(f"the extension vmamba_kernels._C is not built ({e}): python setup.py build_ext --inplace")
 
     ops = torch.ops.vmamba_cuda
     for name in ("add_layer_norm_fwd", "add_layer_norm_bwd", "dwconv2d_fwd", "dwconv2d_bwd"):
@@ -67,11 +71,11 @@ def _nsets(set_bytes: int) -> int:
 
 def _act(B, C, H, W, dtype, channels_last):
     shape = (B, H, W, C) if channels_last else (B, C, H, W)
-    return torch.randn(shape, device="cuda").to(dtype)
+    return torch.randn(shape, device=DEVICE).to(dtype)
 
 
 def _time(fn: Callable[[int], object], reps: int) -> float:
-    return time_kernel(fn, "cuda", warmup=10, reps=reps)["ms_p50"]
+    return time_kernel(fn, DEVICE, warmup=10, reps=reps)["ms_p50"]
 
 
 # ---- layer norm -----------------------------------------------------------------------------------
@@ -91,8 +95,8 @@ def _ln_rows(ops, B, C, H, W, dtype, channels_last, case, reps) -> List[dict]:
         sets.append(dict(x=x, br=_act(B, C, H, W, xdt, channels_last) if has_branch else None,
                          dy=_act(B, C, H, W, ydt, channels_last),
                          ds=_act(B, C, H, W, xdt, channels_last) if has_branch else None))
-    w = torch.randn(C, device="cuda")
-    b = torch.randn(C, device="cuda")
+    w = torch.randn(C, device=DEVICE)
+    b = torch.randn(C, device=DEVICE)
     out_dtype = ydt if case == "outnorm" else None
 
     def cuda_fwd(i):
@@ -109,7 +113,10 @@ def _ln_rows(ops, B, C, H, W, dtype, channels_last, case, reps) -> List[dict]:
             return F.layer_norm(s, (C,), wt, bt, LN_EPS)
         return F.layer_norm(s.permute(0, 2, 3, 1), (C,), wt, bt, LN_EPS).permute(0, 3, 1, 2)
 
-    wt, bt = w.to(xdt), b.to(xdt)  # torch's 16-bit LayerNorm wants weights in the input's dtype
+    # torch's 16-bit LayerNorm wants weights in the input's dtype; the backward computes their
+    # gradients too (as the cuda op always does)
+    params = {False: (w.to(xdt).requires_grad_(True), b.to(xdt).requires_grad_(True)),
+              True: (w.clone().requires_grad_(True), b.clone().requires_grad_(True))}
 
     def torch_fwd(i, autocast, grad=False):
         d = sets[i % len(sets)]
@@ -117,15 +124,16 @@ def _ln_rows(ops, B, C, H, W, dtype, channels_last, case, reps) -> List[dict]:
         if grad:
             x = x.detach().requires_grad_(True)
             br = br.detach().requires_grad_(True) if br is not None else None
-        with torch.autocast("cuda", dtype=dtype, enabled=autocast):
+        wt, bt = params[autocast]
+        with torch.set_grad_enabled(grad), torch.autocast(DEVICE, dtype=dtype, enabled=autocast):
             s = x + br if br is not None else x
-            y = torch_ln(s, w if autocast else wt, b if autocast else bt)
+            y = torch_ln(s, wt, bt)
         y = y.to(ydt)  # autocast: the next op's cast back to 16-bit; out_norm: the fp16 output
         if grad:
-            leaves = [x] + ([br] if br is not None else [])
             torch.autograd.backward([y] + ([s] if br is not None else []),
                                     [d["dy"]] + ([d["ds"]] if br is not None else []))
-            return leaves
+            wt.grad = bt.grad = None
+            return x.grad
         return y
 
     impls = {"cuda": (cuda_fwd, cuda_fwd_bwd),
@@ -152,12 +160,12 @@ def _dw_rows(ops, B, C, H, W, dtype, channels_last, reps) -> List[dict]:
     fwd_bytes, bwd_bytes = 2 * n * e, 3 * n * e  # fwd: x, y; bwd: dy, x, dx
     sets = []
     for _ in range(_nsets(fwd_bytes + bwd_bytes)):
-        x = torch.randn(B, C, H, W, device="cuda").to(dtype)
-        dy = torch.randn(B, C, H, W, device="cuda").to(dtype)
+        x = torch.randn(B, C, H, W, device=DEVICE).to(dtype)
+        dy = torch.randn(B, C, H, W, device=DEVICE).to(dtype)
         if channels_last:  # cuda: (B, H, W, C) contiguous; cudnn: the same memory as NCHW channels_last
             x, dy = x.permute(0, 2, 3, 1).contiguous(), dy.permute(0, 2, 3, 1).contiguous()
         sets.append((x, dy))
-    w = torch.randn(C, 1, 3, 3, device="cuda") / 3
+    w = torch.randn(C, 1, 3, 3, device=DEVICE) / 3
     wt = w.to(dtype)
 
     def cuda_fwd(i):
@@ -178,7 +186,8 @@ def _dw_rows(ops, B, C, H, W, dtype, channels_last, reps) -> List[dict]:
         if grad:
             xv = xv.detach().requires_grad_(True)
             wg = wt.detach().requires_grad_(True)
-        y = F.silu(F.conv2d(xv, wg if grad else wt, None, padding=1, groups=C))
+        with torch.set_grad_enabled(grad):
+            y = F.silu(F.conv2d(xv, wg if grad else wt, None, padding=1, groups=C))
         if grad:
             y.backward(nchw(dy))
             return xv.grad
@@ -198,17 +207,23 @@ def _dw_rows(ops, B, C, H, W, dtype, channels_last, reps) -> List[dict]:
     return rows
 
 
+def _free():
+    if DEVICE == "cuda":
+        torch.cuda.empty_cache()
+
+
 def _dname(dt):
     return {v: k for k, v in DTYPES.items()}[dt]
 
 
 def run(ops_sel=("ln", "dw"), layouts=("cf", "cl"), dtypes=("fp16", "bf16", "fp32"), batch=128, reps=50,
-        out=sys.stdout) -> List[dict]:
+        out=sys.stdout, ops=None) -> List[dict]:
     """All rows (also printed as they come); callable from other scripts."""
-    ops = _ops()
+    ops = ops if ops is not None else _ops()
     torch.backends.cudnn.benchmark = True
-    copy = copy_bandwidth("cuda")
-    print(f"# {torch.cuda.get_device_name(0)}: device-to-device copy {copy:.0f} GB/s; batch {batch}", file=out)
+    copy = copy_bandwidth(DEVICE)
+    name = torch.cuda.get_device_name(0) if DEVICE == "cuda" else DEVICE
+    print(f"# {name}: device-to-device copy {copy:.0f} GB/s; batch {batch}", file=out)
     hdr = f"{'op':16s} {'dir':8s} {'lay':3s} {'dtype':5s} {'shape':16s} {'impl':15s} {'ms':>8s} {'GB/s':>7s} {'%copy':>6s} {'vs_cuda':>7s}"
     print(hdr, file=out)
     rows = []
@@ -229,11 +244,11 @@ def run(ops_sel=("ln", "dw"), layouts=("cf", "cl"), dtypes=("fp16", "bf16", "fp3
                     emit(_ln_rows(ops, batch, C, H, W, dt, cl, "add", reps))
                     if dt != torch.float32:
                         emit(_ln_rows(ops, batch, C, H, W, dt, cl, "outnorm", reps))
-                    torch.cuda.empty_cache()
+                    _free()
             if "dw" in ops_sel:
                 for C, H, W in DW_SHAPES:
                     emit(_dw_rows(ops, batch, C, H, W, dt, cl, reps))
-                    torch.cuda.empty_cache()
+                    _free()
     return rows
 
 
