@@ -225,7 +225,9 @@ struct DwCl {
 template <typename T, int K, int V, int MODE>
 struct DwCf {
   using Args = DwArgs;
-  static constexpr int kMaxThreads = kThreads, kMinBlocks = 1;
+  static constexpr int kMaxThreads = kThreads;
+  // K = 3 backward with 8-wide vectors wants ~160 registers: cap at 128 (two blocks per SM)
+  static constexpr int kMinBlocks = (MODE == kBwdx && K == 3) ? 2 : 1;
   static constexpr int KK = K * K, H2 = K / 2, R = strip_len(K, MODE, false);
 
   template <class Ctx>
