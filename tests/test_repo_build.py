@@ -42,6 +42,12 @@ def test_source_list_is_every_cpp_and_cu_under_csrc(monkeypatch):
     assert srcs == _walk_sources()
     assert "csrc/module.cpp" in srcs
     assert {"csrc/cross_scan/cross_scan.cpp", "csrc/cross_scan/cross_scan_kernels.cu"} <= set(srcs)
+    # the fused LayerNorm and the depthwise conv: the op files, the dispatchers and every per-dtype unit
+    norm_dw = {"csrc/layer_norm/layer_norm.cpp", "csrc/layer_norm/layer_norm_launch.cu",
+               "csrc/dwconv/dwconv.cpp", "csrc/dwconv/dwconv_launch.cu"}
+    norm_dw |= {f"csrc/layer_norm/layer_norm_{d}_{t}.cu" for d in ("fwd", "bwd") for t in ("f32", "f16", "bf16")}
+    norm_dw |= {f"csrc/dwconv/dwconv_{lay}_{t}.cu" for lay in ("cf", "cl") for t in ("f32", "f16", "bf16")}
+    assert norm_dw <= set(srcs), sorted(norm_dw - set(srcs))
 
 
 def test_list_sources_cli_prints_the_same_list(monkeypatch):
@@ -57,6 +63,9 @@ def test_only_filter_keeps_module_common_and_named_folders():
     assert "csrc/module.cpp" in srcs
     assert all(s == "csrc/module.cpp" or s.startswith(("csrc/cross_scan/", "csrc/common/")) for s in srcs)
     assert not any(s.startswith("csrc/selective_scan/") for s in srcs)
+    srcs = setup_py.cuda_sources(only="layer_norm,dwconv")
+    assert any(s.startswith("csrc/layer_norm/") for s in srcs) and any(s.startswith("csrc/dwconv/") for s in srcs)
+    assert not any(s.startswith(("csrc/cross_scan/", "csrc/selective_scan/")) for s in srcs)
 
 
 def test_cmake_reads_setup_py_list():
@@ -269,6 +278,28 @@ def test_built_extension_scan_schemas():
     assert str(bwd).startswith("vmamba_cuda::selective_scan_bwd(Tensor u, Tensor delta, Tensor A, Tensor B, "
                                "Tensor C, Tensor? D, Tensor? delta_bias, bool delta_softplus, Tensor dout, "
                                "Tensor aux) -> (")
+
+
+def test_built_extension_norm_dwconv_schemas():
+    _built()
+    ops = torch.ops.vmamba_cuda
+    try:
+        schemas = {n: str(getattr(ops, n).default._schema) for n in
+                   ("add_layer_norm_fwd", "add_layer_norm_bwd", "dwconv2d_fwd", "dwconv2d_bwd")}
+    except (AttributeError, RuntimeError):
+        pytest.fail("the extension was built without the layer norm / depthwise conv ops (VMAMBA_KERNELS_ONLY?)")
+    assert schemas["add_layer_norm_fwd"] == (
+        "vmamba_cuda::add_layer_norm_fwd(Tensor x, Tensor? branch, Tensor weight, Tensor? bias, Tensor? branch_scale, "
+        "float eps, bool channels_last, ScalarType? out_dtype) -> (Tensor, Tensor, Tensor, Tensor)")
+    assert schemas["add_layer_norm_bwd"] == (
+        "vmamba_cuda::add_layer_norm_bwd(Tensor dy, Tensor? ds, Tensor s, Tensor weight, Tensor? bias, Tensor mean, "
+        "Tensor rstd, Tensor? branch_scale, bool has_branch, bool channels_last, ScalarType x_dtype) "
+        "-> (Tensor, Tensor, Tensor, Tensor)")
+    assert schemas["dwconv2d_fwd"] == (
+        "vmamba_cuda::dwconv2d_fwd(Tensor x, Tensor weight, Tensor? bias, str act, bool channels_last) -> Tensor")
+    assert schemas["dwconv2d_bwd"] == (
+        "vmamba_cuda::dwconv2d_bwd(Tensor dy, Tensor x, Tensor weight, Tensor? bias, str act, bool channels_last) "
+        "-> (Tensor, Tensor, Tensor)")
 
 
 def test_tune_harness_compiles_with_nvcc_sm90(tmp_path):

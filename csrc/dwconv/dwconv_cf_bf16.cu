@@ -1,0 +1,14 @@
+// Depthwise conv kernels (forward, dpre, dx + weight partials; K 3, 5, 7) on channels-first bf16 maps: one
+// translation unit per (layout, dtype) so the build compiles them in parallel; bodies in dwconv_body.cuh.
+#include "../common/launch.cuh"
+#include "dwconv_body.cuh"
+
+namespace vmamba {
+namespace dw {
+
+cudaError_t run_cf_bf16(const Params& p, const Plan& pl, int mode, cudaStream_t stream) {
+  return run_typed<DeviceExec, __nv_bfloat16, false>(DeviceExec{stream}, p, pl, mode);
+}
+
+}  // namespace dw
+}  // namespace vmamba

@@ -1,0 +1,151 @@
+// The layer norm and depthwise conv kernel bodies of csrc/ run on the CPU by tests/cuda_emu/emu.h,
+// behind a C interface for ctypes (tests/cuda_emu/__init__.py compiles this file with nvcc as host
+// code into a shared library). Each entry point plans exactly as the extension does, runs the same
+// typed launchers with EmuExec instead of DeviceExec, and reports the plan in `info`.
+#include <cstdarg>
+#include <cstdio>
+#include <vector>
+
+#include "../../csrc/dwconv/dwconv_body.cuh"
+#include "../../csrc/layer_norm/layer_norm_body.cuh"
+#include "emu.h"
+
+namespace {
+
+void say(char* info, int len, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
+void say(char* info, int len, const char* fmt, ...) {
+  if (info == nullptr || len <= 0) return;
+  va_list ap;
+  va_start(ap, fmt);
+  std::vsnprintf(info, size_t(len), fmt, ap);
+  va_end(ap);
+}
+
+int finish(cudaError_t e, char* info, int len) {
+  if (e != cudaSuccess) {
+    say(info, len, "launch error %d", int(e));
+    return 2;
+  }
+  return 0;
+}
+
+}  // namespace
+
+extern "C" {
+
+int emu_ln_fwd(const void* x, const void* branch, const float* scale, const float* w, const float* b, void* s, void* y,
+               float* mean, float* rstd, int64_t B, int64_t C, int64_t HW, float eps, int channels_last, int x_dtype,
+               int y_dtype, int max_vec, int tile, int num_sms, char* info, int info_len) {
+  using namespace vmamba::ln;
+  FwdParams p;
+  p.x = x; p.branch = branch; p.scale = scale; p.weight = w; p.bias = b; p.s = s; p.y = y; p.mean = mean; p.rstd = rstd;
+  p.B = B; p.C = C; p.HW = HW; p.eps = eps; p.channels_last = channels_last != 0; p.x_dtype = x_dtype;
+  p.y_dtype = y_dtype; p.max_vec = max_vec; p.tile = tile; p.num_sms = num_sms;
+  const Plan pl = make_fwd_plan(p);
+  if (pl.error != nullptr) {
+    say(info, info_len, "error: %s", pl.error);
+    return 1;
+  }
+  emu::EmuExec ex;
+  cudaError_t e = cudaSuccess;
+  if (B * HW > 0) {
+    switch (x_dtype) {
+      case kF32: e = run_fwd<emu::EmuExec, float>(ex, p, pl); break;
+      case kF16: e = run_fwd<emu::EmuExec, __half>(ex, p, pl); break;
+      default: e = run_fwd<emu::EmuExec, __nv_bfloat16>(ex, p, pl); break;
+    }
+  }
+  say(info, info_len, "vec=%d tpr=%d nv=%d tile=%d tiles=%d blocks=%lld smem=%zu barriers=%llu shuffles=%llu", pl.vec, pl.tpr,
+      pl.nv, pl.tile, pl.tiles, (long long)pl.blocks, pl.smem, (unsigned long long)ex.block.barriers,
+      (unsigned long long)ex.block.shuffles);
+  return finish(e, info, info_len);
+}
+
+int emu_ln_bwd(const void* dy, const void* ds, const void* s, const float* w, const float* mean, const float* rstd,
+               const float* scale, void* dx, void* dbranch, float* dweight, float* dbias, int64_t B, int64_t C, int64_t HW,
+               int channels_last, int x_dtype, int dy_dtype, int max_vec, int tile, int blocks, int num_sms, char* info,
+               int info_len) {
+  using namespace vmamba::ln;
+  BwdParams p;
+  p.dy = dy; p.ds = ds; p.s = s; p.weight = w; p.mean = mean; p.rstd = rstd; p.scale = scale; p.dx = dx;
+  p.dbranch = dbranch; p.dweight = dweight; p.dbias = dbias; p.B = B; p.C = C; p.HW = HW;
+  p.channels_last = channels_last != 0; p.x_dtype = x_dtype; p.dy_dtype = dy_dtype; p.max_vec = max_vec; p.tile = tile;
+  p.blocks = blocks; p.num_sms = num_sms;
+  const Plan pl = make_bwd_plan(p);
+  if (pl.error != nullptr) {
+    say(info, info_len, "error: %s", pl.error);
+    return 1;
+  }
+  std::vector<float> part(size_t(pl.part_rows) * size_t(C) * 2 + 1, __builtin_nanf(""));
+  p.part = part.data();
+  emu::EmuExec ex;
+  cudaError_t e = cudaSuccess;
+  if (B * HW > 0) {
+    switch (x_dtype) {
+      case kF32: e = run_bwd<emu::EmuExec, float>(ex, p, pl); break;
+      case kF16: e = run_bwd<emu::EmuExec, __half>(ex, p, pl); break;
+      default: e = run_bwd<emu::EmuExec, __nv_bfloat16>(ex, p, pl); break;
+    }
+  }
+  if (e == cudaSuccess) e = run_finish(ex, p, pl);
+  say(info, info_len, "vec=%d tpr=%d nv=%d tile=%d tiles=%d cpt=%d row_s=%d row_dy=%d blocks=%lld smem=%zu barriers=%llu "
+      "shuffles=%llu", pl.vec, pl.tpr, pl.nv, pl.tile, pl.tiles, pl.cpt, pl.row_s, pl.row_dy, (long long)pl.blocks, pl.smem,
+      (unsigned long long)ex.block.barriers, (unsigned long long)ex.block.shuffles);
+  return finish(e, info, info_len);
+}
+
+int emu_dw(const void* x, const void* dy, const float* w, const float* b, void* out, float* dweight, float* dbias, int bwd,
+           int64_t B, int64_t C, int64_t H, int64_t W, int K, int act, int channels_last, int dtype, int max_vec, int segs,
+           int num_sms, char* info, int info_len) {
+  using namespace vmamba::dw;
+  Params p;
+  p.x = x; p.dy = dy; p.weight = w; p.bias = b; p.B = B; p.C = C; p.H = H; p.W = W; p.K = K; p.act = act;
+  p.channels_last = channels_last != 0; p.dtype = dtype; p.max_vec = max_vec; p.segs = segs; p.num_sms = num_sms;
+  const size_t n = size_t(B * C * H * W), es = size_t(dtype_size(dtype));
+  std::vector<unsigned char> dpre;
+  std::vector<float> part;
+  if (!bwd) {
+    p.y = out;
+  } else {
+    p.dx = out; p.dweight = dweight; p.dbias = dbias;
+    if (act != kNone) {
+      dpre.assign(n * es + 16, 0xFF);
+      p.dpre = dpre.data();
+    }
+  }
+  const int mode0 = bwd ? (act != kNone ? kDpre : kBwdx) : kFwd;
+  emu::EmuExec ex;
+  cudaError_t e = cudaSuccess;
+  for (int mode = mode0; mode <= (bwd ? int(kBwdx) : int(kFwd)); ++mode) {
+    const Plan pl = make_plan(p, mode);
+    if (pl.error != nullptr) {
+      say(info, info_len, "error: %s", pl.error);
+      return 1;
+    }
+    if (mode == kBwdx) {
+      part.assign(size_t(pl.part_rows) * size_t(C) * size_t(K * K + 1) + 1, __builtin_nanf(""));
+      p.part = part.data();
+    }
+    if (n > 0) {
+      const int which = (p.channels_last ? 3 : 0) + dtype;
+      switch (which) {
+        case 0: e = run_typed<emu::EmuExec, float, false>(ex, p, pl, mode); break;
+        case 1: e = run_typed<emu::EmuExec, __half, false>(ex, p, pl, mode); break;
+        case 2: e = run_typed<emu::EmuExec, __nv_bfloat16, false>(ex, p, pl, mode); break;
+        case 3: e = run_typed<emu::EmuExec, float, true>(ex, p, pl, mode); break;
+        case 4: e = run_typed<emu::EmuExec, __half, true>(ex, p, pl, mode); break;
+        default: e = run_typed<emu::EmuExec, __nv_bfloat16, true>(ex, p, pl, mode); break;
+      }
+    }
+    if (e == cudaSuccess && mode == kBwdx) e = run_finish(ex, p, pl);
+    if (e != cudaSuccess) break;
+    say(info, info_len, "vec=%d R=%d threads=%d grid=%ux%u smem=%zu cvb=%d py=%d ns=%d qpb=%lld nwv=%d ni=%d P=%d tpp=%d "
+        "nseg=%d segi=%d ncg=%d bpb=%d part_rows=%lld barriers=%llu", pl.vec, pl.R, pl.threads, pl.grid_x, pl.grid_y, pl.smem,
+        pl.cvb, pl.py, pl.ns, (long long)pl.qpb, pl.nwv, pl.ni, pl.P, pl.tpp, pl.nseg, pl.segi, pl.ncg, pl.bpb,
+        (long long)pl.part_rows,
+        (unsigned long long)ex.block.barriers);
+  }
+  return finish(e, info, info_len);
+}
+
+}  // extern "C"
