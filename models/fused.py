@@ -10,7 +10,8 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+
+import vmamba_kernels as vk
 
 from .policy import OFF  # a policy value: run the reference torch modules instead of a fused op
 ACT_NAMES = {nn.SiLU: "silu", nn.GELU: "gelu", nn.Identity: "none"}
@@ -37,24 +38,34 @@ def scaled(branch: torch.Tensor, scale: Optional[torch.Tensor]) -> torch.Tensor:
     return branch * scale.view((-1,) + (1,) * (branch.dim() - 1)).to(branch.dtype)
 
 
+def direct(fn, impl, *args, **kwargs):
+    """Call a vmamba_kernels op with impl= (the layers pass their own `_call`: fallback, what ran)."""
+    return fn(*args, impl=impl, **kwargs)
+
+
 def add_norm(norm: nn.LayerNorm, x: torch.Tensor, branch: Optional[torch.Tensor] = None,
              branch_scale: Optional[torch.Tensor] = None, *, channels_last: bool,
-             out_dtype: Optional[torch.dtype] = None, impl: Optional[str] = None):
+             out_dtype: Optional[torch.dtype] = None, impl: Optional[str] = None, call=None):
     """s = x + branch_scale[b] * branch (s = x without a branch); y = norm(s) over the channel axis.
 
     Returns (y, s). y is written in out_dtype (default: what the reference norm gives: float32 under
-    autocast, x's dtype otherwise); s keeps the residual stream's dtype (x + branch promoted)."""
+    autocast, x's dtype otherwise); s keeps the residual stream's dtype. impl "off": the torch modules;
+    else vmamba_kernels.add_layer_norm through `call(fn, impl, *args)` (default: a plain call)."""
     if impl == OFF:
         s = x if branch is None else x + scaled(branch, branch_scale)
         y = norm._reference(s) if hasattr(norm, "_reference") else norm(s)
         return (y if out_dtype is None else y.to(out_dtype)), s
     if out_dtype is None:
         out_dtype = torch.float32 if autocast_dtype(x) is not None else x.dtype
-    return _add_layer_norm(x, branch, norm.weight, norm.bias, norm.eps, branch_scale, channels_last, out_dtype, impl)
+    wt = torch.float64 if x.dtype == torch.float64 else torch.float32
+    w = norm.weight.to(wt)  # a no-op for the float32 parameters autocast leaves; casts a .half() model's
+    b = None if norm.bias is None else norm.bias.to(wt)
+    return (call or direct)(vk.add_layer_norm, impl, x, branch, w, b, norm.eps, branch_scale=branch_scale,
+                            channels_last=channels_last, out_dtype=out_dtype)
 
 
 def dwconv_act(conv: nn.Conv2d, act: nn.Module, x: torch.Tensor, *, channels_last: bool,
-               impl: Optional[str] = None) -> torch.Tensor:
+               impl: Optional[str] = None, call=None) -> torch.Tensor:
     """act(conv(x)) on x (B, C, H, W), or (B, H, W, C) when channels_last; one fused op when `conv` is
     the depthwise conv it implements and impl is not "off", else the torch modules."""
     if impl == OFF or not dwconv_supported(conv, act):
@@ -63,7 +74,10 @@ def dwconv_act(conv: nn.Conv2d, act: nn.Module, x: torch.Tensor, *, channels_las
         return act(conv(x))
     if autocast_dtype(x) is not None and x.dtype == torch.float32:
         x = x.to(autocast_dtype(x))  # autocast would have run the conv in its dtype
-    return _dwconv2d(x.contiguous(), conv.weight, conv.bias, act_name(act), channels_last, impl)
+    wt = torch.float64 if x.dtype == torch.float64 else torch.float32
+    w = conv.weight.to(wt)
+    b = None if conv.bias is None else conv.bias.to(wt)
+    return (call or direct)(vk.dwconv2d, impl, x.contiguous(), w, b, act=act_name(act), channels_last=channels_last)
 
 
 def dwconv_supported(conv: nn.Module, act: nn.Module) -> bool:
@@ -73,22 +87,3 @@ def dwconv_supported(conv: nn.Module, act: nn.Module) -> bool:
             and conv.stride == (1, 1) and conv.dilation == (1, 1)
             and conv.padding == (conv.kernel_size[0] // 2,) * 2 and conv.padding_mode == "zeros"
             and act_name(act) is not None)
-
-
-# ---- until the vmamba_kernels ops land: their torch semantics (TEMPORARY, replaced at integration) ----
-def _add_layer_norm(x, branch, weight, bias, eps, branch_scale, channels_last, out_dtype, impl):
-    ct = torch.float64 if x.dtype == torch.float64 else torch.float32
-    s = x if branch is None else (x.to(ct) + scaled(branch.to(ct), branch_scale)).to(x.dtype)
-    sf = s.to(ct) if channels_last else s.to(ct).movedim(1, -1)
-    y = F.layer_norm(sf, sf.shape[-1:], weight.to(ct), None if bias is None else bias.to(ct), eps)
-    y = y if channels_last else y.movedim(-1, 1)
-    return y.to(out_dtype), s
-
-
-def _dwconv2d(x, weight, bias, act, channels_last, impl):
-    xc = x.permute(0, 3, 1, 2) if channels_last else x
-    ct = torch.float64 if x.dtype == torch.float64 else torch.float32
-    y = F.conv2d(xc.to(ct), weight.to(ct), None if bias is None else bias.to(ct),
-                 padding=weight.shape[-1] // 2, groups=weight.shape[0])
-    y = {"silu": F.silu, "gelu": F.gelu, "none": lambda t: t}[act](y).to(x.dtype)
-    return y.permute(0, 2, 3, 1).contiguous() if channels_last else y

@@ -7,6 +7,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import vmamba_kernels as vk
+from vmamba_kernels import dispatch
+
 from .fused import add_norm
 
 
@@ -34,12 +37,26 @@ class LayerNorm(nn.LayerNorm):
     policy) runs it as the fused add_layer_norm op, "off" as nn.LayerNorm. Same parameters and result."""
 
     channels_last = True
-    impl = None
+    impl = None  # the policy's add_layer_norm entry: a backend, None (automatic) or "off"
+    fallback = False  # a named backend that refuses the inputs gives way to the automatic choice
+    ran = None  # the backend that ran at the last eager call ("off": the torch module)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.impl == "off":
+            self.ran = "off"
             return self._reference(x)
-        return add_norm(self, x, channels_last=self.channels_last, impl=self.impl)[0]
+        return add_norm(self, x, channels_last=self.channels_last, impl=self.impl, call=self._call)[0]
+
+    def _call(self, fn, impl, *args, **kwargs):
+        try:
+            out = fn(*args, impl=impl, **kwargs)
+        except vk.ImplRefused:
+            if not self.fallback or impl is None:
+                raise
+            out = fn(*args, impl=None, **kwargs)
+        if not torch.compiler.is_compiling():
+            self.ran = dispatch.last_choice(fn.__name__)
+        return out
 
     def _reference(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x)

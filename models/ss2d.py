@@ -132,7 +132,7 @@ class SS2Dv0(_KernelCalls):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x, z = self.in_proj(x).chunk(2, dim=-1)
         z = self.act(z)
-        x = dwconv_act(self.conv2d, self.act, x, channels_last=True, impl=self.impl_dwconv2d)
+        x = dwconv_act(self.conv2d, self.act, x, channels_last=True, impl=self.impl_dwconv2d, call=self._call)
         Bn, D, H, W = map_dims(x, channels_last=True)
         N, R, L = self.d_state, self.dt_rank, H * W
         xs = self._cross_scan(x, channels_last=True)  # (B, K, D, L)
@@ -191,7 +191,8 @@ class SS2Dv05(_KernelCalls):
         ys = self._scan(xs, dts, As, Bs.contiguous(), Cs.contiguous(), self.Ds.to(wt),
                         self.dt_projs_bias.to(wt).reshape(-1), out_dtype=wt)
         y = self._cross_merge(ys.view(Bn, K, D, L), H, W, channels_last=cl)
-        return add_norm(self.out_norm, y, channels_last=cl, out_dtype=x.dtype, impl=self.out_norm.impl)[0]
+        return add_norm(self.out_norm, y, channels_last=cl, out_dtype=x.dtype, impl=self.out_norm.impl,
+                        call=self._call)[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.in_proj(x)
@@ -200,7 +201,7 @@ class SS2Dv05(_KernelCalls):
             x, z = x.chunk(2, dim=-1 if cl else 1)
             z = self.act(z)
         if self.with_dconv:
-            x = dwconv_act(self.conv2d, self.act, x, channels_last=cl, impl=self.impl_dwconv2d)
+            x = dwconv_act(self.conv2d, self.act, x, channels_last=cl, impl=self.impl_dwconv2d, call=self._call)
         else:
             x = self.act(x)
         y = self.out_act(self.forward_core(x))
@@ -260,7 +261,8 @@ class SS2Dm0(_KernelCalls):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.in_proj(x)
         if self.with_dconv:  # conv2d = (Permute, Conv2d, Permute), as the official (state_dict keys)
-            x = dwconv_act(self.conv2d[1], self.act, x, channels_last=True, impl=self.impl_dwconv2d)
+            x = dwconv_act(self.conv2d[1], self.act, x, channels_last=True, impl=self.impl_dwconv2d,
+                           call=self._call)
         else:
             x = self.act(x)  # (B, H, W, D)
         Bn, D, H, W = map_dims(x, channels_last=True)

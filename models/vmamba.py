@@ -92,12 +92,12 @@ class VSSBlock(nn.Module):
         written in the autocast dtype, which the projections after them would cast to anyway."""
         out = autocast_dtype(x)
         y, x = add_norm(self.norm, x, pending, pending_scale, channels_last=self.norm.channels_last,
-                        out_dtype=out, impl=self.norm.impl)
+                        out_dtype=out, impl=self.norm.impl, call=self.op._call)
         h = self.op(y)
         scale = self.drop_path.sample_scale(h)
         if self.mlp_branch:
             y, x = add_norm(self.norm2, x, h, scale, channels_last=self.norm2.channels_last,
-                            out_dtype=out, impl=self.norm2.impl)
+                            out_dtype=out, impl=self.norm2.impl, call=self.op._call)
             h = self.mlp(y)
             scale = self.drop_path.sample_scale(h)
         return x, h, scale
@@ -311,9 +311,9 @@ class VSSM(nn.Module):
                 blk.op.set_resolved(r, fallback)
                 for norm in (blk.norm, getattr(blk, "norm2", None)):
                     if norm is not None:
-                        norm.impl = r["add_layer_norm"].impl
+                        norm.impl, norm.fallback = r["add_layer_norm"].impl, bool(fallback)
         for name, norm in self.other_norms():
-            norm.impl = norms[name].impl
+            norm.impl, norm.fallback = norms[name].impl, bool(fallback)
         self._norm_impls = norms
         self.impl, self.fallback = impl, bool(fallback)
         return self

@@ -119,3 +119,106 @@ def define_cross(backend) -> dict:
     cross_scan.register_autograd(scan_backward, setup_context=scan_setup)
     cross_merge.register_autograd(merge_backward, setup_context=merge_setup)
     return {"cross_scan": cross_scan, "cross_merge": cross_merge}
+
+
+def _empty_if_none(t: Optional[Tensor], like: Tensor) -> Tensor:
+    return t if t is not None else like.new_empty(0)
+
+
+def define_add_layer_norm(backend) -> dict:
+    """add_layer_norm_fwd (differentiable through add_layer_norm_bwd) and add_layer_norm_bwd.
+
+    Outputs (y, s, mean, rstd); s is empty when there is no branch (a custom op may not return its input:
+    the public function hands back x itself). A branch of another dtype than x (a 16-bit branch on the
+    float32 residual stream under autocast) is read as is by backends that declare `mixed_branch`, else
+    converted first; its gradient comes back in its own dtype."""
+    name = backend.name
+    mixed = getattr(backend, "mixed_branch", False)
+
+    @torch.library.custom_op(f"{NAMESPACE}::add_layer_norm_fwd_{name}", mutates_args=())
+    def ln_fwd(x: Tensor, branch: Optional[Tensor], weight: Tensor, bias: Optional[Tensor],
+               branch_scale: Optional[Tensor], eps: float, channels_last: bool, out_dtype: torch.dtype
+               ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        if branch is not None and branch.dtype != x.dtype and not mixed:
+            branch = branch.to(x.dtype)
+        y, s, mean, rstd = backend.impl().add_layer_norm_fwd(x, branch, weight, bias, branch_scale, eps,
+                                                             channels_last, out_dtype)
+        return y, (s if branch is not None else x.new_empty(0)), mean, rstd
+
+    @ln_fwd.register_fake
+    def _(x, branch, weight, bias, branch_scale, eps, channels_last, out_dtype):
+        B, C, H, W = map_dims(x, channels_last)
+        stat = x.new_empty((B, H * W), dtype=torch.float32)
+        return (x.new_empty(x.shape, dtype=out_dtype), x.new_empty(x.shape if branch is not None else (0,)),
+                stat, torch.empty_like(stat))
+
+    @torch.library.custom_op(f"{NAMESPACE}::add_layer_norm_bwd_{name}", mutates_args=())
+    def ln_bwd(dy: Tensor, ds: Optional[Tensor], s: Tensor, weight: Tensor, bias: Optional[Tensor], mean: Tensor,
+               rstd: Tensor, branch_scale: Optional[Tensor], has_branch: bool, channels_last: bool,
+               x_dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        dx, dbr, dw, db = backend.impl().add_layer_norm_bwd(dy, ds, s, weight, bias, mean, rstd, branch_scale,
+                                                           has_branch, channels_last, x_dtype)
+        return dx, _empty_if_none(dbr if has_branch else None, dx), dw, _empty_if_none(db if bias is not None
+                                                                                       else None, dw)
+
+    @ln_bwd.register_fake
+    def _(dy, ds, s, weight, bias, mean, rstd, branch_scale, has_branch, channels_last, x_dtype):
+        dx = s.new_empty(s.shape, dtype=x_dtype)
+        return (dx, dx.new_empty(s.shape if has_branch else (0,)), torch.empty_like(weight),
+                weight.new_empty(bias.shape if bias is not None else (0,)))
+
+    def setup_context(ctx, inputs, output):
+        x, branch, weight, bias, branch_scale, eps, channels_last, out_dtype = inputs
+        s = output[1] if branch is not None else x
+        ctx.save_for_backward(s, weight, bias, output[2], output[3], branch_scale)
+        ctx.has_branch, ctx.has_bias, ctx.channels_last = branch is not None, bias is not None, channels_last
+        ctx.x_dtype = x.dtype
+        ctx.branch_dtype = None if branch is None else branch.dtype
+
+    def backward(ctx, dy, ds, dmean, drstd):
+        s, weight, bias, mean, rstd, branch_scale = ctx.saved_tensors
+        ds = ds.contiguous() if (ctx.has_branch and ds is not None) else None
+        dx, dbr, dw, db = ln_bwd(dy.contiguous(), ds, s, weight, bias, mean, rstd, branch_scale, ctx.has_branch,
+                                 ctx.channels_last, ctx.x_dtype)
+        dbr = dbr.to(ctx.branch_dtype) if ctx.has_branch else None
+        return dx, dbr, dw, (db if ctx.has_bias else None), None, None, None, None
+
+    ln_fwd.register_autograd(backward, setup_context=setup_context)
+    return {"add_layer_norm_fwd": ln_fwd, "add_layer_norm_bwd": ln_bwd}
+
+
+def define_dwconv2d(backend) -> dict:
+    """dwconv2d_fwd (differentiable through dwconv2d_bwd) and dwconv2d_bwd."""
+    name = backend.name
+
+    @torch.library.custom_op(f"{NAMESPACE}::dwconv2d_fwd_{name}", mutates_args=())
+    def conv_fwd(x: Tensor, weight: Tensor, bias: Optional[Tensor], act: str, channels_last: bool) -> Tensor:
+        return backend.impl().dwconv2d_fwd(x, weight, bias, act, channels_last)
+
+    @conv_fwd.register_fake
+    def _(x, weight, bias, act, channels_last):
+        return torch.empty_like(x)
+
+    @torch.library.custom_op(f"{NAMESPACE}::dwconv2d_bwd_{name}", mutates_args=())
+    def conv_bwd(dy: Tensor, x: Tensor, weight: Tensor, bias: Optional[Tensor], act: str, channels_last: bool
+                 ) -> tuple[Tensor, Tensor, Tensor]:
+        dx, dw, db = backend.impl().dwconv2d_bwd(dy, x, weight, bias, act, channels_last)
+        return dx, dw, _empty_if_none(db if bias is not None else None, dw)
+
+    @conv_bwd.register_fake
+    def _(dy, x, weight, bias, act, channels_last):
+        return (torch.empty_like(x), torch.empty_like(weight),
+                weight.new_empty(bias.shape if bias is not None else (0,)))
+
+    def setup_context(ctx, inputs, output):
+        x, weight, bias, act, channels_last = inputs
+        ctx.save_for_backward(x, weight, bias)
+        ctx.act, ctx.channels_last, ctx.has_bias = act, channels_last, bias is not None
+
+    def backward(ctx, dy):
+        x, weight, bias = ctx.saved_tensors
+        dx, dw, db = conv_bwd(dy.contiguous(), x, weight, bias, ctx.act, ctx.channels_last)
+        return dx, dw, (db if ctx.has_bias else None), None, None
+
+    conv_fwd.register_autograd(backward, setup_context=setup_context)
+    return {"dwconv2d_fwd": conv_fwd, "dwconv2d_bwd": conv_bwd}

@@ -57,6 +57,36 @@ def cross_merge(y, H, W, mode="cross2d", channels_last=False, impl=None):
     return dispatch.choose("cross_merge", args, impl)(args)
 
 
+def add_layer_norm(x, branch=None, weight=None, bias=None, eps=1e-5, *, branch_scale=None, channels_last=False,
+                   out_dtype=None, impl=None):
+    """Residual add + LayerNorm over the channel axis, in one pass: returns (y, s) with
+
+        s = x + branch_scale[b] * branch          (s is x itself when branch is None)
+        y = (s - mean_c(s)) / sqrt(var_c(s) + eps) * weight + bias      (statistics in float32)
+
+    x : (B, C, H, W), or (B, H, W, C) when channels_last; float32 / float16 / bfloat16 (float64: torch
+        impls). branch : None or x's shape, any float dtype (a 16-bit branch on a float32 residual
+        stream under autocast); its gradient comes back in its dtype. s keeps x's dtype.
+    weight, bias : (C,) float32 (bias optional). branch_scale : None or (B,) float32, drop path's
+        per-sample factor (no gradient). out_dtype : dtype of y (default x's).
+    Differentiable in x, branch, weight and bias; the backward is deterministic.
+    """
+    args = validate.check_add_layer_norm(x, branch, weight, bias, eps, branch_scale, channels_last, out_dtype)
+    return dispatch.choose("add_layer_norm", args, impl)(args)
+
+
+def dwconv2d(x, weight, bias=None, act="none", *, channels_last=False, impl=None):
+    """act(depthwise KxK convolution of x + bias): stride 1, zero padding K // 2, one filter per channel
+    (nn.Conv2d(C, C, K, padding=K // 2, groups=C)), then "none", "silu" or "gelu" (exact erf).
+
+    x : (B, C, H, W), or (B, H, W, C) when channels_last; float32 / float16 / bfloat16 (float64: torch
+        impls). weight : (C, 1, K, K) float32, K odd; bias : (C,) float32 or None. Returns x's dtype and
+        layout. Differentiable in x, weight and bias; deterministic backward.
+    """
+    args = validate.check_dwconv2d(x, weight, bias, act, channels_last)
+    return dispatch.choose("dwconv2d", args, impl)(args)
+
+
 def ops(impl: str) -> dict:
     """The torch.library custom ops of backend `impl`, without validation or dispatch (benchmarks,
     opcheck): keys scan_fwd, scan_bwd (the raw kernel contract in dispatch.py, plus autograd and fake

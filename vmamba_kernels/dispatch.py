@@ -91,6 +91,10 @@ class Backend:
     scan_aux_shape: Callable = lambda batch, KD, L, N, dtype: ((0,), _F32)
     # optional extra limits: (op, args) -> list of reasons
     extra_reasons: Optional[Callable] = None
+    # add_layer_norm: reads a branch of another dtype than x (else it is converted first)
+    mixed_branch: bool = False
+    # dwconv2d: the odd kernel sizes it implements (None: any)
+    dwconv_kernel_sizes: Optional[tuple] = None
     doc: str = ""
     # filled by register_backend: {key: torch.library custom op} and {op: OpCall}
     library_ops: dict = field(default_factory=dict, repr=False)

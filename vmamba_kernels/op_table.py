@@ -52,6 +52,21 @@ def _scan_limits(backend, a) -> list:
     return reasons
 
 
+def _run_add_layer_norm(ops, a):
+    c = torch.Tensor.contiguous
+    y, s, _, _ = ops["add_layer_norm_fwd"](
+        c(a.x), None if a.branch is None else c(a.branch), c(a.weight), None if a.bias is None else c(a.bias),
+        a.branch_scale, a.eps, a.channels_last, a.out_dtype)
+    return y, (s if a.branch is not None else a.x)
+
+
+def _dwconv_limits(backend, a) -> list:
+    ks = getattr(backend, "dwconv_kernel_sizes", None)
+    if ks is not None and a.K not in ks:
+        return [f"supports depthwise kernels {'/'.join(map(str, ks))}, not {a.K}x{a.K}"]
+    return []
+
+
 _CROSS_KERNELS = ("cross_scan_fwd", "cross_merge_fwd")  # each op's backward is the other one
 
 SPECS = {
@@ -64,10 +79,20 @@ SPECS = {
     "cross_merge": OpSpec(
         "cross_merge", validate.check_cross_merge, _CROSS_KERNELS, _library.define_cross,
         lambda ops, a: ops["cross_merge"](a.x.contiguous(), a.H, a.W, a.mode, a.channels_last)),
+    "add_layer_norm": OpSpec(
+        "add_layer_norm", validate.check_add_layer_norm, ("add_layer_norm_fwd", "add_layer_norm_bwd"),
+        _library.define_add_layer_norm, _run_add_layer_norm),
+    "dwconv2d": OpSpec(
+        "dwconv2d", validate.check_dwconv2d, ("dwconv2d_fwd", "dwconv2d_bwd"), _library.define_dwconv2d,
+        lambda ops, a: ops["dwconv2d_fwd"](a.x.contiguous(), a.weight.contiguous(),
+                                           None if a.bias is None else a.bias.contiguous(), a.act,
+                                           a.channels_last),
+        limits=_dwconv_limits),
 }
 OPS = tuple(SPECS)
 # what a Backend implements unless it says otherwise; a new op is opt-in (Backend(ops=...))
 BASE_OPS = ("selective_scan", "cross_scan", "cross_merge")
+FUSED_OPS = ("add_layer_norm", "dwconv2d")  # the fast path's fused ops (models/fused.py)
 
 
 def spec(op: str) -> OpSpec:

@@ -209,3 +209,155 @@ def check_cross_merge(y, H, W, mode="cross2d", channels_last=False) -> CrossArgs
     if y.shape[1] != 4 or y.shape[3] != H * W:
         raise ValueError(f"y must be (B, 4, C, H*W={H * W}) for H={H}, W={W}; got {_fmt(y)}")
     return CrossArgs(y, H, W, mode, bool(channels_last))
+
+
+# ---- fused ops of the fast path -------------------------------------------------------------------
+DWCONV_ACTS = ("none", "silu", "gelu")
+
+
+def _need_channel_vector(name: str, t, C: int, device, optional: bool = True):
+    if t is None:
+        if optional:
+            return None
+        raise TypeError(f"{name} must be a ({C},) float tensor, got None")
+    _need_tensor(name, t)
+    if tuple(t.shape) != (C,):
+        raise ValueError(f"{name} must be ({C},) (one value per channel); got {_fmt(t)}")
+    if t.device != device:
+        raise ValueError(f"{name} is on {t.device} but x is on {device}; all inputs must be on one device")
+    return t
+
+
+def _weight_dtype(x: torch.Tensor) -> torch.dtype:
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+@dataclass
+class NormArgs:
+    """Normalised add_layer_norm arguments."""
+
+    x: torch.Tensor
+    branch: Optional[torch.Tensor]
+    weight: torch.Tensor
+    bias: Optional[torch.Tensor]
+    eps: float
+    branch_scale: Optional[torch.Tensor]
+    channels_last: bool
+    out_dtype: torch.dtype
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.x.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.x.device
+
+    def tensors(self):
+        return [t for t in (self.x, self.branch, self.weight, self.bias, self.branch_scale) if t is not None]
+
+    def requires_grad(self) -> bool:
+        return torch.is_grad_enabled() and any(t.requires_grad for t in self.tensors())
+
+    def describe(self) -> str:
+        br = "no branch" if self.branch is None else f"branch {self.branch.dtype}"
+        return (f"x {tuple(self.x.shape)} {self.x.dtype} on {self.x.device} "
+                f"({'channels last' if self.channels_last else 'channels first'}), {br}, out_dtype {self.out_dtype}")
+
+
+def check_add_layer_norm(x, branch=None, weight=None, bias=None, eps=1e-5, branch_scale=None, channels_last=False,
+                         out_dtype=None) -> NormArgs:
+    """s = x + branch_scale[b] * branch; y = LayerNorm over the channel axis of s."""
+    x = _need_tensor("x", x)
+    layout = "(B, H, W, C)" if channels_last else "(B, C, H, W)"
+    _need_rank("x", x, (4,), f"a 4-D map {layout}")
+    Bn, C, _, _ = map_dims(x, channels_last)
+    if branch is not None:
+        _need_tensor("branch", branch)
+        if tuple(branch.shape) != tuple(x.shape):
+            raise ValueError(f"branch must have x's shape {tuple(x.shape)}; got {_fmt(branch)}")
+        if branch.device != x.device:
+            raise ValueError(f"branch is on {branch.device} but x is on {x.device}; all inputs must be on one device")
+        if (branch.dtype == torch.float64) != (x.dtype == torch.float64):
+            raise TypeError(f"branch and x must both be float64 or neither; got {branch.dtype} and {x.dtype}")
+    wt = _weight_dtype(x)
+    weight = _need_channel_vector("weight", weight, C, x.device, optional=False)
+    bias = _need_channel_vector("bias", bias, C, x.device)
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and t.dtype != wt:
+            raise TypeError(f"{name} must be {wt} (the LayerNorm's parameters); got {t.dtype}")
+    if branch_scale is not None:
+        if branch is None:
+            raise ValueError("branch_scale scales the branch: pass a branch, or no branch_scale")
+        _need_tensor("branch_scale", branch_scale)
+        if tuple(branch_scale.shape) != (Bn,):
+            raise ValueError(f"branch_scale must be (B={Bn},) (one factor per sample); got {_fmt(branch_scale)}")
+        if branch_scale.device != x.device:
+            raise ValueError(f"branch_scale is on {branch_scale.device} but x is on {x.device}")
+        if branch_scale.dtype != wt:
+            raise TypeError(f"branch_scale must be {wt}; got {branch_scale.dtype}")
+        if branch_scale.requires_grad and torch.is_grad_enabled():
+            raise ValueError("branch_scale is a sampled drop-path factor: it takes no gradient (detach it)")
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
+        raise ValueError(f"eps must be a positive float; got {eps!r}")
+    if out_dtype is None:
+        out_dtype = x.dtype
+    if not isinstance(out_dtype, torch.dtype) or out_dtype not in FLOAT_DTYPES:
+        raise TypeError(f"out_dtype must be a floating torch.dtype or None; got {out_dtype!r}")
+    return NormArgs(x, branch, weight, bias, float(eps), branch_scale, bool(channels_last), out_dtype)
+
+
+@dataclass
+class DwconvArgs:
+    """Normalised dwconv2d arguments."""
+
+    x: torch.Tensor
+    weight: torch.Tensor
+    bias: Optional[torch.Tensor]
+    act: str
+    channels_last: bool
+
+    @property
+    def K(self) -> int:
+        return self.weight.shape[-1]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.x.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.x.device
+
+    def tensors(self):
+        return [t for t in (self.x, self.weight, self.bias) if t is not None]
+
+    def requires_grad(self) -> bool:
+        return torch.is_grad_enabled() and any(t.requires_grad for t in self.tensors())
+
+    def describe(self) -> str:
+        return (f"x {tuple(self.x.shape)} {self.x.dtype} on {self.x.device} "
+                f"({'channels last' if self.channels_last else 'channels first'}), {self.K}x{self.K} taps, "
+                f"act {self.act}")
+
+
+def check_dwconv2d(x, weight, bias=None, act="none", channels_last=False) -> DwconvArgs:
+    """act(depthwise KxK conv (stride 1, zero padding K // 2) of x + bias)."""
+    x = _need_tensor("x", x)
+    layout = "(B, H, W, C)" if channels_last else "(B, C, H, W)"
+    _need_rank("x", x, (4,), f"a 4-D map {layout}")
+    _, C, _, _ = map_dims(x, channels_last)
+    weight = _need_tensor("weight", weight)
+    if weight.dim() != 4 or weight.shape[0] != C or weight.shape[1] != 1 or weight.shape[2] != weight.shape[3] \
+            or weight.shape[2] % 2 == 0:
+        raise ValueError(f"weight must be a depthwise conv weight (C={C}, 1, K, K) with K odd; got {_fmt(weight)}")
+    if weight.device != x.device:
+        raise ValueError(f"weight is on {weight.device} but x is on {x.device}; all inputs must be on one device")
+    bias = _need_channel_vector("bias", bias, C, x.device)
+    wt = _weight_dtype(x)
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and t.dtype != wt:
+            raise TypeError(f"{name} must be {wt} (the conv's parameters; the op computes in float32); got {t.dtype}")
+    if act not in DWCONV_ACTS:
+        raise ValueError(f"act must be one of {DWCONV_ACTS}; got {act!r}")
+    return DwconvArgs(x, weight, bias, act, bool(channels_last))

@@ -21,6 +21,7 @@ from dataclasses import dataclass, fields
 from typing import Optional
 
 from ..dispatch import Backend
+from ..op_table import BASE_OPS, FUSED_OPS
 from ..tunables import register
 
 
@@ -77,6 +78,7 @@ BACKENDS = [
                      "a CUDA build of torch and a visible GPU (or with TORCH_CUDA_ARCH_LIST set, which builds "
                      "for those GPU architectures without one)",
         scan_aux_shape=_aux_shape, max_dstate=64, deterministic=True,
-        doc="handwritten CUDA C++ (csrc/); deterministic selective-scan backward",
+        ops=BASE_OPS + FUSED_OPS, dwconv_kernel_sizes=(3, 5, 7),
+        doc="handwritten CUDA C++ (csrc/); deterministic backwards (no float atomics)",
     ),
 ]

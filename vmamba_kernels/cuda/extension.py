@@ -60,10 +60,11 @@ def unavailable_reason() -> Optional[str]:
     return None
 
 
-def _scan_op(name: str):
+def _op(name: str):
     if not _has_op(name):
-        raise RuntimeError(f"vmamba_kernels._C was built without torch.ops.vmamba_cuda.{name} "
-                           "(VMAMBA_KERNELS_ONLY excluded csrc/selective_scan?); rebuild with all sources")
+        raise RuntimeError(f"vmamba_kernels._C was built without torch.ops.vmamba_cuda.{name} (an older build, or "
+                           "VMAMBA_KERNELS_ONLY excluded its sources); rebuild with all sources: "
+                           "`pip install --no-build-isolation -e .`")
     return getattr(_ops, name)
 
 
@@ -104,12 +105,12 @@ def knobs() -> dict:
 
 
 def selective_scan_fwd(u, delta, A, B, C, D, delta_bias, delta_softplus, out_dtype):
-    out, last_state, aux = _scan_op("selective_scan_fwd")(u, delta, A, B, C, D, delta_bias, bool(delta_softplus), out_dtype)
+    out, last_state, aux = _op("selective_scan_fwd")(u, delta, A, B, C, D, delta_bias, bool(delta_softplus), out_dtype)
     return out, last_state, aux
 
 
 def selective_scan_bwd(u, delta, A, B, C, D, delta_bias, delta_softplus, dout, aux):
-    du, ddelta, dA, dB, dC, dD, ddelta_bias = _scan_op("selective_scan_bwd")(
+    du, ddelta, dA, dB, dC, dD, ddelta_bias = _op("selective_scan_bwd")(
         u, delta, A, B, C, D, delta_bias, bool(delta_softplus), dout, aux)
     # the op returns empty tensors for absent D / delta_bias; the contract wants None
     return (du, ddelta, dA, dB, dC, dD if D is not None else None,
@@ -122,6 +123,27 @@ def cross_scan_fwd(x, mode, channels_last):
 
 def cross_merge_fwd(y, H, W, mode, channels_last):
     return _ops.cross_merge(y, int(H), int(W), mode, bool(channels_last))
+
+
+def add_layer_norm_fwd(x, branch, weight, bias, branch_scale, eps, channels_last, out_dtype):
+    return tuple(_op("add_layer_norm_fwd")(x, branch, weight, bias, branch_scale, float(eps),
+                                                bool(channels_last), out_dtype))
+
+
+def add_layer_norm_bwd(dy, ds, s, weight, bias, mean, rstd, branch_scale, has_branch, channels_last, x_dtype):
+    dx, dbranch, dweight, dbias = _op("add_layer_norm_bwd")(
+        dy, ds, s, weight, bias, mean, rstd, branch_scale, bool(has_branch), bool(channels_last), x_dtype)
+    # the op returns empty tensors for an absent branch / bias; the contract wants None
+    return dx, (dbranch if has_branch else None), dweight, (dbias if bias is not None else None)
+
+
+def dwconv2d_fwd(x, weight, bias, act, channels_last):
+    return _op("dwconv2d_fwd")(x, weight, bias, act, bool(channels_last))
+
+
+def dwconv2d_bwd(dy, x, weight, bias, act, channels_last):
+    dx, dweight, dbias = _op("dwconv2d_bwd")(dy, x, weight, bias, act, bool(channels_last))
+    return dx, dweight, (dbias if bias is not None else None)
 
 
 def _apply_current_tuning() -> None:

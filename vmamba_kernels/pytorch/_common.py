@@ -4,6 +4,8 @@ affine-scan primitive (parallel for "torch", a plain loop for "torch_sequential"
 import torch
 
 from reference import cross_merge_ref, cross_scan_ref, selective_scan_backward_ref
+from reference import add_layer_norm as add_layer_norm_ref
+from reference import dwconv2d as dwconv2d_ref
 
 
 def make_scan(forward, scan):
@@ -25,3 +27,68 @@ def cross_scan_fwd(x, mode, channels_last):
 
 def cross_merge_fwd(y, H, W, mode, channels_last):
     return cross_merge_ref(y, H, W, mode, channels_last)
+
+
+# ---- fused ops of the fast path: the reference's forward, closed-form / autograd backward ---------------
+def _channels_last_view(t, channels_last):
+    return t if channels_last else t.movedim(1, -1)
+
+
+def add_layer_norm_fwd(x, branch, weight, bias, branch_scale, eps, channels_last, out_dtype):
+    y, s = add_layer_norm_ref(x, branch, weight, bias, branch_scale, eps, channels_last, out_dtype)
+    ct = torch.float64 if x.dtype == torch.float64 else torch.float32  # stats in the compute dtype
+    var, mean = torch.var_mean(_channels_last_view(s.to(ct), channels_last), dim=-1, unbiased=False)
+    return y, s, mean.flatten(1).contiguous(), torch.rsqrt(var + eps).flatten(1).contiguous()
+
+
+def add_layer_norm_bwd(dy, ds, s, weight, bias, mean, rstd, branch_scale, has_branch, channels_last, x_dtype):
+    """g = ds + rstd * (w dy - mean(w dy) - xhat mean(w dy xhat)) over the channels; dw = sum dy xhat."""
+    ct = mean.dtype
+    B = s.shape[0]
+    sc = _channels_last_view(s.to(ct), channels_last)
+    dyc = _channels_last_view(dy.to(ct), channels_last)
+    m, r = mean.view(*sc.shape[:-1], 1), rstd.view(*sc.shape[:-1], 1)
+    xhat = (sc - m) * r
+    wdy = dyc * weight.to(ct)
+    g = r * (wdy - wdy.mean(-1, keepdim=True) - xhat * (wdy * xhat).mean(-1, keepdim=True))
+    dweight = (dyc * xhat).reshape(-1, sc.shape[-1]).sum(0).to(weight.dtype)
+    dbias = dyc.reshape(-1, sc.shape[-1]).sum(0).to(weight.dtype) if bias is not None else None
+    g = g if channels_last else g.movedim(-1, 1)
+    if ds is not None:
+        g = g + ds.to(ct)
+    dbranch = None
+    if has_branch:  # its own tensor: custom-op outputs may not alias each other
+        dbranch = g.clone() if branch_scale is None else g * branch_scale.to(ct).view(B, *([1] * (g.dim() - 1)))
+        dbranch = dbranch.to(x_dtype).contiguous()
+    return g.to(x_dtype).contiguous(), dbranch, dweight, dbias
+
+
+def dwconv2d_fwd(x, weight, bias, act, channels_last):
+    return dwconv2d_ref(x, weight, bias, act, channels_last).contiguous()
+
+
+def _act_grad(z, act):
+    if act == "silu":
+        sig = torch.sigmoid(z)
+        return sig * (1 + z * (1 - sig))
+    if act == "gelu":  # exact erf GELU: Phi(z) + z phi(z)
+        return 0.5 * (1 + torch.erf(z * 0.5 ** 0.5)) + z * torch.exp(-0.5 * z * z) * (2 * torch.pi) ** -0.5
+    return torch.ones_like(z)
+
+
+def dwconv2d_bwd(dy, x, weight, bias, act, channels_last):
+    """Closed form (no autograd below the custom op): dz = dy act'(z), dx = conv^T(dz), dw = x * dz."""
+    ct = torch.float64 if x.dtype == torch.float64 else torch.float32
+    xc, dyc = x.to(ct), dy.to(ct)
+    if channels_last:
+        xc, dyc = xc.movedim(-1, 1), dyc.movedim(-1, 1)
+    C, K = weight.shape[0], weight.shape[-1]
+    w = weight.to(ct)
+    z = torch.nn.functional.conv2d(xc, w, None if bias is None else bias.to(ct), padding=K // 2, groups=C)
+    dz = dyc * _act_grad(z, act)
+    dx = torch.nn.grad.conv2d_input(xc.shape, w, dz, padding=K // 2, groups=C)
+    dw = torch.nn.grad.conv2d_weight(xc, w.shape, dz, padding=K // 2, groups=C)
+    db = dz.sum((0, 2, 3)).to(weight.dtype) if bias is not None else None
+    if channels_last:
+        dx = dx.movedim(1, -1)
+    return dx.to(x.dtype).contiguous(), dw.to(weight.dtype), db

@@ -19,6 +19,8 @@ except ImportError as e:
 import torch
 
 from .cross_scan import cross_merge_fwd, cross_scan_fwd  # noqa: F401
+from .dwconv import dwconv2d_bwd, dwconv2d_fwd  # noqa: F401
+from .layer_norm import add_layer_norm_bwd, add_layer_norm_fwd  # noqa: F401
 from .selective_scan import scan_aux_shape, selective_scan_bwd, selective_scan_fwd  # noqa: F401
 
 
