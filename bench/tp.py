@@ -94,6 +94,12 @@ def parse_args(argv=None):
     p.add_argument("--no-csv", action="store_true", help="print only, write nothing")
     p.add_argument("--save-cpu", action="store_true",
                    help="append rows measured on the CPU to reports/models.csv too (by default they are only printed)")
+    p.add_argument("--path", choices=["fused", "unfused", "both"], default="fused",
+                   help="VMamba models: the fast path (fused add+LayerNorm, depthwise conv; default), the "
+                        "reference path (fused ops 'off'), or both in the same run (impl label ':unfused')")
+    p.add_argument("--layout", choices=["model", "channels_last", "channels_first", "both"], default="model",
+                   help="VMamba models' activation layout: the variant's own (default), or forced (impl label "
+                        "':cl' / ':cf'); weights and results are the same, only the speed differs")
     p.add_argument("--model-factory", default=None,
                    help="module:function used instead of models.create_model (e.g. bench._tiny:create_model)")
     a = p.parse_args(argv)
@@ -160,6 +166,19 @@ def modes_for(a) -> list:
         if a.fp32:
             train.append("train_fp32")
     return train if a.train_only else infer + train
+
+
+def _policy(impl: str, path: str):
+    name = None if impl == "auto" else impl
+    if path == "unfused":
+        import models  # noqa: PLC0415
+
+        return models.KernelPolicy.unfused(name)
+    return name
+
+
+def _layout_kw(layout: str) -> dict:
+    return {} if layout == "model" else {"channels_last": layout == "channels_last"}
 
 
 def _factory(spec: Optional[str]) -> Callable:
@@ -309,10 +328,17 @@ def run(a, create_model: Optional[Callable] = None) -> tuple:
         except Exception as e:  # noqa: BLE001
             print(f"cannot import the model factory ({type(e).__name__}: {e}); only baselines can run",
                   file=sys.stderr)
+    paths = ["fused", "unfused"] if a.path == "both" else [a.path]
+    layouts = ["channels_last", "channels_first"] if a.layout == "both" else [a.layout]
     for m in a.models:
         for impl in a.impls:
-            jobs.append((m, impl, (lambda m=m, impl=impl: make(m, impl=None if impl == "auto" else impl))
-                         if make is not None else None))
+            for path in paths:
+                for layout in layouts:
+                    label = impl + (":unfused" if path == "unfused" else "") + \
+                        {"model": "", "channels_last": ":cl", "channels_first": ":cf"}[layout]
+                    jobs.append((m, label, (lambda m=m, impl=impl, path=path, layout=layout:
+                                            make(m, impl=_policy(impl, path), **_layout_kw(layout)))
+                                 if make is not None else None))
     if a.baselines:
         try:
             import timm  # noqa: PLC0415, F401
