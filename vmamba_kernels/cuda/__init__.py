@@ -71,6 +71,17 @@ def _aux_shape(batch, KD, L, N, dtype):
     return (batch, KD, (L + chunk - 1) // chunk, N), torch.float32
 
 
+MAX_LN_CHANNELS = 4096  # the add_layer_norm kernels keep a pixel's channels on chip (csrc/layer_norm/)
+
+
+def _limits(op, args) -> list:
+    if op == "add_layer_norm":
+        C = args.x.shape[-1] if args.channels_last else args.x.shape[1]
+        if C > MAX_LN_CHANNELS:
+            return [f"add_layer_norm takes at most {MAX_LN_CHANNELS} channels, not {C}"]
+    return []
+
+
 BACKENDS = [
     Backend(
         name="cuda", priority=10, module="vmamba_kernels.cuda.extension",
@@ -78,7 +89,7 @@ BACKENDS = [
                      "a CUDA build of torch and a visible GPU (or with TORCH_CUDA_ARCH_LIST set, which builds "
                      "for those GPU architectures without one)",
         scan_aux_shape=_aux_shape, max_dstate=64, deterministic=True,
-        ops=BASE_OPS + FUSED_OPS, dwconv_kernel_sizes=(3, 5, 7),
+        ops=BASE_OPS + FUSED_OPS, dwconv_kernel_sizes=(3, 5, 7), extra_reasons=_limits,
         doc="handwritten CUDA C++ (csrc/); deterministic backwards (no float atomics)",
     ),
 ]
