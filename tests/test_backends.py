@@ -11,11 +11,10 @@ directly (test_softplus_through_the_scan). Cross ops are compared with an indepe
 definition, not with reference/."""
 import pytest
 import torch
-import torch.nn.functional as F
 
 import vmamba_kernels as vk
-from tests.scan_cases import (NAMES, TOL, assert_close, grad_tol, independent_cross_merge, independent_cross_scan,
-                              independent_scan, make_inputs, poisoned)
+from tests.scan_cases import (NAMES, TOL, assert_close, check_softplus_sweep, grad_tol, independent_cross_merge,
+                              independent_cross_scan, independent_scan, make_inputs, poisoned, softplus_sweep)
 from vmamba_kernels import dispatch, validate
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -93,42 +92,6 @@ def test_selective_scan_vmamba_ranges(impl, softplus, dtype, case):
     out_dtype = torch.float32 if (dtype != torch.float32 and L % 2 == 1) else None
     _skip_unless_supported(impl, "selective_scan", validate.check_selective_scan(*ins, softplus, out_dtype))
     _check_scan(impl, ins, softplus, out_dtype, dtype)
-
-
-# softplus inputs swept through a scan that outputs dt itself: batch 1, one step, u = B = C = 1, no D, so
-# y[d] = N * softplus(v[d]) and dy/ddelta = N * sigmoid(v[d]) for every channel d. Dense around 0 and
-# softplus^-1(0.5) = -0.43 (the kernels' small-dt gradient branch), over dt in [0.049, 0.105] (where
-# 1 - exp(-dt) loses digits), and around the threshold 20.
-SOFTPLUS_SWEEP = torch.cat([torch.linspace(-16, -3, 256), torch.linspace(-3.0, -2.2, 1024),
-                            torch.linspace(-2.2, 1, 512), torch.linspace(1, 19, 128), torch.linspace(19, 21, 256),
-                            torch.tensor([20.0]), torch.linspace(21, 40, 32)])
-
-
-def softplus_sweep(impl, N, device, env=None):
-    """(v, y, ddelta) of `impl` on SOFTPLUS_SWEEP (fp32), see above."""
-    KD = SOFTPLUS_SWEEP.numel()
-    v = SOFTPLUS_SWEEP.to(device).view(1, KD, 1).clone().requires_grad_(True)
-    ones = torch.ones(1, 1, N, 1, device=device)
-    A = -torch.ones(KD, N, device=device)
-    with poisoned():
-        y = vk.selective_scan(torch.ones(1, KD, 1, device=device), v, A, ones, ones, delta_softplus=True, impl=impl)
-        (g,) = torch.autograd.grad(y, v, torch.ones_like(y))
-    return v.detach().double().cpu(), y.detach().double().cpu() / N, g.double().cpu() / N
-
-
-def check_softplus_sweep(v, y, g):
-    """softplus, its threshold and its gradient as the code under test computes them, against torch's
-    softplus and its derivative in float64 (the definition: threshold 20, the identity above it)."""
-    v64 = v.clone().requires_grad_(True)
-    want = F.softplus(v64)
-    (dwant,) = torch.autograd.grad(want.sum(), v64)
-    # fp32 forward: exp's error grows with |v| (CUDA's __expf: 2 + 1.2|v| ulp), ~2.4e-6 at v = -16
-    assert_close("softplus(v) through the scan", y, want.detach(), 4e-6, 0.0)
-    assert_close("d softplus / dv through the scan", g, dwant, 2e-6, 0.0)
-    # the gradient against the exact derivative at the kernel's own dt (sigmoid(v) = 1 - exp(-dt)): this
-    # leaves out the forward's rounding, so the small-dt branch's precision shows (1 - exp(-dt) computed
-    # directly loses ~2 ulp / dt relative: 2.4e-6 at dt = 0.05)
-    assert_close("d softplus / dv against 1 - exp(-dt) at the scan's dt", g, -torch.expm1(-y), 1e-6, 0.0)
 
 
 @pytest.mark.parametrize("N", [1, 2, 16])
