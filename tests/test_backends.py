@@ -190,3 +190,26 @@ def test_cross_empty_maps(impl, channels_last, shape):
     assert gx.shape == x.shape
     m = vk.cross_merge(torch.randn(Bn, 4, C, H * W, device=DEVICE), H, W, channels_last=channels_last, impl=impl)
     assert m.shape == x.shape
+
+
+# ---- the poison reaches what the ops return ------------------------------------------------------------
+def test_poison_exposes_a_skipped_element(monkeypatch):
+    """A kernel that leaves one output element unwritten fails the comparison: the torch backend's cross
+    scan, swapped for one that writes all but the last element of a torch.empty output, returns a NaN there
+    through the registered op when run under poisoned() (as every backend call above is)."""
+    backend = dispatch.get_backend("torch")
+    full = backend.impl().cross_scan_fwd
+
+    def skipping(x, mode, channels_last):
+        ref = full(x, mode, channels_last)
+        out = torch.empty_like(ref)
+        out.view(-1)[:-1] = ref.view(-1)[:-1]
+        return out
+
+    monkeypatch.setattr(backend.impl(), "cross_scan_fwd", skipping)
+    x = torch.randn(2, 3, 5, 4)
+    with poisoned():
+        ys = vk.cross_scan(x, impl="torch")
+    assert torch.isnan(ys.view(-1)[-1]) and not torch.isnan(ys.view(-1)[:-1]).any()
+    with pytest.raises(AssertionError, match="non-finite values"):
+        assert_close("scan", ys, independent_cross_scan(x), 0, 0)

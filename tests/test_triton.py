@@ -344,6 +344,7 @@ def test_cross_scan_channels_last_bands(kern, monkeypatch, cfg, hw_first):
         _check_cross(kern, torch.randn(2, H, H, C, device=DEV), H, H, "cross2d", True, scan_only=True)
 
 
+@pytest.mark.tuning_pin
 def test_cross_band_config(monkeypatch):
     """Which band shape each map gets on a GPU (interpreter clamps off): the tuned VMamba-T stages, channel
     blocks that shrink to keep a program within max_elems, and maps too wide for one band of one channel
@@ -363,6 +364,7 @@ def test_cross_band_config(monkeypatch):
     assert cs._band_config(96, 56) is None
 
 
+@pytest.mark.tuning_pin
 def test_cross_grid_order_and_limit(monkeypatch):
     """The launch grid: image-last only while the images fit axis 2's 65535 limit, image-major
     otherwise; a map with more tiles than image-major allows gets a clear error (no launch needed)."""
@@ -460,6 +462,7 @@ def test_gpu_against_mamba_ssm(kern, dtype, L, N):
         assert_close(f"d{name} vs mamba_ssm", a, b, *grad_tol(name, dtype))
 
 
+@pytest.mark.tuning_pin
 def test_gpu_block_configs(monkeypatch):
     """The GPU defaults (no interpreter): the block of channels divides the group, tiles stay small,
     VMamba's N = 1 stages get the measured best (T 64: BLOCK_D 8 fwd with 16 tile elements per thread,

@@ -135,3 +135,8 @@ def test_explain_validates_too():
                    torch.randn(1, 1, 3), torch.randn(1, 1, 3))
     with pytest.raises(ValueError, match="unknown op"):
         vk.explain("conv", torch.randn(1))
+    # explain runs no backend: the mode check is validate's own (the torch backends repeat it)
+    with pytest.raises(ValueError, match=r"mode must be one of \('cross2d', 'unidi', 'bidi'\); got 'diag'"):
+        vk.explain("cross_scan", torch.randn(1, 2, 3, 3), mode="diag")
+    with pytest.raises(ValueError, match=r"mode must be one of"):
+        vk.explain("cross_merge", torch.randn(1, 4, 2, 9), 3, 3, mode="diag")
