@@ -1,7 +1,7 @@
 """The model oracle's shared pieces: seeded weights per state_dict key, the seeded input, the variants.
 
 Used by tests/tools/record_official_logits.py (which runs the official VMamba code and writes
-tests/data/official_logits.json) and by tests/test_model_oracle.py (which runs models/ on the same
+tests/data/official_logits.json) and by tests/test_models_oracle.py (which runs models/ on the same
 weights and input). Both sides generate every tensor from its key and shape alone, so the weights do not
 depend on either model's init, on parameter order, or on anything but this file and torch's CPU
 generator (the recorded fingerprint catches a change of either).

@@ -1,4 +1,4 @@
-"""Record the official VMamba's logits under seeded weights: the data of tests/test_model_oracle.py.
+"""Record the official VMamba's logits under seeded weights: the data of tests/test_models_oracle.py.
 
 Runs the official classification models (classification/models/vmamba.py of MzeroMiko/VMamba) on the
 CPU, where their code falls back to plain torch (the selective-scan loop of csms6s.py, the cross scan of
