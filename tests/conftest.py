@@ -18,6 +18,8 @@ import torch
 def pytest_configure(config):
     config.addinivalue_line("markers", "gpu: needs a CUDA device (skipped with a reason where there is none)")
     config.addinivalue_line("markers", "slow: long-running; deselect with -m 'not slow'")
+    config.addinivalue_line("markers", "tuning_pin: pins a tuning table or launch plan: detects a change, not an "
+                                       "error (kept, but not counted as a correctness test)")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,4 +1,5 @@
-"""The CUDA cross scan / cross merge (csrc/cross_scan/) against reference/cross_scan.py.
+"""The CUDA cross scan / cross merge (csrc/cross_scan/) against the pixel-loop definition of
+tests/scan_cases.py (independent of reference/cross_scan.py, which the torch backends are built from).
 
 Two layers:
 * host emulation (CPU, needs nvcc): the very kernel bodies of csrc/cross_scan/cross_scan_body.cuh,
@@ -12,7 +13,8 @@ Two layers:
   API with impl="cuda": exact equality for the scan (a permutation), float64-referenced tolerances of
   one rounding for the merge, gradients, every launch path (vector widths, direct kernel, planes too
   big for shared memory, tiled channels-last; the knobs set through vmamba_kernels.tuning("cuda", ...)),
-  non-contiguous input, poisoned outputs.
+  non-contiguous input, poisoned outputs (scan_cases.poisoned: every at::empty inside the ops reads NaN
+  until written).
 
 Timing lives in bench/: `python -m bench.kernels --ops cross_scan,cross_merge --layouts cf,cl` and the
 vector-width / plane-vs-tiled sweep `python -m bench.tuning.cross_scan`.
@@ -29,7 +31,19 @@ import tempfile
 import pytest
 import torch
 
-from reference.cross_scan import cross_merge_ref, cross_scan_ref
+from reference.cross_scan import cross_merge_ref as reference_merge
+from tests.scan_cases import independent_cross_merge, independent_cross_scan, poisoned
+
+
+def cross_scan_ref(x, mode="cross2d", channels_last=False):
+    """The pixel-loop definition in x's dtype and device (a permutation: exact)."""
+    return independent_cross_scan(x, mode, channels_last).to(device=x.device, dtype=x.dtype)
+
+
+def cross_merge_ref(y, H, W, mode="cross2d", channels_last=False):
+    """The pixel-loop adjoint, summed in float64, in y's dtype and device."""
+    return independent_cross_merge(y, H, W, mode, channels_last).to(device=y.device, dtype=y.dtype)
+
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODES = ("cross2d", "unidi", "bidi")
@@ -214,8 +228,8 @@ def _check_merge(out, y, H, W, mode, channels_last):
     rtol, atol = _merge_tol(y.dtype)
     assert not out.isnan().any(), "unwritten (poisoned) elements in the merge output"
     torch.testing.assert_close(out.double(), ref, rtol=rtol, atol=atol)
-    if y.dtype == torch.float32:  # same association as the reference: exact in fp32
-        assert torch.equal(out, cross_merge_ref(y, H, W, mode, channels_last))
+    if y.dtype == torch.float32:  # same association as reference/cross_scan.py: exact in fp32
+        assert torch.equal(out, reference_merge(y, H, W, mode, channels_last))
 
 
 CASES = [(m, mode, cl, dt) for m in MAPS for mode in MODES for cl in (False, True) for dt in DTYPES]
@@ -392,6 +406,7 @@ def test_host_emulation_tiled_vector_widths(harness, dims, mode, dtype, vec):
     assert _plan_field(plan_s, "vec") == str(vec) and _plan_field(plan_m, "vec") == str(vec), (plan_s, plan_m)
 
 
+@pytest.mark.tuning_pin
 @pytest.mark.parametrize("dtype", (torch.float32, torch.float16))
 def test_host_emulation_default_rule(harness, dtype):
     """Unset VMAMBA_CROSS_CL_TILED: the stage-1 channels-last merge goes tiled (8 x 56 tiles in fp32, 16 x 28
@@ -460,14 +475,6 @@ def _ops():
     return torch.ops.vmamba_cuda
 
 
-def _poison_allocator(numel, dtype):
-    # fill a block the caching allocator will hand out next with NaN bits (0xFF bytes), so output
-    # elements the kernel never writes show up as NaN
-    buf = torch.empty(numel, dtype=dtype, device="cuda")
-    buf.view(torch.uint8).fill_(0xFF)
-    del buf
-
-
 @pytest.fixture
 def knobs():
     """knobs(**changes): the extension's cross knobs (CudaTuning; csrc/common/knobs.h) for the rest of the
@@ -487,13 +494,13 @@ def _gpu_scan_and_merge(ops, dims, mode, channels_last, dtype):
     """The compiled ops on poisoned outputs: the scan bit-exact, the merge within one rounding."""
     B, C, H, W = dims
     x = _map(dims, dtype, channels_last, device="cuda")
-    _poison_allocator(4 * x.numel(), dtype)
-    out = ops.cross_scan(x, mode, channels_last)
+    with poisoned():
+        out = ops.cross_scan(x, mode, channels_last)
     torch.cuda.synchronize()
     assert torch.equal(out.cpu(), cross_scan_ref(x.cpu(), mode, channels_last))
     y = torch.randn(B, 4, C, H * W, device="cuda").to(dtype)
-    _poison_allocator(x.numel(), dtype)
-    out = ops.cross_merge(y, H, W, mode, channels_last)
+    with poisoned():
+        out = ops.cross_merge(y, H, W, mode, channels_last)
     _check_merge(out.cpu(), y.cpu(), H, W, mode, channels_last)
 
 
@@ -537,9 +544,11 @@ def test_gpu_plane_too_big_for_shared_memory(channels_last, dtype):
     ops = _ops()
     B, C, H, W = BIG_MAP
     x = _map(BIG_MAP, dtype, channels_last, device="cuda")
-    assert torch.equal(ops.cross_scan(x, "cross2d", channels_last).cpu(), cross_scan_ref(x.cpu(), "cross2d", channels_last))
     y = torch.randn(B, 4, C, H * W, device="cuda").to(dtype)
-    _check_merge(ops.cross_merge(y, H, W, "cross2d", channels_last).cpu(), y.cpu(), H, W, "cross2d", channels_last)
+    with poisoned():
+        out, merged = ops.cross_scan(x, "cross2d", channels_last), ops.cross_merge(y, H, W, "cross2d", channels_last)
+    assert torch.equal(out.cpu(), cross_scan_ref(x.cpu(), "cross2d", channels_last))
+    _check_merge(merged.cpu(), y.cpu(), H, W, "cross2d", channels_last)
 
 
 @pytest.mark.gpu
@@ -551,15 +560,17 @@ def test_gpu_gradients_through_api(mode, channels_last):
 
     B, C, H, W = 2, 6, 7, 13
     x = _map((B, C, H, W), torch.float32, channels_last, device="cuda").requires_grad_()
-    ys = vk.cross_scan(x, mode=mode, channels_last=channels_last, impl="cuda")
-    g = torch.randn_like(ys)
-    ys.backward(g)
+    with poisoned():
+        ys = vk.cross_scan(x, mode=mode, channels_last=channels_last, impl="cuda")
+        g = torch.randn_like(ys)
+        ys.backward(g)
     torch.testing.assert_close(x.grad, cross_merge_ref(g, H, W, mode, channels_last), rtol=1e-6, atol=1e-6)
 
     y = torch.randn(B, 4, C, H * W, device="cuda", requires_grad=True)
-    xm = vk.cross_merge(y, H, W, mode=mode, channels_last=channels_last, impl="cuda")
-    gx = torch.randn_like(xm)
-    xm.backward(gx)
+    with poisoned():
+        xm = vk.cross_merge(y, H, W, mode=mode, channels_last=channels_last, impl="cuda")
+        gx = torch.randn_like(xm)
+        xm.backward(gx)
     assert torch.equal(y.grad, cross_scan_ref(gx, mode, channels_last))
 
 

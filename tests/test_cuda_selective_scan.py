@@ -3,8 +3,11 @@
 GPU tests (marker `gpu`): outputs, last_state and ALL gradients against
 `reference.selective_scan.selective_scan_parallel` run in float64 on the same inputs, with mamba_ssm's
 per-dtype tolerance table (tests/scan_cases.py); the awkward grid L x N x dtype with K, batch, out
-dtype, softplus and D/delta_bias cycled; poisoned outputs (the knob scan_poison fills every output and
-scratch buffer with NaN first); several channel rounds per backward block (scan_bwd_splits=1);
+dtype, softplus and D/delta_bias cycled, in mamba_ssm's input ranges and in VMamba's (softplus over
+negative inputs, both sides of the threshold 20 and of the small-dt gradient branch, A down to -16);
+softplus, its threshold and its gradient swept through every kernel family (test_softplus_through_the_scan);
+poisoned outputs (the knob scan_poison fills every output and scratch buffer with NaN first, and
+scan_cases.poisoned() every other allocation); several channel rounds per backward block (scan_bwd_splits=1);
 bitwise determinism; the input checks; mamba_ssm's kernel when built; a > 2^31-element case (slow).
 
 Timing lives in bench/ (`python -m bench.kernels`, and bench/tuning/scan.cu for the kernels' constants).
@@ -18,7 +21,8 @@ import torch
 
 import vmamba_kernels as vk
 from reference.selective_scan import selective_scan_parallel
-from tests.scan_cases import NAMES, TOL, assert_close, dA_rounding_floor, grad_tol, make_inputs
+from tests.scan_cases import (NAMES, RANGES, TOL, assert_close, check_softplus_sweep, dA_rounding_floor, grad_tol,
+                              make_inputs, poisoned, softplus_sweep)
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 LS = (1, 7, 49, 197, 1031, 2049, 3136)
@@ -59,24 +63,23 @@ def _reference(ins, softplus, out_dtype, dout):
                                        for t in ref_ins]
 
 
-def _check(ops, batch, KD, L, N, K, dtype, out_fp32, softplus, with_D, with_bias, splits=None):
+def _check(ops, batch, KD, L, N, K, dtype, out_fp32, softplus, with_D, with_bias, splits=None, ranges="mamba_ssm"):
     dev = "cuda"
     ins = make_inputs(batch, KD, L, N, K, dtype=dtype, device=dev, with_D=with_D, with_bias=with_bias,
-                      requires_grad=False)
+                      requires_grad=False, ranges=ranges, softplus=softplus)
     u, delta, A, B, C, D, bias = ins
     out_dtype = torch.float32 if out_fp32 else dtype
-    y, last, aux = ops.selective_scan_fwd(u, delta, A, B, C, D, bias, softplus, out_dtype)
+    with poisoned():
+        y, last, aux = ops.selective_scan_fwd(u, delta, A, B, C, D, bias, softplus, out_dtype)
     assert y.dtype == out_dtype and last.dtype == torch.float32 and aux.dtype == torch.float32
     from vmamba_kernels.cuda import _aux_shape
     assert tuple(aux.shape) == _aux_shape(batch, KD, L, N, dtype)[0]
     dout = torch.randn(batch, KD, L, device=dev, dtype=out_dtype)
-    with vk.tuning("cuda", scan_bwd_splits=splits):
+    with vk.tuning("cuda", scan_bwd_splits=splits), poisoned():
         grads = ops.selective_scan_bwd(u, delta, A, B, C, D, bias, softplus, dout, aux)
     y_ref, last_ref, g_ref = _reference(ins, softplus, out_dtype, dout)
-    rtol, atol = TOL[dtype]
-    if out_dtype != torch.float32:
-        rtol, atol = max(rtol, TOL[dtype][0]), max(atol, TOL[dtype][1])
-    tag = f"b{batch} KD{KD} L{L} N{N} K{K} {dtype} out{out_dtype} sp{softplus} D{with_D} bias{with_bias}"
+    rtol, atol = TOL[dtype]  # the input dtype's tolerance whether y is written in it or in fp32
+    tag = f"b{batch} KD{KD} L{L} N{N} K{K} {dtype} out{out_dtype} sp{softplus} D{with_D} bias{with_bias} {ranges}"
     assert_close(f"y [{tag}]", y, y_ref, rtol, atol)
     assert_close(f"last_state [{tag}]", last, last_ref, *TOL[torch.float32] if dtype == torch.float32 else TOL[dtype])
     for name, g, gr, t in zip(NAMES, grads, g_ref, ins):
@@ -103,18 +106,20 @@ for i, (L, N, dtype) in enumerate(itertools.product(LS, NS, DTYPES)):
     _GRID.append((batch, KD, L, N, K, dtype, out_fp32, softplus, with_D, with_bias))
 
 
+@pytest.mark.parametrize("ranges", RANGES)
 @pytest.mark.parametrize("case", _GRID, ids=lambda c: f"b{c[0]}-L{c[2]}-N{c[3]}-K{c[4]}-{str(c[5])[6:]}-o{int(c[6])}-sp{int(c[7])}-D{int(c[8])}{int(c[9])}")
-def test_grid(ops, case):
-    _check(ops, *case)
+def test_grid(ops, case, ranges):
+    _check(ops, *case, ranges=ranges)
 
 
 # d_state 1 with rows of one chunk (L <= 256) takes fwd_n1_packed_kernel (rows end to end at lane
 # granularity): L at the 128 / 129 and chunk (256 / 257) edges, every input dtype
+@pytest.mark.parametrize("ranges", RANGES)
 @pytest.mark.parametrize("L", (8, 9, 128, 129, 255, 256, 257))
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_one_chunk_rows_d_state_1(ops, L, dtype):
-    _check(ops, 3, 44, L, 1, 4, dtype, True, True, True, True)
-    _check(ops, 1, 9, L, 1, 1, dtype, False, False, False, False)
+def test_one_chunk_rows_d_state_1(ops, L, dtype, ranges):
+    _check(ops, 3, 44, L, 1, 4, dtype, True, True, True, True, ranges=ranges)
+    _check(ops, 1, 9, L, 1, 1, dtype, False, False, False, False, ranges=ranges)
 
 
 # fwd_n1_packed_kernel with a few rows per warp forced (the knob scan_packed_rows; by default a warp
@@ -126,7 +131,7 @@ def test_one_chunk_rows_d_state_1(ops, L, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_packed_rows(ops, rows_per_warp, L, dtype):
     with vk.tuning("cuda", scan_packed_rows=rows_per_warp):
-        _check(ops, 3, 44, L, 1, 4, dtype, True, True, True, True)
+        _check(ops, 3, 44, L, 1, 4, dtype, True, True, True, True, ranges=RANGES[L % 2])
 
 
 # the row-per-thread kernels (1 < N <= 16, taken from scan_seq_min_rows rows up; 0 forces
@@ -143,8 +148,18 @@ _SEQ = [(2, 1, torch.float32), (5, 33, torch.bfloat16), (16, 7, torch.float16), 
 @pytest.mark.parametrize("splits", [None, 1])
 def test_row_per_thread_kernels(ops, N, L, dtype, splits):
     with vk.tuning("cuda", scan_seq_min_rows=0):
-        _check(ops, 2, 280, L, N, 4, dtype, True, True, True, True, splits=splits)
-        _check(ops, 1, 70, L, N, 1, dtype, False, False, False, False, splits=splits)
+        for ranges in RANGES:
+            _check(ops, 2, 280, L, N, 4, dtype, True, True, True, True, splits=splits, ranges=ranges)
+            _check(ops, 1, 70, L, N, 1, dtype, False, False, False, False, splits=splits, ranges=ranges)
+
+
+# softplus, its threshold 20 and its gradient (and that gradient's small-dt branch) through each kernel
+# family: d_state 1 (packed rows and chunked: the sweep's rows are 277 steps), the warp-per-row kernels
+# (N 2, 16, 64) and the row-per-thread ones (scan_seq_min_rows=0, 1 < N <= 16)
+@pytest.mark.parametrize("N,seq", [(1, False), (2, False), (16, False), (64, False), (2, True), (16, True)])
+def test_softplus_through_the_scan(ops, N, seq):
+    with vk.tuning("cuda", scan_seq_min_rows=0 if seq else None):
+        check_softplus_sweep(*softplus_sweep("cuda", N, "cuda"))
 
 
 def test_row_per_thread_matches_warp_per_row(ops):

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from reference import cross_merge_ref, cross_scan_ref, selective_scan_backward_ref, selective_scan_parallel
-from tests.scan_cases import NAMES, TOL, assert_close, grad_tol, make_inputs
+from reference import selective_scan_backward_ref, selective_scan_parallel
+from tests.scan_cases import (NAMES, RANGES, TOL, assert_close, check_softplus_sweep, grad_tol, independent_cross_merge,
+                              independent_cross_scan, make_inputs, poisoned, softplus_sweep)
 
 REPO = Path(__file__).resolve().parent.parent
 CUPY_DIR = REPO / "vmamba_kernels" / "cupy"
@@ -117,13 +118,6 @@ def kern():
     return kernels
 
 
-def _poison(device="cuda"):
-    """Fill recently freed caching-allocator blocks with NaN, so unwritten outputs show up."""
-    for n in (1 << 12, 1 << 16, 1 << 20, 1 << 24):
-        t = torch.full((n,), float("nan"), device=device)
-        del t
-
-
 def _ref_scan(ins, softplus, dout):
     u, delta, A, B, C, D, bias = [None if t is None else t.detach().double() for t in ins]
     y, last = selective_scan_parallel(u, delta, A, B, C, D, bias, softplus, True, torch.float64)
@@ -131,18 +125,20 @@ def _ref_scan(ins, softplus, dout):
     return y, last, grads
 
 
-def _check_scan(batch, KD, L, N, K, dtype, out_fp32, softplus, with_D, with_bias):
+def _check_scan(batch, KD, L, N, K, dtype, out_fp32, softplus, with_D, with_bias, ranges="mamba_ssm"):
+    """Through the public API, outputs from poisoned memory, against the float64 reference."""
     import vmamba_kernels as vk
 
-    ins = make_inputs(batch, KD, L, N, K, dtype=dtype, device="cuda", with_D=with_D, with_bias=with_bias)
+    ins = make_inputs(batch, KD, L, N, K, dtype=dtype, device="cuda", with_D=with_D, with_bias=with_bias,
+                      ranges=ranges, softplus=softplus)
     out_dtype = torch.float32 if out_fp32 else dtype
-    _poison()
-    y, last = vk.selective_scan(*ins, delta_softplus=softplus, return_last_state=True, out_dtype=out_dtype,
-                                impl="cupy")
+    with poisoned():
+        y, last = vk.selective_scan(*ins, delta_softplus=softplus, return_last_state=True, out_dtype=out_dtype,
+                                    impl="cupy")
     assert y.dtype == out_dtype and last.dtype == torch.float32
     dout = torch.randn_like(y)
-    _poison()
-    y.backward(dout)
+    with poisoned():
+        y.backward(dout)
     ry, rlast, rgrads = _ref_scan(ins, softplus, dout)
     assert_close("out", y, ry, *TOL[dtype])  # out_dtype is fp32 or the input dtype
     assert_close("last_state", last, rlast, *TOL[dtype])
@@ -165,12 +161,20 @@ for i, (L, N, dtype) in enumerate(itertools.product(LS, NS, DTYPES)):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("ranges", RANGES)
 @pytest.mark.parametrize("L,N,dtype,K,out_fp32,softplus,with_Dbias,batch", GRID,
                          ids=[f"L{c[0]}-N{c[1]}-{str(c[2])[6:]}-K{c[3]}-o{int(c[4])}-sp{int(c[5])}-Db{int(c[6])}-b{c[7]}"
                               for c in GRID])
-def test_scan_grid(kern, L, N, dtype, K, out_fp32, softplus, with_Dbias, batch):
+def test_scan_grid(kern, L, N, dtype, K, out_fp32, softplus, with_Dbias, batch, ranges):
     KD = 24 if K == 4 else 8  # K=4: 6 channels per group (2 per backward block); K=1: 8 per group
-    _check_scan(batch, KD, L, N, K, dtype, out_fp32, softplus, with_Dbias, with_Dbias)
+    _check_scan(batch, KD, L, N, K, dtype, out_fp32, softplus, with_Dbias, with_Dbias, ranges=ranges)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("N", [1, 2, 16, 64])
+def test_softplus_through_the_scan(kern, N):
+    """softplus, its threshold and its gradient as the kernels compute them (tests/scan_cases.SOFTPLUS_SWEEP)."""
+    check_softplus_sweep(*softplus_sweep("cupy", N, "cuda"))
 
 
 @pytest.mark.gpu
@@ -237,13 +241,13 @@ def test_cross_scan_merge(kern, mode, channels_last, dtype):
         C, Bn = 5, 2
         shape = (Bn, H, W, C) if channels_last else (Bn, C, H, W)
         x = torch.randn(shape, device="cuda").to(dtype)
-        _poison()
-        y = kern.cross_scan_fwd(x, mode, channels_last)
-        assert torch.equal(y, cross_scan_ref(x, mode, channels_last)), (mode, channels_last, H, W)
+        with poisoned():
+            y = kern.cross_scan_fwd(x, mode, channels_last)
+        assert torch.equal(y.cpu().double(), independent_cross_scan(x, mode, channels_last)), (mode, channels_last, H, W)
         g = torch.randn(Bn, 4, C, H * W, device="cuda").to(dtype)
-        _poison()
-        m = kern.cross_merge_fwd(g, H, W, mode, channels_last)
-        ref = cross_merge_ref(g.double(), H, W, mode, channels_last)
+        with poisoned():
+            m = kern.cross_merge_fwd(g, H, W, mode, channels_last).cpu()
+        ref = independent_cross_merge(g, H, W, mode, channels_last)
         assert m.shape == ref.shape
         rtol, atol = TOL[dtype]
         assert_close(f"merge {mode} cl={channels_last} {H}x{W}", m, ref, rtol, atol)
@@ -254,10 +258,11 @@ def test_cross_autograd_adjoint(kern):
     import vmamba_kernels as vk
 
     x = torch.randn(2, 6, 13, 7, device="cuda", requires_grad=True)
-    y = vk.cross_scan(x, mode="cross2d", impl="cupy")
-    g = torch.randn_like(y)
-    y.backward(g)
-    assert_close("dx", x.grad, cross_merge_ref(g.double(), 13, 7, "cross2d"), 1e-5, 1e-5)
+    with poisoned():
+        y = vk.cross_scan(x, mode="cross2d", impl="cupy")
+        g = torch.randn_like(y)
+        y.backward(g)
+    assert_close("dx", x.grad.cpu(), independent_cross_merge(g, 13, 7, "cross2d"), 1e-5, 1e-5)
 
 
 def _mamba_module():

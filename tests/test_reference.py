@@ -8,7 +8,8 @@ import vmamba_kernels as vk
 from reference import (affine_scan, affine_scan_sequential, cross_merge_ref, cross_scan_ref,
                        route_index, selective_scan_backward_ref, selective_scan_parallel,
                        selective_scan_ref)
-from tests.scan_cases import NAMES, assert_close, independent_scan, make_inputs, rel_err
+from tests.scan_cases import (NAMES, assert_close, check_softplus_sweep, independent_cross_merge,
+                              independent_cross_scan, independent_scan, make_inputs, rel_err, softplus_sweep)
 
 TORCH_IMPLS = ("torch", "torch_sequential")
 
@@ -48,6 +49,34 @@ def test_float64_matches_independent_definition(impl, case):
         assert rel_err(g, w) < 1e-6, f"d{name}: relative error {rel_err(g, w):.3g}"
 
 
+# VMamba's ranges in float64 (make_inputs(ranges="vmamba")): softplus inputs over [-12, 30], A to -16;
+# elementwise at float64 precision, so a softplus threshold other than 20 shows (softplus(v) - v = e^-v)
+VMAMBA_CASES = [(7, 1, True, True), (49, 16, True, False), (197, 1, False, True), (33, 4, False, False)]
+
+
+@pytest.mark.parametrize("case", VMAMBA_CASES, ids=lambda c: f"L{c[0]}-N{c[1]}-{'softplus' if c[2] else 'dt'}-K{2 if c[3] else 1}")
+@pytest.mark.parametrize("impl", TORCH_IMPLS)
+def test_float64_vmamba_ranges(impl, case):
+    L, N, softplus, grouped = case
+    ins = make_inputs(2, 4, L, N, 2 if grouped else 1, torch.float64, grouped=grouped, ranges="vmamba",
+                      softplus=softplus)
+    y, last = _run(impl, ins, softplus)
+    y_ref, last_ref = independent_scan(*ins, delta_softplus=softplus)
+    assert_close("y", y, y_ref, 1e-9, 1e-12)
+    assert_close("last_state", last, last_ref, 1e-9, 1e-12)
+    dy = torch.randn_like(y)
+    got = torch.autograd.grad(y, ins, dy)
+    want = torch.autograd.grad(y_ref, ins, dy)
+    for name, g, w in zip(NAMES, got, want):
+        assert_close(f"d{name}", g, w, 1e-9, 1e-10 * w.abs().max().item())
+
+
+@pytest.mark.parametrize("impl", TORCH_IMPLS)
+def test_softplus_sweep_float64(impl):
+    """softplus, its threshold and its gradient through the torch backends in float64 (tests/scan_cases.py)."""
+    check_softplus_sweep(*softplus_sweep(impl, 1, "cpu", torch.float64), rtols=(1e-13, 1e-13, 1e-12))
+
+
 @pytest.mark.parametrize("case", CASES[:10], ids=_case_id)
 @pytest.mark.parametrize("impl", TORCH_IMPLS)
 def test_float32_matches_float64_definition(impl, case):
@@ -60,8 +89,8 @@ def test_float32_matches_float64_definition(impl, case):
     assert rel_err(y, y_ref) < 2e-4 and rel_err(last, last_ref) < 2e-4
     dy = torch.randn_like(y)
     present = [t for t in ins if t is not None]
-    for g, w in zip(torch.autograd.grad(y, present, dy), torch.autograd.grad(y_ref, present, dy.double())):
-        assert g.dtype == w.dtype or g.dtype == torch.float32
+    for t, g, w in zip(present, torch.autograd.grad(y, present, dy), torch.autograd.grad(y_ref, present, dy.double())):
+        assert g.dtype == t.dtype  # each gradient in its input's dtype
         assert rel_err(g, w) < 2e-4
 
 
@@ -119,32 +148,20 @@ def test_gradcheck_float64(impl, grouped):
     assert torch.autograd.gradcheck(fn, tuple(ins), eps=1e-6, atol=1e-6)
 
 
-def test_last_state_has_no_gradient_but_output_does():
+@pytest.mark.parametrize("impl", TORCH_IMPLS)
+def test_last_state_is_detached(impl):
+    """The last state comes back detached (no silent zero gradient through it), with the right value."""
     ins = make_inputs(1, 2, 9, 2, 1, torch.float64)
-    y, last = vk.selective_scan(*ins, return_last_state=True, impl="torch")
-    assert y.requires_grad
-    g = torch.autograd.grad(y.sum() + 0 * last.sum(), ins[0])[0]
-    assert torch.isfinite(g).all()
+    y, last = vk.selective_scan(*ins, return_last_state=True, impl=impl)
+    assert y.requires_grad and not last.requires_grad
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        torch.autograd.grad(last.sum(), ins[0])
+    assert rel_err(last, independent_scan(*ins)[1]) < 1e-12
 
 
 # ---- cross scan / merge ------------------------------------------------------------------
 MAPS = [(1, 1), (7, 7), (13, 13), (14, 14), (7, 13), (13, 7), (1, 5)]
 MODES = ("cross2d", "unidi", "bidi")
-
-
-def _loop_scan(x, mode):
-    """Explicit loops over pixels, written from the index-map table (not from route_index)."""
-    Bn, C, H, W = x.shape
-    L = H * W
-    out = torch.zeros(Bn, 4, C, L, dtype=x.dtype)
-    for h in range(H):
-        for w in range(W):
-            p, q = h * W + w, w * H + h
-            pos = {"cross2d": (p, q, L - 1 - p, L - 1 - q), "unidi": (p, p, p, p),
-                   "bidi": (p, p, L - 1 - p, L - 1 - p)}[mode]
-            for k in range(4):
-                out[:, k, :, pos[k]] = x[:, :, h, w]
-    return out
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -154,19 +171,14 @@ def _loop_scan(x, mode):
 def test_cross_scan_merge_against_loops(impl, mode, hw, channels_last):
     H, W = hw
     x = torch.randn(2, 3, H, W, dtype=torch.float64)
-    want = _loop_scan(x, mode)
+    want = independent_cross_scan(x, mode)  # explicit loops over pixels (tests/scan_cases.py)
     xin = x.permute(0, 2, 3, 1).contiguous() if channels_last else x
     got = vk.cross_scan(xin, mode=mode, channels_last=channels_last, impl=impl)
     assert torch.equal(got, want)
     y = torch.randn_like(want)
     merged = vk.cross_merge(y, H, W, mode=mode, channels_last=channels_last, impl=impl)
-    merged_nchw = merged.permute(0, 3, 1, 2) if channels_last else merged
-    # merge by loops: each route element goes back to its pixel
-    idx = route_index(mode, H, W)
-    want_m = torch.zeros(2, 3, H * W, dtype=torch.float64)
-    for k in range(4):
-        want_m.index_add_(2, idx[k], y[:, k])
-    assert torch.allclose(merged_nchw.reshape(2, 3, H * W), want_m, atol=1e-12)
+    # merge by the same loops: each route element goes back to its pixel
+    assert torch.allclose(merged, independent_cross_merge(y, H, W, mode, channels_last), atol=1e-12)
     # adjointness: <scan(x), y> == <x, merge(y)>
     assert torch.allclose((got * y).sum(), (xin * merged).sum(), rtol=1e-12)
 
@@ -177,6 +189,7 @@ def test_route_index_matches_scan(mode):
     flat = x.reshape(1, 2, 15)
     want = torch.stack([flat[:, :, route_index(mode, 5, 3)[k]] for k in range(4)], 1)
     assert torch.equal(cross_scan_ref(x, mode), want)
+    assert torch.equal(want, independent_cross_scan(x, mode))
 
 
 @pytest.mark.parametrize("impl", TORCH_IMPLS)

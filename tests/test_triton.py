@@ -36,8 +36,23 @@ import subprocess  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 
-from reference import cross_merge_ref, cross_scan_ref, selective_scan_backward_ref, selective_scan_ref  # noqa: E402
-from tests.scan_cases import NAMES, TOL, assert_close, grad_tol, make_inputs  # noqa: E402
+from reference import selective_scan_backward_ref, selective_scan_ref  # noqa: E402
+from tests.scan_cases import (NAMES, RANGES, TOL, assert_close, check_softplus_sweep, grad_tol,  # noqa: E402
+                              independent_cross_merge, independent_cross_scan, make_inputs,
+                              poisoned, softplus_sweep)
+
+
+
+def _check_cross(kern, x, H, W, mode, channels_last, tol=(1e-6, 1e-6), scan_only=False):
+    """The raw cross kernels (outputs from poisoned memory) against the pixel-loop definition."""
+    tag = f"{mode} cl={channels_last} {H}x{W} {x.dtype}"
+    g = torch.randn(x.shape[0], 4, x.shape[3 if channels_last else 1], H * W, device=x.device).to(x.dtype)
+    with poisoned():
+        y = kern.cross_scan_fwd(x, mode, channels_last)
+        m = None if scan_only else kern.cross_merge_fwd(g, H, W, mode, channels_last)
+    assert torch.equal(y.cpu().double(), independent_cross_scan(x, mode, channels_last)), tag
+    if m is not None:
+        assert_close(f"merge {tag}", m.cpu(), independent_cross_merge(g, H, W, mode, channels_last), *tol)
 
 REPO = Path(__file__).resolve().parent.parent
 CUDA = torch.cuda.is_available()
@@ -64,19 +79,22 @@ def _ref(ins, softplus, dout):
     return y, last, grads
 
 
-def _check_raw(kern, batch, KD, L, N, K, dtype, out_dtype, softplus, with_D, with_bias, grouped=True):
-    """Raw kernels (fwd + bwd) against the float64 reference."""
+def _check_raw(kern, batch, KD, L, N, K, dtype, out_dtype, softplus, with_D, with_bias, grouped=True,
+               ranges="mamba_ssm"):
+    """Raw kernels (fwd + bwd, outputs from poisoned memory) against the float64 reference."""
     ins = make_inputs(batch, KD, L, N, K, dtype=dtype, device=DEV, grouped=grouped,
-                      with_D=with_D, with_bias=with_bias, requires_grad=False)
+                      with_D=with_D, with_bias=with_bias, requires_grad=False, ranges=ranges, softplus=softplus)
     u, delta, A, B, C, D, bias = ins
-    y, last, aux = kern.selective_scan_fwd(u, delta, A, B, C, D, bias, softplus, out_dtype)
+    with poisoned():
+        y, last, aux = kern.selective_scan_fwd(u, delta, A, B, C, D, bias, softplus, out_dtype)
     from vmamba_kernels.triton.tuning import scan_aux_shape
 
     shape, adt = scan_aux_shape(batch, KD, L, N, dtype)
     assert tuple(aux.shape) == tuple(shape) and aux.dtype == adt
     assert y.dtype == out_dtype and last.dtype == torch.float32 and last.shape == (batch, KD, N)
     dout = torch.randn(batch, KD, L, device=DEV).to(dtype)
-    grads = kern.selective_scan_bwd(u, delta, A, B, C, D, bias, softplus, dout, aux)
+    with poisoned():
+        grads = kern.selective_scan_bwd(u, delta, A, B, C, D, bias, softplus, dout, aux)
     ry, rlast, rgrads = _ref(ins, softplus, dout)
     rtol, atol = TOL[dtype]
     assert_close("out", y, ry, rtol, atol)
@@ -144,6 +162,54 @@ def test_scan_3d_BC(kern):
     _check_raw(kern, 1, 4, 21, 2, 1, torch.float32, torch.float32, True, True, True, grouped=False)
 
 
+# VMamba's ranges (tests/scan_cases.make_inputs(ranges="vmamba")): softplus inputs over [-12, 30] (negative,
+# both sides of 0 and of the threshold 20), dt over [1e-4, 30] without softplus, A in [-16, -0.05]; the
+# d_state 1 kernels and the general one, fp32 and fp16 in / fp32 out
+@pytest.mark.parametrize("softplus", [True, False], ids=["softplus", "dt"])
+@pytest.mark.parametrize("case", [(2, 4, 49, 1, 2, torch.float32), (1, 4, 33, 4, 1, torch.float32),
+                                  (2, 4, 37, 1, 2, torch.float16)],
+                         ids=lambda c: "B{}-KD{}-L{}-N{}-K{}-{}".format(*c[:5], str(c[5])[6:]))
+def test_scan_vmamba_ranges(kern, case, softplus):
+    batch, KD, L, N, K, dtype = case
+    _check_raw(kern, batch, KD, L, N, K, dtype, torch.float32, softplus, True, True, ranges="vmamba")
+
+
+def _public_api_or_skip():
+    from vmamba_kernels import dispatch
+
+    reason = dispatch.get_backend("triton").why_not("selective_scan", _args_cpu())
+    if reason:
+        pytest.skip("impl triton cannot run here: " + "; ".join(reason) +
+                    " (on the CPU run `TRITON_INTERPRET=1 python -m pytest tests/test_triton.py`)")
+
+
+@pytest.mark.parametrize("N", [1, 2])
+def test_softplus_through_the_scan(kern, N):
+    """softplus, its threshold and its gradient as the kernels compute them (tests/scan_cases.SOFTPLUS_SWEEP)."""
+    _public_api_or_skip()
+    check_softplus_sweep(*softplus_sweep("triton", N, DEV))
+
+
+def test_last_state_detached_and_empty_inputs(kern):
+    """Through the public API: the last state is detached; empty inputs give empty outputs, a zero state
+    and zero gradients; empty maps empty routes (the shared path in vmamba_kernels/_library.py)."""
+    import vmamba_kernels as vk
+
+    _public_api_or_skip()
+    ins = make_inputs(2, 4, 9, 2, 2, device=DEV)
+    y, last = vk.selective_scan(*ins, delta_softplus=True, return_last_state=True, impl="triton")
+    assert y.requires_grad and not last.requires_grad
+    for batch, KD, L in ((2, 4, 0), (0, 4, 5)):
+        ins = make_inputs(batch, KD, L, 3, 1, device=DEV)
+        y, last = vk.selective_scan(*ins, delta_softplus=True, return_last_state=True, impl="triton")
+        assert y.shape == (batch, KD, L) and torch.equal(last, torch.zeros(batch, KD, 3, device=DEV))
+        for t, g in zip(ins, torch.autograd.grad(y.sum(), ins)):
+            assert torch.equal(g, torch.zeros_like(t))
+    x = torch.randn(2, 3, 0, 4, device=DEV, requires_grad=True)
+    assert vk.cross_scan(x, impl="triton").shape == (2, 4, 3, 0)
+    assert vk.cross_merge(torch.randn(2, 4, 3, 0, device=DEV), 0, 4, impl="triton").shape == (2, 3, 0, 4)
+
+
 def test_aux_shape_and_chunks():
     from vmamba_kernels.triton import tuning as _config
 
@@ -156,12 +222,8 @@ def test_aux_shape_and_chunks():
 
 def test_public_api_autograd(kern):
     import vmamba_kernels as vk
-    from vmamba_kernels import dispatch
 
-    reason = dispatch.get_backend("triton").why_not("selective_scan", _args_cpu())
-    if reason:
-        pytest.skip("impl triton cannot run here: " + "; ".join(reason) +
-                    " (on the CPU run `TRITON_INTERPRET=1 python -m pytest tests/test_triton.py`)")
+    _public_api_or_skip()
     ins = make_inputs(2, 4, 23, 2, 2, dtype=torch.float32, device=DEV)
     y, last = vk.selective_scan(*ins, delta_softplus=True, return_last_state=True, impl="triton")
     dout = torch.randn_like(y)
@@ -173,10 +235,10 @@ def test_public_api_autograd(kern):
         assert_close(f"d{name}", t.grad, g, *grad_tol(name, torch.float32))
     x = torch.randn(2, 3, 5, 7, device=DEV, requires_grad=True)
     ys = vk.cross_scan(x, mode="cross2d", impl="triton")
-    assert torch.equal(ys, cross_scan_ref(x.detach(), "cross2d"))
+    assert torch.equal(ys.cpu().double(), independent_cross_scan(x, "cross2d"))
     gy = torch.randn_like(ys)
     ys.backward(gy)
-    assert_close("dx", x.grad, cross_merge_ref(gy.double(), 5, 7, "cross2d"), 1e-6, 1e-6)
+    assert_close("dx", x.grad.cpu(), independent_cross_merge(gy, 5, 7, "cross2d"), 1e-6, 1e-6)
 
 
 def _args_cpu():
@@ -228,13 +290,7 @@ def test_cross_scan_merge(kern, mode, channels_last):
     for H, W in CROSS_MAPS:
         C, Bn = 3, 2
         shape = (Bn, H, W, C) if channels_last else (Bn, C, H, W)
-        x = torch.randn(shape, device=DEV)
-        y = kern.cross_scan_fwd(x, mode, channels_last)
-        assert torch.equal(y, cross_scan_ref(x, mode, channels_last)), (mode, channels_last, H, W)
-        g = torch.randn(Bn, 4, C, H * W, device=DEV)
-        m = kern.cross_merge_fwd(g, H, W, mode, channels_last)
-        assert_close(f"merge {mode} cl={channels_last} {H}x{W}", m,
-                     cross_merge_ref(g.double(), H, W, mode, channels_last), 1e-6, 1e-6)
+        _check_cross(kern, torch.randn(shape, device=DEV), H, W, mode, channels_last)
 
 
 @pytest.mark.parametrize("groups,hw_first", ((False, False), (True, False), (True, True)),
@@ -257,11 +313,7 @@ def _check_cut_tiles(kern):
         for channels_last in (False, True):
             for mode in ("cross2d", "unidi", "bidi"):
                 shape = (2, H, W, 3) if channels_last else (2, 3, H, W)
-                x = torch.randn(shape, device=DEV)
-                assert torch.equal(kern.cross_scan_fwd(x, mode, channels_last), cross_scan_ref(x, mode, channels_last))
-                g = torch.randn(2, 4, 3, H * W, device=DEV)
-                assert_close(f"merge {mode} cl={channels_last} {H}x{W}", kern.cross_merge_fwd(g, H, W, mode, channels_last),
-                             cross_merge_ref(g.double(), H, W, mode, channels_last), 1e-6, 1e-6)
+                _check_cross(kern, torch.randn(shape, device=DEV), H, W, mode, channels_last)
 
 
 def test_cross_64bit_offsets(kern, monkeypatch):
@@ -274,12 +326,7 @@ def test_cross_64bit_offsets(kern, monkeypatch):
         for mode in ("cross2d", "bidi"):
             for H, W in ((7, 7), (5, 9)):
                 shape = (2, H, W, 3) if channels_last else (2, 3, H, W)
-                x = torch.randn(shape, device=DEV)
-                y = kern.cross_scan_fwd(x, mode, channels_last)
-                assert torch.equal(y, cross_scan_ref(x, mode, channels_last)), (mode, channels_last, H, W)
-                g = torch.randn(2, 4, 3, H * W, device=DEV)
-                assert_close(f"merge {mode} cl={channels_last} {H}x{W}", kern.cross_merge_fwd(g, H, W, mode, channels_last),
-                             cross_merge_ref(g.double(), H, W, mode, channels_last), 1e-6, 1e-6)
+                _check_cross(kern, torch.randn(shape, device=DEV), H, W, mode, channels_last)
 
 
 @pytest.mark.parametrize("cfg,hw_first", (
@@ -296,10 +343,10 @@ def test_cross_scan_channels_last_bands(kern, cfg, hw_first):
     band = None if cfg is None else dict(vk.get_tuning("triton").band_scan, **cfg)
     with vk.tuning("triton", band_scan=band, hw_first=hw_first):
         for H, C in ((1, 1), (7, 3), (13, 5), (16, 9)):
-            x = torch.randn(2, H, H, C, device=DEV)
-            assert torch.equal(kern.cross_scan_fwd(x, "cross2d", True), cross_scan_ref(x, "cross2d", True)), (H, C)
+            _check_cross(kern, torch.randn(2, H, H, C, device=DEV), H, H, "cross2d", True, scan_only=True)
 
 
+@pytest.mark.tuning_pin
 def test_cross_band_config(monkeypatch):
     """Which band shape each map gets on a GPU (interpreter clamps off): the tuned VMamba-T stages, channel
     blocks that shrink to keep a program within max_elems, and maps too wide for one band of one channel
@@ -321,6 +368,7 @@ def test_cross_band_config(monkeypatch):
         assert cs._band_config(96, 56) is None
 
 
+@pytest.mark.tuning_pin
 def test_cross_grid_order_and_limit():
     """The launch grid: image-last only while the images fit axis 2's 65535 limit, image-major
     otherwise; a map with more tiles than image-major allows gets a clear error (no launch needed)."""
@@ -355,12 +403,14 @@ for i, (L, N, dtype) in enumerate(itertools.product((1, 7, 49, 197, 1031, 3136),
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("ranges", RANGES)
 @pytest.mark.parametrize("L,N,dtype,K,out_fp32,softplus,with_Db", GRID,
                          ids=[f"L{c[0]}-N{c[1]}-{str(c[2])[6:]}-K{c[3]}-o{int(c[4])}-sp{int(c[5])}-Db{int(c[6])}"
                               for c in GRID])
-def test_gpu_grid(kern, L, N, dtype, K, out_fp32, softplus, with_Db):
+def test_gpu_grid(kern, L, N, dtype, K, out_fp32, softplus, with_Db, ranges):
     KD = 24 if K == 4 else 8
-    _check_raw(kern, 2, KD, L, N, K, dtype, torch.float32 if out_fp32 else dtype, softplus, with_Db, with_Db)
+    _check_raw(kern, 2, KD, L, N, K, dtype, torch.float32 if out_fp32 else dtype, softplus, with_Db, with_Db,
+               ranges=ranges)
 
 
 @pytest.mark.gpu
@@ -393,10 +443,7 @@ def test_gpu_cross_all(kern, dtype):
                                               ("cross2d", "unidi", "bidi"), (False, True)):
         C = 40
         x = torch.randn((2, H, W, C) if cl else (2, C, H, W), device="cuda").to(dtype)
-        assert torch.equal(kern.cross_scan_fwd(x, mode, cl), cross_scan_ref(x, mode, cl)), (H, W, mode, cl)
-        g = torch.randn(2, 4, C, H * W, device="cuda").to(dtype)
-        assert_close(f"merge {H}x{W} {mode} {cl}", kern.cross_merge_fwd(g, H, W, mode, cl),
-                     cross_merge_ref(g.double(), H, W, mode, cl), *TOL[dtype])
+        _check_cross(kern, x, H, W, mode, cl, tol=TOL[dtype])
 
 
 @pytest.mark.gpu
@@ -420,6 +467,7 @@ def test_gpu_against_mamba_ssm(kern, dtype, L, N):
         assert_close(f"d{name} vs mamba_ssm", a, b, *grad_tol(name, dtype))
 
 
+@pytest.mark.tuning_pin
 def test_gpu_block_configs(monkeypatch):
     """The GPU defaults (no interpreter): the block of channels divides the group, tiles stay small,
     VMamba's N = 1 stages get the measured best (T 64: BLOCK_D 8 fwd with 16 tile elements per thread,

@@ -1,4 +1,7 @@
-"""Bad input gets a ValueError/TypeError naming the argument, the expected and the actual value."""
+"""Bad input gets a ValueError/TypeError naming the argument, the expected and the actual value.
+
+Every rule of vmamba_kernels/validate.py has a case here that fails when the rule is removed (each
+`raise` there was deleted in turn to check it; see the issue-16 closing note)."""
 import pytest
 import torch
 
@@ -32,10 +35,54 @@ def _ins(**kw):
     (dict(A=-torch.rand(8, 3, dtype=torch.float16)), TypeError, r"A must be torch.float32 .* got torch.float16"),
     (dict(D=torch.randn(8, dtype=torch.float64)), TypeError, r"D must be torch.float32"),
     (dict(D=torch.randn(8, device="meta")), ValueError, r"D is on meta but u is on cpu"),
+    # batch, N and L of B / C each checked (a batch-1 B would otherwise broadcast silently)
+    (dict(B=torch.randn(1, 4, 3, 10)), ValueError, r"B must be \(batch=2, K, N=3, L=10\) .*got shape \(1, 4, 3, 10\)"),
+    (dict(C=torch.randn(1, 4, 3, 10)), ValueError, r"C must be \(batch=2, K, N=3, L=10\) .*got shape \(1, 4, 3, 10\)"),
+    (dict(B=torch.randn(1, 3, 10), C=torch.randn(1, 3, 10)), ValueError, r"B must be \(batch=2, .*got shape \(1, 3, 10\)"),
+    (dict(B=torch.randn(2, 4, 2, 10)), ValueError, r"B must be \(batch=2, K, N=3, L=10\)"),
+    (dict(C=torch.randn(2, 4, 3, 11)), ValueError, r"C must be \(batch=2, K, N=3, L=10\)"),
+    (dict(C=torch.randn(2, 10)), ValueError, r"C must be \(batch, N, L\) or grouped"),
+    # d_state N >= 1 and groups K >= 1
+    (dict(A=-torch.rand(8, 0), B=torch.randn(2, 4, 0, 10), C=torch.randn(2, 4, 0, 10)), ValueError,
+     r"A must have d_state N >= 1; got shape \(8, 0\)"),
+    (dict(B=torch.randn(2, 0, 3, 10), C=torch.randn(2, 0, 3, 10)), ValueError, r"K=0 must divide the channels KD=8"),
+    (dict(A=-torch.rand(8, 3, 1)), ValueError, r"A must be \(KD, N\); got 3-D"),
+    (dict(delta=torch.rand(8, 10)), ValueError, r"delta must have the shape of u \(2, 8, 10\); got shape \(8, 10\)"),
+    (dict(D=torch.randn(8, 1)), ValueError, r"D must be \(KD=8,\); got shape \(8, 1\)"),
+    # dtypes of every tensor
+    (dict(C=torch.randn(2, 4, 3, 10, dtype=torch.float16)), TypeError, r"C must have u's dtype torch.float32"),
+    (dict(delta_bias=torch.randn(8, dtype=torch.float16)), TypeError, r"delta_bias must be torch.float32"),
+    (dict(u=torch.randn(2, 8, 10, dtype=torch.float64), delta=torch.rand(2, 8, 10, dtype=torch.float64),
+          B=torch.randn(2, 4, 3, 10, dtype=torch.float64), C=torch.randn(2, 4, 3, 10, dtype=torch.float64)),
+     TypeError, r"A must be torch.float64 .* got torch.float32"),
 ])
 def test_selective_scan_bad_input(kw, exc, pattern):
     with pytest.raises(exc, match=pattern):
         vk.selective_scan(**_ins(**kw))
+
+
+TENSOR_ARGS = ("u", "delta", "A", "B", "C", "D", "delta_bias")
+
+
+@pytest.mark.parametrize("name", TENSOR_ARGS)
+def test_every_tensor_must_be_a_tensor(name):
+    with pytest.raises(TypeError, match=f"{name} must be a torch.Tensor, got list"):
+        vk.selective_scan(**_ins(**{name: [1.0]}))
+
+
+@pytest.mark.parametrize("name", TENSOR_ARGS)
+def test_every_tensor_must_be_floating(name):
+    t = _ins()[name]
+    with pytest.raises(TypeError, match=f"{name} must be a floating tensor .* got torch.int32"):
+        vk.selective_scan(**_ins(**{name: torch.ones(t.shape, dtype=torch.int32)}))
+
+
+@pytest.mark.parametrize("name", TENSOR_ARGS[1:])
+def test_every_tensor_on_u_device(name):
+    """Each tensor on another device than u (the meta device stands in for a GPU on the CPU)."""
+    t = _ins()[name]
+    with pytest.raises(ValueError, match=f"{name} is on meta but u is on cpu; all inputs must be on one device"):
+        vk.selective_scan(**_ins(**{name: torch.empty(t.shape, dtype=t.dtype, device="meta")}))
 
 
 def test_bad_out_dtype_and_flags():
@@ -43,6 +90,8 @@ def test_bad_out_dtype_and_flags():
         vk.selective_scan(**_ins(), out_dtype=torch.int32)
     with pytest.raises(TypeError, match="delta_softplus must be a bool"):
         vk.selective_scan(**_ins(), delta_softplus="yes")
+    with pytest.raises(TypeError, match="out_dtype must be a floating torch.dtype or None; got 'float32'"):
+        vk.selective_scan(**_ins(), out_dtype="float32")
 
 
 def test_ungrouped_3d_B_C_accepted_and_gradient_keeps_shape():
@@ -66,9 +115,14 @@ def test_non_contiguous_inputs_are_handled():
     (lambda: vk.cross_scan(torch.ones(1, 2, 3, 3, dtype=torch.int32)), TypeError, r"x must be a floating tensor"),
     (lambda: vk.cross_merge(torch.randn(1, 4, 2, 12), 3, 5), ValueError, r"y must be \(B, 4, C, H\*W=15\) for H=3, W=5; got shape \(1, 4, 2, 12\)"),
     (lambda: vk.cross_merge(torch.randn(1, 3, 2, 12), 3, 4), ValueError, r"y must be \(B, 4, C, H\*W=12\)"),
-    (lambda: vk.cross_merge(torch.randn(1, 4, 2, 12), 0, 4), ValueError, r"H must be a positive int; got 0"),
-    (lambda: vk.cross_merge(torch.randn(1, 4, 2, 12), 3, 4.0), ValueError, r"W must be a positive int; got 4.0"),
+    (lambda: vk.cross_merge(torch.randn(1, 4, 2, 12), -1, 4), ValueError, r"H must be a non-negative int; got -1"),
+    (lambda: vk.cross_merge(torch.randn(1, 4, 2, 12), 3, 4.0), ValueError, r"W must be a non-negative int; got 4.0"),
+    (lambda: vk.cross_merge(torch.randn(1, 4, 2, 12), True, 12), ValueError, r"H must be a non-negative int; got True"),
     (lambda: vk.cross_merge(torch.randn(4, 2, 12), 3, 4), ValueError, r"y must be \(B, 4, C, H\*W\); got 3-D"),
+    (lambda: vk.cross_merge([1.0], 3, 4), TypeError, r"y must be a torch.Tensor, got list"),
+    (lambda: vk.cross_merge(torch.ones(1, 4, 2, 12, dtype=torch.int64), 3, 4), TypeError, r"y must be a floating tensor"),
+    (lambda: vk.cross_merge(torch.randn(1, 4, 2, 12), 3, 4, mode="diag"), ValueError, r"mode must be one of"),
+    (lambda: vk.cross_scan([1.0]), TypeError, r"x must be a torch.Tensor, got list"),
 ])
 def test_cross_bad_input(call, exc, pattern):
     with pytest.raises(exc, match=pattern):
@@ -81,3 +135,8 @@ def test_explain_validates_too():
                    torch.randn(1, 1, 3), torch.randn(1, 1, 3))
     with pytest.raises(ValueError, match="unknown op"):
         vk.explain("conv", torch.randn(1))
+    # explain runs no backend: the mode check is validate's own (the torch backends repeat it)
+    with pytest.raises(ValueError, match=r"mode must be one of \('cross2d', 'unidi', 'bidi'\); got 'diag'"):
+        vk.explain("cross_scan", torch.randn(1, 2, 3, 3), mode="diag")
+    with pytest.raises(ValueError, match=r"mode must be one of"):
+        vk.explain("cross_merge", torch.randn(1, 4, 2, 9), 3, 3, mode="diag")

@@ -31,6 +31,21 @@ def _scan_fake_outputs(backend, u, A, out_dtype):
     return out, last, u.new_empty(shape, dtype=dtype)
 
 
+def _empty_scan(backend, u, A, out_dtype):
+    """Outputs for inputs with no elements (batch, KD or L = 0), the same for every backend, which never
+    sees such inputs: an empty y, the state after no steps (zeros), and the aux shape the backend declares."""
+    out, _, aux = _scan_fake_outputs(backend, u, A, out_dtype)
+    batch, KD, _ = u.shape
+    return out, u.new_zeros((batch, KD, A.shape[1]), dtype=A.dtype), aux.zero_()
+
+
+def _empty_scan_grads(u, delta, A, B, C, D, delta_bias):
+    """Gradients for inputs with no elements: zeros of every input's shape (dD / ddelta_bias empty when absent)."""
+    z = torch.zeros_like
+    e = A.new_empty(0)
+    return (z(u), z(delta), z(A), z(B), z(C), z(D) if D is not None else e, z(delta_bias) if delta_bias is not None else e)
+
+
 def define_scan(backend) -> dict:
     """scan_fwd (differentiable through scan_bwd) and scan_bwd."""
     name = backend.name
@@ -39,6 +54,8 @@ def define_scan(backend) -> dict:
     def scan_fwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
                  delta_bias: Optional[Tensor], delta_softplus: bool, out_dtype: torch.dtype
                  ) -> tuple[Tensor, Tensor, Tensor]:
+        if u.numel() == 0:
+            return _empty_scan(backend, u, A, out_dtype)
         return tuple(backend.impl().selective_scan_fwd(u, delta, A, B, C, D, delta_bias, delta_softplus, out_dtype))
 
     @scan_fwd.register_fake
@@ -49,6 +66,8 @@ def define_scan(backend) -> dict:
     def scan_bwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
                  delta_bias: Optional[Tensor], delta_softplus: bool, dout: Tensor, aux: Tensor
                  ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+        if u.numel() == 0:
+            return _empty_scan_grads(u, delta, A, B, C, D, delta_bias)
         grads = backend.impl().selective_scan_bwd(u, delta, A, B, C, D, delta_bias, delta_softplus, dout, aux)
         # custom ops cannot return None: absent D / delta_bias give empty tensors, mapped back below
         return tuple(g if g is not None else A.new_empty(0) for g in grads)
@@ -67,9 +86,11 @@ def define_scan(backend) -> dict:
         ctx.has_D = D is not None
         ctx.has_bias = delta_bias is not None
         ctx.set_materialize_grads(True)
+        # last_state is returned detached (mamba_ssm semantics): requires_grad False, so a loss through it
+        # fails loudly instead of getting a silent zero gradient; aux is internal
+        ctx.mark_non_differentiable(output[1], output[2])
 
     def backward(ctx, dout, dlast, daux):
-        # No gradient flows through last_state (mamba_ssm semantics); aux is internal.
         u, delta, A, B, C, D, delta_bias, aux = ctx.saved_tensors
         du, ddelta, dA, dB, dC, dD, dbias = scan_bwd(
             u, delta, A, B, C, D, delta_bias, ctx.delta_softplus, dout.contiguous(), aux)
@@ -79,21 +100,29 @@ def define_scan(backend) -> dict:
     return {"scan_fwd": scan_fwd, "scan_bwd": scan_bwd}
 
 
+def _scanned_shape(x, channels_last):
+    B, C, H, W = map_dims(x, channels_last)
+    return (B, 4, C, H * W)
+
+
 def define_cross(backend) -> dict:
     """cross_scan and cross_merge, each the other's backward (they are adjoint)."""
     name = backend.name
 
     @torch.library.custom_op(f"{NAMESPACE}::cross_scan_{name}", mutates_args=())
     def cross_scan(x: Tensor, mode: str, channels_last: bool) -> Tensor:
+        if x.numel() == 0:  # no pixels, channels or images: the same empty result on every backend
+            return x.new_zeros(_scanned_shape(x, channels_last))
         return backend.impl().cross_scan_fwd(x, mode, channels_last)
 
     @cross_scan.register_fake
     def _(x, mode, channels_last):
-        B, C, H, W = map_dims(x, channels_last)
-        return x.new_empty((B, 4, C, H * W))
+        return x.new_empty(_scanned_shape(x, channels_last))
 
     @torch.library.custom_op(f"{NAMESPACE}::cross_merge_{name}", mutates_args=())
     def cross_merge(y: Tensor, H: int, W: int, mode: str, channels_last: bool) -> Tensor:
+        if y.numel() == 0:
+            return y.new_zeros(_merged_shape(y, H, W, channels_last))
         return backend.impl().cross_merge_fwd(y, H, W, mode, channels_last)
 
     @cross_merge.register_fake

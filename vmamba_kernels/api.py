@@ -24,12 +24,16 @@ def selective_scan(u, delta, A, B, C, D=None, delta_bias=None, delta_softplus=Fa
     B, C : (batch, K, N, L) with K dividing KD, or (batch, N, L) meaning K = 1; u's dtype
     D, delta_bias : (KD,) float32, optional
     delta_softplus : apply softplus (threshold 20) to delta + delta_bias
-    return_last_state : also return the final state (batch, KD, N) float32 (no gradient flows through it)
+    return_last_state : also return the final state (batch, KD, N) float32. It is returned detached
+        (requires_grad False, as mamba_ssm's): no gradient flows through it, and a loss that uses only
+        it fails with autograd's "does not require grad" instead of a silent zero gradient.
     out_dtype : dtype of y; default u's dtype. The state is always float32.
     impl : backend name ("cuda", "triton", "cupy", "torch", "torch_sequential"); None = default/auto
 
     Returns y (batch, KD, L), or (y, last_state) when return_last_state.
     Differentiable in u, delta, A, B, C, D and delta_bias.
+    Empty inputs (batch, KD or L = 0) give the same on every backend: an empty y, a zero last state
+    (the state after no steps) and zero gradients.
     """
     args = validate.check_selective_scan(u, delta, A, B, C, D, delta_bias, delta_softplus, out_dtype)
     y, last_state = dispatch.choose("selective_scan", args, impl)(args)
@@ -43,6 +47,7 @@ def cross_scan(x, mode="cross2d", channels_last=False, impl=None):
     Routes for mode "cross2d" (p = h*W + w row-major, q = w*H + h column-major, L = H*W):
     route 0 at p, route 1 at q, route 2 at L-1-p, route 3 at L-1-q. "unidi": all four are route 0;
     "bidi": routes 0, 0, 2, 2. The adjoint (and backward) is `cross_merge`.
+    A map with no elements (B, C, H or W = 0) gives an empty result on every backend.
     """
     args = validate.check_cross_scan(x, mode, channels_last)
     return dispatch.choose("cross_scan", args, impl)(args)
@@ -52,6 +57,7 @@ def cross_merge(y, H, W, mode="cross2d", channels_last=False, impl=None):
     """Fold four scan routes back onto the 2-D map, summing them (the adjoint of `cross_scan`).
 
     y : (B, 4, C, H*W).  Returns (B, C, H, W), or (B, H, W, C) when channels_last, in y's dtype.
+    H, W >= 0; an empty y gives a zero (or empty) map on every backend.
     """
     args = validate.check_cross_merge(y, H, W, mode, channels_last)
     return dispatch.choose("cross_merge", args, impl)(args)

@@ -204,8 +204,8 @@ def check_cross_merge(y, H, W, mode="cross2d", channels_last=False) -> CrossArgs
     check_mode(mode)
     _need_rank("y", y, (4,), "(B, 4, C, H*W)")
     for name, v in (("H", H), ("W", W)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"{name} must be a positive int; got {v!r}")
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise ValueError(f"{name} must be a non-negative int; got {v!r}")
     if y.shape[1] != 4 or y.shape[3] != H * W:
         raise ValueError(f"y must be (B, 4, C, H*W={H * W}) for H={H}, W={W}; got {_fmt(y)}")
     return CrossArgs(y, H, W, mode, bool(channels_last))
