@@ -122,7 +122,7 @@ def define_cross(backend) -> dict:
     @torch.library.custom_op(f"{NAMESPACE}::cross_merge_{name}", mutates_args=())
     def cross_merge(y: Tensor, H: int, W: int, mode: str, channels_last: bool) -> Tensor:
         if y.numel() == 0:
-            return y.new_zeros(_merged_shape(y, H, W, channels_last))
+            return y.new_zeros(map_shape(y.shape[0], y.shape[2], H, W, channels_last))
         return backend.impl().cross_merge_fwd(y, H, W, mode, channels_last)
 
     @cross_merge.register_fake
