@@ -253,7 +253,7 @@ def run(ops_sel=("ln", "dw"), layouts=("cf", "cl"), dtypes=("fp16", "bf16", "fp3
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m bench.cuda_norm_dwconv_timing", description=__doc__.split("\n")[0])
     ap.add_argument("--ops", default="ln,dw", help="ln, dw or both (comma-separated)")
     ap.add_argument("--layouts", default="cf,cl")
     ap.add_argument("--dtypes", default="fp16,bf16,fp32")

@@ -6,6 +6,8 @@ Official convention (the official analyze/ flop counting; what VMamba's reported
   matmul / einsum = product of the index sizes of the two-operand contraction;
 - layer_norm = 5 * numel (4 without affine), adaptive_avg_pool = input numel;
 - elementwise ops (silu, gelu, add, mul, softplus, ...) and cross_scan / cross_merge count 0;
+- the fast path's fused ops count as what they replace: add_layer_norm as its layer_norm, dwconv2d as
+  its depthwise conv (the residual add and the activation count 0);
 - selective scan (Gu's formula, as VMamba registers it for fvcore): 9 * B * L * D * N, plus B * D * L
   when D is given (plus B * D * L with z, which VMamba never uses); head included;
   input 1 x 3 x 224 x 224, model in eval mode.
@@ -62,19 +64,44 @@ def _zero_formula(*args, out_shape=None, **kwargs) -> int:
     return 0
 
 
+def _layer_norm_formula(x_shape, *args, out_shape=None, **kwargs) -> int:
+    """The fused add_layer_norm: fvcore's layer_norm count (5 per element, affine); the add counts 0."""
+    n = 1
+    for s in x_shape:
+        n *= int(s)
+    return 5 * n
+
+
+def _dwconv_formula(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+    """The fused depthwise conv: Cout * (Cin / groups) * k * k * output pixels = C * K * K * B * H * W."""
+    n = 1
+    for s in x_shape:
+        n *= int(s)
+    return n * int(w_shape[-1]) * int(w_shape[-2])
+
+
 def project_ops() -> dict:
-    """{'scan': [op packets], 'zero': [op packets]} for every registered backend (loads the registry)."""
+    """{'scan' | 'zero' | 'layer_norm' | 'dwconv': [op packets]} for every registered backend (loads the
+    registry)."""
     from vmamba_kernels import dispatch  # noqa: PLC0415
 
-    scan, zero = [], []
+    out = {"scan": [], "zero": [], "layer_norm": [], "dwconv": []}
     ns = getattr(torch.ops, NAMESPACE)
     for b in dispatch.backends():
         if "selective_scan" in b.ops:
-            scan.append(getattr(ns, f"selective_scan_fwd_{b.name}"))
+            out["scan"].append(getattr(ns, f"selective_scan_fwd_{b.name}"))
         if "cross_scan" in b.ops or "cross_merge" in b.ops:
-            zero.append(getattr(ns, f"cross_scan_{b.name}"))
-            zero.append(getattr(ns, f"cross_merge_{b.name}"))
-    return {"scan": scan, "zero": zero}
+            out["zero"].append(getattr(ns, f"cross_scan_{b.name}"))
+            out["zero"].append(getattr(ns, f"cross_merge_{b.name}"))
+        if "add_layer_norm" in b.ops:
+            out["layer_norm"].append(getattr(ns, f"add_layer_norm_fwd_{b.name}"))
+        if "dwconv2d" in b.ops:
+            out["dwconv"].append(getattr(ns, f"dwconv2d_fwd_{b.name}"))
+    return out
+
+
+FORMULAS = {"scan": lambda: _scan_formula, "zero": lambda: _zero_formula,
+            "layer_norm": lambda: _layer_norm_formula, "dwconv": lambda: _dwconv_formula}
 
 
 _REGISTERED = set()
@@ -84,8 +111,8 @@ def register_scan_flop_formulas() -> list:
     """Register Gu's formula (and 0 for cross_scan/cross_merge) in torch.utils.flop_counter's global
     registry for every registered backend's ops; idempotent. Returns the registered op names."""
     ops = project_ops()
-    for kind, formula in (("scan", _scan_formula), ("zero", _zero_formula)):
-        for packet in ops[kind]:
+    for kind, formula in (("scan", _scan_formula), ("zero", _zero_formula)):  # the fused ops' formulas are
+        for packet in ops[kind]:                                              # the official convention only
             if packet in _fc.flop_registry or packet in _REGISTERED:
                 _REGISTERED.add(packet)
                 continue
@@ -155,12 +182,11 @@ class OfficialFlopCounter(_fc.FlopCounterMode):
     def __init__(self, depth: int = 2, display: bool = False):
         super().__init__(depth=depth, display=display)
         ops = project_ops()
-        scan, zero = set(ops["scan"]), set(ops["zero"])
-        table = {k: _halved(v) for k, v in _fc.flop_registry.items() if k not in scan and k not in zero}
-        for p in scan:
-            table[p] = _fc.shape_wrapper(_scan_formula)
-        for p in zero:
-            table[p] = _fc.shape_wrapper(_zero_formula)
+        ours = {p for kind in ops.values() for p in kind}
+        table = {k: _halved(v) for k, v in _fc.flop_registry.items() if k not in ours}
+        for kind, packets in ops.items():
+            for p in packets:
+                table[p] = _fc.shape_wrapper(FORMULAS[kind]())
         self.flop_registry = table
         self._fn_mode = _NormPoolCounter(self)
 
@@ -180,7 +206,9 @@ class OfficialFlopCounter(_fc.FlopCounterMode):
             name = str(k)
             if "selective_scan" in name:
                 name = "selective_scan"
-            elif "convolution" in name:
+            elif "add_layer_norm" in name:
+                name = "layer_norm"
+            elif "convolution" in name or "dwconv2d" in name:
                 name = "conv"
             elif name.startswith("aten."):
                 name = name[5:]

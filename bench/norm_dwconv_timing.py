@@ -203,7 +203,7 @@ def bench_dwconv(B, C, H, cl: bool, impls: dict, reps: int, copy_bw: float, act:
 
 
 def main(argv: Optional[list] = None) -> list:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m bench.norm_dwconv_timing", description=__doc__.split("\n")[0])
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--stages", default="0,1,2,3", help="indices into (96,56) (192,28) (384,14) (768,7)")
     ap.add_argument("--layouts", default="cf,cl")

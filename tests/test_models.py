@@ -191,9 +191,13 @@ def test_policy_calls_the_named_backend(monkeypatch):
 def test_impl_table_and_set_impl():
     m = small(impl="torch")
     rows = m.impl_table()
-    assert len(rows) == 3 * sum(SMALL["depths"])
+    blocks = [r for r in rows if ".blocks." in r["layer"]]
+    assert len(blocks) == 5 * sum(SMALL["depths"])  # the scan, cross ops and the fused ops, per block
+    norms = {r["layer"] for r in rows if ".blocks." not in r["layer"]}  # the norms outside the blocks
+    assert norms == {"patch_embed.2", "patch_embed.7", "layers.0.downsample.3", "layers.1.downsample.3",
+                     "layers.2.downsample.3", "classifier.norm"}
     assert {r["impl"] for r in rows} == {"torch"}
-    assert {r["op"] for r in rows} == {"selective_scan", "cross_scan", "cross_merge"}
+    assert {r["op"] for r in rows} == {"selective_scan", "cross_scan", "cross_merge", "add_layer_norm", "dwconv2d"}
     assert rows[0]["layer"] == "layers.0.blocks.0"
     x = torch.randn(1, 3, 32, 32)
     m.eval()
@@ -214,7 +218,7 @@ def test_bad_policy_inputs():
         small(impl="nope")
     with pytest.raises(ValueError, match="unknown impl"):
         small(impl={"layers.1.*": KernelPolicy(cross_scan="nope")})
-    with pytest.raises(ValueError, match="matches no SS2D layer"):
+    with pytest.raises(ValueError, match="matches no layer"):
         small(impl={"stage1.*": "torch"})
     with pytest.raises(TypeError):
         small(impl=3)
@@ -255,8 +259,10 @@ def test_unusable_backend_fails_with_reasons_unless_fallback():
 def test_unavailable_backend_error_names_reason_and_fix(monkeypatch):
     from models import policy
 
-    known = {r["name"]: dict(r) for r in vk.list_impls()}
-    known["torch"]["available"], known["torch"]["reason"] = False, "no CUDA device is visible (planted)"
+    import dataclasses
+
+    known = dict(policy._known_impls())
+    known["torch"] = dataclasses.replace(known["torch"], _reason="no CUDA device is visible (planted)")
     monkeypatch.setattr(policy, "_known_impls", lambda: known)
     with pytest.raises(RuntimeError) as e:
         small(impl="torch")

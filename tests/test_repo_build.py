@@ -212,7 +212,7 @@ def test_ci_keeps_forcing_the_build():
 
 
 def test_readme_and_setup_agree_on_python():
-    req = re.search(r'python_requires=">=(3\.\d+)"', open(os.path.join(ROOT, "setup.py")).read()).group(1)
+    req = re.search(r'requires-python = ">=(3\.\d+)"', open(os.path.join(ROOT, "pyproject.toml")).read()).group(1)
     readme = open(os.path.join(ROOT, "README.md")).read()
     assert f"Python {req} or newer" in readme
     for var in ("VMAMBA_KERNELS_SKIP_CUDA_BUILD", "TORCH_CUDA_ARCH_LIST", "download.pytorch.org/whl/cpu"):
@@ -222,7 +222,7 @@ def test_readme_and_setup_agree_on_python():
 def test_cuda_backend_reports_the_skip_note(tmp_path):
     """The note setup.py leaves is what `list_impls` shows for an unbuilt extension."""
     code = ("import importlib.util, sys\n"
-            "from vmamba_kernels.cuda import kernels\n")
+            "from vmamba_kernels.cuda import extension\n")
     if importlib.util.find_spec("vmamba_kernels._C") is not None:
         pytest.skip("the extension is built here")
     note = os.path.join(ROOT, "vmamba_kernels", "_build_skipped.txt")

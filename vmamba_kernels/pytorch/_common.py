@@ -36,6 +36,7 @@ def _channels_last_view(t, channels_last):
 
 def add_layer_norm_fwd(x, branch, weight, bias, branch_scale, eps, channels_last, out_dtype):
     y, s = add_layer_norm_ref(x, branch, weight, bias, branch_scale, eps, channels_last, out_dtype)
+    y = y.contiguous()  # custom-op outputs are contiguous (the fake tensors say so)
     ct = torch.float64 if x.dtype == torch.float64 else torch.float32  # stats in the compute dtype
     var, mean = torch.var_mean(_channels_last_view(s.to(ct), channels_last), dim=-1, unbiased=False)
     return y, s, mean.flatten(1).contiguous(), torch.rsqrt(var + eps).flatten(1).contiguous()
