@@ -48,6 +48,8 @@ def parse_args(argv=None):
     p.add_argument("--model", default="vmamba_t", help="a models.list_models() name or a timm model name")
     p.add_argument("--impl", default="auto", help="kernel impl or policy name for VMamba models (default auto)")
     p.add_argument("--unfused", action="store_true", help="run the reference path (fused ops 'off')")
+    p.add_argument("--layout", choices=["model", "channels_last", "channels_first"], default="model",
+                   help="VMamba models' activation layout (as bench.tp --layout)")
     p.add_argument("--batch-size", type=int, default=None, help="default 128 on CUDA, 2 on the CPU")
     p.add_argument("--img-size", type=int, default=None, help="default 224 on CUDA, 64 on the CPU")
     p.add_argument("--amp", action="store_true", help="autocast (fp16 on CUDA, bf16 on the CPU)")
@@ -60,14 +62,15 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def build(name: str, impl: str, unfused: bool):
+def build(name: str, impl: str, unfused: bool, layout: str = "model"):
     import models  # noqa: PLC0415
 
     if name in models.list_models():
         impl = None if impl == "auto" else impl
         if unfused:
             impl = models.KernelPolicy.unfused(impl)
-        return models.create_model(name, impl=impl)
+        kw = {} if layout == "model" else {"channels_last": layout == "channels_last"}
+        return models.create_model(name, impl=impl, **kw)
     try:
         import timm  # noqa: PLC0415
     except ImportError:
@@ -84,7 +87,7 @@ def profile(a) -> tuple:
     steps = a.steps if a.steps is not None else (5 if cuda else 1)
     if cuda:
         torch.backends.cudnn.benchmark = True
-    model = build(a.model, a.impl, a.unfused).to(dev)
+    model = build(a.model, a.impl, a.unfused, a.layout).to(dev)
     model.train(a.train)
     run = torch.compile(model) if a.compile else model
     x = torch.randn(batch, 3, size, size, device=dev)
@@ -145,7 +148,7 @@ def main(argv=None) -> int:
     a = parse_args(argv)
     per, steps, info = profile(a)
     mode = ("train" if a.train else "inference") + (" AMP" if a.amp else " fp32")
-    print(f"{a.model} impl {a.impl}{' (unfused)' if a.unfused else ''}, {mode}, batch {info['batch']}, "
+    print(f"{a.model} impl {a.impl}{' (unfused)' if a.unfused else ''}, layout {a.layout}, {mode}, batch {info['batch']}, "
           f"{info['size']}x{info['size']}, {steps} profiled steps on {info['device']}")
     print(format_report(per, steps, a.top))
     return 0
