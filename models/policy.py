@@ -31,6 +31,10 @@ KERNEL_OPS = ("selective_scan", "cross_scan", "cross_merge")
 FUSED_OPS = ("add_layer_norm", "dwconv2d")  # the fast path's fused ops; "off" runs the reference modules
 OPS = KERNEL_OPS + FUSED_OPS
 OFF = "off"
+# fused ops whose automatic choice is "off" (the torch modules), because those measured faster on the
+# H200 (reports/README.md, 2026-12-02: cudnn's channels-last depthwise conv 0.21 / 0.27 ms fwd / bwd at
+# VMamba-T stage 1 against 0.26 / 0.68 for the cuda kernel); naming a backend for the op still runs it
+AUTO_OFF = ("dwconv2d",)
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,8 @@ class KernelPolicy:
 
     @classmethod
     def all(cls, name: Optional[str]) -> "KernelPolicy":
-        return cls(*([name] * len(OPS)))
+        """`name` for every op but dwconv2d, which stays automatic: cudnn (see AUTO_OFF)."""
+        return cls(*[None if op in AUTO_OFF else name for op in OPS])
 
     @classmethod
     def unfused(cls, name: Optional[str] = None) -> "KernelPolicy":
@@ -125,6 +130,9 @@ def resolve(spec: ImplSpec, layer: str, fallback: bool = False, known: Optional[
     out = {}
     for op in OPS:
         name = getattr(pol, op)
+        if name is None and op in AUTO_OFF:
+            out[op] = ResolvedOp(None, OFF, "auto: the torch modules (cudnn), measured faster")
+            continue
         if name is None:
             out[op] = ResolvedOp(None, None, "auto")
             continue

@@ -343,7 +343,7 @@ class VSSM(nn.Module):
             for o in _policy.OPS:
                 r = op._impl[o]
                 rows.append({"layer": name, "op": o, "impl": r.impl or "auto", "requested": r.requested or "auto",
-                             "ran": op._ran.get(o) or "", "note": r.note})
+                             "ran": op._ran.get(o) or (OFF if r.impl == OFF else ""), "note": r.note})
         for name, r in self._norm_impls.items():
             norm = dict(self.other_norms())[name]
             rows.append({"layer": name, "op": "add_layer_norm", "impl": r.impl or "auto",

@@ -22,7 +22,7 @@ CASES = [("vmamba_tiny_s1l8", True), ("vmamba_tiny_s1l8", False), ("vmamba_tiny_
 
 def pair(name, channel_first, **kw):
     kw = {**SMALL, "channels_last": not channel_first, **kw}
-    fast = models.create_model(name, impl="torch", **kw).double()
+    fast = models.create_model(name, impl=KernelPolicy("torch", "torch", "torch", "torch", "torch"), **kw).double()
     ref = models.create_model(name, impl=KernelPolicy.unfused("torch"), **kw).double()
     ref.load_state_dict(fast.state_dict())
     return fast, ref
