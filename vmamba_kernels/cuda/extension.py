@@ -51,7 +51,8 @@ def _has_op(name: str) -> bool:
 def unavailable_reason() -> Optional[str]:
     """None when the extension is loaded and a CUDA device is visible; else why not."""
     if not torch.cuda.is_available():
-        return "no CUDA device is visible (the extension vmamba_kernels._C is built but needs a GPU)"
+        return ("no CUDA device is visible (the extension vmamba_kernels._C is built, but its kernels run on NVIDIA "
+                "GPUs only: use it on a machine with one; the torch impl runs on the CPU)")
     missing = [op for op in ("cross_scan", "cross_merge", "set_knob") if not _has_op(op)]
     if missing:
         return f"the extension vmamba_kernels._C was built without {', '.join(missing)}"
