@@ -35,8 +35,27 @@ def _need_rank(name: str, t: torch.Tensor, ranks: tuple, meaning: str) -> None:
         raise ValueError(f"{name} must be {meaning}; got {t.dim()}-D tensor with {_fmt(t)}")
 
 
+class _Args:
+    """What dispatch reads from every op's normalised arguments: the input dtype and device (of the first
+    tensor), whether a backward will be needed, and `describe()` for messages."""
+
+    def tensors(self) -> list:
+        raise NotImplementedError
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.tensors()[0].dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.tensors()[0].device
+
+    def requires_grad(self) -> bool:
+        return torch.is_grad_enabled() and any(t.requires_grad for t in self.tensors())
+
+
 @dataclass
-class ScanArgs:
+class ScanArgs(_Args):
     """Normalised selective-scan arguments: B and C are always 4-D (batch, K, N, L)."""
 
     u: torch.Tensor
@@ -71,19 +90,8 @@ class ScanArgs:
     def N(self) -> int:
         return self.A.shape[1]
 
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.u.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.u.device
-
     def tensors(self):
         return [t for t in (self.u, self.delta, self.A, self.B, self.C, self.D, self.delta_bias) if t is not None]
-
-    def requires_grad(self) -> bool:
-        return torch.is_grad_enabled() and any(t.requires_grad for t in self.tensors())
 
     def describe(self) -> str:
         return (
@@ -163,7 +171,7 @@ def check_mode(mode) -> str:
 
 
 @dataclass
-class CrossArgs:
+class CrossArgs(_Args):
     """Normalised cross-scan / cross-merge arguments."""
 
     x: torch.Tensor
@@ -172,19 +180,8 @@ class CrossArgs:
     mode: str
     channels_last: bool
 
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.x.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.x.device
-
     def tensors(self):
         return [self.x]
-
-    def requires_grad(self) -> bool:
-        return torch.is_grad_enabled() and self.x.requires_grad
 
     def describe(self) -> str:
         return f"x {tuple(self.x.shape)} {self.x.dtype} on {self.x.device}, H={self.H}, W={self.W}, mode {self.mode}"
@@ -233,7 +230,7 @@ def _weight_dtype(x: torch.Tensor) -> torch.dtype:
 
 
 @dataclass
-class NormArgs:
+class NormArgs(_Args):
     """Normalised add_layer_norm arguments."""
 
     x: torch.Tensor
@@ -245,19 +242,8 @@ class NormArgs:
     channels_last: bool
     out_dtype: torch.dtype
 
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.x.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.x.device
-
     def tensors(self):
         return [t for t in (self.x, self.branch, self.weight, self.bias, self.branch_scale) if t is not None]
-
-    def requires_grad(self) -> bool:
-        return torch.is_grad_enabled() and any(t.requires_grad for t in self.tensors())
 
     def describe(self) -> str:
         br = "no branch" if self.branch is None else f"branch {self.branch.dtype}"
@@ -308,7 +294,7 @@ def check_add_layer_norm(x, branch=None, weight=None, bias=None, eps=1e-5, branc
 
 
 @dataclass
-class DwconvArgs:
+class DwconvArgs(_Args):
     """Normalised dwconv2d arguments."""
 
     x: torch.Tensor
@@ -321,19 +307,8 @@ class DwconvArgs:
     def K(self) -> int:
         return self.weight.shape[-1]
 
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.x.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.x.device
-
     def tensors(self):
         return [t for t in (self.x, self.weight, self.bias) if t is not None]
-
-    def requires_grad(self) -> bool:
-        return torch.is_grad_enabled() and any(t.requires_grad for t in self.tensors())
 
     def describe(self) -> str:
         return (f"x {tuple(self.x.shape)} {self.x.dtype} on {self.x.device} "
