@@ -42,6 +42,7 @@ import torch
 
 from reference import add_layer_norm, dwconv2d
 from vmamba_kernels.cuda import MAX_LN_CHANNELS as CUDA_MAX_LN_CHANNELS
+from vmamba_kernels.cuda import MAX_LN_CHANNELS_FIRST as CUDA_MAX_LN_CHANNELS_FIRST
 from tests.scan_cases import assert_close
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -130,7 +131,7 @@ def load_impl(name: str, triton_reason: Optional[str] = None) -> SimpleNamespace
     # triton takes any odd K; an impl may declare the sizes it supports (default 3 only)
     sizes = (1, 3, 5, 7) if name == "triton" else (sizes or (3,))
     # the cuda kernels keep a row of channels on chip: at most CUDA_MAX_LN_CHANNELS (dispatch refuses more)
-    max_ln = CUDA_MAX_LN_CHANNELS if name == "cuda" else None
+    max_ln = (CUDA_MAX_LN_CHANNELS_FIRST, CUDA_MAX_LN_CHANNELS) if name == "cuda" else None  # by channels_last
     return SimpleNamespace(name=name, device=device, dwconv_kernel_sizes=tuple(sizes), max_ln_channels=max_ln,
                            **funcs)
 
@@ -265,8 +266,9 @@ def check_add_layer_norm(impl, case: LNCase, errors: Optional[dict] = None, **bl
     """Forward and backward of impl against the float64 reference; errors (when given) collects the
     observed max relative errors by (tensor name, dtype of its tolerance); blocks: triton's block
     overrides."""
-    if getattr(impl, "max_ln_channels", None) is not None and case.C > impl.max_ln_channels:
-        pytest.skip(f"impl {impl.name} takes at most {impl.max_ln_channels} channels (dispatch refuses more)")
+    limit = getattr(impl, "max_ln_channels", None)
+    if limit is not None and case.C > limit[case.channels_last]:
+        pytest.skip(f"impl {impl.name} takes at most {limit[case.channels_last]} channels here (dispatch refuses more)")
     dev = impl.device
     x, branch, weight, bias, scale, dy, ds = ln_inputs(case, dev)
     y, s, mean, rstd = impl.add_layer_norm_fwd(x, branch, weight, bias, scale, EPS, case.channels_last,

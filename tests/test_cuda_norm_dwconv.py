@@ -388,6 +388,11 @@ LN_SHAPES = [(1, 1, 1, 1), (2, 3, 1, 7), (3, 96, 7, 1), (2, 130, 7, 7), (1, 768,
 @pytest.mark.parametrize("channels_last", (False, True), ids=("cf", "cl"))
 @pytest.mark.parametrize("shape", LN_SHAPES, ids=[_ids(s) for s in LN_SHAPES])
 def test_gpu_add_layer_norm(knobs, shape, channels_last, dtype, variant):
+    from vmamba_kernels.cuda import MAX_LN_CHANNELS_FIRST
+
+    if not channels_last and shape[1] > MAX_LN_CHANNELS_FIRST:
+        pytest.skip(f"channels first, the cuda kernels take at most {MAX_LN_CHANNELS_FIRST} channels (dispatch refuses "
+                    f"more; test_gpu_wide_channels_first_refused checks the kernel's own error)")
     fwd, bwd = _gpu_ln(_ops(), channels_last)
     ln_case(fwd, bwd, shape, channels_last, dtype, variant, device="cuda")
 
@@ -476,6 +481,21 @@ def test_gpu_backward_is_deterministic(knobs, channels_last, dtype):
 
 
 @pytest.mark.gpu
+def test_gpu_wide_channels_first_refused(knobs):
+    """Beyond shared memory the channels-first backward raises a clear error (dispatch never gets there)."""
+    import vmamba_kernels as vk
+
+    ops = _ops()
+    x = torch.randn(2, 2048, 7, 7, device="cuda")
+    w = torch.ones(2048, device="cuda")
+    y, s, mean, rstd = ops.add_layer_norm_fwd(x, x, w, None, None, LN_EPS, False, None)
+    with pytest.raises(RuntimeError, match="C is too large for the channels-first backward"):
+        ops.add_layer_norm_bwd(y, None, s, w, None, mean, rstd, None, True, False, torch.float32)
+    args = vk.validate.check_add_layer_norm(x, x, w, None, LN_EPS, None, False, None)
+    assert "at most 1024 channels first" in " ".join(vk.dispatch.get_backend("cuda").why_not("add_layer_norm", args))
+
+
+@pytest.mark.gpu
 def test_gpu_side_stream_and_empty_batch(knobs):
     ops = _ops()
     x = torch.randn(2, 7, 7, 96, device="cuda", dtype=torch.float16)
@@ -487,7 +507,7 @@ def test_gpu_side_stream_and_empty_batch(knobs):
         z = ops.dwconv2d_fwd(x, torch.ones(96, 1, 3, 3, device="cuda"), None, "none", True)
     st.synchronize()
     _close(y, ln_ref_forward((x.double() * 2).to(torch.float16), w, None, True), EPS[torch.float16], "y")
-    _close(z, dw_ref(x, torch.ones(96, 1, 3, 3), None, "none", True), EPS[torch.float16], "z")
+    _close(z, dw_ref(x, torch.ones(96, 1, 3, 3, device="cuda"), None, "none", True), EPS[torch.float16], "z")
     e = torch.randn(0, 5, 6, 8, device="cuda")
     y, s, mean, rstd = ops.add_layer_norm_fwd(e, None, torch.ones(8, device="cuda"), None, None, LN_EPS, True, None)
     assert y.shape == e.shape and mean.shape == (0, 30)
