@@ -410,3 +410,15 @@ def test_tp_memory_format_flag_and_its_old_name(capsys):
     assert "--memory-format channels_last" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         TP.parse_args(["--memory-format", "nhwc"])
+
+
+def test_tp_path_and_layout_choices():
+    """--path / --layout build the policy and layout each row is measured with (labels :unfused / :cl / :cf)."""
+    import models
+
+    a = TP.parse_args(["--model", "vmamba_t", "--path", "both", "--layout", "both"])
+    assert (a.path, a.layout) == ("both", "both")
+    assert TP._policy("cuda", "fused") == "cuda" and TP._policy("auto", "fused") is None
+    assert TP._policy("cuda", "unfused") == models.KernelPolicy.unfused("cuda")
+    assert TP._layout_kw("model") == {} and TP._layout_kw("channels_last") == {"channels_last": True}
+    assert TP._layout_kw("channels_first") == {"channels_last": False}
