@@ -149,6 +149,24 @@ def dA_rounding_floor(u, delta, A, B, C, delta_bias, softplus, dout):
     return u.shape[-1] ** 0.5 * 2.0 ** -24 * (dt[:, :, None] * a * g * x_prev).abs().sum((0, 3))
 
 
+def weight_grad_floor(name, u, delta, A, B, C, delta_bias, softplus, dout, ref_grad):
+    """The fp32 rounding floor added to atol for the gradients that are sums over batch and steps (A, D,
+    delta_bias), or 0 for the others. Each is sqrt(L) unit roundoffs (2^-24) of the absolute sum of its
+    terms (see dA_rounding_floor): it matters only where the terms cancel. Measured need on the H200:
+    ddelta_bias of a fp16 L=1031 N=16 case summed terms of |ddelta| ~2.5e4 to 0.34, and the cuda kernel
+    was 1.9e-3 off (1.4x the plain tolerance); a bf16 L=3136 N=64 dA element of the triton kernel was 0.6
+    off at 77.8. `ref_grad` is the float64 reference gradient of delta (for delta_bias)."""
+    f = torch.float64
+    L = u.shape[-1]
+    if name == "A":
+        return dA_rounding_floor(u, delta, A, B, C, delta_bias, softplus, dout)
+    if name == "D":
+        return L ** 0.5 * 2.0 ** -24 * (u.to(f) * dout.to(f)).abs().sum((0, 2))
+    if name == "delta_bias":
+        return L ** 0.5 * 2.0 ** -24 * ref_grad.to(f).abs().sum((0, 2))
+    return 0.0
+
+
 def assert_close(name, actual, expected, rtol, atol):
     """allclose with a message naming the tensor, the worst element and the failing fraction.
     atol may be a tensor broadcastable to the values (per-element floors, see dA_rounding_floor)."""

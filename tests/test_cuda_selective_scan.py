@@ -21,7 +21,7 @@ import torch
 
 import vmamba_kernels as vk
 from reference.selective_scan import selective_scan_parallel
-from tests.scan_cases import (NAMES, RANGES, TOL, assert_close, check_softplus_sweep, dA_rounding_floor, grad_tol,
+from tests.scan_cases import (NAMES, RANGES, TOL, assert_close, check_softplus_sweep, grad_tol, weight_grad_floor,
                               make_inputs, poisoned, softplus_sweep)
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -89,8 +89,8 @@ def _check(ops, batch, KD, L, N, K, dtype, out_fp32, softplus, with_D, with_bias
         assert g.dtype == (torch.float32 if name in ("A", "D", "delta_bias") else dtype), name
         assert g.shape == t.shape, name
         rtol_g, atol_g = grad_tol(name, dtype)
-        if name == "A":  # the fp32 floor of dA's cancelling sum (scan_cases.dA_rounding_floor)
-            atol_g = atol_g + dA_rounding_floor(u, delta, A, B, C, bias, softplus, dout)
+        # the fp32 floor of the cancelling sums dA, dD, ddelta_bias (scan_cases.weight_grad_floor)
+        atol_g = atol_g + weight_grad_floor(name, u, delta, A, B, C, bias, softplus, dout, g_ref[1])
         assert_close(f"d{name} [{tag}]", g, gr, rtol_g, atol_g)
 
 
