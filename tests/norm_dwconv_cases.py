@@ -169,9 +169,11 @@ class LNCase:
     bias: bool = True
     ds: bool = False  # s has other consumers (its gradient flows in)
     out_dtype: Optional[torch.dtype] = None
+    branch_dtype: Optional[torch.dtype] = None  # None: x's; 16-bit on a float32 x (the autocast residual stream)
 
     def __str__(self):
         out = f"-out_{_dname(self.out_dtype)}" if self.out_dtype else ""
+        out += f"-branch_{_dname(self.branch_dtype)}" if self.branch_dtype else ""
         return (f"B{self.B}-C{self.C}-{self.H}x{self.W}-{'cl' if self.channels_last else 'cf'}-{_dname(self.dtype)}"
                 f"-br_{self.branch}{'' if self.bias else '-nobias'}{'-ds' if self.ds else ''}{out}")
 
@@ -205,7 +207,9 @@ def ln_cases() -> list:
     cases += [LNCase(2, 96, 7, 7, True, torch.float16, "scaled", True, True),
               LNCase(2, 96, 7, 7, False, torch.float16, "add", True, True),
               LNCase(2, 130, 7, 7, True, torch.float32, "none", True, False, torch.float16),
-              LNCase(1, 96, 14, 14, False, torch.float32, "none", False, False, torch.bfloat16)]
+              LNCase(1, 96, 14, 14, False, torch.float32, "none", False, False, torch.bfloat16),
+              # the fast path's residual add: a 16-bit block output on the float32 stream
+              LNCase(2, 96, 7, 7, True, torch.float32, "scaled", True, True, torch.float16, torch.float16)]
     return cases
 
 
@@ -220,6 +224,9 @@ def ln_gpu_cases() -> list:
                                   i % 3 != 2, (i + cl) % 2 == 0))
     out.append(LNCase(3, 192, 28, 28, True, torch.float32, "none", True, False, torch.float16))
     out.append(LNCase(3, 192, 28, 28, False, torch.float32, "none", True, False, torch.bfloat16))
+    for cl in (False, True):  # a 16-bit branch on the float32 stream (every backend declaring mixed_branch)
+        out.append(LNCase(2, 96, 56, 56, cl, torch.float32, "scaled", True, True, torch.float16, torch.float16))
+        out.append(LNCase(3, 130, 7, 9, cl, torch.float32, "add", False, False, None, torch.bfloat16))
     return out
 
 
@@ -230,7 +237,7 @@ def ln_inputs(case: LNCase, device):
     ch = (1, case.C, 1, 1) if not case.channels_last else (1, 1, 1, case.C)
     ramp = torch.linspace(-2.0, 2.0, case.C, device=device).view(ch) if case.C > 1 else 0.0
     x = (torch.randn(shape, device=device) + ramp + 1.0).to(dt)
-    branch = torch.randn(shape, device=device).to(dt) if case.branch != "none" else None
+    branch = torch.randn(shape, device=device).to(case.branch_dtype or dt) if case.branch != "none" else None
     scale = None
     if case.branch == "scaled":  # drop-path: sample 0 dropped, the others kept and scaled by 1/keep
         scale = torch.full((case.B,), 1.0 / 0.8, device=device)

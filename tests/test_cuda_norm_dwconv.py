@@ -131,7 +131,11 @@ LN_VARIANTS = {
     "droppath": (True, True, False, None, True),
     "branch_nods": (True, False, False, None, False),
     "out_other": (False, False, True, "other", False),
+    # a 16-bit branch on a float32 x (the autocast residual stream), read as is: x float32 only
+    "branch16": (True, True, True, "other", True),
+    "branchbf16": (True, False, False, None, True),
 }
+MIXED_BRANCH = {"branch16": torch.float16, "branchbf16": torch.bfloat16}
 
 
 def _other(dtype):
@@ -145,7 +149,7 @@ def ln_case(fwd, bwd, shape, channels_last, dtype, variant, device="cpu"):
     has_branch, has_scale, has_bias, out_mode, has_ds = LN_VARIANTS[variant]
     B, C, H, W = shape
     x = _act(shape, dtype, channels_last, device, offset=2.0)  # a mean far from 0: two-pass variance
-    branch = _act(shape, dtype, channels_last, device) if has_branch else None
+    branch = _act(shape, MIXED_BRANCH.get(variant, dtype), channels_last, device) if has_branch else None
     weight = (torch.randn(C) * 0.5 + 1.0).to(device)
     bias = (torch.randn(C) * 0.2).to(device) if has_bias else None
     scale = None
@@ -251,6 +255,11 @@ EMU_LN = [
     ((1, 768, 2, 4), False, torch.float16, "branch", {}, {"bwd.cpt": "1"}),
     ((1, 3, 16, 16), False, torch.bfloat16, "droppath", {"blocks": 1}, {"bwd.blocks": "1"}),  # 1 block, 1 tile
     ((1, 768, 5, 8), True, torch.float16, "droppath", {"blocks": 10}, {"bwd.tpr": "64", "bwd.blocks": "10"}),  # > 8 rows
+    # a 16-bit branch on a float32 x: vectors of 4 (8 bytes of the branch), or 1 when C is not a multiple of 4
+    ((2, 96, 3, 5), True, torch.float32, "branch16", {}, {"fwd.vec": "4"}),
+    ((1, 130, 2, 3), True, torch.float32, "branchbf16", {}, {"fwd.vec": "1"}),
+    ((2, 96, 13, 13), False, torch.float32, "branch16", {"tile": 16}, {"fwd.tiles": "11"}),
+    ((1, 8, 4, 8), False, torch.float32, "branchbf16", {}, {"fwd.vec": "4"}),
 ]
 
 
@@ -390,6 +399,8 @@ LN_SHAPES = [(1, 1, 1, 1), (2, 3, 1, 7), (3, 96, 7, 1), (2, 130, 7, 7), (1, 768,
 def test_gpu_add_layer_norm(knobs, shape, channels_last, dtype, variant):
     from vmamba_kernels.cuda import MAX_LN_CHANNELS_FIRST
 
+    if variant in MIXED_BRANCH and dtype != torch.float32:
+        pytest.skip("a 16-bit branch is read as is only on a float32 x")
     if not channels_last and shape[1] > MAX_LN_CHANNELS_FIRST:
         pytest.skip(f"channels first, the cuda kernels take at most {MAX_LN_CHANNELS_FIRST} channels (dispatch refuses "
                     f"more; test_gpu_wide_channels_first_refused checks the kernel's own error)")

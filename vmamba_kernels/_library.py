@@ -159,8 +159,8 @@ def define_add_layer_norm(backend) -> dict:
 
     Outputs (y, s, mean, rstd); s is empty when there is no branch (a custom op may not return its input:
     the public function hands back x itself). A branch of another dtype than x (a 16-bit branch on the
-    float32 residual stream under autocast) is read as is by backends that declare `mixed_branch`, else
-    converted first; its gradient comes back in its own dtype."""
+    float32 residual stream under autocast) is read as is by backends that declare `mixed_branch`; any other
+    dtype pair is converted to x's dtype first. The branch's gradient comes back in its own dtype."""
     name = backend.name
     mixed = getattr(backend, "mixed_branch", False)
 
@@ -168,7 +168,7 @@ def define_add_layer_norm(backend) -> dict:
     def ln_fwd(x: Tensor, branch: Optional[Tensor], weight: Tensor, bias: Optional[Tensor],
                branch_scale: Optional[Tensor], eps: float, channels_last: bool, out_dtype: torch.dtype
                ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        if branch is not None and branch.dtype != x.dtype and not mixed:
+        if branch is not None and branch.dtype != x.dtype and not (mixed and x.dtype == torch.float32):
             branch = branch.to(x.dtype)
         y, s, mean, rstd = backend.impl().add_layer_norm_fwd(x, branch, weight, bias, branch_scale, eps,
                                                              channels_last, out_dtype)

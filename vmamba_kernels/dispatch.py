@@ -91,7 +91,7 @@ class Backend:
     scan_aux_shape: Callable = lambda batch, KD, L, N, dtype: ((0,), _F32)
     # optional extra limits: (op, args) -> list of reasons
     extra_reasons: Optional[Callable] = None
-    # add_layer_norm: reads a branch of another dtype than x (else it is converted first)
+    # add_layer_norm: reads a 16-bit branch on a float32 x as is (else it is converted to x's dtype first)
     mixed_branch: bool = False
     # dwconv2d: the odd kernel sizes it implements (None: any)
     dwconv_kernel_sizes: Optional[tuple] = None

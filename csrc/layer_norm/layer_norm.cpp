@@ -1,7 +1,8 @@
 // torch-facing side of the fused residual-add + LayerNorm over channels: checks, allocation,
 // stream/device, registration. Math and layouts: layer_norm.h.
 //   vmamba_cuda::add_layer_norm_fwd(x, branch?, weight, bias?, branch_scale?, eps, channels_last, out_dtype?)
-//       -> (y, s, mean, rstd)          s is x itself when branch is None
+//       -> (y, s, mean, rstd)          s is x itself when branch is None; branch in x's dtype, or 16-bit on
+//                                      a float32 x (s in x's dtype)
 //   vmamba_cuda::add_layer_norm_bwd(dy, ds?, s, weight, bias?, mean, rstd, branch_scale?, has_branch,
 //                                   channels_last, x_dtype) -> (dx, dbranch, dweight, dbias)
 //       dbranch / dbias are empty tensors when has_branch is false / bias is None. Deterministic.
@@ -99,8 +100,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> add_layer_norm_fwd(
     const at::Tensor& br = branch.value();
     VMAMBA_CHECK_SAME_DEVICE(br, x, "branch", "x");
     VMAMBA_CHECK(br.sizes() == x.sizes(), "branch", "must have x's shape ", x.sizes(), ", got ", br.sizes());
-    VMAMBA_CHECK(br.scalar_type() == x.scalar_type(), "branch", "must have x's dtype ", x.scalar_type(), ", got ",
-                 br.scalar_type());
+    VMAMBA_CHECK(br.scalar_type() == x.scalar_type() ||
+                     (x.scalar_type() == at::kFloat && (br.scalar_type() == at::kHalf || br.scalar_type() == at::kBFloat16)),
+                 "branch", "must have x's dtype ", x.scalar_type(),
+                 " (or float16 / bfloat16 when x is float32), got ", br.scalar_type());
     check_contig(br, "branch", channels_last);
   }
   check_param(weight, "weight", d.C, x);
@@ -131,6 +134,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> add_layer_norm_fwd(
   p.eps = float(eps);
   p.channels_last = channels_last;
   p.x_dtype = code_of(x.scalar_type());
+  p.branch_dtype = branch.has_value() ? code_of(branch->scalar_type()) : -1;
   p.y_dtype = code_of(yt);
   p.max_vec = env_int("VMAMBA_NORM_MAX_VEC");
   p.tile = env_int("VMAMBA_NORM_TILE");

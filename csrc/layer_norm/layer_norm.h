@@ -2,7 +2,8 @@
 //
 //   s = x + scale[b] * branch      (branch optional; scale optional: drop-path's per-sample factor)
 //   y = (s - mean) * rstd * weight + bias, statistics in fp32 over C (biased variance), y in out dtype
-//   x, branch, s: (B, C, H, W) channels-first or (B, H, W, C) channels-last, float32/float16/bfloat16
+//   x, branch, s: (B, C, H, W) channels-first or (B, H, W, C) channels-last, float32/float16/bfloat16;
+//   branch in x's dtype, or float16/bfloat16 on a float32 x (read as is); dbranch comes back in x's dtype
 //   mean, rstd: float32 (B, H*W)
 // Backward, with xhat = (s - mean) * rstd, gw = dy * weight:
 //   g = ds + rstd * (gw - mean_C(gw) - xhat * mean_C(gw * xhat));  dx = g;  dbranch = g * scale[b]
@@ -35,10 +36,13 @@ struct FwdParams {
   float eps = 1e-5f;
   bool channels_last = false;
   int x_dtype = kF32, y_dtype = kF32;
+  int branch_dtype = -1;  // -1: x's; a float16 / bfloat16 branch is also read as is when x is float32
   // knobs (0: automatic): widest vector in elements; channels-first pixels per tile (power of two)
   int max_vec = 0, tile = 0;
   int num_sms = 132;
 };
+
+inline int branch_dtype_of(const FwdParams& p) { return p.branch_dtype < 0 ? p.x_dtype : p.branch_dtype; }
 
 struct BwdParams {
   const void* dy = nullptr;       // dy dtype, shape of s

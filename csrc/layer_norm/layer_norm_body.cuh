@@ -79,7 +79,8 @@ struct FwdClArgs {
   float eps, inv_c;
 };
 
-template <typename T, typename TO, int VEC>
+// T: x / s; TB: branch (T, or a 16-bit branch on a float32 stream); TO: y
+template <typename T, typename TB, typename TO, int VEC>
 struct FwdCl {
   using Args = FwdClArgs;
   static constexpr int kMaxThreads = kThreads, kMinBlocks = 1;
@@ -89,7 +90,7 @@ struct FwdCl {
   static VMAMBA_HD void run(const Ctx& ctx, const Args& a, unsigned char* smem) {
     float* red = reinterpret_cast<float*>(smem);
     const T* x = static_cast<const T*>(a.x);
-    const T* br = static_cast<const T*>(a.branch);
+    const TB* br = static_cast<const TB*>(a.branch);
     T* s_out = static_cast<T*>(a.s);
     TO* y = static_cast<TO*>(a.y);
     const uint32_t t = ctx.tid(), lane = t & (a.tpr - 1), slot = t / a.tpr, rpb = ctx.nthreads() / a.tpr;
@@ -108,7 +109,7 @@ struct FwdCl {
         load_floats<T, VEC>(x + o, ok, v[i]);
         if (br != nullptr) {
           float bv[VEC];
-          load_floats<T, VEC>(br + o, ok, bv);
+          load_floats<TB, VEC>(br + o, ok, bv);
 #pragma unroll
           for (int e = 0; e < VEC; ++e) v[i][e] = round_to<T>(v[i][e] + sc * bv[e]);
           if (ok) store_floats<T, VEC>(s_out + o, v[i]);
@@ -166,7 +167,7 @@ struct FwdCfArgs {
 };
 
 // shared memory: tile [C][P] of T, then floats red [G][P], mean [P], rstd [P] (G = nthreads / P)
-template <typename T, typename TO, int VEC>
+template <typename T, typename TB, typename TO, int VEC>
 struct FwdCf {
   using Args = FwdCfArgs;
   static constexpr int kMaxThreads = kThreads, kMinBlocks = 1;
@@ -174,7 +175,7 @@ struct FwdCf {
   template <class Ctx>
   static VMAMBA_HD void run(const Ctx& ctx, const Args& a, unsigned char* smem) {
     const T* x = static_cast<const T*>(a.x);
-    const T* br = static_cast<const T*>(a.branch);
+    const TB* br = static_cast<const TB*>(a.branch);
     T* s_out = static_cast<T*>(a.s);
     TO* y = static_cast<TO*>(a.y);
     const uint32_t t = ctx.tid(), nt = ctx.nthreads(), P = a.P, G = nt / P, px = t % P, cg = t / P;
@@ -199,7 +200,7 @@ struct FwdCf {
         load_floats<T, VEC>(x + o, ok, v);
         if (br != nullptr) {
           float bv[VEC];
-          load_floats<T, VEC>(br + o, ok, bv);
+          load_floats<TB, VEC>(br + o, ok, bv);
 #pragma unroll
           for (int e = 0; e < VEC; ++e) v[e] = round_to<T>(v[e] + sc * bv[e]);
           if (ok) store_floats<T, VEC>(s_out + o, v);
@@ -610,14 +611,14 @@ inline BwdCfShape bwd_cf_shape(int64_t C, uint32_t P, int es, int ed, int Q) {
 inline Plan make_fwd_plan(const FwdParams& p) {
   Plan pl;
   pl.threads = kThreads;
-  const int es = dtype_size(p.x_dtype), eo = dtype_size(p.y_dtype);
+  const int es = dtype_size(p.x_dtype), eo = dtype_size(p.y_dtype), eb = dtype_size(branch_dtype_of(p));
   if (p.C < 1) {
     pl.error = "C must be >= 1";
     return pl;
   }
   const int64_t rows = p.B * p.HW;
   if (p.channels_last) {
-    pl.vec = pick_vec(es, p.C, p.max_vec, {{p.x, es}, {p.branch, es}, {p.s, es}, {p.y, eo}, {p.weight, 4}, {p.bias, 4}});
+    pl.vec = pick_vec(es, p.C, p.max_vec, {{p.x, es}, {p.branch, eb}, {p.s, es}, {p.y, eo}, {p.weight, 4}, {p.bias, 4}});
     plan_rows(pl, p.C, kFwdValues);
     if (pl.error != nullptr) return pl;
     const int64_t rpb = kThreads / pl.tpr;
@@ -625,7 +626,7 @@ inline Plan make_fwd_plan(const FwdParams& p) {
     pl.smem = (kThreads / 32) * sizeof(float);
     return pl;
   }
-  pl.vec = pick_vec(es, p.HW, p.max_vec, {{p.x, es}, {p.branch, es}, {p.s, es}, {p.y, eo}});
+  pl.vec = pick_vec(es, p.HW, p.max_vec, {{p.x, es}, {p.branch, eb}, {p.s, es}, {p.y, eo}});
   const uint32_t pmin = std::max<uint32_t>(uint32_t(pl.vec), 4);
   uint32_t P;
   if (p.tile > 0) {
@@ -692,7 +693,7 @@ inline Plan make_bwd_plan(const BwdParams& p) {
 }
 
 // ---- typed launchers (Exec: DeviceExec or the tests' EmuExec) ------------------------------------
-template <class Exec, typename T, typename TO>
+template <class Exec, typename T, typename TB, typename TO>
 cudaError_t run_fwd_to(const Exec& ex, const FwdParams& p, const Plan& pl) {
   const dim3 grid(unsigned(pl.blocks));
   const float inv_c = 1.0f / float(p.C);
@@ -700,10 +701,10 @@ cudaError_t run_fwd_to(const Exec& ex, const FwdParams& p, const Plan& pl) {
     const FwdClArgs a{p.x, p.branch, p.scale, p.weight, p.bias, p.s, p.y, p.mean, p.rstd,
                       p.B * p.HW, p.HW, uint32_t(p.C), uint32_t(pl.nvr), uint32_t(pl.tpr), p.eps, inv_c};
     switch (pl.vec) {
-      case 8: if constexpr (sizeof(T) == 2) return ex.template launch<FwdCl<T, TO, 8>>(grid, pl.threads, pl.smem, a); break;
-      case 4: if constexpr (sizeof(T) == 4) return ex.template launch<FwdCl<T, TO, 4>>(grid, pl.threads, pl.smem, a); break;
-      case 2: if constexpr (sizeof(T) == 2) return ex.template launch<FwdCl<T, TO, 2>>(grid, pl.threads, pl.smem, a); break;
-      default: return ex.template launch<FwdCl<T, TO, 1>>(grid, pl.threads, pl.smem, a);
+      case 8: if constexpr (sizeof(T) == 2) return ex.template launch<FwdCl<T, TB, TO, 8>>(grid, pl.threads, pl.smem, a); break;
+      case 4: if constexpr (sizeof(T) == 4) return ex.template launch<FwdCl<T, TB, TO, 4>>(grid, pl.threads, pl.smem, a); break;
+      case 2: if constexpr (sizeof(T) == 2) return ex.template launch<FwdCl<T, TB, TO, 2>>(grid, pl.threads, pl.smem, a); break;
+      default: return ex.template launch<FwdCl<T, TB, TO, 1>>(grid, pl.threads, pl.smem, a);
     }
     return cudaErrorInvalidValue;
   }
@@ -711,22 +712,35 @@ cudaError_t run_fwd_to(const Exec& ex, const FwdParams& p, const Plan& pl) {
   const FwdCfArgs a{p.x, p.branch, p.scale, p.weight, p.bias, p.s, p.y, p.mean, p.rstd, p.B, uint32_t(p.C),
                     uint32_t(p.HW), P, log2u(P / uint32_t(pl.vec)), uint32_t(pl.tiles), p.eps, inv_c};
   switch (pl.vec) {
-    case 8: if constexpr (sizeof(T) == 2) return ex.template launch<FwdCf<T, TO, 8>>(grid, pl.threads, pl.smem, a); break;
-    case 4: if constexpr (sizeof(T) == 4) return ex.template launch<FwdCf<T, TO, 4>>(grid, pl.threads, pl.smem, a); break;
-    case 2: if constexpr (sizeof(T) == 2) return ex.template launch<FwdCf<T, TO, 2>>(grid, pl.threads, pl.smem, a); break;
-    default: return ex.template launch<FwdCf<T, TO, 1>>(grid, pl.threads, pl.smem, a);
+    case 8: if constexpr (sizeof(T) == 2) return ex.template launch<FwdCf<T, TB, TO, 8>>(grid, pl.threads, pl.smem, a); break;
+    case 4: if constexpr (sizeof(T) == 4) return ex.template launch<FwdCf<T, TB, TO, 4>>(grid, pl.threads, pl.smem, a); break;
+    case 2: if constexpr (sizeof(T) == 2) return ex.template launch<FwdCf<T, TB, TO, 2>>(grid, pl.threads, pl.smem, a); break;
+    default: return ex.template launch<FwdCf<T, TB, TO, 1>>(grid, pl.threads, pl.smem, a);
   }
   return cudaErrorInvalidValue;
 }
 
-template <class Exec, typename T>
-cudaError_t run_fwd(const Exec& ex, const FwdParams& p, const Plan& pl) {
+template <class Exec, typename T, typename TB>
+cudaError_t run_fwd_branch(const Exec& ex, const FwdParams& p, const Plan& pl) {
   switch (p.y_dtype) {
-    case kF32: return run_fwd_to<Exec, T, float>(ex, p, pl);
-    case kF16: return run_fwd_to<Exec, T, __half>(ex, p, pl);
-    case kBF16: return run_fwd_to<Exec, T, __nv_bfloat16>(ex, p, pl);
+    case kF32: return run_fwd_to<Exec, T, TB, float>(ex, p, pl);
+    case kF16: return run_fwd_to<Exec, T, TB, __half>(ex, p, pl);
+    case kBF16: return run_fwd_to<Exec, T, TB, __nv_bfloat16>(ex, p, pl);
     default: return cudaErrorInvalidValue;
   }
+}
+
+// a branch of x's dtype, or (float32 x only) a 16-bit branch read as is: the autocast residual stream
+// adds the 16-bit block output without a conversion pass
+template <class Exec, typename T>
+cudaError_t run_fwd(const Exec& ex, const FwdParams& p, const Plan& pl) {
+  const int bd = branch_dtype_of(p);
+  if (bd == p.x_dtype) return run_fwd_branch<Exec, T, T>(ex, p, pl);
+  if constexpr (sizeof(T) == 4) {
+    if (bd == kF16) return run_fwd_branch<Exec, T, __half>(ex, p, pl);
+    if (bd == kBF16) return run_fwd_branch<Exec, T, __nv_bfloat16>(ex, p, pl);
+  }
+  return cudaErrorInvalidValue;
 }
 
 template <class Exec, typename T, typename TY>

@@ -78,7 +78,7 @@ class Emu:
         self.lib = ctypes.CDLL(path)
         i64, i32, f32 = ctypes.c_int64, ctypes.c_int, ctypes.c_float
         vp, cp = ctypes.c_void_p, ctypes.c_char_p
-        self.lib.emu_ln_fwd.argtypes = [vp] * 9 + [i64, i64, i64, f32] + [i32] * 6 + [cp, i32]
+        self.lib.emu_ln_fwd.argtypes = [vp] * 9 + [i64, i64, i64, f32] + [i32] * 7 + [cp, i32]
         self.lib.emu_ln_bwd.argtypes = [vp] * 11 + [i64, i64, i64] + [i32] * 7 + [cp, i32]
         self.lib.emu_dw.argtypes = [vp] * 7 + [i32] + [i64] * 4 + [i32] * 7 + [cp, i32]
 
@@ -100,7 +100,8 @@ class Emu:
         rc = self.lib.emu_ln_fwd(_ptr(x), _ptr(branch), _ptr(scale), _ptr(weight), _ptr(bias),
                                  _ptr(s) if branch is not None else ctypes.c_void_p(0), _ptr(y), _ptr(mean), _ptr(rstd),
                                  B, C, HW, float(eps), int(channels_last), DTYPE_CODE[x.dtype], DTYPE_CODE[out_dtype],
-                                 max_vec, tile, num_sms, info, 512)
+                                 DTYPE_CODE[branch.dtype] if branch is not None else -1, max_vec, tile, num_sms,
+                                 info, 512)
         if rc != 0:
             raise RuntimeError(info.value.decode())
         return (y, s, mean, rstd), info.value.decode()

@@ -35,12 +35,12 @@ extern "C" {
 
 int emu_ln_fwd(const void* x, const void* branch, const float* scale, const float* w, const float* b, void* s, void* y,
                float* mean, float* rstd, int64_t B, int64_t C, int64_t HW, float eps, int channels_last, int x_dtype,
-               int y_dtype, int max_vec, int tile, int num_sms, char* info, int info_len) {
+               int y_dtype, int branch_dtype, int max_vec, int tile, int num_sms, char* info, int info_len) {
   using namespace vmamba::ln;
   FwdParams p;
   p.x = x; p.branch = branch; p.scale = scale; p.weight = w; p.bias = b; p.s = s; p.y = y; p.mean = mean; p.rstd = rstd;
   p.B = B; p.C = C; p.HW = HW; p.eps = eps; p.channels_last = channels_last != 0; p.x_dtype = x_dtype;
-  p.y_dtype = y_dtype; p.max_vec = max_vec; p.tile = tile; p.num_sms = num_sms;
+  p.y_dtype = y_dtype; p.branch_dtype = branch_dtype; p.max_vec = max_vec; p.tile = tile; p.num_sms = num_sms;
   const Plan pl = make_fwd_plan(p);
   if (pl.error != nullptr) {
     say(info, info_len, "error: %s", pl.error);
