@@ -275,3 +275,117 @@ def test_constants_come_from_the_headers():
     assert c["kChunk"] == 32 * c["kItems"]
     assert set(c) == {n for names in P.HEADER_CONSTANTS.values() for n in names}
     assert np.dtype(P.FWD_PARAMS).itemsize % 8 == 0
+
+
+# ---- launch.py end to end with a stand-in CuPy (records the launches instead of running them) ----------
+class _FakeKernel:
+    def __init__(self, name, calls):
+        self.name, self.calls = name, calls
+        self.attributes = {}
+        self.max_dynamic_shared_size_bytes = 0
+        self.kernel = type("F", (), {"ptr": 0})()
+
+    def __call__(self, grid, block, args, shared_mem=0):
+        self.calls.append((self.name, grid, block, args, shared_mem, self.max_dynamic_shared_size_bytes))
+
+
+@pytest.fixture()
+def fake_launch(monkeypatch):
+    import contextlib
+    import importlib
+    import sys
+    import types
+
+    import torch
+
+    calls, compiled = [], []
+    allowed = set(S.all_scan_names()) | set(S.all_cross_names())
+
+    class RawModule:
+        def __init__(self, code, options, name_expressions):
+            assert code.startswith("// csrc digest") and tuple(options) == S.options()
+            assert len(name_expressions) == 1 and name_expressions[0] in allowed, name_expressions
+            compiled.append(name_expressions[0])
+
+        def get_function(self, name):
+            return _FakeKernel(name, calls)
+
+    fake = types.ModuleType("cupy")
+    fake.RawModule = RawModule
+    fake.cuda = types.SimpleNamespace(
+        Device=lambda i: contextlib.nullcontext(),
+        Stream=types.SimpleNamespace(from_external=lambda ref: contextlib.nullcontext()),
+        driver=types.SimpleNamespace(occupancyMaxActiveBlocksPerMultiprocessor=lambda f, b, s: 7))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.delitem(sys.modules, "vmamba_kernels.cupy.launch", raising=False)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda i=None: types.SimpleNamespace(cuda_stream=0))
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: types.SimpleNamespace(multi_processor_count=132))
+    for f in P.Knobs.__dataclass_fields__:
+        monkeypatch.delenv("VMAMBA_" + f.upper(), raising=False)
+    import vmamba_kernels.cupy as pkg
+
+    # the stand-in module must not outlive the test: monkeypatch gives sys.modules and the package attribute
+    # their earlier values back after this fixture's teardown drops the stand-in
+    monkeypatch.delattr(pkg, "launch", raising=False)
+    launch = importlib.import_module("vmamba_kernels.cupy.launch")
+    yield launch, calls, compiled
+    sys.modules.pop("vmamba_kernels.cupy.launch", None)
+    if vars(pkg).get("launch") is launch:
+        delattr(pkg, "launch")
+
+
+def _fields(arr) -> dict:
+    return {n: arr[n] for n in arr.dtype.names}
+
+
+@pytest.mark.parametrize("L,N", [(196, 1), (3136, 1), (49, 16), (300, 4)])
+def test_launch_module_builds_the_planned_launches(fake_launch, L, N):
+    import torch
+
+    from tests.scan_cases import make_inputs
+
+    launch, calls, compiled = fake_launch
+    ins = make_inputs(2, 24, L, N, 4, dtype=torch.float16, requires_grad=False)
+    u, delta, A, B, C, D, bias = ins
+    out, last, aux = launch.selective_scan_fwd(*ins, True, torch.float32)
+    assert out.dtype == torch.float32 and aux.shape == (2, 24, P.num_chunks(L), N)
+    name, grid, block, args, smem, _ = calls[-1]
+    lp = P.fwd_plan(2, 24, L, N, 4, "float16", "float32", {"u": u.data_ptr(), "delta": delta.data_ptr(),
+                    "B": B.data_ptr(), "C": C.data_ptr(), "out": out.data_ptr()}, 132 * 7 * 4, P.Knobs())
+    assert name == S.scan_fwd_name(lp.kernel, "float16", "float32", *lp.targs[2:]) and grid == lp.grid
+    f = _fields(args[0])
+    assert args[0].dtype == P.FWD_PARAMS
+    assert (int(f["u"]), int(f["out"]), int(f["aux"]), int(f["D"])) == (u.data_ptr(), out.data_ptr(),
+                                                                          aux.data_ptr(), D.data_ptr())
+    assert (int(f["batch"]), int(f["KD"]), int(f["L"]), int(f["N"]), int(f["K"]), int(f["G"])) == (2, 24, L, N, 4, 6)
+    assert bool(f["softplus"]) and int(f["dtype"]) == 1 and int(f["out_dtype"]) == 0
+    assert tuple(int(x) for x in f["kd_div"].tolist()) == P.fast_divmod(24)
+    calls.clear()
+    launch.selective_scan_bwd(*ins, True, torch.randn_like(out), aux)
+    names = [c[0] for c in calls]
+    assert names[-1] == S.SCAN_FINALIZE_SMALL and names[-2] == S.scan_finalize_bc_name("float16")
+    b = _fields(calls[0][3][0])
+    assert int(b["S"]) >= 1 and int(b["dout_dtype"]) == 0 and int(b["partA"]) != 0
+    assert calls[-2][3][-1] == int(b["S"])  # finalize_bc_kernel's split count
+
+
+def test_launch_module_cross_kernels(fake_launch):
+    import torch
+
+    launch, calls, compiled = fake_launch
+    x = torch.randn(2, 56, 56, 96).half()
+    y = launch.cross_scan_fwd(x, "cross2d", True)
+    assert y.shape == (2, 4, 96, 56 * 56)
+    name, grid, block, args, smem, opted = calls[-1]
+    lp, _ = P.cross_launch(P.CrossProblem(2, 96, 56, 56, 0, True, "float16", x.data_ptr(), y.data_ptr()), False,
+                           P.Knobs())
+    assert name == S.cross_name(lp.kernel, "float16", *lp.targs[1:]) and grid == lp.grid and smem == lp.smem
+    assert [int(a) for a in args[:2]] == [x.data_ptr(), y.data_ptr()]
+    assert opted >= smem or smem <= 48 * 1024
+    m = launch.cross_merge_fwd(y, 56, 56, "cross2d", True)
+    assert m.shape == x.shape and calls[-1][0].startswith("vmamba::cross::cross_merge_")
+    n = len(compiled)
+    launch.cross_scan_fwd(x, "cross2d", True)
+    assert len(compiled) == n, "the second call compiled again"
+    assert launch.compile_stats()["compiles"] == n

@@ -132,12 +132,13 @@ DIRECT_ARGS = _struct([("B", "<i8"), ("C", "<i8"), ("H", "<i8"), ("W", "<i8"), (
                        ("mode", "<i4"), ("channels_last", "?")])
 
 
-def record(dtype: np.dtype, **values) -> np.void:
-    """One struct value (zeros where not given), as CuPy passes it to a kernel (its bytes)."""
-    r = np.zeros((), dtype=dtype)
+def record(struct: np.dtype, /, **values) -> np.ndarray:
+    """One struct value (zeros where not given): a 0-d structured array, which CuPy passes to a kernel by
+    value (its bytes; a numpy array of size one is CuPy's by-value argument)."""
+    r = np.zeros((), dtype=struct)
     for k, v in values.items():
         r[k] = v
-    return r[()]
+    return r
 
 
 # ---- selective scan (selective_scan.h, selective_scan_launch.cu, selective_scan_kernels.cuh) -----------
@@ -394,14 +395,14 @@ def plan_planes(p: CrossProblem, elem_bytes: int, smem_elem_bytes: int, need_sme
     return g
 
 
-def make_args(p: CrossProblem, g: Geometry) -> np.void:
+def make_args(p: CrossProblem, g: Geometry) -> np.ndarray:
     L = p.H * p.W
     return record(PLANE_ARGS, C=p.C, H=p.H, W=p.W, L=L, P=g.P, SW=g.SW, PS=g.PS, mode=p.mode,
                   channels_last=p.channels_last, divL=fast_divmod(L), divW=fast_divmod(p.W), divH=fast_divmod(p.H),
                   divG=fast_divmod(g.G))
 
 
-def make_direct(p: CrossProblem, total: int) -> np.void:
+def make_direct(p: CrossProblem, total: int) -> np.ndarray:
     return record(DIRECT_ARGS, B=p.B, C=p.C, H=p.H, W=p.W, L=p.H * p.W, total=total, mode=p.mode,
                   channels_last=p.channels_last)
 
@@ -517,7 +518,7 @@ def plan_tiles(p: CrossProblem, elem_bytes: int, smem_elem: int, x_addr: int, k:
     return g
 
 
-def make_tile_args(p: CrossProblem, g: TileGeometry, routes: int = 0) -> np.void:
+def make_tile_args(p: CrossProblem, g: TileGeometry, routes: int = 0) -> np.ndarray:
     npg = (g.TH * g.TW + (32 >> g.lq) - 1) >> (5 - g.lq)
     return record(TILE_ARGS, C=p.C, H=p.H, W=p.W, L=p.H * p.W, TH=g.TH, TW=g.TW, PC=g.PC, SW=g.SW, PS=g.PS, lq=g.lq,
                   routes=routes, mode=p.mode, divTW=fast_divmod(g.TW), divTH=fast_divmod(g.TH),
