@@ -1,8 +1,8 @@
 """The polynomial tables behind the kernels' softplus and its derivative, read from the kernel sources.
 
 Only the tables are checked here: each fits its function on its whole domain, and the CUDA and Triton
-copies agree (the cupy backend compiles the CUDA source itself: tests/test_cupy_sources.py). How the kernels use them (max(v, 0), the threshold 20, the small-dt branch of the
-derivative) is tested through the kernels themselves, on inputs that cross every branch, against torch's
+copies agree (the cupy backend compiles the CUDA source itself: tests/test_cupy_sources.py). How the
+kernels use them (max(v, 0), the threshold 20, the small-dt branch of the derivative) is tested through the kernels themselves, on inputs that cross every branch, against torch's
 softplus in float64: tests/scan_cases.SOFTPLUS_SWEEP and make_inputs(ranges="vmamba"), run by
 test_backends.py (every backend), test_reference.py, test_triton.py and the GPU test files.
 """
