@@ -192,6 +192,55 @@ def test_compile_is_cached(kern):
     assert kern.compile_stats()["compiles"] == n, kern.compile_stats()
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("knobs", [dict(scan_seq_min_rows=0), dict(scan_seq_min_rows=10**9), dict(scan_bwd_splits=1),
+                                   dict(scan_packed_rows=1), dict(scan_packed_rows=3)], ids=str)
+def test_scan_kernel_paths_through_the_knobs(kern, knobs):
+    """Every kernel the launch rules can pick, forced on small inputs through the extension's knobs: the
+    row-per-thread kernels for 1 < N <= 16 (seq_min_rows 0) or never, several channel rounds per backward
+    block, packed d_state-1 rows crossing warp boundaries."""
+    import vmamba_kernels as vk
+
+    with vk.tuning("cupy", **knobs):
+        for L, N, dtype in ((49, 1, torch.float16), (197, 16, torch.float32), (300, 4, torch.bfloat16),
+                            (1031, 1, torch.float32), (65, 8, torch.float16)):
+            _check_scan(2, 24, L, N, 4, dtype, True, True, True, True)
+
+
+@pytest.mark.gpu
+def test_matches_the_cuda_backend(kern):
+    """Same kernels, same launch rules: the cupy and cuda backends agree to rounding (NVRTC and nvcc may
+    contract differently) on every VMamba-T stage shape at batch 2, forward and backward."""
+    import vmamba_kernels as vk
+    from vmamba_kernels import dispatch
+
+    if dispatch.get_backend("cuda").unavailable_reason() is not None:
+        pytest.skip("the cuda backend is not built here")
+    for KD, L, N in ((384, 3136, 1), (768, 784, 1), (1536, 196, 1), (3072, 49, 1), (768, 3136, 16)):
+        ins = make_inputs(2, KD, L, N, 4, dtype=torch.float16, device="cuda", requires_grad=False)
+        a = vk.ops("cupy")["scan_fwd"](*ins, True, torch.float32)
+        b = vk.ops("cuda")["scan_fwd"](*ins, True, torch.float32)
+        for name, x, y in zip(("out", "last", "aux"), a, b):
+            assert_close(f"{name} cupy vs cuda", x, y, 1e-5, 1e-6)
+        dout = torch.randn_like(a[0])
+        ga = kern.selective_scan_bwd(*ins, True, dout, a[2])
+        gb = vk.ops("cuda")["scan_bwd"](*ins, True, dout, b[2])
+        for name, x, y in zip(NAMES, ga, gb):
+            if x is not None and y is not None and y.numel():
+                assert_close(f"d{name} cupy vs cuda", x.float(), y.float(), *grad_tol(name, torch.float16))
+
+
+@pytest.mark.gpu
+def test_first_call_compile_is_logged(kern):
+    """compile_stats logs each compiled instance with its seconds (bench.cupy_compile sums them per model)."""
+    ins = make_inputs(1, 8, 77, 3, 4, dtype=torch.float32, device="cuda", requires_grad=False)
+    n = kern.compile_stats()["compiles"]
+    kern.selective_scan_fwd(*ins, True, torch.float32)
+    st = kern.compile_stats()
+    assert st["compiles"] >= n and all(s >= 0 for _, _, s in st["log"])
+    assert any("vmamba::scan::" in name for name, _, _ in st["log"]), st["log"]
+
+
 CROSS_MAPS = ((7, 7), (13, 13), (14, 14), (5, 11), (1, 1), (1, 9), (8, 3))
 
 
@@ -214,6 +263,30 @@ def test_cross_scan_merge(kern, mode, channels_last, dtype):
         assert m.shape == ref.shape
         rtol, atol = TOL[dtype]
         assert_close(f"merge {mode} cl={channels_last} {H}x{W}", m, ref, rtol, atol)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("knobs", [dict(cross_cl_tiled="1"), dict(cross_cl_tiled="b"), dict(cross_path="direct"),
+                                   dict(cross_max_vec=1), dict(cross_cl_tiled="1", cross_cl_tile="5x6x8"), {}], ids=str)
+def test_cross_kernel_kinds_through_the_knobs(kern, knobs):
+    """Plane, tiled, banded and direct kernels (as the knobs force them) on awkward and VMamba-sized maps."""
+    import vmamba_kernels as vk
+
+    with vk.tuning("cupy", **knobs):
+        for (H, W), C, dtype in itertools.product(((13, 13), (14, 14), (5, 11), (56, 56), (46, 46)), (8, 96),
+                                                  (torch.float32, torch.float16)):
+            for channels_last in (False, True):
+                Bn = 2
+                shape = (Bn, H, W, C) if channels_last else (Bn, C, H, W)
+                x = torch.randn(shape, device="cuda").to(dtype)
+                with poisoned():
+                    y = kern.cross_scan_fwd(x, "cross2d", channels_last)
+                assert torch.equal(y.cpu().double(), independent_cross_scan(x, "cross2d", channels_last)), (knobs, H, W)
+                g = torch.randn(Bn, 4, C, H * W, device="cuda").to(dtype)
+                with poisoned():
+                    m = kern.cross_merge_fwd(g, H, W, "cross2d", channels_last).cpu()
+                assert_close(f"merge {knobs} {H}x{W}", m, independent_cross_merge(g, H, W, "cross2d", channels_last),
+                             *TOL[dtype])
 
 
 @pytest.mark.gpu
