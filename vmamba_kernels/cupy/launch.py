@@ -203,20 +203,19 @@ def selective_scan_fwd(u, delta, A, B, C, D, delta_bias, delta_softplus, out_dty
     batch, KD, L = u.shape
     N, K = A.shape[1], B.shape[1]
     dev = u.device
-    if out_dtype not in (torch.float32, u.dtype):
-        raise RuntimeError(f"cupy selective_scan_fwd: out_dtype must be float32 or u's dtype {u.dtype}, got {out_dtype}")
-    out = torch.empty((batch, KD, L), dtype=out_dtype, device=dev)
+    direct = out_dtype in (torch.float32, u.dtype)  # the kernels write these; any other: fp32, then converted
+    out = torch.empty((batch, KD, L), dtype=out_dtype if direct else torch.float32, device=dev)
     last = torch.empty((batch, KD, N), dtype=torch.float32, device=dev)
     aux = torch.empty((batch, KD, plan.num_chunks(L), N), dtype=torch.float32, device=dev)
     if L == 0:
         last.zero_()  # no steps: the state stays 0
     rows = batch * KD
     if rows == 0:
-        return out, last, aux
+        return out.to(out_dtype), last, aux
     if rows >= 1 << 31:
         raise RuntimeError(f"cupy selective_scan_fwd: batch * KD = {rows} rows: at most 2^31 - 1 rows per call")
     k = tuning.knobs()
-    t, o = _DT[u.dtype], _DT[out_dtype]
+    t, o = _DT[u.dtype], _DT[out.dtype]
     idx = dev.index if dev.index is not None else torch.cuda.current_device()
     warps = 1
     if N == 1 and plan.packed_rows_knob(k) <= 0:
@@ -225,7 +224,7 @@ def selective_scan_fwd(u, delta, A, B, C, D, delta_bias, delta_softplus, out_dty
     lp = plan.fwd_plan(batch, KD, L, N, K, t, o, addrs, warps, k)
     params = _fwd_params(u, delta, A, B, C, D, delta_bias, out, last, aux, delta_softplus, k)
     _run(sources.SCAN_HEADER, sources.scan_fwd_name(lp.kernel, t, o, *lp.targs[2:]), lp, (params,), dev)
-    return out, last, aux
+    return (out if direct else out.to(out_dtype)), last, aux
 
 
 def selective_scan_bwd(u, delta, A, B, C, D, delta_bias, delta_softplus, dout, aux):
