@@ -389,3 +389,22 @@ def test_launch_module_cross_kernels(fake_launch):
     launch.cross_scan_fwd(x, "cross2d", True)
     assert len(compiled) == n, "the second call compiled again"
     assert launch.compile_stats()["compiles"] == n
+
+
+def test_launch_module_edge_cases(fake_launch):
+    import torch
+
+    from tests.scan_cases import make_inputs
+
+    launch, calls, _ = fake_launch
+    ins = make_inputs(1, 8, 0, 2, 4, dtype=torch.float32, requires_grad=False)  # L = 0: no steps
+    out, last, aux = launch.selective_scan_fwd(*ins, False, torch.float32)
+    assert out.shape == (1, 8, 0) and torch.equal(last, torch.zeros_like(last)) and aux.shape == (1, 8, 0, 2)
+    ins = make_inputs(0, 8, 5, 1, 4, dtype=torch.float16, requires_grad=False)  # no rows: nothing launched
+    calls.clear()
+    out, _, _ = launch.selective_scan_fwd(*ins, False, torch.float16)
+    assert out.dtype == torch.float16 and calls == []
+    ins = make_inputs(1, 8, 9, 1, 4, dtype=torch.bfloat16, requires_grad=False)  # out in u's dtype
+    out, _, _ = launch.selective_scan_fwd(*ins, False, torch.bfloat16)
+    assert out.dtype == torch.bfloat16 and calls[-1][0] == S.scan_fwd_name("fwd_n1_packed_kernel", "bfloat16", "bfloat16")
+    assert launch.cross_scan_fwd(torch.randn(0, 3, 4, 5), "bidi", False).shape == (0, 4, 3, 20)
