@@ -226,7 +226,8 @@ KNOB_SETS = [P.Knobs(), P.Knobs(cross_max_vec="2"), P.Knobs(cross_path="direct")
 
 def _cross_cases():
     for (B, C, H, W), mode, cl, dt, (ain, aout), k in itertools.product(
-            CROSS_MAPS, (P.CROSS2D, P.UNIDI, P.BIDI), (False, True), ("float32", "float16"), ((4096, 8192), (4100, 8194)),
+            CROSS_MAPS, (P.CROSS2D, P.UNIDI, P.BIDI), (False, True), ("float32", "float16"),
+            ((4096, 8192), (4100, 8194)),
             KNOB_SETS):
         if k != P.Knobs() and (mode != P.CROSS2D or (ain, aout) != (4096, 8192)):
             continue  # the knobs on cross2d and aligned data only: keeps the grid small
@@ -406,5 +407,6 @@ def test_launch_module_edge_cases(fake_launch):
     assert out.dtype == torch.float16 and calls == []
     ins = make_inputs(1, 8, 9, 1, 4, dtype=torch.bfloat16, requires_grad=False)  # out in u's dtype
     out, _, _ = launch.selective_scan_fwd(*ins, False, torch.bfloat16)
-    assert out.dtype == torch.bfloat16 and calls[-1][0] == S.scan_fwd_name("fwd_n1_packed_kernel", "bfloat16", "bfloat16")
+    assert out.dtype == torch.bfloat16
+    assert calls[-1][0] == S.scan_fwd_name("fwd_n1_packed_kernel", "bfloat16", "bfloat16")
     assert launch.cross_scan_fwd(torch.randn(0, 3, 4, 5), "bidi", False).shape == (0, 4, 3, 20)

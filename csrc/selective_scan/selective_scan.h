@@ -55,7 +55,9 @@ __host__ __device__ constexpr int seq_bwd_rows() { return kSeqBwdThreads / (NS /
 
 __host__ __device__ inline int64_t num_chunks(int64_t L) { return (L + kChunk - 1) / kChunk; }
 // lanes per row: rows of L <= 128 steps are packed 32 / lpr per warp (one chunk each)
-__host__ __device__ inline int lanes_per_row(int64_t L) { return L <= 4 * kItems * 4 ? int(L < 1 ? 1 : (L + kItems - 1) / kItems) : 32; }
+__host__ __device__ inline int lanes_per_row(int64_t L) {
+  return L <= 4 * kItems * 4 ? int(L < 1 ? 1 : (L + kItems - 1) / kItems) : 32;
+}
 
 struct FwdParams {
   const void* u = nullptr;
@@ -148,7 +150,9 @@ inline int bwd_splits_or(int forced, int64_t batch, int K, int64_t G, int N, int
   return int(forced < rounds ? forced : rounds);
 }
 
-inline bool aligned_to(const void* q, int bytes) { return (reinterpret_cast<uintptr_t>(q) & uintptr_t(bytes - 1)) == 0; }
+inline bool aligned_to(const void* q, int bytes) {
+  return (reinterpret_cast<uintptr_t>(q) & uintptr_t(bytes - 1)) == 0;
+}
 
 enum FwdKernel : int { kFwdPacked = 0, kFwdN1 = 1, kFwdSeq4 = 2, kFwdSeq8 = 3, kFwdSeq16 = 4, kFwdGeneric = 5 };
 

@@ -1385,7 +1385,8 @@ __global__ void finalize_bc_kernel(const float* __restrict__ accB, const float* 
 
 // dA[d, n] = sum_b partA[b, d, n]; dD, ddelta_bias likewise over (b, d). Block (32, kFinRows = 8,
 // selective_scan.h): 32 columns, 8 threads down the batch each summing every 8th row, then the 8 partials
-// in order: a fixed order, and 8x the parallelism of a thread per column (a thread per column took ~20 us on short stages).
+// in order: a fixed order, and 8x the parallelism of a thread per column (a thread per column took
+// ~20 us on short stages).
 __global__ void finalize_small_kernel(const BwdParams p) {
   __shared__ float red[3][kFinRows][33];
   const int64_t KDN = p.KD * p.N;
@@ -1429,7 +1430,9 @@ void fwd_launch(const FwdParams& p_in, cudaStream_t stream) {
   const FwdLaunch l = plan_fwd(p, int(sizeof(T)), int(sizeof(OutT)), warps);
   const dim3 grid(unsigned(l.grid));
   switch (l.kernel) {
-    case kFwdPacked: fwd_n1_packed_kernel<T, OutT><<<grid, l.block, 0, stream>>>(p, l.rpw, l.piece8, l.out_piece); break;
+    case kFwdPacked:
+      fwd_n1_packed_kernel<T, OutT><<<grid, l.block, 0, stream>>>(p, l.rpw, l.piece8, l.out_piece);
+      break;
     case kFwdN1: fwd_n1_kernel<T, OutT><<<grid, l.block, 0, stream>>>(p); break;
     case kFwdSeq4: fwd_seq_kernel<T, OutT, 4><<<grid, l.block, 0, stream>>>(p, l.bpg); break;
     case kFwdSeq8: fwd_seq_kernel<T, OutT, 8><<<grid, l.block, 0, stream>>>(p, l.bpg); break;

@@ -49,7 +49,8 @@ static void layout() {
   OFF(PlaneArgs, divH); OFF(PlaneArgs, divG);
   std::cout << " sizeof.TileArgs=" << sizeof(TileArgs);
   OFF(TileArgs, C); OFF(TileArgs, H); OFF(TileArgs, W); OFF(TileArgs, L); OFF(TileArgs, TH); OFF(TileArgs, TW);
-  OFF(TileArgs, PC); OFF(TileArgs, SW); OFF(TileArgs, PS); OFF(TileArgs, lq); OFF(TileArgs, routes); OFF(TileArgs, mode);
+  OFF(TileArgs, PC); OFF(TileArgs, SW); OFF(TileArgs, PS); OFF(TileArgs, lq); OFF(TileArgs, routes);
+  OFF(TileArgs, mode);
   OFF(TileArgs, divTW); OFF(TileArgs, divTH); OFF(TileArgs, divTilesW); OFF(TileArgs, divNT); OFF(TileArgs, divG);
   OFF(TileArgs, divNPG);
   std::cout << " sizeof.DirectArgs=" << sizeof(DirectArgs);

@@ -365,7 +365,8 @@ class Geometry:
     smem: int = 0
 
 
-def plan_planes(p: CrossProblem, elem_bytes: int, smem_elem_bytes: int, need_smem: bool, vec: int, k: Knobs) -> Geometry:
+def plan_planes(p: CrossProblem, elem_bytes: int, smem_elem_bytes: int, need_smem: bool, vec: int,
+                k: Knobs) -> Geometry:
     g = Geometry()
     L = p.H * p.W
     if L >= (1 << 30) or p.C >= (1 << 30):
