@@ -412,3 +412,22 @@ def test_launch_module_edge_cases(fake_launch):
     assert out.dtype == torch.bfloat16
     assert calls[-1][0] == S.scan_fwd_name("fwd_n1_packed_kernel", "bfloat16", "bfloat16")
     assert launch.cross_scan_fwd(torch.randn(0, 3, 4, 5), "bidi", False).shape == (0, 4, 3, 20)
+
+
+def test_launch_module_cross_plan_cache_follows_knobs_and_alignment(fake_launch):
+    import torch
+
+    import vmamba_kernels as vk
+
+    launch, calls, _ = fake_launch
+    x = torch.randn(2, 8, 14, 14)
+    launch.cross_scan_fwd(x, "cross2d", False)
+    assert "plane" in calls[-1][0]
+    with vk.tuning("cupy", cross_path="direct"):
+        launch.cross_scan_fwd(x, "cross2d", False)
+    assert "direct" in calls[-1][0]
+    launch.cross_scan_fwd(x, "cross2d", False)
+    assert "plane" in calls[-1][0] and calls[-1][0].endswith(", 4>")  # 16-byte vectors on aligned data
+    xs = torch.randn(2 * 8 * 14 * 14 + 1)[1:].view(2, 8, 14, 14)  # 4-byte aligned only
+    launch.cross_scan_fwd(xs, "cross2d", False)
+    assert calls[-1][0].endswith(", 1>"), calls[-1][0]

@@ -281,14 +281,24 @@ def selective_scan_bwd(u, delta, A, B, C, D, delta_bias, delta_softplus, dout, a
 
 
 # ---- cross scan / merge -------------------------------------------------------------------------
+_CROSS_PLANS: dict = {}  # (problem with addresses mod 16, merge, knobs) -> (Launch, instance name) or None
+
+
 def _cross(inp: torch.Tensor, out: torch.Tensor, B, C, H, W, mode, channels_last, merge: bool):
-    prob = plan.CrossProblem(B, C, H, W, _MODES[mode], bool(channels_last), _DT[inp.dtype], _p(inp), _p(out))
-    got = plan.cross_launch(prob, merge, tuning.knobs())
-    if got is None:
-        return
-    lp, _ = got
-    name = sources.cross_name(lp.kernel, prob.dtype, *lp.targs[1:])
-    _run(sources.CROSS_HEADER, name, lp, (np.uint64(_p(inp)), np.uint64(_p(out))), inp.device)
+    # the plan depends on the addresses only through their alignment (vectors of at most 16 bytes), so it
+    # is cached per shape, alignment and knobs: planning in Python costs more than the small kernels
+    a_in, a_out = _p(inp), _p(out)
+    prob = plan.CrossProblem(B, C, H, W, _MODES[mode], bool(channels_last), _DT[inp.dtype], a_in % 16, a_out % 16)
+    key = (prob, merge, tuning.knobs())
+    got = _CROSS_PLANS.get(key, False)
+    if got is False:
+        lp_d = plan.cross_launch(prob, merge, key[2])
+        got = None if lp_d is None else (lp_d[0], sources.cross_name(lp_d[0].kernel, prob.dtype, *lp_d[0].targs[1:]))
+        if len(_CROSS_PLANS) > 4096:
+            _CROSS_PLANS.clear()
+        _CROSS_PLANS[key] = got
+    if got is not None:
+        _run(sources.CROSS_HEADER, got[1], got[0], (np.uint64(a_in), np.uint64(a_out)), inp.device)
 
 
 def cross_scan_fwd(x, mode, channels_last):
