@@ -161,6 +161,7 @@ SCAN_SHAPES = [  # (batch, KD, L, N, K): VMamba v2 stages, vanilla (d_state 16),
     (64, 384, 3136, 1, 4), (128, 3072, 49, 1, 4), (3, 24, 129, 1, 4), (1, 8, 257, 1, 1), (2, 8, 33, 1, 1),
     (1, 6, 65, 4, 1), (2, 384, 3136, 16, 4), (16, 768, 784, 16, 4), (64, 1536, 196, 16, 4), (1, 24, 1031, 64, 4),
     (2, 16, 197, 16, 4), (4, 96, 49, 8, 4), (1, 12, 7, 2, 4), (7, 40, 300, 5, 4), (2, 8, 0, 16, 4),
+    (0, 8, 33, 1, 4),
 ]
 
 
@@ -169,7 +170,7 @@ def test_forward_plan_matches_the_cpp(harness):
     for (batch, KD, L, N, K), (t, o), (au, ao), warps, (smr, pr) in itertools.product(
             SCAN_SHAPES, (("float16", "float32"), ("float32", "float32"), ("bfloat16", "bfloat16")),
             ((4096, 8192), (4098, 8200)), (528, 1), (("", ""), ("0", "3"))):
-        if L == 0:
+        if L == 0 or batch == 0:
             continue
         k = P.Knobs(scan_seq_min_rows=smr, scan_packed_rows=pr)
         addrs = {"u": au, "delta": au + 1024, "B": au, "C": au + 64, "out": ao}
@@ -405,8 +406,10 @@ def test_launch_module_edge_cases(fake_launch):
     assert out.shape == (1, 8, 0) and torch.equal(last, torch.zeros_like(last)) and aux.shape == (1, 8, 0, 2)
     ins = make_inputs(0, 8, 5, 1, 4, dtype=torch.float16, requires_grad=False)  # no rows: nothing launched
     calls.clear()
-    out, _, _ = launch.selective_scan_fwd(*ins, False, torch.float16)
+    out, _, aux = launch.selective_scan_fwd(*ins, False, torch.float16)
     assert out.dtype == torch.float16 and calls == []
+    launch.selective_scan_bwd(*ins, False, out, aux)  # no rows: dA etc. still written (zeros), by the finalizer
+    assert [c[0] for c in calls] == [S.SCAN_FINALIZE_SMALL]
     ins = make_inputs(1, 8, 9, 1, 4, dtype=torch.bfloat16, requires_grad=False)  # out in u's dtype
     out, _, _ = launch.selective_scan_fwd(*ins, False, torch.bfloat16)
     assert out.dtype == torch.bfloat16

@@ -216,7 +216,7 @@ def bwd_splits(batch: int, K: int, G: int, N: int, L: int, num_sms: int, seq: bo
     per_round = bwd_rows_per_round(L, N, seq)
     rounds = (G + per_round - 1) // per_round
     target = num_sms * (12 if seq else 8)
-    S = max(1, min(rounds, (target + base - 1) // base))
+    S = max(1, min(rounds, (target + base - 1) // base if base > 0 else 1))
     per_split = base * N * L * 8
     while S > 1 and S * per_split > (512 << 20):
         S -= 1
