@@ -39,7 +39,7 @@ def test_context_manager_changes_nests_and_restores():
     with pytest.raises(TypeError, match="TritonTuning has no field.*fwd_tiles; fields: "):
         with vk.tuning("triton", fwd_tiles=1):
             pass
-    with pytest.raises(ValueError, match="items_choices must be a non-empty subset"):
+    with pytest.raises(TypeError, match="CupyTuning has no field"):
         with vk.tuning("cupy", items_choices=(3,)):
             pass
 
@@ -55,11 +55,12 @@ def test_sizing_reads_the_current_tuning(monkeypatch):
         assert triton_tuning.scan_aux_shape(2, 8, 3136, 1, torch.float16)[0] == (2, 8, 25, 1)
     with vk.tuning("triton", tuned_chunk={(3136, 1): 256}):
         assert triton_tuning.chunk_len(3136, 1) == 256
-    assert cupy_tuning.bwd_warps(96) == 8
-    with vk.tuning("cupy", bwd_max_warps=4):
-        assert cupy_tuning.bwd_warps(96) == 4
-    with vk.tuning("cupy", items_choices=(8,)):
-        assert cupy_tuning.items_for(7) == 8
+    monkeypatch.delenv("VMAMBA_SCAN_SEQ_MIN_ROWS", raising=False)
+    assert cupy_tuning.knobs().scan_seq_min_rows == ""
+    with vk.tuning("cupy", scan_seq_min_rows=0, cross_cl_tiled="b"):
+        assert cupy_tuning.knobs().scan_seq_min_rows == "0" and cupy_tuning.knobs().cross_cl_tiled == "b"
+    monkeypatch.setenv("VMAMBA_SCAN_SEQ_MIN_ROWS", "12")  # None: the environment's value, as the extension
+    assert cupy_tuning.knobs().scan_seq_min_rows == "12"
 
 
 def test_apply_hook_sees_each_change_and_the_restore():

@@ -171,12 +171,13 @@ void run_stage(int64_t batch, int64_t KD, int64_t L, int sms) {
   std::printf("B%lld KD%lld L%lld  fwd n1 %.3f ms (%.0f GB/s)  generic %.3f ms | bwd n1 %.3f ms (%.0f GB/s)  generic %.3f ms (S=%d)\n",
               (long long)batch, (long long)KD, (long long)L, tfn, fbytes / tfn * 1e-6, tfo, tbn, bbytes / tbn * 1e-6, tbo, S);
   if (L <= kChunk) {  // the one-chunk d_state = 1 forwards side by side: lane-packed rows, warp per row
-    const int rpw = packed_rows_per_warp<__half, float>(batch * KD);
-    const unsigned pblocks = unsigned((batch * KD + int64_t(kFwdWarps) * rpw - 1) / (int64_t(kFwdWarps) * rpw));
     FwdParams f4 = f3;
     f4.out = out; f4.last_state = last; f4.aux = aux;
-    const bool pc8 = packed_piece8<__half>(f4);
-    const int opc = packed_out_piece<float>(f4);
+    const FwdLaunch pl = plan_fwd(f4, int(sizeof(__half)), int(sizeof(float)), packed_resident_warps<__half, float>());
+    const int rpw = pl.rpw;
+    const unsigned pblocks = unsigned(pl.grid);
+    const bool pc8 = pl.piece8;
+    const int opc = pl.out_piece;
     auto fwd_packed = [&] { fwd_n1_packed_kernel<__half, float><<<pblocks, kFwdWarps * 32>>>(f4, rpw, pc8, opc); };
     fwd_chunked();  // reference: out2 / last2 / aux2
     CK(cudaMemset(out, 0xff, n * 4));  // NaN: an element a kernel misses shows up in max_diff

@@ -1,5 +1,5 @@
-// Device-side helpers for the kernels of vmamba_kernels._C. Needs only the CUDA headers (no ATen),
-// so .cu files that include it compile quickly.
+// Device-side helpers for the kernels of vmamba_kernels._C and the cupy backend. Needs only the CUDA
+// headers (no ATen), so .cu files that include it compile quickly, and NVRTC compiles it too (rtc_compat.h).
 //
 //   vmamba::ceil_div(a, b)
 //   vmamba::FastDivmod   division by a runtime-invariant divisor with a multiply-high and a shift
@@ -10,10 +10,8 @@
 // (tests/ does that to check index maps without a GPU).
 #pragma once
 
-#include <cstdint>
-#include <cuda_runtime.h>
-
 #include "int_math.h"
+#include "rtc_compat.h"
 
 namespace vmamba {
 
@@ -62,8 +60,10 @@ __host__ __device__ __forceinline__ void store_vec(T* p, const AlignedVec<T, V>&
 #define VMAMBA_SYNC() ((void)0)
 #endif
 
+#ifndef __CUDACC_RTC__
 inline bool is_aligned(const void* p, size_t bytes) {
   return reinterpret_cast<uintptr_t>(p) % bytes == 0;
 }
+#endif
 
 }  // namespace vmamba

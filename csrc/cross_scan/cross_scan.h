@@ -7,8 +7,7 @@
 // merge: y (B, 4, C, L) -> x (B, C, H, W) or (B, H, W, C), the sum of the four routes mapped back.
 #pragma once
 
-#include <cstdint>
-#include <cuda_runtime.h>
+#include "../common/rtc_compat.h"
 
 namespace vmamba {
 namespace cross {
@@ -38,9 +37,11 @@ struct Plan {
   size_t smem_bytes = 0;
 };
 
+#ifndef __CUDACC_RTC__
 // Return nullptr on success, else a static error string (the caller raises it).
 const char* launch_cross_scan(const Problem& p, cudaStream_t stream, Plan* plan);
 const char* launch_cross_merge(const Problem& p, cudaStream_t stream, Plan* plan);
+#endif
 
 }  // namespace cross
 }  // namespace vmamba

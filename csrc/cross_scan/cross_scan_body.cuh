@@ -6,17 +6,20 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#ifndef __CUDACC_RTC__  // the planning (host) part; NVRTC (the cupy backend) reads only the bodies
 #include <algorithm>
-#include <cstdint>
 #include <cstdlib>
 
-#include "../common/device.cuh"
 #include "../common/knobs.h"
+#endif
+
+#include "../common/device.cuh"
+#include "../common/rtc_compat.h"
 #include "cross_scan.h"
 
 namespace vmamba {
 namespace cross {
-namespace {
+VMAMBA_KERNELS_NAMESPACE {
 
 constexpr int kThreads = 256;
 constexpr size_t kSmemBudget = 64 * 1024;  // dynamic shared memory per block (opt-in above 48 KB)
@@ -34,7 +37,7 @@ struct PlaneArgs {
 };
 
 // Smallest m >= n whose size in 4-byte words is odd (so a walk with stride m hits 32 banks).
-inline uint32_t odd_words(uint32_t n, uint32_t elem_bytes) {
+__host__ __device__ inline uint32_t odd_words(uint32_t n, uint32_t elem_bytes) {
   if (elem_bytes == 4) return n | 1u;
   // 2-byte elements: m = 2 (mod 4) makes m / 2 words odd
   return n + ((2u + 4u - (n % 4u)) % 4u);
@@ -725,6 +728,7 @@ __host__ __device__ __forceinline__ void cross_merge_direct_body(const T* __rest
   }
 }
 
+#ifndef __CUDACC_RTC__
 // ---- planning (host) ---------------------------------------------------------------------------
 // Tuning/test knobs (../common/knobs.h: from the environment at first use, or set through an op):
 // VMAMBA_CROSS_MAX_VEC caps the vector width (elements); VMAMBA_CROSS_PATH=direct forces the direct
@@ -1065,6 +1069,7 @@ inline void fill_plan(const Launch& l, int64_t B, Plan* plan) {
   plan->blocks = l.g.fits ? int64_t(l.g.G) * B : direct_blocks(l.total);
   plan->smem_bytes = l.g.smem;
 }
+#endif  // __CUDACC_RTC__
 
 }  // namespace
 }  // namespace cross

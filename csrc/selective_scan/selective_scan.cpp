@@ -183,14 +183,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     sms = 132;
   }
   const bool seq = use_seq(int(dm.N), dm.batch * dm.KD, seq_min_rows());
-  int S = bwd_splits(dm.batch, int(dm.K), dm.KD / dm.K, int(dm.N), dm.L, sms, seq);
-  if (const std::string e = knob(Knob::kScanBwdSplits); !e.empty()) {
-    const int forced = std::atoi(e.c_str());
-    // every split must own at least one channel round, or its scratch slice stays unwritten
-    const int64_t per_round = bwd_rows_per_round(dm.L, int(dm.N), seq);
-    const int64_t rounds = (dm.KD / dm.K + per_round - 1) / per_round;
-    if (forced >= 1) S = int(std::min<int64_t>(forced, rounds));
-  }
+  const std::string forced = knob(Knob::kScanBwdSplits);
+  const int S = bwd_splits_or(forced.empty() ? 0 : std::atoi(forced.c_str()), dm.batch, int(dm.K), dm.KD / dm.K,
+                              int(dm.N), dm.L, sms, seq);
   at::Tensor acc = at::empty({2, S, dm.batch, dm.K, dm.N, dm.L}, f32);
   at::Tensor part = at::empty({dm.batch, dm.KD, dm.N + 2}, f32);
   poison({&du, &ddelta, &dA, &dB, &dC, &dD, &dbias, &acc, &part});

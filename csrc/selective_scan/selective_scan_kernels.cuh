@@ -2,19 +2,24 @@
 // templates. Only CUDA headers here. Each selective_scan_<direction>_<dtype>.cu instantiates one input
 // dtype and direction, so the build compiles them in parallel (about 3x faster than one file:
 // reports/tuning.md), and selective_scan_launch.cu dispatches on the dtypes.
+//
+// The cupy backend compiles this header with NVRTC (vmamba_kernels/cupy/sources.py names the kernel
+// instances): everything host-only (launchers, the occupancy query) sits behind __CUDACC_RTC__.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#ifndef __CUDACC_RTC__
 #include <algorithm>
 #include <atomic>
-#include <cstdint>
+#endif
 
+#include "../common/rtc_compat.h"
 #include "selective_scan.h"
 
 namespace vmamba {
 namespace scan {
-namespace {
+VMAMBA_KERNELS_NAMESPACE {
 
 constexpr unsigned kFull = 0xffffffffu;
 
@@ -775,25 +780,11 @@ __global__ void __launch_bounds__(kFwdWarps * 32, sizeof(T) == 4 ? VMAMBA_SCAN_F
   }
 }
 
-// whether every lane's input runs of fwd_n1_packed_kernel are whole aligned 8-byte pieces, and the
-// widest such piece for its output (0: none)
-inline bool aligned_to(const void* q, int bytes) { return (reinterpret_cast<uintptr_t>(q) & uintptr_t(bytes - 1)) == 0; }
-template <typename T>
-bool packed_piece8(const FwdParams& p) {
-  return (p.L * int64_t(sizeof(T))) % 8 == 0 && aligned_to(p.u, 8) && aligned_to(p.delta, 8) && aligned_to(p.B, 8) &&
-         aligned_to(p.C, 8);
-}
-template <typename OutT>
-int packed_out_piece(const FwdParams& p) {
-  for (int w = 16; w >= 8; w /= 2)
-    if ((p.L * int64_t(sizeof(OutT))) % w == 0 && aligned_to(p.out, w)) return w;
-  return 0;
-}
-
-// rows per warp of fwd_n1_packed_kernel: the rows spread evenly over one wave of resident warps
-// (resident warps per device cached: the occupancy query costs microseconds per launch)
+#ifndef __CUDACC_RTC__
+// resident warps of fwd_n1_packed_kernel on the current device (plan_fwd spreads the packed rows over one
+// wave of them); cached per device: the occupancy query costs microseconds per launch
 template <typename T, typename OutT>
-int packed_rows_per_warp(int64_t rows) {
+int packed_resident_warps() {
   static std::atomic<int> cache[64];
   int dev = 0;
   cudaGetDevice(&dev);
@@ -805,8 +796,9 @@ int packed_rows_per_warp(int64_t rows) {
     warps = std::max(1, sms * std::max(nb, 1) * kFwdWarps);
     if (dev < 64) cache[dev].store(warps, std::memory_order_relaxed);
   }
-  return int((rows + warps - 1) / warps);
+  return warps;
 }
+#endif  // __CUDACC_RTC__
 
 // Backward for d_state = 1: the block layout, reductions and scratch of bwd_kernel (N = 1 of it),
 // with every per-step operand kept as loaded and the adjoint/dA carries in registers.
@@ -964,8 +956,7 @@ __global__ void __launch_bounds__(kBwdWarps * 32, VMAMBA_SCAN_BWD1_MIN_BLOCKS) b
 // writes them, so the backward is shared. 5x faster than fwd_kernel on VMamba-vanilla-T (64 x 32 was
 // the best rows x steps; reports/tuning.md). Needs rows to fill the GPU: launch_fwd uses it from
 // FwdParams::seq_min_rows rows up. On d_state 1 it loses to fwd_n1_kernel.
-constexpr int kSeqRows = 64;
-constexpr int kSeqTile = 32;
+constexpr int kSeqTile = 32;  // kSeqRows: selective_scan.h
 
 template <typename T, typename OutT, int NS>
 __global__ void __launch_bounds__(kSeqRows) fwd_seq_kernel(const FwdParams p, int blocks_per_group) {
@@ -1108,12 +1099,8 @@ __global__ void __launch_bounds__(kSeqRows) fwd_seq_kernel(const FwdParams p, in
 // sums go to this block's slice of accB / accC (the layout bwd_kernel uses), so the result is
 // deterministic and finalize_* kernels are shared. Inputs are staged per tile through shared memory
 // as in fwd_seq_kernel.
-constexpr int kSeqBwdThreads = 64;
-constexpr int kSeqBwdTile = 32;
+constexpr int kSeqBwdTile = 32;  // kSeqBwdThreads, seq_bwd_rows: selective_scan.h
 constexpr int kSeqBwdSub = 8;
-
-template <int NS>
-__host__ __device__ constexpr int seq_bwd_rows() { return kSeqBwdThreads / (NS / 4); }
 
 template <typename T, typename DT, int NS>
 __global__ void __launch_bounds__(kSeqBwdThreads) bwd_seq_kernel(const BwdParams p) {
@@ -1396,10 +1383,10 @@ __global__ void finalize_bc_kernel(const float* __restrict__ accB, const float* 
   }
 }
 
-// dA[d, n] = sum_b partA[b, d, n]; dD, ddelta_bias likewise over (b, d). Block (32, 8): 32 columns,
-// 8 threads down the batch each summing every 8th row, then the 8 partials in order: a fixed order,
-// and 8x the parallelism of a thread per column (a thread per column took ~20 us on short stages).
-constexpr int kFinRows = 8;
+// dA[d, n] = sum_b partA[b, d, n]; dD, ddelta_bias likewise over (b, d). Block (32, kFinRows = 8,
+// selective_scan.h): 32 columns, 8 threads down the batch each summing every 8th row, then the 8 partials
+// in order: a fixed order, and 8x the parallelism of a thread per column (a thread per column took
+// ~20 us on short stages).
 __global__ void finalize_small_kernel(const BwdParams p) {
   __shared__ float red[3][kFinRows][33];
   const int64_t KDN = p.KD * p.N;
@@ -1431,60 +1418,50 @@ __global__ void finalize_small_kernel(const BwdParams p) {
   }
 }
 
+#ifndef __CUDACC_RTC__
+// The launchers: the choice of kernel, grid and block is plan_fwd / plan_bwd (selective_scan.h), which
+// the cupy backend follows too.
 template <typename T, typename OutT>
 void fwd_launch(const FwdParams& p_in, cudaStream_t stream) {
   FwdParams p = p_in;
   p.kd_div = FastDivmod(uint32_t(p.KD));
   p.g_div = FastDivmod(uint32_t(p.G));
-  const int64_t rows = p.batch * p.KD;
-  const int64_t per_block = int64_t(kFwdWarps) * (32 / p.lpr);
-  const int64_t blocks = (rows + per_block - 1) / per_block;
-  if (p.N == 1 && p.L >= 1 && p.L <= kChunk) {
-    // at most 2^20 rows per warp: the kernel counts a warp's virtual lanes (rows x ell <= 32) in 32 bits
-    const int rpw = std::min(p.packed_rows > 0 ? p.packed_rows : packed_rows_per_warp<T, OutT>(rows), 1 << 20);
-    const int64_t per = int64_t(kFwdWarps) * rpw;
-    const bool piece8 = packed_piece8<T>(p);
-    const int out_piece = packed_out_piece<OutT>(p);
-    fwd_n1_packed_kernel<T, OutT><<<dim3(unsigned((rows + per - 1) / per)), kFwdWarps * 32, 0, stream>>>(p, rpw, piece8, out_piece);
-  } else if (p.N == 1) {
-    fwd_n1_kernel<T, OutT><<<dim3(unsigned(blocks)), kFwdWarps * 32, 0, stream>>>(p);
-  } else if (use_seq(p.N, rows, p.seq_min_rows)) {
-    const int bpg = int((p.G + kSeqRows - 1) / kSeqRows);
-    const dim3 grid(unsigned(p.batch * p.K * bpg));
-    if (p.N <= 4)
-      fwd_seq_kernel<T, OutT, 4><<<grid, kSeqRows, 0, stream>>>(p, bpg);
-    else if (p.N <= 8)
-      fwd_seq_kernel<T, OutT, 8><<<grid, kSeqRows, 0, stream>>>(p, bpg);
-    else
-      fwd_seq_kernel<T, OutT, 16><<<grid, kSeqRows, 0, stream>>>(p, bpg);
-  } else {
-    fwd_kernel<T, OutT><<<dim3(unsigned(blocks)), kFwdWarps * 32, 0, stream>>>(p);
+  const int warps = p.N == 1 && p.packed_rows <= 0 ? packed_resident_warps<T, OutT>() : 1;
+  const FwdLaunch l = plan_fwd(p, int(sizeof(T)), int(sizeof(OutT)), warps);
+  const dim3 grid(unsigned(l.grid));
+  switch (l.kernel) {
+    case kFwdPacked:
+      fwd_n1_packed_kernel<T, OutT><<<grid, l.block, 0, stream>>>(p, l.rpw, l.piece8, l.out_piece);
+      break;
+    case kFwdN1: fwd_n1_kernel<T, OutT><<<grid, l.block, 0, stream>>>(p); break;
+    case kFwdSeq4: fwd_seq_kernel<T, OutT, 4><<<grid, l.block, 0, stream>>>(p, l.bpg); break;
+    case kFwdSeq8: fwd_seq_kernel<T, OutT, 8><<<grid, l.block, 0, stream>>>(p, l.bpg); break;
+    case kFwdSeq16: fwd_seq_kernel<T, OutT, 16><<<grid, l.block, 0, stream>>>(p, l.bpg); break;
+    default: fwd_kernel<T, OutT><<<grid, l.block, 0, stream>>>(p); break;
   }
 }
 
 template <typename T, typename DT>
 void bwd_launch(const BwdParams& p, cudaStream_t stream) {
-  const int64_t blocks = p.batch * p.K * p.S;
-  if (blocks > 0 && p.N == 1)
-    bwd_n1_kernel<T, DT><<<dim3(unsigned(blocks)), kBwdWarps * 32, 0, stream>>>(p);
-  else if (blocks > 0 && p.seq && p.N <= 8)
-    bwd_seq_kernel<T, DT, 8><<<dim3(unsigned(blocks)), kSeqBwdThreads, 0, stream>>>(p);
-  else if (blocks > 0 && p.seq)
-    bwd_seq_kernel<T, DT, 16><<<dim3(unsigned(blocks)), kSeqBwdThreads, 0, stream>>>(p);
-  else if (blocks > 0)
-    bwd_kernel<T, DT><<<dim3(unsigned(blocks)), kBwdWarps * 32, 0, stream>>>(p);
-  const int64_t M = p.batch * p.K * p.N * p.L;
-  if (M > 0) {
-    const int64_t g = std::min<int64_t>((M + 255) / 256, 65535LL * 8);
-    finalize_bc_kernel<T><<<dim3(unsigned(g)), 256, 0, stream>>>(p.accB, p.accC, static_cast<T*>(p.dB),
-                                                                static_cast<T*>(p.dC), M, p.S);
+  const BwdLaunch l = plan_bwd(p);
+  const dim3 grid(unsigned(l.grid));
+  switch (l.kernel) {
+    case kBwdN1: bwd_n1_kernel<T, DT><<<grid, l.block, 0, stream>>>(p); break;
+    case kBwdSeq8: bwd_seq_kernel<T, DT, 8><<<grid, l.block, 0, stream>>>(p); break;
+    case kBwdSeq16: bwd_seq_kernel<T, DT, 16><<<grid, l.block, 0, stream>>>(p); break;
+    case kBwdGeneric: bwd_kernel<T, DT><<<grid, l.block, 0, stream>>>(p); break;
+    default: break;  // no blocks
   }
-  const int64_t KDN = p.KD * p.N;
-  finalize_small_kernel<<<dim3(unsigned((KDN + 31) / 32)), dim3(32, kFinRows), 0, stream>>>(p);
+  if (l.bc_grid > 0)
+    finalize_bc_kernel<T><<<dim3(unsigned(l.bc_grid)), kFinBcThreads, 0, stream>>>(
+        p.accB, p.accC, static_cast<T*>(p.dB), static_cast<T*>(p.dC), l.bc_elems, p.S);
+  finalize_small_kernel<<<dim3(unsigned(l.small_grid)), dim3(32, kFinRows), 0, stream>>>(p);
 }
+#endif  // __CUDACC_RTC__
 
 }  // namespace
 
+#ifndef __CUDACC_RTC__
 // one per selective_scan_<direction>_<dtype>.cu: out_dtype / dout_dtype picks the second template type
 void fwd_f32(const FwdParams& p, cudaStream_t stream);
 void fwd_f16(const FwdParams& p, cudaStream_t stream);
@@ -1492,6 +1469,7 @@ void fwd_bf16(const FwdParams& p, cudaStream_t stream);
 void bwd_f32(const BwdParams& p, cudaStream_t stream);
 void bwd_f16(const BwdParams& p, cudaStream_t stream);
 void bwd_bf16(const BwdParams& p, cudaStream_t stream);
+#endif  // __CUDACC_RTC__
 
 }  // namespace scan
 }  // namespace vmamba

@@ -1,29 +1,30 @@
-"""Raw kernels of impl "cupy": CUDA C++ in csrc/*.cu, compiled at first use by NVRTC through
-cupy.RawModule and launched on torch's tensors without copies.
+"""Raw kernels of impl "cupy": the cuda extension's own kernels (csrc/), compiled at first use by NVRTC
+through cupy.RawModule and launched on torch's tensors without copies, chosen by the extension's rules.
 
-- Sources: csrc/selective_scan.cu (forward + backward), csrc/cross_scan.cu, csrc/common.cuh.
-  The local `#include "common.cuh"` is inlined here before compiling, so CuPy's on-disk cache key
-  (source text + options) covers the header too; no CUDA header is needed (16-bit conversions
-  are PTX cvt instructions), so NVRTC needs no include path.
-- Instantiation: one RawModule per (kernel family, input dtype, d_state class) holding every
-  ITEMS variant through `name_expressions` (e.g. "vmamba_cupy::ssm_fwd<vmamba_cupy::half_t, 1, 8>";
-  d_state class: 1 = compiled for N = 1, 0 = runtime N). Modules are cached per process
-  (`_MODULES`) and on disk by CuPy; `compile_stats()` counts real compiles.
-- Interop: kernel arguments are torch data pointers (no copies); launches go to torch's current
-  stream of the tensors' device (cupy.cuda.Stream.from_external through the CUDA stream protocol,
-  ExternalStream on CuPy < 14), inside cupy.cuda.Device(that device). Inputs arrive validated and contiguous.
-- Determinism: no atomics. dB/dC are summed per block over one group's channels in a fixed order
-  into fp32 partials (batch, K, P, N, L) and then summed over P here; dA/dD/ddelta_bias come as
-  per-row fp32 partials summed over batch here (torch reductions of fixed shape).
+- Sources (sources.py): the torch-free csrc headers selective_scan/selective_scan_kernels.cuh and
+  cross_scan/cross_scan_kernels.cuh, one kernel template instance per module (name expressions such as
+  "vmamba::scan::fwd_n1_kernel<__half, float>"), so a first call compiles only what it launches. Modules
+  are cached per (instance, device) in this process (`_MODULES`) and on disk by CuPy (the source text
+  carries a digest of the csrc headers, so an edited header is recompiled). `compile_stats()` logs
+  every compile with its seconds: the first-call compile time of a model is their sum.
+- Launch rules (plan.py): the extension's plan_fwd / plan_bwd / bwd_splits_or (selective_scan.h) and
+  plan_cross (cross_scan_body.cuh), transcribed and checked against the C++ on the CPU
+  (tests/test_cupy_sources.py); the kernel argument structs (FwdParams, PlaneArgs, ...) are built as numpy
+  structured values with the C++ layout and passed by value.
+- Knobs: tuning.py (`vk.tuning("cupy", ...)`), the extension's knobs with the same meaning.
+- Interop: kernel arguments are torch data pointers; launches go to torch's current stream of the
+  tensors' device (cupy.cuda.Stream.from_external through the CUDA stream protocol, ExternalStream on
+  CuPy < 14), inside cupy.cuda.Device(that device). Inputs arrive validated.
+- Scratch and outputs as the extension allocates them (selective_scan.cpp, cross_scan.cpp); the backward
+  is deterministic (fixed-order reductions, no atomics) as there.
 
-Importing this module raises ImportError when CuPy is missing or broken (the Backend turns that
-into an "unavailable" reason with the install hint).
+Importing this module raises ImportError when CuPy is missing or broken (the Backend turns that into an
+"unavailable" reason with the install hint).
 """
 from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -37,17 +38,15 @@ except Exception as e:  # a broken CuPy install (missing CUDA libraries, ...) mu
     raise ImportError(f"CuPy is installed but does not import ({type(e).__name__}: {e})") from e
 
 from ..layout import map_dims, map_shape
-from . import tuning
+from . import plan, sources, tuning
 
-CSRC = Path(__file__).resolve().parent / "csrc"
-OPTIONS = ("-std=c++17",)
-
-_CTYPE = {torch.float32: "float", torch.float16: "vmamba_cupy::half_t", torch.bfloat16: "vmamba_cupy::bf16_t"}
-_MODES = {"cross2d": 0, "unidi": 1, "bidi": 2}
+_DT = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
+_MODES = {"cross2d": plan.CROSS2D, "unidi": plan.UNIDI, "bidi": plan.BIDI}
 
 _LOCK = threading.Lock()
-_MODULES: dict = {}   # (family, ctype, kn) -> {name_expression: cupy RawKernel}
+_MODULES: dict = {}  # (name expression, device index) -> cupy RawKernel
 _STATS = {"compiles": 0, "compile_seconds": 0.0, "log": []}
+_DEVICE: dict = {}  # device index -> (SM count, {kernel name: resident warps of fwd_n1_packed_kernel})
 
 
 # ---- availability -------------------------------------------------------------------------------
@@ -56,7 +55,8 @@ def _cupy_cuda_major() -> int:
 
 
 def unavailable_reason() -> Optional[str]:
-    """None when CuPy imports, a CUDA device is visible, and CuPy's CUDA major matches torch's."""
+    """None when CuPy imports, a CUDA device is visible, CuPy's CUDA major matches torch's and the csrc/
+    headers are there."""
     if torch.version.cuda is None:
         return ("torch is a CPU-only build (torch.version.cuda is None): CuPy kernels need a CUDA build of torch "
                 "and an NVIDIA GPU")
@@ -74,55 +74,42 @@ def unavailable_reason() -> Optional[str]:
         cupy.cuda.nvrtc.getVersion()
     except Exception as e:  # noqa: BLE001
         return f"NVRTC is not usable from CuPy ({type(e).__name__}: {e})"
-    return None
+    return sources.missing_reason()
 
 
 # ---- compiling ----------------------------------------------------------------------------------
-def _source(name: str) -> str:
-    text = (CSRC / name).read_text()
-    common = (CSRC / "common.cuh").read_text().replace("#pragma once", "")
-    return text.replace('#include "common.cuh"', common)
-
-
-def _names(family: str, ctype: str, kn: int) -> list:
-    if family == "cross":
-        return [f"vmamba_cupy::cross_scan_k<{ctype}>", f"vmamba_cupy::cross_merge_k<{ctype}>"]
-    return [f"vmamba_cupy::{family}<{ctype}, {kn}, {it}>" for it in tuning.INSTANTIATED_ITEMS]
-
-
-def _kernels(family: str, dtype: torch.dtype, kn: int, device_index: int) -> dict:
-    """{name_expression: RawKernel} for one module on one device, compiling it on first use
-    (thread-safe). Call inside `cupy.cuda.Device(device_index)`."""
-    ctype = _CTYPE[dtype]
-    key = (family, ctype, kn, device_index)
-    mod = _MODULES.get(key)
-    if mod is not None:
-        return mod
+def _kernel(header: str, name: str, device_index: int):
+    """The RawKernel of instance `name` (a name expression) of `header` on one device, compiled on first
+    use (thread-safe). Call inside `cupy.cuda.Device(device_index)`."""
+    key = (name, device_index)
+    k = _MODULES.get(key)
+    if k is not None:
+        return k
     with _LOCK:
-        mod = _MODULES.get(key)
-        if mod is None:
-            names = _names(family, ctype, kn)
-            src = _source("cross_scan.cu" if family == "cross" else "selective_scan.cu")
+        k = _MODULES.get(key)
+        if k is None:
             t = time.perf_counter()
-            raw = cupy.RawModule(code=src, options=OPTIONS, name_expressions=names)
-            mod = {n: raw.get_function(n) for n in names}  # forces the NVRTC compile + load now
+            mod = cupy.RawModule(code=sources.source(header), options=sources.options(), name_expressions=[name])
+            k = mod.get_function(name)  # forces the NVRTC compile (or CuPy's disk cache) and the load now
+            _ = k.attributes  # noqa: F841 (loads the function on this device)
             dt = time.perf_counter() - t
             _STATS["compiles"] += 1
             _STATS["compile_seconds"] += dt
-            _STATS["log"].append((family, ctype, kn, round(dt, 3)))
-            _MODULES[key] = mod
-    return mod
+            _STATS["log"].append((name, device_index, round(dt, 3)))
+            _MODULES[key] = k
+    return k
 
 
 def compile_stats() -> dict:
-    """Modules compiled (or loaded from CuPy's disk cache) by this process, and the seconds spent."""
+    """Kernel instances compiled (or loaded from CuPy's disk cache) by this process, the seconds spent, and
+    one (name expression, device, seconds) entry per instance."""
     return {"compiles": _STATS["compiles"], "compile_seconds": _STATS["compile_seconds"],
             "log": list(_STATS["log"])}
 
 
 # ---- launching ----------------------------------------------------------------------------------
-def _p(t: Optional[torch.Tensor]):
-    return np.uint64(0 if t is None else t.data_ptr())
+def _p(t: Optional[torch.Tensor]) -> int:
+    return 0 if t is None else t.data_ptr()
 
 
 class _StreamRef:
@@ -153,45 +140,90 @@ def _cupy_stream(ptr: int, device_index: int):
     return s
 
 
-def _launch(family: str, dtype: torch.dtype, kn: int, name: str, grid: int, block: int, args,
-            device: torch.device, shared_mem: int = 0):
-    """Launch kernel `name` of module (family, dtype, kn) on `device`, on torch's current stream."""
+_SCALAR = {"i4": np.int32, "i8": np.int64, "?": np.bool_}
+
+
+def _run(header: str, name: str, launch: plan.Launch, head: tuple, device: torch.device):
+    """Launch instance `name` with arguments head + launch.extra (typed scalars or structs) on torch's
+    current stream of `device`."""
+    if launch.grid[0] == 0:
+        return
     idx = device.index if device.index is not None else torch.cuda.current_device()
     ptr = torch.cuda.current_stream(idx).cuda_stream
+    args = list(head)
+    for e in launch.extra:
+        args.append(_SCALAR[e[0]](e[1]) if isinstance(e, tuple) else e)
     with cupy.cuda.Device(idx):
-        kernel = _kernels(family, dtype, kn, idx)[name]
+        kernel = _kernel(header, name, idx)
+        if launch.smem > 48 * 1024 and kernel.max_dynamic_shared_size_bytes < launch.smem:
+            kernel.max_dynamic_shared_size_bytes = launch.smem  # opt in above 48 KB, as the extension does
         with _cupy_stream(ptr, idx):
-            kernel((grid,), (block,), args, shared_mem=shared_mem)
+            kernel(launch.grid, launch.block, tuple(args), shared_mem=launch.smem)
 
 
-def _kn(N: int) -> int:
-    return 1 if N == 1 else 0
+def _sms(idx: int) -> int:
+    d = _DEVICE.get(idx)
+    if d is None:
+        d = _DEVICE[idx] = (torch.cuda.get_device_properties(idx).multi_processor_count, {})
+    return d[0]
+
+
+def _resident_warps(name: str, idx: int) -> int:
+    """SMs x resident blocks of fwd_n1_packed_kernel instance `name` x kFwdWarps (the extension's
+    occupancy query in packed_resident_warps), cached per device."""
+    sms = _sms(idx)
+    cache = _DEVICE[idx][1]
+    w = cache.get(name)
+    if w is None:
+        fw = plan.constants()["kFwdWarps"]
+        with cupy.cuda.Device(idx):
+            k = _kernel(sources.SCAN_HEADER, name, idx)
+            try:
+                nb = cupy.cuda.driver.occupancyMaxActiveBlocksPerMultiprocessor(k.kernel.ptr, fw * 32, 0)
+            except Exception:  # noqa: BLE001 (an older CuPy without the query: one block per SM)
+                nb = 1
+        w = cache[name] = max(1, sms * max(int(nb), 1) * fw)
+    return w
 
 
 # ---- selective scan -----------------------------------------------------------------------------
+def _fwd_params(u, delta, A, B, C, D, delta_bias, out, last, aux, softplus, knobs):
+    batch, KD, L = u.shape
+    N, K = A.shape[1], B.shape[1]
+    return plan.record(
+        plan.FWD_PARAMS, u=_p(u), delta=_p(delta), A=_p(A), B=_p(B), C=_p(C), D=_p(D), delta_bias=_p(delta_bias),
+        out=_p(out), last_state=_p(last), aux=_p(aux), batch=batch, KD=KD, L=L, G=KD // K, N=N, K=K,
+        lpr=plan.lanes_per_row(L), softplus=bool(softplus), dtype=plan.DTYPE_CODE[_DT[u.dtype]],
+        out_dtype=plan.DTYPE_CODE[_DT[out.dtype]], kd_div=plan.fast_divmod(KD), g_div=plan.fast_divmod(KD // K),
+        seq_min_rows=plan.seq_min_rows(knobs), packed_rows=plan.packed_rows_knob(knobs))
+
+
 def selective_scan_fwd(u, delta, A, B, C, D, delta_bias, delta_softplus, out_dtype):
     u, delta, A, B, C = (t.contiguous() for t in (u, delta, A, B, C))
     batch, KD, L = u.shape
     N, K = A.shape[1], B.shape[1]
     dev = u.device
-    direct = out_dtype in (torch.float32, u.dtype)
+    direct = out_dtype in (torch.float32, u.dtype)  # the kernels write these; any other: fp32, then converted
     out = torch.empty((batch, KD, L), dtype=out_dtype if direct else torch.float32, device=dev)
-    last = torch.zeros((batch, KD, N), dtype=torch.float32, device=dev)
-    aux_shape, _ = tuning.scan_aux_shape(batch, KD, L, N, u.dtype)
-    aux = torch.empty(aux_shape, dtype=torch.float32, device=dev)
+    last = torch.empty((batch, KD, N), dtype=torch.float32, device=dev)
+    aux = torch.empty((batch, KD, plan.num_chunks(L), N), dtype=torch.float32, device=dev)
+    if L == 0:
+        last.zero_()  # no steps: the state stays 0
     rows = batch * KD
-    if rows == 0 or L == 0:
-        aux.zero_()
+    if rows == 0:
         return out.to(out_dtype), last, aux
-    items = tuning.items_for(L)
-    kn = _kn(N)
-    W = tuning.fwd_warps(items)
-    chp = 32 * items + items
-    args = (_p(u), _p(delta), _p(A), _p(B), _p(C), _p(D), _p(delta_bias), _p(out), _p(last), _p(aux),
-            np.int64(rows), np.int32(KD), np.int32(K), np.int32(N), np.int64(L), np.int32(aux_shape[2]),
-            np.int32(bool(delta_softplus)), np.int32(out.dtype == torch.float32))
-    _launch("ssm_fwd", u.dtype, kn, f"vmamba_cupy::ssm_fwd<{_CTYPE[u.dtype]}, {kn}, {items}>",
-            -(-rows // W), 32 * W, args, dev, shared_mem=4 * W * (chp + N))
+    if rows >= 1 << 31:
+        raise RuntimeError(f"cupy selective_scan_fwd: batch * KD = {rows} rows: at most 2^31 - 1 rows per call")
+    k = tuning.knobs()
+    t, o = _DT[u.dtype], _DT[out.dtype]
+    idx = dev.index if dev.index is not None else torch.cuda.current_device()
+    warps = 1
+    if N == 1 and plan.packed_rows_knob(k) <= 0:
+        warps = _resident_warps(sources.scan_fwd_name("fwd_n1_packed_kernel", t, o), idx)
+    addrs = {"u": _p(u), "delta": _p(delta), "B": _p(B), "C": _p(C), "out": _p(out)}
+    lp = plan.fwd_plan(batch, KD, L, N, K, t, o, addrs, warps, k)
+    params = _fwd_params(u, delta, A, B, C, D, delta_bias, out, last, aux, delta_softplus, k)
+    _run(sources.SCAN_HEADER, sources.scan_fwd_name(lp.kernel, t, o, *lp.targs[2:]), lp, (params,), dev)
     return (out if direct else out.to(out_dtype)), last, aux
 
 
@@ -199,63 +231,81 @@ def selective_scan_bwd(u, delta, A, B, C, D, delta_bias, delta_softplus, dout, a
     u, delta, A, B, C = (t.contiguous() for t in (u, delta, A, B, C))
     batch, KD, L = u.shape
     N, K = A.shape[1], B.shape[1]
+    G = KD // K
     dev = u.device
     if dout.dtype not in (torch.float32, u.dtype):
         dout = dout.float()
     dout = dout.contiguous()
-    G = KD // K
-    W = tuning.bwd_warps(G)
-    P = G // W
+    nch = plan.num_chunks(L)
+    if tuple(aux.shape) != (batch, KD, nch, N):
+        raise RuntimeError(f"cupy selective_scan_bwd: aux has shape {tuple(aux.shape)}, expected "
+                           f"{(batch, KD, nch, N)} (was the forward run by another impl?)")
+    aux = aux.contiguous()
     f32 = dict(dtype=torch.float32, device=dev)
-    du = torch.empty_like(u)
-    ddelta = torch.empty_like(delta)
-    dA_part = torch.zeros((batch, KD, N), **f32)
-    dD_part = torch.zeros((batch, KD), **f32)
-    dbias_part = torch.zeros((batch, KD), **f32)
-    dB_part = torch.zeros((batch, K, P, N, L), **f32) if L == 0 else torch.empty((batch, K, P, N, L), **f32)
-    dC_part = torch.empty_like(dB_part)
+    du, ddelta = torch.empty_like(u), torch.empty_like(delta)
+    dA = torch.empty((KD, N), **f32)
+    dB, dC = torch.empty_like(B), torch.empty_like(C)
+    dD = torch.empty((KD,), **f32) if D is not None else None
+    dbias = torch.empty((KD,), **f32) if delta_bias is not None else None
+    if KD == 0:
+        return du, ddelta, dA, dB, dC, dD, dbias
+    k = tuning.knobs()
+    idx = dev.index if dev.index is not None else torch.cuda.current_device()
+    seq = plan.use_seq(N, batch * KD, plan.seq_min_rows(k))
+    S = plan.splits(batch, K, G, N, L, _sms(idx), seq, k)
+    if batch * K * S >= 1 << 31:
+        raise RuntimeError("cupy selective_scan_bwd: batch * K too large for one launch")
+    acc = torch.empty((2, S, batch, K, N, L), **f32)
+    part = torch.empty((batch, KD, N + 2), **f32)
     rows = batch * KD
-    if rows and L:
-        items = tuning.items_for(L)
-        nch = tuning.n_chunks(L)
-        if tuple(aux.shape) != (batch, KD, nch, N):
-            raise RuntimeError(f"cupy selective_scan_bwd: aux has shape {tuple(aux.shape)}, expected "
-                               f"{(batch, KD, nch, N)} (was the forward run by another impl?)")
-        kn = _kn(N)
-        chp = 32 * items + items
-        args = (_p(u), _p(delta), _p(A), _p(B), _p(C), _p(D), _p(delta_bias), _p(dout),
-                np.int32(dout.dtype == torch.float32), _p(aux.contiguous()), _p(du), _p(ddelta),
-                _p(dA_part), _p(dD_part), _p(dbias_part), _p(dB_part), _p(dC_part),
-                np.int32(KD), np.int32(K), np.int32(N), np.int64(L), np.int32(nch),
-                np.int32(bool(delta_softplus)))
-        _launch("ssm_bwd", u.dtype, kn, f"vmamba_cupy::ssm_bwd<{_CTYPE[u.dtype]}, {kn}, {items}>",
-                rows // W, 32 * W, args, dev, shared_mem=4 * W * (2 * chp + 2 * N))
-    else:
-        du.zero_()
-        ddelta.zero_()
-    dA = dA_part.sum(0)
-    dB = dB_part.sum(2).to(u.dtype)
-    dC = dC_part.sum(2).to(u.dtype)
-    dD = dD_part.sum(0) if D is not None else None
-    dbias = dbias_part.sum(0) if delta_bias is not None else None
+    acc_half = S * batch * K * N * L
+    pa = part.data_ptr()
+    params = plan.record(
+        plan.BWD_PARAMS, u=_p(u), delta=_p(delta), A=_p(A), B=_p(B), C=_p(C), D=_p(D), delta_bias=_p(delta_bias),
+        dout=_p(dout), aux=_p(aux), du=_p(du), ddelta=_p(ddelta), dA=_p(dA), dB=_p(dB), dC=_p(dC), dD=_p(dD),
+        ddelta_bias=_p(dbias), accB=acc.data_ptr(), accC=acc.data_ptr() + 4 * acc_half, partA=pa,
+        partD=pa + 4 * rows * N, partBias=pa + 4 * rows * (N + 1), batch=batch, KD=KD, L=L, G=G, N=N, K=K, S=S,
+        lpr=plan.lanes_per_row(L), softplus=bool(delta_softplus), seq=seq, dtype=plan.DTYPE_CODE[_DT[u.dtype]],
+        dout_dtype=plan.DTYPE_CODE[_DT[dout.dtype]])
+    t, d = _DT[u.dtype], _DT[dout.dtype]
+    for lp in plan.bwd_plan(batch, KD, L, N, K, S, seq, t, d):
+        if lp.kernel == "finalize_bc_kernel":
+            name = sources.scan_finalize_bc_name(t)
+            head = (acc.data_ptr(), acc.data_ptr() + 4 * acc_half, dB.data_ptr(), dC.data_ptr())
+            _run(sources.SCAN_HEADER, name, lp, tuple(np.uint64(h) for h in head), dev)
+        elif lp.kernel == "finalize_small_kernel":
+            _run(sources.SCAN_HEADER, sources.SCAN_FINALIZE_SMALL, lp, (params,), dev)
+        else:
+            _run(sources.SCAN_HEADER, sources.scan_bwd_name(lp.kernel, t, d, *lp.targs[2:]), lp, (params,), dev)
     return du, ddelta, dA, dB, dC, dD, dbias
 
 
 # ---- cross scan / merge -------------------------------------------------------------------------
-def _grid(total: int, block: int = 256) -> int:
-    return max(1, min(-(-total // block), 1 << 20))  # grid-stride loops cover the rest
+_CROSS_PLANS: dict = {}  # (problem with addresses mod 16, merge, knobs) -> (Launch, instance name) or None
+
+
+def _cross(inp: torch.Tensor, out: torch.Tensor, B, C, H, W, mode, channels_last, merge: bool):
+    # the plan depends on the addresses only through their alignment (vectors of at most 16 bytes), so it
+    # is cached per shape, alignment and knobs: planning in Python costs more than the small kernels
+    a_in, a_out = _p(inp), _p(out)
+    prob = plan.CrossProblem(B, C, H, W, _MODES[mode], bool(channels_last), _DT[inp.dtype], a_in % 16, a_out % 16)
+    key = (prob, merge, tuning.knobs())
+    got = _CROSS_PLANS.get(key, False)
+    if got is False:
+        lp_d = plan.cross_launch(prob, merge, key[2])
+        got = None if lp_d is None else (lp_d[0], sources.cross_name(lp_d[0].kernel, prob.dtype, *lp_d[0].targs[1:]))
+        if len(_CROSS_PLANS) > 4096:
+            _CROSS_PLANS.clear()
+        _CROSS_PLANS[key] = got
+    if got is not None:
+        _run(sources.CROSS_HEADER, got[1], got[0], (np.uint64(a_in), np.uint64(a_out)), inp.device)
 
 
 def cross_scan_fwd(x, mode, channels_last):
     x = x.contiguous()
     Bn, C, H, W = map_dims(x, channels_last)
     y = torch.empty((Bn, 4, C, H * W), dtype=x.dtype, device=x.device)
-    total = x.numel()
-    if total:
-        args = (_p(x), _p(y), np.int64(Bn), np.int64(C), np.int64(H), np.int64(W),
-                np.int32(_MODES[mode]), np.int32(bool(channels_last)))
-        _launch("cross", x.dtype, 0, f"vmamba_cupy::cross_scan_k<{_CTYPE[x.dtype]}>", _grid(total), 256,
-                args, x.device)
+    _cross(x, y, Bn, C, H, W, mode, channels_last, merge=False)
     return y
 
 
@@ -263,10 +313,5 @@ def cross_merge_fwd(y, H, W, mode, channels_last):
     y = y.contiguous()
     Bn, _, C, L = y.shape
     x = torch.empty(map_shape(Bn, C, H, W, channels_last), dtype=y.dtype, device=y.device)
-    total = x.numel()
-    if total:
-        args = (_p(y), _p(x), np.int64(Bn), np.int64(C), np.int64(H), np.int64(W),
-                np.int32(_MODES[mode]), np.int32(bool(channels_last)))
-        _launch("cross", y.dtype, 0, f"vmamba_cupy::cross_merge_k<{_CTYPE[y.dtype]}>", _grid(total), 256,
-                args, y.device)
+    _cross(y, x, Bn, C, H, W, mode, channels_last, merge=True)
     return x

@@ -1,69 +1,48 @@
-"""The CuPy backend's launch geometry (`CupyTuning`), shared by the Backend declaration (aux shape,
-importable without CuPy) and launch.py. One warp scans one (batch, channel) row in chunks of
-32 * items(L) steps; the forward saves each chunk's starting state for the backward.
+"""The cupy backend's knobs (`CupyTuning`): the cuda extension's tuning / test knobs (csrc/common/knobs.h,
+same names and meaning), since the cupy backend launches the extension's kernels by the same rules
+(plan.py). Importable without CuPy (the Backend declaration reads the aux shape here).
 
-Change values with `vmamba_kernels.tuning("cupy", field=value)`.
+Change values with `vmamba_kernels.tuning("cupy", field=value)`; None leaves a knob as the environment
+sets it (VMAMBA_<FIELD>, read at each call), and an unset one takes the built-in rule.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, fields
+from typing import Optional
 
 from ..tunables import register
-
-# steps per lane with a template instantiation in csrc/selective_scan.cu (each compiled module holds them
-# all; tests/test_cupy.py checks the file's CI block lists the same)
-INSTANTIATED_ITEMS = (2, 4, 8)
+from . import plan
 
 
 @dataclass(frozen=True)
 class CupyTuning:
-    # steps per lane: the smallest of these whose chunk covers L, else the last (a subset of INSTANTIATED_ITEMS)
-    items_choices: tuple = INSTANTIATED_ITEMS
-    bwd_max_warps: int = 8  # channels per backward block (one B/C group per block)
-    fwd_warps_short: int = 8  # rows per forward block when items <= 4
-    fwd_warps_long: int = 4  # rows per forward block when items is 8
-
-    def __post_init__(self):
-        if not self.items_choices or not set(self.items_choices) <= set(INSTANTIATED_ITEMS):
-            raise ValueError(f"items_choices must be a non-empty subset of {INSTANTIATED_ITEMS}, got {self.items_choices}")
+    scan_seq_min_rows: Optional[int] = None  # rows from which 1 < d_state <= 16 takes the row-per-thread kernels
+    scan_bwd_splits: Optional[int] = None  # force the backward's channel split count
+    scan_packed_rows: Optional[int] = None  # rows per warp of the lane-packed d_state = 1 forward (L <= 256)
+    cross_max_vec: Optional[int] = None  # cap on the cross kernels' vector width (elements)
+    cross_smem_kb: Optional[int] = None  # shared memory per block the cross planner may use
+    cross_path: Optional[str] = None  # "direct" forces the direct cross kernels
+    cross_cl_tiled: Optional[str] = None  # channels-last: "0" plane kernels, "1" tiled, "b" banded scan
+    cross_cl_band: Optional[int] = None  # rows (columns) per band of the banded scan
+    cross_cl_tile: Optional[str] = None  # "THxTW" or "THxTWxPC": fixed tile (and channels per block)
 
 
 TUNING = register("cupy", CupyTuning())
 
 
-def items_for(L: int) -> int:
-    """Steps per lane for sequence length L: the smallest chunk that covers L, at most 32 * 8."""
-    choices = TUNING.get().items_choices
-    for it in choices:
-        if L <= 32 * it:
-            return it
-    return choices[-1]
-
-
-def chunk_len(L: int) -> int:
-    return 32 * items_for(L)
-
-
-def n_chunks(L: int) -> int:
-    return max(1, -(-L // chunk_len(L)))
+def knobs() -> plan.Knobs:
+    """The current knobs as the extension would see them (strings; "" = unset)."""
+    t = TUNING.get()
+    out = {}
+    for f in fields(t):
+        v = getattr(t, f.name)
+        out[f.name] = os.environ.get("VMAMBA_" + f.name.upper(), "") if v is None else str(v)
+    return plan.Knobs(**out)
 
 
 def scan_aux_shape(batch, KD, L, N, dtype):
-    """aux = the state at the start of every chunk: (batch, KD, n_chunks, N) float32."""
+    """aux = the state entering every chunk of the extension's kernels: (batch, KD, ceil(L / kChunk), N) fp32."""
     import torch
 
-    return (batch, KD, n_chunks(L), N), torch.float32
-
-
-def bwd_warps(G: int) -> int:
-    """Channels (warps) per backward block: the largest power of two <= bwd_max_warps dividing the group
-    size G, so a block never straddles two B/C groups and the dB/dC block sum stays inside one group."""
-    w = TUNING.get().bwd_max_warps
-    while w > 1 and G % w:
-        w //= 2
-    return w
-
-
-def fwd_warps(items: int) -> int:
-    t = TUNING.get()
-    return t.fwd_warps_short if items <= 4 else t.fwd_warps_long
+    return (batch, KD, plan.num_chunks(L), N), torch.float32

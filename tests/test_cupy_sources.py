@@ -1,0 +1,436 @@
+"""The cupy backend runs the cuda extension's own kernels: CPU checks (no GPU, no CuPy) that it has no
+kernel source of its own, that the csrc/ headers it compiles are torch-free and compile under nvcc
+alone and under NVRTC (every template instance it may launch), and that its launch rules
+(vmamba_kernels/cupy/plan.py) agree with the extension's C++ ones (tests/tools/plan_harness.cu, built
+here as host code) on shapes, alignments and knobs, down to every field of the kernel argument structs.
+The GPU behaviour of the backend is tests/test_cupy.py."""
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.test_cupy import IN_CI, _nvcc
+from vmamba_kernels.cupy import plan as P
+from vmamba_kernels.cupy import sources as S
+
+ROOT = Path(__file__).resolve().parent.parent
+CUPY_DIR = ROOT / "vmamba_kernels" / "cupy"
+
+
+def _need_nvcc():
+    nvcc = _nvcc()
+    if nvcc is None:
+        if IN_CI:
+            pytest.fail("nvcc not found: CI must have nvcc")
+        pytest.skip("nvcc not found (PATH, $CUDA_HOME, /usr/local/cuda-13.0)")
+    return nvcc
+
+
+# ---- one source ---------------------------------------------------------------------------------------
+def test_cupy_backend_has_no_kernel_sources_of_its_own():
+    own = [p.relative_to(ROOT) for p in CUPY_DIR.rglob("*") if p.suffix in (".cu", ".cuh", ".h", ".cpp")]
+    assert own == [], f"the cupy backend compiles csrc/; kernel sources under vmamba_kernels/cupy: {own}"
+    assert S.CSRC.resolve() == (ROOT / "csrc").resolve()
+    assert S.missing_reason() is None
+    for header in (S.SCAN_HEADER, S.CROSS_HEADER):
+        assert f'#include "{header}"' in S.source(header)
+    assert f"-I{ROOT / 'csrc'}" in S.options()
+
+
+def _reachable_headers(start: Path) -> set:
+    seen, todo = set(), [start]
+    while todo:
+        p = todo.pop().resolve()
+        if p in seen:
+            continue
+        seen.add(p)
+        for inc in re.findall(r'^\s*#\s*include\s+"([^"]+)"', p.read_text(), flags=re.M):
+            todo.append(p.parent / inc)
+    return seen
+
+
+def test_kernel_headers_are_torch_free():
+    for header in (S.SCAN_HEADER, S.CROSS_HEADER):
+        for p in _reachable_headers(ROOT / "csrc" / header):
+            text = p.read_text()
+            bad = re.findall(r"^\s*#\s*include\s+[<\"](torch|ATen|c10)/", text, flags=re.M)
+            assert not bad, f"{p.relative_to(ROOT)} includes {bad}: the cupy backend compiles it without torch"
+            assert "common.h\"" not in text, f"{p.relative_to(ROOT)} includes common/common.h (ATen)"
+
+
+def test_kernel_headers_compile_with_nvcc_without_torch(tmp_path):
+    nvcc = _need_nvcc()
+    src = tmp_path / "alone.cu"
+    src.write_text(f'#include "{S.SCAN_HEADER}"\n#include "{S.CROSS_HEADER}"\n')
+    r = subprocess.run([nvcc, "-std=c++17", "-arch=sm_90", f"-I{ROOT / 'csrc'}", "-c", str(src), "-o",
+                        str(tmp_path / "alone.o")], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-4000:]
+
+
+# ---- NVRTC: every instance the backend may launch -----------------------------------------------------
+def _nvrtc():
+    from tests.tools import nvrtc
+
+    if nvrtc.find() is None:
+        msg = "libnvrtc not found (torch's nvidia wheel, $CUDA_HOME/lib64, /usr/local/cuda/lib64)"
+        if IN_CI:
+            pytest.fail(msg + " -- CI installs torch's CUDA wheels, which bring it")
+        pytest.skip(msg)
+    if not S.cuda_include_dirs():
+        pytest.skip("no CUDA include folder with cuda_fp16.h")
+    return nvrtc
+
+
+@pytest.mark.parametrize("header,names", [(S.SCAN_HEADER, S.all_scan_names()), (S.CROSS_HEADER, S.all_cross_names())],
+                         ids=["scan", "cross"])
+def test_every_instance_compiles_with_nvrtc(header, names):
+    """PTX for sm_90 without optimization (-G): every template instantiated and code-generated, in seconds
+    (optimized, the scan instances take a minute here; the extension builds the same code optimized)."""
+    nvrtc = _nvrtc()
+    ok, log, lowered, ptx = nvrtc.compile_names(S.source(header), names, S.options() + ("-arch=compute_90", "-G"))
+    assert ok, log[-6000:]
+    assert set(lowered) == set(names), set(names) - set(lowered)
+    # the kernels are externally visible (a named inline namespace under NVRTC, not the unnamed one)
+    assert all("_GLOBAL__N_" not in v for v in lowered.values()), lowered
+
+
+def test_every_planned_kernel_has_an_instance():
+    names = set(S.all_scan_names()) | set(S.all_cross_names())
+    for t in ("float32", "float16", "bfloat16"):
+        for o in sorted({"float32", t}):
+            for kernel, targs in (("fwd_kernel", ()), ("fwd_n1_kernel", ()), ("fwd_n1_packed_kernel", ()),
+                                  ("fwd_seq_kernel", (4,)), ("fwd_seq_kernel", (8,)), ("fwd_seq_kernel", (16,))):
+                assert S.scan_fwd_name(kernel, t, o, *targs) in names
+    for dt in ("float32", "float16", "bfloat16"):
+        eb = P.ELEM_BYTES[dt]
+        for v in (1, 2, 4, 8):
+            kv = P._kernel_vec(v, eb)
+            for k in ("cross_scan_plane_kernel", "cross_scan_tiled_kernel", "cross_scan_band_kernel",
+                      "cross_merge_plane_kernel", "cross_merge_tiled_kernel"):
+                assert S.cross_name(k, dt, kv) in names, (k, dt, kv)
+
+
+# ---- the launch rules: plan.py against the C++ ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory):
+    nvcc = _need_nvcc()
+    exe = tmp_path_factory.mktemp("plan") / "plan_harness"
+    r = subprocess.run([nvcc, "-std=c++17", "-O1", "-x", "cu", str(ROOT / "tests" / "tools" / "plan_harness.cu"),
+                        "-o", str(exe)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-4000:]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VMAMBA_")}  # knobs unset unless a query sets them
+
+    def ask(queries):
+        out = subprocess.run([str(exe)], input="\n".join(queries) + "\n", capture_output=True, text=True, env=env,
+                             timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]
+        lines = out.stdout.strip().splitlines()
+        assert len(lines) == len(queries)
+        return [dict(kv.split("=", 1) for kv in ln.split()) for ln in lines]
+
+    return ask
+
+
+def _flat(rec) -> list:
+    out = []
+    for name in rec.dtype.names:
+        v = rec[name]
+        out += _flat(v) if v.dtype.names else [int(v)]
+    return out
+
+
+def test_struct_layouts_match_the_cpp(harness):
+    got = harness(["layout"])[0]
+    for cname, dt in (("FwdParams", P.FWD_PARAMS), ("BwdParams", P.BWD_PARAMS), ("PlaneArgs", P.PLANE_ARGS),
+                      ("TileArgs", P.TILE_ARGS), ("DirectArgs", P.DIRECT_ARGS), ("FastDivmod", P.DIVMOD)):
+        assert int(got[f"sizeof.{cname}"]) == dt.itemsize, cname
+        cpp = {k.split(".", 1)[1]: int(v) for k, v in got.items() if k.startswith(cname + ".")}
+        if cname != "FastDivmod":
+            assert list(cpp) == list(dt.names), (cname, list(cpp), dt.names)
+            assert cpp == {n: dt.fields[n][1] for n in dt.names}, cname
+
+
+SCAN_SHAPES = [  # (batch, KD, L, N, K): VMamba v2 stages, vanilla (d_state 16), awkward sizes
+    (1, 4, 1, 1, 1), (2, 384, 3136, 1, 4), (2, 768, 784, 1, 4), (2, 1536, 196, 1, 4), (2, 3072, 49, 1, 4),
+    (64, 384, 3136, 1, 4), (128, 3072, 49, 1, 4), (3, 24, 129, 1, 4), (1, 8, 257, 1, 1), (2, 8, 33, 1, 1),
+    (1, 6, 65, 4, 1), (2, 384, 3136, 16, 4), (16, 768, 784, 16, 4), (64, 1536, 196, 16, 4), (1, 24, 1031, 64, 4),
+    (2, 16, 197, 16, 4), (4, 96, 49, 8, 4), (1, 12, 7, 2, 4), (7, 40, 300, 5, 4), (2, 8, 0, 16, 4),
+    (0, 8, 33, 1, 4),
+]
+
+
+def test_forward_plan_matches_the_cpp(harness):
+    queries, expect = [], []
+    for (batch, KD, L, N, K), (t, o), (au, ao), warps, (smr, pr) in itertools.product(
+            SCAN_SHAPES, (("float16", "float32"), ("float32", "float32"), ("bfloat16", "bfloat16")),
+            ((4096, 8192), (4098, 8200)), (528, 1), (("", ""), ("0", "3"))):
+        if L == 0 or batch == 0:
+            continue
+        k = P.Knobs(scan_seq_min_rows=smr, scan_packed_rows=pr)
+        addrs = {"u": au, "delta": au + 1024, "B": au, "C": au + 64, "out": ao}
+        lp = P.fwd_plan(batch, KD, L, N, K, t, o, addrs, warps, k)
+        queries.append(f"fwd {batch} {KD} {L} {N} {K} {P.ELEM_BYTES[t]} {P.ELEM_BYTES[o]} {au} {au + 1024} {au} "
+                       f"{au + 64} {ao} {warps} {P.seq_min_rows(k)} {P.packed_rows_knob(k)}")
+        expect.append((lp, L))
+    for got, (lp, L) in zip(harness(queries), expect):
+        kernel = {"fwd_n1_packed_kernel": 0, "fwd_n1_kernel": 1, "fwd_kernel": 5}.get(lp.kernel)
+        if lp.kernel == "fwd_seq_kernel":
+            kernel = {4: 2, 8: 3, 16: 4}[lp.targs[2]]
+        assert int(got["kernel"]) == kernel, (got, lp)
+        assert (int(got["grid"]),) == lp.grid and (int(got["block"]),) == lp.block, (got, lp)
+        if lp.kernel == "fwd_n1_packed_kernel":
+            assert [v for _, v in lp.extra] == [int(got["rpw"]), bool(int(got["piece8"])), int(got["out_piece"])]
+        if lp.kernel == "fwd_seq_kernel":
+            assert lp.extra == (("i4", int(got["bpg"])),)
+        assert int(got["lpr"]) == P.lanes_per_row(L) and int(got["nch"]) == P.num_chunks(L)
+
+
+def test_backward_plan_matches_the_cpp(harness):
+    queries, expect = [], []
+    for (batch, KD, L, N, K), sms, (smr, forced) in itertools.product(SCAN_SHAPES, (132, 7), (("", ""), ("0", "1"),
+                                                                                              ("100000000", "3"))):
+        k = P.Knobs(scan_seq_min_rows=smr, scan_bwd_splits=forced)
+        G = KD // K
+        seq = P.use_seq(N, batch * KD, P.seq_min_rows(k))
+        S_ = P.splits(batch, K, G, N, L, sms, seq, k)
+        lps = P.bwd_plan(batch, KD, L, N, K, S_, seq, "float16", "float32")
+        queries.append(f"bwd {batch} {KD} {L} {N} {K} {sms} {P.seq_min_rows(k)} {P._atoi(forced) if forced else 0}")
+        expect.append((seq, S_, lps))
+    for got, (seq, S_, lps) in zip(harness(queries), expect):
+        assert bool(int(got["seq"])) == seq and int(got["S"]) == S_, got
+        by = {lp.kernel: lp for lp in lps}
+        main = [lp for lp in lps if not lp.kernel.startswith("finalize")]
+        kernel = 0
+        if main:
+            m = main[0]
+            kernel = {"bwd_n1_kernel": 1, "bwd_kernel": 4}.get(m.kernel) or {8: 2, 16: 3}[m.targs[2]]
+            assert (int(got["grid"]),) == m.grid and (int(got["block"]),) == m.block, got
+        assert int(got["kernel"]) == kernel, got
+        bc = by.get("finalize_bc_kernel")
+        assert int(got["bc_grid"]) == (bc.grid[0] if bc else 0), got
+        if bc:
+            assert bc.extra == (("i8", int(got["bc_elems"])), ("i4", S_))
+        assert int(got["small_grid"]) == by["finalize_small_kernel"].grid[0], got
+
+
+CROSS_MAPS = [(1, 96, 56, 56), (2, 192, 28, 28), (2, 384, 14, 14), (2, 768, 7, 7), (1, 5, 13, 7), (2, 8, 1, 9),
+              (1, 3, 200, 200), (2, 16, 64, 64), (1, 64, 3, 129), (1, 2048, 7, 7), (3, 6, 46, 46), (2, 96, 40, 40),
+              (1, 64, 32, 32), (1, 96, 45, 45)]
+KNOB_SETS = [P.Knobs(), P.Knobs(cross_max_vec="2"), P.Knobs(cross_path="direct"), P.Knobs(cross_cl_tiled="1"),
+             P.Knobs(cross_cl_tiled="b", cross_cl_band="5"), P.Knobs(cross_cl_tiled="1", cross_cl_tile="5x6x8"),
+             P.Knobs(cross_smem_kb="100"), P.Knobs(cross_cl_tiled="0"), P.Knobs(cross_smem_kb="16")]
+
+
+def _cross_cases():
+    for (B, C, H, W), mode, cl, dt, (ain, aout), k in itertools.product(
+            CROSS_MAPS, (P.CROSS2D, P.UNIDI, P.BIDI), (False, True), ("float32", "float16"),
+            ((4096, 8192), (4100, 8194)),
+            KNOB_SETS):
+        if k != P.Knobs() and (mode != P.CROSS2D or (ain, aout) != (4096, 8192)):
+            continue  # the knobs on cross2d and aligned data only: keeps the grid small
+        yield B, C, H, W, mode, cl, dt, ain, aout, k
+
+
+def test_cross_plan_matches_the_cpp(harness):
+    cases = list(_cross_cases())
+    queries = []
+    for B, C, H, W, mode, cl, dt, ain, aout, k in cases:
+        for op in ("scan", "merge"):
+            knobs = " ".join(getattr(k, f) or "-" for f in P.Knobs.__dataclass_fields__)
+            queries.append(f"cross {op} {B} {C} {H} {W} {mode} {int(cl)} {P.DTYPE_CODE[dt]} {ain} {aout} 0 {knobs}")
+    answers = harness(queries)
+    kinds = set()
+    for i, (B, C, H, W, mode, cl, dt, ain, aout, k) in enumerate(cases):
+        for j, merge in enumerate((False, True)):
+            got = answers[2 * i + j]
+            prob = P.CrossProblem(B, C, H, W, mode, cl, dt, ain, aout)
+            lp, d = P.cross_launch(prob, merge, k)
+            ctx = (B, C, H, W, mode, cl, dt, ain, aout, k, merge, lp.kernel)
+            assert (int(got["tiled"]), int(got["band"]), int(got["vec"]), int(got["total"])) == (
+                d.tiled, d.band, d.vec, d.total), (ctx, got)
+            assert (int(got["grid"]), int(got["smem"])) == (lp.grid[0], lp.smem), (ctx, got)
+            want = ";".join(",".join(str(v) for v in _flat(a)) for a in lp.extra)
+            assert got["args"] == want, (ctx, got["args"], want)
+            kinds.add(lp.kernel)
+    # the grid reaches every kernel kind
+    assert kinds == {"cross_scan_plane_kernel", "cross_merge_plane_kernel", "cross_scan_tiled_kernel",
+                     "cross_merge_tiled_kernel", "cross_scan_band_kernel", "cross_scan_direct_kernel",
+                     "cross_merge_direct_kernel"}, kinds
+
+
+def test_fast_divmod_matches_division():
+    for d in (1, 2, 3, 7, 49, 196, 3136, 65535, 1 << 20, (1 << 31) - 1):
+        d_, m, s = P.fast_divmod(d)
+        for n in (0, 1, d - 1, d, d + 1, 12345, (1 << 31) - 1):
+            q = ((((n * m) >> 32) + n) >> s) & P.U32
+            assert q == n // d, (d, n)
+
+
+def test_constants_come_from_the_headers():
+    c = P.constants()
+    text = (ROOT / "csrc" / "selective_scan" / "selective_scan.h").read_text()
+    assert c["kItems"] == int(re.search(r"constexpr int kItems = (\d+);", text).group(1))
+    assert c["kChunk"] == 32 * c["kItems"]
+    assert set(c) == {n for names in P.HEADER_CONSTANTS.values() for n in names}
+    assert np.dtype(P.FWD_PARAMS).itemsize % 8 == 0
+
+
+# ---- launch.py end to end with a stand-in CuPy (records the launches instead of running them) ----------
+class _FakeKernel:
+    def __init__(self, name, calls):
+        self.name, self.calls = name, calls
+        self.attributes = {}
+        self.max_dynamic_shared_size_bytes = 0
+        self.kernel = type("F", (), {"ptr": 0})()
+
+    def __call__(self, grid, block, args, shared_mem=0):
+        self.calls.append((self.name, grid, block, args, shared_mem, self.max_dynamic_shared_size_bytes))
+
+
+@pytest.fixture()
+def fake_launch(monkeypatch):
+    import contextlib
+    import importlib
+    import sys
+    import types
+
+    import torch
+
+    calls, compiled = [], []
+    allowed = set(S.all_scan_names()) | set(S.all_cross_names())
+
+    class RawModule:
+        def __init__(self, code, options, name_expressions):
+            assert code.startswith("// csrc digest") and tuple(options) == S.options()
+            assert len(name_expressions) == 1 and name_expressions[0] in allowed, name_expressions
+            compiled.append(name_expressions[0])
+
+        def get_function(self, name):
+            return _FakeKernel(name, calls)
+
+    fake = types.ModuleType("cupy")
+    fake.RawModule = RawModule
+    fake.cuda = types.SimpleNamespace(
+        Device=lambda i: contextlib.nullcontext(),
+        Stream=types.SimpleNamespace(from_external=lambda ref: contextlib.nullcontext()),
+        driver=types.SimpleNamespace(occupancyMaxActiveBlocksPerMultiprocessor=lambda f, b, s: 7))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.delitem(sys.modules, "vmamba_kernels.cupy.launch", raising=False)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda i=None: types.SimpleNamespace(cuda_stream=0))
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: types.SimpleNamespace(multi_processor_count=132))
+    for f in P.Knobs.__dataclass_fields__:
+        monkeypatch.delenv("VMAMBA_" + f.upper(), raising=False)
+    import vmamba_kernels.cupy as pkg
+
+    # the stand-in module must not outlive the test: monkeypatch gives sys.modules and the package attribute
+    # their earlier values back after this fixture's teardown drops the stand-in
+    monkeypatch.delattr(pkg, "launch", raising=False)
+    launch = importlib.import_module("vmamba_kernels.cupy.launch")
+    yield launch, calls, compiled
+    sys.modules.pop("vmamba_kernels.cupy.launch", None)
+    if vars(pkg).get("launch") is launch:
+        delattr(pkg, "launch")
+
+
+def _fields(arr) -> dict:
+    return {n: arr[n] for n in arr.dtype.names}
+
+
+@pytest.mark.parametrize("L,N", [(196, 1), (3136, 1), (49, 16), (300, 4)])
+def test_launch_module_builds_the_planned_launches(fake_launch, L, N):
+    import torch
+
+    from tests.scan_cases import make_inputs
+
+    launch, calls, compiled = fake_launch
+    ins = make_inputs(2, 24, L, N, 4, dtype=torch.float16, requires_grad=False)
+    u, delta, A, B, C, D, bias = ins
+    out, last, aux = launch.selective_scan_fwd(*ins, True, torch.float32)
+    assert out.dtype == torch.float32 and aux.shape == (2, 24, P.num_chunks(L), N)
+    name, grid, block, args, smem, _ = calls[-1]
+    lp = P.fwd_plan(2, 24, L, N, 4, "float16", "float32", {"u": u.data_ptr(), "delta": delta.data_ptr(),
+                    "B": B.data_ptr(), "C": C.data_ptr(), "out": out.data_ptr()}, 132 * 7 * 4, P.Knobs())
+    assert name == S.scan_fwd_name(lp.kernel, "float16", "float32", *lp.targs[2:]) and grid == lp.grid
+    f = _fields(args[0])
+    assert args[0].dtype == P.FWD_PARAMS
+    assert (int(f["u"]), int(f["out"]), int(f["aux"]), int(f["D"])) == (u.data_ptr(), out.data_ptr(),
+                                                                          aux.data_ptr(), D.data_ptr())
+    assert (int(f["batch"]), int(f["KD"]), int(f["L"]), int(f["N"]), int(f["K"]), int(f["G"])) == (2, 24, L, N, 4, 6)
+    assert bool(f["softplus"]) and int(f["dtype"]) == 1 and int(f["out_dtype"]) == 0
+    assert tuple(int(x) for x in f["kd_div"].tolist()) == P.fast_divmod(24)
+    calls.clear()
+    launch.selective_scan_bwd(*ins, True, torch.randn_like(out), aux)
+    names = [c[0] for c in calls]
+    assert names[-1] == S.SCAN_FINALIZE_SMALL and names[-2] == S.scan_finalize_bc_name("float16")
+    b = _fields(calls[0][3][0])
+    assert int(b["S"]) >= 1 and int(b["dout_dtype"]) == 0 and int(b["partA"]) != 0
+    assert calls[-2][3][-1] == int(b["S"])  # finalize_bc_kernel's split count
+
+
+def test_launch_module_cross_kernels(fake_launch):
+    import torch
+
+    launch, calls, compiled = fake_launch
+    x = torch.randn(2, 56, 56, 96).half()
+    y = launch.cross_scan_fwd(x, "cross2d", True)
+    assert y.shape == (2, 4, 96, 56 * 56)
+    name, grid, block, args, smem, opted = calls[-1]
+    lp, _ = P.cross_launch(P.CrossProblem(2, 96, 56, 56, 0, True, "float16", x.data_ptr(), y.data_ptr()), False,
+                           P.Knobs())
+    assert name == S.cross_name(lp.kernel, "float16", *lp.targs[1:]) and grid == lp.grid and smem == lp.smem
+    assert [int(a) for a in args[:2]] == [x.data_ptr(), y.data_ptr()]
+    assert opted >= smem or smem <= 48 * 1024
+    m = launch.cross_merge_fwd(y, 56, 56, "cross2d", True)
+    assert m.shape == x.shape and calls[-1][0].startswith("vmamba::cross::cross_merge_")
+    n = len(compiled)
+    launch.cross_scan_fwd(x, "cross2d", True)
+    assert len(compiled) == n, "the second call compiled again"
+    assert launch.compile_stats()["compiles"] == n
+
+
+def test_launch_module_edge_cases(fake_launch):
+    import torch
+
+    from tests.scan_cases import make_inputs
+
+    launch, calls, _ = fake_launch
+    ins = make_inputs(1, 8, 0, 2, 4, dtype=torch.float32, requires_grad=False)  # L = 0: no steps
+    out, last, aux = launch.selective_scan_fwd(*ins, False, torch.float32)
+    assert out.shape == (1, 8, 0) and torch.equal(last, torch.zeros_like(last)) and aux.shape == (1, 8, 0, 2)
+    ins = make_inputs(0, 8, 5, 1, 4, dtype=torch.float16, requires_grad=False)  # no rows: nothing launched
+    calls.clear()
+    out, _, aux = launch.selective_scan_fwd(*ins, False, torch.float16)
+    assert out.dtype == torch.float16 and calls == []
+    launch.selective_scan_bwd(*ins, False, out, aux)  # no rows: dA etc. still written (zeros), by the finalizer
+    assert [c[0] for c in calls] == [S.SCAN_FINALIZE_SMALL]
+    ins = make_inputs(1, 8, 9, 1, 4, dtype=torch.bfloat16, requires_grad=False)  # out in u's dtype
+    out, _, _ = launch.selective_scan_fwd(*ins, False, torch.bfloat16)
+    assert out.dtype == torch.bfloat16
+    assert calls[-1][0] == S.scan_fwd_name("fwd_n1_packed_kernel", "bfloat16", "bfloat16")
+    assert launch.cross_scan_fwd(torch.randn(0, 3, 4, 5), "bidi", False).shape == (0, 4, 3, 20)
+
+
+def test_launch_module_cross_plan_cache_follows_knobs_and_alignment(fake_launch):
+    import torch
+
+    import vmamba_kernels as vk
+
+    launch, calls, _ = fake_launch
+    x = torch.randn(2, 8, 14, 14)
+    launch.cross_scan_fwd(x, "cross2d", False)
+    assert "plane" in calls[-1][0]
+    with vk.tuning("cupy", cross_path="direct"):
+        launch.cross_scan_fwd(x, "cross2d", False)
+    assert "direct" in calls[-1][0]
+    launch.cross_scan_fwd(x, "cross2d", False)
+    assert "plane" in calls[-1][0] and calls[-1][0].endswith(", 4>")  # 16-byte vectors on aligned data
+    xs = torch.randn(2 * 8 * 14 * 14 + 1)[1:].view(2, 8, 14, 14)  # 4-byte aligned only
+    launch.cross_scan_fwd(xs, "cross2d", False)
+    assert calls[-1][0].endswith(", 1>"), calls[-1][0]
