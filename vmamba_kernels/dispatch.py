@@ -95,6 +95,8 @@ class Backend:
     mixed_branch: bool = False
     # dwconv2d: the odd kernel sizes it implements (None: any)
     dwconv_kernel_sizes: Optional[tuple] = None
+    # ss2d_core: the largest d_state it runs (None: max_dstate, the scan's)
+    ss2d_max_dstate: Optional[int] = None
     doc: str = ""
     # filled by register_backend: {key: torch.library custom op} and {op: OpCall}
     library_ops: dict = field(default_factory=dict, repr=False)
