@@ -316,7 +316,7 @@ def define_ss2d_core(backend) -> dict:
         ct = _compute_dtype(x)
         K, C, Dc = x_proj_weight.shape
         dxd = dxdbl.reshape(x.shape[0], -1, K * C).to(ct)  # (B, L, K*C)
-        w2 = x_proj_weight.to(ct).reshape(K * C, Dc)
+        w2 = x_proj_weight.to(x.dtype).to(ct).reshape(K * C, Dc)  # the weights the forward's GEMM used
         dpix = torch.matmul(dxd, w2)  # (B, L, D): the projection's part of dx
         dx = dx.to(ct) + (dpix.view(x.shape) if channels_last else dpix.transpose(1, 2).reshape(x.shape))
         dw = torch.matmul(dxd.reshape(-1, K * C).t(), _pixels(x, channels_last).to(ct).reshape(-1, Dc))
