@@ -562,7 +562,9 @@ def test_autocast_scan_dtypes(name, monkeypatch):
         seen.append((u.dtype, delta.dtype, B.dtype, A.dtype, k.get("out_dtype")))
         return orig(u, delta, A, B, C, D, delta_bias, **k)
     monkeypatch.setattr(ss2d_mod.vk, "selective_scan", spy)
-    m = models.create_model(name, impl="torch", depths=(1, 1, 1, 1), dims=16)
+    # the unfused chain, whose scan call this inspects (test_models_ss2d_core.py checks the fused op's dtypes)
+    chain = KernelPolicy.all("torch").merged(KernelPolicy(ss2d_core="off"))
+    m = models.create_model(name, impl=chain, depths=(1, 1, 1, 1), dims=16)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y = m(torch.randn(2, 3, 32, 32))
     y.float().sum().backward()

@@ -109,3 +109,26 @@ def test_unfused_policy_turns_ss2d_core_off():
     assert KernelPolicy.unfused("torch").ss2d_core == "off"
     m = models.create_model("vmamba_tiny_s1l8", impl=KernelPolicy.unfused("torch"), **SMALL)
     assert {r["impl"] for r in m.impl_table() if r["op"] == "ss2d_core"} == {"off"}
+
+
+@pytest.mark.parametrize("name", ["vanilla_vmamba_tiny", "vmamba_tiny_s1l8"])
+def test_fused_core_dtypes_under_autocast(name, monkeypatch):
+    """the fused op gets the autocast dtype's x with the float32 parameters and writes float32 (as the chain's
+    scan and merge), and the logits stay close to the chain's"""
+    seen = []
+    real = vk.ss2d_core
+
+    def spy(x, xpw, dtw, A, D, bias, **k):
+        seen.append((x.dtype, xpw.dtype, dtw.dtype, A.dtype, k.get("out_dtype")))
+        return real(x, xpw, dtw, A, D, bias, **k)
+
+    monkeypatch.setattr(ss2d_mod.vk, "ss2d_core", spy)
+    torch.manual_seed(0)
+    on, off = pair(name, False if name.startswith("vanilla") else True, torch.float32)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y_on, y_off = on(x), off(x)
+    y_on.float().sum().backward()
+    f32, bf = torch.float32, torch.bfloat16
+    assert seen and all(s == (bf, f32, f32, f32, f32) for s in seen)
+    torch.testing.assert_close(y_on.float(), y_off.float(), rtol=0.05, atol=0.05)
