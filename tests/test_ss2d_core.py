@@ -188,6 +188,7 @@ TRITON_CASES = [  # (B, D, H, W, N, R, dtype, mode, channels_last): awkward maps
     (1, 3, 1, 6, 1, 1, torch.bfloat16, "bidi", False),
     (1, 2, 5, 1, 2, 2, torch.float32, "unidi", True),
     (1, 2, 3, 4, 16, 2, torch.float32, "bidi", True),
+    (2, 20, 3, 4, 1, 2, torch.float32, "cross2d", True),  # two channel blocks, the second partial: dxdbl partials
 ]
 
 
