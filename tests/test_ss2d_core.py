@@ -200,6 +200,14 @@ def test_triton_against_oracle(case):
     check_against_oracle("triton", *case, device=dev)
 
 
+def test_triton_block_pins():
+    """TritonTuning.block_override pins (sweeps): other channel blocks and chunks forward than backward"""
+    dev = _triton()
+    pins = {("ss2d_fwd", 6, 2, 35): (2, 1, 32), ("ss2d_bwd", 6, 2, 35): (4, 1, 16)}
+    with vk.tuning("triton", block_override=pins):
+        check_against_oracle("triton", 1, 6, 5, 7, 2, 2, torch.float32, "cross2d", False, device=dev)
+
+
 def test_triton_against_unfused_chain_and_deterministic():
     dev = _triton()
     ins = make_ss2d_inputs(1, 3, 4, 5, 1, 2, torch.float32, False, dev, with_bias=False)

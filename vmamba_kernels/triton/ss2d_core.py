@@ -34,7 +34,7 @@ import triton
 import triton.language as tl
 
 from .selective_scan import _adjoint_combine, _affine_combine, _softplus
-from .tuning import interpret
+from .tuning import TUNING, interpret
 from .tuning import np2 as _np2
 
 MODES = {"cross2d": 0, "unidi": 1, "bidi": 2}
@@ -244,7 +244,13 @@ def chunk_len(L: int) -> int:
 
 def _config(Dch: int, N: int, L: int, bwd: bool):
     """(BLOCK_D, NP, T, warps): the (BLOCK_D, NP, T) fp32 tile within 2048 elements forward, 1024 backward
-    (the scan's budgets are 512 / 256 at d_state > 1; not yet swept on the GPU for the fused kernels)."""
+    (the scan's budgets are 512 / 256 at d_state > 1; not yet swept on the GPU for the fused kernels).
+    Sweeps pin a shape with TritonTuning.block_override[("ss2d_fwd" | "ss2d_bwd", D, N, L)] = (BLOCK_D, warps,
+    T) (powers of two; the backward's pin also sets the chunks of its state pass)."""
+    pin = TUNING.get().block_override.get(("ss2d_bwd" if bwd else "ss2d_fwd", Dch, N, L))
+    if pin is not None:
+        bd, warps, T = pin
+        return bd, _np2(N), T, warps
     NP, T = _np2(N), chunk_len(L)
     budget = 256 if interpret() else (1024 if bwd else 2048)
     bd = 1
