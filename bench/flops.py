@@ -7,7 +7,8 @@ Official convention (the official analyze/ flop counting; what VMamba's reported
 - layer_norm = 5 * numel (4 without affine), adaptive_avg_pool = input numel;
 - elementwise ops (silu, gelu, add, mul, softplus, ...) and cross_scan / cross_merge count 0;
 - the fast path's fused ops count as what they replace: add_layer_norm as its layer_norm, dwconv2d as
-  its depthwise conv (the residual add and the activation count 0);
+  its depthwise conv (the residual add and the activation count 0), ss2d_core as its chain (the x
+  projection K*(R+2N)*D and the dt projection K*D*R per pixel, plus the scan's formula below);
 - selective scan (Gu's formula, as VMamba registers it for fvcore): 9 * B * L * D * N, plus B * D * L
   when D is given (plus B * D * L with z, which VMamba never uses); head included;
   input 1 x 3 x 224 x 224, model in eval mode.
@@ -80,12 +81,32 @@ def _dwconv_formula(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
     return n * int(w_shape[-1]) * int(w_shape[-2])
 
 
+def ss2d_core_flops(batch: int, dim: int, pixels: int, d_state: int, dt_rank: int, routes: int = 4,
+                    with_D: bool = True) -> int:
+    """The chain ss2d_core replaces, as the unfused layer counts it: the grouped x projection
+    (K * (R + 2N) * D per pixel), the grouped dt projection (K * D * R per pixel) and the selective scan
+    over the K * D route channels (Gu's formula); the cross scan / merge count 0."""
+    proj = batch * pixels * routes * dim * ((dt_rank + 2 * d_state) + dt_rank)
+    return proj + selective_scan_flops(batch, routes * dim, pixels, d_state, with_D=with_D)
+
+
+def _ss2d_core_formula(x_shape, xpw_shape, dtw_shape, A_shape, D_shape=None, *args, out_shape=None, **kwargs) -> int:
+    # shapes of the custom op's arguments (x, x_proj_weight, dt_projs_weight, A, D, delta_bias, mode, ...)
+    K, dim, R = dtw_shape
+    n = 1
+    for s in x_shape:
+        n *= int(s)
+    batch = int(x_shape[0])
+    pixels = n // max(1, batch * dim)
+    return ss2d_core_flops(batch, dim, pixels, A_shape[1], R, K, with_D=D_shape is not None)
+
+
 def project_ops() -> dict:
     """{'scan' | 'zero' | 'layer_norm' | 'dwconv': [op packets]} for every registered backend (loads the
     registry)."""
     from vmamba_kernels import dispatch  # noqa: PLC0415
 
-    out = {"scan": [], "zero": [], "layer_norm": [], "dwconv": []}
+    out = {"scan": [], "zero": [], "layer_norm": [], "dwconv": [], "ss2d_core": []}
     ns = getattr(torch.ops, NAMESPACE)
     for b in dispatch.backends():
         if "selective_scan" in b.ops:
@@ -97,11 +118,14 @@ def project_ops() -> dict:
             out["layer_norm"].append(getattr(ns, f"add_layer_norm_fwd_{b.name}"))
         if "dwconv2d" in b.ops:
             out["dwconv"].append(getattr(ns, f"dwconv2d_fwd_{b.name}"))
+        if "ss2d_core" in b.ops:
+            out["ss2d_core"].append(getattr(ns, f"ss2d_core_fwd_{b.name}"))
     return out
 
 
 FORMULAS = {"scan": lambda: _scan_formula, "zero": lambda: _zero_formula,
-            "layer_norm": lambda: _layer_norm_formula, "dwconv": lambda: _dwconv_formula}
+            "layer_norm": lambda: _layer_norm_formula, "dwconv": lambda: _dwconv_formula,
+            "ss2d_core": lambda: _ss2d_core_formula}
 
 
 _REGISTERED = set()
@@ -206,6 +230,8 @@ class OfficialFlopCounter(_fc.FlopCounterMode):
             name = str(k)
             if "selective_scan" in name:
                 name = "selective_scan"
+            elif "ss2d_core" in name:
+                name = "ss2d_core"
             elif "add_layer_norm" in name:
                 name = "layer_norm"
             elif "convolution" in name or "dwconv2d" in name:

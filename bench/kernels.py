@@ -3,6 +3,7 @@
     python -m bench.kernels                      # T/S/B stage shapes, batch 128, fp32/fp16/bf16, fwd+bwd
     python -m bench.kernels --quick              # vmamba_t, fp16, fewer repetitions
     python -m bench.kernels --ops selective_scan --impls cuda,mamba_ssm --models vmamba_b --dtypes fp16
+    python -m bench.kernels --ops ss2d_core --models vmamba_t --dtypes fp16 --layouts cf,cl   # fused vs chain
 
 Per (op, direction, dtype, model, stage, impl): median / 20th / 80th percentile milliseconds from
 CUDA events around single calls of the raw custom op (no validation, no autograd bookkeeping), inputs
@@ -10,6 +11,15 @@ rotated across enough sets to exceed twice the L2 cache, random data. GB/s = min
 input read once, each output written once; scan state/aux buffers not counted) / median time,
 compared with the card's measured device-to-device copy bandwidth (read + written bytes).
 Rows go to REPORTS/kernels.csv. The pytest-benchmark version is bench/test_kernels_bench.py.
+
+ss2d_core (opt-in: --ops ss2d_core): the fused SS2D core (vmamba_kernels.ss2d_core, its torch.library op:
+the pixel-order GEMM + the raw kernel) of every impl implementing it, and in the same run, as impl
+"<impl>-unfused", the chain it replaces on every impl with the scan and cross ops (cross scan, the grouped x
+and dt projections as SS2Dv05 runs them, the scan writing fp32, cross merge). GB/s counts the op's own
+minimum traffic for both: forward x read + projection weights (and A, D, delta_bias) read + y written;
+backward x and dy read + weights read + dx and the weight gradients written. Forward rows time the calls
+without autograd; backward rows time torch.autograd.grad through the op (fused: its backward custom op and
+the two GEMMs; unfused: the chain's autograd graph), from a forward kept for all repetitions.
 
 Scan dtypes: "fp16" means u/delta/B/C (and their gradients) in fp16 with A/D/delta_bias fp32; the
 project impls write `--out-dtype` (default fp32, as VMamba's forward_corev2 asks for), mamba_ssm
@@ -34,7 +44,9 @@ from vmamba_kernels.layout import map_shape
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DNAME = {v: k for k, v in DTYPES.items()}
-OPS = ("selective_scan", "cross_scan", "cross_merge")
+OPS = ("selective_scan", "cross_scan", "cross_merge")  # the default sweep
+KNOWN_OPS = OPS + ("ss2d_core",)  # --ops may also name the fused SS2D core (fused and unfused-chain rows)
+UNFUSED = "-unfused"  # impl suffix of the rows timing the chain ss2d_core replaces, on that impl's ops
 DEFAULT_MODELS = ("vmamba_t", "vmamba_s", "vmamba_b")
 MAMBA = "mamba_ssm"
 SKIP_BY_DEFAULT = ("torch_sequential",)  # one Python step per time index: minutes per call at these sizes
@@ -55,6 +67,9 @@ class Case:
     def label(self) -> str:
         if self.op == "selective_scan":
             return self.shape.scan_label()
+        if self.op == "ss2d_core":
+            return (f"{self.shape.cross_label()} N{self.shape.N} R{ss2d_rank(self.shape)}"
+                    + (" channels_last" if self.channels_last else ""))
         return self.shape.cross_label() + (" channels_last" if self.channels_last else "")
 
 
@@ -65,7 +80,7 @@ def build_cases(models, ops, dtypes, directions, batch=128, img_size=224, layout
             for op in ops:
                 for dt in dtypes:
                     for d in directions:
-                        if op != "selective_scan" and d == "bwd":
+                        if op in ("cross_scan", "cross_merge") and d == "bwd":
                             continue  # the backward of cross_scan is cross_merge and vice versa
                         for lay in (("cf",) if op == "selective_scan" else layouts):
                             cases.append(Case(op, d, dt, sh, LAYOUTS[lay]))
@@ -120,12 +135,116 @@ def n_sets_for(set_bytes: int, device, cap: int = 8) -> int:
     return max(1, min(cap, math.ceil(2 * l2_bytes(device) / max(set_bytes, 1))))
 
 
-# ---- impls ---------------------------------------------------------------------------------------
-def available_impls(op: str, include=None, device="cuda") -> list:
-    """Names of impls that can run `op` here: project backends (list_impls) + mamba_ssm for the scan."""
+# ---- the fused SS2D core and the chain it replaces -----------------------------------------------------
+def ss2d_rank(sh: StageShape) -> int:
+    """dt_rank of the stage: ceil(d_model / 16), d_model = base width * 2^stage (bench.shapes.VARIANTS), or
+    ceil(d_inner / 16) for a model missing from the table."""
+    from bench.shapes import VARIANTS  # noqa: PLC0415
+
+    if sh.model in VARIANTS:
+        return -(-VARIANTS[sh.model][0] * 2 ** sh.stage // 16)
+    return -(-sh.D // 16)
+
+
+def ss2d_inputs(sh: StageShape, dtype, device, channels_last: bool, seed: int) -> dict:
+    """x in the model layout and the layer's parameters (fp32, as autocast leaves them), VMamba-like ranges."""
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    R, N, D = ss2d_rank(sh), sh.N, sh.D
+
+    def rnd(*shape, scale=1.0, offset=0.0, dt=torch.float32, uniform=False):
+        t = torch.rand(shape, generator=g) if uniform else torch.randn(shape, generator=g)
+        return (t * scale + offset).to(device=device, dtype=dt)
+
+    return {"x": rnd(*map_shape(sh.batch, D, sh.H, sh.W, channels_last), dt=dtype),
+            "x_proj_weight": rnd(K, R + 2 * N, D, scale=D ** -0.5), "dt_projs_weight": rnd(K, D, R, scale=R ** -0.5),
+            "A": -rnd(K * D, N, uniform=True, offset=0.5), "D": rnd(K * D),
+            "delta_bias": rnd(K * D, uniform=True, scale=3.0, offset=-5.0)}
+
+
+SS2D_ARGS = ("x", "x_proj_weight", "dt_projs_weight", "A", "D", "delta_bias")
+
+
+def ss2d_bytes(sh: StageShape, dtype, out_dtype, direction: str) -> int:
+    """Forward: x read + weights read + y written; backward: x, dy read + weights read + dx, weight grads written."""
+    e_in = torch.tensor([], dtype=dtype).element_size()
+    e_out = torch.tensor([], dtype=out_dtype).element_size()
+    R, N, D = ss2d_rank(sh), sh.N, sh.D
+    n = sh.batch * D * sh.L
+    weights = 4 * (K * (R + 2 * N) * D + K * D * R + K * D * N + 2 * K * D)
+    if direction == "fwd":
+        return n * e_in + weights + n * e_out
+    return n * e_in + n * e_out + weights + n * e_in + weights
+
+
+def unfused_chain(ops, s: dict, channels_last: bool, out_dtype):
+    """SS2Dv05.forward_core's chain up to out_norm on one impl's library ops (ops = vk.ops(impl))."""
+    import torch.nn.functional as F  # noqa: PLC0415
+
+    x = s["x"]
+    Bn = x.shape[0]
+    Kk, D, R = s["dt_projs_weight"].shape
+    N = s["A"].shape[1]
+    H, W = (x.shape[1], x.shape[2]) if channels_last else (x.shape[2], x.shape[3])
+    xs = ops["cross_scan"](x.contiguous(), "cross2d", channels_last).view(Bn, Kk * D, H * W)
+    x_dbl = F.conv1d(xs, s["x_proj_weight"].to(x.dtype).view(-1, D, 1), groups=Kk)
+    dts, Bs, Cs = torch.split(x_dbl.view(Bn, Kk, -1, H * W), [R, N, N], dim=2)
+    dts = F.conv1d(dts.reshape(Bn, Kk * R, H * W), s["dt_projs_weight"].to(x.dtype).view(Kk * D, R, 1), groups=Kk)
+    ys = ops["scan_fwd"](xs, dts.contiguous(), s["A"], Bs.contiguous(), Cs.contiguous(), s["D"], s["delta_bias"],
+                         True, out_dtype)[0]
+    return ops["cross_merge"](ys.view(Bn, Kk, D, H * W), H, W, "cross2d", channels_last)
+
+
+def ss2d_runner(impl: str, case: Case, device, out_dtype) -> tuple:
+    """(fn(i), bytes, n sets, first set) for the fused op of `impl`, or its unfused chain (impl + UNFUSED)."""
     import vmamba_kernels as vk  # noqa: PLC0415
 
+    sh, dtype, cl = case.shape, DTYPES[case.dtype], case.channels_last
+    chain = impl.endswith(UNFUSED)
+    ops = vk.ops(impl[:-len(UNFUSED)] if chain else impl)
+    nbytes = ss2d_bytes(sh, dtype, out_dtype, case.direction)
+    n = n_sets_for(nbytes, device)
+    sets = [ss2d_inputs(sh, dtype, device, cl, seed=2000 + i) for i in range(n)]
+
+    def forward(s):
+        if chain:
+            return unfused_chain(ops, s, cl, out_dtype)
+        return ops["ss2d_core_fwd"](*(s[k] for k in SS2D_ARGS), "cross2d", cl, True, out_dtype)[0]
+
+    if case.direction == "fwd":
+        def fn(i):
+            with torch.no_grad():
+                return forward(sets[i % n])
+        return fn, nbytes, n, sets[0]
+    for s in sets:
+        for k in SS2D_ARGS:
+            s[k].requires_grad_(True)
+        s["y"] = forward(s)
+        s["dy"] = torch.randn(s["y"].shape, device=device, dtype=s["y"].dtype)
+
+    def fn(i):
+        s = sets[i % n]
+        return torch.autograd.grad(s["y"], [s[k] for k in SS2D_ARGS], s["dy"], retain_graph=True)
+    return fn, nbytes, n, sets[0]
+
+
+# ---- impls ---------------------------------------------------------------------------------------
+def available_impls(op: str, include=None, device="cuda") -> list:
+    """Names of impls that can run `op` here: project backends (list_impls) + mamba_ssm for the scan; for
+    ss2d_core also "<impl>-unfused", the chain it replaces, for every impl with the scan and cross ops."""
+    import vmamba_kernels as vk  # noqa: PLC0415
+
+    if op == "ss2d_core":
+        base = None if include is None else [x.removesuffix(UNFUSED) for x in include]
+        fused = available_impls("ss2d_core_fused", base, device)
+        chain = [n + UNFUSED for n in available_impls("selective_scan", base, device) if n != MAMBA
+                 and n in available_impls("cross_scan", base, device)]
+        names = [x for f in fused for x in (f, f + UNFUSED) if x == f or x in chain]
+        names += [c for c in chain if c not in names]
+        if include is not None:
+            names = [x for x in names if x in include or x.removesuffix(UNFUSED) in include]
+        return names
     names = []
+    op = "ss2d_core" if op == "ss2d_core_fused" else op
     dev = torch.device(device).type
     for r in vk.list_impls(op):
         if r["available"] and dev in r["devices"] and (include is not None or r["name"] not in SKIP_BY_DEFAULT):
@@ -149,6 +268,18 @@ def why_not(impl: str, case: Case, inputs: dict, out_dtype) -> list:
         return [r] if r else []
     from vmamba_kernels import dispatch, validate  # noqa: PLC0415
 
+    if case.op == "ss2d_core":
+        s = inputs
+        args = validate.check_ss2d_core(*(s[k] for k in SS2D_ARGS), "cross2d", case.channels_last, True, out_dtype)
+        if impl.endswith(UNFUSED):  # the chain: the scan and the cross ops of that impl
+            b = dispatch.get_backend(impl[:-len(UNFUSED)])
+            small = StageShape(case.shape.model, case.shape.stage, 1, 2, case.shape.N, 2, 2)
+            i = scan_inputs(small, DTYPES[case.dtype], s["x"].device, 0)
+            scan = validate.check_selective_scan(i["u"], i["delta"], i["A"], i["B"], i["C"], i["D"], i["delta_bias"],
+                                                 True, out_dtype)
+            cross = validate.check_cross_scan(s["x"], "cross2d", case.channels_last)
+            return b.why_not("selective_scan", scan) + b.why_not("cross_scan", cross)
+        return dispatch.get_backend(impl).why_not("ss2d_core", args)
     b = dispatch.get_backend(impl)
     if case.op == "selective_scan":
         i = inputs
@@ -166,6 +297,9 @@ def make_runner(impl: str, case: Case, device, out_dtype) -> tuple:
     import vmamba_kernels as vk  # noqa: PLC0415
 
     sh, dtype = case.shape, DTYPES[case.dtype]
+    if case.op == "ss2d_core":
+        fn, nbytes, n, first = ss2d_runner(impl, case, device, out_dtype)
+        return fn, nbytes, DNAME.get(out_dtype, str(out_dtype)), n, first
     if case.op == "selective_scan":
         odt = dtype if impl == MAMBA else out_dtype
         nbytes = scan_bytes(sh, dtype, odt, case.direction)
@@ -235,6 +369,8 @@ def cheap_inputs(case: Case, device, out_dtype) -> dict:
     dtype = DTYPES[case.dtype]
     if case.op == "selective_scan":
         return scan_inputs(small, dtype, device, 0)
+    if case.op == "ss2d_core":
+        return ss2d_inputs(StageShape(sh.model, sh.stage, 1, 2, sh.N, 2, 2), dtype, device, case.channels_last, 0)
     if case.op == "cross_scan":
         return {"x": torch.randn(*map_shape(1, 2, sh.H, sh.W, case.channels_last)).to(device, dtype)}
     return {"y": torch.randn(1, K, 2, sh.L).to(device, dtype)}
@@ -333,17 +469,19 @@ def main(argv=None) -> int:
         prog="python -m bench.kernels",
         description="Time every available kernel impl (and mamba_ssm when built) over VMamba's stage shapes; "
                     "append rows to REPORTS/kernels.csv. Cells print as 'ms (GB/s)'.")
-    p.add_argument("--ops", default=",".join(OPS), help="comma list of ops (default %(default)s)")
+    p.add_argument("--ops", default=",".join(OPS),
+                   help=f"comma list of {', '.join(KNOWN_OPS)} (default %(default)s; ss2d_core: the fused op and, "
+                        f"as impl '<impl>{UNFUSED}', the chain it replaces)")
     p.add_argument("--impls", default=None,
                    help="comma list of impls (default: every available one except torch_sequential, + mamba_ssm)")
     p.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma list (default %(default)s)")
     p.add_argument("--dtypes", default="fp32,fp16,bf16", help="comma list of fp32,fp16,bf16 (default %(default)s)")
-    p.add_argument("--directions", default="fwd,bwd", help="fwd,bwd (bwd applies to the scan)")
+    p.add_argument("--directions", default="fwd,bwd", help="fwd,bwd (bwd applies to the scan and ss2d_core)")
     p.add_argument("--stages", default="1,2,3,4",
                    help="comma list of stages, numbered 1-4 as in the paper (the CSV's stage column holds the "
                         "0-based index, stage - 1) (default %(default)s)")
     p.add_argument("--layouts", default="cf",
-                   help="cross ops: comma list of cf (channels-first map) and cl (channels-last; rows are labelled "
+                   help="cross ops and ss2d_core: comma list of cf (channels-first map) and cl (channels-last; rows are labelled "
                         "'channels_last') (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--img-size", type=int, default=224)
@@ -376,6 +514,9 @@ def main(argv=None) -> int:
     if not numbers or not numbers <= {1, 2, 3, 4}:
         p.error(f"--stages: stages are numbered 1-4 as in the paper, got {a.stages!r}")
     stages = {n - 1 for n in numbers}
+    bad_ops = [o for o in a.ops.split(",") if o and o not in KNOWN_OPS]
+    if bad_ops:
+        p.error(f"--ops: unknown {', '.join(bad_ops)} (choose from {', '.join(KNOWN_OPS)})")
     layouts = [x for x in a.layouts.split(",") if x]
     bad = [x for x in layouts if x not in LAYOUTS]
     if bad:

@@ -97,12 +97,24 @@ def parse_args(argv=None):
     p.add_argument("--path", choices=["fused", "unfused", "both"], default="fused",
                    help="VMamba models: the fast path (fused add+LayerNorm, depthwise conv; default), the "
                         "reference path (fused ops 'off'), or both in the same run (impl label ':unfused')")
+    p.add_argument("--ss2d-core", default="auto", metavar="auto|off|both|IMPL",
+                   help="VMamba models' fused SS2D core (vmamba_kernels.ss2d_core): the policy's default, on where "
+                        "the layer's impl implements it (auto, default), the unfused chain (off: impl label "
+                        "':core_off'), both in the same run, or the fused op of IMPL with the rest on --impl "
+                        "(label ':core_IMPL'); --path unfused always runs the chain")
     p.add_argument("--layout", choices=["model", "channels_last", "channels_first", "both"], default="model",
                    help="VMamba models' activation layout: the variant's own (default), or forced (impl label "
                         "':cl' / ':cf'); weights and results are the same, only the speed differs")
     p.add_argument("--model-factory", default=None,
                    help="module:function used instead of models.create_model (e.g. bench._tiny:create_model)")
     a = p.parse_args(argv)
+    if a.ss2d_core not in ("auto", "off", "both"):
+        from vmamba_kernels import dispatch  # noqa: PLC0415
+
+        known = [b.name for b in dispatch.backends("ss2d_core")]
+        if a.ss2d_core not in known:
+            p.error(f"--ss2d-core: auto, off, both or an impl implementing ss2d_core ({', '.join(known)}); "
+                    f"got {a.ss2d_core!r}")
     a.models = _split(a.model, ["all"])
     if "all" in a.models:
         i = a.models.index("all")
@@ -168,13 +180,21 @@ def modes_for(a) -> list:
     return train if a.train_only else infer + train
 
 
-def _policy(impl: str, path: str):
+def _policy(impl: str, path: str, core: str = "auto"):
     name = None if impl == "auto" else impl
     if path == "unfused":
         import models  # noqa: PLC0415
 
         return models.KernelPolicy.unfused(name)
-    return name
+    if core == "auto":
+        return name
+    import models  # noqa: PLC0415
+
+    return models.KernelPolicy.all(name).merged(models.KernelPolicy(ss2d_core=core))
+
+
+def _core_label(core: str) -> str:
+    return "" if core == "auto" else f":core_{core}"
 
 
 def _layout_kw(layout: str) -> dict:
@@ -329,15 +349,16 @@ def run(a, create_model: Optional[Callable] = None) -> tuple:
             print(f"cannot import the model factory ({type(e).__name__}: {e}); only baselines can run",
                   file=sys.stderr)
     paths = ["fused", "unfused"] if a.path == "both" else [a.path]
+    cores = ["auto", "off"] if a.ss2d_core == "both" else [a.ss2d_core]
     layouts = ["channels_last", "channels_first"] if a.layout == "both" else [a.layout]
     for m in a.models:
         for impl in a.impls:
-            for path in paths:
+            for path, core in [(p, c) for p in paths for c in (cores if p == "fused" else ["auto"])]:
                 for layout in layouts:
-                    label = impl + (":unfused" if path == "unfused" else "") + \
+                    label = impl + (":unfused" if path == "unfused" else "") + _core_label(core) + \
                         {"model": "", "channels_last": ":cl", "channels_first": ":cf"}[layout]
-                    jobs.append((m, label, (lambda m=m, impl=impl, path=path, layout=layout:
-                                            make(m, impl=_policy(impl, path), **_layout_kw(layout)))
+                    jobs.append((m, label, (lambda m=m, impl=impl, path=path, layout=layout, core=core:
+                                            make(m, impl=_policy(impl, path, core), **_layout_kw(layout)))
                                  if make is not None else None))
     if a.baselines:
         try:

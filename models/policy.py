@@ -28,7 +28,9 @@ from dataclasses import dataclass, fields
 from typing import Mapping, Optional, Union
 
 KERNEL_OPS = ("selective_scan", "cross_scan", "cross_merge")
-FUSED_OPS = ("add_layer_norm", "dwconv2d")  # the fast path's fused ops; "off" runs the reference modules
+FUSED_OPS = ("add_layer_norm", "dwconv2d", "ss2d_core")  # the fast path's fused ops; "off": reference modules
+# ss2d_core replaces these three (cross scan, scan, cross merge and the projections between them) in one op
+SS2D_CORE_REPLACES = ("cross_scan", "selective_scan", "cross_merge")
 OPS = KERNEL_OPS + FUSED_OPS
 OFF = "off"
 # fused ops whose automatic choice is "off" (the torch modules), because those measured faster on the
@@ -42,23 +44,28 @@ class KernelPolicy:
     """Backend name per op; None = automatic choice (dispatcher priority / default impl).
 
     The fused ops of the fast path (add_layer_norm: residual add + LayerNorm; dwconv2d: depthwise conv +
-    activation) also take "off": the layer then runs the reference torch modules for that part."""
+    activation; ss2d_core: cross scan + projections + scan + cross merge, vmamba_kernels.ss2d_core) also take
+    "off": the layer then runs the reference torch modules (for ss2d_core: the unfused chain of the three
+    kernel ops above) for that part. ss2d_core left None is on where it can honour the three ops it
+    replaces: when they resolve to one impl (or all to the automatic choice) that implements it."""
 
     selective_scan: Optional[str] = None
     cross_scan: Optional[str] = None
     cross_merge: Optional[str] = None
     add_layer_norm: Optional[str] = None
     dwconv2d: Optional[str] = None
+    ss2d_core: Optional[str] = None
 
     @classmethod
     def all(cls, name: Optional[str]) -> "KernelPolicy":
-        """`name` for every op but dwconv2d, which stays automatic: cudnn (see AUTO_OFF)."""
-        return cls(*[None if op in AUTO_OFF else name for op in OPS])
+        """`name` for every op but dwconv2d, which stays automatic: cudnn (see AUTO_OFF), and ss2d_core, which
+        stays automatic: on where `name` implements it (it follows the ops it replaces)."""
+        return cls(*[None if op in AUTO_OFF or op == "ss2d_core" else name for op in OPS])
 
     @classmethod
     def unfused(cls, name: Optional[str] = None) -> "KernelPolicy":
         """`name` for the scan and cross ops, every fused op "off" (the reference path)."""
-        return cls(name, name, name, OFF, OFF)
+        return cls(name, name, name, OFF, OFF, OFF)
 
     def merged(self, other: "KernelPolicy") -> "KernelPolicy":
         """self overridden by the non-None fields of other."""
@@ -140,6 +147,9 @@ def resolve(spec: ImplSpec, layer: str, fallback: bool = False, known: Optional[
             out[op] = ResolvedOp(OFF, OFF, "unfused: reference torch modules")
             continue
         backend = known[name]
+        if op == "ss2d_core" and op not in backend.ops:  # the chain on the named impl, not another's fused op
+            out[op] = ResolvedOp(name, OFF, f"{name} does not implement ss2d_core: the unfused chain")
+            continue
         if op not in backend.ops and op in FUSED_OPS:  # e.g. impl="cupy": its scan, the best fused op
             out[op] = ResolvedOp(name, None, f"{name} does not implement {op}; auto")
             continue
@@ -160,4 +170,20 @@ def resolve(spec: ImplSpec, layer: str, fallback: bool = False, known: Optional[
                                f"{', '.join(here) or 'none'}")
         else:
             out[op] = ResolvedOp(name, name, "")
+    if getattr(pol, "ss2d_core") is None:
+        out["ss2d_core"] = _auto_ss2d_core(out, known)
     return out
+
+
+def _auto_ss2d_core(out: dict, known: dict) -> ResolvedOp:
+    """ss2d_core left automatic: on when the three ops it replaces resolved to one impl that implements it
+    (or all to the automatic choice), else off (it could not honour a per-op mix)."""
+    impls = {out[op].impl for op in SS2D_CORE_REPLACES}
+    if len(impls) != 1:
+        return ResolvedOp(None, OFF, "auto: the layer's scan and cross ops run on different impls")
+    (impl,) = impls
+    if impl is None:  # (with the note of the ops it replaces: e.g. why a named impl fell back)
+        return ResolvedOp(None, None, out["selective_scan"].note)
+    if "ss2d_core" not in known[impl].ops:
+        return ResolvedOp(None, OFF, f"auto: {impl} does not implement ss2d_core (the unfused chain on {impl})")
+    return ResolvedOp(None, impl, "auto: the impl of the ops it replaces")

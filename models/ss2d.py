@@ -34,7 +34,7 @@ from vmamba_kernels.layout import map_dims
 
 from .fused import add_norm, dwconv_act
 from .layers import LayerNorm, LayerNorm2d, Linear2d, Permute, a_log_init, dt_proj_init, linear_stack_init
-from .policy import OPS, ResolvedOp
+from .policy import OFF, OPS, SS2D_CORE_REPLACES, ResolvedOp
 
 K = 4  # scan directions
 
@@ -60,6 +60,7 @@ class _KernelCalls(nn.Module):
         self.impl_cross_scan = resolved["cross_scan"].impl
         self.impl_cross_merge = resolved["cross_merge"].impl
         self.impl_dwconv2d = resolved["dwconv2d"].impl
+        self.impl_ss2d_core = resolved["ss2d_core"].impl
         out_norm = getattr(self, "out_norm", None)
         if isinstance(out_norm, LayerNorm):
             out_norm.impl = resolved["add_layer_norm"].impl
@@ -67,8 +68,16 @@ class _KernelCalls(nn.Module):
     def _call(self, fn, impl, *args, **kwargs):
         out = self._call_with_fallback(fn, impl, *args, **kwargs)
         if not torch.compiler.is_compiling():  # what ran, for impl_table (auto and fallback included)
-            self._ran[fn.__name__] = dispatch.last_choice(fn.__name__)
+            ran = dispatch.last_choice(fn.__name__)
+            self._ran[fn.__name__] = ran
+            if fn is vk.ss2d_core:  # the ops it replaces ran inside it, on that backend
+                self._ran.update({op: ran for op in SS2D_CORE_REPLACES})
         return out
+
+    def _ss2d_core(self, x, As, Ds, delta_bias, channels_last, out_dtype):
+        """The fused chain (vmamba_kernels.ss2d_core): cross scan, x / dt projections, scan, cross merge."""
+        return self._call(vk.ss2d_core, self.impl_ss2d_core, x, self.x_proj_weight, self.dt_projs_weight, As, Ds,
+                          delta_bias, channels_last=channels_last, out_dtype=out_dtype)
 
     def _call_with_fallback(self, fn, impl, *args, **kwargs):
         if not self.fallback or impl is None:
@@ -135,6 +144,11 @@ class SS2Dv0(_KernelCalls):
         x = dwconv_act(self.conv2d, self.act, x, channels_last=True, impl=self.impl_dwconv2d, call=self._call)
         Bn, D, H, W = map_dims(x, channels_last=True)
         N, R, L = self.d_state, self.dt_rank, H * W
+        if self.impl_ss2d_core != OFF:  # the chain below in one op; float32 state and output as below
+            f32 = _wt(x)
+            y = self._ss2d_core(x, -torch.exp(self.A_logs.to(f32)), self.Ds.to(f32),
+                                self.dt_projs_bias.to(f32).reshape(-1), True, f32)
+            return self.dropout(self.out_proj(self.out_norm(y) * z))
         xs = self._cross_scan(x, channels_last=True)  # (B, K, D, L)
         x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)
         dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
@@ -182,15 +196,18 @@ class SS2Dv05(_KernelCalls):
         cl = self.channels_last
         Bn, D, H, W = map_dims(x, channels_last=cl)
         N, R, L = self.d_state, self.dt_rank, H * W
-        xs = self._cross_scan(x, channels_last=cl).view(Bn, K * D, L)
-        x_dbl = F.conv1d(xs, self.x_proj_weight.view(-1, D, 1), groups=K)
-        dts, Bs, Cs = torch.split(x_dbl.view(Bn, K, -1, L), [R, N, N], dim=2)
-        dts = F.conv1d(dts.reshape(Bn, K * R, L), self.dt_projs_weight.view(K * D, R, 1), groups=K)
-        wt = _wt(xs)
+        wt = _wt(x)
         As = -torch.exp(self.A_logs.to(wt))
-        ys = self._scan(xs, dts, As, Bs.contiguous(), Cs.contiguous(), self.Ds.to(wt),
-                        self.dt_projs_bias.to(wt).reshape(-1), out_dtype=wt)
-        y = self._cross_merge(ys.view(Bn, K, D, L), H, W, channels_last=cl)
+        if self.impl_ss2d_core != OFF:  # the chain below in one op (no route tensors)
+            y = self._ss2d_core(x, As, self.Ds.to(wt), self.dt_projs_bias.to(wt).reshape(-1), cl, wt)
+        else:
+            xs = self._cross_scan(x, channels_last=cl).view(Bn, K * D, L)
+            x_dbl = F.conv1d(xs, self.x_proj_weight.view(-1, D, 1), groups=K)
+            dts, Bs, Cs = torch.split(x_dbl.view(Bn, K, -1, L), [R, N, N], dim=2)
+            dts = F.conv1d(dts.reshape(Bn, K * R, L), self.dt_projs_weight.view(K * D, R, 1), groups=K)
+            ys = self._scan(xs, dts, As, Bs.contiguous(), Cs.contiguous(), self.Ds.to(wt),
+                            self.dt_projs_bias.to(wt).reshape(-1), out_dtype=wt)
+            y = self._cross_merge(ys.view(Bn, K, D, L), H, W, channels_last=cl)
         return add_norm(self.out_norm, y, channels_last=cl, out_dtype=x.dtype, impl=self.out_norm.impl,
                         call=self._call)[0]
 
@@ -212,6 +229,12 @@ class SS2Dv05(_KernelCalls):
 
 class SS2Dm0(_KernelCalls):
     """Mamba2-style mixer (forward type "m0_noz"); channels last (B, H, W, C) only."""
+
+    def set_resolved(self, resolved: dict, fallback: bool) -> None:
+        # per-head dt / A (no dt projection): not the SS2D core's chain, so always the separate ops
+        resolved = dict(resolved, ss2d_core=ResolvedOp(resolved["ss2d_core"].requested, OFF,
+                                                        "m0: per-head dt and A, not ss2d_core's chain"))
+        super().set_resolved(resolved, fallback)
 
     def __init__(self, d_model, d_state=64, ssm_ratio=1.0, dt_rank="auto", act_layer=nn.GELU, d_conv=3,
                  conv_bias=False, dropout=0.0, ssm_init="v2", **_ignored):

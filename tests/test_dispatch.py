@@ -263,7 +263,7 @@ def test_choose_returns_the_backends_op_ready_to_call():
 def test_ops_accessor_returns_the_registered_custom_ops():
     ops = vk.ops("torch_sequential")
     assert set(ops) == {"scan_fwd", "scan_bwd", "cross_scan", "cross_merge", "add_layer_norm_fwd",
-                        "add_layer_norm_bwd", "dwconv2d_fwd", "dwconv2d_bwd"}
+                        "add_layer_norm_bwd", "dwconv2d_fwd", "dwconv2d_bwd", "ss2d_core_fwd", "ss2d_core_bwd"}
     assert ops["cross_merge"] is dispatch.get_backend("torch_sequential").library_ops["cross_merge"]
     assert ops["scan_fwd"]._opoverload is torch.ops.vmamba_kernels.selective_scan_fwd_torch_sequential.default
     with pytest.raises(ValueError, match="unknown impl 'nope'"):

@@ -172,7 +172,7 @@ def test_mixed_policy_matches_single_backend():
 
 def test_policy_calls_the_named_backend(monkeypatch):
     calls = []
-    for fn in ("selective_scan", "cross_scan", "cross_merge"):
+    for fn in ("selective_scan", "cross_scan", "cross_merge", "ss2d_core"):
         orig = getattr(vk, fn)
 
         def wrapped(*a, _orig=orig, _fn=fn, **k):
@@ -182,23 +182,25 @@ def test_policy_calls_the_named_backend(monkeypatch):
     m = small(impl={"*": "torch", "layers.3.*": KernelPolicy(selective_scan="torch_sequential")}).eval()
     m(torch.randn(1, 3, 32, 32))
     n_layers = sum(SMALL["depths"])
-    assert len(calls) == 3 * n_layers
+    # one impl for the scan and cross ops: the fused ss2d_core on it; the stage-3 block's per-op mix: the chain
+    assert len(calls) == (n_layers - 1) + 3
+    assert calls.count(("ss2d_core", "torch")) == n_layers - 1
     assert calls.count(("selective_scan", "torch_sequential")) == 1  # the single stage-3 block
-    assert calls.count(("selective_scan", "torch")) == n_layers - 1
-    assert calls.count(("cross_scan", "torch")) == n_layers
+    assert calls.count(("cross_scan", "torch")) == calls.count(("cross_merge", "torch")) == 1
 
 
 def test_impl_table_and_set_impl():
     m = small(impl="torch")
     rows = m.impl_table()
     blocks = [r for r in rows if ".blocks." in r["layer"]]
-    assert len(blocks) == 5 * sum(SMALL["depths"])  # the scan, cross ops and the fused ops, per block
+    assert len(blocks) == 6 * sum(SMALL["depths"])  # the scan, cross ops and the fused ops, per block
     norms = {r["layer"] for r in rows if ".blocks." not in r["layer"]}  # the norms outside the blocks
     assert norms == {"patch_embed.2", "patch_embed.7", "layers.0.downsample.3", "layers.1.downsample.3",
                      "layers.2.downsample.3", "classifier.norm"}
     assert {r["impl"] for r in rows if r["op"] != "dwconv2d"} == {"torch"}
     assert {r["impl"] for r in rows if r["op"] == "dwconv2d"} == {"off"}  # automatic: cudnn (policy.AUTO_OFF)
-    assert {r["op"] for r in rows} == {"selective_scan", "cross_scan", "cross_merge", "add_layer_norm", "dwconv2d"}
+    assert {r["op"] for r in rows} == {"selective_scan", "cross_scan", "cross_merge", "add_layer_norm", "dwconv2d",
+                                       "ss2d_core"}
     assert rows[0]["layer"] == "layers.0.blocks.0"
     x = torch.randn(1, 3, 32, 32)
     m.eval()
@@ -560,7 +562,9 @@ def test_autocast_scan_dtypes(name, monkeypatch):
         seen.append((u.dtype, delta.dtype, B.dtype, A.dtype, k.get("out_dtype")))
         return orig(u, delta, A, B, C, D, delta_bias, **k)
     monkeypatch.setattr(ss2d_mod.vk, "selective_scan", spy)
-    m = models.create_model(name, impl="torch", depths=(1, 1, 1, 1), dims=16)
+    # the unfused chain, whose scan call this inspects (test_models_ss2d_core.py checks the fused op's dtypes)
+    chain = KernelPolicy.all("torch").merged(KernelPolicy(ss2d_core="off"))
+    m = models.create_model(name, impl=chain, depths=(1, 1, 1, 1), dims=16)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y = m(torch.randn(2, 3, 32, 32))
     y.float().sum().backward()

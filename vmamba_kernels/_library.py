@@ -251,3 +251,100 @@ def define_dwconv2d(backend) -> dict:
 
     conv_fwd.register_autograd(backward, setup_context=setup_context)
     return {"dwconv2d_fwd": conv_fwd, "dwconv2d_bwd": conv_bwd}
+
+
+# ---- fused SS2D core (issue #18) --------------------------------------------------------------------
+def _compute_dtype(x: Tensor) -> torch.dtype:
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def _pixels(x: Tensor, channels_last: bool) -> Tensor:
+    """x as (B, L, D) in pixel order (a view: channels first it is the transpose of (B, D, L))."""
+    Bn, Dc, H, W = map_dims(x, channels_last)
+    return x.reshape(Bn, H * W, Dc) if channels_last else x.reshape(Bn, Dc, H * W).transpose(1, 2)
+
+
+def ss2d_xdbl(x: Tensor, x_proj_weight: Tensor, channels_last: bool) -> Tensor:
+    """The x projection of every route at every pixel, once, in pixel order: (B, L, K, R+2N) in x's dtype,
+    xdbl[b, p, k, c] = sum_d x_proj_weight[k, c, d] x[b, d, p]. The projection is per pixel, so route k
+    reads row (p, k) when it visits pixel p: one GEMM replaces the K per-route ones of the unfused chain."""
+    K, C, Dc = x_proj_weight.shape
+    pix = _pixels(x, channels_last)
+    return torch.matmul(pix, x_proj_weight.to(x.dtype).reshape(K * C, Dc).t()).view(x.shape[0], pix.shape[1], K, C)
+
+
+def _ss2d_empty_grads(x, x_proj_weight, dt_w, A, D, delta_bias):
+    z = torch.zeros_like
+    e = A.new_empty(0)
+    return (z(x), z(x_proj_weight), z(dt_w), z(A), z(D) if D is not None else e,
+            z(delta_bias) if delta_bias is not None else e)
+
+
+def define_ss2d_core(backend) -> dict:
+    """ss2d_core_fwd (differentiable through ss2d_core_bwd) and ss2d_core_bwd: the composition every backend
+    shares around its raw kernels (contract: SS2D_CORE_CONTRACT.md, dispatch.py). The forward makes xdbl
+    with one pixel-order GEMM and hands it to the raw forward (it is returned too, non-differentiable, and
+    saved for the backward: (B, L, K, R+2N) is small); the backward's raw kernel gives the gradient through
+    the scan's u input and dxdbl, and two GEMMs here add the projection's part of dx and dx_proj_weight."""
+    name = backend.name
+
+    @torch.library.custom_op(f"{NAMESPACE}::ss2d_core_fwd_{name}", mutates_args=())
+    def core_fwd(x: Tensor, x_proj_weight: Tensor, dt_w: Tensor, A: Tensor, D: Optional[Tensor],
+                 delta_bias: Optional[Tensor], mode: str, channels_last: bool, delta_softplus: bool,
+                 out_dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        xdbl = ss2d_xdbl(x, x_proj_weight, channels_last)
+        if x.numel() == 0:  # no pixels, channels or images: the same result on every backend
+            return x.new_zeros(x.shape, dtype=out_dtype), xdbl
+        y = backend.impl().ss2d_core_fwd(x, xdbl, dt_w, A, D, delta_bias, mode, channels_last, delta_softplus,
+                                          out_dtype)
+        return y, xdbl
+
+    @core_fwd.register_fake
+    def _(x, x_proj_weight, dt_w, A, D, delta_bias, mode, channels_last, delta_softplus, out_dtype):
+        Bn, _, H, W = map_dims(x, channels_last)
+        K, C, _ = x_proj_weight.shape
+        return x.new_empty(x.shape, dtype=out_dtype), x.new_empty((Bn, H * W, K, C))
+
+    @torch.library.custom_op(f"{NAMESPACE}::ss2d_core_bwd_{name}", mutates_args=())
+    def core_bwd(x: Tensor, xdbl: Tensor, x_proj_weight: Tensor, dt_w: Tensor, A: Tensor, D: Optional[Tensor],
+                 delta_bias: Optional[Tensor], dy: Tensor, mode: str, channels_last: bool, delta_softplus: bool
+                 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+        if x.numel() == 0:
+            return _ss2d_empty_grads(x, x_proj_weight, dt_w, A, D, delta_bias)
+        dx, dxdbl, ddt_w, dA, dD, dbias = backend.impl().ss2d_core_bwd(
+            x, xdbl, dt_w, A, D, delta_bias, dy, mode, channels_last, delta_softplus)
+        ct = _compute_dtype(x)
+        K, C, Dc = x_proj_weight.shape
+        dxd = dxdbl.reshape(x.shape[0], -1, K * C).to(ct)  # (B, L, K*C)
+        w2 = x_proj_weight.to(x.dtype).to(ct).reshape(K * C, Dc)  # the weights the forward's GEMM used
+        dpix = torch.matmul(dxd, w2)  # (B, L, D): the projection's part of dx
+        dx = dx.to(ct) + (dpix.view(x.shape) if channels_last else dpix.transpose(1, 2).reshape(x.shape))
+        dw = torch.matmul(dxd.reshape(-1, K * C).t(), _pixels(x, channels_last).to(ct).reshape(-1, Dc))
+        return (dx.to(x.dtype), dw.view(K, C, Dc).to(x_proj_weight.dtype), ddt_w.to(dt_w.dtype), dA.to(A.dtype),
+                _empty_if_none(dD.to(D.dtype) if D is not None else None, A),
+                _empty_if_none(dbias.to(delta_bias.dtype) if delta_bias is not None else None, A))
+
+    @core_bwd.register_fake
+    def _(x, xdbl, x_proj_weight, dt_w, A, D, delta_bias, dy, mode, channels_last, delta_softplus):
+        e = A.new_empty(0)
+        return (torch.empty_like(x), torch.empty_like(x_proj_weight), torch.empty_like(dt_w), torch.empty_like(A),
+                torch.empty_like(D) if D is not None else e,
+                torch.empty_like(delta_bias) if delta_bias is not None else e)
+
+    def setup_context(ctx, inputs, output):
+        x, x_proj_weight, dt_w, A, D, delta_bias, mode, channels_last, delta_softplus, out_dtype = inputs
+        ctx.save_for_backward(x, output[1], x_proj_weight, dt_w, A, D, delta_bias)
+        ctx.mode, ctx.channels_last, ctx.delta_softplus = mode, channels_last, delta_softplus
+        ctx.has_D, ctx.has_bias = D is not None, delta_bias is not None
+        ctx.set_materialize_grads(True)
+        ctx.mark_non_differentiable(output[1])
+
+    def backward(ctx, dy, dxdbl):
+        x, xdbl, x_proj_weight, dt_w, A, D, delta_bias = ctx.saved_tensors
+        dx, dw, ddt_w, dA, dD, dbias = core_bwd(x, xdbl, x_proj_weight, dt_w, A, D, delta_bias, dy.contiguous(),
+                                                ctx.mode, ctx.channels_last, ctx.delta_softplus)
+        return (dx, dw, ddt_w, dA, dD if ctx.has_D else None, dbias if ctx.has_bias else None,
+                None, None, None, None)
+
+    core_fwd.register_autograd(backward, setup_context=setup_context)
+    return {"ss2d_core_fwd": core_fwd, "ss2d_core_bwd": core_bwd}

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Optional
 
 from . import dispatch, validate
-from .op_table import spec
+from .op_table import spec, ss2d_dstate_range
 
 
 def selective_scan(u, delta, A, B, C, D=None, delta_bias=None, delta_softplus=False,
@@ -93,6 +93,30 @@ def dwconv2d(x, weight, bias=None, act="none", *, channels_last=False, impl=None
     return dispatch.choose("dwconv2d", args, impl)(args)
 
 
+def ss2d_core(x, x_proj_weight, dt_projs_weight, A, D=None, delta_bias=None, *, mode="cross2d", channels_last=False,
+              delta_softplus=True, out_dtype=None, impl=None):
+    """The SS2D core of VMamba in one op: SS2Dv05.forward_core's unfused chain up to (not including) out_norm,
+
+        xs    = cross_scan(x, mode)                                 (B, K, D, L), K = 4, L = H*W
+        x_dbl = einsum("bkdl,kcd->bkcl", xs, x_proj_weight)         dts = [:R], Bs = [R:R+N], Cs = [R+N:]
+        delta = einsum("bkrl,kdr->bkdl", dts, dt_projs_weight)
+        ys    = selective_scan(xs, delta, A, Bs, Cs, D, delta_bias, delta_softplus)   (K groups of B/C)
+        y     = cross_merge(ys, H, W, mode)
+
+    without writing the route tensors (the fused backends read every route's u, dt, B, C at its pixel).
+
+    x : (B, D, H, W), or (B, H, W, D) when channels_last; float32 / float16 / bfloat16 (float64: torch impls)
+    x_proj_weight : (K, R + 2N, D) and dt_projs_weight : (K, D, R), float32 (the model's parameters) or x's dtype
+    A : (K*D, N) float32;  D, delta_bias : (K*D,) float32 or None
+    mode : any mode of cross_scan ("cross2d", "unidi", "bidi");  out_dtype : y's dtype (default x's)
+    Returns y in x's layout. Differentiable in x, both weights, A, D and delta_bias; deterministic backward.
+    Empty inputs (B, D, H or W = 0) give a zero y and zero gradients on every backend.
+    """
+    args = validate.check_ss2d_core(x, x_proj_weight, dt_projs_weight, A, D, delta_bias, mode, channels_last,
+                                    delta_softplus, out_dtype)
+    return dispatch.choose("ss2d_core", args, impl)(args)
+
+
 def ops(impl: str) -> dict:
     """The torch.library custom ops of backend `impl`, without validation or dispatch (benchmarks,
     opcheck): keys scan_fwd, scan_bwd (the raw kernel contract in dispatch.py, plus autograd and fake
@@ -119,7 +143,8 @@ class ImplList(list):
         head = ("impl", "here", "devices", "dtypes", "d_state", "backward")
         cells = [(r["name"], "yes" if r["available"] else "no", ",".join(r["devices"]),
                   ",".join(d.replace("float", "f") for d in r["dtypes"]),
-                  "{}-{}".format(*r["d_state"]), "yes" if r["backward"] else "no") for r in self]
+                  "{}-{}".format(*r.get("op_d_state", r["d_state"])), "yes" if r["backward"] else "no")
+                 for r in self]
         w = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(head)]
         what = f"{self.op} implementations" if self.op else "implementations"
         lines = [f"{what}, best first (impl=None takes the first that is here and can run the inputs):",
@@ -154,6 +179,8 @@ def list_impls(op: Optional[str] = None) -> ImplList:
             "backward": b.supports_backward, "compile": b.supports_compile,
             "deterministic": b.deterministic,
         })
+        if op == "ss2d_core":  # its own d_state range (the fused kernels keep fewer states in registers)
+            rows[-1]["op_d_state"] = ss2d_dstate_range(b)
     return rows
 
 

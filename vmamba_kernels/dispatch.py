@@ -24,6 +24,14 @@ Raw kernel contract (inputs already validated and made contiguous):
 
 The backward of cross_scan is cross_merge and vice versa (they are adjoint), so a backend
 provides only the two forward kernels.
+
+    ss2d_core_fwd(x, xdbl, dt_w, A, D, delta_bias, mode, channels_last, delta_softplus, out_dtype) -> y
+    ss2d_core_bwd(x, xdbl, dt_w, A, D, delta_bias, dy, mode, channels_last, delta_softplus)
+        -> (dx, dxdbl, ddt_w, dA, dD, ddelta_bias)
+        the fused SS2D core (SS2D_CORE_CONTRACT.md): xdbl (B, L, K, R+2N) is the x projection of every
+        route at every pixel, made once by the op's composition (_library.define_ss2d_core), which also
+        adds the projection's part of dx and dx_proj_weight; dx here is the gradient through the scan's
+        u only, fp32. A backend's ss2d_core d_state limit: `Backend.ss2d_max_dstate`.
 """
 from __future__ import annotations
 
@@ -95,6 +103,8 @@ class Backend:
     mixed_branch: bool = False
     # dwconv2d: the odd kernel sizes it implements (None: any)
     dwconv_kernel_sizes: Optional[tuple] = None
+    # ss2d_core: the largest d_state it runs (None: max_dstate, the scan's)
+    ss2d_max_dstate: Optional[int] = None
     doc: str = ""
     # filled by register_backend: {key: torch.library custom op} and {op: OpCall}
     library_ops: dict = field(default_factory=dict, repr=False)

@@ -67,6 +67,34 @@ def _dwconv_limits(backend, a) -> list:
     return []
 
 
+def _run_ss2d_core(ops, a):
+    c = torch.Tensor.contiguous
+    opt = lambda t: None if t is None else t.contiguous()  # noqa: E731
+    return ops["ss2d_core_fwd"](c(a.x), c(a.x_proj_weight), c(a.dt_projs_weight), c(a.A), opt(a.D),
+                                opt(a.delta_bias), a.mode, a.channels_last, a.delta_softplus, a.out_dtype)[0]
+
+
+def ss2d_dstate_range(backend) -> tuple:
+    """(min, max) d_state of the backend's ss2d_core (its scan's range unless it declares its own)."""
+    top = backend.ss2d_max_dstate if backend.ss2d_max_dstate is not None else backend.max_dstate
+    return backend.min_dstate, top
+
+
+def _ss2d_core_limits(backend, a) -> list:
+    reasons = []
+    lo, hi = ss2d_dstate_range(backend)
+    if not (lo <= a.N <= hi):
+        from .dispatch import backends  # noqa: PLC0415 (dispatch imports this module)
+
+        wider = [b.name for b in backends("ss2d_core") if b is not backend
+                 and ss2d_dstate_range(b)[0] <= a.N <= ss2d_dstate_range(b)[1]]
+        reasons.append(f"its ss2d_core supports d_state {lo}..{hi}, not N={a.N}"
+                       + (f" (impl {' / '.join(wider)} can)" if wider else ""))
+    if a.out_dtype not in backend.dtypes:
+        reasons.append(f"cannot write out_dtype {a.out_dtype}")
+    return reasons
+
+
 _CROSS_KERNELS = ("cross_scan_fwd", "cross_merge_fwd")  # each op's backward is the other one
 
 SPECS = {
@@ -88,11 +116,15 @@ SPECS = {
                                            None if a.bias is None else a.bias.contiguous(), a.act,
                                            a.channels_last),
         limits=_dwconv_limits),
+    "ss2d_core": OpSpec(
+        "ss2d_core", validate.check_ss2d_core, ("ss2d_core_fwd", "ss2d_core_bwd"), _library.define_ss2d_core,
+        _run_ss2d_core, limits=_ss2d_core_limits),
 }
 OPS = tuple(SPECS)
 # what a Backend implements unless it says otherwise; a new op is opt-in (Backend(ops=...))
 BASE_OPS = ("selective_scan", "cross_scan", "cross_merge")
 FUSED_OPS = ("add_layer_norm", "dwconv2d")  # the fast path's fused ops (models/fused.py)
+SS2D_OPS = ("ss2d_core",)  # the fused SS2D core (issue #18): cross scan + projections + scan + cross merge
 
 
 def spec(op: str) -> OpSpec:

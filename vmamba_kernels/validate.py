@@ -336,3 +336,105 @@ def check_dwconv2d(x, weight, bias=None, act="none", channels_last=False) -> Dwc
     if act not in DWCONV_ACTS:
         raise ValueError(f"act must be one of {DWCONV_ACTS}; got {act!r}")
     return DwconvArgs(x, weight, bias, act, bool(channels_last))
+
+
+# ---- fused SS2D core (issue #18) ------------------------------------------------------------------
+SS2D_ROUTES = 4  # cross_scan gives four routes in every mode (unidi / bidi repeat routes), so K = 4
+
+
+@dataclass
+class Ss2dCoreArgs(_Args):
+    """Normalised ss2d_core arguments: the unfused chain cross_scan -> x / dt projections -> selective scan
+    -> cross_merge of SS2Dv05.forward_core, up to out_norm."""
+
+    x: torch.Tensor
+    x_proj_weight: torch.Tensor
+    dt_projs_weight: torch.Tensor
+    A: torch.Tensor
+    D: Optional[torch.Tensor]
+    delta_bias: Optional[torch.Tensor]
+    mode: str
+    channels_last: bool
+    delta_softplus: bool
+    out_dtype: torch.dtype
+
+    @property
+    def dims(self) -> tuple:
+        """(batch, channels, H, W) of x."""
+        return map_dims(self.x, self.channels_last)
+
+    @property
+    def K(self) -> int:
+        return self.x_proj_weight.shape[0]
+
+    @property
+    def R(self) -> int:
+        return self.dt_projs_weight.shape[2]
+
+    @property
+    def N(self) -> int:
+        return self.A.shape[1]
+
+    def tensors(self):
+        return [t for t in (self.x, self.x_proj_weight, self.dt_projs_weight, self.A, self.D, self.delta_bias)
+                if t is not None]
+
+    def describe(self) -> str:
+        Bn, Dc, H, W = self.dims
+        return (f"x {tuple(self.x.shape)} {self.x.dtype} on {self.x.device} "
+                f"({'channels last' if self.channels_last else 'channels first'}), mode {self.mode}, "
+                f"d_state N={self.N}, dt_rank R={self.R}, out_dtype {self.out_dtype}")
+
+
+def check_ss2d_core(x, x_proj_weight, dt_projs_weight, A, D=None, delta_bias=None, mode="cross2d",
+                    channels_last=False, delta_softplus=True, out_dtype=None) -> Ss2dCoreArgs:
+    """x (B, D, H, W) / (B, H, W, D); x_proj_weight (K, R + 2N, D) and dt_projs_weight (K, D, R) in float32 or
+    x's dtype; A (K*D, N), D and delta_bias (K*D,) float32 (float64 with float64 x); K = 4."""
+    x = _need_tensor("x", x)
+    check_mode(mode)
+    layout = "(B, H, W, D)" if channels_last else "(B, D, H, W)"
+    _need_rank("x", x, (4,), f"a 4-D map {layout}")
+    _, Dc, _, _ = map_dims(x, channels_last)
+    K = SS2D_ROUTES
+    xpw = _need_tensor("x_proj_weight", x_proj_weight)
+    dtw = _need_tensor("dt_projs_weight", dt_projs_weight)
+    A = _need_tensor("A", A)
+    _need_rank("dt_projs_weight", dtw, (3,), f"(K={K}, D={Dc}, R)")
+    if dtw.shape[0] != K or dtw.shape[1] != Dc:
+        raise ValueError(f"dt_projs_weight must be (K={K}, D={Dc}, R) (one (D, R) dt projection per route, D = "
+                         f"x's channels); got {_fmt(dtw)}")
+    R = dtw.shape[2]
+    if R < 1:
+        raise ValueError(f"dt_projs_weight must have dt_rank R >= 1; got {_fmt(dtw)}")
+    _need_rank("A", A, (2,), f"(K*D={K * Dc}, N)")
+    if A.shape[0] != K * Dc or A.shape[1] < 1:
+        raise ValueError(f"A must be (K*D={K * Dc}, N) with d_state N >= 1; got {_fmt(A)}")
+    N = A.shape[1]
+    _need_rank("x_proj_weight", xpw, (3,), f"(K={K}, R+2N={R + 2 * N}, D={Dc})")
+    if tuple(xpw.shape) != (K, R + 2 * N, Dc):
+        raise ValueError(f"x_proj_weight must be (K={K}, R+2N={R + 2 * N}, D={Dc}) for dt_rank R={R} "
+                         f"(dt_projs_weight) and d_state N={N} (A); got {_fmt(xpw)}")
+    for name, t in (("D", D), ("delta_bias", delta_bias)):
+        if t is None:
+            continue
+        _need_tensor(name, t)
+        if tuple(t.shape) != (K * Dc,):
+            raise ValueError(f"{name} must be (K*D={K * Dc},); got {_fmt(t)}")
+    wt = _weight_dtype(x)
+    for name, t in (("x_proj_weight", xpw), ("dt_projs_weight", dtw)):
+        if t.dtype not in (wt, x.dtype):
+            raise TypeError(f"{name} must be {wt} (the model's parameter) or x's dtype {x.dtype}; got {t.dtype}")
+    for name, t in (("A", A), ("D", D), ("delta_bias", delta_bias)):
+        if t is not None and t.dtype != wt:
+            raise TypeError(f"{name} must be {wt} (the state and its weights stay in fp32); got {t.dtype}")
+    for name, t in (("x_proj_weight", xpw), ("dt_projs_weight", dtw), ("A", A), ("D", D),
+                    ("delta_bias", delta_bias)):
+        if t is not None and t.device != x.device:
+            raise ValueError(f"{name} is on {t.device} but x is on {x.device}; all inputs must be on one device")
+    if out_dtype is None:
+        out_dtype = x.dtype
+    if not isinstance(out_dtype, torch.dtype) or out_dtype not in FLOAT_DTYPES:
+        raise TypeError(f"out_dtype must be a floating torch.dtype or None; got {out_dtype!r}")
+    if not isinstance(delta_softplus, bool):
+        raise TypeError(f"delta_softplus must be a bool; got {type(delta_softplus).__name__}")
+    return Ss2dCoreArgs(x, xpw, dtw, A, D, delta_bias, mode, bool(channels_last), delta_softplus, out_dtype)

@@ -93,3 +93,60 @@ def dwconv2d_bwd(dy, x, weight, bias, act, channels_last):
     if channels_last:
         dx = dx.movedim(1, -1)
     return dx.to(x.dtype).contiguous(), dw.to(weight.dtype), db
+
+
+# ---- fused SS2D core: the raw-kernel contract built from this backend's own pieces ------------------------
+def _route_order(xdbl, mode, H, W):
+    """xdbl (B, L, K, C) in pixel order -> (B, K, C, L) in each route's order: route k reads row (p, k) at the
+    pixel p it visits, i.e. the cross scan of channel block k taken on route k."""
+    Bn, L, K, C = xdbl.shape
+    xs = cross_scan_fwd(xdbl.reshape(Bn, H, W, K * C), mode, True)  # (B, 4, K*C, L)
+    return torch.stack([xs[:, k, k * C:(k + 1) * C] for k in range(K)], 1)
+
+
+def _pixel_order(dr, mode, H, W):
+    """The adjoint of _route_order: (B, K, C, L) route order -> (B, L, K, C) pixel order."""
+    Bn, K, C, L = dr.shape
+    full = dr.new_zeros(Bn, K, K * C, L)
+    for k in range(K):
+        full[:, k, k * C:(k + 1) * C] = dr[:, k]
+    return cross_merge_fwd(full, H, W, mode, True).view(Bn, L, K, C)
+
+
+def make_ss2d_core(scan_fwd, scan_bwd):
+    """ss2d_core_fwd / ss2d_core_bwd (SS2D_CORE_CONTRACT.md) as the unfused chain of this backend's cross scan,
+    selective scan and cross merge, in the compute dtype (float32, float64 for float64 x): every torch path
+    runs through the op's shared composition (_library.define_ss2d_core)."""
+
+    def routes(x, xdbl, dt_w, mode, channels_last):
+        ct = torch.float64 if x.dtype == torch.float64 else torch.float32
+        Bn, L, K, C = xdbl.shape
+        Dc, R = dt_w.shape[1], dt_w.shape[2]
+        H, W = (x.shape[1], x.shape[2]) if channels_last else (x.shape[2], x.shape[3])
+        xs = cross_scan_fwd(x, mode, channels_last).to(ct).reshape(Bn, K * Dc, L)
+        xr = _route_order(xdbl.to(ct), mode, H, W)
+        dts, Bs, Cs = torch.split(xr, [R, (C - R) // 2, (C - R) // 2], dim=2)
+        delta = torch.einsum("bkrl,kdr->bkdl", dts, dt_w.to(ct)).reshape(Bn, K * Dc, L)
+        return xs, dts, delta, Bs.contiguous(), Cs.contiguous(), (H, W), ct
+
+    def ss2d_core_fwd(x, xdbl, dt_w, A, D, delta_bias, mode, channels_last, delta_softplus, out_dtype):
+        xs, _, delta, Bs, Cs, (H, W), ct = routes(x, xdbl, dt_w, mode, channels_last)
+        ys, _, _ = scan_fwd(xs, delta, A, Bs, Cs, D, delta_bias, delta_softplus, ct)
+        Bn, K = xdbl.shape[0], xdbl.shape[2]
+        return cross_merge_fwd(ys.view(Bn, K, -1, H * W), H, W, mode, channels_last).to(out_dtype)
+
+    def ss2d_core_bwd(x, xdbl, dt_w, A, D, delta_bias, dy, mode, channels_last, delta_softplus):
+        xs, dts, delta, Bs, Cs, (H, W), ct = routes(x, xdbl, dt_w, mode, channels_last)
+        Bn, L, K, _ = xdbl.shape
+        _, _, aux = scan_fwd(xs, delta, A, Bs, Cs, D, delta_bias, delta_softplus, ct)
+        dout = cross_scan_fwd(dy.to(ct), mode, channels_last).reshape(xs.shape)  # cross merge's adjoint
+        du, ddelta, dA, dB, dC, dD, dbias = scan_bwd(xs, delta, A, Bs, Cs, D, delta_bias, delta_softplus, dout, aux)
+        Dc = dt_w.shape[1]
+        ddelta = ddelta.view(Bn, K, Dc, L)
+        ddts = torch.einsum("bkdl,kdr->bkrl", ddelta, dt_w.to(ct))
+        ddt_w = torch.einsum("bkdl,bkrl->kdr", ddelta, dts)
+        dxdbl = _pixel_order(torch.cat([ddts, dB, dC], 2), mode, H, W)
+        dx = cross_merge_fwd(du.view(Bn, K, Dc, L), H, W, mode, channels_last)
+        return dx.contiguous(), dxdbl.contiguous(), ddt_w, dA, dD, dbias
+
+    return ss2d_core_fwd, ss2d_core_bwd

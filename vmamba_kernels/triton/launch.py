@@ -22,6 +22,7 @@ from .cross_scan import cross_merge_fwd, cross_scan_fwd  # noqa: F401
 from .dwconv import dwconv2d_bwd, dwconv2d_fwd  # noqa: F401
 from .layer_norm import add_layer_norm_bwd, add_layer_norm_fwd  # noqa: F401
 from .selective_scan import scan_aux_shape, selective_scan_bwd, selective_scan_fwd  # noqa: F401
+from .ss2d_core import ss2d_core_bwd, ss2d_core_fwd  # noqa: F401
 
 
 def unavailable_reason() -> Optional[str]:
