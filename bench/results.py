@@ -111,7 +111,30 @@ class CheckRow:
     note: str = ""
 
 
-SCHEMAS = {"kernels": KernelRow, "models": ModelRow, "check": CheckRow}
+@dataclass
+class OverheadRow:
+    """Per-call host overhead of one public op (reports/overhead.csv, bench.overhead)."""
+
+    op: str
+    impl: str
+    direction: str          # fwd | fwd+bwd
+    grad: bool              # inputs require grad
+    path: str               # public (vmamba_kernels.<op>) | validate | choose | library_op (pieces alone)
+    shape: str
+    dtype: str
+    host_us: float          # host time per call, back to back (no sync between calls)
+    wall_us: float          # host time + the final sync, per call
+    device_us: float        # median CUDA-event time of one call (empty on the CPU)
+    kernels: str            # real | mock (no-op raw kernels: the Python machinery alone)
+    calls: int
+    gpu: str
+    git_sha: str
+    timestamp: str
+    torch_version: str = ""
+    note: str = ""
+
+
+SCHEMAS = {"kernels": KernelRow, "models": ModelRow, "check": CheckRow, "overhead": OverheadRow}
 
 
 def columns(cls) -> list:
