@@ -53,6 +53,13 @@ class _Args:
     def requires_grad(self) -> bool:
         return torch.is_grad_enabled() and any(t.requires_grad for t in self.tensors())
 
+    def choice_key(self) -> tuple:
+        """What a backend's support check may read (dispatch caches choices by it): every tensor field's
+        shape and dtype, the other fields as they are, and the device (of the first tensor)."""
+        key = [(v.shape, v.dtype) if isinstance(v, torch.Tensor) else v for v in self.__dict__.values()]
+        key.append(self.device)
+        return tuple(key)
+
 
 @dataclass
 class ScanArgs(_Args):
@@ -92,6 +99,13 @@ class ScanArgs(_Args):
 
     def tensors(self):
         return [t for t in (self.u, self.delta, self.A, self.B, self.C, self.D, self.delta_bias) if t is not None]
+
+    def choice_key(self) -> tuple:
+        # the generic key, shortened by what check_selective_scan guarantees: delta is u's shape and dtype,
+        # C is B's, A / D / delta_bias have the weight dtype u's dtype implies and shapes (KD, N) / (KD,)
+        u = self.u
+        return (u.shape, u.dtype, u.device, self.B.shape, self.A.shape, self.D is None, self.delta_bias is None,
+                self.delta_softplus, self.out_dtype, self.B_was_3d, self.C_was_3d)
 
     def describe(self) -> str:
         return (
