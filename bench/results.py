@@ -57,6 +57,8 @@ class KernelRow:
     method: str = ""
     note: str = ""
     env_json: str = ""
+    wall_ms: float = float("nan")      # host-inclusive: back-to-back calls of the same op, wall clock per call
+    api_wall_ms: float = float("nan")  # the same through the public function (fwd: no grad; bwd: autograd backward)
 
 
 @dataclass
@@ -88,6 +90,8 @@ class ModelRow:
     warmup: int = 0
     iters: int = 0
     env_json: str = ""
+    ms_per_img: float = float("nan")  # ms_per_iter / batch (at batch 1: the latency)
+    cuda_graphs: bool = False  # timed as CUDA graph replays (bench.tp --cuda-graphs; impl label ":graphs")
 
 
 @dataclass
