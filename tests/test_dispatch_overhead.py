@@ -92,6 +92,15 @@ def test_eager_allowed_only_for_plain_eager_calls(monkeypatch):
     assert _library.eager_allowed(t) and _library.eager_allowed(torch.nn.Parameter(t))
     with FlopCounterMode(display=False):
         assert not _library.eager_allowed(t)
+    with torch.device("cpu"):  # a TorchFunctionMode
+        assert not _library.eager_allowed(t)
+
+    def inside(x):
+        assert not _library.eager_allowed(x)
+        return x.sum()
+
+    torch.func.grad(inside)(torch.ones(2))
+    assert _library.eager_allowed(t)
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
     assert not _library.eager_allowed(t)
 

@@ -14,9 +14,10 @@ Eager twins. A torch.library custom op costs tens of microseconds per call on th
 dispatch and autograd wrappers), more than a small kernel runs. So every op defined here also gets an
 *eager twin* (`eager_twin(op)`): the same body, setup_context and backward, as a plain
 torch.autograd.Function (or the bare body when no input requires grad). dispatch.OpCall runs the twins
-when `eager_allowed` (not while torch.compile traces, no TorchDispatchMode active such as FakeTensorMode
-or FlopCounterMode, plain tensors): torch.compile, fake tensors, opcheck and the FLOP counter still see the
-custom ops. An op registered without a twin simply runs its custom op.
+when `eager_allowed` (not while torch.compile traces, no TorchDispatchMode such as FakeTensorMode or
+FlopCounterMode, no TorchFunctionMode, no torch.func transform, plain tensors): torch.compile, fake
+tensors, opcheck and the FLOP counter still see the custom ops. An op registered without a twin simply
+runs its custom op.
 """
 from __future__ import annotations
 
@@ -33,12 +34,19 @@ _EAGER: dict = {}  # custom op -> its eager twin
 _PLAIN = (Tensor, torch.nn.Parameter)
 
 
+def _plain_context() -> bool:
+    # is_compiling first: dynamo folds it to True and never looks at the rest. Then: no dispatch mode
+    # (fake tensors, FLOP counter, AOT tracing), no function mode (it would see the bodies' inner torch
+    # calls), no torch.func transform (its autograd.Function rules differ)
+    return (not torch.compiler.is_compiling() and not torch._C._len_torch_dispatch_stack()
+            and not torch._C._len_torch_function_stack() and torch._C._functorch.peek_interpreter_stack() is None)
+
+
 def eager_allowed(first: Tensor) -> bool:
     """Whether a call whose first tensor is `first` may bypass torch.library (the twins): plain eager
-    execution, no torch.compile tracing, no dispatch mode, no tensor subclass."""
-    # is_compiling first: dynamo folds it to True and never looks at the rest
-    return (not torch.compiler.is_compiling() and type(first) in _PLAIN
-            and not torch._C._len_torch_dispatch_stack())
+    execution (no torch.compile tracing, no dispatch or function mode, no torch.func transform) on a
+    plain tensor (no subclass)."""
+    return _plain_context() and type(first) in _PLAIN
 
 
 def eager_twin(op):
@@ -48,8 +56,7 @@ def eager_twin(op):
 
 def _fast(op):
     """`op`'s twin for a call made from an eager backward (same test as the forward's), else `op`."""
-    return _EAGER.get(op, op) if (not torch.compiler.is_compiling()
-                                  and not torch._C._len_torch_dispatch_stack()) else op
+    return _EAGER.get(op, op) if _plain_context() else op
 
 
 def _twin(op, name: str, body, setup_context=None, backward=None) -> None:

@@ -78,6 +78,18 @@ def launch_plan(kind: str, fn, *key):
     return value
 
 
+_SMS: dict = {}
+
+
+def sm_count(device) -> int:
+    """Streaming multiprocessors of a CUDA device (asked once per device: the query is not free)."""
+    idx = torch.device(device).index
+    idx = torch.cuda.current_device() if idx is None else idx
+    if idx not in _SMS:
+        _SMS[idx] = torch.cuda.get_device_properties(idx).multi_processor_count
+    return _SMS[idx]
+
+
 def np2(x: int) -> int:
     """Next power of two >= x (1 for x <= 1)."""
     return 1 << max(0, int(x) - 1).bit_length()
