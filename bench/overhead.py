@@ -32,7 +32,7 @@ import sys
 import time
 import types
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable
 
 import torch
 
@@ -216,7 +216,6 @@ def time_calls(fn: Callable, device, calls: int, warmup: int = 5) -> dict:
 
 def measure(ops, impls, shapes, device, dtype, calls: int, mock: bool, breakdown: bool = True) -> list:
     """OverheadRows for every (op, impl, shape, direction/grad) and, with `breakdown`, the pieces."""
-    import vmamba_kernels as vk  # noqa: PLC0415
     from vmamba_kernels import dispatch  # noqa: PLC0415
 
     gpu, sha, now = envmod.gpu_label(device), envmod.git_sha_label(), envmod.utc_now()
@@ -248,7 +247,6 @@ def measure(ops, impls, shapes, device, dtype, calls: int, mock: bool, breakdown
                                 dtype=dname, host_us=r["host_us"], wall_us=r["wall_us"], device_us=r["device_us"],
                                 kernels="mock" if mock else "real", calls=calls, gpu=gpu, git_sha=sha, timestamp=now,
                                 torch_version=torch.__version__, note=note))
-    del vk
     return rows
 
 

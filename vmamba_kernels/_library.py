@@ -65,6 +65,7 @@ def _twin(op, name: str, body, setup_context=None, backward=None) -> None:
     if backward is None:
         _EAGER[op] = body
         return
+
     def forward(ctx, *args):  # ctx-style: a separate setup_context costs an inspect.signature bind per call
         out = body(*args)
         setup_context(ctx, args, out)
@@ -234,8 +235,8 @@ def define_add_layer_norm(backend) -> dict:
     mixed = getattr(backend, "mixed_branch", False)
 
     def fwd_body(x: Tensor, branch: Optional[Tensor], weight: Tensor, bias: Optional[Tensor],
-               branch_scale: Optional[Tensor], eps: float, channels_last: bool, out_dtype: torch.dtype
-               ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                 branch_scale: Optional[Tensor], eps: float, channels_last: bool, out_dtype: torch.dtype
+                 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         if branch is not None and branch.dtype != x.dtype and not mixed:
             branch = branch.to(x.dtype)
         y, s, mean, rstd = backend.impl().add_layer_norm_fwd(x, branch, weight, bias, branch_scale, eps,
@@ -251,9 +252,9 @@ def define_add_layer_norm(backend) -> dict:
         return (x.new_empty(x.shape, dtype=out_dtype), x.new_empty(x.shape if branch is not None else (0,)),
                 stat, torch.empty_like(stat))
 
-    def bwd_body(dy: Tensor, ds: Optional[Tensor], s: Tensor, weight: Tensor, bias: Optional[Tensor], mean: Tensor,
-               rstd: Tensor, branch_scale: Optional[Tensor], has_branch: bool, channels_last: bool,
-               x_dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def bwd_body(dy: Tensor, ds: Optional[Tensor], s: Tensor, weight: Tensor, bias: Optional[Tensor],
+                 mean: Tensor, rstd: Tensor, branch_scale: Optional[Tensor], has_branch: bool, channels_last: bool,
+                 x_dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         dx, dbr, dw, db = backend.impl().add_layer_norm_bwd(dy, ds, s, weight, bias, mean, rstd, branch_scale,
                                                            has_branch, channels_last, x_dtype)
         return dx, _empty_if_none(dbr if has_branch else None, dx), dw, _empty_if_none(db if bias is not None
@@ -278,8 +279,8 @@ def define_add_layer_norm(backend) -> dict:
     def backward(ctx, dy, ds, dmean, drstd):
         s, weight, bias, mean, rstd, branch_scale = ctx.saved_tensors
         ds = ds.contiguous() if (ctx.has_branch and ds is not None) else None
-        dx, dbr, dw, db = _fast(ln_bwd)(dy.contiguous(), ds, s, weight, bias, mean, rstd, branch_scale, ctx.has_branch,
-                                 ctx.channels_last, ctx.x_dtype)
+        dx, dbr, dw, db = _fast(ln_bwd)(dy.contiguous(), ds, s, weight, bias, mean, rstd, branch_scale,
+                                        ctx.has_branch, ctx.channels_last, ctx.x_dtype)
         dbr = dbr.to(ctx.branch_dtype) if ctx.has_branch else None
         return dx, dbr, dw, (db if ctx.has_bias else None), None, None, None, None
 
