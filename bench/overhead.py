@@ -46,6 +46,8 @@ SHAPES = {
     "tiny": ("tiny", 1, 8, 4, 1),
     "t_s3": ("vmamba_t s3 b1", 1, 384, 14, 1),
     "t_s4": ("vmamba_t s4 b1", 1, 768, 7, 1),
+    "t_s3_b128": ("vmamba_t s3 b128", 128, 384, 14, 1),  # the training batch: where the issue saw the host cost
+    "t_s4_b128": ("vmamba_t s4 b128", 128, 768, 7, 1),
 }
 K = 4
 
