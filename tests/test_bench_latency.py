@@ -128,3 +128,17 @@ def test_mock_kernels_keep_the_contracts_shapes():
         real, fake = (t if isinstance(t, tuple) else (t,) for t in (real, fake))
         assert [(t.shape, t.dtype) for t in real] == [(t.shape, t.dtype) for t in fake], op
     assert b._impl is not None
+
+
+# ---- bench.kernels' host-inclusive columns ------------------------------------------------------------------
+def test_kernels_rows_carry_host_inclusive_times(tmp_path):
+    from bench import kernels as BK
+
+    rc = BK.main(["--impls", "torch", "--models", "vmamba_t", "--dtypes", "fp32", "--batch-size", "1",
+                  "--img-size", "32", "--stages", "4", "--reps", "3", "--warmup", "1", "--reports-dir", str(tmp_path)])
+    assert rc == 0
+    _, rows = read_csv(tmp_path / "kernels.csv")
+    assert {(r["op"], r["direction"]) for r in rows} == {("selective_scan", "fwd"), ("selective_scan", "bwd"),
+                                                          ("cross_scan", "fwd"), ("cross_merge", "fwd")}
+    for r in rows:
+        assert float(r["wall_ms"]) > 0 and float(r["api_wall_ms"]) > 0, r
