@@ -123,7 +123,7 @@ def check_selective_scan(u, delta, A, B, C, D=None, delta_bias=None, delta_softp
     B = _need_tensor("B", B)
     C = _need_tensor("C", C)
     _need_rank("u", u, (3,), "(batch, KD, L)")
-    if tuple(delta.shape) != tuple(u.shape):
+    if delta.shape != u.shape:
         raise ValueError(f"delta must have the shape of u {tuple(u.shape)}; got {_fmt(delta)}")
     batch, KD, L = u.shape
     _need_rank("A", A, (2,), "(KD, N)")
@@ -153,7 +153,7 @@ def check_selective_scan(u, delta, A, B, C, D=None, delta_bias=None, delta_softp
         if t is None:
             continue
         _need_tensor(name, t)
-        if tuple(t.shape) != (KD,):
+        if t.shape != (KD,):
             raise ValueError(f"{name} must be (KD={KD},); got {_fmt(t)}")
     # dtypes: u/delta/B/C share one input dtype; A, D, delta_bias are fp32 (fp64 allowed for the reference)
     if delta.dtype != u.dtype:
@@ -166,9 +166,10 @@ def check_selective_scan(u, delta, A, B, C, D=None, delta_bias=None, delta_softp
         if t is not None and t.dtype != wt:
             raise TypeError(f"{name} must be {wt} (the state and weights stay in fp32); got {t.dtype}")
     # devices
+    dev = u.device
     for name, t in (("delta", delta), ("A", A), ("B", B), ("C", C), ("D", D), ("delta_bias", delta_bias)):
-        if t is not None and t.device != u.device:
-            raise ValueError(f"{name} is on {t.device} but u is on {u.device}; all inputs must be on one device")
+        if t is not None and t.device != dev:
+            raise ValueError(f"{name} is on {t.device} but u is on {dev}; all inputs must be on one device")
     if out_dtype is None:
         out_dtype = u.dtype
     if not isinstance(out_dtype, torch.dtype) or out_dtype not in FLOAT_DTYPES:
