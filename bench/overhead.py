@@ -224,6 +224,10 @@ def measure(ops, impls, shapes, device, dtype, calls: int, mock: bool, breakdown
     dname = str(dtype).replace("torch.", "")
     rows = []
     for impl in impls:
+        reason = dispatch.get_backend(impl).unavailable_reason()
+        if reason is not None:
+            print(f"bench.overhead: impl {impl!r} skipped: {reason}", file=sys.stderr)
+            continue
         ctx = mocked_kernels(impl) if mock else contextlib.nullcontext()
         with ctx:
             for op in ops:
