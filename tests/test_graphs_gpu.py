@@ -47,7 +47,8 @@ def test_inference_replay_matches_eager(impl, amp):
         got = fwd(x).clone()
         with torch.no_grad(), torch.autocast("cuda", dtype=amp or torch.float16, enabled=amp is not None):
             want = m(x)
-        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+        tol = 1e-4 if amp is None else 2e-3  # same kernels both ways: at most an fp16 ulp apart
+        torch.testing.assert_close(got, want, rtol=tol, atol=tol)
     a, b = fwd(x0).clone(), fwd(x).clone()
     assert not torch.equal(a, b)  # each replay reads the input just copied in
 
