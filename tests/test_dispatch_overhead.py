@@ -67,6 +67,29 @@ def test_eager_twin_gives_the_custom_ops_outputs_and_gradients(op):
         assert torch.equal(a, b)
 
 
+def test_eager_twins_match_the_custom_ops_under_autocast():
+    """float32 inputs under CPU bfloat16 autocast: both paths see the same autocast state in the bodies."""
+    for op, make_args, leaves in _cases():
+        leaves32 = [t.detach().float().requires_grad_() for t in leaves]
+
+        def make32(op=op, leaves32=leaves32):
+            return {
+                "selective_scan": lambda: validate.check_selective_scan(*leaves32, True),
+                "cross_scan": lambda: validate.check_cross_scan(leaves32[0], "bidi", False),
+                "cross_merge": lambda: validate.check_cross_merge(leaves32[0], 4, 5, "cross2d", True),
+                "add_layer_norm": lambda: validate.check_add_layer_norm(*leaves32, 1e-5, None, True),
+                "dwconv2d": lambda: validate.check_dwconv2d(*leaves32, "silu", True),
+            }[op]()
+
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out_e, grads_e = _run(op, make32, leaves32, "eager")
+            out_l, grads_l = _run(op, make32, leaves32, "library")
+        for a, b in zip(out_e if isinstance(out_e, tuple) else (out_e,), out_l if isinstance(out_l, tuple) else (out_l,)):
+            assert torch.equal(a, b), op
+        for a, b in zip(grads_e, grads_l):
+            assert torch.equal(a, b), op
+
+
 def test_public_call_runs_the_twin_and_a_dispatch_mode_runs_the_custom_op():
     ins = _scan_inputs()
     y = vk.selective_scan(*ins, delta_softplus=True, impl="torch")
