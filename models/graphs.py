@@ -118,7 +118,8 @@ def capture_train_step(model: nn.Module, loss_fn: Callable, optimizer: Optional[
     """Capture one training step: loss = loss_fn(model(x), target) under autocast (when given), backward,
     then optimizer.step() when an optimizer is given (it must be built with capturable=True where it has
     that option, e.g. Adam / AdamW / SGD with momentum keep their step counters on the GPU). Gradients are
-    set to None before capture, so every replay writes them afresh (no accumulation across replays).
+    set to None before capture, so every replay writes them afresh (no accumulation across replays; do not
+    call zero_grad between replays: the .grad tensors are the graph's static outputs).
     Runs `warmup` eager steps on a side stream first (they update the weights when there is an optimizer)."""
     device = _need_cuda("capture_train_step", example_input, example_target)
     if warmup < 1:
