@@ -192,3 +192,23 @@ def test_choice_key_names_every_field_of_an_args_record():
     assert a.choice_key() != b.choice_key() and a.choice_key() != c.choice_key()
     s1, s2 = (validate.check_selective_scan(*_scan_inputs(N=n), True) for n in (1, 2))
     assert s1.choice_key() != s2.choice_key()
+
+
+def test_a_cached_choice_runs_no_support_checks(monkeypatch):
+    """The per-call path of a shape seen before: no backend's why_not, no custom op (its Python wrappers are
+    what the eager twins avoid)."""
+    ins = _scan_inputs(dtype=torch.float32)
+    vk.selective_scan(*ins, delta_softplus=True)  # first call: the choice is made and cached
+    checks = []
+    real = Backend.why_not
+    monkeypatch.setattr(Backend, "why_not", lambda self, op, args: checks.append(self.name) or real(self, op, args))
+    entered = []
+    b = dispatch.get_backend(dispatch.last_choice("selective_scan"))
+    op = b.library_ops["scan_fwd"]
+    monkeypatch.setitem(b.library_ops, "scan_fwd", lambda *a: entered.append(1) or op(*a))
+    y = vk.selective_scan(*ins, delta_softplus=True)
+    assert checks == [] and entered == []
+    y.sum().backward()
+    dispatch.clear_choice_cache()
+    vk.selective_scan(*ins, delta_softplus=True)
+    assert checks  # after clearing, the choice is made again
