@@ -123,6 +123,11 @@ def test_eager_allowed_only_for_plain_eager_calls(monkeypatch):
         return x.sum()
 
     torch.func.grad(inside)(torch.ones(2))
+    torch.jit.trace(inside, torch.ones(2), check_trace=False)  # (the check re-runs it untraced)
+    ins = _scan_inputs(dtype=torch.float32, grad=False)
+    traced = torch.jit.trace(lambda u: vk.selective_scan(u, *ins[1:], delta_softplus=True, impl="torch"), ins[0],
+                             check_trace=False)
+    assert "vmamba_kernels::selective_scan_fwd_torch" in str(traced.graph)  # the op, not its body's torch calls
     assert _library.eager_allowed(t)
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
     assert not _library.eager_allowed(t)

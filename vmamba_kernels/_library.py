@@ -15,8 +15,8 @@ dispatch and autograd wrappers), more than a small kernel runs. So every op defi
 *eager twin* (`eager_twin(op)`): the same body, setup_context and backward, as a plain
 torch.autograd.Function (or the bare body when no input requires grad). dispatch.OpCall runs the twins
 when `eager_allowed` (not while torch.compile traces, no TorchDispatchMode such as FakeTensorMode or
-FlopCounterMode, no TorchFunctionMode, no torch.func transform, plain tensors): torch.compile, fake
-tensors, opcheck and the FLOP counter still see the custom ops. An op registered without a twin simply
+FlopCounterMode, no TorchFunctionMode, no torch.func transform or torch.jit.trace, plain tensors):
+torch.compile, fake tensors, opcheck, jit traces and the FLOP counters still see the custom ops. An op registered without a twin simply
 runs its custom op.
 """
 from __future__ import annotations
@@ -37,15 +37,17 @@ _PLAIN = (Tensor, torch.nn.Parameter)
 def _plain_context() -> bool:
     # is_compiling first: dynamo folds it to True and never looks at the rest. Then: no dispatch mode
     # (fake tensors, FLOP counter, AOT tracing), no function mode (it would see the bodies' inner torch
-    # calls), no torch.func transform (its autograd.Function rules differ)
+    # calls), no torch.func transform (its autograd.Function rules differ), no torch.jit.trace (fvcore's
+    # FLOP count must record the custom op)
     return (not torch.compiler.is_compiling() and not torch._C._len_torch_dispatch_stack()
-            and not torch._C._len_torch_function_stack() and torch._C._functorch.peek_interpreter_stack() is None)
+            and not torch._C._len_torch_function_stack() and torch._C._functorch.peek_interpreter_stack() is None
+            and torch._C._get_tracing_state() is None)
 
 
 def eager_allowed(first: Tensor) -> bool:
     """Whether a call whose first tensor is `first` may bypass torch.library (the twins): plain eager
-    execution (no torch.compile tracing, no dispatch or function mode, no torch.func transform) on a
-    plain tensor (no subclass)."""
+    execution (no torch.compile tracing, no dispatch or function mode, no torch.func transform, no
+    torch.jit.trace) on a plain tensor (no subclass)."""
     return _plain_context() and type(first) in _PLAIN
 
 
