@@ -234,9 +234,8 @@ def make_runner(impl: str, case: Case, device, out_dtype) -> tuple:
 
 def api_runner(impl: str, case: Case, sets: list, out_dtype) -> Optional[Callable]:
     """fn(i) calling the public function on the runner's input sets (None for mamba_ssm and ops it does not
-    know): fwd rows with
-    inputs that need no grad; the scan's bwd rows run the autograd backward of the public op (graphs
-    built once per set, kept with retain_graph)."""
+    know): fwd rows with inputs that need no grad; the scan's bwd rows run the autograd backward of the
+    public op (graphs built once per set, kept with retain_graph)."""
     import vmamba_kernels as vk  # noqa: PLC0415
 
     if impl == MAMBA:
