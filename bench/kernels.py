@@ -7,7 +7,10 @@
 
 Per (op, direction, dtype, model, stage, impl): median / 20th / 80th percentile milliseconds from
 CUDA events around single calls of the raw custom op (no validation, no autograd bookkeeping), inputs
-rotated across enough sets to exceed twice the L2 cache, random data. GB/s = minimum traffic (each
+rotated across enough sets to exceed twice the L2 cache, random data. Next to that device time, two
+host-inclusive times (wall clock per call of back-to-back calls, no CUDA graph, same rotation): wall_ms
+of the same custom op, api_wall_ms of the public function (`vmamba_kernels.<op>`: validation, dispatch,
+autograd; fwd rows with inputs that need no grad, bwd rows the autograd backward of the public op). GB/s = minimum traffic (each
 input read once, each output written once; scan state/aux buffers not counted) / median time,
 compared with the card's measured device-to-device copy bandwidth (read + written bytes).
 Rows go to REPORTS/kernels.csv. The pytest-benchmark version is bench/test_kernels_bench.py.
@@ -39,7 +42,7 @@ import torch
 from bench import env as envmod
 from bench.results import KernelRow, append_rows, format_table, reports_dir
 from bench.shapes import K, StageShape, stage_shapes
-from bench.timing import Progress, copy_bandwidth, sync, time_kernel
+from bench.timing import Progress, copy_bandwidth, sync, time_kernel, time_wall
 from vmamba_kernels.layout import map_shape
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -338,6 +341,7 @@ def make_runner(impl: str, case: Case, device, out_dtype) -> tuple:
                     s = sets[i % n]
                     return bwd(s["u"], s["delta"], s["A"], s["B"], s["C"], s["D"], s["delta_bias"], True,
                                s["dout"], s["aux"])
+        fn.sets = sets  # the public-function runner (api_runner) rotates the same inputs
         return fn, nbytes, DNAME.get(odt, str(odt)), n, sets[0]
     # cross ops
     nbytes = cross_bytes(sh, dtype)
@@ -358,7 +362,42 @@ def make_runner(impl: str, case: Case, device, out_dtype) -> tuple:
 
         def fn(i):
             return op(sets[i % n]["y"], sh.H, sh.W, "cross2d", cl)
+    fn.sets = sets
     return fn, nbytes, case.dtype, n, sets[0]
+
+
+def api_runner(impl: str, case: Case, sets: list, out_dtype) -> Optional[Callable]:
+    """fn(i) calling the public function on the runner's input sets (None for mamba_ssm and ops it does not
+    know): fwd rows with inputs that need no grad; the scan's bwd rows run the autograd backward of the
+    public op (graphs built once per set, kept with retain_graph)."""
+    import vmamba_kernels as vk  # noqa: PLC0415
+
+    if impl == MAMBA:
+        return None
+    n, sh, cl = len(sets), case.shape, case.channels_last
+    if case.op == "selective_scan":
+        keys = ("u", "delta", "A", "B", "C", "D", "delta_bias")
+
+        def call(s):
+            return vk.selective_scan(*(s[k] for k in keys), delta_softplus=True, out_dtype=out_dtype, impl=impl)
+
+        if case.direction == "fwd":
+            return lambda i: call(sets[i % n])
+        graphs = []
+        for s in sets:
+            leaves = [s[k].detach().requires_grad_() for k in keys]
+            y = vk.selective_scan(*leaves, delta_softplus=True, out_dtype=out_dtype, impl=impl)
+            graphs.append((y, leaves, s["dout"]))
+
+        def bwd(i):
+            y, leaves, dout = graphs[i % n]
+            return torch.autograd.grad(y, leaves, dout, retain_graph=True)
+        return bwd
+    if case.op == "cross_scan":
+        return lambda i: vk.cross_scan(sets[i % n]["x"], "cross2d", channels_last=cl, impl=impl)
+    if case.op == "cross_merge":
+        return lambda i: vk.cross_merge(sets[i % n]["y"], sh.H, sh.W, "cross2d", channels_last=cl, impl=impl)
+    return None  # an op without a public-function runner here: api_wall_ms stays empty
 
 
 def cheap_inputs(case: Case, device, out_dtype) -> dict:
@@ -389,12 +428,15 @@ def time_case(impl: str, case: Case, device, out_dtype, warmup: int, reps: int, 
     r_eff = int(max(5, min(reps, max_ms / est)))
     w_eff = int(max(2, min(warmup, max_ms / 4 / est)))
     r = time_kernel(fn, device, warmup=w_eff, reps=r_eff)
-    del fn
+    r["wall_ms"] = time_wall(fn, device, reps=r_eff)
+    api = api_runner(impl, case, fn.sets, out_dtype) if hasattr(fn, "sets") else None
+    r["api_wall_ms"] = time_wall(api, device, reps=r_eff) if api is not None else float("nan")
+    del fn, api
     if torch.device(device).type == "cuda":
         torch.cuda.empty_cache()
     gbps = nbytes / (r["ms_p50"] * 1e-3) / 1e9
     return {"ms_p50": r["ms_p50"], "ms_p20": r["ms_p20"], "ms_p80": r["ms_p80"], "gbps": gbps, "bytes": nbytes,
-            "out_dtype": odt, "reps": r_eff, "n_sets": n_sets}
+            "out_dtype": odt, "reps": r_eff, "n_sets": n_sets, "wall_ms": r["wall_ms"], "api_wall_ms": r["api_wall_ms"]}
 
 
 def sweep(cases, impls=None, device="cuda", out_dtype=torch.float32, warmup=10, reps=50, max_ms=1000.0,
@@ -434,11 +476,12 @@ def sweep(cases, impls=None, device="cuda", out_dtype=torch.float32, warmup=10, 
                 pct_of_copy=100.0 * r["gbps"] / copy if copy == copy else float("nan"),
                 model=case.shape.model, stage=case.shape.stage, out_dtype=r["out_dtype"], batch=case.shape.batch,
                 bytes=r["bytes"], reps=r["reps"], method="cuda_events_p50" if device.type == "cuda" else "perf_counter_p50",
-                note=f"{r['n_sets']} rotating input sets", env_json=ej)
+                note=f"{r['n_sets']} rotating input sets", env_json=ej, wall_ms=r["wall_ms"],
+                api_wall_ms=r["api_wall_ms"])
             batch_rows.append(row)
             if on_row is not None:
                 on_row(row)
-            prog.update(what + f" {r['ms_p50']:.3f} ms")
+            prog.update(what + f" {r['ms_p50']:.3f} ms (wall {r['wall_ms']:.3f}, api {r['api_wall_ms']:.3f})")
         if write and batch_rows:
             append_rows(out_csv, batch_rows)
         rows += batch_rows
@@ -447,7 +490,8 @@ def sweep(cases, impls=None, device="cuda", out_dtype=torch.float32, warmup=10, 
 
 
 def pivot_table(rows) -> str:
-    """One line per (op, dir, dtype, model, stage): 'ms (GB/s)' per impl."""
+    """One line per (op, dir, dtype, model, stage): 'ms (GB/s) api-wall-ms' per impl (device time, then
+    the host-inclusive time of the public function)."""
     impls = []
     for r in rows:
         if r.impl not in impls:
@@ -455,7 +499,8 @@ def pivot_table(rows) -> str:
     keyed = {}
     for r in rows:
         k = (r.op, r.direction, r.dtype, r.model, r.stage, r.shape)
-        keyed.setdefault(k, {})[r.impl] = f"{r.ms_p50:.3f} ({r.gbps:.0f})"
+        api = "" if r.api_wall_ms != r.api_wall_ms else f" {r.api_wall_ms:.3f}"
+        keyed.setdefault(k, {})[r.impl] = f"{r.ms_p50:.3f} ({r.gbps:.0f}){api}"
     out = []
     for (op, d, dt, m, st, shape), by in keyed.items():
         row = {"op": op, "dir": d, "dtype": dt, "model": m, "stage": str(st + 1), "shape": shape}  # paper's 1-4
@@ -468,7 +513,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m bench.kernels",
         description="Time every available kernel impl (and mamba_ssm when built) over VMamba's stage shapes; "
-                    "append rows to REPORTS/kernels.csv. Cells print as 'ms (GB/s)'.")
+                    "append rows to REPORTS/kernels.csv. Cells print as 'device ms (GB/s) public-function wall ms'.")
     p.add_argument("--ops", default=",".join(OPS),
                    help=f"comma list of {', '.join(KNOWN_OPS)} (default %(default)s; ss2d_core: the fused op and, "
                         f"as impl '<impl>{UNFUSED}', the chain it replaces)")

@@ -9,7 +9,9 @@ Writes into the reports folder:
 - history_models.png / history_memory.png / history_kernels.png: throughput, training peak memory
   and kernel GB/s over the git history (ordered by timestamp, labelled by git sha) to show regressions;
 and replaces the text between `<!-- results:start -->` and `<!-- results:end -->` in the README with
-tables built from the latest rows (per model/impl/mode and per kernel case) of one GPU type.
+tables built from the latest rows (per model/impl/mode and per kernel case) of one GPU type: throughput
+(at each row's largest requested batch), inference latency and ms per image by batch size (rows of
+`bench.tp --batch 1,8,32,128`), and the selective scan's kernels.
 Rows with gpu == "cpu" are left out unless --include-cpu.
 
 Every plot gives each backend the same colour (IMPL_COLORS) and names every series in a legend; stages
@@ -33,8 +35,9 @@ IMPL_ORDER = ["cuda", "triton", "cupy", "torch", "torch_sequential"]
 def _pair_key(pair, first_seen):
     """Table order: our models (by first appearance) with impls in IMPL_ORDER, then the baselines."""
     model, impl = pair
-    baseline = impl == "timm"
-    rank = IMPL_ORDER.index(impl) if impl in IMPL_ORDER else len(IMPL_ORDER)
+    base = impl.split(":")[0]  # "cuda:cl:graphs" ranks as cuda, "timm:graphs" is a baseline
+    baseline = base == "timm"
+    rank = IMPL_ORDER.index(base) if base in IMPL_ORDER else len(IMPL_ORDER)
     return (baseline, first_seen[model], rank, impl)
 REPO = Path(__file__).resolve().parent.parent
 
@@ -86,9 +89,65 @@ def _num(s, fmt="{:.0f}"):
     return "–" if v != v else fmt.format(v)
 
 
+def _batch_of(r: dict) -> int:
+    """The batch a row asked for (requested_batch; batch for rows from before that column)."""
+    try:
+        return int(r.get("requested_batch") or r.get("batch") or 0)
+    except ValueError:
+        return 0
+
+
+def largest_batch(rows: list) -> list:
+    """The rows at the largest requested batch of their (model, impl, mode): the throughput views
+    (`bench.tp --batch 1,8,32,128` also writes small-batch rows, which the latency table shows)."""
+    top = defaultdict(int)
+    for r in rows:
+        k = (r["model"], r["impl"], r["mode"])
+        top[k] = max(top[k], _batch_of(r))
+    return [r for r in rows if _batch_of(r) == top[(r["model"], r["impl"], r["mode"])]]
+
+
+def latency_table(rows: list) -> str:
+    """Inference latency and per-image time per batch size: one line per (model, impl, mode) measured at
+    more than one batch or at batch 1; ms per image at each batch (newest row per batch), the batch-1
+    latency, and the per-image time at batch 32 over batch 128. Empty when there is no such row."""
+    gpu = main_gpu(rows)
+    rows = [r for r in rows if r["gpu"] == gpu and r["mode"].startswith("infer")]
+    lat = latest(rows, ("model", "impl", "mode", "requested_batch"))
+    per = OrderedDict()
+    for (model, impl, mode, _), r in lat.items():
+        per.setdefault((model, impl, mode), {})[_batch_of(r)] = r
+    per = OrderedDict((k, v) for k, v in per.items() if len(v) > 1 or 1 in v)
+    if not per:
+        return ""
+    batches = sorted({b for v in per.values() for b in v})
+    first_seen = {m: i for i, m in enumerate(OrderedDict.fromkeys(k[0] for k in per))}
+    keys = sorted(per, key=lambda k: (MODE_ORDER.index(k[2]) if k[2] in MODE_ORDER else 9,
+                                      _pair_key((k[0], k[1]), first_seen)))
+    head = ["model", "impl", "mode", "latency b1 ms"] + [f"ms/img b{b}" for b in batches] + ["b32/b128"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def per_img(r):
+        return to_float(r.get("ms_per_img")) if r.get("ms_per_img") else to_float(r["ms_per_iter"]) / int(r["batch"])
+
+    for k in keys:
+        by = per[k]
+        cells = [k[0], k[1], k[2].replace("_", " "), _num(by[1]["ms_per_iter"], "{:.2f}") if 1 in by else "–"]
+        cells += [_num(per_img(by[b]), "{:.3f}") if b in by else "–" for b in batches]
+        ratio = per_img(by[32]) / per_img(by[128]) if 32 in by and 128 in by else float("nan")
+        cells.append("–" if ratio != ratio else f"{ratio:.2f}x")
+        lines.append("| " + " | ".join(cells) + " |")
+    when = max(r["timestamp"] for r in rows)
+    shas = sorted({r.get("git_sha", "") for v in per.values() for r in v.values()})
+    foot = (f"\nInference latency (batch 1: ms per forward) and ms per image by batch size, {gpu}, eager unless the "
+            f"impl ends in \":graphs\" (CUDA graph replays), git {', '.join(shas)}, latest {when}. "
+            f"Source: reports/models.csv (`python -m bench.tp --batch 1,8,32,128 [--cuda-graphs]`).")
+    return "\n".join(lines) + "\n" + foot
+
+
 def models_table(rows: list) -> str:
     gpu = main_gpu(rows)
-    rows = [r for r in rows if r["gpu"] == gpu]
+    rows = largest_batch([r for r in rows if r["gpu"] == gpu])
     lat = latest(rows, ("model", "impl", "mode"))
     modes = _order([k[2] for k in lat], MODE_ORDER)
     pairs = list(OrderedDict.fromkeys((k[0], k[1]) for k in lat))
@@ -173,6 +232,9 @@ def readme_block(model_rows: list, kernel_rows: list) -> str:
     parts = []
     if model_rows:
         parts.append(models_table(model_rows))
+        lt = latency_table(model_rows)
+        if lt:
+            parts.append(lt)
     if kernel_rows:
         kt = kernels_table(kernel_rows, "fp16") or kernels_table(kernel_rows, "fp32")
         if kt:
@@ -271,7 +333,7 @@ def plot_throughput(rows: list, out: Path):
     at normal size, the values written at the bar ends, one legend for every impl in the figure."""
     plt = _plt()
     gpu = main_gpu(rows)
-    rows = [r for r in rows if r["gpu"] == gpu]
+    rows = largest_batch([r for r in rows if r["gpu"] == gpu])
     lat = latest(rows, ("model", "impl", "mode"))
     modes = _order([k[2] for k in lat], MODE_ORDER)
     models = _model_order(k[0] for k in lat)

@@ -57,6 +57,8 @@ class KernelRow:
     method: str = ""
     note: str = ""
     env_json: str = ""
+    wall_ms: float = float("nan")      # host-inclusive: back-to-back calls of the same op, wall clock per call
+    api_wall_ms: float = float("nan")  # the same through the public function (fwd: no grad; bwd: autograd backward)
 
 
 @dataclass
@@ -88,6 +90,8 @@ class ModelRow:
     warmup: int = 0
     iters: int = 0
     env_json: str = ""
+    ms_per_img: float = float("nan")  # ms_per_iter / batch (at batch 1: the latency)
+    cuda_graphs: bool = False  # timed as CUDA graph replays (bench.tp --cuda-graphs; impl label ":graphs")
 
 
 @dataclass
@@ -111,7 +115,30 @@ class CheckRow:
     note: str = ""
 
 
-SCHEMAS = {"kernels": KernelRow, "models": ModelRow, "check": CheckRow}
+@dataclass
+class OverheadRow:
+    """Per-call host overhead of one public op (reports/overhead.csv, bench.overhead)."""
+
+    op: str
+    impl: str
+    direction: str          # fwd | fwd+bwd
+    grad: bool              # inputs require grad
+    path: str               # public (vmamba_kernels.<op>) | validate | choose | library_op (pieces alone)
+    shape: str
+    dtype: str
+    host_us: float          # host time per call, back to back (no sync between calls)
+    wall_us: float          # host time + the final sync, per call
+    device_us: float        # median CUDA-event time of one call (empty on the CPU)
+    kernels: str            # real | mock (no-op raw kernels: the Python machinery alone)
+    calls: int
+    gpu: str
+    git_sha: str
+    timestamp: str
+    torch_version: str = ""
+    note: str = ""
+
+
+SCHEMAS = {"kernels": KernelRow, "models": ModelRow, "check": CheckRow, "overhead": OverheadRow}
 
 
 def columns(cls) -> list:

@@ -6,6 +6,7 @@
   groups (perf_counter on the CPU).
 - `time_kernel`: CUDA events around single calls of `fn(i)` (the caller rotates input sets by i so
   memory-bound kernels never run from L2); percentiles.
+- `time_wall`: host-inclusive wall clock per call of back-to-back calls `fn(i)` (one sync at the end).
 - `copy_bandwidth`: the card's practical memory bandwidth: a large device-to-device copy, bytes read +
   written, median; measured once per process and device.
 """
@@ -105,6 +106,20 @@ def time_kernel(fn: Callable[[int], object], device, warmup: int = 10, reps: int
             samples.append((time.perf_counter() - t0) * 1000.0)
     p20, p50, p80 = percentiles(samples)
     return {"ms_p50": p50, "ms_p20": p20, "ms_p80": p80, "samples": samples, "reps": reps}
+
+
+def time_wall(fn: Callable[[int], object], device, reps: int = 50, warmup: int = 3) -> float:
+    """Host-inclusive ms per call: `reps` back-to-back calls fn(i) (no sync between them, no CUDA graph),
+    synchronised wall clock / reps. Against time_kernel's device time it shows what the host adds: when
+    the host issues calls more slowly than the GPU runs them, this is the larger number."""
+    for i in range(warmup):
+        fn(i)
+    sync(device)
+    t0 = time.perf_counter()
+    for i in range(reps):
+        fn(warmup + i)
+    sync(device)
+    return (time.perf_counter() - t0) * 1000.0 / max(reps, 1)
 
 
 _COPY_BW: dict = {}

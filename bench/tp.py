@@ -12,6 +12,11 @@ reset_peak_memory_stats after warm-up, max_memory_allocated over the timed itera
 On out-of-memory the batch is halved (and the row says so). Results are appended to
 REPORTS/models.csv.
 
+Small batches: `--batch 1,8,32,128` measures each batch size in turn (one row each, with ms_per_img =
+ms per iteration / batch; the batch-1 row's ms_per_iter is the latency). `--cuda-graphs` captures the
+inference forward (or the whole training step) once per batch with models.graphs and times replays
+(rows flagged cuda_graphs, impl label suffixed ":graphs"): the host's launch cost disappears.
+
 Without a CUDA device (or with --device cpu) it says so and measures on the CPU with small defaults
 (batch 2, 1 warm-up + 3 timed iterations; flags given explicitly win), prints the table and writes
 nothing unless asked: --save-cpu appends the rows (gpu="cpu") to reports/models.csv, --reports-dir DIR
@@ -40,6 +45,26 @@ TIMM_BASELINES = ["swin_tiny_patch4_window7_224", "swin_small_patch4_window7_224
                   "swin_base_patch4_window7_224", "convnext_tiny"]
 
 
+def parse_batches(text: str) -> list:
+    """'1,8,32,128' -> [1, 8, 32, 128] (a single value still works); positive ints, duplicates dropped."""
+    out = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            b = int(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"batch sizes are positive integers, comma separated; got {part!r}")
+        if b < 1:
+            raise argparse.ArgumentTypeError(f"batch sizes must be >= 1; got {b}")
+        if b not in out:
+            out.append(b)
+    if not out:
+        raise argparse.ArgumentTypeError(f"no batch size in {text!r}")
+    return out
+
+
 def _split(values, default):
     out = []
     for v in values or default:
@@ -60,8 +85,15 @@ def parse_args(argv=None):
                         "(the dispatcher's choice); default auto")
     p.add_argument("--baselines", action="store_true",
                    help=f"also measure timm baselines ({', '.join(TIMM_BASELINES)}) when timm is installed")
-    p.add_argument("--batch-size", type=int, default=None,
-                   help=f"images per iteration (default {GPU_DEFAULTS['batch']} on a GPU, {CPU_DEFAULTS['batch']} on the CPU)")
+    p.add_argument("--baseline-models", action="append", default=None,
+                   help="with --baselines: which timm models (comma list, default all of the above), e.g. "
+                        "swin_tiny_patch4_window7_224")
+    p.add_argument("--batch", "--batch-size", dest="batches", type=parse_batches, default=None,
+                   help=f"images per iteration, or a comma list measured in turn, e.g. 1,8,32,128 (default "
+                        f"{GPU_DEFAULTS['batch']} on a GPU, {CPU_DEFAULTS['batch']} on the CPU)")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="capture the forward (inference) or the whole step (training) in a CUDA graph per batch "
+                        "size and time its replays (models.graphs; rows flagged, impl label ':graphs')")
     p.add_argument("--img-size", type=int, default=224)
     p.add_argument("--amp", action="store_true", help="measure with autocast (fp16 on CUDA, bf16 on CPU)")
     p.add_argument("--fp32", action="store_true", help="measure in fp32 (the default when --amp is not given)")
@@ -120,6 +152,8 @@ def parse_args(argv=None):
         i = a.models.index("all")
         a.models[i:i + 1] = HEADLINE
     a.models = [m for m in a.models if m != "none"]  # --model none --baselines: baselines only
+    a.batch_size = a.batches[0] if a.batches else None  # the first (or only) batch size
+    a.baseline_models = _split(a.baseline_models, TIMM_BASELINES)
     a.impls = _split(a.impl, ["auto"])
     if a.old_channels_last:
         print("bench.tp: --channels-last is now --memory-format channels_last (the torch memory format)",
@@ -145,6 +179,7 @@ def apply_device_defaults(a, device: torch.device) -> list:
     filled = []
     if a.batch_size is None:
         a.batch_size = d["batch"]
+        a.batches = [a.batch_size]
         filled.append(f"batch {a.batch_size}")
     if a.warmup is None:
         a.warmup = d["warmup_official" if official else "warmup_robust"]
@@ -282,12 +317,29 @@ def measure(model, mode: str, batch: int, img_size: int, device, a, num_classes:
     x = torch.randn(batch, 3, img_size, img_size, device=dev).contiguous(memory_format=fmt)
     y = torch.randint(0, num_classes, (batch,), device=dev)
     crit = torch.nn.CrossEntropyLoss()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-6) if (train and a.optimizer_step) else None
+    graphs = bool(getattr(a, "cuda_graphs", False))
+    # a captured optimizer step keeps its step counters on the GPU (capturable)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-6, **({"capturable": True} if graphs else {})) \
+        if (train and a.optimizer_step) else None
 
     def autocast():
         return torch.autocast(device_type=dev.type, dtype=amp_dtype, enabled=amp)
 
-    if train:
+    if graphs:
+        from models.graphs import capture_inference, capture_train_step  # noqa: PLC0415
+
+        model.train(train)
+        if train:
+            graphed = capture_train_step(model, crit, opt, x, y, autocast=amp_dtype if amp else None)
+
+            def step():
+                graphed(x, y)
+        else:
+            graphed = capture_inference(model, x, autocast=amp_dtype if amp else None)
+
+            def step():
+                graphed(x)
+    elif train:
         model.train()
 
         def step():
@@ -326,6 +378,8 @@ def measure(model, mode: str, batch: int, img_size: int, device, a, num_classes:
     if train:
         model.zero_grad(set_to_none=True)
     del x, y, opt
+    if graphs:
+        del graphed, step
     return {"ms": r["ms_p50"], "ms_p20": r["ms_p20"], "ms_p80": r["ms_p80"], "peak_mb": peak,
             "img_per_s": batch / (r["ms_p50"] / 1000.0), "warmup": warmup, "iters": iters}
 
@@ -340,6 +394,9 @@ def run(a, create_model: Optional[Callable] = None) -> tuple:
         torch.backends.cudnn.benchmark = a.cudnn_benchmark
         torch.backends.cudnn.deterministic = True  # as the official scripts
     modes = modes_for(a)
+    if a.cuda_graphs and device.type != "cuda":
+        raise SystemExit(f"bench.tp: --cuda-graphs needs a CUDA device (measuring on {device}); drop the flag")
+    graphs_label = ":graphs" if a.cuda_graphs else ""
     jobs = []  # (label model, impl label, factory thunk)
     make = create_model
     if make is None and (a.models or not a.baselines):
@@ -356,7 +413,7 @@ def run(a, create_model: Optional[Callable] = None) -> tuple:
             for path, core in [(p, c) for p in paths for c in (cores if p == "fused" else ["auto"])]:
                 for layout in layouts:
                     label = impl + (":unfused" if path == "unfused" else "") + _core_label(core) + \
-                        {"model": "", "channels_last": ":cl", "channels_first": ":cf"}[layout]
+                        {"model": "", "channels_last": ":cl", "channels_first": ":cf"}[layout] + graphs_label
                     jobs.append((m, label, (lambda m=m, impl=impl, path=path, layout=layout, core=core:
                                             make(m, impl=_policy(impl, path, core), **_layout_kw(layout)))
                                  if make is not None else None))
@@ -364,15 +421,15 @@ def run(a, create_model: Optional[Callable] = None) -> tuple:
         try:
             import timm  # noqa: PLC0415, F401
 
-            for b in TIMM_BASELINES:
-                jobs.append((b, "timm", lambda b=b: _timm_factory(b)))
+            for b in a.baseline_models:
+                jobs.append((b, "timm" + graphs_label, lambda b=b: _timm_factory(b)))
         except ImportError:
             print("timm not installed: baselines skipped", file=sys.stderr)
     env0 = envmod.capture(device)
     print(envmod.summary_line(env0), file=sys.stderr)
     out_csv = reports_dir(a.reports_dir) / "models.csv"
     written, measured, table = [], [], []
-    prog = Progress(len(jobs) * len(modes), "tp")
+    prog = Progress(len(jobs) * len(modes) * len(a.batches or [a.batch_size]), "tp")
     for mname, impl, thunk in jobs:
         model = None
         try:
@@ -397,8 +454,8 @@ def run(a, create_model: Optional[Callable] = None) -> tuple:
             except Exception as e:  # noqa: BLE001
                 print(f"flops failed for {mname}: {_short(e)}", file=sys.stderr)
         runner = torch.compile(model) if a.compile else model
-        for mode in modes:
-            batch, notes = a.batch_size, []
+        for mode, requested in ((m, b) for m in modes for b in (a.batches or [a.batch_size])):
+            batch, notes = requested, []
             res = None
             while batch >= 1:
                 failure = None
@@ -422,9 +479,9 @@ def run(a, create_model: Optional[Callable] = None) -> tuple:
                     continue
                 notes.append(f"failed: {failure[1]}")
                 break
-            prog.update(f"{mname}/{impl}/{mode}")
+            prog.update(f"{mname}/{impl}/{mode} batch {requested}")
             if res is None:
-                table.append({"model": mname, "impl": impl, "mode": mode, "note": "; ".join(notes)})
+                table.append({"model": mname, "impl": impl, "mode": mode, "batch": requested, "note": "; ".join(notes)})
                 continue
             env = envmod.capture(device)
             row = ModelRow(
@@ -433,15 +490,17 @@ def run(a, create_model: Optional[Callable] = None) -> tuple:
                 git_sha=envmod.git_sha_label(), timestamp=envmod.utc_now(), method=a.method,
                 cudnn_benchmark=bool(a.cudnn_benchmark) if device.type == "cuda" else False,
                 compile=a.compile, channels_last=a.memory_format == "channels_last", note="; ".join(notes),
-                requested_batch=a.batch_size, ms_per_iter=res["ms"], ms_p20=res["ms_p20"], ms_p80=res["ms_p80"],
+                requested_batch=requested, ms_per_iter=res["ms"], ms_p20=res["ms_p20"], ms_p80=res["ms_p80"],
                 params_m=params_m, gflops=gflops, optimizer_step=bool(a.optimizer_step and mode.startswith("train")),
-                warmup=res["warmup"], iters=res["iters"], env_json=envmod.env_json(env))
+                warmup=res["warmup"], iters=res["iters"], env_json=envmod.env_json(env),
+                ms_per_img=res["ms"] / batch, cuda_graphs=bool(a.cuda_graphs))
             if a.write_csv:
                 append_rows(out_csv, [row])
                 written.append(row)
             measured.append(row)
             table.append({"model": mname, "impl": impl, "mode": mode, "batch": batch,
-                          "img/s": res["img_per_s"], "ms/iter": res["ms"], "peak MB": res["peak_mb"],
+                          "img/s": res["img_per_s"], "ms/iter": res["ms"], "ms/img": res["ms"] / batch,
+                          "peak MB": res["peak_mb"],
                           "params M": params_m, "GFLOPs": gflops, "note": row.note})
             _free(device)
         del runner, model
@@ -461,7 +520,7 @@ def main(argv=None, create_model: Optional[Callable] = None) -> int:
     t0 = time.perf_counter()
     written, table = run(a, create_model)
     print()
-    cols = ["model", "impl", "mode", "batch", "img/s", "ms/iter", "peak MB", "params M"]
+    cols = ["model", "impl", "mode", "batch", "img/s", "ms/iter", "ms/img", "peak MB", "params M"]
     print(format_table(table, cols + (["GFLOPs"] if a.flops else []) + ["note"]))
     if a.no_csv:
         dest = "nothing written (--no-csv)"

@@ -15,7 +15,8 @@ from bench.results import read_csv
 from bench.shapes import StageShape, stage_shapes
 
 REPO = Path(__file__).resolve().parent.parent
-CLIS = ["bench.tp", "bench.kernels", "bench.check", "bench.report", "bench.flops", "bench.build_mamba_ssm"]
+CLIS = ["bench.tp", "bench.kernels", "bench.check", "bench.report", "bench.flops", "bench.build_mamba_ssm",
+        "bench.overhead"]
 
 
 @pytest.mark.parametrize("mod", CLIS)

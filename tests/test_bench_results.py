@@ -118,6 +118,6 @@ def test_reports_dir_env(monkeypatch, tmp_path):
 
 def test_reports_readme_documents_every_column():
     text = (REPO / "reports" / "README.md").read_text()
-    for cls in (R.KernelRow, R.ModelRow, R.CheckRow):
+    for cls in (R.KernelRow, R.ModelRow, R.CheckRow, R.OverheadRow):
         for col in R.columns(cls):
             assert col in text, f"{cls.__name__}.{col} is not described in reports/README.md"

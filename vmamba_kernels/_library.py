@@ -9,6 +9,15 @@ stores the result on the Backend (`vmamba_kernels.ops(name)` returns it). For ba
 with fake (meta) implementations, so torch.compile can trace models that use them, and autograd
 formulas that call the same backend's backward. The op bodies load the backend lazily, so
 registering a backend never imports its heavy dependencies.
+
+Eager twins. A torch.library custom op costs tens of microseconds per call on the host (its Python
+dispatch and autograd wrappers), more than a small kernel runs. So every op defined here also gets an
+*eager twin* (`eager_twin(op)`): the same body, setup_context and backward, as a plain
+torch.autograd.Function (or the bare body when no input requires grad). dispatch.OpCall runs the twins
+when `eager_allowed` (not while torch.compile traces, no TorchDispatchMode such as FakeTensorMode or
+FlopCounterMode, no TorchFunctionMode, no torch.func transform or torch.jit.trace, plain tensors):
+torch.compile, fake tensors, opcheck, jit traces and the FLOP counters still see the custom ops. An op registered without a twin simply
+runs its custom op.
 """
 from __future__ import annotations
 
@@ -20,6 +29,61 @@ from torch import Tensor
 from .layout import map_dims, map_shape
 
 NAMESPACE = "vmamba_kernels"
+
+_EAGER: dict = {}  # custom op -> its eager twin
+_PLAIN = (Tensor, torch.nn.Parameter)
+
+
+def _plain_context() -> bool:
+    # is_compiling first: dynamo folds it to True and never looks at the rest. Then: no dispatch mode
+    # (fake tensors, FLOP counter, AOT tracing), no function mode (it would see the bodies' inner torch
+    # calls), no torch.func transform (its autograd.Function rules differ), no torch.jit.trace (fvcore's
+    # FLOP count must record the custom op)
+    return (not torch.compiler.is_compiling() and not torch._C._len_torch_dispatch_stack()
+            and not torch._C._len_torch_function_stack() and torch._C._functorch.peek_interpreter_stack() is None
+            and torch._C._get_tracing_state() is None)
+
+
+def eager_allowed(first: Tensor) -> bool:
+    """Whether a call whose first tensor is `first` may bypass torch.library (the twins): plain eager
+    execution (no torch.compile tracing, no dispatch or function mode, no torch.func transform, no
+    torch.jit.trace) on a plain tensor (no subclass)."""
+    return _plain_context() and type(first) in _PLAIN
+
+
+def eager_twin(op):
+    """The eager twin of custom op `op` (`op` itself when it has none)."""
+    return _EAGER.get(op, op)
+
+
+def _fast(op):
+    """`op`'s twin for a call made from an eager backward (same test as the forward's), else `op`."""
+    return _EAGER.get(op, op) if _plain_context() else op
+
+
+def _twin(op, name: str, body, setup_context=None, backward=None) -> None:
+    """Register the eager twin of `op`: `body` when no input requires grad, else an autograd.Function with
+    the custom op's own setup_context and backward (so both paths compute and save the same)."""
+    if backward is None:
+        _EAGER[op] = body
+        return
+
+    def forward(ctx, *args):  # ctx-style: a separate setup_context costs an inspect.signature bind per call
+        out = body(*args)
+        setup_context(ctx, args, out)
+        return out
+
+    fn = type(f"{name}_eager", (torch.autograd.Function,), {
+        "forward": staticmethod(forward), "backward": staticmethod(backward)})
+    apply = fn.apply
+
+    def twin(*args):
+        if torch.is_grad_enabled() and any(type(a) in _PLAIN and a.requires_grad for a in args):
+            return apply(*args)
+        return body(*args)
+
+    twin.__name__ = twin.__qualname__ = fn.__name__
+    _EAGER[op] = twin
 
 
 def _scan_fake_outputs(backend, u, A, out_dtype):
@@ -50,20 +114,20 @@ def define_scan(backend) -> dict:
     """scan_fwd (differentiable through scan_bwd) and scan_bwd."""
     name = backend.name
 
-    @torch.library.custom_op(f"{NAMESPACE}::selective_scan_fwd_{name}", mutates_args=())
-    def scan_fwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
+    def fwd_body(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
                  delta_bias: Optional[Tensor], delta_softplus: bool, out_dtype: torch.dtype
                  ) -> tuple[Tensor, Tensor, Tensor]:
         if u.numel() == 0:
             return _empty_scan(backend, u, A, out_dtype)
         return tuple(backend.impl().selective_scan_fwd(u, delta, A, B, C, D, delta_bias, delta_softplus, out_dtype))
 
+    scan_fwd = torch.library.custom_op(f"{NAMESPACE}::selective_scan_fwd_{name}", fwd_body, mutates_args=())
+
     @scan_fwd.register_fake
     def _(u, delta, A, B, C, D, delta_bias, delta_softplus, out_dtype):
         return _scan_fake_outputs(backend, u, A, out_dtype)
 
-    @torch.library.custom_op(f"{NAMESPACE}::selective_scan_bwd_{name}", mutates_args=())
-    def scan_bwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
+    def bwd_body(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
                  delta_bias: Optional[Tensor], delta_softplus: bool, dout: Tensor, aux: Tensor
                  ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
         if u.numel() == 0:
@@ -71,6 +135,8 @@ def define_scan(backend) -> dict:
         grads = backend.impl().selective_scan_bwd(u, delta, A, B, C, D, delta_bias, delta_softplus, dout, aux)
         # custom ops cannot return None: absent D / delta_bias give empty tensors, mapped back below
         return tuple(g if g is not None else A.new_empty(0) for g in grads)
+
+    scan_bwd = torch.library.custom_op(f"{NAMESPACE}::selective_scan_bwd_{name}", bwd_body, mutates_args=())
 
     @scan_bwd.register_fake
     def _(u, delta, A, B, C, D, delta_bias, delta_softplus, dout, aux):
@@ -92,11 +158,13 @@ def define_scan(backend) -> dict:
 
     def backward(ctx, dout, dlast, daux):
         u, delta, A, B, C, D, delta_bias, aux = ctx.saved_tensors
-        du, ddelta, dA, dB, dC, dD, dbias = scan_bwd(
+        du, ddelta, dA, dB, dC, dD, dbias = _fast(scan_bwd)(
             u, delta, A, B, C, D, delta_bias, ctx.delta_softplus, dout.contiguous(), aux)
         return (du, ddelta, dA, dB, dC, dD if ctx.has_D else None, dbias if ctx.has_bias else None, None, None)
 
     scan_fwd.register_autograd(backward, setup_context=setup_context)
+    _twin(scan_fwd, f"selective_scan_fwd_{name}", fwd_body, setup_context, backward)
+    _twin(scan_bwd, f"selective_scan_bwd_{name}", bwd_body)
     return {"scan_fwd": scan_fwd, "scan_bwd": scan_bwd}
 
 
@@ -109,21 +177,23 @@ def define_cross(backend) -> dict:
     """cross_scan and cross_merge, each the other's backward (they are adjoint)."""
     name = backend.name
 
-    @torch.library.custom_op(f"{NAMESPACE}::cross_scan_{name}", mutates_args=())
-    def cross_scan(x: Tensor, mode: str, channels_last: bool) -> Tensor:
+    def scan_body(x: Tensor, mode: str, channels_last: bool) -> Tensor:
         if x.numel() == 0:  # no pixels, channels or images: the same empty result on every backend
             return x.new_zeros(_scanned_shape(x, channels_last))
         return backend.impl().cross_scan_fwd(x, mode, channels_last)
+
+    cross_scan = torch.library.custom_op(f"{NAMESPACE}::cross_scan_{name}", scan_body, mutates_args=())
 
     @cross_scan.register_fake
     def _(x, mode, channels_last):
         return x.new_empty(_scanned_shape(x, channels_last))
 
-    @torch.library.custom_op(f"{NAMESPACE}::cross_merge_{name}", mutates_args=())
-    def cross_merge(y: Tensor, H: int, W: int, mode: str, channels_last: bool) -> Tensor:
+    def merge_body(y: Tensor, H: int, W: int, mode: str, channels_last: bool) -> Tensor:
         if y.numel() == 0:
             return y.new_zeros(map_shape(y.shape[0], y.shape[2], H, W, channels_last))
         return backend.impl().cross_merge_fwd(y, H, W, mode, channels_last)
+
+    cross_merge = torch.library.custom_op(f"{NAMESPACE}::cross_merge_{name}", merge_body, mutates_args=())
 
     @cross_merge.register_fake
     def _(y, H, W, mode, channels_last):
@@ -136,17 +206,19 @@ def define_cross(backend) -> dict:
 
     def scan_backward(ctx, gy):
         H, W = ctx.HW
-        return cross_merge(gy.contiguous(), H, W, ctx.mode, ctx.channels_last), None, None
+        return _fast(cross_merge)(gy.contiguous(), H, W, ctx.mode, ctx.channels_last), None, None
 
     def merge_setup(ctx, inputs, output):
         _, _, _, mode, channels_last = inputs
         ctx.mode, ctx.channels_last = mode, channels_last
 
     def merge_backward(ctx, gx):
-        return cross_scan(gx.contiguous(), ctx.mode, ctx.channels_last), None, None, None, None
+        return _fast(cross_scan)(gx.contiguous(), ctx.mode, ctx.channels_last), None, None, None, None
 
     cross_scan.register_autograd(scan_backward, setup_context=scan_setup)
     cross_merge.register_autograd(merge_backward, setup_context=merge_setup)
+    _twin(cross_scan, f"cross_scan_{name}", scan_body, scan_setup, scan_backward)
+    _twin(cross_merge, f"cross_merge_{name}", merge_body, merge_setup, merge_backward)
     return {"cross_scan": cross_scan, "cross_merge": cross_merge}
 
 
@@ -164,15 +236,16 @@ def define_add_layer_norm(backend) -> dict:
     name = backend.name
     mixed = getattr(backend, "mixed_branch", False)
 
-    @torch.library.custom_op(f"{NAMESPACE}::add_layer_norm_fwd_{name}", mutates_args=())
-    def ln_fwd(x: Tensor, branch: Optional[Tensor], weight: Tensor, bias: Optional[Tensor],
-               branch_scale: Optional[Tensor], eps: float, channels_last: bool, out_dtype: torch.dtype
-               ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def fwd_body(x: Tensor, branch: Optional[Tensor], weight: Tensor, bias: Optional[Tensor],
+                 branch_scale: Optional[Tensor], eps: float, channels_last: bool, out_dtype: torch.dtype
+                 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         if branch is not None and branch.dtype != x.dtype and not (mixed and x.dtype == torch.float32):
             branch = branch.to(x.dtype)
         y, s, mean, rstd = backend.impl().add_layer_norm_fwd(x, branch, weight, bias, branch_scale, eps,
                                                              channels_last, out_dtype)
         return y, (s if branch is not None else x.new_empty(0)), mean, rstd
+
+    ln_fwd = torch.library.custom_op(f"{NAMESPACE}::add_layer_norm_fwd_{name}", fwd_body, mutates_args=())
 
     @ln_fwd.register_fake
     def _(x, branch, weight, bias, branch_scale, eps, channels_last, out_dtype):
@@ -181,14 +254,15 @@ def define_add_layer_norm(backend) -> dict:
         return (x.new_empty(x.shape, dtype=out_dtype), x.new_empty(x.shape if branch is not None else (0,)),
                 stat, torch.empty_like(stat))
 
-    @torch.library.custom_op(f"{NAMESPACE}::add_layer_norm_bwd_{name}", mutates_args=())
-    def ln_bwd(dy: Tensor, ds: Optional[Tensor], s: Tensor, weight: Tensor, bias: Optional[Tensor], mean: Tensor,
-               rstd: Tensor, branch_scale: Optional[Tensor], has_branch: bool, channels_last: bool,
-               x_dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def bwd_body(dy: Tensor, ds: Optional[Tensor], s: Tensor, weight: Tensor, bias: Optional[Tensor],
+                 mean: Tensor, rstd: Tensor, branch_scale: Optional[Tensor], has_branch: bool, channels_last: bool,
+                 x_dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         dx, dbr, dw, db = backend.impl().add_layer_norm_bwd(dy, ds, s, weight, bias, mean, rstd, branch_scale,
                                                            has_branch, channels_last, x_dtype)
         return dx, _empty_if_none(dbr if has_branch else None, dx), dw, _empty_if_none(db if bias is not None
                                                                                        else None, dw)
+
+    ln_bwd = torch.library.custom_op(f"{NAMESPACE}::add_layer_norm_bwd_{name}", bwd_body, mutates_args=())
 
     @ln_bwd.register_fake
     def _(dy, ds, s, weight, bias, mean, rstd, branch_scale, has_branch, channels_last, x_dtype):
@@ -207,12 +281,14 @@ def define_add_layer_norm(backend) -> dict:
     def backward(ctx, dy, ds, dmean, drstd):
         s, weight, bias, mean, rstd, branch_scale = ctx.saved_tensors
         ds = ds.contiguous() if (ctx.has_branch and ds is not None) else None
-        dx, dbr, dw, db = ln_bwd(dy.contiguous(), ds, s, weight, bias, mean, rstd, branch_scale, ctx.has_branch,
-                                 ctx.channels_last, ctx.x_dtype)
+        dx, dbr, dw, db = _fast(ln_bwd)(dy.contiguous(), ds, s, weight, bias, mean, rstd, branch_scale,
+                                        ctx.has_branch, ctx.channels_last, ctx.x_dtype)
         dbr = dbr.to(ctx.branch_dtype) if ctx.has_branch else None
         return dx, dbr, dw, (db if ctx.has_bias else None), None, None, None, None
 
     ln_fwd.register_autograd(backward, setup_context=setup_context)
+    _twin(ln_fwd, f"add_layer_norm_fwd_{name}", fwd_body, setup_context, backward)
+    _twin(ln_bwd, f"add_layer_norm_bwd_{name}", bwd_body)
     return {"add_layer_norm_fwd": ln_fwd, "add_layer_norm_bwd": ln_bwd}
 
 
@@ -220,19 +296,21 @@ def define_dwconv2d(backend) -> dict:
     """dwconv2d_fwd (differentiable through dwconv2d_bwd) and dwconv2d_bwd."""
     name = backend.name
 
-    @torch.library.custom_op(f"{NAMESPACE}::dwconv2d_fwd_{name}", mutates_args=())
-    def conv_fwd(x: Tensor, weight: Tensor, bias: Optional[Tensor], act: str, channels_last: bool) -> Tensor:
+    def fwd_body(x: Tensor, weight: Tensor, bias: Optional[Tensor], act: str, channels_last: bool) -> Tensor:
         return backend.impl().dwconv2d_fwd(x, weight, bias, act, channels_last)
+
+    conv_fwd = torch.library.custom_op(f"{NAMESPACE}::dwconv2d_fwd_{name}", fwd_body, mutates_args=())
 
     @conv_fwd.register_fake
     def _(x, weight, bias, act, channels_last):
         return torch.empty_like(x)
 
-    @torch.library.custom_op(f"{NAMESPACE}::dwconv2d_bwd_{name}", mutates_args=())
-    def conv_bwd(dy: Tensor, x: Tensor, weight: Tensor, bias: Optional[Tensor], act: str, channels_last: bool
+    def bwd_body(dy: Tensor, x: Tensor, weight: Tensor, bias: Optional[Tensor], act: str, channels_last: bool
                  ) -> tuple[Tensor, Tensor, Tensor]:
         dx, dw, db = backend.impl().dwconv2d_bwd(dy, x, weight, bias, act, channels_last)
         return dx, dw, _empty_if_none(db if bias is not None else None, dw)
+
+    conv_bwd = torch.library.custom_op(f"{NAMESPACE}::dwconv2d_bwd_{name}", bwd_body, mutates_args=())
 
     @conv_bwd.register_fake
     def _(dy, x, weight, bias, act, channels_last):
@@ -246,10 +324,12 @@ def define_dwconv2d(backend) -> dict:
 
     def backward(ctx, dy):
         x, weight, bias = ctx.saved_tensors
-        dx, dw, db = conv_bwd(dy.contiguous(), x, weight, bias, ctx.act, ctx.channels_last)
+        dx, dw, db = _fast(conv_bwd)(dy.contiguous(), x, weight, bias, ctx.act, ctx.channels_last)
         return dx, dw, (db if ctx.has_bias else None), None, None
 
     conv_fwd.register_autograd(backward, setup_context=setup_context)
+    _twin(conv_fwd, f"dwconv2d_fwd_{name}", fwd_body, setup_context, backward)
+    _twin(conv_bwd, f"dwconv2d_bwd_{name}", bwd_body)
     return {"dwconv2d_fwd": conv_fwd, "dwconv2d_bwd": conv_bwd}
 
 

@@ -44,6 +44,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
+from ._library import eager_allowed, eager_twin
 from .op_table import BASE_OPS, OPS, define_library_ops, spec
 
 # Packages that declare backends (each exports BACKENDS: list[Backend]). Order is irrelevant:
@@ -106,8 +107,9 @@ class Backend:
     # ss2d_core: the largest d_state it runs (None: max_dstate, the scan's)
     ss2d_max_dstate: Optional[int] = None
     doc: str = ""
-    # filled by register_backend: {key: torch.library custom op} and {op: OpCall}
+    # filled by register_backend: {key: torch.library custom op}, {key: its eager twin} and {op: OpCall}
     library_ops: dict = field(default_factory=dict, repr=False)
+    eager_ops: dict = field(default_factory=dict, repr=False)
     calls: dict = field(default_factory=dict, repr=False)
     _impl: object = field(default=None, repr=False)
     _reason: object = field(default="unprobed", repr=False)
@@ -184,7 +186,8 @@ class Backend:
 
 class OpCall:
     """One backend's op, ready to run validated arguments: what `choose()` returns.
-    `OpCall(args)` runs the op (op_table.OpSpec.run on the backend's torch.library ops)."""
+    `OpCall(args)` runs the op (op_table.OpSpec.run on the backend's torch.library ops, or in plain eager
+    execution on their eager twins, which skip torch.library's per-call cost: _library.py)."""
 
     __slots__ = ("backend", "spec")
 
@@ -196,7 +199,8 @@ class OpCall:
         return self.backend.name
 
     def __call__(self, args):
-        return self.spec.run(self.backend.library_ops, args)
+        b = self.backend
+        return self.spec.run(b.eager_ops if eager_allowed(args.tensors()[0]) else b.library_ops, args)
 
     def __repr__(self) -> str:
         return f"OpCall({self.spec.name!r} on {self.backend.name!r})"
@@ -215,8 +219,10 @@ def register_backend(backend: Backend) -> Backend:
     if unknown:
         raise ValueError(f"backend {backend.name!r} declares unknown op(s) {', '.join(unknown)}; ops are {', '.join(OPS)}")
     backend.library_ops = define_library_ops(backend)
+    backend.eager_ops = {k: eager_twin(op) for k, op in backend.library_ops.items()}
     backend.calls = {op: OpCall(backend, spec(op)) for op in backend.ops}
     _REGISTRY[backend.name] = backend
+    clear_choice_cache()
     return backend
 
 
@@ -258,7 +264,12 @@ def get_backend(name: str) -> Backend:
 
 
 # ---- default impl ------------------------------------------------------------------------------
-_DEFAULT = threading.local()
+class _ThreadDefault(threading.local):
+    def __init__(self):
+        self.stack = []  # use_impl's names, innermost last (an attribute always present: a cheap per-call read)
+
+
+_DEFAULT = _ThreadDefault()
 
 
 def _env_default() -> Optional[str]:
@@ -276,7 +287,7 @@ def _env_default() -> Optional[str]:
 
 def get_default_impl() -> Optional[str]:
     """The process-wide default (set_default_impl / use_impl / $VMAMBA_KERNELS_IMPL), or None = auto."""
-    stack = getattr(_DEFAULT, "stack", None)
+    stack = _DEFAULT.stack
     if stack:
         return stack[-1]
     return _GLOBAL_DEFAULT[0] or _env_default()
@@ -297,9 +308,7 @@ def use_impl(name: Optional[str]):
     """Context manager: calls with impl=None inside use `name` (thread-local)."""
     if name is not None:
         get_backend(name)
-    stack = getattr(_DEFAULT, "stack", None)
-    if stack is None:
-        stack = _DEFAULT.stack = []
+    stack = _DEFAULT.stack
     stack.append(name)
     try:
         yield
@@ -308,28 +317,69 @@ def use_impl(name: Optional[str]):
 
 
 # ---- choosing ------------------------------------------------------------------------------------
-_LAST = threading.local()
+class _ThreadChoices(threading.local):
+    def __init__(self):
+        self.choice = {}
+
+
+_LAST = _ThreadChoices()
 
 
 def last_choice(op: str) -> Optional[str]:
     """The backend `choose` picked for `op` most recently in this thread (eager calls only: nothing is
     recorded while torch.compile traces), or None. Models use it to show what actually ran."""
-    return getattr(_LAST, "choice", {}).get(op)
+    return _LAST.choice.get(op)
 
 
 def _record(op: str, backend: Backend) -> OpCall:
     if not torch.compiler.is_compiling():
-        if not hasattr(_LAST, "choice"):
-            _LAST.choice = {}
         _LAST.choice[op] = backend.name
     return backend.calls[op]
+
+
+# Choices made, per everything a choice depends on (`_choice_key`): a call with shapes seen before skips
+# the backends' support checks. Backends' limits (why_not, OpSpec.limits, extra_reasons) must therefore
+# read only what the key holds: the args' shapes, dtypes, device and non-tensor fields, grad, the
+# deterministic flag (never tensor values or strides). Not used while torch.compile traces.
+_CHOICES: dict = {}
+_CHOICES_MAX = 4096
+
+
+def clear_choice_cache() -> None:
+    """Forget the cached choices (registering a backend does; call it after changing a registered
+    backend's availability or limits by hand)."""
+    _CHOICES.clear()
+
+
+def _choice_key(op: str, name: Optional[str], args):
+    # len(_REGISTRY): tests add and remove backends by hand; the default impl is in `name`
+    return (op, name, len(_REGISTRY), args.requires_grad(), torch.are_deterministic_algorithms_enabled(),
+            args.choice_key())
 
 
 def choose(op: str, args, impl: Optional[str]) -> OpCall:
     """The backend op that runs `op` on `args` (call it with `args`): `impl` if named (ImplRefused with
     the reasons if it can't), else the default impl if one is set, else the best-priority backend with
-    no reasons."""
+    no reasons. Eager calls cache the choice per `_choice_key` (shapes, dtypes, device, flags, grad,
+    deterministic mode, impl); refusals are never cached."""
     name = impl if impl is not None else get_default_impl()
+    if torch.compiler.is_compiling():
+        return _choose(op, args, name)
+    key = _choice_key(op, name, args)
+    try:
+        call = _CHOICES.get(key)
+    except TypeError:  # an args record with an unhashable field: no caching
+        return _choose(op, args, name)
+    if call is None:
+        call = _choose(op, args, name)
+        if len(_CHOICES) >= _CHOICES_MAX:
+            _CHOICES.clear()
+        _CHOICES[key] = call
+    _LAST.choice[op] = call.backend.name
+    return call
+
+
+def _choose(op: str, args, name: Optional[str]) -> OpCall:
     if name is not None:
         b = get_backend(name)
         reasons = b.why_not(op, args)

@@ -53,6 +53,13 @@ class _Args:
     def requires_grad(self) -> bool:
         return torch.is_grad_enabled() and any(t.requires_grad for t in self.tensors())
 
+    def choice_key(self) -> tuple:
+        """What a backend's support check may read (dispatch caches choices by it): every tensor field's
+        shape and dtype, the other fields as they are, and the device (of the first tensor)."""
+        key = [(v.shape, v.dtype) if isinstance(v, torch.Tensor) else v for v in self.__dict__.values()]
+        key.append(self.device)
+        return tuple(key)
+
 
 @dataclass
 class ScanArgs(_Args):
@@ -93,6 +100,13 @@ class ScanArgs(_Args):
     def tensors(self):
         return [t for t in (self.u, self.delta, self.A, self.B, self.C, self.D, self.delta_bias) if t is not None]
 
+    def choice_key(self) -> tuple:
+        # the generic key, shortened by what check_selective_scan guarantees: delta is u's shape and dtype,
+        # C is B's, A / D / delta_bias have the weight dtype u's dtype implies and shapes (KD, N) / (KD,)
+        u = self.u
+        return (u.shape, u.dtype, u.device, self.B.shape, self.A.shape, self.D is None, self.delta_bias is None,
+                self.delta_softplus, self.out_dtype, self.B_was_3d, self.C_was_3d)
+
     def describe(self) -> str:
         return (
             f"u {tuple(self.u.shape)} {self.u.dtype} on {self.u.device}, "
@@ -109,7 +123,7 @@ def check_selective_scan(u, delta, A, B, C, D=None, delta_bias=None, delta_softp
     B = _need_tensor("B", B)
     C = _need_tensor("C", C)
     _need_rank("u", u, (3,), "(batch, KD, L)")
-    if tuple(delta.shape) != tuple(u.shape):
+    if delta.shape != u.shape:
         raise ValueError(f"delta must have the shape of u {tuple(u.shape)}; got {_fmt(delta)}")
     batch, KD, L = u.shape
     _need_rank("A", A, (2,), "(KD, N)")
@@ -139,7 +153,7 @@ def check_selective_scan(u, delta, A, B, C, D=None, delta_bias=None, delta_softp
         if t is None:
             continue
         _need_tensor(name, t)
-        if tuple(t.shape) != (KD,):
+        if t.shape != (KD,):
             raise ValueError(f"{name} must be (KD={KD},); got {_fmt(t)}")
     # dtypes: u/delta/B/C share one input dtype; A, D, delta_bias are fp32 (fp64 allowed for the reference)
     if delta.dtype != u.dtype:
@@ -152,9 +166,10 @@ def check_selective_scan(u, delta, A, B, C, D=None, delta_bias=None, delta_softp
         if t is not None and t.dtype != wt:
             raise TypeError(f"{name} must be {wt} (the state and weights stay in fp32); got {t.dtype}")
     # devices
+    dev = u.device
     for name, t in (("delta", delta), ("A", A), ("B", B), ("C", C), ("D", D), ("delta_bias", delta_bias)):
-        if t is not None and t.device != u.device:
-            raise ValueError(f"{name} is on {t.device} but u is on {u.device}; all inputs must be on one device")
+        if t is not None and t.device != dev:
+            raise ValueError(f"{name} is on {t.device} but u is on {dev}; all inputs must be on one device")
     if out_dtype is None:
         out_dtype = u.dtype
     if not isinstance(out_dtype, torch.dtype) or out_dtype not in FLOAT_DTYPES:

@@ -25,7 +25,7 @@ import triton
 import triton.language as tl
 
 from ..layout import map_dims, map_shape
-from .tuning import TUNING, interpret
+from .tuning import TUNING, interpret, launch_plan
 from .tuning import np2 as _np2
 
 _MODES = {"cross2d": 0, "unidi": 1, "bidi": 2}
@@ -267,19 +267,27 @@ def _band_config(C, H):
     return band, side, bc
 
 
-def _band_scan(x, y, C, H, W):
-    """The banded channels-last cross2d scan (square maps); False when it does not apply."""
-    if H != W or x.stride(3) != 1 or x.shape[0] == 0 or C == 0 or H == 0 or _big(x, C, H, W):
-        return False
+def _band_plan(shape, stride, C, H, W):
+    """(grid, strides, meta) of the banded scan for x of this shape and stride, or None (tiled kernel)."""
+    if H != W or stride[3] != 1 or shape[0] == 0 or C == 0 or H == 0 or _big_of(shape, stride, C, H, W):
+        return None
     cfg = _band_config(C, H)
     if cfg is None:
-        return False
+        return None
     band, side, bc = cfg
-    sxb, sxh, sxw, _ = x.stride()
-    grid, hw_first = _grid(x.shape[0], 2 * triton.cdiv(H, band), triton.cdiv(C, bc))
-    _cross_scan_band_kernel[grid](x, y, C, H, W, sxb, sxh, sxw, BAND=band, SIDE=side, BLOCK_C=bc,
-                                  HV=_align(H), SV=_align(sxh), HW_FIRST=hw_first,
-                                  num_warps=TUNING.get().band_scan["warps"])
+    sxb, sxh, sxw, _ = stride
+    grid, hw_first = _grid(shape[0], 2 * triton.cdiv(H, band), triton.cdiv(C, bc))
+    return grid, (sxb, sxh, sxw), dict(BAND=band, SIDE=side, BLOCK_C=bc, HV=_align(H), SV=_align(sxh),
+                                       HW_FIRST=hw_first, num_warps=TUNING.get().band_scan["warps"])
+
+
+def _band_scan(x, y, C, H, W):
+    """The banded channels-last cross2d scan (square maps); False when it does not apply."""
+    plan = launch_plan("band", _band_plan, tuple(x.shape), x.stride(), C, H, W)
+    if plan is None:
+        return False
+    grid, strides, meta = plan
+    _cross_scan_band_kernel[grid](x, y, C, H, W, *strides, **meta)
     return True
 
 
@@ -303,7 +311,11 @@ def _align(n):
 
 def _big(x, C, H, W):
     """Whether one image of x or of y (4 C H W elements) may need offsets of 2^31 or more."""
-    span = 1 + sum((n - 1) * abs(st) for n, st in zip(x.shape[1:], x.stride()[1:]))
+    return _big_of(x.shape, x.stride(), C, H, W)
+
+
+def _big_of(shape, stride, C, H, W):
+    span = 1 + sum((n - 1) * abs(st) for n, st in zip(shape[1:], stride[1:]))
     return max(span, 4 * C * H * W) >= 2**31
 
 
@@ -327,22 +339,28 @@ def _blocks(C, H, W, channels_last, merge, esz):
     return bh, bw, bc, (4 if small else 8)
 
 
-def _launch(x, y, C, H, W, merge, mode, channels_last):
-    Bn = x.shape[0]
-    sxb, sxc, sxh, sxw = map_dims(x.stride(), channels_last)
-    if Bn == 0 or C == 0 or H == 0 or W == 0:
-        return
-    bh, bw, bc, warps = _blocks(C, H, W, channels_last, merge, x.element_size())
+def _launch_plan(shape, stride, esz, C, H, W, merge, mode, channels_last):
+    """(grid, int arguments, meta) of the tiled kernel for x of this shape, stride and element size."""
+    sxb, sxc, sxh, sxw = map_dims(stride, channels_last)
+    bh, bw, bc, warps = _blocks(C, H, W, channels_last, merge, esz)
     n_hb, n_wb = triton.cdiv(H, bh), triton.cdiv(W, bw)
-    grid, hw_first = _grid(Bn, n_hb * n_wb, triton.cdiv(C, bc))
+    grid, hw_first = _grid(shape[0], n_hb * n_wb, triton.cdiv(C, bc))
     groups = TUNING.get().reverse_groups
-    _cross_kernel[grid](x, y, C, H, W, sxb, sxc, sxh, sxw, n_hb, n_wb,
-                        MERGE=merge, MODE=_MODES[mode], BIG=_big(x, C, H, W), BLOCK_H=bh, BLOCK_W=bw,
-                        BLOCK_C=bc, HV=_align(H), WV=_align(W), SV=_align(sxh),
-                        GH=min(_align(H), bh) if groups else 1,
-                        GW=min(_align(W), bw) if groups else 1,
-                        GX=min(_align(W), bw) if groups and sxw == 1 else 1, HW_FIRST=hw_first,
-                        num_warps=warps)
+    meta = dict(MERGE=merge, MODE=_MODES[mode], BIG=_big_of(shape, stride, C, H, W), BLOCK_H=bh, BLOCK_W=bw,
+                BLOCK_C=bc, HV=_align(H), WV=_align(W), SV=_align(sxh),
+                GH=min(_align(H), bh) if groups else 1,
+                GW=min(_align(W), bw) if groups else 1,
+                GX=min(_align(W), bw) if groups and sxw == 1 else 1, HW_FIRST=hw_first,
+                num_warps=warps)
+    return grid, (sxb, sxc, sxh, sxw, n_hb, n_wb), meta
+
+
+def _launch(x, y, C, H, W, merge, mode, channels_last):
+    if x.shape[0] == 0 or C == 0 or H == 0 or W == 0:
+        return
+    grid, ints, meta = launch_plan("cross", _launch_plan, tuple(x.shape), x.stride(), x.element_size(), C, H, W,
+                                   merge, mode, channels_last)
+    _cross_kernel[grid](x, y, C, H, W, *ints, **meta)
 
 
 def cross_scan_fwd(x, mode, channels_last):

@@ -27,7 +27,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .tuning import interpret, np2
+from .tuning import interpret, launch_plan, np2, sm_count
 
 _ACTS = {"none": 0, "silu": 1, "gelu": 2}
 
@@ -222,7 +222,7 @@ def _launch_conv(x, weight, bias, act_id, channels_last, mirror, block_h=None, b
     y = torch.empty_like(x)
     if x.numel() == 0:
         return y
-    bh, bw, bc, nw = dwconv_config(C, H, W, channels_last, block_h, block_w, block_c)
+    bh, bw, bc, nw = launch_plan("dwconv", dwconv_config, C, H, W, channels_last, block_h, block_w, block_c)
     tiles_w = triton.cdiv(W, bw)
     grid = (triton.cdiv(H, bh) * tiles_w, triton.cdiv(C, bc), B)
     wa = _align(W)
@@ -235,8 +235,7 @@ def _launch_conv(x, weight, bias, act_id, channels_last, mirror, block_h=None, b
 def _bwd_programs(n_tiles: int, c_blocks: int, device: torch.device) -> int:
     if interpret() or device.type != "cuda":
         return min(n_tiles, BWD_PROGRAMS_INTERPRET)
-    sms = torch.cuda.get_device_properties(device).multi_processor_count
-    return min(n_tiles, max(1, BWD_PROGRAMS_PER_SM * sms // c_blocks))
+    return min(n_tiles, max(1, BWD_PROGRAMS_PER_SM * sm_count(device) // c_blocks))
 
 
 def dwconv2d_bwd(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], act: str,
@@ -248,7 +247,7 @@ def dwconv2d_bwd(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: 
     if x.numel() == 0:
         dw = torch.zeros(weight.shape, dtype=torch.float32, device=x.device)
         return torch.empty_like(x), dw, (None if bias is None else torch.zeros(C, dtype=torch.float32, device=x.device))
-    bh, bw, bc, nw = dwconv_config(C, H, W, channels_last, block_h, block_w, block_c)
+    bh, bw, bc, nw = launch_plan("dwconv", dwconv_config, C, H, W, channels_last, block_h, block_w, block_c)
     tiles_w = triton.cdiv(W, bw)
     tiles = triton.cdiv(H, bh) * tiles_w
     c_blocks = triton.cdiv(C, bc)

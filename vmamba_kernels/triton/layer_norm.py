@@ -26,7 +26,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .tuning import interpret, np2
+from .tuning import interpret, launch_plan, np2, sm_count
 
 
 @triton.jit
@@ -269,7 +269,7 @@ def add_layer_norm_fwd(x: torch.Tensor, branch: Optional[torch.Tensor], weight: 
     rstd = torch.empty(B, HW, dtype=torch.float32, device=x.device)
     if x.numel() == 0:
         return y, s, mean, rstd
-    bp, bc, single, nw = ln_config(C, HW, B * HW, channels_last, block_p, block_c)
+    bp, bc, single, nw = launch_plan("ln", ln_config, C, HW, B * HW, channels_last, block_p, block_c)
     hwa = _hw_align(HW)
     _add_ln_fwd_kernel[_grid_blocks(B, HW, bp, channels_last)](
         x, x if branch is None else branch, weight if branch_scale is None else branch_scale,
@@ -283,8 +283,7 @@ def add_layer_norm_fwd(x: torch.Tensor, branch: Optional[torch.Tensor], weight: 
 def _bwd_programs(n_blocks: int, device: torch.device) -> int:
     if interpret() or device.type != "cuda":
         return min(n_blocks, BWD_PROGRAMS_INTERPRET)
-    sms = torch.cuda.get_device_properties(device).multi_processor_count
-    return min(n_blocks, BWD_PROGRAMS_PER_SM * sms)
+    return min(n_blocks, BWD_PROGRAMS_PER_SM * sm_count(device))
 
 
 def add_layer_norm_bwd(dy: torch.Tensor, ds: Optional[torch.Tensor], s: torch.Tensor, weight: torch.Tensor,
@@ -299,7 +298,7 @@ def add_layer_norm_bwd(dy: torch.Tensor, ds: Optional[torch.Tensor], s: torch.Te
     if s.numel() == 0:
         z = torch.zeros(C, dtype=torch.float32, device=s.device)
         return dx, dbr, z, (None if bias is None else z.clone())
-    bp, bc, single, nw = ln_config(C, HW, B * HW, channels_last, block_p, block_c)
+    bp, bc, single, nw = launch_plan("ln", ln_config, C, HW, B * HW, channels_last, block_p, block_c)
     p_blocks, images = _grid_blocks(B, HW, bp, channels_last)
     n_blocks = p_blocks * images
     G = _bwd_programs(n_blocks, s.device)

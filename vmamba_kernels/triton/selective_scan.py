@@ -39,7 +39,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .tuning import TUNING, chunk_len, interpret, n_chunks, scan_aux_shape  # noqa: F401
+from .tuning import TUNING, chunk_len, interpret, launch_plan, n_chunks, scan_aux_shape  # noqa: F401
 from .tuning import np2 as _np2
 
 
@@ -447,6 +447,23 @@ def _as4(t, batch):
     return t if t.dim() == 4 else t.unsqueeze(1)
 
 
+def _fwd_plan(G, N, L):
+    """(BLOCK_D, NP, T, warps, chunks, SUB, STAGES, LV) of the forward for one shape."""
+    bd, NP, T, warps = _fwd_config(G, N, L)
+    nch = n_chunks(L, N)
+    return bd, NP, T, warps, nch, fwd_sub(N, L), _stages("fwd", nch), _row_align(L)
+
+
+def _bwd_plan(G, N, L):
+    """(BLOCK_D, NP, T, warps, chunks, SUB, STAGES, LV) of the backward for one shape."""
+    bd, NP, T, warps = _bwd_config(G, N, L)
+    nch = n_chunks(L, N)
+    if N == 1:
+        sub = bwd_sub(N, L)
+        return bd, NP, T, warps, nch, sub, _stages("bwd", -(-nch // sub)), _row_align(L)
+    return bd, NP, T, warps, nch, 1, _stages("bwd", nch), _row_align(L)
+
+
 def selective_scan_fwd(u, delta, A, B, C, D, delta_bias, delta_softplus, out_dtype):
     batch, KD, L = u.shape
     N = A.shape[1]
@@ -455,20 +472,20 @@ def selective_scan_fwd(u, delta, A, B, C, D, delta_bias, delta_softplus, out_dty
     G = KD // K
     out = torch.empty((batch, KD, L), device=u.device, dtype=out_dtype)
     last = torch.empty((batch, KD, N), device=u.device, dtype=torch.float32)
-    nch = n_chunks(L, N)
-    aux = torch.empty((batch, KD, nch, N), device=u.device, dtype=torch.float32)
     if L == 0 or batch == 0 or KD == 0:
+        aux = torch.empty((batch, KD, n_chunks(L, N), N), device=u.device, dtype=torch.float32)
         last.zero_()
         aux.zero_()
         return out, last, aux
-    bd, NP, T, warps = _fwd_config(G, N, L)
+    bd, NP, T, warps, nch, sub, stages, lv = launch_plan("scan_fwd", _fwd_plan, G, N, L)
+    aux = torch.empty((batch, KD, nch, N), device=u.device, dtype=torch.float32)
     grid = (batch, KD // bd)
     Dp, bp = D if D is not None else A, delta_bias if delta_bias is not None else A
     flags = dict(HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
-                 BLOCK_D=bd, T=T, SUB=fwd_sub(N, L), STAGES=_stages("fwd", nch), num_warps=warps)
+                 BLOCK_D=bd, T=T, SUB=sub, STAGES=stages, num_warps=warps)
     if N == 1:
         _ssm_fwd_n1_kernel[grid](u, delta, A, B4, C4, Dp, bp, out, last, aux, KD, L, K, G, nch,
-                                 LV=_row_align(L), **flags)
+                                 LV=lv, **flags)
     else:
         _ssm_fwd_kernel[grid](u, delta, A, B4, C4, Dp, bp, out, last, aux, KD, L, N, K, G, nch, NP=NP, **flags)
     return out, last, aux
@@ -482,9 +499,8 @@ def selective_scan_bwd(u, delta, A, B, C, D, delta_bias, delta_softplus, dout, a
     G = KD // K
     du = torch.empty_like(u)
     ddelta = torch.empty_like(delta)
-    bd, NP, T, warps = _bwd_config(G, N, L)
+    bd, NP, T, warps, nch, sub, stages, lv = launch_plan("scan_bwd", _bwd_plan, G, N, L)
     nblk = KD // bd
-    nch = n_chunks(L, N)
     dev = u.device
     dA_p = torch.empty((batch, KD, N), device=dev, dtype=torch.float32)
     dB_p = torch.empty((batch, nblk, N, L), device=dev, dtype=torch.float32)
@@ -498,11 +514,9 @@ def selective_scan_bwd(u, delta, A, B, C, D, delta_bias, delta_softplus, dout, a
         flags = dict(HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
                      BLOCK_D=bd, T=T, num_warps=warps)
         if N == 1:
-            sub = bwd_sub(N, L)
-            _ssm_bwd_n1_kernel[(batch, nblk)](*args, K, G, nch, SUB=sub, LV=_row_align(L),
-                                              STAGES=_stages("bwd", -(-nch // sub)), **flags)
+            _ssm_bwd_n1_kernel[(batch, nblk)](*args, K, G, nch, SUB=sub, LV=lv, STAGES=stages, **flags)
         else:
-            _ssm_bwd_kernel[(batch, nblk)](*args, N, K, G, nch, NP=NP, STAGES=_stages("bwd", nch), **flags)
+            _ssm_bwd_kernel[(batch, nblk)](*args, N, K, G, nch, NP=NP, STAGES=stages, **flags)
     else:
         for t in (du, ddelta, dA_p, dB_p, dC_p, dD_p, db_p):
             if t is not None:

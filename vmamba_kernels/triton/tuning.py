@@ -59,6 +59,37 @@ def interpret() -> bool:
     return os.environ.get("TRITON_INTERPRET") == "1"
 
 
+_PLANS: dict = {}
+
+
+def launch_plan(kind: str, fn, *key):
+    """fn(*key), computed once per (kind, key, tuning value, interpreter flag): the launch configuration of
+    a shape is plain-int arithmetic that need not run at every call. A new tuning value (vk.tuning(...))
+    or TRITON_INTERPRET gets its own entries (the value is held, so its id is never reused while cached)."""
+    t = TUNING.get()
+    k = (kind, id(t), interpret(), key)
+    hit = _PLANS.get(k)
+    if hit is not None and hit[0] is t:
+        return hit[1]
+    value = fn(*key)
+    if len(_PLANS) >= 4096:
+        _PLANS.clear()
+    _PLANS[k] = (t, value)
+    return value
+
+
+_SMS: dict = {}
+
+
+def sm_count(device) -> int:
+    """Streaming multiprocessors of a CUDA device (asked once per device: the query is not free)."""
+    idx = torch.device(device).index
+    idx = torch.cuda.current_device() if idx is None else idx
+    if idx not in _SMS:
+        _SMS[idx] = torch.cuda.get_device_properties(idx).multi_processor_count
+    return _SMS[idx]
+
+
 def np2(x: int) -> int:
     """Next power of two >= x (1 for x <= 1)."""
     return 1 << max(0, int(x) - 1).bit_length()

@@ -1,0 +1,318 @@
+"""Per-call host overhead of the public ops: wall clock of back-to-back calls against the device time.
+
+    python -m bench.overhead                               # every op, every available impl, VMamba-T s3/s4 batch 1
+    python -m bench.overhead --impls cuda,triton --ops selective_scan
+    python -m bench.overhead --mock                        # CPU: the Python machinery alone (no-op kernels)
+
+For each (op, impl, shape) and each of
+    fwd      inputs without requires_grad (inference)
+    fwd      inputs with requires_grad (training forward: autograd records the op)
+    fwd+bwd  inputs with requires_grad, then torch.autograd.backward on the outputs
+it calls the public function (`vmamba_kernels.<op>`, validation + dispatch + op + autograd) `--calls` times
+back to back, no CUDA graph, and reports
+    host_us    host time per call: perf_counter before the first and after the last call (no sync between),
+               i.e. the time the Python thread spends issuing one call
+    wall_us    the same plus the final synchronisation, per call (what a caller waits for)
+    device_us  median CUDA-event time of one call with the GPU kept busy ahead of it (the kernels alone);
+               empty on the CPU, where the kernels run on the host
+The breakdown rows (path "validate", "choose", "library_op") time the pieces alone: the argument check,
+check + backend choice, and the backend's torch.library op called directly (what bench.kernels times).
+
+`--mock` swaps the impl's raw kernels for stand-ins that only allocate their outputs (torch.empty):
+host_us then measures the project's Python machinery around a launch, runnable and meaningful on a
+CPU. Without a GPU the default impls are the torch ones (triton under TRITON_INTERPRET is skipped: its
+interpreter cost says nothing about a launch). Rows go to REPORTS/overhead.csv (CPU rows only with
+--save-cpu or --reports-dir).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+import types
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from bench import env as envmod
+from bench.results import OverheadRow, append_rows, format_table, reports_dir
+from bench.timing import percentiles, sync
+
+OPS = ("selective_scan", "cross_scan", "cross_merge", "add_layer_norm", "dwconv2d")
+# (label, batch, channels of the stage (d_inner = dim for VMamba-T, ssm_ratio 1), H = W, d_state)
+SHAPES = {
+    "tiny": ("tiny", 1, 8, 4, 1),
+    "t_s3": ("vmamba_t s3 b1", 1, 384, 14, 1),
+    "t_s4": ("vmamba_t s4 b1", 1, 768, 7, 1),
+    "t_s3_b128": ("vmamba_t s3 b128", 128, 384, 14, 1),  # the training batch: where the issue saw the host cost
+    "t_s4_b128": ("vmamba_t s4 b128", 128, 768, 7, 1),
+}
+K = 4
+
+
+@dataclass
+class Case:
+    """One op on one shape: `call()` runs the public function, `outputs(r)` the differentiable outputs."""
+
+    op: str
+    shape: str
+    call: Callable
+    leaves: list
+    outputs: Callable
+    validate: Callable
+    library_op: Callable
+
+
+def _inputs(op: str, shape: str, device, dtype, grad: bool, impl: str) -> Case:
+    import vmamba_kernels as vk  # noqa: PLC0415
+    from vmamba_kernels import validate  # noqa: PLC0415
+
+    label, b, C, H, N = SHAPES[shape]
+    L = H * H
+    g = torch.Generator().manual_seed(0)
+
+    def t(*s, dt=dtype, scale=1.0, offset=0.0):
+        x = (torch.randn(s, generator=g) * scale + offset).to(device=device, dtype=dt)
+        return x.requires_grad_(grad)
+
+    f32 = torch.float32
+    lib = vk.ops(impl)
+    if op == "selective_scan":
+        KD = K * C
+        u, delta = t(b, KD, L), t(b, KD, L, scale=0.5, offset=-1.0)
+        A = (-torch.rand(KD, N, generator=g) - 0.5).to(device).requires_grad_(grad)
+        B, Cm = t(b, K, N, L), t(b, K, N, L)
+        D, bias = t(KD, dt=f32), t(KD, dt=f32, scale=0.1)
+        args = (u, delta, A, B, Cm, D, bias, True)
+        return Case(op, label, lambda: vk.selective_scan(*args, impl=impl), [u, delta, A, B, Cm, D, bias],
+                    lambda r: [r], lambda: validate.check_selective_scan(*args),
+                    lambda: lib["scan_fwd"](*args, u.dtype))
+    if op == "cross_scan":
+        x = t(b, C, H, H)
+        return Case(op, label, lambda: vk.cross_scan(x, impl=impl), [x], lambda r: [r],
+                    lambda: validate.check_cross_scan(x), lambda: lib["cross_scan"](x, "cross2d", False))
+    if op == "cross_merge":
+        y = t(b, K, C, L)
+        return Case(op, label, lambda: vk.cross_merge(y, H, H, impl=impl), [y], lambda r: [r],
+                    lambda: validate.check_cross_merge(y, H, H), lambda: lib["cross_merge"](y, H, H, "cross2d", False))
+    if op == "add_layer_norm":
+        x, br = t(b, H, H, C), t(b, H, H, C)
+        w, bb = t(C, dt=f32, offset=1.0), t(C, dt=f32)
+        return Case(op, label, lambda: vk.add_layer_norm(x, br, w, bb, channels_last=True, impl=impl),
+                    [x, br, w, bb], lambda r: list(r),
+                    lambda: validate.check_add_layer_norm(x, br, w, bb, 1e-5, None, True),
+                    lambda: lib["add_layer_norm_fwd"](x, br, w, bb, None, 1e-5, True, x.dtype))
+    if op == "dwconv2d":
+        x = t(b, H, H, C)
+        w, bb = t(C, 1, 3, 3, dt=f32, scale=0.3), t(C, dt=f32)
+        return Case(op, label, lambda: vk.dwconv2d(x, w, bb, "silu", channels_last=True, impl=impl),
+                    [x, w, bb], lambda r: [r], lambda: validate.check_dwconv2d(x, w, bb, "silu", True),
+                    lambda: lib["dwconv2d_fwd"](x, w, bb, "silu", True))
+    raise ValueError(f"unknown op {op!r}; ops are {', '.join(OPS)}")
+
+
+# ---- mock kernels --------------------------------------------------------------------------------
+def _mock_module(backend) -> types.SimpleNamespace:
+    """Raw kernels that only allocate outputs of the contract's shapes and dtypes (dispatch.py)."""
+    from vmamba_kernels.layout import map_dims, map_shape  # noqa: PLC0415
+
+    e = torch.empty
+
+    def scan_fwd(u, delta, A, B, C, D, bias, softplus, out_dtype):
+        b, KD, L = u.shape
+        shape, dt = backend.scan_aux_shape(b, KD, L, A.shape[1], u.dtype)
+        return (e((b, KD, L), dtype=out_dtype, device=u.device), e((b, KD, A.shape[1]), device=u.device),
+                e(shape, dtype=dt, device=u.device))
+
+    def scan_bwd(u, delta, A, B, C, D, bias, softplus, dout, aux):
+        el = torch.empty_like
+        return (el(u), el(delta), el(A), el(B), el(C), None if D is None else el(D),
+                None if bias is None else el(bias))
+
+    def cross_scan_fwd(x, mode, cl):
+        b, c, h, w = map_dims(x, cl)
+        return e((b, 4, c, h * w), dtype=x.dtype, device=x.device)
+
+    def cross_merge_fwd(y, H, W, mode, cl):
+        return e(map_shape(y.shape[0], y.shape[2], H, W, cl), dtype=y.dtype, device=y.device)
+
+    def ln_fwd(x, branch, w, bias, scale, eps, cl, out_dtype):
+        b, c, h, ww = map_dims(x, cl)
+        stat = e((b, h * ww), device=x.device)
+        return e(x.shape, dtype=out_dtype, device=x.device), torch.empty_like(x), stat, torch.empty_like(stat)
+
+    def ln_bwd(dy, ds, s, w, bias, mean, rstd, scale, has_branch, cl, x_dtype):
+        dx = e(s.shape, dtype=x_dtype, device=s.device)
+        return dx, (torch.empty_like(dx) if has_branch else None), torch.empty_like(w), \
+            (None if bias is None else torch.empty_like(bias))
+
+    def conv_fwd(x, w, bias, act, cl):
+        return torch.empty_like(x)
+
+    def conv_bwd(dy, x, w, bias, act, cl):
+        return torch.empty_like(x), torch.empty_like(w), (None if bias is None else torch.empty_like(bias))
+
+    return types.SimpleNamespace(
+        selective_scan_fwd=scan_fwd, selective_scan_bwd=scan_bwd, cross_scan_fwd=cross_scan_fwd,
+        cross_merge_fwd=cross_merge_fwd, add_layer_norm_fwd=ln_fwd, add_layer_norm_bwd=ln_bwd,
+        dwconv2d_fwd=conv_fwd, dwconv2d_bwd=conv_bwd)
+
+
+@contextlib.contextmanager
+def mocked_kernels(impl: str):
+    """While active, backend `impl` runs no-op raw kernels (outputs allocated, never written)."""
+    from vmamba_kernels import dispatch  # noqa: PLC0415
+
+    b = dispatch.get_backend(impl)
+    reason = b.unavailable_reason()
+    if reason is not None:
+        raise RuntimeError(f"impl {impl!r} is not available: {reason}")
+    real = b._impl
+    b._impl = _mock_module(b)
+    try:
+        yield
+    finally:
+        b._impl = real
+
+
+# ---- timing --------------------------------------------------------------------------------------
+def _step(case: Case, backward: bool) -> Callable:
+    if not backward:
+        return case.call
+
+    def step():
+        outs = case.outputs(case.call())
+        outs = [o for o in outs if o.requires_grad]
+        torch.autograd.backward(outs, [torch.ones_like(o) for o in outs])
+    return step
+
+
+def time_calls(fn: Callable, device, calls: int, warmup: int = 5) -> dict:
+    """host_us / wall_us per call of `calls` back-to-back calls; device_us from CUDA events (GPU)."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    t0 = time.perf_counter_ns()
+    for _ in range(calls):
+        fn()
+    t1 = time.perf_counter_ns()
+    sync(device)
+    t2 = time.perf_counter_ns()
+    out = {"host_us": (t1 - t0) / calls / 1e3, "wall_us": (t2 - t0) / calls / 1e3, "device_us": float("nan")}
+    if torch.device(device).type == "cuda":
+        reps = min(calls, 50)
+        ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
+        # keep the GPU busy while the host queues the timed calls (twice their host time at ~2 GHz, at least
+        # 0.1 ms a call), so that host time never shows as idle time between a start event and its kernels
+        torch.cuda._sleep(int(max(2e5, 4000 * out["host_us"]) * reps))
+        for s, e in ev:
+            s.record()
+            fn()
+            e.record()
+        torch.cuda.synchronize(device)
+        out["device_us"] = percentiles([s.elapsed_time(e) * 1e3 for s, e in ev], (0.5,))[0]
+    return out
+
+
+def measure(ops, impls, shapes, device, dtype, calls: int, mock: bool, breakdown: bool = True) -> list:
+    """OverheadRows for every (op, impl, shape, direction/grad) and, with `breakdown`, the pieces."""
+    from vmamba_kernels import dispatch  # noqa: PLC0415
+
+    gpu, sha, now = envmod.gpu_label(device), envmod.git_sha_label(), envmod.utc_now()
+    dname = str(dtype).replace("torch.", "")
+    rows = []
+    for impl in impls:
+        reason = dispatch.get_backend(impl).unavailable_reason()
+        if reason is not None:
+            print(f"bench.overhead: impl {impl!r} skipped: {reason}", file=sys.stderr)
+            continue
+        ctx = mocked_kernels(impl) if mock else contextlib.nullcontext()
+        with ctx:
+            for op in ops:
+                if op not in dispatch.get_backend(impl).ops:
+                    continue
+                for shape in shapes:
+                    for direction, grad in (("fwd", False), ("fwd", True), ("fwd+bwd", True)):
+                        case = _inputs(op, shape, device, dtype, grad, impl)
+                        pieces = [("public", _step(case, direction == "fwd+bwd"))]
+                        if breakdown and direction == "fwd":
+                            pieces += [("validate", case.validate),
+                                       ("choose", lambda c=case, op=op: dispatch.choose(op, c.validate(), impl)),
+                                       ("library_op", case.library_op)]
+                        for path, fn in pieces:
+                            try:
+                                r = time_calls(fn, device, calls)
+                                note = ""
+                            except Exception as e:  # noqa: BLE001 (an impl refusing a shape must not stop the run)
+                                r = {"host_us": float("nan"), "wall_us": float("nan"), "device_us": float("nan")}
+                                note = f"error: {type(e).__name__}: {str(e).splitlines()[0][:160]}"
+                            rows.append(OverheadRow(
+                                op=op, impl=impl, direction=direction, grad=grad, path=path, shape=case.shape,
+                                dtype=dname, host_us=r["host_us"], wall_us=r["wall_us"], device_us=r["device_us"],
+                                kernels="mock" if mock else "real", calls=calls, gpu=gpu, git_sha=sha, timestamp=now,
+                                torch_version=torch.__version__, note=note))
+    return rows
+
+
+def default_impls(device) -> list:
+    import vmamba_kernels as vk  # noqa: PLC0415
+
+    dev = torch.device(device).type
+    out = []
+    for r in vk.list_impls():
+        if not r["available"] or dev not in r["devices"] or r["name"] == "torch_sequential":
+            continue
+        if r["name"] == "triton" and dev == "cpu":
+            continue  # the interpreter's cost says nothing about a launch
+        out.append(r["name"])
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.overhead", description=__doc__.split("\n\n")[0])
+    p.add_argument("--ops", default=",".join(OPS))
+    p.add_argument("--impls", default=None, help="comma list (default: every available impl on the device, "
+                                                 "except torch_sequential, and triton on the CPU)")
+    p.add_argument("--shapes", default=None,
+                   help=f"comma list of {', '.join(SHAPES)} (default t_s3,t_s4 on a GPU, tiny on the CPU)")
+    p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default=None,
+                   help="input dtype (default fp16 on a GPU, fp32 on the CPU)")
+    p.add_argument("--calls", type=int, default=200, help="back-to-back calls per measurement")
+    p.add_argument("--mock", action="store_true", help="no-op raw kernels: the host machinery alone")
+    p.add_argument("--no-breakdown", action="store_true", help="only the public-function rows")
+    p.add_argument("--device", default=None)
+    p.add_argument("--reports-dir", default=None)
+    p.add_argument("--no-csv", action="store_true")
+    p.add_argument("--save-cpu", action="store_true", help="append CPU rows to reports/overhead.csv too")
+    a = p.parse_args(argv)
+    device = torch.device(a.device) if a.device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    cpu = device.type == "cpu"
+    shapes = (a.shapes or ("tiny" if cpu else "t_s3,t_s4")).split(",")
+    bad = [s for s in shapes if s not in SHAPES]
+    if bad:
+        p.error(f"--shapes: unknown {', '.join(bad)} (choose from {', '.join(SHAPES)})")
+    ops = [o for o in a.ops.split(",") if o]
+    bad = [o for o in ops if o not in OPS]
+    if bad:
+        p.error(f"--ops: unknown {', '.join(bad)} (choose from {', '.join(OPS)})")
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[a.dtype or ("fp32" if cpu else "fp16")]
+    impls = a.impls.split(",") if a.impls else default_impls(device)
+    write = not a.no_csv and (not cpu or a.save_cpu or a.reports_dir is not None)
+    if cpu:
+        print("note: no CUDA device: host_us is the CPU-side cost on this machine; device_us stays empty"
+              + ("" if write else "; rows are printed, not written (--save-cpu to keep them)"), file=sys.stderr)
+    rows = measure(ops, impls, shapes, device, dtype, a.calls, a.mock, not a.no_breakdown)
+    table = [{"op": r.op, "impl": r.impl, "dir": r.direction, "grad": r.grad, "path": r.path, "shape": r.shape,
+              "host_us": r.host_us, "wall_us": r.wall_us, "device_us": r.device_us, "note": r.note} for r in rows]
+    print(format_table(table, ["op", "impl", "dir", "grad", "path", "shape", "host_us", "wall_us", "device_us",
+                               "note"]))
+    if write:
+        out = append_rows(reports_dir(a.reports_dir) / "overhead.csv", rows)
+        print(f"\n{len(rows)} rows -> {out}")
+    return 0 if rows else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

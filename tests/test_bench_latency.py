@@ -1,0 +1,144 @@
+"""Small batches and host overhead on the CPU: bench.tp's batch list, the CUDA-graph helper's refusals
+without a GPU, the README latency table, and bench.overhead end to end with no-op kernels."""
+from __future__ import annotations
+
+import argparse
+
+import pytest
+import torch
+
+import models.graphs as G
+from bench import overhead as OV
+from bench import report
+from bench import tp as TP
+from bench._tiny import TinyVMamba
+from bench.results import read_csv
+
+
+# ---- bench.tp --batch ----------------------------------------------------------------------------------
+def test_batch_list_parsing():
+    assert TP.parse_batches("1,8,32,128") == [1, 8, 32, 128]
+    assert TP.parse_batches("16") == [16]
+    assert TP.parse_batches(" 4, 4 ,2,") == [4, 2]  # duplicates dropped, blanks ignored, order kept
+    for bad in ("0", "1,x", "-2", ",", "1.5"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            TP.parse_batches(bad)
+    a = TP.parse_args(["--batch", "1,8"])
+    assert a.batches == [1, 8] and a.batch_size == 1
+    a = TP.parse_args(["--batch-size", "8"])  # the old spelling, one value
+    assert a.batches == [8] and a.batch_size == 8
+    with pytest.raises(SystemExit):
+        TP.parse_args(["--batch", "1,zero"])
+
+
+def test_tp_writes_one_row_per_batch_with_ms_per_image(tmp_path):
+    rc = TP.main(["--model", "tiny", "--impl", "torch", "--batch", "1,3", "--img-size", "32", "--warmup", "1",
+                  "--iters", "1", "--reports-dir", str(tmp_path)],
+                 create_model=lambda name, impl=None: TinyVMamba(impl=impl))
+    assert rc == 0
+    _, rows = read_csv(tmp_path / "models.csv")
+    assert [(r["batch"], r["requested_batch"]) for r in rows] == [("1", "1"), ("3", "3")]
+    for r in rows:
+        assert float(r["ms_per_img"]) == pytest.approx(float(r["ms_per_iter"]) / int(r["batch"]), rel=1e-4)
+        assert r["cuda_graphs"] == "false"
+
+
+def test_tp_cuda_graphs_needs_a_gpu(tmp_path):
+    with pytest.raises(SystemExit, match="--cuda-graphs needs a CUDA device"):
+        TP.main(["--model", "tiny", "--impl", "torch", "--device", "cpu", "--cuda-graphs", "--no-csv"],
+                create_model=lambda name, impl=None: TinyVMamba(impl=impl))
+
+
+# ---- models.graphs without CUDA -----------------------------------------------------------------------
+def test_graph_helpers_refuse_clearly_without_cuda(monkeypatch):
+    m = TinyVMamba(impl="torch")
+    x, y = torch.randn(1, 3, 32, 32), torch.zeros(1, dtype=torch.long)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="CUDA graphs need a CUDA device"):
+        G.capture_inference(m, x)
+    with pytest.raises(RuntimeError, match="CUDA graphs need a CUDA device"):
+        G.capture_train_step(m, torch.nn.CrossEntropyLoss(), None, x, y)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU, but CPU example inputs
+    with pytest.raises(ValueError, match="must be CUDA tensors"):
+        G.capture_inference(m, x)
+    with pytest.raises(TypeError, match="must be tensors"):
+        G.capture_train_step(m, torch.nn.CrossEntropyLoss(), None, [0], y)
+
+
+def test_graphed_callables_check_shapes():
+    # the replay wrappers alone (no capture): a wrong shape is refused before anything is copied
+    class NoGraph:
+        def replay(self):
+            raise AssertionError("replayed")
+
+    f = G.GraphedInference(NoGraph(), torch.zeros(2, 3), torch.zeros(2), None)
+    with pytest.raises(ValueError, match=r"captured for inputs of shape \(2, 3\)"):
+        f(torch.zeros(1, 3))
+    s = G.GraphedTrainStep(NoGraph(), torch.zeros(2, 3), torch.zeros(2), torch.zeros(()), None)
+    with pytest.raises(ValueError, match="target of shape"):
+        s(torch.zeros(2, 3), torch.zeros(3))
+
+
+# ---- README latency table --------------------------------------------------------------------------------
+def _row(model, impl, batch, ms, mode="infer_amp", ts="1"):
+    return dict(model=model, impl=impl, mode=mode, batch=str(batch), requested_batch=str(batch), img_size="224",
+                img_per_s=str(batch / ms * 1000), ms_per_iter=str(ms), ms_per_img=str(ms / batch), peak_mem_mb="1",
+                gpu="NVIDIA H200", git_sha="s", timestamp=ts, method="official", warmup="5", iters="5")
+
+
+def test_latency_table_and_throughput_at_the_largest_batch():
+    rows = [_row("vmamba_t", "cuda", 128, 25.6), _row("vmamba_t", "cuda", 1, 4.0), _row("vmamba_t", "cuda", 32, 8.0),
+            _row("vmamba_t", "cuda:graphs", 1, 1.5), _row("swin_tiny_patch4_window7_224", "timm", 1, 3.0),
+            _row("vmamba_b", "cuda", 128, 50.0)]
+    lat = report.latency_table(rows)
+    lines = {tuple(c.strip() for c in ln.split("|")[1:3]): ln for ln in lat.splitlines() if ln.startswith("| ")}
+    cuda = [c.strip() for c in lines[("vmamba_t", "cuda")].split("|")[1:-1]]
+    assert cuda[3] == "4.00" and cuda[-1] == "1.25x"  # batch-1 latency; (8/32) / (25.6/128)
+    assert ("vmamba_t", "cuda:graphs") in lines and ("swin_tiny_patch4_window7_224", "timm") in lines
+    assert ("vmamba_b", "cuda") not in lines  # one batch, not 1: nothing to show
+    tp = report.models_table(rows)
+    line = next(ln for ln in tp.splitlines() if ln.startswith("| vmamba_t | cuda |"))
+    assert "| 5000 |" in line and "| 128 |" in line  # the batch-128 row, not the newer batch-1 one
+    assert report.latency_table([_row("vmamba_b", "cuda", 128, 50.0)]) == ""
+
+
+# ---- bench.overhead -------------------------------------------------------------------------------------
+def test_overhead_cli_with_mock_kernels(tmp_path, capsys):
+    rc = OV.main(["--impls", "torch", "--ops", "selective_scan,add_layer_norm", "--mock", "--calls", "5",
+                  "--reports-dir", str(tmp_path)])
+    assert rc == 0
+    _, rows = read_csv(tmp_path / "overhead.csv")
+    got = {(r["op"], r["direction"], r["grad"], r["path"]) for r in rows}
+    for op in ("selective_scan", "add_layer_norm"):
+        assert {(op, "fwd", "false", "public"), (op, "fwd", "true", "public"), (op, "fwd+bwd", "true", "public"),
+                (op, "fwd", "false", "validate"), (op, "fwd", "false", "library_op")} <= got
+    assert all(r["kernels"] == "mock" and float(r["host_us"]) > 0 and not r["note"] for r in rows)
+    from vmamba_kernels import dispatch
+    assert not isinstance(dispatch.get_backend("torch")._impl, type(OV._mock_module(dispatch.get_backend("torch"))))
+
+
+def test_mock_kernels_keep_the_contracts_shapes():
+    from vmamba_kernels import dispatch
+
+    b = dispatch.get_backend("torch")
+    for op in OV.OPS:
+        real = OV._inputs(op, "tiny", "cpu", torch.float32, True, "torch").call()
+        with OV.mocked_kernels("torch"):
+            fake = OV._inputs(op, "tiny", "cpu", torch.float32, True, "torch").call()
+        real, fake = (t if isinstance(t, tuple) else (t,) for t in (real, fake))
+        assert [(t.shape, t.dtype) for t in real] == [(t.shape, t.dtype) for t in fake], op
+    assert b._impl is not None
+
+
+# ---- bench.kernels' host-inclusive columns ------------------------------------------------------------------
+def test_kernels_rows_carry_host_inclusive_times(tmp_path):
+    from bench import kernels as BK
+
+    rc = BK.main(["--impls", "torch", "--models", "vmamba_t", "--dtypes", "fp32", "--batch-size", "1",
+                  "--img-size", "32", "--stages", "4", "--reps", "3", "--warmup", "1", "--reports-dir", str(tmp_path)])
+    assert rc == 0
+    _, rows = read_csv(tmp_path / "kernels.csv")
+    assert {(r["op"], r["direction"]) for r in rows} == {("selective_scan", "fwd"), ("selective_scan", "bwd"),
+                                                          ("cross_scan", "fwd"), ("cross_merge", "fwd")}
+    for r in rows:
+        assert float(r["wall_ms"]) > 0 and float(r["api_wall_ms"]) > 0, r
