@@ -40,6 +40,7 @@ class CudaTuning:
     cross_cl_tiled: Optional[str] = None  # channels-last: "0" plane kernels, "1" tiled, "b" banded scan
     cross_cl_band: Optional[int] = None  # rows (columns) per band of the banded scan
     cross_cl_tile: Optional[str] = None  # "THxTW" or "THxTWxPC": fixed tile (and channels per block)
+    ss2d_bwd_splits: Optional[int] = None  # force the fused SS2D core backward's split count (csrc/ss2d_core/)
 
 
 def knob_values(t: CudaTuning) -> dict:
