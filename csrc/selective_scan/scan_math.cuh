@@ -1,8 +1,12 @@
 // Device math shared by the selective scan kernels (selective_scan_kernels.cuh) and the fused SS2D core
 // (../ss2d_core/): torch's softplus with threshold 20 and its gradient, and the segmented warp scans of
-// affine maps that the chunked scans compose. Only CUDA headers.
+// affine maps that the chunked scans compose (as CUDA intrinsics for the scan kernels, and through a
+// thread context for kernel bodies, ../common/thread_ctx.cuh, which also run on the CPU emulator of
+// tests/cuda_emu). Only CUDA headers.
 #pragma once
 #include <cuda_runtime.h>
+
+#include "../common/thread_ctx.cuh"
 
 namespace vmamba {
 namespace scan {
@@ -20,7 +24,7 @@ constexpr float kLog2e = 1.4426950408889634f;
 // -expm1(-dt), with a degree-7 Taylor polynomial below dt = 0.5 where 1 - exp(-dt) would cancel
 // (max relative error 3e-7), and 1 - exp(-dt) rounds to 1 above the threshold (dt = v > 20). Lets
 // the d_state = 1 backward drop delta's raw values after its first pass (registers are its limit).
-__device__ __forceinline__ float softplus_grad(float dt) {
+__host__ __device__ __forceinline__ float softplus_grad(float dt) {
   const float x = -dt;
   float q = 1.f / 5040.f;
   q = fmaf(q, x, 1.f / 720.f);
@@ -29,11 +33,11 @@ __device__ __forceinline__ float softplus_grad(float dt) {
   q = fmaf(q, x, 1.f / 6.f);
   q = fmaf(q, x, 0.5f);
   q = fmaf(q, x, 1.f);
-  return dt < 0.5f ? -x * q : 1.f - __expf(x);
+  return dt < 0.5f ? -x * q : 1.f - exp_f(x);
 }
 
-__device__ __forceinline__ float softplus20(float v) {
-  const float z = __expf(-fabsf(v));
+__host__ __device__ __forceinline__ float softplus20(float v) {
+  const float z = exp_f(-fabsf(v));
   float q = 0.005253457929939032f;
   q = fmaf(q, z, -0.02958850748836994f);
   q = fmaf(q, z, 0.07836166769266129f);
@@ -84,6 +88,44 @@ __device__ __forceinline__ float seg_sum_first(float v, int sl, int lpr) {
   return v;
 }
 
+
+// The same scans through a thread context (full warps, segment = the whole warp: lpr = 32).
+template <class Ctx>
+VMAMBA_HD void ctx_scan_up(const Ctx& ctx, float& a, float& b, int lane) {
+#pragma unroll
+  for (int off = 1; off < 32; off <<= 1) {
+    const float pa = ctx.shfl_up(a, off);
+    const float pb = ctx.shfl_up(b, off);
+    if (lane >= off) {
+      b = fmaf(a, pb, b);
+      a *= pa;
+    }
+  }
+}
+
+template <class Ctx>
+VMAMBA_HD void ctx_scan_down(const Ctx& ctx, float& a, float& b, int lane) {
+#pragma unroll
+  for (int off = 1; off < 32; off <<= 1) {
+    const float pa = ctx.shfl_down(a, off);
+    const float pb = ctx.shfl_down(b, off);
+    if (lane + off < 32) {
+      b = fmaf(a, pb, b);
+      a *= pa;
+    }
+  }
+}
+
+// sum over the warp, valid in lane 0; fixed order
+template <class Ctx>
+VMAMBA_HD float ctx_sum_first(const Ctx& ctx, float v, int lane) {
+#pragma unroll
+  for (int off = 1; off < 32; off <<= 1) {
+    const float o = ctx.shfl_down(v, off);
+    if (lane + off < 32) v += o;
+  }
+  return v;
+}
 
 }  // namespace
 }  // namespace scan

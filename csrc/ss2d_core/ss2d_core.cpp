@@ -178,7 +178,11 @@ Plan plan(bool bwd, const Common& p, const Device& dev, int dev_index) {
   };
   Plan best;
   int best_warps = -1;
+  // knob VMAMBA_SS2D_GLOBAL_ACC=1: the global accumulator even where shared memory would hold the map
+  // (tests reach that path on small maps with it)
+  const bool force_global = knob(Knob::kSs2dGlobalAcc)[0] == '1';
   for (int w : {8, 4}) {
+    if (force_global) break;
     const size_t smem = bytes(w, true);
     if (smem > dev.smem_optin) continue;
     const int nb = blocks_per_sm_cached(bwd, w, smem, dev_index);

@@ -41,6 +41,7 @@ class CudaTuning:
     cross_cl_band: Optional[int] = None  # rows (columns) per band of the banded scan
     cross_cl_tile: Optional[str] = None  # "THxTW" or "THxTWxPC": fixed tile (and channels per block)
     ss2d_bwd_splits: Optional[int] = None  # force the fused SS2D core backward's split count (csrc/ss2d_core/)
+    ss2d_global_acc: Optional[bool] = None  # the fused SS2D core accumulates routes in global memory (large maps)
 
 
 def knob_values(t: CudaTuning) -> dict:
