@@ -38,23 +38,12 @@ void check_contig(const at::Tensor& t, const char* name) {
   VMAMBA_CHECK(t.is_contiguous(), name, "must be contiguous (the raw kernel contract), got strides ", t.strides());
 }
 
-// route kinds of the K routes of a mode (reference/cross_scan.py route_index); K = 4 for every mode, and
-// K = 1 (unidi) / 2 (bidi) for the routes that differ
-void route_kinds(c10::string_view mode, int K, int (&kinds)[4]) {
-  if (mode == "cross2d") {
-    VMAMBA_CHECK(K == 4, "xdbl", "mode 'cross2d' has K = 4 routes (xdbl.size(2)), got ", K);
-    kinds[0] = kRow; kinds[1] = kCol; kinds[2] = kRowRev; kinds[3] = kColRev;
-  } else if (mode == "unidi") {
-    VMAMBA_CHECK(K == 4 || K == 1, "xdbl", "mode 'unidi' has K = 4 (or 1) routes (xdbl.size(2)), got ", K);
-    kinds[0] = kinds[1] = kinds[2] = kinds[3] = kRow;
-  } else if (mode == "bidi") {
-    VMAMBA_CHECK(K == 4 || K == 2, "xdbl", "mode 'bidi' has K = 4 (or 2) routes (xdbl.size(2)), got ", K);
-    if (K == 4) { kinds[0] = kinds[1] = kRow; kinds[2] = kinds[3] = kRowRev; }
-    else { kinds[0] = kRow; kinds[1] = kRowRev; kinds[2] = kinds[3] = kRow; }
-  } else {
-    TORCH_CHECK(false, ::vmamba::detail::message("vmamba_cuda: mode must be one of 'cross2d', 'unidi', 'bidi', got '",
-                                                 mode, "'"));
-  }
+int parse_mode(c10::string_view mode) {
+  if (mode == "cross2d") return kCross2d;
+  if (mode == "unidi") return kUnidi;
+  if (mode == "bidi") return kBidi;
+  TORCH_CHECK(false, ::vmamba::detail::message("vmamba_cuda: mode must be one of 'cross2d', 'unidi', 'bidi', got '",
+                                               mode, "'"));
 }
 
 // validated shapes and the pointers shared by both directions
@@ -82,7 +71,8 @@ Common check_inputs(const at::Tensor& x, const at::Tensor& xdbl, const at::Tenso
                ", ", p.L, ", K, R + 2N), got ", xdbl.sizes());
   VMAMBA_CHECK(xdbl.size(2) >= 1 && xdbl.size(2) <= 4, "xdbl", "K = xdbl.size(2) must be 1, 2 or 4, got ", xdbl.size(2));
   p.K = int(xdbl.size(2));
-  route_kinds(mode, p.K, p.kinds);
+  VMAMBA_CHECK(route_kinds(parse_mode(mode), p.K, p.kinds), "xdbl", "mode '", mode, "' has K = ",
+               mode == "cross2d" ? "4" : mode == "unidi" ? "4 (or 1)" : "4 (or 2)", " routes (xdbl.size(2)), got ", p.K);
 
   VMAMBA_CHECK_SAME_DEVICE(dt_w, x, "dt_w", "x");
   VMAMBA_CHECK_DIM(dt_w, "dt_w", 3);

@@ -44,6 +44,28 @@ constexpr int kMaxComp = 96;              // R + 2N per route (staging rows in s
 
 // route kinds: which pixel route k visits at step l (reference/cross_scan.py route_index)
 enum RouteKind { kRow = 0, kCol = 1, kRowRev = 2, kColRev = 3 };
+enum Mode { kCross2d = 0, kUnidi = 1, kBidi = 2 };
+
+// The kinds of the K routes of a mode: K = 4 for every mode (route_index's four), and the distinct
+// routes alone for K = 1 (unidi: row-major) and K = 2 (bidi: row-major, reversed). False when the
+// mode has no K-route form.
+inline bool route_kinds(int mode, int K, int (&kinds)[4]) {
+  kinds[0] = kinds[1] = kinds[2] = kinds[3] = kRow;
+  if (mode == kCross2d && K == 4) {
+    kinds[1] = kCol; kinds[2] = kRowRev; kinds[3] = kColRev;
+    return true;
+  }
+  if (mode == kUnidi) return K == 4 || K == 1;
+  if (mode == kBidi && K == 4) {
+    kinds[2] = kinds[3] = kRowRev;
+    return true;
+  }
+  if (mode == kBidi && K == 2) {
+    kinds[1] = kRowRev;
+    return true;
+  }
+  return false;
+}
 
 struct Common {
   const void* x = nullptr;       // (B, D, H, W) or (B, H, W, D)
