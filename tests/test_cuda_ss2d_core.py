@@ -1,15 +1,21 @@
 """The CUDA fused SS2D core's raw kernels (csrc/ss2d_core/, impl "cuda") against the unfused chain in float64.
 
-GPU tests (marker `gpu`): `ss2d_core_fwd` / `ss2d_core_bwd` (the raw-kernel contract of issue #18) against the
-composition written here from the reference ops, run in float64 on the same inputs: cross_scan_ref, the route
-gather of xdbl (pixel order -> route order through route_index), the dt projection, selective_scan_parallel and
-cross_merge_ref (routes scattered back through route_index when K < 4). y and every gradient of the contract
-(dx through u, dxdbl, ddt_w, dA, dD, ddelta_bias) with the selective scan's per-dtype tolerances
-(tests/scan_cases.py); awkward maps (7x7, 13x13, 1xW, Hx1, 14x14, odd non-square, several chunks), batch 1
-and 2, d_state 1 / 4 / 16, fp32 / fp16 / bf16 with fp32 or x-dtype weights and xdbl, every mode, both layouts,
-D / delta_bias present or not, softplus on and off; poisoned outputs and scratch (every unwritten element
-reads NaN); several channel rounds per backward block (ss2d_bwd_splits); the global route accumulator
-(ss2d_global_acc); bitwise determinism of the backward; the input checks; a > 2^31-element case (slow).
+`ss2d_core_fwd` / `ss2d_core_bwd` (the raw-kernel contract of issue #18) against the composition written here from
+the reference ops, run in float64 on the same inputs: cross_scan_ref, the route gather of xdbl (pixel order ->
+route order through route_index), the dt projection, selective_scan_parallel and cross_merge_ref (routes
+scattered back through route_index when K < 4). y and every gradient of the contract (dx through u, dxdbl, ddt_w,
+dA, dD, ddelta_bias) with the selective scan's per-dtype tolerances (tests/scan_cases.py).
+
+* CPU emulation (needs nvcc, no GPU): tests/cuda_emu runs the very kernel bodies (csrc/ss2d_core/
+  ss2d_core_body.cuh) one fiber per CUDA thread, on small cases that reach every path: partial tiles, several
+  chunks, 4- and 8-warp tiles, the shared and the global route accumulator, several backward rounds, d_state 1 /
+  4 / 16, every mode (K = 4, and K = 1 / 2), both layouts, the three dtypes, softplus off, no D / delta_bias.
+* GPU (marker `gpu`): the extension's ops on awkward maps (7x7, 13x13, 1xW, Hx1, 14x14, odd non-square, several
+  chunks), batch 1 and 2, d_state 1 / 4 / 16, fp32 / fp16 / bf16 with fp32 or x-dtype weights and xdbl, every
+  mode, both layouts, D / delta_bias present or not, softplus on and off; poisoned outputs and scratch (every
+  unwritten element reads NaN); several channel rounds per backward block (ss2d_bwd_splits); the global route
+  accumulator (ss2d_global_acc); bitwise determinism of the backward; the input checks; a > 2^31-element case
+  (slow).
 
 Timing: bench/tuning/ss2d_core_cuda.py.
 """
@@ -27,7 +33,7 @@ from reference.cross_scan import cross_merge_ref, cross_scan_ref, route_index
 from reference.selective_scan import selective_scan_parallel
 from tests.scan_cases import TOL, assert_close, dA_rounding_floor, grad_tol, poisoned
 
-pytestmark = pytest.mark.gpu
+gpu = pytest.mark.gpu
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 # (H, W): one chunk (<= 256 steps) and several (L = 300, 323, 520, 600, 3136), 1 x W and H x 1
@@ -50,10 +56,46 @@ def ops():
     return torch.ops.vmamba_cuda
 
 
-@pytest.fixture(autouse=True)
-def _poison():
-    with vk.tuning("cuda", scan_poison=True):
-        yield
+@pytest.fixture(scope="module")
+def emu():
+    from tests import cuda_emu
+    try:
+        return cuda_emu.load()
+    except RuntimeError as e:
+        pytest.skip(str(e))
+
+
+class GpuRunner:
+    """The extension's ops; the plan is the extension's own (knobs force splits / the global accumulator)."""
+    device = "cuda"
+
+    def __init__(self, ops):
+        self.ops = ops
+
+    def __call__(self, x, xdbl, dt_w, A, Dp, bias, mode, cl, softplus, out_dtype, splits=None, global_acc=None):
+        with vk.tuning("cuda", scan_poison=True, ss2d_bwd_splits=splits, ss2d_global_acc=global_acc), poisoned():
+            y = self.ops.ss2d_core_fwd(x, xdbl, dt_w, A, Dp, bias, mode, cl, softplus, out_dtype)
+            dy = torch.randn(y.shape, device=y.device).to(out_dtype)
+            grads = self.ops.ss2d_core_bwd(x, xdbl, dt_w, A, Dp, bias, dy, mode, cl, softplus)
+        return y, dy, grads
+
+
+class EmuRunner:
+    """The kernel bodies on the CPU emulator with an explicit plan (warps 4 / 8, accumulator, splits)."""
+    device = "cpu"
+
+    def __init__(self, emu, warps=8):
+        self.emu, self.warps = emu, warps
+
+    def __call__(self, x, xdbl, dt_w, A, Dp, bias, mode, cl, softplus, out_dtype, splits=None, global_acc=None):
+        y, _ = self.emu.ss2d_core_fwd(x, xdbl, dt_w, A, Dp, bias, mode, cl, softplus, out_dtype, warps=self.warps,
+                                      smem_acc=not global_acc)
+        dy = torch.randn(y.shape).to(out_dtype)
+        grads, _ = self.emu.ss2d_core_bwd(x, xdbl, dt_w, A, Dp, bias, dy, mode, cl, softplus, warps=self.warps,
+                                          smem_acc=not global_acc, splits=splits or 1)
+        # the op returns empty tensors for absent D / delta_bias
+        grads = tuple(torch.empty(0) if g is None else g for g in grads)
+        return y, dy, grads
 
 
 def make_case(batch, D, H, W, N, R, K, dtype, *, channels_last, w_dtype=None, xdbl_dtype=None, with_D=True,
@@ -114,21 +156,19 @@ def composition(x, xdbl, dt_w, A, Dp, bias, mode, channels_last, softplus, dy):
     return y.detach(), grads, floor
 
 
-def run_check(ops, batch, D, H, W, N, R, K, mode, dtype, channels_last, *, w_x_dtype=False, xdbl_fp32=False,
+def run_check(run, batch, D, H, W, N, R, K, mode, dtype, channels_last, *, w_x_dtype=False, xdbl_fp32=False,
               out_fp32=False, with_D=True, with_bias=True, softplus=True, splits=None, global_acc=None):
     x, xdbl, dt_w, A, Dp, bias = make_case(batch, D, H, W, N, R, K, dtype, channels_last=channels_last,
                                            w_dtype=dtype if w_x_dtype else torch.float32,
                                            xdbl_dtype=torch.float32 if xdbl_fp32 else dtype, with_D=with_D,
-                                           with_bias=with_bias, softplus=softplus)
+                                           with_bias=with_bias, softplus=softplus, device=run.device)
     out_dtype = torch.float32 if out_fp32 else dtype
-    with vk.tuning("cuda", ss2d_bwd_splits=splits, ss2d_global_acc=global_acc), poisoned():
-        y = ops.ss2d_core_fwd(x, xdbl, dt_w, A, Dp, bias, mode, channels_last, softplus, out_dtype)
-        dy = torch.randn(y.shape, device=y.device).to(out_dtype)
-        dx, dxdbl, ddt_w, dA, dD, dbias = ops.ss2d_core_bwd(x, xdbl, dt_w, A, Dp, bias, dy, mode, channels_last,
-                                                            softplus)
+    y, dy, (dx, dxdbl, ddt_w, dA, dD, dbias) = run(x, xdbl, dt_w, A, Dp, bias, mode, channels_last, softplus,
+                                                   out_dtype, splits=splits, global_acc=global_acc)
     assert y.dtype == out_dtype and y.shape == x.shape
     for t in (dx, dxdbl, ddt_w, dA, dD, dbias):
         assert t.dtype == torch.float32
+    assert dx.shape == x.shape and dxdbl.shape == xdbl.shape and ddt_w.shape == dt_w.shape and dA.shape == A.shape
     y_ref, g, floor = composition(x, xdbl, dt_w, A, Dp, bias, mode, channels_last, softplus, dy)
     tag = (f"B={batch} D={D} {H}x{W} N={N} R={R} K={K} {mode} cl={channels_last} {dtype} w_x={w_x_dtype} "
            f"xdbl32={xdbl_fp32} out32={out_fp32} Dp={with_D} bias={with_bias} sp={softplus} S={splits} "
@@ -171,47 +211,85 @@ def _grid():
     return cases
 
 
+# ---- CPU emulation: the kernel bodies on small cases that reach every path -------------------------------------
+EMU_CASES = [
+    # batch, D, H, W, N, R, K, mode, dtype, channels_last, warps, options
+    pytest.param(1, 3, 5, 6, 1, 2, 4, "cross2d", torch.float32, False, 8, {}, id="partial-tile"),
+    pytest.param(2, 11, 3, 100, 1, 3, 4, "cross2d", torch.float16, True, 8, {"xdbl_fp32": True}, id="chunks-cl"),
+    pytest.param(1, 9, 9, 29, 3, 3, 4, "cross2d", torch.float32, False, 4, {"splits": 2, "w_x_dtype": True},
+                 id="warps4-rounds-N4"),
+    pytest.param(1, 5, 4, 5, 16, 3, 4, "bidi", torch.float16, True, 8, {"out_fp32": True}, id="bidi-N16"),
+    pytest.param(1, 5, 1, 300, 2, 1, 2, "bidi", torch.bfloat16, False, 8, {"global_acc": True}, id="bidi-K2-global"),
+    pytest.param(1, 5, 290, 1, 1, 4, 1, "unidi", torch.float32, True, 4,
+                 {"global_acc": True, "softplus": False, "with_bias": False}, id="unidi-K1-nosoftplus"),
+    pytest.param(2, 17, 13, 13, 1, 6, 4, "unidi", torch.float32, True, 8,
+                 {"global_acc": True, "splits": 3, "with_D": False, "with_bias": False}, id="unidi-global-rounds"),
+]
+
+
+@pytest.mark.parametrize("batch,D,H,W,N,R,K,mode,dtype,cl,warps,opts", EMU_CASES)
+def test_emulated_against_float64_composition(emu, batch, D, H, W, N, R, K, mode, dtype, cl, warps, opts):
+    run_check(EmuRunner(emu, warps), batch, D, H, W, N, R, K, mode, dtype, cl, **opts)
+
+
+def test_emulated_backward_is_bitwise_deterministic(emu):
+    x, xdbl, dt_w, A, Dp, bias = make_case(1, 9, 6, 7, 1, 2, 4, torch.float16, channels_last=False, device="cpu")
+    dy = torch.randn(x.shape).half()
+    first, _ = emu.ss2d_core_bwd(x, xdbl, dt_w, A, Dp, bias, dy, "cross2d", False, True, splits=2)
+    again, _ = emu.ss2d_core_bwd(x, xdbl, dt_w, A, Dp, bias, dy, "cross2d", False, True, splits=2)
+    for a, b in zip(first, again):
+        assert torch.equal(a, b)
+
+
+# ---- GPU: the extension's ops ---------------------------------------------------------------------------------
+@gpu
 @pytest.mark.parametrize("batch,D,H,W,N,R,K,mode,dtype,cl,w_x,xdbl32,out32,with_D,with_bias,softplus", _grid())
 def test_against_float64_composition(ops, batch, D, H, W, N, R, K, mode, dtype, cl, w_x, xdbl32, out32, with_D,
                                      with_bias, softplus):
-    run_check(ops, batch, D, H, W, N, R, K, mode, dtype, cl, w_x_dtype=w_x, xdbl_fp32=xdbl32, out_fp32=out32,
-              with_D=with_D, with_bias=with_bias, softplus=softplus)
+    run_check(GpuRunner(ops), batch, D, H, W, N, R, K, mode, dtype, cl, w_x_dtype=w_x, xdbl_fp32=xdbl32,
+              out_fp32=out32, with_D=with_D, with_bias=with_bias, softplus=softplus)
 
 
+@gpu
 @pytest.mark.parametrize("mode,K", [("cross2d", 4), ("unidi", 4), ("bidi", 4), ("unidi", 1), ("bidi", 2)])
 @pytest.mark.parametrize("cl", [False, True])
 def test_every_mode_and_layout(ops, mode, K, cl):
-    run_check(ops, 2, 12, 9, 31, 1, 4, K, mode, torch.float16, cl)
+    run_check(GpuRunner(ops), 2, 12, 9, 31, 1, 4, K, mode, torch.float16, cl)
 
 
+@gpu
 @pytest.mark.parametrize("N", [1, 2, 16])
 @pytest.mark.parametrize("cl", [False, True])
 def test_vmamba_stage_like(ops, N, cl):
     """A VMamba-T stage 1 map (56 x 56: 13 chunks per route) at few channels, and stage 4's R = 48."""
-    run_check(ops, 1, 10, 56, 56, N, 6, 4, "cross2d", torch.float16, cl)
-    run_check(ops, 2, 9, 7, 7, N, 48, 4, "cross2d", torch.bfloat16, cl)
+    run_check(GpuRunner(ops), 1, 10, 56, 56, N, 6, 4, "cross2d", torch.float16, cl)
+    run_check(GpuRunner(ops), 2, 9, 7, 7, N, 48, 4, "cross2d", torch.bfloat16, cl)
 
 
+@gpu
 @pytest.mark.parametrize("splits", [1, 2])
 @pytest.mark.parametrize("cl", [False, True])
 def test_backward_channel_rounds(ops, splits, cl):
     """Several tiles per backward block (later rounds add into the block's dxdbl slice)."""
-    run_check(ops, 2, 37, 11, 13, 1, 3, 4, "cross2d", torch.float32, cl, splits=splits)
-    run_check(ops, 1, 29, 20, 17, 4, 2, 4, "cross2d", torch.float16, cl, splits=splits)
+    run_check(GpuRunner(ops), 2, 37, 11, 13, 1, 3, 4, "cross2d", torch.float32, cl, splits=splits)
+    run_check(GpuRunner(ops), 1, 29, 20, 17, 4, 2, 4, "cross2d", torch.float16, cl, splits=splits)
 
 
+@gpu
 @pytest.mark.parametrize("cl", [False, True])
 @pytest.mark.parametrize("N", [1, 16])
 def test_global_accumulator(ops, cl, N):
     """The route accumulator in global memory (the path of maps too large for shared memory), forced."""
-    run_check(ops, 2, 11, 13, 23, N, 3, 4, "cross2d", torch.float16, cl, global_acc=True, splits=2)
+    run_check(GpuRunner(ops), 2, 11, 13, 23, N, 3, 4, "cross2d", torch.float16, cl, global_acc=True, splits=2)
 
 
+@gpu
 def test_large_map_takes_the_global_accumulator(ops):
     """130 x 100 = 13000 pixels: a 4-channel tile's fp32 map exceeds shared memory."""
-    run_check(ops, 1, 3, 130, 100, 1, 2, 4, "cross2d", torch.float16, False)
+    run_check(GpuRunner(ops), 1, 3, 130, 100, 1, 2, 4, "cross2d", torch.float16, False)
 
 
+@gpu
 @pytest.mark.parametrize("cl", [False, True])
 def test_backward_is_bitwise_deterministic(ops, cl):
     x, xdbl, dt_w, A, Dp, bias = make_case(3, 40, 23, 29, 1, 6, 4, torch.float16, channels_last=cl)
@@ -226,6 +304,7 @@ def test_backward_is_bitwise_deterministic(ops, cl):
     assert torch.equal(y, y2)
 
 
+@gpu
 def test_input_checks(ops):
     x, xdbl, dt_w, A, Dp, bias = make_case(1, 8, 5, 6, 1, 2, 4, torch.float16, channels_last=False)
     f = ops.ss2d_core_fwd
@@ -252,6 +331,7 @@ def test_input_checks(ops):
         ops.ss2d_core_bwd(x, xdbl, dt_w, A, Dp, bias, x[:, :4].contiguous(), "cross2d", False, True)
 
 
+@gpu
 @pytest.mark.slow
 def test_more_than_2_31_elements(ops):
     """x with more than 2^31 elements (65538 x 8 channels x 64 x 64): the last two batch rows against the same
