@@ -61,6 +61,7 @@ Common check_inputs(const at::Tensor& x, const at::Tensor& xdbl, const at::Tenso
   p.W = channels_last ? x.size(2) : x.size(3);
   p.L = p.H * p.W;
   VMAMBA_CHECK(p.L < (int64_t(1) << 31), "x", "H * W = ", p.L, " pixels: at most 2^31 - 1 per map");
+  if (p.H >= 1) p.h_div = FastDivmod(uint32_t(p.H));
 
   VMAMBA_CHECK_SAME_DEVICE(xdbl, x, "xdbl", "x");
   VMAMBA_CHECK_DIM(xdbl, "xdbl", 4);

@@ -29,6 +29,8 @@
 #include <cstdint>
 #include <cuda_runtime.h>
 
+#include "../common/device.cuh"
+
 namespace vmamba {
 namespace ss2d {
 
@@ -77,6 +79,7 @@ struct Common {
   int64_t batch = 0, D = 0, H = 0, W = 0, L = 0;
   int K = 4, R = 1, N = 1, C = 3;
   int kinds[4] = {0, 1, 2, 3};
+  FastDivmod h_div;  // by H: column routes map step -> (column, row) (set with H; L < 2^31)
   bool channels_last = false, softplus = true;
   int x_dtype = kF32, xdbl_dtype = kF32, w_dtype = kF32;
   int warps = 8;                // channels per tile (4 or 8)

@@ -44,11 +44,13 @@ VMAMBA_HD void stf(void* p, int dt, int64_t i, float v) {
 
 // the pixel (row-major number h * W + w) that a route of this kind visits at step l
 // (reference/cross_scan.py route_index: column-major position q = w * H + h)
-VMAMBA_HD int64_t route_pixel(int kind, int64_t l, int64_t H, int64_t W, int64_t L) {
+// (32-bit: L < 2^31, checked by the host; the division by H is a multiply-high)
+VMAMBA_HD int route_pixel(int kind, int l, const FastDivmod& h_div, int W, int L) {
   if (kind >= kRowRev) l = L - 1 - l;
   if (kind & 1) {
-    const int64_t w = l / H, h = l - w * H;
-    return h * W + w;
+    uint32_t w, h;
+    h_div.divmod(uint32_t(l), w, h);
+    return int(h) * W + int(w);
   }
   return l;
 }
@@ -112,7 +114,7 @@ VMAMBA_HD void stage(const Ctx& ctx, const Common& p, const Smem& s, int64_t b, 
     const int pt = pad32(t);
     const int64_t l = c * kChunk + t;
     if (l < p.L) {
-      const int64_t pix = route_pixel(p.kinds[k], l, p.H, p.W, p.L);
+      const int64_t pix = route_pixel(p.kinds[k], int(l), p.h_div, int(p.W), int(p.L));
       s.pix[pt] = int(pix);
       const int64_t xb = ((b * p.L + pix) * p.K + k) * p.C;
       for (int cc = 0; cc < p.C; ++cc) s.x[cc * kPad + pt] = ldf(p.xdbl, p.xdbl_dtype, xb + cc);

@@ -7,11 +7,17 @@ namespace vmamba {
 namespace ss2d {
 namespace {
 
+// Blocks of body K resident per SM at this dynamic shared memory. The kernel's shared-memory limit is raised to
+// the device's maximum first (never lowered: DeviceExec::launch only raises it as far as its launches need and
+// remembers the largest size it set, so lowering it here could make a later launch fail).
 template <class K>
 int occupancy(int threads, size_t smem) {
   auto kernel = body_kernel<K>;
-  if (smem > 48 * 1024 &&
-      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)) != cudaSuccess) {
+  int dev = 0, optin = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess ||
+      size_t(optin) < smem ||
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, optin) != cudaSuccess) {
     (void)cudaGetLastError();
     return 0;
   }

@@ -161,6 +161,7 @@ int emu_ss2d(int bwd, const void* x, const void* xdbl, const void* dt_w, const f
   BwdParams p;  // FwdParams' fields are Common's plus out / out_dtype
   p.x = x; p.xdbl = xdbl; p.dt_w = dt_w; p.A = A; p.Dp = Dp; p.bias = bias;
   p.batch = B; p.D = D; p.H = H; p.W = W; p.L = H * W; p.K = K; p.R = R; p.N = N; p.C = R + 2 * N;
+  if (H >= 1) p.h_div = vmamba::FastDivmod(uint32_t(H));
   if (!route_kinds(mode, K, p.kinds)) {
     say(info, info_len, "error: mode %d has no %d-route form", mode, K);
     return 1;
