@@ -69,11 +69,12 @@ class GpuRunner:
     """The extension's ops; the plan is the extension's own (knobs force splits / the global accumulator)."""
     device = "cuda"
 
-    def __init__(self, ops):
-        self.ops = ops
+    def __init__(self, ops, warps=None):
+        self.ops, self.warps = ops, warps
 
     def __call__(self, x, xdbl, dt_w, A, Dp, bias, mode, cl, softplus, out_dtype, splits=None, global_acc=None):
-        with vk.tuning("cuda", scan_poison=True, ss2d_bwd_splits=splits, ss2d_global_acc=global_acc), poisoned():
+        with vk.tuning("cuda", scan_poison=True, ss2d_bwd_splits=splits, ss2d_global_acc=global_acc,
+                       ss2d_warps=self.warps), poisoned():
             y = self.ops.ss2d_core_fwd(x, xdbl, dt_w, A, Dp, bias, mode, cl, softplus, out_dtype)
             dy = torch.randn(y.shape, device=y.device).to(out_dtype)
             grads = self.ops.ss2d_core_bwd(x, xdbl, dt_w, A, Dp, bias, dy, mode, cl, softplus)
@@ -273,6 +274,15 @@ def test_backward_channel_rounds(ops, splits, cl):
     """Several tiles per backward block (later rounds add into the block's dxdbl slice)."""
     run_check(GpuRunner(ops), 2, 37, 11, 13, 1, 3, 4, "cross2d", torch.float32, cl, splits=splits)
     run_check(GpuRunner(ops), 1, 29, 20, 17, 4, 2, 4, "cross2d", torch.float16, cl, splits=splits)
+
+
+@gpu
+@pytest.mark.parametrize("warps", [4, 8])
+@pytest.mark.parametrize("cl", [False, True])
+def test_both_tile_sizes(ops, warps, cl):
+    """4- and 8-channel tiles (the plan picks one by occupancy; the knob ss2d_warps forces it)."""
+    run_check(GpuRunner(ops, warps), 2, 13, 19, 17, 1, 6, 4, "cross2d", torch.float16, cl)
+    run_check(GpuRunner(ops, warps), 1, 6, 9, 9, 16, 3, 4, "cross2d", torch.float32, cl, splits=1)
 
 
 @gpu

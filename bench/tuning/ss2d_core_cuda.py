@@ -2,6 +2,7 @@
 VMamba-T's four stages, in one process with CUDA events (bench.timing.time_kernel medians):
 
     python -m bench.tuning.ss2d_core_cuda [--batch 128] [--layouts cf,cl] [--dtype f16] [--stages 1,2,3,4]
+                                          [--warps 4|8]   (force the tile size: knob ss2d_warps)
 
 Rows per (stage, layout), forward and backward:
   fused kernel   the raw kernel alone (ss2d_core_fwd / ss2d_core_bwd), GB/s on the issue's bytes: forward x read
@@ -140,6 +141,7 @@ def main(argv=None):
     ap.add_argument("--dtype", default="f16", choices=sorted(DTYPES))
     ap.add_argument("--stages", default="1,2,3,4")
     ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--warps", type=int, choices=(4, 8), default=None, help="channels per block (default: by occupancy)")
     a = ap.parse_args(argv)
     if not torch.cuda.is_available():
         raise SystemExit("needs a CUDA device")
@@ -149,9 +151,10 @@ def main(argv=None):
     copy_bw = copy_bandwidth("cuda")
     print(f"{torch.cuda.get_device_name(0)}: copy {copy_bw:.0f} GB/s (read + write)", flush=True)
     rows = []
-    for stage in (int(s) for s in a.stages.split(",")):
-        for lay in a.layouts.split(","):
-            rows.append(bench_stage(ops, stage, a.batch, DTYPES[a.dtype], lay == "cl", copy_bw, a.reps))
+    with vk.tuning("cuda", ss2d_warps=a.warps):
+        for stage in (int(s) for s in a.stages.split(",")):
+            for lay in a.layouts.split(","):
+                rows.append(bench_stage(ops, stage, a.batch, DTYPES[a.dtype], lay == "cl", copy_bw, a.reps))
     print("\nstage layout  fwd: kernel total unfused ratio | bwd: kernel total unfused ratio   (ms)")
     for r in rows:
         print(f"{r['stage']:>5} {r['layout']:>6}  {r['fwd_kernel_ms']:7.3f} {r['fwd_total_ms']:7.3f} "

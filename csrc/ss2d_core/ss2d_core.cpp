@@ -156,7 +156,8 @@ int blocks_per_sm_cached(bool bwd, int warps, size_t smem, int dev) {
 }
 
 // The tile (4 or 8 channels) and accumulator: shared memory when the tile's map fits, the tile size with
-// more resident warps per SM (8 on a tie); else the global fp32 scratch with 8 channels.
+// more resident warps per SM (8 on a tie: half the backward's dxdbl partials); else the global fp32 scratch
+// with 8 channels. Knobs (../common/knobs.h) can force the global accumulator or one tile size.
 struct Plan {
   int warps = 8;
   bool smem_acc = true;
@@ -172,8 +173,12 @@ Plan plan(bool bwd, const Common& p, const Device& dev, int dev_index) {
   // knob VMAMBA_SS2D_GLOBAL_ACC=1: the global accumulator even where shared memory would hold the map
   // (tests reach that path on small maps with it)
   const bool force_global = knob(Knob::kSs2dGlobalAcc)[0] == '1';
+  // knob VMAMBA_SS2D_WARPS=4|8: that tile size only (timing runs compare them; tests reach both)
+  const std::string forced = knob(Knob::kSs2dWarps);
+  const int only = forced == "4" ? 4 : forced == "8" ? 8 : 0;
   for (int w : {8, 4}) {
     if (force_global) break;
+    if (only != 0 && w != only) continue;
     const size_t smem = bytes(w, true);
     if (smem > dev.smem_optin) continue;
     const int nb = blocks_per_sm_cached(bwd, w, smem, dev_index);
@@ -183,12 +188,13 @@ Plan plan(bool bwd, const Common& p, const Device& dev, int dev_index) {
     }
   }
   if (best_warps > 0) return best;
-  const size_t smem = bytes(8, false);
+  const int w = only != 0 ? only : 8;
+  const size_t smem = bytes(w, false);
   VMAMBA_CHECK(smem <= dev.smem_optin, "xdbl", "R + 2N = ", p.C, " needs ", int64_t(smem),
                " bytes of shared memory per block, more than this GPU's ", int64_t(dev.smem_optin));
-  const int nb = blocks_per_sm_cached(bwd, 8, smem, dev_index);
+  const int nb = blocks_per_sm_cached(bwd, w, smem, dev_index);
   VMAMBA_CHECK(nb >= 1, "x", "the ss2d_core kernel cannot run with ", int64_t(smem), " bytes of shared memory");
-  return Plan{8, false, nb};
+  return Plan{w, false, nb};
 }
 
 bool poison_enabled() { return knob(Knob::kScanPoison)[0] == '1'; }

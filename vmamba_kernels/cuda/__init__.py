@@ -42,6 +42,7 @@ class CudaTuning:
     cross_cl_tile: Optional[str] = None  # "THxTW" or "THxTWxPC": fixed tile (and channels per block)
     ss2d_bwd_splits: Optional[int] = None  # force the fused SS2D core backward's split count (csrc/ss2d_core/)
     ss2d_global_acc: Optional[bool] = None  # the fused SS2D core accumulates routes in global memory (large maps)
+    ss2d_warps: Optional[int] = None  # the fused SS2D core's channels per block (4 or 8; default: by occupancy)
 
 
 def knob_values(t: CudaTuning) -> dict:
