@@ -6,10 +6,10 @@
 // Work split (both directions): one block of W warps = W channels (W = 4 or 8) ("a tile") of one batch
 // row; warp w owns channel d = tile * W + w and walks the K routes one after the other, each
 // route in chunks of scan::kChunk = 256 steps (8 consecutive steps per lane, the selective scan's
-// chunked warp scan, carries in lane n for state n). Per chunk, the block first stages, one thread per
-// step, the route's pixel index, the xdbl row of that pixel (dt terms, B, C: shared by the tile's
-// channels) and the tile's x (and dy) values at that pixel in shared memory (fp32), so the route maps
-// and both layouts are handled in one place and the warps read conflict-free padded rows.
+// chunked warp scan, carries in lane n for state n). Per chunk, the block stages, one thread per step,
+// the route's pixel index and the xdbl row of that pixel (dt terms, B, C: shared by the tile's channels)
+// in shared memory (fp32, padded rows the warps read without bank conflicts); meanwhile each lane loads
+// its own channel's x (and dy) at its steps' pixels into registers.
 //   forward : delta = dt_w . dts + bias (softplus) in registers; y of the tile accumulated over the
 //             routes in fp32 in shared memory (route 0 stores, later routes add: a fixed order), or in
 //             a global fp32 scratch when the map does not fit; written once in x's layout at the end.

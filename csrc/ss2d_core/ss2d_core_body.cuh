@@ -65,16 +65,17 @@ VMAMBA_HD int64_t map_index(const Common& p, int64_t b, int64_t d, int64_t pix) 
 // Shared memory of a block, in floats (every piece a multiple of 4 bytes):
 //   acc  [W][acc_stride(L)]   route accumulator of y (forward) / du (backward), when smem_acc
 //   x    [C][kPad]            the chunk's xdbl values (dts, B, C) per step
-//   u    [W][kPad]            the tile's x at each step's pixel
 //   w    [W][R]               dt_w of each warp's channel for the current route
 //   pix  [kPad] (int)         each step's pixel, -1 past the map
 // backward only:
 //   g    [C][kPad]            the tile's gradient of the chunk's xdbl values
-//   dy, dd, rB, rC [W][kPad]  dy at each step's pixel; ddelta; per-warp dB / dC terms
+//   dd, rB, rC [W][kPad]      ddelta; per-warp dB / dC terms
 //   dtw  [W][R]               the route's ddt_w of each warp's channel
+// (x and dy are read by each lane at its own steps' pixels, straight into registers: a channel's values are
+// no warp's but its own)
 inline VMAMBA_HOST_DEVICE size_t smem_floats(bool bwd, int W, int64_t L, int C, int R, bool smem_acc) {
-  size_t n = size_t(C) * kPad + size_t(W) * kPad + size_t(W) * R + kPad;
-  if (bwd) n += size_t(C) * kPad + 4 * size_t(W) * kPad + size_t(W) * R;
+  size_t n = size_t(C) * kPad + size_t(W) * R + kPad;
+  if (bwd) n += size_t(C) * kPad + 3 * size_t(W) * kPad + size_t(W) * R;
   if (smem_acc) n += size_t(W) * size_t(acc_stride(L));
   return n;
 }
@@ -82,7 +83,7 @@ inline VMAMBA_HOST_DEVICE size_t smem_floats(bool bwd, int W, int64_t L, int C, 
 namespace {
 
 struct Smem {
-  float *acc, *x, *u, *w, *g, *dy, *dd, *rB, *rC, *dtw;
+  float *acc, *x, *w, *g, *dd, *rB, *rC, *dtw;
   int* pix;
 };
 
@@ -91,11 +92,9 @@ VMAMBA_HD Smem carve(unsigned char* raw, bool bwd, int W, int64_t L, int C, int 
   float* q = reinterpret_cast<float*>(raw);
   if (smem_acc) { s.acc = q; q += size_t(W) * size_t(acc_stride(L)); }
   s.x = q; q += size_t(C) * kPad;
-  s.u = q; q += size_t(W) * kPad;
   s.w = q; q += size_t(W) * R;
   if (bwd) {
     s.g = q; q += size_t(C) * kPad;
-    s.dy = q; q += size_t(W) * kPad;
     s.dd = q; q += size_t(W) * kPad;
     s.rB = q; q += size_t(W) * kPad;
     s.rC = q; q += size_t(W) * kPad;
@@ -105,11 +104,10 @@ VMAMBA_HD Smem carve(unsigned char* raw, bool bwd, int W, int64_t L, int C, int 
   return s;
 }
 
-// Stage chunk c of route k for the tile: the pixel of every step, its xdbl row and the tile's x (and
-// dy) there, as fp32; zeros past the map and for channels past D (those warps then compute zeros).
+// Stage chunk c of route k for the tile: the pixel of every step and its xdbl row (dt terms, B, C: shared by
+// the tile's channels) as fp32; zeros past the map.
 template <int W, class Ctx>
-VMAMBA_HD void stage(const Ctx& ctx, const Common& p, const Smem& s, int64_t b, int64_t tile, int k, int64_t c,
-                     const void* dy, int dy_dtype) {
+VMAMBA_HD void stage(const Ctx& ctx, const Common& p, const Smem& s, int64_t b, int k, int64_t c) {
   for (int t = int(ctx.tid()); t < kChunk; t += W * 32) {
     const int pt = pad32(t);
     const int64_t l = c * kChunk + t;
@@ -118,24 +116,28 @@ VMAMBA_HD void stage(const Ctx& ctx, const Common& p, const Smem& s, int64_t b, 
       s.pix[pt] = int(pix);
       const int64_t xb = ((b * p.L + pix) * p.K + k) * p.C;
       for (int cc = 0; cc < p.C; ++cc) s.x[cc * kPad + pt] = ldf(p.xdbl, p.xdbl_dtype, xb + cc);
-#pragma unroll
-      for (int w = 0; w < W; ++w) {
-        const int64_t d = tile * W + w;
-        const bool ok = d < p.D;
-        const int64_t xi = ok ? map_index(p, b, d, pix) : 0;
-        s.u[w * kPad + pt] = ok ? ldf(p.x, p.x_dtype, xi) : 0.f;
-        if (dy != nullptr) s.dy[w * kPad + pt] = ok ? ldf(dy, dy_dtype, xi) : 0.f;
-      }
     } else {
       s.pix[pt] = -1;
       for (int cc = 0; cc < p.C; ++cc) s.x[cc * kPad + pt] = 0.f;
-#pragma unroll
-      for (int w = 0; w < W; ++w) {
-        s.u[w * kPad + pt] = 0.f;
-        if (dy != nullptr) s.dy[w * kPad + pt] = 0.f;
-      }
     }
   }
+}
+
+// the pixels of the lane's steps of chunk c on route k (-1 past the map)
+VMAMBA_HD void lane_pixels(const Common& p, int k, int64_t c, int t0, int (&pix)[kItems]) {
+#pragma unroll
+  for (int i = 0; i < kItems; ++i) {
+    const int64_t l = c * kChunk + t0 + i;
+    pix[i] = l < p.L ? route_pixel(p.kinds[k], int(l), p.h_div, int(p.W), int(p.L)) : -1;
+  }
+}
+
+// a map of x's layout (x or dy) at the lane's pixels for channel d, as float (0 past the map or when inactive);
+// issued before the chunk's staging barrier, so the loads are in flight while the block stages
+VMAMBA_HD void lane_load(const Common& p, const void* src, int dt, int64_t b, int64_t d, bool active,
+                         const int (&pix)[kItems], float (&v)[kItems]) {
+#pragma unroll
+  for (int i = 0; i < kItems; ++i) v[i] = (active && pix[i] >= 0) ? ldf(src, dt, map_index(p, b, d, pix[i])) : 0.f;
 }
 
 // Per-route constants of a warp's channel: its dt_w row into shared memory, A of state n in lane n
@@ -159,9 +161,9 @@ VMAMBA_HD RouteConst route_const(const Common& p, const Smem& s, int warp, int l
   return rc;
 }
 
-// delta (after bias and softplus; 0 on padding steps), the raw softplus input and u of the lane's steps
+// delta (after bias and softplus; 0 on padding steps) and the raw softplus input of the lane's steps
 VMAMBA_HD void lane_delta(const Common& p, const Smem& s, int warp, int t0, int nv, const RouteConst& rc,
-                          float (&dt)[kItems], float (&vv)[kItems], float (&uv)[kItems]) {
+                          float (&dt)[kItems], float (&vv)[kItems]) {
 #pragma unroll
   for (int i = 0; i < kItems; ++i) vv[i] = rc.bias;
   for (int r = 0; r < p.R; ++r) {
@@ -171,7 +173,6 @@ VMAMBA_HD void lane_delta(const Common& p, const Smem& s, int warp, int t0, int 
   }
 #pragma unroll
   for (int i = 0; i < kItems; ++i) {
-    uv[i] = s.u[warp * kPad + pad32(t0 + i)];
     // padding steps get dt = 0: the identity map, so they never touch the state
     dt[i] = i < nv ? (p.softplus ? softplus20(vv[i]) : vv[i]) : 0.f;
   }
@@ -263,11 +264,14 @@ struct FwdBody {
       const RouteConst rc = route_const(p, s, warp, lane, dc, active, k);
       float carry = 0.f;  // lane n: state n entering the chunk
       for (int64_t c = 0; c < nchunks; ++c) {
-        stage<W>(ctx, p, s, b, tile, k, c, nullptr, kF32);
+        int pix[kItems];
+        float dt[kItems], vv[kItems], uv[kItems], y[kItems];
+        lane_pixels(p, k, c, t0, pix);
+        lane_load(p, p.x, p.x_dtype, b, dc, active, pix, uv);
+        stage<W>(ctx, p, s, b, k, c);
         ctx.sync();
         const int nv = active ? lane_steps(p.L, c, t0) : 0;
-        float dt[kItems], vv[kItems], uv[kItems], y[kItems];
-        lane_delta(p, s, warp, t0, nv, rc, dt, vv, uv);
+        lane_delta(p, s, warp, t0, nv, rc, dt, vv);
 #pragma unroll
         for (int i = 0; i < kItems; ++i) y[i] = rc.Dv * uv[i];
 #pragma unroll 1
@@ -294,7 +298,7 @@ struct FwdBody {
 #pragma unroll
         for (int i = 0; i < kItems; ++i) {
           if (i < nv) {
-            float& dst = acc.at(s.pix[pad32(t0 + i)]);
+            float& dst = acc.at(pix[i]);
             dst = k == 0 ? y[i] : dst + y[i];
           }
         }
@@ -340,11 +344,14 @@ struct BwdBody {
         {
           float carry = 0.f;
           for (int64_t c = 0; c < nchunks; ++c) {
-            stage<W>(ctx, p, s, b, tile, k, c, nullptr, kF32);
+            int pix[kItems];
+            float dt[kItems], vv[kItems], uv[kItems];
+            lane_pixels(p, k, c, t0, pix);
+            lane_load(p, p.x, p.x_dtype, b, dc, active, pix, uv);
+            stage<W>(ctx, p, s, b, k, c);
             ctx.sync();
             const int nv = active ? lane_steps(L, c, t0) : 0;
-            float dt[kItems], vv[kItems], uv[kItems];
-            lane_delta(p, s, warp, t0, nv, rc, dt, vv, uv);
+            lane_delta(p, s, warp, t0, nv, rc, dt, vv);
 #pragma unroll 1
             for (int n = 0; n < N; ++n) {
               const float Al = ctx.shfl_idx(rc.Al, n);
@@ -369,14 +376,17 @@ struct BwdBody {
         float dA_acc = 0.f;  // lane n: dA of state n
         float dD_acc = 0.f, dbias_acc = 0.f;
         for (int64_t c = nchunks - 1; c >= 0; --c) {
-          stage<W>(ctx, p, s, b, tile, k, c, p.dy, p.dy_dtype);
+          int pix[kItems];
+          float dt[kItems], vv[kItems], uv[kItems], dyv[kItems], gu[kItems], gdt[kItems];
+          lane_pixels(p, k, c, t0, pix);
+          lane_load(p, p.x, p.x_dtype, b, dc, active, pix, uv);
+          lane_load(p, p.dy, p.dy_dtype, b, dc, active, pix, dyv);
+          stage<W>(ctx, p, s, b, k, c);
           ctx.sync();
           const int nv = active ? lane_steps(L, c, t0) : 0;
-          float dt[kItems], vv[kItems], uv[kItems], dyv[kItems], gu[kItems], gdt[kItems];
-          lane_delta(p, s, warp, t0, nv, rc, dt, vv, uv);
+          lane_delta(p, s, warp, t0, nv, rc, dt, vv);
 #pragma unroll
           for (int i = 0; i < kItems; ++i) {
-            dyv[i] = s.dy[warp * kPad + pad32(t0 + i)];
             gu[i] = rc.Dv * dyv[i];
             gdt[i] = 0.f;
           }
@@ -459,7 +469,7 @@ struct BwdBody {
             if (i < nv) {
               dD_acc = fmaf(dyv[i], uv[i], dD_acc);
               dbias_acc += dd[i];
-              float& dst = acc.at(s.pix[pad32(t0 + i)]);
+              float& dst = acc.at(pix[i]);
               dst = k == 0 ? gu[i] : dst + gu[i];
             }
           }
