@@ -39,7 +39,7 @@ enum DTypeCode { kF32 = 0, kF16 = 1, kBF16 = 2 };
 constexpr int kMaxWarps = 8;              // channels per tile: 4 or 8 (the launcher picks by occupancy)
 constexpr int kItems = 8;                 // consecutive steps per lane
 constexpr int kChunk = 32 * kItems;       // steps per chunk
-constexpr int kPad = kChunk + kChunk / 32;  // padded staging row (pad32 indexing: conflict-free)
+constexpr int kPad = kChunk + kChunk / 8;  // padded staging row: 4 floats after every 32 (padv in the bodies)
 constexpr int kMaxDState = 16;
 constexpr int kMaxComp = 96;              // R + 2N per route (staging rows in shared memory)
 

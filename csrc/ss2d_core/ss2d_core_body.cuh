@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 
 #include "../common/thread_ctx.cuh"
 #include "../selective_scan/scan_math.cuh"
@@ -25,9 +26,32 @@ using scan::ctx_sum_first;
 using scan::kLog2e;
 using scan::softplus20;
 
+// the accumulator rows: one float of padding after every 32 (lanes update scattered pixels one at a time)
 VMAMBA_HD int pad32(int i) { return i + (i >> 5); }
 // row length of the per-channel route accumulator in shared memory (pad32 of every pixel fits)
 VMAMBA_HD int64_t acc_stride(int64_t L) { return L + (L >> 5) + 1; }
+// the staging rows: 4 floats of padding after every 32 steps, so that a lane's kItems = 8 steps (t0 = 8 * lane)
+// are contiguous and 16-byte aligned (two 16-byte accesses) and the quarter-warps of such an access hit
+// distinct banks, while one thread per step still writes consecutive words
+VMAMBA_HD int padv(int i) { return i + ((i >> 5) << 2); }
+
+// the lane's 8 staged values at q = row + padv(t0), t0 % 8 == 0 (checked on the CPU emulator)
+VMAMBA_HD void ld8(const float* q, float (&v)[kItems]) {
+#ifndef __CUDA_ARCH__
+  if (reinterpret_cast<uintptr_t>(q) & 15) std::abort();
+#endif
+  const float4 a = reinterpret_cast<const float4*>(q)[0], b = reinterpret_cast<const float4*>(q)[1];
+  v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w;
+  v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
+}
+
+VMAMBA_HD void st8(float* q, const float (&v)[kItems]) {
+#ifndef __CUDA_ARCH__
+  if (reinterpret_cast<uintptr_t>(q) & 15) std::abort();
+#endif
+  reinterpret_cast<float4*>(q)[0] = make_float4(v[0], v[1], v[2], v[3]);
+  reinterpret_cast<float4*>(q)[1] = make_float4(v[4], v[5], v[6], v[7]);
+}
 
 // element i of a tensor of runtime dtype `dt`, as float (the dtype is block-uniform: no divergence)
 VMAMBA_HD float ldf(const void* p, int dt, int64_t i) {
@@ -62,21 +86,22 @@ VMAMBA_HD int64_t map_index(const Common& p, int64_t b, int64_t d, int64_t pix) 
 
 }  // namespace
 
-// Shared memory of a block, in floats (every piece a multiple of 4 bytes):
+// Shared memory of a block, in floats, each region a multiple of 4 floats (16-byte aligned starts):
 //   acc  [W][acc_stride(L)]   route accumulator of y (forward) / du (backward), when smem_acc
 //   x    [C][kPad]            the chunk's xdbl values (dts, B, C) per step
-//   w    [W][R]               dt_w of each warp's channel for the current route
+//   g    [C][kPad]            backward: the tile's gradient of the chunk's xdbl values
+//   dd, rB, rC [W][kPad]      backward: ddelta; per-warp dB / dC terms
 //   pix  [kPad] (int)         each step's pixel, -1 past the map
-// backward only:
-//   g    [C][kPad]            the tile's gradient of the chunk's xdbl values
-//   dd, rB, rC [W][kPad]      ddelta; per-warp dB / dC terms
-//   dtw  [W][R]               the route's ddt_w of each warp's channel
+//   w    [W][R]               dt_w of each warp's channel for the current route
+//   dtw  [W][R]               backward: the route's ddt_w of each warp's channel
 // (x and dy are read by each lane at its own steps' pixels, straight into registers: a channel's values are
 // no warp's but its own)
+inline VMAMBA_HOST_DEVICE size_t round4(size_t n) { return (n + 3) & ~size_t(3); }
+
 inline VMAMBA_HOST_DEVICE size_t smem_floats(bool bwd, int W, int64_t L, int C, int R, bool smem_acc) {
-  size_t n = size_t(C) * kPad + size_t(W) * R + kPad;
-  if (bwd) n += size_t(C) * kPad + 3 * size_t(W) * kPad + size_t(W) * R;
-  if (smem_acc) n += size_t(W) * size_t(acc_stride(L));
+  size_t n = size_t(C) * kPad + kPad + round4(size_t(W) * R);
+  if (bwd) n += size_t(C) * kPad + 3 * size_t(W) * kPad + round4(size_t(W) * R);
+  if (smem_acc) n += round4(size_t(W) * size_t(acc_stride(L)));
   return n;
 }
 
@@ -90,17 +115,17 @@ struct Smem {
 VMAMBA_HD Smem carve(unsigned char* raw, bool bwd, int W, int64_t L, int C, int R, bool smem_acc) {
   Smem s{};
   float* q = reinterpret_cast<float*>(raw);
-  if (smem_acc) { s.acc = q; q += size_t(W) * size_t(acc_stride(L)); }
+  if (smem_acc) { s.acc = q; q += round4(size_t(W) * size_t(acc_stride(L))); }
   s.x = q; q += size_t(C) * kPad;
-  s.w = q; q += size_t(W) * R;
   if (bwd) {
     s.g = q; q += size_t(C) * kPad;
     s.dd = q; q += size_t(W) * kPad;
     s.rB = q; q += size_t(W) * kPad;
     s.rC = q; q += size_t(W) * kPad;
-    s.dtw = q; q += size_t(W) * R;
   }
-  s.pix = reinterpret_cast<int*>(q);
+  s.pix = reinterpret_cast<int*>(q); q += kPad;
+  s.w = q; q += round4(size_t(W) * R);
+  if (bwd) { s.dtw = q; q += round4(size_t(W) * R); }
   return s;
 }
 
@@ -109,7 +134,7 @@ VMAMBA_HD Smem carve(unsigned char* raw, bool bwd, int W, int64_t L, int C, int 
 template <int W, class Ctx>
 VMAMBA_HD void stage(const Ctx& ctx, const Common& p, const Smem& s, int64_t b, int k, int64_t c) {
   for (int t = int(ctx.tid()); t < kChunk; t += W * 32) {
-    const int pt = pad32(t);
+    const int pt = padv(t);
     const int64_t l = c * kChunk + t;
     if (l < p.L) {
       const int64_t pix = route_pixel(p.kinds[k], int(l), p.h_div, int(p.W), int(p.L));
@@ -168,8 +193,10 @@ VMAMBA_HD void lane_delta(const Common& p, const Smem& s, int warp, int t0, int 
   for (int i = 0; i < kItems; ++i) vv[i] = rc.bias;
   for (int r = 0; r < p.R; ++r) {
     const float wr = s.w[warp * p.R + r];
+    float xr[kItems];
+    ld8(s.x + r * kPad + padv(t0), xr);
 #pragma unroll
-    for (int i = 0; i < kItems; ++i) vv[i] = fmaf(wr, s.x[r * kPad + pad32(t0 + i)], vv[i]);
+    for (int i = 0; i < kItems; ++i) vv[i] = fmaf(wr, xr[i], vv[i]);
   }
 #pragma unroll
   for (int i = 0; i < kItems; ++i) {
@@ -277,11 +304,13 @@ struct FwdBody {
 #pragma unroll 1
         for (int n = 0; n < N; ++n) {
           const float Al = ctx.shfl_idx(rc.Al, n);
-          float a[kItems], bx[kItems];
+          float a[kItems], bx[kItems], Bv[kItems], Cv[kItems];
+          ld8(s.x + (R + n) * kPad + padv(t0), Bv);
+          ld8(s.x + (R + N + n) * kPad + padv(t0), Cv);
 #pragma unroll
           for (int i = 0; i < kItems; ++i) {
             a[i] = exp2f(dt[i] * Al);
-            bx[i] = dt[i] * uv[i] * s.x[(R + n) * kPad + pad32(t0 + i)];
+            bx[i] = dt[i] * uv[i] * Bv[i];
           }
           float ea, eb, ta, tb;
           chunk_maps(ctx, a, bx, lane, ea, eb, ta, tb);
@@ -290,7 +319,7 @@ struct FwdBody {
 #pragma unroll
           for (int i = 0; i < kItems; ++i) {
             xs = fmaf(a[i], xs, bx[i]);
-            y[i] = fmaf(s.x[(R + N + n) * kPad + pad32(t0 + i)], xs, y[i]);
+            y[i] = fmaf(Cv[i], xs, y[i]);
           }
           if (lane == n) carry = fmaf(ta, cin, tb);
         }
@@ -355,11 +384,12 @@ struct BwdBody {
 #pragma unroll 1
             for (int n = 0; n < N; ++n) {
               const float Al = ctx.shfl_idx(rc.Al, n);
-              float a[kItems], bx[kItems];
+              float a[kItems], bx[kItems], Bv[kItems];
+              ld8(s.x + (R + n) * kPad + padv(t0), Bv);
 #pragma unroll
               for (int i = 0; i < kItems; ++i) {
                 a[i] = exp2f(dt[i] * Al);
-                bx[i] = dt[i] * uv[i] * s.x[(R + n) * kPad + pad32(t0 + i)];
+                bx[i] = dt[i] * uv[i] * Bv[i];
               }
               float ea, eb, ta, tb;
               chunk_maps(ctx, a, bx, lane, ea, eb, ta, tb);
@@ -395,10 +425,10 @@ struct BwdBody {
             const float Al = ctx.shfl_idx(rc.Al, n);
             const float An = ctx.shfl_idx(rc.An, n);
             float a[kItems], bx[kItems], h[kItems], Bv[kItems], Cv[kItems];
+            ld8(s.x + (R + n) * kPad + padv(t0), Bv);
+            ld8(s.x + (R + N + n) * kPad + padv(t0), Cv);
 #pragma unroll
             for (int i = 0; i < kItems; ++i) {
-              Bv[i] = s.x[(R + n) * kPad + pad32(t0 + i)];
-              Cv[i] = s.x[(R + N + n) * kPad + pad32(t0 + i)];
               a[i] = exp2f(dt[i] * Al);
               bx[i] = dt[i] * uv[i] * Bv[i];
             }
@@ -435,19 +465,21 @@ struct BwdBody {
               wv = a[i] * gi;
               const float dtu = dt[i] * uv[i];
               const float hcur = fmaf(a[i], h[i], dtu * Bv[i]);
-              s.rC[warp * kPad + pad32(t0 + i)] = dyv[i] * hcur;
-              s.rB[warp * kPad + pad32(t0 + i)] = gi * dtu;
+              Cv[i] = dyv[i] * hcur;  // Cv[i] and bx[i] are dead from here: they hold dC and dB
+              bx[i] = gi * dtu;
               gu[i] = fmaf(gi * dt[i], Bv[i], gu[i]);
               const float gah = gi * a[i] * h[i];
               gdt[i] = fmaf(gi * Bv[i], uv[i], fmaf(An, gah, gdt[i]));
               dAn = fmaf(dt[i], gah, dAn);
             }
+            st8(s.rB + warp * kPad + padv(t0), bx);
+            st8(s.rC + warp * kPad + padv(t0), Cv);
             dAn = ctx.shfl_idx(ctx_sum_first(ctx, dAn, lane), 0);
             if (lane == n) dA_acc += dAn;
             ctx.sync();
             // dB, dC of the chunk: the tile's warps summed in order
             for (int t = int(ctx.tid()); t < kChunk; t += W * 32) {
-              const int pt = pad32(t);
+              const int pt = padv(t);
               float sb = 0.f, sc = 0.f;
 #pragma unroll
               for (int w = 0; w < W; ++w) {
@@ -465,7 +497,6 @@ struct BwdBody {
             float g = gdt[i];
             if (p.softplus && vv[i] <= 20.f) g *= 1.f / (1.f + exp_f(-vv[i]));
             dd[i] = i < nv ? g : 0.f;
-            s.dd[warp * kPad + pad32(t0 + i)] = dd[i];
             if (i < nv) {
               dD_acc = fmaf(dyv[i], uv[i], dD_acc);
               dbias_acc += dd[i];
@@ -473,11 +504,13 @@ struct BwdBody {
               dst = k == 0 ? gu[i] : dst + gu[i];
             }
           }
+          st8(s.dd + warp * kPad + padv(t0), dd);
           // ddt_w of this channel: sum over the chunk's steps of ddelta * dts (a fixed order)
           for (int r = 0; r < R; ++r) {
-            float part = 0.f;
+            float part = 0.f, xr[kItems];
+            ld8(s.x + r * kPad + padv(t0), xr);
 #pragma unroll
-            for (int i = 0; i < kItems; ++i) part = fmaf(dd[i], s.x[r * kPad + pad32(t0 + i)], part);
+            for (int i = 0; i < kItems; ++i) part = fmaf(dd[i], xr[i], part);
             part = ctx_sum_first(ctx, part, lane);
             if (lane == 0) s.dtw[warp * R + r] += part;
           }
@@ -485,7 +518,7 @@ struct BwdBody {
           // d(dts) of the chunk = sum over the tile's channels of dt_w * ddelta; then the chunk's gradient
           // rows go to this split's slice at their pixel (round 0 stores, later rounds add)
           for (int t = int(ctx.tid()); t < kChunk; t += W * 32) {
-            const int pt = pad32(t);
+            const int pt = padv(t);
             const int pix = s.pix[pt];
             if (pix < 0) continue;
             for (int r = 0; r < R; ++r) {
