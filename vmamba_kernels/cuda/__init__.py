@@ -11,6 +11,14 @@ summed over the batch by a third kernel (no float atomics anywhere). d_state = 1
 variant) runs dedicated kernels with the same layout. Measurements: reports/ (tuning.md for the
 constants).
 
+Fused SS2D core (csrc/ss2d_core/, issue #18; raw kernels ss2d_core_fwd / ss2d_core_bwd in extension.py): one
+block per (batch, tile of 4 or 8 channels), a warp per channel walking the K routes one after the other in
+scan_chunk-step chunks; the chunk's xdbl rows (dt terms, B, C) are staged once for the tile, delta is formed in
+registers, y (backward: du) accumulates over the routes in fp32 in shared memory (global scratch for maps too
+large) and is written once in x's layout. The backward recomputes each route's chunk states (a forward pass
+storing the state entering every chunk), sums dxdbl over the tile's channels in shared memory and over tiles in
+per-split fp32 slices added in a fixed order: deterministic, no float atomics. d_state 1..16.
+
 Test and tuning knobs (`CudaTuning`) live in the extension (csrc/common/knobs.h): read from the
 environment (VMAMBA_SCAN_* / VMAMBA_CROSS_*) once, then set through `vmamba_kernels.tuning("cuda", ...)`.
 """
