@@ -10,7 +10,6 @@
 #include <atomic>
 #include <cstdint>
 
-#include "scan_math.cuh"
 #include "selective_scan.h"
 
 namespace vmamba {
@@ -31,6 +30,7 @@ constexpr unsigned kFull = 0xffffffffu;
 constexpr bool kPrefetch = VMAMBA_SCAN_PREFETCH != 0;
 constexpr int kFwdMinBlocks = kPrefetch ? 4 : 1;
 constexpr int kBwdMinBlocks = kPrefetch ? 2 : 1;
+constexpr float kLog2e = 1.4426950408889634f;
 
 // blocks per SM the d_state = 1 kernels are compiled for (caps their registers; the fastest variants,
 // reports/tuning.md)
@@ -104,6 +104,79 @@ __device__ __forceinline__ void store_run(T* __restrict__ q, int n, const float 
 __device__ __forceinline__ int run_len(int64_t L, int64_t t0) {
   const int64_t r = L - t0;
   return r <= 0 ? 0 : (r >= kItems ? kItems : int(r));
+}
+
+// softplus with torch's threshold 20: v above it passes through. Below, softplus(v) = max(v, 0) +
+// log1p(z), z = exp(-|v|) in (0, 1], and log1p(z) = z * P(z) with P a degree-8 fit of log1p(z) / z
+// on [0, 1] (max relative error 2e-7 in fp32). Branch-free and ~14 instructions: libdevice's
+// log1pf(expf(v)) takes a slower path for small arguments, which VMamba's dt (softplus^-1 of
+// 0.001..0.1) hits (a much slower forward on such inputs: reports/tuning.md).
+// d softplus(v) / dv = sigmoid(v) from dt = softplus(v) alone: sigmoid(v) = 1 - exp(-dt) =
+// -expm1(-dt), with a degree-7 Taylor polynomial below dt = 0.5 where 1 - exp(-dt) would cancel
+// (max relative error 3e-7), and 1 - exp(-dt) rounds to 1 above the threshold (dt = v > 20). Lets
+// the d_state = 1 backward drop delta's raw values after its first pass (registers are its limit).
+__device__ __forceinline__ float softplus_grad(float dt) {
+  const float x = -dt;
+  float q = 1.f / 5040.f;
+  q = fmaf(q, x, 1.f / 720.f);
+  q = fmaf(q, x, 1.f / 120.f);
+  q = fmaf(q, x, 1.f / 24.f);
+  q = fmaf(q, x, 1.f / 6.f);
+  q = fmaf(q, x, 0.5f);
+  q = fmaf(q, x, 1.f);
+  return dt < 0.5f ? -x * q : 1.f - __expf(x);
+}
+
+__device__ __forceinline__ float softplus20(float v) {
+  const float z = __expf(-fabsf(v));
+  float q = 0.005253457929939032f;
+  q = fmaf(q, z, -0.02958850748836994f);
+  q = fmaf(q, z, 0.07836166769266129f);
+  q = fmaf(q, z, -0.13674770295619965f);
+  q = fmaf(q, z, 0.19111430644989014f);
+  q = fmaf(q, z, -0.24844369292259216f);
+  q = fmaf(q, z, 0.33319270610809326f);
+  q = fmaf(q, z, -0.49999502301216125f);
+  q = fmaf(q, z, 1.0f);
+  return v > 20.f ? v : fmaf(z, q, fmaxf(v, 0.f));
+}
+
+// Segmented warp scans: a warp holds 32 / lpr segments of lpr lanes (one row each); sl = lane's
+// index inside its segment. With lpr = 32 these are plain warp scans.
+// inclusive scan of affine maps (a, b): lane ends with the composition of its segment's lanes 0..sl
+__device__ __forceinline__ void warp_scan_up(float& a, float& b, int sl) {
+#pragma unroll
+  for (int off = 1; off < 32; off <<= 1) {
+    const float pa = __shfl_up_sync(kFull, a, off);
+    const float pb = __shfl_up_sync(kFull, b, off);
+    if (sl >= off) {
+      b = fmaf(a, pb, b);
+      a *= pa;
+    }
+  }
+}
+
+// inclusive reverse scan: lane ends with the composition of its segment's lanes lpr-1..sl
+__device__ __forceinline__ void warp_scan_down(float& a, float& b, int sl, int lpr) {
+#pragma unroll
+  for (int off = 1; off < 32; off <<= 1) {
+    const float pa = __shfl_down_sync(kFull, a, off);
+    const float pb = __shfl_down_sync(kFull, b, off);
+    if (sl + off < lpr) {
+      b = fmaf(a, pb, b);
+      a *= pa;
+    }
+  }
+}
+
+// sum over the segment, valid in its first lane (sl == 0); fixed order
+__device__ __forceinline__ float seg_sum_first(float v, int sl, int lpr) {
+#pragma unroll
+  for (int off = 1; off < 32; off <<= 1) {
+    const float o = __shfl_down_sync(kFull, v, off);
+    if (sl + off < lpr) v += o;
+  }
+  return v;
 }
 
 // warp-uniform value number n of a per-warp array distributed as lane n%32 -> r[n/32]

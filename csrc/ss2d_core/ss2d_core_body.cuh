@@ -2,8 +2,7 @@
 // written once for two executors (../common/thread_ctx.cuh): the GPU (DeviceExec, ss2d_core_kernels.cu)
 // and the CPU emulator of tests/cuda_emu (EmuExec), which runs these very bodies one fiber per CUDA
 // thread so that the tests check them on a machine without a GPU. Only CUDA headers. The scan math
-// (softplus with threshold 20, warp scans of affine maps) is the selective scan's
-// (../selective_scan/scan_math.cuh).
+// (softplus with threshold 20, warp scans of affine maps): ss2d_math.cuh.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -13,18 +12,12 @@
 #include <cstdlib>
 
 #include "../common/thread_ctx.cuh"
-#include "../selective_scan/scan_math.cuh"
+#include "ss2d_math.cuh"
 #include "ss2d_core.h"
 
 namespace vmamba {
 namespace ss2d {
 namespace {
-
-using scan::ctx_scan_down;
-using scan::ctx_scan_up;
-using scan::ctx_sum_first;
-using scan::kLog2e;
-using scan::softplus20;
 
 // the accumulator rows: one float of padding after every 32 (lanes update scattered pixels one at a time)
 VMAMBA_HD int pad32(int i) { return i + (i >> 5); }

@@ -34,7 +34,7 @@ def _nvcc() -> Optional[str]:
 
 def _sources() -> list:
     out = [os.path.join(HERE, "harness.cu"), os.path.join(HERE, "emu.h")]
-    for sub in ("common", "layer_norm", "dwconv", "ss2d_core", "selective_scan"):
+    for sub in ("common", "layer_norm", "dwconv", "ss2d_core"):
         d = os.path.join(ROOT, "csrc", sub)
         if os.path.isdir(d):
             out += sorted(os.path.join(d, f) for f in os.listdir(d) if f.endswith((".cuh", ".h")))
