@@ -15,6 +15,18 @@
 #include "ss2d_math.cuh"
 #include "ss2d_core.h"
 
+// Resident warps per SM the bodies are compiled for (__launch_bounds__' second argument = this / warps per
+// block, which caps registers at 65536 / (32 * this)). Forward: 16 (~110 registers, no cap in effect: two
+// 8-warp blocks fit). Backward: 16 caps it at 128 registers where it would take ~180 (8 warps per SM): ptxas
+// spills ~100 bytes for that, and two 8-warp blocks fit where shared memory allows (stages 2-3 of VMamba-T).
+// Timing knobs for the GPU (e.g. -DVMAMBA_SS2D_BWD_WARPS_PER_SM=8: no cap).
+#ifndef VMAMBA_SS2D_FWD_WARPS_PER_SM
+#define VMAMBA_SS2D_FWD_WARPS_PER_SM 16
+#endif
+#ifndef VMAMBA_SS2D_BWD_WARPS_PER_SM
+#define VMAMBA_SS2D_BWD_WARPS_PER_SM 16
+#endif
+
 namespace vmamba {
 namespace ss2d {
 namespace {
@@ -53,6 +65,20 @@ VMAMBA_HD float ldf(const void* p, int dt, int64_t i) {
   return to_float(static_cast<const __nv_bfloat16*>(p)[i]);
 }
 
+// n <= 8 consecutive elements from element i, as floats (the rest 0): one dtype switch for the batch, so
+// the loads are independent and in flight together (a loop of ldf would wait on each)
+template <typename T>
+VMAMBA_HD void ld_run8(const T* q, int n, float (&v)[8]) {
+#pragma unroll
+  for (int j = 0; j < 8; ++j) v[j] = j < n ? to_float(q[j]) : 0.f;
+}
+
+VMAMBA_HD void ldf8(const void* p, int dt, int64_t i, int n, float (&v)[8]) {
+  if (dt == kF32) ld_run8(static_cast<const float*>(p) + i, n, v);
+  else if (dt == kF16) ld_run8(static_cast<const __half*>(p) + i, n, v);
+  else ld_run8(static_cast<const __nv_bfloat16*>(p) + i, n, v);
+}
+
 VMAMBA_HD void stf(void* p, int dt, int64_t i, float v) {
   if (dt == kF32) static_cast<float*>(p)[i] = v;
   else if (dt == kF16) static_cast<__half*>(p)[i] = from_float<__half>(v);
@@ -70,11 +96,6 @@ VMAMBA_HD int route_pixel(int kind, int l, const FastDivmod& h_div, int W, int L
     return int(h) * W + int(w);
   }
   return l;
-}
-
-// element offset of (b, channel d, pixel) in a map of x's layout
-VMAMBA_HD int64_t map_index(const Common& p, int64_t b, int64_t d, int64_t pix) {
-  return p.channels_last ? (b * p.L + pix) * p.D + d : (b * p.D + d) * p.L + pix;
 }
 
 }  // namespace
@@ -133,7 +154,14 @@ VMAMBA_HD void stage(const Ctx& ctx, const Common& p, const Smem& s, int64_t b, 
       const int64_t pix = route_pixel(p.kinds[k], int(l), p.h_div, int(p.W), int(p.L));
       s.pix[pt] = int(pix);
       const int64_t xb = ((b * p.L + pix) * p.K + k) * p.C;
-      for (int cc = 0; cc < p.C; ++cc) s.x[cc * kPad + pt] = ldf(p.xdbl, p.xdbl_dtype, xb + cc);
+      for (int c0 = 0; c0 < p.C; c0 += 8) {
+        float v[8];
+        const int n = p.C - c0 < 8 ? p.C - c0 : 8;
+        ldf8(p.xdbl, p.xdbl_dtype, xb + c0, n, v);
+#pragma unroll
+        for (int j = 0; j < 8; ++j)
+          if (j < n) s.x[(c0 + j) * kPad + pt] = v[j];
+      }
     } else {
       s.pix[pt] = -1;
       for (int cc = 0; cc < p.C; ++cc) s.x[cc * kPad + pt] = 0.f;
@@ -152,10 +180,21 @@ VMAMBA_HD void lane_pixels(const Common& p, int k, int64_t c, int t0, int (&pix)
 
 // a map of x's layout (x or dy) at the lane's pixels for channel d, as float (0 past the map or when inactive);
 // issued before the chunk's staging barrier, so the loads are in flight while the block stages
+template <typename T>
+VMAMBA_HD void lane_load_t(const Common& p, const T* src, int64_t b, int64_t d, bool active, const int (&pix)[kItems],
+                           float (&v)[kItems]) {
+  // x's layout: element (b, d, pix) = base + pix * stride
+  const int64_t base = p.channels_last ? b * p.L * p.D + d : (b * p.D + d) * p.L;
+  const int64_t stride = p.channels_last ? p.D : 1;
+#pragma unroll
+  for (int i = 0; i < kItems; ++i) v[i] = (active && pix[i] >= 0) ? to_float(src[base + pix[i] * stride]) : 0.f;
+}
+
 VMAMBA_HD void lane_load(const Common& p, const void* src, int dt, int64_t b, int64_t d, bool active,
                          const int (&pix)[kItems], float (&v)[kItems]) {
-#pragma unroll
-  for (int i = 0; i < kItems; ++i) v[i] = (active && pix[i] >= 0) ? ldf(src, dt, map_index(p, b, d, pix[i])) : 0.f;
+  if (dt == kF32) lane_load_t(p, static_cast<const float*>(src), b, d, active, pix, v);
+  else if (dt == kF16) lane_load_t(p, static_cast<const __half*>(src), b, d, active, pix, v);
+  else lane_load_t(p, static_cast<const __nv_bfloat16*>(src), b, d, active, pix, v);
 }
 
 // Per-route constants of a warp's channel: its dt_w row into shared memory, A of state n in lane n
@@ -265,7 +304,7 @@ VMAMBA_HD void write_tile(const Ctx& ctx, const Common& p, const Smem& s, int64_
 template <int W>
 struct FwdBody {
   using Args = FwdParams;
-  static constexpr int kMaxThreads = W * 32, kMinBlocks = 1;
+  static constexpr int kMaxThreads = W * 32, kMinBlocks = VMAMBA_SS2D_FWD_WARPS_PER_SM / W;
 
   template <class Ctx>
   static VMAMBA_HD void run(const Ctx& ctx, const Args& p, unsigned char* smem) {
@@ -336,7 +375,7 @@ struct FwdBody {
 template <int W>
 struct BwdBody {
   using Args = BwdParams;
-  static constexpr int kMaxThreads = W * 32, kMinBlocks = 1;
+  static constexpr int kMaxThreads = W * 32, kMinBlocks = VMAMBA_SS2D_BWD_WARPS_PER_SM / W;
 
   template <class Ctx>
   static VMAMBA_HD void run(const Ctx& ctx, const Args& p, unsigned char* smem) {
@@ -521,10 +560,18 @@ struct BwdBody {
               s.g[r * kPad + pt] = g;
             }
             float* dst = part_x + ((b * L + pix) * K + k) * C;
-            if (round == 0) {
-              for (int cc = 0; cc < C; ++cc) dst[cc] = s.g[cc * kPad + pt];
-            } else {
-              for (int cc = 0; cc < C; ++cc) dst[cc] += s.g[cc * kPad + pt];
+            for (int c0 = 0; c0 < C; c0 += 8) {  // batches of 8: the read-modify-writes overlap
+              const int n = C - c0 < 8 ? C - c0 : 8;
+              float v[8];
+              if (round == 0) {
+#pragma unroll
+                for (int j = 0; j < 8; ++j) v[j] = 0.f;
+              } else {
+                ld_run8(dst + c0, n, v);
+              }
+#pragma unroll
+              for (int j = 0; j < 8; ++j)
+                if (j < n) dst[c0 + j] = v[j] + s.g[(c0 + j) * kPad + pt];
             }
           }
           ctx.sync();
