@@ -217,6 +217,8 @@ EMU_CASES = [
     # batch, D, H, W, N, R, K, mode, dtype, channels_last, warps, options
     pytest.param(1, 3, 5, 6, 1, 2, 4, "cross2d", torch.float32, False, 8, {}, id="partial-tile"),
     pytest.param(2, 11, 3, 100, 1, 3, 4, "cross2d", torch.float16, True, 8, {"xdbl_fp32": True}, id="chunks-cl"),
+    pytest.param(1, 3, 1, 37, 1, 2, 4, "cross2d", torch.float32, False, 4, {}, id="1xW"),
+    pytest.param(1, 3, 29, 1, 2, 2, 4, "cross2d", torch.bfloat16, True, 4, {}, id="Hx1"),
     pytest.param(1, 9, 9, 29, 3, 3, 4, "cross2d", torch.float32, False, 4, {"splits": 2, "w_x_dtype": True},
                  id="warps4-rounds-N4"),
     pytest.param(1, 5, 4, 5, 16, 3, 4, "bidi", torch.float16, True, 8, {"out_fp32": True}, id="bidi-N16"),

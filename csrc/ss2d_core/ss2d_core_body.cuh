@@ -169,17 +169,38 @@ VMAMBA_HD void stage(const Ctx& ctx, const Common& p, const Smem& s, int64_t b, 
   }
 }
 
-// the pixels of the lane's steps of chunk c on route k (-1 past the map)
+// the pixels of the lane's steps of chunk c on route k (-1 past the map): one division for the lane, then
+// its consecutive steps walk the route (a column-major position q = w * H + h moves by +-1 per step)
 VMAMBA_HD void lane_pixels(const Common& p, int k, int64_t c, int t0, int (&pix)[kItems]) {
+  const int kind = p.kinds[k];
+  const int64_t l0 = c * kChunk + t0;
+  const int L = int(p.L), W = int(p.W), H = int(p.H);
+  const bool rev = kind >= kRowRev;
+  if (l0 >= p.L) {
 #pragma unroll
-  for (int i = 0; i < kItems; ++i) {
-    const int64_t l = c * kChunk + t0 + i;
-    pix[i] = l < p.L ? route_pixel(p.kinds[k], int(l), p.h_div, int(p.W), int(p.L)) : -1;
+    for (int i = 0; i < kItems; ++i) pix[i] = -1;
+  } else if (!(kind & 1)) {
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) {
+      const int l = int(l0) + i;
+      pix[i] = l < L ? (rev ? L - 1 - l : l) : -1;
+    }
+  } else {
+    uint32_t w, h;
+    p.h_div.divmod(uint32_t(rev ? L - 1 - int(l0) : int(l0)), w, h);
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) {
+      pix[i] = int(l0) + i < L ? int(h) * W + int(w) : -1;
+      // the next step (values past the map are never used)
+      if (!rev) {
+        if (++h == uint32_t(H)) { h = 0; ++w; }
+      } else {
+        if (h == 0) { h = uint32_t(H) - 1; --w; } else { --h; }
+      }
+    }
   }
 }
 
-// a map of x's layout (x or dy) at the lane's pixels for channel d, as float (0 past the map or when inactive);
-// issued before the chunk's staging barrier, so the loads are in flight while the block stages
 template <typename T>
 VMAMBA_HD void lane_load_t(const Common& p, const T* src, int64_t b, int64_t d, bool active, const int (&pix)[kItems],
                            float (&v)[kItems]) {
