@@ -141,7 +141,8 @@ def main(argv=None):
     ap.add_argument("--dtype", default="f16", choices=sorted(DTYPES))
     ap.add_argument("--stages", default="1,2,3,4")
     ap.add_argument("--reps", type=int, default=20)
-    ap.add_argument("--warps", type=int, choices=(4, 8), default=None, help="channels per block (default: by occupancy)")
+    ap.add_argument("--warps", type=int, choices=(4, 8), default=None,
+                    help="channels per block (default: by occupancy)")
     a = ap.parse_args(argv)
     if not torch.cuda.is_available():
         raise SystemExit("needs a CUDA device")

@@ -70,10 +70,12 @@ Common check_inputs(const at::Tensor& x, const at::Tensor& xdbl, const at::Tenso
   check_contig(xdbl, "xdbl");
   VMAMBA_CHECK(xdbl.size(0) == p.batch && xdbl.size(1) == p.L, "xdbl", "must be (B, H*W, K, R + 2N) = (", p.batch,
                ", ", p.L, ", K, R + 2N), got ", xdbl.sizes());
-  VMAMBA_CHECK(xdbl.size(2) >= 1 && xdbl.size(2) <= 4, "xdbl", "K = xdbl.size(2) must be 1, 2 or 4, got ", xdbl.size(2));
+  VMAMBA_CHECK(xdbl.size(2) == 1 || xdbl.size(2) == 2 || xdbl.size(2) == 4, "xdbl",
+               "K = xdbl.size(2) must be 1, 2 or 4, got ", xdbl.size(2));
   p.K = int(xdbl.size(2));
   VMAMBA_CHECK(route_kinds(parse_mode(mode), p.K, p.kinds), "xdbl", "mode '", mode, "' has K = ",
-               mode == "cross2d" ? "4" : mode == "unidi" ? "4 (or 1)" : "4 (or 2)", " routes (xdbl.size(2)), got ", p.K);
+               mode == "cross2d" ? "4" : mode == "unidi" ? "4 (or 1)" : "4 (or 2)",
+               " routes (xdbl.size(2)), got ", p.K);
 
   VMAMBA_CHECK_SAME_DEVICE(dt_w, x, "dt_w", "x");
   VMAMBA_CHECK_DIM(dt_w, "dt_w", 3);

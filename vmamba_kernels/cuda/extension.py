@@ -1,8 +1,8 @@
 """Raw kernels of impl "cuda": thin calls into the compiled extension `vmamba_kernels._C`.
 
 Importing `vmamba_kernels._C` registers the ops torch.ops.vmamba_cuda.{selective_scan_fwd,
-selective_scan_bwd, cross_scan, cross_merge, ss2d_core_fwd, ss2d_core_bwd, build_info, set_knob, knobs} (C++: TORCH_LIBRARY_FRAGMENT +
-CUDA impls, sources under csrc/). Signatures follow the raw-kernel contract in vmamba_kernels/dispatch.py;
+selective_scan_bwd, cross_scan, cross_merge, ss2d_core_fwd, ss2d_core_bwd, build_info, set_knob, knobs}
+(C++: TORCH_LIBRARY_FRAGMENT + CUDA impls, sources under csrc/). Signatures follow the raw-kernel contract in vmamba_kernels/dispatch.py;
 inputs arrive validated and contiguous. This module raises ImportError when the extension is not built,
 which the Backend turns into an "unavailable" reason with the install hint. Loading it hands the current
 `vmamba_kernels.tuning("cuda")` knobs to the extension.
