@@ -1,4 +1,4 @@
-// Tuning and test knobs of the cuda backend (VMAMBA_SCAN_* / VMAMBA_CROSS_*, documented where they are
+// Tuning and test knobs of the cuda backend (VMAMBA_SCAN_* / VMAMBA_CROSS_* / VMAMBA_SS2D_*, documented where they are
 // used): each is read from the environment once, on first use, and may then be changed at run time by
 // the op vmamba_cuda::set_knob (csrc/module.cpp; from Python `with vmamba_kernels.tuning("cuda",
 // scan_poison=True): ...`). An empty value means unset (the built-in rule); set_knob(name, "") restores
@@ -15,13 +15,15 @@ namespace vmamba {
 enum class Knob : int {
   kScanPoison, kScanSeqMinRows, kScanBwdSplits, kScanPackedRows,
   kCrossMaxVec, kCrossSmemKb, kCrossPath, kCrossClTiled, kCrossClBand, kCrossClTile,
+  kSs2dBwdSplits, kSs2dGlobalAcc, kSs2dWarps,
   kCount
 };
 
 constexpr const char* kKnobNames[int(Knob::kCount)] = {
     "VMAMBA_SCAN_POISON", "VMAMBA_SCAN_SEQ_MIN_ROWS", "VMAMBA_SCAN_BWD_SPLITS", "VMAMBA_SCAN_PACKED_ROWS",
     "VMAMBA_CROSS_MAX_VEC", "VMAMBA_CROSS_SMEM_KB", "VMAMBA_CROSS_PATH", "VMAMBA_CROSS_CL_TILED",
-    "VMAMBA_CROSS_CL_BAND", "VMAMBA_CROSS_CL_TILE"};
+    "VMAMBA_CROSS_CL_BAND", "VMAMBA_CROSS_CL_TILE", "VMAMBA_SS2D_BWD_SPLITS",
+    "VMAMBA_SS2D_GLOBAL_ACC", "VMAMBA_SS2D_WARPS"};
 
 struct KnobTable {
   std::mutex m;

@@ -7,8 +7,9 @@
 // A body is a struct with `using Args = ...; static constexpr int kMaxThreads = ..., kMinBlocks = ...;`
 // (the __launch_bounds__ of its kernel) and
 //   template <class Ctx> static VMAMBA_HD void run(const Ctx& ctx, const Args& a, unsigned char* smem)
-// using only ctx.tid() / nthreads() / block() / nblocks() / block_y() / sync() / shfl_xor(v, mask)
-// (shfl_xor: every lane of the warp calls it, full warps only).
+// using only ctx.tid() / nthreads() / block() / nblocks() / block_y() / sync() / shfl_xor(v, mask) and
+// shfl_up(v, delta) / shfl_down(v, delta) / shfl_idx(v, lane) (CUDA's semantics: a lane whose source is
+// outside the warp keeps its value; every lane of the warp calls them, full warps only).
 // Also the dtype helpers the bodies share: to_float / from_float for float, __half, __nv_bfloat16.
 #pragma once
 
@@ -34,6 +35,9 @@ struct DeviceCtx {
   __device__ __forceinline__ uint32_t block_y() const { return blockIdx.y; }
   __device__ __forceinline__ void sync() const { __syncthreads(); }
   __device__ __forceinline__ float shfl_xor(float v, int mask) const { return __shfl_xor_sync(0xffffffffu, v, mask); }
+  __device__ __forceinline__ float shfl_up(float v, int delta) const { return __shfl_up_sync(0xffffffffu, v, delta); }
+  __device__ __forceinline__ float shfl_down(float v, int delta) const { return __shfl_down_sync(0xffffffffu, v, delta); }
+  __device__ __forceinline__ float shfl_idx(float v, int lane) const { return __shfl_sync(0xffffffffu, v, lane); }
 };
 #endif
 

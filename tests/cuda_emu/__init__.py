@@ -1,4 +1,5 @@
-"""CPU emulation of the CUDA layer-norm and depthwise-conv kernels (csrc/layer_norm, csrc/dwconv).
+"""CPU emulation of the CUDA layer-norm, depthwise-conv and fused SS2D core kernels (csrc/layer_norm,
+csrc/dwconv, csrc/ss2d_core).
 
 `load()` compiles tests/cuda_emu/harness.cu with nvcc as host code into a shared library (cached
 under the system temp folder, keyed by the sources' hash) and returns a `Emu` whose methods take CPU
@@ -33,7 +34,7 @@ def _nvcc() -> Optional[str]:
 
 def _sources() -> list:
     out = [os.path.join(HERE, "harness.cu"), os.path.join(HERE, "emu.h")]
-    for sub in ("common", "layer_norm", "dwconv"):
+    for sub in ("common", "layer_norm", "dwconv", "ss2d_core"):
         d = os.path.join(ROOT, "csrc", sub)
         if os.path.isdir(d):
             out += sorted(os.path.join(d, f) for f in os.listdir(d) if f.endswith((".cuh", ".h")))
@@ -81,6 +82,7 @@ class Emu:
         self.lib.emu_ln_fwd.argtypes = [vp] * 9 + [i64, i64, i64, f32] + [i32] * 7 + [cp, i32]
         self.lib.emu_ln_bwd.argtypes = [vp] * 11 + [i64, i64, i64] + [i32] * 7 + [cp, i32]
         self.lib.emu_dw.argtypes = [vp] * 7 + [i32] + [i64] * 4 + [i32] * 7 + [cp, i32]
+        self.lib.emu_ss2d.argtypes = [i32] + [vp] * 13 + [i64] * 4 + [i32] * 14 + [cp, i32]
 
     @staticmethod
     def _dims(x, channels_last):
@@ -146,6 +148,46 @@ class Emu:
         if rc != 0:
             raise RuntimeError(info.value.decode())
         return info.value.decode()
+
+    # ---- fused SS2D core: the raw kernels' signatures (csrc/ss2d_core/ss2d_core.cpp) plus the plan ----
+    _MODES = {"cross2d": 0, "unidi": 1, "bidi": 2}
+
+    def _ss2d(self, bwd, x, xdbl, dt_w, A, D, delta_bias, dy, out, grads, mode, channels_last, softplus, out_dtype,
+              warps, smem_acc, splits):
+        Bn = x.shape[0]
+        C, H, W = (x.shape[3], x.shape[1], x.shape[2]) if channels_last else x.shape[1:]
+        K, R = dt_w.shape[0], dt_w.shape[2]
+        N = A.shape[1]
+        dxdbl, ddt_w, dA, dD, dbias = grads
+        info = ctypes.create_string_buffer(512)
+        rc = self.lib.emu_ss2d(int(bwd), _ptr(x), _ptr(xdbl), _ptr(dt_w), _ptr(A), _ptr(D), _ptr(delta_bias), _ptr(dy),
+                               _ptr(out), _ptr(dxdbl), _ptr(ddt_w), _ptr(dA), _ptr(dD), _ptr(dbias), Bn, C, H, W, K, R,
+                               N, self._MODES[mode], int(channels_last), int(softplus), DTYPE_CODE[x.dtype],
+                               DTYPE_CODE[xdbl.dtype], DTYPE_CODE[dt_w.dtype],
+                               DTYPE_CODE[dy.dtype] if dy is not None else 0, DTYPE_CODE[out_dtype], warps,
+                               int(smem_acc), splits, info, 512)
+        if rc != 0:
+            raise RuntimeError(info.value.decode())
+        return info.value.decode()
+
+    def ss2d_core_fwd(self, x, xdbl, dt_w, A, D, delta_bias, mode, channels_last, softplus, out_dtype, warps=8,
+                      smem_acc=True):
+        y = poisoned(x.shape, out_dtype)
+        info = self._ss2d(False, x, xdbl, dt_w, A, D, delta_bias, None, y, (None,) * 5, mode, channels_last, softplus,
+                          out_dtype, warps, smem_acc, 1)
+        return y, info
+
+    def ss2d_core_bwd(self, x, xdbl, dt_w, A, D, delta_bias, dy, mode, channels_last, softplus, warps=8,
+                      smem_acc=True, splits=1):
+        """(dx, dxdbl, ddt_w, dA, dD, ddelta_bias) as the raw kernel returns them (None for absent D / bias)."""
+        f32 = torch.float32
+        dx = poisoned(x.shape, f32)
+        grads = (poisoned(xdbl.shape, f32), poisoned(dt_w.shape, f32), poisoned(A.shape, f32),
+                 poisoned(D.shape, f32) if D is not None else None,
+                 poisoned(delta_bias.shape, f32) if delta_bias is not None else None)
+        info = self._ss2d(True, x, xdbl, dt_w, A, D, delta_bias, dy, dx, grads, mode, channels_last, softplus, f32,
+                          warps, smem_acc, splits)
+        return (dx,) + grads, info
 
 
 _EMU: Optional[Emu] = None

@@ -1,6 +1,6 @@
 // A small CPU executor for the kernel bodies of csrc/ (see csrc/common/thread_ctx.cuh): every CUDA
 // thread of a block runs as a fiber (ucontext) on one OS thread, switched round-robin at barriers, so
-// __syncthreads and full-warp xor shuffles behave as on the GPU and the bodies' own index maps, block
+// __syncthreads and full-warp shuffles (xor, up, down, idx) behave as on the GPU and the bodies' own index maps, block
 // cooperation and math are checked without a GPU. Deterministic; no data races are possible, but a
 // missing barrier shows: a fiber runs until it blocks, so it reads what others have not written yet
 // (shared memory is poisoned with 0xFF = NaN before every block). A barrier that not every thread
@@ -32,6 +32,9 @@ struct Ctx {
   uint32_t block_y() const;
   void sync() const;
   float shfl_xor(float v, int mask) const;
+  float shfl_up(float v, int delta) const;
+  float shfl_down(float v, int delta) const;
+  float shfl_idx(float v, int lane) const;
 };
 
 class Block {
@@ -81,9 +84,12 @@ class Block {
     wait(block_bar_);
   }
 
-  float shfl_xor(uint32_t t, float v, int mask) {
+  float shfl_xor(uint32_t t, float v, int mask) { return shfl(t, v, (t % 32) ^ uint32_t(mask)); }
+
+  // the value of lane `src` of t's warp (t's own value when src is outside the warp, as on the GPU)
+  float shfl(uint32_t t, float v, uint32_t src) {
     ++shuffles;
-    const uint32_t w = t / 32, lane = t % 32, src = lane ^ uint32_t(mask);
+    const uint32_t w = t / 32, lane = t % 32;
     if (warp_bar_[w].expected != 32) {
       std::fprintf(stderr, "emu: shuffle in a partial warp (%u threads)\n", warp_bar_[w].expected);
       std::abort();
@@ -145,6 +151,12 @@ inline uint32_t Ctx::nblocks() const { return blk->nbx; }
 inline uint32_t Ctx::block_y() const { return blk->by; }
 inline void Ctx::sync() const { blk->block_sync(t); }
 inline float Ctx::shfl_xor(float v, int mask) const { return blk->shfl_xor(t, v, mask); }
+inline float Ctx::shfl_up(float v, int delta) const {
+  const int src = int(t % 32) - delta;
+  return blk->shfl(t, v, src >= 0 ? uint32_t(src) : 32u);
+}
+inline float Ctx::shfl_down(float v, int delta) const { return blk->shfl(t, v, t % 32 + uint32_t(delta)); }
+inline float Ctx::shfl_idx(float v, int lane) const { return blk->shfl(t, v, uint32_t(lane) & 31u); }
 
 // Same launch() as vmamba::DeviceExec: runs every block of the grid in order, shared memory poisoned.
 struct EmuExec {

@@ -1,4 +1,4 @@
-// The layer norm and depthwise conv kernel bodies of csrc/ run on the CPU by tests/cuda_emu/emu.h,
+// The layer norm, depthwise conv and fused SS2D core kernel bodies of csrc/ run on the CPU by tests/cuda_emu/emu.h,
 // behind a C interface for ctypes (tests/cuda_emu/__init__.py compiles this file with nvcc as host
 // code into a shared library). Each entry point plans exactly as the extension does, runs the same
 // typed launchers with EmuExec instead of DeviceExec, and reports the plan in `info`.
@@ -8,6 +8,7 @@
 
 #include "../../csrc/dwconv/dwconv_body.cuh"
 #include "../../csrc/layer_norm/layer_norm_body.cuh"
+#include "../../csrc/ss2d_core/ss2d_core_body.cuh"
 #include "emu.h"
 
 namespace {
@@ -145,6 +146,57 @@ int emu_dw(const void* x, const void* dy, const float* w, const float* b, void* 
         (long long)pl.part_rows,
         (unsigned long long)ex.block.barriers);
   }
+  return finish(e, info, info_len);
+}
+
+// The fused SS2D core (csrc/ss2d_core/): bwd = 0 writes y into `out`; bwd = 1 writes dx into `out` and the
+// other gradients. The plan (warps 4 / 8, shared or global accumulator, splits S) is the caller's, as
+// ss2d_core.cpp would choose it; scratch buffers are allocated here, NaN-filled.
+int emu_ss2d(int bwd, const void* x, const void* xdbl, const void* dt_w, const float* A, const float* Dp,
+             const float* bias, const void* dy, void* out, float* dxdbl, float* ddt_w, float* dA, float* dD,
+             float* dbias, int64_t B, int64_t D, int64_t H, int64_t W, int K, int R, int N, int mode,
+             int channels_last, int softplus, int x_dtype, int xdbl_dtype, int w_dtype, int dy_dtype, int out_dtype,
+             int warps, int smem_acc, int S, char* info, int info_len) {
+  using namespace vmamba::ss2d;
+  BwdParams p;  // FwdParams' fields are Common's plus out / out_dtype
+  p.x = x; p.xdbl = xdbl; p.dt_w = dt_w; p.A = A; p.Dp = Dp; p.bias = bias;
+  p.batch = B; p.D = D; p.H = H; p.W = W; p.L = H * W; p.K = K; p.R = R; p.N = N; p.C = R + 2 * N;
+  if (H >= 1) p.h_div = vmamba::FastDivmod(uint32_t(H));
+  if (!route_kinds(mode, K, p.kinds)) {
+    say(info, info_len, "error: mode %d has no %d-route form", mode, K);
+    return 1;
+  }
+  p.channels_last = channels_last != 0; p.softplus = softplus != 0;
+  p.x_dtype = x_dtype; p.xdbl_dtype = xdbl_dtype; p.w_dtype = w_dtype;
+  p.warps = warps; p.ntiles = int((D + warps - 1) / warps); p.smem_acc = smem_acc != 0;
+  const float nan = __builtin_nanf("");
+  std::vector<float> acc(p.smem_acc ? 1 : size_t(B * D * p.L) + 1, nan);
+  if (!p.smem_acc) p.acc_global = acc.data();
+  emu::EmuExec ex;
+  cudaError_t e;
+  if (!bwd) {
+    FwdParams f;
+    static_cast<Common&>(f) = static_cast<const Common&>(p);
+    f.out = out; f.out_dtype = out_dtype;
+    e = run_fwd(ex, f);
+  } else {
+    const int64_t KD = int64_t(K) * D, nchunks = (p.L + kChunk - 1) / kChunk;
+    p.S = S < 1 ? 1 : (S > p.ntiles ? p.ntiles : S);
+    std::vector<float> aux(size_t(B * D * nchunks * N) + 1, nan);
+    std::vector<float> part_x(p.S > 1 ? size_t(p.S * B * p.L * K * p.C) + 1 : 1, nan);
+    std::vector<float> parts(size_t(B * KD * (N + 2 + R)) + 1, nan);
+    p.dy = dy; p.dy_dtype = dy_dtype; p.dx = static_cast<float*>(out);
+    p.part_xdbl = p.S > 1 ? part_x.data() : dxdbl;
+    p.aux = aux.data();
+    p.part_A = parts.data();
+    p.part_D = p.part_A + B * KD * N;
+    p.part_bias = p.part_D + B * KD;
+    p.part_w = p.part_bias + B * KD;
+    e = run_bwd(ex, p, dxdbl, dA, dD, dbias, ddt_w);
+  }
+  say(info, info_len, "warps=%d ntiles=%d smem_acc=%d S=%d smem=%zu barriers=%llu shuffles=%llu", p.warps, p.ntiles,
+      int(p.smem_acc), p.S, smem_floats(bwd != 0, p.warps, p.L, p.C, p.R, p.smem_acc) * sizeof(float),
+      (unsigned long long)ex.block.barriers, (unsigned long long)ex.block.shuffles);
   return finish(e, info, info_len);
 }
 

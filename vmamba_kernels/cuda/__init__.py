@@ -11,6 +11,14 @@ summed over the batch by a third kernel (no float atomics anywhere). d_state = 1
 variant) runs dedicated kernels with the same layout. Measurements: reports/ (tuning.md for the
 constants).
 
+Fused SS2D core (csrc/ss2d_core/, issue #18; raw kernels ss2d_core_fwd / ss2d_core_bwd in extension.py): one
+block per (batch, tile of 4 or 8 channels), a warp per channel walking the K routes one after the other in
+scan_chunk-step chunks; the chunk's xdbl rows (dt terms, B, C) are staged once for the tile, delta is formed in
+registers, y (backward: du) accumulates over the routes in fp32 in shared memory (global scratch for maps too
+large) and is written once in x's layout. The backward recomputes each route's chunk states (a forward pass
+storing the state entering every chunk), sums dxdbl over the tile's channels in shared memory and over tiles in
+per-split fp32 slices added in a fixed order: deterministic, no float atomics. d_state 1..16.
+
 Test and tuning knobs (`CudaTuning`) live in the extension (csrc/common/knobs.h): read from the
 environment (VMAMBA_SCAN_* / VMAMBA_CROSS_*) once, then set through `vmamba_kernels.tuning("cuda", ...)`.
 """
@@ -40,6 +48,9 @@ class CudaTuning:
     cross_cl_tiled: Optional[str] = None  # channels-last: "0" plane kernels, "1" tiled, "b" banded scan
     cross_cl_band: Optional[int] = None  # rows (columns) per band of the banded scan
     cross_cl_tile: Optional[str] = None  # "THxTW" or "THxTWxPC": fixed tile (and channels per block)
+    ss2d_bwd_splits: Optional[int] = None  # force the fused SS2D core backward's split count (csrc/ss2d_core/)
+    ss2d_global_acc: Optional[bool] = None  # the fused SS2D core accumulates routes in global memory (large maps)
+    ss2d_warps: Optional[int] = None  # the fused SS2D core's channels per block (4 or 8; default: by occupancy)
 
 
 def knob_values(t: CudaTuning) -> dict:

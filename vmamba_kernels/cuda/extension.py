@@ -1,8 +1,8 @@
 """Raw kernels of impl "cuda": thin calls into the compiled extension `vmamba_kernels._C`.
 
 Importing `vmamba_kernels._C` registers the ops torch.ops.vmamba_cuda.{selective_scan_fwd,
-selective_scan_bwd, cross_scan, cross_merge, build_info, set_knob, knobs} (C++: TORCH_LIBRARY_FRAGMENT +
-CUDA impls, sources under csrc/). Signatures follow the raw-kernel contract in vmamba_kernels/dispatch.py;
+selective_scan_bwd, cross_scan, cross_merge, ss2d_core_fwd, ss2d_core_bwd, build_info, set_knob, knobs}
+(C++: TORCH_LIBRARY_FRAGMENT + CUDA impls, sources under csrc/). Signatures follow the raw-kernel contract in vmamba_kernels/dispatch.py;
 inputs arrive validated and contiguous. This module raises ImportError when the extension is not built,
 which the Backend turns into an "unavailable" reason with the install hint. Loading it hands the current
 `vmamba_kernels.tuning("cuda")` knobs to the extension.
@@ -145,6 +145,21 @@ def dwconv2d_fwd(x, weight, bias, act, channels_last):
 def dwconv2d_bwd(dy, x, weight, bias, act, channels_last):
     dx, dweight, dbias = _op("dwconv2d_bwd")(dy, x, weight, bias, act, bool(channels_last))
     return dx, dweight, (dbias if bias is not None else None)
+
+
+def ss2d_core_fwd(x, xdbl, dt_w, A, D, delta_bias, mode, channels_last, delta_softplus, out_dtype):
+    """The fused SS2D core's forward (csrc/ss2d_core/): y in x's layout, dtype out_dtype."""
+    return _op("ss2d_core_fwd")(x, xdbl, dt_w, A, D, delta_bias, mode, bool(channels_last), bool(delta_softplus),
+                                out_dtype)
+
+
+def ss2d_core_bwd(x, xdbl, dt_w, A, D, delta_bias, dy, mode, channels_last, delta_softplus):
+    """(dx through the scan's u only, dxdbl, ddt_w, dA, dD, ddelta_bias), all float32; deterministic."""
+    dx, dxdbl, ddt_w, dA, dD, ddelta_bias = _op("ss2d_core_bwd")(
+        x, xdbl, dt_w, A, D, delta_bias, dy, mode, bool(channels_last), bool(delta_softplus))
+    # the op returns empty tensors for absent D / delta_bias; the contract wants None
+    return (dx, dxdbl, ddt_w, dA, dD if D is not None else None,
+            ddelta_bias if delta_bias is not None else None)
 
 
 def _apply_current_tuning() -> None:

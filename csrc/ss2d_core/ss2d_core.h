@@ -1,0 +1,122 @@
+// Fused SS2D core (issue #18): cross scan + dt projection + selective scan + cross merge in one pass,
+// forward and backward, for the raw-kernel contract of ../../SS2D_CORE_CONTRACT.md (the Python
+// composition computes the x projection xdbl = x_proj(x) in pixel order and calls these kernels).
+// Host side: ss2d_core.cpp (checks, allocation, registration); kernels: ss2d_core_kernels.cu.
+//
+// Work split (both directions): one block of W warps = W channels (W = 4 or 8) ("a tile") of one batch
+// row; warp w owns channel d = tile * W + w and walks the K routes one after the other, each
+// route in chunks of scan::kChunk = 256 steps (8 consecutive steps per lane, the selective scan's
+// chunked warp scan, carries in lane n for state n). Per chunk, the block stages, one thread per step,
+// the route's pixel index and the xdbl row of that pixel (dt terms, B, C: shared by the tile's channels)
+// in shared memory (fp32, padded rows the warps read without bank conflicts); meanwhile each lane loads
+// its own channel's x (and dy) at its steps' pixels into registers.
+//   forward : delta = dt_w . dts + bias (softplus) in registers; y of the tile accumulated over the
+//             routes in fp32 in shared memory (route 0 stores, later routes add: a fixed order), or in
+//             a global fp32 scratch when the map does not fit; written once in x's layout at the end.
+//   backward: per route, a forward pass over the chunks stores the state entering each chunk in a
+//             small global buffer (B, D, nchunks, N), then the reverse pass recomputes each chunk's
+//             states and runs the adjoint scan. du (the scan's u gradient) accumulates over routes
+//             like y; the tile's dB / dC / dts gradients are summed over its warps in shared memory
+//             in a fixed order and written per pixel to a per-split fp32 slice of (B, L, K, R + 2N)
+//             (a block owns split s and walks tiles s, s + S, ...: round 0 stores, later rounds add),
+//             a second kernel sums the S slices in order. ddt_w / dA / dD / ddelta_bias: per
+//             (batch, route, channel) partials summed over the batch in order. No float atomics: the
+//             backward is deterministic.
+// d_state 1..kMaxDState, any H, W >= 1, 64-bit element offsets; dtypes are runtime codes (the
+// staging converts to fp32), so one kernel serves every dtype combination of the contract.
+#pragma once
+
+#include <cstdint>
+#include <cuda_runtime.h>
+
+#include "../common/device.cuh"
+
+namespace vmamba {
+namespace ss2d {
+
+enum DTypeCode { kF32 = 0, kF16 = 1, kBF16 = 2 };
+
+constexpr int kMaxWarps = 8;              // channels per tile: 4 or 8 (the launcher picks by occupancy)
+constexpr int kItems = 8;                 // consecutive steps per lane
+constexpr int kChunk = 32 * kItems;       // steps per chunk
+constexpr int kPad = kChunk + kChunk / 8;  // padded staging row: 4 floats after every 32 (padv in the bodies)
+constexpr int kMaxDState = 16;
+constexpr int kMaxComp = 96;              // R + 2N per route (staging rows in shared memory)
+
+
+// route kinds: which pixel route k visits at step l (reference/cross_scan.py route_index)
+enum RouteKind { kRow = 0, kCol = 1, kRowRev = 2, kColRev = 3 };
+enum Mode { kCross2d = 0, kUnidi = 1, kBidi = 2 };
+
+// The kinds of the K routes of a mode: K = 4 for every mode (route_index's four), and the distinct
+// routes alone for K = 1 (unidi: row-major) and K = 2 (bidi: row-major, reversed). False when the
+// mode has no K-route form.
+inline bool route_kinds(int mode, int K, int (&kinds)[4]) {
+  kinds[0] = kinds[1] = kinds[2] = kinds[3] = kRow;
+  if (mode == kCross2d && K == 4) {
+    kinds[1] = kCol; kinds[2] = kRowRev; kinds[3] = kColRev;
+    return true;
+  }
+  if (mode == kUnidi) return K == 4 || K == 1;
+  if (mode == kBidi && K == 4) {
+    kinds[2] = kinds[3] = kRowRev;
+    return true;
+  }
+  if (mode == kBidi && K == 2) {
+    kinds[1] = kRowRev;
+    return true;
+  }
+  return false;
+}
+
+struct Common {
+  const void* x = nullptr;       // (B, D, H, W) or (B, H, W, D)
+  const void* xdbl = nullptr;    // (B, L, K, C), C = R + 2N
+  const void* dt_w = nullptr;    // (K, D, R)
+  const float* A = nullptr;      // (K*D, N)
+  const float* Dp = nullptr;     // (K*D,) or null
+  const float* bias = nullptr;   // (K*D,) or null
+  int64_t batch = 0, D = 0, H = 0, W = 0, L = 0;
+  int K = 4, R = 1, N = 1, C = 3;
+  int kinds[4] = {0, 1, 2, 3};
+  FastDivmod h_div;  // by H: column routes map step -> (column, row) (set with H; L < 2^31)
+  bool channels_last = false, softplus = true;
+  int x_dtype = kF32, xdbl_dtype = kF32, w_dtype = kF32;
+  int warps = 8;                // channels per tile (4 or 8)
+  int ntiles = 1;               // ceil(D / warps)
+  bool smem_acc = true;         // accumulate over routes in shared memory (else in acc_global)
+  float* acc_global = nullptr;  // (B, D, L) fp32 scratch when !smem_acc
+};
+
+struct FwdParams : Common {
+  void* out = nullptr;  // x's layout
+  int out_dtype = kF32;
+};
+
+struct BwdParams : Common {
+  const void* dy = nullptr;  // x's layout
+  int dy_dtype = kF32;
+  float* dx = nullptr;       // fp32, x's layout
+  float* part_xdbl = nullptr;  // (S, B, L, K, C) fp32 (S == 1: the dxdbl output itself)
+  float* aux = nullptr;        // (B, D, nchunks, N) fp32: state entering each chunk of the current route
+  float* part_A = nullptr;     // (B, K*D*N)
+  float* part_D = nullptr;     // (B, K*D)
+  float* part_bias = nullptr;  // (B, K*D)
+  float* part_w = nullptr;     // (B, K*D*R)
+  int S = 1;                   // splits: block (b, s) walks tiles s, s + S, ...
+};
+
+// shared memory bytes of a block (smem_acc: with the route accumulator)
+size_t fwd_smem_bytes(int warps, int64_t L, int C, int R, bool smem_acc);
+size_t bwd_smem_bytes(int warps, int64_t L, int C, int R, bool smem_acc);
+
+// nullptr on success, else a message
+const char* launch_fwd(const FwdParams& p, cudaStream_t stream);
+const char* launch_bwd(const BwdParams& p, float* dxdbl, float* dA, float* dD, float* dbias, float* dw,
+                       cudaStream_t stream);
+// blocks of the forward / backward kernel with `warps` warps resident per SM at this shared memory size
+int fwd_blocks_per_sm(int warps, size_t smem);
+int bwd_blocks_per_sm(int warps, size_t smem);
+
+}  // namespace ss2d
+}  // namespace vmamba

@@ -1,0 +1,62 @@
+// The fused SS2D core's kernels on the GPU: the bodies of ss2d_core_body.cuh run by DeviceExec
+// (../common/launch.cuh), and the occupancy queries the host plan uses (ss2d_core.cpp).
+#include "../common/launch.cuh"
+#include "ss2d_core_body.cuh"
+
+namespace vmamba {
+namespace ss2d {
+namespace {
+
+// Blocks of body K resident per SM at this dynamic shared memory. The kernel's shared-memory limit is raised to
+// the device's maximum first (never lowered: DeviceExec::launch only raises it as far as its launches need and
+// remembers the largest size it set, so lowering it here could make a later launch fail).
+template <class K>
+int occupancy(int threads, size_t smem) {
+  auto kernel = body_kernel<K>;
+  int dev = 0, optin = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess ||
+      size_t(optin) < smem ||
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, optin) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  int nb = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, kernel, threads, smem) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return nb;
+}
+
+}  // namespace
+
+size_t fwd_smem_bytes(int warps, int64_t L, int C, int R, bool smem_acc) {
+  return smem_floats(false, warps, L, C, R, smem_acc) * sizeof(float);
+}
+size_t bwd_smem_bytes(int warps, int64_t L, int C, int R, bool smem_acc) {
+  return smem_floats(true, warps, L, C, R, smem_acc) * sizeof(float);
+}
+
+int fwd_blocks_per_sm(int warps, size_t smem) {
+  return warps == 4 ? occupancy<FwdBody<4>>(128, smem) : occupancy<FwdBody<8>>(256, smem);
+}
+int bwd_blocks_per_sm(int warps, size_t smem) {
+  return warps == 4 ? occupancy<BwdBody<4>>(128, smem) : occupancy<BwdBody<8>>(256, smem);
+}
+
+const char* launch_fwd(const FwdParams& p, cudaStream_t stream) {
+  cudaError_t e = run_fwd(DeviceExec{stream}, p);
+  if (e == cudaSuccess) e = cudaGetLastError();
+  return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
+}
+
+const char* launch_bwd(const BwdParams& p, float* dxdbl, float* dA, float* dD, float* dbias, float* dw,
+                       cudaStream_t stream) {
+  cudaError_t e = run_bwd(DeviceExec{stream}, p, dxdbl, dA, dD, dbias, dw);
+  if (e == cudaSuccess) e = cudaGetLastError();
+  return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
+}
+
+}  // namespace ss2d
+}  // namespace vmamba
