@@ -94,12 +94,14 @@ def test_policy_resolution_of_ss2d_core():
     import dataclasses  # noqa: PLC0415
 
     known = dict(policy._known_impls())
-    known["cuda"] = dataclasses.replace(known["cuda"], _reason=None)  # as on a GPU machine
-    cuda = policy.resolve("cuda", "layers.0.blocks.0", known=known)
-    assert cuda["selective_scan"].impl == "cuda" and cuda["ss2d_core"].impl == "off"
-    assert "cuda does not implement ss2d_core" in cuda["ss2d_core"].note
-    explicit = policy.resolve(KernelPolicy(ss2d_core="cuda"), "layers.0.blocks.0", known=known)
+    known["cupy"] = dataclasses.replace(known["cupy"], _reason=None)  # as on a GPU machine
+    known["cuda"] = dataclasses.replace(known["cuda"], _reason=None)
+    cupy = policy.resolve("cupy", "layers.0.blocks.0", known=known)
+    assert cupy["selective_scan"].impl == "cupy" and cupy["ss2d_core"].impl == "off"
+    assert "cupy does not implement ss2d_core" in cupy["ss2d_core"].note
+    explicit = policy.resolve(KernelPolicy(ss2d_core="cupy"), "layers.0.blocks.0", known=known)
     assert explicit["ss2d_core"].impl == "off"
+    assert policy.resolve("cuda", "layers.0.blocks.0", known=known)["ss2d_core"].impl == "cuda"
     # the Mamba2-style mixer has no SS2D core chain: always off
     m0 = models.create_model("vmamba_tiny_m2", impl="torch", **SMALL)
     assert {r["impl"] for r in m0.impl_table() if r["op"] == "ss2d_core"} == {"off"}

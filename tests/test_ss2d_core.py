@@ -237,10 +237,24 @@ def test_public_op_dispatch_and_explain():
     assert "torch             can run" in text and "impl=None picks" in text
     rows = {r["name"]: r for r in vk.list_impls("ss2d_core")}
     assert rows["triton"]["op_d_state"] == (1, 16) and "1-16" in str(vk.list_impls("ss2d_core"))
-    # the cuda kernels are not wired yet: asking for them gives the reason and the impls that can
-    assert "cuda" not in rows
-    with pytest.raises(vk.ImplRefused, match="does not implement ss2d_core.*Impls that can: .*torch"):
-        vk.ss2d_core(*ins, impl="cuda")
+    assert rows["cuda"]["op_d_state"] == (1, 16)
+    if not torch.cuda.is_available():  # CPU inputs: cuda refuses with its reason and the impls that can
+        with pytest.raises(vk.ImplRefused, match="Impls that can: .*torch"):
+            vk.ss2d_core(*ins, impl="cuda")
+
+
+def test_cuda_refuses_more_projections_than_it_stages():
+    # the backend's own limit (why_not adds it once the device reasons are clear: tested here directly)
+    from vmamba_kernels.cuda import MAX_SS2D_ROW, _limits  # noqa: PLC0415
+
+    ok = vk.validate.check_ss2d_core(*make_ss2d_inputs(1, 2, 2, 2, 16, 1, requires_grad=False))
+    assert _limits("ss2d_core", ok) == []
+    R = MAX_SS2D_ROW - 2 * 16 + 1  # one more than the shared-memory staging row holds
+    x, xw, dtw, A, D, bias = make_ss2d_inputs(1, 2, 2, 2, 16, 1, requires_grad=False)
+    K, _, Dc = xw.shape
+    args = vk.validate.check_ss2d_core(x, torch.randn(K, R + 32, Dc), torch.randn(K, Dc, R), A, D, bias)
+    reasons = _limits("ss2d_core", args)
+    assert any(f"at most {MAX_SS2D_ROW} projections per route" in r for r in reasons), reasons
 
 
 def test_dstate_limit_names_an_impl_that_can():

@@ -29,7 +29,7 @@ from dataclasses import dataclass, fields
 from typing import Optional
 
 from ..dispatch import Backend
-from ..op_table import BASE_OPS, FUSED_OPS
+from ..op_table import BASE_OPS, FUSED_OPS, SS2D_OPS
 from ..tunables import register
 
 
@@ -86,6 +86,7 @@ MAX_LN_CHANNELS = 4096  # the add_layer_norm kernels keep a pixel's channels on 
 # channels-first, the backward's smallest tile of pixels x channels must fit in shared memory: C = 2048
 # float32 did not on the H200 (2026-12-02 GPU tests), 1024 passed in every dtype
 MAX_LN_CHANNELS_FIRST = 1024
+MAX_SS2D_ROW = 96  # ss2d_core: R + 2N per route staged in shared memory (csrc/ss2d_core/ss2d_core.h kMaxComp)
 
 
 def _limits(op, args) -> list:
@@ -95,6 +96,10 @@ def _limits(op, args) -> list:
         if C > limit:
             return [f"add_layer_norm takes at most {limit} channels {'last' if args.channels_last else 'first'}, "
                     f"not {C}"]
+    if op == "ss2d_core":
+        row = args.x_proj_weight.shape[1]
+        if row > MAX_SS2D_ROW:
+            return [f"ss2d_core stages at most {MAX_SS2D_ROW} projections per route (dt_rank + 2 d_state), not {row}"]
     return []
 
 
@@ -105,7 +110,8 @@ BACKENDS = [
                      "a CUDA build of torch and a visible GPU (or with TORCH_CUDA_ARCH_LIST set, which builds "
                      "for those GPU architectures without one)",
         scan_aux_shape=_aux_shape, max_dstate=64, deterministic=True,
-        ops=BASE_OPS + FUSED_OPS, dwconv_kernel_sizes=(3, 5, 7), extra_reasons=_limits, mixed_branch=True,
+        ops=BASE_OPS + FUSED_OPS + SS2D_OPS, dwconv_kernel_sizes=(3, 5, 7), extra_reasons=_limits, mixed_branch=True,
+        ss2d_max_dstate=16,
         doc="handwritten CUDA C++ (csrc/); deterministic backwards (no float atomics)",
     ),
 ]
