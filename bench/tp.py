@@ -129,24 +129,26 @@ def parse_args(argv=None):
     p.add_argument("--path", choices=["fused", "unfused", "both"], default="fused",
                    help="VMamba models: the fast path (fused add+LayerNorm, depthwise conv; default), the "
                         "reference path (fused ops 'off'), or both in the same run (impl label ':unfused')")
-    p.add_argument("--ss2d-core", default="auto", metavar="auto|off|both|IMPL",
-                   help="VMamba models' fused SS2D core (vmamba_kernels.ss2d_core): the policy's default, on where "
-                        "the layer's impl implements it (auto, default), the unfused chain (off: impl label "
-                        "':core_off'), both in the same run, or the fused op of IMPL with the rest on --impl "
-                        "(label ':core_IMPL'); --path unfused always runs the chain")
+    p.add_argument("--ss2d-core", default="auto", metavar="auto|off|both|IMPL[,...]",
+                   help="VMamba models' fused SS2D core (vmamba_kernels.ss2d_core): the policy's default (auto, "
+                        "default: see models.policy.CORE_AUTO), the unfused chain (off: impl label ':core_off'), "
+                        "the fused op of IMPL with the rest on --impl (label ':core_IMPL'), or a comma list "
+                        "measured in turn in the same run (both = auto,off); --path unfused always runs the chain")
     p.add_argument("--layout", choices=["model", "channels_last", "channels_first", "both"], default="model",
                    help="VMamba models' activation layout: the variant's own (default), or forced (impl label "
                         "':cl' / ':cf'); weights and results are the same, only the speed differs")
     p.add_argument("--model-factory", default=None,
                    help="module:function used instead of models.create_model (e.g. bench._tiny:create_model)")
     a = p.parse_args(argv)
-    if a.ss2d_core not in ("auto", "off", "both"):
+    a.cores = ["auto", "off"] if a.ss2d_core == "both" else _split([a.ss2d_core], ["auto"])
+    if any(c not in ("auto", "off") for c in a.cores):
         from vmamba_kernels import dispatch  # noqa: PLC0415
 
         known = [b.name for b in dispatch.backends("ss2d_core")]
-        if a.ss2d_core not in known:
-            p.error(f"--ss2d-core: auto, off, both or an impl implementing ss2d_core ({', '.join(known)}); "
-                    f"got {a.ss2d_core!r}")
+        bad = [c for c in a.cores if c not in ("auto", "off") and c not in known]
+        if bad:
+            p.error(f"--ss2d-core: auto, off, both or impls implementing ss2d_core ({', '.join(known)}), "
+                    f"comma-separated; got {', '.join(map(repr, bad))}")
     a.models = _split(a.model, ["all"])
     if "all" in a.models:
         i = a.models.index("all")
@@ -406,7 +408,7 @@ def run(a, create_model: Optional[Callable] = None) -> tuple:
             print(f"cannot import the model factory ({type(e).__name__}: {e}); only baselines can run",
                   file=sys.stderr)
     paths = ["fused", "unfused"] if a.path == "both" else [a.path]
-    cores = ["auto", "off"] if a.ss2d_core == "both" else [a.ss2d_core]
+    cores = a.cores
     layouts = ["channels_last", "channels_first"] if a.layout == "both" else [a.layout]
     for m in a.models:
         for impl in a.impls:

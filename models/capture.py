@@ -7,8 +7,9 @@
 Every SS2D forward type routes its kernel calls through one method (`_KernelCalls._call`); inside the
 `with` block that method is shadowed, on the chosen module instances only, by one that also keeps
 (detached) the selective scan's arguments and output and the map size of the cross merge that
-follows. The model's own code path, kernels and results are unchanged, and the shadow is removed on
-exit, also when the forward raises.
+follows. A chosen block that runs the fused ss2d_core op is switched to its unfused chain inside the
+`with` block (the fused op never materialises the scan's inputs); the chain computes the same
+function on the same backends, and the fused op is restored on exit, also when the forward raises.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import torch.nn as nn
 
 import vmamba_kernels as vk
 
+from .policy import OFF
 from .ss2d import _KernelCalls
 
 _SCAN_SIG = inspect.signature(vk.selective_scan)
@@ -104,10 +106,16 @@ def record_scans(model: nn.Module, layers: Optional[Iterable[str]] = None):
             names = [n for n, _ in found]
             raise ValueError(f"layers pattern {p!r} matches no SS2D block; blocks are {names[0]!r} .. {names[-1]!r}")
     records: list = []
+    fused = {}
     try:
         for name, op in chosen:
             op._call = _recorder(op, name, records)  # instance attribute shadows the method
+            if getattr(op, "impl_ss2d_core", OFF) != OFF:
+                fused[name] = op.impl_ss2d_core
+                op.impl_ss2d_core = OFF
         yield records
     finally:
-        for _, op in chosen:
+        for name, op in chosen:
             op.__dict__.pop("_call", None)
+            if name in fused:
+                op.impl_ss2d_core = fused[name]

@@ -37,6 +37,13 @@ OFF = "off"
 # H200 (reports/README.md, 2026-12-02: cudnn's channels-last depthwise conv 0.21 / 0.27 ms fwd / bwd at
 # VMamba-T stage 1 against 0.26 / 0.68 for the cuda kernel); naming a backend for the op still runs it
 AUTO_OFF = ("dwconv2d",)
+# impls whose fused SS2D core, left automatic, stays off (the unfused chain on that impl runs) because the
+# whole model measured slower with it; naming the impl for ss2d_core still runs the fused op. cuda: VMamba-T
+# AMP training at batch 128 on the H200 (bench.tp, 2026-12-02) ran 939 img/s fused against 1773 img/s with
+# the unfused chain (its backward is 1.7-18x the chain's: bench/tuning/ss2d_core_cuda.py). triton: its fused
+# core has not been timed in a whole model yet, so it is not on by default either.
+CORE_AUTO_OFF = {"cuda": "measured slower in the whole model (939 vs 1773 img/s, VMamba-T AMP training, H200)",
+                 "triton": "not yet measured faster in the whole model"}
 
 
 @dataclass(frozen=True)
@@ -47,7 +54,8 @@ class KernelPolicy:
     activation; ss2d_core: cross scan + projections + scan + cross merge, vmamba_kernels.ss2d_core) also take
     "off": the layer then runs the reference torch modules (for ss2d_core: the unfused chain of the three
     kernel ops above) for that part. ss2d_core left None is on where it can honour the three ops it
-    replaces: when they resolve to one impl (or all to the automatic choice) that implements it."""
+    replaces (they resolve to one impl that implements it) and that impl's fused core is not slower in the
+    whole model (CORE_AUTO_OFF: today cuda and triton, so it is opt-in on the GPU)."""
 
     selective_scan: Optional[str] = None
     cross_scan: Optional[str] = None
@@ -176,14 +184,20 @@ def resolve(spec: ImplSpec, layer: str, fallback: bool = False, known: Optional[
 
 
 def _auto_ss2d_core(out: dict, known: dict) -> ResolvedOp:
-    """ss2d_core left automatic: on when the three ops it replaces resolved to one impl that implements it
-    (or all to the automatic choice), else off (it could not honour a per-op mix)."""
+    """ss2d_core left automatic: on when the three ops it replaces resolved to one impl that implements it and
+    is not in CORE_AUTO_OFF, else off (it could not honour a per-op mix, or the chain measured faster). All
+    three left to the automatic choice (the dispatcher picks per call, on GPU machines the compiled one): off,
+    as the GPU impls' fused cores are in CORE_AUTO_OFF."""
     impls = {out[op].impl for op in SS2D_CORE_REPLACES}
     if len(impls) != 1:
         return ResolvedOp(None, OFF, "auto: the layer's scan and cross ops run on different impls")
     (impl,) = impls
-    if impl is None:  # (with the note of the ops it replaces: e.g. why a named impl fell back)
-        return ResolvedOp(None, None, out["selective_scan"].note)
+    if impl is None:
+        return ResolvedOp(None, OFF, "auto: the unfused chain (no GPU impl's fused core measured faster yet; "
+                                     "name one, e.g. KernelPolicy(ss2d_core='cuda'))")
     if "ss2d_core" not in known[impl].ops:
         return ResolvedOp(None, OFF, f"auto: {impl} does not implement ss2d_core (the unfused chain on {impl})")
+    if impl in CORE_AUTO_OFF:
+        return ResolvedOp(None, OFF, f"auto: the unfused chain on {impl}; its fused core {CORE_AUTO_OFF[impl]} "
+                                     f"(KernelPolicy(ss2d_core={impl!r}) runs it)")
     return ResolvedOp(None, impl, "auto: the impl of the ops it replaces")

@@ -52,4 +52,4 @@ def test_tp_ss2d_core_switch():
     assert TP._core_label("off") == ":core_off" and TP._core_label("auto") == ""
     assert TP.parse_args(["--ss2d-core", "both"]).ss2d_core == "both"
     with pytest.raises(SystemExit):
-        TP.parse_args(["--ss2d-core", "cuda"])  # does not implement it (yet)
+        TP.parse_args(["--ss2d-core", "cupy"])  # does not implement it

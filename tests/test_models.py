@@ -213,7 +213,13 @@ def test_impl_table_and_set_impl():
     text = m.impl_table(as_text=True)
     assert "layers.3.blocks.0" in text and "torch_sequential" in text
     m.set_impl(None)
-    assert {r["impl"] for r in m.impl_table() if r["op"] != "dwconv2d"} == {"auto"}
+    assert {r["impl"] for r in m.impl_table() if r["op"] not in AUTO_OFF_OPS} == {"auto"}
+    assert {r["impl"] for r in m.impl_table() if r["op"] in AUTO_OFF_OPS} == {"off"}
+
+
+# ops whose automatic choice is "off" when every kernel op is automatic: dwconv2d (cudnn, policy.AUTO_OFF) and
+# ss2d_core (the unfused chain: no GPU impl's fused core measured faster, policy.CORE_AUTO_OFF)
+AUTO_OFF_OPS = ("dwconv2d", "ss2d_core")
 
 
 def test_bad_policy_inputs():
@@ -255,7 +261,7 @@ def test_unusable_backend_fails_with_reasons_unless_fallback():
     with vk.use_impl("torch_sequential"):
         torch.testing.assert_close(fb(x), ref(x), rtol=1e-5, atol=1e-5)
     # what actually ran, per op: the fallback's choice, not the backend asked for
-    assert {r["ran"] for r in fb.impl_table() if r["op"] != "dwconv2d"} == {"torch_sequential"}
+    assert {r["ran"] for r in fb.impl_table() if r["op"] not in AUTO_OFF_OPS} == {"torch_sequential"}
     assert "torch_sequential" in fb.impl_table(as_text=True).splitlines()[1]
 
 
@@ -273,21 +279,21 @@ def test_unavailable_backend_error_names_reason_and_fix(monkeypatch):
     assert "impl 'torch'" in msg and "no CUDA device is visible (planted)" in msg and "fallback=True" in msg
     assert "available here: " in msg and "torch_sequential" in msg
     m = small(impl="torch", fallback=True).eval()  # falls back silently, and says so in the table
-    assert {r["impl"] for r in m.impl_table() if r["op"] != "dwconv2d"} == {"auto"}
+    assert {r["impl"] for r in m.impl_table() if r["op"] not in AUTO_OFF_OPS} == {"auto"}
     assert all("torch unavailable (no CUDA device is visible (planted)); auto" == r["note"] for r in m.impl_table()
-               if r["op"] != "dwconv2d")
+               if r["op"] not in AUTO_OFF_OPS)
     m(torch.randn(1, 3, 32, 32))
-    assert {r["ran"] for r in m.impl_table() if r["op"] != "dwconv2d"} == {"torch"}  # auto on the CPU: torch
+    assert {r["ran"] for r in m.impl_table() if r["op"] not in AUTO_OFF_OPS} == {"torch"}  # auto on the CPU: torch
 
 
 def test_impl_table_shows_auto_choice_after_forward():
     m = small(impl=None).eval()
-    assert {r["ran"] for r in m.impl_table() if r["op"] != "dwconv2d"} == {""}
+    assert {r["ran"] for r in m.impl_table() if r["op"] not in AUTO_OFF_OPS} == {""}
     m(torch.randn(1, 3, 32, 32))
     want = "torch_sequential"
     with vk.use_impl(want):
         m(torch.randn(1, 3, 32, 32))
-    assert {r["ran"] for r in m.impl_table() if r["op"] != "dwconv2d"} == {want}
+    assert {r["ran"] for r in m.impl_table() if r["op"] not in AUTO_OFF_OPS} == {want}
 
 
 # ---- input checks ---------------------------------------------------------------------------------

@@ -40,8 +40,17 @@ def _gpu_backends():
     return rows
 
 
-def _policy(name, ops):
-    return KernelPolicy(**{op: (name if op in ops else "torch") for op in ("selective_scan", "cross_scan", "cross_merge")})
+def _policy(impl, ops):
+    """'NAME': the backend's scan and cross ops (its fused core stays as the policy leaves it: off on the GPU);
+    'NAME:core': its fused SS2D core named explicitly (vmamba_kernels.ss2d_core)."""
+    name, _, core = impl.partition(":")
+    pol = KernelPolicy(**{op: (name if op in ops else "torch") for op in ("selective_scan", "cross_scan", "cross_merge")})
+    return pol.merged(KernelPolicy(ss2d_core=name)) if core else pol
+
+
+def _impls():
+    rows = _gpu_backends()
+    return sorted(list(rows) + [f"{n}:core" for n, ops in rows.items() if "ss2d_core" in ops])
 
 
 def _run(model, x, w, dtype):
@@ -87,7 +96,7 @@ def _err(a, b):
 
 @pytest.mark.parametrize("dtype", list(DTYPES.values()), ids=list(DTYPES))
 @pytest.mark.parametrize("name", MODELS)
-@pytest.mark.parametrize("impl", sorted(_gpu_backends()) or ["none"])
+@pytest.mark.parametrize("impl", _impls() or ["none"])
 def test_backend_matches_torch_on_model(impl, name, dtype):
     if impl == "none":
         pytest.skip("no GPU backend is available (vmamba_kernels.list_impls)")
@@ -96,7 +105,7 @@ def test_backend_matches_torch_on_model(impl, name, dtype):
     m, x, w, y64, g64, _ = _reference(name)
     rtol, atol = TOL[dtype]
     yT, gT = _torch_run(name, dtype)
-    m.set_impl(_policy(impl, _gpu_backends()[impl]))
+    m.set_impl(_policy(impl, _gpu_backends()[impl.partition(":")[0]]))
     try:
         with poisoned():
             yX, gX = _run(m, x, w, dtype)

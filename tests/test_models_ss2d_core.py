@@ -101,7 +101,14 @@ def test_policy_resolution_of_ss2d_core():
     assert "cupy does not implement ss2d_core" in cupy["ss2d_core"].note
     explicit = policy.resolve(KernelPolicy(ss2d_core="cupy"), "layers.0.blocks.0", known=known)
     assert explicit["ss2d_core"].impl == "off"
-    assert policy.resolve("cuda", "layers.0.blocks.0", known=known)["ss2d_core"].impl == "cuda"
+    # GPU impls whose fused core measured slower in the whole model (policy.CORE_AUTO_OFF): the chain unless named
+    auto_cuda = policy.resolve("cuda", "layers.0.blocks.0", known=known)["ss2d_core"]
+    assert auto_cuda.impl == "off" and "KernelPolicy(ss2d_core='cuda')" in auto_cuda.note
+    named = policy.resolve(KernelPolicy.all("cuda").merged(KernelPolicy(ss2d_core="cuda")), "layers.0.blocks.0",
+                           known=known)
+    assert named["ss2d_core"].impl == "cuda"
+    everything_auto = policy.resolve(None, "layers.0.blocks.0", known=known)
+    assert everything_auto["selective_scan"].impl is None and everything_auto["ss2d_core"].impl == "off"
     # the Mamba2-style mixer has no SS2D core chain: always off
     m0 = models.create_model("vmamba_tiny_m2", impl="torch", **SMALL)
     assert {r["impl"] for r in m0.impl_table() if r["op"] == "ss2d_core"} == {"off"}
