@@ -5,7 +5,9 @@ A, D, delta_bias); validation, dispatch reasons, empty inputs.
 
 The oracle rounds the x projection (and the projection weights) to x's dtype where the op's composition
 does (its GEMM runs in x's dtype, as the unfused chain's), straight through for the gradients; the rest
-is float64. Tolerances: the selective scan's (scan_cases.TOL / grad_tol).
+is float64. Tolerances: the selective scan's (scan_cases.TOL / grad_tol), plus, for 16-bit x, a rounding
+floor on the weight gradients (rounding_floors: the op's GEMM and the oracle round some projections to
+neighbouring 16-bit values, which moves each of the B * L summed terms by about one unit roundoff).
 
 impl "triton" runs on the GPU, or on the CPU under Triton's interpreter (this module turns it on where
 there is no CUDA, before triton is imported; the README's interpreter half runs it): a few small cases,
@@ -62,8 +64,9 @@ def _parallel_scan64(u, delta, A, B, C, D, bias, softplus):
 
 
 def oracle(x, xpw, dtw, A, D, bias, mode="cross2d", channels_last=False, delta_softplus=True,
-           scan=independent_scan, device="cpu"):
-    """float64 y of the SS2D core by the pixel table (differentiable in every input), on `device`."""
+           scan=independent_scan, device="cpu", keep=None):
+    """float64 y of the SS2D core by the pixel table (differentiable in every input), on `device`. `keep`, a
+    dict, receives the intermediates route-ordered (xs, dts; x_dbl, delta in the graph: for their gradients)."""
     dtype = x.dtype
 
     def rnd(t):  # x's dtype where the composition rounds, straight through for the gradient
@@ -81,6 +84,8 @@ def oracle(x, xpw, dtw, A, D, bias, mode="cross2d", channels_last=False, delta_s
     x_dbl = rnd(torch.einsum("bkdl,kcd->bkcl", xs, rnd(xpw.to(device))))
     dts, Bs, Cs = x_dbl[:, :, :R], x_dbl[:, :, R:R + N], x_dbl[:, :, R + N:]
     delta = torch.einsum("bkrl,kdr->bkdl", dts, dtw.double().to(device))
+    if keep is not None:
+        keep.update(xs=xs.detach(), dts=dts.detach(), x_dbl=x_dbl, delta=delta)
     f = lambda t: None if t is None else t.double().to(device)  # noqa: E731
     ys, _ = scan(xs.reshape(Bn, K * Dc, L), delta.reshape(Bn, K * Dc, L), f(A), Bs, Cs, f(D), f(bias),
                              delta_softplus)
@@ -89,6 +94,34 @@ def oracle(x, xpw, dtw, A, D, bias, mode="cross2d", channels_last=False, delta_s
               for k in range(K))
     out = out.view(Bn, Dc, H, W)
     return out.permute(0, 2, 3, 1) if channels_last else out
+
+
+EPS16 = {torch.float16: 2.0 ** -11, torch.bfloat16: 2.0 ** -8}
+
+
+def oracle_grads(ins, dy, **kw):
+    """(y, {name: float64 gradient}, {name: rounding floor}) of the oracle. The floors (0 for 32/64-bit x) are 4 unit
+    roundoffs of x's dtype times the root sum of squares of each weight gradient's B * L terms: the op's 16-bit
+    GEMM (fp32 accumulation) and the oracle (float64, then rounded) round some projections to neighbouring
+    values, which moves those terms by about one roundoff each, independently. The floors matter only where the
+    terms cancel: the torch impl's own x_proj_weight gradient at VMamba-T stage 1 in float16 (B 2, 56 x 56) was
+    0.069 off at 0.86, 14x the plain tolerance (CPU, 2026-12-03; this floor there: median 0.5, against
+    gradients of median 288); triton failed the same cases on the H200."""
+    keep = {}
+    want = oracle(*ins, keep=keep, **kw)
+    present = [t for t in ins if t is not None]
+    g = torch.autograd.grad(want, present + [keep["x_dbl"], keep["delta"]], dy.double().to(want.device))
+    names = [n for n, t in zip(NAMES, ins) if t is not None]
+    grads = dict(zip(names, g[:len(present)]))
+    eps = EPS16.get(ins[0].dtype, 0.0)
+    gx2, gd2 = g[-2] ** 2, g[-1] ** 2  # squared terms' factors: (B, K, R+2N, L), (B, K, D, L)
+    floors = {n: 0.0 for n in names}
+    if eps:
+        floors["x_proj_weight"] = 4 * eps * torch.einsum("bkcl,bkdl->kcd", gx2, keep["xs"] ** 2).sqrt()
+        floors["dt_projs_weight"] = 4 * eps * torch.einsum("bkdl,bkrl->kdr", gd2, keep["dts"] ** 2).sqrt()
+        if "delta_bias" in floors:
+            floors["delta_bias"] = 4 * eps * gd2.sum((0, 3)).sqrt().reshape(-1)
+    return want, grads, floors
 
 
 def run_op(impl, ins, mode, channels_last, out_dtype=None, softplus=True):
@@ -108,14 +141,14 @@ def check_against_oracle(impl, Bn, Dc, H, W, N, R, dtype, mode, channels_last, d
         dy = torch.randn_like(y)
         present = [t for t in ins if t is not None]
         grads = torch.autograd.grad(y, present, dy)
-    want = oracle(*ins, mode=mode, channels_last=channels_last)
+    want, wgrads, floors = oracle_grads(ins, dy.cpu(), mode=mode, channels_last=channels_last)
     (y.dtype == (out_dtype or dtype)) or pytest.fail(f"{tag}: y dtype {y.dtype}")
     assert_close(f"y {tag}", y.cpu(), want, *TOL[dtype])
-    wgrads = torch.autograd.grad(want, [t for t in present], dy.double().cpu())
     names = [n for n, t in zip(NAMES, ins) if t is not None]
-    for name, t, g, w in zip(names, present, grads, wgrads):
+    for name, t, g in zip(names, present, grads):
         assert g.dtype == t.dtype and g.shape == t.shape, f"{tag}: d{name} {g.dtype} {tuple(g.shape)}"
-        assert_close(f"d{name} {tag}", g.cpu(), w, *grad_tol(TOL_NAME[name], dtype))
+        rtol, atol = grad_tol(TOL_NAME[name], dtype)
+        assert_close(f"d{name} {tag}", g.cpu(), wgrads[name], rtol, atol + floors[name])
 
 
 def _triton():
@@ -348,12 +381,12 @@ def gpu_oracle_check(impl, Bn, Dc, H, W, N, R, mode, cl, dtype):
         y = run_op(impl, ins, mode, cl)
         dy = torch.randn_like(y)
         grads = torch.autograd.grad(y, ins, dy)
-    want = oracle(*ins, mode=mode, channels_last=cl, scan=_parallel_scan64, device="cuda")
-    wgrads = torch.autograd.grad(want, ins, dy.double())
+    want, wgrads, floors = oracle_grads(ins, dy, mode=mode, channels_last=cl, scan=_parallel_scan64, device="cuda")
     tag = f"{impl} {mode} cl={cl} B{Bn} D{Dc} {H}x{W} N{N} {dtype}"
     assert_close(f"y {tag}", y, want, *TOL[dtype])
-    for name, g, w in zip(NAMES, grads, wgrads):
-        assert_close(f"d{name} {tag}", g, w, *grad_tol(TOL_NAME[name], dtype))
+    for name, g in zip(NAMES, grads):
+        rtol, atol = grad_tol(TOL_NAME[name], dtype)
+        assert_close(f"d{name} {tag}", g, wgrads[name], rtol, atol + floors[name])
 
 
 @requires_cuda
