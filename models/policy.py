@@ -39,10 +39,10 @@ OFF = "off"
 AUTO_OFF = ("dwconv2d",)
 # impls whose fused SS2D core, left automatic, stays off (the unfused chain on that impl runs) because the
 # whole model measured slower with it; naming the impl for ss2d_core still runs the fused op. cuda: VMamba-T
-# AMP training at batch 128 on the H200 (bench.tp, 2026-12-02) ran 939 img/s fused against 1773 img/s with
-# the unfused chain (its backward is 1.7-18x the chain's: bench/tuning/ss2d_core_cuda.py). triton: its fused
-# core has not been timed in a whole model yet, so it is not on by default either.
-CORE_AUTO_OFF = {"cuda": "measured slower in the whole model (939 vs 1773 img/s, VMamba-T AMP training, H200)",
+# at batch 128 on the H200 ran 939 / 5138 img/s (AMP training / inference) fused against 1641 / 6130 with the
+# unfused chain (reports/logs/2026-12-03_issue18_core_policy_H200.md; its backward is 1.7-18x the chain's:
+# bench/tuning/ss2d_core_cuda.py). triton: not yet timed in a whole model, so not on by default either.
+CORE_AUTO_OFF = {"cuda": "measured slower in the whole model (VMamba-T AMP training 939 vs 1641 img/s, H200)",
                  "triton": "not yet measured faster in the whole model"}
 
 
