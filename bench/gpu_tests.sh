@@ -34,7 +34,9 @@ run() {  # name, pytest args...
   case " ${GROUPS_ONLY:-$name} " in *" $name "*) ;; *) return 0 ;; esac
   local t0; t0=$(date +%s)
   # shellcheck disable=SC2068
-  timeout "$TIMEOUT" "$PY" -m pytest -q -p no:cacheprovider $@ > "$LOGS/$name.log" 2>&1
+  # SIGINT first: pytest stops as on Ctrl-C and still prints the failures so far (-rf), which a plain
+  # timeout's SIGTERM loses (a GPU call of 2026-12-03 learned only the progress characters)
+  timeout -s INT -k 20 "$TIMEOUT" "$PY" -m pytest -q -rf --tb=short -p no:cacheprovider $@ > "$LOGS/$name.log" 2>&1
   echo "$name rc=$? $(( $(date +%s) - t0 ))s: $(tail -n 1 "$LOGS/$name.log")"
 }
 for g in "${!G[@]}"; do run "$g" ${G[$g]} & done

@@ -23,3 +23,9 @@ __all__ = [
     "selective_scan", "cross_scan", "cross_merge", "add_layer_norm", "dwconv2d", "ss2d_core", "list_impls", "explain", "ops",
     "set_default_impl", "get_default_impl", "use_impl", "Backend", "ImplRefused", "tuning", "get_tuning",
 ]
+
+from . import dispatch as _dispatch  # noqa: E402
+
+# the backends are registered (their torch.library ops defined; no backend module probed or imported) here,
+# not at the first op call: that call may be inside torch.compile's trace, which cannot enter the registry's lock
+_dispatch._load_registry()
