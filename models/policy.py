@@ -37,12 +37,10 @@ OFF = "off"
 # H200 (reports/README.md, 2026-12-02: cudnn's channels-last depthwise conv 0.21 / 0.27 ms fwd / bwd at
 # VMamba-T stage 1 against 0.26 / 0.68 for the cuda kernel); naming a backend for the op still runs it
 AUTO_OFF = ("dwconv2d",)
-# impls whose fused SS2D core, left automatic, stays off (the unfused chain on that impl runs) because the
-# whole model measured slower with it; naming the impl for ss2d_core still runs the fused op. cuda: VMamba-T
-# at batch 128 on the H200 ran 939 / 5138 img/s (AMP training / inference) fused against 1641 / 6130 with the
-# unfused chain (reports/logs/2026-12-03_issue18_core_policy_H200.md; its backward is 1.7-18x the chain's:
-# bench/tuning/ss2d_core_cuda.py). triton: not yet timed in a whole model, so not on by default either.
-CORE_AUTO_OFF = {"cuda": "measured slower in the whole model (VMamba-T AMP training 939 vs 1641 img/s, H200)",
+# impls whose fused SS2D core, left automatic, stays off (the unfused chain on that impl runs): the whole model
+# measured slower with it (reports/logs/2026-12-03_issue18_core_policy_H200.md), or it is not yet measured
+# there; naming the impl for ss2d_core still runs the fused op
+CORE_AUTO_OFF = {"cuda": "measured slower in the whole model (reports/logs/2026-12-03_issue18_core_policy_H200.md)",
                  "triton": "not yet measured faster in the whole model"}
 
 

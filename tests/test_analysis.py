@@ -39,11 +39,16 @@ def test_recorded_scan_inputs_reproduce_the_kernel_output(name):
 
 def test_record_scans_cleans_up_after_errors_and_names_bad_patterns():
     m = create_small_vmamba("vmamba_tiny_s1l8", impl="torch").eval()
+    fused = {name: op.impl_ss2d_core for name, op in models.capture.ss2d_modules(m)}
+    assert set(fused.values()) == {"torch"}  # the fused core runs: recording switches the chosen blocks off it
     with pytest.raises(KeyError), models.record_scans(m, "layers.3.*") as recs:
+        assert {n: op.impl_ss2d_core for n, op in models.capture.ss2d_modules(m)} == {
+            n: ("off" if n.startswith("layers.3.") else v) for n, v in fused.items()}
         with torch.no_grad():
             m(torch.randn(1, 3, 32, 32))
         raise KeyError("the caller fails after the forward")
     assert all("_call" not in op.__dict__ for _, op in models.capture.ss2d_modules(m))
+    assert {name: op.impl_ss2d_core for name, op in models.capture.ss2d_modules(m)} == fused  # restored
     assert [r.layer for r in recs] == ["layers.3.blocks.0"]
     with pytest.raises(ValueError, match="matches no SS2D block"):
         with models.record_scans(m, ["layers.9.blocks.0"]):

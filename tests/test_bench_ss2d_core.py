@@ -51,5 +51,9 @@ def test_tp_ss2d_core_switch():
     assert TP._policy("cuda", "unfused", "triton") == models.KernelPolicy.unfused("cuda")
     assert TP._core_label("off") == ":core_off" and TP._core_label("auto") == ""
     assert TP.parse_args(["--ss2d-core", "both"]).ss2d_core == "both"
+    assert TP.parse_args(["--ss2d-core", "both"]).cores == ["auto", "off"]
+    assert TP.parse_args(["--ss2d-core", "off,torch"]).cores == ["off", "torch"]  # measured in turn, one run
     with pytest.raises(SystemExit):
         TP.parse_args(["--ss2d-core", "cupy"])  # does not implement it
+    with pytest.raises(SystemExit):
+        TP.parse_args(["--ss2d-core", "off,bogus"])  # every entry is checked

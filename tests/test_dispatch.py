@@ -251,6 +251,23 @@ def test_torch_compile_fullgraph_through_dispatch():
     assert torch.allclose(g1, g2, rtol=1e-5, atol=1e-5)
 
 
+def test_first_op_call_of_a_process_may_be_inside_torch_compile():
+    """A fresh process whose first op call is traced by torch.compile(fullgraph=True): the backends are
+    registered at import (dynamo cannot enter the registry's lock a first call would take)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import torch, vmamba_kernels as vk\n"
+            "from vmamba_kernels import dispatch\n"
+            "assert dispatch._LOADED\n"
+            "f = torch.compile(lambda x: vk.cross_scan(x, impl='torch').sum(), fullgraph=True, backend='aot_eager')\n"
+            "print('OK', float(f(torch.ones(1, 2, 3, 5))))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 0 and "OK 120.0" in r.stdout, r.stderr[-3000:]
+
+
 # ---- choose() hands back the op; vk.ops; typed refusals; capabilities checked as reasons ----------------
 def test_choose_returns_the_backends_op_ready_to_call():
     x = torch.randn(2, 3, 5, 7)
