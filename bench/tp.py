@@ -131,7 +131,7 @@ def parse_args(argv=None):
                         "reference path (fused ops 'off'), or both in the same run (impl label ':unfused')")
     p.add_argument("--ss2d-core", default="auto", metavar="auto|off|both|IMPL[,...]",
                    help="VMamba models' fused SS2D core (vmamba_kernels.ss2d_core): the policy's default (auto, "
-                        "default: see models.policy.CORE_AUTO), the unfused chain (off: impl label ':core_off'), "
+                        "default: see models.policy.CORE_AUTO_OFF), the unfused chain (off: impl label ':core_off'), "
                         "the fused op of IMPL with the rest on --impl (label ':core_IMPL'), or a comma list "
                         "measured in turn in the same run (both = auto,off); --path unfused always runs the chain")
     p.add_argument("--layout", choices=["model", "channels_last", "channels_first", "both"], default="model",
