@@ -44,7 +44,8 @@ def _policy(impl, ops):
     """'NAME': the backend's scan and cross ops (its fused core stays as the policy leaves it: off on the GPU);
     'NAME:core': its fused SS2D core named explicitly (vmamba_kernels.ss2d_core)."""
     name, _, core = impl.partition(":")
-    pol = KernelPolicy(**{op: (name if op in ops else "torch") for op in ("selective_scan", "cross_scan", "cross_merge")})
+    kernel_ops = ("selective_scan", "cross_scan", "cross_merge")
+    pol = KernelPolicy(**{op: (name if op in ops else "torch") for op in kernel_ops})
     return pol.merged(KernelPolicy(ss2d_core=name)) if core else pol
 
 
