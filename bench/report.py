@@ -257,11 +257,17 @@ def replace_between_markers(path: Path, body: str) -> bool:
 
 
 # ---- plots ---------------------------------------------------------------------------------------
-# One colour per backend in every plot (and the same order everywhere); anything else gets the next
-# unused colour of the palette, always the same one for the same name.
+# One colour per backend in every plot (and the same order everywhere). A variant label of a backend
+# ("cuda:cl", "cuda:unfused:cf", "cuda-unfused", ...) is a shade of that backend's colour: darker and lighter
+# in turn, in the order the labels are first drawn in this process (bench.report draws in a fixed order,
+# so a label keeps its shade across the figures of one run), so no two labels of one backend share a
+# colour. A label of any other backend takes a spare colour chosen by its name.
 IMPL_COLORS = {"cuda": "#1f77b4", "triton": "#ff7f0e", "cupy": "#2ca02c", "torch": "#9467bd",
                "torch_sequential": "#8c564b", "mamba_ssm": "#d62728", "timm": "#7f7f7f"}
 _SPARE_COLORS = ["#17becf", "#bcbd22", "#e377c2", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173"]
+# mix with black (< 0) or white (> 0): the shades of a backend's variants, in order of first use
+_SHADES = (-0.5, 0.45, -0.8, 0.75, -0.2, 0.15, -0.65, 0.6)
+_VARIANTS: dict = {}  # backend -> its variant labels, in order of first use
 LEGEND_ORDER = IMPL_COLORS.keys()
 MODEL_ORDER = ["vmamba_t", "vmamba_s", "vmamba_b", "vanilla_vmamba_tiny", "vanilla_vmamba_small",
                "vanilla_vmamba_base"]
@@ -270,9 +276,27 @@ DTYPE_STYLES = {"fp16": "-", "fp32": "--", "bf16": ":"}
 DTYPE_MARKERS = {"fp16": "o", "fp32": "s", "bf16": "^"}  # a lone point has no line style to tell it by
 
 
+def _backend_of(impl: str) -> str:
+    base = impl.split(":")[0]
+    return base[: -len("-unfused")] if base.endswith("-unfused") else base
+
+
+def _shade(color: str, f: float) -> str:
+    rgb = [int(color[i:i + 2], 16) for i in (1, 3, 5)]
+    mixed = [round(c + (255 - c) * f) if f > 0 else round(c * (1 + f)) for c in rgb]
+    return "#" + "".join(f"{c:02x}" for c in mixed)
+
+
 def impl_color(impl: str) -> str:
     if impl in IMPL_COLORS:
         return IMPL_COLORS[impl]
+    base = _backend_of(impl)
+    if base in IMPL_COLORS:
+        seen = _VARIANTS.setdefault(base, [])
+        if impl not in seen:
+            seen.append(impl)
+        i = seen.index(impl)
+        return _shade(IMPL_COLORS[base], _SHADES[i % len(_SHADES)] * (1 if i < len(_SHADES) else 0.5))
     return _SPARE_COLORS[sum(map(ord, impl)) % len(_SPARE_COLORS)]
 
 
@@ -368,11 +392,16 @@ def plot_throughput(rows: list, out: Path):
         ax.set_title(mode.replace("_", " "), fontsize=10)
         ax.set_xlabel("images / s")
         ax.grid(axis="x", alpha=0.3)
-    fig.legend(handles=_impl_handles(impls), loc="upper center", ncol=len(impls), fontsize=9, frameon=False,
-               bbox_to_anchor=(0.5, 0.975))
+    per_row = 6  # legend entries per row: the figure's width holds about six labels
+    rows_of_legend = math.ceil(len(impls) / per_row)
+    height = fig.get_size_inches()[1]
+    fig.set_size_inches(fig.get_size_inches()[0], height + 0.25 * (rows_of_legend - 1))
+    top = 1 - (0.45 + 0.25 * rows_of_legend) / fig.get_size_inches()[1]  # room for the title and the legend
+    fig.legend(handles=_impl_handles(impls), loc="upper center", ncol=min(len(impls), per_row), fontsize=9,
+               frameon=False, bbox_to_anchor=(0.5, 1 - 0.35 / fig.get_size_inches()[1]))
     fig.suptitle(f"Whole-model throughput, {gpu} (newest row per model, impl and mode; timm = baselines)",
                  fontsize=11, y=0.995)
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    fig.tight_layout(rect=(0, 0, 1, top))
     path = out / "throughput.png"
     fig.savefig(path, dpi=100)
     plt.close(fig)

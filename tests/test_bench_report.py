@@ -256,3 +256,16 @@ def test_impl_colours_are_fixed_and_distinct():
     assert len({report.impl_color(i) for i in known}) == len(known)
     assert report.impl_color("new_backend") == report.impl_color("new_backend")
     assert report.stage_label("0") == "1" and report.stage_label(3) == "4"
+
+
+def test_variants_of_a_backend_get_distinct_shades_of_its_colour():
+    labels = ["cuda:cl", "cuda:cf", "cuda:unfused:cl", "cuda:unfused:cf", "cuda:core_off:cl", "cuda:core_cuda:cl",
+              "cuda-unfused"]
+    colours = [report.impl_color(x) for x in labels]
+    assert len(set(colours)) == len(labels), colours  # hashing once gave cuda:core_off:cl triton:cf's colour
+    assert report.impl_color("cuda:cf") == colours[1]  # stable for the run
+    r, g, b = (int(report.IMPL_COLORS["cuda"][i:i + 2], 16) for i in (1, 3, 5))
+    for c in colours:  # a shade of cuda's blue: the channels keep their order
+        cr, cg, cb = (int(c[i:i + 2], 16) for i in (1, 3, 5))
+        assert cb >= cg >= cr, c
+    assert not set(colours) & {report.impl_color(x) for x in ("triton:cf", "triton:cl", "triton")}
