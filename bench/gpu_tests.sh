@@ -18,10 +18,11 @@ declare -A G=(
   [cuda_norm_dwconv]="tests/test_cuda_norm_dwconv.py tests/test_norm_kernels.py tests/test_dwconv_kernels.py"
   [triton]="tests/test_triton.py"
   [cupy]="tests/test_cupy.py"
-  [models]="tests/test_models_gpu.py tests/test_fast_path.py"
+  [fast_path]="tests/test_fast_path.py"
 )
 # every other test file (CPU tests too: on the GPU machine they run their GPU-only parts)
-G[rest]=$(ls tests/test_*.py | grep -v -x -F -e tests/test_backends.py $(printf -- '-e %s ' ${G[*]}) | tr '\n' ' ')
+G[rest]=$(ls tests/test_*.py | grep -v -x -F -e tests/test_backends.py -e tests/test_models_gpu.py \
+  $(printf -- '-e %s ' ${G[*]}) | tr '\n' ' ')
 # test_backends.py by backend (ids carry the backend's name; 'bfloat16' contains 'float16')
 declare -A K=(
   [backends_cuda]="cuda" [backends_cupy]="cupy" [backends_torch]="torch and not sequential"
@@ -41,6 +42,8 @@ run() {  # name, pytest args...
 }
 for g in "${!G[@]}"; do run "$g" ${G[$g]} & done
 for k in "${!K[@]}"; do run "$k" tests/test_backends.py -k "${K[$k]}" & done
+# whole models (float64 references of five models, each impl and its fused core by name): one group per impl
+for m in cuda triton cupy; do run "models_$m" tests/test_models_gpu.py -k "$m" & done
 wait
 failed=0
 for f in "$LOGS"/*.log; do
