@@ -19,6 +19,8 @@ declare -A G=(
   [triton]="tests/test_triton.py"
   [cupy]="tests/test_cupy.py"
   [fast_path]="tests/test_fast_path.py"
+  [ss2d_core]="tests/test_ss2d_core.py tests/test_models_ss2d_core.py"
+  [cuda_ss2d_core]="tests/test_cuda_ss2d_core.py"
 )
 # every other test file (CPU tests too: on the GPU machine they run their GPU-only parts)
 G[rest]=$(ls tests/test_*.py | grep -v -x -F -e tests/test_backends.py -e tests/test_models_gpu.py \
