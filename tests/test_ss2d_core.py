@@ -6,7 +6,7 @@ A, D, delta_bias); validation, dispatch reasons, empty inputs.
 The oracle rounds the x projection (and the projection weights) to x's dtype where the op's composition
 does (its GEMM runs in x's dtype, as the unfused chain's), straight through for the gradients; the rest
 is float64. Tolerances: the selective scan's (scan_cases.TOL / grad_tol), plus, for 16-bit x, a rounding
-floor on the weight gradients (rounding_floors: the op's GEMM and the oracle round some projections to
+floor on the weight gradients (oracle_grads: the op's GEMM and the oracle round some projections to
 neighbouring 16-bit values, which moves each of the B * L summed terms by about one unit roundoff).
 
 impl "triton" runs on the GPU, or on the CPU under Triton's interpreter (this module turns it on where

@@ -135,7 +135,8 @@ def bench_stage(ops, stage, batch, dtype, channels_last, copy_bw, reps):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m bench.tuning.ss2d_core_cuda", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m bench.tuning.ss2d_core_cuda",
+                                 description=__doc__.split("\n\n")[0])
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--layouts", default="cf,cl")
     ap.add_argument("--dtype", default="f16", choices=sorted(DTYPES))
