@@ -92,6 +92,9 @@ class ModelRow:
     env_json: str = ""
     ms_per_img: float = float("nan")  # ms_per_iter / batch (at batch 1: the latency)
     cuda_graphs: bool = False  # timed as CUDA graph replays (bench.tp --cuda-graphs; impl label ":graphs")
+    gpus: int = 1  # data-parallel replicas (bench.tp --ddp under torchrun; impl label ":ddpN"); img_per_s: all of them
+    img_per_s_per_gpu: float = float("nan")  # --ddp: img_per_s / gpus
+    scaling_efficiency: float = float("nan")  # --ddp: img_per_s_per_gpu over one GPU's img/s measured in the same run
 
 
 @dataclass

@@ -17,6 +17,10 @@ ms per iteration / batch; the batch-1 row's ms_per_iter is the latency). `--cuda
 inference forward (or the whole training step) once per batch with models.graphs and times replays
 (rows flagged cuda_graphs, impl label suffixed ":graphs"): the host's launch cost disappears.
 
+Several GPUs: `torchrun --nproc_per_node=N -m bench.tp --ddp ...` trains DistributedDataParallel replicas
+(bench/ddp.py), `--batch` images each; rank 0 writes one row per model and impl (label ":ddpN") with the
+aggregate img/s, img/s per GPU and the scaling efficiency against one GPU timed in the same run.
+
 Without a CUDA device (or with --device cpu) it says so and measures on the CPU with small defaults
 (batch 2, 1 warm-up + 3 timed iterations; flags given explicitly win), prints the table and writes
 nothing unless asked: --save-cpu appends the rows (gpu="cpu") to reports/models.csv, --reports-dir DIR
@@ -27,6 +31,7 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
+import os
 import sys
 import time
 from typing import Callable, Optional
@@ -137,6 +142,11 @@ def parse_args(argv=None):
     p.add_argument("--layout", choices=["model", "channels_last", "channels_first", "both"], default="model",
                    help="VMamba models' activation layout: the variant's own (default), or forced (impl label "
                         "':cl' / ':cf'); weights and results are the same, only the speed differs")
+    p.add_argument("--ddp", action="store_true",
+                   help="train as DistributedDataParallel replicas, one process per GPU (NCCL; gloo with --device "
+                        "cpu), launched by torchrun: torchrun --nproc_per_node=N -m bench.tp --ddp ...; implies "
+                        "--train-only, --batch is per process; rank 0 also times the plain model alone and writes "
+                        "the rows (impl label ':ddpN', aggregate and per-GPU img/s, scaling efficiency)")
     p.add_argument("--model-factory", default=None,
                    help="module:function used instead of models.create_model (e.g. bench._tiny:create_model)")
     a = p.parse_args(argv)
@@ -161,6 +171,11 @@ def parse_args(argv=None):
         print("bench.tp: --channels-last is now --memory-format channels_last (the torch memory format)",
               file=sys.stderr)
         a.memory_format = "channels_last"
+    if a.ddp:
+        if a.cuda_graphs:
+            p.error("--ddp with --cuda-graphs is not supported (the replicas' gradient all-reduce runs outside "
+                    "a captured step); drop one of them")
+        a.train_only = True
     if a.train_only:
         a.train = True
     return a
@@ -386,11 +401,46 @@ def measure(model, mode: str, batch: int, img_size: int, device, a, num_classes:
             "img_per_s": batch / (r["ms_p50"] / 1000.0), "warmup": warmup, "iters": iters}
 
 
+def measure_ddp(model, mode: str, batch: int, device, a, d, num_classes: int, label: str) -> dict:
+    """`measure` for --ddp (bench/ddp.py): rank 0 times the plain model alone (the one-GPU baseline), then every
+    rank its DDP replica; the slowest rank's step time and the largest peak memory count."""
+    from bench import ddp  # noqa: PLC0415
+
+    single = float("nan")
+    if d.is_main:
+        alone = torch.compile(model) if a.compile else model
+        single = measure(alone, mode, batch, a.img_size, device, a, num_classes, label=f"{label}, one process")[
+            "img_per_s"]
+        del alone
+    ddp.barrier(d)
+    replica = ddp.wrap(model, d)
+    runner = torch.compile(replica) if a.compile else replica
+    res = measure(runner, mode, batch, a.img_size, device, a, num_classes, label=f"{label}, {d.world} replicas")
+    ms = ddp.reduce_max(res["ms"], d)
+    peak = ddp.reduce_max(res["peak_mb"] if res["peak_mb"] == res["peak_mb"] else -1.0, d)
+    per_gpu = batch / (ms / 1000.0)
+    return dict(res, ms=ms, peak_mb=peak if peak >= 0 else float("nan"), img_per_s=per_gpu * d.world,
+                img_per_s_per_gpu=per_gpu, gpus=d.world, scaling_efficiency=per_gpu / single if d.is_main else
+                float("nan"))
+
+
 def run(a, create_model: Optional[Callable] = None) -> tuple:
     """Measure everything `a` asks for; returns (rows written, table rows incl. skips)."""
-    device = device_for(a)
+    d = None
+    if getattr(a, "ddp", False):
+        from bench import ddp  # noqa: PLC0415
+
+        d = ddp.from_env(a.device)
+        ddp.init(d)
+        device = d.device
+        if not d.is_main:  # one voice: rank 0 prints and writes, the other ranks only train
+            sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
+    else:
+        device = device_for(a)
     for note in apply_device_defaults(a, device):
         print(note, file=sys.stderr)
+    if d is not None and not d.is_main:
+        a.write_csv = False
     if device.type == "cuda":
         torch.backends.cudnn.enabled = True
         torch.backends.cudnn.benchmark = a.cudnn_benchmark
@@ -398,7 +448,7 @@ def run(a, create_model: Optional[Callable] = None) -> tuple:
     modes = modes_for(a)
     if a.cuda_graphs and device.type != "cuda":
         raise SystemExit(f"bench.tp: --cuda-graphs needs a CUDA device (measuring on {device}); drop the flag")
-    graphs_label = ":graphs" if a.cuda_graphs else ""
+    graphs_label = (":graphs" if a.cuda_graphs else "") + (f":ddp{d.world}" if d is not None else "")
     jobs = []  # (label model, impl label, factory thunk)
     make = create_model
     if make is None and (a.models or not a.baselines):
@@ -462,9 +512,10 @@ def run(a, create_model: Optional[Callable] = None) -> tuple:
             while batch >= 1:
                 failure = None
                 try:
-                    res = measure(runner, mode, batch, a.img_size, device, a,
-                                  num_classes=getattr(model, "num_classes", 1000) or 1000,
-                                  label=f"{mname}/{impl}/{mode} batch {batch}")
+                    ncls = getattr(model, "num_classes", 1000) or 1000
+                    what = f"{mname}/{impl}/{mode} batch {batch}"
+                    res = measure(runner, mode, batch, a.img_size, device, a, num_classes=ncls, label=what) \
+                        if d is None else measure_ddp(model, mode, batch, device, a, d, ncls, what)
                 except Exception as e:  # noqa: BLE001
                     failure = (_is_oom(e), _short(e))
                 # outside the except clause: the exception and its frames (holding the failed batch's
@@ -473,7 +524,7 @@ def run(a, create_model: Optional[Callable] = None) -> tuple:
                     break
                 model.zero_grad(set_to_none=True)
                 _free(device)
-                if failure[0] and batch > 1:
+                if failure[0] and batch > 1 and d is None:  # (replicas must agree on a batch: no halving)
                     notes.append(f"OOM at batch {batch}: halved to {batch // 2}")
                     print(f"\n{mname}/{impl}/{mode}: out of memory at batch {batch}, halving to {batch // 2}",
                           file=sys.stderr)
@@ -495,7 +546,9 @@ def run(a, create_model: Optional[Callable] = None) -> tuple:
                 requested_batch=requested, ms_per_iter=res["ms"], ms_p20=res["ms_p20"], ms_p80=res["ms_p80"],
                 params_m=params_m, gflops=gflops, optimizer_step=bool(a.optimizer_step and mode.startswith("train")),
                 warmup=res["warmup"], iters=res["iters"], env_json=envmod.env_json(env),
-                ms_per_img=res["ms"] / batch, cuda_graphs=bool(a.cuda_graphs))
+                ms_per_img=res["ms"] / batch, cuda_graphs=bool(a.cuda_graphs), gpus=res.get("gpus", 1),
+                img_per_s_per_gpu=res.get("img_per_s_per_gpu", float("nan")),
+                scaling_efficiency=res.get("scaling_efficiency", float("nan")))
             if a.write_csv:
                 append_rows(out_csv, [row])
                 written.append(row)
@@ -503,12 +556,17 @@ def run(a, create_model: Optional[Callable] = None) -> tuple:
             table.append({"model": mname, "impl": impl, "mode": mode, "batch": batch,
                           "img/s": res["img_per_s"], "ms/iter": res["ms"], "ms/img": res["ms"] / batch,
                           "peak MB": res["peak_mb"],
-                          "params M": params_m, "GFLOPs": gflops, "note": row.note})
+                          "params M": params_m, "GFLOPs": gflops, "note": row.note, "GPUs": row.gpus,
+                          "img/s/GPU": row.img_per_s_per_gpu, "scaling": row.scaling_efficiency})
             _free(device)
         del runner, model
         _free(device)
     prog.close()
     a.measured = measured
+    if d is not None:
+        from bench import ddp  # noqa: PLC0415
+
+        ddp.shutdown()
     return written, table
 
 
@@ -523,7 +581,8 @@ def main(argv=None, create_model: Optional[Callable] = None) -> int:
     written, table = run(a, create_model)
     print()
     cols = ["model", "impl", "mode", "batch", "img/s", "ms/iter", "ms/img", "peak MB", "params M"]
-    print(format_table(table, cols + (["GFLOPs"] if a.flops else []) + ["note"]))
+    ddp_cols = ["GPUs", "img/s/GPU", "scaling"] if a.ddp else []
+    print(format_table(table, cols + ddp_cols + (["GFLOPs"] if a.flops else []) + ["note"]))
     if a.no_csv:
         dest = "nothing written (--no-csv)"
     elif not a.write_csv:

@@ -1,0 +1,106 @@
+"""bench.tp --ddp and bench/ddp.py (issue #23) on the CPU with gloo, two processes: DDP replicas on slices of a
+batch train like one process on the whole batch (VMamba with impl torch, and the tiny stand-in), the check
+fails without DDP's gradient averaging, and `torchrun -m bench.tp --ddp` writes one row from rank 0 only."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from bench import ddp
+from bench import tp as TP
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _make(name):
+    if name == "tiny":
+        from bench._tiny import create_model  # noqa: PLC0415
+
+        return create_model("tiny", impl="torch")
+    import models  # noqa: PLC0415
+
+    return models.create_model(name, impl="torch", depths=(1, 1, 1, 1), dims=8, drop_path_rate=0.0,
+                               num_classes=10)
+
+
+def _no_ddp(model, d):
+    return model  # each replica steps on its own slice's gradient: what DDP's averaging prevents
+
+
+def _worker(rank, world, port, name, out, plain):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    d = ddp.from_env("cpu")
+    ddp.init(d)
+    try:
+        res = ddp.check_equivalence(lambda: _make(name), d, **({"replicate": _no_ddp} if plain else {}))
+    finally:
+        ddp.shutdown()
+    if d.is_main:
+        Path(out).write_text(json.dumps(res))
+
+
+def _run(tmp_path, name, plain=False):
+    out = tmp_path / f"{name}_{plain}.json"
+    mp.spawn(_worker, args=(2, _free_port(), name, str(out), plain), nprocs=2, join=True)
+    return json.loads(out.read_text())
+
+
+@pytest.mark.parametrize("name", ["tiny", "vmamba_t"])
+def test_ddp_on_two_processes_trains_like_one_on_the_whole_batch(tmp_path, name):
+    res = _run(tmp_path, name)
+    assert res["moved"] > 1e-3, res["moved"]  # the steps changed the parameters
+    worst = max(res["err"].items(), key=lambda kv: kv[1])
+    assert worst[1] < 1e-5, worst
+
+
+def test_the_check_fails_without_gradient_averaging(tmp_path):
+    res = _run(tmp_path, "tiny", plain=True)
+    assert max(res["err"].values()) > 1e-3, res
+
+
+def test_ddp_outside_torchrun_names_the_launcher(monkeypatch):
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(k, raising=False)
+    with pytest.raises(SystemExit, match="torchrun --nproc_per_node=N -m bench.tp --ddp"):
+        ddp.from_env("cpu")
+
+
+def test_ddp_flags():
+    a = TP.parse_args(["--ddp"])
+    assert a.ddp and a.train_only and a.train
+    with pytest.raises(SystemExit):
+        TP.parse_args(["--ddp", "--cuda-graphs"])
+
+
+def test_tp_ddp_under_torchrun_writes_one_row_from_rank_0(tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "bench.tp", "--ddp",
+           "--device", "cpu", "--model-factory", "bench._tiny:create_model", "--model", "tiny", "--impl", "torch",
+           "--batch", "2", "--warmup", "1", "--iters", "2", "--img-size", "32", "--reports-dir", str(tmp_path)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = list(csv.DictReader(open(tmp_path / "models.csv")))
+    assert len(rows) == 1, rows  # rank 0 only
+    row = rows[0]
+    assert row["impl"] == "torch:ddp2" and row["mode"] == "train_amp" and row["gpus"] == "2"
+    per_gpu, total = float(row["img_per_s_per_gpu"]), float(row["img_per_s"])
+    assert total == pytest.approx(2 * per_gpu, rel=1e-5)
+    assert float(row["scaling_efficiency"]) > 0
+    assert r.stdout.count("torch:ddp2") == 1, r.stdout  # one table, printed by rank 0
