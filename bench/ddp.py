@@ -58,9 +58,10 @@ def from_env(device: str | None = None) -> Dist:
     return Dist(rank, world, local, torch.device("cuda", local), "nccl")
 
 
-def init(d: Dist) -> None:
+def init(d: Dist, init_method: str | None = None) -> None:
+    """Join the process group (torchrun's env:// rendezvous unless `init_method`, e.g. a file:// path, is given)."""
     if not dist.is_initialized():
-        dist.init_process_group(d.backend, rank=d.rank, world_size=d.world)
+        dist.init_process_group(d.backend, init_method=init_method, rank=d.rank, world_size=d.world)
 
 
 def shutdown() -> None:

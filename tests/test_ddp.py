@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,12 +18,6 @@ from bench import ddp
 from bench import tp as TP
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _make(name):
@@ -42,12 +35,11 @@ def _no_ddp(model, d):
     return model  # each replica steps on its own slice's gradient: what DDP's averaging prevents
 
 
-def _worker(rank, world, port, name, out, plain):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))
+def _worker(rank, world, store, name, out, plain):
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     d = ddp.from_env("cpu")
-    ddp.init(d)
+    ddp.init(d, init_method=f"file://{store}")  # a file rendezvous: no port to race for
     try:
         res = ddp.check_equivalence(lambda: _make(name), d, **({"replicate": _no_ddp} if plain else {}))
     finally:
@@ -58,7 +50,7 @@ def _worker(rank, world, port, name, out, plain):
 
 def _run(tmp_path, name, plain=False):
     out = tmp_path / f"{name}_{plain}.json"
-    mp.spawn(_worker, args=(2, _free_port(), name, str(out), plain), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, str(tmp_path / f"store_{name}_{plain}"), name, str(out), plain), nprocs=2, join=True)
     return json.loads(out.read_text())
 
 
@@ -90,8 +82,8 @@ def test_ddp_flags():
 
 
 def test_tp_ddp_under_torchrun_writes_one_row_from_rank_0(tmp_path):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "-m", "bench.tp", "--ddp",
-           "--device", "cpu", "--model-factory", "bench._tiny:create_model", "--model", "tiny", "--impl", "torch",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "bench.tp",
+           "--ddp", "--device", "cpu", "--model-factory", "bench._tiny:create_model", "--model", "tiny", "--impl", "torch",
            "--batch", "2", "--warmup", "1", "--iters", "2", "--img-size", "32", "--reports-dir", str(tmp_path)]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
