@@ -228,13 +228,48 @@ def kernels_table(rows: list, dtype: str = "fp16") -> str:
             "Source: reports/kernels.csv." + (f" {STALE_NOTE}" if any_stale else ""))
 
 
+def gpus_of(r: dict) -> int:
+    try:
+        return int(r.get("gpus") or 1)
+    except ValueError:
+        return 1
+
+
+def one_gpu(rows: list) -> list:
+    """The rows of one device: the throughput, latency and history views (data-parallel rows, whose img/s is
+    the sum over their replicas, go to scaling_table)."""
+    return [r for r in rows if gpus_of(r) == 1]
+
+
+def scaling_table(rows: list) -> str:
+    """Data-parallel training (bench.tp --ddp): aggregate and per-GPU img/s and the scaling efficiency against
+    one GPU of the same run, newest row per (model, impl, mode, gpus); empty without such rows."""
+    gpu = main_gpu(rows)
+    rows = [r for r in rows if r["gpu"] == gpu and gpus_of(r) > 1]
+    if not rows:
+        return ""
+    lat = latest(rows, ("model", "impl", "mode", "gpus"))
+    lines = ["| model | impl | mode | GPUs | batch per GPU | img/s | img/s per GPU | scaling efficiency |",
+             "|---|---|---|---|---|---|---|---|"]
+    for (model, impl, mode, g), r in lat.items():
+        lines.append(f"| {model} | {impl} | {mode.replace('_', ' ')} | {g} | {r['batch']} | {_num(r['img_per_s'])} | "
+                     f"{_num(r['img_per_s_per_gpu'])} | {_num(r['scaling_efficiency'], '{:.2f}')} |")
+    shas = sorted({r.get("git_sha", "") for r in lat.values()})
+    return ("\n".join(lines) + f"\n\nData-parallel training (torchrun ... -m bench.tp --ddp), {gpu}, git "
+            f"{', '.join(shas)}. Source: reports/models.csv.")
+
+
 def readme_block(model_rows: list, kernel_rows: list) -> str:
     parts = []
+    ddp_rows, model_rows = model_rows, one_gpu(model_rows)
     if model_rows:
         parts.append(models_table(model_rows))
         lt = latency_table(model_rows)
         if lt:
             parts.append(lt)
+    st = scaling_table(ddp_rows)
+    if st:
+        parts.append(st)
     if kernel_rows:
         kt = kernels_table(kernel_rows, "fp16") or kernels_table(kernel_rows, "fp32")
         if kt:
@@ -654,11 +689,11 @@ def main(argv=None) -> int:
           f"{'' if a.include_cpu else ' (cpu rows excluded)'}")
     written = []
     if not a.no_plots:
-        if model_rows:
-            written.append(plot_throughput(model_rows, out))
+        if one_gpu(model_rows):
+            written.append(plot_throughput(one_gpu(model_rows), out))
         if kernel_rows:
             written += plot_kernels(kernel_rows, out)
-        written += plot_history(model_rows, kernel_rows, out)
+        written += plot_history(one_gpu(model_rows), kernel_rows, out)
     rc = 0
     block = readme_block(model_rows, kernel_rows)
     if not a.no_readme:

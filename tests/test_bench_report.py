@@ -269,3 +269,18 @@ def test_variants_of_a_backend_get_distinct_shades_of_its_colour():
         cr, cg, cb = (int(c[i:i + 2], 16) for i in (1, 3, 5))
         assert cb >= cg >= cr, c
     assert not set(colours) & {report.impl_color(x) for x in ("triton:cf", "triton:cl", "triton")}
+
+
+def test_ddp_rows_get_their_own_table_not_the_one_gpu_views():
+    base = dict(model="vmamba_t", mode="train_amp", batch="128", requested_batch="128", img_size="224",
+                peak_mem_mb="9000", gpu="NVIDIA H200", git_sha="abc", method="official", warmup="5", iters="5")
+    one = dict(base, impl="cuda", img_per_s="1600", timestamp="2026-12-03T00:00:00Z", gpus="1")
+    eight = dict(base, impl="cuda:ddp8", img_per_s="12000", img_per_s_per_gpu="1500", scaling_efficiency="0.9375",
+                 timestamp="2026-12-03T00:01:00Z", gpus="8")
+    old = dict(one, gpus="")  # rows from before the column: one GPU
+    block = report.readme_block([one, eight, old], [])
+    models_part = block.split("\n\n")[0]  # the throughput table comes first
+    assert "| vmamba_t | cuda |" in models_part and "cuda:ddp8" not in models_part
+    assert "| vmamba_t | cuda:ddp8 | train amp | 8 | 128 | 12000 | 1500 | 0.94 |" in block
+    assert report.one_gpu([one, eight, old]) == [one, old]
+    assert report.scaling_table([one, old]) == ""
