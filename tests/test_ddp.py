@@ -18,6 +18,8 @@ from bench import ddp
 from bench import tp as TP
 
 REPO = Path(__file__).resolve().parents[1]
+# gloo finds its address through the host name, which a sandbox may not resolve: the loopback device always works
+LOOPBACK = {"GLOO_SOCKET_IFNAME": os.environ.get("GLOO_SOCKET_IFNAME", "lo")}
 
 
 def _make(name):
@@ -36,7 +38,7 @@ def _no_ddp(model, d):
 
 
 def _worker(rank, world, store, name, out, plain):
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), **LOOPBACK)
     torch.set_num_threads(1)
     d = ddp.from_env("cpu")
     ddp.init(d, init_method=f"file://{store}")  # a file rendezvous: no port to race for
@@ -85,7 +87,7 @@ def test_tp_ddp_under_torchrun_writes_one_row_from_rank_0(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "bench.tp",
            "--ddp", "--device", "cpu", "--model-factory", "bench._tiny:create_model", "--model", "tiny", "--impl", "torch",
            "--batch", "2", "--warmup", "1", "--iters", "2", "--img-size", "32", "--reports-dir", str(tmp_path)]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", **LOOPBACK)
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     rows = list(csv.DictReader(open(tmp_path / "models.csv")))
