@@ -13,6 +13,7 @@ one-GPU img/s).
 from __future__ import annotations
 
 import copy
+import datetime
 import os
 from dataclasses import dataclass
 from typing import Callable
@@ -58,10 +59,12 @@ def from_env(device: str | None = None) -> Dist:
     return Dist(rank, world, local, torch.device("cuda", local), "nccl")
 
 
-def init(d: Dist, init_method: str | None = None) -> None:
-    """Join the process group (torchrun's env:// rendezvous unless `init_method`, e.g. a file:// path, is given)."""
+def init(d: Dist, init_method: str | None = None, timeout_s: float | None = None) -> None:
+    """Join the process group (torchrun's env:// rendezvous unless `init_method`, e.g. a file:// path, is given);
+    `timeout_s` bounds each collective (torch's default: 10 minutes for NCCL, 30 for gloo)."""
     if not dist.is_initialized():
-        dist.init_process_group(d.backend, init_method=init_method, rank=d.rank, world_size=d.world)
+        kw = {"timeout": datetime.timedelta(seconds=timeout_s)} if timeout_s else {}
+        dist.init_process_group(d.backend, init_method=init_method, rank=d.rank, world_size=d.world, **kw)
 
 
 def shutdown() -> None:

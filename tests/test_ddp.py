@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,7 @@ def _worker(rank, world, store, name, out, plain):
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), **LOOPBACK)
     torch.set_num_threads(1)
     d = ddp.from_env("cpu")
-    ddp.init(d, init_method=f"file://{store}")  # a file rendezvous: no port to race for
+    ddp.init(d, init_method=f"file://{store}", timeout_s=120)  # a file rendezvous: no port to race for
     try:
         res = ddp.check_equivalence(lambda: _make(name), d, **({"replicate": _no_ddp} if plain else {}))
     finally:
@@ -52,7 +53,14 @@ def _worker(rank, world, store, name, out, plain):
 
 def _run(tmp_path, name, plain=False):
     out = tmp_path / f"{name}_{plain}.json"
-    mp.spawn(_worker, args=(2, str(tmp_path / f"store_{name}_{plain}"), name, str(out), plain), nprocs=2, join=True)
+    ctx = mp.spawn(_worker, args=(2, str(tmp_path / f"store_{name}_{plain}"), name, str(out), plain), nprocs=2,
+                   join=False)
+    deadline = time.monotonic() + 300
+    while not ctx.join(timeout=5):  # raises if a worker failed
+        if time.monotonic() > deadline:  # a hung collective must not hang the suite
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail("the DDP workers did not finish in 300 s")
     return json.loads(out.read_text())
 
 
