@@ -86,13 +86,6 @@ def reduce_max(value: float, d: Dist) -> float:
     return float(t.item())
 
 
-def broadcast_value(value: float, d: Dist) -> float:
-    """Rank 0's `value` on every rank."""
-    t = torch.tensor([value], dtype=torch.float64, device=d.device if d.backend == "nccl" else "cpu")
-    dist.broadcast(t, 0)
-    return float(t.item())
-
-
 def barrier(d: Dist) -> None:
     dist.barrier(device_ids=[d.local_rank]) if d.backend == "nccl" else dist.barrier()
 

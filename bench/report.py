@@ -261,13 +261,13 @@ def scaling_table(rows: list) -> str:
 
 def readme_block(model_rows: list, kernel_rows: list) -> str:
     parts = []
-    ddp_rows, model_rows = model_rows, one_gpu(model_rows)
-    if model_rows:
-        parts.append(models_table(model_rows))
-        lt = latency_table(model_rows)
+    single = one_gpu(model_rows)
+    if single:
+        parts.append(models_table(single))
+        lt = latency_table(single)
         if lt:
             parts.append(lt)
-    st = scaling_table(ddp_rows)
+    st = scaling_table(model_rows)
     if st:
         parts.append(st)
     if kernel_rows:
