@@ -119,17 +119,9 @@ def independent_scan(u, delta, A, B, C, D=None, delta_bias=None, delta_softplus=
     return torch.stack(ys, -1), state
 
 
-def dA_rounding_floor(u, delta, A, B, C, delta_bias, softplus, dout):
-    """Per (channel, state): sqrt(L) * u32 * sum over batch and steps of |dt a g x_prev|.
-
-    dA[d, n] = sum_{b,t} dt a_t g_t x_{t-1} (g = dL/dx_t). With a = exp(dt A) ~ 1 (mamba_ssm's test
-    inputs draw A = -0.5 rand) x and g are sums over up to L steps, the terms reach ~1e3 and cancel to
-    values near 0. An fp32 evaluation of such a sum is off by about sqrt(n) unit roundoffs (2^-24) of
-    the absolute sum (the probabilistic bound of Higham & Mary), here n ~ L for the recurrences that
-    make x and g: this floor is added to dA's atol, so it matters only where the terms cancel (on
-    the H100 both CUDA backwards missed the plain dA tolerance there on 2 of 3 seeds at L = 2049, and
-    mamba_ssm's fp32 kernel reached ratio 0.87). Computed in float64 with the reference's log-depth scans.
-    """
+def dA_terms(u, delta, A, B, C, delta_bias, softplus, dout):
+    """The float64 terms dt a_t g_t x_{t-1} of dA[d, n] = sum over batch and steps, (batch, KD, N, L)
+    (g = dL/dx_t, x the state): the rounding floors of the scan's and the SS2D core's tests scale with them."""
     from reference.selective_scan import affine_scan  # noqa: PLC0415
     f = torch.float64
     u, A, dout = u.to(f), A.to(f), dout.to(f)
@@ -146,7 +138,22 @@ def dA_rounding_floor(u, delta, A, B, C, delta_bias, softplus, dout):
     x_prev = torch.cat([torch.zeros_like(x[..., :1]), x[..., :-1]], -1)
     a_next = torch.cat([a[..., 1:], torch.zeros_like(a[..., :1])], -1)
     g = affine_scan(a_next, Cc * dout[:, :, None], reverse=True)
-    return u.shape[-1] ** 0.5 * 2.0 ** -24 * (dt[:, :, None] * a * g * x_prev).abs().sum((0, 3))
+    return dt[:, :, None] * a * g * x_prev
+
+
+def dA_rounding_floor(u, delta, A, B, C, delta_bias, softplus, dout):
+    """Per (channel, state): sqrt(L) * u32 * sum over batch and steps of |dt a g x_prev|.
+
+    dA[d, n] = sum_{b,t} dt a_t g_t x_{t-1} (g = dL/dx_t). With a = exp(dt A) ~ 1 (mamba_ssm's test
+    inputs draw A = -0.5 rand) x and g are sums over up to L steps, the terms reach ~1e3 and cancel to
+    values near 0. An fp32 evaluation of such a sum is off by about sqrt(n) unit roundoffs (2^-24) of
+    the absolute sum (the probabilistic bound of Higham & Mary), here n ~ L for the recurrences that
+    make x and g: this floor is added to dA's atol, so it matters only where the terms cancel (on
+    the H100 both CUDA backwards missed the plain dA tolerance there on 2 of 3 seeds at L = 2049, and
+    mamba_ssm's fp32 kernel reached ratio 0.87). Computed in float64 with the reference's log-depth scans.
+    """
+    terms = dA_terms(u, delta, A, B, C, delta_bias, softplus, dout)
+    return u.shape[-1] ** 0.5 * 2.0 ** -24 * terms.abs().sum((0, 3))
 
 
 def weight_grad_floor(name, u, delta, A, B, C, delta_bias, softplus, dout, ref_grad):
