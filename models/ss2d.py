@@ -5,8 +5,8 @@ Three forward types (those of the official SS2D), each an nn.Module with the off
 - "v0"  (Vanilla VMamba): channels last only; in_proj to 2D (x, z), depthwise conv (bias) + SiLU,
   cross scan, einsum projections, u/delta/B/C cast to float32 before the scan, cross merge,
   LayerNorm, gate with SiLU(z), out_proj.
-- "v05" / "v05_noz" (VMamba v2): channels first (Linear2d / LayerNorm2d) or channels last; grouped
-  conv1d projections; the scan keeps the autocast dtype of its inputs and writes float32
+- "v05" / "v05_noz" (VMamba v2): channels first (Linear2d / LayerNorm2d) or channels last; the
+  per-direction projections (the official's grouped conv1d) as one batched GEMM (`route_proj`); the scan keeps the autocast dtype of its inputs and writes float32
   (out_dtype=torch.float32); cross merge and LayerNorm in float32, then cast back to the dtype of
   the scan input. "_noz" drops the gate.
 - "m0_noz" (Mamba2-style heads): channels last; heads = dt_rank, head dim P = d_inner / heads; one
@@ -37,6 +37,19 @@ from .layers import LayerNorm, LayerNorm2d, Linear2d, Permute, a_log_init, dt_pr
 from .policy import OFF, OPS, SS2D_CORE_REPLACES, ResolvedOp
 
 K = 4  # scan directions
+# the per-direction projections as batched GEMMs (cuBLAS) rather than the official's grouped conv1d (cudnn),
+# which in training converted layouts around every call: "conv1d" restores it (same math and FLOPs) for timing
+ROUTE_PROJ = "matmul"
+
+
+def route_proj(xs: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Per-direction projection: xs (B, K*Cin, L), weight (K, Cout, Cin) -> (B, K*Cout, L), out[b, k] =
+    weight[k] @ xs[b, k] (the official F.conv1d(xs, weight.view(-1, Cin, 1), groups=K))."""
+    Kw, Cout, Cin = weight.shape
+    if ROUTE_PROJ == "conv1d":
+        return F.conv1d(xs, weight.reshape(-1, Cin, 1), groups=Kw)
+    Bn, L = xs.shape[0], xs.shape[-1]
+    return torch.matmul(weight, xs.view(Bn, Kw, Cin, L)).view(Bn, Kw * Cout, L)
 
 
 def _wt(u: torch.Tensor) -> torch.dtype:
@@ -202,9 +215,9 @@ class SS2Dv05(_KernelCalls):
             y = self._ss2d_core(x, As, self.Ds.to(wt), self.dt_projs_bias.to(wt).reshape(-1), cl, wt)
         else:
             xs = self._cross_scan(x, channels_last=cl).view(Bn, K * D, L)
-            x_dbl = F.conv1d(xs, self.x_proj_weight.view(-1, D, 1), groups=K)
+            x_dbl = route_proj(xs, self.x_proj_weight)
             dts, Bs, Cs = torch.split(x_dbl.view(Bn, K, -1, L), [R, N, N], dim=2)
-            dts = F.conv1d(dts.reshape(Bn, K * R, L), self.dt_projs_weight.view(K * D, R, 1), groups=K)
+            dts = route_proj(dts.reshape(Bn, K * R, L), self.dt_projs_weight)
             ys = self._scan(xs, dts, As, Bs.contiguous(), Cs.contiguous(), self.Ds.to(wt),
                             self.dt_projs_bias.to(wt).reshape(-1), out_dtype=wt)
             y = self._cross_merge(ys.view(Bn, K, D, L), H, W, channels_last=cl)
@@ -272,7 +285,7 @@ class SS2Dm0(_KernelCalls):
         Bn, D, H, W = map_dims(x, channels_last)
         N, R, P, L = self.d_state, self.dt_rank, self.head_dim, H * W
         xs = self._cross_scan(x, channels_last=channels_last).view(Bn, K * D, L)
-        x_dbl = F.conv1d(xs, self.x_proj_weight.view(-1, D, 1), groups=K)
+        x_dbl = route_proj(xs, self.x_proj_weight)
         dts, Bs, Cs = torch.split(x_dbl.view(Bn, K, -1, L), [R, N, N], dim=2)
         delta = dts.unsqueeze(3).expand(Bn, K, R, P, L).reshape(Bn, K * D, L)
         wt = _wt(xs)
