@@ -180,8 +180,9 @@ def ss2d_bytes(sh: StageShape, dtype, out_dtype, direction: str) -> int:
 
 
 def unfused_chain(ops, s: dict, channels_last: bool, out_dtype):
-    """SS2Dv05.forward_core's chain up to out_norm on one impl's library ops (ops = vk.ops(impl))."""
-    import torch.nn.functional as F  # noqa: PLC0415
+    """SS2Dv05.forward_core's chain up to out_norm on one impl's library ops (ops = vk.ops(impl)), with the
+    model's per-direction projections (models.ss2d.route_proj)."""
+    from models.ss2d import route_proj  # noqa: PLC0415
 
     x = s["x"]
     Bn = x.shape[0]
@@ -189,9 +190,9 @@ def unfused_chain(ops, s: dict, channels_last: bool, out_dtype):
     N = s["A"].shape[1]
     H, W = (x.shape[1], x.shape[2]) if channels_last else (x.shape[2], x.shape[3])
     xs = ops["cross_scan"](x.contiguous(), "cross2d", channels_last).view(Bn, Kk * D, H * W)
-    x_dbl = F.conv1d(xs, s["x_proj_weight"].to(x.dtype).view(-1, D, 1), groups=Kk)
+    x_dbl = route_proj(xs, s["x_proj_weight"].to(x.dtype))
     dts, Bs, Cs = torch.split(x_dbl.view(Bn, Kk, -1, H * W), [R, N, N], dim=2)
-    dts = F.conv1d(dts.reshape(Bn, Kk * R, H * W), s["dt_projs_weight"].to(x.dtype).view(Kk * D, R, 1), groups=Kk)
+    dts = route_proj(dts.reshape(Bn, Kk * R, H * W), s["dt_projs_weight"].to(x.dtype))
     ys = ops["scan_fwd"](xs, dts.contiguous(), s["A"], Bs.contiguous(), Cs.contiguous(), s["D"], s["delta_bias"],
                          True, out_dtype)[0]
     return ops["cross_merge"](ys.view(Bn, Kk, D, H * W), H, W, "cross2d", channels_last)
