@@ -111,8 +111,38 @@ class DropPath(nn.Module):
         return f"p={self.p}"
 
 
+class _GeluLinear(torch.autograd.Function):
+    """linear(gelu(h), weight, bias) that keeps h alone for the backward and recomputes gelu(h) there: the MLP
+    then holds one activation of its hidden width per block instead of two (autograd keeps both h, for GELU's
+    backward, and gelu(h), for fc2's). Same arithmetic as autograd under autocast: the GEMMs in h's dtype
+    with the weight cast to it, the weight and bias gradients cast back to the parameters' dtype."""
+
+    @staticmethod
+    def forward(ctx, h, weight, bias, approximate):
+        ctx.save_for_backward(h, weight)
+        ctx.approximate, ctx.has_bias = approximate, bias is not None
+        return F.linear(F.gelu(h, approximate=approximate), weight, bias)
+
+    @staticmethod
+    def backward(ctx, dout):
+        h, weight = ctx.saved_tensors
+        a = F.gelu(h, approximate=ctx.approximate)
+        d2 = dout.reshape(-1, dout.shape[-1])
+        w = weight.to(dout.dtype)
+        dh = torch.ops.aten.gelu_backward(torch.matmul(dout, w).to(h.dtype), h, approximate=ctx.approximate)
+        dw = torch.matmul(d2.t(), a.reshape(-1, a.shape[-1]).to(dout.dtype)).to(weight.dtype)
+        db = d2.sum(0).to(weight.dtype) if ctx.has_bias else None
+        return dh, dw, db, None
+
+
 class Mlp(nn.Module):
-    """fc1 -> act -> dropout -> fc2 -> dropout; Linear2d when channels first."""
+    """fc1 -> act -> dropout -> fc2 -> dropout; Linear2d when channels first.
+
+    recompute_act (default True): in training, with nn.Linear layers, a GELU activation and no dropout,
+    fc2(act(h)) runs as one autograd function that recomputes act(h) in the backward (_GeluLinear): the same
+    values and gradients, one hidden-width activation fewer kept per block."""
+
+    recompute_act = True
 
     def __init__(self, dim: int, hidden: int, act_layer=nn.GELU, drop: float = 0.0, channels_last: bool = True):
         super().__init__()
@@ -122,7 +152,16 @@ class Mlp(nn.Module):
         self.fc2 = Lin(hidden, dim)
         self.drop = nn.Dropout(drop)
 
+    def _recomputes(self) -> bool:
+        return (self.recompute_act and self.training and torch.is_grad_enabled() and type(self.act) is nn.GELU
+                and type(self.fc2) is nn.Linear and self.drop.p == 0.0)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._recomputes():
+            h = self.fc1(x)
+            if torch.is_autocast_enabled(h.device.type):  # the dtype autocast runs fc2 in
+                h = h.to(torch.get_autocast_dtype(h.device.type))
+            return _GeluLinear.apply(h, self.fc2.weight, self.fc2.bias, self.act.approximate)
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
