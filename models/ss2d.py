@@ -22,6 +22,7 @@ layout argument is `channels_last` throughout, as in vmamba_kernels: (B, H, W, C
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -40,6 +41,19 @@ K = 4  # scan directions
 # the per-direction projections as batched GEMMs (cuBLAS) rather than the official's grouped conv1d (cudnn),
 # which in training converted layouts around every call: "conv1d" restores it (same math and FLOPs) for timing
 ROUTE_PROJ = "matmul"
+
+
+def _replay(fn, *args):
+    """fn(*args) again later, under the autocast state in force now (a rebuilt tensor must be bitwise the
+    forward's: the same GEMM in the same dtype)."""
+    dev = args[0].device.type
+    on = torch.is_autocast_enabled(dev)
+    dtype = torch.get_autocast_dtype(dev)
+
+    def run():
+        with torch.autocast(dev, dtype=dtype, enabled=on):
+            return fn(*args)
+    return run
 
 
 def route_proj(xs: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -177,8 +191,59 @@ class SS2Dv0(_KernelCalls):
         return self.dropout(self.out_proj(y))
 
 
+class RouteRecompute:
+    """Saved-tensor hooks that keep the route tensors of the unfused SS2D chain out of the autograd graph.
+
+    The cross scan's xs (B, 4D, L) and the dt projection's delta (B, 4D, L) are each saved by the ops that
+    consume them (the x projection and the scan keep xs, the scan keeps delta): four times the block's
+    activation each. Registered with `keep(t, fn)`, a saved tensor that shares t's storage is packed as a
+    token, and `fn()` (the same op on the same, small or already kept, inputs: bitwise the same values)
+    rebuilds it at its first unpack in the backward; the rebuilt copy is dropped after the last unpack."""
+
+    def __init__(self):
+        # per kept tensor: [storage pointer, dtype, storage offset, fn, packs outstanding, rebuilt or None]
+        # (no reference to the tensor itself: the point is to let it go)
+        self._slots = []
+
+    def keep(self, t: torch.Tensor, fn) -> None:
+        self._slots.append([t.untyped_storage().data_ptr(), t.dtype, t.storage_offset(), fn, 0, None])
+
+    def pack(self, t: torch.Tensor):
+        ptr = t.untyped_storage().data_ptr()
+        for i, slot in enumerate(self._slots):
+            if slot[0] == ptr and slot[1] == t.dtype:
+                slot[4] += 1
+                return (self, i, t.shape, t.stride(), t.storage_offset() - slot[2])
+        return t
+
+    @staticmethod
+    def unpack(packed):
+        if isinstance(packed, torch.Tensor):
+            return packed
+        self, i, shape, stride, offset = packed
+        slot = self._slots[i]
+        if slot[5] is None:
+            with torch.no_grad():
+                slot[5] = slot[3]()
+        out = slot[5].as_strided(shape, stride, slot[5].storage_offset() + offset)
+        slot[4] -= 1
+        if slot[4] <= 0:  # every saved copy handed back: the graph's uses of the rebuilt tensor own it now
+            slot[5] = None
+        return out
+
+    def hooks(self):
+        return torch.autograd.graph.saved_tensors_hooks(self.pack, RouteRecompute.unpack)
+
+
 class SS2Dv05(_KernelCalls):
-    """VMamba v2 mixer (forward types "v05" / "v05_noz"); (B, H, W, C) if channels_last else (B, C, H, W)."""
+    """VMamba v2 mixer (forward types "v05" / "v05_noz"); (B, H, W, C) if channels_last else (B, C, H, W).
+
+    recompute_routes (default True): in eager training, the unfused chain keeps its route tensors (the cross
+    scan's xs and the scan's delta) out of the autograd graph and rebuilds them in the backward
+    (RouteRecompute): same values and gradients, less activation memory, one cross scan and one dt projection
+    more per block."""
+
+    recompute_routes = True
 
     def __init__(self, d_model, d_state=1, ssm_ratio=2.0, dt_rank="auto", act_layer=nn.SiLU, d_conv=3,
                  conv_bias=False, dropout=0.0, ssm_init="v0", with_z=False, channels_last=False, dt_kwargs=None,
@@ -214,15 +279,27 @@ class SS2Dv05(_KernelCalls):
         if self.impl_ss2d_core != OFF:  # the chain below in one op (no route tensors)
             y = self._ss2d_core(x, As, self.Ds.to(wt), self.dt_projs_bias.to(wt).reshape(-1), cl, wt)
         else:
+            rec = RouteRecompute() if self._recomputes(x) else None
             xs = self._cross_scan(x, channels_last=cl).view(Bn, K * D, L)
-            x_dbl = route_proj(xs, self.x_proj_weight)
+            if rec is not None:
+                rec.keep(xs, lambda: self._cross_scan(x, channels_last=cl))
+            with rec.hooks() if rec is not None else contextlib.nullcontext():
+                x_dbl = route_proj(xs, self.x_proj_weight)
             dts, Bs, Cs = torch.split(x_dbl.view(Bn, K, -1, L), [R, N, N], dim=2)
-            dts = route_proj(dts.reshape(Bn, K * R, L), self.dt_projs_weight)
-            ys = self._scan(xs, dts, As, Bs.contiguous(), Cs.contiguous(), self.Ds.to(wt),
-                            self.dt_projs_bias.to(wt).reshape(-1), out_dtype=wt)
+            dts_low = dts.reshape(Bn, K * R, L)
+            dts = route_proj(dts_low, self.dt_projs_weight)
+            if rec is not None:
+                rec.keep(dts, _replay(route_proj, dts_low, self.dt_projs_weight))
+            with rec.hooks() if rec is not None else contextlib.nullcontext():
+                ys = self._scan(xs, dts, As, Bs.contiguous(), Cs.contiguous(), self.Ds.to(wt),
+                                self.dt_projs_bias.to(wt).reshape(-1), out_dtype=wt)
             y = self._cross_merge(ys.view(Bn, K, D, L), H, W, channels_last=cl)
         return add_norm(self.out_norm, y, channels_last=cl, out_dtype=x.dtype, impl=self.out_norm.impl,
                         call=self._call)[0]
+
+    def _recomputes(self, x: torch.Tensor) -> bool:
+        return (self.recompute_routes and self.training and torch.is_grad_enabled() and x.requires_grad
+                and not torch.compiler.is_compiling())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.in_proj(x)
