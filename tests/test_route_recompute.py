@@ -1,0 +1,65 @@
+"""SS2Dv05.recompute_routes (models/ss2d.py RouteRecompute): in eager training the unfused chain lets its route
+tensors go after the forward and rebuilds them in the backward, with bitwise the same logits and gradients."""
+from __future__ import annotations
+
+import copy
+import weakref
+
+import pytest
+import torch
+
+import models
+import models.ss2d as ss2d
+from models import KernelPolicy
+
+UNFUSED_TORCH = KernelPolicy.all("torch").merged(KernelPolicy(ss2d_core="off"))
+CROSS_SCAN = ss2d._KernelCalls._cross_scan
+
+
+def _train_step(model, x, recompute, monkeypatch, kept):
+    monkeypatch.setattr(ss2d.SS2Dv05, "recompute_routes", recompute)
+    def spy(self, x, channels_last):  # weak references to every route tensor the forward made
+        out = CROSS_SCAN(self, x, channels_last)
+        if torch.is_grad_enabled():
+            kept.append(weakref.ref(out))
+        return out
+
+    monkeypatch.setattr(ss2d._KernelCalls, "_cross_scan", spy)
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(1)  # stochastic depth
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = model(x)
+    alive = sum(r() is not None for r in kept)
+    y.float().square().sum().backward()
+    return y.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}, alive
+
+
+@pytest.mark.parametrize("channels_last", [True, False], ids=["cl", "cf"])
+def test_routes_rebuilt_bitwise_and_released(channels_last, monkeypatch):
+    torch.manual_seed(0)
+    m = models.create_model("vmamba_t", impl=UNFUSED_TORCH, channels_last=channels_last).train()
+    m2 = copy.deepcopy(m)
+    x = torch.randn(2, 3, 64, 64)
+    kept_off, kept_on = [], []
+    y0, g0, alive_off = _train_step(m, x, False, monkeypatch, kept_off)
+    y1, g1, alive_on = _train_step(m2, x, True, monkeypatch, kept_on)
+    assert torch.equal(y0, y1)
+    for n in g0:
+        assert torch.equal(g0[n], g1[n]), n
+    n_blocks = sum(isinstance(mod, ss2d.SS2Dv05) for mod in m.modules())
+    assert len(kept_off) == n_blocks and len(kept_on) == n_blocks  # no rebuild in a forward
+    assert alive_off == n_blocks  # autograd keeps every block's xs
+    assert alive_on == 0  # the recompute keeps none
+
+
+def test_no_recompute_outside_training(monkeypatch):
+    m = models.create_model("vmamba_t", impl=UNFUSED_TORCH).eval()
+    blk = next(mod for mod in m.modules() if isinstance(mod, ss2d.SS2Dv05))
+    x = torch.randn(1, 2, 2, blk.d_inner, requires_grad=True)
+    assert not blk._recomputes(x)
+    blk.train()
+    assert blk._recomputes(x)
+    with torch.no_grad():
+        assert not blk._recomputes(x)
+    monkeypatch.setattr(ss2d.SS2Dv05, "recompute_routes", False)
+    assert not blk._recomputes(x)
