@@ -3,7 +3,7 @@
 Three forward types (those of the official SS2D), each an nn.Module with the official parameter names:
 
 - "v0"  (Vanilla VMamba): channels last only; in_proj to 2D (x, z), depthwise conv (bias) + SiLU,
-  cross scan, einsum projections, u/delta/B/C cast to float32 before the scan, cross merge,
+  cross scan, the official's einsum projections (as batched GEMMs, `route_proj`), u/delta/B/C cast to float32 before the scan, cross merge,
   LayerNorm, gate with SiLU(z), out_proj.
 - "v05" / "v05_noz" (VMamba v2): channels first (Linear2d / LayerNorm2d) or channels last; the
   per-direction projections (the official's grouped conv1d) as one batched GEMM (`route_proj`); the scan keeps the autocast dtype of its inputs and writes float32
@@ -72,7 +72,18 @@ def _wt(u: torch.Tensor) -> torch.dtype:
 
 
 class _KernelCalls(nn.Module):
-    """Mixin holding the resolved backend per op and calling vmamba_kernels with it."""
+    """Mixin holding the resolved backend per op and calling vmamba_kernels with it.
+
+    recompute_routes (default True; v0 and v05): in eager training, the unfused chain keeps its route tensors
+    (the cross scan's xs, the scan's delta, and v0's float32 copies of both) out of the autograd graph and
+    rebuilds them in the backward (RouteRecompute): same values and gradients, less activation memory, one
+    cross scan and one dt projection more per block."""
+
+    recompute_routes = True
+
+    def _recomputes(self, x: torch.Tensor) -> bool:
+        return (self.recompute_routes and self.training and torch.is_grad_enabled() and x.requires_grad
+                and not torch.compiler.is_compiling())
 
     def _init_kernels(self):
         self._impl = {op: ResolvedOp(None, None, "auto") for op in OPS}
@@ -176,16 +187,27 @@ class SS2Dv0(_KernelCalls):
             y = self._ss2d_core(x, -torch.exp(self.A_logs.to(f32)), self.Ds.to(f32),
                                 self.dt_projs_bias.to(f32).reshape(-1), True, f32)
             return self.dropout(self.out_proj(self.out_norm(y) * z))
-        xs = self._cross_scan(x, channels_last=True)  # (B, K, D, L)
-        x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)
-        dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
-        dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)
+        rec = RouteRecompute() if self._recomputes(x) else None
+        xs = self._cross_scan(x, channels_last=True).view(Bn, K * D, L)  # (B, K*D, L)
+        if rec is not None:
+            rec.keep(xs, lambda: self._cross_scan(x, channels_last=True))
+        with rec.hooks() if rec is not None else contextlib.nullcontext():  # the official's einsums, as GEMMs
+            x_dbl = route_proj(xs, self.x_proj_weight)
+        dts, Bs, Cs = torch.split(x_dbl.view(Bn, K, -1, L), [R, N, N], dim=2)
+        dts_low = dts.reshape(Bn, K * R, L)
+        dts = route_proj(dts_low, self.dt_projs_weight)
         # v0 feeds the scan float32 inputs (and gets float32 out) whatever the autocast dtype
         f32 = _wt(xs)
+        u, delta = xs.to(f32), dts.to(f32)
+        if rec is not None:  # the float32 copies the scan keeps (when the cast made one)
+            if u is not xs:
+                rec.keep(u, lambda: self._cross_scan(x, channels_last=True).view(Bn, K * D, L).to(f32))
+            dt_again = _replay(route_proj, dts_low, self.dt_projs_weight)  # autocast as now
+            rec.keep(delta, dt_again if delta is dts else lambda: dt_again().to(f32))
         As = -torch.exp(self.A_logs.to(f32))
-        ys = self._scan(xs.reshape(Bn, K * D, L).to(f32), dts.reshape(Bn, K * D, L).to(f32), As,
-                        Bs.contiguous().to(f32), Cs.contiguous().to(f32), self.Ds.to(f32),
-                        self.dt_projs_bias.to(f32).reshape(-1))
+        with rec.hooks() if rec is not None else contextlib.nullcontext():
+            ys = self._scan(u, delta, As, Bs.contiguous().to(f32), Cs.contiguous().to(f32), self.Ds.to(f32),
+                            self.dt_projs_bias.to(f32).reshape(-1))
         y = self._cross_merge(ys.view(Bn, K, D, L), H, W, channels_last=True)  # (B, H, W, D) fp32
         y = self.out_norm(y) * z
         return self.dropout(self.out_proj(y))
@@ -236,14 +258,7 @@ class RouteRecompute:
 
 
 class SS2Dv05(_KernelCalls):
-    """VMamba v2 mixer (forward types "v05" / "v05_noz"); (B, H, W, C) if channels_last else (B, C, H, W).
-
-    recompute_routes (default True): in eager training, the unfused chain keeps its route tensors (the cross
-    scan's xs and the scan's delta) out of the autograd graph and rebuilds them in the backward
-    (RouteRecompute): same values and gradients, less activation memory, one cross scan and one dt projection
-    more per block."""
-
-    recompute_routes = True
+    """VMamba v2 mixer (forward types "v05" / "v05_noz"); (B, H, W, C) if channels_last else (B, C, H, W)."""
 
     def __init__(self, d_model, d_state=1, ssm_ratio=2.0, dt_rank="auto", act_layer=nn.SiLU, d_conv=3,
                  conv_bias=False, dropout=0.0, ssm_init="v0", with_z=False, channels_last=False, dt_kwargs=None,
@@ -296,10 +311,6 @@ class SS2Dv05(_KernelCalls):
             y = self._cross_merge(ys.view(Bn, K, D, L), H, W, channels_last=cl)
         return add_norm(self.out_norm, y, channels_last=cl, out_dtype=x.dtype, impl=self.out_norm.impl,
                         call=self._call)[0]
-
-    def _recomputes(self, x: torch.Tensor) -> bool:
-        return (self.recompute_routes and self.training and torch.is_grad_enabled() and x.requires_grad
-                and not torch.compiler.is_compiling())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.in_proj(x)

@@ -1,4 +1,4 @@
-"""SS2Dv05.recompute_routes (models/ss2d.py RouteRecompute): in eager training the unfused chain lets its route
+"""recompute_routes of SS2Dv05 / SS2Dv0 (models/ss2d.py RouteRecompute): in eager training the unfused chain lets its route
 tensors go after the forward and rebuilds them in the backward, with bitwise the same logits and gradients."""
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ CROSS_SCAN = ss2d._KernelCalls._cross_scan
 
 
 def _train_step(model, x, recompute, monkeypatch, kept):
-    monkeypatch.setattr(ss2d.SS2Dv05, "recompute_routes", recompute)
+    monkeypatch.setattr(ss2d._KernelCalls, "recompute_routes", recompute)
     def spy(self, x, channels_last):  # weak references to every route tensor the forward made
         out = CROSS_SCAN(self, x, channels_last)
         if torch.is_grad_enabled():
@@ -34,10 +34,12 @@ def _train_step(model, x, recompute, monkeypatch, kept):
     return y.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}, alive
 
 
-@pytest.mark.parametrize("channels_last", [True, False], ids=["cl", "cf"])
-def test_routes_rebuilt_bitwise_and_released(channels_last, monkeypatch):
+@pytest.mark.parametrize("name,channels_last", [("vmamba_t", True), ("vmamba_t", False),
+                                               ("vanilla_vmamba_tiny", True)], ids=["v05-cl", "v05-cf", "v0"])
+def test_routes_rebuilt_bitwise_and_released(name, channels_last, monkeypatch):
     torch.manual_seed(0)
-    m = models.create_model("vmamba_t", impl=UNFUSED_TORCH, channels_last=channels_last).train()
+    kw = {"channels_last": channels_last} if name == "vmamba_t" else {}
+    m = models.create_model(name, impl=UNFUSED_TORCH, **kw).train()
     m2 = copy.deepcopy(m)
     x = torch.randn(2, 3, 64, 64)
     kept_off, kept_on = [], []
@@ -46,7 +48,7 @@ def test_routes_rebuilt_bitwise_and_released(channels_last, monkeypatch):
     assert torch.equal(y0, y1)
     for n in g0:
         assert torch.equal(g0[n], g1[n]), n
-    n_blocks = sum(isinstance(mod, ss2d.SS2Dv05) for mod in m.modules())
+    n_blocks = sum(isinstance(mod, (ss2d.SS2Dv05, ss2d.SS2Dv0)) for mod in m.modules())
     assert len(kept_off) == n_blocks and len(kept_on) == n_blocks  # no rebuild in a forward
     assert alive_off == n_blocks  # autograd keeps every block's xs
     assert alive_on == 0  # the recompute keeps none
@@ -61,5 +63,5 @@ def test_no_recompute_outside_training(monkeypatch):
     assert blk._recomputes(x)
     with torch.no_grad():
         assert not blk._recomputes(x)
-    monkeypatch.setattr(ss2d.SS2Dv05, "recompute_routes", False)
+    monkeypatch.setattr(ss2d._KernelCalls, "recompute_routes", False)
     assert not blk._recomputes(x)
