@@ -142,6 +142,10 @@ def parse_args(argv=None):
     p.add_argument("--layout", choices=["model", "channels_last", "channels_first", "both"], default="model",
                    help="VMamba models' activation layout: the variant's own (default), or forced (impl label "
                         "':cl' / ':cf'); weights and results are the same, only the speed differs")
+    p.add_argument("--recompute", default="default", metavar="default|all|mlp|none[,...]",
+                   help="VMamba models' training recompute (VSSM.set_recompute): what the backward rebuilds instead "
+                        "of keeping; a comma list is measured in turn in the same run (impl label ':rc_WHAT'; "
+                        "default: the model's own setting, no label)")
     p.add_argument("--ddp", action="store_true",
                    help="train as DistributedDataParallel replicas, one process per GPU (NCCL; gloo with --device "
                         "cpu), launched by torchrun: torchrun --nproc_per_node=N -m bench.tp --ddp ...; implies "
@@ -159,6 +163,10 @@ def parse_args(argv=None):
         if bad:
             p.error(f"--ss2d-core: auto, off, both or impls implementing ss2d_core ({', '.join(known)}), "
                     f"comma-separated; got {', '.join(map(repr, bad))}")
+    a.recomputes = _split([a.recompute], ["default"])
+    bad = [r for r in a.recomputes if r not in ("default", "all", "mlp", "none")]
+    if bad:
+        p.error(f"--recompute: default, all, mlp or none, comma-separated; got {', '.join(map(repr, bad))}")
     a.models = _split(a.model, ["all"])
     if "all" in a.models:
         i = a.models.index("all")
@@ -243,6 +251,14 @@ def _policy(impl: str, path: str, core: str = "auto"):
     import models  # noqa: PLC0415
 
     return models.KernelPolicy.all(name).merged(models.KernelPolicy(ss2d_core=core))
+
+
+def _recompute(model, what: str):
+    if what == "default":
+        return model
+    if not hasattr(model, "set_recompute"):
+        raise TypeError(f"--recompute {what}: {type(model).__name__} has no set_recompute (VMamba models only)")
+    return model.set_recompute(what)
 
 
 def _core_label(core: str) -> str:
@@ -463,11 +479,13 @@ def run(a, create_model: Optional[Callable] = None) -> tuple:
     for m in a.models:
         for impl in a.impls:
             for path, core in [(p, c) for p in paths for c in (cores if p == "fused" else ["auto"])]:
-                for layout in layouts:
+                for layout, rc in [(lay, r) for lay in layouts for r in a.recomputes]:
                     label = impl + (":unfused" if path == "unfused" else "") + _core_label(core) + \
-                        {"model": "", "channels_last": ":cl", "channels_first": ":cf"}[layout] + graphs_label
-                    jobs.append((m, label, (lambda m=m, impl=impl, path=path, layout=layout, core=core:
-                                            make(m, impl=_policy(impl, path, core), **_layout_kw(layout)))
+                        {"model": "", "channels_last": ":cl", "channels_first": ":cf"}[layout] + \
+                        ("" if rc == "default" else f":rc_{rc}") + graphs_label
+                    jobs.append((m, label, (lambda m=m, impl=impl, path=path, layout=layout, core=core, rc=rc:
+                                            _recompute(make(m, impl=_policy(impl, path, core), **_layout_kw(layout)),
+                                                       rc))
                                  if make is not None else None))
     if a.baselines:
         try:

@@ -362,6 +362,23 @@ class VSSM(nn.Module):
             stage.grad_checkpointing = bool(enable)
         return self
 
+    RECOMPUTE = ("all", "mlp", "none")
+
+    def set_recompute(self, what: str = "all") -> "VSSM":
+        """What eager training rebuilds in the backward instead of keeping (same values and gradients):
+        "all" (the default) the SS2D route tensors (models.ss2d.RouteRecompute) and the MLP's GELU output,
+        "mlp" only the GELU output, "none" neither. On the H200 (VMamba-T, AMP, batch 128, 2026-12-03) the
+        training step measured 76.0 / 78.7 / 99.2 ms with peaks 12358 / 10833 / 8119 MB for none / mlp /
+        all (reports/logs/2026-12-03_training_memory_H200.md): a memory-for-time trade, pick by batch size."""
+        if what not in self.RECOMPUTE:
+            raise ValueError(f"set_recompute: one of {', '.join(self.RECOMPUTE)}, got {what!r}")
+        for m in self.modules():
+            if isinstance(m, Mlp):
+                m.recompute_act = what in ("all", "mlp")
+            elif hasattr(m, "recompute_routes"):
+                m.recompute_routes = what == "all"
+        return self
+
     def no_weight_decay(self):
         return set()
 

@@ -423,3 +423,32 @@ def test_tp_path_and_layout_choices():
     assert TP._policy("cuda", "unfused") == models.KernelPolicy.unfused("cuda")
     assert TP._layout_kw("model") == {} and TP._layout_kw("channels_last") == {"channels_last": True}
     assert TP._layout_kw("channels_first") == {"channels_last": False}
+
+
+class _Recomputing(TinyVMamba):
+    """Records the set_recompute calls bench.tp makes."""
+
+    calls: list = []
+
+    def set_recompute(self, what):
+        self.calls.append(what)
+        return self
+
+
+def test_tp_recompute_list(tmp_path, capsys):
+    _Recomputing.calls = []
+    rc = TP.main(["--model", "tiny", "--impl", "torch", "--img-size", "32", "--warmup", "1", "--iters", "1",
+                  "--batch-size", "2", "--train-only", "--reports-dir", str(tmp_path), "--save-cpu",
+                  "--recompute", "none,default,all"], create_model=lambda name, impl=None: _Recomputing(impl=impl))
+    assert rc == 0, capsys.readouterr().err
+    _, rows = read_csv(tmp_path / "models.csv")
+    assert [x["impl"] for x in rows] == ["torch:rc_none", "torch", "torch:rc_all"]
+    assert _Recomputing.calls == ["none", "all"]  # default: the model as built
+    with pytest.raises(SystemExit):
+        TP.parse_args(["--recompute", "routes"])
+    assert "--recompute: default, all, mlp or none" in capsys.readouterr().err
+    # a model without set_recompute: that row is skipped with the reason, the run goes on
+    rc = TP.main(["--model", "tiny", "--impl", "torch", "--img-size", "32", "--warmup", "1", "--iters", "1",
+                  "--batch-size", "2", "--train-only", "--no-csv", "--recompute", "mlp"], create_model=_tiny)
+    assert rc == 1  # nothing measured
+    assert "TinyVMamba has no set_recompute" in capsys.readouterr().out

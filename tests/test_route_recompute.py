@@ -65,3 +65,23 @@ def test_no_recompute_outside_training(monkeypatch):
         assert not blk._recomputes(x)
     monkeypatch.setattr(ss2d._KernelCalls, "recompute_routes", False)
     assert not blk._recomputes(x)
+
+
+@pytest.mark.parametrize("name", ["vmamba_t", "vanilla_vmamba_tiny"])
+def test_set_recompute_per_model(name):
+    """VSSM.set_recompute sets every block of one model (instance attributes: other models keep the class
+    default), and a name it does not know is refused."""
+    m = models.create_model(name, impl=UNFUSED_TORCH).train()
+    other = models.create_model(name, impl=UNFUSED_TORCH).train()
+    mixers = [mod for mod in m.modules() if isinstance(mod, (ss2d.SS2Dv05, ss2d.SS2Dv0))]
+    mlps = [mod for mod in m.modules() if isinstance(mod, models.layers.Mlp)]
+    assert mixers and (mlps or name.startswith("vanilla"))  # vanilla v0 blocks have no MLP
+    x = torch.randn(1, 2, 2, mixers[0].d_inner, requires_grad=True)
+    for what, routes, mlp in (("none", False, False), ("mlp", False, True), ("all", True, True)):
+        assert m.set_recompute(what) is m
+        assert all(mod._recomputes(x) == routes for mod in mixers), what
+        assert all(mod.recompute_act == mlp for mod in mlps), what
+    m.set_recompute("none")
+    assert all(mod._recomputes(x) for mod in other.modules() if isinstance(mod, (ss2d.SS2Dv05, ss2d.SS2Dv0)))
+    with pytest.raises(ValueError, match="one of all, mlp, none"):
+        m.set_recompute("routes")
