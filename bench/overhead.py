@@ -204,9 +204,9 @@ def time_calls(fn: Callable, device, calls: int, warmup: int = 5) -> dict:
     if torch.device(device).type == "cuda":
         reps = min(calls, 50)
         ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
-        # keep the GPU busy while the host queues the timed calls (twice their host time at ~2 GHz, at least
-        # 0.1 ms a call), so that host time never shows as idle time between a start event and its kernels
-        torch.cuda._sleep(int(max(2e5, 4000 * out["host_us"]) * reps))
+        # keep the GPU busy while the host queues the timed calls: host time never shows as idle time
+        # between a start event and its kernels
+        torch.cuda._sleep(pad_cycles(out["host_us"], reps))
         for s, e in ev:
             s.record()
             fn()

@@ -78,21 +78,32 @@ def time_robust(step: Callable, device, warmup: int = 10, repeats: int = 10, inn
     return {"ms_p50": p50, "ms_p20": p20, "ms_p80": p80, "samples": samples}
 
 
+def pad_cycles(host_us_per_call: float, calls: int) -> int:
+    """GPU spin cycles (torch.cuda._sleep) to queue ahead of `calls` event-timed calls so that the GPU is
+    still busy when the host has queued the last one: twice their host time at ~2 GHz, at least 0.1 ms a
+    call. A fixed 0.1 ms a call was too little for a cupy call whose host side took ~0.25 ms: on the H200
+    (2026-12-03, reports/logs/2026-12-03_training_memory_H200.md) its 0.08 ms kernel then timed 0.30 ms at
+    the median, with the host's launch inside the timed interval."""
+    return int(min(max(2e5, 4000.0 * host_us_per_call), 4e7) * calls)  # capped at ~20 ms a call
+
+
 def time_kernel(fn: Callable[[int], object], device, warmup: int = 10, reps: int = 50,
                 min_ms: Optional[float] = None) -> dict:
     """Per-call timing of fn(i), i = 0, 1, 2, ... (rotate inputs with i). On the GPU each call is
-    bracketed by CUDA events recorded on the current stream; on the CPU perf_counter."""
-    for i in range(warmup):
+    bracketed by CUDA events recorded on the current stream, queued behind a spin long enough to cover
+    the host's queuing of all of them (pad_cycles); on the CPU perf_counter."""
+    host = []  # host time of each warm-up call (its median sizes the GPU-side padding; a first call's
+    for i in range(warmup):  # compile or autotuning must not)
+        t0 = time.perf_counter()
         fn(i)
+        host.append((time.perf_counter() - t0) * 1e6)
     sync(device)
     cuda = torch.device(device).type == "cuda"
     samples = []
     if cuda:
         events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
-        # Keep the GPU busy while the CPU enqueues the timed calls, so that launch overhead of short
-        # kernels never shows up as idle time between a start event and its kernel.
         if hasattr(torch.cuda, "_sleep"):
-            torch.cuda._sleep(int(2e5) * reps)  # ~0.1 ms of spinning per queued call
+            torch.cuda._sleep(pad_cycles(statistics.median(host) if host else 0.0, reps))
         for i, (s, e) in enumerate(events):
             s.record()
             fn(warmup + i)
