@@ -74,12 +74,12 @@ def _wt(u: torch.Tensor) -> torch.dtype:
 class _KernelCalls(nn.Module):
     """Mixin holding the resolved backend per op and calling vmamba_kernels with it.
 
-    recompute_routes (default True; v0 and v05): in eager training, the unfused chain keeps its route tensors
+    recompute_routes (default False; VSSM.set_recompute; v0 and v05): in eager training, the unfused chain keeps its route tensors
     (the cross scan's xs, the scan's delta, and v0's float32 copies of both) out of the autograd graph and
     rebuilds them in the backward (RouteRecompute): same values and gradients, less activation memory, one
     cross scan and one dt projection more per block."""
 
-    recompute_routes = True
+    recompute_routes = False
 
     def _recomputes(self, x: torch.Tensor) -> bool:
         return (self.recompute_routes and self.training and torch.is_grad_enabled() and x.requires_grad

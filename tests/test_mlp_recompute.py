@@ -61,11 +61,16 @@ def test_recompute_matches_autograd(dtype, autocast, approximate):
 
 
 def test_recompute_off_in_eval_with_dropout_or_other_activation():
-    m = Mlp(8, 16).train()
+    def on(m):
+        m.recompute_act = True
+        return m
+
+    assert not Mlp(8, 16).train()._recomputes()  # off unless asked for (VSSM.set_recompute)
+    m = on(Mlp(8, 16)).train()
     assert m._recomputes()
-    assert not Mlp(8, 16).eval()._recomputes()
-    assert not Mlp(8, 16, drop=0.1).train()._recomputes()
-    assert not Mlp(8, 16, act_layer=nn.SiLU).train()._recomputes()
-    assert not Mlp(8, 16, channels_last=False).train()._recomputes()  # Linear2d
+    assert not on(Mlp(8, 16)).eval()._recomputes()
+    assert not on(Mlp(8, 16, drop=0.1)).train()._recomputes()
+    assert not on(Mlp(8, 16, act_layer=nn.SiLU)).train()._recomputes()
+    assert not on(Mlp(8, 16, channels_last=False)).train()._recomputes()  # Linear2d
     with torch.no_grad():
         assert not m._recomputes()
