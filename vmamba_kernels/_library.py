@@ -151,12 +151,16 @@ def define_scan(backend) -> dict:
         ctx.delta_softplus = delta_softplus
         ctx.has_D = D is not None
         ctx.has_bias = delta_bias is not None
-        ctx.set_materialize_grads(True)
+        # no zero tensors made for the outputs without a gradient (last_state, aux: two allocations and
+        # fills per call in every training step)
+        ctx.set_materialize_grads(False)
         # last_state is returned detached (mamba_ssm semantics): requires_grad False, so a loss through it
         # fails loudly instead of getting a silent zero gradient; aux is internal
         ctx.mark_non_differentiable(output[1], output[2])
 
     def backward(ctx, dout, dlast, daux):
+        if dout is None:  # (autograd calls this only when y has a gradient; kept for other callers)
+            return (None,) * 9
         u, delta, A, B, C, D, delta_bias, aux = ctx.saved_tensors
         du, ddelta, dA, dB, dC, dD, dbias = _fast(scan_bwd)(
             u, delta, A, B, C, D, delta_bias, ctx.delta_softplus, dout.contiguous(), aux)
@@ -275,12 +279,20 @@ def define_add_layer_norm(backend) -> dict:
         s = output[1] if branch is not None else x
         ctx.save_for_backward(s, weight, bias, output[2], output[3], branch_scale)
         ctx.has_branch, ctx.has_bias, ctx.channels_last = branch is not None, bias is not None, channels_last
-        ctx.x_dtype = x.dtype
+        ctx.x_dtype, ctx.out_dtype = x.dtype, out_dtype
         ctx.branch_dtype = None if branch is None else branch.dtype
+        # the statistics are outputs for the backward, not functions to differentiate; with grads not
+        # materialised, an unused s / mean / rstd costs no zero tensor (three per call in a training step)
+        ctx.mark_non_differentiable(output[2], output[3])
+        ctx.set_materialize_grads(False)
 
     def backward(ctx, dy, ds, dmean, drstd):
         s, weight, bias, mean, rstd, branch_scale = ctx.saved_tensors
         ds = ds.contiguous() if (ctx.has_branch and ds is not None) else None
+        if dy is None:  # only the sum s is used downstream
+            if ds is None:
+                return (None,) * 8
+            dy = s.new_zeros(s.shape, dtype=ctx.out_dtype)
         dx, dbr, dw, db = _fast(ln_bwd)(dy.contiguous(), ds, s, weight, bias, mean, rstd, branch_scale,
                                         ctx.has_branch, ctx.channels_last, ctx.x_dtype)
         dbr = dbr.to(ctx.branch_dtype) if ctx.has_branch else None
@@ -416,10 +428,12 @@ def define_ss2d_core(backend) -> dict:
         ctx.save_for_backward(x, output[1], x_proj_weight, dt_w, A, D, delta_bias)
         ctx.mode, ctx.channels_last, ctx.delta_softplus = mode, channels_last, delta_softplus
         ctx.has_D, ctx.has_bias = D is not None, delta_bias is not None
-        ctx.set_materialize_grads(True)
+        ctx.set_materialize_grads(False)  # no zero tensor for xdbl's gradient
         ctx.mark_non_differentiable(output[1])
 
     def backward(ctx, dy, dxdbl):
+        if dy is None:  # (autograd calls this only when y has a gradient; kept for other callers)
+            return (None,) * 10
         x, xdbl, x_proj_weight, dt_w, A, D, delta_bias = ctx.saved_tensors
         dx, dw, ddt_w, dA, dD, dbias = core_bwd(x, xdbl, x_proj_weight, dt_w, A, D, delta_bias, dy.contiguous(),
                                                 ctx.mode, ctx.channels_last, ctx.delta_softplus)
