@@ -81,9 +81,8 @@ def time_robust(step: Callable, device, warmup: int = 10, repeats: int = 10, inn
 def pad_cycles(host_us_per_call: float, calls: int) -> int:
     """GPU spin cycles (torch.cuda._sleep) to queue ahead of `calls` event-timed calls so that the GPU is
     still busy when the host has queued the last one: twice their host time at ~2 GHz, at least 0.1 ms a
-    call. A fixed 0.1 ms a call was too little for a cupy call whose host side took ~0.25 ms: on the H200
-    (2026-12-03, reports/logs/2026-12-03_training_memory_H200.md) its 0.08 ms kernel then timed 0.30 ms at
-    the median, with the host's launch inside the timed interval."""
+    call (a fixed 0.1 ms let cupy's slower host side into its short kernels' times on the H200:
+    reports/logs/2026-12-03_training_memory_H200.md)."""
     return int(min(max(2e5, 4000.0 * host_us_per_call), 4e7) * calls)  # capped at ~20 ms a call
 
 

@@ -367,10 +367,8 @@ class VSSM(nn.Module):
     def set_recompute(self, what: str = "all") -> "VSSM":
         """What eager training rebuilds in the backward instead of keeping (same values and gradients):
         "all" the SS2D route tensors (models.ss2d.RouteRecompute) and the MLP's GELU output, "mlp" only the
-        GELU output, "none" (a new model's setting) neither. On the H200 (VMamba-T, AMP, batch 128,
-        2026-12-03) the training step measured 76.0 / 78.7 / 99.2 ms with peaks 12358 / 10833 / 8119 MB for
-        none / mlp / all (reports/logs/2026-12-03_training_memory_H200.md): memory bought with time, so
-        off unless asked for, like set_grad_checkpointing."""
+        GELU output, "none" (a new model's setting) neither. Memory bought with time (measured in
+        reports/logs/2026-12-03_training_memory_H200.md), so off unless asked for, like set_grad_checkpointing."""
         if what not in self.RECOMPUTE:
             raise ValueError(f"set_recompute: one of {', '.join(self.RECOMPUTE)}, got {what!r}")
         for m in self.modules():
