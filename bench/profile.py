@@ -5,7 +5,9 @@
     python -m bench.profile --model swin_tiny_patch4_window7_224 --amp       # a timm baseline
 
 Prints one row per category (share of the device time, ms per step, kernel launches per step), the
-categories of reference/anchors_measured.md's table, so the next bottleneck is visible. Categories come
+categories of reference/anchors_measured.md's table, so the next bottleneck is visible, and first the
+split of a step's wall time (timed without the profiler) into kernel time and the rest: a step whose
+kernels fill only part of its wall time waits on the host (Python, autograd, launches). Categories come
 from kernel names (a heuristic: `--top N` lists the largest kernels of each category to check it).
 On a machine without CUDA it profiles CPU operators instead (and says so).
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import time
 from collections import defaultdict
 
 import torch
@@ -58,6 +61,8 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 10 CUDA, 1 CPU)")
     p.add_argument("--steps", type=int, default=None, help="profiled steps (default 5 CUDA, 1 CPU)")
     p.add_argument("--top", type=int, default=0, help="also list the N largest kernels of each category")
+    p.add_argument("--recompute", choices=["all", "mlp", "none"], default=None,
+                   help="VMamba models' training recompute (VSSM.set_recompute; default: the model's own)")
     p.add_argument("--device", default=None, help="cuda or cpu (default cuda when available)")
     return p.parse_args(argv)
 
@@ -88,6 +93,10 @@ def profile(a) -> tuple:
     if cuda:
         torch.backends.cudnn.benchmark = True
     model = build(a.model, a.impl, a.unfused, a.layout).to(dev)
+    if a.recompute is not None:
+        if not hasattr(model, "set_recompute"):
+            raise SystemExit(f"--recompute: {a.model} is not a VMamba model (no set_recompute)")
+        model.set_recompute(a.recompute)
     model.train(a.train)
     run = torch.compile(model) if a.compile else model
     x = torch.randn(batch, 3, size, size, device=dev)
@@ -105,10 +114,18 @@ def profile(a) -> tuple:
             loss.backward()
             model.zero_grad(set_to_none=True)
 
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
     for _ in range(warmup):
         step()
-    if cuda:
-        torch.cuda.synchronize()
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync()
+    wall_ms = (time.perf_counter() - t0) * 1e3 / steps
     acts = [torch.profiler.ProfilerActivity.CUDA] if cuda else [torch.profiler.ProfilerActivity.CPU]
     with torch.profiler.profile(activities=acts) as prof:
         for _ in range(steps):
@@ -127,7 +144,17 @@ def profile(a) -> tuple:
         per[cat][1] += evt.count
         per[cat][2].append((us, evt.key))
     return per, steps, dict(device=("GPU " + torch.cuda.get_device_name(dev)) if cuda else "CPU (no CUDA device: "
-                                    "CPU operator time, not GPU kernels)", batch=batch, size=size)
+                                    "CPU operator time, not GPU kernels)", batch=batch, size=size, wall_ms=wall_ms,
+                            cuda=cuda)
+
+
+def format_split(wall_ms: float, busy_ms: float, cuda: bool) -> str:
+    """One line: a step's wall time against the time its kernels (or, on the CPU, its operators) took."""
+    what = "kernels" if cuda else "operators (self time)"
+    line = f"step: {wall_ms:.2f} ms wall, {what} {busy_ms:.2f} ms ({100 * busy_ms / max(wall_ms, 1e-9):.0f}%)"
+    if cuda and busy_ms < 0.9 * wall_ms:
+        line += f"; the GPU idles {wall_ms - busy_ms:.2f} ms a step waiting on the host"
+    return line
 
 
 def format_report(per: dict, steps: int, top: int = 0) -> str:
@@ -150,6 +177,7 @@ def main(argv=None) -> int:
     mode = ("train" if a.train else "inference") + (" AMP" if a.amp else " fp32")
     print(f"{a.model} impl {a.impl}{' (unfused)' if a.unfused else ''}, layout {a.layout}, {mode}, batch {info['batch']}, "
           f"{info['size']}x{info['size']}, {steps} profiled steps on {info['device']}")
+    print(format_split(info["wall_ms"], sum(v[0] for v in per.values()) / 1000 / steps, info["cuda"]))
     print(format_report(per, steps, a.top))
     return 0
 

@@ -1,0 +1,30 @@
+"""bench.profile: the wall / kernel-time split of a step and the category table (on the CPU: operators)."""
+from __future__ import annotations
+
+import pytest
+
+from bench import profile as P
+
+
+def test_split_line_names_host_waiting():
+    assert P.format_split(84.0, 48.4, True) == \
+        "step: 84.00 ms wall, kernels 48.40 ms (58%); the GPU idles 35.60 ms a step waiting on the host"
+    assert "idles" not in P.format_split(50.0, 48.0, True)  # GPU-bound: nothing to say
+    assert P.format_split(10.0, 9.0, False).startswith("step: 10.00 ms wall, operators (self time) 9.00 ms")
+
+
+def test_cpu_run_prints_split_and_table(capsys):
+    rc = P.main(["--device", "cpu", "--model", "vmamba_t", "--impl", "torch", "--img-size", "32", "--batch-size", "1",
+                 "--train", "--recompute", "mlp", "--steps", "1", "--warmup", "1"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    lines = out.splitlines()
+    assert lines[1].startswith("step: ") and " ms wall, operators (self time) " in lines[1]
+    assert lines[2].split() == ["category", "share", "ms/step", "launches/step"]
+    assert lines[-1].startswith("total") and "100.0%" in lines[-1]
+
+
+def test_recompute_needs_a_vmamba_model(monkeypatch):
+    monkeypatch.setattr(P, "build", lambda *a: __import__("torch").nn.Linear(2, 2))
+    with pytest.raises(SystemExit, match="not a VMamba model"):
+        P.main(["--device", "cpu", "--model", "resnet", "--recompute", "all", "--steps", "1", "--warmup", "0"])
