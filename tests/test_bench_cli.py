@@ -16,7 +16,7 @@ from bench.shapes import StageShape, stage_shapes
 
 REPO = Path(__file__).resolve().parent.parent
 CLIS = ["bench.tp", "bench.kernels", "bench.check", "bench.report", "bench.flops", "bench.build_mamba_ssm",
-        "bench.overhead", "bench.profile"]
+        "bench.overhead", "bench.profile", "bench.host_step"]
 
 
 @pytest.mark.parametrize("mod", CLIS)

@@ -1,0 +1,24 @@
+"""bench.host_step: the host cost of a step with the compute taken out (mocked kernels, tiny width)."""
+from __future__ import annotations
+
+import torch
+
+from bench import host_step as HS
+
+
+def test_prints_vmamba_row_and_counts_ops(capsys):
+    rc = HS.main(["--baseline", "none", "--img-size", "32", "--steps", "1", "--recompute", "mlp"])
+    out = capsys.readouterr().out.splitlines()
+    assert rc == 0
+    assert out[0].startswith("host cost per training fp32 step on this CPU, batch 1, 32x32")
+    assert out[1].split()[0] == "vmamba_t" and "ms/step" in out[1] and out[1].endswith("aten ops/step")
+    assert len(out) == 2  # no baseline row
+
+
+def test_measure_counts_more_ops_for_more_layers():
+    x = torch.randn(1, 4)
+    one = torch.nn.Sequential(torch.nn.Linear(4, 4))
+    three = torch.nn.Sequential(*[torch.nn.Linear(4, 4) for _ in range(3)])
+    r1 = HS.measure(one, x, train=False, amp=False, steps=1)
+    r3 = HS.measure(three, x, train=False, amp=False, steps=1)
+    assert r3["ops"] == 3 * r1["ops"] and r1["ms"] > 0
