@@ -86,6 +86,35 @@ def test_training_step_replay_matches_eager(impl):
         assert p_g.grad is not None, n
 
 
+@pytest.mark.parametrize("recompute", ["none", "all"])
+def test_training_step_with_drop_path_under_autocast(recompute):
+    """The training step bench.tp --cuda-graphs --train replays: stochastic depth on (its masks drawn inside
+    the graph, fresh at every replay), fp16 autocast, and the route / GELU recompute's saved-tensor hooks
+    captured too. Two replays on one batch give different losses (new masks) and finite gradients; with the
+    masks off (drop_path_rate 0) a replay's loss equals the eager forward's. Not yet run on a GPU."""
+    impl = (_impls() or [None])[0]
+    if impl is None:
+        pytest.skip("no GPU impl available")
+    crit = torch.nn.CrossEntropyLoss()
+    g = torch.Generator("cuda").manual_seed(0)
+    x = torch.randn(2, 3, 224, 224, device="cuda", generator=g)
+    y = torch.randint(0, 10, (2,), device="cuda", generator=g)
+    torch.manual_seed(0)
+    m = models.create_model("vmamba_t", impl=impl, num_classes=10, depths=(1, 1, 2, 1), drop_path_rate=0.5)
+    m = m.cuda().train().set_recompute(recompute)
+    step = capture_train_step(m, crit, None, x, y, autocast=torch.float16, warmup=2)
+    a, b = step(x, y).detach().clone(), step(x, y).detach().clone()
+    assert torch.isfinite(a) and torch.isfinite(b) and not torch.equal(a, b)
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters())
+    torch.manual_seed(0)
+    m0 = models.create_model("vmamba_t", impl=impl, num_classes=10, **SMALL).cuda().train().set_recompute(recompute)
+    step0 = capture_train_step(m0, crit, None, x, y, autocast=torch.float16, warmup=2)
+    got = step0(x, y).detach().clone()
+    with torch.autocast("cuda", dtype=torch.float16):
+        want = crit(m0(x), y)
+    torch.testing.assert_close(got, want.detach(), rtol=2e-3, atol=2e-3)
+
+
 def test_ops_under_capture_issue_no_host_sync():
     """Every public op, captured alone with inputs that require grad (forward and backward): a host sync or
     a CPU read of a device value inside the capture raises (torch.cuda.set_sync_debug_mode errors on it)."""
