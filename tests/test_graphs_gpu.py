@@ -91,7 +91,7 @@ def test_training_step_with_drop_path_under_autocast(recompute):
     """The training step bench.tp --cuda-graphs --train replays: stochastic depth on (its masks drawn inside
     the graph, fresh at every replay), fp16 autocast, and the route / GELU recompute's saved-tensor hooks
     captured too. Two replays on one batch give different losses (new masks) and finite gradients; with the
-    masks off (drop_path_rate 0) a replay's loss equals the eager forward's. Not yet run on a GPU."""
+    masks off (drop_path_rate 0) a replay's loss equals the eager forward's."""
     impl = (_impls() or [None])[0]
     if impl is None:
         pytest.skip("no GPU impl available")
