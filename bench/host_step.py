@@ -93,7 +93,8 @@ def main(argv=None) -> int:
     x = torch.randn(1, 3, a.img_size, a.img_size)
     mode = ("inference" if a.infer else "training") + (" AMP (bf16)" if a.amp else " fp32")
     print(f"host cost per {mode} step on this CPU, batch 1, {a.img_size}x{a.img_size}, compute taken out")
-    rows = [(f"{a.model} (dims {a.dims}, kernels mocked)", vmamba(a.model, a.dims, a.recompute), mocked_kernels("torch"))]
+    rows = [(f"{a.model} (dims {a.dims}, kernels mocked)", vmamba(a.model, a.dims, a.recompute),
+             mocked_kernels("torch"))]
     if a.baseline != "none":
         try:
             rows.append((f"{a.baseline} (embed 12, window 2)", baseline(a.baseline, a.img_size), nullcontext()))

@@ -138,9 +138,9 @@ class _GeluLinear(torch.autograd.Function):
 class Mlp(nn.Module):
     """fc1 -> act -> dropout -> fc2 -> dropout; Linear2d when channels first.
 
-    recompute_act (default False; VSSM.set_recompute): in training, with nn.Linear layers, a GELU activation and no dropout,
-    fc2(act(h)) runs as one autograd function that recomputes act(h) in the backward (_GeluLinear): the same
-    values and gradients, one hidden-width activation fewer kept per block."""
+    recompute_act (default False; VSSM.set_recompute): in training, with nn.Linear layers, a GELU activation
+    and no dropout, fc2(act(h)) runs as one autograd function that recomputes act(h) in the backward
+    (_GeluLinear): the same values and gradients, one hidden-width activation fewer kept per block."""
 
     recompute_act = False
 

@@ -3,11 +3,11 @@
 Three forward types (those of the official SS2D), each an nn.Module with the official parameter names:
 
 - "v0"  (Vanilla VMamba): channels last only; in_proj to 2D (x, z), depthwise conv (bias) + SiLU,
-  cross scan, the official's einsum projections (as batched GEMMs, `route_proj`), u/delta/B/C cast to float32 before the scan, cross merge,
-  LayerNorm, gate with SiLU(z), out_proj.
+  cross scan, the official's einsum projections (as batched GEMMs, `route_proj`), u/delta/B/C cast to
+  float32 before the scan, cross merge, LayerNorm, gate with SiLU(z), out_proj.
 - "v05" / "v05_noz" (VMamba v2): channels first (Linear2d / LayerNorm2d) or channels last; the
-  per-direction projections (the official's grouped conv1d) as one batched GEMM (`route_proj`); the scan keeps the autocast dtype of its inputs and writes float32
-  (out_dtype=torch.float32); cross merge and LayerNorm in float32, then cast back to the dtype of
+  per-direction projections (the official's grouped conv1d) as one batched GEMM (`route_proj`); the scan
+  keeps the autocast dtype of its inputs and writes float32 (out_dtype=torch.float32); cross merge and LayerNorm in float32, then cast back to the dtype of
   the scan input. "_noz" drops the gate.
 - "m0_noz" (Mamba2-style heads): channels last; heads = dt_rank, head dim P = d_inner / heads; one
   scalar A, dt and dt-bias per head; D per channel; B/C shared per direction. The official runs
@@ -74,10 +74,10 @@ def _wt(u: torch.Tensor) -> torch.dtype:
 class _KernelCalls(nn.Module):
     """Mixin holding the resolved backend per op and calling vmamba_kernels with it.
 
-    recompute_routes (default False; VSSM.set_recompute; v0 and v05): in eager training, the unfused chain keeps its route tensors
-    (the cross scan's xs, the scan's delta, and v0's float32 copies of both) out of the autograd graph and
-    rebuilds them in the backward (RouteRecompute): same values and gradients, less activation memory, one
-    cross scan and one dt projection more per block."""
+    recompute_routes (default False; VSSM.set_recompute; v0 and v05): in eager training, the unfused chain
+    keeps its route tensors (the cross scan's xs, the scan's delta, and v0's float32 copies of both) out of
+    the autograd graph and rebuilds them in the backward (RouteRecompute): same values and gradients, less
+    activation memory, one cross scan and one dt projection more per block."""
 
     recompute_routes = False
 
