@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 import vmamba_kernels as vk
 from vmamba_kernels import dispatch
+from vmamba_kernels._library import eager_allowed
 
 from .fused import add_norm
 
@@ -111,38 +112,61 @@ class DropPath(nn.Module):
         return f"p={self.p}"
 
 
-class _GeluLinear(torch.autograd.Function):
-    """linear(gelu(h), weight, bias) that keeps h alone for the backward and recomputes gelu(h) there: the MLP
-    then holds one activation of its hidden width per block instead of two (autograd keeps both h, for GELU's
-    backward, and gelu(h), for fc2's). Same arithmetic as autograd under autocast: the GEMMs in h's dtype
-    with the weight cast to it, the weight and bias gradients cast back to the parameters' dtype."""
+def _gemm_dtype(x: torch.Tensor) -> torch.dtype:
+    dev = x.device.type
+    return torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
+
+
+class _MlpFn(torch.autograd.Function):
+    """fc2(GELU(fc1(x))) of nn.Linear layers as one autograd node, with the backward written out.
+
+    Autograd records about a dozen nodes for the composition (weight and bias casts, transposes, views, two
+    addmm, GELU), each with host work in the forward and the backward: in eager training that host work is
+    what a VMamba step waits on (models/chain.py says more). Same arithmetic as autograd, autocast included:
+    the GEMMs in the autocast dtype (else x's) with the weights cast to it, the weight and bias gradients
+    cast back to the parameters' dtype. recompute: keep h = fc1(x) alone and recompute GELU(h) in the
+    backward (one hidden-width activation fewer kept per block; VSSM.set_recompute "mlp")."""
 
     @staticmethod
-    def forward(ctx, h, weight, bias, approximate):
-        ctx.save_for_backward(h, weight)
-        ctx.approximate, ctx.has_bias = approximate, bias is not None
-        return F.linear(F.gelu(h, approximate=approximate), weight, bias)
+    def forward(ctx, x, w1, b1, w2, b2, approximate, recompute):
+        dt = _gemm_dtype(x)
+        w1c, w2c = w1.to(dt), w2.to(dt)
+        x2 = x.reshape(-1, x.shape[-1]).to(dt)
+        h = F.linear(x2, w1c, None if b1 is None else b1.to(dt))
+        a = F.gelu(h, approximate=approximate)
+        out = F.linear(a, w2c, None if b2 is None else b2.to(dt))
+        ctx.save_for_backward(x2, w1c, w2c, h, None if recompute else a)
+        ctx.approximate = approximate
+        ctx.meta = (x.shape, x.dtype, w1.dtype, w2.dtype, None if b1 is None else b1.dtype,
+                    None if b2 is None else b2.dtype)
+        return out.view(*x.shape[:-1], out.shape[-1])
 
     @staticmethod
     def backward(ctx, dout):
-        h, weight = ctx.saved_tensors
-        a = F.gelu(h, approximate=ctx.approximate)
-        d2 = dout.reshape(-1, dout.shape[-1])
-        w = weight.to(dout.dtype)
-        dh = torch.ops.aten.gelu_backward(torch.matmul(dout, w).to(h.dtype), h, approximate=ctx.approximate)
-        dw = torch.matmul(d2.t(), a.reshape(-1, a.shape[-1]).to(dout.dtype)).to(weight.dtype)
-        db = d2.sum(0).to(weight.dtype) if ctx.has_bias else None
-        return dh, dw, db, None
+        x2, w1c, w2c, h, a = ctx.saved_tensors
+        x_shape, x_dt, w1_dt, w2_dt, b1_dt, b2_dt = ctx.meta
+        if a is None:
+            a = F.gelu(h, approximate=ctx.approximate)
+        d2 = dout.reshape(-1, dout.shape[-1]).to(h.dtype)
+        dw2 = torch.matmul(d2.t(), a).to(w2_dt)
+        db2 = d2.sum(0).to(b2_dt) if b2_dt is not None else None
+        dh = torch.ops.aten.gelu_backward(torch.matmul(d2, w2c), h, approximate=ctx.approximate)
+        dw1 = torch.matmul(dh.t(), x2).to(w1_dt)
+        db1 = dh.sum(0).to(b1_dt) if b1_dt is not None else None
+        dx = torch.matmul(dh, w1c).view(x_shape).to(x_dt)
+        return dx, dw1, db1, dw2, db2, None, None
 
 
 class Mlp(nn.Module):
     """fc1 -> act -> dropout -> fc2 -> dropout; Linear2d when channels first.
 
-    recompute_act (default False; VSSM.set_recompute): in training, with nn.Linear layers, a GELU activation
-    and no dropout, fc2(act(h)) runs as one autograd function that recomputes act(h) in the backward
-    (_GeluLinear): the same values and gradients, one hidden-width activation fewer kept per block."""
+    In eager training with nn.Linear layers, a GELU activation and no dropout, the MLP runs as one autograd
+    node (_MlpFn: the same values and gradients, a fraction of autograd's host work); the class attribute
+    `one_node` False turns that off. recompute_act (default False; VSSM.set_recompute): that node keeps fc1's
+    output alone and recomputes GELU in the backward, one hidden-width activation fewer kept per block."""
 
     recompute_act = False
+    one_node = True
 
     def __init__(self, dim: int, hidden: int, act_layer=nn.GELU, drop: float = 0.0, channels_last: bool = True):
         super().__init__()
@@ -152,16 +176,17 @@ class Mlp(nn.Module):
         self.fc2 = Lin(hidden, dim)
         self.drop = nn.Dropout(drop)
 
+    def _one_node_ok(self) -> bool:
+        return (self.training and torch.is_grad_enabled() and type(self.act) is nn.GELU
+                and type(self.fc1) is nn.Linear and type(self.fc2) is nn.Linear and self.drop.p == 0.0)
+
     def _recomputes(self) -> bool:
-        return (self.recompute_act and self.training and torch.is_grad_enabled() and type(self.act) is nn.GELU
-                and type(self.fc2) is nn.Linear and self.drop.p == 0.0)
+        return self.recompute_act and self._one_node_ok()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self._recomputes():
-            h = self.fc1(x)
-            if torch.is_autocast_enabled(h.device.type):  # the dtype autocast runs fc2 in
-                h = h.to(torch.get_autocast_dtype(h.device.type))
-            return _GeluLinear.apply(h, self.fc2.weight, self.fc2.bias, self.act.approximate)
+        if (self.one_node or self.recompute_act) and self._one_node_ok() and eager_allowed(x):
+            return _MlpFn.apply(x, self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias,
+                                self.act.approximate, self.recompute_act)
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 

@@ -33,6 +33,9 @@ import vmamba_kernels as vk
 from vmamba_kernels import dispatch
 from vmamba_kernels.layout import map_dims
 
+from vmamba_kernels._library import eager_allowed
+
+from .chain import ss2d_chain
 from .fused import add_norm, dwconv_act
 from .layers import LayerNorm, LayerNorm2d, Linear2d, Permute, a_log_init, dt_proj_init, linear_stack_init
 from .policy import OFF, OPS, SS2D_CORE_REPLACES, ResolvedOp
@@ -80,6 +83,8 @@ class _KernelCalls(nn.Module):
     activation memory, one cross scan and one dt projection more per block."""
 
     recompute_routes = False
+    # eager: the unfused chain as one autograd node (models.chain; same kernels and values, less host work)
+    chain_autograd = True
 
     def _recomputes(self, x: torch.Tensor) -> bool:
         return (self.recompute_routes and self.training and torch.is_grad_enabled() and x.requires_grad
@@ -88,6 +93,7 @@ class _KernelCalls(nn.Module):
     def _init_kernels(self):
         self._impl = {op: ResolvedOp(None, None, "auto") for op in OPS}
         self._ran = {}  # op -> the backend the dispatcher chose at the last eager call
+        self._chain_impls = {op: None for op in SS2D_CORE_REPLACES}
         self.fallback = False
 
     def set_resolved(self, resolved: dict, fallback: bool) -> None:
@@ -99,6 +105,7 @@ class _KernelCalls(nn.Module):
         self.impl_cross_merge = resolved["cross_merge"].impl
         self.impl_dwconv2d = resolved["dwconv2d"].impl
         self.impl_ss2d_core = resolved["ss2d_core"].impl
+        self._chain_impls = {op: resolved[op].impl for op in SS2D_CORE_REPLACES}
         out_norm = getattr(self, "out_norm", None)
         if isinstance(out_norm, LayerNorm):
             out_norm.impl = resolved["add_layer_norm"].impl
@@ -116,6 +123,23 @@ class _KernelCalls(nn.Module):
         """The fused chain (vmamba_kernels.ss2d_core): cross scan, x / dt projections, scan, cross merge."""
         return self._call(vk.ss2d_core, self.impl_ss2d_core, x, self.x_proj_weight, self.dt_projs_weight, As, Ds,
                           delta_bias, channels_last=channels_last, out_dtype=out_dtype)
+
+    def _chains(self, x: torch.Tensor) -> bool:
+        """Whether the unfused chain runs as one autograd node (models.chain): plain eager execution only."""
+        return self.chain_autograd and x.numel() > 0 and eager_allowed(x)
+
+    def _chain(self, x, channels_last, out_dtype, scan_dtype=None):
+        """models.chain.ss2d_chain with this layer's impls; None when a named impl refuses the inputs (the
+        caller then runs the composition, which falls back or raises as a public call would)."""
+        try:
+            y = ss2d_chain(x, self.x_proj_weight, self.dt_projs_weight, self.A_logs, self.Ds, self.dt_projs_bias,
+                           channels_last=channels_last, impls=self._chain_impls, out_dtype=out_dtype,
+                           scan_dtype=scan_dtype, recompute=self._recomputes(x))
+        except vk.ImplRefused:
+            return None
+        for op in SS2D_CORE_REPLACES:
+            self._ran[op] = dispatch.last_choice(op)
+        return y
 
     def _call_with_fallback(self, fn, impl, *args, **kwargs):
         if not self.fallback or impl is None:
@@ -187,6 +211,10 @@ class SS2Dv0(_KernelCalls):
             y = self._ss2d_core(x, -torch.exp(self.A_logs.to(f32)), self.Ds.to(f32),
                                 self.dt_projs_bias.to(f32).reshape(-1), True, f32)
             return self.dropout(self.out_proj(self.out_norm(y) * z))
+        if self._chains(x):
+            y = self._chain(x, True, _wt(x), scan_dtype=_wt(x))
+            if y is not None:
+                return self.dropout(self.out_proj(self.out_norm(y) * z))
         rec = RouteRecompute() if self._recomputes(x) else None
         xs = self._cross_scan(x, channels_last=True).view(Bn, K * D, L)  # (B, K*D, L)
         if rec is not None:
@@ -290,10 +318,14 @@ class SS2Dv05(_KernelCalls):
         Bn, D, H, W = map_dims(x, channels_last=cl)
         N, R, L = self.d_state, self.dt_rank, H * W
         wt = _wt(x)
-        As = -torch.exp(self.A_logs.to(wt))
+        y = None
         if self.impl_ss2d_core != OFF:  # the chain below in one op (no route tensors)
-            y = self._ss2d_core(x, As, self.Ds.to(wt), self.dt_projs_bias.to(wt).reshape(-1), cl, wt)
-        else:
+            y = self._ss2d_core(x, -torch.exp(self.A_logs.to(wt)), self.Ds.to(wt),
+                                self.dt_projs_bias.to(wt).reshape(-1), cl, wt)
+        elif self._chains(x):
+            y = self._chain(x, cl, wt)
+        if y is None:
+            As = -torch.exp(self.A_logs.to(wt))
             rec = RouteRecompute() if self._recomputes(x) else None
             xs = self._cross_scan(x, channels_last=cl).view(Bn, K * D, L)
             if rec is not None:

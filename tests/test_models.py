@@ -171,22 +171,26 @@ def test_mixed_policy_matches_single_backend():
 
 
 def test_policy_calls_the_named_backend(monkeypatch):
+    """Every kernel op of every layer runs on the backend its policy names: watched at the dispatcher, which the
+    public ops and the one-node chain (models.chain) both go through."""
+    from vmamba_kernels import dispatch
     calls = []
-    for fn in ("selective_scan", "cross_scan", "cross_merge", "ss2d_core"):
-        orig = getattr(vk, fn)
+    orig = dispatch.choose
 
-        def wrapped(*a, _orig=orig, _fn=fn, **k):
-            calls.append((_fn, k.get("impl")))
-            return _orig(*a, **k)
-        monkeypatch.setattr(ss2d_mod.vk, fn, wrapped)
+    def spy(op, args, impl):
+        call = orig(op, args, impl)
+        if op in ("selective_scan", "cross_scan", "cross_merge", "ss2d_core"):
+            calls.append((op, impl, call.backend.name))
+        return call
+    monkeypatch.setattr(dispatch, "choose", spy)
     m = small(impl={"*": "torch", "layers.3.*": KernelPolicy(selective_scan="torch_sequential")}).eval()
     m(torch.randn(1, 3, 32, 32))
     n_layers = sum(SMALL["depths"])
     # one impl for the scan and cross ops: the fused ss2d_core on it; the stage-3 block's per-op mix: the chain
     assert len(calls) == (n_layers - 1) + 3
-    assert calls.count(("ss2d_core", "torch")) == n_layers - 1
-    assert calls.count(("selective_scan", "torch_sequential")) == 1  # the single stage-3 block
-    assert calls.count(("cross_scan", "torch")) == calls.count(("cross_merge", "torch")) == 1
+    assert calls.count(("ss2d_core", "torch", "torch")) == n_layers - 1
+    assert calls.count(("selective_scan", "torch_sequential", "torch_sequential")) == 1  # the single stage-3 block
+    assert calls.count(("cross_scan", "torch", "torch")) == calls.count(("cross_merge", "torch", "torch")) == 1
 
 
 def test_impl_table_and_set_impl():
@@ -562,12 +566,13 @@ def test_drop_path_per_block():
 @pytest.mark.parametrize("name", ["vanilla_vmamba_tiny", "vmamba_tiny_s1l8", "vmamba_tiny_m2"])
 def test_autocast_scan_dtypes(name, monkeypatch):
     seen = []
-    orig = vk.selective_scan
+    raw = vk.dispatch.get_backend("torch").impl()  # what the public op and the one-node chain both call
+    orig = raw.selective_scan_fwd
 
-    def spy(u, delta, A, B, C, D=None, delta_bias=None, **k):
-        seen.append((u.dtype, delta.dtype, B.dtype, A.dtype, k.get("out_dtype")))
-        return orig(u, delta, A, B, C, D, delta_bias, **k)
-    monkeypatch.setattr(ss2d_mod.vk, "selective_scan", spy)
+    def spy(u, delta, A, B, C, D, delta_bias, delta_softplus, out_dtype):
+        seen.append((u.dtype, delta.dtype, B.dtype, A.dtype, out_dtype))
+        return orig(u, delta, A, B, C, D, delta_bias, delta_softplus, out_dtype)
+    monkeypatch.setattr(raw, "selective_scan_fwd", spy)
     # the unfused chain, whose scan call this inspects (test_models_ss2d_core.py checks the fused op's dtypes)
     chain = KernelPolicy.all("torch").merged(KernelPolicy(ss2d_core="off"))
     m = models.create_model(name, impl=chain, depths=(1, 1, 1, 1), dims=16)
@@ -579,7 +584,7 @@ def test_autocast_scan_dtypes(name, monkeypatch):
     if name.startswith("vanilla"):  # v0: float32 scan inputs
         assert (u, d, b) == (torch.float32,) * 3
     elif name.endswith("m2"):  # m0: autocast dtype in and out
-        assert (u, d, b, out) == (torch.bfloat16,) * 3 + (None,)
+        assert (u, d, b, out) == (torch.bfloat16,) * 4
     else:  # v05: autocast dtype in, float32 out
         assert (u, d, b, out) == (torch.bfloat16,) * 3 + (torch.float32,)
     assert torch.isfinite(y.float()).all()

@@ -11,40 +11,59 @@ import torch
 import models
 import models.ss2d as ss2d
 from models import KernelPolicy
+from vmamba_kernels import dispatch
 
 UNFUSED_TORCH = KernelPolicy.all("torch").merged(KernelPolicy(ss2d_core="off"))
 CROSS_SCAN = ss2d._KernelCalls._cross_scan
 
 
-def _train_step(model, x, recompute, monkeypatch, kept):
+def _train_step(model, x, recompute, monkeypatch, kept, chain):
     monkeypatch.setattr(ss2d._KernelCalls, "recompute_routes", recompute)
-    def spy(self, x, channels_last):  # weak references to every route tensor the forward made
-        out = CROSS_SCAN(self, x, channels_last)
-        if torch.is_grad_enabled():
-            kept.append(weakref.ref(out))
-        return out
+    monkeypatch.setattr(ss2d._KernelCalls, "chain_autograd", chain)
+    in_forward = [True]
+    if chain:  # models.chain calls the backend's raw cross scan: watch that (forward calls only)
+        raw = dispatch.get_backend("torch").impl()
+        real = raw.cross_scan_fwd
 
-    monkeypatch.setattr(ss2d._KernelCalls, "_cross_scan", spy)
+        def raw_spy(x, mode, channels_last):
+            out = real(x, mode, channels_last)
+            if in_forward[0]:
+                kept.append(weakref.ref(out))
+            return out
+
+        monkeypatch.setattr(raw, "cross_scan_fwd", raw_spy)
+    else:
+        def spy(self, x, channels_last):  # weak references to every route tensor the forward made
+            out = CROSS_SCAN(self, x, channels_last)
+            if torch.is_grad_enabled():
+                kept.append(weakref.ref(out))
+            return out
+
+        monkeypatch.setattr(ss2d._KernelCalls, "_cross_scan", spy)
     model.zero_grad(set_to_none=True)
     torch.manual_seed(1)  # stochastic depth
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y = model(x)
+    in_forward[0] = False
     alive = sum(r() is not None for r in kept)
     y.float().square().sum().backward()
     return y.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}, alive
 
 
+@pytest.mark.parametrize("chain", [False, True], ids=["composition", "one-node-chain"])
 @pytest.mark.parametrize("name,channels_last", [("vmamba_t", True), ("vmamba_t", False),
                                                ("vanilla_vmamba_tiny", True)], ids=["v05-cl", "v05-cf", "v0"])
-def test_routes_rebuilt_bitwise_and_released(name, channels_last, monkeypatch):
+def test_routes_rebuilt_bitwise_and_released(name, channels_last, chain, monkeypatch):
+    """Both eager paths of the unfused chain: the composition of ops (RouteRecompute's saved-tensor hooks)
+    and the one-node chain (models.chain, which saves x and rebuilds the routes itself)."""
     torch.manual_seed(0)
     kw = {"channels_last": channels_last} if name == "vmamba_t" else {}
     m = models.create_model(name, impl=UNFUSED_TORCH, **kw).train()
     m2 = copy.deepcopy(m)
     x = torch.randn(2, 3, 64, 64)
     kept_off, kept_on = [], []
-    y0, g0, alive_off = _train_step(m, x, False, monkeypatch, kept_off)
-    y1, g1, alive_on = _train_step(m2, x, True, monkeypatch, kept_on)
+    y0, g0, alive_off = _train_step(m, x, False, monkeypatch, kept_off, chain)
+    y1, g1, alive_on = _train_step(m2, x, True, monkeypatch, kept_on, chain)
     assert torch.equal(y0, y1)
     for n in g0:
         assert torch.equal(g0[n], g1[n]), n

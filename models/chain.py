@@ -1,0 +1,167 @@
+"""The unfused SS2D chain as one autograd node: the same kernels, a fraction of the host work.
+
+In eager training a VMamba step waits on the host, not on the GPU (reports/logs/2026-12-03_training_memory_H200.md:
+an 84 ms VMamba-T step for 48 ms of kernels). The unfused chain between the depthwise conv and out_norm
+(cross scan, the x and dt projections, the selective scan, cross merge) is about 20 torch operators per
+block, each an autograd node with its own dispatch, cast and view bookkeeping, forward and backward.
+`ss2d_chain` runs the same chain as one torch.autograd.Function: the forward calls the three ops' raw
+kernels (the backends the layer's policy resolved, chosen and validated once per call through the
+dispatcher) and two batched GEMMs; the backward is written out: cross scan of dy (cross merge's adjoint),
+the scan's backward kernel, four GEMMs, cross merge (cross scan's adjoint). The GEMMs are the ones autograd
+would run for the composition (a broadcast weight's gradient summed over the batch in the GEMM dtype,
+then cast to the weight's dtype), so values and gradients equal the composition's
+(tests/test_ss2d_chain.py).
+
+`recompute=True` saves x instead of the route tensors (B, 4D, L) and rebuilds them in the backward (one
+cross scan, one dt projection): the memory of the old saved-tensor hooks (RouteRecompute) without their
+per-tensor host cost.
+
+Used in plain eager execution only (vmamba_kernels._library.eager_allowed); torch.compile, fake tensors,
+FLOP counters and torch.func see the composition of the custom ops, as before.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from vmamba_kernels import dispatch, validate
+from vmamba_kernels.layout import map_dims
+
+K = 4  # routes
+
+
+def gemm_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype torch.matmul computes the route projections in: autocast's, else x's."""
+    dev = x.device.type
+    return torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
+
+
+class _Plan:
+    """What one call runs: the raw-kernel modules of the three ops' backends, and the shapes and dtypes."""
+
+    __slots__ = ("cross", "scan", "merge", "mode", "cl", "gemm", "scan_dtype", "wt", "out_dtype", "recompute",
+                 "dims", "R", "N")
+
+
+class _Chain(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, x_proj_weight, dt_projs_weight, A_logs, Ds, dt_bias, p: _Plan):
+        Bn, D, H, W = p.dims
+        R, N, L = p.R, p.N, H * W
+        wt = p.wt
+        xw = x_proj_weight.to(p.gemm)
+        dtw = dt_projs_weight.to(p.gemm)
+        xs = p.cross.cross_scan_fwd(x, p.mode, p.cl).to(p.gemm)  # (B, K, D, L)
+        x_dbl = torch.matmul(xw, xs)  # (B, K, R + 2N, L)
+        dts_low = x_dbl[:, :, :R].contiguous()  # (B, K, R, L)
+        delta = torch.matmul(dtw, dts_low)  # (B, K, D, L)
+        Bs = x_dbl[:, :, R:R + N].contiguous()
+        Cs = x_dbl[:, :, R + N:].contiguous()
+        u = xs
+        if p.scan_dtype is not None:  # v0: float32 scan inputs whatever the GEMM dtype
+            u, delta, Bs, Cs = (t.to(p.scan_dtype) for t in (xs, delta, Bs, Cs))
+        A = -torch.exp(A_logs.to(wt))
+        bias = dt_bias.to(wt).reshape(-1)
+        Dv = Ds.to(wt)
+        ys, _, aux = p.scan.selective_scan_fwd(u.view(Bn, K * D, L), delta.view(Bn, K * D, L), A, Bs, Cs, Dv, bias,
+                                               True, p.out_dtype)
+        y = p.merge.cross_merge_fwd(ys.view(Bn, K, D, L), H, W, p.mode, p.cl)
+        if p.recompute:  # the route tensors go; x (a quarter of xs) and the small dts_low rebuild them
+            ctx.save_for_backward(x, None, None, xw, dtw, dts_low, Bs, Cs, A, Dv, bias, aux)
+        else:
+            ctx.save_for_backward(None, xs, u if u is not xs else None, xw, dtw,
+                                  dts_low, Bs, Cs, A, Dv, bias, delta, aux)
+        ctx.p = p
+        ctx.dtypes = (x.dtype, x_proj_weight.dtype, dt_projs_weight.dtype, A_logs.dtype, Ds.dtype, dt_bias.dtype)
+        ctx.bias_shape = dt_bias.shape
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        p = ctx.p
+        Bn, D, H, W = p.dims
+        L = H * W
+        saved = ctx.saved_tensors
+        x, xs, u, xw, dtw, dts_low, Bs, Cs, A, Dv, bias = saved[:11]
+        aux = saved[-1]
+        if p.recompute:
+            xs = p.cross.cross_scan_fwd(x, p.mode, p.cl).to(p.gemm)
+            delta = torch.matmul(dtw, dts_low)
+            u = xs
+            if p.scan_dtype is not None:
+                u, delta = xs.to(p.scan_dtype), delta.to(p.scan_dtype)
+        else:
+            delta = saved[11]
+            u = xs if u is None else u
+        dys = p.merge.cross_scan_fwd(dy.contiguous(), p.mode, p.cl)  # cross merge's adjoint, (B, K, D, L)
+        du, ddelta, dA, dB, dC, dD, dbias = p.scan.selective_scan_bwd(
+            u.view(Bn, K * D, L), delta.view(Bn, K * D, L), A, Bs, Cs, Dv, bias, True, dys.view(Bn, K * D, L), aux)
+        du, ddelta = du.view(Bn, K, D, L), ddelta.view(Bn, K, D, L)
+        if p.scan_dtype is not None:  # the casts' backward: gradients back in the GEMM dtype
+            du, ddelta, dB, dC = (t.to(p.gemm) for t in (du, ddelta, dB, dC))
+        # delta = dtw @ dts_low (dtw broadcast over the batch)
+        g_dtw = torch.matmul(ddelta, dts_low.transpose(-1, -2)).sum(0)
+        d_low = torch.matmul(dtw.transpose(-1, -2), ddelta)
+        # x_dbl = xw @ xs, split into (dts_low, Bs, Cs)
+        dx_dbl = torch.cat([d_low, dB, dC], dim=2)
+        g_xw = torch.matmul(dx_dbl, xs.transpose(-1, -2)).sum(0)
+        dxs = du + torch.matmul(xw.transpose(-1, -2), dx_dbl)
+        x_dt, xw_dt, dtw_dt, alog_dt, ds_dt, db_dt = ctx.dtypes
+        dx = p.cross.cross_merge_fwd(dxs.to(x_dt).contiguous(), H, W, p.mode, p.cl)  # cross scan's adjoint
+        # A = -exp(A_logs): dA_logs = dA * A (autograd's (-dA) * exp(A_logs), the same bits)
+        return (dx, g_xw.to(xw_dt), g_dtw.to(dtw_dt), (dA * A).to(alog_dt), dD.to(ds_dt),
+                dbias.view(ctx.bias_shape).to(db_dt), None)
+
+
+def _backend(op: str, args, impl: Optional[str]):
+    """The raw-kernel module of the backend the dispatcher picks for `op` on `args` (impl named or automatic):
+    the same choice, refusal and impl_table record as a public call."""
+    return dispatch.choose(op, args, impl).backend.impl()
+
+
+def ss2d_chain(x: torch.Tensor, x_proj_weight: torch.Tensor, dt_projs_weight: torch.Tensor, A_logs: torch.Tensor,
+               Ds: torch.Tensor, dt_projs_bias: torch.Tensor, *, channels_last: bool, impls: dict,
+               out_dtype: torch.dtype, scan_dtype: Optional[torch.dtype] = None, recompute: bool = False,
+               mode: str = "cross2d") -> torch.Tensor:
+    """cross_merge(selective_scan(...)) of SS2D's unfused chain in one autograd node (see the module docstring).
+
+    x: the conv output, (B, D, H, W), or (B, H, W, D) with channels_last; the weights as the layer holds them
+    (x_proj_weight (K, R+2N, D), dt_projs_weight (K, D, R), A_logs (K*D, N), Ds (K*D,), dt_projs_bias (K, D));
+    impls: {"cross_scan", "selective_scan", "cross_merge": backend name or None}; out_dtype: the scan's
+    output dtype (float32 in the models); scan_dtype: cast u, delta, B, C to it before the scan (v0's
+    float32), None to keep the GEMM dtype. Returns y in x's layout and out_dtype."""
+    Bn, D, H, W = map_dims(x, channels_last)
+    Kw, C, Dw = x_proj_weight.shape
+    R = dt_projs_weight.shape[2]
+    N = A_logs.shape[1]
+    if Kw != K or Dw != D or C != R + 2 * N or dt_projs_weight.shape[:2] != (K, D):
+        raise ValueError(f"ss2d_chain: x has {D} channels; x_proj_weight {tuple(x_proj_weight.shape)} and "
+                         f"dt_projs_weight {tuple(dt_projs_weight.shape)} must be (4, R+2N, {D}) and (4, {D}, R) "
+                         f"with N={N} (A_logs {tuple(A_logs.shape)})")
+    x = x.contiguous()
+    gemm = gemm_dtype(x)
+    sdt = scan_dtype or gemm
+    wt = torch.float64 if sdt == torch.float64 else torch.float32  # A, D, delta_bias: the scan's weight dtype
+    need_grad = torch.is_grad_enabled() and any(
+        t.requires_grad for t in (x, x_proj_weight, dt_projs_weight, A_logs, Ds, dt_projs_bias))
+    L = H * W
+    # validation and backend choice as the public ops make them, on stand-ins of the tensors the chain will
+    # make (the checks and the choice read shapes, dtypes and devices only: expanded scalars, nothing allocated)
+    def like(shape, dtype):
+        return x.new_empty((), dtype=dtype).requires_grad_(need_grad).expand(shape)
+
+    cs_args = validate.check_cross_scan(x, mode, channels_last)
+    u = like((Bn, K * D, L), sdt)
+    bc = like((Bn, K, N, L), sdt)
+    dv = like((K * D,), wt)
+    scan_args = validate.check_selective_scan(u, u, like((K * D, N), wt), bc, bc, dv, dv, True, out_dtype)
+    merge_args = validate.check_cross_merge(like((Bn, K, D, L), out_dtype), H, W, mode, channels_last)
+    p = _Plan()
+    p.cross = _backend("cross_scan", cs_args, impls.get("cross_scan"))
+    p.scan = _backend("selective_scan", scan_args, impls.get("selective_scan"))
+    p.merge = _backend("cross_merge", merge_args, impls.get("cross_merge"))
+    p.mode, p.cl, p.gemm, p.scan_dtype, p.out_dtype, p.recompute = mode, bool(channels_last), gemm, scan_dtype, \
+        out_dtype, bool(recompute)
+    p.dims, p.R, p.N, p.wt = (Bn, D, H, W), R, N, wt
+    return _Chain.apply(x, x_proj_weight, dt_projs_weight, A_logs, Ds, dt_projs_bias, p)
