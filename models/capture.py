@@ -110,6 +110,7 @@ def record_scans(model: nn.Module, layers: Optional[Iterable[str]] = None):
     try:
         for name, op in chosen:
             op._call = _recorder(op, name, records)  # instance attribute shadows the method
+            op.chain_autograd = False  # the composition of public ops, whose calls the recorder sees
             if getattr(op, "impl_ss2d_core", OFF) != OFF:
                 fused[name] = op.impl_ss2d_core
                 op.impl_ss2d_core = OFF
@@ -117,5 +118,6 @@ def record_scans(model: nn.Module, layers: Optional[Iterable[str]] = None):
     finally:
         for name, op in chosen:
             op.__dict__.pop("_call", None)
+            op.__dict__.pop("chain_autograd", None)
             if name in fused:
                 op.impl_ss2d_core = fused[name]

@@ -28,6 +28,8 @@ import torch
 from vmamba_kernels import dispatch, validate
 from vmamba_kernels.layout import map_dims
 
+from .fused import as_dtype as _as
+
 K = 4  # routes
 
 
@@ -40,19 +42,20 @@ def gemm_dtype(x: torch.Tensor) -> torch.dtype:
 class _Plan:
     """What one call runs: the raw-kernel modules of the three ops' backends, and the shapes and dtypes."""
 
-    __slots__ = ("cross", "scan", "merge", "mode", "cl", "gemm", "scan_dtype", "wt", "out_dtype", "recompute",
+    __slots__ = ("cross", "scan", "merge", "names", "mode", "cl", "gemm", "scan_dtype", "wt", "out_dtype",
                  "dims", "R", "N")
 
 
 class _Chain(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, x_proj_weight, dt_projs_weight, A_logs, Ds, dt_bias, p: _Plan):
+    def forward(ctx, x, x_proj_weight, dt_projs_weight, A_logs, Ds, dt_bias, p: _Plan, recompute: bool):
         Bn, D, H, W = p.dims
         R, N, L = p.R, p.N, H * W
         wt = p.wt
-        xw = x_proj_weight.to(p.gemm)
-        dtw = dt_projs_weight.to(p.gemm)
-        xs = p.cross.cross_scan_fwd(x, p.mode, p.cl).to(p.gemm)  # (B, K, D, L)
+        xw = _as(x_proj_weight, p.gemm)
+        dtw = _as(dt_projs_weight, p.gemm)
+        cross, scan, merge = p.cross.impl(), p.scan.impl(), p.merge.impl()  # the backends' raw kernels
+        xs = _as(cross.cross_scan_fwd(x, p.mode, p.cl), p.gemm)  # (B, K, D, L)
         x_dbl = torch.matmul(xw, xs)  # (B, K, R + 2N, L)
         dts_low = x_dbl[:, :, :R].contiguous()  # (B, K, R, L)
         delta = torch.matmul(dtw, dts_low)  # (B, K, D, L)
@@ -60,14 +63,15 @@ class _Chain(torch.autograd.Function):
         Cs = x_dbl[:, :, R + N:].contiguous()
         u = xs
         if p.scan_dtype is not None:  # v0: float32 scan inputs whatever the GEMM dtype
-            u, delta, Bs, Cs = (t.to(p.scan_dtype) for t in (xs, delta, Bs, Cs))
-        A = -torch.exp(A_logs.to(wt))
-        bias = dt_bias.to(wt).reshape(-1)
-        Dv = Ds.to(wt)
-        ys, _, aux = p.scan.selective_scan_fwd(u.view(Bn, K * D, L), delta.view(Bn, K * D, L), A, Bs, Cs, Dv, bias,
+            u, delta, Bs, Cs = (_as(t, p.scan_dtype) for t in (xs, delta, Bs, Cs))
+        A = torch.exp(_as(A_logs, wt)).neg_()
+        bias = _as(dt_bias, wt).reshape(-1)
+        Dv = _as(Ds, wt)
+        ys, _, aux = scan.selective_scan_fwd(u.view(Bn, K * D, L), delta.view(Bn, K * D, L), A, Bs, Cs, Dv, bias,
                                                True, p.out_dtype)
-        y = p.merge.cross_merge_fwd(ys.view(Bn, K, D, L), H, W, p.mode, p.cl)
-        if p.recompute:  # the route tensors go; x (a quarter of xs) and the small dts_low rebuild them
+        y = merge.cross_merge_fwd(ys.view(Bn, K, D, L), H, W, p.mode, p.cl)
+        ctx.recompute = recompute
+        if recompute:  # the route tensors go; x (a quarter of xs) and the small dts_low rebuild them
             ctx.save_for_backward(x, None, None, xw, dtw, dts_low, Bs, Cs, A, Dv, bias, aux)
         else:
             ctx.save_for_backward(None, xs, u if u is not xs else None, xw, dtw,
@@ -85,21 +89,22 @@ class _Chain(torch.autograd.Function):
         saved = ctx.saved_tensors
         x, xs, u, xw, dtw, dts_low, Bs, Cs, A, Dv, bias = saved[:11]
         aux = saved[-1]
-        if p.recompute:
-            xs = p.cross.cross_scan_fwd(x, p.mode, p.cl).to(p.gemm)
+        cross, scan, merge = p.cross.impl(), p.scan.impl(), p.merge.impl()
+        if ctx.recompute:
+            xs = _as(cross.cross_scan_fwd(x, p.mode, p.cl), p.gemm)
             delta = torch.matmul(dtw, dts_low)
             u = xs
             if p.scan_dtype is not None:
-                u, delta = xs.to(p.scan_dtype), delta.to(p.scan_dtype)
+                u, delta = _as(xs, p.scan_dtype), _as(delta, p.scan_dtype)
         else:
             delta = saved[11]
             u = xs if u is None else u
-        dys = p.merge.cross_scan_fwd(dy.contiguous(), p.mode, p.cl)  # cross merge's adjoint, (B, K, D, L)
-        du, ddelta, dA, dB, dC, dD, dbias = p.scan.selective_scan_bwd(
+        dys = merge.cross_scan_fwd(dy.contiguous(), p.mode, p.cl)  # cross merge's adjoint, (B, K, D, L)
+        du, ddelta, dA, dB, dC, dD, dbias = scan.selective_scan_bwd(
             u.view(Bn, K * D, L), delta.view(Bn, K * D, L), A, Bs, Cs, Dv, bias, True, dys.view(Bn, K * D, L), aux)
         du, ddelta = du.view(Bn, K, D, L), ddelta.view(Bn, K, D, L)
         if p.scan_dtype is not None:  # the casts' backward: gradients back in the GEMM dtype
-            du, ddelta, dB, dC = (t.to(p.gemm) for t in (du, ddelta, dB, dC))
+            du, ddelta, dB, dC = (_as(t, p.gemm) for t in (du, ddelta, dB, dC))
         # delta = dtw @ dts_low (dtw broadcast over the batch)
         g_dtw = torch.matmul(ddelta, dts_low.transpose(-1, -2)).sum(0)
         d_low = torch.matmul(dtw.transpose(-1, -2), ddelta)
@@ -108,60 +113,84 @@ class _Chain(torch.autograd.Function):
         g_xw = torch.matmul(dx_dbl, xs.transpose(-1, -2)).sum(0)
         dxs = du + torch.matmul(xw.transpose(-1, -2), dx_dbl)
         x_dt, xw_dt, dtw_dt, alog_dt, ds_dt, db_dt = ctx.dtypes
-        dx = p.cross.cross_merge_fwd(dxs.to(x_dt).contiguous(), H, W, p.mode, p.cl)  # cross scan's adjoint
+        dx = cross.cross_merge_fwd(_as(dxs, x_dt), H, W, p.mode, p.cl)  # cross scan's adjoint
         # A = -exp(A_logs): dA_logs = dA * A (autograd's (-dA) * exp(A_logs), the same bits)
-        return (dx, g_xw.to(xw_dt), g_dtw.to(dtw_dt), (dA * A).to(alog_dt), dD.to(ds_dt),
-                dbias.view(ctx.bias_shape).to(db_dt), None)
+        return (dx, _as(g_xw, xw_dt), _as(g_dtw, dtw_dt), _as(dA * A, alog_dt), _as(dD, ds_dt),
+                _as(dbias.view(ctx.bias_shape), db_dt), None, None)
 
 
-def _backend(op: str, args, impl: Optional[str]):
-    """The raw-kernel module of the backend the dispatcher picks for `op` on `args` (impl named or automatic):
-    the same choice, refusal and impl_table record as a public call."""
-    return dispatch.choose(op, args, impl).backend.impl()
+_PLANS: dict = {}  # plan key -> _Plan: validation and backend choice once per shape (like dispatch's cache)
+_PLANS_MAX = 1024
+
+
+def clear_plans() -> None:
+    """Forget the cached plans (after changing a registered backend's availability or limits by hand)."""
+    _PLANS.clear()
+
+
+def _plan(x, R, N, channels_last, mode, gemm, scan_dtype, out_dtype, need_grad, impls) -> _Plan:
+    """Validate the chain's op calls and choose their backends, as the public ops would: on stand-ins of the
+    tensors the chain will make (the checks and the choice read shapes, dtypes, devices and grad only:
+    expanded scalars, nothing large allocated)."""
+    Bn, D, H, W = map_dims(x, channels_last)
+    L = H * W
+    sdt = scan_dtype or gemm
+    wt = torch.float64 if sdt == torch.float64 else torch.float32  # A, D, delta_bias: the scan's weight dtype
+
+    def like(shape, dtype):
+        return x.new_empty((), dtype=dtype).requires_grad_(need_grad).expand(shape)
+
+    u = like((Bn, K * D, L), sdt)
+    bc = like((Bn, K, N, L), sdt)
+    dv = like((K * D,), wt)
+    args = {"cross_scan": validate.check_cross_scan(x, mode, channels_last),
+            "selective_scan": validate.check_selective_scan(u, u, like((K * D, N), wt), bc, bc, dv, dv, True,
+                                                            out_dtype),
+            "cross_merge": validate.check_cross_merge(like((Bn, K, D, L), out_dtype), H, W, mode, channels_last)}
+    chosen = {op: dispatch.choose(op, a, impls.get(op)).backend for op, a in args.items()}
+    p = _Plan()
+    p.cross, p.scan, p.merge = chosen["cross_scan"], chosen["selective_scan"], chosen["cross_merge"]
+    p.names = {op: b.name for op, b in chosen.items()}
+    p.mode, p.cl, p.gemm, p.scan_dtype, p.out_dtype = mode, bool(channels_last), gemm, scan_dtype, out_dtype
+    p.dims, p.R, p.N, p.wt = (Bn, D, H, W), R, N, wt
+    return p
 
 
 def ss2d_chain(x: torch.Tensor, x_proj_weight: torch.Tensor, dt_projs_weight: torch.Tensor, A_logs: torch.Tensor,
                Ds: torch.Tensor, dt_projs_bias: torch.Tensor, *, channels_last: bool, impls: dict,
                out_dtype: torch.dtype, scan_dtype: Optional[torch.dtype] = None, recompute: bool = False,
-               mode: str = "cross2d") -> torch.Tensor:
+               mode: str = "cross2d", ran: Optional[dict] = None) -> torch.Tensor:
     """cross_merge(selective_scan(...)) of SS2D's unfused chain in one autograd node (see the module docstring).
 
     x: the conv output, (B, D, H, W), or (B, H, W, D) with channels_last; the weights as the layer holds them
     (x_proj_weight (K, R+2N, D), dt_projs_weight (K, D, R), A_logs (K*D, N), Ds (K*D,), dt_projs_bias (K, D));
     impls: {"cross_scan", "selective_scan", "cross_merge": backend name or None}; out_dtype: the scan's
     output dtype (float32 in the models); scan_dtype: cast u, delta, B, C to it before the scan (v0's
-    float32), None to keep the GEMM dtype. Returns y in x's layout and out_dtype."""
-    Bn, D, H, W = map_dims(x, channels_last)
+    float32), None to keep the GEMM dtype; ran: a dict given the backend name each op ran on. Returns y in
+    x's layout and out_dtype. Raises vmamba_kernels.ImplRefused as the public ops do."""
     Kw, C, Dw = x_proj_weight.shape
     R = dt_projs_weight.shape[2]
     N = A_logs.shape[1]
-    if Kw != K or Dw != D or C != R + 2 * N or dt_projs_weight.shape[:2] != (K, D):
-        raise ValueError(f"ss2d_chain: x has {D} channels; x_proj_weight {tuple(x_proj_weight.shape)} and "
-                         f"dt_projs_weight {tuple(dt_projs_weight.shape)} must be (4, R+2N, {D}) and (4, {D}, R) "
-                         f"with N={N} (A_logs {tuple(A_logs.shape)})")
-    x = x.contiguous()
     gemm = gemm_dtype(x)
-    sdt = scan_dtype or gemm
-    wt = torch.float64 if sdt == torch.float64 else torch.float32  # A, D, delta_bias: the scan's weight dtype
-    need_grad = torch.is_grad_enabled() and any(
-        t.requires_grad for t in (x, x_proj_weight, dt_projs_weight, A_logs, Ds, dt_projs_bias))
-    L = H * W
-    # validation and backend choice as the public ops make them, on stand-ins of the tensors the chain will
-    # make (the checks and the choice read shapes, dtypes and devices only: expanded scalars, nothing allocated)
-    def like(shape, dtype):
-        return x.new_empty((), dtype=dtype).requires_grad_(need_grad).expand(shape)
-
-    cs_args = validate.check_cross_scan(x, mode, channels_last)
-    u = like((Bn, K * D, L), sdt)
-    bc = like((Bn, K, N, L), sdt)
-    dv = like((K * D,), wt)
-    scan_args = validate.check_selective_scan(u, u, like((K * D, N), wt), bc, bc, dv, dv, True, out_dtype)
-    merge_args = validate.check_cross_merge(like((Bn, K, D, L), out_dtype), H, W, mode, channels_last)
-    p = _Plan()
-    p.cross = _backend("cross_scan", cs_args, impls.get("cross_scan"))
-    p.scan = _backend("selective_scan", scan_args, impls.get("selective_scan"))
-    p.merge = _backend("cross_merge", merge_args, impls.get("cross_merge"))
-    p.mode, p.cl, p.gemm, p.scan_dtype, p.out_dtype, p.recompute = mode, bool(channels_last), gemm, scan_dtype, \
-        out_dtype, bool(recompute)
-    p.dims, p.R, p.N, p.wt = (Bn, D, H, W), R, N, wt
-    return _Chain.apply(x, x_proj_weight, dt_projs_weight, A_logs, Ds, dt_projs_bias, p)
+    need_grad = torch.is_grad_enabled() and (x.requires_grad or x_proj_weight.requires_grad
+                                             or dt_projs_weight.requires_grad or A_logs.requires_grad
+                                             or Ds.requires_grad or dt_projs_bias.requires_grad)
+    key = (x.shape, x.dtype, x.device, channels_last, mode, gemm, scan_dtype, out_dtype, need_grad, C, R, N,
+           impls.get("cross_scan"), impls.get("selective_scan"), impls.get("cross_merge"),
+           dispatch.get_default_impl(), len(dispatch._REGISTRY), torch.are_deterministic_algorithms_enabled())
+    p = _PLANS.get(key)
+    if p is None:
+        D = map_dims(x, channels_last)[1]
+        if Kw != K or Dw != D or C != R + 2 * N or dt_projs_weight.shape[:2] != (K, D):
+            raise ValueError(f"ss2d_chain: x has {D} channels; x_proj_weight {tuple(x_proj_weight.shape)} and "
+                             f"dt_projs_weight {tuple(dt_projs_weight.shape)} must be (4, R+2N, {D}) and "
+                             f"(4, {D}, R) with N={N} (A_logs {tuple(A_logs.shape)})")
+        p = _plan(x, R, N, channels_last, mode, gemm, scan_dtype, out_dtype, need_grad, impls)
+        if len(_PLANS) >= _PLANS_MAX:
+            _PLANS.clear()
+        _PLANS[key] = p
+    if ran is not None:
+        ran.update(p.names)
+    if not x.is_contiguous():
+        x = x.contiguous()
+    return _Chain.apply(x, x_proj_weight, dt_projs_weight, A_logs, Ds, dt_projs_bias, p, bool(recompute))

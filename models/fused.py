@@ -38,6 +38,12 @@ def scaled(branch: torch.Tensor, scale: Optional[torch.Tensor]) -> torch.Tensor:
     return branch * scale.view((-1,) + (1,) * (branch.dim() - 1)).to(branch.dtype)
 
 
+def as_dtype(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """t in dtype, without a dispatcher call when it already is (a no-op .to() costs microseconds of host
+    time, and a model step makes hundreds of them)."""
+    return t if t.dtype == dtype else t.to(dtype)
+
+
 def direct(fn, impl, *args, **kwargs):
     """Call a vmamba_kernels op with impl= (the layers pass their own `_call`: fallback, what ran)."""
     return fn(*args, impl=impl, **kwargs)
@@ -58,8 +64,8 @@ def add_norm(norm: nn.LayerNorm, x: torch.Tensor, branch: Optional[torch.Tensor]
     if out_dtype is None:
         out_dtype = torch.float32 if autocast_dtype(x) is not None else x.dtype
     wt = torch.float64 if x.dtype == torch.float64 else torch.float32
-    w = norm.weight.to(wt)  # a no-op for the float32 parameters autocast leaves; casts a .half() model's
-    b = None if norm.bias is None else norm.bias.to(wt)
+    w = as_dtype(norm.weight, wt)  # the float32 parameters autocast leaves as they are; a .half() model's cast
+    b = None if norm.bias is None else as_dtype(norm.bias, wt)
     return (call or direct)(vk.add_layer_norm, impl, x, branch, w, b, norm.eps, branch_scale=branch_scale,
                             channels_last=channels_last, out_dtype=out_dtype)
 
@@ -75,8 +81,8 @@ def dwconv_act(conv: nn.Conv2d, act: nn.Module, x: torch.Tensor, *, channels_las
     if autocast_dtype(x) is not None and x.dtype == torch.float32:
         x = x.to(autocast_dtype(x))  # autocast would have run the conv in its dtype
     wt = torch.float64 if x.dtype == torch.float64 else torch.float32
-    w = conv.weight.to(wt)
-    b = None if conv.bias is None else conv.bias.to(wt)
+    w = as_dtype(conv.weight, wt)
+    b = None if conv.bias is None else as_dtype(conv.bias, wt)
     return (call or direct)(vk.dwconv2d, impl, x.contiguous(), w, b, act=act_name(act), channels_last=channels_last)
 
 

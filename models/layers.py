@@ -11,7 +11,7 @@ import vmamba_kernels as vk
 from vmamba_kernels import dispatch
 from vmamba_kernels._library import eager_allowed
 
-from .fused import add_norm
+from .fused import add_norm, as_dtype as _as
 
 
 class Linear2d(nn.Linear):
@@ -101,12 +101,14 @@ class DropPath(nn.Module):
         return x * mask.div_(keep)
 
     def sample_scale(self, x: torch.Tensor):
-        """The per-sample factor forward() would apply to x, as a (B,) float32 tensor (for ops that fuse
-        the residual add); None when it is the identity."""
+        """The per-sample factor forward() would apply to x, as a (B,) float32 tensor (float64 for a float64 x:
+        the fused add + norm takes factors in its weight dtype) for ops that fuse the residual add; None when
+        it is the identity."""
         if self.p == 0.0 or not self.training:
             return None
         keep = 1.0 - self.p
-        return torch.empty(x.shape[0], device=x.device, dtype=torch.float32).bernoulli_(keep).div_(keep)
+        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        return torch.empty(x.shape[0], device=x.device, dtype=dtype).bernoulli_(keep).div_(keep)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -130,11 +132,11 @@ class _MlpFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w1, b1, w2, b2, approximate, recompute):
         dt = _gemm_dtype(x)
-        w1c, w2c = w1.to(dt), w2.to(dt)
-        x2 = x.reshape(-1, x.shape[-1]).to(dt)
-        h = F.linear(x2, w1c, None if b1 is None else b1.to(dt))
+        w1c, w2c = _as(w1, dt), _as(w2, dt)
+        x2 = _as(x.reshape(-1, x.shape[-1]), dt)
+        h = F.linear(x2, w1c, None if b1 is None else _as(b1, dt))
         a = F.gelu(h, approximate=approximate)
-        out = F.linear(a, w2c, None if b2 is None else b2.to(dt))
+        out = F.linear(a, w2c, None if b2 is None else _as(b2, dt))
         ctx.save_for_backward(x2, w1c, w2c, h, None if recompute else a)
         ctx.approximate = approximate
         ctx.meta = (x.shape, x.dtype, w1.dtype, w2.dtype, None if b1 is None else b1.dtype,
@@ -147,13 +149,13 @@ class _MlpFn(torch.autograd.Function):
         x_shape, x_dt, w1_dt, w2_dt, b1_dt, b2_dt = ctx.meta
         if a is None:
             a = F.gelu(h, approximate=ctx.approximate)
-        d2 = dout.reshape(-1, dout.shape[-1]).to(h.dtype)
-        dw2 = torch.matmul(d2.t(), a).to(w2_dt)
-        db2 = d2.sum(0).to(b2_dt) if b2_dt is not None else None
+        d2 = _as(dout.reshape(-1, dout.shape[-1]), h.dtype)
+        dw2 = _as(torch.matmul(d2.t(), a), w2_dt)
+        db2 = _as(d2.sum(0), b2_dt) if b2_dt is not None else None
         dh = torch.ops.aten.gelu_backward(torch.matmul(d2, w2c), h, approximate=ctx.approximate)
-        dw1 = torch.matmul(dh.t(), x2).to(w1_dt)
-        db1 = dh.sum(0).to(b1_dt) if b1_dt is not None else None
-        dx = torch.matmul(dh, w1c).view(x_shape).to(x_dt)
+        dw1 = _as(torch.matmul(dh.t(), x2), w1_dt)
+        db1 = _as(dh.sum(0), b1_dt) if b1_dt is not None else None
+        dx = _as(torch.matmul(dh, w1c).view(x_shape), x_dt)
         return dx, dw1, db1, dw2, db2, None, None
 
 
@@ -166,7 +168,7 @@ class Mlp(nn.Module):
     output alone and recomputes GELU in the backward, one hidden-width activation fewer kept per block."""
 
     recompute_act = False
-    one_node = True
+    one_node = False  # not measured faster on the H200 host (reports/logs/2026-12-03_host_work_H200.md)
 
     def __init__(self, dim: int, hidden: int, act_layer=nn.GELU, drop: float = 0.0, channels_last: bool = True):
         super().__init__()
@@ -187,6 +189,8 @@ class Mlp(nn.Module):
         if (self.one_node or self.recompute_act) and self._one_node_ok() and eager_allowed(x):
             return _MlpFn.apply(x, self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias,
                                 self.act.approximate, self.recompute_act)
+        if self.drop.p == 0.0:  # the official's Dropout(0): an identity, skipped (two operator calls fewer)
+            return self.fc2(self.act(self.fc1(x)))
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 

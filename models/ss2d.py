@@ -134,11 +134,9 @@ class _KernelCalls(nn.Module):
         try:
             y = ss2d_chain(x, self.x_proj_weight, self.dt_projs_weight, self.A_logs, self.Ds, self.dt_projs_bias,
                            channels_last=channels_last, impls=self._chain_impls, out_dtype=out_dtype,
-                           scan_dtype=scan_dtype, recompute=self._recomputes(x))
+                           scan_dtype=scan_dtype, recompute=self._recomputes(x), ran=self._ran)
         except vk.ImplRefused:
             return None
-        for op in SS2D_CORE_REPLACES:
-            self._ran[op] = dispatch.last_choice(op)
         return y
 
     def _call_with_fallback(self, fn, impl, *args, **kwargs):

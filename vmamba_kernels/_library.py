@@ -295,7 +295,7 @@ def define_add_layer_norm(backend) -> dict:
             dy = s.new_zeros(s.shape, dtype=ctx.out_dtype)
         dx, dbr, dw, db = _fast(ln_bwd)(dy.contiguous(), ds, s, weight, bias, mean, rstd, branch_scale,
                                         ctx.has_branch, ctx.channels_last, ctx.x_dtype)
-        dbr = dbr.to(ctx.branch_dtype) if ctx.has_branch else None
+        dbr = (dbr if dbr.dtype == ctx.branch_dtype else dbr.to(ctx.branch_dtype)) if ctx.has_branch else None
         return dx, dbr, dw, (db if ctx.has_bias else None), None, None, None, None
 
     ln_fwd.register_autograd(backward, setup_context=setup_context)

@@ -1,0 +1,139 @@
+"""models.chain: the unfused SS2D chain as one autograd node gives the composition's values and gradients.
+
+The composition (public ops, each its own autograd node) is the reference: the chain runs the same raw kernels
+and GEMMs with a written-out backward, so outputs and every parameter gradient must match it to rounding, in
+float64, float32 and under bfloat16 autocast, with and without the route recompute, on maps with odd sides.
+"""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import models
+import models.chain as chain
+import models.ss2d as ss2d
+import vmamba_kernels as vk
+from models import KernelPolicy
+from vmamba_kernels import dispatch
+
+UNFUSED_TORCH = KernelPolicy.all("torch").merged(KernelPolicy(ss2d_core="off"))
+CASES = [("vmamba_t", True), ("vmamba_t", False), ("vanilla_vmamba_tiny", True)]
+IDS = ["v05-cl", "v05-cf", "v0"]
+
+
+def _model(name, channels_last, dtype=torch.float32, **kw):
+    torch.manual_seed(0)
+    cl = {"channels_last": channels_last} if name == "vmamba_t" else {}
+    m = models.create_model(name, impl=UNFUSED_TORCH, depths=(1, 1, 2, 1), dims=16, num_classes=10, **cl, **kw)
+    return m.to(dtype).train()
+
+
+def _step(m, x, on, recompute, autocast, monkeypatch):
+    monkeypatch.setattr(ss2d._KernelCalls, "chain_autograd", on)
+    m.set_recompute(recompute)
+    m.zero_grad(set_to_none=True)
+    torch.manual_seed(1)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        y = m(x)
+    # a loss whose gradient differs per logit, so every path of the backward carries information
+    (y.float() * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+    return y.detach(), {n: p.grad.detach().clone() for n, p in m.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("recompute", ["none", "all"])
+@pytest.mark.parametrize("dtype,autocast", [(torch.float64, False), (torch.float32, False), (torch.float32, True)],
+                         ids=["fp64", "fp32", "bf16-autocast"])
+@pytest.mark.parametrize("name,channels_last", CASES, ids=IDS)
+def test_chain_matches_composition(name, channels_last, dtype, autocast, recompute, monkeypatch):
+    ref = _model(name, channels_last, dtype)
+    one = copy.deepcopy(ref)
+    calls = []
+    real = chain._Chain.apply
+    monkeypatch.setattr(chain._Chain, "apply", lambda *a: calls.append(1) or real(*a))
+    x = torch.randn(2, 3, 56, 40, dtype=dtype)  # stage maps 14x10, 7x5, 4x3 (padded), 2x2
+    y0, g0 = _step(ref, x, False, recompute, autocast, monkeypatch)
+    assert not calls
+    y1, g1 = _step(one, x, True, recompute, autocast, monkeypatch)
+    assert len(calls) == 5  # every SS2D block ran the one-node chain
+    tol = {torch.float64: 1e-12, torch.float32: 1e-5}[dtype] if not autocast else 1e-2
+    torch.testing.assert_close(y1, y0, rtol=tol, atol=tol)
+    assert g1.keys() == g0.keys() and len(g0) == len(list(ref.parameters()))
+    for n in g0:
+        assert g1[n].dtype == g0[n].dtype, n
+        scale = g0[n].abs().max().item() or 1.0
+        torch.testing.assert_close(g1[n], g0[n], rtol=tol, atol=tol * scale, msg=n)
+
+
+def test_chain_not_used_under_flop_counter_or_compile_tracing(monkeypatch):
+    """FLOP counting and torch.compile see the composition of custom ops (their FLOP formulas, fake tensors)."""
+    m = _model("vmamba_t", True).eval()
+    calls = []
+    real = chain._Chain.apply
+    monkeypatch.setattr(chain._Chain, "apply", lambda *a: calls.append(1) or real(*a))
+    x = torch.randn(1, 3, 32, 32)
+    with FlopCounterMode(display=False) as fc:
+        m(x)
+    assert not calls and fc.get_total_flops() > 0
+    m(x)
+    assert len(calls) == 5
+
+
+def test_plan_cached_per_shape_and_flags(monkeypatch):
+    """Validation and backend choice run once per (shapes, dtypes, grad, deterministic mode, impls)."""
+    m = _model("vmamba_t", True).eval()
+    chain.clear_plans()
+    made = []
+    real = chain._plan
+    monkeypatch.setattr(chain, "_plan", lambda *a: made.append(a[0].shape) or real(*a))
+    with torch.no_grad():
+        m(torch.randn(1, 3, 32, 32))
+        n = len(made)
+        assert n == 4  # one plan per stage shape (the two stage-3 blocks share one)
+        m(torch.randn(1, 3, 32, 32))
+        assert len(made) == n
+        m(torch.randn(2, 3, 32, 32))  # new batch: new plans
+        assert len(made) == 2 * n
+    prev = torch.are_deterministic_algorithms_enabled()
+    try:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        with torch.no_grad():
+            m(torch.randn(2, 3, 32, 32))
+        assert len(made) == 3 * n
+    finally:
+        torch.use_deterministic_algorithms(prev)
+
+
+def test_chain_records_what_ran_and_refusals_reach_the_user(monkeypatch):
+    m = _model("vmamba_t", True).eval()
+    with torch.no_grad():
+        m(torch.randn(1, 3, 32, 32))
+    table = {(r["layer"], r["op"]): r for r in m.impl_table()}
+    row = table[("layers.0.blocks.0", "selective_scan")]
+    assert row["impl"] == "torch" and row["ran"] == "torch"
+    # the named backend refuses: the chain steps aside and the composition raises the public op's error
+    b = dispatch.get_backend("torch")
+    real = b.why_not
+
+    def refuse(op, args):
+        return ["planted refusal"] if op == "selective_scan" else real(op, args)
+    monkeypatch.setattr(b, "why_not", refuse)
+    dispatch.clear_choice_cache()
+    chain.clear_plans()
+    try:
+        with pytest.raises(vk.ImplRefused, match="planted refusal"):
+            with torch.no_grad():
+                m(torch.randn(1, 3, 32, 32))
+    finally:
+        monkeypatch.undo()
+        dispatch.clear_choice_cache()
+        chain.clear_plans()
+
+
+def test_bad_weights_are_named():
+    x = torch.randn(1, 8, 4, 4)
+    with pytest.raises(ValueError, match="x_proj_weight"):
+        chain.ss2d_chain(x, torch.randn(4, 5, 7), torch.randn(4, 8, 1), torch.randn(32, 2), torch.randn(32),
+                         torch.randn(4, 8), channels_last=False, impls={}, out_dtype=torch.float32)
