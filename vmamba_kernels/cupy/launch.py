@@ -61,8 +61,8 @@ def unavailable_reason() -> Optional[str]:
         return ("torch is a CPU-only build (torch.version.cuda is None): CuPy kernels need a CUDA build of torch "
                 "and an NVIDIA GPU")
     if not torch.cuda.is_available():
-        return ("no CUDA device is visible (CuPy is installed, but its kernels run on NVIDIA GPUs only; "
-                "the torch impl runs on the CPU)")
+        return ("no CUDA device is visible (CuPy is installed, but its kernels run on NVIDIA GPUs only: use it "
+                "on a machine with one; the torch impl runs on the CPU)")
     try:
         cmaj = _cupy_cuda_major()
     except Exception as e:  # noqa: BLE001
