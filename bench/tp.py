@@ -17,6 +17,12 @@ ms per iteration / batch; the batch-1 row's ms_per_iter is the latency). `--cuda
 inference forward (or the whole training step) once per batch with models.graphs and times replays
 (rows flagged cuda_graphs, impl label suffixed ":graphs"): the host's launch cost disappears.
 
+A noisy host: `--rounds 3` measures the whole set three times, round after round (every model, impl,
+mode and batch once per round), and writes for each the round with the median time, its note listing
+every round's ms per iteration. A slow spell of the host then hits every model alike instead of whichever
+ran during it (on the H200 machine one configuration's step time varied by 25% between rounds:
+reports/logs/2026-12-03_host_work_H200.md).
+
 Several GPUs: `torchrun --nproc_per_node=N -m bench.tp --ddp ...` trains DistributedDataParallel replicas
 (bench/ddp.py), `--batch` images each; rank 0 writes one row per model and impl (label ":ddpN") with the
 aggregate img/s, img/s per GPU and the scaling efficiency against one GPU timed in the same run.
@@ -151,9 +157,15 @@ def parse_args(argv=None):
                         "cpu), launched by torchrun: torchrun --nproc_per_node=N -m bench.tp --ddp ...; implies "
                         "--train-only, --batch is per process; rank 0 also times the plain model alone and writes "
                         "the rows (impl label ':ddpN', aggregate and per-GPU img/s, scaling efficiency)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="measure the whole set this many times, one round after another (every model, impl, mode "
+                        "and batch once per round: a slow spell of the host hits all of them alike); each row is "
+                        "the round with the median time, its note lists every round's ms (default 1)")
     p.add_argument("--model-factory", default=None,
                    help="module:function used instead of models.create_model (e.g. bench._tiny:create_model)")
     a = p.parse_args(argv)
+    if a.rounds < 1:
+        p.error(f"--rounds must be >= 1; got {a.rounds}")
     a.cores = ["auto", "off"] if a.ss2d_core == "both" else _split([a.ss2d_core], ["auto"])
     if any(c not in ("auto", "off") for c in a.cores):
         from vmamba_kernels import dispatch  # noqa: PLC0415
@@ -440,6 +452,58 @@ def measure_ddp(model, mode: str, batch: int, device, a, d, num_classes: int, la
                 float("nan"))
 
 
+def median_round(outs: list) -> dict:
+    """The round with the median time (the lower middle one of an even count): a row from one real measurement."""
+    ranked = sorted(outs, key=lambda o: o["res"]["ms"])
+    return ranked[(len(ranked) - 1) // 2]
+
+
+def _measure_job(a, model, mname, impl, modes, device, d, prog, rounds: dict, j: int):
+    """Yield (mode, requested batch, {"res", "batch", "notes", "params_m", "gflops"}) for every mode and batch of
+    one built model. A later round starts at the batch an earlier round settled on (after an OOM halving)."""
+    params_m = sum(p.numel() for p in model.parameters()) / 1e6
+    gflops = float("nan")
+    if a.flops:
+        try:
+            from bench.flops import model_flops  # noqa: PLC0415
+
+            gflops = model_flops(model, img_size=a.img_size) / 1e9
+        except Exception as e:  # noqa: BLE001
+            print(f"flops failed for {mname}: {_short(e)}", file=sys.stderr)
+    runner = torch.compile(model) if a.compile else model
+    for mode, requested in ((m, b) for m in modes for b in (a.batches or [a.batch_size])):
+        earlier = [o for o in rounds.get((j, mode, requested), []) if o["res"] is not None]
+        batch, notes = (earlier[0]["batch"], list(earlier[0]["notes"])) if earlier else (requested, [])
+        res = None
+        while batch >= 1:
+            failure = None
+            try:
+                ncls = getattr(model, "num_classes", 1000) or 1000
+                what = f"{mname}/{impl}/{mode} batch {batch}"
+                res = measure(runner, mode, batch, a.img_size, device, a, num_classes=ncls, label=what) \
+                    if d is None else measure_ddp(model, mode, batch, device, a, d, ncls, what)
+            except Exception as e:  # noqa: BLE001
+                failure = (_is_oom(e), _short(e))
+            # outside the except clause: the exception and its frames (holding the failed batch's
+            # tensors) are gone, so the memory can really be released before retrying
+            if failure is None:
+                break
+            model.zero_grad(set_to_none=True)
+            _free(device)
+            if failure[0] and batch > 1 and d is None:  # (replicas must agree on a batch: no halving)
+                notes.append(f"OOM at batch {batch}: halved to {batch // 2}")
+                print(f"\n{mname}/{impl}/{mode}: out of memory at batch {batch}, halving to {batch // 2}",
+                      file=sys.stderr)
+                batch //= 2
+                continue
+            notes.append(f"failed: {failure[1]}")
+            break
+        prog.update(f"{mname}/{impl}/{mode} batch {requested}")
+        yield mode, requested, {"res": res, "batch": batch, "notes": notes, "params_m": params_m, "gflops": gflops}
+        _free(device)
+    del runner
+
+
 def run(a, create_model: Optional[Callable] = None) -> tuple:
     """Measure everything `a` asks for; returns (rows written, table rows incl. skips)."""
     d = None
@@ -499,61 +563,48 @@ def run(a, create_model: Optional[Callable] = None) -> tuple:
     print(envmod.summary_line(env0), file=sys.stderr)
     out_csv = reports_dir(a.reports_dir) / "models.csv"
     written, measured, table = [], [], []
-    prog = Progress(len(jobs) * len(modes) * len(a.batches or [a.batch_size]), "tp")
-    for mname, impl, thunk in jobs:
-        model = None
-        try:
-            if thunk is None:
-                raise RuntimeError("no model factory")
-            print(f"  {mname}/{impl}: building the model on {device}", file=sys.stderr, flush=True)
-            model = thunk().to(device)
-            if a.memory_format == "channels_last":
-                model = model.to(memory_format=torch.channels_last)
-        except Exception as e:  # noqa: BLE001 (an unavailable impl must not stop the other runs)
-            for mode in modes:
-                prog.update(f"{mname}/{impl}/{mode} skipped")
-                table.append({"model": mname, "impl": impl, "mode": mode, "note": f"skipped: {_short(e)}"})
-            continue
-        params_m = sum(p.numel() for p in model.parameters()) / 1e6
-        gflops = float("nan")
-        if a.flops:
+    prog = Progress(len(jobs) * len(modes) * len(a.batches or [a.batch_size]) * a.rounds, "tp")
+    # per (job, mode, requested batch): what each round measured; jobs whose model could not be built
+    rounds: dict = {}
+    broken: dict = {}
+    for r in range(a.rounds):
+        for j, (mname, impl, thunk) in enumerate(jobs):
+            if j in broken:
+                continue
+            what = f" (round {r + 1}/{a.rounds})" if a.rounds > 1 else ""
             try:
-                from bench.flops import model_flops  # noqa: PLC0415
-
-                gflops = model_flops(model, img_size=a.img_size) / 1e9
-            except Exception as e:  # noqa: BLE001
-                print(f"flops failed for {mname}: {_short(e)}", file=sys.stderr)
-        runner = torch.compile(model) if a.compile else model
+                if thunk is None:
+                    raise RuntimeError("no model factory")
+                print(f"  {mname}/{impl}: building the model on {device}{what}", file=sys.stderr, flush=True)
+                model = thunk().to(device)
+                if a.memory_format == "channels_last":
+                    model = model.to(memory_format=torch.channels_last)
+            except Exception as e:  # noqa: BLE001 (an unavailable impl must not stop the other runs)
+                broken[j] = _short(e)
+                for _ in range(len(modes) * len(a.batches or [a.batch_size]) * (a.rounds - r)):
+                    prog.update(f"{mname}/{impl} skipped")
+                continue
+            for mode, requested, out in _measure_job(a, model, mname, impl, modes, device, d, prog, rounds, j):
+                rounds.setdefault((j, mode, requested), []).append(out)
+            del model
+            _free(device)
+    for j, (mname, impl, _) in enumerate(jobs):
+        if j in broken:
+            for mode in modes:
+                table.append({"model": mname, "impl": impl, "mode": mode, "note": f"skipped: {broken[j]}"})
+            continue
         for mode, requested in ((m, b) for m in modes for b in (a.batches or [a.batch_size])):
-            batch, notes = requested, []
-            res = None
-            while batch >= 1:
-                failure = None
-                try:
-                    ncls = getattr(model, "num_classes", 1000) or 1000
-                    what = f"{mname}/{impl}/{mode} batch {batch}"
-                    res = measure(runner, mode, batch, a.img_size, device, a, num_classes=ncls, label=what) \
-                        if d is None else measure_ddp(model, mode, batch, device, a, d, ncls, what)
-                except Exception as e:  # noqa: BLE001
-                    failure = (_is_oom(e), _short(e))
-                # outside the except clause: the exception and its frames (holding the failed batch's
-                # tensors) are gone, so the memory can really be released before retrying
-                if failure is None:
-                    break
-                model.zero_grad(set_to_none=True)
-                _free(device)
-                if failure[0] and batch > 1 and d is None:  # (replicas must agree on a batch: no halving)
-                    notes.append(f"OOM at batch {batch}: halved to {batch // 2}")
-                    print(f"\n{mname}/{impl}/{mode}: out of memory at batch {batch}, halving to {batch // 2}",
-                          file=sys.stderr)
-                    batch //= 2
-                    continue
-                notes.append(f"failed: {failure[1]}")
-                break
-            prog.update(f"{mname}/{impl}/{mode} batch {requested}")
-            if res is None:
+            outs = rounds.get((j, mode, requested), [])
+            done = [o for o in outs if o["res"] is not None]
+            if not done:
+                notes = outs[-1]["notes"] if outs else ["not measured"]
                 table.append({"model": mname, "impl": impl, "mode": mode, "batch": requested, "note": "; ".join(notes)})
                 continue
+            pick = median_round(done)
+            res, batch, notes = pick["res"], pick["batch"], list(pick["notes"])
+            if len(outs) > 1:
+                notes.append(f"median of {len(outs)} rounds, ms/iter " + ", ".join(
+                    f"{o['res']['ms']:.2f}" if o["res"] is not None else "failed" for o in outs))
             env = envmod.capture(device)
             row = ModelRow(
                 model=mname, impl=impl, mode=mode, batch=batch, img_size=a.img_size,
@@ -562,7 +613,8 @@ def run(a, create_model: Optional[Callable] = None) -> tuple:
                 cudnn_benchmark=bool(a.cudnn_benchmark) if device.type == "cuda" else False,
                 compile=a.compile, channels_last=a.memory_format == "channels_last", note="; ".join(notes),
                 requested_batch=requested, ms_per_iter=res["ms"], ms_p20=res["ms_p20"], ms_p80=res["ms_p80"],
-                params_m=params_m, gflops=gflops, optimizer_step=bool(a.optimizer_step and mode.startswith("train")),
+                params_m=pick["params_m"], gflops=pick["gflops"],
+                optimizer_step=bool(a.optimizer_step and mode.startswith("train")),
                 warmup=res["warmup"], iters=res["iters"], env_json=envmod.env_json(env),
                 ms_per_img=res["ms"] / batch, cuda_graphs=bool(a.cuda_graphs), gpus=res.get("gpus", 1),
                 img_per_s_per_gpu=res.get("img_per_s_per_gpu", float("nan")),
@@ -574,11 +626,8 @@ def run(a, create_model: Optional[Callable] = None) -> tuple:
             table.append({"model": mname, "impl": impl, "mode": mode, "batch": batch,
                           "img/s": res["img_per_s"], "ms/iter": res["ms"], "ms/img": res["ms"] / batch,
                           "peak MB": res["peak_mb"],
-                          "params M": params_m, "GFLOPs": gflops, "note": row.note, "GPUs": row.gpus,
+                          "params M": pick["params_m"], "GFLOPs": pick["gflops"], "note": row.note, "GPUs": row.gpus,
                           "img/s/GPU": row.img_per_s_per_gpu, "scaling": row.scaling_efficiency})
-            _free(device)
-        del runner, model
-        _free(device)
     prog.close()
     a.measured = measured
     if d is not None:

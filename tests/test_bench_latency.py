@@ -142,3 +142,32 @@ def test_kernels_rows_carry_host_inclusive_times(tmp_path):
                                                           ("cross_scan", "fwd"), ("cross_merge", "fwd")}
     for r in rows:
         assert float(r["wall_ms"]) > 0 and float(r["api_wall_ms"]) > 0, r
+
+
+# ---- bench.tp --rounds ------------------------------------------------------------------------------------
+def test_tp_rounds_interleave_models_and_report_the_median_round(tmp_path, monkeypatch):
+    """--rounds 3: the whole set runs three times, one model after the other in each round (a slow spell of
+    the host hits both alike), and each row is the round with the median time, every round listed."""
+    times = {"a": [10.0, 30.0, 20.0], "b": [7.0, 5.0, 6.0]}
+    order = []
+
+    def fake_measure(model, mode, batch, img_size, device, a, num_classes=1000, label=""):
+        name = label.split("/")[0]
+        order.append(name)
+        ms = times[name][sum(1 for n in order if n == name) - 1]
+        return {"ms": ms, "ms_p20": ms - 1, "ms_p80": ms + 1, "peak_mb": ms * 100, "img_per_s": batch / ms * 1e3,
+                "warmup": 1, "iters": 1}
+
+    monkeypatch.setattr(TP, "measure", fake_measure)
+    rc = TP.main(["--model", "a,b", "--impl", "torch", "--batch", "2", "--img-size", "32", "--rounds", "3",
+                  "--reports-dir", str(tmp_path)], create_model=lambda name, impl=None: TinyVMamba(impl=impl))
+    assert rc == 0
+    assert order == ["a", "b"] * 3
+    _, rows = read_csv(tmp_path / "models.csv")
+    by = {r["model"]: r for r in rows}
+    assert len(rows) == 2
+    assert float(by["a"]["ms_per_iter"]) == 20.0 and float(by["a"]["peak_mem_mb"]) == 2000.0  # one round's row
+    assert float(by["b"]["ms_per_iter"]) == 6.0
+    assert by["a"]["note"] == "median of 3 rounds, ms/iter 10.00, 30.00, 20.00"
+    with pytest.raises(SystemExit):
+        TP.parse_args(["--rounds", "0"])
