@@ -79,8 +79,9 @@ class _KernelCalls(nn.Module):
 
     recompute_routes (default False; VSSM.set_recompute; v0 and v05): in eager training, the unfused chain
     keeps its route tensors (the cross scan's xs, the scan's delta, and v0's float32 copies of both) out of
-    the autograd graph and rebuilds them in the backward (RouteRecompute): same values and gradients, less
-    activation memory, one cross scan and one dt projection more per block."""
+    the autograd graph and rebuilds them in the backward (inside models.chain's node when the chain runs as
+    one, else by RouteRecompute's saved-tensor hooks): same values and gradients, less activation memory, one
+    cross scan and one dt projection more per block."""
 
     recompute_routes = False
     # eager: the unfused chain as one autograd node (models.chain; same kernels and values, less host work)

@@ -366,8 +366,8 @@ class VSSM(nn.Module):
 
     def set_recompute(self, what: str = "all") -> "VSSM":
         """What eager training rebuilds in the backward instead of keeping (same values and gradients):
-        "all" the SS2D route tensors (models.ss2d.RouteRecompute) and the MLP's GELU output, "mlp" only the
-        GELU output, "none" (a new model's setting) neither. Memory bought with time (measured in
+        "all" the SS2D route tensors (models.chain / models.ss2d.RouteRecompute) and the MLP's GELU output,
+        "mlp" only the GELU output, "none" (a new model's setting) neither. Memory bought with time (measured in
         reports/logs/2026-12-03_training_memory_H200.md), so off unless asked for, like set_grad_checkpointing."""
         if what not in self.RECOMPUTE:
             raise ValueError(f"set_recompute: one of {', '.join(self.RECOMPUTE)}, got {what!r}")
