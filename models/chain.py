@@ -5,8 +5,8 @@ an 84 ms VMamba-T step for 48 ms of kernels). The unfused chain between the dept
 (cross scan, the x and dt projections, the selective scan, cross merge) is about 20 torch operators per
 block, each an autograd node with its own dispatch, cast and view bookkeeping, forward and backward.
 `ss2d_chain` runs the same chain as one torch.autograd.Function: the forward calls the three ops' raw
-kernels (the backends the layer's policy resolved, chosen and validated once per call through the
-dispatcher) and two batched GEMMs; the backward is written out: cross scan of dy (cross merge's adjoint),
+kernels (the backends the layer's policy resolved, validated and chosen through the dispatcher once per
+shape: cached plans) and two batched GEMMs; the backward is written out: cross scan of dy (cross merge's adjoint),
 the scan's backward kernel, four GEMMs, cross merge (cross scan's adjoint). The GEMMs are the ones autograd
 would run for the composition (a broadcast weight's gradient summed over the batch in the GEMM dtype,
 then cast to the weight's dtype), so values and gradients equal the composition's
@@ -175,7 +175,7 @@ def ss2d_chain(x: torch.Tensor, x_proj_weight: torch.Tensor, dt_projs_weight: to
     need_grad = torch.is_grad_enabled() and (x.requires_grad or x_proj_weight.requires_grad
                                              or dt_projs_weight.requires_grad or A_logs.requires_grad
                                              or Ds.requires_grad or dt_projs_bias.requires_grad)
-    key = (x.shape, x.dtype, x.device, channels_last, mode, gemm, scan_dtype, out_dtype, need_grad, C, R, N,
+    key = (x.shape, x.dtype, x.device, channels_last, mode, gemm, scan_dtype, out_dtype, need_grad, Kw, C, Dw, R, N,
            impls.get("cross_scan"), impls.get("selective_scan"), impls.get("cross_merge"),
            dispatch.get_default_impl(), len(dispatch._REGISTRY), torch.are_deterministic_algorithms_enabled())
     p = _PLANS.get(key)

@@ -134,9 +134,13 @@ def test_chain_records_what_ran_and_refusals_reach_the_user(monkeypatch):
 
 def test_bad_weights_are_named():
     x = torch.randn(1, 8, 4, 4)
-    with pytest.raises(ValueError, match="x_proj_weight"):
+    kw = dict(channels_last=False, impls={"cross_scan": "torch", "selective_scan": "torch", "cross_merge": "torch"},
+              out_dtype=torch.float32)
+    good = (torch.randn(4, 5, 8), torch.randn(4, 8, 1), -torch.rand(32, 2), torch.randn(32), torch.randn(4, 8))
+    assert chain.ss2d_chain(x, *good, **kw).shape == x.shape  # a plan for this shape is now cached
+    with pytest.raises(ValueError, match="x_proj_weight"):  # same x, C, R, N; weights for 7 channels, not 8
         chain.ss2d_chain(x, torch.randn(4, 5, 7), torch.randn(4, 8, 1), torch.randn(32, 2), torch.randn(32),
-                         torch.randn(4, 8), channels_last=False, impls={}, out_dtype=torch.float32)
+                         torch.randn(4, 8), **kw)
 
 
 @pytest.mark.gpu
