@@ -28,15 +28,9 @@ import torch
 from vmamba_kernels import dispatch, validate
 from vmamba_kernels.layout import map_dims
 
-from .fused import as_dtype as _as
+from .fused import as_dtype as _as, autocast_dtype
 
 K = 4  # routes
-
-
-def gemm_dtype(x: torch.Tensor) -> torch.dtype:
-    """The dtype torch.matmul computes the route projections in: autocast's, else x's."""
-    dev = x.device.type
-    return torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
 
 
 class _Plan:
@@ -171,7 +165,7 @@ def ss2d_chain(x: torch.Tensor, x_proj_weight: torch.Tensor, dt_projs_weight: to
     Kw, C, Dw = x_proj_weight.shape
     R = dt_projs_weight.shape[2]
     N = A_logs.shape[1]
-    gemm = gemm_dtype(x)
+    gemm = autocast_dtype(x) or x.dtype  # what torch.matmul computes the route projections in
     need_grad = torch.is_grad_enabled() and (x.requires_grad or x_proj_weight.requires_grad
                                              or dt_projs_weight.requires_grad or A_logs.requires_grad
                                              or Ds.requires_grad or dt_projs_bias.requires_grad)

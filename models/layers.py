@@ -11,7 +11,7 @@ import vmamba_kernels as vk
 from vmamba_kernels import dispatch
 from vmamba_kernels._library import eager_allowed
 
-from .fused import add_norm, as_dtype as _as
+from .fused import add_norm, as_dtype as _as, autocast_dtype
 
 
 class Linear2d(nn.Linear):
@@ -114,11 +114,6 @@ class DropPath(nn.Module):
         return f"p={self.p}"
 
 
-def _gemm_dtype(x: torch.Tensor) -> torch.dtype:
-    dev = x.device.type
-    return torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
-
-
 class _MlpFn(torch.autograd.Function):
     """fc2(GELU(fc1(x))) of nn.Linear layers as one autograd node, with the backward written out.
 
@@ -131,7 +126,7 @@ class _MlpFn(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, w1, b1, w2, b2, approximate, recompute):
-        dt = _gemm_dtype(x)
+        dt = autocast_dtype(x) or x.dtype  # what F.linear would compute in
         w1c, w2c = _as(w1, dt), _as(w2, dt)
         x2 = _as(x.reshape(-1, x.shape[-1]), dt)
         h = F.linear(x2, w1c, None if b1 is None else _as(b1, dt))
@@ -162,10 +157,11 @@ class _MlpFn(torch.autograd.Function):
 class Mlp(nn.Module):
     """fc1 -> act -> dropout -> fc2 -> dropout; Linear2d when channels first.
 
-    In eager training with nn.Linear layers, a GELU activation and no dropout, the MLP runs as one autograd
-    node (_MlpFn: the same values and gradients, a fraction of autograd's host work); the class attribute
-    `one_node` False turns that off. recompute_act (default False; VSSM.set_recompute): that node keeps fc1's
-    output alone and recomputes GELU in the backward, one hidden-width activation fewer kept per block."""
+    In eager training with nn.Linear layers, a GELU activation and no dropout, the MLP can run as one autograd
+    node with its backward written out (_MlpFn: the same values and gradients): with recompute_act (default
+    False; VSSM.set_recompute), where the node keeps fc1's output alone and recomputes GELU in the backward
+    (one hidden-width activation fewer kept per block), or with the class attribute `one_node` (off: it was
+    not measured faster than autograd's nodes)."""
 
     recompute_act = False
     one_node = False  # not measured faster on the H200 host (reports/logs/2026-12-03_host_work_H200.md)

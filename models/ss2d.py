@@ -31,9 +31,8 @@ import torch.nn.functional as F
 
 import vmamba_kernels as vk
 from vmamba_kernels import dispatch
-from vmamba_kernels.layout import map_dims
-
 from vmamba_kernels._library import eager_allowed
+from vmamba_kernels.layout import map_dims
 
 from .chain import ss2d_chain
 from .fused import add_norm, dwconv_act

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from models import layers
 from models.layers import Mlp
 
 
@@ -74,3 +75,30 @@ def test_recompute_off_in_eval_with_dropout_or_other_activation():
     assert not on(Mlp(8, 16, channels_last=False)).train()._recomputes()  # Linear2d
     with torch.no_grad():
         assert not m._recomputes()
+
+
+@pytest.mark.parametrize("dtype,autocast", [(torch.float64, False), (torch.bfloat16, True)],
+                         ids=["fp64", "bf16-autocast"])
+def test_one_node_without_recompute_matches_autograd(dtype, autocast, monkeypatch):
+    """Mlp.one_node (off by default): the MLP as one autograd node keeping GELU(h) (no recompute) gives
+    autograd's values and gradients."""
+    torch.manual_seed(0)
+    ref = Mlp(24, 96).train()
+    if not autocast:
+        ref = ref.to(dtype)
+    fast = copy.deepcopy(ref)
+    x = torch.randn(2, 5, 7, 24, dtype=torch.float32 if autocast else dtype)
+    torch.manual_seed(1)  # the output gradient
+    y0, dx0, g0, b0 = _run(ref, x, dtype, autocast)
+    calls = []
+    real = layers._MlpFn.apply
+    monkeypatch.setattr(layers._MlpFn, "apply", lambda *a: calls.append(a[-1]) or real(*a))
+    monkeypatch.setattr(Mlp, "one_node", True)
+    torch.manual_seed(1)
+    y1, dx1, g1, b1 = _run(fast, x, dtype, autocast)
+    assert calls == [False]  # the node ran, without its recompute
+    assert torch.equal(y1, y0)
+    tol = {torch.float64: 1e-12, torch.bfloat16: 2e-2}[dtype]
+    torch.testing.assert_close(dx1, dx0, rtol=tol, atol=tol)
+    for n in g0:
+        torch.testing.assert_close(g1[n], g0[n], rtol=tol, atol=tol, msg=n)
