@@ -25,7 +25,7 @@ import sys
 from collections import OrderedDict, defaultdict
 from pathlib import Path
 
-from bench.results import read_csv, reports_dir, to_float
+from bench.results import GRAPH_PEAK_NOTE, read_csv, reports_dir, to_float
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 MODE_ORDER = ["infer_fp32", "infer_amp", "train_amp", "train_fp32"]
@@ -73,6 +73,8 @@ def newest_sha(rows: list) -> dict:
     return out
 
 
+GRAPH_PEAK_FOOT = ("‡ a CUDA-graph row whose peak memory excludes the graph's pool (measured before bench.tp reset "
+                   "the peak counter ahead of the capture): not shown.")
 STALE = " †"
 STALE_NOTE = ("† measured at an earlier commit than this impl's newest results (its kernels may have changed "
               "since; see git_sha in the CSV).")
@@ -161,7 +163,7 @@ def models_table(rows: list) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     metas = set()
     fresh = newest_sha(rows)
-    any_stale = False
+    any_stale = any_uncounted = False
     for model, impl in pairs:
         cells = [model, impl]
         notes, batches = [], set()
@@ -178,7 +180,9 @@ def models_table(rows: list) -> str:
                            r.get("channels_last", ""), r.get("git_sha", "")))
         if train_modes:
             r = lat.get((model, impl, train_modes[0]))
-            cells.append(_num(r["peak_mem_mb"]) if r else "–")
+            uncounted = bool(r) and r.get("cuda_graphs") == "true" and GRAPH_PEAK_NOTE not in (r.get("note") or "")
+            any_uncounted |= uncounted
+            cells.append("– ‡" if uncounted else _num(r["peak_mem_mb"]) if r else "–")
         cells += ["/".join(sorted(batches, key=lambda b: -int(b or 0))), "; ".join(notes)]
         lines.append("| " + " | ".join(cells) + " |")
     methods = sorted({m[0] for m in metas})
@@ -190,7 +194,8 @@ def models_table(rows: list) -> str:
     foot = (f"\nWhole model, {gpu}, {', '.join(how.get(m, m) for m in methods)}, warm-up+timed {', '.join(iters)}, "
             f"cudnn.benchmark {'/'.join(sorted({m[1] for m in metas}))}, compile {'/'.join(sorted({m[2] for m in metas}))}, "
             f"git {', '.join(shas)}, latest {when}. Source: reports/models.csv."
-            + (f" {STALE_NOTE}" if any_stale else ""))
+            + (f" {STALE_NOTE}" if any_stale else "")
+            + (f" {GRAPH_PEAK_FOOT}" if any_uncounted else ""))
     return "\n".join(lines) + "\n" + foot
 
 

@@ -23,6 +23,10 @@ try:
 except ImportError:  # pragma: no cover (non-POSIX)
     fcntl = None
 
+# the note of a CUDA-graph row whose peak memory counts the capture (the graph's memory pool included); graphed
+# rows without it reset the peak counter after the capture, so their peak is only what the replays allocated
+GRAPH_PEAK_NOTE = "peak counts the capture and the graph pool"
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_REPORTS = REPO / "reports"
 

@@ -8,7 +8,8 @@ Modes: inference in each precision asked for (--fp32 and/or --amp; default fp32 
 script), and with --train, training in each precision asked for (default AMP, as the paper's
 "train TP"). Official method (default): 50 warm-up + 30 timed iterations, synchronised wall clock
 (VMamba's analyze/utils.py). Robust method: CUDA events, median of repeats. Peak memory:
-reset_peak_memory_stats after warm-up, max_memory_allocated over the timed iterations (MB = 2^20 B).
+reset_peak_memory_stats after warm-up (before the capture with --cuda-graphs: its graph pool counts),
+max_memory_allocated over the timed iterations (MB = 2^20 B).
 On out-of-memory the batch is halved (and the row says so). Results are appended to
 REPORTS/models.csv.
 
@@ -45,7 +46,7 @@ from typing import Callable, Optional
 import torch
 
 from bench import env as envmod
-from bench.results import ModelRow, append_rows, format_table, reports_dir
+from bench.results import GRAPH_PEAK_NOTE, ModelRow, append_rows, format_table, reports_dir
 from bench.timing import Progress, sync, time_official, time_robust
 
 HEADLINE = ["vmamba_t", "vmamba_s", "vmamba_b"]
@@ -350,6 +351,11 @@ class StepProgress:
         self._line(final=True)
 
 
+def _reset_peak(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+
+
 def measure(model, mode: str, batch: int, img_size: int, device, a, num_classes: int = 1000,
             label: str = "") -> dict:
     """Time one mode at one batch size; raises on OOM (caller halves)."""
@@ -373,6 +379,7 @@ def measure(model, mode: str, batch: int, img_size: int, device, a, num_classes:
     if graphs:
         from models.graphs import capture_inference, capture_train_step  # noqa: PLC0415
 
+        _reset_peak(dev)  # the graph's memory pool is allocated at capture: the peak must count it
         model.train(train)
         if train:
             graphed = capture_train_step(model, crit, opt, x, y, autocast=amp_dtype if amp else None)
@@ -411,8 +418,8 @@ def measure(model, mode: str, batch: int, img_size: int, device, a, num_classes:
         step()
         steps.tick()
     sync(dev)
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(dev)
+    if not graphs:
+        _reset_peak(dev)
     counted = steps.wrap(step)  # one call of a counter per step: negligible against a model's forward
     if official:
         r = time_official(counted, dev, warmup=0, iters=iters)
@@ -602,6 +609,8 @@ def run(a, create_model: Optional[Callable] = None) -> tuple:
                 continue
             pick = median_round(done)
             res, batch, notes = pick["res"], pick["batch"], list(pick["notes"])
+            if a.cuda_graphs:
+                notes.append(GRAPH_PEAK_NOTE)
             if len(outs) > 1:
                 notes.append(f"median of {len(outs)} rounds, ms/iter " + ", ".join(
                     f"{o['res']['ms']:.2f}" if o["res"] is not None else "failed" for o in outs))

@@ -171,3 +171,23 @@ def test_tp_rounds_interleave_models_and_report_the_median_round(tmp_path, monke
     assert by["a"]["note"] == "median of 3 rounds, ms/iter 10.00, 30.00, 20.00"
     with pytest.raises(SystemExit):
         TP.parse_args(["--rounds", "0"])
+
+
+def test_tp_graphed_peak_counts_the_capture(monkeypatch):
+    """With --cuda-graphs the peak counter is reset before the capture (the graph's memory pool is part of what
+    the replays need), not after it; without graphs it is reset after the warm-up."""
+    events = []
+    monkeypatch.setattr(TP, "_reset_peak", lambda dev: events.append("reset"))
+
+    def capture(model, x, autocast=None):
+        events.append("capture")
+        return lambda xx: events.append("replay")
+
+    monkeypatch.setattr(G, "capture_inference", capture)
+    a = TP.parse_args(["--batch", "1", "--warmup", "1", "--iters", "1", "--cuda-graphs"])
+    TP.measure(TinyVMamba(impl="torch"), "infer_fp32", 1, 32, "cpu", a)
+    assert events[:2] == ["reset", "capture"] and events.count("reset") == 1
+    events.clear()
+    a = TP.parse_args(["--batch", "1", "--warmup", "1", "--iters", "1"])
+    TP.measure(TinyVMamba(impl="torch"), "infer_fp32", 1, 32, "cpu", a)
+    assert events == ["reset"]

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from bench import report
-from bench.results import KernelRow, ModelRow, append_rows
+from bench.results import GRAPH_PEAK_NOTE, KernelRow, ModelRow, append_rows
 
 README = """# title
 
@@ -284,3 +284,21 @@ def test_ddp_rows_get_their_own_table_not_the_one_gpu_views():
     assert "| vmamba_t | cuda:ddp8 | train amp | 8 | 128 | 12000 | 1500 | 0.94 |" in block
     assert report.one_gpu([one, eight, old]) == [one, old]
     assert report.scaling_table([one, old]) == ""
+
+
+def test_models_table_hides_graphed_peaks_that_miss_the_graph_pool():
+    """A CUDA-graph row measured before bench.tp counted the capture shows no peak (its number was only what the
+    replays allocated); one whose note says the capture counts shows its peak."""
+    gpu = "NVIDIA H200"
+
+    def row(impl, peak, note=""):
+        return dict(model="vmamba_t", impl=impl, mode="train_amp", batch="128", img_size="224", img_per_s="1000",
+                    peak_mem_mb=peak, gpu=gpu, git_sha="s", timestamp="1", method="official", warmup="50",
+                    iters="30", cuda_graphs="true" if impl.endswith("graphs") else "false", note=note)
+
+    table = report.models_table([row("cuda:cl", "12000"), row("cuda:cl:graphs", "512"),
+                                 row("cuda:graphs", "13000", GRAPH_PEAK_NOTE)])
+    cells = {ln.split(" | ")[1]: ln.split(" | ")[3] for ln in table.splitlines() if ln.startswith("| vmamba_t")}
+    assert cells == {"cuda:cl": "12000", "cuda:cl:graphs": "– ‡", "cuda:graphs": "13000"}
+    assert report.GRAPH_PEAK_FOOT in table
+    assert report.GRAPH_PEAK_FOOT not in report.models_table([row("cuda:cl", "12000")])
