@@ -1,7 +1,7 @@
 """The unfused SS2D chain as one autograd node: the same kernels, a fraction of the host work.
 
-In eager training a VMamba step waits on the host, not on the GPU (reports/logs/2026-12-03_training_memory_H200.md:
-an 84 ms VMamba-T step for 48 ms of kernels). The unfused chain between the depthwise conv and out_norm
+In eager training a VMamba step waits on the host, not on the GPU (reports/logs/2026-12-03_training_memory_H200.md).
+The unfused chain between the depthwise conv and out_norm
 (cross scan, the x and dt projections, the selective scan, cross merge) is about 20 torch operators per
 block, each an autograd node with its own dispatch, cast and view bookkeeping, forward and backward.
 `ss2d_chain` runs the same chain as one torch.autograd.Function: the forward calls the three ops' raw
