@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import datetime
 import os
+import sys
 from dataclasses import dataclass
 from typing import Callable
 
@@ -69,6 +70,12 @@ def init(d: Dist, init_method: str | None = None, timeout_s: float | None = None
 
 def shutdown() -> None:
     if dist.is_initialized():
+        # on the normal path every rank gets here before any tears down: a rank that destroys its gloo pairs while
+        # a peer still reads them can abort the peer ("terminate called without an active exception", seen once in
+        # CI). Not while an exception unwinds: the peers may be waiting in another collective, and a barrier would
+        # hang until the timeout where tearing down makes them fail at once.
+        if sys.exc_info()[0] is None:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -106,3 +106,21 @@ def test_tp_ddp_under_torchrun_writes_one_row_from_rank_0(tmp_path):
     assert total == pytest.approx(2 * per_gpu, rel=1e-5)
     assert float(row["scaling_efficiency"]) > 0
     assert r.stdout.count("torch:ddp2") == 1, r.stdout  # one table, printed by rank 0
+
+
+def test_shutdown_waits_for_every_rank_unless_an_exception_unwinds(monkeypatch):
+    calls = []
+    monkeypatch.setattr(ddp.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(ddp.dist, "barrier", lambda: calls.append("barrier"))
+    monkeypatch.setattr(ddp.dist, "destroy_process_group", lambda: calls.append("destroy"))
+    ddp.shutdown()
+    assert calls == ["barrier", "destroy"]
+    calls.clear()
+    try:
+        try:
+            raise RuntimeError("a rank failed")
+        finally:
+            ddp.shutdown()  # as the workers' finally blocks call it
+    except RuntimeError:
+        pass
+    assert calls == ["destroy"]
