@@ -124,3 +124,48 @@ def test_shutdown_waits_for_every_rank_unless_an_exception_unwinds(monkeypatch):
     except RuntimeError:
         pass
     assert calls == ["destroy"]
+
+
+def _gpu_worker(rank, world, store, impl, out):
+    # one GPU, two processes: NCCL refuses two ranks on one device, gloo reduces CUDA tensors (through the host);
+    # DDP's bucketing and averaging are the same, and the custom ops run under it on the GPU
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK="0", **LOOPBACK)
+    torch.backends.cudnn.allow_tf32 = False  # the stem conv in TF32 would differ between batch sizes by ~1e-3
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.cuda.set_device(0)
+    d = ddp.Dist(rank, world, 0, torch.device("cuda", 0), "gloo")
+    ddp.init(d, init_method=f"file://{store}", timeout_s=120)
+    try:
+        import models  # noqa: PLC0415
+
+        res = ddp.check_equivalence(lambda: models.create_model("vmamba_t", impl=impl, depths=(1, 1, 2, 1), dims=32,
+                                                                 drop_path_rate=0.0, num_classes=10), d,
+                                    img_size=56)
+    finally:
+        ddp.shutdown()
+    if d.is_main:
+        Path(out).write_text(json.dumps(res))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("impl", ["cuda", "triton"])
+def test_gpu_ddp_two_processes_train_like_one(tmp_path, impl):
+    """The GPU kernels under DDP (two replicas on one GPU, gloo): the same parameters as one process on the whole
+    batch after three SGD steps, within float32 reduction-order rounding."""
+    import vmamba_kernels as vk  # noqa: PLC0415
+
+    row = next(r for r in vk.list_impls("selective_scan") if r["name"] == impl)
+    if not row["available"]:
+        pytest.skip(f"impl {impl}: {row['reason']}")
+    out = tmp_path / f"gpu_{impl}.json"
+    ctx = mp.spawn(_gpu_worker, args=(2, str(tmp_path / f"store_gpu_{impl}"), impl, str(out)), nprocs=2, join=False)
+    deadline = time.monotonic() + 300
+    while not ctx.join(timeout=5):
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail("the DDP workers did not finish in 300 s")
+    res = json.loads(out.read_text())
+    assert res["moved"] > 1e-3, res["moved"]
+    worst = max(res["err"].items(), key=lambda kv: kv[1])
+    assert worst[1] < 1e-4, worst
