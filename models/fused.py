@@ -12,8 +12,11 @@ import torch
 import torch.nn as nn
 
 import vmamba_kernels as vk
+from vmamba_kernels._library import eager_allowed
 
+from .norm_node import add_norm_node
 from .policy import OFF  # a policy value: run the reference torch modules instead of a fused op
+lean_norms = True  # eager add + norm through models.norm_node (False: the public op, for A/B timing)
 ACT_NAMES = {nn.SiLU: "silu", nn.GELU: "gelu", nn.Identity: "none"}
 
 
@@ -51,12 +54,14 @@ def direct(fn, impl, *args, **kwargs):
 
 def add_norm(norm: nn.LayerNorm, x: torch.Tensor, branch: Optional[torch.Tensor] = None,
              branch_scale: Optional[torch.Tensor] = None, *, channels_last: bool,
-             out_dtype: Optional[torch.dtype] = None, impl: Optional[str] = None, call=None):
+             out_dtype: Optional[torch.dtype] = None, impl: Optional[str] = None, call=None, note=None):
     """s = x + branch_scale[b] * branch (s = x without a branch); y = norm(s) over the channel axis.
 
     Returns (y, s). y is written in out_dtype (default: what the reference norm gives: float32 under
     autocast, x's dtype otherwise); s keeps the residual stream's dtype. impl "off": the torch modules;
-    else vmamba_kernels.add_layer_norm through `call(fn, impl, *args)` (default: a plain call)."""
+    else vmamba_kernels.add_layer_norm: in plain eager execution as models.norm_node's lean node (then
+    `note(backend name)` is told what ran), otherwise, or when `impl` refuses the inputs, through
+    `call(fn, impl, *args)` (default: a plain call), which falls back or raises as the layer's policy says."""
     if impl == OFF:
         s = x if branch is None else x + scaled(branch, branch_scale)
         y = norm._reference(s) if hasattr(norm, "_reference") else norm(s)
@@ -66,6 +71,15 @@ def add_norm(norm: nn.LayerNorm, x: torch.Tensor, branch: Optional[torch.Tensor]
     wt = torch.float64 if x.dtype == torch.float64 else torch.float32
     w = as_dtype(norm.weight, wt)  # the float32 parameters autocast leaves as they are; a .half() model's cast
     b = None if norm.bias is None else as_dtype(norm.bias, wt)
+    if lean_norms and eager_allowed(x):
+        try:
+            out, ran = add_norm_node(x, branch, w, b, norm.eps, branch_scale, channels_last, out_dtype, impl)
+        except vk.ImplRefused:
+            pass  # the layer's call decides: its fallback, or the refusal with the reasons
+        else:
+            if note is not None:
+                note(ran)
+            return out
     return (call or direct)(vk.add_layer_norm, impl, x, branch, w, b, norm.eps, branch_scale=branch_scale,
                             channels_last=channels_last, out_dtype=out_dtype)
 

@@ -46,7 +46,11 @@ class LayerNorm(nn.LayerNorm):
         if self.impl == "off":
             self.ran = "off"
             return self._reference(x)
-        return add_norm(self, x, channels_last=self.channels_last, impl=self.impl, call=self._call)[0]
+        return add_norm(self, x, channels_last=self.channels_last, impl=self.impl, call=self._call,
+                        note=self._note_ran)[0]
+
+    def _note_ran(self, backend: str) -> None:
+        self.ran = backend
 
     def _call(self, fn, impl, *args, **kwargs):
         try:

@@ -119,6 +119,9 @@ class _KernelCalls(nn.Module):
                 self._ran.update({op: ran for op in SS2D_CORE_REPLACES})
         return out
 
+    def _note_norm(self, backend: str) -> None:
+        self._ran["add_layer_norm"] = backend
+
     def _ss2d_core(self, x, As, Ds, delta_bias, channels_last, out_dtype):
         """The fused chain (vmamba_kernels.ss2d_core): cross scan, x / dt projections, scan, cross merge."""
         return self._call(vk.ss2d_core, self.impl_ss2d_core, x, self.x_proj_weight, self.dt_projs_weight, As, Ds,
@@ -340,7 +343,7 @@ class SS2Dv05(_KernelCalls):
                                 self.dt_projs_bias.to(wt).reshape(-1), out_dtype=wt)
             y = self._cross_merge(ys.view(Bn, K, D, L), H, W, channels_last=cl)
         return add_norm(self.out_norm, y, channels_last=cl, out_dtype=x.dtype, impl=self.out_norm.impl,
-                        call=self._call)[0]
+                        call=self._call, note=self._note_norm)[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.in_proj(x)

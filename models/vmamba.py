@@ -92,12 +92,12 @@ class VSSBlock(nn.Module):
         written in the autocast dtype, which the projections after them would cast to anyway."""
         out = autocast_dtype(x)
         y, x = add_norm(self.norm, x, pending, pending_scale, channels_last=self.norm.channels_last,
-                        out_dtype=out, impl=self.norm.impl, call=self.op._call)
+                        out_dtype=out, impl=self.norm.impl, call=self.op._call, note=self.op._note_norm)
         h = self.op(y)
         scale = self.drop_path.sample_scale(h)
         if self.mlp_branch:
             y, x = add_norm(self.norm2, x, h, scale, channels_last=self.norm2.channels_last,
-                            out_dtype=out, impl=self.norm2.impl, call=self.op._call)
+                            out_dtype=out, impl=self.norm2.impl, call=self.op._call, note=self.op._note_norm)
             h = self.mlp(y)
             scale = self.drop_path.sample_scale(h)
         return x, h, scale
