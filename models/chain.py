@@ -28,6 +28,7 @@ import torch
 from vmamba_kernels import dispatch, validate
 from vmamba_kernels.layout import map_dims
 
+from . import weight_cache
 from .fused import as_dtype as _as, autocast_dtype
 
 K = 4  # routes
@@ -40,30 +41,38 @@ class _Plan:
                  "dims", "R", "N")
 
 
+def _consts(x_proj_weight, dt_projs_weight, A_logs, Ds, dt_bias, p: _Plan):
+    """The GEMM weights in the GEMM dtype, A = -exp(A_logs), D and the flat delta bias in the scan's weight dtype."""
+    wt = p.wt
+    return (_as(x_proj_weight, p.gemm), _as(dt_projs_weight, p.gemm), torch.exp(_as(A_logs, wt)).neg_(),
+            _as(Ds, wt), _as(dt_bias, wt).reshape(-1))
+
+
+def _forward(x, xw, dtw, A, Dv, bias, p: _Plan):
+    """y and what the backward keeps: (y, xs, u, dts_low, Bs, Cs, delta, aux)."""
+    Bn, D, H, W = p.dims
+    R, N, L = p.R, p.N, H * W
+    cross, scan, merge = p.cross.impl(), p.scan.impl(), p.merge.impl()  # the backends' raw kernels
+    xs = _as(cross.cross_scan_fwd(x, p.mode, p.cl), p.gemm)  # (B, K, D, L)
+    x_dbl = torch.matmul(xw, xs)  # (B, K, R + 2N, L)
+    dts_low = x_dbl[:, :, :R].contiguous()  # (B, K, R, L)
+    delta = torch.matmul(dtw, dts_low)  # (B, K, D, L)
+    Bs = x_dbl[:, :, R:R + N].contiguous()
+    Cs = x_dbl[:, :, R + N:].contiguous()
+    u = xs
+    if p.scan_dtype is not None:  # v0: float32 scan inputs whatever the GEMM dtype
+        u, delta, Bs, Cs = (_as(t, p.scan_dtype) for t in (xs, delta, Bs, Cs))
+    ys, _, aux = scan.selective_scan_fwd(u.view(Bn, K * D, L), delta.view(Bn, K * D, L), A, Bs, Cs, Dv, bias,
+                                           True, p.out_dtype)
+    y = merge.cross_merge_fwd(ys.view(Bn, K, D, L), H, W, p.mode, p.cl)
+    return y, xs, u, dts_low, Bs, Cs, delta, aux
+
+
 class _Chain(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, x_proj_weight, dt_projs_weight, A_logs, Ds, dt_bias, p: _Plan, recompute: bool):
-        Bn, D, H, W = p.dims
-        R, N, L = p.R, p.N, H * W
-        wt = p.wt
-        xw = _as(x_proj_weight, p.gemm)
-        dtw = _as(dt_projs_weight, p.gemm)
-        cross, scan, merge = p.cross.impl(), p.scan.impl(), p.merge.impl()  # the backends' raw kernels
-        xs = _as(cross.cross_scan_fwd(x, p.mode, p.cl), p.gemm)  # (B, K, D, L)
-        x_dbl = torch.matmul(xw, xs)  # (B, K, R + 2N, L)
-        dts_low = x_dbl[:, :, :R].contiguous()  # (B, K, R, L)
-        delta = torch.matmul(dtw, dts_low)  # (B, K, D, L)
-        Bs = x_dbl[:, :, R:R + N].contiguous()
-        Cs = x_dbl[:, :, R + N:].contiguous()
-        u = xs
-        if p.scan_dtype is not None:  # v0: float32 scan inputs whatever the GEMM dtype
-            u, delta, Bs, Cs = (_as(t, p.scan_dtype) for t in (xs, delta, Bs, Cs))
-        A = torch.exp(_as(A_logs, wt)).neg_()
-        bias = _as(dt_bias, wt).reshape(-1)
-        Dv = _as(Ds, wt)
-        ys, _, aux = scan.selective_scan_fwd(u.view(Bn, K * D, L), delta.view(Bn, K * D, L), A, Bs, Cs, Dv, bias,
-                                               True, p.out_dtype)
-        y = merge.cross_merge_fwd(ys.view(Bn, K, D, L), H, W, p.mode, p.cl)
+        xw, dtw, A, Dv, bias = _consts(x_proj_weight, dt_projs_weight, A_logs, Ds, dt_bias, p)
+        y, xs, u, dts_low, Bs, Cs, delta, aux = _forward(x, xw, dtw, A, Dv, bias, p)
         ctx.recompute = recompute
         if recompute:  # the route tensors go; x (a quarter of xs) and the small dts_low rebuild them
             ctx.save_for_backward(x, None, None, xw, dtw, dts_low, Bs, Cs, A, Dv, bias, aux)
@@ -153,14 +162,16 @@ def _plan(x, R, N, channels_last, mode, gemm, scan_dtype, out_dtype, need_grad, 
 def ss2d_chain(x: torch.Tensor, x_proj_weight: torch.Tensor, dt_projs_weight: torch.Tensor, A_logs: torch.Tensor,
                Ds: torch.Tensor, dt_projs_bias: torch.Tensor, *, channels_last: bool, impls: dict,
                out_dtype: torch.dtype, scan_dtype: Optional[torch.dtype] = None, recompute: bool = False,
-               mode: str = "cross2d", ran: Optional[dict] = None) -> torch.Tensor:
+               mode: str = "cross2d", ran: Optional[dict] = None, const_cache=None) -> torch.Tensor:
     """cross_merge(selective_scan(...)) of SS2D's unfused chain in one autograd node (see the module docstring).
 
     x: the conv output, (B, D, H, W), or (B, H, W, D) with channels_last; the weights as the layer holds them
     (x_proj_weight (K, R+2N, D), dt_projs_weight (K, D, R), A_logs (K*D, N), Ds (K*D,), dt_projs_bias (K, D));
     impls: {"cross_scan", "selective_scan", "cross_merge": backend name or None}; out_dtype: the scan's
     output dtype (float32 in the models); scan_dtype: cast u, delta, B, C to it before the scan (v0's
-    float32), None to keep the GEMM dtype; ran: a dict given the backend name each op ran on. Returns y in
+    float32), None to keep the GEMM dtype; ran: a dict given the backend name each op ran on; const_cache: a
+    module on which inference calls keep the weight casts and A = -exp(A_logs) across calls
+    (models/weight_cache.py; None: computed per call). Without gradients no autograd node is made. Returns y in
     x's layout and out_dtype. Raises vmamba_kernels.ImplRefused as the public ops do."""
     Kw, C, Dw = x_proj_weight.shape
     R = dt_projs_weight.shape[2]
@@ -187,4 +198,11 @@ def ss2d_chain(x: torch.Tensor, x_proj_weight: torch.Tensor, dt_projs_weight: to
         ran.update(p.names)
     if not x.is_contiguous():
         x = x.contiguous()
+    if not need_grad:  # inference: the forward alone, no node
+        args = (x_proj_weight, dt_projs_weight, A_logs, Ds, dt_projs_bias)
+        if const_cache is not None and weight_cache.usable(x):
+            consts = weight_cache.cached(const_cache, args, (p.gemm, p.wt), lambda *t: _consts(*t, p))
+        else:
+            consts = _consts(*args, p)
+        return _forward(x, *consts, p)[0]
     return _Chain.apply(x, x_proj_weight, dt_projs_weight, A_logs, Ds, dt_projs_bias, p, bool(recompute))

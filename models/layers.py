@@ -11,17 +11,35 @@ import vmamba_kernels as vk
 from vmamba_kernels import dispatch
 from vmamba_kernels._library import eager_allowed
 
+from . import weight_cache as wc
 from .fused import add_norm, as_dtype as _as, autocast_dtype
 
 
-class Linear2d(nn.Linear):
+class Linear(nn.Linear):
+    """nn.Linear (same parameters, same result) that can keep its autocast weight casts across inference
+    calls: `weight_cache` (VSSM.set_weight_cache; models/weight_cache.py says when that is safe)."""
+
+    weight_cache = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.weight_cache:
+            dt = autocast_dtype(x)
+            if dt is not None and dt != self.weight.dtype and wc.usable(x):
+                return self._project(x, *wc.cached(self, (self.weight, self.bias), dt))
+        return self._project(x, self.weight, self.bias)
+
+    def _project(self, x, weight, bias):
+        return F.linear(x, weight, bias)
+
+
+class Linear2d(Linear):
     """A Linear applied to the channel axis of a (B, C, H, W) map as a 1x1 convolution.
 
     The weight keeps the Linear shape (out, in), so state_dicts match nn.Linear's; a checkpoint
     holding the conv shape (out, in, 1, 1) also loads (it is reshaped on load)."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.weight[:, :, None, None], self.bias)
+    def _project(self, x, weight, bias):
+        return F.conv2d(x, weight[:, :, None, None], bias)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):
@@ -31,6 +49,19 @@ class Linear2d(nn.Linear):
             state_dict[key] = w.reshape(w.shape[0], w.shape[1])
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                                       error_msgs)
+
+
+class Conv2d(nn.Conv2d):
+    """nn.Conv2d (same parameters, same result) with the weight cache of `Linear`."""
+
+    weight_cache = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.weight_cache:
+            dt = autocast_dtype(x)
+            if dt is not None and dt != self.weight.dtype and wc.usable(x):
+                return self._conv_forward(x, *wc.cached(self, (self.weight, self.bias), dt))
+        return self._conv_forward(x, self.weight, self.bias)
 
 
 class LayerNorm(nn.LayerNorm):
@@ -161,7 +192,7 @@ class _MlpFn(torch.autograd.Function):
 class Mlp(nn.Module):
     """fc1 -> act -> dropout -> fc2 -> dropout; Linear2d when channels first.
 
-    In eager training with nn.Linear layers, a GELU activation and no dropout, the MLP can run as one autograd
+    In eager training with Linear layers, a GELU activation and no dropout, the MLP can run as one autograd
     node with its backward written out (_MlpFn: the same values and gradients): with recompute_act (default
     False; VSSM.set_recompute), where the node keeps fc1's output alone and recomputes GELU in the backward
     (one hidden-width activation fewer kept per block), or with the class attribute `one_node` (off: it was
@@ -172,7 +203,7 @@ class Mlp(nn.Module):
 
     def __init__(self, dim: int, hidden: int, act_layer=nn.GELU, drop: float = 0.0, channels_last: bool = True):
         super().__init__()
-        Lin = nn.Linear if channels_last else Linear2d
+        Lin = Linear if channels_last else Linear2d
         self.fc1 = Lin(dim, hidden)
         self.act = act_layer()
         self.fc2 = Lin(hidden, dim)
@@ -180,7 +211,7 @@ class Mlp(nn.Module):
 
     def _one_node_ok(self) -> bool:
         return (self.training and torch.is_grad_enabled() and type(self.act) is nn.GELU
-                and type(self.fc1) is nn.Linear and type(self.fc2) is nn.Linear and self.drop.p == 0.0)
+                and type(self.fc1) is Linear and type(self.fc2) is Linear and self.drop.p == 0.0)
 
     def _recomputes(self) -> bool:
         return self.recompute_act and self._one_node_ok()
@@ -201,7 +232,7 @@ class PatchMerging2D(nn.Module):
     def __init__(self, dim: int, out_dim: int, norm_layer=nn.LayerNorm, channels_last: bool = True):
         super().__init__()
         self.channels_last = channels_last
-        self.reduction = (nn.Linear if channels_last else Linear2d)(4 * dim, out_dim, bias=False)
+        self.reduction = (Linear if channels_last else Linear2d)(4 * dim, out_dim, bias=False)
         self.norm = norm_layer(4 * dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

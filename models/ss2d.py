@@ -36,7 +36,8 @@ from vmamba_kernels.layout import map_dims
 
 from .chain import ss2d_chain
 from .fused import add_norm, dwconv_act
-from .layers import LayerNorm, LayerNorm2d, Linear2d, Permute, a_log_init, dt_proj_init, linear_stack_init
+from .layers import (Conv2d, LayerNorm, LayerNorm2d, Linear, Linear2d, Permute, a_log_init, dt_proj_init,
+                     linear_stack_init)
 from .policy import OFF, OPS, SS2D_CORE_REPLACES, ResolvedOp
 
 K = 4  # scan directions
@@ -85,6 +86,7 @@ class _KernelCalls(nn.Module):
     recompute_routes = False
     # eager: the unfused chain as one autograd node (models.chain; same kernels and values, less host work)
     chain_autograd = True
+    weight_cache = False  # inference keeps the chain's weight casts and A across calls (VSSM.set_weight_cache)
 
     def _recomputes(self, x: torch.Tensor) -> bool:
         return (self.recompute_routes and self.training and torch.is_grad_enabled() and x.requires_grad
@@ -137,7 +139,8 @@ class _KernelCalls(nn.Module):
         try:
             y = ss2d_chain(x, self.x_proj_weight, self.dt_projs_weight, self.A_logs, self.Ds, self.dt_projs_bias,
                            channels_last=channels_last, impls=self._chain_impls, out_dtype=out_dtype,
-                           scan_dtype=scan_dtype, recompute=self._recomputes(x), ran=self._ran)
+                           scan_dtype=scan_dtype, recompute=self._recomputes(x), ran=self._ran,
+                           const_cache=self if self.weight_cache else None)
         except vk.ImplRefused:
             return None
         return y
@@ -192,13 +195,13 @@ class SS2Dv0(_KernelCalls):
         D = int(ssm_ratio * d_model)
         R = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
         self.d_inner, self.d_state, self.dt_rank = D, int(d_state), R
-        self.in_proj = nn.Linear(d_model, 2 * D, bias=False)
+        self.in_proj = Linear(d_model, 2 * D, bias=False)
         self.act = nn.SiLU()
-        self.conv2d = nn.Conv2d(D, D, 3, padding=1, groups=D, bias=True)
+        self.conv2d = Conv2d(D, D, 3, padding=1, groups=D, bias=True)
         self.x_proj_weight = nn.Parameter(linear_stack_init(K, R + 2 * d_state, D))
         _ssm_params(self, d_state, R, D, ssm_init, dt_kwargs or {})
         self.out_norm = LayerNorm(D)
-        self.out_proj = nn.Linear(D, d_model, bias=False)
+        self.out_proj = Linear(D, d_model, bias=False)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -300,12 +303,12 @@ class SS2Dv05(_KernelCalls):
         self.channels_last, self.with_z = channels_last, with_z
         # created first: the official registers out_norm before in_proj (same state_dict key order)
         self.out_norm = (LayerNorm if channels_last else LayerNorm2d)(D)
-        Lin = nn.Linear if channels_last else Linear2d
+        Lin = Linear if channels_last else Linear2d
         self.in_proj = Lin(d_model, 2 * D if with_z else D, bias=False)
         self.act = act_layer()
         self.with_dconv = d_conv > 1
         if self.with_dconv:
-            self.conv2d = nn.Conv2d(D, D, d_conv, padding=(d_conv - 1) // 2, groups=D, bias=conv_bias)
+            self.conv2d = Conv2d(D, D, d_conv, padding=(d_conv - 1) // 2, groups=D, bias=conv_bias)
         self.x_proj_weight = nn.Parameter(linear_stack_init(K, R + 2 * d_state, D))
         self.out_act = nn.Identity()
         self.out_proj = Lin(D, d_model, bias=False)
@@ -380,17 +383,17 @@ class SS2Dm0(_KernelCalls):
             raise ValueError(f"m0: d_inner {D} must be a multiple of the number of heads (dt_rank) {R}")
         self.d_inner, self.d_state, self.dt_rank, self.head_dim = D, int(d_state), R, D // R
         self.out_norm = LayerNorm(D)  # first, as the official (state_dict key order)
-        self.in_proj = nn.Linear(d_model, D, bias=False)
+        self.in_proj = Linear(d_model, D, bias=False)
         self.act = act_layer()
         self.with_dconv = d_conv > 1
         if self.with_dconv:
             self.conv2d = nn.Sequential(
                 Permute(0, 3, 1, 2),
-                nn.Conv2d(D, D, d_conv, padding=(d_conv - 1) // 2, groups=D, bias=conv_bias),
+                Conv2d(D, D, d_conv, padding=(d_conv - 1) // 2, groups=D, bias=conv_bias),
                 Permute(0, 2, 3, 1))
         self.x_proj_weight = nn.Parameter(linear_stack_init(K, R + 2 * d_state, D))
         self.out_act = nn.Identity()
-        self.out_proj = nn.Linear(D, d_model, bias=False)
+        self.out_proj = Linear(D, d_model, bias=False)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         if ssm_init == "v2":
             Ds, A_logs, dtb = torch.ones(K, R, D // R), torch.zeros(K, R), 0.1 * torch.rand(K, R)

@@ -17,7 +17,8 @@ import torch.utils.checkpoint as torch_checkpoint
 
 from . import policy as _policy
 from .fused import OFF, add_norm, autocast_dtype, scaled
-from .layers import DropPath, LayerNorm, Mlp, PatchMerging2D, Permute, act_layer, norm_layer
+from . import weight_cache
+from .layers import Conv2d, DropPath, LayerNorm, Linear, Mlp, PatchMerging2D, Permute, act_layer, norm_layer
 from .ss2d import K, make_ss2d
 
 
@@ -133,16 +134,16 @@ def _patch_embed(cfg: VMambaConfig, dim: int) -> nn.Sequential:
     Norm, cl, p = norm_layer(cfg.norm_layer), cfg.channels_last, cfg.patch_size
     to_last = Permute(0, 2, 3, 1) if cl else nn.Identity()
     if cfg.patchembed_version == "v1":
-        return nn.Sequential(nn.Conv2d(cfg.in_chans, dim, p, stride=p), to_last, Norm(dim))
+        return nn.Sequential(Conv2d(cfg.in_chans, dim, p, stride=p), to_last, Norm(dim))
     if cfg.patchembed_version == "v2":
         s = p // 2
         return nn.Sequential(
-            nn.Conv2d(cfg.in_chans, dim // 2, s + 1, stride=s, padding=1),
+            Conv2d(cfg.in_chans, dim // 2, s + 1, stride=s, padding=1),
             Permute(0, 2, 3, 1) if cl else nn.Identity(),
             Norm(dim // 2),
             Permute(0, 3, 1, 2) if cl else nn.Identity(),
             nn.GELU(),
-            nn.Conv2d(dim // 2, dim, s + 1, stride=s, padding=1),
+            Conv2d(dim // 2, dim, s + 1, stride=s, padding=1),
             Permute(0, 2, 3, 1) if cl else nn.Identity(),
             Norm(dim))
     raise ValueError(f"patchembed_version must be 'v1' or 'v2', got {cfg.patchembed_version!r}")
@@ -156,7 +157,7 @@ def _downsample(cfg: VMambaConfig, dim: int, out_dim: int) -> nn.Module:
         k, pad = (2, 0) if cfg.downsample_version == "v2" else (3, 1)
         return nn.Sequential(
             Permute(0, 3, 1, 2) if cl else nn.Identity(),
-            nn.Conv2d(dim, out_dim, k, stride=2, padding=pad),
+            Conv2d(dim, out_dim, k, stride=2, padding=pad),
             Permute(0, 2, 3, 1) if cl else nn.Identity(),
             Norm(out_dim))
     raise ValueError(f"downsample_version must be 'v1', 'v2' or 'v3', got {cfg.downsample_version!r}")
@@ -262,7 +263,7 @@ class VSSM(nn.Module):
                 permute=Permute(0, 3, 1, 2) if self.channels_last else nn.Identity(),
                 avgpool=nn.AdaptiveAvgPool2d(1),
                 flatten=nn.Flatten(1),
-                head=nn.Linear(self.num_features, cfg.num_classes)))
+                head=Linear(self.num_features, cfg.num_classes)))
         stages = self.out_indices if self.features_only and self.out_indices else range(self.num_layers)
         if self.features_only and not self.out_indices:
             stages = [self.num_layers - 1]  # the last map, after the (Identity) last downsample
@@ -376,6 +377,20 @@ class VSSM(nn.Module):
                 m.recompute_act = what in ("all", "mlp")
             elif hasattr(m, "recompute_routes"):
                 m.recompute_routes = what == "all"
+        return self
+
+    def set_weight_cache(self, on: bool = True) -> "VSSM":
+        """Inference (grad disabled, eager) keeps each layer's autocast weight casts, and A = -exp(A_logs),
+        across forwards instead of casting again every call: the same values, about 180 operators fewer per
+        VMamba-T forward. The casts are made again whenever a parameter changes through torch (an optimizer
+        step, load_state_dict, an in-place write, a move to another device), but not after a write through
+        `p.data`, which torch does not count: use it for serving and evaluation (models/weight_cache.py).
+        Off by default; off drops every kept cast."""
+        for m in self.modules():
+            if "weight_cache" in type(m).__dict__ or hasattr(type(m), "weight_cache"):
+                m.weight_cache = bool(on)
+                if not on:
+                    weight_cache.clear(m)
         return self
 
     def no_weight_decay(self):
