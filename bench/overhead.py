@@ -38,7 +38,7 @@ import torch
 
 from bench import env as envmod
 from bench.results import OverheadRow, append_rows, format_table, reports_dir
-from bench.timing import percentiles, sync
+from bench.timing import pad_cycles, percentiles, sync
 
 OPS = ("selective_scan", "cross_scan", "cross_merge", "add_layer_norm", "dwconv2d")
 # (label, batch, channels of the stage (d_inner = dim for VMamba-T, ssm_ratio 1), H = W, d_state)

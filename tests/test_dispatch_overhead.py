@@ -7,6 +7,8 @@ choice cache (dispatch.choose) must be invalidated by everything that changes a 
 """
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -217,3 +219,25 @@ def test_a_cached_choice_runs_no_support_checks(monkeypatch):
     dispatch.clear_choice_cache()
     vk.selective_scan(*ins, delta_softplus=True)
     assert checks  # after clearing, the choice is made again
+
+
+def test_time_calls_gpu_branch_runs_with_faked_cuda(monkeypatch):
+    """The CUDA-event branch of bench.overhead.time_calls (never taken on a CPU machine) runs: a faked
+    torch.cuda stands in for the GPU (a missing import there once failed every GPU row)."""
+    from bench import overhead  # noqa: PLC0415
+
+    class FakeEvent:
+        def __init__(self, enable_timing=False):
+            self.t = 0.0
+
+        def record(self):
+            self.t = time.perf_counter()
+
+        def elapsed_time(self, other):
+            return (other.t - self.t) * 1e3
+
+    monkeypatch.setattr(torch.cuda, "Event", FakeEvent)
+    monkeypatch.setattr(torch.cuda, "_sleep", lambda cycles: None)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
+    out = overhead.time_calls(lambda: sum(range(100)), "cuda", calls=20, warmup=1)
+    assert out["host_us"] > 0 and out["device_us"] == out["device_us"] and out["device_us"] >= 0
