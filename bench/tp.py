@@ -153,6 +153,10 @@ def parse_args(argv=None):
                    help="VMamba models' training recompute (VSSM.set_recompute): what the backward rebuilds instead "
                         "of keeping; a comma list is measured in turn in the same run (impl label ':rc_WHAT'; "
                         "default: the model's own setting, no label)")
+    p.add_argument("--weight-cache", default="off", choices=["off", "on", "both"],
+                   help="VMamba models' inference weight cache (VSSM.set_weight_cache: the autocast casts of the "
+                        "weights kept across forwards while the weights are unchanged); on: impl label ':wc'; both: "
+                        "each VMamba job measured with it off and on in the same run (default off)")
     p.add_argument("--ddp", action="store_true",
                    help="train as DistributedDataParallel replicas, one process per GPU (NCCL; gloo with --device "
                         "cpu), launched by torchrun: torchrun --nproc_per_node=N -m bench.tp --ddp ...; implies "
@@ -176,6 +180,7 @@ def parse_args(argv=None):
         if bad:
             p.error(f"--ss2d-core: auto, off, both or impls implementing ss2d_core ({', '.join(known)}), "
                     f"comma-separated; got {', '.join(map(repr, bad))}")
+    a.weight_caches = {"off": [False], "on": [True], "both": [False, True]}[a.weight_cache]
     a.recomputes = _split([a.recompute], ["default"])
     bad = [r for r in a.recomputes if r not in ("default", "all", "mlp", "none")]
     if bad:
@@ -264,6 +269,14 @@ def _policy(impl: str, path: str, core: str = "auto"):
     import models  # noqa: PLC0415
 
     return models.KernelPolicy.all(name).merged(models.KernelPolicy(ss2d_core=core))
+
+
+def _weight_cache(model, on: bool):
+    if not on:
+        return model
+    if not hasattr(model, "set_weight_cache"):
+        raise TypeError(f"--weight-cache on: {type(model).__name__} has no set_weight_cache (VMamba models only)")
+    return model.set_weight_cache(True)
 
 
 def _recompute(model, what: str):
@@ -550,13 +563,13 @@ def run(a, create_model: Optional[Callable] = None) -> tuple:
     for m in a.models:
         for impl in a.impls:
             for path, core in [(p, c) for p in paths for c in (cores if p == "fused" else ["auto"])]:
-                for layout, rc in [(lay, r) for lay in layouts for r in a.recomputes]:
+                for layout, rc, wc in [(lay, r, w) for lay in layouts for r in a.recomputes for w in a.weight_caches]:
                     label = impl + (":unfused" if path == "unfused" else "") + _core_label(core) + \
                         {"model": "", "channels_last": ":cl", "channels_first": ":cf"}[layout] + \
-                        ("" if rc == "default" else f":rc_{rc}") + graphs_label
-                    jobs.append((m, label, (lambda m=m, impl=impl, path=path, layout=layout, core=core, rc=rc:
-                                            _recompute(make(m, impl=_policy(impl, path, core), **_layout_kw(layout)),
-                                                       rc))
+                        ("" if rc == "default" else f":rc_{rc}") + (":wc" if wc else "") + graphs_label
+                    jobs.append((m, label, (lambda m=m, impl=impl, path=path, layout=layout, core=core, rc=rc, wc=wc:
+                                            _weight_cache(_recompute(make(m, impl=_policy(impl, path, core),
+                                                                          **_layout_kw(layout)), rc), wc))
                                  if make is not None else None))
     if a.baselines:
         try:

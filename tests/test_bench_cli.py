@@ -452,3 +452,28 @@ def test_tp_recompute_list(tmp_path, capsys):
                   "--batch-size", "2", "--train-only", "--no-csv", "--recompute", "mlp"], create_model=_tiny)
     assert rc == 1  # nothing measured
     assert "TinyVMamba has no set_recompute" in capsys.readouterr().out
+
+
+class _Caching(TinyVMamba):
+    """Records the set_weight_cache calls bench.tp makes."""
+
+    calls: list = []
+
+    def set_weight_cache(self, on=True):
+        self.calls.append(on)
+        return self
+
+
+def test_tp_weight_cache_both(tmp_path, capsys):
+    _Caching.calls = []
+    rc = TP.main(["--model", "tiny", "--impl", "torch", "--img-size", "32", "--warmup", "1", "--iters", "1",
+                  "--batch-size", "2", "--reports-dir", str(tmp_path), "--save-cpu", "--weight-cache", "both"],
+                 create_model=lambda name, impl=None: _Caching(impl=impl))
+    assert rc == 0, capsys.readouterr().err
+    _, rows = read_csv(tmp_path / "models.csv")
+    assert [x["impl"] for x in rows] == ["torch", "torch:wc"]
+    assert _Caching.calls == [True]  # off: the model as built
+    rc = TP.main(["--model", "tiny", "--impl", "torch", "--img-size", "32", "--warmup", "1", "--iters", "1",
+                  "--batch-size", "2", "--no-csv", "--weight-cache", "on"], create_model=_tiny)
+    assert rc == 1
+    assert "TinyVMamba has no set_weight_cache" in capsys.readouterr().out
