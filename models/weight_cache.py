@@ -1,9 +1,9 @@
 """Inference casts of the parameters, kept across forwards (opt-in: VSSM.set_weight_cache(True)).
 
 Under autocast every forward casts each float32 weight to the autocast dtype again (autocast's own cache
-lives for one autocast region): in VMamba-T inference about 180 of the forward's 660 operators are such
-casts and their kin (A = -exp(A_logs) in every SS2D layer), each a dispatch and a kernel launch, at batch 1
-a large part of the host time the forward waits on (reports/logs/2026-12-03_host_work_H200.md). With the
+lives for one autocast region), and every SS2D layer computes A = -exp(A_logs) again: 70 of a VMamba-T
+inference forward's 636 top-level operators (bench.host_step), each a dispatch and, on the GPU, a kernel
+launch; at batch 1 the forward waits on that host work (reports/logs/2026-12-03_host_work_H200.md). With the
 cache on, a module keeps the casts it made in its last inference call and reuses them while every source
 tensor keeps its version counter and storage: an optimizer step, load_state_dict, `with torch.no_grad():
 p.copy_(...)` or moving the model all make it cast again.
