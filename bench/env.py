@@ -40,6 +40,8 @@ def git_info() -> dict:
     machine (the GPU runs) can carry a stale .git that names an older commit as a dirty HEAD."""
     if not _GIT_CACHE:
         forced = os.environ.get("GIT_SHA", "").strip()
+        if len(forced) > 12 and all(c in "0123456789abcdef" for c in forced.lower()):
+            forced = forced[:12]  # a full sha: the 12-hex form every row uses
         if forced:
             _GIT_CACHE.update(git_sha=forced, git_dirty=False, git_branch="")
         else:

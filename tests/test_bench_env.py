@@ -18,3 +18,12 @@ def test_git_sha_from_checkout_without_env(monkeypatch):
     answers = {"rev-parse": "fedcba987654", "status": " M x.py"}
     monkeypatch.setattr(env, "_git", lambda *a: answers.get(a[0], "") if a[-1] != "HEAD" or a[1] != "--abbrev-ref" else "main")
     assert env.git_sha_label() == "fedcba987654-dirty"
+
+
+def test_full_git_sha_env_is_shortened_like_every_row(monkeypatch):
+    monkeypatch.setattr(env, "_GIT_CACHE", {})
+    monkeypatch.setenv("GIT_SHA", "eb7582eb04945131a1f16b817b8988c952ad2f77")
+    assert env.git_info()["git_sha"] == "eb7582eb0494"
+    monkeypatch.setattr(env, "_GIT_CACHE", {})
+    monkeypatch.setenv("GIT_SHA", "not-a-sha-but-a-label-longer")  # anything else is kept as given
+    assert env.git_info()["git_sha"] == "not-a-sha-but-a-label-longer"
