@@ -35,8 +35,8 @@ def selective_scan(u, delta, A, B, C, D=None, delta_bias=None, delta_softplus=Fa
     Empty inputs (batch, KD or L = 0) give the same on every backend: an empty y, a zero last state
     (the state after no steps) and zero gradients.
     """
-    args = validate.check_selective_scan(u, delta, A, B, C, D, delta_bias, delta_softplus, out_dtype)
-    y, last_state = dispatch.choose("selective_scan", args, impl)(args)
+    call, args = dispatch.prepare("selective_scan", impl, (u, delta, A, B, C, D, delta_bias, delta_softplus, out_dtype))
+    y, last_state = call(args)
     return (y, last_state) if return_last_state else y
 
 
@@ -49,8 +49,8 @@ def cross_scan(x, mode="cross2d", channels_last=False, impl=None):
     "bidi": routes 0, 0, 2, 2. The adjoint (and backward) is `cross_merge`.
     A map with no elements (B, C, H or W = 0) gives an empty result on every backend.
     """
-    args = validate.check_cross_scan(x, mode, channels_last)
-    return dispatch.choose("cross_scan", args, impl)(args)
+    call, args = dispatch.prepare("cross_scan", impl, (x, mode, channels_last))
+    return call(args)
 
 
 def cross_merge(y, H, W, mode="cross2d", channels_last=False, impl=None):
@@ -59,8 +59,8 @@ def cross_merge(y, H, W, mode="cross2d", channels_last=False, impl=None):
     y : (B, 4, C, H*W).  Returns (B, C, H, W), or (B, H, W, C) when channels_last, in y's dtype.
     H, W >= 0; an empty y gives a zero (or empty) map on every backend.
     """
-    args = validate.check_cross_merge(y, H, W, mode, channels_last)
-    return dispatch.choose("cross_merge", args, impl)(args)
+    call, args = dispatch.prepare("cross_merge", impl, (y, H, W, mode, channels_last))
+    return call(args)
 
 
 def add_layer_norm(x, branch=None, weight=None, bias=None, eps=1e-5, *, branch_scale=None, channels_last=False,
@@ -77,8 +77,9 @@ def add_layer_norm(x, branch=None, weight=None, bias=None, eps=1e-5, *, branch_s
         per-sample factor (no gradient). out_dtype : dtype of y (default x's).
     Differentiable in x, branch, weight and bias; the backward is deterministic.
     """
-    args = validate.check_add_layer_norm(x, branch, weight, bias, eps, branch_scale, channels_last, out_dtype)
-    return dispatch.choose("add_layer_norm", args, impl)(args)
+    call, args = dispatch.prepare("add_layer_norm", impl, (x, branch, weight, bias, eps, branch_scale, channels_last,
+                                                          out_dtype))
+    return call(args)
 
 
 def dwconv2d(x, weight, bias=None, act="none", *, channels_last=False, impl=None):
@@ -89,8 +90,8 @@ def dwconv2d(x, weight, bias=None, act="none", *, channels_last=False, impl=None
         impls). weight : (C, 1, K, K) float32, K odd; bias : (C,) float32 or None. Returns x's dtype and
         layout. Differentiable in x, weight and bias; deterministic backward.
     """
-    args = validate.check_dwconv2d(x, weight, bias, act, channels_last)
-    return dispatch.choose("dwconv2d", args, impl)(args)
+    call, args = dispatch.prepare("dwconv2d", impl, (x, weight, bias, act, channels_last))
+    return call(args)
 
 
 def ss2d_core(x, x_proj_weight, dt_projs_weight, A, D=None, delta_bias=None, *, mode="cross2d", channels_last=False,
@@ -112,9 +113,9 @@ def ss2d_core(x, x_proj_weight, dt_projs_weight, A, D=None, delta_bias=None, *, 
     Returns y in x's layout. Differentiable in x, both weights, A, D and delta_bias; deterministic backward.
     Empty inputs (B, D, H or W = 0) give a zero y and zero gradients on every backend.
     """
-    args = validate.check_ss2d_core(x, x_proj_weight, dt_projs_weight, A, D, delta_bias, mode, channels_last,
-                                    delta_softplus, out_dtype)
-    return dispatch.choose("ss2d_core", args, impl)(args)
+    call, args = dispatch.prepare("ss2d_core", impl, (x, x_proj_weight, dt_projs_weight, A, D, delta_bias, mode,
+                                                     channels_last, delta_softplus, out_dtype))
+    return call(args)
 
 
 def ops(impl: str) -> dict:

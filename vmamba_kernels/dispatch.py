@@ -349,6 +349,47 @@ def clear_choice_cache() -> None:
     """Forget the cached choices (registering a backend does; call it after changing a registered
     backend's availability or limits by hand)."""
     _CHOICES.clear()
+    _PREPARED.clear()
+
+
+# Public calls prepared before, per the metadata of their arguments (`_arg_meta`): a call whose arguments have
+# the same tensor types, shapes, dtypes, devices and requires_grad, the same other arguments (type and value),
+# the same grad mode, deterministic flag, impl and registry as one that passed its check and found a backend
+# skips both (its check reads nothing else) and only normalises its arguments (OpSpec.fast).
+_PREPARED: dict = {}
+
+
+def _arg_meta(v):
+    if isinstance(v, torch.Tensor):
+        return type(v), v.shape, v.dtype, v.device, v.requires_grad
+    return type(v), v
+
+
+def prepare(op: str, impl: Optional[str], args: tuple):
+    """(OpCall, normalised args) for a public call of `op` with positional `args` (those of the op's check):
+    the check and the backend choice once per argument metadata in eager execution; every call under
+    torch.compile. Raises what the check and `choose` raise (refusals are never cached)."""
+    s = spec(op)
+    if s.fast is None or torch.compiler.is_compiling():
+        a = s.check(*args)
+        return choose(op, a, impl), a
+    name = impl if impl is not None else get_default_impl()
+    try:
+        key = (op, name, len(_REGISTRY), torch.is_grad_enabled(), torch.are_deterministic_algorithms_enabled(),
+               tuple(map(_arg_meta, args)))
+        call = _PREPARED.get(key)
+    except TypeError:  # an unhashable argument: nothing cached (the check decides what it is)
+        a = s.check(*args)
+        return choose(op, a, impl), a
+    if call is None:
+        a = s.check(*args)
+        call = choose(op, a, impl)
+        if len(_PREPARED) >= _CHOICES_MAX:
+            _PREPARED.clear()
+        _PREPARED[key] = call
+        return call, a
+    _LAST.choice[op] = call.backend.name
+    return call, s.fast(*args)
 
 
 def _choice_key(op: str, name: Optional[str], args):

@@ -10,7 +10,7 @@ and the per-backend op registration read this table and need no edits.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 
@@ -32,6 +32,9 @@ class OpSpec:
     run: Callable  # (the backend's {key: custom op}, normalised args) -> the op's result
     limits: Callable = _no_limits  # (backend, args) -> reasons beyond device / dtype / grad / capabilities
     public_only: tuple = ()  # keywords of the public function that `check` does not take (explain drops them)
+    # check's result for arguments whose metadata a check accepted before, without the checks (dispatch.prepare);
+    # None: every call runs `check`
+    fast: Optional[Callable] = None
 
 
 def _run_scan(ops, a):
@@ -100,25 +103,27 @@ _CROSS_KERNELS = ("cross_scan_fwd", "cross_merge_fwd")  # each op's backward is 
 SPECS = {
     "selective_scan": OpSpec(
         "selective_scan", validate.check_selective_scan, ("selective_scan_fwd", "selective_scan_bwd"),
-        _library.define_scan, _run_scan, limits=_scan_limits, public_only=("return_last_state",)),
+        _library.define_scan, _run_scan, limits=_scan_limits, public_only=("return_last_state",),
+        fast=validate.args_selective_scan),
     "cross_scan": OpSpec(
         "cross_scan", validate.check_cross_scan, _CROSS_KERNELS, _library.define_cross,
-        lambda ops, a: ops["cross_scan"](a.x.contiguous(), a.mode, a.channels_last)),
+        lambda ops, a: ops["cross_scan"](a.x.contiguous(), a.mode, a.channels_last), fast=validate.args_cross_scan),
     "cross_merge": OpSpec(
         "cross_merge", validate.check_cross_merge, _CROSS_KERNELS, _library.define_cross,
-        lambda ops, a: ops["cross_merge"](a.x.contiguous(), a.H, a.W, a.mode, a.channels_last)),
+        lambda ops, a: ops["cross_merge"](a.x.contiguous(), a.H, a.W, a.mode, a.channels_last),
+        fast=validate.args_cross_merge),
     "add_layer_norm": OpSpec(
         "add_layer_norm", validate.check_add_layer_norm, ("add_layer_norm_fwd", "add_layer_norm_bwd"),
-        _library.define_add_layer_norm, _run_add_layer_norm),
+        _library.define_add_layer_norm, _run_add_layer_norm, fast=validate.args_add_layer_norm),
     "dwconv2d": OpSpec(
         "dwconv2d", validate.check_dwconv2d, ("dwconv2d_fwd", "dwconv2d_bwd"), _library.define_dwconv2d,
         lambda ops, a: ops["dwconv2d_fwd"](a.x.contiguous(), a.weight.contiguous(),
                                            None if a.bias is None else a.bias.contiguous(), a.act,
                                            a.channels_last),
-        limits=_dwconv_limits),
+        limits=_dwconv_limits, fast=validate.args_dwconv2d),
     "ss2d_core": OpSpec(
         "ss2d_core", validate.check_ss2d_core, ("ss2d_core_fwd", "ss2d_core_bwd"), _library.define_ss2d_core,
-        _run_ss2d_core, limits=_ss2d_core_limits),
+        _run_ss2d_core, limits=_ss2d_core_limits, fast=validate.args_ss2d_core),
 }
 OPS = tuple(SPECS)
 # what a Backend implements unless it says otherwise; a new op is opt-in (Backend(ops=...))

@@ -453,3 +453,39 @@ def check_ss2d_core(x, x_proj_weight, dt_projs_weight, A, D=None, delta_bias=Non
     if not isinstance(delta_softplus, bool):
         raise TypeError(f"delta_softplus must be a bool; got {type(delta_softplus).__name__}")
     return Ss2dCoreArgs(x, xpw, dtw, A, D, delta_bias, mode, bool(channels_last), delta_softplus, out_dtype)
+
+
+# ---- accepted before: the normalised arguments without the checks --------------------------------
+# dispatch.prepare calls these for arguments whose metadata (tensor types, shapes, dtypes, devices and
+# requires_grad, the other arguments' types and values, grad mode) equals that of a call the check_* above
+# accepted: the checks would pass again, only the normalisation remains. Each returns exactly what its
+# check returns for such arguments (tests/test_prepared_calls.py compares them).
+def args_selective_scan(u, delta, A, B, C, D=None, delta_bias=None, delta_softplus=False, out_dtype=None) -> ScanArgs:
+    b3, c3 = B.dim() == 3, C.dim() == 3
+    return ScanArgs(u, delta, A, B.unsqueeze(1) if b3 else B, C.unsqueeze(1) if c3 else C, D, delta_bias,
+                    delta_softplus, u.dtype if out_dtype is None else out_dtype, b3, c3)
+
+
+def args_cross_scan(x, mode="cross2d", channels_last=False) -> CrossArgs:
+    _, _, H, W = map_dims(x, channels_last)
+    return CrossArgs(x, H, W, mode, bool(channels_last))
+
+
+def args_cross_merge(y, H, W, mode="cross2d", channels_last=False) -> CrossArgs:
+    return CrossArgs(y, H, W, mode, bool(channels_last))
+
+
+def args_add_layer_norm(x, branch=None, weight=None, bias=None, eps=1e-5, branch_scale=None, channels_last=False,
+                        out_dtype=None) -> NormArgs:
+    return NormArgs(x, branch, weight, bias, float(eps), branch_scale, bool(channels_last),
+                    x.dtype if out_dtype is None else out_dtype)
+
+
+def args_dwconv2d(x, weight, bias=None, act="none", channels_last=False) -> DwconvArgs:
+    return DwconvArgs(x, weight, bias, act, bool(channels_last))
+
+
+def args_ss2d_core(x, x_proj_weight, dt_projs_weight, A, D=None, delta_bias=None, mode="cross2d",
+                   channels_last=False, delta_softplus=True, out_dtype=None) -> Ss2dCoreArgs:
+    return Ss2dCoreArgs(x, x_proj_weight, dt_projs_weight, A, D, delta_bias, mode, bool(channels_last),
+                        delta_softplus, x.dtype if out_dtype is None else out_dtype)
