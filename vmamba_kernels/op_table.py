@@ -1,9 +1,9 @@
 """The ops, as data: one `OpSpec` per public op names everything the machinery needs to know about it.
 
 Adding an op (README, "Adding an op"): write its validator in validate.py (returning an args object with
-`dtype`, `device`, `requires_grad()` and `describe()`), its torch.library definitions in _library.py
-(or reuse a group), one `OpSpec` entry below, and the public function in api.py (validate, then
-`dispatch.choose(op, args, impl)(args)`). Backends opt in by listing the op in `Backend.ops` and
+`dtype`, `device`, `requires_grad()` and `describe()`) and its check-free normalisation (`args_<op>`), its
+torch.library definitions in _library.py (or reuse a group), one `OpSpec` entry below, and the public
+function in api.py (`call, args = dispatch.prepare(op, impl, (...))`, then `call(args)`). Backends opt in by listing the op in `Backend.ops` and
 exporting the raw kernels named in `kernels`; dispatch, explain, list_impls, `vmamba_kernels.ops`
 and the per-backend op registration read this table and need no edits.
 """
