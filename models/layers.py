@@ -22,11 +22,7 @@ class Linear(nn.Linear):
     weight_cache = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.weight_cache:
-            dt = autocast_dtype(x)
-            if dt is not None and dt != self.weight.dtype and wc.usable(x):
-                return self._project(x, *wc.cached(self, (self.weight, self.bias), dt))
-        return self._project(x, self.weight, self.bias)
+        return self._project(x, *wc.params(self, x))
 
     def _project(self, x, weight, bias):
         return F.linear(x, weight, bias)
@@ -57,11 +53,7 @@ class Conv2d(nn.Conv2d):
     weight_cache = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.weight_cache:
-            dt = autocast_dtype(x)
-            if dt is not None and dt != self.weight.dtype and wc.usable(x):
-                return self._conv_forward(x, *wc.cached(self, (self.weight, self.bias), dt))
-        return self._conv_forward(x, self.weight, self.bias)
+        return self._conv_forward(x, *wc.params(self, x))
 
 
 class LayerNorm(nn.LayerNorm):

@@ -22,6 +22,8 @@ import torch
 
 from vmamba_kernels._library import eager_allowed
 
+from .fused import autocast_dtype
+
 _SLOT = "_weight_cache_entry"
 
 
@@ -41,6 +43,16 @@ def cached(owner, tensors: tuple, dtype: torch.dtype, make: Optional[Callable] =
         val = make(*tensors) if make is not None else tuple(None if t is None else t.to(dtype) for t in tensors)
     owner.__dict__[_SLOT] = (key, val)
     return val
+
+
+def params(module, x: torch.Tensor) -> tuple:
+    """(weight, bias) for a call of `module` on x: the kept autocast casts when its `weight_cache` is on and
+    the call may use them, else the parameters themselves (autocast then casts them as usual)."""
+    if module.weight_cache:
+        dt = autocast_dtype(x)
+        if dt is not None and dt != module.weight.dtype and usable(x):
+            return cached(module, (module.weight, module.bias), dt)
+    return module.weight, module.bias
 
 
 def clear(owner) -> None:
