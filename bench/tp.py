@@ -165,7 +165,8 @@ def parse_args(argv=None):
     p.add_argument("--rounds", type=int, default=1,
                    help="measure the whole set this many times, one round after another (every model, impl, mode "
                         "and batch once per round: a slow spell of the host hits all of them alike); each row is "
-                        "the round with the median time, its note lists every round's ms (default 1)")
+                        "the round with the median time, its note lists every round's ms (default 1); an "
+                        "interrupted run (SIGINT) writes the rows of the rounds it finished, noted, and exits 130")
     p.add_argument("--model-factory", default=None,
                    help="module:function used instead of models.create_model (e.g. bench._tiny:create_model)")
     a = p.parse_args(argv)
@@ -587,6 +588,25 @@ def run(a, create_model: Optional[Callable] = None) -> tuple:
     # per (job, mode, requested batch): what each round measured; jobs whose model could not be built
     rounds: dict = {}
     broken: dict = {}
+    a.interrupted = False
+    try:
+        _run_rounds(a, jobs, modes, device, d, prog, rounds, broken)
+    except KeyboardInterrupt:  # `timeout -s INT`, Ctrl-C: keep what the finished measurements gave
+        if d is not None:
+            raise  # DDP: the other ranks may be inside a collective; nothing is written
+        a.interrupted = True
+        print("\nbench.tp: interrupted; writing the rows measured so far (their note says so)", file=sys.stderr)
+    _write_rows(a, jobs, modes, device, rounds, broken, out_csv, written, measured, table)
+    prog.close()
+    a.measured = measured
+    if d is not None:
+        from bench import ddp  # noqa: PLC0415
+
+        ddp.shutdown()
+    return written, table
+
+
+def _run_rounds(a, jobs, modes, device, d, prog, rounds, broken) -> None:
     for r in range(a.rounds):
         for j, (mname, impl, thunk) in enumerate(jobs):
             if j in broken:
@@ -608,6 +628,9 @@ def run(a, create_model: Optional[Callable] = None) -> tuple:
                 rounds.setdefault((j, mode, requested), []).append(out)
             del model
             _free(device)
+
+
+def _write_rows(a, jobs, modes, device, rounds, broken, out_csv, written, measured, table) -> None:
     for j, (mname, impl, _) in enumerate(jobs):
         if j in broken:
             for mode in modes:
@@ -627,6 +650,8 @@ def run(a, create_model: Optional[Callable] = None) -> tuple:
             if len(outs) > 1:
                 notes.append(f"median of {len(outs)} rounds, ms/iter " + ", ".join(
                     f"{o['res']['ms']:.2f}" if o["res"] is not None else "failed" for o in outs))
+            if a.interrupted and len(outs) < a.rounds:
+                notes.append(f"run interrupted: {len(outs)} of {a.rounds} rounds")
             env = envmod.capture(device)
             row = ModelRow(
                 model=mname, impl=impl, mode=mode, batch=batch, img_size=a.img_size,
@@ -650,13 +675,6 @@ def run(a, create_model: Optional[Callable] = None) -> tuple:
                           "peak MB": res["peak_mb"],
                           "params M": pick["params_m"], "GFLOPs": pick["gflops"], "note": row.note, "GPUs": row.gpus,
                           "img/s/GPU": row.img_per_s_per_gpu, "scaling": row.scaling_efficiency})
-    prog.close()
-    a.measured = measured
-    if d is not None:
-        from bench import ddp  # noqa: PLC0415
-
-        ddp.shutdown()
-    return written, table
 
 
 def _short(e: BaseException, n: int = 160) -> str:
@@ -679,6 +697,8 @@ def main(argv=None, create_model: Optional[Callable] = None) -> int:
     else:
         dest = f"{len(written)} rows -> {reports_dir(a.reports_dir) / 'models.csv'}"
     print(f"\n{dest}; {time.perf_counter() - t0:.0f} s")
+    if a.interrupted:
+        return 130  # as a shell reports an interrupted command
     return 0 if a.measured or not table else 1
 
 

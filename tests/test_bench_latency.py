@@ -173,6 +173,29 @@ def test_tp_rounds_interleave_models_and_report_the_median_round(tmp_path, monke
         TP.parse_args(["--rounds", "0"])
 
 
+def test_tp_interrupted_run_writes_what_it_measured(tmp_path, monkeypatch, capsys):
+    """An interrupt (timeout -s INT, Ctrl-C) in the second round: the rows of the finished measurements are
+    written, each note says how many rounds it got, and the exit status is 130."""
+    calls = []
+
+    def fake_measure(model, mode, batch, img_size, device, a, num_classes=1000, label=""):
+        calls.append(label)
+        if len(calls) == 3:  # round 2, model a
+            raise KeyboardInterrupt
+        return {"ms": 10.0 + len(calls), "ms_p20": 9.0, "ms_p80": 12.0, "peak_mb": 100.0, "img_per_s": 100.0,
+                "warmup": 1, "iters": 1}
+
+    monkeypatch.setattr(TP, "measure", fake_measure)
+    rc = TP.main(["--model", "a,b", "--impl", "torch", "--batch", "2", "--img-size", "32", "--rounds", "3",
+                  "--reports-dir", str(tmp_path)], create_model=lambda name, impl=None: TinyVMamba(impl=impl))
+    assert rc == 130
+    assert "interrupted" in capsys.readouterr().err
+    _, rows = read_csv(tmp_path / "models.csv")
+    assert [r["model"] for r in rows] == ["a", "b"]
+    assert all(r["note"] == "run interrupted: 1 of 3 rounds" for r in rows), [r["note"] for r in rows]
+    assert float(rows[0]["ms_per_iter"]) == 11.0 and float(rows[1]["ms_per_iter"]) == 12.0
+
+
 def test_tp_graphed_peak_counts_the_capture(monkeypatch):
     """With --cuda-graphs the peak counter is reset before the capture (the graph's memory pool is part of what
     the replays need), not after it; without graphs it is reset after the warm-up."""
