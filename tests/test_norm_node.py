@@ -2,6 +2,7 @@
 validates and chooses once per shape, raises the public op's errors, and leaves refusals to the layer's policy."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import pytest
@@ -10,7 +11,8 @@ import torch
 import vmamba_kernels as vk
 from models import norm_node
 from models.norm_node import add_norm_node
-from vmamba_kernels import validate
+from vmamba_kernels import dispatch
+from vmamba_kernels.op_table import SPECS
 
 CASES = list(itertools.product(
     ["f64", "f32", "bf16_branch"],  # x / branch dtypes: the residual stream under autocast has a 16-bit branch
@@ -97,10 +99,11 @@ def test_planted_gradient_error_is_caught(monkeypatch):
 
 
 def test_validates_and_chooses_once_per_shape(monkeypatch):
-    norm_node.clear_plans()
+    dispatch.clear_choice_cache()
     calls = []
-    real = validate.check_add_layer_norm
-    monkeypatch.setattr(validate, "check_add_layer_norm", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = SPECS["add_layer_norm"].check
+    monkeypatch.setitem(SPECS, "add_layer_norm", dataclasses.replace(
+        SPECS["add_layer_norm"], check=lambda *a: calls.append(1) or real(*a)))
     ins = _inputs("f32", True, False, True, True)
     for _ in range(3):
         _node(*ins, True)
@@ -115,7 +118,7 @@ def test_validates_and_chooses_once_per_shape(monkeypatch):
 
 def test_bad_inputs_raise_the_public_errors():
     x, br, w, b, sc, od = _inputs("f32", True, True, True, True)
-    norm_node.clear_plans()
+    dispatch.clear_choice_cache()
     with pytest.raises(TypeError, match="weight must be torch.float32"):
         add_norm_node(x, br, w.double(), b, 1e-5, sc, True, od, "torch")
     with pytest.raises(ValueError, match="branch must have x's shape"):
