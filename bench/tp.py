@@ -304,10 +304,18 @@ def _factory(spec: Optional[str]) -> Callable:
     return models.create_model
 
 
-def _timm_factory(name):
+def _timm_factory(name, img_size: int = 224):
+    """A timm baseline for img_size x img_size inputs: models built for a fixed size (Swin: its relative
+    position tables and window masks) are created for img_size; size-agnostic ones (ConvNeXt) take no
+    such argument and are created as they are."""
     import timm  # noqa: PLC0415
 
-    return timm.create_model(name, pretrained=False)
+    if img_size == 224:
+        return timm.create_model(name, pretrained=False)
+    try:
+        return timm.create_model(name, pretrained=False, img_size=img_size)
+    except TypeError:  # the model's constructor has no img_size: it runs at any size
+        return timm.create_model(name, pretrained=False)
 
 
 def _is_oom(e: BaseException) -> bool:
@@ -577,7 +585,7 @@ def run(a, create_model: Optional[Callable] = None) -> tuple:
             import timm  # noqa: PLC0415, F401
 
             for b in a.baseline_models:
-                jobs.append((b, "timm" + graphs_label, lambda b=b: _timm_factory(b)))
+                jobs.append((b, "timm" + graphs_label, lambda b=b: _timm_factory(b, a.img_size)))
         except ImportError:
             print("timm not installed: baselines skipped", file=sys.stderr)
     env0 = envmod.capture(device)

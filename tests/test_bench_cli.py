@@ -477,3 +477,25 @@ def test_tp_weight_cache_both(tmp_path, capsys):
                   "--batch-size", "2", "--no-csv", "--weight-cache", "on"], create_model=_tiny)
     assert rc == 1
     assert "TinyVMamba has no set_weight_cache" in capsys.readouterr().out
+
+
+def test_timm_baseline_built_for_the_image_size(monkeypatch):
+    """bench.tp --img-size 1024 must time Swin at 1024 (timm's Swin refuses other sizes unless built for
+    them) and still build size-agnostic baselines whose constructors take no img_size (ConvNeXt)."""
+    import types
+
+    calls = []
+
+    def create_model(name, pretrained=False, **kw):
+        calls.append((name, kw))
+        if name == "convnext_tiny" and kw:
+            raise TypeError("__init__() got an unexpected keyword argument 'img_size'")
+        return name
+
+    monkeypatch.setitem(sys.modules, "timm", types.SimpleNamespace(create_model=create_model))
+    assert TP._timm_factory("swin_tiny_patch4_window7_224", 1024) == "swin_tiny_patch4_window7_224"
+    assert calls[-1] == ("swin_tiny_patch4_window7_224", {"img_size": 1024})
+    assert TP._timm_factory("convnext_tiny", 1024) == "convnext_tiny"
+    assert calls[-1] == ("convnext_tiny", {})
+    TP._timm_factory("swin_tiny_patch4_window7_224", 224)
+    assert calls[-1] == ("swin_tiny_patch4_window7_224", {})
