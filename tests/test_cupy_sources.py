@@ -209,7 +209,7 @@ def test_backward_plan_matches_the_cpp(harness):
         kernel = 0
         if main:
             m = main[0]
-            kernel = {"bwd_n1_kernel": 1, "bwd_kernel": 4}.get(m.kernel) or {8: 2, 16: 3}[m.targs[2]]
+            kernel = {"bwd_n1_kernel": 1, "bwd_kernel": 4, "bwd_n1_one_kernel": 5}.get(m.kernel) or {8: 2, 16: 3}[m.targs[2]]
             assert (int(got["grid"]),) == m.grid and (int(got["block"]),) == m.block, got
         assert int(got["kernel"]) == kernel, got
         bc = by.get("finalize_bc_kernel")

@@ -2,7 +2,9 @@
 // kernels against the generic ones on VMamba-T's stage shapes (fp16 in, fp32 out, batch 128) and
 // checks that both give the same results; then, on VMamba-vanilla-T's d_state = 16 shapes, the
 // warp-per-row forward against the row-per-thread one (stage argument 8: over batch 1, 2, 4, ..., to
-// place kSeqMinRows). The kernels' tunables are macros, so one build per variant:
+// place kSeqMinRows); stage argument 9 / 10: VMamba-S / -B's d_state 1 stages. On one-chunk rows it also
+// times bwd_n1_kernel's kOne instance against the multi-chunk one. The kernels' tunables are macros, so
+// one build per variant:
 //
 //   nvcc -std=c++17 -O3 --use_fast_math -arch=sm_90 -Icsrc -DVMAMBA_SCAN_FWD1_MIN_BLOCKS=6 \
 //        bench/tuning/scan.cu -o /tmp/tune && /tmp/tune [batch [stage]]
@@ -192,6 +194,27 @@ void run_stage(int64_t batch, int64_t KD, int64_t L, int sms) {
                 rpw, int(pc8) * 8, opc, t_p, fbytes / t_p * 1e-6, t_c, e_p, e_pl, e_pa);
   }
   std::printf("   bwd n1 main kernel %.3f ms, finalize kernels %.3f ms\n", time_ms(bwd_main), time_ms(bwd_fin));
+  if (L <= kChunk) {  // the one-chunk instance (kOne: dB/dC summed over the rounds, no per-round barrier)
+    // against the multi-chunk instance above (bp's outputs); into bp2's buffers
+    BwdParams bp3 = bp2;
+    auto bwd_one = [&] { bwd_n1_kernel<__half, float, true><<<bblocks, kBwdWarps * 32>>>(bp3); finalize(bp3); };
+    auto bwd_one_main = [&] { bwd_n1_kernel<__half, float, true><<<bblocks, kBwdWarps * 32>>>(bp3); };
+    bwd_new();
+    CK(cudaMemset(du2, 0xff, n * 2)); CK(cudaMemset(ddl2, 0xff, n * 2));
+    CK(cudaMemset(dB2, 0xff, nbc * 2)); CK(cudaMemset(dC2, 0xff, nbc * 2));
+    bwd_one();
+    CK(cudaDeviceSynchronize());
+    CK(cudaGetLastError());
+    const float o_du = max_diff(du, du2, n, nullptr), o_dd = max_diff(ddl, ddl2, n, nullptr);
+    float sB;
+    const float o_dB = max_diff(dB, dB2, nbc, &sB), o_dC = max_diff(dC, dC2, nbc, nullptr);
+    const float o_dA = max_diff(dA, dA2, KD, nullptr);
+    const float tone = time_ms(bwd_one);
+    std::printf("   bwd n1 one-chunk (min blocks %d) %.3f ms (%.0f GB/s), main kernel %.3f ms | "
+                "max|one - n1|: du %.2e ddelta %.2e dB %.2e (max|dB| %.2e) dC %.2e dA %.2e\n",
+                VMAMBA_SCAN_BWD1ONE_MIN_BLOCKS, tone, bbytes / tone * 1e-6, time_ms(bwd_one_main), o_du, o_dd, o_dB, sB,
+                o_dC, o_dA);
+  }
   std::printf("   max|n1 - generic|: out %.2e (max|out| %.2e) aux %.2e last %.2e du %.2e ddelta %.2e dB %.2e dC %.2e dA %.2e (max %.2e) dD %.2e dbias %.2e\n",
               e_out, sc, e_aux, e_last, e_du, e_dd, e_dB, e_dC, e_dA, sA, e_dD, e_db);
   void* ptrs[] = {u, dl, B, C, du, ddl, dB, dC, du2, ddl2, dB2, dC2, A, D, bias, out, out2, dout, aux, aux2,
@@ -305,6 +328,11 @@ int main(int argc, char** argv) {
     if (only < 0 || only == i) run_stage(batch, shapes[i][0], shapes[i][1], sms);
   for (int i = 0; i < 4; ++i)  // VMamba-vanilla-T: d_inner doubles (ssm_ratio 2), d_state 16
     if (only < 0 || only == 4 + i) run_stage_n(batch, 2 * shapes[i][0], shapes[i][1], 16, sms);
+  // 9 / 10: VMamba-S / -B's stages (ssm_ratio 2: KD = 4 x 2 x dims), d_state 1
+  const int64_t wide[2][4] = {{768, 1536, 3072, 6144}, {1024, 2048, 4096, 8192}};
+  for (int m = 0; m < 2; ++m)
+    if (only == 9 + m)
+      for (int i = 0; i < 4; ++i) run_stage(batch, wide[m][i], shapes[i][1], sms);
   if (only == 8)  // where the row-per-thread forward starts to win (kSeqMinRows): small batches
     for (int64_t b = 1; b <= batch; b *= 2)
       for (int i = 0; i < 4; ++i) run_stage_n(b, 2 * shapes[i][0], shapes[i][1], 16, sms);

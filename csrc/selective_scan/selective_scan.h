@@ -202,7 +202,7 @@ inline FwdLaunch plan_fwd(const FwdParams& p, int in_bytes, int out_bytes, int r
   return l;
 }
 
-enum BwdKernel : int { kBwdNone = 0, kBwdN1 = 1, kBwdSeq8 = 2, kBwdSeq16 = 3, kBwdGeneric = 4 };
+enum BwdKernel : int { kBwdNone = 0, kBwdN1 = 1, kBwdSeq8 = 2, kBwdSeq16 = 3, kBwdGeneric = 4, kBwdN1One = 5 };
 
 struct BwdLaunch {
   int kernel = kBwdNone;
@@ -218,7 +218,7 @@ inline BwdLaunch plan_bwd(const BwdParams& p) {
   const int64_t blocks = p.batch * p.K * p.S;
   if (blocks > 0) {
     l.grid = blocks;
-    if (p.N == 1) { l.kernel = kBwdN1; l.block = kBwdWarps * 32; }
+    if (p.N == 1) { l.kernel = p.L <= kChunk ? kBwdN1One : kBwdN1; l.block = kBwdWarps * 32; }
     else if (p.seq && p.N <= 8) { l.kernel = kBwdSeq8; l.block = kSeqBwdThreads; }
     else if (p.seq) { l.kernel = kBwdSeq16; l.block = kSeqBwdThreads; }
     else { l.kernel = kBwdGeneric; l.block = kBwdWarps * 32; }

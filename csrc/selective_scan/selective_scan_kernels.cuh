@@ -53,6 +53,10 @@ constexpr float kLog2e = 1.4426950408889634f;
 #ifndef VMAMBA_SCAN_BWD1_MIN_BLOCKS
 #define VMAMBA_SCAN_BWD1_MIN_BLOCKS 3
 #endif
+// bwd_n1_kernel's one-chunk instance (kOne)
+#ifndef VMAMBA_SCAN_BWD1ONE_MIN_BLOCKS
+#define VMAMBA_SCAN_BWD1ONE_MIN_BLOCKS 3
+#endif
 
 template <typename T> struct Cvt;
 template <> struct Cvt<float> {
@@ -800,10 +804,45 @@ int packed_resident_warps() {
 }
 #endif  // __CUDACC_RTC__
 
+// bwd_n1_kernel's dB/dC reduction over the block: thread tl sums step t0 + tl of the per-warp terms in
+// red (warps in order, then the R row segments of a warp) and writes it to the block's split of accB /
+// accC, or adds it there (accumulate: a later channel round of a multi-chunk row).
+__device__ __forceinline__ void bwd_n1_block_sum(const BwdParams& p, const float (&redB)[kBwdWarps][kChunkPad],
+                                                 const float (&redC)[kBwdWarps][kChunkPad], int R, int lpr,
+                                                 int64_t acc_off, int64_t t0, bool accumulate) {
+  const int tl = threadIdx.x;  // blockDim == kChunk; with R > 1, L <= 128 so tl < lpr * kItems
+  const int64_t t = t0 + tl;
+  if (t >= p.L) return;
+  float sb = 0.f, sc = 0.f;
+  if (R == 1) {
+#pragma unroll
+    for (int w2 = 0; w2 < kBwdWarps; ++w2) {
+      sb += redB[w2][pad32(tl)];
+      sc += redC[w2][pad32(tl)];
+    }
+  } else {
+    for (int w2 = 0; w2 < kBwdWarps; ++w2) {
+      for (int r = 0; r < R; ++r) {
+        sb += redB[w2][pad32(r * lpr * kItems + tl)];
+        sc += redC[w2][pad32(r * lpr * kItems + tl)];
+      }
+    }
+  }
+  float* ab = p.accB + acc_off + t;
+  float* ac = p.accC + acc_off + t;
+  if (accumulate) { *ab += sb; *ac += sc; } else { *ab = sb; *ac = sc; }
+}
+
 // Backward for d_state = 1: the block layout, reductions and scratch of bwd_kernel (N = 1 of it),
 // with every per-step operand kept as loaded and the adjoint/dA carries in registers.
-template <typename T, typename DT>
-__global__ void __launch_bounds__(kBwdWarps * 32, VMAMBA_SCAN_BWD1_MIN_BLOCKS) bwd_n1_kernel(const BwdParams p) {
+// kOne (rows of one chunk, L <= kChunk: VMamba's stages 3 and 4): a lane's steps are the same in every
+// channel round, so it sums its dB/dC terms over the rounds in its own shared-memory slots (registers
+// would spill) and the block reduces them once at the end. The rounds then have no barrier and no
+// read-modify-write of the global scratch: the warps of a block run independently (the per-round block reduction made VMamba-B's stage 3 backward 3.4x its forward,
+// reports/logs/2026-12-04_scan_bwd_one_chunk_H200.md). The order of the dB/dC sums differs from
+// kOne = false (rounds first, then warps), fixed either way.
+template <typename T, typename DT, bool kOne = false>
+__global__ void __launch_bounds__(kBwdWarps * 32, kOne ? VMAMBA_SCAN_BWD1ONE_MIN_BLOCKS : VMAMBA_SCAN_BWD1_MIN_BLOCKS) bwd_n1_kernel(const BwdParams p) {
   // per-warp dB/dC terms of the chunk, written step by step; padded (one word per 32) so that
   // lane-strided writes (lane * kItems + i) and the block's row-wise reads are conflict-free
   __shared__ float redB[kBwdWarps][kChunkPad];
@@ -823,6 +862,11 @@ __global__ void __launch_bounds__(kBwdWarps * 32, VMAMBA_SCAN_BWD1_MIN_BLOCKS) b
   const int64_t acc_off = int64_t(s) * p.batch * p.K * L + bc_off;
   const int64_t per_round = int64_t(kBwdWarps) * R;
   const int first_lane = seg * lpr;
+
+  if constexpr (kOne) {  // the lane's own slots of red accumulate its terms over the rounds
+#pragma unroll
+    for (int i = 0; i < kItems; ++i) redB[warp][pad32(lane * kItems + i)] = redC[warp][pad32(lane * kItems + i)] = 0.f;
+  }
 
   int round = 0;
   for (int64_t j0 = int64_t(s) * per_round; j0 < p.G; j0 += int64_t(p.S) * per_round, ++round) {
@@ -890,8 +934,13 @@ __global__ void __launch_bounds__(kBwdWarps * 32, VMAMBA_SCAN_BWD1_MIN_BLOCKS) b
         const float gi = fmaf(rC[i], dy, w);
         w = a[i] * gi;
         const float dtu = dt[i] * uv;
-        redC[warp][pad32(lane * kItems + i)] = dy * fmaf(a[i], h[i], dtu * Bv);
-        redB[warp][pad32(lane * kItems + i)] = gi * dtu;
+        if constexpr (kOne) {
+          redC[warp][pad32(lane * kItems + i)] += dy * fmaf(a[i], h[i], dtu * Bv);
+          redB[warp][pad32(lane * kItems + i)] += gi * dtu;
+        } else {
+          redC[warp][pad32(lane * kItems + i)] = dy * fmaf(a[i], h[i], dtu * Bv);
+          redB[warp][pad32(lane * kItems + i)] = gi * dtu;
+        }
         const float gah = gi * a[i] * h[i];
         dA_acc = fmaf(dt[i], gah, dA_acc);
         float gdt = fmaf(gi * Bv, uv, An * gah);
@@ -905,32 +954,11 @@ __global__ void __launch_bounds__(kBwdWarps * 32, VMAMBA_SCAN_BWD1_MIN_BLOCKS) b
       }
       store_run_stream(static_cast<T*>(p.du) + off + t0, nv, h);
       store_run_stream(static_cast<T*>(p.ddelta) + off + t0, nv, a);
-      __syncthreads();
-      {
-        const int tl = threadIdx.x;  // blockDim == kChunk; with R > 1, L <= 128 so tl < lpr * kItems
-        const int64_t t = c * kChunk + tl;
-        if (t < L) {
-          float sb = 0.f, sc = 0.f;
-          if (R == 1) {
-#pragma unroll
-            for (int w2 = 0; w2 < kBwdWarps; ++w2) {
-              sb += redB[w2][pad32(tl)];
-              sc += redC[w2][pad32(tl)];
-            }
-          } else {
-            for (int w2 = 0; w2 < kBwdWarps; ++w2) {
-              for (int r = 0; r < R; ++r) {
-                sb += redB[w2][pad32(r * lpr * kItems + tl)];
-                sc += redC[w2][pad32(r * lpr * kItems + tl)];
-              }
-            }
-          }
-          float* ab = p.accB + acc_off + t;
-          float* ac = p.accC + acc_off + t;
-          if (round == 0) { *ab = sb; *ac = sc; } else { *ab += sb; *ac += sc; }
-        }
+      if constexpr (!kOne) {
+        __syncthreads();
+        bwd_n1_block_sum(p, redB, redC, R, lpr, acc_off, c * kChunk, round > 0);
+        __syncthreads();
       }
-      __syncthreads();
     }
     dA_acc = seg_sum_first(dA_acc, sl, lpr);
     dD_acc = seg_sum_first(dD_acc, sl, lpr);
@@ -940,6 +968,10 @@ __global__ void __launch_bounds__(kBwdWarps * 32, VMAMBA_SCAN_BWD1_MIN_BLOCKS) b
       p.partD[row] = dD_acc;
       p.partBias[row] = dbias_acc;
     }
+  }
+  if constexpr (kOne) {  // the whole slice of the scratch is written (zeros for a split without rounds)
+    __syncthreads();
+    bwd_n1_block_sum(p, redB, redC, R, lpr, acc_off, 0, false);
   }
 }
 
@@ -1447,6 +1479,7 @@ void bwd_launch(const BwdParams& p, cudaStream_t stream) {
   const dim3 grid(unsigned(l.grid));
   switch (l.kernel) {
     case kBwdN1: bwd_n1_kernel<T, DT><<<grid, l.block, 0, stream>>>(p); break;
+    case kBwdN1One: bwd_n1_kernel<T, DT, true><<<grid, l.block, 0, stream>>>(p); break;
     case kBwdSeq8: bwd_seq_kernel<T, DT, 8><<<grid, l.block, 0, stream>>>(p); break;
     case kBwdSeq16: bwd_seq_kernel<T, DT, 16><<<grid, l.block, 0, stream>>>(p); break;
     case kBwdGeneric: bwd_kernel<T, DT><<<grid, l.block, 0, stream>>>(p); break;

@@ -297,8 +297,9 @@ def bwd_plan(batch: int, KD: int, L: int, N: int, K: int, S: int, seq: bool, t: 
     out = []
     blocks = batch * K * S
     bw = _c("kBwdWarps")
-    if blocks > 0 and N == 1:
-        out.append(Launch("bwd_n1_kernel", (t, dout), (blocks,), (bw * 32,)))
+    if blocks > 0 and N == 1:  # rows of one chunk: the kOne instance (sources.scan_bwd_name)
+        out.append(Launch("bwd_n1_one_kernel" if L <= _c("kChunk") else "bwd_n1_kernel", (t, dout), (blocks,),
+                          (bw * 32,)))
     elif blocks > 0 and seq and N <= 8:
         out.append(Launch("bwd_seq_kernel", (t, dout, 8), (blocks,), (_c("kSeqBwdThreads"),)))
     elif blocks > 0 and seq:

@@ -93,8 +93,11 @@ def scan_fwd_name(kernel: str, t: str, out: str, ns: int = 0) -> str:
 
 
 def scan_bwd_name(kernel: str, t: str, dout: str, ns: int = 0) -> str:
-    """kernel: bwd_kernel, bwd_n1_kernel, bwd_seq_kernel (ns = 8, 16)."""
+    """kernel: bwd_kernel, bwd_n1_kernel, bwd_n1_one_kernel (bwd_n1_kernel's one-chunk instance, kOne = true),
+    bwd_seq_kernel (ns = 8, 16)."""
     args = f"{CTYPE[t]}, {CTYPE[dout]}" + (f", {ns}" if kernel == "bwd_seq_kernel" else "")
+    if kernel == "bwd_n1_one_kernel":
+        kernel, args = "bwd_n1_kernel", args + ", true"
     return f"{SCAN_NS}{kernel}<{args}>"
 
 
@@ -112,7 +115,7 @@ def all_scan_names() -> list:
         for o in sorted({"float32", t}):
             names += [scan_fwd_name(k, t, o) for k in ("fwd_kernel", "fwd_n1_kernel", "fwd_n1_packed_kernel")]
             names += [scan_fwd_name("fwd_seq_kernel", t, o, ns) for ns in (4, 8, 16)]
-            names += [scan_bwd_name(k, t, o) for k in ("bwd_kernel", "bwd_n1_kernel")]
+            names += [scan_bwd_name(k, t, o) for k in ("bwd_kernel", "bwd_n1_kernel", "bwd_n1_one_kernel")]
             names += [scan_bwd_name("bwd_seq_kernel", t, o, ns) for ns in (8, 16)]
         names.append(scan_finalize_bc_name(t))
     names.append(SCAN_FINALIZE_SMALL)
