@@ -2,7 +2,7 @@
 // kernels against the generic ones on VMamba-T's stage shapes (fp16 in, fp32 out, batch 128) and
 // checks that both give the same results; then, on VMamba-vanilla-T's d_state = 16 shapes, the
 // warp-per-row forward against the row-per-thread one (stage argument 8: over batch 1, 2, 4, ..., to
-// place kSeqMinRows); stage argument 9 / 10: VMamba-S / -B's d_state 1 stages. On one-chunk rows it also
+// place kSeqMinRows); stage argument 9 / 10: VMamba-S / -B's d_state 1 stages, 11..14 one stage of -B. On one-chunk rows it also
 // times bwd_n1_kernel's kOne instance against the multi-chunk one. The kernels' tunables are macros, so
 // one build per variant:
 //
@@ -328,11 +328,11 @@ int main(int argc, char** argv) {
     if (only < 0 || only == i) run_stage(batch, shapes[i][0], shapes[i][1], sms);
   for (int i = 0; i < 4; ++i)  // VMamba-vanilla-T: d_inner doubles (ssm_ratio 2), d_state 16
     if (only < 0 || only == 4 + i) run_stage_n(batch, 2 * shapes[i][0], shapes[i][1], 16, sms);
-  // 9 / 10: VMamba-S / -B's stages (ssm_ratio 2: KD = 4 x 2 x dims), d_state 1
+  // 9 / 10: VMamba-S / -B's stages (ssm_ratio 2: KD = 4 x 2 x dims), d_state 1; 11..14: one VMamba-B stage
   const int64_t wide[2][4] = {{768, 1536, 3072, 6144}, {1024, 2048, 4096, 8192}};
   for (int m = 0; m < 2; ++m)
-    if (only == 9 + m)
-      for (int i = 0; i < 4; ++i) run_stage(batch, wide[m][i], shapes[i][1], sms);
+    for (int i = 0; i < 4; ++i)
+      if (only == 9 + m || (m == 1 && only == 11 + i)) run_stage(batch, wide[m][i], shapes[i][1], sms);
   if (only == 8)  // where the row-per-thread forward starts to win (kSeqMinRows): small batches
     for (int64_t b = 1; b <= batch; b *= 2)
       for (int i = 0; i < 4; ++i) run_stage_n(b, 2 * shapes[i][0], shapes[i][1], 16, sms);
