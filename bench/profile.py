@@ -61,6 +61,9 @@ def parse_args(argv=None):
     p.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 10 CUDA, 1 CPU)")
     p.add_argument("--steps", type=int, default=None, help="profiled steps (default 5 CUDA, 1 CPU)")
     p.add_argument("--top", type=int, default=0, help="also list the N largest kernels of each category")
+    p.add_argument("--ops", type=int, default=0,
+                   help="also list the N operators with the most GPU time of their own, by input shapes (which GEMM "
+                        "is the slow one); records shapes, so the profiled steps run a little slower")
     p.add_argument("--recompute", choices=["all", "mlp", "none"], default=None,
                    help="VMamba models' training recompute (VSSM.set_recompute; default: the model's own)")
     p.add_argument("--device", default=None, help="cuda or cpu (default cuda when available)")
@@ -127,7 +130,9 @@ def profile(a) -> tuple:
     sync()
     wall_ms = (time.perf_counter() - t0) * 1e3 / steps
     acts = [torch.profiler.ProfilerActivity.CUDA] if cuda else [torch.profiler.ProfilerActivity.CPU]
-    with torch.profiler.profile(activities=acts) as prof:
+    if a.ops and cuda:  # the operators (CPU events) that launched the kernels, with their shapes
+        acts.append(torch.profiler.ProfilerActivity.CPU)
+    with torch.profiler.profile(activities=acts, record_shapes=bool(a.ops)) as prof:
         for _ in range(steps):
             step()
         if cuda:
@@ -143,9 +148,30 @@ def profile(a) -> tuple:
         per[cat][0] += us
         per[cat][1] += evt.count
         per[cat][2].append((us, evt.key))
-    return per, steps, dict(device=("GPU " + torch.cuda.get_device_name(dev)) if cuda else "CPU (no CUDA device: "
+    ops = top_ops(prof, cuda, a.ops) if a.ops else []
+    return per, steps, dict(ops=ops, device=("GPU " + torch.cuda.get_device_name(dev)) if cuda else "CPU (no CUDA device: "
                                     "CPU operator time, not GPU kernels)", batch=batch, size=size, wall_ms=wall_ms,
                             cuda=cuda)
+
+
+def top_ops(prof, cuda: bool, n: int) -> list:
+    """[(us, count, name, shapes)]: the n aten operators with the most device time of their own (CPU time on the
+    CPU), grouped by input shapes."""
+    rows = []
+    for evt in prof.key_averages(group_by_input_shape=True):
+        if evt.device_type != torch.autograd.DeviceType.CPU or not evt.key.startswith("aten::"):
+            continue
+        us = evt.self_device_time_total if cuda else evt.self_cpu_time_total
+        if us > 0:
+            rows.append((us, evt.count, evt.key, str(evt.input_shapes)))
+    return sorted(rows, reverse=True)[:n]
+
+
+def format_ops(ops: list, steps: int) -> str:
+    lines = [f"{'ms/step':>8s}  {'calls/step':>10s}  operator  input shapes"]
+    for us, count, name, shapes in ops:
+        lines.append(f"{us / 1000 / steps:8.3f}  {count / steps:10.1f}  {name}  {shapes[:160]}")
+    return "\n".join(lines)
 
 
 def format_split(wall_ms: float, busy_ms: float, cuda: bool) -> str:
@@ -179,6 +205,9 @@ def main(argv=None) -> int:
           f"{info['size']}x{info['size']}, {steps} profiled steps on {info['device']}")
     print(format_split(info["wall_ms"], sum(v[0] for v in per.values()) / 1000 / steps, info["cuda"]))
     print(format_report(per, steps, a.top))
+    if info["ops"]:
+        print("\noperators with the most " + ("GPU" if info["cuda"] else "CPU") + " time of their own, by input shapes")
+        print(format_ops(info["ops"], steps))
     return 0
 
 

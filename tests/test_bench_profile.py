@@ -28,3 +28,16 @@ def test_recompute_needs_a_vmamba_model(monkeypatch):
     monkeypatch.setattr(P, "build", lambda *a: __import__("torch").nn.Linear(2, 2))
     with pytest.raises(SystemExit, match="not a VMamba model"):
         P.main(["--device", "cpu", "--model", "resnet", "--recompute", "all", "--steps", "1", "--warmup", "0"])
+
+
+def test_ops_lists_operators_by_shape(capsys):
+    """--ops N: the operators with the most time of their own, each with its input shapes (on the CPU: CPU time)."""
+    rc = P.main(["--device", "cpu", "--model", "vmamba_t", "--impl", "torch", "--img-size", "32", "--batch-size", "1",
+                 "--steps", "1", "--warmup", "1", "--ops", "3"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    tail = out.split("operators with the most CPU time of their own, by input shapes\n")[1].splitlines()
+    assert tail[0].split()[:3] == ["ms/step", "calls/step", "operator"]
+    assert len(tail) == 4 and all(" aten::" in r and "[" in r for r in tail[1:])
+    times = [float(r.split()[0]) for r in tail[1:]]
+    assert times == sorted(times, reverse=True) and times[0] > 0
