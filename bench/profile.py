@@ -46,6 +46,12 @@ def categorize(name: str) -> str:
     return "other"
 
 
+def is_annotation(name: str) -> bool:
+    """A range the profiler lists among the GPU events that is not a kernel: torch.compile's
+    "## Call CompiledFxGraph ... ##" (it spans the graph's kernels, which are counted themselves)."""
+    return name.startswith("## ")
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="vmamba_t", help="a models.list_models() name or a timm model name")
@@ -142,7 +148,7 @@ def profile(a) -> tuple:
         if cuda and evt.device_type != torch.autograd.DeviceType.CUDA:
             continue
         us = evt.self_device_time_total if cuda else evt.self_cpu_time_total
-        if us <= 0:
+        if us <= 0 or is_annotation(evt.key):
             continue
         cat = categorize(evt.key)
         per[cat][0] += us
