@@ -38,31 +38,13 @@ class _Plan:
     """What one call runs: the raw-kernel modules of the three ops' backends, and the shapes and dtypes."""
 
     __slots__ = ("cross", "scan", "merge", "names", "mode", "cl", "gemm", "scan_dtype", "wt", "out_dtype",
-                 "dims", "R", "N", "pad")
-
-
-# On CUDA the x projection's R + 2N rows (10, 18, 34, 66 in VMamba-B's stages: 2 mod 4) are padded with zero
-# rows to a multiple of PAD_ROWS. Its weight, broadcast over the batch, is copied by torch.matmul into
-# (B*K, D, R+2N) for the backward's dxs GEMM; with a leading dimension of 34 halves cuBLAS falls back to
-# sm80 kernels for 4-byte-aligned operands, the largest GEMM of VMamba-B's training step (6.0 of 34.6 ms of
-# GEMMs, reports/logs/2026-12-04_scan_bwd_one_chunk_H200.md). The zero rows change no value: the
-# projections read the first R + 2N rows only.
-PAD_ROWS = 8
-
-
-def _pad_rows(C: int, device: torch.device) -> int:
-    """Zero rows added to the x projection's C = R + 2N rows on this device."""
-    return (-C) % PAD_ROWS if device.type == "cuda" else 0
+                 "dims", "R", "N")
 
 
 def _consts(x_proj_weight, dt_projs_weight, A_logs, Ds, dt_bias, p: _Plan):
-    """The GEMM weights in the GEMM dtype (the x projection's padded with p.pad zero rows), A = -exp(A_logs),
-    D and the flat delta bias in the scan's weight dtype."""
+    """The GEMM weights in the GEMM dtype, A = -exp(A_logs), D and the flat delta bias in the scan's weight dtype."""
     wt = p.wt
-    xw = _as(x_proj_weight, p.gemm)
-    if p.pad:
-        xw = torch.nn.functional.pad(xw, (0, 0, 0, p.pad))
-    return (xw, _as(dt_projs_weight, p.gemm), torch.exp(_as(A_logs, wt)).neg_(),
+    return (_as(x_proj_weight, p.gemm), _as(dt_projs_weight, p.gemm), torch.exp(_as(A_logs, wt)).neg_(),
             _as(Ds, wt), _as(dt_bias, wt).reshape(-1))
 
 
@@ -72,11 +54,11 @@ def _forward(x, xw, dtw, A, Dv, bias, p: _Plan):
     R, N, L = p.R, p.N, H * W
     cross, scan, merge = p.cross.impl(), p.scan.impl(), p.merge.impl()  # the backends' raw kernels
     xs = _as(cross.cross_scan_fwd(x, p.mode, p.cl), p.gemm)  # (B, K, D, L)
-    x_dbl = torch.matmul(xw, xs)  # (B, K, R + 2N + pad, L)
+    x_dbl = torch.matmul(xw, xs)  # (B, K, R + 2N, L)
     dts_low = x_dbl[:, :, :R].contiguous()  # (B, K, R, L)
     delta = torch.matmul(dtw, dts_low)  # (B, K, D, L)
     Bs = x_dbl[:, :, R:R + N].contiguous()
-    Cs = x_dbl[:, :, R + N:R + 2 * N].contiguous()
+    Cs = x_dbl[:, :, R + N:].contiguous()
     u = xs
     if p.scan_dtype is not None:  # v0: float32 scan inputs whatever the GEMM dtype
         u, delta, Bs, Cs = (_as(t, p.scan_dtype) for t in (xs, delta, Bs, Cs))
@@ -130,9 +112,8 @@ class _Chain(torch.autograd.Function):
         g_dtw = torch.matmul(ddelta, dts_low.transpose(-1, -2)).sum(0)
         d_low = torch.matmul(dtw.transpose(-1, -2), ddelta)
         # x_dbl = xw @ xs, split into (dts_low, Bs, Cs)
-        parts = [d_low, dB, dC] + ([d_low.new_zeros(Bn, K, p.pad, L)] if p.pad else [])
-        dx_dbl = torch.cat(parts, dim=2)  # (B, K, R + 2N + pad, L), the pad rows 0
-        g_xw = torch.matmul(dx_dbl[:, :, :p.R + 2 * p.N], xs.transpose(-1, -2)).sum(0)
+        dx_dbl = torch.cat([d_low, dB, dC], dim=2)
+        g_xw = torch.matmul(dx_dbl, xs.transpose(-1, -2)).sum(0)
         dxs = du + torch.matmul(xw.transpose(-1, -2), dx_dbl)
         x_dt, xw_dt, dtw_dt, alog_dt, ds_dt, db_dt = ctx.dtypes
         dx = cross.cross_merge_fwd(_as(dxs, x_dt), H, W, p.mode, p.cl)  # cross scan's adjoint
@@ -175,7 +156,6 @@ def _plan(x, R, N, channels_last, mode, gemm, scan_dtype, out_dtype, need_grad, 
     p.names = {op: b.name for op, b in chosen.items()}
     p.mode, p.cl, p.gemm, p.scan_dtype, p.out_dtype = mode, bool(channels_last), gemm, scan_dtype, out_dtype
     p.dims, p.R, p.N, p.wt = (Bn, D, H, W), R, N, wt
-    p.pad = _pad_rows(R + 2 * N, x.device)
     return p
 
 

@@ -67,40 +67,6 @@ def test_chain_matches_composition(name, channels_last, dtype, autocast, recompu
         torch.testing.assert_close(g1[n], g0[n], rtol=tol, atol=tol * scale, msg=n)
 
 
-@pytest.mark.parametrize("recompute", ["none", "all"])
-@pytest.mark.parametrize("dtype,autocast", [(torch.float64, False), (torch.float32, True)], ids=["fp64", "bf16-autocast"])
-@pytest.mark.parametrize("name,channels_last", CASES, ids=IDS)
-def test_padded_x_projection_matches_composition(name, channels_last, dtype, autocast, recompute, monkeypatch):
-    """The zero rows CUDA adds to the x projection (chain.PAD_ROWS) change no value or gradient: forced on
-    here (C = R + 2N = 3 and 34 in these models, padded to 8 and 40), with the inference path too."""
-    chain.clear_plans()
-    monkeypatch.setattr(chain, "_pad_rows", lambda C, device: (-C) % chain.PAD_ROWS or chain.PAD_ROWS)
-    ref = _model(name, channels_last, dtype)
-    one = copy.deepcopy(ref)
-    x = torch.randn(2, 3, 56, 40, dtype=dtype)
-    y0, g0 = _step(ref, x, False, recompute, autocast, monkeypatch)
-    pads = []
-    real = chain._plan
-    monkeypatch.setattr(chain, "_plan", lambda *a: pads.append(real(*a).pad) or real(*a))
-    y1, g1 = _step(one, x, True, recompute, autocast, monkeypatch)
-    assert pads and all(pads)
-    tol = 1e-12 if dtype == torch.float64 else 1e-2
-    torch.testing.assert_close(y1, y0, rtol=tol, atol=tol)
-    assert g1.keys() == g0.keys()
-    for n in g0:
-        scale = g0[n].abs().max().item() or 1.0
-        torch.testing.assert_close(g1[n], g0[n], rtol=tol, atol=tol * scale, msg=n)
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-        monkeypatch.setattr(ss2d._KernelCalls, "chain_autograd", False)
-        y0 = ref.eval()(x)
-        monkeypatch.setattr(ss2d._KernelCalls, "chain_autograd", True)
-        n = len(pads)
-        y1 = one.eval()(x)
-        assert len(pads) > n  # inference plans, padded too
-    torch.testing.assert_close(y1, y0, rtol=tol, atol=tol)
-    chain.clear_plans()
-
-
 def test_chain_not_used_under_flop_counter_or_compile_tracing(monkeypatch):
     """FLOP counting and torch.compile see the composition of custom ops (their FLOP formulas, fake tensors)."""
     m = _model("vmamba_t", True).eval()
