@@ -115,11 +115,18 @@ def latency_table(rows: list) -> str:
     latency, and the per-image time at batch 32 over batch 128. Empty when there is no such row."""
     gpu = main_gpu(rows)
     rows = [r for r in rows if r["gpu"] == gpu and r["mode"].startswith("infer")]
-    lat = latest(rows, ("model", "impl", "mode", "requested_batch"))
+    # one run of bench.tp writes its rows with one timestamp: a line shows the newest such sweep, so that the
+    # b32/b128 ratio never divides rows of two runs
+    runs = OrderedDict()
+    for r in rows:
+        runs.setdefault((r["model"], r["impl"], r["mode"], r.get("git_sha", ""), r.get("timestamp", "")),
+                        {})[_batch_of(r)] = r
     per = OrderedDict()
-    for (model, impl, mode, _), r in lat.items():
-        per.setdefault((model, impl, mode), {})[_batch_of(r)] = r
-    per = OrderedDict((k, v) for k, v in per.items() if len(v) > 1 or 1 in v)
+    for (model, impl, mode, _, ts), by in sorted(runs.items(), key=lambda kv: kv[0][4]):
+        if len(by) > 1 or 1 in by:
+            per.pop((model, impl, mode), None)
+            per[(model, impl, mode)] = by
+    per = OrderedDict(sorted(per.items(), key=lambda kv: min(r.get("timestamp", "") for r in kv[1].values())))
     if not per:
         return ""
     batches = sorted({b for v in per.values() for b in v})
@@ -139,7 +146,7 @@ def latency_table(rows: list) -> str:
         ratio = per_img(by[32]) / per_img(by[128]) if 32 in by and 128 in by else float("nan")
         cells.append("–" if ratio != ratio else f"{ratio:.2f}x")
         lines.append("| " + " | ".join(cells) + " |")
-    when = max(r["timestamp"] for r in rows)
+    when = max(r["timestamp"] for v in per.values() for r in v.values())
     shas = sorted({r.get("git_sha", "") for v in per.values() for r in v.values()})
     foot = (f"\nInference latency (batch 1: ms per forward) and ms per image by batch size, {gpu}, eager unless the "
             f"impl ends in \":graphs\" (CUDA graph replays), git {', '.join(shas)}, latest {when}. "
@@ -264,14 +271,63 @@ def scaling_table(rows: list) -> str:
             f"{', '.join(shas)}. Source: reports/models.csv.")
 
 
+DEFAULT_SIZE = 224  # the paper's (and the main tables') image size
+
+
+def _size_of(r: dict) -> int:
+    try:
+        return int(float(r.get("img_size") or DEFAULT_SIZE))
+    except ValueError:
+        return DEFAULT_SIZE
+
+
+def labelled(rows: list) -> list:
+    """The rows with a torch.compile'd run's impl marked ':compiled' (a compiled row must not take the eager
+    cell of its impl)."""
+    return [dict(r, impl=r["impl"] + ":compiled") if str(r.get("compile", "")).lower() == "true" else r
+            for r in rows]
+
+
+def size_table(rows: list) -> str:
+    """Rows at image sizes other than DEFAULT_SIZE (bench.tp --img-size): newest per (model, impl, size,
+    batch), inference and training img/s and the training peak; empty without such rows."""
+    gpu = main_gpu(rows)
+    rows = [r for r in rows if r["gpu"] == gpu and _size_of(r) != DEFAULT_SIZE]
+    if not rows:
+        return ""
+    lat = latest(rows, ("model", "impl", "img_size", "requested_batch", "mode"))
+    per = OrderedDict()
+    for (model, impl, size, _, mode), r in lat.items():
+        per.setdefault((model, impl, _size_of(r), _batch_of(r)), {})[mode] = r
+    lines = ["| model | impl | image | batch | infer amp img/s | train amp img/s | train amp peak MB |",
+             "|---|---|---|---|---|---|---|"]
+    for (model, impl, size, batch), by in per.items():
+        inf, tr = by.get("infer_amp"), by.get("train_amp")
+        lines.append(f"| {model} | {impl} | {size}x{size} | {batch} | {_num(inf['img_per_s']) if inf else '–'} | "
+                     f"{_num(tr['img_per_s']) if tr else '–'} | {_num(tr['peak_mem_mb']) if tr else '–'} |")
+    shas = sorted({r.get("git_sha", "") for r in lat.values()})
+    return ("\n".join(lines) + f"\n\nWhole model at other image sizes (bench.tp --img-size), {gpu}, git "
+            f"{', '.join(shas)}. Source: reports/models.csv.")
+
+
+def main_view(rows: list) -> list:
+    """The rows of the throughput and latency tables and plots: one device, DEFAULT_SIZE images, compiled runs
+    labelled as their own impl."""
+    return [r for r in labelled(one_gpu(rows)) if _size_of(r) == DEFAULT_SIZE]
+
+
 def readme_block(model_rows: list, kernel_rows: list) -> str:
     parts = []
-    single = one_gpu(model_rows)
-    if single:
-        parts.append(models_table(single))
-        lt = latency_table(single)
+    single = labelled(one_gpu(model_rows))
+    main = main_view(model_rows)
+    if main:
+        parts.append(models_table(main))
+        lt = latency_table(main)
         if lt:
             parts.append(lt)
+    other = size_table(single)
+    if other:
+        parts.append(other)
     st = scaling_table(model_rows)
     if st:
         parts.append(st)
@@ -694,11 +750,12 @@ def main(argv=None) -> int:
           f"{'' if a.include_cpu else ' (cpu rows excluded)'}")
     written = []
     if not a.no_plots:
-        if one_gpu(model_rows):
-            written.append(plot_throughput(one_gpu(model_rows), out))
+        plotted = main_view(model_rows)
+        if plotted:
+            written.append(plot_throughput(plotted, out))
         if kernel_rows:
             written += plot_kernels(kernel_rows, out)
-        written += plot_history(one_gpu(model_rows), kernel_rows, out)
+        written += plot_history(plotted, kernel_rows, out)
     rc = 0
     block = readme_block(model_rows, kernel_rows)
     if not a.no_readme:

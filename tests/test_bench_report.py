@@ -302,3 +302,39 @@ def test_models_table_hides_graphed_peaks_that_miss_the_graph_pool():
     assert cells == {"cuda:cl": "12000", "cuda:cl:graphs": "– ‡", "cuda:graphs": "13000"}
     assert report.GRAPH_PEAK_FOOT in table
     assert report.GRAPH_PEAK_FOOT not in report.models_table([row("cuda:cl", "12000")])
+
+
+def test_compiled_and_other_size_rows_do_not_take_the_eager_224_cells():
+    """A torch.compile'd row is its own impl (':compiled'); rows at another image size go to their own table
+    (before, a compiled row and a 1024x1024 row replaced VMamba-T's eager 224 cells in the README)."""
+    base = dict(model="vmamba_t", impl="cuda:cl", batch="128", requested_batch="128", img_size="224",
+                peak_mem_mb="12000", gpu="NVIDIA H200", git_sha="abc", method="official", warmup="5", iters="5",
+                compile="False")
+    eager = [dict(base, mode=m, img_per_s=v, timestamp="2026-12-03T00:00:00Z")
+             for m, v in (("infer_amp", "6000"), ("train_amp", "2500"))]
+    compiled = [dict(r, img_per_s="4700", compile="True", timestamp="2026-12-03T00:01:00Z") for r in eager]
+    big = [dict(r, img_size="1024", batch="32", requested_batch="32", img_per_s=v, timestamp="2026-12-03T00:02:00Z")
+           for r, v in zip(eager, ("469", "167"))]
+    block = report.readme_block(eager + compiled + big, [])
+    models_part = block.split("\n\n")[0]
+    assert "| vmamba_t | cuda:cl | 6000 | 2500 | 12000 | 128 |" in models_part
+    assert "| vmamba_t | cuda:cl:compiled | 4700 | 4700 |" in models_part
+    assert "469" not in models_part and "1024" not in models_part
+    assert "| vmamba_t | cuda:cl | 1024x1024 | 32 | 469 | 167 | 12000 |" in block
+    assert report.size_table(eager + compiled) == ""
+    assert [r["impl"] for r in report.main_view(eager + compiled + big)] == ["cuda:cl"] * 2 + ["cuda:cl:compiled"] * 2
+
+
+def test_latency_line_comes_from_one_sweep():
+    """The per-batch line and its b32/b128 ratio come from one bench.tp run (one timestamp): a later batch-128-only
+    run does not replace the sweep's batch-128 cell."""
+    base = dict(model="vmamba_t", impl="cuda:cl", mode="infer_amp", img_size="224", peak_mem_mb="1", gpu="NVIDIA H200",
+                git_sha="abc", method="official", warmup="5", iters="5")
+    sweep = [dict(base, batch=str(b), requested_batch=str(b), ms_per_iter=str(ms), img_per_s=str(1000 * b / ms),
+                  timestamp="2026-12-03T16:43:09Z") for b, ms in ((1, 13.0), (32, 9.6), (128, 15.2))]
+    later = dict(base, batch="128", requested_batch="128", ms_per_iter="21.6", img_per_s="5926", git_sha="def",
+                 timestamp="2026-12-03T19:08:17Z")
+    table = report.latency_table(sweep + [later])
+    line = [ln for ln in table.splitlines() if ln.startswith("| vmamba_t")]
+    assert line == ["| vmamba_t | cuda:cl | infer amp | 13.00 | 13.000 | 0.300 | 0.119 | 2.53x |"]
+    assert "def" not in table.split("git ")[1].split(",")[0]

@@ -839,7 +839,7 @@ __device__ __forceinline__ void bwd_n1_block_sum(const BwdParams& p, const float
 // channel round, so it sums its dB/dC terms over the rounds in its own shared-memory slots (registers
 // would spill) and the block reduces them once at the end. The rounds then have no barrier and no
 // read-modify-write of the global scratch: the warps of a block run independently (the per-round block reduction made VMamba-B's stage 3 backward 3.4x its forward,
-// reports/logs/2026-12-04_scan_bwd_one_chunk_H200.md). The order of the dB/dC sums differs from
+// reports/logs/2026-12-03_scan_bwd_one_chunk_H200.md). The order of the dB/dC sums differs from
 // kOne = false (rounds first, then warps), fixed either way.
 template <typename T, typename DT, bool kOne = false>
 __global__ void __launch_bounds__(kBwdWarps * 32, kOne ? VMAMBA_SCAN_BWD1ONE_MIN_BLOCKS : VMAMBA_SCAN_BWD1_MIN_BLOCKS) bwd_n1_kernel(const BwdParams p) {
