@@ -70,6 +70,9 @@ def parse_args(argv=None):
     p.add_argument("--ops", type=int, default=0,
                    help="also list the N operators with the most GPU time of their own, by input shapes (which GEMM "
                         "is the slow one); records shapes, so the profiled steps run a little slower")
+    p.add_argument("--explain", action="store_true",
+                   help="with --compile: first print torch._dynamo.explain's graph and graph-break count and the "
+                        "break reasons (where the model falls out of the compiled graph), then profile")
     p.add_argument("--recompute", choices=["all", "mlp", "none"], default=None,
                    help="VMamba models' training recompute (VSSM.set_recompute; default: the model's own)")
     p.add_argument("--device", default=None, help="cuda or cpu (default cuda when available)")
@@ -107,6 +110,10 @@ def profile(a) -> tuple:
             raise SystemExit(f"--recompute: {a.model} is not a VMamba model (no set_recompute)")
         model.set_recompute(a.recompute)
     model.train(a.train)
+    if a.explain:
+        if not a.compile:
+            raise SystemExit("--explain goes with --compile (it reports torch.compile's graph breaks)")
+        print(explain(model, batch, size, dev, a.amp, a.train))
     run = torch.compile(model) if a.compile else model
     x = torch.randn(batch, 3, size, size, device=dev)
     y = torch.randint(0, 1000, (batch,), device=dev)
@@ -158,6 +165,24 @@ def profile(a) -> tuple:
     return per, steps, dict(ops=ops, device=("GPU " + torch.cuda.get_device_name(dev)) if cuda else "CPU (no CUDA device: "
                                     "CPU operator time, not GPU kernels)", batch=batch, size=size, wall_ms=wall_ms,
                             cuda=cuda)
+
+
+def explain(model, batch: int, size: int, dev, amp: bool, train: bool, reasons: int = 10) -> str:
+    """torch._dynamo.explain of one forward: how many graphs and breaks, and the first `reasons` break
+    reasons with the line of model code where each happened."""
+    x = torch.randn(batch, 3, size, size, device=dev)
+    amp_dtype = torch.float16 if dev.type == "cuda" else torch.bfloat16
+    torch._dynamo.reset()
+    with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp), torch.set_grad_enabled(train):
+        e = torch._dynamo.explain(model)(x)
+    torch._dynamo.reset()
+    lines = [f"torch.compile: {e.graph_count} graph(s), {e.graph_break_count} graph break(s)"]
+    for r in e.break_reasons[:reasons]:
+        where = r.user_stack[-1] if r.user_stack else None
+        at = f" at {where.filename}:{where.lineno}" if where is not None else ""
+        what = " ".join(ln.strip() for ln in r.reason.splitlines()[:2])  # the reason and dynamo's explanation
+        lines.append(f"  break{at}: {what[:300]}")
+    return "\n".join(lines)
 
 
 def top_ops(prof, cuda: bool, n: int) -> list:

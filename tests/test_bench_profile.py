@@ -49,3 +49,31 @@ def test_compiled_graph_ranges_are_not_kernels():
     assert P.is_annotation("## Call CompiledFxGraph fciqskx6k2rdh3uyhsvxnqxlshy6jawjvcpwdkm3tr72kzxsbrj3 ##")
     assert not P.is_annotation("void vmamba::scan::(anonymous namespace)::bwd_n1_kernel<__half, float, true>")
     assert not P.is_annotation("triton_poi_fused_gelu_view_2")
+
+
+def test_explain_counts_graphs_and_names_the_break():
+    """--explain reports torch.compile's graph breaks with the line that caused each (planted: a print)."""
+    import torch
+
+    class Breaks(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            y = self.conv(x)
+            print("", end="")  # dynamo cannot trace print: two graphs
+            return y.mean((2, 3))
+
+    out = P.explain(Breaks(), 1, 8, torch.device("cpu"), amp=False, train=False)
+    lines = out.splitlines()
+    assert lines[0] == "torch.compile: 2 graph(s), 1 graph break(s)"
+    assert "test_bench_profile.py" in lines[1] and "print" in lines[1]
+    vm = P.explain(P.build("vmamba_t", "torch", False, "channels_last"), 1, 32, torch.device("cpu"), amp=True,
+                   train=False)
+    assert vm.splitlines() == ["torch.compile: 1 graph(s), 0 graph break(s)"]
+
+
+def test_explain_needs_compile():
+    with pytest.raises(SystemExit, match="--explain goes with --compile"):
+        P.main(["--device", "cpu", "--model", "vmamba_t", "--impl", "torch", "--explain", "--steps", "1"])
