@@ -836,13 +836,13 @@ __device__ __forceinline__ void bwd_n1_block_sum(const BwdParams& p, const float
 // Backward for d_state = 1: the block layout, reductions and scratch of bwd_kernel (N = 1 of it),
 // with every per-step operand kept as loaded and the adjoint/dA carries in registers.
 // kOne (rows of one chunk, L <= kChunk: VMamba's stages 3 and 4): a lane's steps are the same in every
-// channel round, so it sums its dB/dC terms over the rounds in its own shared-memory slots (registers
-// would spill) and the block reduces them once at the end. The rounds then have no barrier and no
-// read-modify-write of the global scratch: the warps of a block run independently (the per-round block reduction made VMamba-B's stage 3 backward 3.4x its forward,
-// reports/logs/2026-12-03_scan_bwd_one_chunk_H200.md). The order of the dB/dC sums differs from
-// kOne = false (rounds first, then warps), fixed either way.
+// channel round, so it sums its dB/dC terms over the rounds in its own shared-memory slots (in registers
+// they spilled) and the block reduces them once at the end: the rounds run without barriers or global
+// read-modify-writes (faster on every one-chunk stage: reports/tuning.md). The dB/dC sums run in another
+// fixed order than kOne = false's (rounds first, then warps).
 template <typename T, typename DT, bool kOne = false>
-__global__ void __launch_bounds__(kBwdWarps * 32, kOne ? VMAMBA_SCAN_BWD1ONE_MIN_BLOCKS : VMAMBA_SCAN_BWD1_MIN_BLOCKS) bwd_n1_kernel(const BwdParams p) {
+__global__ void __launch_bounds__(kBwdWarps * 32, kOne ? VMAMBA_SCAN_BWD1ONE_MIN_BLOCKS : VMAMBA_SCAN_BWD1_MIN_BLOCKS)
+    bwd_n1_kernel(const BwdParams p) {
   // per-warp dB/dC terms of the chunk, written step by step; padded (one word per 32) so that
   // lane-strided writes (lane * kItems + i) and the block's row-wise reads are conflict-free
   __shared__ float redB[kBwdWarps][kChunkPad];
@@ -865,7 +865,8 @@ __global__ void __launch_bounds__(kBwdWarps * 32, kOne ? VMAMBA_SCAN_BWD1ONE_MIN
 
   if constexpr (kOne) {  // the lane's own slots of red accumulate its terms over the rounds
 #pragma unroll
-    for (int i = 0; i < kItems; ++i) redB[warp][pad32(lane * kItems + i)] = redC[warp][pad32(lane * kItems + i)] = 0.f;
+    for (int i = 0; i < kItems; ++i)
+      redB[warp][pad32(lane * kItems + i)] = redC[warp][pad32(lane * kItems + i)] = 0.f;
   }
 
   int round = 0;
