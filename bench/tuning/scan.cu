@@ -2,9 +2,9 @@
 // kernels against the generic ones on VMamba-T's stage shapes (fp16 in, fp32 out, batch 128) and
 // checks that both give the same results; then, on VMamba-vanilla-T's d_state = 16 shapes, the
 // warp-per-row forward against the row-per-thread one (stage argument 8: over batch 1, 2, 4, ..., to
-// place kSeqMinRows); stage argument 9 / 10: VMamba-S / -B's d_state 1 stages, 11..14 one stage of -B. On one-chunk rows it also
-// times bwd_n1_kernel's kOne instance against the multi-chunk one. The kernels' tunables are macros, so
-// one build per variant:
+// place kSeqMinRows); stage argument 9 / 10: VMamba-S / -B's d_state 1 stages, 11..14 one stage of -B.
+// On one-chunk rows it also times bwd_n1_kernel's kOne instance against the multi-chunk one. The
+// kernels' tunables are macros, so one build per variant:
 //
 //   nvcc -std=c++17 -O3 --use_fast_math -arch=sm_90 -Icsrc -DVMAMBA_SCAN_FWD1_MIN_BLOCKS=6 \
 //        bench/tuning/scan.cu -o /tmp/tune && /tmp/tune [batch [stage]]

@@ -838,8 +838,8 @@ __device__ __forceinline__ void bwd_n1_block_sum(const BwdParams& p, const float
 // kOne (rows of one chunk, L <= kChunk: VMamba's stages 3 and 4): a lane's steps are the same in every
 // channel round, so it sums its dB/dC terms over the rounds in its own shared-memory slots (in registers
 // they spilled) and the block reduces them once at the end: the rounds run without barriers or global
-// read-modify-writes (faster on every one-chunk stage: reports/tuning.md). The dB/dC sums run in another
-// fixed order than kOne = false's (rounds first, then warps).
+// read-modify-writes (faster on VMamba-T's and -B's stages 3-4: reports/tuning.md). The dB/dC sums run
+// in another fixed order than kOne = false's (rounds first, then warps).
 template <typename T, typename DT, bool kOne = false>
 __global__ void __launch_bounds__(kBwdWarps * 32, kOne ? VMAMBA_SCAN_BWD1ONE_MIN_BLOCKS : VMAMBA_SCAN_BWD1_MIN_BLOCKS)
     bwd_n1_kernel(const BwdParams p) {
