@@ -11,7 +11,8 @@ Each tool runs `python -m bench.sanitize --cases [--ops ...]` under `compute-san
 
 * scan: the selective scan forward and backward for fp32/fp16/bf16 with d_state 1 (the d_state = 1
   kernels), 4 and 16 (the warp-per-row kernels, then again with the row-per-thread ones forced), L from 1
-  to 600 (one chunk, packed rows, several chunks, ragged last chunk), grouped and ungrouped B/C.
+  to 600 (one chunk, packed rows, several chunks, ragged last chunk), grouped and ungrouped B/C; then
+  d_state 1 rows of one chunk with one backward split forced, so that a block runs several channel rounds.
 * cross: the cross scan and cross merge for every mode in both layouts on odd, non-square, square and
   1-wide maps, channels-last also with the tiled kernels and the banded scan forced.
 * ss2d_core: the fused SS2D core forward and backward (gradients of x, both projection weights, A, D and
@@ -57,6 +58,10 @@ SCAN_CASES = [
     (2, 4, 1, 16, 300, "fp32"),
     (1, 8, 4, 16, 7, "bf16"),
 ]
+# d_state 1 rows of one chunk (VMamba's stages 3-4) with one backward split, so that a block runs several
+# channel rounds (the kOne backward sums dB/dC over them in shared memory): 3 rounds with a ragged last
+# one at L = 49, 10 at L = 196
+SCAN_ROUND_CASES = [(1, 160, 2, 1, 49, "fp16"), (1, 80, 1, 1, 196, "bf16")]
 # (batch, C, H, W, dtype) for the cross ops
 CROSS_CASES = [(1, 3, 7, 7, "fp32"), (2, 5, 13, 1, "fp16"), (1, 4, 1, 1, "bf16"), (1, 8, 6, 14, "fp32"),
                (1, 16, 9, 9, "fp16")]
@@ -186,6 +191,9 @@ def run_cases(impl: str = "cuda", device: str = "cuda", ops=None) -> int:
             # seq: the row-per-thread kernels of 1 < d_state <= 16, forced (they start at many rows)
             with vk.tuning("cuda", scan_seq_min_rows=0 if seq else 1 << 62):
                 bad += _scan_case(vk, impl, rnd, g, device, dtypes, tol, batch, KD, K, N, L, dn, seq)
+        for batch, KD, K, N, L, dn in SCAN_ROUND_CASES:
+            with vk.tuning("cuda", scan_bwd_splits=1):
+                bad += _scan_case(vk, impl, rnd, g, device, dtypes, tol, batch, KD, K, N, L, dn, False)
     if "cross" in groups:
         g, rnd = generator(1)
         for batch, Cc, H, W, dn in CROSS_CASES:
