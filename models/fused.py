@@ -80,7 +80,7 @@ def add_norm(norm: nn.LayerNorm, x: torch.Tensor, branch: Optional[torch.Tensor]
             if note is not None:
                 note(ran)
             return out
-    return (call or direct)(vk.add_layer_norm, impl, x, branch, w, b, norm.eps, branch_scale=branch_scale,
+    return (direct if call is None else call)(vk.add_layer_norm, impl, x, branch, w, b, norm.eps, branch_scale=branch_scale,
                             channels_last=channels_last, out_dtype=out_dtype)
 
 
@@ -97,7 +97,7 @@ def dwconv_act(conv: nn.Conv2d, act: nn.Module, x: torch.Tensor, *, channels_las
     wt = torch.float64 if x.dtype == torch.float64 else torch.float32
     w = as_dtype(conv.weight, wt)
     b = None if conv.bias is None else as_dtype(conv.bias, wt)
-    return (call or direct)(vk.dwconv2d, impl, x.contiguous(), w, b, act=act_name(act), channels_last=channels_last)
+    return (direct if call is None else call)(vk.dwconv2d, impl, x.contiguous(), w, b, act=act_name(act), channels_last=channels_last)
 
 
 def dwconv_supported(conv: nn.Module, act: nn.Module) -> bool:
