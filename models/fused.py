@@ -15,8 +15,13 @@ import vmamba_kernels as vk
 from vmamba_kernels._library import eager_allowed
 
 from .norm_node import add_norm_node
-from .policy import OFF  # a policy value: run the reference torch modules instead of a fused op
+from .policy import DWCONV_AUTO, OFF  # OFF: run the reference torch modules instead of a fused op
 lean_norms = True  # eager add + norm through models.norm_node (False: the public op, for A/B timing)
+# dwconv2d left automatic (policy.DWCONV_AUTO) runs the fused op instead of cudnn on a CUDA map of at most this
+# many pixels (batch * H * W: a 224x224 image's stage-1 map is 56 x 56 = 3136). There the step waits on the
+# host, and cudnn's path (permute, conv, activation, permute) costs about 3x the fused op's host time
+# (reports/logs/2026-12-03_compile_latency_H200.md); at batch 128 cudnn's kernels measured faster. 0 turns it off.
+SMALL_DWCONV_PIXELS = 4096
 ACT_NAMES = {nn.SiLU: "silu", nn.GELU: "gelu", nn.Identity: "none"}
 
 
@@ -85,10 +90,15 @@ def add_norm(norm: nn.LayerNorm, x: torch.Tensor, branch: Optional[torch.Tensor]
 
 
 def dwconv_act(conv: nn.Conv2d, act: nn.Module, x: torch.Tensor, *, channels_last: bool,
-               impl: Optional[str] = None, call=None) -> torch.Tensor:
+               impl: Optional[str] = None, call=None, note=None) -> torch.Tensor:
     """act(conv(x)) on x (B, C, H, W), or (B, H, W, C) when channels_last; one fused op when `conv` is
-    the depthwise conv it implements and impl is not "off", else the torch modules."""
+    the depthwise conv it implements and impl is not "off", else the torch modules (then `note("off")`).
+    impl DWCONV_AUTO: the torch modules, or the automatic fused op on a small CUDA map (SMALL_DWCONV_PIXELS)."""
+    if impl == DWCONV_AUTO:
+        impl = None if small_map(x, channels_last) else OFF
     if impl == OFF or not dwconv_supported(conv, act):
+        if note is not None:
+            note(OFF)
         if channels_last:  # a permuted view: cudnn runs it in channels_last memory format, no copy
             return act(conv(x.permute(0, 3, 1, 2))).permute(0, 2, 3, 1)
         return act(conv(x))
@@ -98,6 +108,14 @@ def dwconv_act(conv: nn.Conv2d, act: nn.Module, x: torch.Tensor, *, channels_las
     w = as_dtype(conv.weight, wt)
     b = None if conv.bias is None else as_dtype(conv.bias, wt)
     return (direct if call is None else call)(vk.dwconv2d, impl, x.contiguous(), w, b, act=act_name(act), channels_last=channels_last)
+
+
+def small_map(x: torch.Tensor, channels_last: bool) -> bool:
+    """Whether x (a 4-D map) is a CUDA map of at most SMALL_DWCONV_PIXELS pixels (batch * H * W)."""
+    if x.device.type != "cuda":
+        return False
+    Bn, H, W = (x.shape[0], x.shape[1], x.shape[2]) if channels_last else (x.shape[0], x.shape[2], x.shape[3])
+    return Bn * H * W <= SMALL_DWCONV_PIXELS
 
 
 def dwconv_supported(conv: nn.Module, act: nn.Module) -> bool:

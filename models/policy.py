@@ -37,6 +37,10 @@ OFF = "off"
 # H200 (reports/README.md, 2026-12-02: cudnn's channels-last depthwise conv 0.21 / 0.27 ms fwd / bwd at
 # VMamba-T stage 1 against 0.26 / 0.68 for the cuda kernel); naming a backend for the op still runs it
 AUTO_OFF = ("dwconv2d",)
+# dwconv2d left automatic resolves to this: cudnn (as AUTO_OFF says), except on small GPU maps, where the
+# fused kernel runs (models.fused.dwconv_act, SMALL_DWCONV_PIXELS): there the step waits on the host, and
+# cudnn's call costs more host time than the fused op's
+DWCONV_AUTO = "auto-cudnn"
 # impls whose fused SS2D core, left automatic, stays off (the unfused chain on that impl runs): the whole model
 # measured slower with it (reports/logs/2026-12-03_issue18_core_policy_H200.md), or it is not yet measured
 # there; naming the impl for ss2d_core still runs the fused op
@@ -144,7 +148,8 @@ def resolve(spec: ImplSpec, layer: str, fallback: bool = False, known: Optional[
     for op in OPS:
         name = getattr(pol, op)
         if name is None and op in AUTO_OFF:
-            out[op] = ResolvedOp(None, OFF, "auto: the torch modules (cudnn), measured faster")
+            out[op] = ResolvedOp(None, DWCONV_AUTO, "auto: the torch modules (cudnn), measured faster; the fused "
+                                 "op on small GPU maps (host-bound)")
             continue
         if name is None:
             out[op] = ResolvedOp(None, None, "auto")

@@ -124,6 +124,10 @@ class _KernelCalls(nn.Module):
     def _note_norm(self, backend: str) -> None:
         self._ran["add_layer_norm"] = backend
 
+    def _note_dwconv(self, backend: str) -> None:
+        if not torch.compiler.is_compiling():
+            self._ran["dwconv2d"] = backend
+
     def _ss2d_core(self, x, As, Ds, delta_bias, channels_last, out_dtype):
         """The fused chain (vmamba_kernels.ss2d_core): cross scan, x / dt projections, scan, cross merge."""
         return self._call(vk.ss2d_core, self.impl_ss2d_core, x, self.x_proj_weight, self.dt_projs_weight, As, Ds,
@@ -207,7 +211,8 @@ class SS2Dv0(_KernelCalls):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x, z = self.in_proj(x).chunk(2, dim=-1)
         z = self.act(z)
-        x = dwconv_act(self.conv2d, self.act, x, channels_last=True, impl=self.impl_dwconv2d, call=self._call)
+        x = dwconv_act(self.conv2d, self.act, x, channels_last=True, impl=self.impl_dwconv2d, call=self._call,
+                       note=self._note_dwconv)
         Bn, D, H, W = map_dims(x, channels_last=True)
         N, R, L = self.d_state, self.dt_rank, H * W
         if self.impl_ss2d_core != OFF:  # the chain below in one op; float32 state and output as below
@@ -355,7 +360,8 @@ class SS2Dv05(_KernelCalls):
             x, z = x.chunk(2, dim=-1 if cl else 1)
             z = self.act(z)
         if self.with_dconv:
-            x = dwconv_act(self.conv2d, self.act, x, channels_last=cl, impl=self.impl_dwconv2d, call=self._call)
+            x = dwconv_act(self.conv2d, self.act, x, channels_last=cl, impl=self.impl_dwconv2d, call=self._call,
+                           note=self._note_dwconv)
         else:
             x = self.act(x)
         y = self.out_act(self.forward_core(x))
@@ -422,7 +428,7 @@ class SS2Dm0(_KernelCalls):
         x = self.in_proj(x)
         if self.with_dconv:  # conv2d = (Permute, Conv2d, Permute), as the official (state_dict keys)
             x = dwconv_act(self.conv2d[1], self.act, x, channels_last=True, impl=self.impl_dwconv2d,
-                           call=self._call)
+                           call=self._call, note=self._note_dwconv)
         else:
             x = self.act(x)  # (B, H, W, D)
         Bn, D, H, W = map_dims(x, channels_last=True)

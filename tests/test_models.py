@@ -209,13 +209,15 @@ def test_impl_table_and_set_impl():
     assert norms == {"patch_embed.2", "patch_embed.7", "layers.0.downsample.3", "layers.1.downsample.3",
                      "layers.2.downsample.3", "classifier.norm"}
     assert {r["impl"] for r in rows if r["op"] != "dwconv2d"} == {"torch"}
-    assert {r["impl"] for r in rows if r["op"] == "dwconv2d"} == {"off"}  # automatic: cudnn (policy.AUTO_OFF)
+    # automatic: cudnn (policy.AUTO_OFF), the fused op on small GPU maps (policy.DWCONV_AUTO)
+    assert {r["impl"] for r in rows if r["op"] == "dwconv2d"} == {"auto-cudnn"}
     assert {r["op"] for r in rows} == {"selective_scan", "cross_scan", "cross_merge", "add_layer_norm", "dwconv2d",
                                        "ss2d_core"}
     assert rows[0]["layer"] == "layers.0.blocks.0"
     x = torch.randn(1, 3, 32, 32)
     m.eval()
     y = m(x)
+    assert {r["ran"] for r in m.impl_table() if r["op"] == "dwconv2d"} == {"off"}  # a CPU map: cudnn's path
     m.set_impl(KernelPolicy(selective_scan="torch_sequential"))
     rows = m.impl_table()
     assert {r["impl"] for r in rows if r["op"] == "selective_scan"} == {"torch_sequential"}
@@ -225,7 +227,37 @@ def test_impl_table_and_set_impl():
     assert "layers.3.blocks.0" in text and "torch_sequential" in text
     m.set_impl(None)
     assert {r["impl"] for r in m.impl_table() if r["op"] not in AUTO_OFF_OPS} == {"auto"}
-    assert {r["impl"] for r in m.impl_table() if r["op"] in AUTO_OFF_OPS} == {"off"}
+    assert {r["impl"] for r in m.impl_table() if r["op"] in AUTO_OFF_OPS} == {"off", "auto-cudnn"}
+
+
+def test_dwconv_auto_runs_the_fused_op_on_small_gpu_maps(monkeypatch):
+    """policy.DWCONV_AUTO: cudnn's modules, except on a small CUDA map (host-bound), where the fused op runs."""
+    from types import SimpleNamespace
+
+    import models.fused as fused
+
+    def fake(shape, device):
+        return SimpleNamespace(shape=shape, device=torch.device(device))
+
+    assert fused.small_map(fake((1, 56, 56, 96), "cuda"), channels_last=True)
+    assert fused.small_map(fake((1, 96, 56, 56), "cuda"), channels_last=False)
+    assert not fused.small_map(fake((2, 56, 56, 96), "cuda"), channels_last=True)  # 6272 pixels
+    assert not fused.small_map(fake((2, 96, 56, 56), "cuda"), channels_last=False)
+    assert not fused.small_map(fake((1, 56, 56, 96), "cpu"), channels_last=True)
+    monkeypatch.setattr(fused, "SMALL_DWCONV_PIXELS", 0)
+    assert not fused.small_map(fake((1, 7, 7, 96), "cuda"), channels_last=True)
+    monkeypatch.undo()
+
+    m = small(impl="torch").eval()
+    x = torch.randn(1, 3, 32, 32)
+    y = m(x)
+    assert {r["ran"] for r in m.impl_table() if r["op"] == "dwconv2d"} == {"off"}
+    monkeypatch.setattr(fused, "small_map", lambda x, channels_last: True)  # as on a GPU at batch 1
+    torch.testing.assert_close(m(x), y, rtol=1e-5, atol=1e-5)
+    assert {r["ran"] for r in m.impl_table() if r["op"] == "dwconv2d"} == {"torch"}
+    monkeypatch.setattr(fused, "small_map", lambda x, channels_last: False)
+    m(x)
+    assert {r["ran"] for r in m.impl_table() if r["op"] == "dwconv2d"} == {"off"}
 
 
 # ops whose automatic choice is "off" when every kernel op is automatic: dwconv2d (cudnn, policy.AUTO_OFF) and
