@@ -112,7 +112,9 @@ def largest_batch(rows: list) -> list:
 def latency_table(rows: list) -> str:
     """Inference latency and per-image time per batch size: one line per (model, impl, mode) measured at
     more than one batch or at batch 1; ms per image at each batch (newest row per batch), the batch-1
-    latency, and the per-image time at batch 32 over batch 128. Empty when there is no such row."""
+    latency, the per-image time at batch 32 over batch 128, and the run (its timestamp: lines of one run compare;
+    the host of a lent machine differs between runs, and at small batches the host sets the time). Empty when
+    there is no such row."""
     gpu = main_gpu(rows)
     rows = [r for r in rows if r["gpu"] == gpu and r["mode"].startswith("infer")]
     # one run of bench.tp writes its rows with one timestamp: a line shows the newest such sweep, so that the
@@ -133,7 +135,7 @@ def latency_table(rows: list) -> str:
     first_seen = {m: i for i, m in enumerate(OrderedDict.fromkeys(k[0] for k in per))}
     keys = sorted(per, key=lambda k: (MODE_ORDER.index(k[2]) if k[2] in MODE_ORDER else 9,
                                       _pair_key((k[0], k[1]), first_seen)))
-    head = ["model", "impl", "mode", "latency b1 ms"] + [f"ms/img b{b}" for b in batches] + ["b32/b128"]
+    head = ["model", "impl", "mode", "latency b1 ms"] + [f"ms/img b{b}" for b in batches] + ["b32/b128", "run"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
     def per_img(r):
@@ -145,11 +147,14 @@ def latency_table(rows: list) -> str:
         cells += [_num(per_img(by[b]), "{:.3f}") if b in by else "–" for b in batches]
         ratio = per_img(by[32]) / per_img(by[128]) if 32 in by and 128 in by else float("nan")
         cells.append("–" if ratio != ratio else f"{ratio:.2f}x")
+        cells.append(max(r.get("timestamp", "") for r in by.values())[:16].replace("T", " "))
         lines.append("| " + " | ".join(cells) + " |")
     when = max(r["timestamp"] for v in per.values() for r in v.values())
     shas = sorted({r.get("git_sha", "") for v in per.values() for r in v.values()})
     foot = (f"\nInference latency (batch 1: ms per forward) and ms per image by batch size, {gpu}, eager unless the "
-            f"impl ends in \":graphs\" (CUDA graph replays), git {', '.join(shas)}, latest {when}. "
+            f"impl ends in \":graphs\" (CUDA graph replays), git {', '.join(shas)}, latest {when}. Compare lines "
+            f"of one run (same run column): at small batches the host sets the time, and it differs between lent "
+            f"machines. "
             f"Source: reports/models.csv (`python -m bench.tp --batch 1,8,32,128 [--cuda-graphs]`).")
     return "\n".join(lines) + "\n" + foot
 

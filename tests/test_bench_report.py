@@ -336,5 +336,5 @@ def test_latency_line_comes_from_one_sweep():
                  timestamp="2026-12-03T19:08:17Z")
     table = report.latency_table(sweep + [later])
     line = [ln for ln in table.splitlines() if ln.startswith("| vmamba_t")]
-    assert line == ["| vmamba_t | cuda:cl | infer amp | 13.00 | 13.000 | 0.300 | 0.119 | 2.53x |"]
+    assert line == ["| vmamba_t | cuda:cl | infer amp | 13.00 | 13.000 | 0.300 | 0.119 | 2.53x | 2026-12-03 16:43 |"]
     assert "def" not in table.split("git ")[1].split(",")[0]
