@@ -68,24 +68,6 @@ def _forward(x, xw, dtw, A, Dv, bias, p: _Plan):
     return y, xs, u, dts_low, Bs, Cs, delta, aux
 
 
-# the backward's dxs = du + xw^T @ dx_dbl as one batched GEMM with du as its addend (torch.baddbmm, in place
-# on du, which the scan's backward has just made): no product tensor, no separate add pass over four
-# route tensors. False: the product, then the add (A/B timing).
-fused_dx_add = True
-
-
-def _du_plus_xwt_dxdbl(du, xw, dx_dbl):
-    """du + xw^T @ dx_dbl for du (B, K, D, L), xw (K, C, D), dx_dbl (B, K, C, L), all in one dtype."""
-    xwt = xw.transpose(-1, -2)
-    if not fused_dx_add or du.dtype != xw.dtype or dx_dbl.dtype != xw.dtype:
-        return du + torch.matmul(xwt, dx_dbl)
-    Bn, K, D, L = du.shape
-    C = xw.shape[1]
-    # the weight broadcast over the batch, as torch.matmul materialises it for the product
-    w = xwt.unsqueeze(0).expand(Bn, K, D, C).reshape(Bn * K, D, C)
-    return du.reshape(Bn * K, D, L).baddbmm_(w, dx_dbl.reshape(Bn * K, C, L)).view(Bn, K, D, L)
-
-
 class _Chain(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, x_proj_weight, dt_projs_weight, A_logs, Ds, dt_bias, p: _Plan, recompute: bool):
@@ -132,7 +114,7 @@ class _Chain(torch.autograd.Function):
         # x_dbl = xw @ xs, split into (dts_low, Bs, Cs)
         dx_dbl = torch.cat([d_low, dB, dC], dim=2)
         g_xw = torch.matmul(dx_dbl, xs.transpose(-1, -2)).sum(0)
-        dxs = _du_plus_xwt_dxdbl(du, xw, dx_dbl)
+        dxs = du + torch.matmul(xw.transpose(-1, -2), dx_dbl)
         x_dt, xw_dt, dtw_dt, alog_dt, ds_dt, db_dt = ctx.dtypes
         dx = cross.cross_merge_fwd(_as(dxs, x_dt), H, W, p.mode, p.cl)  # cross scan's adjoint
         # A = -exp(A_logs): dA_logs = dA * A (autograd's (-dA) * exp(A_logs), the same bits)
