@@ -56,7 +56,7 @@ def test_recompute_matches_autograd(dtype, autocast, approximate):
     torch.testing.assert_close(dx1, dx0, rtol=tol, atol=tol)
     for n in g0:
         assert g1[n].dtype == g0[n].dtype, n
-        torch.testing.assert_close(g1[n], g0[n], rtol=tol, atol=tol, msg=n)
+        torch.testing.assert_close(g1[n], g0[n], rtol=tol, atol=tol, msg=lambda m, n=n: f"{n}: {m}")
     # autograd keeps h and GELU(h) (plus fc1's input); the recompute keeps h alone: 2 * 5 * 7 * 96 elements fewer
     assert b0 - b1 >= 2 * 5 * 7 * 96 * y0.element_size(), (b0, b1)
 
@@ -101,4 +101,4 @@ def test_one_node_without_recompute_matches_autograd(dtype, autocast, monkeypatc
     tol = {torch.float64: 1e-12, torch.bfloat16: 2e-2}[dtype]
     torch.testing.assert_close(dx1, dx0, rtol=tol, atol=tol)
     for n in g0:
-        torch.testing.assert_close(g1[n], g0[n], rtol=tol, atol=tol, msg=n)
+        torch.testing.assert_close(g1[n], g0[n], rtol=tol, atol=tol, msg=lambda m, n=n: f"{n}: {m}")

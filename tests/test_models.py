@@ -588,7 +588,7 @@ def test_grad_checkpointing_equal():
     ya.square().sum().backward()
     yb.square().sum().backward()
     for (n, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
-        torch.testing.assert_close(p.grad, q.grad, rtol=1e-6, atol=1e-7, msg=n)
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-6, atol=1e-7, msg=lambda m, n=n: f"{n}: {m}")
 
 
 def test_drop_path_per_block():

@@ -64,7 +64,7 @@ def test_chain_matches_composition(name, channels_last, dtype, autocast, recompu
     for n in g0:
         assert g1[n].dtype == g0[n].dtype, n
         scale = g0[n].abs().max().item() or 1.0
-        torch.testing.assert_close(g1[n], g0[n], rtol=tol, atol=tol * scale, msg=n)
+        torch.testing.assert_close(g1[n], g0[n], rtol=tol, atol=tol * scale, msg=lambda m, n=n: f"{n}: {m}")
 
 
 def test_chain_not_used_under_flop_counter_or_compile_tracing(monkeypatch):
@@ -173,4 +173,4 @@ def test_gpu_chain_matches_composition(impl, recompute, monkeypatch):
     assert g1.keys() == g0.keys()
     for n in g0:  # the same kernels and GEMMs: differences are GEMM-algorithm rounding at most
         scale = g0[n].abs().max().item() or 1.0
-        torch.testing.assert_close(g1[n], g0[n], rtol=2e-2, atol=2e-2 * scale, msg=n)
+        torch.testing.assert_close(g1[n], g0[n], rtol=2e-2, atol=2e-2 * scale, msg=lambda m, n=n: f"{n}: {m}")
