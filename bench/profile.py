@@ -3,6 +3,7 @@
     python -m bench.profile --model vmamba_t --impl cuda --amp
     python -m bench.profile --model vmamba_t --impl cuda --amp --train --top 3
     python -m bench.profile --model swin_tiny_patch4_window7_224 --amp       # a timm baseline
+    python -m bench.profile --model vmamba_t --impl cuda --amp --batch-size 1 --host 15   # a host-bound step
 
 Prints one row per category (share of the device time, ms per step, kernel launches per step), the
 categories of reference/anchors_measured.md's table, so the next bottleneck is visible, and first the
@@ -70,6 +71,10 @@ def parse_args(argv=None):
     p.add_argument("--ops", type=int, default=0,
                    help="also list the N operators with the most GPU time of their own, by input shapes (which GEMM "
                         "is the slow one); records shapes, so the profiled steps run a little slower")
+    p.add_argument("--host", type=int, default=0,
+                   help="also list the N host events (operators, kernel-launch calls) with the most CPU time of their "
+                        "own per step, and the kernel launches per step: where a host-bound step (small batches) "
+                        "spends its time")
     p.add_argument("--explain", action="store_true",
                    help="with --compile: first print torch._dynamo.explain's graph and graph-break count and the "
                         "break reasons (where the model falls out of the compiled graph), then profile")
@@ -143,7 +148,7 @@ def profile(a) -> tuple:
     sync()
     wall_ms = (time.perf_counter() - t0) * 1e3 / steps
     acts = [torch.profiler.ProfilerActivity.CUDA] if cuda else [torch.profiler.ProfilerActivity.CPU]
-    if a.ops and cuda:  # the operators (CPU events) that launched the kernels, with their shapes
+    if (a.ops or a.host) and cuda:  # the host side: operators (with their shapes for --ops), launch calls
         acts.append(torch.profiler.ProfilerActivity.CPU)
     with torch.profiler.profile(activities=acts, record_shapes=bool(a.ops)) as prof:
         for _ in range(steps):
@@ -162,7 +167,8 @@ def profile(a) -> tuple:
         per[cat][1] += evt.count
         per[cat][2].append((us, evt.key))
     ops = top_ops(prof, cuda, a.ops) if a.ops else []
-    return per, steps, dict(ops=ops, device=("GPU " + torch.cuda.get_device_name(dev)) if cuda else "CPU (no CUDA device: "
+    host = top_host(prof, a.host) if a.host else None
+    return per, steps, dict(ops=ops, host=host, device=("GPU " + torch.cuda.get_device_name(dev)) if cuda else "CPU (no CUDA device: "
                                     "CPU operator time, not GPU kernels)", batch=batch, size=size, wall_ms=wall_ms,
                             cuda=cuda)
 
@@ -196,6 +202,28 @@ def top_ops(prof, cuda: bool, n: int) -> list:
         if us > 0:
             rows.append((us, evt.count, evt.key, str(evt.input_shapes)))
     return sorted(rows, reverse=True)[:n]
+
+
+LAUNCH_CALLS = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx")
+
+
+def top_host(prof, n: int) -> dict:
+    """{"rows": [(self CPU us, count, name)] of the n host events with the most CPU time of their own, "total_us":
+    every host event's own time, "launches": kernel-launch API calls} over the profiled steps."""
+    evts = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CPU
+            and e.self_cpu_time_total > 0 and not is_annotation(e.key)]
+    rows = sorted(((e.self_cpu_time_total, e.count, e.key) for e in evts), reverse=True)[:n]
+    return {"rows": rows, "total_us": sum(e.self_cpu_time_total for e in evts),
+            "launches": sum(e.count for e in evts if e.key in LAUNCH_CALLS)}
+
+
+def format_host(host: dict, steps: int) -> str:
+    lines = [f"host: {host['total_us'] / 1000 / steps:.2f} ms of CPU time in events per step (profiler overhead "
+             f"included), {host['launches'] / steps:.0f} kernel launches per step",
+             f"{'ms/step':>8s}  {'calls/step':>10s}  {'us/call':>8s}  event"]
+    for us, count, name in host["rows"]:
+        lines.append(f"{us / 1000 / steps:8.3f}  {count / steps:10.1f}  {us / max(count, 1):8.1f}  {name[:110]}")
+    return "\n".join(lines)
 
 
 def format_ops(ops: list, steps: int) -> str:
@@ -239,6 +267,9 @@ def main(argv=None) -> int:
     if info["ops"]:
         print("\noperators with the most " + ("GPU" if info["cuda"] else "CPU") + " time of their own, by input shapes")
         print(format_ops(info["ops"], steps))
+    if info["host"] is not None:
+        print("\nhost events with the most CPU time of their own")
+        print(format_host(info["host"], steps))
     return 0
 
 

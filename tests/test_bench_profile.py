@@ -77,3 +77,27 @@ def test_explain_counts_graphs_and_names_the_break():
 def test_explain_needs_compile():
     with pytest.raises(SystemExit, match="--explain goes with --compile"):
         P.main(["--device", "cpu", "--model", "vmamba_t", "--impl", "torch", "--explain", "--steps", "1"])
+
+
+def test_host_lists_host_events_and_launches(capsys):
+    """--host N: the host events with the most CPU time of their own, and the kernel launches per step."""
+    rc = P.main(["--device", "cpu", "--model", "vmamba_t", "--impl", "torch", "--img-size", "32", "--batch-size", "1",
+                 "--steps", "2", "--warmup", "1", "--host", "4"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    tail = out.split("host events with the most CPU time of their own\n")[1].splitlines()
+    assert tail[0].startswith("host: ") and tail[0].endswith(", 0 kernel launches per step")  # the CPU: none
+    assert tail[1].split() == ["ms/step", "calls/step", "us/call", "event"]
+    assert len(tail) == 6
+    times = [float(r.split()[0]) for r in tail[2:]]
+    assert times == sorted(times, reverse=True) and times[0] > 0
+    assert float(tail[0].split()[1]) >= sum(times)  # the total covers every event, the rows only the largest
+
+
+def test_format_host_counts_per_step():
+    host = {"rows": [(3000.0, 6, "aten::mm"), (1000.0, 20, "cudaLaunchKernel")], "total_us": 8000.0, "launches": 20}
+    lines = P.format_host(host, steps=2).splitlines()
+    assert lines[0] == ("host: 4.00 ms of CPU time in events per step (profiler overhead included), 10 kernel "
+                        "launches per step")
+    assert lines[2].split() == ["1.500", "3.0", "500.0", "aten::mm"]
+    assert lines[3].split() == ["0.500", "10.0", "50.0", "cudaLaunchKernel"]
