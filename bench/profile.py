@@ -81,7 +81,11 @@ def parse_args(argv=None):
     p.add_argument("--recompute", choices=["all", "mlp", "none"], default=None,
                    help="VMamba models' training recompute (VSSM.set_recompute; default: the model's own)")
     p.add_argument("--device", default=None, help="cuda or cpu (default cuda when available)")
-    return p.parse_args(argv)
+    a = p.parse_args(argv)
+    for flag in ("top", "ops", "host"):
+        if getattr(a, flag) < 0:
+            p.error(f"--{flag} takes a count of rows (0 or more), not {getattr(a, flag)}")
+    return a
 
 
 def build(name: str, impl: str, unfused: bool, layout: str = "model"):
@@ -168,9 +172,9 @@ def profile(a) -> tuple:
         per[cat][2].append((us, evt.key))
     ops = top_ops(prof, cuda, a.ops) if a.ops else []
     host = top_host(prof, a.host) if a.host else None
-    return per, steps, dict(ops=ops, host=host, device=("GPU " + torch.cuda.get_device_name(dev)) if cuda else "CPU (no CUDA device: "
-                                    "CPU operator time, not GPU kernels)", batch=batch, size=size, wall_ms=wall_ms,
-                            cuda=cuda)
+    device = ("GPU " + torch.cuda.get_device_name(dev)) if cuda else \
+        "CPU (no CUDA device: CPU operator time, not GPU kernels)"
+    return per, steps, dict(ops=ops, host=host, device=device, batch=batch, size=size, wall_ms=wall_ms, cuda=cuda)
 
 
 def explain(model, batch: int, size: int, dev, amp: bool, train: bool, reasons: int = 10) -> str:

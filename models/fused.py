@@ -19,8 +19,9 @@ from .policy import DWCONV_AUTO, OFF  # OFF: run the reference torch modules ins
 lean_norms = True  # eager add + norm through models.norm_node (False: the public op, for A/B timing)
 # dwconv2d left automatic (policy.DWCONV_AUTO) runs the fused op instead of cudnn on a CUDA map of at most this
 # many pixels (batch * H * W: a 224x224 image's stage-1 map is 56 x 56 = 3136). There the step waits on the
-# host, and cudnn's path (permute, conv, activation, permute) costs about 3x the fused op's host time
-# (reports/logs/2026-12-03_compile_latency_H200.md); at batch 128 cudnn's kernels measured faster. 0 turns it off.
+# host, and cudnn's path (permute, conv, activation, permute) costs more host time than the fused op's one call:
+# -5.8% per VMamba-T batch-1 forward (reports/logs/2026-12-03_compile_latency_H200.md); at batch 128 cudnn's
+# kernels measured faster. 0 turns it off.
 SMALL_DWCONV_PIXELS = 4096
 ACT_NAMES = {nn.SiLU: "silu", nn.GELU: "gelu", nn.Identity: "none"}
 
@@ -85,8 +86,10 @@ def add_norm(norm: nn.LayerNorm, x: torch.Tensor, branch: Optional[torch.Tensor]
             if note is not None:
                 note(ran)
             return out
-    return (direct if call is None else call)(vk.add_layer_norm, impl, x, branch, w, b, norm.eps, branch_scale=branch_scale,
-                            channels_last=channels_last, out_dtype=out_dtype)
+    # `direct if call is None`, not `call or direct`: torch 2.11's dynamo breaks the graph on a bound method's truth
+    return (direct if call is None else call)(vk.add_layer_norm, impl, x, branch, w, b, norm.eps,
+                                              branch_scale=branch_scale, channels_last=channels_last,
+                                              out_dtype=out_dtype)
 
 
 def dwconv_act(conv: nn.Conv2d, act: nn.Module, x: torch.Tensor, *, channels_last: bool,
@@ -107,7 +110,8 @@ def dwconv_act(conv: nn.Conv2d, act: nn.Module, x: torch.Tensor, *, channels_las
     wt = torch.float64 if x.dtype == torch.float64 else torch.float32
     w = as_dtype(conv.weight, wt)
     b = None if conv.bias is None else as_dtype(conv.bias, wt)
-    return (direct if call is None else call)(vk.dwconv2d, impl, x.contiguous(), w, b, act=act_name(act), channels_last=channels_last)
+    return (direct if call is None else call)(vk.dwconv2d, impl, x.contiguous(), w, b, act=act_name(act),
+                                              channels_last=channels_last)
 
 
 def small_map(x: torch.Tensor, channels_last: bool) -> bool:

@@ -101,3 +101,10 @@ def test_format_host_counts_per_step():
                         "launches per step")
     assert lines[2].split() == ["1.500", "3.0", "500.0", "aten::mm"]
     assert lines[3].split() == ["0.500", "10.0", "50.0", "cudaLaunchKernel"]
+
+
+@pytest.mark.parametrize("flag", ["--top", "--ops", "--host"])
+def test_negative_row_counts_are_refused(flag, capsys):
+    with pytest.raises(SystemExit):
+        P.parse_args([flag, "-1"])
+    assert f"{flag} takes a count of rows (0 or more), not -1" in capsys.readouterr().err

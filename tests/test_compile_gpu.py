@@ -4,8 +4,8 @@ Why on the GPU: a graph break can hide in a path only a GPU impl takes (the fuse
 conv, the backends' own limits) and in the GPU machine's torch version. On torch 2.11 `(call or direct)(...)`
 in models/fused.py broke the graph at every fused norm (43 breaks in VMamba-T, 2026-12-03 `bench.profile
 --compile --explain`); torch 2.13 on the CPU traced it. Each case checks that dynamo finds no break, and
-that the compiled forward and backward of a training step (drop path turned off, aot_eager: the traced graph, without inductor's compile time)
-equal eager execution.
+that the compiled forward and backward of a training step (drop path turned off; aot_eager: the traced
+graph, without inductor's compile time) equal eager execution.
 """
 from __future__ import annotations
 
