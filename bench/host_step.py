@@ -21,6 +21,8 @@ from contextlib import nullcontext
 
 import torch
 
+from bench.tp import recompute_arg
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench.host_step", description=__doc__.split("\n\n")[0])
@@ -31,7 +33,9 @@ def parse_args(argv=None):
     p.add_argument("--img-size", type=int, default=64)
     p.add_argument("--infer", action="store_true", help="inference (no_grad) instead of a training step")
     p.add_argument("--amp", action="store_true", help="under torch.autocast('cpu', bfloat16)")
-    p.add_argument("--recompute", choices=["all", "mlp", "none"], default=None, help="VSSM.set_recompute")
+    p.add_argument("--recompute", type=recompute_arg, default=None, metavar="all|none|PART[+PART...]",
+                   help="VMamba models' training recompute (VSSM.set_recompute: all, none, or parts of norms, delta, "
+                        "routes, mlp joined by '+'; default: the model's own)")
     p.add_argument("--steps", type=int, default=10)
     return p.parse_args(argv)
 

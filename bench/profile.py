@@ -22,6 +22,8 @@ from collections import defaultdict
 
 import torch
 
+from bench.tp import recompute_arg
+
 # (category, pattern on the lower-cased kernel name); the first match wins, so specific before generic
 CATEGORIES = [
     ("selective scan", r"selective_scan|scan_fwd|scan_bwd|_n1_|scan_kernel|chunk_state|ssd"),
@@ -78,8 +80,9 @@ def parse_args(argv=None):
     p.add_argument("--explain", action="store_true",
                    help="with --compile: first print torch._dynamo.explain's graph and graph-break count and the "
                         "break reasons (where the model falls out of the compiled graph), then profile")
-    p.add_argument("--recompute", choices=["all", "mlp", "none"], default=None,
-                   help="VMamba models' training recompute (VSSM.set_recompute; default: the model's own)")
+    p.add_argument("--recompute", type=recompute_arg, default=None, metavar="all|none|PART[+PART...]",
+                   help="VMamba models' training recompute (VSSM.set_recompute: all, none, or parts of norms, delta, "
+                        "routes, mlp joined by '+'; default: the model's own)")
     p.add_argument("--device", default=None, help="cuda or cpu (default cuda when available)")
     a = p.parse_args(argv)
     for flag in ("top", "ops", "host"):

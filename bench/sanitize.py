@@ -97,7 +97,8 @@ SS2D_CASES = [
 ]
 # (batch, C, H, W, channels_last, dtype, branch, options, env knobs) for add_layer_norm. branch: none, add,
 # scaled (drop path's branch_scale, sample 1 of 2 dropped). options: nobias, ds (s has a gradient too), out32 / out16
-# (out_dtype float32 / float16), br16 / brbf16 (a 16-bit branch on a float32 x). The env knobs are the
+# (out_dtype float32 / float16), br16 / brbf16 (a 16-bit branch on a float32 x), fromy (the backward from the output,
+# VSSM.set_recompute "norms": models.norm_node with from_y=True; weights kept away from 0). The env knobs are the
 # extension's, read on every call (csrc/layer_norm/layer_norm.cpp).
 NORM_CASES = [
     (1, 1, 1, 1, True, "fp16", "add", "ds", None),
@@ -123,6 +124,13 @@ NORM_CASES = [
     (2, 5, 13, 1, False, "bf16", "add", "", None),
     (1, 8, 4, 8, False, "fp32", "add", "brbf16,ds", None),
     (2, 7, 5, 13, False, "fp32", "scaled", "br16", None),
+    (2, 96, 3, 5, True, "fp32", "scaled", "fromy,out16,ds", None),  # autocast's case: float32 x, 16-bit y
+    (1, 130, 2, 3, True, "bf16", "add", "fromy", None),
+    (1, 3072, 1, 3, True, "fp16", "none", "fromy", None),
+    (3, 3, 1, 9, True, "fp32", "none", "fromy,nobias", None),
+    (2, 96, 13, 13, False, "fp32", "add", "fromy,out16", {"VMAMBA_NORM_TILE": "16"}),
+    (1, 768, 2, 4, False, "bf16", "scaled", "fromy,nobias,ds", None),
+    (2, 5, 13, 1, False, "fp16", "none", "fromy", {"VMAMBA_NORM_BWD_BLOCKS": "1"}),
 ]
 # (batch, C, H, W, K, channels_last, dtype, act, bias, env knobs) for dwconv2d
 DWCONV_CASES = [
@@ -411,14 +419,21 @@ def _norm_case(vk, impl, rnd, device, dtypes, tol, case, tag) -> int:
         scale = torch.full((batch,), 1.0 / 0.8, device=device)
         scale[1:2] = 0.0
     weight = 1.0 + 0.5 * rnd(C)
+    if "fromy" in opts:  # xhat = (y - bias) / weight: |weight| from 0.5 to 1.5, both signs
+        weight = (0.5 + torch.rand(C, device=device)) * torch.where(rnd(C) < 0, -1.0, 1.0)
     bias = None if "nobias" in opts else 0.5 * rnd(C)
     out_dtype = torch.float32 if "out32" in opts else torch.float16 if "out16" in opts else None
     leaves = [x, branch, weight, bias]
     for t in leaves:
         if t is not None:
             t.requires_grad_()
-    y, s = vk.add_layer_norm(x, branch, weight, bias, 1e-5, branch_scale=scale, channels_last=cl,
-                             out_dtype=out_dtype, impl=impl)
+    if "fromy" in opts:
+        from models.norm_node import add_norm_node  # noqa: PLC0415
+
+        (y, s), _ = add_norm_node(x, branch, weight, bias, 1e-5, scale, cl, out_dtype, impl, from_y=True)
+    else:
+        y, s = vk.add_layer_norm(x, branch, weight, bias, 1e-5, branch_scale=scale, channels_last=cl,
+                                 out_dtype=out_dtype, impl=impl)
     if y.dtype != (out_dtype or dt) or s.dtype != dt:
         print(f"{tag}: FAIL (y is {y.dtype}, s is {s.dtype})")
         return 1

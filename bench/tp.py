@@ -149,9 +149,10 @@ def parse_args(argv=None):
     p.add_argument("--layout", choices=["model", "channels_last", "channels_first", "both"], default="model",
                    help="VMamba models' activation layout: the variant's own (default), or forced (impl label "
                         "':cl' / ':cf'); weights and results are the same, only the speed differs")
-    p.add_argument("--recompute", default="default", metavar="default|all|mlp|none[,...]",
+    p.add_argument("--recompute", default="default", metavar="default|all|none|PART[+PART...][,...]",
                    help="VMamba models' training recompute (VSSM.set_recompute): what the backward rebuilds instead "
-                        "of keeping; a comma list is measured in turn in the same run (impl label ':rc_WHAT'; "
+                        "of keeping: all, none, or parts (norms, delta, routes, mlp) joined by '+', e.g. "
+                        "norms+delta; a comma list is measured in turn in the same run (impl label ':rc_WHAT'; "
                         "default: the model's own setting, no label)")
     p.add_argument("--weight-cache", default="off", choices=["off", "on", "both"],
                    help="VMamba models' inference weight cache (VSSM.set_weight_cache: the autocast casts of the "
@@ -183,9 +184,10 @@ def parse_args(argv=None):
                     f"comma-separated; got {', '.join(map(repr, bad))}")
     a.weight_caches = {"off": [False], "on": [True], "both": [False, True]}[a.weight_cache]
     a.recomputes = _split([a.recompute], ["default"])
-    bad = [r for r in a.recomputes if r not in ("default", "all", "mlp", "none")]
+    bad = [r for r in a.recomputes if r != "default" and not valid_recompute(r)]
     if bad:
-        p.error(f"--recompute: default, all, mlp or none, comma-separated; got {', '.join(map(repr, bad))}")
+        p.error(f"--recompute: default, all, none or parts of {', '.join(_recompute_parts())} joined by '+', "
+                f"comma-separated; got {', '.join(map(repr, bad))}")
     a.models = _split(a.model, ["all"])
     if "all" in a.models:
         i = a.models.index("all")
@@ -278,6 +280,31 @@ def _weight_cache(model, on: bool):
     if not hasattr(model, "set_weight_cache"):
         raise TypeError(f"--weight-cache on: {type(model).__name__} has no set_weight_cache (VMamba models only)")
     return model.set_weight_cache(True)
+
+
+def _recompute_parts():
+    from models.vmamba import VSSM  # noqa: PLC0415
+
+    return VSSM.RECOMPUTE_PARTS
+
+
+def valid_recompute(what: str) -> bool:
+    """Whether VSSM.set_recompute accepts `what` (also used by bench.profile and bench.host_step)."""
+    from models.vmamba import VSSM  # noqa: PLC0415
+
+    try:
+        VSSM.recompute_parts(what)
+    except ValueError:
+        return False
+    return True
+
+
+def recompute_arg(what: str) -> str:
+    """argparse type of a single --recompute value."""
+    if not valid_recompute(what):
+        raise argparse.ArgumentTypeError(f"all, none or parts of {', '.join(_recompute_parts())} joined by '+' "
+                                         f"(e.g. norms+delta); got {what!r}")
+    return what
 
 
 def _recompute(model, what: str):

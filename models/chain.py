@@ -12,9 +12,10 @@ would run for the composition (a broadcast weight's gradient summed over the bat
 then cast to the weight's dtype), so values and gradients equal the composition's
 (tests/test_ss2d_chain.py).
 
-`recompute=True` saves x instead of the route tensors (B, 4D, L) and rebuilds them in the backward (one
+`recompute="routes"` saves x instead of the route tensors (B, 4D, L) and rebuilds them in the backward (one
 cross scan, one dt projection): the memory of the old saved-tensor hooks (RouteRecompute) without their
-per-tensor host cost.
+per-tensor host cost. `recompute="delta"` keeps xs and rebuilds delta alone from the small dts_low (one dt
+projection GEMM).
 
 Used in plain eager execution only (vmamba_kernels._library.eager_allowed); torch.compile, fake tensors,
 FLOP counters and torch.func see the composition of the custom ops, as before.
@@ -70,12 +71,14 @@ def _forward(x, xw, dtw, A, Dv, bias, p: _Plan):
 
 class _Chain(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, x_proj_weight, dt_projs_weight, A_logs, Ds, dt_bias, p: _Plan, recompute: bool):
+    def forward(ctx, x, x_proj_weight, dt_projs_weight, A_logs, Ds, dt_bias, p: _Plan, recompute: Optional[str]):
         xw, dtw, A, Dv, bias = _consts(x_proj_weight, dt_projs_weight, A_logs, Ds, dt_bias, p)
         y, xs, u, dts_low, Bs, Cs, delta, aux = _forward(x, xw, dtw, A, Dv, bias, p)
         ctx.recompute = recompute
-        if recompute:  # the route tensors go; x (a quarter of xs) and the small dts_low rebuild them
+        if recompute == "routes":  # the route tensors go; x (a quarter of xs) and the small dts_low rebuild them
             ctx.save_for_backward(x, None, None, xw, dtw, dts_low, Bs, Cs, A, Dv, bias, aux)
+        elif recompute == "delta":  # delta goes; dts_low rebuilds it
+            ctx.save_for_backward(None, xs, u if u is not xs else None, xw, dtw, dts_low, Bs, Cs, A, Dv, bias, aux)
         else:
             ctx.save_for_backward(None, xs, u if u is not xs else None, xw, dtw,
                                   dts_low, Bs, Cs, A, Dv, bias, delta, aux)
@@ -93,12 +96,17 @@ class _Chain(torch.autograd.Function):
         x, xs, u, xw, dtw, dts_low, Bs, Cs, A, Dv, bias = saved[:11]
         aux = saved[-1]
         cross, scan, merge = p.cross.impl(), p.scan.impl(), p.merge.impl()
-        if ctx.recompute:
+        if ctx.recompute == "routes":
             xs = _as(cross.cross_scan_fwd(x, p.mode, p.cl), p.gemm)
             delta = torch.matmul(dtw, dts_low)
             u = xs
             if p.scan_dtype is not None:
                 u, delta = _as(xs, p.scan_dtype), _as(delta, p.scan_dtype)
+        elif ctx.recompute == "delta":
+            delta = torch.matmul(dtw, dts_low)
+            if p.scan_dtype is not None:
+                delta = _as(delta, p.scan_dtype)
+            u = xs if u is None else u
         else:
             delta = saved[11]
             u = xs if u is None else u
@@ -161,7 +169,7 @@ def _plan(x, R, N, channels_last, mode, gemm, scan_dtype, out_dtype, need_grad, 
 
 def ss2d_chain(x: torch.Tensor, x_proj_weight: torch.Tensor, dt_projs_weight: torch.Tensor, A_logs: torch.Tensor,
                Ds: torch.Tensor, dt_projs_bias: torch.Tensor, *, channels_last: bool, impls: dict,
-               out_dtype: torch.dtype, scan_dtype: Optional[torch.dtype] = None, recompute: bool = False,
+               out_dtype: torch.dtype, scan_dtype: Optional[torch.dtype] = None, recompute=None,
                mode: str = "cross2d", ran: Optional[dict] = None, const_cache=None) -> torch.Tensor:
     """cross_merge(selective_scan(...)) of SS2D's unfused chain in one autograd node (see the module docstring).
 
@@ -172,7 +180,8 @@ def ss2d_chain(x: torch.Tensor, x_proj_weight: torch.Tensor, dt_projs_weight: to
     float32), None to keep the GEMM dtype; ran: a dict given the backend name each op ran on; const_cache: a
     module on which inference calls keep the weight casts and A = -exp(A_logs) across calls
     (models/weight_cache.py; None: computed per call). Without gradients no autograd node is made. Returns y in
-    x's layout and out_dtype. Raises vmamba_kernels.ImplRefused as the public ops do."""
+    x's layout and out_dtype. recompute: None (keep the route tensors), "routes" or "delta" (module docstring;
+    True means "routes"). Raises vmamba_kernels.ImplRefused as the public ops do."""
     Kw, C, Dw = x_proj_weight.shape
     R = dt_projs_weight.shape[2]
     N = A_logs.shape[1]
@@ -205,4 +214,8 @@ def ss2d_chain(x: torch.Tensor, x_proj_weight: torch.Tensor, dt_projs_weight: to
         else:
             consts = _consts(*args, p)
         return _forward(x, *consts, p)[0]
-    return _Chain.apply(x, x_proj_weight, dt_projs_weight, A_logs, Ds, dt_projs_bias, p, bool(recompute))
+    if recompute is True:
+        recompute = "routes"
+    elif recompute not in (None, False, "routes", "delta"):
+        raise ValueError(f"ss2d_chain: recompute must be None, 'routes' or 'delta', got {recompute!r}")
+    return _Chain.apply(x, x_proj_weight, dt_projs_weight, A_logs, Ds, dt_projs_bias, p, recompute or None)

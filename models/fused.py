@@ -67,7 +67,9 @@ def add_norm(norm: nn.LayerNorm, x: torch.Tensor, branch: Optional[torch.Tensor]
     autocast, x's dtype otherwise); s keeps the residual stream's dtype. impl "off": the torch modules;
     else vmamba_kernels.add_layer_norm: in plain eager execution as models.norm_node's lean node (then
     `note(backend name)` is told what ran), otherwise, or when `impl` refuses the inputs, through
-    `call(fn, impl, *args)` (default: a plain call), which falls back or raises as the layer's policy says."""
+    `call(fn, impl, *args)` (default: a plain call), which falls back or raises as the layer's policy says.
+    A norm with `recompute_from_output` set (VSSM.set_recompute "norms") keeps y instead of s for its backward
+    in the lean node (models/norm_node.py)."""
     if impl == OFF:
         s = x if branch is None else x + scaled(branch, branch_scale)
         y = norm._reference(s) if hasattr(norm, "_reference") else norm(s)
@@ -79,7 +81,8 @@ def add_norm(norm: nn.LayerNorm, x: torch.Tensor, branch: Optional[torch.Tensor]
     b = None if norm.bias is None else as_dtype(norm.bias, wt)
     if lean_norms and eager_allowed(x):
         try:
-            out, ran = add_norm_node(x, branch, w, b, norm.eps, branch_scale, channels_last, out_dtype, impl)
+            out, ran = add_norm_node(x, branch, w, b, norm.eps, branch_scale, channels_last, out_dtype, impl,
+                                     getattr(norm, "recompute_from_output", False))
         except vk.ImplRefused:
             pass  # the layer's call decides: its fallback, or the refusal with the reasons
         else:

@@ -64,6 +64,8 @@ class LayerNorm(nn.LayerNorm):
     impl = None  # the policy's add_layer_norm entry: a backend, None (automatic) or "off"
     fallback = False  # a named backend that refuses the inputs gives way to the automatic choice
     ran = None  # the backend that ran at the last eager call ("off": the torch module)
+    # eager training keeps the 16-bit output instead of the input for the backward (VSSM.set_recompute "norms")
+    recompute_from_output = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.impl == "off":

@@ -7,6 +7,12 @@ in inference directly, in training through one autograd.Function whose forward a
 op's (same kernels, same saved tensors, same gradient dtypes), without the torch.library and twin layers.
 Values and gradients equal the public op's (tests/test_norm_node.py).
 
+`from_y` (VSSM.set_recompute "norms"): the node keeps its output y instead of its input s, and the backward
+rebuilds xhat = (y - bias) / weight (add_layer_norm_bwd(from_y=True)). The projection after every VMamba norm
+keeps y anyway, so the norm's own saved activation (s, float32 under autocast) goes: 4 bytes per element of
+each of a block's three norms. The gradients then carry y's 16-bit rounding divided by |weight| (weights below
+1e-5 in magnitude are clamped there: such a channel's xhat is not recoverable from y).
+
 Used only where vmamba_kernels._library.eager_allowed holds; torch.compile, fake tensors, FLOP counters
 and torch.func see the public op, as before.
 """
@@ -31,38 +37,47 @@ class _AddNorm(torch.autograd.Function):
     """(y, s) = add_layer_norm(x, branch, ...) with a branch; y alone without one (s is x itself then)."""
 
     @staticmethod
-    def forward(ctx, x, branch, weight, bias, scale, eps, cl, out_dtype, backend):
+    def forward(ctx, x, branch, weight, bias, scale, eps, cl, out_dtype, backend, from_y=False):
         mixed = getattr(backend, "mixed_branch", False)
         y, s, mean, rstd = backend.impl().add_layer_norm_fwd(x, _branch_in(branch, x, mixed), weight, bias, scale,
                                                              eps, cl, out_dtype)
         has_branch = branch is not None
-        ctx.save_for_backward(s if has_branch else x, weight, bias, mean, rstd, scale)
-        ctx.meta = (has_branch, cl, x.dtype, out_dtype, None if branch is None else branch.dtype, backend)
+        if from_y:  # y (an output: kept by the projection after the norm anyway) instead of s; no mean
+            ctx.save_for_backward(y, weight, bias, None, rstd, scale)
+        else:
+            ctx.save_for_backward(s if has_branch else x, weight, bias, mean, rstd, scale)
+        ctx.meta = (has_branch, cl, x.dtype, out_dtype, None if branch is None else branch.dtype, backend, from_y)
         ctx.set_materialize_grads(False)
         return (y, s) if has_branch else y
 
     @staticmethod
     def backward(ctx, dy, ds=None):
         s, weight, bias, mean, rstd, scale = ctx.saved_tensors
-        has_branch, cl, x_dtype, out_dtype, branch_dtype, backend = ctx.meta
+        has_branch, cl, x_dtype, out_dtype, branch_dtype, backend, from_y = ctx.meta
         ds = ds.contiguous() if (has_branch and ds is not None) else None
         if dy is None:  # only the sum s is used downstream
             if ds is None:
-                return (None,) * 9
+                return (None,) * 10
             dy = s.new_zeros(s.shape, dtype=out_dtype)
-        dx, dbr, dw, db = backend.impl().add_layer_norm_bwd(dy.contiguous(), ds, s, weight, bias, mean, rstd,
-                                                            scale, has_branch, cl, x_dtype)
+        if from_y:  # s is y here
+            dx, dbr, dw, db = backend.impl().add_layer_norm_bwd(dy.contiguous(), ds, s, weight, bias, None, rstd,
+                                                                scale, has_branch, cl, x_dtype, from_y=True)
+        else:
+            dx, dbr, dw, db = backend.impl().add_layer_norm_bwd(dy.contiguous(), ds, s, weight, bias, mean, rstd,
+                                                                scale, has_branch, cl, x_dtype)
         if has_branch:
             dbr = dbr if dbr.dtype == branch_dtype else dbr.to(branch_dtype)
-        return dx, (dbr if has_branch else None), dw, (db if bias is not None else None), None, None, None, None, None
+        return (dx, (dbr if has_branch else None), dw, (db if bias is not None else None),
+                None, None, None, None, None, None)
 
 
 def add_norm_node(x: torch.Tensor, branch: Optional[torch.Tensor], weight: torch.Tensor, bias: Optional[torch.Tensor],
                   eps: float, branch_scale: Optional[torch.Tensor], channels_last: bool, out_dtype: torch.dtype,
-                  impl: Optional[str]):
+                  impl: Optional[str], from_y: bool = False):
     """vmamba_kernels.add_layer_norm(x, branch, weight, bias, eps, branch_scale=..., channels_last=...,
     out_dtype=..., impl=impl) for plain eager execution: returns ((y, s), backend name). Raises what the public
-    op raises (ValueError / TypeError on bad input, vmamba_kernels.ImplRefused when `impl` refuses)."""
+    op raises (ValueError / TypeError on bad input, vmamba_kernels.ImplRefused when `impl` refuses).
+    from_y: with gradients, keep y instead of s for the backward (module docstring)."""
     call, a = dispatch.prepare("add_layer_norm", impl, (x, branch, weight, bias, eps, branch_scale, channels_last,
                                                         out_dtype))
     b = call.backend
@@ -71,7 +86,8 @@ def add_norm_node(x: torch.Tensor, branch: Optional[torch.Tensor], weight: torch
     branch = None if a.branch is None else c(a.branch)
     weight, bias = c(a.weight), None if a.bias is None else c(a.bias)
     if a.requires_grad():
-        out = _AddNorm.apply(x, branch, weight, bias, a.branch_scale, a.eps, a.channels_last, a.out_dtype, b)
+        out = _AddNorm.apply(x, branch, weight, bias, a.branch_scale, a.eps, a.channels_last, a.out_dtype, b,
+                             bool(from_y))
         return (out if branch is not None else (out, x)), b.name
     y, s, _, _ = b.impl().add_layer_norm_fwd(x, _branch_in(branch, x, getattr(b, "mixed_branch", False)), weight,
                                              bias, a.branch_scale, a.eps, a.channels_last, a.out_dtype)

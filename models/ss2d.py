@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -81,16 +82,21 @@ class _KernelCalls(nn.Module):
     keeps its route tensors (the cross scan's xs, the scan's delta, and v0's float32 copies of both) out of
     the autograd graph and rebuilds them in the backward (inside models.chain's node when the chain runs as
     one, else by RouteRecompute's saved-tensor hooks): same values and gradients, less activation memory, one
-    cross scan and one dt projection more per block."""
+    cross scan and one dt projection more per block. recompute_delta: delta alone (and v0's float32 copy of
+    it), rebuilt from the small dts_low by one dt projection GEMM."""
 
     recompute_routes = False
+    recompute_delta = False
     # eager: the unfused chain as one autograd node (models.chain; same kernels and values, less host work)
     chain_autograd = True
     weight_cache = False  # inference keeps the chain's weight casts and A across calls (VSSM.set_weight_cache)
 
-    def _recomputes(self, x: torch.Tensor) -> bool:
-        return (self.recompute_routes and self.training and torch.is_grad_enabled() and x.requires_grad
-                and not torch.compiler.is_compiling())
+    def _recomputes(self, x: torch.Tensor) -> Optional[str]:
+        """What this call rebuilds in the backward: "routes" (xs and delta), "delta", or None."""
+        if not ((self.recompute_routes or self.recompute_delta) and self.training and torch.is_grad_enabled()
+                and x.requires_grad and not torch.compiler.is_compiling()):
+            return None
+        return "routes" if self.recompute_routes else "delta"
 
     def _init_kernels(self):
         self._impl = {op: ResolvedOp(None, None, "auto") for op in OPS}
@@ -224,9 +230,10 @@ class SS2Dv0(_KernelCalls):
             y = self._chain(x, True, _wt(x), scan_dtype=_wt(x))
             if y is not None:
                 return self.dropout(self.out_proj(self.out_norm(y) * z))
-        rec = RouteRecompute() if self._recomputes(x) else None
+        what = self._recomputes(x)
+        rec = RouteRecompute() if what else None
         xs = self._cross_scan(x, channels_last=True).view(Bn, K * D, L)  # (B, K*D, L)
-        if rec is not None:
+        if what == "routes":
             rec.keep(xs, lambda: self._cross_scan(x, channels_last=True))
         with rec.hooks() if rec is not None else contextlib.nullcontext():  # the official's einsums, as GEMMs
             x_dbl = route_proj(xs, self.x_proj_weight)
@@ -237,7 +244,7 @@ class SS2Dv0(_KernelCalls):
         f32 = _wt(xs)
         u, delta = xs.to(f32), dts.to(f32)
         if rec is not None:  # the float32 copies the scan keeps (when the cast made one)
-            if u is not xs:
+            if u is not xs and what == "routes":
                 rec.keep(u, lambda: self._cross_scan(x, channels_last=True).view(Bn, K * D, L).to(f32))
             dt_again = _replay(route_proj, dts_low, self.dt_projs_weight)  # autocast as now
             rec.keep(delta, dt_again if delta is dts else lambda: dt_again().to(f32))
@@ -335,9 +342,10 @@ class SS2Dv05(_KernelCalls):
             y = self._chain(x, cl, wt)
         if y is None:
             As = -torch.exp(self.A_logs.to(wt))
-            rec = RouteRecompute() if self._recomputes(x) else None
+            what = self._recomputes(x)
+            rec = RouteRecompute() if what else None
             xs = self._cross_scan(x, channels_last=cl).view(Bn, K * D, L)
-            if rec is not None:
+            if what == "routes":
                 rec.keep(xs, lambda: self._cross_scan(x, channels_last=cl))
             with rec.hooks() if rec is not None else contextlib.nullcontext():
                 x_dbl = route_proj(xs, self.x_proj_weight)

@@ -363,20 +363,45 @@ class VSSM(nn.Module):
             stage.grad_checkpointing = bool(enable)
         return self
 
-    RECOMPUTE = ("all", "mlp", "none")
+    # what set_recompute can rebuild; "all" is every part, "none" none
+    RECOMPUTE_PARTS = ("norms", "delta", "routes", "mlp")
+    RECOMPUTE = ("all", "none") + RECOMPUTE_PARTS
+
+    @classmethod
+    def recompute_parts(cls, what: str) -> frozenset:
+        """The parts a set_recompute argument names ("all", "none", or parts joined by "+"); ValueError if unknown."""
+        if what == "all":
+            return frozenset(cls.RECOMPUTE_PARTS)
+        if what == "none":
+            return frozenset()
+        parts = what.split("+") if isinstance(what, str) else [what]
+        bad = [p for p in parts if p not in cls.RECOMPUTE_PARTS]
+        if bad or not parts:
+            raise ValueError(f"set_recompute: 'all', 'none' or parts of {', '.join(cls.RECOMPUTE_PARTS)} joined by "
+                             f"'+' (e.g. 'norms+delta'), got {what!r}")
+        return frozenset(parts)
 
     def set_recompute(self, what: str = "all") -> "VSSM":
-        """What eager training rebuilds in the backward instead of keeping (same values and gradients):
-        "all" the SS2D route tensors (models.chain / models.ss2d.RouteRecompute) and the MLP's GELU output,
-        "mlp" only the GELU output, "none" (a new model's setting) neither. Memory bought with time (measured in
-        reports/logs/2026-12-03_training_memory_H200.md), so off unless asked for, like set_grad_checkpointing."""
-        if what not in self.RECOMPUTE:
-            raise ValueError(f"set_recompute: one of {', '.join(self.RECOMPUTE)}, got {what!r}")
+        """What eager training rebuilds in the backward instead of keeping: "all" (every part), "none" (a new
+        model's setting), or parts joined by "+":
+        "routes": the SS2D route tensors, the cross scan's xs and the scan's delta, from x (models.chain /
+        models.ss2d.RouteRecompute: one cross scan and one dt projection more per block);
+        "delta": delta alone, from the small dts_low (one dt projection GEMM more per block);
+        "mlp": the MLP's GELU output (one GELU more per block);
+        "norms": every LayerNorm fused with an add (the blocks' norms and out_norm) keeps its output instead of
+        its float32 input and rebuilds xhat = (y - bias) / weight (models/norm_node.py; no extra kernel).
+        routes, delta and mlp give bitwise the same gradients; norms gives them to the rounding of the 16-bit y
+        over |weight|. Memory bought with time (reports/logs/2026-12-04_training_memory_H200.md), so off
+        unless asked for, like set_grad_checkpointing. Eager only: torch.compile sees the plain ops."""
+        parts = self.recompute_parts(what)
         for m in self.modules():
             if isinstance(m, Mlp):
-                m.recompute_act = what in ("all", "mlp")
+                m.recompute_act = "mlp" in parts
             elif hasattr(m, "recompute_routes"):
-                m.recompute_routes = what == "all"
+                m.recompute_routes = "routes" in parts
+                m.recompute_delta = "delta" in parts
+            elif isinstance(m, LayerNorm):
+                m.recompute_from_output = "norms" in parts
         return self
 
     def set_weight_cache(self, on: bool = True) -> "VSSM":

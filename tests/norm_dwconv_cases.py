@@ -323,6 +323,46 @@ def check_add_layer_norm(impl, case: LNCase, errors: Optional[dict] = None, **bl
         check(f"{case} {name}", a, e, dt, terms if name in ("dx", "dbranch") else 0.0)
 
 
+def from_y_cases() -> list:
+    """The backward from the output (the models' "norms" recompute): the autocast residual stream (float32 x,
+    16-bit y) and out_norm on both layouts, a 16-bit x, odd sizes, no bias."""
+    return [LNCase(2, 96, 7, 7, True, torch.float32, "scaled", True, True, torch.float16, torch.float16),
+            LNCase(1, 130, 13, 13, False, torch.float32, "add", True, True, torch.float16, torch.float16),
+            LNCase(2, 96, 14, 14, True, torch.float32, "none", True, False, torch.float16),
+            LNCase(1, 3, 1, 7, False, torch.float32, "none", False, False, torch.bfloat16),
+            LNCase(2, 96, 7, 7, True, torch.float16, "add", True, True),
+            LNCase(1, 1, 7, 7, True, torch.bfloat16, "scaled", True, False)]
+
+
+def check_add_layer_norm_from_y(impl, case: LNCase, **blocks):
+    """add_layer_norm_bwd(from_y=True), given the forward's y in place of s and no mean, against the float64
+    gradients. xhat is rebuilt from y rounded to its dtype, so the gradients carry y's rounding divided by
+    |weight|: weights are drawn with |w| in [0.5, 1.5] and the tolerance is that of the coarser of x's and
+    y's dtypes (for a weight near 0 the rebuilt xhat is only as good as y's rounding over |w|: documented)."""
+    limit = getattr(impl, "max_ln_channels", None)
+    if limit is not None and case.C > limit[case.channels_last]:
+        pytest.skip(f"impl {impl.name} takes at most {limit[case.channels_last]} channels here")
+    x, branch, weight, bias, scale, dy, ds = ln_inputs(case, impl.device)
+    sign = torch.where(torch.rand(case.C, device=weight.device) < 0.3, -1.0, 1.0)
+    weight = (torch.rand(case.C, device=weight.device) + 0.5) * sign
+    y, s, mean, rstd = impl.add_layer_norm_fwd(x, branch, weight, bias, scale, EPS, case.channels_last,
+                                               case.out_dtype, **blocks)
+    _, _, g = ln_reference(case, x, branch, weight, bias, scale, dy, ds)
+    dx, dbr, dw, db = impl.add_layer_norm_bwd(dy, ds, y, weight, bias, None, rstd, scale, branch is not None,
+                                              case.channels_last, x.dtype, from_y=True, **blocks)
+    assert dx.dtype == x.dtype and dx.shape == x.shape and dw.dtype == torch.float32
+    assert (dbr is None) == (branch is None) and (db is None) == (bias is None)
+    coarse = max((case.dtype, y.dtype), key=lambda d: TOL[d][0])
+    wshape = (1, 1, 1, -1) if case.channels_last else (1, -1, 1, 1)
+    terms = (rstd.double().max() * (dy.double() * weight.double().view(wshape)).abs().max()).item()
+    check(f"{case} from_y dx", dx, g["x"], coarse, terms)
+    check(f"{case} from_y dweight", dw, g["weight"], coarse)
+    if branch is not None:
+        check(f"{case} from_y dbranch", dbr, g["branch"], coarse, terms)
+    if bias is not None:
+        check(f"{case} from_y dbias", db, g["bias"], case.dtype)
+
+
 # ---- dwconv2d ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class DWCase:

@@ -444,9 +444,11 @@ def test_tp_recompute_list(tmp_path, capsys):
     _, rows = read_csv(tmp_path / "models.csv")
     assert [x["impl"] for x in rows] == ["torch:rc_none", "torch", "torch:rc_all"]
     assert _Recomputing.calls == ["none", "all"]  # default: the model as built
-    with pytest.raises(SystemExit):
-        TP.parse_args(["--recompute", "routes"])
-    assert "--recompute: default, all, mlp or none" in capsys.readouterr().err
+    assert TP.parse_args(["--recompute", "norms+delta,routes,all"]).recomputes == ["norms+delta", "routes", "all"]
+    for bad in ("routes+bogus", "mlp,gelu", "all+mlp"):
+        with pytest.raises(SystemExit):
+            TP.parse_args(["--recompute", bad])
+        assert "--recompute: default, all, none or parts of norms, delta, routes, mlp" in capsys.readouterr().err
     # a model without set_recompute: that row is skipped with the reason, the run goes on
     rc = TP.main(["--model", "tiny", "--impl", "torch", "--img-size", "32", "--warmup", "1", "--iters", "1",
                   "--batch-size", "2", "--train-only", "--no-csv", "--recompute", "mlp"], create_model=_tiny)

@@ -24,6 +24,13 @@ def test_cpu_run_prints_split_and_table(capsys):
     assert lines[-1].startswith("total") and "100.0%" in lines[-1]
 
 
+def test_recompute_values_checked(capsys):
+    assert P.parse_args(["--recompute", "norms+delta"]).recompute == "norms+delta"
+    with pytest.raises(SystemExit):
+        P.parse_args(["--recompute", "norms+gelu"])
+    assert "parts of norms, delta, routes, mlp joined by '+'" in capsys.readouterr().err
+
+
 def test_recompute_needs_a_vmamba_model(monkeypatch):
     monkeypatch.setattr(P, "build", lambda *a: __import__("torch").nn.Linear(2, 2))
     with pytest.raises(SystemExit, match="not a VMamba model"):

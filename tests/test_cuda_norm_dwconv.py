@@ -142,15 +142,22 @@ def _other(dtype):
     return torch.float16 if dtype == torch.float32 else torch.float32
 
 
-def ln_case(fwd, bwd, shape, channels_last, dtype, variant, device="cpu"):
+def ln_case(fwd, bwd, shape, channels_last, dtype, variant, device="cpu", from_y=False):
     """Runs fwd(x, branch, weight, bias, scale, out_dtype) -> (y, s, mean, rstd) and
     bwd(dy, ds, s, weight, bias, mean, rstd, scale, has_branch) -> (dx, dbranch, dweight, dbias) and
-    checks them against float64; returns the backward's outputs."""
+    checks them against float64; returns the backward's outputs.
+
+    from_y: the backward from the output, bwd(..., y=y) (the models' "norms" recompute): xhat is rebuilt from
+    y rounded to its dtype, so the gradients carry that rounding divided by |weight|; the weights are drawn with
+    |w| in [0.5, 1.5] and the tolerances are y's dtype's (4 eps: xhat's rounding enters dx twice)."""
     has_branch, has_scale, has_bias, out_mode, has_ds = LN_VARIANTS[variant]
     B, C, H, W = shape
     x = _act(shape, dtype, channels_last, device, offset=2.0)  # a mean far from 0: two-pass variance
     branch = _act(shape, MIXED_BRANCH.get(variant, dtype), channels_last, device) if has_branch else None
-    weight = (torch.randn(C) * 0.5 + 1.0).to(device)
+    if from_y:
+        weight = ((torch.rand(C) + 0.5) * torch.where(torch.rand(C) < 0.3, -1.0, 1.0)).to(device)
+    else:
+        weight = (torch.randn(C) * 0.5 + 1.0).to(device)
     bias = (torch.randn(C) * 0.2).to(device) if has_bias else None
     scale = None
     if has_scale:
@@ -172,19 +179,23 @@ def ln_case(fwd, bwd, shape, channels_last, dtype, variant, device="cpu"):
 
     dy = _act(shape, y.dtype, channels_last, device)
     ds = _act(shape, dtype, channels_last, device) if has_ds else None
-    dx, dbranch, dweight, dbias = bwd(dy, ds, s, weight, bias, mean, rstd, scale, has_branch)
+    if from_y:
+        dx, dbranch, dweight, dbias = bwd(dy, ds, s, weight, bias, mean, rstd, scale, has_branch, y=y)
+    else:
+        dx, dbranch, dweight, dbias = bwd(dy, ds, s, weight, bias, mean, rstd, scale, has_branch)
     g, gb, gw, gbias = ln_ref_backward(dy, ds, s, weight, bias, scale, has_branch, channels_last)
     assert dx.dtype == dtype and dx.shape == x.shape
     terms = (rstd.double().max() * (dy.double() * weight.double().view(
         (1, 1, 1, -1) if channels_last else (1, -1, 1, 1))).abs().max()).item() if dy.numel() else 0.0
-    _close(dx, g, EPS[dtype], "dx", terms)
+    eps_g = max(EPS[dtype], 4 * EPS[y.dtype]) if from_y else EPS[dtype]
+    _close(dx, g, eps_g, "dx", terms)
     if has_branch:
         assert dbranch.dtype == dtype and dbranch.shape == x.shape
-        _close(dbranch, gb, EPS[dtype], "dbranch", terms)
+        _close(dbranch, gb, eps_g, "dbranch", terms)
     else:
         assert dbranch is None or dbranch.numel() == 0
     assert dweight.shape == (C,) and dweight.dtype == torch.float32
-    _close(dweight, gw, SUM_EPS, "dweight")
+    _close(dweight, gw, max(SUM_EPS, 4 * EPS[y.dtype]) if from_y else SUM_EPS, "dweight")
     if has_bias:
         _close(dbias, gbias, SUM_EPS, "dbias")
     else:
@@ -261,11 +272,34 @@ EMU_LN = [
     ((2, 96, 13, 13), False, torch.float32, "branch16", {"tile": 16}, {"fwd.tiles": "11"}),
     ((1, 8, 4, 8), False, torch.float32, "branchbf16", {}, {"fwd.vec": "4"}),
 ]
+# the backward from the output (from_y): y in 16-bit on a float32 x (the autocast stream), or in x's dtype
+EMU_LN_FROM_Y = [
+    ((2, 96, 3, 5), True, torch.float32, "branch16", {}, {"bwd.vec": "4", "bwd.tpr": "8"}),
+    ((2, 96, 3, 5), True, torch.float16, "droppath", {}, {"bwd.vec": "8"}),
+    ((1, 130, 2, 3), True, torch.float32, "out_other", {}, {"bwd.vec": "1"}),
+    ((1, 768, 5, 8), True, torch.float32, "branch16", {"blocks": 10}, {"bwd.tpr": "64"}),
+    ((3, 3, 1, 7), True, torch.bfloat16, "plain_ds", {}, {}),
+    ((2, 96, 13, 13), False, torch.float32, "branch16", {"tile": 16}, {"bwd.tiles": "11"}),
+    ((1, 130, 7, 7), False, torch.float32, "out_other", {}, {}),
+    ((2, 8, 4, 8), False, torch.float16, "branch", {}, {"bwd.vec": "8"}),
+    ((1, 768, 2, 4), False, torch.bfloat16, "plain", {}, {"bwd.cpt": "1"}),
+]
 
 
 @pytest.mark.parametrize("shape,channels_last,dtype,variant,knobs,expect", EMU_LN,
                          ids=[f"{_ids(c[0])}-{'cl' if c[1] else 'cf'}-{DNAME[c[2]]}-{c[3]}-{i}" for i, c in enumerate(EMU_LN)])
 def test_emulated_add_layer_norm(emu, shape, channels_last, dtype, variant, knobs, expect):
+    _emulated_ln(emu, shape, channels_last, dtype, variant, knobs, expect, from_y=False)
+
+
+@pytest.mark.parametrize("shape,channels_last,dtype,variant,knobs,expect", EMU_LN_FROM_Y,
+                         ids=[f"{_ids(c[0])}-{'cl' if c[1] else 'cf'}-{DNAME[c[2]]}-{c[3]}-{i}"
+                              for i, c in enumerate(EMU_LN_FROM_Y)])
+def test_emulated_add_layer_norm_from_y(emu, shape, channels_last, dtype, variant, knobs, expect):
+    _emulated_ln(emu, shape, channels_last, dtype, variant, knobs, expect, from_y=True)
+
+
+def _emulated_ln(emu, shape, channels_last, dtype, variant, knobs, expect, from_y):
     infos = []
     fk = {k: v for k, v in knobs.items() if k in ("max_vec", "tile")}
 
@@ -274,12 +308,13 @@ def test_emulated_add_layer_norm(emu, shape, channels_last, dtype, variant, knob
         infos.append(info)
         return out
 
-    def bwd(dy, ds, s, weight, bias, mean, rstd, scale, has_branch):
-        out, info = emu.ln_bwd(dy, ds, s, weight, bias is not None, mean, rstd, scale, has_branch, channels_last, **knobs)
+    def bwd(dy, ds, s, weight, bias, mean, rstd, scale, has_branch, y=None):
+        out, info = emu.ln_bwd(dy, ds, s, weight, bias is not None, mean, rstd, scale, has_branch, channels_last,
+                               from_y=None if y is None else (y, bias, s.dtype), **knobs)
         infos.append(info)
         return out
 
-    ln_case(fwd, bwd, shape, channels_last, dtype, variant)
+    ln_case(fwd, bwd, shape, channels_last, dtype, variant, from_y=from_y)
     for key, val in expect.items():
         which, field = key.split(".")
         plan = infos[0] if which == "fwd" else infos[1]
@@ -371,7 +406,10 @@ def _gpu_ln(ops, channels_last):
     def fwd(x, branch, weight, bias, scale, out_dtype):
         return ops.add_layer_norm_fwd(x, branch, weight, bias, scale, LN_EPS, channels_last, out_dtype)
 
-    def bwd(dy, ds, s, weight, bias, mean, rstd, scale, has_branch):
+    def bwd(dy, ds, s, weight, bias, mean, rstd, scale, has_branch, y=None):
+        if y is not None:  # the backward from the output: y in s's place, no mean
+            return ops.add_layer_norm_bwd(dy, ds, y, weight, bias, None, rstd, scale, has_branch, channels_last,
+                                          s.dtype, True)
         return ops.add_layer_norm_bwd(dy, ds, s, weight, bias, mean, rstd, scale, has_branch, channels_last, s.dtype)
 
     return fwd, bwd
@@ -406,6 +444,21 @@ def test_gpu_add_layer_norm(knobs, shape, channels_last, dtype, variant):
                     f"more; test_gpu_wide_channels_first_refused checks the kernel's own error)")
     fwd, bwd = _gpu_ln(_ops(), channels_last)
     ln_case(fwd, bwd, shape, channels_last, dtype, variant, device="cuda")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("variant", ("branch16", "out_other", "branch", "plain_ds"))
+@pytest.mark.parametrize("channels_last", (False, True), ids=("cf", "cl"))
+@pytest.mark.parametrize("shape", LN_SHAPES, ids=[_ids(s) for s in LN_SHAPES])
+def test_gpu_add_layer_norm_from_y(knobs, shape, channels_last, variant):
+    """The backward from the output (from_y) on the compiled kernels: float32 x with 16-bit y (autocast) or x's dtype."""
+    from vmamba_kernels.cuda import MAX_LN_CHANNELS_FIRST
+
+    if not channels_last and shape[1] > MAX_LN_CHANNELS_FIRST:
+        pytest.skip(f"channels first, the cuda kernels take at most {MAX_LN_CHANNELS_FIRST} channels")
+    dtype = torch.float16 if variant in ("branch", "plain_ds") else torch.float32
+    fwd, bwd = _gpu_ln(_ops(), channels_last)
+    ln_case(fwd, bwd, shape, channels_last, dtype, variant, device="cuda", from_y=True)
 
 
 LN_KNOB_CASES = [(s, k) for s in [(2, 130, 7, 7), (2, 96, 14, 14), (1, 768, 13, 13)]

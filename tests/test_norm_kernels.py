@@ -22,8 +22,9 @@ import torch  # noqa: E402
 from models.layers import DropPath, LayerNorm2d  # noqa: E402
 from reference import add_layer_norm  # noqa: E402
 from tests.conftest import requires_cuda  # noqa: E402
-from tests.norm_dwconv_cases import (IMPL_NAMES, LNCase, check_add_layer_norm, ln_cases, ln_gpu_cases,  # noqa: E402
-                                     ln_inputs, load_impl)
+from tests.norm_dwconv_cases import (IMPL_NAMES, LNCase, check_add_layer_norm,  # noqa: E402
+                                     check_add_layer_norm_from_y, from_y_cases, ln_cases, ln_gpu_cases, ln_inputs,
+                                     load_impl)
 
 
 @pytest.fixture(params=IMPL_NAMES)
@@ -34,6 +35,40 @@ def impl(request):
 @pytest.mark.parametrize("case", ln_cases(), ids=str)
 def test_add_layer_norm(impl, case):
     check_add_layer_norm(impl, case)
+
+
+@pytest.mark.parametrize("case", from_y_cases(), ids=str)
+def test_add_layer_norm_from_y(impl, case):
+    """The backward from the output (VSSM.set_recompute "norms"): y in place of s, xhat = (y - bias) / weight."""
+    check_add_layer_norm_from_y(impl, case)
+
+
+def _torch_impl():
+    from types import SimpleNamespace
+
+    from vmamba_kernels.pytorch import _common
+
+    return SimpleNamespace(name="torch", device="cpu", add_layer_norm_fwd=_common.add_layer_norm_fwd,
+                           add_layer_norm_bwd=_common.add_layer_norm_bwd)
+
+
+@pytest.mark.parametrize("case", from_y_cases(), ids=str)
+def test_torch_backend_add_layer_norm_from_y(case):
+    check_add_layer_norm_from_y(_torch_impl(), case)
+
+
+@pytest.mark.parametrize("name", ["torch", "triton"])
+def test_from_y_zero_weight_is_finite(name):
+    """A zero weight leaves no trace of xhat in y: the clamp keeps the gradients finite (the cuda kernels clamp
+    alike: tests/test_cuda_norm_dwconv.py)."""
+    impl = _torch_impl() if name == "torch" else load_impl(name, _TRITON_REASON)
+    case = LNCase(2, 8, 3, 3, True, torch.float32, "add", True, True, torch.float16, torch.float16)
+    x, branch, weight, bias, scale, dy, ds = ln_inputs(case, impl.device)
+    weight[3] = 0.0
+    y, s, mean, rstd = impl.add_layer_norm_fwd(x, branch, weight, bias, scale, 1e-5, True, torch.float16)
+    out = impl.add_layer_norm_bwd(dy, ds, y, weight, bias, None, rstd, scale, True, True, x.dtype, from_y=True)
+    for t in out:
+        assert torch.isfinite(t).all()
 
 
 # triton's own block shapes, forced: the channels-last chunk loop at a small C, one chunk holding

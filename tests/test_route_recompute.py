@@ -96,13 +96,20 @@ def test_set_recompute_per_model(name):
     other = models.create_model(name, impl=UNFUSED_TORCH).train()
     mixers = [mod for mod in m.modules() if isinstance(mod, (ss2d.SS2Dv05, ss2d.SS2Dv0))]
     mlps = [mod for mod in m.modules() if isinstance(mod, models.layers.Mlp)]
-    assert mixers and (mlps or name.startswith("vanilla"))  # vanilla v0 blocks have no MLP
+    norms = [mod for mod in m.modules() if isinstance(mod, models.layers.LayerNorm)]
+    assert mixers and norms and (mlps or name.startswith("vanilla"))  # vanilla v0 blocks have no MLP
     x = torch.randn(1, 2, 2, mixers[0].d_inner, requires_grad=True)
-    for what, routes, mlp in (("none", False, False), ("mlp", False, True), ("all", True, True)):
+    for what, routes, mlp, norm in (("none", None, False, False), ("mlp", None, True, False),
+                                    ("delta", "delta", False, False), ("norms", None, False, True),
+                                    ("routes+delta", "routes", False, False), ("norms+delta", "delta", False, True),
+                                    ("all", "routes", True, True)):
         assert m.set_recompute(what) is m
         assert all(mod._recomputes(x) == routes for mod in mixers), what
         assert all(mod.recompute_act == mlp for mod in mlps), what
+        assert all(mod.recompute_from_output == norm for mod in norms), what
     m.set_recompute("all")
     assert not any(mod._recomputes(x) for mod in other.modules() if isinstance(mod, (ss2d.SS2Dv05, ss2d.SS2Dv0)))
-    with pytest.raises(ValueError, match="one of all, mlp, none"):
-        m.set_recompute("routes")
+    assert not any(mod.recompute_from_output for mod in other.modules() if isinstance(mod, models.layers.LayerNorm))
+    for bad in ("bogus", "routes+bogus", "", "norms+", "+"):
+        with pytest.raises(ValueError, match="'all', 'none' or parts of norms, delta, routes, mlp"):
+            m.set_recompute(bad)

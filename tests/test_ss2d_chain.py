@@ -2,7 +2,7 @@
 
 The composition (public ops, each its own autograd node) is the reference: the chain runs the same raw kernels
 and GEMMs with a written-out backward, so outputs and every parameter gradient must match it to rounding, in
-float64, float32 and under bfloat16 autocast, with and without the route recompute, on maps with odd sides.
+float64, float32 and under bfloat16 autocast, with and without the recompute (routes, delta), on maps with odd sides.
 """
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def _step(m, x, on, recompute, autocast, monkeypatch):
     return y.detach(), {n: p.grad.detach().clone() for n, p in m.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("recompute", ["none", "all"])
+@pytest.mark.parametrize("recompute", ["none", "delta", "all"])
 @pytest.mark.parametrize("dtype,autocast", [(torch.float64, False), (torch.float32, False), (torch.float32, True)],
                          ids=["fp64", "fp32", "bf16-autocast"])
 @pytest.mark.parametrize("name,channels_last", CASES, ids=IDS)
@@ -145,7 +145,7 @@ def test_bad_weights_are_named():
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("impl", ["cuda", "triton"])
-@pytest.mark.parametrize("recompute", ["none", "all"])
+@pytest.mark.parametrize("recompute", ["none", "norms+delta", "all"])
 def test_gpu_chain_matches_composition(impl, recompute, monkeypatch):
     """On the GPU backends (fp16 autocast, VMamba-T's v05 blocks, channels last, odd maps): the one-node chain
     against the composition of the same backend's public ops."""

@@ -149,32 +149,42 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> add_layer_norm_fwd(
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> add_layer_norm_bwd(
     const at::Tensor& dy, const c10::optional<at::Tensor>& ds, const at::Tensor& s, const at::Tensor& weight,
-    const c10::optional<at::Tensor>& bias, const at::Tensor& mean, const at::Tensor& rstd,
-    const c10::optional<at::Tensor>& branch_scale, bool has_branch, bool channels_last, at::ScalarType x_dtype) {
+    const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& mean, const at::Tensor& rstd,
+    const c10::optional<at::Tensor>& branch_scale, bool has_branch, bool channels_last, at::ScalarType x_dtype,
+    bool from_y) {
   VMAMBA_CHECK_CUDA(s, "s");
   VMAMBA_CHECK_DIM(s, "s", 4);
   VMAMBA_CHECK_FLOAT_DTYPE(s, "s");
-  VMAMBA_CHECK(s.scalar_type() == x_dtype, "s", "must have x_dtype ", x_dtype, " (it is x, or x + branch in x's dtype), got ",
-               s.scalar_type());
+  VMAMBA_CHECK_FLOAT_DTYPE(dy, "dy");
+  if (from_y) {
+    VMAMBA_CHECK(s.scalar_type() == dy.scalar_type(), "s", "with from_y s is the norm's output y and must have dy's dtype ",
+                 dy.scalar_type(), ", got ", s.scalar_type());
+    VMAMBA_CHECK(x_dtype == at::kFloat || x_dtype == at::kHalf || x_dtype == at::kBFloat16, "x_dtype",
+                 "must be float32, float16 or bfloat16, got ", x_dtype);
+  } else {
+    VMAMBA_CHECK(s.scalar_type() == x_dtype, "s", "must have x_dtype ", x_dtype,
+                 " (it is x, or x + branch in x's dtype), got ", s.scalar_type());
+    VMAMBA_CHECK(mean.has_value(), "mean", "is needed unless from_y (the backward from the output)");
+  }
   check_contig(s, "s", channels_last);
   const Dims d = dims_of(s, channels_last);
   VMAMBA_CHECK(d.C >= 1, "s", "must have at least one channel, got shape ", s.sizes());
   VMAMBA_CHECK_SAME_DEVICE(dy, s, "dy", "s");
   VMAMBA_CHECK(dy.sizes() == s.sizes(), "dy", "must have s's shape ", s.sizes(), ", got ", dy.sizes());
-  VMAMBA_CHECK_FLOAT_DTYPE(dy, "dy");
   check_contig(dy, "dy", channels_last);
   if (ds.has_value()) {
     const at::Tensor& t = ds.value();
     VMAMBA_CHECK_SAME_DEVICE(t, s, "ds", "s");
     VMAMBA_CHECK(t.sizes() == s.sizes(), "ds", "must have s's shape ", s.sizes(), ", got ", t.sizes());
-    VMAMBA_CHECK(t.scalar_type() == s.scalar_type(), "ds", "must have s's dtype ", s.scalar_type(), ", got ", t.scalar_type());
+    VMAMBA_CHECK(t.scalar_type() == x_dtype, "ds", "must have x_dtype ", x_dtype, ", got ", t.scalar_type());
     check_contig(t, "ds", channels_last);
   }
   check_param(weight, "weight", d.C, s);
   if (bias.has_value()) check_param(bias.value(), "bias", d.C, s);
-  const at::Tensor* stats[2] = {&mean, &rstd};
+  const at::Tensor* stats[2] = {mean.has_value() ? &mean.value() : nullptr, &rstd};
   const char* snames[2] = {"mean", "rstd"};
   for (int i = 0; i < 2; ++i) {
+    if (stats[i] == nullptr) continue;
     const at::Tensor& t = *stats[i];
     VMAMBA_CHECK_SAME_DEVICE(t, s, snames[i], "s");
     VMAMBA_CHECK(t.scalar_type() == at::kFloat, snames[i], "must be float32 (saved by add_layer_norm_fwd), got ", t.scalar_type());
@@ -184,8 +194,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> add_layer_norm_bwd(
   }
   check_scale(branch_scale, has_branch, d.B, s);
   c10::cuda::CUDAGuard guard(s.device());
-  at::Tensor dx = at::empty_like(s);
-  at::Tensor dbranch = has_branch ? at::empty_like(s) : at::empty({0}, s.options());
+  const auto xo = s.options().dtype(x_dtype);
+  at::Tensor dx = at::empty(s.sizes(), xo);
+  at::Tensor dbranch = has_branch ? at::empty(s.sizes(), xo) : at::empty({0}, xo);
   const auto f32 = s.options().dtype(at::kFloat);
   at::Tensor dweight = at::empty({d.C}, f32);
   at::Tensor dbias = at::empty({bias.has_value() ? d.C : 0}, f32);
@@ -194,7 +205,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> add_layer_norm_bwd(
   p.ds = ds.has_value() ? ds->data_ptr() : nullptr;
   p.s = s.data_ptr();
   p.weight = weight.data_ptr<float>();
-  p.mean = mean.data_ptr<float>();
+  p.bias = bias.has_value() ? bias->data_ptr<float>() : nullptr;
+  p.from_y = from_y;
+  p.mean = (mean.has_value() && !from_y) ? mean->data_ptr<float>() : nullptr;
   p.rstd = rstd.data_ptr<float>();
   p.scale = branch_scale.has_value() ? branch_scale->data_ptr<float>() : nullptr;
   p.dx = dx.data_ptr();
@@ -203,7 +216,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> add_layer_norm_bwd(
   p.dbias = bias.has_value() ? dbias.data_ptr<float>() : nullptr;
   p.B = d.B; p.C = d.C; p.HW = d.HW;
   p.channels_last = channels_last;
-  p.x_dtype = code_of(s.scalar_type());
+  p.x_dtype = code_of(x_dtype);
   p.dy_dtype = code_of(dy.scalar_type());
   p.max_vec = env_int("VMAMBA_NORM_MAX_VEC");
   p.tile = env_int("VMAMBA_NORM_TILE");
@@ -227,8 +240,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> add_layer_norm_bwd(
 TORCH_LIBRARY_FRAGMENT(vmamba_cuda, m) {
   m.def("add_layer_norm_fwd(Tensor x, Tensor? branch, Tensor weight, Tensor? bias, Tensor? branch_scale, float eps, "
         "bool channels_last, ScalarType? out_dtype) -> (Tensor, Tensor, Tensor, Tensor)");
-  m.def("add_layer_norm_bwd(Tensor dy, Tensor? ds, Tensor s, Tensor weight, Tensor? bias, Tensor mean, Tensor rstd, "
-        "Tensor? branch_scale, bool has_branch, bool channels_last, ScalarType x_dtype) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def("add_layer_norm_bwd(Tensor dy, Tensor? ds, Tensor s, Tensor weight, Tensor? bias, Tensor? mean, Tensor rstd, "
+        "Tensor? branch_scale, bool has_branch, bool channels_last, ScalarType x_dtype, bool from_y=False) "
+        "-> (Tensor, Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(vmamba_cuda, CUDA, m) {

@@ -8,6 +8,10 @@
 // Backward, with xhat = (s - mean) * rstd, gw = dy * weight:
 //   g = ds + rstd * (gw - mean_C(gw) - xhat * mean_C(gw * xhat));  dx = g;  dbranch = g * scale[b]
 //   dweight = sum over pixels of dy * xhat, dbias = sum of dy (per-block partials, fixed-order second pass)
+// Backward from the output (BwdParams::from_y; the models' "norms" recompute): `s` is then y itself (dy's
+// dtype) and xhat = (y - bias) / weight, |weight| clamped at kMinWeight: the norm keeps its 16-bit output,
+// which the projection after it keeps anyway, instead of its float32 input (as apex's memory-efficient
+// LayerNorm). mean is not read.
 // Kernels: layer_norm_body.cuh; torch side: layer_norm.cpp.
 #pragma once
 
@@ -21,6 +25,10 @@ namespace ln {
 enum DType : int { kF32 = 0, kF16 = 1, kBF16 = 2 };
 
 inline int dtype_size(int d) { return d == kF32 ? 4 : 2; }
+
+// backward from the output: weights of smaller magnitude are read as +-kMinWeight (a zero weight leaves no
+// trace of xhat in y; the clamp keeps the division finite)
+constexpr float kMinWeight = 1e-5f;
 
 struct FwdParams {
   const void* x = nullptr;
@@ -47,9 +55,11 @@ inline int branch_dtype_of(const FwdParams& p) { return p.branch_dtype < 0 ? p.x
 struct BwdParams {
   const void* dy = nullptr;       // dy dtype, shape of s
   const void* ds = nullptr;       // x dtype or null (no gradient flowing into s itself)
-  const void* s = nullptr;        // x dtype
+  const void* s = nullptr;        // x dtype; with from_y: y, in dy's dtype
   const float* weight = nullptr;
-  const float* mean = nullptr;
+  const float* bias = nullptr;    // read only with from_y (null: no bias)
+  bool from_y = false;
+  const float* mean = nullptr;    // not read with from_y
   const float* rstd = nullptr;
   const float* scale = nullptr;   // (B,) or null
   void* dx = nullptr;             // x dtype

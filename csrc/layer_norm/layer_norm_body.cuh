@@ -22,6 +22,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <type_traits>
 #include <utility>
 
 #include "../common/reduce.cuh"
@@ -255,11 +256,24 @@ struct FwdCf {
 };
 
 // ---- backward, channels-last ---------------------------------------------------------------------
+// 1 / weight for the backward from the output (layer_norm.h: kMinWeight)
+VMAMBA_HD float inv_weight(float w) {
+  const float m = w < 0.f ? -w : w;
+  return m < kMinWeight ? (w < 0.f ? -1.f / kMinWeight : 1.f / kMinWeight) : 1.f / w;
+}
+
+// xhat of one element: (s - mean) * rstd, or from the output y (FY): (y - bias) / weight
+template <bool FY>
+VMAMBA_HD float xhat_of(float sv, float m, float r, float b, float iw) {
+  return FY ? (sv - b) * iw : (sv - m) * r;
+}
+
 struct BwdClArgs {
   const void* dy;
   const void* ds;
   const void* s;
   const float* w;
+  const float* b;  // with FY only (null: no bias)
   const float* mean;
   const float* rstd;
   const float* scale;
@@ -272,9 +286,11 @@ struct BwdClArgs {
 };
 
 // shared memory: red [nthreads / 32][2] for row_sum, then acc [rows per block][C]
-template <typename T, typename TY, int VEC>
+// FY: `s` is the output y (TY), xhat = (y - bias) / weight
+template <typename T, typename TY, int VEC, bool FY>
 struct BwdCl {
   using Args = BwdClArgs;
+  using TS = std::conditional_t<FY, TY, T>;
   static constexpr int kMaxThreads = kThreads, kMinBlocks = 1;
   static constexpr int kMaxV = kBwdValues / VEC;
 
@@ -282,7 +298,7 @@ struct BwdCl {
   static VMAMBA_HD void run(const Ctx& ctx, const Args& a, unsigned char* smem) {
     const TY* dy = static_cast<const TY*>(a.dy);
     const T* ds = static_cast<const T*>(a.ds);
-    const T* s = static_cast<const T*>(a.s);
+    const TS* s = static_cast<const TS*>(a.s);
     T* dx = static_cast<T*>(a.dx);
     T* dbr = static_cast<T*>(a.dbranch);
     const uint32_t t = ctx.tid(), nt = ctx.nthreads(), lane = t & (a.tpr - 1), slot = t / a.tpr, rpb = nt / a.tpr;
@@ -298,9 +314,9 @@ struct BwdCl {
       const int64_t row = base + slot;
       const bool active = row < a.rows;
       const int64_t off = row * a.C;
-      const float m = active ? a.mean[row] : 0.f, r = active ? a.rstd[row] : 0.f;
+      const float m = (active && !FY) ? a.mean[row] : 0.f, r = active ? a.rstd[row] : 0.f;
       // s and dy stay packed as loaded (half the registers in 16-bit types); converted where used
-      AlignedVec<T, VEC> sraw[kMaxV];
+      AlignedVec<TS, VEC> sraw[kMaxV];
       AlignedVec<TY, VEC> draw[kMaxV];
       float sums[2] = {0.f, 0.f};
 #pragma unroll
@@ -309,20 +325,22 @@ struct BwdCl {
         const bool ok = active && vi < a.nvr;
         const int64_t o = off + int64_t(vi) * VEC;
         if (ok) {
-          sraw[i] = load_vec<T, VEC>(s + o);
+          sraw[i] = load_vec<TS, VEC>(s + o);
           draw[i] = load_vec<TY, VEC>(dy + o);
         } else {
 #pragma unroll
           for (int e = 0; e < VEC; ++e) {
-            sraw[i].v[e] = from_float<T>(0.f);
+            sraw[i].v[e] = from_float<TS>(0.f);
             draw[i].v[e] = from_float<TY>(0.f);
           }
         }
-        float wv[VEC];
+        float wv[VEC], bv[VEC];
         load_floats<float, VEC>(a.w + vi * VEC, ok, wv);
+        load_floats<float, VEC>(a.b + vi * VEC, FY && ok && a.b != nullptr, bv);
 #pragma unroll
         for (int e = 0; e < VEC; ++e) {
-          const float d = to_float(draw[i].v[e]), xh = (to_float(sraw[i].v[e]) - m) * r, gw = d * wv[e];
+          const float d = to_float(draw[i].v[e]), gw = d * wv[e];
+          const float xh = xhat_of<FY>(to_float(sraw[i].v[e]), m, r, bv[e], FY ? inv_weight(wv[e]) : 0.f);
           sums[0] += gw;
           sums[1] += gw * xh;
           aw[i][e] += d * xh;
@@ -337,12 +355,13 @@ struct BwdCl {
         const uint32_t vi = lane + uint32_t(i) * a.tpr;
         if (!(active && vi < a.nvr)) continue;
         const int64_t o = off + int64_t(vi) * VEC;
-        float wv[VEC], dsv[VEC], g[VEC];
+        float wv[VEC], bv[VEC], dsv[VEC], g[VEC];
         load_floats<float, VEC>(a.w + vi * VEC, true, wv);
+        load_floats<float, VEC>(a.b + vi * VEC, FY && a.b != nullptr, bv);
         load_floats<T, VEC>(ds + o, ds != nullptr, dsv);
 #pragma unroll
         for (int e = 0; e < VEC; ++e) {
-          const float xh = (to_float(sraw[i].v[e]) - m) * r;
+          const float xh = xhat_of<FY>(to_float(sraw[i].v[e]), m, r, bv[e], FY ? inv_weight(wv[e]) : 0.f);
           g[e] = r * (to_float(draw[i].v[e]) * wv[e] - ca - xh * cb) + dsv[e];
         }
         store_floats<T, VEC>(dx + o, g);
@@ -379,6 +398,7 @@ struct BwdCfArgs {
   const void* ds;
   const void* s;
   const float* w;
+  const float* b;  // with FY only (null: no bias)
   const float* mean;
   const float* rstd;
   const float* scale;
@@ -392,9 +412,10 @@ struct BwdCfArgs {
 
 // shared memory: s tile [C][row_s bytes], dy tile [C][row_dy bytes], then floats mean [P], rstd [P],
 // red [2][G][P], ca [P], cb [P], accw [C], accb [C]
-template <typename T, typename TY, int VEC>
+template <typename T, typename TY, int VEC, bool FY>
 struct BwdCf {
   using Args = BwdCfArgs;
+  using TS = std::conditional_t<FY, TY, T>;  // FY: the s tile holds the output y
   static constexpr int kMaxThreads = kThreads, kMinBlocks = 1;
   static constexpr int Q = 16 / (sizeof(T) > sizeof(TY) ? sizeof(T) : sizeof(TY));  // pixels per chunk read
 
@@ -402,7 +423,7 @@ struct BwdCf {
   static VMAMBA_HD void run(const Ctx& ctx, const Args& a, unsigned char* smem) {
     const TY* dy = static_cast<const TY*>(a.dy);
     const T* ds = static_cast<const T*>(a.ds);
-    const T* s = static_cast<const T*>(a.s);
+    const TS* s = static_cast<const TS*>(a.s);
     T* dx = static_cast<T*>(a.dx);
     T* dbr = static_cast<T*>(a.dbranch);
     const uint32_t t = ctx.tid(), nt = ctx.nthreads(), P = a.P, G = nt / P, px = t % P, cg = t / P;
@@ -430,24 +451,24 @@ struct BwdCf {
         const uint32_t c = f >> a.log2_npv, pv = f & (npv - 1), p = p0 + pv * VEC;
         const bool ok = p < a.HW;
         const int64_t o = img + int64_t(c) * a.HW + p;
-        AlignedVec<T, VEC> sv;
+        AlignedVec<TS, VEC> sv;
         AlignedVec<TY, VEC> dv;
         if (ok) {
-          sv = load_vec<T, VEC>(s + o);
+          sv = load_vec<TS, VEC>(s + o);
           dv = load_vec<TY, VEC>(dy + o);
         } else {
 #pragma unroll
           for (int e = 0; e < VEC; ++e) {
-            sv.v[e] = from_float<T>(0.f);
+            sv.v[e] = from_float<TS>(0.f);
             dv.v[e] = from_float<TY>(0.f);
           }
         }
-        store_vec<T, VEC>(reinterpret_cast<T*>(s_tile + size_t(c) * a.row_s) + pv * VEC, sv);
+        store_vec<TS, VEC>(reinterpret_cast<TS*>(s_tile + size_t(c) * a.row_s) + pv * VEC, sv);
         store_vec<TY, VEC>(reinterpret_cast<TY*>(d_tile + size_t(c) * a.row_dy) + pv * VEC, dv);
       }
       for (uint32_t q = t; q < P; q += nt) {
         const bool ok = p0 + q < a.HW;
-        st_mean[q] = ok ? a.mean[b * a.HW + p0 + q] : 0.f;
+        st_mean[q] = (ok && !FY) ? a.mean[b * a.HW + p0 + q] : 0.f;
         st_rstd[q] = ok ? a.rstd[b * a.HW + p0 + q] : 0.f;
       }
       ctx.sync();
@@ -456,10 +477,10 @@ struct BwdCf {
         const float m = st_mean[px], r = st_rstd[px];
         float s0 = 0.f, s1 = 0.f;
         for (uint32_t c = cg; c < a.C; c += G) {
-          const float sv = to_float(reinterpret_cast<const T*>(s_tile + size_t(c) * a.row_s)[px]);
+          const float sv = to_float(reinterpret_cast<const TS*>(s_tile + size_t(c) * a.row_s)[px]);
           const float gw = to_float(reinterpret_cast<const TY*>(d_tile + size_t(c) * a.row_dy)[px]) * a.w[c];
           s0 += gw;
-          s1 += gw * (sv - m) * r;
+          s1 += gw * (FY ? (sv - (a.b != nullptr ? a.b[c] : 0.f)) * inv_weight(a.w[c]) : (sv - m) * r);
         }
         red[cg * P + px] = s0;
         red[(G + cg) * P + px] = s1;
@@ -482,14 +503,14 @@ struct BwdCf {
         if (p >= a.HW) continue;
         const int64_t o = img + int64_t(c) * a.HW + p;
         float sv[VEC], dv[VEC], dsv[VEC], g[VEC];
-        load_floats<T, VEC>(reinterpret_cast<const T*>(s_tile + size_t(c) * a.row_s) + pv * VEC, true, sv);
+        load_floats<TS, VEC>(reinterpret_cast<const TS*>(s_tile + size_t(c) * a.row_s) + pv * VEC, true, sv);
         load_floats<TY, VEC>(reinterpret_cast<const TY*>(d_tile + size_t(c) * a.row_dy) + pv * VEC, true, dv);
         load_floats<T, VEC>(ds + o, ds != nullptr, dsv);
-        const float w = a.w[c];
+        const float w = a.w[c], bc = (FY && a.b != nullptr) ? a.b[c] : 0.f, iw = FY ? inv_weight(w) : 0.f;
 #pragma unroll
         for (int e = 0; e < VEC; ++e) {
           const uint32_t q = pv * VEC + e;
-          const float r = st_rstd[q], xh = (sv[e] - st_mean[q]) * r;
+          const float r = st_rstd[q], xh = xhat_of<FY>(sv[e], st_mean[q], r, bc, iw);
           g[e] = r * (dv[e] * w - ca[q] - xh * cb[q]) + dsv[e];
         }
         store_floats<T, VEC>(dx + o, g);
@@ -504,16 +525,17 @@ struct BwdCf {
         const uint32_t c = round * cpr + chan;
         float v[2] = {0.f, 0.f};
         if (c < a.C) {
-          const T* srow = reinterpret_cast<const T*>(s_tile + size_t(c) * a.row_s);
+          const TS* srow = reinterpret_cast<const TS*>(s_tile + size_t(c) * a.row_s);
           const TY* drow = reinterpret_cast<const TY*>(d_tile + size_t(c) * a.row_dy);
+          const float bc = (FY && a.b != nullptr) ? a.b[c] : 0.f, iw = FY ? inv_weight(a.w[c]) : 0.f;
           for (uint32_t k = seg; k < P / Q; k += a.cpt) {
             float sq[Q], dq[Q];
-            load_floats<T, Q>(srow + k * Q, true, sq);
+            load_floats<TS, Q>(srow + k * Q, true, sq);
             load_floats<TY, Q>(drow + k * Q, true, dq);
 #pragma unroll
             for (int e = 0; e < Q; ++e) {
               const uint32_t q = k * Q + e;
-              v[0] += dq[e] * (sq[e] - st_mean[q]) * st_rstd[q];
+              v[0] += dq[e] * xhat_of<FY>(sq[e], st_mean[q], st_rstd[q], bc, iw);
               v[1] += dq[e];
             }
           }
@@ -647,7 +669,9 @@ inline Plan make_fwd_plan(const FwdParams& p) {
 inline Plan make_bwd_plan(const BwdParams& p) {
   Plan pl;
   pl.threads = kThreads;
+  // es: x / dx; ed: dy; esv: the saved tensor (s, or y itself with from_y)
   const int es = dtype_size(p.x_dtype), ed = dtype_size(p.dy_dtype), base = std::max(es, ed);
+  const int esv = p.from_y ? ed : es;
   if (p.C < 1) {
     pl.error = "C must be >= 1";
     return pl;
@@ -655,7 +679,8 @@ inline Plan make_bwd_plan(const BwdParams& p) {
   const int64_t rows = p.B * p.HW;
   if (p.channels_last) {
     pl.vec = pick_vec(base, p.C, p.max_vec,
-                      {{p.dy, ed}, {p.ds, es}, {p.s, es}, {p.dx, es}, {p.dbranch, es}, {p.weight, 4}});
+                      {{p.dy, ed}, {p.ds, es}, {p.s, esv}, {p.dx, es}, {p.dbranch, es}, {p.weight, 4},
+                       {p.from_y ? p.bias : nullptr, 4}});
     plan_rows(pl, p.C, kBwdValues);
     if (pl.error != nullptr) return pl;
     const int64_t rpb = kThreads / pl.tpr;
@@ -666,17 +691,17 @@ inline Plan make_bwd_plan(const BwdParams& p) {
     return pl;
   }
   const int Q = 16 / base;
-  pl.vec = pick_vec(base, p.HW, p.max_vec, {{p.dy, ed}, {p.ds, es}, {p.s, es}, {p.dx, es}, {p.dbranch, es}});
+  pl.vec = pick_vec(base, p.HW, p.max_vec, {{p.dy, ed}, {p.ds, es}, {p.s, esv}, {p.dx, es}, {p.dbranch, es}});
   const uint32_t pmin = std::max<uint32_t>(std::max<uint32_t>(uint32_t(pl.vec), uint32_t(Q)), 8);
   uint32_t P;
   if (p.tile > 0) {
     P = std::max<uint32_t>(pow2_ceil(uint32_t(p.tile)), pmin);
   } else {
     P = std::max<uint32_t>(std::min<uint32_t>(pow2_ceil(uint32_t(std::min<int64_t>(p.HW, 1 << 20))), kThreads), pmin);
-    while (P > pmin && bwd_cf_shape(p.C, P, es, ed, Q).smem > kBwdSmemBudget) P >>= 1;
+    while (P > pmin && bwd_cf_shape(p.C, P, esv, ed, Q).smem > kBwdSmemBudget) P >>= 1;
   }
   if (P > uint32_t(kThreads)) P = kThreads;
-  const BwdCfShape sh = bwd_cf_shape(p.C, P, es, ed, Q);
+  const BwdCfShape sh = bwd_cf_shape(p.C, P, esv, ed, Q);
   pl.tile = int(P);
   pl.cpt = int(sh.cpt);
   pl.row_s = int(sh.row_s);
@@ -743,33 +768,38 @@ cudaError_t run_fwd(const Exec& ex, const FwdParams& p, const Plan& pl) {
   return cudaErrorInvalidValue;
 }
 
-template <class Exec, typename T, typename TY>
-cudaError_t run_bwd_dy(const Exec& ex, const BwdParams& p, const Plan& pl) {
+template <class Exec, typename T, typename TY, bool FY>
+cudaError_t run_bwd_from(const Exec& ex, const BwdParams& p, const Plan& pl) {
   constexpr bool wide = sizeof(T) == 4 || sizeof(TY) == 4;  // vectors of 4 (16 bytes of fp32), else 8
   const dim3 grid(unsigned(pl.blocks));
   const float inv_c = 1.0f / float(p.C);
   if (p.channels_last) {
-    const BwdClArgs a{p.dy, p.ds, p.s, p.weight, p.mean, p.rstd, p.scale, p.dx, p.dbranch, p.part,
+    const BwdClArgs a{p.dy, p.ds, p.s, p.weight, p.from_y ? p.bias : nullptr, p.mean, p.rstd, p.scale, p.dx, p.dbranch, p.part,
                       p.B * p.HW, p.HW, uint32_t(p.C), uint32_t(pl.nvr), uint32_t(pl.tpr), inv_c};
     switch (pl.vec) {
-      case 8: if constexpr (!wide) return ex.template launch<BwdCl<T, TY, 8>>(grid, pl.threads, pl.smem, a); break;
-      case 4: if constexpr (wide) return ex.template launch<BwdCl<T, TY, 4>>(grid, pl.threads, pl.smem, a); break;
-      case 2: if constexpr (!wide) return ex.template launch<BwdCl<T, TY, 2>>(grid, pl.threads, pl.smem, a); break;
-      default: return ex.template launch<BwdCl<T, TY, 1>>(grid, pl.threads, pl.smem, a);
+      case 8: if constexpr (!wide) return ex.template launch<BwdCl<T, TY, 8, FY>>(grid, pl.threads, pl.smem, a); break;
+      case 4: if constexpr (wide) return ex.template launch<BwdCl<T, TY, 4, FY>>(grid, pl.threads, pl.smem, a); break;
+      case 2: if constexpr (!wide) return ex.template launch<BwdCl<T, TY, 2, FY>>(grid, pl.threads, pl.smem, a); break;
+      default: return ex.template launch<BwdCl<T, TY, 1, FY>>(grid, pl.threads, pl.smem, a);
     }
     return cudaErrorInvalidValue;
   }
   const uint32_t P = uint32_t(pl.tile);
-  const BwdCfArgs a{p.dy, p.ds, p.s, p.weight, p.mean, p.rstd, p.scale, p.dx, p.dbranch, p.part, p.B,
+  const BwdCfArgs a{p.dy, p.ds, p.s, p.weight, p.from_y ? p.bias : nullptr, p.mean, p.rstd, p.scale, p.dx, p.dbranch, p.part, p.B,
                     uint32_t(p.C), uint32_t(p.HW), P, log2u(P / uint32_t(pl.vec)), uint32_t(pl.tiles),
                     uint32_t(pl.cpt), uint32_t(pl.row_s), uint32_t(pl.row_dy), inv_c};
   switch (pl.vec) {
-    case 8: if constexpr (!wide) return ex.template launch<BwdCf<T, TY, 8>>(grid, pl.threads, pl.smem, a); break;
-    case 4: if constexpr (wide) return ex.template launch<BwdCf<T, TY, 4>>(grid, pl.threads, pl.smem, a); break;
-    case 2: if constexpr (!wide) return ex.template launch<BwdCf<T, TY, 2>>(grid, pl.threads, pl.smem, a); break;
-    default: return ex.template launch<BwdCf<T, TY, 1>>(grid, pl.threads, pl.smem, a);
+    case 8: if constexpr (!wide) return ex.template launch<BwdCf<T, TY, 8, FY>>(grid, pl.threads, pl.smem, a); break;
+    case 4: if constexpr (wide) return ex.template launch<BwdCf<T, TY, 4, FY>>(grid, pl.threads, pl.smem, a); break;
+    case 2: if constexpr (!wide) return ex.template launch<BwdCf<T, TY, 2, FY>>(grid, pl.threads, pl.smem, a); break;
+    default: return ex.template launch<BwdCf<T, TY, 1, FY>>(grid, pl.threads, pl.smem, a);
   }
   return cudaErrorInvalidValue;
+}
+
+template <class Exec, typename T, typename TY>
+cudaError_t run_bwd_dy(const Exec& ex, const BwdParams& p, const Plan& pl) {
+  return p.from_y ? run_bwd_from<Exec, T, TY, true>(ex, p, pl) : run_bwd_from<Exec, T, TY, false>(ex, p, pl);
 }
 
 template <class Exec, typename T>

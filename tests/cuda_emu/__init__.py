@@ -80,7 +80,7 @@ class Emu:
         i64, i32, f32 = ctypes.c_int64, ctypes.c_int, ctypes.c_float
         vp, cp = ctypes.c_void_p, ctypes.c_char_p
         self.lib.emu_ln_fwd.argtypes = [vp] * 9 + [i64, i64, i64, f32] + [i32] * 7 + [cp, i32]
-        self.lib.emu_ln_bwd.argtypes = [vp] * 11 + [i64, i64, i64] + [i32] * 7 + [cp, i32]
+        self.lib.emu_ln_bwd.argtypes = [vp] * 12 + [i64, i64, i64] + [i32] * 8 + [cp, i32]
         self.lib.emu_dw.argtypes = [vp] * 7 + [i32] + [i64] * 4 + [i32] * 7 + [cp, i32]
         self.lib.emu_ss2d.argtypes = [i32] + [vp] * 13 + [i64] * 4 + [i32] * 14 + [cp, i32]
 
@@ -109,16 +109,21 @@ class Emu:
         return (y, s, mean, rstd), info.value.decode()
 
     def ln_bwd(self, dy, ds, s, weight, has_bias, mean, rstd, scale, has_branch, channels_last, max_vec=0, tile=0,
-               blocks=0, num_sms=132):
+               blocks=0, num_sms=132, from_y=None):
+        """from_y: (y, bias, x_dtype) for the backward from the output (s is then ignored; mean may be None)."""
         B, C, HW = self._dims(s, channels_last)
-        dx = poisoned(s.shape, s.dtype)
-        dbranch = poisoned(s.shape, s.dtype) if has_branch else None
+        x_dtype = s.dtype if from_y is None else from_y[2]
+        saved = s if from_y is None else from_y[0]
+        bias = None if from_y is None else from_y[1]
+        dx = poisoned(s.shape, x_dtype)
+        dbranch = poisoned(s.shape, x_dtype) if has_branch else None
         dweight = poisoned((C,), torch.float32)
         dbias = poisoned((C,), torch.float32) if has_bias else None
         info = ctypes.create_string_buffer(512)
-        rc = self.lib.emu_ln_bwd(_ptr(dy), _ptr(ds), _ptr(s), _ptr(weight), _ptr(mean), _ptr(rstd), _ptr(scale),
-                                 _ptr(dx), _ptr(dbranch), _ptr(dweight), _ptr(dbias), B, C, HW, int(channels_last),
-                                 DTYPE_CODE[s.dtype], DTYPE_CODE[dy.dtype], max_vec, tile, blocks, num_sms, info, 512)
+        rc = self.lib.emu_ln_bwd(_ptr(dy), _ptr(ds), _ptr(saved), _ptr(weight), _ptr(mean if from_y is None else None),
+                                 _ptr(rstd), _ptr(scale), _ptr(dx), _ptr(dbranch), _ptr(dweight), _ptr(dbias),
+                                 _ptr(bias), B, C, HW, int(channels_last), DTYPE_CODE[x_dtype], DTYPE_CODE[dy.dtype],
+                                 int(from_y is not None), max_vec, tile, blocks, num_sms, info, 512)
         if rc != 0:
             raise RuntimeError(info.value.decode())
         return (dx, dbranch, dweight, dbias), info.value.decode()

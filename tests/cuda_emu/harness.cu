@@ -63,11 +63,12 @@ int emu_ln_fwd(const void* x, const void* branch, const float* scale, const floa
 }
 
 int emu_ln_bwd(const void* dy, const void* ds, const void* s, const float* w, const float* mean, const float* rstd,
-               const float* scale, void* dx, void* dbranch, float* dweight, float* dbias, int64_t B, int64_t C, int64_t HW,
-               int channels_last, int x_dtype, int dy_dtype, int max_vec, int tile, int blocks, int num_sms, char* info,
-               int info_len) {
+               const float* scale, void* dx, void* dbranch, float* dweight, float* dbias, const float* bias, int64_t B,
+               int64_t C, int64_t HW, int channels_last, int x_dtype, int dy_dtype, int from_y, int max_vec, int tile,
+               int blocks, int num_sms, char* info, int info_len) {
   using namespace vmamba::ln;
   BwdParams p;
+  p.bias = bias; p.from_y = from_y != 0;
   p.dy = dy; p.ds = ds; p.s = s; p.weight = w; p.mean = mean; p.rstd = rstd; p.scale = scale; p.dx = dx;
   p.dbranch = dbranch; p.dweight = dweight; p.dbias = dbias; p.B = B; p.C = C; p.HW = HW;
   p.channels_last = channels_last != 0; p.x_dtype = x_dtype; p.dy_dtype = dy_dtype; p.max_vec = max_vec; p.tile = tile;

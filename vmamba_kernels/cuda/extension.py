@@ -131,9 +131,12 @@ def add_layer_norm_fwd(x, branch, weight, bias, branch_scale, eps, channels_last
                                                 bool(channels_last), out_dtype))
 
 
-def add_layer_norm_bwd(dy, ds, s, weight, bias, mean, rstd, branch_scale, has_branch, channels_last, x_dtype):
+def add_layer_norm_bwd(dy, ds, s, weight, bias, mean, rstd, branch_scale, has_branch, channels_last, x_dtype,
+                       from_y=False):
+    """from_y: `s` is the norm's output y (dy's dtype) and xhat = (y - bias) / weight (mean unused)."""
     dx, dbranch, dweight, dbias = _op("add_layer_norm_bwd")(
-        dy, ds, s, weight, bias, mean, rstd, branch_scale, bool(has_branch), bool(channels_last), x_dtype)
+        dy, ds, s, weight, bias, None if from_y else mean, rstd, branch_scale, bool(has_branch), bool(channels_last),
+        x_dtype, bool(from_y))
     # the op returns empty tensors for an absent branch / bias; the contract wants None
     return dx, (dbranch if has_branch else None), dweight, (dbias if bias is not None else None)
 

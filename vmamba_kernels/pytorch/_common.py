@@ -34,6 +34,11 @@ def _channels_last_view(t, channels_last):
     return t if channels_last else t.movedim(1, -1)
 
 
+# the backward from the output reads weights of smaller magnitude as +-MIN_WEIGHT (a zero weight leaves no trace
+# of xhat in y; the clamp keeps the division finite): csrc/layer_norm/layer_norm.h's kMinWeight
+MIN_WEIGHT = 1e-5
+
+
 def add_layer_norm_fwd(x, branch, weight, bias, branch_scale, eps, channels_last, out_dtype):
     y, s = add_layer_norm_ref(x, branch, weight, bias, branch_scale, eps, channels_last, out_dtype)
     y = y.contiguous()  # custom-op outputs are contiguous (the fake tensors say so)
@@ -42,14 +47,22 @@ def add_layer_norm_fwd(x, branch, weight, bias, branch_scale, eps, channels_last
     return y, s, mean.flatten(1).contiguous(), torch.rsqrt(var + eps).flatten(1).contiguous()
 
 
-def add_layer_norm_bwd(dy, ds, s, weight, bias, mean, rstd, branch_scale, has_branch, channels_last, x_dtype):
-    """g = ds + rstd * (w dy - mean(w dy) - xhat mean(w dy xhat)) over the channels; dw = sum dy xhat."""
-    ct = mean.dtype
+def add_layer_norm_bwd(dy, ds, s, weight, bias, mean, rstd, branch_scale, has_branch, channels_last, x_dtype,
+                       from_y=False):
+    """g = ds + rstd * (w dy - mean(w dy) - xhat mean(w dy xhat)) over the channels; dw = sum dy xhat.
+    xhat = (s - mean) * rstd, or with from_y (s is then the norm's output y) (y - bias) / weight, |weight|
+    clamped at MIN_WEIGHT (the cuda kernels' kMinWeight)."""
+    ct = rstd.dtype
     B = s.shape[0]
     sc = _channels_last_view(s.to(ct), channels_last)
     dyc = _channels_last_view(dy.to(ct), channels_last)
-    m, r = mean.view(*sc.shape[:-1], 1), rstd.view(*sc.shape[:-1], 1)
-    xhat = (sc - m) * r
+    r = rstd.view(*sc.shape[:-1], 1)
+    if from_y:
+        w = weight.to(ct)
+        w = torch.where(w.abs() < MIN_WEIGHT, torch.where(w < 0, -MIN_WEIGHT, MIN_WEIGHT), w)
+        xhat = (sc - (bias.to(ct) if bias is not None else 0.0)) / w
+    else:
+        xhat = (sc - mean.view(*sc.shape[:-1], 1)) * r
     wdy = dyc * weight.to(ct)
     g = r * (wdy - wdy.mean(-1, keepdim=True) - xhat * (wdy * xhat).mean(-1, keepdim=True))
     dweight = (dyc * xhat).reshape(-1, sc.shape[-1]).sum(0).to(weight.dtype)

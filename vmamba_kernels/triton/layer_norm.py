@@ -28,6 +28,9 @@ import triton.language as tl
 
 from .tuning import interpret, launch_plan, np2, sm_count
 
+# the backward from the output reads weights of smaller magnitude as +-MIN_WEIGHT (the cuda kernels' kMinWeight)
+MIN_WEIGHT = tl.constexpr(1e-5)
+
 
 @triton.jit
 def _pixels(pid_p, pid_b, C, HW, NPIX, CHANNELS_LAST: tl.constexpr, BLOCK_P: tl.constexpr):
@@ -118,12 +121,20 @@ def _add_ln_fwd_kernel(X, BR, SCALE, W, BIAS, S, Y, MEAN, RSTD, C, HW_UNITS, NPI
 
 
 @triton.jit
-def _ln_bwd_load(DY, S, W, off, m, cm, c, mean, rstd):
-    """(xhat, dy, dy * w) of one tile in fp32 (zero outside the tile)."""
+def _ln_bwd_load(DY, S, W, BIAS, off, m, cm, c, mean, rstd, FROM_Y: tl.constexpr, HAS_BIAS: tl.constexpr):
+    """(xhat, dy, dy * w) of one tile in fp32 (zero outside the tile). FROM_Y: S holds the output y and
+    xhat = (y - bias) / weight, |weight| clamped at MIN_WEIGHT (as the cuda kernels)."""
     s = tl.load(S + off, mask=m, other=0.0).to(tl.float32)
     dy = tl.load(DY + off, mask=m, other=0.0).to(tl.float32)
-    xhat = tl.where(m, (s - mean[:, None]) * rstd[:, None], 0.0)
-    return xhat, dy, dy * tl.load(W + c, mask=cm, other=0.0)[None, :]
+    w = tl.load(W + c, mask=cm, other=1.0)
+    if FROM_Y:
+        wc = tl.where(tl.abs(w) < MIN_WEIGHT, tl.where(w < 0, -MIN_WEIGHT, MIN_WEIGHT), w)
+        if HAS_BIAS:
+            s = s - tl.load(BIAS + c, mask=cm, other=0.0)[None, :]
+        xhat = tl.where(m, s / wc[None, :], 0.0)
+    else:
+        xhat = tl.where(m, (s - mean[:, None]) * rstd[:, None], 0.0)
+    return xhat, dy, dy * tl.where(cm, w, 0.0)[None, :]
 
 
 @triton.jit
@@ -141,11 +152,11 @@ def _ln_bwd_store(DS, SCALE, DX, DBR, off, m, ok, img, xhat, wdy, rstd, c1, c2,
 
 
 @triton.jit
-def _add_ln_bwd_kernel(DY, DS, S, W, SCALE, MEAN, RSTD, DX, DBR, PW, PB, C, HW_UNITS, NPIX,
+def _add_ln_bwd_kernel(DY, DS, S, W, BIAS, SCALE, MEAN, RSTD, DX, DBR, PW, PB, C, HW_UNITS, NPIX,
                        P_BLOCKS, N_BLOCKS, ITERS,
                        HWA: tl.constexpr, CHANNELS_LAST: tl.constexpr, HAS_DS: tl.constexpr,
                        HAS_BRANCH: tl.constexpr, HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr,
-                       SINGLE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
+                       FROM_Y: tl.constexpr, SINGLE: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):
     HW = HW_UNITS * HWA
     pid = tl.program_id(0)
     G = tl.num_programs(0)
@@ -156,13 +167,16 @@ def _add_ln_bwd_kernel(DY, DS, S, W, SCALE, MEAN, RSTD, DX, DBR, PW, PB, C, HW_U
         t = pid + it * G
         r, ok, img, base, cstride = _pixels(t % P_BLOCKS, t // P_BLOCKS, C, HW, NPIX, CHANNELS_LAST, BLOCK_P)
         ok = ok & (t < N_BLOCKS)
-        mean = tl.load(MEAN + r, mask=ok, other=0.0)
         rstd = tl.load(RSTD + r, mask=ok, other=0.0)
+        if FROM_Y:  # mean is not needed (MEAN is a stand-in)
+            mean = rstd
+        else:
+            mean = tl.load(MEAN + r, mask=ok, other=0.0)
         if SINGLE:  # the whole tile stays in registers
             cm = cc < C
             m = ok[:, None] & cm[None, :]
             off = base[:, None] + cc[None, :] * cstride
-            xhat, dy, wdy = _ln_bwd_load(DY, S, W, off, m, cm, cc, mean, rstd)
+            xhat, dy, wdy = _ln_bwd_load(DY, S, W, BIAS, off, m, cm, cc, mean, rstd, FROM_Y, HAS_BIAS)
             c1 = tl.sum(xhat * wdy, 1) / C
             c2 = tl.sum(wdy, 1) / C
             _ln_bwd_store(DS, SCALE, DX, DBR, off, m, ok, img, xhat, wdy, rstd, c1, c2,
@@ -176,7 +190,8 @@ def _add_ln_bwd_kernel(DY, DS, S, W, SCALE, MEAN, RSTD, DX, DBR, PW, PB, C, HW_U
                 c = c0 + cc
                 cm = c < C
                 m = ok[:, None] & cm[None, :]
-                xhat, dy, wdy = _ln_bwd_load(DY, S, W, base[:, None] + c[None, :] * cstride, m, cm, c, mean, rstd)
+                xhat, dy, wdy = _ln_bwd_load(DY, S, W, BIAS, base[:, None] + c[None, :] * cstride, m, cm, c, mean, rstd,
+                                             FROM_Y, HAS_BIAS)
                 c1 += tl.sum(xhat * wdy, 1)
                 c2 += tl.sum(wdy, 1)
             c1 = c1 / C
@@ -186,7 +201,7 @@ def _add_ln_bwd_kernel(DY, DS, S, W, SCALE, MEAN, RSTD, DX, DBR, PW, PB, C, HW_U
                 cm = c < C
                 m = ok[:, None] & cm[None, :]
                 off = base[:, None] + c[None, :] * cstride
-                xhat, dy, wdy = _ln_bwd_load(DY, S, W, off, m, cm, c, mean, rstd)
+                xhat, dy, wdy = _ln_bwd_load(DY, S, W, BIAS, off, m, cm, c, mean, rstd, FROM_Y, HAS_BIAS)
                 _ln_bwd_store(DS, SCALE, DX, DBR, off, m, ok, img, xhat, wdy, rstd, c1, c2,
                               HAS_DS, HAS_BRANCH, HAS_SCALE)
                 pm = cm & (t < N_BLOCKS)  # one scratch row per pixel block, written once
@@ -289,9 +304,11 @@ def _bwd_programs(n_blocks: int, device: torch.device) -> int:
 def add_layer_norm_bwd(dy: torch.Tensor, ds: Optional[torch.Tensor], s: torch.Tensor, weight: torch.Tensor,
                        bias: Optional[torch.Tensor], mean: torch.Tensor, rstd: torch.Tensor,
                        branch_scale: Optional[torch.Tensor], has_branch: bool, channels_last: bool,
-                       x_dtype: torch.dtype, block_p: Optional[int] = None, block_c: Optional[int] = None):
+                       x_dtype: torch.dtype, block_p: Optional[int] = None, block_c: Optional[int] = None,
+                       from_y: bool = False):
     """(dx, dbranch, dweight, dbias): g = ds + dLN/ds . dy in fp32; dx = g, dbranch = g * branch_scale[b]
-    (None without a branch), both in x_dtype; dweight / dbias fp32 (dbias None without a bias)."""
+    (None without a branch), both in x_dtype; dweight / dbias fp32 (dbias None without a bias).
+    from_y: `s` is the norm's output y and xhat = (y - bias) / weight (mean is not read)."""
     B, C, HW = _dims(s, channels_last)
     dx = torch.empty(s.shape, dtype=x_dtype, device=s.device)
     dbr = torch.empty(s.shape, dtype=x_dtype, device=s.device) if has_branch else None
@@ -307,11 +324,12 @@ def add_layer_norm_bwd(dy: torch.Tensor, ds: Optional[torch.Tensor], s: torch.Te
     pb = torch.empty(rows, C, dtype=torch.float32, device=s.device) if bias is not None else pw
     hwa = _hw_align(HW)
     _add_ln_bwd_kernel[(G,)](
-        dy, dy if ds is None else ds, s, weight, weight if branch_scale is None else branch_scale,
-        mean, rstd, dx, dx if dbr is None else dbr, pw, pb, C, HW // hwa, B * HW,
+        dy, dy if ds is None else ds, s, weight, weight if bias is None else bias,
+        weight if branch_scale is None else branch_scale, rstd if mean is None else mean, rstd, dx,
+        dx if dbr is None else dbr, pw, pb, C, HW // hwa, B * HW,
         p_blocks, n_blocks, triton.cdiv(n_blocks, G),
         HWA=hwa, CHANNELS_LAST=channels_last, HAS_DS=ds is not None, HAS_BRANCH=has_branch,
-        HAS_SCALE=has_branch and branch_scale is not None, HAS_BIAS=bias is not None,
+        HAS_SCALE=has_branch and branch_scale is not None, HAS_BIAS=bias is not None, FROM_Y=bool(from_y),
         SINGLE=single, BLOCK_P=bp, BLOCK_C=bc, num_warps=nw)
     dweight = pw.sum(0)  # fixed-order reduction of the partial rows
     dbias = pb.sum(0) if bias is not None else None
