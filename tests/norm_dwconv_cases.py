@@ -41,8 +41,7 @@ import pytest
 import torch
 
 from reference import add_layer_norm, dwconv2d
-from vmamba_kernels.cuda import MAX_LN_CHANNELS as CUDA_MAX_LN_CHANNELS
-from vmamba_kernels.cuda import MAX_LN_CHANNELS_FIRST as CUDA_MAX_LN_CHANNELS_FIRST
+from vmamba_kernels.cuda import ln_refusal as cuda_ln_refusal
 from tests.scan_cases import assert_close
 
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -130,9 +129,10 @@ def load_impl(name: str, triton_reason: Optional[str] = None) -> SimpleNamespace
     device = "cuda" if torch.cuda.is_available() else "cpu"
     # triton takes any odd K; an impl may declare the sizes it supports (default 3 only)
     sizes = (1, 3, 5, 7) if name == "triton" else (sizes or (3,))
-    # the cuda kernels keep a row of channels on chip: at most CUDA_MAX_LN_CHANNELS (dispatch refuses more)
-    max_ln = (CUDA_MAX_LN_CHANNELS_FIRST, CUDA_MAX_LN_CHANNELS) if name == "cuda" else None  # by channels_last
-    return SimpleNamespace(name=name, device=device, dwconv_kernel_sizes=tuple(sizes), max_ln_channels=max_ln,
+    # the cuda kernels keep a row of channels on chip, channels first a tile of them in shared memory: what they
+    # cannot take, dispatch refuses (vmamba_kernels.cuda.ln_refusal)
+    ln_refuses = cuda_ln_refusal if name == "cuda" else None
+    return SimpleNamespace(name=name, device=device, dwconv_kernel_sizes=tuple(sizes), ln_refusal=ln_refuses,
                            **funcs)
 
 
@@ -269,13 +269,18 @@ def ln_reference(case: LNCase, x, branch, weight, bias, scale, dy, ds):
     return y.detach(), s.detach(), g
 
 
+def _skip_refused(impl, case: LNCase) -> None:
+    refusal = getattr(impl, "ln_refusal", None)
+    why = refusal and refusal(case.C, case.channels_last, case.dtype, case.out_dtype or case.dtype)
+    if why:
+        pytest.skip(f"impl {impl.name}: {why} (dispatch refuses it)")
+
+
 def check_add_layer_norm(impl, case: LNCase, errors: Optional[dict] = None, **blocks):
     """Forward and backward of impl against the float64 reference; errors (when given) collects the
     observed max relative errors by (tensor name, dtype of its tolerance); blocks: triton's block
     overrides."""
-    limit = getattr(impl, "max_ln_channels", None)
-    if limit is not None and case.C > limit[case.channels_last]:
-        pytest.skip(f"impl {impl.name} takes at most {limit[case.channels_last]} channels here (dispatch refuses more)")
+    _skip_refused(impl, case)
     dev = impl.device
     x, branch, weight, bias, scale, dy, ds = ln_inputs(case, dev)
     y, s, mean, rstd = impl.add_layer_norm_fwd(x, branch, weight, bias, scale, EPS, case.channels_last,
@@ -339,9 +344,7 @@ def check_add_layer_norm_from_y(impl, case: LNCase, **blocks):
     gradients. xhat is rebuilt from y rounded to its dtype, so the gradients carry y's rounding divided by
     |weight|: weights are drawn with |w| in [0.5, 1.5] and the tolerance is that of the coarser of x's and
     y's dtypes (for a weight near 0 the rebuilt xhat is only as good as y's rounding over |w|: documented)."""
-    limit = getattr(impl, "max_ln_channels", None)
-    if limit is not None and case.C > limit[case.channels_last]:
-        pytest.skip(f"impl {impl.name} takes at most {limit[case.channels_last]} channels here")
+    _skip_refused(impl, case)
     x, branch, weight, bias, scale, dy, ds = ln_inputs(case, impl.device)
     sign = torch.where(torch.rand(case.C, device=weight.device) < 0.3, -1.0, 1.0)
     weight = (torch.rand(case.C, device=weight.device) + 0.5) * sign

@@ -292,9 +292,9 @@ def test_built_extension_norm_dwconv_schemas():
         "vmamba_cuda::add_layer_norm_fwd(Tensor x, Tensor? branch, Tensor weight, Tensor? bias, Tensor? branch_scale, "
         "float eps, bool channels_last, ScalarType? out_dtype) -> (Tensor, Tensor, Tensor, Tensor)")
     assert schemas["add_layer_norm_bwd"] == (
-        "vmamba_cuda::add_layer_norm_bwd(Tensor dy, Tensor? ds, Tensor s, Tensor weight, Tensor? bias, Tensor mean, "
-        "Tensor rstd, Tensor? branch_scale, bool has_branch, bool channels_last, ScalarType x_dtype) "
-        "-> (Tensor, Tensor, Tensor, Tensor)")
+        "vmamba_cuda::add_layer_norm_bwd(Tensor dy, Tensor? ds, Tensor s, Tensor weight, Tensor? bias, Tensor? mean, "
+        "Tensor rstd, Tensor? branch_scale, bool has_branch, bool channels_last, ScalarType x_dtype, "
+        "bool from_y=False) -> (Tensor, Tensor, Tensor, Tensor)")
     assert schemas["dwconv2d_fwd"] == (
         "vmamba_cuda::dwconv2d_fwd(Tensor x, Tensor weight, Tensor? bias, str act, bool channels_last) -> Tensor")
     assert schemas["dwconv2d_bwd"] == (

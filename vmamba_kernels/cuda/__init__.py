@@ -83,19 +83,49 @@ def _aux_shape(batch, KD, L, N, dtype):
 
 
 MAX_LN_CHANNELS = 4096  # the add_layer_norm kernels keep a pixel's channels on chip (csrc/layer_norm/)
-# channels-first, the backward's smallest tile of pixels x channels must fit in shared memory: C = 2048
-# float32 did not on the H200 (2026-12-02 GPU tests), 1024 passed in every dtype
-MAX_LN_CHANNELS_FIRST = 1024
+LN_SMEM_MAX = 200 * 1024  # csrc/layer_norm/layer_norm_body.cuh kSmemMax: the most shared memory a plan asks for
+
+
+def ln_cf_bwd_smem(C: int, x_bytes: int, y_bytes: int) -> int:
+    """Bytes of shared memory of the channels-first add_layer_norm backward at its smallest tile (8 pixels x C
+    channels), as csrc/layer_norm/layer_norm_body.cuh's bwd_cf_shape counts them: x / dx elements of x_bytes,
+    dy (y's dtype) of y_bytes, and the saved tensor (s, or y itself in the backward from the output) taken as
+    the wider of the two. The plan refuses C when this exceeds LN_SMEM_MAX: channels first, float32 in and out
+    takes at most 1948 channels, float32 in and 16-bit out 2814 (VMamba-B's out_norm: 2048)."""
+    P, Q = 8, 16 // max(x_bytes, y_bytes)
+    cpt = 1
+    while cpt * 2 <= 32 and cpt * 2 * C <= 256 and cpt * 2 <= P // Q:
+        cpt *= 2
+
+    def row(e):  # padded_row: 16-byte units, cpt times an odd number (bank spread)
+        units = (P * e + 15) // 16
+        while cpt < 8 and units % (2 * cpt) != cpt:
+            units += 1
+        return units * 16
+
+    return C * (row(max(x_bytes, y_bytes)) + row(y_bytes)) + 4 * P * 4 + 2 * 256 * 4 + 2 * C * 4
+
+
+def ln_refusal(C: int, channels_last: bool, x_dtype: torch.dtype, out_dtype: torch.dtype):
+    """Why the cuda add_layer_norm kernels cannot take C channels in this layout and these dtypes, or None."""
+    if C > MAX_LN_CHANNELS:
+        return f"add_layer_norm takes at most {MAX_LN_CHANNELS} channels, not {C}"
+    if not channels_last:
+        need = ln_cf_bwd_smem(C, x_dtype.itemsize, out_dtype.itemsize)
+        if need > LN_SMEM_MAX:
+            return (f"add_layer_norm channels first with {C} channels ({x_dtype} in, {out_dtype} out): the backward's "
+                    f"smallest tile needs {need // 1024} KB of shared memory, more than {LN_SMEM_MAX // 1024} KB "
+                    f"(a 16-bit out_dtype needs less; channels last takes up to {MAX_LN_CHANNELS})")
+    return None
 MAX_SS2D_ROW = 96  # ss2d_core: R + 2N per route staged in shared memory (csrc/ss2d_core/ss2d_core.h kMaxComp)
 
 
 def _limits(op, args) -> list:
     if op == "add_layer_norm":
         C = args.x.shape[-1] if args.channels_last else args.x.shape[1]
-        limit = MAX_LN_CHANNELS if args.channels_last else MAX_LN_CHANNELS_FIRST
-        if C > limit:
-            return [f"add_layer_norm takes at most {limit} channels {'last' if args.channels_last else 'first'}, "
-                    f"not {C}"]
+        why = ln_refusal(C, args.channels_last, args.x.dtype, args.out_dtype)
+        if why is not None:
+            return [why]
     if op == "ss2d_core":
         row = args.x_proj_weight.shape[1]
         if row > MAX_SS2D_ROW:
