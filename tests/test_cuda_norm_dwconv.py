@@ -437,7 +437,17 @@ def _gpu_dw(ops, act, channels_last):
 
 
 LN_SHAPES = [(1, 1, 1, 1), (2, 3, 1, 7), (3, 96, 7, 1), (2, 130, 7, 7), (1, 768, 13, 13), (2, 96, 14, 14),
-             (1, 96, 56, 56), (3, 768, 7, 7), (2, 192, 28, 28), (2, 3072, 7, 7), (1, 4096, 2, 3)]
+             (1, 96, 56, 56), (3, 768, 7, 7), (2, 192, 28, 28), (2, 3072, 7, 7), (1, 4096, 2, 3),
+             (2, 1536, 7, 7), (1, 2048, 5, 5)]  # VMamba-S / -B's stage-4 out_norm (channels first: the shared-memory limit)
+
+
+def _cf_refused(shape, channels_last, dtype, variant):
+    """The dispatcher's refusal of the cuda kernels for these inputs (channels first: the backward's tile of
+    C channels in shared memory), or None."""
+    from vmamba_kernels.cuda import ln_refusal
+
+    out = _other(dtype) if LN_VARIANTS[variant][3] == "other" else dtype
+    return ln_refusal(shape[1], channels_last, dtype, out)
 
 
 @pytest.mark.gpu
