@@ -147,8 +147,10 @@ def parse_args(argv=None):
                         "the fused op of IMPL with the rest on --impl (label ':core_IMPL'), or a comma list "
                         "measured in turn in the same run (both = auto,off); --path unfused always runs the chain")
     p.add_argument("--layout", choices=["model", "channels_last", "channels_first", "both"], default="model",
-                   help="VMamba models' activation layout: the variant's own (default), or forced (impl label "
-                        "':cl' / ':cf'); weights and results are the same, only the speed differs")
+                   help="VMamba models' activation layout: what create_model gives (default: channels last, "
+                        "models.registry.DEFAULT_CHANNELS_LAST), or forced (impl label ':cl' / ':cf'; channels_first "
+                        "is the v2 variants' released layout); weights and results are the same, only the speed "
+                        "differs")
     p.add_argument("--recompute", default="default", metavar="default|all|none|PART[+PART...][,...]",
                    help="VMamba models' training recompute (VSSM.set_recompute): what the backward rebuilds instead "
                         "of keeping: all, none, or parts (norms, delta, routes, mlp) joined by '+', e.g. "

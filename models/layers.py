@@ -17,7 +17,10 @@ from .fused import add_norm, as_dtype as _as, autocast_dtype
 
 class Linear(nn.Linear):
     """nn.Linear (same parameters, same result) that can keep its autocast weight casts across inference
-    calls: `weight_cache` (VSSM.set_weight_cache; models/weight_cache.py says when that is safe)."""
+    calls: `weight_cache` (VSSM.set_weight_cache; models/weight_cache.py says when that is safe).
+
+    A checkpoint holding the 1x1-conv shape (out, in, 1, 1), as the official channels-first code's Linear2d
+    saves it in one of its spellings, also loads (reshaped on load), so either layout takes either checkpoint."""
 
     weight_cache = False
 
@@ -27,16 +30,6 @@ class Linear(nn.Linear):
     def _project(self, x, weight, bias):
         return F.linear(x, weight, bias)
 
-
-class Linear2d(Linear):
-    """A Linear applied to the channel axis of a (B, C, H, W) map as a 1x1 convolution.
-
-    The weight keeps the Linear shape (out, in), so state_dicts match nn.Linear's; a checkpoint
-    holding the conv shape (out, in, 1, 1) also loads (it is reshaped on load)."""
-
-    def _project(self, x, weight, bias):
-        return F.conv2d(x, weight[:, :, None, None], bias)
-
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):
         key = prefix + "weight"
@@ -45,6 +38,14 @@ class Linear2d(Linear):
             state_dict[key] = w.reshape(w.shape[0], w.shape[1])
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                                       error_msgs)
+
+
+class Linear2d(Linear):
+    """A Linear applied to the channel axis of a (B, C, H, W) map as a 1x1 convolution. The weight keeps the
+    Linear shape (out, in), so state_dicts match nn.Linear's."""
+
+    def _project(self, x, weight, bias):
+        return F.conv2d(x, weight[:, :, None, None], bias)
 
 
 class Conv2d(nn.Conv2d):

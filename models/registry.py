@@ -97,6 +97,13 @@ def model_configs() -> dict:
     return out
 
 
+# the layout create_model gives a model unless told otherwise: channels last measured faster in every mode on the
+# H200 (batch 128, AMP, impl cuda; reports/logs/2026-12-04_training_memory_H200.md): VMamba-T 8107 / 2654 img/s
+# inference / training against 5683 / 1938 channels first in one run; VMamba-S 4209 / 1353 and -B 3163 / 1033
+# against 3044 / 1015 and 2314 / 774 channels first in a later run
+DEFAULT_CHANNELS_LAST = True
+
+
 def get_config(name: str, **overrides) -> VMambaConfig:
     cfg = CONFIGS[_canonical(name)]
     if "channel_first" in overrides:  # the old name of the layout override
@@ -124,11 +131,17 @@ def create_model(name: str, impl=None, pretrained=None, num_classes: int = 1000,
     pretrained: None/False, or a path to a checkpoint file ("model" / "model_ema" entry or a bare
         state_dict). True is refused (no downloads): the error gives the release URL.
     num_classes: classifier size (a checkpoint's head is skipped when it does not match).
-    overrides: any VMambaConfig field (e.g. channels_last=True, the same as norm_layer="ln"; drop_path_rate,
+    overrides: any VMambaConfig field (e.g. channels_last=False, the same as norm_layer="ln2d"; drop_path_rate,
         depths, forward_type), plus fallback=bool, features_only=bool, out_indices=(...),
         checkpoint_key="model"|"model_ema", allow_pickle=bool (see load_checkpoint).
+
+    Layout: every model runs channels last (B, H, W, C) unless `channels_last=False` (or a norm_layer) is given,
+    also the v2 variants released channels first (ln2d; `model_configs()` still reports the released layout).
+    The weights, state_dict and logits are the same in both; DEFAULT_CHANNELS_LAST says why.
     """
     canonical = _canonical(name)
+    if not {"channels_last", "channel_first", "norm_layer"} & overrides.keys():
+        overrides["channels_last"] = DEFAULT_CHANNELS_LAST
     fallback = overrides.pop("fallback", False)
     features_only = overrides.pop("features_only", False)
     out_indices = overrides.pop("out_indices", (0, 1, 2, 3))

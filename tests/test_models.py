@@ -548,9 +548,11 @@ def test_features_only_shapes(name, channels_last, hw):
         assert o.is_contiguous()
 
 
-def test_features_only_out_indices_and_consistency():
-    cls = small().eval()
-    feat = models.create_model("vmamba_tiny_s1l8", impl="torch", features_only=True, out_indices=(1, 3), **SMALL)
+@pytest.mark.parametrize("cl", [True, False], ids=["channels-last", "channels-first"])
+def test_features_only_out_indices_and_consistency(cl):
+    cls = small(channels_last=cl).eval()
+    feat = models.create_model("vmamba_tiny_s1l8", impl="torch", features_only=True, out_indices=(1, 3),
+                               channels_last=cl, **SMALL)
     models.load_checkpoint(feat, {"model": cls.state_dict()})  # classifier ignored, outnorms may be missing
     feat.eval()
     assert sorted(k for k in feat.state_dict() if k.startswith("outnorm")) == [
@@ -558,12 +560,14 @@ def test_features_only_out_indices_and_consistency():
     x = torch.randn(1, 3, 45, 32)
     o1, o3 = feat(x)
     # the last stage's map before its (Identity) downsample is forward_features' output
-    last = cls.forward_features(x)
-    torch.testing.assert_close(o3, feat.outnorm3(last), rtol=1e-6, atol=1e-6)
-    none = models.create_model("vmamba_tiny_s1l8", impl="torch", features_only=True, out_indices=(), **SMALL)
+    last = cls.forward_features(x)  # in the model's layout; the features come out NCHW in both
+    want = feat.outnorm3(last)
+    torch.testing.assert_close(o3, want.permute(0, 3, 1, 2) if cl else want, rtol=1e-6, atol=1e-6)
+    none = models.create_model("vmamba_tiny_s1l8", impl="torch", features_only=True, out_indices=(),
+                               channels_last=cl, **SMALL)
     copy = {k: v for k, v in cls.state_dict().items() if not k.startswith("classifier")}
     none.load_state_dict(copy, strict=True)
-    torch.testing.assert_close(none.eval()(x), last, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(none.eval()(x), last.permute(0, 3, 1, 2) if cl else last, rtol=1e-6, atol=1e-6)
     with pytest.raises(ValueError, match="out_indices"):
         models.create_model("vmamba_t", features_only=True, out_indices=(4,), **SMALL)
 

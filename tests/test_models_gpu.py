@@ -1,7 +1,8 @@
 """GPU: every available backend gives the same logits and gradients as impl "torch" on whole models.
 
 For each model (T[s1l8], S[s2l15], B[s2l15] as in the issue, plus Vanilla-T for d_state 16 and
-tiny-m2 for d_state 64), batch 2 at 224, eval mode (no stochastic depth):
+tiny-m2 for d_state 64; channels last, and VMamba-S again channels first), batch 2 at 224, eval mode (no
+stochastic depth):
 - reference: the same weights in float64 with impl "torch";
 - fp32: the model in float32; fp16 / bf16: float32 weights under torch.autocast (the training setting);
 - logits and every parameter gradient of a fixed random projection of the logits are compared with
@@ -26,7 +27,9 @@ from tests.scan_cases import poisoned
 
 pytestmark = pytest.mark.gpu
 
-MODELS = ["vmamba_t", "vmamba_s", "vmamba_b", "vanilla_vmamba_tiny", "vmamba_tiny_m2"]
+# models run channels last unless told otherwise (models.registry.DEFAULT_CHANNELS_LAST); ":cf" runs the released
+# channels-first layout (VMamba-S: its 1536-channel out_norm on the cuda channels-first LayerNorm)
+MODELS = ["vmamba_t", "vmamba_s", "vmamba_b", "vanilla_vmamba_tiny", "vmamba_tiny_m2", "vmamba_s:cf"]
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DEVICE, IMG = "cuda", 224
 TOL = {torch.float32: (6e-4, 2e-3), torch.float16: (3e-3, 5e-3), torch.bfloat16: (3e-2, 5e-2)}
@@ -74,7 +77,9 @@ def _reference(name):
     """(fp32 model built with a fixed seed, input, projection, fp64 logits, fp64 grads) per model."""
     if name not in _CACHE:  # kept for the session: a few GB of GPU memory for all five models
         torch.manual_seed(0)
-        m = models.create_model(name, impl="torch").to(DEVICE).eval()
+        base, _, layout = name.partition(":")
+        kw = {"channels_last": False} if layout == "cf" else {}
+        m = models.create_model(base, impl="torch", **kw).to(DEVICE).eval()
         x = torch.randn(2, 3, IMG, IMG, device=DEVICE)
         w = torch.randn(2, 1000, device=DEVICE, dtype=torch.float64)
         m64 = copy.deepcopy(m).double()
