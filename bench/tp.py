@@ -325,6 +325,22 @@ def _layout_kw(layout: str) -> dict:
     return {} if layout == "model" else {"channels_last": layout == "channels_last"}
 
 
+def _layout_label(layout: str, name: str, make) -> str:
+    """':cl' / ':cf' for the layout a row runs: forced, or for --layout model the one models.create_model gives
+    `name` (the default changed on 2026-12-04: the label keeps rows of either side apart); '' for a model of
+    another factory left in its own layout."""
+    if layout != "model":
+        return {"channels_last": ":cl", "channels_first": ":cf"}[layout]
+    if make is None or getattr(make, "__module__", "") != "models.registry":
+        return ""
+    from models.registry import default_channels_last  # noqa: PLC0415
+
+    try:
+        return ":cl" if default_channels_last(name) else ":cf"
+    except ValueError:  # not a models name: the build reports it
+        return ""
+
+
 def _factory(spec: Optional[str]) -> Callable:
     if spec:
         mod, _, fn = spec.partition(":")
@@ -603,7 +619,7 @@ def run(a, create_model: Optional[Callable] = None) -> tuple:
             for path, core in [(p, c) for p in paths for c in (cores if p == "fused" else ["auto"])]:
                 for layout, rc, wc in [(lay, r, w) for lay in layouts for r in a.recomputes for w in a.weight_caches]:
                     label = impl + (":unfused" if path == "unfused" else "") + _core_label(core) + \
-                        {"model": "", "channels_last": ":cl", "channels_first": ":cf"}[layout] + \
+                        _layout_label(layout, m, make) + \
                         ("" if rc == "default" else f":rc_{rc}") + (":wc" if wc else "") + graphs_label
                     jobs.append((m, label, (lambda m=m, impl=impl, path=path, layout=layout, core=core, rc=rc, wc=wc:
                                             _weight_cache(_recompute(make(m, impl=_policy(impl, path, core),

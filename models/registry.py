@@ -104,6 +104,14 @@ def model_configs() -> dict:
 DEFAULT_CHANNELS_LAST = True
 
 
+def default_channels_last(name: str) -> bool:
+    """The layout create_model gives `name` when the caller names none: DEFAULT_CHANNELS_LAST for the variants
+    released channels first (ln2d, which run either way), the released layout for the others (v0, m2: channels
+    last only)."""
+    cfg = CONFIGS[_canonical(name)]
+    return DEFAULT_CHANNELS_LAST if cfg.norm_layer.lower() == "ln2d" else cfg.channels_last
+
+
 def get_config(name: str, **overrides) -> VMambaConfig:
     cfg = CONFIGS[_canonical(name)]
     if "channel_first" in overrides:  # the old name of the layout override
@@ -141,7 +149,7 @@ def create_model(name: str, impl=None, pretrained=None, num_classes: int = 1000,
     """
     canonical = _canonical(name)
     if not {"channels_last", "channel_first", "norm_layer"} & overrides.keys():
-        overrides["channels_last"] = DEFAULT_CHANNELS_LAST
+        overrides["channels_last"] = default_channels_last(canonical)
     fallback = overrides.pop("fallback", False)
     features_only = overrides.pop("features_only", False)
     out_indices = overrides.pop("out_indices", (0, 1, 2, 3))

@@ -425,6 +425,20 @@ def test_tp_path_and_layout_choices():
     assert TP._layout_kw("channels_first") == {"channels_last": False}
 
 
+def test_layout_label_names_the_layout_a_default_row_ran(monkeypatch):
+    import models  # noqa: PLC0415
+    import models.registry as R  # noqa: PLC0415
+
+    assert TP._layout_label("channels_first", "vmamba_t", models.create_model) == ":cf"
+    assert TP._layout_label("model", "vmamba_t", models.create_model) == ":cl"  # models run channels last
+    assert TP._layout_label("model", "vanilla_vmamba_tiny", models.create_model) == ":cl"
+    assert TP._layout_label("model", "tiny", lambda name, impl=None: None) == ""  # another factory: its own layout
+    assert TP._layout_label("model", "no_such_model", models.create_model) == ""
+    monkeypatch.setattr(R, "DEFAULT_CHANNELS_LAST", False)  # the released layouts
+    assert TP._layout_label("model", "vmamba_t", models.create_model) == ":cf"
+    assert TP._layout_label("model", "vanilla_vmamba_tiny", models.create_model) == ":cl"  # v0: channels last only
+
+
 class _Recomputing(TinyVMamba):
     """Records the set_recompute calls bench.tp makes."""
 

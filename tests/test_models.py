@@ -548,6 +548,20 @@ def test_features_only_shapes(name, channels_last, hw):
         assert o.is_contiguous()
 
 
+def test_default_layout(monkeypatch):
+    """create_model runs every model channels last unless told otherwise; model_configs keeps the released layout;
+    with DEFAULT_CHANNELS_LAST off the released layouts come back (v0 / m2 stay channels last: their only one)."""
+    import models.registry as R
+
+    assert small().channels_last and small("vanilla_vmamba_tiny", depths=(1, 1, 1, 1)).channels_last
+    assert not small(channels_last=False).channels_last and not small(norm_layer="ln2d").channels_last
+    assert not models.model_configs()["vmamba_tiny_s1l8"]["channels_last"]
+    monkeypatch.setattr(R, "DEFAULT_CHANNELS_LAST", False)
+    assert not small().channels_last
+    assert small("vanilla_vmamba_tiny", depths=(1, 1, 1, 1)).channels_last
+    assert small("vmamba_tiny_m2", depths=(1, 1, 1, 1)).channels_last
+
+
 @pytest.mark.parametrize("cl", [True, False], ids=["channels-last", "channels-first"])
 def test_features_only_out_indices_and_consistency(cl):
     cls = small(channels_last=cl).eval()
