@@ -279,6 +279,9 @@ EMU_LN = [
     ((1, 130, 2, 3), True, torch.float32, "branchbf16", {}, {"fwd.vec": "1"}),
     ((2, 96, 13, 13), False, torch.float32, "branch16", {"tile": 16}, {"fwd.tiles": "11"}),
     ((1, 8, 4, 8), False, torch.float32, "branchbf16", {}, {"fwd.vec": "4"}),
+    # VMamba-S / -B's stage-4 out_norm channels first: the backward's smallest tile, past 48 KB of shared memory
+    ((1, 2048, 3, 5), False, torch.float32, "branch16", {}, {"bwd.tile": "8"}),
+    ((2, 1536, 2, 3), False, torch.bfloat16, "out_other", {}, {"bwd.tile": "8"}),
 ]
 # the backward from the output (from_y): y in 16-bit on a float32 x (the autocast stream), or in x's dtype
 EMU_LN_FROM_Y = [
