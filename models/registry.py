@@ -97,10 +97,8 @@ def model_configs() -> dict:
     return out
 
 
-# the layout create_model gives a model unless told otherwise: channels last measured faster in every mode on the
-# H200 (batch 128, AMP, impl cuda; reports/logs/2026-12-04_training_memory_H200.md): VMamba-T 8107 / 2654 img/s
-# inference / training against 5683 / 1938 channels first in one run; VMamba-S 4209 / 1353 and -B 3163 / 1033
-# against 3044 / 1015 and 2314 / 774 channels first in a later run
+# the layout create_model gives a model unless told otherwise: channels last measured 1.33-1.43x faster than
+# channels first on the H200, inference and training (reports/logs/2026-12-04_training_memory_H200.md)
 DEFAULT_CHANNELS_LAST = True
 
 

@@ -291,10 +291,8 @@ template <typename T, typename TY, int VEC, bool FY>
 struct BwdCl {
   using Args = BwdClArgs;
   using TS = std::conditional_t<FY, TY, T>;
-  // FY's bias and 1 / weight took the vector kernels from ~110 to ~155 registers, one block of 256 threads per SM
-  // instead of two, and the backward to 1.3-1.5x the time of the one from s (H200, VMamba-T stage shapes,
-  // reports/logs/2026-12-04_training_memory_H200.md): two blocks asked for at vector widths 4 and 8 (121-128
-  // registers, no spills; at width 2 ptxas would spill)
+  // two blocks per SM for the from-y vector kernels: their bias and 1 / weight cost one block of occupancy and
+  // ~1.4x the time otherwise (reports/logs/2026-12-04_training_memory_H200.md); at width 2 ptxas would spill
   static constexpr int kMaxThreads = kThreads, kMinBlocks = (FY && VEC >= 4) ? 2 : 1;
   static constexpr int kMaxV = kBwdValues / VEC;
 
