@@ -141,8 +141,8 @@ def create_model(name: str, impl=None, pretrained=None, num_classes: int = 1000,
         depths, forward_type), plus fallback=bool, features_only=bool, out_indices=(...),
         checkpoint_key="model"|"model_ema", allow_pickle=bool (see load_checkpoint).
 
-    Layout: every model runs channels last (B, H, W, C) unless `channels_last=False` (or a norm_layer) is given,
-    also the v2 variants released channels first (ln2d; `model_configs()` still reports the released layout).
+    Layout: every model runs channels last (B, H, W, C), the v2 variants released channels first (ln2d) too,
+    unless `channels_last=False` (or a norm_layer) is given; `model_configs()` still reports the released layout.
     The weights, state_dict and logits are the same in both; DEFAULT_CHANNELS_LAST says why.
     """
     canonical = _canonical(name)
