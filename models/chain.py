@@ -39,7 +39,7 @@ class _Plan:
     """What one call runs: the raw-kernel modules of the three ops' backends, and the shapes and dtypes."""
 
     __slots__ = ("cross", "scan", "merge", "names", "mode", "cl", "gemm", "scan_dtype", "wt", "out_dtype",
-                 "dims", "R", "N")
+                 "dims", "R", "N", "bc_view")
 
 
 def _consts(x_proj_weight, dt_projs_weight, A_logs, Ds, dt_bias, p: _Plan):
@@ -56,10 +56,13 @@ def _forward(x, xw, dtw, A, Dv, bias, p: _Plan):
     cross, scan, merge = p.cross.impl(), p.scan.impl(), p.merge.impl()  # the backends' raw kernels
     xs = _as(cross.cross_scan_fwd(x, p.mode, p.cl), p.gemm)  # (B, K, D, L)
     x_dbl = torch.matmul(xw, xs)  # (B, K, R + 2N, L)
-    dts_low = x_dbl[:, :, :R].contiguous()  # (B, K, R, L)
+    # slices of x_dbl, read in place: the GEMMs take strided operands, and so does a scan backend with
+    # `strided_bc` (three copy kernels fewer per call, each a launch of host time at small batches)
+    dts_low = x_dbl[:, :, :R]  # (B, K, R, L)
     delta = torch.matmul(dtw, dts_low)  # (B, K, D, L)
-    Bs = x_dbl[:, :, R:R + N].contiguous()
-    Cs = x_dbl[:, :, R + N:].contiguous()
+    Bs, Cs = x_dbl[:, :, R:R + N], x_dbl[:, :, R + N:]
+    if not p.bc_view:
+        Bs, Cs = Bs.contiguous(), Cs.contiguous()
     u = xs
     if p.scan_dtype is not None:  # v0: float32 scan inputs whatever the GEMM dtype
         u, delta, Bs, Cs = (_as(t, p.scan_dtype) for t in (xs, delta, Bs, Cs))
@@ -164,6 +167,7 @@ def _plan(x, R, N, channels_last, mode, gemm, scan_dtype, out_dtype, need_grad, 
     p.names = {op: b.name for op, b in chosen.items()}
     p.mode, p.cl, p.gemm, p.scan_dtype, p.out_dtype = mode, bool(channels_last), gemm, scan_dtype, out_dtype
     p.dims, p.R, p.N, p.wt = (Bn, D, H, W), R, N, wt
+    p.bc_view = bool(p.scan.strided_bc)
     return p
 
 

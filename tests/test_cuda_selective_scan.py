@@ -205,6 +205,58 @@ def test_row_packing_edges(ops, L):
     _check(ops, 3, 40, L, 2, 4, torch.float32, True, True, True, True)
 
 
+def _x_dbl_slices(B, C, R: int, dtype_like):
+    """B and C written into one (batch, K, R + 2N, L) tensor, as the x projection lays them out, and returned
+    as its slices (batch and group strides of the big tensor; models.chain passes them in place)."""
+    batch, K, N, L = B.shape
+    big = torch.randn(batch, K, R + 2 * N, L, device=B.device, dtype=dtype_like)
+    big[:, :, R:R + N] = B
+    big[:, :, R + N:] = C
+    return big[:, :, R:R + N], big[:, :, R + N:]
+
+
+# (L, N, seq_min_rows): every kernel family (packed, one-chunk and multi-chunk d_state 1; generic and
+# row-per-thread d_state > 1); R odd so that the slices start off the 8- and 16-byte boundaries at L = 49
+_STRIDED = [(49, 1, None), (196, 1, None), (7, 1, None), (300, 1, None), (197, 16, None), (64, 16, 0), (33, 4, 0)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("L,N,seq", _STRIDED)
+@pytest.mark.parametrize("R", [1, 3])
+def test_strided_B_C_equal_contiguous(ops, dtype, L, N, seq, R):
+    """B and C as slices of the x projection's output (batch and group strides not those of a contiguous
+    (batch, K, N, L)) give bitwise the results of their contiguous copies, forward and backward."""
+    ins = make_inputs(2, 12, L, N, 4, dtype=dtype, device="cuda", requires_grad=False, ranges="vmamba", softplus=True)
+    u, delta, A, B, C, D, bias = ins
+    Bv, Cv = _x_dbl_slices(B, C, R, dtype)
+    assert not Bv.is_contiguous() and torch.equal(Bv, B)
+    dout = torch.randn(2, 12, L, device="cuda")
+    knobs = {} if seq is None else {"scan_seq_min_rows": seq}
+    with vk.tuning("cuda", **knobs):
+        ref = ops.selective_scan_fwd(u, delta, A, B, C, D, bias, True, torch.float32)
+        got = ops.selective_scan_fwd(u, delta, A, Bv, Cv, D, bias, True, torch.float32)
+        g_ref = ops.selective_scan_bwd(u, delta, A, B, C, D, bias, True, dout, ref[2])
+        g_got = ops.selective_scan_bwd(u, delta, A, Bv, Cv, D, bias, True, dout, got[2])
+    for name, a, b in zip(("out", "last_state", "aux"), got, ref):
+        assert torch.equal(a, b), f"{name} differs with strided B/C"
+    for name, a, b in zip(NAMES, g_got, g_ref):
+        assert torch.equal(a, b), f"d{name} differs with strided B/C"
+    assert g_got[3].is_contiguous() and g_got[4].is_contiguous()
+
+
+def test_strided_B_C_refusals(ops):
+    u, delta, A, B, C, D, bias = make_inputs(2, 8, 16, 4, 4, device="cuda", requires_grad=False)
+    Bv, Cv = _x_dbl_slices(B, C, 2, torch.float32)
+    with pytest.raises(RuntimeError, match="C.*B's batch stride"):
+        ops.selective_scan_fwd(u, delta, A, Bv, C, D, bias, False, torch.float32)
+    with pytest.raises(RuntimeError, match="B.*dense \\(N, L\\) planes"):
+        ops.selective_scan_fwd(u, delta, A, B.transpose(2, 3).contiguous().transpose(2, 3), C, D, bias, False,
+                               torch.float32)
+    every_other = torch.randn(*C.shape[:3], 2 * C.shape[3], device="cuda")[..., ::2]  # L stride 2
+    with pytest.raises(RuntimeError, match="C.*dense \\(N, L\\) planes"):
+        ops.selective_scan_fwd(u, delta, A, B, every_other, D, bias, False, torch.float32)
+
+
 def test_deterministic_backward(ops):
     ins = make_inputs(4, 192, 1031, 16, 4, dtype=torch.float16, device="cuda", requires_grad=False)
     u, delta, A, B, C, D, bias = ins

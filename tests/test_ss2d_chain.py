@@ -106,6 +106,37 @@ def test_plan_cached_per_shape_and_flags(monkeypatch):
         torch.use_deterministic_algorithms(prev)
 
 
+@pytest.mark.parametrize("strided", [True, False])
+def test_B_C_in_place_only_for_backends_that_read_strides(strided, monkeypatch):
+    """A scan backend with `strided_bc` gets B and C as slices of the x projection (no copy kernels); any other
+    gets contiguous copies (its kernels assume the contiguous layout), with the same values."""
+    m = _model("vmamba_t", True).eval()
+    backend = dispatch.get_backend("torch")
+    monkeypatch.setattr(backend, "strided_bc", strided)
+    chain.clear_plans()
+    raw = backend.impl()
+    seen = []
+    real = raw.selective_scan_fwd
+
+    def spy(u, delta, A, B, C, *rest):
+        seen.append((B.is_contiguous(), C.is_contiguous(), B.stride(), C.stride()))
+        return real(u, delta, A, B, C, *rest)
+
+    monkeypatch.setattr(raw, "selective_scan_fwd", spy)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        y = m(x)
+    assert len(seen) == 5
+    for b_contig, c_contig, bs, cs in seen:
+        assert b_contig is not strided and c_contig is not strided
+        assert bs == cs  # the kernels address both with one offset
+    monkeypatch.setattr(backend, "strided_bc", not strided)
+    chain.clear_plans()
+    with torch.no_grad():
+        torch.testing.assert_close(m(x), y, rtol=0, atol=0)
+    chain.clear_plans()
+
+
 def test_chain_records_what_ran_and_refusals_reach_the_user(monkeypatch):
     m = _model("vmamba_t", True).eval()
     with torch.no_grad():

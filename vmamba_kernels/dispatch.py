@@ -102,6 +102,9 @@ class Backend:
     extra_reasons: Optional[Callable] = None
     # add_layer_norm: reads a 16-bit branch on a float32 x as is (else it is converted to x's dtype first)
     mixed_branch: bool = False
+    # selective_scan's raw kernels read B and C with any batch and group strides (dense (N, L) planes, the same
+    # strides for both): models.chain passes its x projection's slices in place instead of copying them
+    strided_bc: bool = False
     # dwconv2d: the odd kernel sizes it implements (None: any)
     dwconv_kernel_sizes: Optional[tuple] = None
     # ss2d_core: the largest d_state it runs (None: max_dstate, the scan's)

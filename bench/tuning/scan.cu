@@ -120,6 +120,7 @@ void run_stage(int64_t batch, int64_t KD, int64_t L, int sms) {
   f.out = out; f.last_state = last; f.aux = aux;
   f.batch = batch; f.KD = KD; f.L = L; f.G = KD / K; f.N = N; f.K = K; f.lpr = lanes_per_row(L);
   f.softplus = true; f.dtype = kF16; f.out_dtype = kF32;
+  f.bc_bstride = int64_t(K) * N * L; f.bc_gstride = int64_t(N) * L;  // contiguous B, C
   FwdParams f2 = f;
   f2.out = out2; f2.last_state = last2; f2.aux = aux2;
   const int64_t per_block = int64_t(kFwdWarps) * (32 / f.lpr);
@@ -143,6 +144,7 @@ void run_stage(int64_t batch, int64_t KD, int64_t L, int sms) {
   bp.partA = part; bp.partD = part + batch * KD * N; bp.partBias = part + batch * KD * (N + 1);
   bp.batch = batch; bp.KD = KD; bp.L = L; bp.G = KD / K; bp.N = N; bp.K = K; bp.S = S; bp.lpr = f.lpr;
   bp.softplus = true; bp.dtype = kF16; bp.dout_dtype = kF32;
+  bp.bc_bstride = f.bc_bstride; bp.bc_gstride = f.bc_gstride;
   BwdParams bp2 = bp;
   bp2.du = du2; bp2.ddelta = ddl2; bp2.dA = dA2; bp2.dB = dB2; bp2.dC = dC2; bp2.dD = dD2; bp2.ddelta_bias = dbias2;
   const unsigned bblocks = unsigned(batch * K * S);
@@ -242,6 +244,7 @@ void run_stage_n(int64_t batch, int64_t KD, int64_t L, int N, int sms) {
   f.out = out; f.last_state = last; f.aux = aux;
   f.batch = batch; f.KD = KD; f.L = L; f.G = KD / K; f.N = N; f.K = K; f.lpr = lanes_per_row(L);
   f.softplus = true; f.dtype = kF16; f.out_dtype = kF32;
+  f.bc_bstride = int64_t(K) * N * L; f.bc_gstride = int64_t(N) * L;  // contiguous B, C
   FwdParams f2 = f;
   f2.out = out2; f2.last_state = last2; f2.aux = aux2;
   f.seq_min_rows = int64_t(1) << 62;  // the warp-per-row kernel
@@ -280,6 +283,7 @@ void run_stage_n(int64_t batch, int64_t KD, int64_t L, int N, int sms) {
     q.partA = part[i]; q.partD = part[i] + batch * KD * N; q.partBias = part[i] + batch * KD * (N + 1);
     q.batch = batch; q.KD = KD; q.L = L; q.G = KD / K; q.N = N; q.K = K; q.S = S[i]; q.lpr = f.lpr;
     q.softplus = true; q.seq = sq; q.dtype = kF16; q.dout_dtype = kF32;
+    q.bc_bstride = f.bc_bstride; q.bc_gstride = f.bc_gstride;
   }
   auto bgen = [&] { CK(cudaError_t(launch_bwd(bp[0], 0) ? cudaErrorUnknown : cudaSuccess)); };
   auto bseq = [&] { CK(cudaError_t(launch_bwd(bp[1], 0) ? cudaErrorUnknown : cudaSuccess)); };

@@ -68,10 +68,16 @@ Dims check_inputs(const at::Tensor& u, const at::Tensor& delta, const at::Tensor
     VMAMBA_CHECK(t.scalar_type() == u.scalar_type(), names[i], "must have u's dtype ", u.scalar_type(), ", got ", t.scalar_type());
     VMAMBA_CHECK(t.size(0) == dm.batch && t.size(2) == dm.N && t.size(3) == dm.L, names[i],
                  "must be (batch, K, N, L) = (", dm.batch, ", K, ", dm.N, ", ", dm.L, "), got ", t.sizes());
-    check_contig(t, names[i]);
+    // any batch and group strides (the x projection's output is read in place), dense (N, L) planes
+    VMAMBA_CHECK((dm.N == 1 || t.stride(2) == dm.L) && (dm.L <= 1 || t.stride(3) == 1), names[i],
+                 "must have dense (N, L) planes (strides (..., L, 1) = (..., ", dm.L, ", 1)), got strides ", t.strides());
   }
   dm.K = B.size(1);
   VMAMBA_CHECK(C.size(1) == dm.K, "C", "must have as many groups as B (", dm.K, "), got ", C.size(1));
+  VMAMBA_CHECK(dm.batch <= 1 || C.stride(0) == B.stride(0), "C", "must have B's batch stride ", B.stride(0),
+               " (the kernels address both with one offset), got ", C.stride(0));
+  VMAMBA_CHECK(dm.K <= 1 || C.stride(1) == B.stride(1), "C", "must have B's group stride ", B.stride(1),
+               " (the kernels address both with one offset), got ", C.stride(1));
   VMAMBA_CHECK(dm.K >= 1 && dm.KD % dm.K == 0, "B", "group count K = ", dm.K, " must divide KD = ", dm.KD);
   const c10::optional<at::Tensor>* opt[2] = {&D, &delta_bias};
   const char* onames[2] = {"D", "delta_bias"};
@@ -143,6 +149,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> selective_scan_fwd(
   p.softplus = delta_softplus; p.dtype = code_of(u.scalar_type()); p.out_dtype = code_of(out_dtype);
   p.seq_min_rows = seq_min_rows();
   p.packed_rows = packed_rows();
+  p.bc_bstride = B.stride(0); p.bc_gstride = B.stride(1);
   if (dm.L == 0) last.zero_();  // no steps: the state stays 0
   if (dm.batch * dm.KD > 0) {
     VMAMBA_CHECK(dm.batch * dm.KD < (int64_t(1) << 31), "u",
@@ -174,7 +181,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   const auto f32 = u.options().dtype(at::kFloat);
   at::Tensor du = at::empty_like(u), ddelta = at::empty_like(delta);
   at::Tensor dA = at::empty({dm.KD, dm.N}, f32);
-  at::Tensor dB = at::empty_like(B), dC = at::empty_like(C);
+  // contiguous whatever B's strides (empty_like would keep a dense permuted layout; finalize writes in order)
+  at::Tensor dB = at::empty(B.sizes(), B.options()), dC = at::empty(C.sizes(), C.options());
   at::Tensor dD = at::empty({D.has_value() ? dm.KD : 0}, f32);
   at::Tensor dbias = at::empty({delta_bias.has_value() ? dm.KD : 0}, f32);
   int sms = 0;
@@ -207,6 +215,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   p.lpr = lanes_per_row(dm.L);
   p.seq = seq;
   p.softplus = delta_softplus; p.dtype = code_of(u.scalar_type()); p.dout_dtype = code_of(dout.scalar_type());
+  p.bc_bstride = B.stride(0); p.bc_gstride = B.stride(1);
   VMAMBA_CHECK(dm.batch * dm.K * S < (int64_t(1) << 31), "u", "batch * K too large for one launch");
   const char* err = launch_bwd(p, c10::cuda::getCurrentCUDAStream().stream());
   TORCH_CHECK(err == nullptr, "vmamba_cuda::selective_scan_bwd: kernel launch failed: ", err);

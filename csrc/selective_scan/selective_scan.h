@@ -79,6 +79,10 @@ struct FwdParams {
   int64_t seq_min_rows = kSeqMinRows;
   // rows per warp of fwd_n1_packed_kernel; 0: spread the rows over one wave of resident warps
   int packed_rows = 0;
+  // B and C: element strides of their batch and group dims (both tensors the same; the N and L dims dense,
+  // strides L and 1). A contiguous (batch, K, N, L) has K * N * L and N * L; slices of the x projection's
+  // (batch, K, R + 2N, L) output are read in place (models.chain: no copies). Set by every launcher.
+  int64_t bc_bstride = 0, bc_gstride = 0;
 };
 
 struct BwdParams {
@@ -108,6 +112,7 @@ struct BwdParams {
   bool softplus = false;
   bool seq = false;  // the row-per-thread backward (use_seq); S and the scratch depend on it
   int dtype = kF32, dout_dtype = kF32;
+  int64_t bc_bstride = 0, bc_gstride = 0;  // as FwdParams (dB, dC and the scratch stay contiguous)
 };
 
 #ifndef __CUDACC_RTC__
@@ -183,8 +188,8 @@ inline FwdLaunch plan_fwd(const FwdParams& p, int in_bytes, int out_bytes, int r
     const int64_t per = int64_t(kFwdWarps) * l.rpw;
     l.kernel = kFwdPacked;
     l.grid = (rows + per - 1) / per;
-    l.piece8 = (p.L * in_bytes) % 8 == 0 && aligned_to(p.u, 8) && aligned_to(p.delta, 8) && aligned_to(p.B, 8) &&
-               aligned_to(p.C, 8);
+    l.piece8 = (p.L * in_bytes) % 8 == 0 && (p.bc_bstride * in_bytes) % 8 == 0 && (p.bc_gstride * in_bytes) % 8 == 0 &&
+               aligned_to(p.u, 8) && aligned_to(p.delta, 8) && aligned_to(p.B, 8) && aligned_to(p.C, 8);
     for (int w = 16; w >= 8 && l.out_piece == 0; w /= 2)
       if ((p.L * out_bytes) % w == 0 && aligned_to(p.out, w)) l.out_piece = w;
   } else if (p.N == 1) {

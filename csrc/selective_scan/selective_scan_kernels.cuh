@@ -209,8 +209,9 @@ __global__ void __launch_bounds__(kFwdWarps * 32, kFwdMinBlocks) fwd_kernel(cons
   const int N = p.N;
   const T* __restrict__ u = static_cast<const T*>(p.u) + row * L;
   const T* __restrict__ dl = static_cast<const T*>(p.delta) + row * L;
-  const T* __restrict__ Bp = static_cast<const T*>(p.B) + (b * p.K + g) * N * L;
-  const T* __restrict__ Cp = static_cast<const T*>(p.C) + (b * p.K + g) * N * L;
+  const int64_t bco = b * p.bc_bstride + g * p.bc_gstride;
+  const T* __restrict__ Bp = static_cast<const T*>(p.B) + bco;
+  const T* __restrict__ Cp = static_cast<const T*>(p.C) + bco;
   OutT* __restrict__ out = static_cast<OutT*>(p.out) + row * L;
   const float* __restrict__ A = p.A + d * N;
   const float Dv = p.D ? p.D[d] : 0.f;
@@ -319,10 +320,10 @@ __global__ void __launch_bounds__(kBwdWarps * 32, kBwdMinBlocks) bwd_kernel(cons
   const int64_t L = p.L;
   const int N = p.N;
   const int64_t nchunks = num_chunks(L);
-  const int64_t bc_off = (b * p.K + k) * N * L;
+  const int64_t bc_off = b * p.bc_bstride + k * p.bc_gstride;
   const T* __restrict__ Bp = static_cast<const T*>(p.B) + bc_off;
   const T* __restrict__ Cp = static_cast<const T*>(p.C) + bc_off;
-  const int64_t acc_off = int64_t(s) * p.batch * p.K * N * L + bc_off;
+  const int64_t acc_off = (int64_t(s) * p.batch * p.K + b * p.K + k) * N * L;  // the scratch is contiguous
   float* __restrict__ accB = p.accB + acc_off;
   float* __restrict__ accC = p.accC + acc_off;
   const int64_t per_round = int64_t(kBwdWarps) * R;
@@ -613,7 +614,7 @@ __global__ void __launch_bounds__(kFwdWarps * 32, sizeof(T) == 4 ? VMAMBA_SCAN_F
   const int row = valid ? row_raw : 0;  // idle lanes still join the shuffles
   const int b = int(p.kd_div.div(uint32_t(row))), d = row - b * KD, g = int(p.g_div.div(uint32_t(d)));
   const int64_t L = p.L;
-  const int64_t off = int64_t(row) * L, bco = (int64_t(b) * p.K + g) * L;
+  const int64_t off = int64_t(row) * L, bco = int64_t(b) * p.bc_bstride + int64_t(g) * p.bc_gstride;
   const T* __restrict__ u = static_cast<const T*>(p.u) + off;
   const T* __restrict__ dl = static_cast<const T*>(p.delta) + off;
   const T* __restrict__ Bp = static_cast<const T*>(p.B) + bco;
@@ -716,7 +717,7 @@ __device__ __forceinline__ void packed_load(const FwdParams& p, int row, int j, 
   const int t0 = j * kItems;
   q.nv = ok ? run_len(L, t0) : 0;
   const int b = int(p.kd_div.div(uint32_t(row))), d = row - b * KD, g = int(p.g_div.div(uint32_t(d)));
-  const int64_t off = int64_t(row) * L + t0, bco = (int64_t(b) * p.K + g) * L + t0;
+  const int64_t off = int64_t(row) * L + t0, bco = int64_t(b) * p.bc_bstride + int64_t(g) * p.bc_gstride + t0;
   const T* u = static_cast<const T*>(p.u) + off;
   const T* dl = static_cast<const T*>(p.delta) + off;
   const T* B = static_cast<const T*>(p.B) + bco;
@@ -856,10 +857,10 @@ __global__ void __launch_bounds__(kBwdWarps * 32, kOne ? VMAMBA_SCAN_BWD1ONE_MIN
   const int64_t k = blk % p.K, b = blk / p.K;
   const int64_t L = p.L;
   const int64_t nchunks = num_chunks(L);
-  const int64_t bc_off = (b * p.K + k) * L;
+  const int64_t bc_off = b * p.bc_bstride + k * p.bc_gstride;
   // operands are addressed as kernel-parameter base + one 64-bit offset per row (not a pointer per
   // operand): saves registers in this register-bound kernel
-  const int64_t acc_off = int64_t(s) * p.batch * p.K * L + bc_off;
+  const int64_t acc_off = (int64_t(s) * p.batch * p.K + b * p.K + k) * L;  // the scratch is contiguous
   const int64_t per_round = int64_t(kBwdWarps) * R;
   const int first_lane = seg * lpr;
 
@@ -1005,8 +1006,9 @@ __global__ void __launch_bounds__(kSeqRows) fwd_seq_kernel(const FwdParams p, in
   const int64_t L = p.L;
   const int j0 = rc * kSeqRows;  // first channel (within the group) of this block
   const int64_t row0 = int64_t(b) * p.KD + int64_t(g) * G + j0;
-  const T* __restrict__ Bp = static_cast<const T*>(p.B) + (int64_t(b) * p.K + g) * N * L;
-  const T* __restrict__ Cp = static_cast<const T*>(p.C) + (int64_t(b) * p.K + g) * N * L;
+  const int64_t bco = int64_t(b) * p.bc_bstride + int64_t(g) * p.bc_gstride;
+  const T* __restrict__ Bp = static_cast<const T*>(p.B) + bco;
+  const T* __restrict__ Cp = static_cast<const T*>(p.C) + bco;
   const int64_t nchunks = num_chunks(L);
   const bool mine = j0 + tid < G;  // this thread's row exists (the scan phase)
   const int dme = g * G + min(j0 + tid, G - 1);
@@ -1163,10 +1165,10 @@ __global__ void __launch_bounds__(kSeqBwdThreads) bwd_seq_kernel(const BwdParams
   const int64_t L = p.L, G = p.G;
   const int N = p.N;
   const int64_t nchunks = num_chunks(L);
-  const int64_t bc_off = (b * p.K + k) * N * L;
+  const int64_t bc_off = b * p.bc_bstride + k * p.bc_gstride;
   const T* __restrict__ Bp = static_cast<const T*>(p.B) + bc_off;
   const T* __restrict__ Cp = static_cast<const T*>(p.C) + bc_off;
-  const int64_t acc_off = int64_t(s) * p.batch * p.K * N * L + bc_off;
+  const int64_t acc_off = (int64_t(s) * p.batch * p.K + b * p.K + k) * N * L;  // the scratch is contiguous
 
   int round = 0;
   for (int64_t j0 = int64_t(s) * RB; j0 < G; j0 += int64_t(p.S) * RB, ++round) {

@@ -35,6 +35,7 @@ static void layout() {
   OFF(FwdParams, batch); OFF(FwdParams, KD); OFF(FwdParams, L); OFF(FwdParams, G); OFF(FwdParams, N); OFF(FwdParams, K);
   OFF(FwdParams, lpr); OFF(FwdParams, softplus); OFF(FwdParams, dtype); OFF(FwdParams, out_dtype);
   OFF(FwdParams, kd_div); OFF(FwdParams, g_div); OFF(FwdParams, seq_min_rows); OFF(FwdParams, packed_rows);
+  OFF(FwdParams, bc_bstride); OFF(FwdParams, bc_gstride);
   std::cout << " sizeof.BwdParams=" << sizeof(BwdParams);
   OFF(BwdParams, u); OFF(BwdParams, delta); OFF(BwdParams, A); OFF(BwdParams, B); OFF(BwdParams, C); OFF(BwdParams, D);
   OFF(BwdParams, delta_bias); OFF(BwdParams, dout); OFF(BwdParams, aux); OFF(BwdParams, du); OFF(BwdParams, ddelta);
@@ -42,7 +43,7 @@ static void layout() {
   OFF(BwdParams, accB); OFF(BwdParams, accC); OFF(BwdParams, partA); OFF(BwdParams, partD); OFF(BwdParams, partBias);
   OFF(BwdParams, batch); OFF(BwdParams, KD); OFF(BwdParams, L); OFF(BwdParams, G); OFF(BwdParams, N); OFF(BwdParams, K);
   OFF(BwdParams, S); OFF(BwdParams, lpr); OFF(BwdParams, softplus); OFF(BwdParams, seq); OFF(BwdParams, dtype);
-  OFF(BwdParams, dout_dtype);
+  OFF(BwdParams, dout_dtype); OFF(BwdParams, bc_bstride); OFF(BwdParams, bc_gstride);
   std::cout << " sizeof.PlaneArgs=" << sizeof(PlaneArgs);
   OFF(PlaneArgs, C); OFF(PlaneArgs, H); OFF(PlaneArgs, W); OFF(PlaneArgs, L); OFF(PlaneArgs, P); OFF(PlaneArgs, SW);
   OFF(PlaneArgs, PS); OFF(PlaneArgs, mode); OFF(PlaneArgs, channels_last); OFF(PlaneArgs, divL); OFF(PlaneArgs, divW);
@@ -64,6 +65,7 @@ static void fwd(std::istringstream& in) {
   long long batch, KD, L, N, K, ib, ob, au, ad, aB, aC, ao, warps, smr, pr;
   in >> batch >> KD >> L >> N >> K >> ib >> ob >> au >> ad >> aB >> aC >> ao >> warps >> smr >> pr;
   p.batch = batch; p.KD = KD; p.L = L; p.N = int(N); p.K = int(K); p.G = KD / K; p.lpr = scan::lanes_per_row(L);
+  p.bc_bstride = K * N * L; p.bc_gstride = N * L;  // contiguous B, C (as the cupy backend passes them)
   p.u = reinterpret_cast<const void*>(au); p.delta = reinterpret_cast<const void*>(ad);
   p.B = reinterpret_cast<const void*>(aB); p.C = reinterpret_cast<const void*>(aC); p.out = reinterpret_cast<void*>(ao);
   p.seq_min_rows = smr; p.packed_rows = int(pr);

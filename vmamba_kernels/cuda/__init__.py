@@ -140,7 +140,7 @@ BACKENDS = [
                      "a CUDA build of torch and a visible GPU (or with TORCH_CUDA_ARCH_LIST set, which builds "
                      "for those GPU architectures without one)",
         scan_aux_shape=_aux_shape, max_dstate=64, deterministic=True,
-        ops=BASE_OPS + FUSED_OPS + SS2D_OPS, dwconv_kernel_sizes=(3, 5, 7), extra_reasons=_limits, mixed_branch=True,
+        ops=BASE_OPS + FUSED_OPS + SS2D_OPS, dwconv_kernel_sizes=(3, 5, 7), extra_reasons=_limits, mixed_branch=True, strided_bc=True,
         ss2d_max_dstate=16,
         doc="handwritten CUDA C++ (csrc/); deterministic backwards (no float atomics)",
     ),

@@ -195,7 +195,8 @@ def _fwd_params(u, delta, A, B, C, D, delta_bias, out, last, aux, softplus, knob
         out=_p(out), last_state=_p(last), aux=_p(aux), batch=batch, KD=KD, L=L, G=KD // K, N=N, K=K,
         lpr=plan.lanes_per_row(L), softplus=bool(softplus), dtype=plan.DTYPE_CODE[_DT[u.dtype]],
         out_dtype=plan.DTYPE_CODE[_DT[out.dtype]], kd_div=plan.fast_divmod(KD), g_div=plan.fast_divmod(KD // K),
-        seq_min_rows=plan.seq_min_rows(knobs), packed_rows=plan.packed_rows_knob(knobs))
+        seq_min_rows=plan.seq_min_rows(knobs), packed_rows=plan.packed_rows_knob(knobs),
+        bc_bstride=K * N * L, bc_gstride=N * L)  # B, C made contiguous above
 
 
 def selective_scan_fwd(u, delta, A, B, C, D, delta_bias, delta_softplus, out_dtype):
@@ -266,7 +267,7 @@ def selective_scan_bwd(u, delta, A, B, C, D, delta_bias, delta_softplus, dout, a
         ddelta_bias=_p(dbias), accB=acc.data_ptr(), accC=acc.data_ptr() + 4 * acc_half, partA=pa,
         partD=pa + 4 * rows * N, partBias=pa + 4 * rows * (N + 1), batch=batch, KD=KD, L=L, G=G, N=N, K=K, S=S,
         lpr=plan.lanes_per_row(L), softplus=bool(delta_softplus), seq=seq, dtype=plan.DTYPE_CODE[_DT[u.dtype]],
-        dout_dtype=plan.DTYPE_CODE[_DT[dout.dtype]])
+        dout_dtype=plan.DTYPE_CODE[_DT[dout.dtype]], bc_bstride=K * N * L, bc_gstride=N * L)
     t, d = _DT[u.dtype], _DT[dout.dtype]
     for lp in plan.bwd_plan(batch, KD, L, N, K, S, seq, t, d):
         if lp.kernel == "finalize_bc_kernel":

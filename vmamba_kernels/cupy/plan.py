@@ -108,6 +108,7 @@ FWD_PARAMS = _struct([
     ("batch", "<i8"), ("KD", "<i8"), ("L", "<i8"), ("G", "<i8"),
     ("N", "<i4"), ("K", "<i4"), ("lpr", "<i4"), ("softplus", "?"), ("dtype", "<i4"), ("out_dtype", "<i4"),
     ("kd_div", DIVMOD), ("g_div", DIVMOD), ("seq_min_rows", "<i8"), ("packed_rows", "<i4"),
+    ("bc_bstride", "<i8"), ("bc_gstride", "<i8"),
 ])
 BWD_PARAMS = _struct([
     ("u", _P), ("delta", _P), ("A", _P), ("B", _P), ("C", _P), ("D", _P), ("delta_bias", _P), ("dout", _P),
@@ -115,7 +116,7 @@ BWD_PARAMS = _struct([
     ("accB", _P), ("accC", _P), ("partA", _P), ("partD", _P), ("partBias", _P),
     ("batch", "<i8"), ("KD", "<i8"), ("L", "<i8"), ("G", "<i8"),
     ("N", "<i4"), ("K", "<i4"), ("S", "<i4"), ("lpr", "<i4"), ("softplus", "?"), ("seq", "?"),
-    ("dtype", "<i4"), ("dout_dtype", "<i4"),
+    ("dtype", "<i4"), ("dout_dtype", "<i4"), ("bc_bstride", "<i8"), ("bc_gstride", "<i8"),
 ])
 PLANE_ARGS = _struct([
     ("C", "<u4"), ("H", "<u4"), ("W", "<u4"), ("L", "<u4"), ("P", "<u4"), ("SW", "<u4"), ("PS", "<u4"),
