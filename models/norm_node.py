@@ -89,6 +89,11 @@ def add_norm_node(x: torch.Tensor, branch: Optional[torch.Tensor], weight: torch
         out = _AddNorm.apply(x, branch, weight, bias, a.branch_scale, a.eps, a.channels_last, a.out_dtype, b,
                              bool(from_y))
         return (out if branch is not None else (out, x)), b.name
-    y, s, _, _ = b.impl().add_layer_norm_fwd(x, _branch_in(branch, x, getattr(b, "mixed_branch", False)), weight,
-                                             bias, a.branch_scale, a.eps, a.channels_last, a.out_dtype)
+    raw = b.impl()
+    br = _branch_in(branch, x, getattr(b, "mixed_branch", False))
+    infer = getattr(raw, "add_layer_norm_infer", None)  # no backward to come: a backend may skip the statistics
+    if infer is not None:
+        y, s = infer(x, br, weight, bias, a.branch_scale, a.eps, a.channels_last, a.out_dtype)
+    else:
+        y, s, _, _ = raw.add_layer_norm_fwd(x, br, weight, bias, a.branch_scale, a.eps, a.channels_last, a.out_dtype)
     return (y, s if branch is not None else x), b.name

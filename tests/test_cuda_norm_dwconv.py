@@ -483,6 +483,33 @@ def test_gpu_add_layer_norm_from_y(knobs, shape, channels_last, variant):
     ln_case(fwd, bwd, shape, channels_last, dtype, variant, device="cuda", from_y=True)
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("with_branch", (False, True), ids=("plain", "branch"))
+@pytest.mark.parametrize("dtype", DTYPES, ids=[DNAME[d] for d in DTYPES])
+@pytest.mark.parametrize("channels_last", (False, True), ids=("cf", "cl"))
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 130, 7, 7), (1, 768, 13, 13), (2, 96, 14, 14), (1, 96, 56, 56),
+                                   (2, 1536, 7, 7)], ids=_ids)
+def test_gpu_add_layer_norm_infer_equals_fwd(knobs, shape, channels_last, dtype, with_branch):
+    """add_layer_norm_infer (inference: no statistics written or allocated) gives add_layer_norm_fwd's y and s
+    bitwise, outputs poisoned first (a store the null statistics pointers skip by mistake would leave NaN)."""
+    ops = _ops()
+    if not hasattr(ops, "add_layer_norm_infer"):
+        pytest.skip("vmamba_kernels._C was built without add_layer_norm_infer (rebuild)")
+    torch.manual_seed(0)
+    B, C, H, W = shape
+    x = torch.randn(*((B, H, W, C) if channels_last else shape), device="cuda").to(dtype)
+    br = torch.randn_like(x) if with_branch else None
+    w, b = torch.randn(C, device="cuda"), torch.randn(C, device="cuda")
+    scale = torch.rand(B, device="cuda") if with_branch else None
+    out = torch.float16 if dtype == torch.float32 else None
+    y, s_, _, _ = ops.add_layer_norm_fwd(x, br, w, b, scale, LN_EPS, channels_last, out)
+    yi, si = ops.add_layer_norm_infer(x, br, w, b, scale, LN_EPS, channels_last, out)
+    assert torch.equal(yi, y) and torch.equal(si, s_)
+    assert not torch.isnan(yi.float()).any()
+    if not with_branch:
+        assert si.data_ptr() == x.data_ptr()  # s is x itself without a branch
+
+
 LN_KNOB_CASES = [(s, k) for s in [(2, 130, 7, 7), (2, 96, 14, 14), (1, 768, 13, 13)]
                  for k in ({"VMAMBA_NORM_MAX_VEC": "1"}, {"VMAMBA_NORM_TILE": "8"}, {"VMAMBA_NORM_BWD_BLOCKS": "1"},
                            {"VMAMBA_NORM_BWD_BLOCKS": "3", "VMAMBA_NORM_TILE": "16"})]

@@ -180,3 +180,26 @@ def test_model_records_what_ran_and_matches_the_public_op_path():
     assert torch.equal(y_new, y_old)
     for n, p in m.named_parameters():
         assert torch.equal(g_new[n], p.grad), n
+
+
+def test_inference_takes_the_backend_entry_without_statistics(monkeypatch):
+    """Without gradients the node calls the backend's `add_layer_norm_infer` when it has one (cuda: no mean / rstd
+    allocated), with the same arguments and results as the full forward; with gradients the full forward."""
+    raw = dispatch.get_backend("torch").impl()
+    calls = []
+
+    def infer(x, br, w, b, sc, eps, cl, out_dtype):
+        calls.append("infer")
+        y, s, _, _ = raw.add_layer_norm_fwd(x, br, w, b, sc, eps, cl, out_dtype)
+        return y, s
+
+    monkeypatch.setattr(raw, "add_layer_norm_infer", infer, raising=False)
+    x, br, w, b, sc, out_dtype = _inputs("f32", True, True, True, True)
+    with torch.no_grad():
+        (y, s), _ = add_norm_node(x, br, w, b, 1e-5, sc, True, out_dtype, "torch")
+    assert calls == ["infer"]
+    y_ref, s_ref = vk.add_layer_norm(x, br, w, b, 1e-5, branch_scale=sc, channels_last=True, out_dtype=out_dtype,
+                                     impl="torch")
+    assert torch.equal(y, y_ref) and torch.equal(s, s_ref)
+    (y2, _), _ = add_norm_node(x.requires_grad_(), br, w, b, 1e-5, sc, True, out_dtype, "torch")
+    assert calls == ["infer"] and y2.requires_grad  # training: the full forward (statistics for the backward)

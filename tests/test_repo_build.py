@@ -285,12 +285,15 @@ def test_built_extension_norm_dwconv_schemas():
     ops = torch.ops.vmamba_cuda
     try:
         schemas = {n: str(getattr(ops, n).default._schema) for n in
-                   ("add_layer_norm_fwd", "add_layer_norm_bwd", "dwconv2d_fwd", "dwconv2d_bwd")}
+                   ("add_layer_norm_fwd", "add_layer_norm_infer", "add_layer_norm_bwd", "dwconv2d_fwd", "dwconv2d_bwd")}
     except (AttributeError, RuntimeError):
         pytest.fail("the extension was built without the layer norm / depthwise conv ops (VMAMBA_KERNELS_ONLY?)")
     assert schemas["add_layer_norm_fwd"] == (
         "vmamba_cuda::add_layer_norm_fwd(Tensor x, Tensor? branch, Tensor weight, Tensor? bias, Tensor? branch_scale, "
         "float eps, bool channels_last, ScalarType? out_dtype) -> (Tensor, Tensor, Tensor, Tensor)")
+    assert schemas["add_layer_norm_infer"] == (
+        "vmamba_cuda::add_layer_norm_infer(Tensor x, Tensor? branch, Tensor weight, Tensor? bias, Tensor? branch_scale, "
+        "float eps, bool channels_last, ScalarType? out_dtype) -> (Tensor, Tensor)")
     assert schemas["add_layer_norm_bwd"] == (
         "vmamba_cuda::add_layer_norm_bwd(Tensor dy, Tensor? ds, Tensor s, Tensor weight, Tensor? bias, Tensor? mean, "
         "Tensor rstd, Tensor? branch_scale, bool has_branch, bool channels_last, ScalarType x_dtype, "

@@ -3,6 +3,7 @@
 //   vmamba_cuda::add_layer_norm_fwd(x, branch?, weight, bias?, branch_scale?, eps, channels_last, out_dtype?)
 //       -> (y, s, mean, rstd)          s is x itself when branch is None; branch in x's dtype, or 16-bit on
 //                                      a float32 x (s in x's dtype)
+//   vmamba_cuda::add_layer_norm_infer(same arguments) -> (y, s)   no statistics: inference
 //   vmamba_cuda::add_layer_norm_bwd(dy, ds?, s, weight, bias?, mean, rstd, branch_scale?, has_branch,
 //                                   channels_last, x_dtype) -> (dx, dbranch, dweight, dbias)
 //       dbranch / dbias are empty tensors when has_branch is false / bias is None. Deterministic.
@@ -86,10 +87,12 @@ void check_scale(const c10::optional<at::Tensor>& scale, bool has_branch, int64_
   VMAMBA_CHECK(t.is_contiguous(), "branch_scale", "must be contiguous, got strides ", t.strides());
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> add_layer_norm_fwd(
+// stats = false (inference): mean / rstd are neither written nor allocated (returned undefined; the ops below
+// return only what they promise)
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> fwd_impl(
     const at::Tensor& x, const c10::optional<at::Tensor>& branch, const at::Tensor& weight,
     const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& branch_scale, double eps,
-    bool channels_last, c10::optional<at::ScalarType> out_dtype) {
+    bool channels_last, c10::optional<at::ScalarType> out_dtype, bool stats) {
   VMAMBA_CHECK_CUDA(x, "x");
   VMAMBA_CHECK_DIM(x, "x", 4);
   VMAMBA_CHECK_FLOAT_DTYPE(x, "x");
@@ -117,9 +120,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> add_layer_norm_fwd(
   at::Tensor y = at::empty(x.sizes(), x.options().dtype(yt));
   at::Tensor s = branch.has_value() ? at::empty_like(x) : x;
   const auto f32 = x.options().dtype(at::kFloat);
-  at::Tensor mean = at::empty({d.B, d.HW}, f32), rstd = at::empty({d.B, d.HW}, f32);
-  if (branch.has_value()) poison({&y, &s, &mean, &rstd});
-  else poison({&y, &mean, &rstd});
+  at::Tensor mean, rstd;
+  if (stats) {
+    mean = at::empty({d.B, d.HW}, f32);
+    rstd = at::empty({d.B, d.HW}, f32);
+    if (branch.has_value()) poison({&y, &s, &mean, &rstd});
+    else poison({&y, &mean, &rstd});
+  } else if (branch.has_value()) {
+    poison({&y, &s});
+  } else {
+    poison({&y});
+  }
   FwdParams p;
   p.x = x.data_ptr();
   p.branch = branch.has_value() ? branch->data_ptr() : nullptr;
@@ -128,8 +139,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> add_layer_norm_fwd(
   p.bias = bias.has_value() ? bias->data_ptr<float>() : nullptr;
   p.s = branch.has_value() ? s.data_ptr() : nullptr;
   p.y = y.data_ptr();
-  p.mean = mean.data_ptr<float>();
-  p.rstd = rstd.data_ptr<float>();
+  p.mean = stats ? mean.data_ptr<float>() : nullptr;  // null: the kernels skip the statistics' stores
+  p.rstd = stats ? rstd.data_ptr<float>() : nullptr;
   p.B = d.B; p.C = d.C; p.HW = d.HW;
   p.eps = float(eps);
   p.channels_last = channels_last;
@@ -145,6 +156,23 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> add_layer_norm_fwd(
   const char* err = launch_fwd(p, pl, c10::cuda::getCurrentCUDAStream().stream());
   TORCH_CHECK(err == nullptr, ::vmamba::detail::message("vmamba_cuda::add_layer_norm_fwd: kernel launch failed: ", err));
   return {y, s, mean, rstd};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> add_layer_norm_fwd(
+    const at::Tensor& x, const c10::optional<at::Tensor>& branch, const at::Tensor& weight,
+    const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& branch_scale, double eps,
+    bool channels_last, c10::optional<at::ScalarType> out_dtype) {
+  return fwd_impl(x, branch, weight, bias, branch_scale, eps, channels_last, out_dtype, true);
+}
+
+// inference: (y, s) without the statistics a backward would need (two allocations fewer per call: host time
+// at small batches, reports/logs/2026-12-04_host_views_H200.md)
+std::tuple<at::Tensor, at::Tensor> add_layer_norm_infer(
+    const at::Tensor& x, const c10::optional<at::Tensor>& branch, const at::Tensor& weight,
+    const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& branch_scale, double eps,
+    bool channels_last, c10::optional<at::ScalarType> out_dtype) {
+  auto out = fwd_impl(x, branch, weight, bias, branch_scale, eps, channels_last, out_dtype, false);
+  return {std::get<0>(out), std::get<1>(out)};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> add_layer_norm_bwd(
@@ -240,6 +268,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> add_layer_norm_bwd(
 TORCH_LIBRARY_FRAGMENT(vmamba_cuda, m) {
   m.def("add_layer_norm_fwd(Tensor x, Tensor? branch, Tensor weight, Tensor? bias, Tensor? branch_scale, float eps, "
         "bool channels_last, ScalarType? out_dtype) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def("add_layer_norm_infer(Tensor x, Tensor? branch, Tensor weight, Tensor? bias, Tensor? branch_scale, float eps, "
+        "bool channels_last, ScalarType? out_dtype) -> (Tensor, Tensor)");
   m.def("add_layer_norm_bwd(Tensor dy, Tensor? ds, Tensor s, Tensor weight, Tensor? bias, Tensor? mean, Tensor rstd, "
         "Tensor? branch_scale, bool has_branch, bool channels_last, ScalarType x_dtype, bool from_y=False) "
         "-> (Tensor, Tensor, Tensor, Tensor)");
@@ -247,5 +277,6 @@ TORCH_LIBRARY_FRAGMENT(vmamba_cuda, m) {
 
 TORCH_LIBRARY_IMPL(vmamba_cuda, CUDA, m) {
   m.impl("add_layer_norm_fwd", &vmamba::ln::add_layer_norm_fwd);
+  m.impl("add_layer_norm_infer", &vmamba::ln::add_layer_norm_infer);
   m.impl("add_layer_norm_bwd", &vmamba::ln::add_layer_norm_bwd);
 }

@@ -132,7 +132,7 @@ struct FwdCl {
       }
       row_sum(ctx, sq, a.tpr, red);
       const float rstd = rsqrt_f(sq[0] * a.inv_c + a.eps);
-      if (active && lane == 0) {
+      if (active && lane == 0 && a.rstd != nullptr) {  // null in inference (add_layer_norm_infer)
         a.mean[row] = mean;
         a.rstd[row] = rstd;
       }
@@ -233,7 +233,7 @@ struct FwdCf {
         for (uint32_t g = 0; g < G; ++g) s += red[g * P + t];
         const float r = rsqrt_f(s * a.inv_c + a.eps);
         st_rstd[t] = r;
-        if (p0 + t < a.HW) {
+        if (p0 + t < a.HW && a.rstd != nullptr) {  // null in inference (add_layer_norm_infer)
           a.mean[b * a.HW + p0 + t] = st_mean[t];
           a.rstd[b * a.HW + p0 + t] = r;
         }

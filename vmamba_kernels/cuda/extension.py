@@ -131,6 +131,13 @@ def add_layer_norm_fwd(x, branch, weight, bias, branch_scale, eps, channels_last
                                                 bool(channels_last), out_dtype))
 
 
+def add_layer_norm_infer(x, branch, weight, bias, branch_scale, eps, channels_last, out_dtype):
+    """(y, s) of add_layer_norm_fwd without the statistics (not computed into memory, not allocated): for calls
+    that will not run the backward (models.norm_node in inference)."""
+    return tuple(_op("add_layer_norm_infer")(x, branch, weight, bias, branch_scale, float(eps), bool(channels_last),
+                                             out_dtype))
+
+
 def add_layer_norm_bwd(dy, ds, s, weight, bias, mean, rstd, branch_scale, has_branch, channels_last, x_dtype,
                        from_y=False):
     """from_y: `s` is the norm's output y (dy's dtype) and xhat = (y - bias) / weight (mean unused)."""
