@@ -1,6 +1,6 @@
 """Plots and the README results table, from reports/*.csv.
 
-    python -m bench.report [--reports-dir reports] [--readme README.md] [--include-cpu]
+    python -m bench.report [--reports-dir reports] [--readme README.md] [--include-cpu] [--git-sha PREFIX]
 
 Writes into the reports folder:
 - throughput.png: img/s per model and impl (timm baselines included), one panel per mode;
@@ -745,6 +745,9 @@ def main(argv=None) -> int:
     p.add_argument("--no-readme", action="store_true", help="do not touch the README")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--include-cpu", action="store_true", help="include rows measured on the CPU (gpu == cpu)")
+    p.add_argument("--git-sha", default=None, metavar="PREFIX",
+                   help="build the README's model tables from the rows of this one commit only (git_sha prefix); "
+                        "the plots keep every commit")
     a = p.parse_args(argv)
     rep = reports_dir(a.reports_dir)
     out = Path(a.out_dir) if a.out_dir else rep
@@ -762,7 +765,15 @@ def main(argv=None) -> int:
             written += plot_kernels(kernel_rows, out)
         written += plot_history(plotted, kernel_rows, out)
     rc = 0
-    block = readme_block(model_rows, kernel_rows)
+    table_rows = model_rows
+    if a.git_sha:
+        table_rows = [r for r in model_rows if r.get("git_sha", "").startswith(a.git_sha)]
+        if not table_rows:
+            print(f"no model rows of commit {a.git_sha!r} in {rep / 'models.csv'}: README left as it is",
+                  file=sys.stderr)
+            return 2
+        print(f"README tables from the {len(table_rows)} model rows of commit {a.git_sha}")
+    block = readme_block(table_rows, kernel_rows)
     if not a.no_readme:
         if not block:
             print("no rows to tabulate: README left as it is")

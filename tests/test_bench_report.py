@@ -338,3 +338,17 @@ def test_latency_line_comes_from_one_sweep():
     line = [ln for ln in table.splitlines() if ln.startswith("| vmamba_t")]
     assert line == ["| vmamba_t | cuda:cl | infer amp | 13.00 | 13.000 | 0.300 | 0.119 | 2.53x | 2026-12-03 16:43 |"]
     assert "def" not in table.split("git ")[1].split(",")[0]
+
+
+def test_git_sha_builds_the_tables_from_one_commit(tmp_path):
+    """--git-sha PREFIX: the README's model table holds only that commit's rows (the older commit's throughput, not
+    the newest), and an unknown commit leaves the README alone with an error."""
+    _rows(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+    assert report.main(["--reports-dir", str(tmp_path), "--readme", str(readme), "--no-plots", "--git-sha", "aa"]) == 0
+    text = readme.read_text()
+    assert "| vmamba_t | cuda | 3000 | 1000 |" in text and "3300" not in text and "bbb" not in text.split("Kernel")[0]
+    readme.write_text(README)
+    assert report.main(["--reports-dir", str(tmp_path), "--readme", str(readme), "--no-plots", "--git-sha", "zzz"]) == 2
+    assert readme.read_text() == README
