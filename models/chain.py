@@ -7,10 +7,13 @@ block, each an autograd node with its own dispatch, cast and view bookkeeping, f
 `ss2d_chain` runs the same chain as one torch.autograd.Function: the forward calls the three ops' raw
 kernels (the backends the layer's policy resolved, validated and chosen through the dispatcher once per
 shape: cached plans) and two batched GEMMs; the backward is written out: cross scan of dy (cross merge's adjoint),
-the scan's backward kernel, four GEMMs, cross merge (cross scan's adjoint). The GEMMs are the ones autograd
-would run for the composition (a broadcast weight's gradient summed over the batch in the GEMM dtype,
-then cast to the weight's dtype), so values and gradients equal the composition's
-(tests/test_ss2d_chain.py).
+the scan's backward kernel, four GEMMs, cross merge (cross scan's adjoint). The weight GEMMs are the ones
+autograd would run for the composition (a broadcast weight's gradient summed over the batch in the GEMM dtype,
+then cast to the weight's dtype). x's gradient, cross_merge(du + xw^T dx_dbl), is taken as cross_merge(du) plus
+the projection term computed in pixel order: merge is linear, and the projection's output gradient dx_dbl has
+C = R + 2N << D rows, so it is moved to pixel order (a gather) and one GEMM adds xw^T of it into the merged du,
+instead of forming the (B, K, D, L) route-order product, adding it to du and merging the sum (about 2/3 of the
+bytes of that step). Values and gradients equal the composition's to rounding (tests/test_ss2d_chain.py).
 
 `recompute="routes"` saves x instead of the route tensors (B, 4D, L) and rebuilds them in the backward (one
 cross scan, one dt projection): the memory of the old saved-tensor hooks (RouteRecompute) without their
@@ -125,12 +128,52 @@ class _Chain(torch.autograd.Function):
         # x_dbl = xw @ xs, split into (dts_low, Bs, Cs)
         dx_dbl = torch.cat([d_low, dB, dC], dim=2)
         g_xw = torch.matmul(dx_dbl, xs.transpose(-1, -2)).sum(0)
-        dxs = du + torch.matmul(xw.transpose(-1, -2), dx_dbl)
         x_dt, xw_dt, dtw_dt, alog_dt, ds_dt, db_dt = ctx.dtypes
-        dx = cross.cross_merge_fwd(_as(dxs, x_dt), H, W, p.mode, p.cl)  # cross scan's adjoint
+        # dx = cross_merge(du + xw^T dx_dbl), with the projection term taken to pixel order first (module docstring)
+        dx = cross.cross_merge_fwd(_as(du, x_dt), H, W, p.mode, p.cl)  # cross scan's adjoint
+        dx = _add_projection_grad(dx, xw, dx_dbl, p)
         # A = -exp(A_logs): dA_logs = dA * A (autograd's (-dA) * exp(A_logs), the same bits)
         return (dx, _as(g_xw, xw_dt), _as(g_dtw, dtw_dt), _as(dA * A, alog_dt), _as(dD, ds_dt),
                 _as(dbias.view(ctx.bias_shape), db_dt), None, None)
+
+
+_PIXEL_ORDER: dict = {}  # (mode, H, W, device) -> (K, L) long: route position of each pixel, per route
+
+
+def _pixel_order(mode: str, H: int, W: int, device) -> torch.Tensor:
+    """inv[k, pixel] = the position at which route k reads that pixel (the inverse of reference.route_index)."""
+    key = (mode, H, W, device)
+    inv = _PIXEL_ORDER.get(key)
+    if inv is None:
+        from reference.cross_scan import route_index  # noqa: PLC0415
+
+        ri = route_index(mode, H, W)
+        inv = torch.empty_like(ri).scatter_(1, ri, torch.arange(H * W).expand_as(ri)).to(device)
+        if len(_PIXEL_ORDER) >= _PLANS_MAX:
+            _PIXEL_ORDER.clear()
+        _PIXEL_ORDER[key] = inv
+    return inv
+
+
+def _add_projection_grad(dx: torch.Tensor, xw: torch.Tensor, dx_dbl: torch.Tensor, p: "_Plan") -> torch.Tensor:
+    """dx + cross_merge(xw^T @ dx_dbl), as one GEMM in pixel order: the (B, K, C, L) gradient of the x
+    projection's output goes to pixel order per route (a gather of C = R + 2N rows, C << D), then
+    dx[b, pixel, :] += sum_(k, c) dx_dbl_px[b, k, c, pixel] xw[k, c, :]. The route-order product (B, K, D, L),
+    its sum with du and the merge's read of it are gone: 14 of 21 (B, D, L)-sized passes of the old path."""
+    Bn, D, H, W = p.dims
+    L, KC = H * W, dx_dbl.shape[1] * dx_dbl.shape[2]
+    inv = _pixel_order(p.mode, H, W, dx_dbl.device)
+    px = torch.gather(dx_dbl, 3, inv.view(1, K, 1, L).expand(dx_dbl.shape)).view(Bn, KC, L)
+    w = xw.reshape(KC, D)
+    if p.cl:  # dx (B, H, W, D): (B, L, KC) @ (KC, D)
+        a, b, out = px.transpose(1, 2), w.expand(Bn, KC, D), dx.view(Bn, L, D)
+    else:  # dx (B, D, H, W): (D, KC) @ (B, KC, L)
+        a, b, out = w.t().expand(Bn, D, KC), px, dx.view(Bn, D, L)
+    if out.dtype == px.dtype:
+        out.baddbmm_(a, b)
+    else:  # x in another dtype than the GEMMs (not the models' case): the product in the GEMM dtype, then added
+        out.add_(torch.bmm(a, b))
+    return dx
 
 
 _PLANS: dict = {}  # plan key -> _Plan: validation and backend choice once per shape (like dispatch's cache)
@@ -140,6 +183,7 @@ _PLANS_MAX = 1024
 def clear_plans() -> None:
     """Forget the cached plans (after changing a registered backend's availability or limits by hand)."""
     _PLANS.clear()
+    _PIXEL_ORDER.clear()
 
 
 def _plan(x, R, N, channels_last, mode, gemm, scan_dtype, out_dtype, need_grad, impls) -> _Plan:
