@@ -208,14 +208,17 @@ def test_gpu_chain_matches_composition(impl, recompute, monkeypatch):
         torch.manual_seed(1)
         with torch.autocast("cuda", dtype=torch.float16):
             y = m(x)
-        (y.float() * torch.linspace(-1, 1, y.numel(), device="cuda").view_as(y)).sum().backward()
+        # the loss scaled by 2^10, as GradScaler does: unscaled, the dt projection's gradients here lie among fp16
+        # subnormals (steps of 2^-24), where two paths that round x's gradient differently part by whole steps
+        loss = (y.float() * torch.linspace(-1, 1, y.numel(), device="cuda").view_as(y)).sum() * 1024.0
+        loss.backward()
         return y.detach().float(), {n: p.grad.float() for n, p in m.named_parameters() if p.grad is not None}
 
     y0, g0 = step(ref, False)
     y1, g1 = step(one, True)
     torch.testing.assert_close(y1, y0, rtol=2e-3, atol=2e-3)
     assert g1.keys() == g0.keys()
-    for n in g0:  # the same kernels and GEMMs: differences are GEMM-algorithm rounding at most
+    for n in g0:  # the same kernels; x's gradient rounds in another place (models.chain docstring): rounding only
         scale = g0[n].abs().max().item() or 1.0
         torch.testing.assert_close(g1[n], g0[n], rtol=2e-2, atol=2e-2 * scale, msg=lambda m, n=n: f"{n}: {m}")
 
