@@ -29,6 +29,7 @@ from typing import Optional
 
 import torch
 
+from reference.cross_scan import route_index
 from vmamba_kernels import dispatch, validate
 from vmamba_kernels.layout import map_dims
 
@@ -145,8 +146,6 @@ def _pixel_order(mode: str, H: int, W: int, device) -> torch.Tensor:
     key = (mode, H, W, device)
     inv = _PIXEL_ORDER.get(key)
     if inv is None:
-        from reference.cross_scan import route_index  # noqa: PLC0415
-
         ri = route_index(mode, H, W)
         inv = torch.empty_like(ri).scatter_(1, ri, torch.arange(H * W).expand_as(ri)).to(device)
         if len(_PIXEL_ORDER) >= _PLANS_MAX:
