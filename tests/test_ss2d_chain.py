@@ -242,3 +242,21 @@ def test_projection_grad_in_pixel_order_equals_the_route_order_merge(mode, chann
     want = base + cross_merge_ref(torch.matmul(xw.transpose(-1, -2), dx_dbl), H, W, mode, channels_last)
     got = chain._add_projection_grad(base.clone(), xw, dx_dbl, p)
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_projection_grad_when_x_has_another_dtype_than_the_gemms():
+    """x in float32 with the GEMMs in bfloat16 (an fp32 x called under autocast): the projection term is formed in
+    the GEMM dtype and added to the float32 gradient, so it matches the float64 formula to bfloat16 rounding."""
+    from reference.cross_scan import cross_merge_ref
+
+    g = torch.Generator().manual_seed(7)
+    Bn, D, C, H, W = 2, 12, 5, 6, 11
+    xw = torch.randn(chain.K, C, D, generator=g, dtype=torch.float64)
+    dx_dbl = torch.randn(Bn, chain.K, C, H * W, generator=g, dtype=torch.float64)
+    base = torch.randn(Bn, H, W, D, generator=g, dtype=torch.float64)
+    p = chain._Plan()
+    p.dims, p.mode, p.cl = (Bn, D, H, W), "cross2d", True
+    want = base + cross_merge_ref(torch.matmul(xw.transpose(-1, -2), dx_dbl), H, W, "cross2d", True)
+    got = chain._add_projection_grad(base.float(), xw.bfloat16(), dx_dbl.bfloat16(), p)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), want, rtol=3e-2, atol=3e-2 * want.abs().max().item())
