@@ -28,8 +28,10 @@ from bench.tp import recompute_arg
 CATEGORIES = [
     ("selective scan", r"selective_scan|scan_fwd|scan_bwd|_n1_|scan_kernel|chunk_state|ssd"),
     ("cross scan / merge", r"cross_scan|cross_merge|cross_"),
-    ("fused add + LayerNorm", r"add_layer_norm|add_ln|_layer_norm_(fwd|bwd)|ln_(fwd|bwd)"),
-    ("fused depthwise conv", r"dwconv"),
+    # csrc's norms and depthwise conv launch through common/launch.cuh's generic body_kernel<K>: their names
+    # are the body types' (vmamba::ln::FwdCl<...>, vmamba::dw::DwCl<...>), matched by namespace
+    ("fused add + LayerNorm", r"add_layer_norm|add_ln|_layer_norm_(fwd|bwd)|ln_(fwd|bwd)|vmamba::ln::"),
+    ("fused depthwise conv", r"dwconv|vmamba::dw::"),
     ("LayerNorm (torch)", r"layer_norm|layernorm"),
     ("convolutions (cudnn, incl. layout transposes)",
      r"conv|fprop|dgrad|wgrad|nchwtonhwc|nhwctonchw|cudnn|implicit_gemm|depthwise|winograd"),

@@ -115,3 +115,16 @@ def test_negative_row_counts_are_refused(flag, capsys):
     with pytest.raises(SystemExit):
         P.parse_args([flag, "-1"])
     assert f"{flag} takes a count of rows (0 or more), not -1" in capsys.readouterr().err
+
+
+def test_csrc_body_kernels_get_their_categories():
+    # the names the profiler reports for csrc's generic body_kernel<K> launches (common/launch.cuh): before the
+    # namespace patterns, the fused norms and depthwise conv fell into "other"
+    from bench.profile import categorize
+
+    assert categorize("void vmamba::body_kernel<vmamba::ln::FwdCl<c10::Half, float, 4> >(vmamba::ln::FwdCl<"
+                      "c10::Half, float, 4>::Args)") == "fused add + LayerNorm"
+    assert categorize("void vmamba::body_kernel<vmamba::dw::DwCl<c10::Half, 3> >(vmamba::dw::DwArgs)") == \
+        "fused depthwise conv"
+    assert categorize("void at::native::vectorized_elementwise_kernel<4, at::native::CUDAFunctor_add<float> >") == \
+        "other elementwise / reductions"
