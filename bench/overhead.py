@@ -143,7 +143,7 @@ def _mock_module(backend) -> types.SimpleNamespace:
         stat = e((b, h * ww), device=x.device)
         return e(x.shape, dtype=out_dtype, device=x.device), torch.empty_like(x), stat, torch.empty_like(stat)
 
-    def ln_bwd(dy, ds, s, w, bias, mean, rstd, scale, has_branch, cl, x_dtype):
+    def ln_bwd(dy, ds, s, w, bias, mean, rstd, scale, has_branch, cl, x_dtype, from_y=False):
         dx = e(s.shape, dtype=x_dtype, device=s.device)
         return dx, (torch.empty_like(dx) if has_branch else None), torch.empty_like(w), \
             (None if bias is None else torch.empty_like(bias))

@@ -22,3 +22,26 @@ def test_measure_counts_more_ops_for_more_layers():
     r1 = HS.measure(one, x, train=False, amp=False, steps=1)
     r3 = HS.measure(three, x, train=False, amp=False, steps=1)
     assert r3["ops"] == 3 * r1["ops"] and r1["ms"] > 0
+
+
+def test_mocked_kernels_take_the_real_kernels_arguments():
+    # the stand-ins must accept every argument the real raw kernels take (a new keyword, such as the norms'
+    # from_y of set_recompute("norms"), once broke bench.host_step with a TypeError)
+    import inspect
+
+    from bench.overhead import _mock_module
+    from vmamba_kernels import dispatch
+
+    b = dispatch.get_backend("torch")
+    mock, real = _mock_module(b), b.impl()
+    for name, fn in vars(mock).items():
+        want = inspect.signature(getattr(real, name)).parameters
+        got = inspect.signature(fn).parameters
+        # positional arguments match by count (the stand-ins use short names), optional ones by name
+        optional = {p for p, v in want.items() if v.default is not inspect.Parameter.empty}
+        assert len(got) == len(want) and optional <= set(got), (name, list(got), list(want))
+
+
+def test_recompute_norms_runs_with_mocked_kernels(capsys):
+    assert HS.main(["--baseline", "none", "--img-size", "32", "--steps", "1", "--recompute", "norms+delta"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[0] == "vmamba_t"
