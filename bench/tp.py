@@ -24,6 +24,10 @@ every round's ms per iteration. A slow spell of the host then hits every model a
 ran during it (on the H200 machine one configuration's step time varied by 25% between rounds:
 reports/logs/2026-12-03_host_work_H200.md).
 
+Compiled (`--compile`): the first warm-up step runs the compile; each row's note gives that step's time
+per round ("first step (compile) 59.1 s"), the wait a user pays before the first batch. Only baselines:
+`--model none --baselines --baseline-models NAME` (without `--model none` the default VMamba models run too).
+
 Several GPUs: `torchrun --nproc_per_node=N -m bench.tp --ddp ...` trains DistributedDataParallel replicas
 (bench/ddp.py), `--batch` images each; rank 0 writes one row per model and impl (label ":ddpN") with the
 aggregate img/s, img/s per GPU and the scaling efficiency against one GPU timed in the same run.
@@ -481,8 +485,13 @@ def measure(model, mode: str, batch: int, img_size: int, device, a, num_classes:
     warmup = a.warmup if a.warmup is not None else d["warmup_official" if official else "warmup_robust"]
     iters = a.iters if a.iters is not None else d["iters_official" if official else "iters_robust"]
     steps = StepProgress(label or mode, warmup, iters * (1 if official else 3))
-    for _ in range(warmup):
+    first_step_s = float("nan")  # the first step alone: with --compile, what a user waits for the compile
+    for i in range(warmup):
+        t0 = time.perf_counter()
         step()
+        if i == 0:
+            sync(dev)
+            first_step_s = time.perf_counter() - t0
         steps.tick()
     sync(dev)
     if not graphs:
@@ -500,7 +509,7 @@ def measure(model, mode: str, batch: int, img_size: int, device, a, num_classes:
     if graphs:
         del graphed, step
     return {"ms": r["ms_p50"], "ms_p20": r["ms_p20"], "ms_p80": r["ms_p80"], "peak_mb": peak,
-            "img_per_s": batch / (r["ms_p50"] / 1000.0), "warmup": warmup, "iters": iters}
+            "img_per_s": batch / (r["ms_p50"] / 1000.0), "warmup": warmup, "iters": iters, "first_step_s": first_step_s}
 
 
 def measure_ddp(model, mode: str, batch: int, device, a, d, num_classes: int, label: str) -> dict:
@@ -700,6 +709,9 @@ def _write_rows(a, jobs, modes, device, rounds, broken, out_csv, written, measur
             res, batch, notes = pick["res"], pick["batch"], list(pick["notes"])
             if a.cuda_graphs:
                 notes.append(GRAPH_PEAK_NOTE)
+            first = [o["res"].get("first_step_s", float("nan")) for o in done]
+            if a.compile and any(f == f for f in first):  # (nan: no warm-up step was timed)
+                notes.append("first step (compile) " + ", ".join(f"{f:.1f} s" for f in first if f == f))
             if len(outs) > 1:
                 notes.append(f"median of {len(outs)} rounds, ms/iter " + ", ".join(
                     f"{o['res']['ms']:.2f}" if o["res"] is not None else "failed" for o in outs))

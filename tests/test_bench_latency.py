@@ -3,6 +3,8 @@ without a GPU, the README latency table, and bench.overhead end to end with no-o
 from __future__ import annotations
 
 import argparse
+import math
+import time
 
 import pytest
 import torch
@@ -214,3 +216,40 @@ def test_tp_graphed_peak_counts_the_capture(monkeypatch):
     a = TP.parse_args(["--batch", "1", "--warmup", "1", "--iters", "1"])
     TP.measure(TinyVMamba(impl="torch"), "infer_fp32", 1, 32, "cpu", a)
     assert events == ["reset"]
+
+
+def test_compiled_rows_note_the_first_step(tmp_path, monkeypatch):
+    """--compile: each row's note gives the first warm-up step's time (the compile a user waits for), per round;
+    rows without --compile carry no such note."""
+    firsts = iter([41.25, 3.5])
+
+    def fake_measure(model, mode, batch, img_size, device, a, num_classes=1000, label=""):
+        return {"ms": 10.0, "ms_p20": 9.0, "ms_p80": 11.0, "peak_mb": 1.0, "img_per_s": 100.0, "warmup": 1,
+                "iters": 1, "first_step_s": next(firsts)}
+
+    monkeypatch.setattr(TP, "measure", fake_measure)
+    make = lambda name, impl=None: TinyVMamba(impl=impl)  # noqa: E731
+    args = ["--model", "a", "--impl", "torch", "--batch", "2", "--img-size", "32", "--reports-dir", str(tmp_path)]
+    assert TP.main(args + ["--compile", "--rounds", "2"], create_model=make) == 0
+    firsts = iter([7.0])
+    assert TP.main(args, create_model=make) == 0
+    _, rows = read_csv(tmp_path / "models.csv")
+    assert rows[0]["compile"] == "true" and rows[0]["note"].startswith("first step (compile) 41.2 s, 3.5 s; median")
+    assert rows[1]["compile"] == "false" and "first step" not in rows[1]["note"]
+
+
+def test_measure_times_the_first_warmup_step():
+    a = TP.parse_args(["--device", "cpu", "--warmup", "2", "--iters", "1", "--img-size", "16"])
+    calls = []
+
+    class Slow(torch.nn.Module):
+        def forward(self, x):
+            calls.append(1)
+            if len(calls) == 1:
+                time.sleep(0.05)  # the first call only (as a compile)
+            return x.mean((2, 3)).repeat(1, 4)
+
+    r = TP.measure(Slow(), "infer_fp32", 1, 16, "cpu", a, num_classes=12)
+    assert r["first_step_s"] >= 0.05 and r["ms"] < 50
+    a.warmup = 0
+    assert math.isnan(TP.measure(Slow(), "infer_fp32", 1, 16, "cpu", a, num_classes=12)["first_step_s"])
