@@ -194,6 +194,9 @@ def parse_args(argv=None):
     if bad:
         p.error(f"--recompute: default, all, none or parts of {', '.join(_recompute_parts())} joined by '+', "
                 f"comma-separated; got {', '.join(map(repr, bad))}")
+    if a.model is None and a.baseline_models:
+        print(f"bench.tp: no --model given: the default VMamba models ({', '.join(HEADLINE)}) run before the "
+              "baselines; --model none measures the baselines only", file=sys.stderr)
     a.models = _split(a.model, ["all"])
     if "all" in a.models:
         i = a.models.index("all")

@@ -253,3 +253,10 @@ def test_measure_times_the_first_warmup_step():
     assert r["first_step_s"] >= 0.05 and r["ms"] < 50
     a.warmup = 0
     assert math.isnan(TP.measure(Slow(), "infer_fp32", 1, 16, "cpu", a, num_classes=12)["first_step_s"])
+
+
+def test_baseline_models_alone_say_the_default_models_run_too(capsys):
+    TP.parse_args(["--baselines", "--baseline-models", "convnext_tiny"])
+    assert "--model none measures the baselines only" in capsys.readouterr().err
+    a = TP.parse_args(["--model", "none", "--baselines", "--baseline-models", "convnext_tiny"])
+    assert a.models == [] and capsys.readouterr().err == ""
