@@ -15,8 +15,10 @@ back to back, no CUDA graph, and reports
     wall_us    the same plus the final synchronisation, per call (what a caller waits for)
     device_us  median CUDA-event time of one call with the GPU kept busy ahead of it (the kernels alone);
                empty on the CPU, where the kernels run on the host
-The breakdown rows (path "validate", "choose", "library_op") time the pieces alone: the argument check,
-check + backend choice, and the backend's torch.library op called directly (what bench.kernels times).
+The breakdown rows (path "validate", "choose", "library_op", "raw") time the pieces alone: the argument check,
+check + backend choice, the backend's torch.library op called directly (what bench.kernels times), and the
+backend's raw forward function (output allocation, launch configuration, the launches). For triton, path
+"raw_jit_run" is the raw function with direct launches off (every launch through JITFunction.run).
 
 `--mock` swaps the impl's raw kernels for stand-ins that only allocate their outputs (torch.empty):
 host_us then measures the project's Python machinery around a launch, runnable and meaningful on a
@@ -63,6 +65,7 @@ class Case:
     outputs: Callable
     validate: Callable
     library_op: Callable
+    raw: Callable  # the backend's raw forward kernel function (contract in vmamba_kernels/dispatch.py)
 
 
 def _inputs(op: str, shape: str, device, dtype, grad: bool, impl: str) -> Case:
@@ -79,6 +82,7 @@ def _inputs(op: str, shape: str, device, dtype, grad: bool, impl: str) -> Case:
 
     f32 = torch.float32
     lib = vk.ops(impl)
+    raw = vk.dispatch.get_backend(impl).impl()  # the mock module while mocked_kernels is active
     if op == "selective_scan":
         KD = K * C
         u, delta = t(b, KD, L), t(b, KD, L, scale=0.5, offset=-1.0)
@@ -88,28 +92,31 @@ def _inputs(op: str, shape: str, device, dtype, grad: bool, impl: str) -> Case:
         args = (u, delta, A, B, Cm, D, bias, True)
         return Case(op, label, lambda: vk.selective_scan(*args, impl=impl), [u, delta, A, B, Cm, D, bias],
                     lambda r: [r], lambda: validate.check_selective_scan(*args),
-                    lambda: lib["scan_fwd"](*args, u.dtype))
+                    lambda: lib["scan_fwd"](*args, u.dtype), lambda: raw.selective_scan_fwd(*args, u.dtype))
     if op == "cross_scan":
         x = t(b, C, H, H)
         return Case(op, label, lambda: vk.cross_scan(x, impl=impl), [x], lambda r: [r],
-                    lambda: validate.check_cross_scan(x), lambda: lib["cross_scan"](x, "cross2d", False))
+                    lambda: validate.check_cross_scan(x), lambda: lib["cross_scan"](x, "cross2d", False),
+                    lambda: raw.cross_scan_fwd(x, "cross2d", False))
     if op == "cross_merge":
         y = t(b, K, C, L)
         return Case(op, label, lambda: vk.cross_merge(y, H, H, impl=impl), [y], lambda r: [r],
-                    lambda: validate.check_cross_merge(y, H, H), lambda: lib["cross_merge"](y, H, H, "cross2d", False))
+                    lambda: validate.check_cross_merge(y, H, H), lambda: lib["cross_merge"](y, H, H, "cross2d", False),
+                    lambda: raw.cross_merge_fwd(y, H, H, "cross2d", False))
     if op == "add_layer_norm":
         x, br = t(b, H, H, C), t(b, H, H, C)
         w, bb = t(C, dt=f32, offset=1.0), t(C, dt=f32)
         return Case(op, label, lambda: vk.add_layer_norm(x, br, w, bb, channels_last=True, impl=impl),
                     [x, br, w, bb], lambda r: list(r),
                     lambda: validate.check_add_layer_norm(x, br, w, bb, 1e-5, None, True),
-                    lambda: lib["add_layer_norm_fwd"](x, br, w, bb, None, 1e-5, True, x.dtype))
+                    lambda: lib["add_layer_norm_fwd"](x, br, w, bb, None, 1e-5, True, x.dtype),
+                    lambda: raw.add_layer_norm_fwd(x, br, w, bb, None, 1e-5, True, x.dtype))
     if op == "dwconv2d":
         x = t(b, H, H, C)
         w, bb = t(C, 1, 3, 3, dt=f32, scale=0.3), t(C, dt=f32)
         return Case(op, label, lambda: vk.dwconv2d(x, w, bb, "silu", channels_last=True, impl=impl),
                     [x, w, bb], lambda r: [r], lambda: validate.check_dwconv2d(x, w, bb, "silu", True),
-                    lambda: lib["dwconv2d_fwd"](x, w, bb, "silu", True))
+                    lambda: lib["dwconv2d_fwd"](x, w, bb, "silu", True), lambda: raw.dwconv2d_fwd(x, w, bb, "silu", True))
     raise ValueError(f"unknown op {op!r}; ops are {', '.join(OPS)}")
 
 
@@ -216,6 +223,15 @@ def time_calls(fn: Callable, device, calls: int, warmup: int = 5) -> dict:
     return out
 
 
+def _launch_mode(path: str):
+    """raw_jit_run: the triton backend with direct launches off (vmamba_kernels/triton/fast_launch.py)."""
+    if path != "raw_jit_run":
+        return contextlib.nullcontext()
+    import vmamba_kernels as vk  # noqa: PLC0415
+
+    return vk.tuning("triton", fast_launch=False)
+
+
 def measure(ops, impls, shapes, device, dtype, calls: int, mock: bool, breakdown: bool = True) -> list:
     """OverheadRows for every (op, impl, shape, direction/grad) and, with `breakdown`, the pieces."""
     from vmamba_kernels import dispatch  # noqa: PLC0415
@@ -240,10 +256,13 @@ def measure(ops, impls, shapes, device, dtype, calls: int, mock: bool, breakdown
                         if breakdown and direction == "fwd":
                             pieces += [("validate", case.validate),
                                        ("choose", lambda c=case, op=op: dispatch.choose(op, c.validate(), impl)),
-                                       ("library_op", case.library_op)]
+                                       ("library_op", case.library_op), ("raw", case.raw)]
+                            if impl == "triton" and not mock:  # the same launches through JITFunction.run
+                                pieces.append(("raw_jit_run", case.raw))
                         for path, fn in pieces:
                             try:
-                                r = time_calls(fn, device, calls)
+                                with _launch_mode(path):
+                                    r = time_calls(fn, device, calls)
                                 note = ""
                             except Exception as e:  # noqa: BLE001 (an impl refusing a shape must not stop the run)
                                 r = {"host_us": float("nan"), "wall_us": float("nan"), "device_us": float("nan")}

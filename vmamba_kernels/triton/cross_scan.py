@@ -25,6 +25,7 @@ import triton
 import triton.language as tl
 
 from ..layout import map_dims, map_shape
+from .fast_launch import launchable
 from .tuning import TUNING, interpret, launch_plan
 from .tuning import np2 as _np2
 
@@ -105,6 +106,7 @@ def _load_reflected(x_img, h, w_beg, c, C, H, W, sxc, sxh, sxw, BH: tl.constexpr
     return tl.reshape(tl.flip(v, 2), (BH, BW, BC))
 
 
+@launchable
 @triton.jit
 def _cross_kernel(
     x_ptr, y_ptr, C, H, W, sxb, sxc, sxh, sxw, n_hb, n_wb,
@@ -219,6 +221,7 @@ def _band_part(x_img, y_base, c3, C, H, W, L, CL, sxh, sxw, band,
         tl.store(y_base + 2 * CL + (L - (h3 + 1) * W + w3), vr, mask=mask)
 
 
+@launchable
 @triton.jit
 def _cross_scan_band_kernel(
     x_ptr, y_ptr, C, H, W, sxb, sxh, sxw,

@@ -27,6 +27,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .fast_launch import launchable
 from .tuning import interpret, launch_plan, np2, sm_count
 
 _ACTS = {"none": 0, "silu": 1, "gelu": 2}
@@ -97,6 +98,7 @@ def _act_grad(z, ACT: tl.constexpr):
     return d
 
 
+@launchable
 @triton.jit
 def _dwconv_fwd_kernel(X, WT, BIAS, Y, C, H, W_UNITS, TILES_W,
                        WA: tl.constexpr, K: tl.constexpr, CHANNELS_LAST: tl.constexpr, HAS_BIAS: tl.constexpr,
@@ -115,6 +117,7 @@ def _dwconv_fwd_kernel(X, WT, BIAS, Y, C, H, W_UNITS, TILES_W,
     tl.store(Y + base + (h * W + w) * ps + c * cs, y.to(Y.dtype.element_ty), mask=(h < H) & (w < W) & cm)
 
 
+@launchable
 @triton.jit
 def _dwconv_bwd_dz_kernel(X, WT, BIAS, DY, DZ, PW, PB, C, H, W_UNITS, TILES_W, TILES, N_TILES, ITERS,
                           WA: tl.constexpr, K: tl.constexpr, KK_PAD: tl.constexpr, CHANNELS_LAST: tl.constexpr,

@@ -26,6 +26,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .fast_launch import launchable
 from .tuning import interpret, launch_plan, np2, sm_count
 
 # the backward from the output reads weights of smaller magnitude as +-MIN_WEIGHT (the cuda kernels' kMinWeight)
@@ -63,6 +64,7 @@ def _load_s(X, BR, SCALE, off, m, ok, img, HAS_BRANCH: tl.constexpr, HAS_SCALE: 
     return x
 
 
+@launchable
 @triton.jit
 def _add_ln_fwd_kernel(X, BR, SCALE, W, BIAS, S, Y, MEAN, RSTD, C, HW_UNITS, NPIX, eps,
                        HWA: tl.constexpr, CHANNELS_LAST: tl.constexpr, HAS_BRANCH: tl.constexpr,
@@ -151,6 +153,7 @@ def _ln_bwd_store(DS, SCALE, DX, DBR, off, m, ok, img, xhat, wdy, rstd, c1, c2,
         tl.store(DBR + off, g.to(DBR.dtype.element_ty), mask=m)
 
 
+@launchable
 @triton.jit
 def _add_ln_bwd_kernel(DY, DS, S, W, BIAS, SCALE, MEAN, RSTD, DX, DBR, PW, PB, C, HW_UNITS, NPIX,
                        P_BLOCKS, N_BLOCKS, ITERS,

@@ -39,6 +39,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .fast_launch import launchable
 from .tuning import TUNING, chunk_len, interpret, launch_plan, n_chunks, scan_aux_shape  # noqa: F401
 from .tuning import np2 as _np2
 
@@ -92,6 +93,7 @@ def _load_dt(delta_ptr, offs, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.c
     return dt, sig
 
 
+@launchable
 @triton.jit
 def _ssm_fwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, out_ptr, last_ptr, aux_ptr,
@@ -167,6 +169,7 @@ def _n1_rows(A_ptr, D_ptr, bias_ptr, KD, L, K, G, HAS_D: tl.constexpr, HAS_BIAS:
     return pid_b, pid_d, d, A_nat, Dv, bias, (pid_b * KD + d) * L, (pid_b * K + grp) * L
 
 
+@launchable
 @triton.jit
 def _ssm_fwd_n1_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, out_ptr, last_ptr, aux_ptr,
@@ -206,6 +209,7 @@ def _ssm_fwd_n1_kernel(
     tl.store(last_ptr + pid_b * KD + d, h)
 
 
+@launchable
 @triton.jit
 def _ssm_bwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, dout_ptr, aux_ptr,
@@ -303,6 +307,7 @@ def _adjoint_combine(p1, g1, f1, p2, g2, f2):
     return w * p1, g2 + w * g1, f2
 
 
+@launchable
 @triton.jit
 def _ssm_bwd_n1_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, bias_ptr, dout_ptr, aux_ptr,

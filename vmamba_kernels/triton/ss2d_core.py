@@ -33,6 +33,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .fast_launch import launchable
 from .selective_scan import _adjoint_combine, _affine_combine, _softplus
 from .tuning import TUNING, interpret
 from .tuning import np2 as _np2
@@ -116,6 +117,7 @@ def _route_weights(A_ptr, D_ptr, bias_ptr, kd, d_mask, N, HAS_D: tl.constexpr, H
     return A_nat, Dv, bias, dn_mask
 
 
+@launchable
 @triton.jit
 def _ss2d_fwd_kernel(
     x_ptr, xdbl_ptr, dtw_ptr, A_ptr, D_ptr, bias_ptr, y_ptr, aux_ptr,
@@ -157,6 +159,7 @@ def _ss2d_fwd_kernel(
         tl.debug_barrier()  # this route's stores to y are visible to every thread before the next route
 
 
+@launchable
 @triton.jit
 def _ss2d_bwd_kernel(
     x_ptr, xdbl_ptr, dtw_ptr, A_ptr, D_ptr, bias_ptr, dy_ptr, aux_ptr,

@@ -43,6 +43,10 @@ class TritonTuning:
     reverse_groups: bool = True  # backwards reads done forwards in aligned groups, reversed in registers
     # (channels_last, merge, C, H, W) -> (BLOCK_H, BLOCK_W, BLOCK_C, warps) pinned (sweeps, tests)
     cross_block_override: Mapping = field(default_factory=dict)
+    # ---- launches (fast_launch.py) ----
+    # a configuration launched before calls the compiled kernel's launcher directly (False: every launch goes
+    # through JITFunction.run)
+    fast_launch: bool = True
 
     def __post_init__(self):
         for name in ("tuned_chunk", "tuned_blocks", "chunk_override", "block_override", "cross_block_override"):

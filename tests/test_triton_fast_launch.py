@@ -1,0 +1,427 @@
+"""vmamba_kernels/triton/fast_launch.py: direct launches hand the launcher what JITFunction.run would.
+
+Without a GPU (CI): Triton compiles the real kernels for sm_90 (its bundled ptxas needs no GPU) under a
+stand-in driver whose launcher records its arguments instead of launching. Every launched kernel of the
+backend runs through its raw function twice per configuration, once with `fast_launch=False` (JITFunction.run
+every time) and once after a warm-up launch (direct); the two recorded launches must agree argument for
+argument. A misaligned view, another dtype and another shape must miss the cache.
+With a GPU: the raw functions' outputs with and without direct launches, bitwise.
+"""
+from __future__ import annotations
+
+import gc
+import itertools
+import os
+
+import pytest
+import torch
+
+triton = pytest.importorskip("triton")
+
+pytestmark = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") == "1",
+                                reason="the interpreter runs kernels in Python: no launcher to skip")
+
+F32, F16 = torch.float32, torch.float16
+
+
+class _Launch:
+    """One recorded launch: the launcher's arguments, tensors reduced to what identifies them."""
+
+    def __init__(self, name, grid, stream, function, packed, launch_metadata, hooks, args):
+        # the metadata is read only by launch hooks: JITFunction.run builds it, a direct launch passes None;
+        # both must hand over the same hooks, idle (_compare checks)
+        self.hooks_idle = all(h is None or not h.calls for h in hooks)
+        self.head = (name, grid, stream, function, packed, tuple(map(id, hooks)))
+        self.args = tuple(("tensor", a.dtype, tuple(a.shape), a.stride(), a.data_ptr() % 16)
+                          if isinstance(a, torch.Tensor) else (type(a), a) for a in args)
+
+    def __eq__(self, other):
+        return self.head == other.head and self.args == other.args
+
+    def __repr__(self):
+        return f"Launch{self.head[:2]} args={self.args}"
+
+
+class _StandInDriver:
+    """The parts of a Triton driver that compiling and launching use: an sm_90 target, device 0, stream 7,
+    module loading that hands out a new function handle per compiled kernel, a recording launcher."""
+
+    def __init__(self, record=True):
+        self.record = record  # False: launches are dropped (timing the host work around them)
+        self.launches = []
+        self._handles = itertools.count(1000)
+        drv = self
+
+        class Utils:
+            def load_binary(self, name, kernel, shared, device):
+                return 0, next(drv._handles), 32, 0, 1024
+
+            def get_device_properties(self, device):
+                return {"max_shared_mem": 232448, "multiprocessor_count": 132, "max_num_regs": 65536,
+                        "warpSize": 32, "sm_clock_rate": 1980000, "mem_clock_rate": 2619000, "mem_bus_width": 5120}
+
+            def unload_module(self, module):
+                pass
+
+        class Launcher:
+            def __init__(self, src, metadata):
+                self.name = metadata.name
+
+            def __call__(self, gx, gy, gz, stream, function, packed, launch_metadata, enter, exit_, *args):
+                if drv.record:
+                    drv.launches.append(_Launch(self.name, (gx, gy, gz), stream, function, packed,
+                                                launch_metadata, (enter, exit_), args))
+
+        self.utils = Utils()
+        self.launcher_cls = Launcher
+
+    def get_current_target(self):
+        from triton.backends.compiler import GPUTarget  # noqa: PLC0415
+
+        return GPUTarget("cuda", 90, 32)
+
+    device = 0
+
+    def get_current_device(self):
+        return self.device
+
+    def get_current_stream(self, device):
+        return 7
+
+    def get_active_torch_device(self):
+        return torch.device("cpu")
+
+
+def _kernels():
+    from vmamba_kernels.triton import cross_scan, dwconv, layer_norm, selective_scan, ss2d_core  # noqa: PLC0415
+    from vmamba_kernels.triton.fast_launch import LaunchableKernel  # noqa: PLC0415
+
+    mods = (cross_scan, dwconv, layer_norm, selective_scan, ss2d_core)
+    return [v for m in mods for v in vars(m).values() if isinstance(v, LaunchableKernel)]
+
+
+@pytest.fixture
+def stand_in(monkeypatch):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: test_direct_launch_outputs_gpu checks the real launches")
+    from triton.runtime import driver  # noqa: PLC0415
+
+    from vmamba_kernels.triton import dwconv, layer_norm  # noqa: PLC0415
+
+    monkeypatch.setattr(dwconv, "sm_count", lambda device: 132)
+    monkeypatch.setattr(layer_norm, "sm_count", lambda device: 132)
+    kernels = _kernels()
+    assert len(kernels) == 12, [k.fn.__name__ for k in kernels]  # every launched kernel is wrapped
+    saved = driver._active
+    d = _StandInDriver()
+    driver.set_active(d)
+    try:
+        yield d
+    finally:
+        for k in kernels:  # nothing compiled or remembered under the stand-in survives the test
+            k.fn.device_caches.clear()
+            k.clear()
+        gc.collect()  # CompiledKernel.__del__ unloads its module through the driver: the stand-in's, still active
+        driver._active = saved
+
+
+def _compare(d, fn, make_inputs):
+    """fn(*inputs) with JITFunction.run only, then direct after a warm-up on other tensors of the same kind:
+    the launches must match one for one, and the second pass must have launched directly."""
+    import vmamba_kernels as vk  # noqa: PLC0415
+
+    try:
+        with vk.tuning("triton", fast_launch=False):
+            inputs = make_inputs()  # (inputs of a backward come from a forward: launches of their own)
+            d.launches.clear()
+            fn(*inputs)
+    except Exception as e:  # noqa: BLE001
+        if "ptxas" in str(e).lower():
+            pytest.skip(f"Triton cannot compile for sm_90 here: {e}")
+        raise
+    want = list(d.launches)
+    assert want, "the raw function launched nothing"
+    assert all(w.hooks_idle for w in want)
+    kernels = _kernels()
+    fn(*make_inputs())  # warm-up: remembers the configurations
+    inputs = make_inputs()
+    before = sum(k.launches[1] for k in kernels)
+    d.launches.clear()
+    fn(*inputs)
+    assert sum(k.launches[1] for k in kernels) - before == len(want), "not every launch went direct"
+    assert d.launches == want
+
+
+def _g(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def _t(*shape, dtype=F16, seed=0):
+    return torch.randn(shape, generator=_g(seed)).to(dtype)
+
+
+CASES = {}
+
+
+def _case(name):
+    def deco(f):
+        CASES[name] = f
+        return f
+    return deco
+
+
+@_case("cross_scan_cl")
+def _cross_scan_cl(L):
+    return L.cross_scan_fwd, lambda: (_t(2, 14, 14, 24), "cross2d", True)
+
+
+@_case("cross_scan_cf_odd")
+def _cross_scan_cf(L):
+    return L.cross_scan_fwd, lambda: (_t(1, 8, 13, 7), "bidi", False)
+
+
+@_case("cross_merge_cl")
+def _cross_merge_cl(L):
+    return L.cross_merge_fwd, lambda: (_t(2, 4, 24, 49), 7, 7, "cross2d", True)
+
+
+def _scan_inputs(N, dtype=F16, batch=2, KD=16, L=300, K=4):
+    def make():
+        u, delta = _t(batch, KD, L, dtype=dtype), _t(batch, KD, L, dtype=dtype, seed=1)
+        A = -torch.rand(KD, N, generator=_g(2)) - 0.5
+        B, C = _t(batch, K, N, L, dtype=dtype, seed=3), _t(batch, K, N, L, dtype=dtype, seed=4)
+        return u, delta, A, B, C, torch.randn(KD, generator=_g(5)), torch.randn(KD, generator=_g(6)), True
+    return make
+
+
+@_case("scan_fwd_n1")
+def _scan_fwd_n1(L):
+    make = _scan_inputs(1)
+    return L.selective_scan_fwd, lambda: (*make(), F32)
+
+
+@_case("scan_fwd_n4_bf16")
+def _scan_fwd_n4(L):
+    make = _scan_inputs(4, torch.bfloat16)
+    return L.selective_scan_fwd, lambda: (*make(), torch.bfloat16)
+
+
+def _scan_bwd(L, N):
+    make = _scan_inputs(N)
+
+    def inputs():
+        args = make()
+        _, _, aux = L.selective_scan_fwd(*args, F16)
+        return (*args, _t(*args[0].shape, seed=7), aux)
+    return L.selective_scan_bwd, inputs
+
+
+@_case("scan_bwd_n1")
+def _scan_bwd_n1(L):
+    return _scan_bwd(L, 1)
+
+
+@_case("scan_bwd_n4")
+def _scan_bwd_n4(L):
+    return _scan_bwd(L, 4)
+
+
+def _ln_inputs(cl=True):
+    def make():
+        x = _t(2, 7, 7, 40) if cl else _t(2, 40, 7, 7)
+        return x, _t(*x.shape, seed=1), torch.rand(40, generator=_g(2)) + 0.5, torch.randn(40, generator=_g(3))
+    return make
+
+
+@_case("add_layer_norm_fwd")
+def _ln_fwd(L):
+    make = _ln_inputs()
+    return L.add_layer_norm_fwd, lambda: (*make(), None, 1e-5, True, F16)
+
+
+@_case("add_layer_norm_bwd")
+def _ln_bwd(L):
+    make = _ln_inputs(cl=False)
+
+    def inputs():
+        x, br, w, b = make()
+        y, s, mean, rstd = L.add_layer_norm_fwd(x, br, w, b, None, 1e-5, False, F16)
+        return _t(*x.shape, seed=4), None, s, w, b, mean, rstd, None, True, False, F16
+    return L.add_layer_norm_bwd, inputs
+
+
+def _conv_inputs():
+    def make():
+        return _t(2, 13, 13, 24), torch.randn(24, 1, 3, 3, generator=_g(1)), torch.randn(24, generator=_g(2))
+    return make
+
+
+@_case("dwconv2d_fwd")
+def _conv_fwd(L):
+    make = _conv_inputs()
+    return L.dwconv2d_fwd, lambda: (*make(), "silu", True)
+
+
+@_case("dwconv2d_bwd")
+def _conv_bwd(L):
+    make = _conv_inputs()
+    return L.dwconv2d_bwd, lambda: (_t(2, 13, 13, 24, seed=3), *make(), "silu", True)
+
+
+def _core_inputs(N=1, R=2, D=8, H=5, W=7):
+    def make():
+        x = _t(1, H, W, D)
+        xdbl = _t(1, H * W, 4, R + 2 * N, seed=1)
+        dt_w = torch.randn(4, D, R, generator=_g(2)).to(F16)
+        A = -torch.rand(4 * D, N, generator=_g(3)) - 0.5
+        return x, xdbl, dt_w, A, torch.randn(4 * D, generator=_g(4)), torch.randn(4 * D, generator=_g(5))
+    return make
+
+
+@_case("ss2d_core_fwd")
+def _core_fwd(L):
+    make = _core_inputs()
+    return L.ss2d_core_fwd, lambda: (*make(), "cross2d", True, True, F32)
+
+
+@_case("ss2d_core_bwd")
+def _core_bwd(L):
+    make = _core_inputs(N=2)
+    return L.ss2d_core_bwd, lambda: (*make(), _t(1, 5, 7, 8, dtype=F32, seed=6), "cross2d", True, True)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_direct_launch_matches_jit_run(stand_in, case):
+    from vmamba_kernels.triton import launch as L  # noqa: PLC0415
+
+    fn, make = CASES[case](L)
+    _compare(stand_in, fn, make)
+
+
+def test_every_wrapped_kernel_is_covered(stand_in):
+    from vmamba_kernels.triton import launch as L  # noqa: PLC0415
+
+    for case in CASES.values():
+        fn, make = case(L)
+        fn(*make())
+    missed = [k.fn.__name__ for k in _kernels() if k.launches == [0, 0]]
+    assert not missed, f"kernels no case launches: {missed}"
+
+
+def test_new_alignment_dtype_or_shape_goes_through_jit_run(stand_in):
+    from vmamba_kernels.triton import launch as L  # noqa: PLC0415
+    from vmamba_kernels.triton.cross_scan import _cross_kernel  # noqa: PLC0415
+
+    import vmamba_kernels as vk  # noqa: PLC0415
+
+    n = 9 * 9 * 192
+    buf = _t(n + 8)
+    x = buf[:n].view(1, 9, 9, 192)[..., :24]  # channels-last, strided, 16-byte aligned
+    mis = buf[1:n + 1].view(1, 9, 9, 192)[..., :24]  # the same strides, 2 bytes further: misaligned
+    assert mis.stride() == x.stride() and x.data_ptr() % 16 == 0 and mis.data_ptr() % 16 != 0
+    with vk.tuning("triton", band_scan=None):  # the tiled kernel for every map
+        L.cross_scan_fwd(x, "cross2d", True)
+        jit0, direct0 = _cross_kernel.launches
+        handle_aligned = stand_in.launches[-1].head[3]
+        L.cross_scan_fwd(_t(n, seed=1).view(1, 9, 9, 192)[..., :24], "cross2d", True)  # same configuration
+        assert _cross_kernel.launches == [jit0, direct0 + 1]
+        L.cross_scan_fwd(mis, "cross2d", True)
+        assert _cross_kernel.launches == [jit0 + 1, direct0 + 1], "a misaligned tensor reused an aligned kernel"
+        assert stand_in.launches[-1].head[3] != handle_aligned  # Triton compiled another specialization
+        L.cross_scan_fwd(mis, "cross2d", True)  # remembered too
+        assert _cross_kernel.launches == [jit0 + 1, direct0 + 2]
+        L.cross_scan_fwd(x.float(), "cross2d", True)  # another dtype
+        assert _cross_kernel.launches == [jit0 + 2, direct0 + 2]
+        L.cross_scan_fwd(_t(1, 9, 11, 24), "cross2d", True)  # another shape
+        assert _cross_kernel.launches == [jit0 + 3, direct0 + 2]
+        with vk.tuning("triton", cross_block_override={(True, False, 24, 9, 9): (16, 16, 32, 4)}):
+            L.cross_scan_fwd(x, "cross2d", True)  # the default blocks with 4 warps, not 8: only the meta differs
+        assert _cross_kernel.launches == [jit0 + 4, direct0 + 2]
+        stand_in.device = 1  # another current device: its own compiled kernel and handles
+        L.cross_scan_fwd(x, "cross2d", True)
+        assert _cross_kernel.launches == [jit0 + 5, direct0 + 2]
+        stand_in.device = 0
+        L.cross_scan_fwd(x, "cross2d", True)
+        assert _cross_kernel.launches == [jit0 + 5, direct0 + 3]
+
+
+def test_hooks_and_the_knob_turn_direct_launches_off(stand_in):
+    from triton import knobs  # noqa: PLC0415
+
+    from vmamba_kernels.triton import launch as L  # noqa: PLC0415
+    from vmamba_kernels.triton.cross_scan import _cross_kernel  # noqa: PLC0415
+
+    import vmamba_kernels as vk  # noqa: PLC0415
+
+    x = _t(1, 8, 9, 11)
+    L.cross_scan_fwd(x, "cross2d", False)
+    L.cross_scan_fwd(x, "cross2d", False)
+    jit0, direct0 = _cross_kernel.launches
+    assert direct0 >= 1
+    with vk.tuning("triton", fast_launch=False):
+        L.cross_scan_fwd(x, "cross2d", False)
+    assert _cross_kernel.launches == [jit0 + 1, direct0]
+    seen = []
+    hook = seen.append
+    knobs.runtime.launch_enter_hook.add(hook)  # a profiler's hook: it must see every launch
+    try:
+        L.cross_scan_fwd(x, "cross2d", False)
+    finally:
+        knobs.runtime.launch_enter_hook.remove(hook)
+    assert _cross_kernel.launches == [jit0 + 2, direct0]
+    L.cross_scan_fwd(x, "cross2d", False)
+    assert _cross_kernel.launches == [jit0 + 2, direct0 + 1]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_direct_launch_outputs_gpu(case):
+    import vmamba_kernels as vk  # noqa: PLC0415
+    from vmamba_kernels.triton import launch as L  # noqa: PLC0415
+
+    fn, make = CASES[case](L)
+
+    def run():
+        out = fn(*[a.cuda() if isinstance(a, torch.Tensor) else a for a in make()])
+        out = out if isinstance(out, tuple) else (out,)
+        return [o for o in out if o is not None]
+
+    with vk.tuning("triton", fast_launch=False):
+        want = run()
+    run()
+    before = sum(k.launches[1] for k in _kernels())
+    got = run()
+    assert sum(k.launches[1] for k in _kernels()) > before
+    for g, w in zip(got, want):
+        assert torch.equal(g, w)
+
+
+def test_argument_types_and_defaults(stand_in):
+    """A value equal as a dict key but not to Triton (True, 1, 1.0) gets its own kernel; a parameter left to its
+    default is passed as JITFunction.run's binder passes it."""
+    import triton.language as tl  # noqa: PLC0415
+
+    from vmamba_kernels.triton.fast_launch import launchable  # noqa: PLC0415
+
+    @launchable
+    @triton.jit
+    def scale(x_ptr, n, f, BLOCK: tl.constexpr, TWICE: tl.constexpr = False):
+        i = tl.arange(0, BLOCK)
+        v = tl.load(x_ptr + i, mask=i < n) * f
+        if TWICE:
+            v = v * 2
+        tl.store(x_ptr + i, v, mask=i < n)
+
+    x = torch.zeros(64)
+    try:
+        handles = []
+        for f in (True, 1, 1.0, 1, True, 1.0):
+            d0 = scale.launches[1]
+            scale[(1,)](x, 64, f, BLOCK=64)
+            handles.append(stand_in.launches[-1].head[3])
+            assert stand_in.launches[-1].args[-1] == (bool, False)  # TWICE's default, passed as the binder does
+        assert len(set(handles[:3])) == 3, "True, 1 and 1.0 shared a compiled kernel"
+        assert handles[3:] == [handles[1], handles[0], handles[2]] and scale.launches == [3, 3]
+    finally:
+        scale.fn.device_caches.clear()

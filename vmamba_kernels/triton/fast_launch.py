@@ -1,0 +1,129 @@
+"""Launching compiled Triton kernels without JITFunction.run's per-call work (issue #20: cheap calls).
+
+`kernel[grid](*args, **meta)` on a @triton.jit function binds the arguments, computes Triton's
+specialization of every one of them, hashes it, looks the compiled kernel up and then calls its launcher:
+on the CPU here (triton 3.8, launcher stubbed) 10.8 us per launch of the cross-scan kernel, against 4.1 us
+for the path below (reports/logs/2026-12-05_triton_fast_launch_cpu.md). `launchable(fn)` wraps a kernel so
+that `kernel[grid](*args, **meta)` keeps that spelling but, after the first launch of a configuration, calls
+the compiled kernel's launcher directly, with exactly the arguments JITFunction.run would pass it.
+
+The configuration key holds everything Triton's choice of a compiled kernel can depend on: the current
+device, the grid, the meta arguments (constexprs and options such as num_warps), and per positional argument
+its type and value, or for a tensor its dtype and whether its address is 16-byte aligned (the only tensor
+property Triton specializes on). A key seen before reuses the compiled kernel JITFunction.run chose the
+first time; a new key (a new dtype, a misaligned view, another shape) goes through JITFunction.run, which
+compiles or finds the kernel and launches it, and is remembered.
+
+Direct launches are skipped (JITFunction.run does the call) when Triton's interpreter runs the kernel, when a
+launch hook (a profiler's), debug mode, instrumentation or a stage-inspection hook is set (they change what a
+launch does), with a Triton older than 3.4 (no `triton.knobs`), and when `vmamba_kernels.tuning("triton",
+fast_launch=False)`. tests/test_triton_fast_launch.py compiles the
+real kernels for sm_90 on a machine without a GPU and checks that both paths hand the launcher the same
+arguments.
+"""
+from __future__ import annotations
+
+import torch
+from triton.runtime import driver
+from triton.runtime.jit import JITFunction
+
+from .tuning import TUNING
+
+try:
+    from triton import knobs  # Triton 3.4 and newer
+except ImportError:  # an older Triton: every launch through JITFunction.run
+    knobs = None
+
+_MAX_ENTRIES = 1024  # per kernel; cleared when full (a model has a few dozen shapes per kernel)
+
+
+def _spec(a, _tensor=torch.Tensor):
+    """What Triton's specialization can see of one positional argument."""
+    if isinstance(a, _tensor):
+        return a.dtype, not (a.data_ptr() & 15)
+    return type(a), a  # the type too: True == 1 == 1.0 as dict keys, not for Triton
+
+
+def _idle(hook) -> bool:
+    # Triton 3.6+ keeps the launch hooks as HookChain objects (empty unless a profiler adds one); earlier, None
+    return hook is None or not getattr(hook, "calls", (hook,))
+
+
+def _direct_hooks():
+    """(enter, exit) hooks to hand the launcher when a direct launch is allowed now, else None."""
+    if knobs is None or not TUNING.get().fast_launch:
+        return None
+    rt = knobs.runtime
+    enter, exit_ = rt.launch_enter_hook, rt.launch_exit_hook
+    if (not _idle(enter) or not _idle(exit_) or rt.debug or getattr(rt, "add_stages_inspection_hook", None) is not None
+            or knobs.compilation.instrumentation_mode):
+        return None
+    return enter, exit_
+
+
+class LaunchableKernel:
+    """A @triton.jit function whose launches `kernel[grid](*args, **meta)` skip JITFunction.run once a
+    configuration has been launched (module docstring). Other attributes are the wrapped function's."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.direct = isinstance(fn, JITFunction)  # False under TRITON_INTERPRET (an InterpretedFunction)
+        self._params = [p for p in fn.params] if self.direct else []
+        self._cache: dict = {}
+        self.launches = [0, 0]  # [through JITFunction.run, direct]: tests and benchmarks read it
+
+    def __getattr__(self, name):
+        return getattr(self.fn, name)
+
+    def __getitem__(self, grid):
+        def launch(*args, **meta):
+            return self.launch(grid, args, meta)
+        return launch
+
+    def launch(self, grid, args: tuple, meta: dict):
+        hooks = _direct_hooks() if self.direct else None
+        if hooks is None:
+            self.launches[0] += 1
+            return self.fn[grid](*args, **meta)
+        drv = driver.active
+        device = drv.get_current_device()
+        grid = tuple(grid)
+        key = (device, grid, tuple(meta.items()), *map(_spec, args))
+        hit = self._cache.get(key)
+        if hit is None:
+            self.launches[0] += 1
+            kernel = self.fn[grid](*args, **meta)
+            if kernel is not None:
+                self._remember(key, kernel, args, meta)
+            return kernel
+        run, function, packed, tail, kernel = hit
+        n = len(grid)
+        # the launch metadata is read only by launch hooks, and the hooks are idle: None instead of building it
+        run(grid[0], grid[1] if n > 1 else 1, grid[2] if n > 2 else 1, drv.get_current_stream(device), function,
+            packed, None, *hooks, *args, *tail)
+        self.launches[1] += 1
+        return kernel
+
+    def _remember(self, key, kernel, args, meta) -> None:
+        # the parameters after the positional ones, in the kernel's order: what JITFunction.run's binder passes
+        # for them (a meta value, else the parameter's default); options such as num_warps are not parameters
+        tail = []
+        for p in self._params[len(args):]:
+            if p.name in meta:
+                tail.append(meta[p.name])
+            elif p.has_default:
+                tail.append(p.default)
+            else:  # JITFunction.run would have raised; never cache what it did not accept
+                return
+        if len(self._cache) >= _MAX_ENTRIES:
+            self._cache.clear()
+        self._cache[key] = (kernel.run, kernel.function, kernel.packed_metadata, tuple(tail), kernel)
+
+    def clear(self) -> None:
+        """Forget the remembered configurations (the next launch of each goes through JITFunction.run)."""
+        self._cache.clear()
+
+
+def launchable(fn) -> LaunchableKernel:
+    """Decorator over @triton.jit: `@launchable` then `@triton.jit` on a kernel that is launched from Python."""
+    return LaunchableKernel(fn)
