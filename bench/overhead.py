@@ -116,7 +116,8 @@ def _inputs(op: str, shape: str, device, dtype, grad: bool, impl: str) -> Case:
         w, bb = t(C, 1, 3, 3, dt=f32, scale=0.3), t(C, dt=f32)
         return Case(op, label, lambda: vk.dwconv2d(x, w, bb, "silu", channels_last=True, impl=impl),
                     [x, w, bb], lambda r: [r], lambda: validate.check_dwconv2d(x, w, bb, "silu", True),
-                    lambda: lib["dwconv2d_fwd"](x, w, bb, "silu", True), lambda: raw.dwconv2d_fwd(x, w, bb, "silu", True))
+                    lambda: lib["dwconv2d_fwd"](x, w, bb, "silu", True),
+                    lambda: raw.dwconv2d_fwd(x, w, bb, "silu", True))
     raise ValueError(f"unknown op {op!r}; ops are {', '.join(OPS)}")
 
 
