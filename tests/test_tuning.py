@@ -1,5 +1,6 @@
 """vmamba_kernels.tuning: one frozen dataclass per backend, changed for a while by a context manager that
 the kernels' sizing reads (CPU; no triton, CuPy or extension needed)."""
+import dataclasses
 import re
 from dataclasses import FrozenInstanceError
 from pathlib import Path
@@ -94,3 +95,27 @@ def test_cuda_tuning_fields_are_the_extensions_knobs():
     assert knob_values(CudaTuning(scan_poison=True, cross_cl_tiled="b", scan_seq_min_rows=0)) == {
         **dict.fromkeys(knob_values(CudaTuning()), ""),
         "VMAMBA_SCAN_POISON": "1", "VMAMBA_CROSS_CL_TILED": "b", "VMAMBA_SCAN_SEQ_MIN_ROWS": "0"}
+
+
+@pytest.mark.parametrize("env_read", ["posix_data", "os_environ_get"])
+def test_cupy_knobs_read_every_variable_at_each_call(monkeypatch, env_read):
+    """knobs() is cached per tuning value and environment: a variable set after an earlier call is seen, each of
+    them, and a tuning value still wins over the environment (both ways of reading the environment)."""
+    from vmamba_kernels.cupy import tuning as cupy_tuning
+
+    if env_read == "os_environ_get":
+        monkeypatch.setattr(cupy_tuning, "_ENV_DATA", None)
+    elif cupy_tuning._ENV_DATA is None:
+        pytest.skip("os.environ has no POSIX data dict here")
+
+    names = [f.name for f in dataclasses.fields(cupy_tuning.CupyTuning)]
+    for n in names:
+        monkeypatch.delenv("VMAMBA_" + n.upper(), raising=False)
+    assert all(getattr(cupy_tuning.knobs(), n) == "" for n in names)
+    for i, n in enumerate(names):
+        monkeypatch.setenv("VMAMBA_" + n.upper(), str(i + 3))
+        assert getattr(cupy_tuning.knobs(), n) == str(i + 3), n
+    with vk.tuning("cupy", cross_path="direct"):
+        assert cupy_tuning.knobs().cross_path == "direct"
+    monkeypatch.delenv("VMAMBA_CROSS_PATH")
+    assert cupy_tuning.knobs().cross_path == ""
