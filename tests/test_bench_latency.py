@@ -106,17 +106,29 @@ def test_latency_table_and_throughput_at_the_largest_batch():
 
 # ---- bench.overhead -------------------------------------------------------------------------------------
 def test_overhead_cli_with_mock_kernels(tmp_path, capsys):
-    rc = OV.main(["--impls", "torch", "--ops", "selective_scan,add_layer_norm", "--mock", "--calls", "5",
-                  "--reports-dir", str(tmp_path)])
+    rc = OV.main(["--impls", "torch", "--mock", "--calls", "5", "--reports-dir", str(tmp_path)])
     assert rc == 0
     _, rows = read_csv(tmp_path / "overhead.csv")
     got = {(r["op"], r["direction"], r["grad"], r["path"]) for r in rows}
-    for op in ("selective_scan", "add_layer_norm"):
+    for op in OV.OPS:
         assert {(op, "fwd", "false", "public"), (op, "fwd", "true", "public"), (op, "fwd+bwd", "true", "public"),
-                (op, "fwd", "false", "validate"), (op, "fwd", "false", "library_op")} <= got
+                (op, "fwd", "false", "validate"), (op, "fwd", "false", "library_op"), (op, "fwd", "false", "raw"),
+                (op, "fwd", "true", "raw")} <= got
+    assert not any(r["path"] == "raw_jit_run" for r in rows)  # triton only, real kernels only
     assert all(r["kernels"] == "mock" and float(r["host_us"]) > 0 and not r["note"] for r in rows)
     from vmamba_kernels import dispatch
     assert not isinstance(dispatch.get_backend("torch")._impl, type(OV._mock_module(dispatch.get_backend("torch"))))
+
+
+def test_raw_jit_run_rows_turn_triton_direct_launches_off():
+    import vmamba_kernels as vk  # noqa: PLC0415
+
+    assert vk.get_tuning("triton").fast_launch
+    with OV._launch_mode("raw_jit_run"):
+        assert not vk.get_tuning("triton").fast_launch
+    assert vk.get_tuning("triton").fast_launch
+    with OV._launch_mode("raw"):
+        assert vk.get_tuning("triton").fast_launch
 
 
 def test_mock_kernels_keep_the_contracts_shapes():
