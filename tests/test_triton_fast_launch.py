@@ -345,6 +345,17 @@ def test_new_alignment_dtype_or_shape_goes_through_jit_run(stand_in):
         assert _cross_kernel.launches == [jit0 + 5, direct0 + 3]
 
 
+def test_wrapper_forwards_attributes_and_copies():
+    import copy  # noqa: PLC0415
+
+    from vmamba_kernels.triton.cross_scan import _cross_kernel  # noqa: PLC0415
+
+    assert _cross_kernel.arg_names == _cross_kernel.fn.arg_names  # the JIT function's attributes
+    assert copy.copy(_cross_kernel).fn is _cross_kernel.fn
+    with pytest.raises(AttributeError):
+        _cross_kernel.no_such_attribute  # noqa: B018
+
+
 def test_hooks_and_the_knob_turn_direct_launches_off(stand_in):
     from triton import knobs  # noqa: PLC0415
 

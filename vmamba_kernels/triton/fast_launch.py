@@ -73,6 +73,8 @@ class LaunchableKernel:
         self.launches = [0, 0]  # [through JITFunction.run, direct]: tests and benchmarks read it
 
     def __getattr__(self, name):
+        if name == "fn":  # not set yet (copy, unpickling): no recursion through self.fn
+            raise AttributeError(name)
         return getattr(self.fn, name)
 
     def __getitem__(self, grid):
