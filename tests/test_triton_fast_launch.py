@@ -434,5 +434,7 @@ def test_argument_types_and_defaults(stand_in):
             assert stand_in.launches[-1].args[-1] == (bool, False)  # TWICE's default, passed as the binder does
         assert len(set(handles[:3])) == 3, "True, 1 and 1.0 shared a compiled kernel"
         assert handles[3:] == [handles[1], handles[0], handles[2]] and scale.launches == [3, 3]
+        scale[lambda meta: (1,)](x, 64, 2.0, BLOCK=64, TWICE=True)  # a grid function: through JITFunction.run
+        assert scale.launches == [4, 3] and stand_in.launches[-1].args[-1] == (bool, True)
     finally:
         scale.fn.device_caches.clear()

@@ -83,7 +83,7 @@ class LaunchableKernel:
         return launch
 
     def launch(self, grid, args: tuple, meta: dict):
-        hooks = _direct_hooks() if self.direct else None
+        hooks = _direct_hooks() if self.direct and not callable(grid) else None  # a grid function: Triton's path
         if hooks is None:
             self.launches[0] += 1
             return self.fn[grid](*args, **meta)
