@@ -1,25 +1,24 @@
 """Launching compiled Triton kernels without JITFunction.run's per-call work (issue #20: cheap calls).
 
 `kernel[grid](*args, **meta)` on a @triton.jit function binds the arguments, computes Triton's
-specialization of every one of them, hashes it, looks the compiled kernel up and then calls its launcher:
-on the CPU here (triton 3.8, launcher stubbed) 10.8 us per launch of the cross-scan kernel, against 4.1 us
-for the path below (reports/logs/2026-12-05_triton_fast_launch_cpu.md). `launchable(fn)` wraps a kernel so
+specialization of every one of them, hashes it, looks the compiled kernel up and then calls its launcher.
+On a CPU (triton 3.8, launcher stubbed) the raw cross-scan function took 12.1 us a call that way and 8.2 us
+with the path below (reports/logs/2026-12-05_triton_fast_launch_cpu.md). `launchable(fn)` wraps a kernel so
 that `kernel[grid](*args, **meta)` keeps that spelling but, after the first launch of a configuration, calls
 the compiled kernel's launcher directly, with exactly the arguments JITFunction.run would pass it.
 
 The configuration key holds everything Triton's choice of a compiled kernel can depend on: the current
 device, the grid, the meta arguments (constexprs and options such as num_warps), and per positional argument
-its type and value, or for a tensor its dtype and whether its address is 16-byte aligned (the only tensor
-property Triton specializes on). A key seen before reuses the compiled kernel JITFunction.run chose the
+its type and value, or for a tensor its dtype and whether its address is 16-byte aligned (what Triton's
+signature and specialization see of a tensor). A key seen before reuses the compiled kernel JITFunction.run chose the
 first time; a new key (a new dtype, a misaligned view, another shape) goes through JITFunction.run, which
 compiles or finds the kernel and launches it, and is remembered.
 
 Direct launches are skipped (JITFunction.run does the call) when Triton's interpreter runs the kernel, when a
 launch hook (a profiler's), debug mode, instrumentation or a stage-inspection hook is set (they change what a
-launch does), with a Triton older than 3.4 (no `triton.knobs`), and when `vmamba_kernels.tuning("triton",
-fast_launch=False)`. tests/test_triton_fast_launch.py compiles the
-real kernels for sm_90 on a machine without a GPU and checks that both paths hand the launcher the same
-arguments.
+launch does), for a grid given as a function, with a Triton older than 3.4 (no `triton.knobs`), and when
+`vmamba_kernels.tuning("triton", fast_launch=False)`. tests/test_triton_fast_launch.py compiles the real
+kernels for sm_90 on a machine without a GPU and checks that both paths hand the launcher the same arguments.
 """
 from __future__ import annotations
 
