@@ -100,10 +100,24 @@ def _kernels():
     return [v for m in mods for v in vars(m).values() if isinstance(v, LaunchableKernel)]
 
 
+def _ptxas_missing():
+    """Why Triton cannot compile for sm_90 here (its bundled ptxas does not run), or None."""
+    try:
+        from triton.backends.nvidia.compiler import get_ptxas_version  # noqa: PLC0415
+
+        get_ptxas_version(90)
+    except Exception as e:  # noqa: BLE001
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
 @pytest.fixture
 def stand_in(monkeypatch):
     if torch.cuda.is_available():
         pytest.skip("a GPU is here: test_direct_launch_outputs_gpu checks the real launches")
+    missing = _ptxas_missing()
+    if missing:
+        pytest.skip(f"Triton's ptxas does not run here, so nothing compiles for sm_90 ({missing})")
     from triton.runtime import driver  # noqa: PLC0415
 
     from vmamba_kernels.triton import dwconv, layer_norm  # noqa: PLC0415
@@ -130,15 +144,10 @@ def _compare(d, fn, make_inputs):
     the launches must match one for one, and the second pass must have launched directly."""
     import vmamba_kernels as vk  # noqa: PLC0415
 
-    try:
-        with vk.tuning("triton", fast_launch=False):
-            inputs = make_inputs()  # (inputs of a backward come from a forward: launches of their own)
-            d.launches.clear()
-            fn(*inputs)
-    except Exception as e:  # noqa: BLE001
-        if "ptxas" in str(e).lower():
-            pytest.skip(f"Triton cannot compile for sm_90 here: {e}")
-        raise
+    with vk.tuning("triton", fast_launch=False):
+        inputs = make_inputs()  # (inputs of a backward come from a forward: launches of their own)
+        d.launches.clear()
+        fn(*inputs)
     want = list(d.launches)
     assert want, "the raw function launched nothing"
     assert all(w.hooks_idle for w in want)
