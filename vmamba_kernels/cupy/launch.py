@@ -142,6 +142,11 @@ def _cupy_stream(ptr: int, device_index: int):
 
 _SCALAR = {"i4": np.int32, "i8": np.int64, "?": np.bool_}
 
+# torch's current stream of a device as a raw handle, without building a torch.cuda.Stream object per call (what
+# Triton's driver reads too); the public spelling where a torch build lacks it
+_raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None) or (
+    lambda idx: torch.cuda.current_stream(idx).cuda_stream)
+
 
 def _run(header: str, name: str, launch: plan.Launch, head: tuple, device: torch.device):
     """Launch instance `name` with arguments head + launch.extra (typed scalars or structs) on torch's
@@ -149,7 +154,7 @@ def _run(header: str, name: str, launch: plan.Launch, head: tuple, device: torch
     if launch.grid[0] == 0:
         return
     idx = device.index if device.index is not None else torch.cuda.current_device()
-    ptr = torch.cuda.current_stream(idx).cuda_stream
+    ptr = _raw_stream(idx)
     args = list(head)
     for e in launch.extra:
         args.append(_SCALAR[e[0]](e[1]) if isinstance(e, tuple) else e)
