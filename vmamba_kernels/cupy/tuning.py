@@ -33,9 +33,8 @@ TUNING = register("cupy", CupyTuning())
 
 _NAMES = tuple(f.name for f in fields(CupyTuning))
 _ENV_KEYS = tuple("VMAMBA_" + n.upper() for n in _NAMES)
-# os.environ keeps its values in a dict of encoded keys on POSIX: reading that dict costs ~0.05 us a key against
-# ~0.5 us through os.environ.get (9.5 us a call for the whole set before this cache, measured on a CPU);
-# os.environ.get where it does not (Windows) or where the layout ever changes
+# every raw call asks for the knobs: read os.environ's POSIX dict of encoded keys directly, ten times cheaper than
+# os.environ.get (reports/logs/2026-12-05_triton_fast_launch_cpu.md); os.environ.get where that dict is not there
 _ENV_DATA = getattr(os.environ, "_data", None)
 _ENV_ENC = getattr(os.environ, "encodekey", None)
 if not isinstance(_ENV_DATA, dict) or _ENV_ENC is None or os.name == "nt":
