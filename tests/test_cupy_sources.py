@@ -324,6 +324,7 @@ def fake_launch(monkeypatch):
     monkeypatch.delitem(sys.modules, "vmamba_kernels.cupy.launch", raising=False)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(torch.cuda, "current_stream", lambda i=None: types.SimpleNamespace(cuda_stream=0))
+    monkeypatch.setattr(torch._C, "_cuda_getCurrentRawStream", lambda i: 0, raising=False)  # what _run reads
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: types.SimpleNamespace(multi_processor_count=132))
     for f in P.Knobs.__dataclass_fields__:
         monkeypatch.delenv("VMAMBA_" + f.upper(), raising=False)
