@@ -418,6 +418,70 @@ def test_launch_module_edge_cases(fake_launch):
     assert launch.cross_scan_fwd(torch.randn(0, 3, 4, 5), "bidi", False).shape == (0, 4, 3, 20)
 
 
+def test_launch_module_scan_plan_cache_follows_alignment_knobs_and_shapes(fake_launch):
+    """The scan's per-configuration cache (plan, instance names, fixed struct fields) against a fresh plan for every
+    call: misaligned addresses, other knobs, another length, d_state or dtype; every address filled per call."""
+    import torch
+
+    import vmamba_kernels as vk
+    from tests.scan_cases import make_inputs
+
+    launch, calls, _ = fake_launch
+
+    def knobs_now():
+        return P.Knobs(**{f: str(v) for f, v in vars(vk.get_tuning("cupy")).items() if v is not None})
+
+    def fwd(L, N, dtype=torch.float16, shift=0, out_dtype=None):
+        out_dtype = out_dtype or dtype
+        ins = list(make_inputs(2, 24, L, N, 4, dtype=dtype, requires_grad=False))
+        if shift:  # u and delta 2 bytes past a 16-byte boundary: the packed kernel's access width changes
+            for i in (0, 1):
+                ins[i] = torch.cat([ins[i].new_zeros(shift), ins[i].flatten()])[shift:].view(ins[i].shape)
+        out, last, aux = launch.selective_scan_fwd(*ins, True, out_dtype)
+        name, grid, _, args, _, _ = calls[-1]
+        u, delta, A, B, C, D, bias = ins
+        addrs = {"u": u.data_ptr(), "delta": delta.data_ptr(), "B": B.data_ptr(), "C": C.data_ptr(),
+                 "out": out.data_ptr()}
+        t, o = str(dtype)[6:], str(out_dtype)[6:]
+        lp = P.fwd_plan(2, 24, L, N, 4, t, o, addrs, 132 * 7 * 4, knobs_now())
+        assert name == S.scan_fwd_name(lp.kernel, t, o, *lp.targs[2:]) and grid == lp.grid
+        assert int(_fields(args[0])["out_dtype"]) == P.DTYPE_CODE[o]
+        assert tuple(x.item() if hasattr(x, "item") else x for x in args[1:]) == tuple(e[1] for e in lp.extra)
+        f = _fields(args[0])
+        assert (int(f["u"]), int(f["delta"]), int(f["out"]), int(f["last_state"]), int(f["aux"]), int(f["L"])) == (
+            u.data_ptr(), delta.data_ptr(), out.data_ptr(), last.data_ptr(), aux.data_ptr(), L)
+        return name, args[1:]
+
+    aligned = fwd(196, 1)
+    assert fwd(196, 1) == aligned  # cached
+    assert fwd(196, 1, shift=1) != aligned  # 2 bytes off: another access width
+    with vk.tuning("cupy", scan_packed_rows=3):
+        assert fwd(196, 1)[1][0] == 3  # the knob's rows per warp, not the cached plan's
+    assert fwd(196, 1) == aligned
+    fwd(200, 1)
+    fwd(196, 4)
+    fwd(196, 1, torch.bfloat16)
+    assert fwd(196, 1, out_dtype=torch.float32)[0] != aligned[0]  # another output dtype: another instance
+    # the backward: the split count follows its knob and lands in the struct and in finalize_bc's argument
+    KD, L, N = 256, 300, 4
+    ins = make_inputs(2, KD, L, N, 4, dtype=torch.float16, requires_grad=False)
+    out, _, aux = launch.selective_scan_fwd(*ins, True, torch.float32)
+    seen = []
+    for splits in (None, 1, 3, None):
+        calls.clear()
+        with vk.tuning("cupy", scan_bwd_splits=splits):
+            du, *_ = launch.selective_scan_bwd(*ins, True, torch.randn_like(out), aux)
+            k = knobs_now()
+            want = P.splits(2, 4, KD // 4, N, L, 132, P.use_seq(N, 2 * KD, P.seq_min_rows(k)), k)
+        b = _fields(calls[0][3][0])
+        assert int(b["S"]) == want and calls[-2][3][-1] == want and int(b["du"]) == du.data_ptr()
+        acc_b, acc_c = int(b["accB"]), int(b["accC"])
+        assert acc_c - acc_b == 4 * want * 2 * 4 * N * L  # the two halves of one (2, S, batch, K, N, L) buffer
+        assert tuple(int(h) for h in calls[-2][3][:2]) == (acc_b, acc_c)  # finalize_bc reads what the kernel wrote
+        seen.append(want)
+    assert len(set(seen)) == 3, seen  # three split counts: a stale cached plan would show
+
+
 def test_launch_module_cross_plan_cache_follows_knobs_and_alignment(fake_launch):
     import torch
 

@@ -192,16 +192,32 @@ def _resident_warps(name: str, idx: int) -> int:
 
 
 # ---- selective scan -----------------------------------------------------------------------------
-def _fwd_params(u, delta, A, B, C, D, delta_bias, out, last, aux, softplus, knobs):
-    batch, KD, L = u.shape
-    N, K = A.shape[1], B.shape[1]
-    return plan.record(
-        plan.FWD_PARAMS, u=_p(u), delta=_p(delta), A=_p(A), B=_p(B), C=_p(C), D=_p(D), delta_bias=_p(delta_bias),
-        out=_p(out), last_state=_p(last), aux=_p(aux), batch=batch, KD=KD, L=L, G=KD // K, N=N, K=K,
-        lpr=plan.lanes_per_row(L), softplus=bool(softplus), dtype=plan.DTYPE_CODE[_DT[u.dtype]],
-        out_dtype=plan.DTYPE_CODE[_DT[out.dtype]], kd_div=plan.fast_divmod(KD), g_div=plan.fast_divmod(KD // K),
-        seq_min_rows=plan.seq_min_rows(knobs), packed_rows=plan.packed_rows_knob(knobs),
-        bc_bstride=K * N * L, bc_gstride=N * L)  # B, C made contiguous above
+# A call's configuration (shapes, dtypes, flags, knobs, device, and for the forward the addresses' alignment, which
+# the packed kernel's access width depends on) -> its launches, instance names and struct with the non-address
+# fields filled: planning and packing ~25 fields in Python cost more than the small kernels run
+# (reports/logs/2026-12-05_triton_fast_launch_cpu.md); a call then only fills in its addresses.
+_SCAN_PLANS: dict = {}
+
+
+def _remember(key, value):
+    if len(_SCAN_PLANS) >= 4096:
+        _SCAN_PLANS.clear()
+    _SCAN_PLANS[key] = value
+    return value
+
+
+def _fwd_config(batch, KD, L, N, K, t, o, softplus, k, idx, addrs):
+    """(Launch, instance name, FWD_PARAMS Record with every field but the addresses)."""
+    warps = 1
+    if N == 1 and plan.packed_rows_knob(k) <= 0:
+        warps = _resident_warps(sources.scan_fwd_name("fwd_n1_packed_kernel", t, o), idx)
+    lp = plan.fwd_plan(batch, KD, L, N, K, t, o, addrs, warps, k)
+    params = plan.Record(
+        plan.FWD_PARAMS, batch=batch, KD=KD, L=L, G=KD // K, N=N, K=K, lpr=plan.lanes_per_row(L),
+        softplus=bool(softplus), dtype=plan.DTYPE_CODE[t], out_dtype=plan.DTYPE_CODE[o],
+        kd_div=plan.fast_divmod(KD), g_div=plan.fast_divmod(KD // K), seq_min_rows=plan.seq_min_rows(k),
+        packed_rows=plan.packed_rows_knob(k), bc_bstride=K * N * L, bc_gstride=N * L)  # B, C made contiguous
+    return lp, sources.scan_fwd_name(lp.kernel, t, o, *lp.targs[2:]), params
 
 
 def selective_scan_fwd(u, delta, A, B, C, D, delta_bias, delta_softplus, out_dtype):
@@ -223,13 +239,16 @@ def selective_scan_fwd(u, delta, A, B, C, D, delta_bias, delta_softplus, out_dty
     k = tuning.knobs()
     t, o = _DT[u.dtype], _DT[out.dtype]
     idx = dev.index if dev.index is not None else torch.cuda.current_device()
-    warps = 1
-    if N == 1 and plan.packed_rows_knob(k) <= 0:
-        warps = _resident_warps(sources.scan_fwd_name("fwd_n1_packed_kernel", t, o), idx)
-    addrs = {"u": _p(u), "delta": _p(delta), "B": _p(B), "C": _p(C), "out": _p(out)}
-    lp = plan.fwd_plan(batch, KD, L, N, K, t, o, addrs, warps, k)
-    params = _fwd_params(u, delta, A, B, C, D, delta_bias, out, last, aux, delta_softplus, k)
-    _run(sources.SCAN_HEADER, sources.scan_fwd_name(lp.kernel, t, o, *lp.targs[2:]), lp, (params,), dev)
+    a = (_p(u), _p(delta), _p(B), _p(C), _p(out))
+    key = ("fwd", batch, KD, L, N, K, t, o, bool(delta_softplus), k, idx, tuple(x & 15 for x in a))
+    got = _SCAN_PLANS.get(key)
+    if got is None:
+        got = _remember(key, _fwd_config(batch, KD, L, N, K, t, o, delta_softplus, k, idx,
+                                         dict(zip(("u", "delta", "B", "C", "out"), a))))
+    lp, name, rec = got
+    params = rec.fill(u=a[0], delta=a[1], A=_p(A), B=a[2], C=a[3], D=_p(D), delta_bias=_p(delta_bias), out=a[4],
+                      last_state=_p(last), aux=_p(aux))
+    _run(sources.SCAN_HEADER, name, lp, (params,), dev)
     return (out if direct else out.to(out_dtype)), last, aux
 
 
@@ -257,33 +276,52 @@ def selective_scan_bwd(u, delta, A, B, C, D, delta_bias, delta_softplus, dout, a
         return du, ddelta, dA, dB, dC, dD, dbias
     k = tuning.knobs()
     idx = dev.index if dev.index is not None else torch.cuda.current_device()
+    t, d = _DT[u.dtype], _DT[dout.dtype]
+    key = ("bwd", batch, KD, L, N, K, t, d, bool(delta_softplus), k, idx)
+    got = _SCAN_PLANS.get(key)
+    if got is None:
+        got = _remember(key, _bwd_config(batch, KD, L, N, K, t, d, delta_softplus, k, idx))
+    S, launches, rec = got
+    acc = torch.empty((2, S, batch, K, N, L), **f32)
+    part = torch.empty((batch, KD, N + 2), **f32)
+    rows = batch * KD
+    acc_b = acc.data_ptr()
+    acc_c = acc_b + 4 * S * batch * K * N * L
+    pa = part.data_ptr()
+    params = rec.fill(
+        u=_p(u), delta=_p(delta), A=_p(A), B=_p(B), C=_p(C), D=_p(D), delta_bias=_p(delta_bias), dout=_p(dout),
+        aux=_p(aux), du=_p(du), ddelta=_p(ddelta), dA=_p(dA), dB=_p(dB), dC=_p(dC), dD=_p(dD), ddelta_bias=_p(dbias),
+        accB=acc_b, accC=acc_c, partA=pa, partD=pa + 4 * rows * N, partBias=pa + 4 * rows * (N + 1))
+    for lp, name in launches:
+        if lp.kernel == "finalize_bc_kernel":
+            head = (acc_b, acc_c, dB.data_ptr(), dC.data_ptr())
+            _run(sources.SCAN_HEADER, name, lp, tuple(np.uint64(h) for h in head), dev)
+        else:
+            _run(sources.SCAN_HEADER, name, lp, (params,), dev)
+    return du, ddelta, dA, dB, dC, dD, dbias
+
+
+def _bwd_config(batch, KD, L, N, K, t, d, softplus, k, idx):
+    """(split count S, [(Launch, instance name)], BWD_PARAMS Record with every field but the addresses)."""
+    G = KD // K
     seq = plan.use_seq(N, batch * KD, plan.seq_min_rows(k))
     S = plan.splits(batch, K, G, N, L, _sms(idx), seq, k)
     if batch * K * S >= 1 << 31:
         raise RuntimeError("cupy selective_scan_bwd: batch * K too large for one launch")
-    acc = torch.empty((2, S, batch, K, N, L), **f32)
-    part = torch.empty((batch, KD, N + 2), **f32)
-    rows = batch * KD
-    acc_half = S * batch * K * N * L
-    pa = part.data_ptr()
-    params = plan.record(
-        plan.BWD_PARAMS, u=_p(u), delta=_p(delta), A=_p(A), B=_p(B), C=_p(C), D=_p(D), delta_bias=_p(delta_bias),
-        dout=_p(dout), aux=_p(aux), du=_p(du), ddelta=_p(ddelta), dA=_p(dA), dB=_p(dB), dC=_p(dC), dD=_p(dD),
-        ddelta_bias=_p(dbias), accB=acc.data_ptr(), accC=acc.data_ptr() + 4 * acc_half, partA=pa,
-        partD=pa + 4 * rows * N, partBias=pa + 4 * rows * (N + 1), batch=batch, KD=KD, L=L, G=G, N=N, K=K, S=S,
-        lpr=plan.lanes_per_row(L), softplus=bool(delta_softplus), seq=seq, dtype=plan.DTYPE_CODE[_DT[u.dtype]],
-        dout_dtype=plan.DTYPE_CODE[_DT[dout.dtype]], bc_bstride=K * N * L, bc_gstride=N * L)
-    t, d = _DT[u.dtype], _DT[dout.dtype]
+    launches = []
     for lp in plan.bwd_plan(batch, KD, L, N, K, S, seq, t, d):
         if lp.kernel == "finalize_bc_kernel":
             name = sources.scan_finalize_bc_name(t)
-            head = (acc.data_ptr(), acc.data_ptr() + 4 * acc_half, dB.data_ptr(), dC.data_ptr())
-            _run(sources.SCAN_HEADER, name, lp, tuple(np.uint64(h) for h in head), dev)
         elif lp.kernel == "finalize_small_kernel":
-            _run(sources.SCAN_HEADER, sources.SCAN_FINALIZE_SMALL, lp, (params,), dev)
+            name = sources.SCAN_FINALIZE_SMALL
         else:
-            _run(sources.SCAN_HEADER, sources.scan_bwd_name(lp.kernel, t, d, *lp.targs[2:]), lp, (params,), dev)
-    return du, ddelta, dA, dB, dC, dD, dbias
+            name = sources.scan_bwd_name(lp.kernel, t, d, *lp.targs[2:])
+        launches.append((lp, name))
+    rec = plan.Record(
+        plan.BWD_PARAMS, batch=batch, KD=KD, L=L, G=G, N=N, K=K, S=S, lpr=plan.lanes_per_row(L),
+        softplus=bool(softplus), seq=seq, dtype=plan.DTYPE_CODE[t], dout_dtype=plan.DTYPE_CODE[d],
+        bc_bstride=K * N * L, bc_gstride=N * L)
+    return S, tuple(launches), rec
 
 
 # ---- cross scan / merge -------------------------------------------------------------------------

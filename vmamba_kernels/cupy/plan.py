@@ -168,20 +168,38 @@ def _packer(dt: np.dtype) -> tuple:
     return struct.Struct(fmt), len(leaves), index
 
 
+class Record:
+    """A struct with some fields fixed once (the shape, flags and knobs of a configuration): `fill(**rest)`
+    packs one value with the remaining fields (the addresses of the call), as `record` would."""
+
+    __slots__ = ("dtype", "packer", "index", "vals")
+
+    def __init__(self, struct_dtype: np.dtype, /, **fixed):
+        self.packer, n, self.index = _packer(struct_dtype)
+        self.dtype = struct_dtype
+        self.vals = [0] * n
+        self._set(self.vals, fixed)
+
+    def _set(self, vals: list, values: dict) -> None:
+        for k, v in values.items():
+            i = self.index[k]  # KeyError: no such field
+            if isinstance(i, list):
+                for j, x in zip(i, v):
+                    vals[j] = x
+            else:
+                vals[i] = v
+
+    def fill(self, **values) -> np.ndarray:
+        vals = self.vals.copy()
+        self._set(vals, values)
+        return np.frombuffer(self.packer.pack(*vals), dtype=self.dtype).reshape(())
+
+
 def record(struct_dtype: np.dtype, /, **values) -> np.ndarray:
     """One struct value (zeros where not given; a nested struct, e.g. FastDivmod, takes a tuple of its
     fields): a 0-d structured array, which CuPy passes to a kernel by value (its bytes; a numpy array of
     size one is CuPy's by-value argument)."""
-    packer, n, index = _packer(struct_dtype)
-    vals = [0] * n
-    for k, v in values.items():
-        i = index[k]  # KeyError: no such field
-        if isinstance(i, list):
-            for j, x in zip(i, v):
-                vals[j] = x
-        else:
-            vals[i] = v
-    return np.frombuffer(packer.pack(*vals), dtype=struct_dtype).reshape(())
+    return Record(struct_dtype).fill(**values)
 
 
 # ---- selective scan (selective_scan.h, selective_scan_launch.cu, selective_scan_kernels.cuh) -----------
