@@ -195,7 +195,7 @@ def _resident_warps(name: str, idx: int) -> int:
 # A call's configuration (shapes, dtypes, flags, knobs, device, and for the forward the addresses' alignment, which
 # the packed kernel's access width depends on) -> its launches, instance names and struct with the non-address
 # fields filled: planning and packing ~25 fields in Python cost more than the small kernels run
-# (reports/logs/2026-12-05_triton_fast_launch_cpu.md); a call then only fills in its addresses.
+# (reports/logs/2026-12-05_host_cost_cpu.md); a call then only fills in its addresses.
 _SCAN_PLANS: dict = {}
 
 

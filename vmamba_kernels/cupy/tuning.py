@@ -34,7 +34,7 @@ TUNING = register("cupy", CupyTuning())
 _NAMES = tuple(f.name for f in fields(CupyTuning))
 _ENV_KEYS = tuple("VMAMBA_" + n.upper() for n in _NAMES)
 # every raw call asks for the knobs: read os.environ's POSIX dict of encoded keys directly, ten times cheaper than
-# os.environ.get (reports/logs/2026-12-05_triton_fast_launch_cpu.md); os.environ.get where that dict is not there
+# os.environ.get (reports/logs/2026-12-05_host_cost_cpu.md); os.environ.get where that dict is not there
 _ENV_DATA = getattr(os.environ, "_data", None)
 _ENV_ENC = getattr(os.environ, "encodekey", None)
 if not isinstance(_ENV_DATA, dict) or _ENV_ENC is None or os.name == "nt":
