@@ -445,5 +445,8 @@ def test_argument_types_and_defaults(stand_in):
         assert handles[3:] == [handles[1], handles[0], handles[2]] and scale.launches == [3, 3]
         scale[lambda meta: (1,)](x, 64, 2.0, BLOCK=64, TWICE=True)  # a grid function: through JITFunction.run
         assert scale.launches == [4, 3] and stand_in.launches[-1].args[-1] == (bool, True)
+        with pytest.raises(Exception) as e:  # an unhashable argument: Triton's own answer, not a TypeError of ours
+            scale[(1,)](x, 64, [2.0], BLOCK=64)
+        assert "unhashable" not in str(e.value) and scale.launches == [5, 3]
     finally:
         scale.fn.device_caches.clear()

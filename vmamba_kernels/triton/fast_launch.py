@@ -67,7 +67,7 @@ class LaunchableKernel:
     def __init__(self, fn):
         self.fn = fn
         self.direct = isinstance(fn, JITFunction)  # False under TRITON_INTERPRET (an InterpretedFunction)
-        self._params = [p for p in fn.params] if self.direct else []
+        self._params = list(fn.params) if self.direct else []
         self._cache: dict = {}
         self.launches = [0, 0]  # [through JITFunction.run, direct]: tests and benchmarks read it
 
@@ -90,7 +90,11 @@ class LaunchableKernel:
         device = drv.get_current_device()
         grid = tuple(grid)
         key = (device, grid, tuple(meta.items()), *map(_spec, args))
-        hit = self._cache.get(key)
+        try:
+            hit = self._cache.get(key)
+        except TypeError:  # an unhashable argument (a list, say): Triton's path, nothing remembered
+            self.launches[0] += 1
+            return self.fn[grid](*args, **meta)
         if hit is None:
             self.launches[0] += 1
             kernel = self.fn[grid](*args, **meta)
