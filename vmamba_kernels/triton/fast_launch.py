@@ -1,9 +1,9 @@
 """Launching compiled Triton kernels without JITFunction.run's per-call work (issue #20: cheap calls).
 
 `kernel[grid](*args, **meta)` on a @triton.jit function binds the arguments, computes Triton's
-specialization of every one of them, hashes it, looks the compiled kernel up and then calls its launcher.
-On a CPU (triton 3.8, launcher stubbed) the raw cross-scan function took 12.1 us a call that way and 8.2 us
-with the path below (reports/logs/2026-12-05_host_cost_cpu.md). `launchable(fn)` wraps a kernel so
+specialization of every one of them, hashes it, looks the compiled kernel up and then calls its launcher:
+several microseconds a launch that the path below skips (measured: reports/logs/2026-12-05_host_cost_cpu.md).
+`launchable(fn)` wraps a kernel so
 that `kernel[grid](*args, **meta)` keeps that spelling but, after the first launch of a configuration, calls
 the compiled kernel's launcher directly, with exactly the arguments JITFunction.run would pass it.
 
