@@ -3,9 +3,9 @@
 `kernel[grid](*args, **meta)` on a @triton.jit function binds the arguments, computes Triton's
 specialization of every one of them, hashes it, looks the compiled kernel up and then calls its launcher:
 several microseconds a launch that the path below skips (measured: reports/logs/2026-12-05_host_cost_cpu.md).
-`launchable(fn)` wraps a kernel so
-that `kernel[grid](*args, **meta)` keeps that spelling but, after the first launch of a configuration, calls
-the compiled kernel's launcher directly, with exactly the arguments JITFunction.run would pass it.
+`launchable(fn)` wraps a kernel so that `kernel[grid](*args, **meta)` keeps that spelling but, after the first
+launch of a configuration, calls the compiled kernel's launcher directly, with exactly the arguments
+JITFunction.run would pass it.
 
 The configuration key holds everything Triton's choice of a compiled kernel can depend on: the current
 device, the grid, the meta arguments (constexprs and options such as num_warps), and per positional argument
