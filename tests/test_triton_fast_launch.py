@@ -253,7 +253,9 @@ def _ln_bwd(L):
     make = _ln_inputs(cl=False)
 
     def inputs():
-        x, br, w, b = make()
+        # the forward runs here, so on the device the test runs on (the other cases' inputs are moved by the test)
+        dev = "cuda" if torch.cuda.is_available() else "cpu"
+        x, br, w, b = (t.to(dev) for t in make())
         y, s, mean, rstd = L.add_layer_norm_fwd(x, br, w, b, None, 1e-5, False, F16)
         return _t(*x.shape, seed=4), None, s, w, b, mean, rstd, None, True, False, F16
     return L.add_layer_norm_bwd, inputs
