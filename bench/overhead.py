@@ -9,10 +9,10 @@ For each (op, impl, shape) and each of
     fwd      inputs with requires_grad (training forward: autograd records the op)
     fwd+bwd  inputs with requires_grad, then torch.autograd.backward on the outputs
 it calls the public function (`vmamba_kernels.<op>`, validation + dispatch + op + autograd) `--calls` times
-back to back, no CUDA graph, and reports
-    host_us    host time per call: perf_counter before the first and after the last call (no sync between),
-               i.e. the time the Python thread spends issuing one call
-    wall_us    the same plus the final synchronisation, per call (what a caller waits for)
+back to back, no CUDA graph, in `--rounds` rounds, and reports
+    host_us    host time per call: perf_counter before the first and after the last call of a round (no sync
+               between), i.e. the time the Python thread spends issuing one call; the median over the rounds
+    wall_us    the same plus the round's final synchronisation, per call (what a caller waits for)
     device_us  median CUDA-event time of one call with the GPU kept busy ahead of it (the kernels alone);
                empty on the CPU, where the kernels run on the host
 The breakdown rows (path "validate", "choose", "library_op", "raw") time the pieces alone: the argument check,
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import statistics
 import sys
 import time
 import types
@@ -197,18 +198,24 @@ def _step(case: Case, backward: bool) -> Callable:
     return step
 
 
-def time_calls(fn: Callable, device, calls: int, warmup: int = 5) -> dict:
-    """host_us / wall_us per call of `calls` back-to-back calls; device_us from CUDA events (GPU)."""
+def time_calls(fn: Callable, device, calls: int, warmup: int = 5, rounds: int = 1) -> dict:
+    """host_us / wall_us per call of `calls` back-to-back calls, the median over `rounds` rounds (one
+    garbage collection or descheduling doubled a single round's figure on the H100 host of call 45); device_us
+    from CUDA events (GPU)."""
     for _ in range(warmup):
         fn()
     sync(device)
-    t0 = time.perf_counter_ns()
-    for _ in range(calls):
-        fn()
-    t1 = time.perf_counter_ns()
-    sync(device)
-    t2 = time.perf_counter_ns()
-    out = {"host_us": (t1 - t0) / calls / 1e3, "wall_us": (t2 - t0) / calls / 1e3, "device_us": float("nan")}
+    host, wall = [], []
+    for _ in range(max(1, rounds)):
+        t0 = time.perf_counter_ns()
+        for _ in range(calls):
+            fn()
+        t1 = time.perf_counter_ns()
+        sync(device)
+        t2 = time.perf_counter_ns()
+        host.append((t1 - t0) / calls / 1e3)
+        wall.append((t2 - t0) / calls / 1e3)
+    out = {"host_us": statistics.median(host), "wall_us": statistics.median(wall), "device_us": float("nan")}
     if torch.device(device).type == "cuda":
         reps = min(calls, 50)
         ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
@@ -233,7 +240,7 @@ def _launch_mode(path: str):
     return vk.tuning("triton", fast_launch=False)
 
 
-def measure(ops, impls, shapes, device, dtype, calls: int, mock: bool, breakdown: bool = True) -> list:
+def measure(ops, impls, shapes, device, dtype, calls: int, mock: bool, breakdown: bool = True, rounds: int = 1) -> list:
     """OverheadRows for every (op, impl, shape, direction/grad) and, with `breakdown`, the pieces."""
     from vmamba_kernels import dispatch  # noqa: PLC0415
 
@@ -263,8 +270,8 @@ def measure(ops, impls, shapes, device, dtype, calls: int, mock: bool, breakdown
                         for path, fn in pieces:
                             try:
                                 with _launch_mode(path):
-                                    r = time_calls(fn, device, calls)
-                                note = ""
+                                    r = time_calls(fn, device, calls, rounds=rounds)
+                                note = f"median of {rounds} rounds" if rounds > 1 else ""
                             except Exception as e:  # noqa: BLE001 (an impl refusing a shape must not stop the run)
                                 r = {"host_us": float("nan"), "wall_us": float("nan"), "device_us": float("nan")}
                                 note = f"error: {type(e).__name__}: {str(e).splitlines()[0][:160]}"
@@ -299,7 +306,8 @@ def main(argv=None) -> int:
                    help=f"comma list of {', '.join(SHAPES)} (default t_s3,t_s4 on a GPU, tiny on the CPU)")
     p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default=None,
                    help="input dtype (default fp16 on a GPU, fp32 on the CPU)")
-    p.add_argument("--calls", type=int, default=200, help="back-to-back calls per measurement")
+    p.add_argument("--calls", type=int, default=200, help="back-to-back calls per round")
+    p.add_argument("--rounds", type=int, default=5, help="rounds per measurement; host_us / wall_us are their median")
     p.add_argument("--mock", action="store_true", help="no-op raw kernels: the host machinery alone")
     p.add_argument("--no-breakdown", action="store_true", help="only the public-function rows")
     p.add_argument("--device", default=None)
@@ -323,7 +331,7 @@ def main(argv=None) -> int:
     if cpu:
         print("note: no CUDA device: host_us is the CPU-side cost on this machine; device_us stays empty"
               + ("" if write else "; rows are printed, not written (--save-cpu to keep them)"), file=sys.stderr)
-    rows = measure(ops, impls, shapes, device, dtype, a.calls, a.mock, not a.no_breakdown)
+    rows = measure(ops, impls, shapes, device, dtype, a.calls, a.mock, not a.no_breakdown, a.rounds)
     table = [{"op": r.op, "impl": r.impl, "dir": r.direction, "grad": r.grad, "path": r.path, "shape": r.shape,
               "host_us": r.host_us, "wall_us": r.wall_us, "device_us": r.device_us, "note": r.note} for r in rows]
     print(format_table(table, ["op", "impl", "dir", "grad", "path", "shape", "host_us", "wall_us", "device_us",

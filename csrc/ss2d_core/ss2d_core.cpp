@@ -21,6 +21,7 @@
 #include "../common/common.h"
 #include "../common/knobs.h"
 #include "ss2d_core.h"
+#include "ss2d_splits.h"
 
 namespace vmamba {
 namespace ss2d {
@@ -271,10 +272,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   p.warps = pl.warps;
   p.ntiles = int((p.D + pl.warps - 1) / pl.warps);
   p.smem_acc = pl.smem_acc;
-  // splits: enough (batch, split) blocks for one wave, at most one per tile (each split must own a tile,
-  // or its slice of dxdbl stays unwritten)
+  // splits: the fewest waves x tiles per block (ss2d_splits.h), at most one per tile (each split must own a
+  // tile, or its slice of dxdbl stays unwritten)
   const int64_t wave = int64_t(dev.sms) * std::max(pl.blocks_per_sm, 1);
-  int64_t S = std::min<int64_t>(p.ntiles, std::max<int64_t>(1, (wave + p.batch - 1) / p.batch));
+  int64_t S = bwd_splits(p.batch, p.ntiles, wave);
   if (const std::string e = knob(Knob::kSs2dBwdSplits); !e.empty()) {
     const int64_t forced = std::atoll(e.c_str());
     if (forced >= 1) S = std::min<int64_t>(forced, p.ntiles);
