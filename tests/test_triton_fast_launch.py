@@ -215,11 +215,18 @@ def _scan_fwd_n4(L):
     return L.selective_scan_fwd, lambda: (*make(), torch.bfloat16)
 
 
+def _on_test_device(ts):
+    """A backward case runs its forward while making its inputs: on the GPU in the GPU test (the stand-in tests skip
+    there), else on the CPU under the stand-in driver. The other cases' inputs are moved by the GPU test."""
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    return tuple(t.to(dev) if isinstance(t, torch.Tensor) else t for t in ts)
+
+
 def _scan_bwd(L, N):
     make = _scan_inputs(N)
 
     def inputs():
-        args = make()
+        args = _on_test_device(make())
         _, _, aux = L.selective_scan_fwd(*args, F16)
         return (*args, _t(*args[0].shape, seed=7), aux)
     return L.selective_scan_bwd, inputs
@@ -253,9 +260,7 @@ def _ln_bwd(L):
     make = _ln_inputs(cl=False)
 
     def inputs():
-        # the forward runs here, so on the device the test runs on (the other cases' inputs are moved by the test)
-        dev = "cuda" if torch.cuda.is_available() else "cpu"
-        x, br, w, b = (t.to(dev) for t in make())
+        x, br, w, b = _on_test_device(make())
         y, s, mean, rstd = L.add_layer_norm_fwd(x, br, w, b, None, 1e-5, False, F16)
         return _t(*x.shape, seed=4), None, s, w, b, mean, rstd, None, True, False, F16
     return L.add_layer_norm_bwd, inputs
