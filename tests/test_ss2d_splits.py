@@ -1,8 +1,9 @@
 """The fused SS2D core backward's split count (csrc/ss2d_core/ss2d_splits.h), compiled alone as host C++.
 
 The rule picks S (blocks per batch row) for the fewest launch waves x channel tiles per block. The cases are
-worked by hand; the first one is the H100 measurement that motivated the rule (call 45: the old "just enough
-blocks for one wave" rule gave S = 3 at VMamba-T stage 3 and a mostly idle second wave)."""
+worked by hand. The first is shaped like VMamba-T stage 3 at batch 128 (48 tiles of 8 channels; 264 resident
+blocks is an illustration, not read from a GPU), where the old "just enough blocks for one wave" rule gives S = 3
+and a mostly idle second wave: on an H100 that cost 4.90 ms against 3.87 (reports/logs/2026-12-05_gpu_calls_H100.md)."""
 from __future__ import annotations
 
 import os

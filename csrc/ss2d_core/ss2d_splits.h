@@ -9,9 +9,9 @@ namespace vmamba {
 namespace ss2d {
 
 // S in [1, ntiles] minimising waves x tiles per block, the smallest on ties (every extra split adds an fp32 slice
-// of dxdbl to sum). "Just enough blocks for one wave" (ceil(wave / batch)) can overshoot into a mostly idle
-// second wave: at VMamba-T stage 3 (batch 128, 48 tiles, 264 resident blocks) it gave S = 3, 384 blocks, and the
-// backward took 4.90 ms against 3.87 for S = 2 (one wave) on an H100 (reports/logs/2026-12-05_gpu_call45_H100.md).
+// of dxdbl to sum). The earlier rule, "just enough blocks for one wave" (ceil(wave / batch)), can overshoot into a
+// mostly idle second wave: at VMamba-T stage 3 (batch 128, 14x14, D 384) on an H100 it took 4.90 ms, as S = 3
+// forced did, against 3.86 for S = 2 or 4; this rule gets 3.87 (reports/logs/2026-12-05_gpu_calls_H100.md).
 inline int64_t bwd_splits(int64_t batch, int64_t ntiles, int64_t wave) {
   if (batch < 1 || ntiles < 1) return 1;
   if (wave < 1) wave = 1;
