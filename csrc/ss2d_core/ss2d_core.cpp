@@ -213,6 +213,47 @@ void check_blocks(int64_t blocks) {
                " blocks: at most 2^31 - 1 per launch");
 }
 
+// The banded forward's rows per band (0: the whole-map forward). Bands of about kBandPixels pixels, the rows
+// spread evenly over the bands; fewer rows while the block's shared memory exceeds the device's or leaves fewer
+// than 2 blocks per SM. Knob VMAMBA_SS2D_FWD_BAND_ROWS: 0 forces the whole-map forward, r > 0 that many rows.
+constexpr int kBandPixels = 512;
+
+int band_rows_for(const Common& p, const Device& dev, int dev_index) {
+  const std::string forced = knob(Knob::kSs2dFwdBandRows);
+  int rows;
+  if (!forced.empty()) {
+    rows = std::atoi(forced.c_str());
+    if (rows <= 0) return 0;
+    rows = int(std::min<int64_t>(rows, p.H));
+  } else {
+    const int64_t target = std::max<int64_t>(1, kBandPixels / std::max<int64_t>(p.W, 1));
+    const int64_t nb = (p.H + target - 1) / target;
+    rows = int((p.H + nb - 1) / nb);
+  }
+  for (; rows >= 1; rows /= 2) {
+    // the segment list of a batch row (2 nbands + 2 W nbands for cross2d) is counted in int
+    if (4 * (p.W + 1) * ((p.H + rows - 1) / rows) >= (int64_t(1) << 31)) return 0;
+    const size_t smem = band_out_smem_bytes(rows, p.W, p.R, p.N);
+    if (smem > dev.smem_optin) continue;
+    static std::mutex m;
+    static std::map<std::tuple<int, size_t, int>, int> cache;
+    const auto key = std::make_tuple(p.N, smem, dev_index);
+    int nb;
+    {
+      std::lock_guard<std::mutex> g(m);
+      const auto it = cache.find(key);
+      nb = it != cache.end() ? it->second : -1;
+    }
+    if (nb < 0) {
+      nb = band_blocks_per_sm(p.N, smem);
+      std::lock_guard<std::mutex> g(m);
+      cache[key] = nb;
+    }
+    if (nb >= 2 || (nb >= 1 && (rows == 1 || !forced.empty()))) return rows;
+  }
+  return 0;
+}
+
 at::Tensor ss2d_core_fwd(const at::Tensor& x, const at::Tensor& xdbl, const at::Tensor& dt_w, const at::Tensor& A,
                          const c10::optional<at::Tensor>& D, const c10::optional<at::Tensor>& delta_bias,
                          c10::string_view mode, bool channels_last, bool delta_softplus, at::ScalarType out_dtype) {
@@ -224,8 +265,25 @@ at::Tensor ss2d_core_fwd(const at::Tensor& x, const at::Tensor& xdbl, const at::
   at::Tensor y = at::empty_like(x, x.options().dtype(out_dtype));
   if (y.numel() == 0) return y;
   const Device dev = device_props(x.device().index());
-  const Plan pl = plan(false, p, dev, x.device().index());
   p.softplus = delta_softplus;
+  if (const int rows = band_rows_for(p, dev, x.device().index()); rows > 0) {
+    BandParams bp;
+    static_cast<Common&>(bp) = static_cast<const Common&>(p);
+    band_geometry(bp, rows);
+    check_blocks(p.batch * bp.nbands * bp.ntiles);
+    const auto f32 = x.options().dtype(at::kFloat);
+    at::Tensor T = at::empty({p.batch, bp.nseg_total, 1 + p.N, p.D}, f32);
+    at::Tensor E = at::empty({p.batch, bp.nseg_total, p.N, p.D}, f32);
+    poison({&y, &T, &E});
+    bp.T = T.data_ptr<float>();
+    bp.E = E.data_ptr<float>();
+    bp.out = y.data_ptr();
+    bp.out_dtype = code_of(out_dtype);
+    const char* err = launch_band_fwd(bp, c10::cuda::getCurrentCUDAStream().stream());
+    TORCH_CHECK(err == nullptr, "vmamba_cuda::ss2d_core_fwd: kernel launch failed: ", err);
+    return y;
+  }
+  const Plan pl = plan(false, p, dev, x.device().index());
   p.warps = pl.warps;
   p.ntiles = int((p.D + pl.warps - 1) / pl.warps);
   p.smem_acc = pl.smem_acc;
