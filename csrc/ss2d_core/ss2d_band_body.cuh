@@ -92,39 +92,83 @@ VMAMBA_HD int64_t e_off(const BandParams& p, int64_t b, int k, int seg, int n, i
   return ((b * p.nseg_total + p.seg_off[k] + seg) * p.N + n) * p.D + d;
 }
 
-// the tile's x over the band (fp32, zeros for channels past D)
-template <int NW, class Ctx>
-VMAMBA_HD void band_stage_x(const Ctx& ctx, const BandParams& p, const BandSmem& s, const BandPos& q) {
+// Staging: each thread issues a batch of kStageBatch independent loads before it stores any (one dtype switch per
+// batch); a loop that stored each element before loading the next waited a full memory latency per element
+// (GPU call 51: 4.9 ms at VMamba-T stage 1).
+constexpr int kStageBatch = 8;
+
+// the tile's x over the band (fp32, zeros for channels past D). Channels first: warp w loads channel w's
+// contiguous band; channels last: consecutive threads take a pixel's consecutive channels.
+template <int NW, typename T, class Ctx>
+VMAMBA_HD void band_stage_x_t(const Ctx& ctx, const BandParams& p, const BandSmem& s, const BandPos& q, const T* x) {
   const int64_t d0 = q.tile * NW;
-  const int n = NW * q.np;
-  for (int e = int(ctx.tid()); e < n; e += NW * 32) {
-    int ch, i;
-    int64_t src;
-    if (!p.channels_last) {  // a channel's band is contiguous: consecutive threads take consecutive pixels
-      ch = e / q.np;
-      i = e - ch * q.np;
-      src = (q.b * p.D + d0 + ch) * p.L + q.p0 + i;
-    } else {  // consecutive threads take a pixel's consecutive channels
-      i = e / NW;
-      ch = e - i * NW;
-      src = (q.b * p.L + q.p0 + i) * p.D + d0 + ch;
+  const int tid = int(ctx.tid());
+  if (!p.channels_last) {
+    const int w = tid >> 5, lane = tid & 31;
+    const bool ok = d0 + w < p.D;
+    const T* src = x + (q.b * p.D + (ok ? d0 + w : 0)) * p.L + q.p0;
+    float* dst = s.xs + w * p.row_len;
+    for (int i0 = lane; i0 < q.np; i0 += 32 * kStageBatch) {
+      float v[kStageBatch];
+#pragma unroll
+      for (int u = 0; u < kStageBatch; ++u) {
+        const int i = i0 + 32 * u;
+        v[u] = (ok && i < q.np) ? to_float(src[i]) : 0.f;
+      }
+#pragma unroll
+      for (int u = 0; u < kStageBatch; ++u) {
+        const int i = i0 + 32 * u;
+        if (i < q.np) dst[band_pb(i)] = v[u];
+      }
     }
-    s.xs[ch * p.row_len + band_pb(i)] = d0 + ch < p.D ? ldf(p.x, p.x_dtype, src) : 0.f;
+  } else {
+    const int n = NW * q.np;
+    const T* src = x + (q.b * p.L + q.p0) * p.D + d0;
+    for (int e0 = tid; e0 < n; e0 += NW * 32 * kStageBatch) {
+      float v[kStageBatch];
+#pragma unroll
+      for (int u = 0; u < kStageBatch; ++u) {
+        const int e = e0 + NW * 32 * u, i = e / NW, ch = e % NW;
+        v[u] = (e < n && d0 + ch < p.D) ? to_float(src[int64_t(i) * p.D + ch]) : 0.f;
+      }
+#pragma unroll
+      for (int u = 0; u < kStageBatch; ++u) {
+        const int e = e0 + NW * 32 * u, i = e / NW, ch = e % NW;
+        if (e < n) s.xs[ch * p.row_len + band_pb(i)] = v[u];
+      }
+    }
   }
 }
 
-// route k's xdbl rows of the band's pixels (see the layout above) and the dt_w row of each warp's channel
+template <int NW, class Ctx>
+VMAMBA_HD void band_stage_x(const Ctx& ctx, const BandParams& p, const BandSmem& s, const BandPos& q) {
+  if (p.x_dtype == kF32) band_stage_x_t<NW>(ctx, p, s, q, static_cast<const float*>(p.x));
+  else if (p.x_dtype == kF16) band_stage_x_t<NW>(ctx, p, s, q, static_cast<const __half*>(p.x));
+  else band_stage_x_t<NW>(ctx, p, s, q, static_cast<const __nv_bfloat16*>(p.x));
+}
+
+// route k's xdbl rows of the band's pixels (see the layout above): work item = (pixel, group of 8 consecutive
+// components of its C = R + 2N), 8 loads in flight; the item of group 0 also zeroes the row's [R, rp) (dt_w is 0
+// there, but 0 * a stale NaN would not be). And the dt_w row of each warp's channel.
 template <int NW, class Ctx>
 VMAMBA_HD void band_stage_route(const Ctx& ctx, const BandParams& p, const BandSmem& s, const BandPos& q, int k) {
-  const int R = p.R, rp = p.rp, cc = rp + 2 * p.N;
-  const int n = q.np * cc;
+  const int R = p.R, rp = p.rp, C = p.C;
+  const int groups = (C + 7) / 8;
+  const int n = q.np * groups;
   const int64_t row0 = (q.b * p.L + q.p0) * p.K + k;
   for (int e = int(ctx.tid()); e < n; e += NW * 32) {
-    const int i = e / cc, c = e - i * cc;
-    float v = 0.f;
-    if (c < R) v = ldf(p.xdbl, p.xdbl_dtype, (row0 + int64_t(i) * p.K) * p.C + c);
-    else if (c >= rp) v = ldf(p.xdbl, p.xdbl_dtype, (row0 + int64_t(i) * p.K) * p.C + R + (c - rp));
-    s.xd[band_pb(i) * p.cp + c] = v;
+    const int i = e / groups, c0 = (e - i * groups) * 8;
+    const int m = C - c0 < 8 ? C - c0 : 8;
+    float v[8];
+    ldf8(p.xdbl, p.xdbl_dtype, (row0 + int64_t(i) * p.K) * C + c0, m, v);
+    float* dst = s.xd + band_pb(i) * p.cp;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const int c = c0 + j;
+      if (j < m) dst[c < R ? c : rp + (c - R)] = v[j];
+    }
+    if (c0 == 0)
+      for (int c = R; c < rp; ++c) dst[c] = 0.f;
   }
   for (int e = int(ctx.tid()); e < NW * rp; e += NW * 32) {
     const int w = e / rp, r = e - w * rp;
@@ -276,24 +320,24 @@ VMAMBA_HD void band_col_walk(const BandParams& p, const BandSmem& s, const BandP
   }
 }
 
-// y of the band (the accumulator) into `out`, x's layout
+// y of the band (the accumulator) into `out`, x's layout (channels first: warp w writes channel w's band)
 template <int NW, class Ctx>
 VMAMBA_HD void band_write(const Ctx& ctx, const BandParams& p, const BandSmem& s, const BandPos& q) {
   const int64_t d0 = q.tile * NW;
-  const int n = NW * q.np;
-  for (int e = int(ctx.tid()); e < n; e += NW * 32) {
-    int ch, i;
-    int64_t dst;
-    if (!p.channels_last) {
-      ch = e / q.np;
-      i = e - ch * q.np;
-      dst = (q.b * p.D + d0 + ch) * p.L + q.p0 + i;
-    } else {
-      i = e / NW;
-      ch = e - i * NW;
-      dst = (q.b * p.L + q.p0 + i) * p.D + d0 + ch;
+  const int tid = int(ctx.tid());
+  if (!p.channels_last) {
+    const int w = tid >> 5, lane = tid & 31;
+    if (d0 + w >= p.D) return;
+    const int64_t base = (q.b * p.D + d0 + w) * p.L + q.p0;
+    const float* src = s.acc + w * p.row_len;
+    for (int i = lane; i < q.np; i += 32) stf(p.out, p.out_dtype, base + i, src[band_pb(i)]);
+  } else {
+    const int n = NW * q.np;
+    const int64_t base = (q.b * p.L + q.p0) * p.D + d0;
+    for (int e = tid; e < n; e += NW * 32) {
+      const int i = e / NW, ch = e % NW;
+      if (d0 + ch < p.D) stf(p.out, p.out_dtype, base + int64_t(i) * p.D + ch, s.acc[ch * p.row_len + band_pb(i)]);
     }
-    if (d0 + ch < p.D) stf(p.out, p.out_dtype, dst, s.acc[ch * p.row_len + band_pb(i)]);
   }
 }
 
