@@ -18,8 +18,7 @@ Each tool runs `python -m bench.sanitize --cases [--ops ...]` under `compute-san
 * ss2d_core: the fused SS2D core forward and backward (gradients of x, both projection weights, A, D and
   delta_bias) for fp32/fp16/bf16, every mode, both layouts, maps 1x1, 7x7, 5x13, 13x1, 1x9 and 17x19 (two
   scan chunks), batch 1 and 2, d_state 1, 4 and 16 (the cuda impl's range is 1..16), several channel tiles;
-  no D / no delta_bias, float32 out_dtype, weights in x's dtype, softplus off (the forward is the banded one
-  the plan picks); then the whole-map forward with the 4- and 8-channel tiles and the global route
+  no D / no delta_bias, float32 out_dtype, weights in x's dtype, softplus off; then the whole-map forward with the 4- and 8-channel tiles and the global route
   accumulator, several backward splits, and the banded forward with one-row and uneven bands, forced
   (vk.tuning("cuda", ss2d_fwd_band_rows / ss2d_warps / ss2d_global_acc / ss2d_bwd_splits)). Its backward has no separate deterministic variant
   (the cuda backend is deterministic throughout), so there is no deterministic-mode pass.
@@ -99,6 +98,7 @@ SS2D_CASES = [
     (1, 3, 17, 19, 4, 2, "bidi", False, "bf16", "", {"ss2d_global_acc": True, "ss2d_fwd_band_rows": 0}),
     # the banded forward with bands forced: one-row bands, an uneven last band (17 = 3 x 5 + 2)
     (1, 9, 17, 19, 1, 2, "cross2d", True, "fp16", "", {"ss2d_fwd_band_rows": 1}),
+    (1, 7, 13, 30, 1, 6, "cross2d", True, "bf16", "", {"ss2d_fwd_band_rows": "auto"}),
     (2, 11, 17, 40, 4, 3, "cross2d", False, "bf16", "", {"ss2d_fwd_band_rows": 5}),
 ]
 # (batch, C, H, W, channels_last, dtype, branch, options, env knobs) for add_layer_norm. branch: none, add,

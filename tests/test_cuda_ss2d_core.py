@@ -325,11 +325,11 @@ def test_large_map_takes_the_global_accumulator(ops):
     """150 x 100 = 15000 pixels: even a 4-channel tile's fp32 map (240 KB) exceeds shared memory (the whole-map
     forward; the plan's banded forward too)."""
     run_check(GpuRunner(ops, band_rows=0), 1, 3, 150, 100, 1, 2, 4, "cross2d", torch.float16, False)
-    run_check(GpuRunner(ops), 1, 3, 150, 100, 1, 2, 4, "cross2d", torch.float16, True)
+    run_check(GpuRunner(ops, band_rows="auto"), 1, 3, 150, 100, 1, 2, 4, "cross2d", torch.float16, True)
 
 
 @gpu
-@pytest.mark.parametrize("band_rows", [1, 3, 5, 64])
+@pytest.mark.parametrize("band_rows", [1, 3, 5, 64, "auto"])
 @pytest.mark.parametrize("cl", [False, True])
 def test_banded_forward_band_sizes(ops, band_rows, cl):
     """The banded forward with bands forced (one-row bands, an uneven last band, one band for the map), maps wider

@@ -213,15 +213,18 @@ void check_blocks(int64_t blocks) {
                " blocks: at most 2^31 - 1 per launch");
 }
 
-// The banded forward's rows per band (0: the whole-map forward). Bands of about kBandPixels pixels, the rows
-// spread evenly over the bands; fewer rows while the block's shared memory exceeds the device's or leaves fewer
-// than 2 blocks per SM. Knob VMAMBA_SS2D_FWD_BAND_ROWS: 0 forces the whole-map forward, r > 0 that many rows.
+// The banded forward's rows per band (0: the whole-map forward). Knob VMAMBA_SS2D_FWD_BAND_ROWS: unset or 0, the
+// whole-map forward (the banded one measured slower: GPU call 51, H100, 4.86 against 1.91 ms at VMamba-T stage 1,
+// reports/logs/2026-12-06_banded_forward.md); r > 0, bands of r rows; "auto", bands of about kBandPixels pixels,
+// the rows spread evenly over the bands, fewer rows while the block's shared memory exceeds the device's or leaves
+// fewer than 2 blocks per SM.
 constexpr int kBandPixels = 512;
 
 int band_rows_for(const Common& p, const Device& dev, int dev_index) {
   const std::string forced = knob(Knob::kSs2dFwdBandRows);
   int rows;
-  if (!forced.empty()) {
+  if (forced.empty()) return 0;
+  if (forced != "auto") {
     rows = std::atoi(forced.c_str());
     if (rows <= 0) return 0;
     rows = int(std::min<int64_t>(rows, p.H));
@@ -249,7 +252,7 @@ int band_rows_for(const Common& p, const Device& dev, int dev_index) {
       std::lock_guard<std::mutex> g(m);
       cache[key] = nb;
     }
-    if (nb >= 2 || (nb >= 1 && (rows == 1 || !forced.empty()))) return rows;
+    if (nb >= 2 || (nb >= 1 && (rows == 1 || forced != "auto"))) return rows;
   }
   return 0;
 }
