@@ -69,14 +69,14 @@ class GpuRunner:
     """The extension's ops; the plan is the extension's own (knobs force splits / the global accumulator)."""
     device = "cuda"
 
-    def __init__(self, ops, warps=None, band_rows=None):
-        # band_rows: the forward's bands (None: the plan's; 0: the whole-map forward, where warps and the
-        # global accumulator apply)
-        self.ops, self.warps, self.band_rows = ops, warps, band_rows
+    def __init__(self, ops, warps=None, seg=None):
+        # seg: the forward's segments (None: the plan's; 0: the whole-map forward, where warps and the global
+        # accumulator apply; n or "auto": the segmented forward)
+        self.ops, self.warps, self.seg = ops, warps, seg
 
     def __call__(self, x, xdbl, dt_w, A, Dp, bias, mode, cl, softplus, out_dtype, splits=None, global_acc=None):
         with vk.tuning("cuda", scan_poison=True, ss2d_bwd_splits=splits, ss2d_global_acc=global_acc,
-                       ss2d_warps=self.warps, ss2d_fwd_band_rows=self.band_rows), poisoned():
+                       ss2d_warps=self.warps, ss2d_fwd_seg=self.seg), poisoned():
             y = self.ops.ss2d_core_fwd(x, xdbl, dt_w, A, Dp, bias, mode, cl, softplus, out_dtype)
             dy = torch.randn(y.shape, device=y.device).to(out_dtype)
             grads = self.ops.ss2d_core_bwd(x, xdbl, dt_w, A, Dp, bias, dy, mode, cl, softplus)
@@ -87,12 +87,12 @@ class EmuRunner:
     """The kernel bodies on the CPU emulator with an explicit plan (warps 4 / 8, accumulator, splits)."""
     device = "cpu"
 
-    def __init__(self, emu, warps=8, band_rows=0):
-        self.emu, self.warps, self.band_rows = emu, warps, band_rows
+    def __init__(self, emu, warps=8, seg=0):
+        self.emu, self.warps, self.seg = emu, warps, seg
 
     def __call__(self, x, xdbl, dt_w, A, Dp, bias, mode, cl, softplus, out_dtype, splits=None, global_acc=None):
         y, _ = self.emu.ss2d_core_fwd(x, xdbl, dt_w, A, Dp, bias, mode, cl, softplus, out_dtype, warps=self.warps,
-                                      smem_acc=not global_acc, band_rows=self.band_rows)
+                                      smem_acc=not global_acc, seg_steps=self.seg)
         dy = torch.randn(y.shape).to(out_dtype)
         grads, _ = self.emu.ss2d_core_bwd(x, xdbl, dt_w, A, Dp, bias, dy, mode, cl, softplus, warps=self.warps,
                                           smem_acc=not global_acc, splits=splits or 1)
@@ -237,26 +237,29 @@ def test_emulated_against_float64_composition(emu, batch, D, H, W, N, R, K, mode
     run_check(EmuRunner(emu, warps), batch, D, H, W, N, R, K, mode, dtype, cl, **opts)
 
 
-# the banded forward (ss2d_band_body.cuh): bands that split the map unevenly, one-row bands, maps wider than a
-# warp (a lane walks two columns), bands of more than one 256-step chunk, every mode and d_state bucket
-BAND_EMU_CASES = [
-    # batch, D, H, W, N, R, K, mode, dtype, channels_last, band_rows, options
-    pytest.param(1, 3, 7, 7, 1, 2, 4, "cross2d", torch.float32, False, 3, {}, id="7x7-bands3"),
-    pytest.param(2, 11, 13, 13, 1, 6, 4, "cross2d", torch.float16, True, 4, {"xdbl_fp32": True}, id="13x13-cl"),
-    pytest.param(1, 9, 6, 45, 1, 3, 4, "cross2d", torch.bfloat16, False, 6, {"w_x_dtype": True}, id="W45-2chunks"),
-    pytest.param(1, 3, 1, 37, 1, 2, 4, "cross2d", torch.float32, True, 1, {}, id="1xW"),
+# the segmented forward (ss2d_seg_body.cuh): segments that split the map unevenly (and not by 4), one-position
+# segments, one segment for the map (no transfer / prefix), more channels than one block, every mode and d_state
+# bucket, both layouts, the row pass alone (bidi, unidi) and both passes (cross2d)
+SEG_EMU_CASES = [
+    # batch, D, H, W, N, R, K, mode, dtype, channels_last, steps per segment, options
+    pytest.param(1, 3, 7, 7, 1, 2, 4, "cross2d", torch.float32, False, 10, {}, id="7x7-seg10"),
+    pytest.param(2, 11, 13, 13, 1, 6, 4, "cross2d", torch.float16, True, 16, {"xdbl_fp32": True}, id="13x13-cl"),
+    pytest.param(1, 9, 6, 45, 1, 3, 4, "cross2d", torch.bfloat16, False, 37, {"w_x_dtype": True}, id="W45-seg37"),
+    pytest.param(1, 3, 1, 37, 1, 2, 4, "cross2d", torch.float32, True, 1, {}, id="1xW-seg1"),
     pytest.param(1, 3, 29, 1, 2, 2, 4, "cross2d", torch.bfloat16, False, 8, {}, id="Hx1-N2"),
-    pytest.param(1, 5, 4, 5, 16, 3, 4, "bidi", torch.float16, True, 1, {"out_fp32": True}, id="bidi-N16-rows1"),
-    pytest.param(1, 5, 3, 9, 3, 5, 2, "bidi", torch.float32, False, 2, {"softplus": False}, id="bidi-K2-N3"),
-    pytest.param(2, 17, 5, 6, 1, 4, 1, "unidi", torch.float32, True, 2, {"with_D": False, "with_bias": False},
+    pytest.param(1, 5, 4, 5, 16, 3, 4, "bidi", torch.float16, True, 3, {"out_fp32": True}, id="bidi-N16-seg3"),
+    pytest.param(1, 5, 3, 9, 3, 5, 2, "bidi", torch.float32, False, 6, {"softplus": False}, id="bidi-K2-N3"),
+    pytest.param(2, 17, 5, 6, 1, 4, 1, "unidi", torch.float32, True, 7, {"with_D": False, "with_bias": False},
                  id="unidi-K1"),
-    pytest.param(1, 8, 14, 14, 1, 7, 4, "unidi", torch.float16, False, 14, {}, id="unidi-K4-one-band"),
+    pytest.param(1, 8, 14, 14, 1, 7, 4, "unidi", torch.float16, False, 196, {}, id="unidi-K4-one-seg"),
+    pytest.param(1, 133, 7, 7, 1, 9, 4, "cross2d", torch.float16, True, 49, {}, id="D133-two-groups-one-seg"),
+    pytest.param(1, 150, 5, 9, 4, 5, 4, "cross2d", torch.float32, False, 12, {}, id="D150-cf-groups"),
 ]
 
 
-@pytest.mark.parametrize("batch,D,H,W,N,R,K,mode,dtype,cl,band_rows,opts", BAND_EMU_CASES)
-def test_emulated_banded_forward(emu, batch, D, H, W, N, R, K, mode, dtype, cl, band_rows, opts):
-    run_check(EmuRunner(emu, 8, band_rows), batch, D, H, W, N, R, K, mode, dtype, cl, **opts)
+@pytest.mark.parametrize("batch,D,H,W,N,R,K,mode,dtype,cl,seg,opts", SEG_EMU_CASES)
+def test_emulated_segmented_forward(emu, batch, D, H, W, N, R, K, mode, dtype, cl, seg, opts):
+    run_check(EmuRunner(emu, 8, seg), batch, D, H, W, N, R, K, mode, dtype, cl, **opts)
 
 
 def test_emulated_backward_is_bitwise_deterministic(emu):
@@ -307,8 +310,8 @@ def test_backward_channel_rounds(ops, splits, cl):
 @pytest.mark.parametrize("cl", [False, True])
 def test_both_tile_sizes(ops, warps, cl):
     """4- and 8-channel tiles (the plan picks one by occupancy; the knob ss2d_warps forces it)."""
-    run_check(GpuRunner(ops, warps, band_rows=0), 2, 13, 19, 17, 1, 6, 4, "cross2d", torch.float16, cl)
-    run_check(GpuRunner(ops, warps, band_rows=0), 1, 6, 9, 9, 16, 3, 4, "cross2d", torch.float32, cl, splits=1)
+    run_check(GpuRunner(ops, warps, seg=0), 2, 13, 19, 17, 1, 6, 4, "cross2d", torch.float16, cl)
+    run_check(GpuRunner(ops, warps, seg=0), 1, 6, 9, 9, 16, 3, 4, "cross2d", torch.float32, cl, splits=1)
 
 
 @gpu
@@ -316,27 +319,38 @@ def test_both_tile_sizes(ops, warps, cl):
 @pytest.mark.parametrize("N", [1, 16])
 def test_global_accumulator(ops, cl, N):
     """The route accumulator in global memory (the path of maps too large for shared memory), forced."""
-    run_check(GpuRunner(ops, band_rows=0), 2, 11, 13, 23, N, 3, 4, "cross2d", torch.float16, cl, global_acc=True,
+    run_check(GpuRunner(ops, seg=0), 2, 11, 13, 23, N, 3, 4, "cross2d", torch.float16, cl, global_acc=True,
               splits=2)
 
 
 @gpu
 def test_large_map_takes_the_global_accumulator(ops):
     """150 x 100 = 15000 pixels: even a 4-channel tile's fp32 map (240 KB) exceeds shared memory (the whole-map
-    forward; the plan's banded forward too)."""
-    run_check(GpuRunner(ops, band_rows=0), 1, 3, 150, 100, 1, 2, 4, "cross2d", torch.float16, False)
-    run_check(GpuRunner(ops, band_rows="auto"), 1, 3, 150, 100, 1, 2, 4, "cross2d", torch.float16, True)
+    forward; the segmented forward's blocks hold one segment whatever the map)."""
+    run_check(GpuRunner(ops, seg=0), 1, 3, 150, 100, 1, 2, 4, "cross2d", torch.float16, False)
+    run_check(GpuRunner(ops, seg="auto"), 1, 3, 150, 100, 1, 2, 4, "cross2d", torch.float16, True)
 
 
 @gpu
-@pytest.mark.parametrize("band_rows", [1, 3, 5, 64, "auto"])
+@pytest.mark.parametrize("seg", [1, 5, 64, 4096, "auto"])
 @pytest.mark.parametrize("cl", [False, True])
-def test_banded_forward_band_sizes(ops, band_rows, cl):
-    """The banded forward with bands forced (one-row bands, an uneven last band, one band for the map), maps wider
-    than a warp and bands of several 256-step chunks, d_state 1 / 3 / 16."""
-    run_check(GpuRunner(ops, band_rows=band_rows), 2, 19, 13, 45, 1, 6, 4, "cross2d", torch.float16, cl)
-    run_check(GpuRunner(ops, band_rows=band_rows), 1, 9, 11, 7, 3, 2, 2, "bidi", torch.bfloat16, cl)
-    run_check(GpuRunner(ops, band_rows=band_rows), 1, 5, 6, 9, 16, 3, 4, "cross2d", torch.float32, cl)
+def test_segmented_forward_segment_sizes(ops, seg, cl):
+    """The segmented forward with segments forced (one position, uneven, 64, one segment for the map), several
+    channel groups, d_state 1 / 3 / 16."""
+    run_check(GpuRunner(ops, seg=seg), 2, 19, 13, 45, 1, 6, 4, "cross2d", torch.float16, cl)
+    run_check(GpuRunner(ops, seg=seg), 1, 9, 11, 7, 3, 2, 2, "bidi", torch.bfloat16, cl)
+    run_check(GpuRunner(ops, seg=seg), 1, 5, 6, 9, 16, 3, 4, "cross2d", torch.float32, cl)
+    run_check(GpuRunner(ops, seg=seg), 2, 200, 7, 7, 1, 13, 4, "cross2d", torch.float16, cl)
+
+
+@gpu
+@pytest.mark.parametrize("value", ["abc", "-3", "12x"])
+def test_segment_knob_rejects_bad_values(ops, value):
+    """A knob value that is neither 'auto', 0 nor a positive count is an error naming the accepted values (it
+    used to fall back silently)."""
+    x, xdbl, dt_w, A, Dp, bias = make_case(1, 4, 3, 3, 1, 2, 4, torch.float16, channels_last=True)
+    with vk.tuning("cuda", ss2d_fwd_seg=value), pytest.raises(RuntimeError, match="VMAMBA_SS2D_FWD_SEG must be"):
+        ops.ss2d_core_fwd(x, xdbl, dt_w, A, Dp, bias, "cross2d", True, True, torch.float16)
 
 
 @gpu

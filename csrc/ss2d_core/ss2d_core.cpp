@@ -213,34 +213,38 @@ void check_blocks(int64_t blocks) {
                " blocks: at most 2^31 - 1 per launch");
 }
 
-// The banded forward's rows per band (0: the whole-map forward). Knob VMAMBA_SS2D_FWD_BAND_ROWS: unset or 0, the
-// whole-map forward (the banded one measured slower: GPU call 51, H100, 4.86 against 1.91 ms at VMamba-T stage 1,
-// reports/logs/2026-12-06_banded_forward.md); r > 0, bands of r rows; "auto", bands of about kBandPixels pixels,
-// the rows spread evenly over the bands, fewer rows while the block's shared memory exceeds the device's or leaves
-// fewer than 2 blocks per SM.
-constexpr int kBandPixels = 512;
+// The segmented forward's positions per segment (0: the whole-map forward). Knob VMAMBA_SS2D_FWD_SEG: unset or 0,
+// the whole-map forward; n > 0, segments of n positions; "auto", segments of about kSegSteps positions (one
+// segment for maps of at most kSegSteps pixels: no transfer or prefix kernel), fewer positions while the output
+// block's shared memory exceeds the device's or leaves fewer than kSegMinBlocks blocks per SM. Anything else is
+// an error.
+constexpr int kSegSteps = 64;
+constexpr int kSegMinBlocks = 4;
 
-int band_rows_for(const Common& p, const Device& dev, int dev_index) {
-  const std::string forced = knob(Knob::kSs2dFwdBandRows);
-  int rows;
-  if (forced.empty()) return 0;
-  if (forced != "auto") {
-    rows = std::atoi(forced.c_str());
-    if (rows <= 0) return 0;
-    rows = int(std::min<int64_t>(rows, p.H));
+int seg_steps_for(const Common& p, const Device& dev, int dev_index) {
+  const std::string forced = knob(Knob::kSs2dFwdSeg);
+  if (forced.empty() || forced == "0") return 0;
+  int64_t steps;
+  const bool autop = forced == "auto";
+  if (autop) {
+    const int64_t nseg = (p.L + kSegSteps - 1) / kSegSteps;
+    steps = std::min<int64_t>(p.L, ((p.L + nseg - 1) / nseg + 3) & ~int64_t(3));
   } else {
-    const int64_t target = std::max<int64_t>(1, kBandPixels / std::max<int64_t>(p.W, 1));
-    const int64_t nb = (p.H + target - 1) / target;
-    rows = int((p.H + nb - 1) / nb);
+    char* end = nullptr;
+    steps = std::strtoll(forced.c_str(), &end, 10);
+    VMAMBA_CHECK(end != forced.c_str() && *end == '\0' && steps > 0, "ss2d_fwd_seg",
+                 "knob VMAMBA_SS2D_FWD_SEG must be 'auto', 0 (the whole-map forward) or a positive number of "
+                 "positions per segment, got '", forced, "'");
+    steps = std::min<int64_t>(steps, p.L);
   }
-  for (; rows >= 1; rows /= 2) {
-    // the segment list of a batch row (2 nbands + 2 W nbands for cross2d) is counted in int
-    if (4 * (p.W + 1) * ((p.H + rows - 1) / rows) >= (int64_t(1) << 31)) return 0;
-    const size_t smem = band_out_smem_bytes(rows, p.W, p.R, p.N);
+  const int G = seg_group(p.D);
+  for (; steps >= 1; steps = steps > 4 ? ((steps / 2 + 3) & ~int64_t(3)) : steps / 2) {
+    const size_t smem = seg_smem_floats(true, int(steps), G, p.R, p.N) * sizeof(float);
     if (smem > dev.smem_optin) continue;
+    if (!autop) return int(steps);
     static std::mutex m;
-    static std::map<std::tuple<int, size_t, int>, int> cache;
-    const auto key = std::make_tuple(p.N, smem, dev_index);
+    static std::map<std::tuple<int, int, size_t, int>, int> cache;
+    const auto key = std::make_tuple(p.N, G, smem, dev_index);
     int nb;
     {
       std::lock_guard<std::mutex> g(m);
@@ -248,11 +252,11 @@ int band_rows_for(const Common& p, const Device& dev, int dev_index) {
       nb = it != cache.end() ? it->second : -1;
     }
     if (nb < 0) {
-      nb = band_blocks_per_sm(p.N, smem);
+      nb = seg_blocks_per_sm(p.N, G, smem);
       std::lock_guard<std::mutex> g(m);
       cache[key] = nb;
     }
-    if (nb >= 2 || (nb >= 1 && (rows == 1 || forced != "auto"))) return rows;
+    if (nb >= kSegMinBlocks || steps <= 4) return nb >= 1 ? int(steps) : 0;
   }
   return 0;
 }
@@ -269,20 +273,20 @@ at::Tensor ss2d_core_fwd(const at::Tensor& x, const at::Tensor& xdbl, const at::
   if (y.numel() == 0) return y;
   const Device dev = device_props(x.device().index());
   p.softplus = delta_softplus;
-  if (const int rows = band_rows_for(p, dev, x.device().index()); rows > 0) {
-    BandParams bp;
-    static_cast<Common&>(bp) = static_cast<const Common&>(p);
-    band_geometry(bp, rows);
-    check_blocks(p.batch * bp.nbands * bp.ntiles);
+  if (const int steps = seg_steps_for(p, dev, x.device().index()); steps > 0) {
+    SegParams sp;
+    static_cast<Common&>(sp) = static_cast<const Common&>(p);
+    seg_geometry(sp, steps);
+    check_blocks(p.batch * sp.nseg * sp.ngroups * sp.npass);
     const auto f32 = x.options().dtype(at::kFloat);
-    at::Tensor T = at::empty({p.batch, bp.nseg_total, 1 + p.N, p.D}, f32);
-    at::Tensor E = at::empty({p.batch, bp.nseg_total, p.N, p.D}, f32);
-    poison({&y, &T, &E});
-    bp.T = T.data_ptr<float>();
-    bp.E = E.data_ptr<float>();
-    bp.out = y.data_ptr();
-    bp.out_dtype = code_of(out_dtype);
-    const char* err = launch_band_fwd(bp, c10::cuda::getCurrentCUDAStream().stream());
+    at::Tensor T = sp.nseg > 1 ? at::empty({p.batch, p.K, sp.nseg, 1 + p.N, p.D}, f32) : at::Tensor();
+    at::Tensor partial = sp.npass > 1 ? at::empty({p.batch, p.L, p.D}, f32) : at::Tensor();
+    poison({&y, &T, &partial});
+    sp.T = T.defined() ? T.data_ptr<float>() : nullptr;
+    sp.partial = partial.defined() ? partial.data_ptr<float>() : nullptr;
+    sp.out = y.data_ptr();
+    sp.out_dtype = code_of(out_dtype);
+    const char* err = launch_seg_fwd(sp, c10::cuda::getCurrentCUDAStream().stream());
     TORCH_CHECK(err == nullptr, "vmamba_cuda::ss2d_core_fwd: kernel launch failed: ", err);
     return y;
   }

@@ -106,54 +106,53 @@ struct BwdParams : Common {
   int S = 1;                   // splits: block (b, s) walks tiles s, s + S, ...
 };
 
-// The banded forward (ss2d_band_body.cuh): blocks of kBandWarps channels x one band of band_rows map rows; a
-// route's segments (one per band for row routes, one per band and column for column routes) are chained through
-// T and E.
-constexpr int kBandWarps = 8;
+// The segmented forward (ss2d_seg_body.cuh): a thread per channel, blocks of G channels x one segment of P
+// consecutive positions of a pass's order (pass 0: the row routes, row-major; pass 1: the column routes,
+// column-major), segments chained through T.
+constexpr int kSegMaxThreads = 128;
 
-struct BandParams : FwdParams {
-  int band_rows = 1, nbands = 1;
-  int seg_off[4] = {0, 0, 0, 0};  // route k's first segment in a batch row's list
-  int nseg_total = 0;             // segments per batch row, all routes
-  int row_len = 0;                // floats of a channel's row of x / y in shared memory
-  int rp = 4, cp = 12;            // staged xdbl row: R rounded up to 4; floats per pixel (4 * odd)
-  float* T = nullptr;             // (B, nseg_total, 1 + N, D): per segment, the sum of delta and the state from 0
-  float* E = nullptr;             // (B, nseg_total, N, D): the state entering each segment
+struct SegParams : FwdParams {
+  int P = 64, nseg = 1;    // positions per segment; segments per pass (ceil(L / P))
+  int G = 128, ngroups = 1;  // channels (threads) per block; channel groups (ceil(D / G))
+  int npass = 1;           // 2 when the mode has column routes
+  int pass = 0;            // the output kernel's pass (set per launch)
+  float* T = nullptr;        // (B, K, nseg, 1 + N, D): S and b per segment; the prefix puts the entering state in b
+  float* partial = nullptr;  // (B, L, D) fp32: the row pass's sum of y, when a column pass follows
 };
 
-// band geometry: a band pixel i lives at pb(i) in the per-channel rows (see ss2d_band_body.cuh)
-inline VMAMBA_HOST_DEVICE int band_pb(int i) { return i + (i >> 3); }
-// per-channel row of xs / acc: every pb(i), i < pixels, rounded to 4 floats
-inline VMAMBA_HOST_DEVICE int band_row_len(int pixels) { return (band_pb(pixels) + 1 + 3) & ~3; }
-inline VMAMBA_HOST_DEVICE int band_rp(int R) { return (R + 3) & ~3; }
-// floats per staged xdbl row: >= rp + 2N, a multiple of 4 whose quotient by 4 is odd (bank spread)
-inline VMAMBA_HOST_DEVICE int band_cp(int R, int N) {
-  int q = (band_rp(R) + 2 * N + 3) / 4;
-  if ((q & 1) == 0) ++q;
-  return 4 * q;
+inline VMAMBA_HOST_DEVICE int seg_r4(int R) { return (R + 3) & ~3; }
+// staged xdbl row length: 4 consecutive positions are one aligned float4
+inline VMAMBA_HOST_DEVICE int seg_ps(int P) { return ((P + 3) & ~3) + 4; }
+inline VMAMBA_HOST_DEVICE size_t seg_acc_floats(int P, int G) { return (size_t(P) * (G + 1) + 3) & ~size_t(3); }
+inline VMAMBA_HOST_DEVICE size_t seg_smem_floats(bool out, int P, int G, int R, int N) {
+  return (out ? seg_acc_floats(P, G) : 0) + size_t(seg_r4(R) + 2 * N) * seg_ps(P) + size_t(seg_r4(R)) * G +
+         size_t((P + 3) & ~3);
 }
 
-inline VMAMBA_HOST_DEVICE size_t band_smem_floats(bool out, int band_rows, int64_t W, int R, int N) {
-  const int pixels = int(int64_t(band_rows) * W);
-  const size_t row = size_t(band_row_len(pixels));
-  return size_t(kBandWarps) * row * (out ? 2 : 1) + row * size_t(band_cp(R, N)) + size_t(kBandWarps) * band_rp(R);
-}
-
-// Fill in the band geometry of p (its Common fields set): nbands, segment offsets, the staging sizes.
-inline VMAMBA_HOST_DEVICE void band_geometry(BandParams& p, int band_rows) {
-  p.band_rows = band_rows;
-  p.nbands = int((p.H + band_rows - 1) / band_rows);
-  p.ntiles = int((p.D + kBandWarps - 1) / kBandWarps);
-  p.warps = kBandWarps;
-  int off = 0;
-  for (int k = 0; k < p.K; ++k) {
-    p.seg_off[k] = off;
-    off += (p.kinds[k] == kCol || p.kinds[k] == kColRev) ? int(p.W) * p.nbands : p.nbands;
+// channels per block: the multiple of 32 up to kSegMaxThreads that leaves the fewest idle threads (the larger on a
+// tie: the staged xdbl rows serve more channels)
+inline VMAMBA_HOST_DEVICE int seg_group(int64_t D) {
+  int best = kSegMaxThreads;
+  int64_t best_idle = -1;
+  for (int g = kSegMaxThreads; g >= 32; g -= 32) {
+    const int64_t idle = (D + g - 1) / g * g - D;
+    if (best_idle < 0 || idle < best_idle) {
+      best_idle = idle;
+      best = g;
+    }
   }
-  p.nseg_total = off;
-  p.row_len = band_row_len(int(int64_t(band_rows) * p.W));
-  p.rp = band_rp(p.R);
-  p.cp = band_cp(p.R, p.N);
+  return best;
+}
+
+// Fill in the segment geometry of p (its Common fields set).
+inline VMAMBA_HOST_DEVICE void seg_geometry(SegParams& p, int P) {
+  p.P = P;
+  p.nseg = int((p.L + P - 1) / P);
+  p.G = seg_group(p.D);
+  p.ngroups = int((p.D + p.G - 1) / p.G);
+  p.npass = 1;
+  for (int k = 0; k < p.K; ++k)
+    if (p.kinds[k] & 1) p.npass = 2;
 }
 
 // shared memory bytes of a block (smem_acc: with the route accumulator)
@@ -164,10 +163,9 @@ size_t bwd_smem_bytes(int warps, int64_t L, int C, int R, bool smem_acc);
 const char* launch_fwd(const FwdParams& p, cudaStream_t stream);
 const char* launch_bwd(const BwdParams& p, float* dxdbl, float* dA, float* dD, float* dbias, float* dw,
                        cudaStream_t stream);
-// the banded forward (p planned: band_geometry, T, E); its output block's shared memory and residency
-const char* launch_band_fwd(const BandParams& p, cudaStream_t stream);
-size_t band_out_smem_bytes(int band_rows, int64_t W, int R, int N);
-int band_blocks_per_sm(int N, size_t smem);
+// the segmented forward (p planned: seg_geometry, T, partial); its output kernel's resident blocks per SM
+const char* launch_seg_fwd(const SegParams& p, cudaStream_t stream);
+int seg_blocks_per_sm(int N, int G, size_t smem);
 // blocks of the forward / backward kernel with `warps` warps resident per SM at this shared memory size
 int fwd_blocks_per_sm(int warps, size_t smem);
 int bwd_blocks_per_sm(int warps, size_t smem);

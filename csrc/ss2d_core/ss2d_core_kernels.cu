@@ -1,8 +1,8 @@
 // The fused SS2D core's kernels on the GPU: the bodies of ss2d_core_body.cuh run by DeviceExec
 // (../common/launch.cuh), and the occupancy queries the host plan uses (ss2d_core.cpp).
 #include "../common/launch.cuh"
-#include "ss2d_band_body.cuh"
 #include "ss2d_core_body.cuh"
+#include "ss2d_seg_body.cuh"
 
 namespace vmamba {
 namespace ss2d {
@@ -46,18 +46,14 @@ int bwd_blocks_per_sm(int warps, size_t smem) {
   return warps == 4 ? occupancy<BwdBody<4>>(128, smem) : occupancy<BwdBody<8>>(256, smem);
 }
 
-size_t band_out_smem_bytes(int band_rows, int64_t W, int R, int N) {
-  return band_smem_floats(true, band_rows, W, R, N) * sizeof(float);
-}
-int band_blocks_per_sm(int N, size_t smem) {
-  const int threads = kBandWarps * 32;
-  if (N == 1) return occupancy<BandBody<kBandWarps, 1, true>>(threads, smem);
-  if (N <= 4) return occupancy<BandBody<kBandWarps, 4, true>>(threads, smem);
-  return occupancy<BandBody<kBandWarps, kMaxDState, true>>(threads, smem);
+int seg_blocks_per_sm(int N, int G, size_t smem) {
+  if (N == 1) return occupancy<SegBody<1, true>>(G, smem);
+  if (N <= 4) return occupancy<SegBody<4, true>>(G, smem);
+  return occupancy<SegBody<kMaxDState, true>>(G, smem);
 }
 
-const char* launch_band_fwd(const BandParams& p, cudaStream_t stream) {
-  cudaError_t e = run_band_fwd(DeviceExec{stream}, p);
+const char* launch_seg_fwd(const SegParams& p, cudaStream_t stream) {
+  cudaError_t e = run_seg_fwd(DeviceExec{stream}, p);
   if (e == cudaSuccess) e = cudaGetLastError();
   return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
 }

@@ -158,7 +158,7 @@ class Emu:
     _MODES = {"cross2d": 0, "unidi": 1, "bidi": 2}
 
     def _ss2d(self, bwd, x, xdbl, dt_w, A, D, delta_bias, dy, out, grads, mode, channels_last, softplus, out_dtype,
-              warps, smem_acc, splits, band_rows=0):
+              warps, smem_acc, splits, seg_steps=0):
         Bn = x.shape[0]
         C, H, W = (x.shape[3], x.shape[1], x.shape[2]) if channels_last else x.shape[1:]
         K, R = dt_w.shape[0], dt_w.shape[2]
@@ -170,18 +170,18 @@ class Emu:
                                N, self._MODES[mode], int(channels_last), int(softplus), DTYPE_CODE[x.dtype],
                                DTYPE_CODE[xdbl.dtype], DTYPE_CODE[dt_w.dtype],
                                DTYPE_CODE[dy.dtype] if dy is not None else 0, DTYPE_CODE[out_dtype], warps,
-                               int(smem_acc), splits, band_rows, info, 512)
+                               int(smem_acc), splits, seg_steps, info, 512)
         if rc != 0:
             raise RuntimeError(info.value.decode())
         return info.value.decode()
 
     def ss2d_core_fwd(self, x, xdbl, dt_w, A, D, delta_bias, mode, channels_last, softplus, out_dtype, warps=8,
-                      smem_acc=True, band_rows=0):
-        """band_rows > 0: the banded forward with bands of that many rows (ss2d_band_body.cuh); 0: the whole-map
-        forward with `warps` channels per block and the shared or global accumulator."""
+                      smem_acc=True, seg_steps=0):
+        """seg_steps > 0: the segmented forward with segments of that many positions (ss2d_seg_body.cuh); 0: the
+        whole-map forward with `warps` channels per block and the shared or global accumulator."""
         y = poisoned(x.shape, out_dtype)
         info = self._ss2d(False, x, xdbl, dt_w, A, D, delta_bias, None, y, (None,) * 5, mode, channels_last, softplus,
-                          out_dtype, warps, smem_acc, 1, band_rows)
+                          out_dtype, warps, smem_acc, 1, seg_steps)
         return y, info
 
     def ss2d_core_bwd(self, x, xdbl, dt_w, A, D, delta_bias, dy, mode, channels_last, softplus, warps=8,

@@ -8,7 +8,7 @@
 
 #include "../../csrc/dwconv/dwconv_body.cuh"
 #include "../../csrc/layer_norm/layer_norm_body.cuh"
-#include "../../csrc/ss2d_core/ss2d_band_body.cuh"
+#include "../../csrc/ss2d_core/ss2d_seg_body.cuh"
 #include "../../csrc/ss2d_core/ss2d_core_body.cuh"
 #include "emu.h"
 
@@ -158,7 +158,7 @@ int emu_ss2d(int bwd, const void* x, const void* xdbl, const void* dt_w, const f
              const float* bias, const void* dy, void* out, float* dxdbl, float* ddt_w, float* dA, float* dD,
              float* dbias, int64_t B, int64_t D, int64_t H, int64_t W, int K, int R, int N, int mode,
              int channels_last, int softplus, int x_dtype, int xdbl_dtype, int w_dtype, int dy_dtype, int out_dtype,
-             int warps, int smem_acc, int S, int band_rows, char* info, int info_len) {
+             int warps, int smem_acc, int S, int seg_steps, char* info, int info_len) {
   using namespace vmamba::ss2d;
   BwdParams p;  // FwdParams' fields are Common's plus out / out_dtype
   p.x = x; p.xdbl = xdbl; p.dt_w = dt_w; p.A = A; p.Dp = Dp; p.bias = bias;
@@ -176,18 +176,16 @@ int emu_ss2d(int bwd, const void* x, const void* xdbl, const void* dt_w, const f
   if (!p.smem_acc) p.acc_global = acc.data();
   emu::EmuExec ex;
   cudaError_t e;
-  if (!bwd && band_rows > 0) {
-    BandParams f;
+  if (!bwd && seg_steps > 0) {
+    SegParams f;
     static_cast<Common&>(f) = static_cast<const Common&>(p);
     f.out = out; f.out_dtype = out_dtype;
-    band_geometry(f, band_rows > H ? int(H) : band_rows);
-    std::vector<float> T(size_t(B * f.nseg_total * (1 + N) * D) + 1, nan), E(size_t(B * f.nseg_total * N * D) + 1, nan);
-    f.T = T.data(); f.E = E.data();
-    e = run_band_fwd(ex, f);
-    say(info, info_len, "band_rows=%d nbands=%d ntiles=%d segments=%d row_len=%d cp=%d smem=%zu barriers=%llu shuffles=%llu",
-        f.band_rows, f.nbands, f.ntiles, f.nseg_total, f.row_len, f.cp,
-        band_smem_floats(true, f.band_rows, W, R, N) * sizeof(float), (unsigned long long)ex.block.barriers,
-        (unsigned long long)ex.block.shuffles);
+    seg_geometry(f, seg_steps > p.L ? int(p.L) : seg_steps);
+    std::vector<float> T(size_t(B * K * f.nseg * (1 + N) * D) + 1, nan), partial(size_t(B * p.L * D) + 1, nan);
+    f.T = T.data(); f.partial = partial.data();
+    e = run_seg_fwd(ex, f);
+    say(info, info_len, "P=%d nseg=%d G=%d ngroups=%d npass=%d smem=%zu barriers=%llu", f.P, f.nseg, f.G, f.ngroups,
+        f.npass, seg_smem_floats(true, f.P, f.G, R, N) * sizeof(float), (unsigned long long)ex.block.barriers);
     return finish(e, info, info_len);
   } else if (!bwd) {
     FwdParams f;

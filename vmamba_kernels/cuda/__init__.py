@@ -51,9 +51,9 @@ class CudaTuning:
     ss2d_bwd_splits: Optional[int] = None  # force the fused SS2D core backward's split count (csrc/ss2d_core/)
     ss2d_global_acc: Optional[bool] = None  # the fused SS2D core accumulates routes in global memory (large maps)
     ss2d_warps: Optional[int] = None  # the fused SS2D core's channels per block (4 or 8; default: by occupancy)
-    # the fused SS2D core forward's rows per band (csrc/ss2d_core/ss2d_band_body.cuh): r > 0 or "auto" (the planner's
-    # band size) runs the banded forward; unset or 0 the whole-map forward, where ss2d_warps and ss2d_global_acc apply
-    ss2d_fwd_band_rows: Optional[object] = None
+    # the fused SS2D core forward's positions per segment (csrc/ss2d_core/ss2d_seg_body.cuh): n > 0 or "auto" (the
+    # planner's size) runs the segmented forward; 0 the whole-map forward, where ss2d_warps and ss2d_global_acc apply
+    ss2d_fwd_seg: Optional[object] = None
 
 
 def knob_values(t: CudaTuning) -> dict:
