@@ -69,14 +69,14 @@ class GpuRunner:
     """The extension's ops; the plan is the extension's own (knobs force splits / the global accumulator)."""
     device = "cuda"
 
-    def __init__(self, ops, warps=None, seg=None):
-        # seg: the forward's segments (None: the plan's; 0: the whole-map forward, where warps and the global
-        # accumulator apply; n or "auto": the segmented forward)
-        self.ops, self.warps, self.seg = ops, warps, seg
+    def __init__(self, ops, warps=None, seg=None, bwd_seg=None):
+        # seg / bwd_seg: the forward's / backward's segments (None: the plan's; 0: the whole-map kernel, where warps,
+        # the global accumulator and splits apply; n or "auto": the segmented kernel)
+        self.ops, self.warps, self.seg, self.bwd_seg = ops, warps, seg, bwd_seg
 
     def __call__(self, x, xdbl, dt_w, A, Dp, bias, mode, cl, softplus, out_dtype, splits=None, global_acc=None):
         with vk.tuning("cuda", scan_poison=True, ss2d_bwd_splits=splits, ss2d_global_acc=global_acc,
-                       ss2d_warps=self.warps, ss2d_fwd_seg=self.seg), poisoned():
+                       ss2d_warps=self.warps, ss2d_fwd_seg=self.seg, ss2d_bwd_seg=self.bwd_seg), poisoned():
             y = self.ops.ss2d_core_fwd(x, xdbl, dt_w, A, Dp, bias, mode, cl, softplus, out_dtype)
             dy = torch.randn(y.shape, device=y.device).to(out_dtype)
             grads = self.ops.ss2d_core_bwd(x, xdbl, dt_w, A, Dp, bias, dy, mode, cl, softplus)
@@ -87,15 +87,15 @@ class EmuRunner:
     """The kernel bodies on the CPU emulator with an explicit plan (warps 4 / 8, accumulator, splits)."""
     device = "cpu"
 
-    def __init__(self, emu, warps=8, seg=0):
-        self.emu, self.warps, self.seg = emu, warps, seg
+    def __init__(self, emu, warps=8, seg=0, bwd_seg=0):
+        self.emu, self.warps, self.seg, self.bwd_seg = emu, warps, seg, bwd_seg
 
     def __call__(self, x, xdbl, dt_w, A, Dp, bias, mode, cl, softplus, out_dtype, splits=None, global_acc=None):
         y, _ = self.emu.ss2d_core_fwd(x, xdbl, dt_w, A, Dp, bias, mode, cl, softplus, out_dtype, warps=self.warps,
                                       smem_acc=not global_acc, seg_steps=self.seg)
         dy = torch.randn(y.shape).to(out_dtype)
         grads, _ = self.emu.ss2d_core_bwd(x, xdbl, dt_w, A, Dp, bias, dy, mode, cl, softplus, warps=self.warps,
-                                          smem_acc=not global_acc, splits=splits or 1)
+                                          smem_acc=not global_acc, splits=splits or 1, seg_steps=self.bwd_seg)
         # the op returns empty tensors for absent D / delta_bias
         grads = tuple(torch.empty(0) if g is None else g for g in grads)
         return y, dy, grads
@@ -262,6 +262,12 @@ def test_emulated_segmented_forward(emu, batch, D, H, W, N, R, K, mode, dtype, c
     run_check(EmuRunner(emu, 8, seg), batch, D, H, W, N, R, K, mode, dtype, cl, **opts)
 
 
+@pytest.mark.parametrize("batch,D,H,W,N,R,K,mode,dtype,cl,seg,opts", SEG_EMU_CASES)
+def test_emulated_segmented_backward(emu, batch, D, H, W, N, R, K, mode, dtype, cl, seg, opts):
+    """The segmented backward (ss2d_seg_bwd_body.cuh) on the same grid (the forward segmented too)."""
+    run_check(EmuRunner(emu, 8, seg, seg), batch, D, H, W, N, R, K, mode, dtype, cl, **opts)
+
+
 def test_emulated_backward_is_bitwise_deterministic(emu):
     x, xdbl, dt_w, A, Dp, bias = make_case(1, 9, 6, 7, 1, 2, 4, torch.float16, channels_last=False, device="cpu")
     dy = torch.randn(x.shape).half()
@@ -344,13 +350,40 @@ def test_segmented_forward_segment_sizes(ops, seg, cl):
 
 
 @gpu
+@pytest.mark.parametrize("seg", [1, 5, 16, 4096, "auto"])
+@pytest.mark.parametrize("cl", [False, True])
+def test_segmented_backward_segment_sizes(ops, seg, cl):
+    """The segmented backward with segments forced (the forward whole-map, so that each is checked alone), several
+    channel groups (dxdbl summed over groups), d_state 1 / 3 / 16."""
+    run = GpuRunner(ops, seg=0, bwd_seg=seg)
+    run_check(run, 2, 19, 13, 45, 1, 6, 4, "cross2d", torch.float16, cl)
+    run_check(run, 1, 9, 11, 7, 3, 2, 2, "bidi", torch.bfloat16, cl)
+    run_check(run, 1, 5, 6, 9, 16, 3, 4, "cross2d", torch.float32, cl)
+    run_check(run, 2, 200, 7, 7, 1, 13, 4, "cross2d", torch.float16, cl)
+
+
+@gpu
+@pytest.mark.parametrize("cl", [False, True])
+def test_segmented_backward_is_bitwise_deterministic(ops, cl):
+    x, xdbl, dt_w, A, Dp, bias = make_case(3, 150, 23, 29, 1, 6, 4, torch.float16, channels_last=cl)
+    dy = torch.randn_like(x)
+    with vk.tuning("cuda", ss2d_bwd_seg="auto"):
+        a = ops.ss2d_core_bwd(x, xdbl, dt_w, A, Dp, bias, dy, "cross2d", cl, True)
+        b = ops.ss2d_core_bwd(x, xdbl, dt_w, A, Dp, bias, dy, "cross2d", cl, True)
+    for u, v in zip(a, b):
+        assert torch.equal(u, v)
+
+
+@gpu
 @pytest.mark.parametrize("value", ["abc", "-3", "12x"])
-def test_segment_knob_rejects_bad_values(ops, value):
+def test_segment_knobs_reject_bad_values(ops, value):
     """A knob value that is neither 'auto', 0 nor a positive count is an error naming the accepted values (it
     used to fall back silently)."""
     x, xdbl, dt_w, A, Dp, bias = make_case(1, 4, 3, 3, 1, 2, 4, torch.float16, channels_last=True)
     with vk.tuning("cuda", ss2d_fwd_seg=value), pytest.raises(RuntimeError, match="VMAMBA_SS2D_FWD_SEG must be"):
         ops.ss2d_core_fwd(x, xdbl, dt_w, A, Dp, bias, "cross2d", True, True, torch.float16)
+    with vk.tuning("cuda", ss2d_bwd_seg=value), pytest.raises(RuntimeError, match="VMAMBA_SS2D_BWD_SEG must be"):
+        ops.ss2d_core_bwd(x, xdbl, dt_w, A, Dp, bias, torch.randn_like(x), "cross2d", True, True)
 
 
 @gpu

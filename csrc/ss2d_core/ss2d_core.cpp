@@ -213,38 +213,42 @@ void check_blocks(int64_t blocks) {
                " blocks: at most 2^31 - 1 per launch");
 }
 
-// The segmented forward's positions per segment (0: the whole-map forward). Knob VMAMBA_SS2D_FWD_SEG: unset or 0,
-// the whole-map forward; n > 0, segments of n positions; "auto", segments of about kSegSteps positions (one
-// segment for maps of at most kSegSteps pixels: no transfer or prefix kernel), fewer positions while the output
-// block's shared memory exceeds the device's or leaves fewer than kSegMinBlocks blocks per SM. Anything else is
-// an error.
+// The segmented forward's / backward's positions per segment (0: the whole-map kernels). Knobs
+// VMAMBA_SS2D_FWD_SEG / VMAMBA_SS2D_BWD_SEG: unset or 0, the whole-map kernels; n > 0, segments of n positions;
+// "auto", segments of about kSegSteps (forward) / kSegBwdSteps (backward) positions (one segment for smaller maps:
+// no transfer or prefix kernel), fewer positions while the block's shared memory exceeds the device's or leaves
+// fewer than kSegMinBlocks blocks per SM. Anything else is an error.
 constexpr int kSegSteps = 64;
+constexpr int kSegBwdSteps = 16;
 constexpr int kSegMinBlocks = 4;
 
-int seg_steps_for(const Common& p, const Device& dev, int dev_index) {
-  const std::string forced = knob(Knob::kSs2dFwdSeg);
+int seg_steps_for(bool bwd, const Common& p, const Device& dev, int dev_index) {
+  const std::string forced = knob(bwd ? Knob::kSs2dBwdSeg : Knob::kSs2dFwdSeg);
   if (forced.empty() || forced == "0") return 0;
   int64_t steps;
   const bool autop = forced == "auto";
+  const char* name = bwd ? "VMAMBA_SS2D_BWD_SEG" : "VMAMBA_SS2D_FWD_SEG";
   if (autop) {
-    const int64_t nseg = (p.L + kSegSteps - 1) / kSegSteps;
+    const int64_t target = bwd ? kSegBwdSteps : kSegSteps;
+    const int64_t nseg = (p.L + target - 1) / target;
     steps = std::min<int64_t>(p.L, ((p.L + nseg - 1) / nseg + 3) & ~int64_t(3));
   } else {
     char* end = nullptr;
     steps = std::strtoll(forced.c_str(), &end, 10);
-    VMAMBA_CHECK(end != forced.c_str() && *end == '\0' && steps > 0, "ss2d_fwd_seg",
-                 "knob VMAMBA_SS2D_FWD_SEG must be 'auto', 0 (the whole-map forward) or a positive number of "
-                 "positions per segment, got '", forced, "'");
+    VMAMBA_CHECK(end != forced.c_str() && *end == '\0' && steps > 0, bwd ? "ss2d_bwd_seg" : "ss2d_fwd_seg", "knob ",
+                 name, " must be 'auto', 0 (the whole-map kernel) or a positive number of positions per segment, got '",
+                 forced, "'");
     steps = std::min<int64_t>(steps, p.L);
   }
   const int G = seg_group(p.D);
   for (; steps >= 1; steps = steps > 4 ? ((steps / 2 + 3) & ~int64_t(3)) : steps / 2) {
-    const size_t smem = seg_smem_floats(true, int(steps), G, p.R, p.N) * sizeof(float);
+    const size_t smem = (bwd ? seg_bwd_smem_floats(int(steps), G, p.R, p.N)
+                             : seg_smem_floats(true, int(steps), G, p.R, p.N)) * sizeof(float);
     if (smem > dev.smem_optin) continue;
     if (!autop) return int(steps);
     static std::mutex m;
-    static std::map<std::tuple<int, int, size_t, int>, int> cache;
-    const auto key = std::make_tuple(p.N, G, smem, dev_index);
+    static std::map<std::tuple<bool, int, int, size_t, int>, int> cache;
+    const auto key = std::make_tuple(bwd, p.N, G, smem, dev_index);
     int nb;
     {
       std::lock_guard<std::mutex> g(m);
@@ -252,7 +256,7 @@ int seg_steps_for(const Common& p, const Device& dev, int dev_index) {
       nb = it != cache.end() ? it->second : -1;
     }
     if (nb < 0) {
-      nb = seg_blocks_per_sm(p.N, G, smem);
+      nb = bwd ? seg_bwd_blocks_per_sm(p.N, G, smem) : seg_blocks_per_sm(p.N, G, smem);
       std::lock_guard<std::mutex> g(m);
       cache[key] = nb;
     }
@@ -273,7 +277,7 @@ at::Tensor ss2d_core_fwd(const at::Tensor& x, const at::Tensor& xdbl, const at::
   if (y.numel() == 0) return y;
   const Device dev = device_props(x.device().index());
   p.softplus = delta_softplus;
-  if (const int steps = seg_steps_for(p, dev, x.device().index()); steps > 0) {
+  if (const int steps = seg_steps_for(false, p, dev, x.device().index()); steps > 0) {
     SegParams sp;
     static_cast<Common&>(sp) = static_cast<const Common&>(p);
     seg_geometry(sp, steps);
@@ -332,6 +336,38 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     return {dx, dxdbl, dw, dA, dD, dbias};
   }
   const Device dev = device_props(x.device().index());
+  if (const int steps = seg_steps_for(true, p, dev, x.device().index()); steps > 0) {
+    SegBwdParams sp;
+    static_cast<Common&>(sp) = static_cast<const Common&>(p);
+    sp.softplus = delta_softplus;
+    seg_bwd_geometry(sp, steps);
+    check_blocks(p.batch * sp.nseg * sp.ngroups * sp.npass);
+    const int64_t rows = p.batch * sp.nseg, chunks = (rows + kSumChunk - 1) / kSumChunk;
+    at::Tensor T = sp.nseg > 1 ? at::empty({p.batch, p.K, sp.nseg, sp.tc, p.D}, f32) : at::Tensor();
+    at::Tensor partial = sp.npass > 1 ? at::empty({p.batch, p.L, p.D}, f32) : at::Tensor();
+    at::Tensor part_x = sp.ngroups > 1 ? at::empty({sp.ngroups, p.batch, p.L, p.K, p.C}, f32) : at::Tensor();
+    at::Tensor parts = at::empty({rows, KD * (p.N + 2 + p.R)}, f32);
+    at::Tensor scratch = at::empty({chunks > 1 ? chunks * KD * std::max(p.N, p.R) : 0}, f32);
+    poison({&dx, &dxdbl, &dw, &dA, &dD, &dbias, &T, &partial, &part_x, &parts, &scratch});
+    sp.T = T.defined() ? T.data_ptr<float>() : nullptr;
+    sp.partial_dx = partial.defined() ? partial.data_ptr<float>() : nullptr;
+    sp.part_xdbl = sp.ngroups > 1 ? part_x.data_ptr<float>() : dxdbl.data_ptr<float>();
+    float* base = parts.data_ptr<float>();
+    sp.part_A = base;
+    sp.part_D = sp.part_A + rows * KD * p.N;
+    sp.part_bias = sp.part_D + rows * KD;
+    sp.part_w = sp.part_bias + rows * KD;
+    sp.sum_scratch = chunks > 1 ? scratch.data_ptr<float>() : nullptr;
+    sp.dy = dy.data_ptr();
+    sp.dy_dtype = code_of(dy.scalar_type());
+    sp.dx = dx.data_ptr<float>();
+    const char* err = launch_seg_bwd(sp, dxdbl.data_ptr<float>(), dA.data_ptr<float>(),
+                                     D.has_value() ? dD.data_ptr<float>() : nullptr,
+                                     delta_bias.has_value() ? dbias.data_ptr<float>() : nullptr, dw.data_ptr<float>(),
+                                     c10::cuda::getCurrentCUDAStream().stream());
+    TORCH_CHECK(err == nullptr, "vmamba_cuda::ss2d_core_bwd: kernel launch failed: ", err);
+    return {dx, dxdbl, dw, dA, dD, dbias};
+  }
   const Plan pl = plan(true, p, dev, x.device().index());
   p.softplus = delta_softplus;
   p.warps = pl.warps;

@@ -116,7 +116,8 @@ struct SegParams : FwdParams {
   int G = 128, ngroups = 1;  // channels (threads) per block; channel groups (ceil(D / G))
   int npass = 1;           // 2 when the mode has column routes
   int pass = 0;            // the output kernel's pass (set per launch)
-  float* T = nullptr;        // (B, K, nseg, 1 + N, D): S and b per segment; the prefix puts the entering state in b
+  int tc = 2;              // floats per segment in T: 1 + N (forward), 1 + 2N (backward)
+  float* T = nullptr;        // (B, K, nseg, tc, D): S and b per segment; the prefix puts the entering state in b
   float* partial = nullptr;  // (B, L, D) fp32: the row pass's sum of y, when a column pass follows
 };
 
@@ -153,6 +154,35 @@ inline VMAMBA_HOST_DEVICE void seg_geometry(SegParams& p, int P) {
   p.npass = 1;
   for (int k = 0; k < p.K; ++k)
     if (p.kinds[k] & 1) p.npass = 2;
+  p.tc = 1 + p.N;
+}
+
+// The segmented backward (ss2d_seg_bwd_body.cuh): the forward's blocks and segments; T holds (S, b, c) per segment
+// (c: the adjoint a segment passes back from zero), the prefix turns b and c into the entering forward state and
+// the adjoint entering from after the segment.
+struct SegBwdParams : SegParams {
+  const void* dy = nullptr;     // x's layout
+  int dy_dtype = kF32;
+  float* dx = nullptr;          // fp32, x's layout
+  float* partial_dx = nullptr;  // (B, L, D) fp32: the row pass's dx, when a column pass follows
+  float* part_xdbl = nullptr;   // (ngroups, B, L, K, C) fp32 (ngroups == 1: dxdbl itself)
+  float* part_A = nullptr;      // (B * nseg, K*D*N): per batch row and segment
+  float* part_D = nullptr;      // (B * nseg, K*D)
+  float* part_bias = nullptr;   // (B * nseg, K*D)
+  float* part_w = nullptr;      // (B * nseg, K*D*R)
+  float* sum_scratch = nullptr;  // (ceil(B * nseg / kSumChunk), K*D*(N + 2 + R)): the first level of those sums
+};
+constexpr int kSumChunk = 64;  // rows per first-level block of the partial sums
+
+inline VMAMBA_HOST_DEVICE size_t seg_bwd_smem_floats(int P, int G, int R, int N) {
+  // hs, r2, dl, dd, dxa, uu, dyy: [P][G + 1] each
+  return 7 * seg_acc_floats(P, G) + size_t(seg_r4(R) + 2 * N) * seg_ps(P) + size_t(seg_r4(R)) * G +
+         size_t((P + 3) & ~3);
+}
+
+inline VMAMBA_HOST_DEVICE void seg_bwd_geometry(SegBwdParams& p, int P) {
+  seg_geometry(p, P);
+  p.tc = 1 + 2 * p.N;
 }
 
 // shared memory bytes of a block (smem_acc: with the route accumulator)
@@ -165,6 +195,10 @@ const char* launch_bwd(const BwdParams& p, float* dxdbl, float* dA, float* dD, f
                        cudaStream_t stream);
 // the segmented forward (p planned: seg_geometry, T, partial); its output kernel's resident blocks per SM
 const char* launch_seg_fwd(const SegParams& p, cudaStream_t stream);
+// the segmented backward (p planned: seg_bwd_geometry and every buffer); dxdbl and the parameter gradients
+const char* launch_seg_bwd(const SegBwdParams& p, float* dxdbl, float* dA, float* dD, float* dbias, float* dw,
+                           cudaStream_t stream);
+int seg_bwd_blocks_per_sm(int N, int G, size_t smem);
 int seg_blocks_per_sm(int N, int G, size_t smem);
 // blocks of the forward / backward kernel with `warps` warps resident per SM at this shared memory size
 int fwd_blocks_per_sm(int warps, size_t smem);

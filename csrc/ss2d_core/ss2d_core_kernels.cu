@@ -3,6 +3,7 @@
 #include "../common/launch.cuh"
 #include "ss2d_core_body.cuh"
 #include "ss2d_seg_body.cuh"
+#include "ss2d_seg_bwd_body.cuh"
 
 namespace vmamba {
 namespace ss2d {
@@ -50,6 +51,19 @@ int seg_blocks_per_sm(int N, int G, size_t smem) {
   if (N == 1) return occupancy<SegBody<1, true>>(G, smem);
   if (N <= 4) return occupancy<SegBody<4, true>>(G, smem);
   return occupancy<SegBody<kMaxDState, true>>(G, smem);
+}
+
+int seg_bwd_blocks_per_sm(int N, int G, size_t smem) {
+  if (N == 1) return occupancy<SegBwdBody<1>>(G, smem);
+  if (N <= 4) return occupancy<SegBwdBody<4>>(G, smem);
+  return occupancy<SegBwdBody<kMaxDState>>(G, smem);
+}
+
+const char* launch_seg_bwd(const SegBwdParams& p, float* dxdbl, float* dA, float* dD, float* dbias, float* dw,
+                           cudaStream_t stream) {
+  cudaError_t e = run_seg_bwd(DeviceExec{stream}, p, dxdbl, dA, dD, dbias, dw);
+  if (e == cudaSuccess) e = cudaGetLastError();
+  return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
 }
 
 const char* launch_seg_fwd(const SegParams& p, cudaStream_t stream) {

@@ -75,7 +75,7 @@ VMAMBA_HD int seg_pixel(const SegParams& p, int pass, int q) {
 VMAMBA_HD bool route_in_pass(int kind, int pass) { return (kind & 1) == pass; }
 
 VMAMBA_HD int64_t t_index(const SegParams& p, int64_t b, int k, int j, int c, int64_t d) {
-  return (((b * p.K + k) * int64_t(p.nseg) + j) * (1 + p.N) + c) * p.D + d;
+  return (((b * p.K + k) * int64_t(p.nseg) + j) * p.tc + c) * p.D + d;
 }
 
 // x's element (b, d, pixel) in its layout

@@ -185,15 +185,16 @@ class Emu:
         return y, info
 
     def ss2d_core_bwd(self, x, xdbl, dt_w, A, D, delta_bias, dy, mode, channels_last, softplus, warps=8,
-                      smem_acc=True, splits=1):
-        """(dx, dxdbl, ddt_w, dA, dD, ddelta_bias) as the raw kernel returns them (None for absent D / bias)."""
+                      smem_acc=True, splits=1, seg_steps=0):
+        """(dx, dxdbl, ddt_w, dA, dD, ddelta_bias) as the raw kernel returns them (None for absent D / bias).
+        seg_steps > 0: the segmented backward (ss2d_seg_bwd_body.cuh) with segments of that many positions."""
         f32 = torch.float32
         dx = poisoned(x.shape, f32)
         grads = (poisoned(xdbl.shape, f32), poisoned(dt_w.shape, f32), poisoned(A.shape, f32),
                  poisoned(D.shape, f32) if D is not None else None,
                  poisoned(delta_bias.shape, f32) if delta_bias is not None else None)
         info = self._ss2d(True, x, xdbl, dt_w, A, D, delta_bias, dy, dx, grads, mode, channels_last, softplus, f32,
-                          warps, smem_acc, splits)
+                          warps, smem_acc, splits, seg_steps)
         return (dx,) + grads, info
 
 

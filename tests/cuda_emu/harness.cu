@@ -8,7 +8,7 @@
 
 #include "../../csrc/dwconv/dwconv_body.cuh"
 #include "../../csrc/layer_norm/layer_norm_body.cuh"
-#include "../../csrc/ss2d_core/ss2d_seg_body.cuh"
+#include "../../csrc/ss2d_core/ss2d_seg_bwd_body.cuh"
 #include "../../csrc/ss2d_core/ss2d_core_body.cuh"
 #include "emu.h"
 
@@ -192,6 +192,28 @@ int emu_ss2d(int bwd, const void* x, const void* xdbl, const void* dt_w, const f
     static_cast<Common&>(f) = static_cast<const Common&>(p);
     f.out = out; f.out_dtype = out_dtype;
     e = run_fwd(ex, f);
+  } else if (seg_steps > 0) {
+    SegBwdParams f;
+    static_cast<Common&>(f) = static_cast<const Common&>(p);
+    seg_bwd_geometry(f, seg_steps > p.L ? int(p.L) : seg_steps);
+    const int64_t KD = int64_t(K) * D, rows = B * f.nseg, chunks = (rows + kSumChunk - 1) / kSumChunk;
+    std::vector<float> T(size_t(B * K * f.nseg * f.tc * D) + 1, nan), partial(size_t(B * p.L * D) + 1, nan);
+    std::vector<float> part_x(f.ngroups > 1 ? size_t(f.ngroups * B * p.L * K * p.C) + 1 : 1, nan);
+    std::vector<float> parts(size_t(rows * KD * (N + 2 + R)) + 1, nan);
+    std::vector<float> scratch(size_t(chunks * KD * (N > R ? N : R)) + 1, nan);
+    f.T = T.data(); f.partial_dx = partial.data();
+    f.part_xdbl = f.ngroups > 1 ? part_x.data() : dxdbl;
+    f.part_A = parts.data();
+    f.part_D = f.part_A + rows * KD * N;
+    f.part_bias = f.part_D + rows * KD;
+    f.part_w = f.part_bias + rows * KD;
+    f.sum_scratch = scratch.data();
+    f.dy = dy; f.dy_dtype = dy_dtype; f.dx = static_cast<float*>(out);
+    e = run_seg_bwd(ex, f, dxdbl, dA, dD, dbias, ddt_w);
+    say(info, info_len, "P=%d nseg=%d G=%d ngroups=%d npass=%d smem=%zu barriers=%llu shuffles=%llu", f.P, f.nseg, f.G,
+        f.ngroups, f.npass, seg_bwd_smem_floats(f.P, f.G, R, N) * sizeof(float), (unsigned long long)ex.block.barriers,
+        (unsigned long long)ex.block.shuffles);
+    return finish(e, info, info_len);
   } else {
     const int64_t KD = int64_t(K) * D, nchunks = (p.L + kChunk - 1) / kChunk;
     p.S = S < 1 ? 1 : (S > p.ntiles ? p.ntiles : S);

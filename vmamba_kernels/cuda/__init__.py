@@ -54,6 +54,9 @@ class CudaTuning:
     # the fused SS2D core forward's positions per segment (csrc/ss2d_core/ss2d_seg_body.cuh): n > 0 or "auto" (the
     # planner's size) runs the segmented forward; 0 the whole-map forward, where ss2d_warps and ss2d_global_acc apply
     ss2d_fwd_seg: Optional[object] = None
+    # the same for the backward (csrc/ss2d_core/ss2d_seg_bwd_body.cuh): n > 0 or "auto" runs the segmented backward;
+    # 0 the whole-map backward, where ss2d_warps, ss2d_global_acc and ss2d_bwd_splits apply
+    ss2d_bwd_seg: Optional[object] = None
 
 
 def knob_values(t: CudaTuning) -> dict:
