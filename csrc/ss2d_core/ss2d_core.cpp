@@ -215,52 +215,57 @@ void check_blocks(int64_t blocks) {
 
 // The segmented forward's / backward's positions per segment (0: the whole-map kernels). Knobs
 // VMAMBA_SS2D_FWD_SEG / VMAMBA_SS2D_BWD_SEG: unset or 0, the whole-map kernels; n > 0, segments of n positions;
-// "auto", segments of about kSegSteps (forward) / kSegBwdSteps (backward) positions (one segment for smaller maps:
-// no transfer or prefix kernel), fewer positions while the block's shared memory exceeds the device's or leaves
-// fewer than kSegMinBlocks blocks per SM. Anything else is an error.
-constexpr int kSegSteps = 64;
+// "auto": one segment for the map (no transfer or prefix kernel) where its block leaves at least kSegOneMinBlocks
+// blocks per SM, else segments of about kSegSteps (forward) / kSegBwdSteps (backward) positions, fewer while the
+// block's shared memory exceeds the device's or leaves fewer than kSegMinBlocks blocks per SM. Anything else is an
+// error. (GPU call 53, H100, VMamba-T b128 forward before x was staged: 32 positions 1.99 / 1.14 / 0.76 ms at stages
+// 1-3, 64: 2.21 / 1.37 / 0.81, 128: 3.65 / 2.06 / 1.40; stage 4 in one segment 0.39, in two 1.17.)
+constexpr int kSegSteps = 32;
 constexpr int kSegBwdSteps = 16;
 constexpr int kSegMinBlocks = 4;
+constexpr int kSegOneMinBlocks = 2;
 
 int seg_steps_for(bool bwd, const Common& p, const Device& dev, int dev_index) {
   const std::string forced = knob(bwd ? Knob::kSs2dBwdSeg : Knob::kSs2dFwdSeg);
   if (forced.empty() || forced == "0") return 0;
-  int64_t steps;
-  const bool autop = forced == "auto";
   const char* name = bwd ? "VMAMBA_SS2D_BWD_SEG" : "VMAMBA_SS2D_FWD_SEG";
-  if (autop) {
-    const int64_t target = bwd ? kSegBwdSteps : kSegSteps;
-    const int64_t nseg = (p.L + target - 1) / target;
-    steps = std::min<int64_t>(p.L, ((p.L + nseg - 1) / nseg + 3) & ~int64_t(3));
-  } else {
-    char* end = nullptr;
-    steps = std::strtoll(forced.c_str(), &end, 10);
-    VMAMBA_CHECK(end != forced.c_str() && *end == '\0' && steps > 0, bwd ? "ss2d_bwd_seg" : "ss2d_fwd_seg", "knob ",
-                 name, " must be 'auto', 0 (the whole-map kernel) or a positive number of positions per segment, got '",
-                 forced, "'");
-    steps = std::min<int64_t>(steps, p.L);
-  }
   const int G = seg_group(p.D);
-  for (; steps >= 1; steps = steps > 4 ? ((steps / 2 + 3) & ~int64_t(3)) : steps / 2) {
-    const size_t smem = (bwd ? seg_bwd_smem_floats(int(steps), G, p.R, p.N)
-                             : seg_smem_floats(true, int(steps), G, p.R, p.N)) * sizeof(float);
-    if (smem > dev.smem_optin) continue;
-    if (!autop) return int(steps);
+  auto smem_of = [&](int64_t steps) {
+    return (bwd ? seg_bwd_smem_floats(int(steps), G, p.R, p.N) : seg_smem_floats(true, int(steps), G, p.R, p.N)) *
+           sizeof(float);
+  };
+  auto blocks_of = [&](size_t smem) {
+    if (smem > dev.smem_optin) return 0;
     static std::mutex m;
     static std::map<std::tuple<bool, int, int, size_t, int>, int> cache;
     const auto key = std::make_tuple(bwd, p.N, G, smem, dev_index);
-    int nb;
     {
       std::lock_guard<std::mutex> g(m);
       const auto it = cache.find(key);
-      nb = it != cache.end() ? it->second : -1;
+      if (it != cache.end()) return it->second;
     }
-    if (nb < 0) {
-      nb = bwd ? seg_bwd_blocks_per_sm(p.N, G, smem) : seg_blocks_per_sm(p.N, G, smem);
-      std::lock_guard<std::mutex> g(m);
-      cache[key] = nb;
-    }
-    if (nb >= kSegMinBlocks || steps <= 4) return nb >= 1 ? int(steps) : 0;
+    const int nb = bwd ? seg_bwd_blocks_per_sm(p.N, G, smem) : seg_blocks_per_sm(p.N, G, smem);
+    std::lock_guard<std::mutex> g(m);
+    cache[key] = nb;
+    return nb;
+  };
+  if (forced != "auto") {
+    char* end = nullptr;
+    const int64_t steps = std::strtoll(forced.c_str(), &end, 10);
+    VMAMBA_CHECK(end != forced.c_str() && *end == '\0' && steps > 0, bwd ? "ss2d_bwd_seg" : "ss2d_fwd_seg", "knob ",
+                 name, " must be 'auto', 0 (the whole-map kernel) or a positive number of positions per segment, got '",
+                 forced, "'");
+    for (int64_t s = std::min<int64_t>(steps, p.L); s >= 1; s /= 2)
+      if (smem_of(s) <= dev.smem_optin) return int(s);
+    return 0;
+  }
+  if (p.L <= (int64_t(1) << 16) && blocks_of(smem_of(p.L)) >= kSegOneMinBlocks) return int(p.L);
+  const int64_t target = bwd ? kSegBwdSteps : kSegSteps;
+  const int64_t nseg = (p.L + target - 1) / target;
+  int64_t steps = std::min<int64_t>(p.L, ((p.L + nseg - 1) / nseg + 3) & ~int64_t(3));
+  for (; steps >= 1; steps = steps > 4 ? ((steps / 2 + 3) & ~int64_t(3)) : steps / 2) {
+    const int nb = blocks_of(smem_of(steps));
+    if (nb >= kSegMinBlocks || (steps <= 4 && nb >= 1)) return int(steps);
   }
   return 0;
 }

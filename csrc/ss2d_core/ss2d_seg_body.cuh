@@ -24,7 +24,8 @@
 // pixel is ((y_row + y_rowrev) + y_col) + y_colrev in fp32: deterministic. No (B, 4, D, L) tensor is written;
 // the scratch is T ((1 + N) floats per segment, route and channel) and the (B, L, D) fp32 sum of the row pass.
 //
-// Shared memory (floats): acc [P][G + 1] (output kernel; a thread's column is its own), xd [R4 + 2N][PS]
+// Shared memory (floats): acc [P][G + 1] (output kernel; a thread's column is its own), xs [P][G + 1] (x of the
+// block's positions and channels, fp32), xd [R4 + 2N][PS]
 // (the route's xdbl rows of the segment transposed: dts rows [0, R) then zero rows to R4 = round4(R), B rows,
 // C rows; PS = round4(P) + 4, so four consecutive steps are one 16-byte broadcast), w [R4][G] (each thread's
 // dt_w row for the route; zeros past R), pix [round4(P)] (the pixel of each position).
@@ -50,7 +51,7 @@ VMAMBA_HD float4 ld4(const float* q) {
 }
 
 struct SegSmem {
-  float *acc, *xd, *w;
+  float *acc, *xs, *xd, *w;
   int* pix;
 };
 
@@ -58,6 +59,7 @@ VMAMBA_HD SegSmem seg_carve(unsigned char* raw, bool out, const SegParams& p) {
   SegSmem s{};
   float* q = reinterpret_cast<float*>(raw);
   if (out) { s.acc = q; q += seg_acc_floats(p.P, p.G); }
+  s.xs = q; q += seg_acc_floats(p.P, p.G);
   s.xd = q; q += size_t(seg_r4(p.R) + 2 * p.N) * seg_ps(p.P);
   s.w = q; q += size_t(seg_r4(p.R)) * p.G;
   s.pix = reinterpret_cast<int*>(q);
@@ -120,6 +122,44 @@ VMAMBA_HD void seg_stage(const Ctx& ctx, const SegParams& p, const SegSmem& s, i
   else seg_stage_t(ctx, p, s, b, k, np, static_cast<const __nv_bfloat16*>(p.xdbl));
 }
 
+// Stage the block's region of a tensor of x's layout (its np positions x G channels, channels past D as 0) into
+// dst [P][G + 1] fp32, cooperatively: consecutive threads take consecutive channels (channels-last) or consecutive
+// positions (channels-first), 8 independent loads in flight per thread. The walks then read shared memory only
+// (GPU call 53: a load per step inside the walk left the segmented forward latency-bound).
+template <typename T, class Ctx>
+VMAMBA_HD void seg_stage_map_t(const Ctx& ctx, const SegParams& p, const T* src, int64_t b, int g, int np,
+                               const int* pix, float* dst) {
+  const int G = int(ctx.nthreads()), total = np * G;
+  for (int e0 = int(ctx.tid()); e0 < total; e0 += 8 * G) {
+    float v[8];
+    int at[8];
+#pragma unroll
+    for (int q = 0; q < 8; ++q) {
+      const int e = e0 + q * G;
+      at[q] = -1;
+      v[q] = 0.f;
+      if (e < total) {
+        int i, tt;
+        if (p.channels_last) { i = e / G; tt = e - i * G; } else { tt = e / np; i = e - tt * np; }
+        const int64_t d = int64_t(g) * G + tt;
+        at[q] = i * (G + 1) + tt;
+        if (d < p.D) v[q] = to_float(src[x_index(p, b, d, pix[i])]);
+      }
+    }
+#pragma unroll
+    for (int q = 0; q < 8; ++q)
+      if (at[q] >= 0) dst[at[q]] = v[q];
+  }
+}
+
+template <class Ctx>
+VMAMBA_HD void seg_stage_map(const Ctx& ctx, const SegParams& p, const void* src, int dt, int64_t b, int g, int np,
+                             const int* pix, float* dst) {
+  if (dt == kF32) seg_stage_map_t(ctx, p, static_cast<const float*>(src), b, g, np, pix, dst);
+  else if (dt == kF16) seg_stage_map_t(ctx, p, static_cast<const __half*>(src), b, g, np, pix, dst);
+  else seg_stage_map_t(ctx, p, static_cast<const __nv_bfloat16*>(src), b, g, np, pix, dst);
+}
+
 template <int NS>
 struct SegRoute {
   float Al[NS];  // A * log2(e), 0 past N
@@ -128,9 +168,9 @@ struct SegRoute {
 
 // The thread's walk of route k over the segment's np positions, from the state h (updated in place). OUT: y of
 // every position into the thread's accumulator column (store when `first`, else add); else S += delta.
-template <int NS, bool OUT, bool REV, typename TX>
-VMAMBA_HD void seg_walk(const SegParams& p, const SegSmem& s, int t, int G, int64_t b, int64_t dc, int np,
-                        const SegRoute<NS>& rc, float (&h)[NS], float& S, bool first, const TX* x) {
+template <int NS, bool OUT, bool REV>
+VMAMBA_HD void seg_walk(const SegParams& p, const SegSmem& s, int t, int G, int np, const SegRoute<NS>& rc,
+                        float (&h)[NS], float& S, bool first) {
   const int ng = (np + 3) >> 2;
   const int R4 = seg_r4(p.R), PS = seg_ps(p.P), N = p.N;
   for (int g0 = 0; g0 < ng; ++g0) {
@@ -138,7 +178,7 @@ VMAMBA_HD void seg_walk(const SegParams& p, const SegSmem& s, int t, int G, int6
     float u[4], v[4], dt[4], y[4];
 #pragma unroll
     for (int q = 0; q < 4; ++q) {
-      u[q] = p0 + q < np ? to_float(x[x_index(p, b, dc, s.pix[p0 + q])]) : 0.f;
+      u[q] = p0 + q < np ? s.xs[(p0 + q) * (G + 1) + t] : 0.f;
       v[q] = rc.bias;
     }
     for (int r = 0; r < R4; r += 4) {
@@ -191,14 +231,6 @@ VMAMBA_HD void seg_walk(const SegParams& p, const SegSmem& s, int t, int G, int6
   }
 }
 
-template <int NS, bool OUT, typename TX>
-VMAMBA_HD void seg_walk_dir(const SegParams& p, const SegSmem& s, int t, int G, int64_t b, int64_t dc, int np,
-                            const SegRoute<NS>& rc, float (&h)[NS], float& S, bool first, bool rev) {
-  const TX* x = static_cast<const TX*>(p.x);
-  if (rev) seg_walk<NS, OUT, true>(p, s, t, G, b, dc, np, rc, h, S, first, x);
-  else seg_walk<NS, OUT, false>(p, s, t, G, b, dc, np, rc, h, S, first, x);
-}
-
 }  // namespace
 
 // ------------------------------------------------------------------------------------------------
@@ -234,6 +266,7 @@ struct SegBody {
     // the padding of xd (rows R..R4, positions np..PS) stays zero: staging writes only real entries
     for (int e = t; e < (R4 + 2 * N) * PS; e += G) s.xd[e] = 0.f;
     ctx.sync();
+    seg_stage_map(ctx, p, p.x, p.x_dtype, b, g, np, s.pix, s.xs);  // complete at the route's barrier below
     if (OUT && pass > 0) {
       for (int i = 0; i < np; ++i) s.acc[i * (G + 1) + t] = active ? p.partial[(b * p.L + s.pix[i]) * p.D + d] : 0.f;
     }
@@ -257,9 +290,8 @@ struct SegBody {
       for (int n = 0; n < NS; ++n) h[n] = (OUT && p.nseg > 1 && n < N) ? p.T[t_index(p, b, k, j, 1 + n, dc)] : 0.f;
       float S = 0.f;
       const bool first = OUT && pass == 0 && ri == 0, rev = kind >= kRowRev;
-      if (p.x_dtype == kF32) seg_walk_dir<NS, OUT, float>(p, s, t, G, b, dc, np, rc, h, S, first, rev);
-      else if (p.x_dtype == kF16) seg_walk_dir<NS, OUT, __half>(p, s, t, G, b, dc, np, rc, h, S, first, rev);
-      else seg_walk_dir<NS, OUT, __nv_bfloat16>(p, s, t, G, b, dc, np, rc, h, S, first, rev);
+      if (rev) seg_walk<NS, OUT, true>(p, s, t, G, np, rc, h, S, first);
+      else seg_walk<NS, OUT, false>(p, s, t, G, np, rc, h, S, first);
       if (!OUT && active) {
         p.T[t_index(p, b, k, j, 0, d)] = S;
 #pragma unroll

@@ -18,7 +18,8 @@
 //
 // Shared memory (floats): seven [P][G + 1] arrays (a thread's column is its own until the block sums): hs (h_{t-1},
 // then dy h_t), r2 (g delta u), dl (delta), dd (d delta, then d of the softplus input), dxa (dx over the routes),
-// uu (u), dyy (dy); then the forward's xd, w and pix.
+// uu (u), dyy (dy), both staged once per block; then the forward's xd, w and pix. The transfer kernel uses the
+// forward's layout, its acc holding dy.
 #pragma once
 
 #include "ss2d_seg_body.cuh"
@@ -46,12 +47,7 @@ VMAMBA_HD SegBwdSmem seg_bwd_carve(unsigned char* raw, const SegParams& p) {
 }
 
 // a SegSmem view of the shared xd / w / pix (the forward's staging helpers)
-VMAMBA_HD SegSmem seg_view(const SegBwdSmem& s) { return SegSmem{nullptr, s.xd, s.w, s.pix}; }
-
-// element (b, d, pixel) of a tensor of x's layout and runtime dtype, as float
-VMAMBA_HD float ld_xl(const SegParams& p, const void* src, int dt, int64_t b, int64_t d, int pix) {
-  return ldf(src, dt, x_index(p, b, d, pix));
-}
+VMAMBA_HD SegSmem seg_view(const SegBwdSmem& s) { return SegSmem{nullptr, s.uu, s.xd, s.w, s.pix}; }
 
 // the block's common start: pixels of the segment, xd's zero padding
 template <class Ctx>
@@ -85,8 +81,8 @@ struct SegBwdTransferBody {
 
   template <class Ctx>
   static VMAMBA_HD void run(const Ctx& ctx, const Args& p, unsigned char* smem) {
-    const SegSmem s = seg_carve(smem, false, p);
-    const int G = int(ctx.nthreads()), t = int(ctx.tid());
+    const SegSmem s = seg_carve(smem, true, p);  // acc holds dy here
+    const int G = int(ctx.nthreads()), t = int(ctx.tid()), G1 = G + 1;
     int64_t blk = ctx.block();
     const int g = int(blk % p.ngroups);
     blk /= p.ngroups;
@@ -101,6 +97,8 @@ struct SegBwdTransferBody {
     const int np = int(p.L - q0 < p.P ? p.L - q0 : p.P);
     const int N = p.N, R4 = seg_r4(p.R), PS = seg_ps(p.P);
     seg_bwd_begin(ctx, p, s, pass, q0, np);
+    seg_stage_map(ctx, p, p.x, p.x_dtype, b, g, np, s.pix, s.xs);  // complete at the route's barrier
+    seg_stage_map(ctx, p, p.dy, p.dy_dtype, b, g, np, s.pix, s.acc);
     for (int k = 0; k < p.K; ++k) {
       const int kind = p.kinds[k];
       if (!route_in_pass(kind, pass)) continue;
@@ -119,9 +117,7 @@ struct SegBwdTransferBody {
       float S = 0.f;
       for (int st = 0; st < np; ++st) {
         const int i = rev ? np - 1 - st : st;
-        const int pix = s.pix[i];
-        const float u = ld_xl(p, p.x, p.x_dtype, b, dc, pix);
-        const float dy = active ? ld_xl(p, p.dy, p.dy_dtype, b, dc, pix) : 0.f;
+        const float u = s.xs[i * G1 + t], dy = s.acc[i * G1 + t];  // 0 past D
         const float dt = seg_delta(p, s, t, G, i, bias);
         S += dt;
 #pragma unroll
@@ -228,6 +224,8 @@ struct SegBwdBody {
     float* gx = p.part_xdbl + int64_t(g) * p.batch * p.L * K * C;  // this group's slice of dxdbl
 
     seg_bwd_begin(ctx, p, sv, pass, q0, np);
+    seg_stage_map(ctx, p, p.x, p.x_dtype, b, g, np, s.pix, s.uu);  // complete at the route's barrier
+    seg_stage_map(ctx, p, p.dy, p.dy_dtype, b, g, np, s.pix, s.dyy);
     for (int i = 0; i < np; ++i)
       s.dxa[i * G1 + t] = (pass > 0 && active) ? p.partial_dx[(b * p.L + s.pix[i]) * p.D + d] : 0.f;
 
@@ -243,12 +241,8 @@ struct SegBwdBody {
       // delta, u, dy of the segment; dD; dx's D dy term
       float dD = 0.f;
       for (int i = 0; i < np; ++i) {
-        const int pix = s.pix[i];
-        const float u = ld_xl(p, p.x, p.x_dtype, b, dc, pix);
-        const float dy = active ? ld_xl(p, p.dy, p.dy_dtype, b, dc, pix) : 0.f;
+        const float u = s.uu[i * G1 + t], dy = s.dyy[i * G1 + t];  // 0 past D
         s.dl[i * G1 + t] = seg_delta(p, sv, t, G, i, bias);
-        s.uu[i * G1 + t] = u;
-        s.dyy[i * G1 + t] = dy;
         s.dd[i * G1 + t] = 0.f;
         s.dxa[i * G1 + t] += Dv * dy;
         dD = fmaf(dy, u, dD);
@@ -382,7 +376,7 @@ cudaError_t run_seg_bwd_ns(const Exec& ex, const SegBwdParams& p, float* dxdbl, 
   const int64_t blocks = p.batch * p.nseg * p.ngroups;
   cudaError_t e = cudaSuccess;
   if (p.nseg > 1) {
-    const size_t smem_t = seg_smem_floats(false, p.P, p.G, p.R, p.N) * sizeof(float);
+    const size_t smem_t = seg_smem_floats(true, p.P, p.G, p.R, p.N) * sizeof(float);
     e = ex.template launch<SegBwdTransferBody<NS>>(dim3(unsigned(blocks * p.npass)), p.G, smem_t, p);
     const int64_t threads = p.batch * p.K * p.D;
     if (e == cudaSuccess) e = ex.template launch<SegBwdPrefixBody<NS>>(dim3(unsigned((threads + 255) / 256)), 256, 0, p);
