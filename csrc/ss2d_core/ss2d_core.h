@@ -126,7 +126,7 @@ inline VMAMBA_HOST_DEVICE int seg_r4(int R) { return (R + 3) & ~3; }
 inline VMAMBA_HOST_DEVICE int seg_ps(int P) { return ((P + 3) & ~3) + 4; }
 inline VMAMBA_HOST_DEVICE size_t seg_acc_floats(int P, int G) { return (size_t(P) * (G + 1) + 3) & ~size_t(3); }
 inline VMAMBA_HOST_DEVICE size_t seg_smem_floats(bool out, int P, int G, int R, int N) {
-  return (out ? 2 : 1) * seg_acc_floats(P, G) + size_t(seg_r4(R) + 2 * N) * seg_ps(P) + size_t(seg_r4(R)) * G +
+  return (out ? seg_acc_floats(P, G) : 0) + size_t(seg_r4(R) + 2 * N) * seg_ps(P) + size_t(seg_r4(R)) * G +
          size_t((P + 3) & ~3);
 }
 

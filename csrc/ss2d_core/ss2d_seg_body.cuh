@@ -24,8 +24,7 @@
 // pixel is ((y_row + y_rowrev) + y_col) + y_colrev in fp32: deterministic. No (B, 4, D, L) tensor is written;
 // the scratch is T ((1 + N) floats per segment, route and channel) and the (B, L, D) fp32 sum of the row pass.
 //
-// Shared memory (floats): acc [P][G + 1] (output kernel; a thread's column is its own), xs [P][G + 1] (x of the
-// block's positions and channels, fp32), xd [R4 + 2N][PS]
+// Shared memory (floats): acc [P][G + 1] (output kernel; a thread's column is its own), xd [R4 + 2N][PS]
 // (the route's xdbl rows of the segment transposed: dts rows [0, R) then zero rows to R4 = round4(R), B rows,
 // C rows; PS = round4(P) + 4, so four consecutive steps are one 16-byte broadcast), w [R4][G] (each thread's
 // dt_w row for the route; zeros past R), pix [round4(P)] (the pixel of each position).
@@ -55,11 +54,12 @@ struct SegSmem {
   int* pix;
 };
 
-VMAMBA_HD SegSmem seg_carve(unsigned char* raw, bool out, const SegParams& p) {
+// xs_too: an x staging array [P][G + 1] as well (the backward's transfer; the forward reads x from global memory)
+VMAMBA_HD SegSmem seg_carve(unsigned char* raw, bool out, const SegParams& p, bool xs_too = false) {
   SegSmem s{};
   float* q = reinterpret_cast<float*>(raw);
   if (out) { s.acc = q; q += seg_acc_floats(p.P, p.G); }
-  s.xs = q; q += seg_acc_floats(p.P, p.G);
+  if (xs_too) { s.xs = q; q += seg_acc_floats(p.P, p.G); }
   s.xd = q; q += size_t(seg_r4(p.R) + 2 * p.N) * seg_ps(p.P);
   s.w = q; q += size_t(seg_r4(p.R)) * p.G;
   s.pix = reinterpret_cast<int*>(q);
@@ -124,8 +124,10 @@ VMAMBA_HD void seg_stage(const Ctx& ctx, const SegParams& p, const SegSmem& s, i
 
 // Stage the block's region of a tensor of x's layout (its np positions x G channels, channels past D as 0) into
 // dst [P][G + 1] fp32, cooperatively: consecutive threads take consecutive channels (channels-last) or consecutive
-// positions (channels-first), 8 independent loads in flight per thread. The walks then read shared memory only
-// (GPU call 53: a load per step inside the walk left the segmented forward latency-bound).
+// positions (channels-first), 8 independent loads in flight per thread. The backward's walks read shared memory
+// only. (The forward reads x in its walk: staging x too doubled its shared memory and measured slower, GPU call 54
+// on the H100, VMamba-T stage 1 with 32 positions 2.62 against 1.99 ms in call 53, stage 4 in one segment 0.56
+// against 0.39.)
 template <typename T, class Ctx>
 VMAMBA_HD void seg_stage_map_t(const Ctx& ctx, const SegParams& p, const T* src, int64_t b, int g, int np,
                                const int* pix, float* dst) {
@@ -168,9 +170,9 @@ struct SegRoute {
 
 // The thread's walk of route k over the segment's np positions, from the state h (updated in place). OUT: y of
 // every position into the thread's accumulator column (store when `first`, else add); else S += delta.
-template <int NS, bool OUT, bool REV>
-VMAMBA_HD void seg_walk(const SegParams& p, const SegSmem& s, int t, int G, int np, const SegRoute<NS>& rc,
-                        float (&h)[NS], float& S, bool first) {
+template <int NS, bool OUT, bool REV, typename TX>
+VMAMBA_HD void seg_walk(const SegParams& p, const SegSmem& s, int t, int G, int64_t b, int64_t dc, int np,
+                        const SegRoute<NS>& rc, float (&h)[NS], float& S, bool first, const TX* x) {
   const int ng = (np + 3) >> 2;
   const int R4 = seg_r4(p.R), PS = seg_ps(p.P), N = p.N;
   for (int g0 = 0; g0 < ng; ++g0) {
@@ -178,7 +180,7 @@ VMAMBA_HD void seg_walk(const SegParams& p, const SegSmem& s, int t, int G, int 
     float u[4], v[4], dt[4], y[4];
 #pragma unroll
     for (int q = 0; q < 4; ++q) {
-      u[q] = p0 + q < np ? s.xs[(p0 + q) * (G + 1) + t] : 0.f;
+      u[q] = p0 + q < np ? to_float(x[x_index(p, b, dc, s.pix[p0 + q])]) : 0.f;
       v[q] = rc.bias;
     }
     for (int r = 0; r < R4; r += 4) {
@@ -231,6 +233,14 @@ VMAMBA_HD void seg_walk(const SegParams& p, const SegSmem& s, int t, int G, int 
   }
 }
 
+template <int NS, bool OUT, typename TX>
+VMAMBA_HD void seg_walk_dir(const SegParams& p, const SegSmem& s, int t, int G, int64_t b, int64_t dc, int np,
+                            const SegRoute<NS>& rc, float (&h)[NS], float& S, bool first, bool rev) {
+  const TX* x = static_cast<const TX*>(p.x);
+  if (rev) seg_walk<NS, OUT, true>(p, s, t, G, b, dc, np, rc, h, S, first, x);
+  else seg_walk<NS, OUT, false>(p, s, t, G, b, dc, np, rc, h, S, first, x);
+}
+
 }  // namespace
 
 // ------------------------------------------------------------------------------------------------
@@ -266,7 +276,6 @@ struct SegBody {
     // the padding of xd (rows R..R4, positions np..PS) stays zero: staging writes only real entries
     for (int e = t; e < (R4 + 2 * N) * PS; e += G) s.xd[e] = 0.f;
     ctx.sync();
-    seg_stage_map(ctx, p, p.x, p.x_dtype, b, g, np, s.pix, s.xs);  // complete at the route's barrier below
     if (OUT && pass > 0) {
       for (int i = 0; i < np; ++i) s.acc[i * (G + 1) + t] = active ? p.partial[(b * p.L + s.pix[i]) * p.D + d] : 0.f;
     }
@@ -290,8 +299,9 @@ struct SegBody {
       for (int n = 0; n < NS; ++n) h[n] = (OUT && p.nseg > 1 && n < N) ? p.T[t_index(p, b, k, j, 1 + n, dc)] : 0.f;
       float S = 0.f;
       const bool first = OUT && pass == 0 && ri == 0, rev = kind >= kRowRev;
-      if (rev) seg_walk<NS, OUT, true>(p, s, t, G, np, rc, h, S, first);
-      else seg_walk<NS, OUT, false>(p, s, t, G, np, rc, h, S, first);
+      if (p.x_dtype == kF32) seg_walk_dir<NS, OUT, float>(p, s, t, G, b, dc, np, rc, h, S, first, rev);
+      else if (p.x_dtype == kF16) seg_walk_dir<NS, OUT, __half>(p, s, t, G, b, dc, np, rc, h, S, first, rev);
+      else seg_walk_dir<NS, OUT, __nv_bfloat16>(p, s, t, G, b, dc, np, rc, h, S, first, rev);
       if (!OUT && active) {
         p.T[t_index(p, b, k, j, 0, d)] = S;
 #pragma unroll

@@ -81,7 +81,7 @@ struct SegBwdTransferBody {
 
   template <class Ctx>
   static VMAMBA_HD void run(const Ctx& ctx, const Args& p, unsigned char* smem) {
-    const SegSmem s = seg_carve(smem, true, p);  // acc holds dy here
+    const SegSmem s = seg_carve(smem, true, p, true);  // acc holds dy here, xs x
     const int G = int(ctx.nthreads()), t = int(ctx.tid()), G1 = G + 1;
     int64_t blk = ctx.block();
     const int g = int(blk % p.ngroups);
@@ -376,7 +376,7 @@ cudaError_t run_seg_bwd_ns(const Exec& ex, const SegBwdParams& p, float* dxdbl, 
   const int64_t blocks = p.batch * p.nseg * p.ngroups;
   cudaError_t e = cudaSuccess;
   if (p.nseg > 1) {
-    const size_t smem_t = seg_smem_floats(true, p.P, p.G, p.R, p.N) * sizeof(float);
+    const size_t smem_t = (seg_smem_floats(true, p.P, p.G, p.R, p.N) + seg_acc_floats(p.P, p.G)) * sizeof(float);
     e = ex.template launch<SegBwdTransferBody<NS>>(dim3(unsigned(blocks * p.npass)), p.G, smem_t, p);
     const int64_t threads = p.batch * p.K * p.D;
     if (e == cudaSuccess) e = ex.template launch<SegBwdPrefixBody<NS>>(dim3(unsigned((threads + 255) / 256)), 256, 0, p);
