@@ -14,7 +14,7 @@
 // segment's effect on a state is affine, h_out[n] = exp(A[n] * S) h_in[n] + b[n] (S: the sum of delta over the
 // segment, b: the state it leaves from zero). Kernels:
 //   1. transfer (SegBody<NS, false>, both passes in one grid): every segment's (S, b) into T, from zero;
-//   2. prefix   (SegPrefixBody<NS>): per (batch, route, channel), the segments in route order; the state entering
+//   2. prefix   (SegPrefixBody<NS, 1>): per (batch, route, channel), the segments in route order; the state entering
 //               each overwrites its b in T;
 //   3. output   (SegBody<NS, true>, once per pass): every segment again from its entering state, y of the pass's
 //               routes summed in the block's accumulator (first route stores, the next adds: a fixed order).
@@ -330,10 +330,10 @@ struct SegBody {
   }
 };
 
-// Prefix: thread = (b, k, d); the segments in route order (reversed for the reversed routes), the entering state
-// of each replacing its b in T. Loads run in batches (independent, in flight together) before the dependent
-// chain.
-template <int NS>
+// Prefix: thread = (b, k, d). The forward state entering each segment (route order) replaces its b in T; with
+// DIRS = 2 (the backward) also the adjoint entering it from after (reverse route order) replaces its c. Loads run in
+// batches (independent, in flight together) before the dependent chain.
+template <int NS, int DIRS>
 struct SegPrefixBody {
   using Args = SegParams;
   static constexpr int kMaxThreads = 256, kMinBlocks = 1;
@@ -348,32 +348,37 @@ struct SegPrefixBody {
     const int64_t b = idx / (p.D * p.K);
     const bool rev = p.kinds[k] >= kRowRev;
     const int N = p.N;
-    float Al[NS], h[NS];
+    float Al[NS];
 #pragma unroll
-    for (int n = 0; n < NS; ++n) {
-      Al[n] = n < N ? p.A[(int64_t(k) * p.D + d) * N + n] * kLog2e : 0.f;
-      h[n] = 0.f;
-    }
-    for (int i0 = 0; i0 < p.nseg; i0 += kBatch) {
-      float S[kBatch], bb[kBatch][NS];
+    for (int n = 0; n < NS; ++n) Al[n] = n < N ? p.A[(int64_t(k) * p.D + d) * N + n] * kLog2e : 0.f;
+    // dir 0: the forward state (slots 1..N, route order); dir 1: the adjoint (slots 1+N..2N, reverse route order)
+    for (int dir = 0; dir < DIRS; ++dir) {
+      const int off = dir == 0 ? 1 : 1 + N;
+      const bool down = rev != (dir == 1);  // walk segments from the last to the first
+      float h[NS];
 #pragma unroll
-      for (int q = 0; q < kBatch; ++q) {
-        const int i = i0 + q;
-        const int j = rev ? p.nseg - 1 - i : i;
-        S[q] = i < p.nseg ? p.T[t_index(p, b, k, j, 0, d)] : 0.f;
+      for (int n = 0; n < NS; ++n) h[n] = 0.f;
+      for (int i0 = 0; i0 < p.nseg; i0 += kBatch) {
+        float S[kBatch], bb[kBatch][NS];
 #pragma unroll
-        for (int n = 0; n < NS; ++n) bb[q][n] = (i < p.nseg && n < N) ? p.T[t_index(p, b, k, j, 1 + n, d)] : 0.f;
-      }
+        for (int q = 0; q < kBatch; ++q) {
+          const int i = i0 + q;
+          const int j = down ? p.nseg - 1 - i : i;
+          S[q] = i < p.nseg ? p.T[t_index(p, b, k, j, 0, d)] : 0.f;
 #pragma unroll
-      for (int q = 0; q < kBatch; ++q) {
-        const int i = i0 + q;
-        if (i >= p.nseg) break;
-        const int j = rev ? p.nseg - 1 - i : i;
+          for (int n = 0; n < NS; ++n) bb[q][n] = (i < p.nseg && n < N) ? p.T[t_index(p, b, k, j, off + n, d)] : 0.f;
+        }
 #pragma unroll
-        for (int n = 0; n < NS; ++n) {
-          if (n >= N) break;
-          p.T[t_index(p, b, k, j, 1 + n, d)] = h[n];
-          h[n] = fmaf(exp2f(Al[n] * S[q]), h[n], bb[q][n]);
+        for (int q = 0; q < kBatch; ++q) {
+          const int i = i0 + q;
+          if (i >= p.nseg) break;
+          const int j = down ? p.nseg - 1 - i : i;
+#pragma unroll
+          for (int n = 0; n < NS; ++n) {
+            if (n >= N) break;
+            p.T[t_index(p, b, k, j, off + n, d)] = h[n];
+            h[n] = fmaf(exp2f(Al[n] * S[q]), h[n], bb[q][n]);
+          }
         }
       }
     }
@@ -390,7 +395,7 @@ cudaError_t run_seg_fwd_ns(const Exec& ex, const SegParams& p) {
     const size_t smem_t = seg_smem_floats(false, p.P, p.G, p.R, p.N) * sizeof(float);
     e = ex.template launch<SegBody<NS, false>>(dim3(unsigned(blocks * p.npass)), p.G, smem_t, p);
     const int64_t threads = p.batch * p.K * p.D;
-    if (e == cudaSuccess) e = ex.template launch<SegPrefixBody<NS>>(dim3(unsigned((threads + 255) / 256)), 256, 0, p);
+    if (e == cudaSuccess) e = ex.template launch<SegPrefixBody<NS, 1>>(dim3(unsigned((threads + 255) / 256)), 256, 0, p);
   }
   const size_t smem_o = seg_smem_floats(true, p.P, p.G, p.R, p.N) * sizeof(float);
   for (int pass = 0; pass < p.npass && e == cudaSuccess; ++pass) {

@@ -5,7 +5,7 @@
 // segment passes back w = a_first g_first = exp(A S) w_after + c, c = sum_t (a_first ... a_t) C_t dy_t: affine in
 // the adjoint entering from after it, like the forward state. Kernels:
 //   1. transfer (SegBwdTransferBody, both passes): per segment S, b (forward from zero) and c into T;
-//   2. prefix   (SegBwdPrefixBody): per (batch, route, channel) the forward state entering each segment (route
+//   2. prefix   (SegPrefixBody<NS, 2>): per (batch, route, channel) the forward state entering each segment (route
 //               order) replaces b, the adjoint entering from after it (reverse order) replaces c;
 //   3. gradient (SegBwdBody, once per pass): block = (b, segment, channel group). Per route: delta, u, dy of the
 //               segment into shared memory; per state a forward walk stores h_{t-1}, a backward walk the adjoint
@@ -139,60 +139,6 @@ struct SegBwdTransferBody {
         }
       }
       ctx.sync();
-    }
-  }
-};
-
-// Prefix: thread = (b, k, d). Forward state entering each segment (route order) into b's slots; the adjoint
-// entering each from after it (reverse route order) into c's slots.
-template <int NS>
-struct SegBwdPrefixBody {
-  using Args = SegBwdParams;
-  static constexpr int kMaxThreads = 256, kMinBlocks = 1;
-  static constexpr int kBatch = NS == 1 ? 8 : NS <= 4 ? 4 : 1;
-
-  template <class Ctx>
-  static VMAMBA_HD void run(const Ctx& ctx, const Args& p, unsigned char*) {
-    const int64_t idx = int64_t(ctx.block()) * ctx.nthreads() + ctx.tid();
-    if (idx >= p.batch * p.K * p.D) return;
-    const int64_t d = idx % p.D;
-    const int k = int((idx / p.D) % p.K);
-    const int64_t b = idx / (p.D * p.K);
-    const bool rev = p.kinds[k] >= kRowRev;
-    const int N = p.N;
-    float Al[NS];
-#pragma unroll
-    for (int n = 0; n < NS; ++n) Al[n] = n < N ? p.A[(int64_t(k) * p.D + d) * N + n] * kLog2e : 0.f;
-    // dir 0: the forward state (slots 1..N, route order); dir 1: the adjoint (slots 1+N..2N, reverse route order)
-    for (int dir = 0; dir < 2; ++dir) {
-      const int off = dir == 0 ? 1 : 1 + N;
-      const bool down = rev != (dir == 1);  // walk segments from the last to the first
-      float h[NS];
-#pragma unroll
-      for (int n = 0; n < NS; ++n) h[n] = 0.f;
-      for (int i0 = 0; i0 < p.nseg; i0 += kBatch) {
-        float S[kBatch], bb[kBatch][NS];
-#pragma unroll
-        for (int q = 0; q < kBatch; ++q) {
-          const int i = i0 + q;
-          const int j = down ? p.nseg - 1 - i : i;
-          S[q] = i < p.nseg ? p.T[t_index(p, b, k, j, 0, d)] : 0.f;
-#pragma unroll
-          for (int n = 0; n < NS; ++n) bb[q][n] = (i < p.nseg && n < N) ? p.T[t_index(p, b, k, j, off + n, d)] : 0.f;
-        }
-#pragma unroll
-        for (int q = 0; q < kBatch; ++q) {
-          const int i = i0 + q;
-          if (i >= p.nseg) break;
-          const int j = down ? p.nseg - 1 - i : i;
-#pragma unroll
-          for (int n = 0; n < NS; ++n) {
-            if (n >= N) break;
-            p.T[t_index(p, b, k, j, off + n, d)] = h[n];
-            h[n] = fmaf(exp2f(Al[n] * S[q]), h[n], bb[q][n]);
-          }
-        }
-      }
     }
   }
 };
@@ -379,7 +325,7 @@ cudaError_t run_seg_bwd_ns(const Exec& ex, const SegBwdParams& p, float* dxdbl, 
     const size_t smem_t = (seg_smem_floats(true, p.P, p.G, p.R, p.N) + seg_acc_floats(p.P, p.G)) * sizeof(float);
     e = ex.template launch<SegBwdTransferBody<NS>>(dim3(unsigned(blocks * p.npass)), p.G, smem_t, p);
     const int64_t threads = p.batch * p.K * p.D;
-    if (e == cudaSuccess) e = ex.template launch<SegBwdPrefixBody<NS>>(dim3(unsigned((threads + 255) / 256)), 256, 0, p);
+    if (e == cudaSuccess) e = ex.template launch<SegPrefixBody<NS, 2>>(dim3(unsigned((threads + 255) / 256)), 256, 0, p);
   }
   const size_t smem_g = seg_bwd_smem_floats(p.P, p.G, p.R, p.N) * sizeof(float);
   for (int pass = 0; pass < p.npass && e == cudaSuccess; ++pass) {
