@@ -218,8 +218,8 @@ void check_blocks(int64_t blocks) {
 // "auto": one segment for the map (no transfer or prefix kernel) where its block leaves at least kSegOneMinBlocks
 // blocks per SM, else segments of about kSegSteps (forward) / kSegBwdSteps (backward) positions, fewer while the
 // block's shared memory exceeds the device's or leaves fewer than kSegMinBlocks blocks per SM. Anything else is an
-// error. (GPU call 53, H100, VMamba-T b128 forward before x was staged: 32 positions 1.99 / 1.14 / 0.76 ms at stages
-// 1-3, 64: 2.21 / 1.37 / 0.81, 128: 3.65 / 2.06 / 1.40; stage 4 in one segment 0.39, in two 1.17.)
+// error. Constants from GPU call 53 (H100, VMamba-T b128 forward, reports/logs/2026-12-06_segmented_core.md): 32
+// positions beat 64 and 128 at stages 1-3, and stage 4 in one segment beat two (0.39 against 1.17 ms).
 constexpr int kSegSteps = 32;
 constexpr int kSegBwdSteps = 16;
 constexpr int kSegMinBlocks = 4;
