@@ -125,9 +125,8 @@ VMAMBA_HD void seg_stage(const Ctx& ctx, const SegParams& p, const SegSmem& s, i
 // Stage the block's region of a tensor of x's layout (its np positions x G channels, channels past D as 0) into
 // dst [P][G + 1] fp32, cooperatively: consecutive threads take consecutive channels (channels-last) or consecutive
 // positions (channels-first), 8 independent loads in flight per thread. The backward's walks read shared memory
-// only. (The forward reads x in its walk: staging x too doubled its shared memory and measured slower, GPU call 54
-// on the H100, VMamba-T stage 1 with 32 positions 2.62 against 1.99 ms in call 53, stage 4 in one segment 0.56
-// against 0.39.)
+// only. The forward reads x in its walk: staging it too doubles the block's shared memory, and that measured slower
+// (GPU call 54, reports/logs/2026-12-06_segmented_core.md).
 template <typename T, class Ctx>
 VMAMBA_HD void seg_stage_map_t(const Ctx& ctx, const SegParams& p, const T* src, int64_t b, int g, int np,
                                const int* pix, float* dst) {
