@@ -19,7 +19,8 @@ Each tool runs `python -m bench.sanitize --cases [--ops ...]` under `compute-san
   delta_bias) for fp32/fp16/bf16, every mode, both layouts, maps 1x1, 7x7, 5x13, 13x1, 1x9 and 17x19 (two
   scan chunks), batch 1 and 2, d_state 1, 4 and 16 (the cuda impl's range is 1..16), several channel tiles;
   no D / no delta_bias, float32 out_dtype, weights in x's dtype, softplus off; then the whole-map forward with the 4- and 8-channel tiles and the global route
-  accumulator, several backward splits, and the banded forward with one-row and uneven bands, forced
+  accumulator, several backward splits, and the segmented forward and backward with one-position, uneven
+  and planner-chosen segments and several channel groups, forced
   (vk.tuning("cuda", ss2d_fwd_seg / ss2d_bwd_seg / ss2d_warps / ss2d_global_acc / ss2d_bwd_splits)). Its backward has no separate deterministic variant
   (the cuda backend is deterministic throughout), so there is no deterministic-mode pass.
 * norm: add_layer_norm forward and backward (x, branch, weight, bias; s's gradient too) for the three

@@ -66,6 +66,24 @@ VMAMBA_HD SegSmem seg_carve(unsigned char* raw, bool out, const SegParams& p, bo
   return s;
 }
 
+// A block's place: channel group g, segment j, batch row b, and (transfer kernels, whose grid spans both passes)
+// the pass; blocks are numbered ((pass * B + b) * nseg + j) * ngroups + g.
+struct SegBlock {
+  int g, j, grid_pass;
+  int64_t b;
+};
+
+VMAMBA_HD SegBlock seg_block(const SegParams& p, int64_t blk) {
+  SegBlock q;
+  q.g = int(blk % p.ngroups);
+  blk /= p.ngroups;
+  q.j = int(blk % p.nseg);
+  blk /= p.nseg;
+  q.b = blk % p.batch;
+  q.grid_pass = int(blk / p.batch);
+  return q;
+}
+
 // the pixel at position q of a pass's order (pass 0: row-major; pass 1: column-major, q = w * H + h)
 VMAMBA_HD int seg_pixel(const SegParams& p, int pass, int q) {
   if (pass == 0) return q;
@@ -257,13 +275,10 @@ struct SegBody {
   static VMAMBA_HD void run(const Ctx& ctx, const Args& p, unsigned char* smem) {
     const SegSmem s = seg_carve(smem, OUT, p);
     const int G = int(ctx.nthreads()), t = int(ctx.tid());
-    int64_t blk = ctx.block();
-    const int g = int(blk % p.ngroups);
-    blk /= p.ngroups;
-    const int j = int(blk % p.nseg);
-    blk /= p.nseg;
-    const int64_t b = blk % p.batch;
-    const int pass = OUT ? p.pass : int(blk / p.batch);
+    const SegBlock sb = seg_block(p, ctx.block());
+    const int g = sb.g, j = sb.j;
+    const int64_t b = sb.b;
+    const int pass = OUT ? p.pass : sb.grid_pass;
     const int64_t d = int64_t(g) * G + t;
     const bool active = d < p.D;
     const int64_t dc = active ? d : 0;

@@ -83,13 +83,9 @@ struct SegBwdTransferBody {
   static VMAMBA_HD void run(const Ctx& ctx, const Args& p, unsigned char* smem) {
     const SegSmem s = seg_carve(smem, true, p, true);  // acc holds dy here, xs x
     const int G = int(ctx.nthreads()), t = int(ctx.tid()), G1 = G + 1;
-    int64_t blk = ctx.block();
-    const int g = int(blk % p.ngroups);
-    blk /= p.ngroups;
-    const int j = int(blk % p.nseg);
-    blk /= p.nseg;
-    const int64_t b = blk % p.batch;
-    const int pass = int(blk / p.batch);
+    const SegBlock sb = seg_block(p, ctx.block());
+    const int g = sb.g, j = sb.j, pass = sb.grid_pass;
+    const int64_t b = sb.b;
     const int64_t d = int64_t(g) * G + t;
     const bool active = d < p.D;
     const int64_t dc = active ? d : 0;
@@ -154,12 +150,9 @@ struct SegBwdBody {
     const SegBwdSmem s = seg_bwd_carve(smem, p);
     const SegSmem sv = seg_view(s);
     const int G = int(ctx.nthreads()), t = int(ctx.tid()), G1 = G + 1;
-    int64_t blk = ctx.block();
-    const int g = int(blk % p.ngroups);
-    blk /= p.ngroups;
-    const int j = int(blk % p.nseg);
-    const int64_t b = (blk / p.nseg) % p.batch;
-    const int pass = p.pass;
+    const SegBlock sb = seg_block(p, ctx.block());
+    const int g = sb.g, j = sb.j, pass = p.pass;
+    const int64_t b = sb.b;
     const int64_t d = int64_t(g) * G + t;
     const bool active = d < p.D;
     const int64_t dc = active ? d : 0;
