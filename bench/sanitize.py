@@ -20,8 +20,9 @@ Each tool runs `python -m bench.sanitize --cases [--ops ...]` under `compute-san
   scan chunks), batch 1 and 2, d_state 1, 4 and 16 (the cuda impl's range is 1..16), several channel tiles;
   no D / no delta_bias, float32 out_dtype, weights in x's dtype, softplus off; then the whole-map forward with the 4- and 8-channel tiles and the global route
   accumulator, several backward splits, and the segmented forward and backward with one-position, uneven
-  and planner-chosen segments and several channel groups, forced
-  (vk.tuning("cuda", ss2d_fwd_seg / ss2d_bwd_seg / ss2d_warps / ss2d_global_acc / ss2d_bwd_splits)). Its backward has no separate deterministic variant
+  and planner-chosen segments and several channel groups, and the sweep forward with its tile forced
+  (vk.tuning("cuda", ss2d_fwd_sweep / ss2d_fwd_seg / ss2d_bwd_seg / ss2d_warps / ss2d_global_acc /
+  ss2d_bwd_splits)). Its backward has no separate deterministic variant
   (the cuda backend is deterministic throughout), so there is no deterministic-mode pass.
 * norm: add_layer_norm forward and backward (x, branch, weight, bias; s's gradient too) for the three
   dtypes, both layouts, no branch / branch / drop-path branch_scale, bias or not, a 16-bit branch on a
@@ -107,6 +108,12 @@ SS2D_CASES = [
     (1, 9, 17, 19, 1, 2, "cross2d", True, "fp16", "", {"ss2d_bwd_seg": 1}),
     (2, 11, 17, 40, 4, 3, "cross2d", False, "bf16", "", {"ss2d_bwd_seg": "auto"}),
     (1, 150, 7, 7, 16, 5, "bidi", True, "fp32", "", {"ss2d_bwd_seg": 20, "ss2d_fwd_seg": 9}),
+    # the sweep forward (d_state 1) with its tile forced: several iterations ending mid-slot, channel groups with
+    # idle lanes, R past the staging registers, channels-first write-out
+    (1, 9, 17, 19, 1, 2, "cross2d", True, "fp16", "", {"ss2d_fwd_sweep": "8x8"}),
+    (2, 40, 13, 30, 1, 6, "cross2d", False, "bf16", "", {"ss2d_fwd_sweep": "16x16"}),
+    (1, 70, 7, 7, 1, 48, "cross2d", True, "fp32", "out32", {"ss2d_fwd_sweep": "32x2"}),
+    (1, 5, 3, 9, 1, 5, "bidi", False, "fp16", "nosp", {"ss2d_fwd_sweep": "8x32"}),
 ]
 # (batch, C, H, W, channels_last, dtype, branch, options, env knobs) for add_layer_norm. branch: none, add,
 # scaled (drop path's branch_scale, sample 1 of 2 dropped). options: nobias, ds (s has a gradient too), out32 / out16

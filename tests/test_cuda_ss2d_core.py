@@ -69,14 +69,16 @@ class GpuRunner:
     """The extension's ops; the plan is the extension's own (knobs force splits / the global accumulator)."""
     device = "cuda"
 
-    def __init__(self, ops, warps=None, seg=None, bwd_seg=None):
+    def __init__(self, ops, warps=None, seg=None, bwd_seg=None, sweep=None):
         # seg / bwd_seg: the forward's / backward's segments (None: the plan's; 0: the whole-map kernel, where warps,
-        # the global accumulator and splits apply; n or "auto": the segmented kernel)
-        self.ops, self.warps, self.seg, self.bwd_seg = ops, warps, seg, bwd_seg
+        # the global accumulator and splits apply; n or "auto": the segmented kernel); sweep: the sweep forward's
+        # tile "GxS" (None: the plan's, which runs it where it applies unless seg is given; 0: off)
+        self.ops, self.warps, self.seg, self.bwd_seg, self.sweep = ops, warps, seg, bwd_seg, sweep
 
     def __call__(self, x, xdbl, dt_w, A, Dp, bias, mode, cl, softplus, out_dtype, splits=None, global_acc=None):
         with vk.tuning("cuda", scan_poison=True, ss2d_bwd_splits=splits, ss2d_global_acc=global_acc,
-                       ss2d_warps=self.warps, ss2d_fwd_seg=self.seg, ss2d_bwd_seg=self.bwd_seg), poisoned():
+                       ss2d_warps=self.warps, ss2d_fwd_seg=self.seg, ss2d_bwd_seg=self.bwd_seg,
+                       ss2d_fwd_sweep=self.sweep), poisoned():
             y = self.ops.ss2d_core_fwd(x, xdbl, dt_w, A, Dp, bias, mode, cl, softplus, out_dtype)
             dy = torch.randn(y.shape, device=y.device).to(out_dtype)
             grads = self.ops.ss2d_core_bwd(x, xdbl, dt_w, A, Dp, bias, dy, mode, cl, softplus)
@@ -87,12 +89,12 @@ class EmuRunner:
     """The kernel bodies on the CPU emulator with an explicit plan (warps 4 / 8, accumulator, splits)."""
     device = "cpu"
 
-    def __init__(self, emu, warps=8, seg=0, bwd_seg=0):
-        self.emu, self.warps, self.seg, self.bwd_seg = emu, warps, seg, bwd_seg
+    def __init__(self, emu, warps=8, seg=0, bwd_seg=0, sweep=(0, 0)):
+        self.emu, self.warps, self.seg, self.bwd_seg, self.sweep = emu, warps, seg, bwd_seg, sweep
 
     def __call__(self, x, xdbl, dt_w, A, Dp, bias, mode, cl, softplus, out_dtype, splits=None, global_acc=None):
         y, _ = self.emu.ss2d_core_fwd(x, xdbl, dt_w, A, Dp, bias, mode, cl, softplus, out_dtype, warps=self.warps,
-                                      smem_acc=not global_acc, seg_steps=self.seg)
+                                      smem_acc=not global_acc, seg_steps=self.seg, sweep=self.sweep)
         dy = torch.randn(y.shape).to(out_dtype)
         grads, _ = self.emu.ss2d_core_bwd(x, xdbl, dt_w, A, Dp, bias, dy, mode, cl, softplus, warps=self.warps,
                                           smem_acc=not global_acc, splits=splits or 1, seg_steps=self.bwd_seg)
@@ -268,6 +270,33 @@ def test_emulated_segmented_backward(emu, batch, D, H, W, N, R, K, mode, dtype, 
     run_check(EmuRunner(emu, 8, seg, seg), batch, D, H, W, N, R, K, mode, dtype, cl, **opts)
 
 
+# the sweep forward (ss2d_sweep_body.cuh, d_state 1): tiles of 64 to 256 threads, maps that end mid-iteration and
+# mid-slot, one iteration for the whole map, several channel groups with idle lanes, R large enough that the staging
+# goes past its registers (R = 48: stage 4 of VMamba-T), every mode and K, both layouts, every dtype
+SWEEP_EMU_CASES = [
+    # batch, D, H, W, N, R, K, mode, dtype, channels_last, (G, S), options
+    pytest.param(1, 3, 7, 7, 1, 2, 4, "cross2d", torch.float32, False, (8, 8), {}, id="7x7-cf-8x8"),
+    pytest.param(2, 11, 13, 13, 1, 6, 4, "cross2d", torch.float16, True, (16, 4), {"xdbl_fp32": True},
+                 id="13x13-cl-16x4"),
+    pytest.param(1, 9, 6, 45, 1, 3, 4, "cross2d", torch.bfloat16, False, (8, 16), {"w_x_dtype": True},
+                 id="W45-8x16"),
+    pytest.param(1, 3, 1, 37, 1, 2, 4, "cross2d", torch.float32, True, (32, 2), {}, id="1xW-32x2"),
+    pytest.param(1, 3, 29, 1, 1, 2, 4, "cross2d", torch.bfloat16, False, (8, 8), {}, id="Hx1"),
+    pytest.param(1, 5, 3, 9, 1, 5, 2, "bidi", torch.float32, False, (8, 8), {"softplus": False}, id="bidi-K2"),
+    pytest.param(1, 5, 4, 5, 1, 3, 4, "bidi", torch.float16, True, (16, 4), {"out_fp32": True}, id="bidi-K4"),
+    pytest.param(2, 17, 5, 6, 1, 4, 1, "unidi", torch.float32, True, (8, 8), {"with_D": False, "with_bias": False},
+                 id="unidi-K1"),
+    pytest.param(1, 8, 14, 14, 1, 7, 4, "unidi", torch.float16, False, (8, 32), {}, id="unidi-K4-14x14"),
+    pytest.param(1, 70, 7, 7, 1, 48, 4, "cross2d", torch.float16, True, (32, 2), {}, id="D70-groups-R48"),
+    pytest.param(1, 40, 5, 9, 1, 5, 4, "cross2d", torch.float32, False, (16, 16), {}, id="D40-cf-groups"),
+]
+
+
+@pytest.mark.parametrize("batch,D,H,W,N,R,K,mode,dtype,cl,tile,opts", SWEEP_EMU_CASES)
+def test_emulated_sweep_forward(emu, batch, D, H, W, N, R, K, mode, dtype, cl, tile, opts):
+    run_check(EmuRunner(emu, 8, sweep=tile), batch, D, H, W, N, R, K, mode, dtype, cl, **opts)
+
+
 def test_emulated_backward_is_bitwise_deterministic(emu):
     x, xdbl, dt_w, A, Dp, bias = make_case(1, 9, 6, 7, 1, 2, 4, torch.float16, channels_last=False, device="cpu")
     dy = torch.randn(x.shape).half()
@@ -384,6 +413,56 @@ def test_segment_knobs_reject_bad_values(ops, value):
         ops.ss2d_core_fwd(x, xdbl, dt_w, A, Dp, bias, "cross2d", True, True, torch.float16)
     with vk.tuning("cuda", ss2d_bwd_seg=value), pytest.raises(RuntimeError, match="VMAMBA_SS2D_BWD_SEG must be"):
         ops.ss2d_core_bwd(x, xdbl, dt_w, A, Dp, bias, torch.randn_like(x), "cross2d", True, True)
+
+
+@gpu
+@pytest.mark.parametrize("tile", ["8x8", "8x32", "16x16", "32x2", "32x8"])
+@pytest.mark.parametrize("cl", [False, True])
+def test_sweep_forward_tiles(ops, tile, cl):
+    """The sweep forward with its tile forced (the plan's "auto" needs a block per SM, more than these small cases
+    have): the awkward maps (7 x 7, 13 x 13, 14 x 14, 1 x W, H x 1, uneven), batch 1, channel groups with idle lanes,
+    every dtype, K = 2 and 1, R = 48."""
+    run = GpuRunner(ops, sweep=tile)
+    run_check(run, 2, 19, 13, 45, 1, 6, 4, "cross2d", torch.float16, cl)
+    run_check(run, 1, 9, 11, 7, 1, 2, 2, "bidi", torch.bfloat16, cl)
+    run_check(run, 1, 5, 6, 9, 1, 3, 4, "cross2d", torch.float32, cl, out_fp32=True)
+    run_check(run, 2, 200, 7, 7, 1, 48, 4, "cross2d", torch.float16, cl, xdbl_fp32=True)
+    run_check(run, 1, 33, 14, 14, 1, 6, 4, "cross2d", torch.bfloat16, cl, w_x_dtype=True)
+    run_check(run, 1, 8, 1, 37, 1, 4, 1, "unidi", torch.float16, cl, with_D=False, with_bias=False)
+    run_check(run, 1, 8, 29, 1, 1, 4, 4, "cross2d", torch.float32, cl, softplus=False)
+
+
+@gpu
+@pytest.mark.parametrize("cl", [False, True])
+def test_sweep_forward_auto_at_model_size(ops, cl):
+    """The plan's own choice where the sweep applies (a block per SM: 48 batch rows x 12 channel groups of VMamba-T
+    stage 3's 384 channels at 14 x 14): the default call runs the sweep (its output is bitwise one forced tile's) and
+    agrees with the whole-map forward of the same inputs."""
+    x, xdbl, dt_w, A, Dp, bias = make_case(48, 384, 14, 14, 1, 24, 4, torch.float16, channels_last=cl)
+
+    def fwd(**knobs):
+        with vk.tuning("cuda", **knobs):
+            return ops.ss2d_core_fwd(x, xdbl, dt_w, A, Dp, bias, "cross2d", cl, True, torch.float32)
+
+    y = fwd()
+    tiles = [f"{g}x{s}" for g in (8, 16, 32) for s in (1, 2, 4, 8, 16, 32) if 64 <= g * s <= 256]
+    assert any(torch.equal(y, fwd(ss2d_fwd_sweep=t)) for t in tiles)
+    torch.testing.assert_close(y, fwd(ss2d_fwd_sweep=0), rtol=2e-4, atol=2e-4)
+
+
+@gpu
+def test_sweep_knob_errors(ops):
+    """Bad tiles, a tile on d_state > 1 and a tile whose accumulator cannot fit raise, naming the knob."""
+    x, xdbl, dt_w, A, Dp, bias = make_case(1, 4, 3, 3, 1, 2, 4, torch.float16, channels_last=True)
+    for value in ("bogus", "16", "4x16", "8x3", "32x16"):
+        with vk.tuning("cuda", ss2d_fwd_sweep=value), pytest.raises(RuntimeError, match="VMAMBA_SS2D_FWD_SWEEP must"):
+            ops.ss2d_core_fwd(x, xdbl, dt_w, A, Dp, bias, "cross2d", True, True, torch.float16)
+    x3, xdbl3, dt_w3, A3, Dp3, bias3 = make_case(1, 4, 3, 3, 3, 2, 4, torch.float16, channels_last=True)
+    with vk.tuning("cuda", ss2d_fwd_sweep="8x8"), pytest.raises(RuntimeError, match="d_state 1 only"):
+        ops.ss2d_core_fwd(x3, xdbl3, dt_w3, A3, Dp3, bias3, "cross2d", True, True, torch.float16)
+    xb, xdblb, dt_wb, Ab, Dpb, biasb = make_case(1, 4, 200, 200, 1, 2, 4, torch.float16, channels_last=True)
+    with vk.tuning("cuda", ss2d_fwd_sweep="32x8"), pytest.raises(RuntimeError, match="more than this GPU allows"):
+        ops.ss2d_core_fwd(xb, xdblb, dt_wb, Ab, Dpb, biasb, "cross2d", True, True, torch.float16)
 
 
 @gpu

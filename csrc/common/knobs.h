@@ -15,7 +15,7 @@ namespace vmamba {
 enum class Knob : int {
   kScanPoison, kScanSeqMinRows, kScanBwdSplits, kScanPackedRows,
   kCrossMaxVec, kCrossSmemKb, kCrossPath, kCrossClTiled, kCrossClBand, kCrossClTile,
-  kSs2dBwdSplits, kSs2dGlobalAcc, kSs2dWarps, kSs2dFwdSeg, kSs2dBwdSeg,
+  kSs2dBwdSplits, kSs2dGlobalAcc, kSs2dWarps, kSs2dFwdSeg, kSs2dBwdSeg, kSs2dFwdSweep,
   kCount
 };
 
@@ -23,7 +23,8 @@ constexpr const char* kKnobNames[int(Knob::kCount)] = {
     "VMAMBA_SCAN_POISON", "VMAMBA_SCAN_SEQ_MIN_ROWS", "VMAMBA_SCAN_BWD_SPLITS", "VMAMBA_SCAN_PACKED_ROWS",
     "VMAMBA_CROSS_MAX_VEC", "VMAMBA_CROSS_SMEM_KB", "VMAMBA_CROSS_PATH", "VMAMBA_CROSS_CL_TILED",
     "VMAMBA_CROSS_CL_BAND", "VMAMBA_CROSS_CL_TILE", "VMAMBA_SS2D_BWD_SPLITS",
-    "VMAMBA_SS2D_GLOBAL_ACC", "VMAMBA_SS2D_WARPS", "VMAMBA_SS2D_FWD_SEG", "VMAMBA_SS2D_BWD_SEG"};
+    "VMAMBA_SS2D_GLOBAL_ACC", "VMAMBA_SS2D_WARPS", "VMAMBA_SS2D_FWD_SEG", "VMAMBA_SS2D_BWD_SEG",
+    "VMAMBA_SS2D_FWD_SWEEP"};
 
 struct KnobTable {
   std::mutex m;

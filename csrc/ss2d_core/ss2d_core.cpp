@@ -270,6 +270,80 @@ int seg_steps_for(bool bwd, const Common& p, const Device& dev, int dev_index) {
   return 0;
 }
 
+// The sweep forward's tile (G lanes x S slots; G == 0: the sweep does not run). Knob VMAMBA_SS2D_FWD_SWEEP: unset or
+// "auto", the sweep wherever it applies (d_state 1, its map-sized accumulator fits shared memory, at least one block
+// per SM) unless VMAMBA_SS2D_FWD_SEG is set (an explicit segmented or whole-map choice); "0", never; "GxS" (G in
+// 8 / 16 / 32, G * S in 64..256), that tile, an error where it cannot run. Auto picks the tile with the most useful
+// resident warps per SM: resident warps (capped at 32), times the share of lanes on real channels and of slot
+// steps on real route steps; ties: the larger G (the staged rows serve more channels), then the smaller S.
+struct SweepTile {
+  int G = 0, S = 0;
+};
+
+SweepTile sweep_tile(const Common& p, const Device& dev, int dev_index) {
+  const std::string v = knob(Knob::kSs2dFwdSweep);
+  if (v == "0") return {};
+  int fg = 0, fs = 0;
+  if (!v.empty() && v != "auto") {
+    char* end = nullptr;
+    fg = int(std::strtol(v.c_str(), &end, 10));
+    const bool x_ok = end != v.c_str() && *end == 'x';
+    const char* rest = x_ok ? end + 1 : end;
+    fs = x_ok ? int(std::strtol(rest, &end, 10)) : 0;
+    VMAMBA_CHECK(x_ok && end != rest && *end == '\0' && (fg == 8 || fg == 16 || fg == 32) && fg * fs >= 64 &&
+                     fg * fs <= kSweepMaxThreads && (fs & (fs - 1)) == 0,
+                 "ss2d_fwd_sweep", "knob VMAMBA_SS2D_FWD_SWEEP must be 'auto', 0 (off) or a tile 'GxS' with G in 8, "
+                 "16, 32, S a power of two and 64 <= G * S <= 256, got '", v, "'");
+  }
+  const bool forced = fg > 0;
+  if (!forced && !knob(Knob::kSs2dFwdSeg).empty()) return {};
+  if (p.N != 1) {
+    VMAMBA_CHECK(!forced, "A", "the sweep forward (knob ss2d_fwd_sweep) serves d_state 1 only, got d_state ", p.N,
+                 "; unset the knob for the segmented / whole-map kernels");
+    return {};
+  }
+  auto smem_of = [&](int G, int S) { return sweep_smem_floats(p.L, G, S, p.R, p.K) * sizeof(float); };
+  auto blocks_of = [&](int G, int S) {
+    const size_t smem = smem_of(G, S);
+    if (smem > dev.smem_optin) return 0;
+    static std::mutex m;
+    static std::map<std::tuple<int, size_t, int>, int> cache;
+    const auto key = std::make_tuple(G * S, smem, dev_index);
+    {
+      std::lock_guard<std::mutex> g(m);
+      const auto it = cache.find(key);
+      if (it != cache.end()) return it->second;
+    }
+    const int nb = sweep_blocks_per_sm(G * S, smem);
+    std::lock_guard<std::mutex> g(m);
+    cache[key] = nb;
+    return nb;
+  };
+  if (forced) {
+    VMAMBA_CHECK(blocks_of(fg, fs) >= 1, "x", "the sweep forward's tile ", fg, "x", fs, " needs ",
+                 int64_t(smem_of(fg, fs)), " bytes of shared memory for a ", p.H, " x ", p.W,
+                 " map, more than this GPU allows; unset the knob ss2d_fwd_sweep");
+    return SweepTile{fg, fs};
+  }
+  SweepTile best;
+  double best_score = 0.0;
+  for (int G : {32, 16, 8}) {
+    for (int S = 64 / G; S * G <= kSweepMaxThreads; S *= 2) {
+      const int nb = blocks_of(G, S);
+      const int64_t groups = (p.D + G - 1) / G, blocks = p.batch * groups;
+      if (nb < 1 || blocks < dev.sms) continue;
+      const int64_t per_it = int64_t(S) * kSweepItems, its = (p.L + per_it - 1) / per_it;
+      const double warps = std::min(32.0, double(nb) * G * S / 32.0);
+      const double score = warps * double(p.D) / double(groups * G) * double(p.L) / double(its * per_it);
+      if (score > best_score * (1.0 + 1e-9)) {
+        best_score = score;
+        best = SweepTile{G, S};
+      }
+    }
+  }
+  return best;
+}
+
 at::Tensor ss2d_core_fwd(const at::Tensor& x, const at::Tensor& xdbl, const at::Tensor& dt_w, const at::Tensor& A,
                          const c10::optional<at::Tensor>& D, const c10::optional<at::Tensor>& delta_bias,
                          c10::string_view mode, bool channels_last, bool delta_softplus, at::ScalarType out_dtype) {
@@ -282,6 +356,22 @@ at::Tensor ss2d_core_fwd(const at::Tensor& x, const at::Tensor& xdbl, const at::
   if (y.numel() == 0) return y;
   const Device dev = device_props(x.device().index());
   p.softplus = delta_softplus;
+  if (const SweepTile tile = sweep_tile(p, dev, x.device().index()); tile.G > 0) {
+    SweepParams sp;
+    static_cast<Common&>(sp) = static_cast<const Common&>(p);
+    sp.G = tile.G;
+    sp.S = tile.S;
+    sp.ngroups = int((p.D + tile.G - 1) / tile.G);
+    sp.c_div = FastDivmod(uint32_t(p.C));
+    sp.l_div = FastDivmod(uint32_t(p.L));
+    check_blocks(p.batch * sp.ngroups);
+    poison({&y});
+    sp.out = y.data_ptr();
+    sp.out_dtype = code_of(out_dtype);
+    const char* err = launch_sweep_fwd(sp, c10::cuda::getCurrentCUDAStream().stream());
+    TORCH_CHECK(err == nullptr, "vmamba_cuda::ss2d_core_fwd: kernel launch failed: ", err);
+    return y;
+  }
   if (const int steps = seg_steps_for(false, p, dev, x.device().index()); steps > 0) {
     SegParams sp;
     static_cast<Common&>(sp) = static_cast<const Common&>(p);

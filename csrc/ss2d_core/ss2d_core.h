@@ -185,6 +185,25 @@ inline VMAMBA_HOST_DEVICE void seg_bwd_geometry(SegBwdParams& p, int P) {
   p.tc = 1 + 2 * p.N;
 }
 
+// The sweep forward (ss2d_sweep_body.cuh, d_state 1): a block = (batch row, G channels) sweeps the whole map, its
+// S x G threads = S slots of G lanes, each slot kSweepItems consecutive steps of a route per iteration; the routes'
+// sum of y stays in shared memory ([L][G + 1] fp32).
+constexpr int kSweepItems = 8;
+constexpr int kSweepMaxThreads = 256;
+
+struct SweepParams : FwdParams {
+  int G = 32, S = 8, ngroups = 1;  // lanes (channels) per slot, slots, channel groups (ceil(D / G))
+  FastDivmod c_div;                // by C = R + 2N: a staged element -> (step, component)
+  FastDivmod l_div;                // by L: the channels-first write-out's element -> (channel, pixel)
+};
+
+inline VMAMBA_HOST_DEVICE int sweep_row(int S) { return S * kSweepItems + 4; }
+inline VMAMBA_HOST_DEVICE size_t sweep_acc_floats(int64_t L, int G) { return (size_t(L) * (G + 1) + 3) & ~size_t(3); }
+inline VMAMBA_HOST_DEVICE size_t sweep_smem_floats(int64_t L, int G, int S, int R, int K) {
+  return sweep_acc_floats(L, G) + 2 * size_t(seg_r4(R) + 2) * sweep_row(S) + size_t(K) * seg_r4(R) * G +
+         2 * size_t(S) * G + 2 * size_t(G);
+}
+
 // shared memory bytes of a block (smem_acc: with the route accumulator)
 size_t fwd_smem_bytes(int warps, int64_t L, int C, int R, bool smem_acc);
 size_t bwd_smem_bytes(int warps, int64_t L, int C, int R, bool smem_acc);
@@ -198,6 +217,9 @@ const char* launch_seg_fwd(const SegParams& p, cudaStream_t stream);
 // the segmented backward (p planned: seg_bwd_geometry and every buffer); dxdbl and the parameter gradients
 const char* launch_seg_bwd(const SegBwdParams& p, float* dxdbl, float* dA, float* dD, float* dbias, float* dw,
                            cudaStream_t stream);
+// the sweep forward (p planned: G, S, ngroups, c_div, l_div); its resident blocks per SM at this shared memory
+const char* launch_sweep_fwd(const SweepParams& p, cudaStream_t stream);
+int sweep_blocks_per_sm(int threads, size_t smem);
 int seg_bwd_blocks_per_sm(int N, int G, size_t smem);
 int seg_blocks_per_sm(int N, int G, size_t smem);
 // blocks of the forward / backward kernel with `warps` warps resident per SM at this shared memory size

@@ -4,6 +4,7 @@
 #include "ss2d_core_body.cuh"
 #include "ss2d_seg_body.cuh"
 #include "ss2d_seg_bwd_body.cuh"
+#include "ss2d_sweep_body.cuh"
 
 namespace vmamba {
 namespace ss2d {
@@ -62,6 +63,15 @@ int seg_bwd_blocks_per_sm(int N, int G, size_t smem) {
 const char* launch_seg_bwd(const SegBwdParams& p, float* dxdbl, float* dA, float* dD, float* dbias, float* dw,
                            cudaStream_t stream) {
   cudaError_t e = run_seg_bwd(DeviceExec{stream}, p, dxdbl, dA, dD, dbias, dw);
+  if (e == cudaSuccess) e = cudaGetLastError();
+  return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
+}
+
+// the three x dtypes' kernels have the same resources up to a few registers: the fp16 one stands for them
+int sweep_blocks_per_sm(int threads, size_t smem) { return occupancy<SweepFwdBody<__half>>(threads, smem); }
+
+const char* launch_sweep_fwd(const SweepParams& p, cudaStream_t stream) {
+  cudaError_t e = run_sweep_fwd(DeviceExec{stream}, p);
   if (e == cudaSuccess) e = cudaGetLastError();
   return e == cudaSuccess ? nullptr : cudaGetErrorString(e);
 }

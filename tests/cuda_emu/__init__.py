@@ -82,7 +82,7 @@ class Emu:
         self.lib.emu_ln_fwd.argtypes = [vp] * 9 + [i64, i64, i64, f32] + [i32] * 7 + [cp, i32]
         self.lib.emu_ln_bwd.argtypes = [vp] * 12 + [i64, i64, i64] + [i32] * 8 + [cp, i32]
         self.lib.emu_dw.argtypes = [vp] * 7 + [i32] + [i64] * 4 + [i32] * 7 + [cp, i32]
-        self.lib.emu_ss2d.argtypes = [i32] + [vp] * 13 + [i64] * 4 + [i32] * 15 + [cp, i32]
+        self.lib.emu_ss2d.argtypes = [i32] + [vp] * 13 + [i64] * 4 + [i32] * 17 + [cp, i32]
 
     @staticmethod
     def _dims(x, channels_last):
@@ -158,7 +158,7 @@ class Emu:
     _MODES = {"cross2d": 0, "unidi": 1, "bidi": 2}
 
     def _ss2d(self, bwd, x, xdbl, dt_w, A, D, delta_bias, dy, out, grads, mode, channels_last, softplus, out_dtype,
-              warps, smem_acc, splits, seg_steps=0):
+              warps, smem_acc, splits, seg_steps=0, sweep=(0, 0)):
         Bn = x.shape[0]
         C, H, W = (x.shape[3], x.shape[1], x.shape[2]) if channels_last else x.shape[1:]
         K, R = dt_w.shape[0], dt_w.shape[2]
@@ -170,18 +170,19 @@ class Emu:
                                N, self._MODES[mode], int(channels_last), int(softplus), DTYPE_CODE[x.dtype],
                                DTYPE_CODE[xdbl.dtype], DTYPE_CODE[dt_w.dtype],
                                DTYPE_CODE[dy.dtype] if dy is not None else 0, DTYPE_CODE[out_dtype], warps,
-                               int(smem_acc), splits, seg_steps, info, 512)
+                               int(smem_acc), splits, seg_steps, sweep[0], sweep[1], info, 512)
         if rc != 0:
             raise RuntimeError(info.value.decode())
         return info.value.decode()
 
     def ss2d_core_fwd(self, x, xdbl, dt_w, A, D, delta_bias, mode, channels_last, softplus, out_dtype, warps=8,
-                      smem_acc=True, seg_steps=0):
-        """seg_steps > 0: the segmented forward with segments of that many positions (ss2d_seg_body.cuh); 0: the
-        whole-map forward with `warps` channels per block and the shared or global accumulator."""
+                      smem_acc=True, seg_steps=0, sweep=(0, 0)):
+        """sweep = (G, S), G > 0: the sweep forward with that tile (ss2d_sweep_body.cuh, d_state 1); else seg_steps > 0:
+        the segmented forward with segments of that many positions (ss2d_seg_body.cuh); 0: the whole-map forward with
+        `warps` channels per block and the shared or global accumulator."""
         y = poisoned(x.shape, out_dtype)
         info = self._ss2d(False, x, xdbl, dt_w, A, D, delta_bias, None, y, (None,) * 5, mode, channels_last, softplus,
-                          out_dtype, warps, smem_acc, 1, seg_steps)
+                          out_dtype, warps, smem_acc, 1, seg_steps, sweep)
         return y, info
 
     def ss2d_core_bwd(self, x, xdbl, dt_w, A, D, delta_bias, dy, mode, channels_last, softplus, warps=8,

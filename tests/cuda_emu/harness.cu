@@ -9,6 +9,7 @@
 #include "../../csrc/dwconv/dwconv_body.cuh"
 #include "../../csrc/layer_norm/layer_norm_body.cuh"
 #include "../../csrc/ss2d_core/ss2d_seg_bwd_body.cuh"
+#include "../../csrc/ss2d_core/ss2d_sweep_body.cuh"
 #include "../../csrc/ss2d_core/ss2d_core_body.cuh"
 #include "emu.h"
 
@@ -158,7 +159,7 @@ int emu_ss2d(int bwd, const void* x, const void* xdbl, const void* dt_w, const f
              const float* bias, const void* dy, void* out, float* dxdbl, float* ddt_w, float* dA, float* dD,
              float* dbias, int64_t B, int64_t D, int64_t H, int64_t W, int K, int R, int N, int mode,
              int channels_last, int softplus, int x_dtype, int xdbl_dtype, int w_dtype, int dy_dtype, int out_dtype,
-             int warps, int smem_acc, int S, int seg_steps, char* info, int info_len) {
+             int warps, int smem_acc, int S, int seg_steps, int sweep_g, int sweep_s, char* info, int info_len) {
   using namespace vmamba::ss2d;
   BwdParams p;  // FwdParams' fields are Common's plus out / out_dtype
   p.x = x; p.xdbl = xdbl; p.dt_w = dt_w; p.A = A; p.Dp = Dp; p.bias = bias;
@@ -176,6 +177,18 @@ int emu_ss2d(int bwd, const void* x, const void* xdbl, const void* dt_w, const f
   if (!p.smem_acc) p.acc_global = acc.data();
   emu::EmuExec ex;
   cudaError_t e;
+  if (!bwd && sweep_g > 0) {
+    SweepParams f;
+    static_cast<Common&>(f) = static_cast<const Common&>(p);
+    f.out = out; f.out_dtype = out_dtype;
+    f.G = sweep_g; f.S = sweep_s; f.ngroups = int((D + sweep_g - 1) / sweep_g);
+    f.c_div = vmamba::FastDivmod(uint32_t(p.C));
+    if (p.L >= 1) f.l_div = vmamba::FastDivmod(uint32_t(p.L));
+    e = run_sweep_fwd(ex, f);
+    say(info, info_len, "G=%d S=%d ngroups=%d smem=%zu barriers=%llu", f.G, f.S, f.ngroups,
+        sweep_smem_floats(p.L, f.G, f.S, R, K) * sizeof(float), (unsigned long long)ex.block.barriers);
+    return finish(e, info, info_len);
+  }
   if (!bwd && seg_steps > 0) {
     SegParams f;
     static_cast<Common&>(f) = static_cast<const Common&>(p);

@@ -1,0 +1,283 @@
+// The sweep forward of the fused SS2D core (issue #18), for d_state 1 (every VMamba v2 model): one walk per route
+// step, the routes' sum kept on chip.
+//
+// A block = (batch b, group of G channels) owns the whole map and sweeps the K routes one after the other. Its
+// S x G threads are S slots of G lanes: lane c is channel g * G + c (consecutive lanes read consecutive channels of
+// a pixel: coalesced in channels-last), slot s takes kSweepItems consecutive steps of the route per iteration, so
+// an iteration covers S * kSweepItems steps. Per iteration:
+//   1. local: each thread forms delta (the R-term dt projection + softplus), a = exp(delta A), bu = delta B u for
+//      its steps, in registers, and their composition from zero (prod a, h) -> agg[s][c];
+//   2. barrier; the state entering slot s = the block's carry folded through agg[0..s-1] (s fused multiply-adds);
+//      the thread replays its steps from it (h = a h + bu, y = C h + D u: a few FMAs, the heavy part is not
+//      recomputed) and adds y into acc[pixel][c] (the first route stores, later ones add: a fixed order);
+//      slot S - 1 leaves the carry of the next iteration;
+//   3. barrier.
+// The xdbl rows of the next iteration's steps (the same for every channel) and the thread's next x values are
+// loaded into registers at the start of an iteration and stored to shared memory after its local phase, so their
+// latency hides behind one iteration's work. After the last route acc (L x G fp32, the only map-sized buffer) is
+// written once in x's layout and out_dtype. Nothing is written to global memory but y: no (B, 4, D, L) tensor, no
+// scratch, no atomics (deterministic). The segmented forward (ss2d_seg_body.cuh) walks every step twice (transfer
+// and output) and round-trips the row routes' sum through global memory; this one walks once, at the cost of a
+// map-sized accumulator per block, which bounds the map size it serves (the host plan checks it).
+//
+// Shared memory (floats): acc [L][G + 1]; xd [2][R4 + 2][row] (double-buffered iteration rows, transposed: dts rows
+// [0, R) then zero rows to R4 = round4(R), the B row, the C row; row = S * kSweepItems + 4, so a thread's
+// kSweepItems steps are two aligned float4); w [K][R4][G] (dt_w of every route for the block's channels); agg
+// [S][G] float2; carry [2][G].
+#pragma once
+
+#include "ss2d_seg_body.cuh"  // ld4, seg_r4
+
+#ifndef VMAMBA_SS2D_SWEEP_MIN_BLOCKS
+#define VMAMBA_SS2D_SWEEP_MIN_BLOCKS 2
+#endif
+
+namespace vmamba {
+namespace ss2d {
+
+namespace {
+
+struct SweepSmem {
+  float *acc, *xd, *w, *agg, *carry;
+};
+
+VMAMBA_HD SweepSmem sweep_carve(unsigned char* raw, const SweepParams& p) {
+  SweepSmem s{};
+  float* q = reinterpret_cast<float*>(raw);
+  s.acc = q; q += sweep_acc_floats(p.L, p.G);
+  s.xd = q; q += 2 * size_t(seg_r4(p.R) + 2) * sweep_row(p.S);
+  s.w = q; q += size_t(p.K) * seg_r4(p.R) * p.G;
+  s.agg = q; q += 2 * size_t(p.S) * p.G;
+  s.carry = q;
+  return s;
+}
+
+// The staging of one iteration's xdbl rows: element e of the iteration's S * kSweepItems * C values is component
+// e % C of step e / C. kSweepStage of them per thread go through registers (loaded early, stored late); the rest,
+// if any (large R), is loaded and stored in place.
+constexpr int kSweepStage = 8;
+
+struct StageSlot {
+  float v[kSweepStage];
+  int at[kSweepStage];  // destination in the xd buffer, -1: none
+};
+
+template <typename T>
+VMAMBA_HD float stage_value(const SweepParams& p, const T* src, int64_t b, int k, int kind, int64_t l0, int e,
+                            int& at) {
+  const int q = int(p.c_div.div(uint32_t(e)));
+  const int cc = e - q * p.C;
+  const int R4 = seg_r4(p.R), row = sweep_row(p.S);
+  at = (cc < p.R ? cc : R4 + (cc - p.R)) * row + q;
+  const int64_t l = l0 + q;
+  if (l >= p.L) return 0.f;
+  const int pix = route_pixel(kind, int(l), p.h_div, int(p.W), int(p.L));
+  return to_float(src[((b * p.L + pix) * p.K + k) * p.C + cc]);
+}
+
+template <typename T>
+VMAMBA_HD void stage_load_t(const SweepParams& p, const T* src, int t, int nt, int64_t b, int k, int kind, int64_t l0,
+                            int total, StageSlot& st) {
+#pragma unroll
+  for (int q = 0; q < kSweepStage; ++q) {
+    const int e = t + q * nt;
+    st.at[q] = -1;
+    st.v[q] = 0.f;
+    if (e < total) st.v[q] = stage_value(p, src, b, k, kind, l0, e, st.at[q]);
+  }
+}
+
+VMAMBA_HD void stage_load(const SweepParams& p, int t, int nt, int64_t b, int k, int kind, int64_t l0, int total,
+                          StageSlot& st) {
+  if (p.xdbl_dtype == kF32) stage_load_t(p, static_cast<const float*>(p.xdbl), t, nt, b, k, kind, l0, total, st);
+  else if (p.xdbl_dtype == kF16) stage_load_t(p, static_cast<const __half*>(p.xdbl), t, nt, b, k, kind, l0, total, st);
+  else stage_load_t(p, static_cast<const __nv_bfloat16*>(p.xdbl), t, nt, b, k, kind, l0, total, st);
+}
+
+// store the registers' values, then the rest of the iteration's values (past kSweepStage per thread) in place
+template <typename T>
+VMAMBA_HD void stage_store_t(const SweepParams& p, const T* src, int t, int nt, int64_t b, int k, int kind, int64_t l0,
+                             int total, const StageSlot& st, float* dst) {
+#pragma unroll
+  for (int q = 0; q < kSweepStage; ++q)
+    if (st.at[q] >= 0) dst[st.at[q]] = st.v[q];
+  for (int e = t + kSweepStage * nt; e < total; e += nt) {
+    int at;
+    const float v = stage_value(p, src, b, k, kind, l0, e, at);
+    dst[at] = v;
+  }
+}
+
+VMAMBA_HD void stage_store(const SweepParams& p, int t, int nt, int64_t b, int k, int kind, int64_t l0, int total,
+                           const StageSlot& st, float* dst) {
+  if (p.xdbl_dtype == kF32)
+    stage_store_t(p, static_cast<const float*>(p.xdbl), t, nt, b, k, kind, l0, total, st, dst);
+  else if (p.xdbl_dtype == kF16)
+    stage_store_t(p, static_cast<const __half*>(p.xdbl), t, nt, b, k, kind, l0, total, st, dst);
+  else stage_store_t(p, static_cast<const __nv_bfloat16*>(p.xdbl), t, nt, b, k, kind, l0, total, st, dst);
+}
+
+}  // namespace
+
+template <typename TX>
+struct SweepFwdBody {
+  using Args = SweepParams;
+  static constexpr int kMaxThreads = kSweepMaxThreads, kMinBlocks = VMAMBA_SS2D_SWEEP_MIN_BLOCKS;
+  static constexpr int I = kSweepItems;
+
+  template <class Ctx>
+  static VMAMBA_HD void run(const Ctx& ctx, const Args& p, unsigned char* raw) {
+    const SweepSmem sm = sweep_carve(raw, p);
+    const int G = p.G, S = p.S, nt = int(ctx.nthreads()), t = int(ctx.tid());
+    const int s = t / G, c = t - s * G;
+    const int g = int(ctx.block() % uint32_t(p.ngroups));
+    const int64_t b = int64_t(ctx.block() / uint32_t(p.ngroups));
+    const int64_t d = int64_t(g) * G + c;
+    const bool active = d < p.D;
+    const int64_t dc = active ? d : 0;
+    const int L = int(p.L), R = p.R, R4 = seg_r4(p.R), row = sweep_row(S), K = p.K;
+    const int per_it = S * I, nit = (L + per_it - 1) / per_it, total_it = nit * K, stage_total = per_it * p.C;
+    const TX* xp = static_cast<const TX*>(p.x);
+    // x's element (b, d, pixel) = xbase + pixel * xstride
+    const int64_t xbase = p.channels_last ? b * p.L * p.D + dc : (b * p.D + dc) * p.L;
+    const int64_t xstride = p.channels_last ? p.D : 1;
+
+    // dt_w of every route for the block's channels (zeros past R and D); both xd buffers zeroed: staging writes
+    // only real entries, so the pad rows R..R4 stay zero
+    for (int e = t; e < K * R4 * G; e += nt) {
+      const int cc = e % G, r = (e / G) % R4, k = e / (G * R4);
+      const int64_t dd = int64_t(g) * G + cc;
+      sm.w[e] = (r < R && dd < p.D) ? ldf(p.dt_w, p.w_dtype, (int64_t(k) * p.D + dd) * R + r) : 0.f;
+    }
+    for (int e = t; e < 2 * (R4 + 2) * row; e += nt) sm.xd[e] = 0.f;
+    ctx.sync();
+
+    // prologue: iteration 0's rows and x values
+    StageSlot st;
+    float xn[I];
+    stage_load(p, t, nt, b, 0, p.kinds[0], 0, stage_total, st);
+    stage_store(p, t, nt, b, 0, p.kinds[0], 0, stage_total, st, sm.xd);
+#pragma unroll
+    for (int i = 0; i < I; ++i) {
+      const int l = s * I + i;
+      xn[i] = l < L ? to_float(xp[xbase + int64_t(route_pixel(p.kinds[0], l, p.h_div, int(p.W), L)) * xstride]) : 0.f;
+    }
+    ctx.sync();
+
+    float Al = 0.f, Dv = 0.f, bias = 0.f;
+    for (int gi = 0; gi < total_it; ++gi) {
+      const int k = gi / nit, j = gi - k * nit, kind = p.kinds[k];
+      if (j == 0) {
+        const int64_t kd = int64_t(k) * p.D + dc;
+        Al = p.A[kd] * kLog2e;
+        Dv = p.Dp ? p.Dp[kd] : 0.f;
+        bias = p.bias ? p.bias[kd] : 0.f;
+      }
+      const float* xd = sm.xd + (gi & 1) * (R4 + 2) * row;
+      float u[I];
+#pragma unroll
+      for (int i = 0; i < I; ++i) u[i] = xn[i];
+      // the next iteration's rows and x values, in flight during this one
+      const bool more = gi + 1 < total_it;
+      const int kn = (gi + 1) / nit, jn = gi + 1 - kn * nit;
+      const int kind_n = more ? p.kinds[kn] : kind;
+      if (more) {
+        stage_load(p, t, nt, b, kn, kind_n, int64_t(jn) * per_it, stage_total, st);
+#pragma unroll
+        for (int i = 0; i < I; ++i) {
+          const int l = jn * per_it + s * I + i;
+          xn[i] = l < L ? to_float(xp[xbase + int64_t(route_pixel(kind_n, l, p.h_div, int(p.W), L)) * xstride]) : 0.f;
+        }
+      }
+
+      // 1. local: delta, a, bu of the thread's steps; their composition from zero
+      const int l0 = j * per_it + s * I, q0 = s * I;
+      float v[I];
+#pragma unroll
+      for (int i = 0; i < I; ++i) v[i] = bias;
+      const float* wk = sm.w + k * R4 * G + c;
+      for (int r = 0; r < R4; ++r) {
+        const float wr = wk[r * G];
+        const float4 x0 = ld4(xd + r * row + q0), x1 = ld4(xd + r * row + q0 + 4);
+        v[0] = fmaf(wr, x0.x, v[0]); v[1] = fmaf(wr, x0.y, v[1]);
+        v[2] = fmaf(wr, x0.z, v[2]); v[3] = fmaf(wr, x0.w, v[3]);
+        v[4] = fmaf(wr, x1.x, v[4]); v[5] = fmaf(wr, x1.y, v[5]);
+        v[6] = fmaf(wr, x1.z, v[6]); v[7] = fmaf(wr, x1.w, v[7]);
+      }
+      float a[I], bu[I];
+      {
+        const float4 b0 = ld4(xd + R4 * row + q0), b1 = ld4(xd + R4 * row + q0 + 4);
+        const float Bv[I] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
+        float P = 1.f, h = 0.f;
+#pragma unroll
+        for (int i = 0; i < I; ++i) {
+          // steps past the map: delta 0, the identity
+          const float dt = l0 + i < L ? (p.softplus ? softplus20(v[i]) : v[i]) : 0.f;
+          a[i] = exp2f(dt * Al);
+          bu[i] = dt * Bv[i] * u[i];
+          h = fmaf(a[i], h, bu[i]);
+          P *= a[i];
+        }
+        sm.agg[2 * (s * G + c)] = P;
+        sm.agg[2 * (s * G + c) + 1] = h;
+      }
+      if (more) stage_store(p, t, nt, b, kn, kind_n, int64_t(jn) * per_it, stage_total, st,
+                            sm.xd + ((gi + 1) & 1) * (R4 + 2) * row);
+      ctx.sync();
+
+      // 2. the entering state, the replay, y into the accumulator
+      float h = j == 0 ? 0.f : sm.carry[(gi & 1) * G + c];
+      for (int q = 0; q < s; ++q) h = fmaf(sm.agg[2 * (q * G + c)], h, sm.agg[2 * (q * G + c) + 1]);
+      const float4 c0 = ld4(xd + (R4 + 1) * row + q0), c1 = ld4(xd + (R4 + 1) * row + q0 + 4);
+      const float Cv[I] = {c0.x, c0.y, c0.z, c0.w, c1.x, c1.y, c1.z, c1.w};
+      const bool first = k == 0;
+#pragma unroll
+      for (int i = 0; i < I; ++i) {
+        h = fmaf(a[i], h, bu[i]);
+        if (l0 + i < L) {
+          const float y = fmaf(Cv[i], h, Dv * u[i]);
+          float& dst = sm.acc[route_pixel(kind, l0 + i, p.h_div, int(p.W), L) * (G + 1) + c];
+          dst = first ? y : dst + y;
+        }
+      }
+      if (s == S - 1) sm.carry[((gi + 1) & 1) * G + c] = h;
+      ctx.sync();
+    }
+
+    // y in x's layout: consecutive threads take consecutive channels of a pixel (channels-last) or consecutive
+    // pixels of a channel (channels-first)
+    for (int e = t; e < L * G; e += nt) {
+      int pix, cc;
+      if (p.channels_last) {
+        pix = e / G;
+        cc = e - pix * G;
+      } else {
+        cc = int(p.l_div.div(uint32_t(e)));
+        pix = e - cc * L;
+      }
+      const int64_t dd = int64_t(g) * G + cc;
+      if (dd >= p.D) continue;
+      const int64_t o = p.channels_last ? (b * p.L + pix) * p.D + dd : (b * p.D + dd) * p.L + pix;
+      stf(p.out, p.out_dtype, o, sm.acc[pix * (G + 1) + cc]);
+    }
+  }
+};
+
+namespace {
+
+// The launch (GPU and emulator); p planned by the caller (sweep_plan fields G, S, ngroups, c_div, l_div).
+template <class Exec>
+cudaError_t run_sweep_fwd(const Exec& ex, const SweepParams& p) {
+  if (p.batch * p.L == 0 || p.D == 0) return cudaSuccess;
+  const dim3 grid(unsigned(p.batch * p.ngroups));
+  const size_t smem = sweep_smem_floats(p.L, p.G, p.S, p.R, p.K) * sizeof(float);
+  const unsigned threads = unsigned(p.G * p.S);
+  if (p.x_dtype == kF32) return ex.template launch<SweepFwdBody<float>>(grid, threads, smem, p);
+  if (p.x_dtype == kF16) return ex.template launch<SweepFwdBody<__half>>(grid, threads, smem, p);
+  return ex.template launch<SweepFwdBody<__nv_bfloat16>>(grid, threads, smem, p);
+}
+
+}  // namespace
+
+}  // namespace ss2d
+}  // namespace vmamba
