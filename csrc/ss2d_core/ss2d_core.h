@@ -200,7 +200,7 @@ struct SweepParams : FwdParams {
 inline VMAMBA_HOST_DEVICE int sweep_row(int S) { return S * kSweepItems + 4; }
 inline VMAMBA_HOST_DEVICE size_t sweep_acc_floats(int64_t L, int G) { return (size_t(L) * (G + 1) + 3) & ~size_t(3); }
 inline VMAMBA_HOST_DEVICE size_t sweep_smem_floats(int64_t L, int G, int S, int R, int K) {
-  return sweep_acc_floats(L, G) + 2 * size_t(seg_r4(R) + 2) * sweep_row(S) + size_t(K) * seg_r4(R) * G +
+  return sweep_acc_floats(L, G) + 2 * size_t(seg_r4(R) + 2) * sweep_row(S) + size_t(K) * (seg_r4(R) + 3) * G +
          2 * size_t(S) * G + 2 * size_t(G);
 }
 

@@ -23,8 +23,10 @@
 // Shared memory (floats): acc [L][G + 1]; xd [2][R4 + 2][row] (double-buffered iteration rows, transposed: dts rows
 // [0, R) then zero rows to R4 = round4(R), the B row, the C row; row = S * kSweepItems + 4, so a thread's
 // kSweepItems steps are two aligned float4); w [K][R4][G] (dt_w of every route for the block's channels); agg
-// [S][G] float2; carry [2][G].
+// [S][G] float2; rc [K][3][G] (A log2(e), D, delta_bias); carry [2][G].
 #pragma once
+
+#include <cstring>
 
 #include "ss2d_seg_body.cuh"  // ld4, seg_r4
 
@@ -38,7 +40,7 @@ namespace ss2d {
 namespace {
 
 struct SweepSmem {
-  float *acc, *xd, *w, *agg, *carry;
+  float *acc, *xd, *w, *rc, *agg, *carry;
 };
 
 VMAMBA_HD SweepSmem sweep_carve(unsigned char* raw, const SweepParams& p) {
@@ -47,74 +49,99 @@ VMAMBA_HD SweepSmem sweep_carve(unsigned char* raw, const SweepParams& p) {
   s.acc = q; q += sweep_acc_floats(p.L, p.G);
   s.xd = q; q += 2 * size_t(seg_r4(p.R) + 2) * sweep_row(p.S);
   s.w = q; q += size_t(p.K) * seg_r4(p.R) * p.G;
+  s.rc = q; q += 3 * size_t(p.K) * p.G;
   s.agg = q; q += 2 * size_t(p.S) * p.G;
   s.carry = q;
   return s;
 }
 
 // The staging of one iteration's xdbl rows: element e of the iteration's S * kSweepItems * C values is component
-// e % C of step e / C. kSweepStage of them per thread go through registers (loaded early, stored late); the rest,
-// if any (large R), is loaded and stored in place.
+// e % C of step e / C. kSweepStage of them per thread go through registers, loaded early and stored late; the rest,
+// if any (large R), is loaded and stored in place. The early loads are unconditional (a clamped index) and keep the
+// raw bits (converted at the store): a load whose value is converted inside its own branch waits there for memory,
+// which serialized the loads (GPU call 56: 3.6 ms at VMamba-T stage 1 against the unfused chain's 1.3).
 constexpr int kSweepStage = 8;
 
 struct StageSlot {
-  float v[kSweepStage];
+  uint32_t raw[kSweepStage];
   int at[kSweepStage];  // destination in the xd buffer, -1: none
 };
 
-template <typename T>
-VMAMBA_HD float stage_value(const SweepParams& p, const T* src, int64_t b, int k, int kind, int64_t l0, int e,
-                            int& at) {
+// the xdbl element's source index for staged element e (a valid index, 0, when e is past the iteration or its step
+// past the map) and its destination (-1 past the iteration)
+VMAMBA_HD int64_t stage_src(const SweepParams& p, int64_t b, int k, int kind, int64_t l0, int e, int total, int& at) {
   const int q = int(p.c_div.div(uint32_t(e)));
   const int cc = e - q * p.C;
   const int R4 = seg_r4(p.R), row = sweep_row(p.S);
-  at = (cc < p.R ? cc : R4 + (cc - p.R)) * row + q;
+  at = e < total ? (cc < p.R ? cc : R4 + (cc - p.R)) * row + q : -1;
   const int64_t l = l0 + q;
-  if (l >= p.L) return 0.f;
+  if (e >= total || l >= p.L) return -1;
   const int pix = route_pixel(kind, int(l), p.h_div, int(p.W), int(p.L));
-  return to_float(src[((b * p.L + pix) * p.K + k) * p.C + cc]);
+  return ((b * p.L + pix) * p.K + k) * p.C + cc;
 }
 
-template <typename T>
-VMAMBA_HD void stage_load_t(const SweepParams& p, const T* src, int t, int nt, int64_t b, int k, int kind, int64_t l0,
-                            int total, StageSlot& st) {
-#pragma unroll
-  for (int q = 0; q < kSweepStage; ++q) {
-    const int e = t + q * nt;
-    st.at[q] = -1;
-    st.v[q] = 0.f;
-    if (e < total) st.v[q] = stage_value(p, src, b, k, kind, l0, e, st.at[q]);
+VMAMBA_HD float raw_to_float(uint32_t raw, int dt) {
+  if (dt == kF32) {
+    float f;
+    memcpy(&f, &raw, sizeof f);
+    return f;
   }
+  if (dt == kF16) {
+    __half_raw h;
+    h.x = static_cast<unsigned short>(raw);
+    return __half2float(__half(h));
+  }
+  const uint32_t bits = raw << 16;  // bfloat16: the high half of a float
+  float f;
+  memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+template <typename Bits>
+VMAMBA_HD void stage_load_t(const SweepParams& p, const Bits* src, int t, int nt, int64_t b, int k, int kind,
+                            int64_t l0, int total, StageSlot& st) {
+  int64_t idx[kSweepStage];
+#pragma unroll
+  for (int q = 0; q < kSweepStage; ++q) idx[q] = stage_src(p, b, k, kind, l0, t + q * nt, total, st.at[q]);
+#pragma unroll
+  for (int q = 0; q < kSweepStage; ++q) st.raw[q] = src[idx[q] < 0 ? 0 : idx[q]];
+#pragma unroll
+  for (int q = 0; q < kSweepStage; ++q)
+    if (idx[q] < 0 && st.at[q] >= 0) st.at[q] = -2 - st.at[q];  // a step past the map: store 0 there
 }
 
 VMAMBA_HD void stage_load(const SweepParams& p, int t, int nt, int64_t b, int k, int kind, int64_t l0, int total,
                           StageSlot& st) {
-  if (p.xdbl_dtype == kF32) stage_load_t(p, static_cast<const float*>(p.xdbl), t, nt, b, k, kind, l0, total, st);
-  else if (p.xdbl_dtype == kF16) stage_load_t(p, static_cast<const __half*>(p.xdbl), t, nt, b, k, kind, l0, total, st);
-  else stage_load_t(p, static_cast<const __nv_bfloat16*>(p.xdbl), t, nt, b, k, kind, l0, total, st);
+  if (p.xdbl_dtype == kF32) stage_load_t(p, static_cast<const uint32_t*>(p.xdbl), t, nt, b, k, kind, l0, total, st);
+  else stage_load_t(p, static_cast<const uint16_t*>(p.xdbl), t, nt, b, k, kind, l0, total, st);
 }
 
 // store the registers' values, then the rest of the iteration's values (past kSweepStage per thread) in place
-template <typename T>
-VMAMBA_HD void stage_store_t(const SweepParams& p, const T* src, int t, int nt, int64_t b, int k, int kind, int64_t l0,
-                             int total, const StageSlot& st, float* dst) {
+VMAMBA_HD void stage_store(const SweepParams& p, int t, int nt, int64_t b, int k, int kind, int64_t l0, int total,
+                           const StageSlot& st, float* dst) {
 #pragma unroll
-  for (int q = 0; q < kSweepStage; ++q)
-    if (st.at[q] >= 0) dst[st.at[q]] = st.v[q];
+  for (int q = 0; q < kSweepStage; ++q) {
+    if (st.at[q] >= 0) dst[st.at[q]] = raw_to_float(st.raw[q], p.xdbl_dtype);
+    else if (st.at[q] <= -2) dst[-2 - st.at[q]] = 0.f;
+  }
   for (int e = t + kSweepStage * nt; e < total; e += nt) {
     int at;
-    const float v = stage_value(p, src, b, k, kind, l0, e, at);
-    dst[at] = v;
+    const int64_t i = stage_src(p, b, k, kind, l0, e, total, at);
+    dst[at] = i < 0 ? 0.f : ldf(p.xdbl, p.xdbl_dtype, i);
   }
 }
 
-VMAMBA_HD void stage_store(const SweepParams& p, int t, int nt, int64_t b, int k, int kind, int64_t l0, int total,
-                           const StageSlot& st, float* dst) {
-  if (p.xdbl_dtype == kF32)
-    stage_store_t(p, static_cast<const float*>(p.xdbl), t, nt, b, k, kind, l0, total, st, dst);
-  else if (p.xdbl_dtype == kF16)
-    stage_store_t(p, static_cast<const __half*>(p.xdbl), t, nt, b, k, kind, l0, total, st, dst);
-  else stage_store_t(p, static_cast<const __nv_bfloat16*>(p.xdbl), t, nt, b, k, kind, l0, total, st, dst);
+// the thread's x values at steps l0 .. l0 + kSweepItems - 1 of a route, raw (converted at use); steps past the map
+// load pixel 0 (unconditional loads: all in flight together)
+template <typename TX>
+VMAMBA_HD void load_x(const SweepParams& p, const TX* xp, int64_t xbase, int64_t xstride, int kind, int l0,
+                      TX (&xr)[kSweepItems]) {
+  int pix[kSweepItems];
+#pragma unroll
+  for (int i = 0; i < kSweepItems; ++i)
+    pix[i] = l0 + i < p.L ? route_pixel(kind, l0 + i, p.h_div, int(p.W), int(p.L)) : 0;
+#pragma unroll
+  for (int i = 0; i < kSweepItems; ++i) xr[i] = xp[xbase + int64_t(pix[i]) * xstride];
 }
 
 }  // namespace
@@ -144,50 +171,56 @@ struct SweepFwdBody {
 
     // dt_w of every route for the block's channels (zeros past R and D); both xd buffers zeroed: staging writes
     // only real entries, so the pad rows R..R4 stay zero
-    for (int e = t; e < K * R4 * G; e += nt) {
-      const int cc = e % G, r = (e / G) % R4, k = e / (G * R4);
-      const int64_t dd = int64_t(g) * G + cc;
-      sm.w[e] = (r < R && dd < p.D) ? ldf(p.dt_w, p.w_dtype, (int64_t(k) * p.D + dd) * R + r) : 0.f;
+    // (8 loads in flight per thread: one at a time, R = 48 cost ~20 us per block, call 56)
+    for (int e0 = t; e0 < K * R4 * G; e0 += 8 * nt) {
+      float v[8];
+#pragma unroll
+      for (int q = 0; q < 8; ++q) {
+        const int e = e0 + q * nt;
+        const int cc = e % G, r = (e / G) % R4, k = e / (G * R4);
+        const int64_t dd = int64_t(g) * G + cc;
+        const bool ok = e < K * R4 * G && r < R && dd < p.D;
+        v[q] = ldf(p.dt_w, p.w_dtype, ok ? (int64_t(k) * p.D + dd) * R + r : 0);
+        if (!ok) v[q] = 0.f;
+      }
+#pragma unroll
+      for (int q = 0; q < 8; ++q)
+        if (e0 + q * nt < K * R4 * G) sm.w[e0 + q * nt] = v[q];
+    }
+    // per route and channel: A log2(e), D, delta_bias
+    for (int e = t; e < K * G; e += nt) {
+      const int k = e / G, cc = e - k * G;
+      const int64_t dd = int64_t(g) * G + cc, kd = int64_t(k) * p.D + (dd < p.D ? dd : 0);
+      const float al = p.A[kd] * kLog2e, dv = p.Dp ? p.Dp[kd] : 0.f, bi = p.bias ? p.bias[kd] : 0.f;
+      sm.rc[(k * 3 + 0) * G + cc] = al;
+      sm.rc[(k * 3 + 1) * G + cc] = dv;
+      sm.rc[(k * 3 + 2) * G + cc] = bi;
     }
     for (int e = t; e < 2 * (R4 + 2) * row; e += nt) sm.xd[e] = 0.f;
     ctx.sync();
 
     // prologue: iteration 0's rows and x values
     StageSlot st;
-    float xn[I];
+    TX xn[I];
     stage_load(p, t, nt, b, 0, p.kinds[0], 0, stage_total, st);
     stage_store(p, t, nt, b, 0, p.kinds[0], 0, stage_total, st, sm.xd);
-#pragma unroll
-    for (int i = 0; i < I; ++i) {
-      const int l = s * I + i;
-      xn[i] = l < L ? to_float(xp[xbase + int64_t(route_pixel(p.kinds[0], l, p.h_div, int(p.W), L)) * xstride]) : 0.f;
-    }
+    load_x(p, xp, xbase, xstride, p.kinds[0], s * I, xn);
     ctx.sync();
 
-    float Al = 0.f, Dv = 0.f, bias = 0.f;
     for (int gi = 0; gi < total_it; ++gi) {
       const int k = gi / nit, j = gi - k * nit, kind = p.kinds[k];
-      if (j == 0) {
-        const int64_t kd = int64_t(k) * p.D + dc;
-        Al = p.A[kd] * kLog2e;
-        Dv = p.Dp ? p.Dp[kd] : 0.f;
-        bias = p.bias ? p.bias[kd] : 0.f;
-      }
+      const float Al = sm.rc[(k * 3 + 0) * G + c], Dv = sm.rc[(k * 3 + 1) * G + c], bias = sm.rc[(k * 3 + 2) * G + c];
       const float* xd = sm.xd + (gi & 1) * (R4 + 2) * row;
       float u[I];
 #pragma unroll
-      for (int i = 0; i < I; ++i) u[i] = xn[i];
+      for (int i = 0; i < I; ++i) u[i] = j * per_it + s * I + i < L ? to_float(xn[i]) : 0.f;
       // the next iteration's rows and x values, in flight during this one
       const bool more = gi + 1 < total_it;
       const int kn = (gi + 1) / nit, jn = gi + 1 - kn * nit;
       const int kind_n = more ? p.kinds[kn] : kind;
       if (more) {
         stage_load(p, t, nt, b, kn, kind_n, int64_t(jn) * per_it, stage_total, st);
-#pragma unroll
-        for (int i = 0; i < I; ++i) {
-          const int l = jn * per_it + s * I + i;
-          xn[i] = l < L ? to_float(xp[xbase + int64_t(route_pixel(kind_n, l, p.h_div, int(p.W), L)) * xstride]) : 0.f;
-        }
+        load_x(p, xp, xbase, xstride, kind_n, jn * per_it + s * I, xn);
       }
 
       // 1. local: delta, a, bu of the thread's steps; their composition from zero
