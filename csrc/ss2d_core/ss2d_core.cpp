@@ -272,13 +272,17 @@ int seg_steps_for(bool bwd, const Common& p, const Device& dev, int dev_index) {
 
 // The sweep forward's tile (G lanes x S slots; G == 0: the sweep does not run). Knob VMAMBA_SS2D_FWD_SWEEP: unset or
 // "auto", the sweep wherever it applies (d_state 1, its map-sized accumulator fits shared memory, at least one block
-// per SM) unless VMAMBA_SS2D_FWD_SEG is set (an explicit segmented or whole-map choice); "0", never; "GxS" (G in
-// 8 / 16 / 32, G * S in 64..256), that tile, an error where it cannot run. Auto picks the tile with the most useful
-// resident warps per SM: resident warps (capped at 32), times the share of lanes on real channels and of slot
-// steps on real route steps; ties: the larger G (the staged rows serve more channels), then the smaller S.
+// per SM, at least kSweepMinWarps resident warps per SM) unless VMAMBA_SS2D_FWD_SEG is set (an explicit segmented or
+// whole-map choice); "0", never; "GxS" (G in 8 / 16 / 32, G * S in 64..256), that tile, an error where it cannot
+// run. Auto picks the tile with the most useful resident warps per SM: resident warps (capped at 32), times the
+// share of lanes on real channels and of slot steps on real route steps; ties: the larger G (the staged rows serve
+// more channels), then the smaller S. The warp floor is from GPU call 57 (H100, VMamba-T b128 fp16 channels-last):
+// at stage 1 the map-sized accumulator leaves one 8-warp block per SM and the sweep took 2.44 ms against the
+// whole-map forward's ~1.9 (call 53); with 16 warps (stages 2-4) it was the fastest fused forward.
 struct SweepTile {
   int G = 0, S = 0;
 };
+constexpr int kSweepMinWarps = 16;
 
 SweepTile sweep_tile(const Common& p, const Device& dev, int dev_index) {
   const std::string v = knob(Knob::kSs2dFwdSweep);
@@ -331,7 +335,7 @@ SweepTile sweep_tile(const Common& p, const Device& dev, int dev_index) {
     for (int S = 64 / G; S * G <= kSweepMaxThreads; S *= 2) {
       const int nb = blocks_of(G, S);
       const int64_t groups = (p.D + G - 1) / G, blocks = p.batch * groups;
-      if (nb < 1 || blocks < dev.sms) continue;
+      if (nb < 1 || blocks < dev.sms || nb * G * S < 32 * kSweepMinWarps) continue;
       const int64_t per_it = int64_t(S) * kSweepItems, its = (p.L + per_it - 1) / per_it;
       const double warps = std::min(32.0, double(nb) * G * S / 32.0);
       const double score = warps * double(p.D) / double(groups * G) * double(p.L) / double(its * per_it);
