@@ -145,3 +145,26 @@ def test_backend_matches_torch_on_model(impl, name, dtype):
     worst.sort(reverse=True)
     assert not worst, f"{impl} {name} {dtype}: {len(worst)} gradients off; worst: " + "; ".join(
         f"{n} err {ex:.3e} torch {et:.3e} |ref| {s:.3g}" for _, n, ex, et, s in worst[:5])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
+@pytest.mark.parametrize("name", ["vmamba_t", "vmamba_s:cf"])
+def test_sweep_forward_on_model(name, dtype):
+    """The cuda fused core with its sweep forward forced (d_state 1 in every layer of these models; the plan's own
+    choice needs a block per SM, more than batch 2 gives): logits and gradients within the same bounds as the other
+    backends, against float64."""
+    if "cuda" not in _gpu_backends() or not torch.cuda.is_available():
+        pytest.skip("needs CUDA and the cuda backend")
+    m, x, w, y64, g64, _ = _reference(name)
+    rtol, _ = TOL[dtype]
+    yT, gT = _torch_run(name, dtype, "cuda:core")
+    m.set_impl(_policy("cuda:core", _gpu_backends()["cuda"]))
+    try:
+        with poisoned(), vk.tuning("cuda", ss2d_fwd_sweep="8x8"):
+            yX, gX = _run(m, x, w, dtype)
+    finally:
+        m.set_impl("torch")
+    scale = y64.abs().max().item()
+    assert _err(yX, y64) <= 2 * _err(yT, y64) + rtol * scale + 1e-6
+    for n, ref in g64.items():
+        assert _err(gX[n], ref) <= 3 * _err(gT[n], ref) + rtol * ref.abs().max().item() + 1e-7, n
