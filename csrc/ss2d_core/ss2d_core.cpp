@@ -276,9 +276,9 @@ int seg_steps_for(bool bwd, const Common& p, const Device& dev, int dev_index) {
 // whole-map choice); "0", never; "GxS" (G in 8 / 16 / 32, G * S in 64..256), that tile, an error where it cannot
 // run. Auto picks the tile with the most useful resident warps per SM: resident warps (capped at 32), times the
 // share of lanes on real channels and of slot steps on real route steps; ties: the larger G (the staged rows serve
-// more channels), then the smaller S. The warp floor is from GPU call 57 (H100, VMamba-T b128 fp16 channels-last):
-// at stage 1 the map-sized accumulator leaves one 8-warp block per SM and the sweep took 2.44 ms against the
-// whole-map forward's ~1.9 (call 53); with 16 warps (stages 2-4) it was the fastest fused forward.
+// more channels), then the smaller S. The warp floor: with one 8-warp block per SM (VMamba-T stage 1's accumulator)
+// the sweep measured slower than the whole-map forward, with 16 it was the fastest fused forward (GPU calls 57-58,
+// reports/logs/2026-12-06_sweep_forward.md).
 struct SweepTile {
   int G = 0, S = 0;
 };

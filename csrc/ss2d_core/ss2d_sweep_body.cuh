@@ -30,9 +30,8 @@
 
 #include "ss2d_seg_body.cuh"  // ld4, seg_r4
 
-// __launch_bounds__' blocks of kSweepMaxThreads per SM: 3 caps registers at 80 (ptxas spills ~100 bytes) where 2 let
-// them reach 128. GPU call 58 (H100, VMamba-T b128 fp16 channels-last, ms at stages 2 / 3 / 4): 2 -> 0.932 / 0.505 /
-// 0.458, 3 -> 0.836 / 0.502 / 0.416, 4 (64 registers, ~230 bytes of spills) -> 0.983 / 0.526 / 0.445.
+// __launch_bounds__' blocks of kSweepMaxThreads per SM: 3 caps registers at 80 (ptxas spills ~100 bytes), which
+// measured faster than 2 (128 registers) and 4 (64, more spills): GPU call 58, reports/logs/2026-12-06_sweep_forward.md.
 #ifndef VMAMBA_SS2D_SWEEP_MIN_BLOCKS
 #define VMAMBA_SS2D_SWEEP_MIN_BLOCKS 3
 #endif
@@ -62,7 +61,7 @@ VMAMBA_HD SweepSmem sweep_carve(unsigned char* raw, const SweepParams& p) {
 // e % C of step e / C. kSweepStage of them per thread go through registers, loaded early and stored late; the rest,
 // if any (large R), is loaded and stored in place. The early loads are unconditional (a clamped index) and keep the
 // raw bits (converted at the store): a load whose value is converted inside its own branch waits there for memory,
-// which serialized the loads (GPU call 56: 3.6 ms at VMamba-T stage 1 against the unfused chain's 1.3).
+// which serialized the loads (GPU call 56, reports/logs/2026-12-06_sweep_forward.md).
 constexpr int kSweepStage = 8;
 
 struct StageSlot {
@@ -174,7 +173,7 @@ struct SweepFwdBody {
 
     // dt_w of every route for the block's channels (zeros past R and D); both xd buffers zeroed: staging writes
     // only real entries, so the pad rows R..R4 stay zero
-    // (8 loads in flight per thread: one at a time, R = 48 cost ~20 us per block, call 56)
+    // (8 loads in flight per thread: one at a time, R = 48 is ~50 loads per thread, each waited for)
     for (int e0 = t; e0 < K * R4 * G; e0 += 8 * nt) {
       float v[8];
 #pragma unroll
