@@ -30,7 +30,7 @@
 
 #include "ss2d_seg_body.cuh"  // ld4, seg_r4
 
-// __launch_bounds__' blocks of kSweepMaxThreads per SM: 3 caps registers at 80 (ptxas spills ~100 bytes), which
+// __launch_bounds__' blocks of kSweepMaxThreads per SM: 3 caps registers at 80 (ptxas spills ~30 bytes), which
 // measured faster than 2 (128 registers) and 4 (64, more spills): GPU call 58, reports/logs/2026-12-06_sweep_forward.md.
 #ifndef VMAMBA_SS2D_SWEEP_MIN_BLOCKS
 #define VMAMBA_SS2D_SWEEP_MIN_BLOCKS 3
