@@ -57,29 +57,38 @@ VMAMBA_HD SweepSmem sweep_carve(unsigned char* raw, const SweepParams& p) {
   return s;
 }
 
-// The staging of one iteration's xdbl rows: element e of the iteration's S * kSweepItems * C values is component
-// e % C of step e / C. kSweepStage of them per thread go through registers, loaded early and stored late; the rest,
-// if any (large R), is loaded and stored in place. The early loads are unconditional (a clamped index) and keep the
-// raw bits (converted at the store): a load whose value is converted inside its own branch waits there for memory,
-// which serialized the loads (GPU call 56, reports/logs/2026-12-06_sweep_forward.md).
+// The staging of one iteration's xdbl rows. Thread t = q * tps + part (tps = ceil(C / kSweepStage) threads per
+// step) stages components part, part + tps, ... of step q, so a step's pixel and row address are computed once, not
+// per component; steps past nt / tps per pass go in further passes, loaded and stored in place (large R, small
+// tiles). The first pass goes through registers: loaded at the start of an iteration, stored after its local phase.
+// Those loads are unconditional (clamped indices) and keep the raw bits, converted at the store: a load whose value
+// is converted inside its own branch waits there for memory, which serialized the loads (GPU call 56,
+// reports/logs/2026-12-06_sweep_forward.md).
 constexpr int kSweepStage = 8;
 
 struct StageSlot {
   uint32_t raw[kSweepStage];
-  int at[kSweepStage];  // destination in the xd buffer, -1: none
+  bool real;  // the step is on the map (else its values stage as 0)
 };
 
-// the xdbl element's source index for staged element e (a valid index, 0, when e is past the iteration or its step
-// past the map) and its destination (-1 past the iteration)
-VMAMBA_HD int64_t stage_src(const SweepParams& p, int64_t b, int k, int kind, int64_t l0, int e, int total, int& at) {
-  const int q = int(p.c_div.div(uint32_t(e)));
-  const int cc = e - q * p.C;
-  const int R4 = seg_r4(p.R), row = sweep_row(p.S);
-  at = e < total ? (cc < p.R ? cc : R4 + (cc - p.R)) * row + q : -1;
-  const int64_t l = l0 + q;
-  if (e >= total || l >= p.L) return -1;
-  const int pix = route_pixel(kind, int(l), p.h_div, int(p.W), int(p.L));
-  return ((b * p.L + pix) * p.K + k) * p.C + cc;
+struct StageMap {
+  int q, part, tps, pass_steps;  // the thread's step and part, threads per step, steps per pass
+};
+
+VMAMBA_HD StageMap stage_map(const SweepParams& p, int t, int nt) {
+  StageMap m;
+  m.tps = (p.C + kSweepStage - 1) / kSweepStage;
+  m.pass_steps = nt / m.tps;
+  m.q = t / m.tps;
+  m.part = t - m.q * m.tps;
+  if (m.q >= m.pass_steps) m.q = 1 << 30;  // no step: past every iteration
+  return m;
+}
+
+// the row-major offset of (b, step l0 + q of route k)'s xdbl row, 0 when the step is past the map
+VMAMBA_HD int64_t stage_row(const SweepParams& p, int64_t b, int k, int kind, int64_t l, bool real) {
+  const int pix = real ? route_pixel(kind, int(l), p.h_div, int(p.W), int(p.L)) : 0;
+  return ((b * p.L + pix) * p.K + k) * p.C;
 }
 
 VMAMBA_HD float raw_to_float(uint32_t raw, int dt) {
@@ -100,36 +109,42 @@ VMAMBA_HD float raw_to_float(uint32_t raw, int dt) {
 }
 
 template <typename Bits>
-VMAMBA_HD void stage_load_t(const SweepParams& p, const Bits* src, int t, int nt, int64_t b, int k, int kind,
-                            int64_t l0, int total, StageSlot& st) {
-  int64_t idx[kSweepStage];
+VMAMBA_HD void stage_load_t(const SweepParams& p, const Bits* src, const StageMap& m, int64_t b, int k, int kind,
+                            int64_t l0, int per_it, StageSlot& st) {
+  st.real = m.q < per_it && l0 + m.q < p.L;
+  const int64_t row = stage_row(p, b, k, kind, l0 + m.q, st.real);
 #pragma unroll
-  for (int q = 0; q < kSweepStage; ++q) idx[q] = stage_src(p, b, k, kind, l0, t + q * nt, total, st.at[q]);
-#pragma unroll
-  for (int q = 0; q < kSweepStage; ++q) st.raw[q] = src[idx[q] < 0 ? 0 : idx[q]];
-#pragma unroll
-  for (int q = 0; q < kSweepStage; ++q)
-    if (idx[q] < 0 && st.at[q] >= 0) st.at[q] = -2 - st.at[q];  // a step past the map: store 0 there
-}
-
-VMAMBA_HD void stage_load(const SweepParams& p, int t, int nt, int64_t b, int k, int kind, int64_t l0, int total,
-                          StageSlot& st) {
-  if (p.xdbl_dtype == kF32) stage_load_t(p, static_cast<const uint32_t*>(p.xdbl), t, nt, b, k, kind, l0, total, st);
-  else stage_load_t(p, static_cast<const uint16_t*>(p.xdbl), t, nt, b, k, kind, l0, total, st);
-}
-
-// store the registers' values, then the rest of the iteration's values (past kSweepStage per thread) in place
-VMAMBA_HD void stage_store(const SweepParams& p, int t, int nt, int64_t b, int k, int kind, int64_t l0, int total,
-                           const StageSlot& st, float* dst) {
-#pragma unroll
-  for (int q = 0; q < kSweepStage; ++q) {
-    if (st.at[q] >= 0) dst[st.at[q]] = raw_to_float(st.raw[q], p.xdbl_dtype);
-    else if (st.at[q] <= -2) dst[-2 - st.at[q]] = 0.f;
+  for (int j = 0; j < kSweepStage; ++j) {
+    const int cc = m.part + j * m.tps;
+    st.raw[j] = src[row + (cc < p.C ? cc : 0)];
   }
-  for (int e = t + kSweepStage * nt; e < total; e += nt) {
-    int at;
-    const int64_t i = stage_src(p, b, k, kind, l0, e, total, at);
-    dst[at] = i < 0 ? 0.f : ldf(p.xdbl, p.xdbl_dtype, i);
+}
+
+VMAMBA_HD void stage_load(const SweepParams& p, const StageMap& m, int64_t b, int k, int kind, int64_t l0, int per_it,
+                          StageSlot& st) {
+  if (p.xdbl_dtype == kF32) stage_load_t(p, static_cast<const uint32_t*>(p.xdbl), m, b, k, kind, l0, per_it, st);
+  else stage_load_t(p, static_cast<const uint16_t*>(p.xdbl), m, b, k, kind, l0, per_it, st);
+}
+
+// xd row of component cc: dts rows [0, R), then B and C after the zero rows up to R4
+VMAMBA_HD int stage_dst_row(const SweepParams& p, int cc) { return cc < p.R ? cc : seg_r4(p.R) + (cc - p.R); }
+
+// store the registers' values, then the further passes' steps in place
+VMAMBA_HD void stage_store(const SweepParams& p, const StageMap& m, int64_t b, int k, int kind, int64_t l0,
+                           int per_it, const StageSlot& st, float* dst) {
+  const int row_len = sweep_row(p.S);
+  if (m.q < per_it) {
+#pragma unroll
+    for (int j = 0; j < kSweepStage; ++j) {
+      const int cc = m.part + j * m.tps;
+      if (cc < p.C) dst[stage_dst_row(p, cc) * row_len + m.q] = st.real ? raw_to_float(st.raw[j], p.xdbl_dtype) : 0.f;
+    }
+  }
+  for (int q = m.q + m.pass_steps; q < per_it; q += m.pass_steps) {
+    const bool real = l0 + q < p.L;
+    const int64_t row = stage_row(p, b, k, kind, l0 + q, real);
+    for (int cc = m.part; cc < p.C; cc += m.tps)
+      dst[stage_dst_row(p, cc) * row_len + q] = real ? ldf(p.xdbl, p.xdbl_dtype, row + cc) : 0.f;
   }
 }
 
@@ -165,7 +180,8 @@ struct SweepFwdBody {
     const bool active = d < p.D;
     const int64_t dc = active ? d : 0;
     const int L = int(p.L), R = p.R, R4 = seg_r4(p.R), row = sweep_row(S), K = p.K;
-    const int per_it = S * I, nit = (L + per_it - 1) / per_it, total_it = nit * K, stage_total = per_it * p.C;
+    const int per_it = S * I, nit = (L + per_it - 1) / per_it, total_it = nit * K;
+    const StageMap smap = stage_map(p, t, nt);
     const TX* xp = static_cast<const TX*>(p.x);
     // x's element (b, d, pixel) = xbase + pixel * xstride
     const int64_t xbase = p.channels_last ? b * p.L * p.D + dc : (b * p.D + dc) * p.L;
@@ -204,8 +220,8 @@ struct SweepFwdBody {
     // prologue: iteration 0's rows and x values
     StageSlot st;
     TX xn[I];
-    stage_load(p, t, nt, b, 0, p.kinds[0], 0, stage_total, st);
-    stage_store(p, t, nt, b, 0, p.kinds[0], 0, stage_total, st, sm.xd);
+    stage_load(p, smap, b, 0, p.kinds[0], 0, per_it, st);
+    stage_store(p, smap, b, 0, p.kinds[0], 0, per_it, st, sm.xd);
     load_x(p, xp, xbase, xstride, p.kinds[0], s * I, xn);
     ctx.sync();
 
@@ -221,7 +237,7 @@ struct SweepFwdBody {
       const int kn = (gi + 1) / nit, jn = gi + 1 - kn * nit;
       const int kind_n = more ? p.kinds[kn] : kind;
       if (more) {
-        stage_load(p, t, nt, b, kn, kind_n, int64_t(jn) * per_it, stage_total, st);
+        stage_load(p, smap, b, kn, kind_n, int64_t(jn) * per_it, per_it, st);
         load_x(p, xp, xbase, xstride, kind_n, jn * per_it + s * I, xn);
       }
 
@@ -231,13 +247,16 @@ struct SweepFwdBody {
 #pragma unroll
       for (int i = 0; i < I; ++i) v[i] = bias;
       const float* wk = sm.w + k * R4 * G + c;
-      for (int r = 0; r < R4; ++r) {
-        const float wr = wk[r * G];
-        const float4 x0 = ld4(xd + r * row + q0), x1 = ld4(xd + r * row + q0 + 4);
-        v[0] = fmaf(wr, x0.x, v[0]); v[1] = fmaf(wr, x0.y, v[1]);
-        v[2] = fmaf(wr, x0.z, v[2]); v[3] = fmaf(wr, x0.w, v[3]);
-        v[4] = fmaf(wr, x1.x, v[4]); v[5] = fmaf(wr, x1.y, v[5]);
-        v[6] = fmaf(wr, x1.z, v[6]); v[7] = fmaf(wr, x1.w, v[7]);
+      for (int r0 = 0; r0 < R4; r0 += 4) {  // R4 is a multiple of 4: the reads of 4 terms in flight together
+#pragma unroll
+        for (int r = r0; r < r0 + 4; ++r) {
+          const float wr = wk[r * G];
+          const float4 x0 = ld4(xd + r * row + q0), x1 = ld4(xd + r * row + q0 + 4);
+          v[0] = fmaf(wr, x0.x, v[0]); v[1] = fmaf(wr, x0.y, v[1]);
+          v[2] = fmaf(wr, x0.z, v[2]); v[3] = fmaf(wr, x0.w, v[3]);
+          v[4] = fmaf(wr, x1.x, v[4]); v[5] = fmaf(wr, x1.y, v[5]);
+          v[6] = fmaf(wr, x1.z, v[6]); v[7] = fmaf(wr, x1.w, v[7]);
+        }
       }
       float a[I], bu[I];
       {
@@ -256,7 +275,7 @@ struct SweepFwdBody {
         sm.agg[2 * (s * G + c)] = P;
         sm.agg[2 * (s * G + c) + 1] = h;
       }
-      if (more) stage_store(p, t, nt, b, kn, kind_n, int64_t(jn) * per_it, stage_total, st,
+      if (more) stage_store(p, smap, b, kn, kind_n, int64_t(jn) * per_it, per_it, st,
                             sm.xd + ((gi + 1) & 1) * (R4 + 2) * row);
       ctx.sync();
 
