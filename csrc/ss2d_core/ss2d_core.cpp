@@ -278,7 +278,7 @@ int seg_steps_for(bool bwd, const Common& p, const Device& dev, int dev_index) {
 // share of lanes on real channels and of slot steps on real route steps; ties: the larger G (the staged rows serve
 // more channels), then the smaller S. The warp floor: with one 8-warp block per SM (VMamba-T stage 1's accumulator)
 // the sweep measured slower than the whole-map forward, with 16 it was the fastest fused forward (GPU calls 57-58,
-// reports/logs/2026-12-06_sweep_forward.md).
+// before call 60's faster staging, which was not timed at stage 1: reports/logs/2026-12-06_sweep_forward.md).
 struct SweepTile {
   int G = 0, S = 0;
 };
