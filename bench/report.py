@@ -463,6 +463,8 @@ def plot_throughput(rows: list, out: Path):
     modes = _order([k[2] for k in lat], MODE_ORDER)
     models = _model_order(k[0] for k in lat)
     impls = _impl_order(k[1] for k in lat)
+    newest = newest_sha(rows)  # a bar from an older commit than its impl's newest row: hatched, value marked †
+    stale_any = False
     ncol = min(2, len(modes))
     nrow = math.ceil(len(modes) / ncol)
     # each model gets as many bar slots as it has impls in any mode (a baseline one), plus a gap
@@ -479,10 +481,14 @@ def plot_throughput(rows: list, out: Path):
         for m in models:
             present = [impl for impl in impls if (m, impl, mode) in lat]
             for j, impl in enumerate(present):
-                v = to_float(lat[(m, impl, mode)]["img_per_s"])
+                r = lat[(m, impl, mode)]
+                v = to_float(r["img_per_s"])
+                stale = r.get("git_sha", "") != newest.get(impl, "")
+                stale_any |= stale
                 y = centre[m] + j - (len(present) - 1) / 2
-                ax.barh(y, v, 0.85, color=impl_color(impl))
-                ax.text(v, y, f" {v:.0f}", va="center", ha="left", fontsize=7)
+                ax.barh(y, v, 0.85, color=impl_color(impl), hatch="///" if stale else None,
+                        edgecolor="white" if stale else None)
+                ax.text(v, y, f" {v:.0f}" + (STALE if stale else ""), va="center", ha="left", fontsize=7)
                 top = max(top, v)
             if not present:
                 ax.text(0, centre[m], " not measured", va="center", ha="left", fontsize=7, color="0.5")
@@ -500,8 +506,10 @@ def plot_throughput(rows: list, out: Path):
     top = 1 - (0.45 + 0.25 * rows_of_legend) / fig.get_size_inches()[1]  # room for the title and the legend
     fig.legend(handles=_impl_handles(impls), loc="upper center", ncol=min(len(impls), per_row), fontsize=9,
                frameon=False, bbox_to_anchor=(0.5, 1 - 0.35 / fig.get_size_inches()[1]))
-    fig.suptitle(f"Whole-model throughput, {gpu} (newest row per model, impl and mode; timm = baselines)",
-                 fontsize=11, y=0.995)
+    title = f"Whole-model throughput, {gpu} (newest row per model, impl and mode; timm = baselines)"
+    if stale_any:
+        title += "\nhatched, † : measured at an earlier commit than the impl's newest row"
+    fig.suptitle(title, fontsize=11, y=0.995)
     fig.tight_layout(rect=(0, 0, 1, top))
     path = out / "throughput.png"
     fig.savefig(path, dpi=100)

@@ -187,6 +187,27 @@ def _synthetic_models():
     return rows
 
 
+def test_throughput_plot_marks_bars_from_older_commits(tmp_path, monkeypatch):
+    """A bar whose newest row is at an older commit than its impl's newest row (a model not re-measured) is hatched
+    and its value marked †, and the title says so; with every bar current, nothing is marked."""
+    plt = _open_figures(monkeypatch)
+    rows = [r for r in _synthetic_models() if not (r["git_sha"] == "bbb" and r["model"] == "vmamba_b")]
+    report.plot_throughput(rows, tmp_path)
+    fig = plt.gcf()
+    labels = [t.get_text() for ax in fig.axes for t in ax.texts]
+    stale = [t for t in labels if t.endswith("†")]
+    # vmamba_b's cuda and triton bars in each of the four panels
+    assert len(stale) == 8, labels
+    assert "earlier commit" in fig._suptitle.get_text()
+    hatched = [p for ax in fig.axes for p in ax.patches if p.get_hatch()]
+    assert len(hatched) == 8
+    plt.close("all")
+    report.plot_throughput(_synthetic_models(), tmp_path)
+    fig = plt.gcf()
+    assert not [t for ax in fig.axes for t in ax.texts if t.get_text().endswith("†")]
+    assert "earlier commit" not in fig._suptitle.get_text()
+
+
 def test_throughput_plot_is_readable_and_names_every_impl(tmp_path, monkeypatch):
     plt = _open_figures(monkeypatch)
     path = report.plot_throughput(_synthetic_models(), tmp_path)
