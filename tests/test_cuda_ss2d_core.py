@@ -437,7 +437,7 @@ def test_sweep_forward_tiles(ops, tile, cl):
 def test_sweep_forward_auto_at_model_size(ops, cl):
     """The plan's own choice where the sweep applies (a block per SM: 48 batch rows x 12 channel groups of VMamba-T
     stage 3's 384 channels at 14 x 14): the default call runs the sweep (its output is bitwise one forced tile's) and
-    agrees with the whole-map forward of the same inputs."""
+    agrees with the whole-map forward of the same inputs; ss2d_fwd_seg set keeps the sweep off."""
     x, xdbl, dt_w, A, Dp, bias = make_case(48, 384, 14, 14, 1, 24, 4, torch.float16, channels_last=cl)
 
     def fwd(**knobs):
@@ -447,7 +447,10 @@ def test_sweep_forward_auto_at_model_size(ops, cl):
     y = fwd()
     tiles = [f"{g}x{s}" for g in (8, 16, 32) for s in (1, 2, 4, 8, 16, 32) if 64 <= g * s <= 256]
     assert any(torch.equal(y, fwd(ss2d_fwd_sweep=t)) for t in tiles)
-    torch.testing.assert_close(y, fwd(ss2d_fwd_sweep=0), rtol=2e-4, atol=2e-4)
+    whole_map = fwd(ss2d_fwd_sweep=0)
+    torch.testing.assert_close(y, whole_map, rtol=2e-4, atol=2e-4)
+    # an explicit ss2d_fwd_seg (0: the whole-map kernel) takes precedence over the sweep's auto
+    assert torch.equal(fwd(ss2d_fwd_seg=0), whole_map)
 
 
 @gpu

@@ -141,18 +141,28 @@ Device device_props(int index) {
   return d;
 }
 
-// resident blocks per SM, cached per (direction, warps, shared memory, device): the occupancy query
-// costs microseconds
-int blocks_per_sm_cached(bool bwd, int warps, size_t smem, int dev) {
+// The kernel families whose occupancy the plans ask for.
+enum class Family { kFwd, kBwd, kSegFwd, kSegBwd, kSweep };
+
+// resident blocks per SM of a kernel family at (a, b, shared memory) on a device, cached (the occupancy query costs
+// microseconds). a, b: warps (kFwd / kBwd), d_state and channels per block (kSegFwd / kSegBwd), threads (kSweep).
+int blocks_per_sm_cached(Family f, int a, int b, size_t smem, int dev) {
   static std::mutex m;
-  static std::map<std::tuple<bool, int, size_t, int>, int> cache;
-  const auto key = std::make_tuple(bwd, warps, smem, dev);
+  static std::map<std::tuple<int, int, int, size_t, int>, int> cache;
+  const auto key = std::make_tuple(int(f), a, b, smem, dev);
   {
     std::lock_guard<std::mutex> g(m);
     const auto it = cache.find(key);
     if (it != cache.end()) return it->second;
   }
-  const int nb = bwd ? bwd_blocks_per_sm(warps, smem) : fwd_blocks_per_sm(warps, smem);
+  int nb = 0;
+  switch (f) {
+    case Family::kFwd: nb = fwd_blocks_per_sm(a, smem); break;
+    case Family::kBwd: nb = bwd_blocks_per_sm(a, smem); break;
+    case Family::kSegFwd: nb = seg_blocks_per_sm(a, b, smem); break;
+    case Family::kSegBwd: nb = seg_bwd_blocks_per_sm(a, b, smem); break;
+    case Family::kSweep: nb = sweep_blocks_per_sm(a, smem); break;
+  }
   std::lock_guard<std::mutex> g(m);
   cache[key] = nb;
   return nb;
@@ -184,7 +194,7 @@ Plan plan(bool bwd, const Common& p, const Device& dev, int dev_index) {
     if (only != 0 && w != only) continue;
     const size_t smem = bytes(w, true);
     if (smem > dev.smem_optin) continue;
-    const int nb = blocks_per_sm_cached(bwd, w, smem, dev_index);
+    const int nb = blocks_per_sm_cached(bwd ? Family::kBwd : Family::kFwd, w, 0, smem, dev_index);
     if (nb >= 1 && w * nb > best_warps) {
       best_warps = w * nb;
       best = Plan{w, true, nb};
@@ -195,7 +205,7 @@ Plan plan(bool bwd, const Common& p, const Device& dev, int dev_index) {
   const size_t smem = bytes(w, false);
   VMAMBA_CHECK(smem <= dev.smem_optin, "xdbl", "R + 2N = ", p.C, " needs ", int64_t(smem),
                " bytes of shared memory per block, more than this GPU's ", int64_t(dev.smem_optin));
-  const int nb = blocks_per_sm_cached(bwd, w, smem, dev_index);
+  const int nb = blocks_per_sm_cached(bwd ? Family::kBwd : Family::kFwd, w, 0, smem, dev_index);
   VMAMBA_CHECK(nb >= 1, "x", "the ss2d_core kernel cannot run with ", int64_t(smem), " bytes of shared memory");
   return Plan{w, false, nb};
 }
@@ -235,19 +245,9 @@ int seg_steps_for(bool bwd, const Common& p, const Device& dev, int dev_index) {
            sizeof(float);
   };
   auto blocks_of = [&](size_t smem) {
-    if (smem > dev.smem_optin) return 0;
-    static std::mutex m;
-    static std::map<std::tuple<bool, int, int, size_t, int>, int> cache;
-    const auto key = std::make_tuple(bwd, p.N, G, smem, dev_index);
-    {
-      std::lock_guard<std::mutex> g(m);
-      const auto it = cache.find(key);
-      if (it != cache.end()) return it->second;
-    }
-    const int nb = bwd ? seg_bwd_blocks_per_sm(p.N, G, smem) : seg_blocks_per_sm(p.N, G, smem);
-    std::lock_guard<std::mutex> g(m);
-    cache[key] = nb;
-    return nb;
+    return smem > dev.smem_optin
+               ? 0
+               : blocks_per_sm_cached(bwd ? Family::kSegBwd : Family::kSegFwd, p.N, G, smem, dev_index);
   };
   if (forced != "auto") {
     char* end = nullptr;
@@ -309,19 +309,7 @@ SweepTile sweep_tile(const Common& p, const Device& dev, int dev_index) {
   auto smem_of = [&](int G, int S) { return sweep_smem_floats(p.L, G, S, p.R, p.K) * sizeof(float); };
   auto blocks_of = [&](int G, int S) {
     const size_t smem = smem_of(G, S);
-    if (smem > dev.smem_optin) return 0;
-    static std::mutex m;
-    static std::map<std::tuple<int, size_t, int>, int> cache;
-    const auto key = std::make_tuple(G * S, smem, dev_index);
-    {
-      std::lock_guard<std::mutex> g(m);
-      const auto it = cache.find(key);
-      if (it != cache.end()) return it->second;
-    }
-    const int nb = sweep_blocks_per_sm(G * S, smem);
-    std::lock_guard<std::mutex> g(m);
-    cache[key] = nb;
-    return nb;
+    return smem > dev.smem_optin ? 0 : blocks_per_sm_cached(Family::kSweep, G * S, 0, smem, dev_index);
   };
   if (forced) {
     VMAMBA_CHECK(blocks_of(fg, fs) >= 1, "x", "the sweep forward's tile ", fg, "x", fs, " needs ",
