@@ -289,6 +289,16 @@ SWEEP_EMU_CASES = [
     pytest.param(1, 8, 14, 14, 1, 7, 4, "unidi", torch.float16, False, (8, 32), {}, id="unidi-K4-14x14"),
     pytest.param(1, 70, 7, 7, 1, 48, 4, "cross2d", torch.float16, True, (32, 2), {}, id="D70-groups-R48"),
     pytest.param(1, 40, 5, 9, 1, 5, 4, "cross2d", torch.float32, False, (16, 16), {}, id="D40-cf-groups"),
+    # the dt projection on tensor cores (warp_mma_tf32's shuffle emulation; 16-bit xdbl and G >= 16 choose it, as
+    # in bidi-K4 and D70-groups-R48 above): R padded to the k-step of 8 (6 -> 8, 12 -> 16), idle lanes in the
+    # 16-channel row blocks, one iteration for the whole map (16 x 16: 8 warps, 16 tiles); and the FMA projection
+    # forced where the mma would apply
+    pytest.param(1, 20, 13, 13, 1, 6, 4, "cross2d", torch.bfloat16, False, (32, 4), {"w_x_dtype": True},
+                 id="mma-13x13-cf-32x4"),
+    pytest.param(2, 24, 7, 7, 1, 12, 4, "cross2d", torch.float16, True, (16, 16), {}, id="mma-7x7-16x16-R12"),
+    pytest.param(1, 37, 3, 11, 1, 3, 2, "bidi", torch.float16, False, (16, 8), {"softplus": False},
+                 id="mma-bidi-16x8"),
+    pytest.param(1, 70, 7, 7, 1, 48, 4, "cross2d", torch.float16, True, (32, 2, False), {}, id="fma-forced-R48"),
 ]
 
 
@@ -448,7 +458,11 @@ def test_sweep_forward_auto_at_model_size(ops, cl):
     tiles = [f"{g}x{s}" for g in (8, 16, 32) for s in (1, 2, 4, 8, 16, 32) if 64 <= g * s <= 256]
     assert any(torch.equal(y, fwd(ss2d_fwd_sweep=t)) for t in tiles)
     whole_map = fwd(ss2d_fwd_sweep=0)
-    torch.testing.assert_close(y, whole_map, rtol=2e-4, atol=2e-4)
+    # the sweep's dt projection runs on tensor cores here (fp16 xdbl): tf32 weights, 10 mantissa bits (the unfused
+    # chain under autocast rounds them to fp16's 10); with the fp32 FMA projection it agrees to fp32 rounding
+    torch.testing.assert_close(y, whole_map, rtol=2e-3, atol=2e-3)
+    torch.testing.assert_close(fwd(ss2d_sweep_mma=False), whole_map, rtol=2e-4, atol=2e-4)
+    assert not torch.equal(y, fwd(ss2d_sweep_mma=False))  # the knob does switch the projection
     # an explicit ss2d_fwd_seg (0: the whole-map kernel) takes precedence over the sweep's auto
     assert torch.equal(fwd(ss2d_fwd_seg=0), whole_map)
 

@@ -15,7 +15,7 @@ namespace vmamba {
 enum class Knob : int {
   kScanPoison, kScanSeqMinRows, kScanBwdSplits, kScanPackedRows,
   kCrossMaxVec, kCrossSmemKb, kCrossPath, kCrossClTiled, kCrossClBand, kCrossClTile,
-  kSs2dBwdSplits, kSs2dGlobalAcc, kSs2dWarps, kSs2dFwdSeg, kSs2dBwdSeg, kSs2dFwdSweep,
+  kSs2dBwdSplits, kSs2dGlobalAcc, kSs2dWarps, kSs2dFwdSeg, kSs2dBwdSeg, kSs2dFwdSweep, kSs2dSweepMma,
   kCount
 };
 
@@ -24,7 +24,7 @@ constexpr const char* kKnobNames[int(Knob::kCount)] = {
     "VMAMBA_CROSS_MAX_VEC", "VMAMBA_CROSS_SMEM_KB", "VMAMBA_CROSS_PATH", "VMAMBA_CROSS_CL_TILED",
     "VMAMBA_CROSS_CL_BAND", "VMAMBA_CROSS_CL_TILE", "VMAMBA_SS2D_BWD_SPLITS",
     "VMAMBA_SS2D_GLOBAL_ACC", "VMAMBA_SS2D_WARPS", "VMAMBA_SS2D_FWD_SEG", "VMAMBA_SS2D_BWD_SEG",
-    "VMAMBA_SS2D_FWD_SWEEP"};
+    "VMAMBA_SS2D_FWD_SWEEP", "VMAMBA_SS2D_SWEEP_MMA"};
 
 struct KnobTable {
   std::mutex m;

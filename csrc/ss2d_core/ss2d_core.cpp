@@ -129,6 +129,7 @@ Common check_inputs(const at::Tensor& x, const at::Tensor& xdbl, const at::Tenso
 struct Device {
   int sms = 132;
   size_t smem_optin = 227 * 1024;
+  int major = 9;  // compute capability
 };
 
 Device device_props(int index) {
@@ -137,6 +138,7 @@ Device device_props(int index) {
   if (cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, index) == cudaSuccess && v > 0) d.sms = v;
   if (cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, index) == cudaSuccess && v > 0)
     d.smem_optin = size_t(v);
+  if (cudaDeviceGetAttribute(&v, cudaDevAttrComputeCapabilityMajor, index) == cudaSuccess && v > 0) d.major = v;
   (void)cudaGetLastError();
   return d;
 }
@@ -161,7 +163,7 @@ int blocks_per_sm_cached(Family f, int a, int b, size_t smem, int dev) {
     case Family::kBwd: nb = bwd_blocks_per_sm(a, smem); break;
     case Family::kSegFwd: nb = seg_blocks_per_sm(a, b, smem); break;
     case Family::kSegBwd: nb = seg_bwd_blocks_per_sm(a, b, smem); break;
-    case Family::kSweep: nb = sweep_blocks_per_sm(a, smem); break;
+    case Family::kSweep: nb = sweep_blocks_per_sm(a, b != 0, smem); break;
   }
   std::lock_guard<std::mutex> g(m);
   cache[key] = nb;
@@ -279,10 +281,17 @@ int seg_steps_for(bool bwd, const Common& p, const Device& dev, int dev_index) {
 // more channels), then the smaller S. The warp floor: with one 8-warp block per SM (VMamba-T stage 1's accumulator)
 // the sweep measured slower than the whole-map forward, with 16 it was the fastest fused forward (GPU calls 57-58,
 // before call 60's faster staging, which was not timed at stage 1: reports/logs/2026-12-06_sweep_forward.md).
+// The tile's dt projection runs on tensor cores where sweep_mma_applies (ss2d_core.h) on sm_80 and newer, unless
+// knob VMAMBA_SS2D_SWEEP_MMA is "0" (the FMA projection, to compare).
 struct SweepTile {
   int G = 0, S = 0;
+  bool mma = false;
 };
 constexpr int kSweepMinWarps = 16;
+
+bool sweep_mma_for(const Common& p, const Device& dev, int G) {
+  return sweep_mma_applies(G, p.xdbl_dtype) && dev.major >= 8 && knob(Knob::kSs2dSweepMma) != "0";
+}
 
 SweepTile sweep_tile(const Common& p, const Device& dev, int dev_index) {
   const std::string v = knob(Knob::kSs2dFwdSweep);
@@ -306,16 +315,20 @@ SweepTile sweep_tile(const Common& p, const Device& dev, int dev_index) {
                  "; unset the knob for the segmented / whole-map kernels");
     return {};
   }
-  auto smem_of = [&](int G, int S) { return sweep_smem_floats(p.L, G, S, p.R, p.K) * sizeof(float); };
+  auto smem_of = [&](int G, int S) {
+    return sweep_smem_floats(p.L, G, S, p.R, p.K, sweep_mma_for(p, dev, G)) * sizeof(float);
+  };
   auto blocks_of = [&](int G, int S) {
     const size_t smem = smem_of(G, S);
-    return smem > dev.smem_optin ? 0 : blocks_per_sm_cached(Family::kSweep, G * S, 0, smem, dev_index);
+    return smem > dev.smem_optin
+               ? 0
+               : blocks_per_sm_cached(Family::kSweep, G * S, int(sweep_mma_for(p, dev, G)), smem, dev_index);
   };
   if (forced) {
     VMAMBA_CHECK(blocks_of(fg, fs) >= 1, "x", "the sweep forward's tile ", fg, "x", fs, " needs ",
                  int64_t(smem_of(fg, fs)), " bytes of shared memory for a ", p.H, " x ", p.W,
                  " map, more than this GPU allows; unset the knob ss2d_fwd_sweep");
-    return SweepTile{fg, fs};
+    return SweepTile{fg, fs, sweep_mma_for(p, dev, fg)};
   }
   SweepTile best;
   double best_score = 0.0;
@@ -329,7 +342,7 @@ SweepTile sweep_tile(const Common& p, const Device& dev, int dev_index) {
       const double score = warps * double(p.D) / double(groups * G) * double(p.L) / double(its * per_it);
       if (score > best_score * (1.0 + 1e-9)) {
         best_score = score;
-        best = SweepTile{G, S};
+        best = SweepTile{G, S, sweep_mma_for(p, dev, G)};
       }
     }
   }
@@ -353,6 +366,7 @@ at::Tensor ss2d_core_fwd(const at::Tensor& x, const at::Tensor& xdbl, const at::
     static_cast<Common&>(sp) = static_cast<const Common&>(p);
     sp.G = tile.G;
     sp.S = tile.S;
+    sp.mma = tile.mma;
     sp.ngroups = int((p.D + tile.G - 1) / tile.G);
     sp.c_div = FastDivmod(uint32_t(p.C));
     sp.l_div = FastDivmod(uint32_t(p.L));

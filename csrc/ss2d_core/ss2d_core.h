@@ -193,15 +193,27 @@ constexpr int kSweepMaxThreads = 256;
 
 struct SweepParams : FwdParams {
   int G = 32, S = 8, ngroups = 1;  // lanes (channels) per slot, slots, channel groups (ceil(D / G))
+  bool mma = false;                // the dt projection on tensor cores (sweep_mma_applies)
   FastDivmod c_div;                // by C = R + 2N: a staged element -> (step, component)
   FastDivmod l_div;                // by L: the channels-first write-out's element -> (channel, pixel)
 };
 
+// The dt projection of an iteration, delta[channel][step] = dt_w . dts, as a (G x R) by (R x S * kSweepItems)
+// tensor-core product (tf32 operands, fp32 sums): where the tile has 16-channel row blocks (G >= 16) and the
+// staged rows are exact in tf32 (16-bit xdbl; fp32 xdbl keeps the fp32 FMA projection). The weights round to tf32
+// (10 mantissa bits, as autocast's fp16 weights have in the unfused chain).
+inline VMAMBA_HOST_DEVICE bool sweep_mma_applies(int G, int xdbl_dtype) { return G >= 16 && xdbl_dtype != kF32; }
+// staged dts rows: R padded to the product's k-step of 8 (mma), else to 4 (the FMA loop reads 4 terms at a time)
+inline VMAMBA_HOST_DEVICE int sweep_rpad(int R, bool mma) { return mma ? (R + 7) & ~7 : (R + 3) & ~3; }
+// the weights' row stride: G + 8 for the mma (its A-fragment loads, lanes (g, t) at rows t and columns g, then hit
+// 32 distinct banks), else G
+inline VMAMBA_HOST_DEVICE int sweep_wld(int G, bool mma) { return mma ? G + 8 : G; }
 inline VMAMBA_HOST_DEVICE int sweep_row(int S) { return S * kSweepItems + 4; }
 inline VMAMBA_HOST_DEVICE size_t sweep_acc_floats(int64_t L, int G) { return (size_t(L) * (G + 1) + 3) & ~size_t(3); }
-inline VMAMBA_HOST_DEVICE size_t sweep_smem_floats(int64_t L, int G, int S, int R, int K) {
-  return sweep_acc_floats(L, G) + 2 * size_t(seg_r4(R) + 2) * sweep_row(S) + size_t(K) * (seg_r4(R) + 3) * G +
-         2 * size_t(S) * G + 2 * size_t(G);
+inline VMAMBA_HOST_DEVICE size_t sweep_smem_floats(int64_t L, int G, int S, int R, int K, bool mma) {
+  const int Rp = sweep_rpad(R, mma);
+  return sweep_acc_floats(L, G) + 2 * size_t(Rp + 2) * sweep_row(S) + (mma ? size_t(G) * sweep_row(S) : 0) +
+         size_t(K) * Rp * sweep_wld(G, mma) + 3 * size_t(K) * G + 2 * size_t(S) * G + 2 * size_t(G);
 }
 
 // shared memory bytes of a block (smem_acc: with the route accumulator)
@@ -219,7 +231,7 @@ const char* launch_seg_bwd(const SegBwdParams& p, float* dxdbl, float* dA, float
                            cudaStream_t stream);
 // the sweep forward (p planned: G, S, ngroups, c_div, l_div); its resident blocks per SM at this shared memory
 const char* launch_sweep_fwd(const SweepParams& p, cudaStream_t stream);
-int sweep_blocks_per_sm(int threads, size_t smem);
+int sweep_blocks_per_sm(int threads, bool mma, size_t smem);
 int seg_bwd_blocks_per_sm(int N, int G, size_t smem);
 int seg_blocks_per_sm(int N, int G, size_t smem);
 // blocks of the forward / backward kernel with `warps` warps resident per SM at this shared memory size

@@ -68,7 +68,9 @@ const char* launch_seg_bwd(const SegBwdParams& p, float* dxdbl, float* dA, float
 }
 
 // the three x dtypes' kernels have the same resources up to a few registers: the fp16 one stands for them
-int sweep_blocks_per_sm(int threads, size_t smem) { return occupancy<SweepFwdBody<__half>>(threads, smem); }
+int sweep_blocks_per_sm(int threads, bool mma, size_t smem) {
+  return mma ? occupancy<SweepFwdBody<__half, true>>(threads, smem) : occupancy<SweepFwdBody<__half, false>>(threads, smem);
+}
 
 const char* launch_sweep_fwd(const SweepParams& p, cudaStream_t stream) {
   cudaError_t e = run_sweep_fwd(DeviceExec{stream}, p);

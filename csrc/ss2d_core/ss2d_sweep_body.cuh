@@ -20,15 +20,22 @@
 // and output) and round-trips the row routes' sum through global memory; this one walks once, at the cost of a
 // map-sized accumulator per block, which bounds the map size it serves (the host plan checks it).
 //
-// Shared memory (floats): acc [L][G + 1]; xd [2][R4 + 2][row] (double-buffered iteration rows, transposed: dts rows
-// [0, R) then zero rows to R4 = round4(R), the B row, the C row; row = S * kSweepItems + 4, so a thread's
-// kSweepItems steps are two aligned float4); w [K][R4][G] (dt_w of every route for the block's channels); agg
-// [S][G] float2; rc [K][3][G] (A log2(e), D, delta_bias); carry [2][G].
+// The dt projection (step 1's heaviest part: R FMAs per step and channel) runs on tensor cores where
+// sweep_mma_applies (ss2d_core.h): each warp multiplies two 16-channel x 8-step tiles of the next iteration's
+// delta (warp_mma_tf32) during step 2 of the current one, into a delta buffer the next step 1 reads; no barrier is
+// added. Elsewhere (fp32 xdbl, G = 8) each thread forms its deltas with FMAs.
+//
+// Shared memory (floats): acc [L][G + 1]; xd [2][Rp + 2][row] (double-buffered iteration rows, transposed: dts rows
+// [0, R) then zero rows to Rp = sweep_rpad(R), the B row, the C row; row = S * kSweepItems + 4, so a thread's
+// kSweepItems steps are two aligned float4); dl [G][row] (mma only: the next iteration's delta before bias); w
+// [K][Rp][wld] (dt_w of every route for the block's channels, wld = sweep_wld(G)); rc [K][3][G] (A log2(e), D,
+// delta_bias); agg [S][G] float2; carry [2][G].
 #pragma once
 
 #include <cstring>
 
-#include "ss2d_seg_body.cuh"  // ld4, seg_r4
+#include "../common/warp_mma.cuh"
+#include "ss2d_seg_body.cuh"  // ld4
 
 // __launch_bounds__' blocks of kSweepMaxThreads per SM: 3 caps registers at 80 (ptxas spills ~30 bytes), which
 // measured faster than 2 (128 registers) and 4 (64, more spills): GPU call 58, reports/logs/2026-12-06_sweep_forward.md.
@@ -42,15 +49,18 @@ namespace ss2d {
 namespace {
 
 struct SweepSmem {
-  float *acc, *xd, *w, *rc, *agg, *carry;
+  float *acc, *xd, *dl, *w, *rc, *agg, *carry;
 };
 
-VMAMBA_HD SweepSmem sweep_carve(unsigned char* raw, const SweepParams& p) {
+// the layout sweep_smem_floats counts
+VMAMBA_HD SweepSmem sweep_carve(unsigned char* raw, const SweepParams& p, bool mma) {
   SweepSmem s{};
   float* q = reinterpret_cast<float*>(raw);
+  const int Rp = sweep_rpad(p.R, mma);
   s.acc = q; q += sweep_acc_floats(p.L, p.G);
-  s.xd = q; q += 2 * size_t(seg_r4(p.R) + 2) * sweep_row(p.S);
-  s.w = q; q += size_t(p.K) * seg_r4(p.R) * p.G;
+  s.xd = q; q += 2 * size_t(Rp + 2) * sweep_row(p.S);
+  s.dl = q; q += mma ? size_t(p.G) * sweep_row(p.S) : 0;
+  s.w = q; q += size_t(p.K) * Rp * sweep_wld(p.G, mma);
   s.rc = q; q += 3 * size_t(p.K) * p.G;
   s.agg = q; q += 2 * size_t(p.S) * p.G;
   s.carry = q;
@@ -126,10 +136,13 @@ VMAMBA_HD void stage_load(const SweepParams& p, const StageMap& m, int64_t b, in
   else stage_load_t(p, static_cast<const uint16_t*>(p.xdbl), m, b, k, kind, l0, per_it, st);
 }
 
-// xd row of component cc: dts rows [0, R), then B and C after the zero rows up to R4
-VMAMBA_HD int stage_dst_row(const SweepParams& p, int cc) { return cc < p.R ? cc : seg_r4(p.R) + (cc - p.R); }
+// xd row of component cc: dts rows [0, R), then B and C after the zero rows up to Rp (from p.R here, not passed:
+// one register fewer across the loop kept the FMA kernel free of spills)
+template <bool MMA>
+VMAMBA_HD int stage_dst_row(const SweepParams& p, int cc) { return cc < p.R ? cc : sweep_rpad(p.R, MMA) + (cc - p.R); }
 
 // store the registers' values, then the further passes' steps in place
+template <bool MMA>
 VMAMBA_HD void stage_store(const SweepParams& p, const StageMap& m, int64_t b, int k, int kind, int64_t l0,
                            int per_it, const StageSlot& st, float* dst) {
   const int row_len = sweep_row(p.S);
@@ -137,14 +150,14 @@ VMAMBA_HD void stage_store(const SweepParams& p, const StageMap& m, int64_t b, i
 #pragma unroll
     for (int j = 0; j < kSweepStage; ++j) {
       const int cc = m.part + j * m.tps;
-      if (cc < p.C) dst[stage_dst_row(p, cc) * row_len + m.q] = st.real ? raw_to_float(st.raw[j], p.xdbl_dtype) : 0.f;
+      if (cc < p.C) dst[stage_dst_row<MMA>(p, cc) * row_len + m.q] = st.real ? raw_to_float(st.raw[j], p.xdbl_dtype) : 0.f;
     }
   }
   for (int q = m.q + m.pass_steps; q < per_it; q += m.pass_steps) {
     const bool real = l0 + q < p.L;
     const int64_t row = stage_row(p, b, k, kind, l0 + q, real);
     for (int cc = m.part; cc < p.C; cc += m.tps)
-      dst[stage_dst_row(p, cc) * row_len + q] = real ? ldf(p.xdbl, p.xdbl_dtype, row + cc) : 0.f;
+      dst[stage_dst_row<MMA>(p, cc) * row_len + q] = real ? ldf(p.xdbl, p.xdbl_dtype, row + cc) : 0.f;
   }
 }
 
@@ -161,9 +174,36 @@ VMAMBA_HD void load_x(const SweepParams& p, const TX* xp, int64_t xbase, int64_t
   for (int i = 0; i < kSweepItems; ++i) xr[i] = xp[xbase + int64_t(pix[i]) * xstride];
 }
 
+// The dt projection of one iteration on tensor cores: dl[c][q] = sum_r w[r][c] xd[r][q] for the G channels and the
+// S * kSweepItems steps, as (G / 16) x S tiles of 16 channels x 8 steps (a slot's), two per warp (G * S / 32 warps).
+// A = the weights (channel x r, row stride wld), B = the staged dts rows (r x step, row stride row); k-steps of 8 over
+// Rp rows (the pad rows are zero in both).
+template <class Ctx>
+VMAMBA_HD void sweep_project(const Ctx& ctx, const float* w, const float* xd, float* dl, int G, int Rp, int wld,
+                             int row, int t) {
+  const int warp = t >> 5, lane = t & 31, g = lane >> 2, tq = lane & 3, mtiles = G >> 4;
+#pragma unroll 1
+  for (int e = 0; e < 2; ++e) {
+    const int tile = 2 * warp + e, mt = tile % mtiles, nt = tile / mtiles;
+    const float* wa = w + tq * wld + mt * 16 + g;
+    const float* xb = xd + tq * row + nt * kSweepItems + g;
+    float d[4] = {0.f, 0.f, 0.f, 0.f};
+    for (int k0 = 0; k0 < Rp; k0 += 8) {
+      const float a[4] = {wa[k0 * wld], wa[k0 * wld + 8], wa[(k0 + 4) * wld], wa[(k0 + 4) * wld + 8]};
+      const float bf[2] = {xb[k0 * row], xb[(k0 + 4) * row]};
+      warp_mma_tf32(ctx, a, bf, d);
+    }
+    float* o = dl + (mt * 16 + g) * row + nt * kSweepItems + 2 * tq;
+    o[0] = d[0];
+    o[1] = d[1];
+    o[8 * row] = d[2];
+    o[8 * row + 1] = d[3];
+  }
+}
+
 }  // namespace
 
-template <typename TX>
+template <typename TX, bool MMA>
 struct SweepFwdBody {
   using Args = SweepParams;
   static constexpr int kMaxThreads = kSweepMaxThreads, kMinBlocks = VMAMBA_SS2D_SWEEP_MIN_BLOCKS;
@@ -171,7 +211,7 @@ struct SweepFwdBody {
 
   template <class Ctx>
   static VMAMBA_HD void run(const Ctx& ctx, const Args& p, unsigned char* raw) {
-    const SweepSmem sm = sweep_carve(raw, p);
+    const SweepSmem sm = sweep_carve(raw, p, MMA);
     const int G = p.G, S = p.S, nt = int(ctx.nthreads()), t = int(ctx.tid());
     const int s = t / G, c = t - s * G;
     const int g = int(ctx.block() % uint32_t(p.ngroups));
@@ -179,7 +219,7 @@ struct SweepFwdBody {
     const int64_t d = int64_t(g) * G + c;
     const bool active = d < p.D;
     const int64_t dc = active ? d : 0;
-    const int L = int(p.L), R = p.R, R4 = seg_r4(p.R), row = sweep_row(S), K = p.K;
+    const int L = int(p.L), R = p.R, Rp = sweep_rpad(p.R, MMA), wld = sweep_wld(G, MMA), row = sweep_row(S), K = p.K;
     const int per_it = S * I, nit = (L + per_it - 1) / per_it, total_it = nit * K;
     const StageMap smap = stage_map(p, t, nt);
     const TX* xp = static_cast<const TX*>(p.x);
@@ -187,23 +227,25 @@ struct SweepFwdBody {
     const int64_t xbase = p.channels_last ? b * p.L * p.D + dc : (b * p.D + dc) * p.L;
     const int64_t xstride = p.channels_last ? p.D : 1;
 
-    // dt_w of every route for the block's channels (zeros past R and D); both xd buffers zeroed: staging writes
-    // only real entries, so the pad rows R..R4 stay zero
+    // dt_w of every route for the block's channels (zeros past R and D; rounded to tf32 for the mma); both xd
+    // buffers zeroed: staging writes only real entries, so the pad rows R..Rp stay zero
     // (8 loads in flight per thread: one at a time, R = 48 is ~50 loads per thread, each waited for)
-    for (int e0 = t; e0 < K * R4 * G; e0 += 8 * nt) {
+    for (int e0 = t; e0 < K * Rp * G; e0 += 8 * nt) {
       float v[8];
 #pragma unroll
       for (int q = 0; q < 8; ++q) {
         const int e = e0 + q * nt;
-        const int cc = e % G, r = (e / G) % R4, k = e / (G * R4);
+        const int cc = e % G, r = (e / G) % Rp, k = e / (G * Rp);
         const int64_t dd = int64_t(g) * G + cc;
-        const bool ok = e < K * R4 * G && r < R && dd < p.D;
+        const bool ok = e < K * Rp * G && r < R && dd < p.D;
         v[q] = ldf(p.dt_w, p.w_dtype, ok ? (int64_t(k) * p.D + dd) * R + r : 0);
         if (!ok) v[q] = 0.f;
       }
 #pragma unroll
-      for (int q = 0; q < 8; ++q)
-        if (e0 + q * nt < K * R4 * G) sm.w[e0 + q * nt] = v[q];
+      for (int q = 0; q < 8; ++q) {
+        const int e = e0 + q * nt;
+        if (e < K * Rp * G) sm.w[(e / G) * wld + e % G] = MMA ? tf32_round(v[q]) : v[q];
+      }
     }
     // per route and channel: A log2(e), D, delta_bias
     for (int e = t; e < K * G; e += nt) {
@@ -214,21 +256,25 @@ struct SweepFwdBody {
       sm.rc[(k * 3 + 1) * G + cc] = dv;
       sm.rc[(k * 3 + 2) * G + cc] = bi;
     }
-    for (int e = t; e < 2 * (R4 + 2) * row; e += nt) sm.xd[e] = 0.f;
+    for (int e = t; e < 2 * (Rp + 2) * row; e += nt) sm.xd[e] = 0.f;
     ctx.sync();
 
-    // prologue: iteration 0's rows and x values
+    // prologue: iteration 0's rows and x values (and its projection)
     StageSlot st;
     TX xn[I];
     stage_load(p, smap, b, 0, p.kinds[0], 0, per_it, st);
-    stage_store(p, smap, b, 0, p.kinds[0], 0, per_it, st, sm.xd);
+    stage_store<MMA>(p, smap, b, 0, p.kinds[0], 0, per_it, st, sm.xd);
     load_x(p, xp, xbase, xstride, p.kinds[0], s * I, xn);
     ctx.sync();
+    if (MMA) {
+      sweep_project(ctx, sm.w, sm.xd, sm.dl, G, Rp, wld, row, t);
+      ctx.sync();
+    }
 
     for (int gi = 0; gi < total_it; ++gi) {
       const int k = gi / nit, j = gi - k * nit, kind = p.kinds[k];
       const float Al = sm.rc[(k * 3 + 0) * G + c], Dv = sm.rc[(k * 3 + 1) * G + c], bias = sm.rc[(k * 3 + 2) * G + c];
-      const float* xd = sm.xd + (gi & 1) * (R4 + 2) * row;
+      const float* xd = sm.xd + (gi & 1) * (Rp + 2) * row;
       float u[I];
 #pragma unroll
       for (int i = 0; i < I; ++i) u[i] = j * per_it + s * I + i < L ? to_float(xn[i]) : 0.f;
@@ -244,23 +290,29 @@ struct SweepFwdBody {
       // 1. local: delta, a, bu of the thread's steps; their composition from zero
       const int l0 = j * per_it + s * I, q0 = s * I;
       float v[I];
+      if (MMA) {  // the projection step 2 of the previous iteration (or the prologue) left in dl
+        const float4 d0 = ld4(sm.dl + c * row + q0), d1 = ld4(sm.dl + c * row + q0 + 4);
+        v[0] = d0.x + bias; v[1] = d0.y + bias; v[2] = d0.z + bias; v[3] = d0.w + bias;
+        v[4] = d1.x + bias; v[5] = d1.y + bias; v[6] = d1.z + bias; v[7] = d1.w + bias;
+      } else {
 #pragma unroll
-      for (int i = 0; i < I; ++i) v[i] = bias;
-      const float* wk = sm.w + k * R4 * G + c;
-      for (int r0 = 0; r0 < R4; r0 += 4) {  // R4 is a multiple of 4: the reads of 4 terms in flight together
+        for (int i = 0; i < I; ++i) v[i] = bias;
+        const float* wk = sm.w + k * Rp * wld + c;
+        for (int r0 = 0; r0 < Rp; r0 += 4) {  // Rp is a multiple of 4: the reads of 4 terms in flight together
 #pragma unroll
-        for (int r = r0; r < r0 + 4; ++r) {
-          const float wr = wk[r * G];
-          const float4 x0 = ld4(xd + r * row + q0), x1 = ld4(xd + r * row + q0 + 4);
-          v[0] = fmaf(wr, x0.x, v[0]); v[1] = fmaf(wr, x0.y, v[1]);
-          v[2] = fmaf(wr, x0.z, v[2]); v[3] = fmaf(wr, x0.w, v[3]);
-          v[4] = fmaf(wr, x1.x, v[4]); v[5] = fmaf(wr, x1.y, v[5]);
-          v[6] = fmaf(wr, x1.z, v[6]); v[7] = fmaf(wr, x1.w, v[7]);
+          for (int r = r0; r < r0 + 4; ++r) {
+            const float wr = wk[r * wld];
+            const float4 x0 = ld4(xd + r * row + q0), x1 = ld4(xd + r * row + q0 + 4);
+            v[0] = fmaf(wr, x0.x, v[0]); v[1] = fmaf(wr, x0.y, v[1]);
+            v[2] = fmaf(wr, x0.z, v[2]); v[3] = fmaf(wr, x0.w, v[3]);
+            v[4] = fmaf(wr, x1.x, v[4]); v[5] = fmaf(wr, x1.y, v[5]);
+            v[6] = fmaf(wr, x1.z, v[6]); v[7] = fmaf(wr, x1.w, v[7]);
+          }
         }
       }
       float a[I], bu[I];
       {
-        const float4 b0 = ld4(xd + R4 * row + q0), b1 = ld4(xd + R4 * row + q0 + 4);
+        const float4 b0 = ld4(xd + Rp * row + q0), b1 = ld4(xd + Rp * row + q0 + 4);
         const float Bv[I] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
         float P = 1.f, h = 0.f;
 #pragma unroll
@@ -275,14 +327,14 @@ struct SweepFwdBody {
         sm.agg[2 * (s * G + c)] = P;
         sm.agg[2 * (s * G + c) + 1] = h;
       }
-      if (more) stage_store(p, smap, b, kn, kind_n, int64_t(jn) * per_it, per_it, st,
-                            sm.xd + ((gi + 1) & 1) * (R4 + 2) * row);
+      if (more) stage_store<MMA>(p, smap, b, kn, kind_n, int64_t(jn) * per_it, per_it, st,
+                            sm.xd + ((gi + 1) & 1) * (Rp + 2) * row);
       ctx.sync();
 
       // 2. the entering state, the replay, y into the accumulator
       float h = j == 0 ? 0.f : sm.carry[(gi & 1) * G + c];
       for (int q = 0; q < s; ++q) h = fmaf(sm.agg[2 * (q * G + c)], h, sm.agg[2 * (q * G + c) + 1]);
-      const float4 c0 = ld4(xd + (R4 + 1) * row + q0), c1 = ld4(xd + (R4 + 1) * row + q0 + 4);
+      const float4 c0 = ld4(xd + (Rp + 1) * row + q0), c1 = ld4(xd + (Rp + 1) * row + q0 + 4);
       const float Cv[I] = {c0.x, c0.y, c0.z, c0.w, c1.x, c1.y, c1.z, c1.w};
       const bool first = k == 0;
 #pragma unroll
@@ -295,6 +347,10 @@ struct SweepFwdBody {
         }
       }
       if (s == S - 1) sm.carry[((gi + 1) & 1) * G + c] = h;
+      // the next iteration's projection (mma: its rows were staged before the barrier, dl read before it), last:
+      // the replay's registers are free by now
+      if (MMA && more)
+        sweep_project(ctx, sm.w + kn * Rp * wld, sm.xd + ((gi + 1) & 1) * (Rp + 2) * row, sm.dl, G, Rp, wld, row, t);
       ctx.sync();
     }
 
@@ -324,11 +380,16 @@ template <class Exec>
 cudaError_t run_sweep_fwd(const Exec& ex, const SweepParams& p) {
   if (p.batch * p.L == 0 || p.D == 0) return cudaSuccess;
   const dim3 grid(unsigned(p.batch * p.ngroups));
-  const size_t smem = sweep_smem_floats(p.L, p.G, p.S, p.R, p.K) * sizeof(float);
+  const size_t smem = sweep_smem_floats(p.L, p.G, p.S, p.R, p.K, p.mma) * sizeof(float);
   const unsigned threads = unsigned(p.G * p.S);
-  if (p.x_dtype == kF32) return ex.template launch<SweepFwdBody<float>>(grid, threads, smem, p);
-  if (p.x_dtype == kF16) return ex.template launch<SweepFwdBody<__half>>(grid, threads, smem, p);
-  return ex.template launch<SweepFwdBody<__nv_bfloat16>>(grid, threads, smem, p);
+  if (p.mma) {
+    if (p.x_dtype == kF32) return ex.template launch<SweepFwdBody<float, true>>(grid, threads, smem, p);
+    if (p.x_dtype == kF16) return ex.template launch<SweepFwdBody<__half, true>>(grid, threads, smem, p);
+    return ex.template launch<SweepFwdBody<__nv_bfloat16, true>>(grid, threads, smem, p);
+  }
+  if (p.x_dtype == kF32) return ex.template launch<SweepFwdBody<float, false>>(grid, threads, smem, p);
+  if (p.x_dtype == kF16) return ex.template launch<SweepFwdBody<__half, false>>(grid, threads, smem, p);
+  return ex.template launch<SweepFwdBody<__nv_bfloat16, false>>(grid, threads, smem, p);
 }
 
 }  // namespace

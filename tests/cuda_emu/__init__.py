@@ -82,7 +82,7 @@ class Emu:
         self.lib.emu_ln_fwd.argtypes = [vp] * 9 + [i64, i64, i64, f32] + [i32] * 7 + [cp, i32]
         self.lib.emu_ln_bwd.argtypes = [vp] * 12 + [i64, i64, i64] + [i32] * 8 + [cp, i32]
         self.lib.emu_dw.argtypes = [vp] * 7 + [i32] + [i64] * 4 + [i32] * 7 + [cp, i32]
-        self.lib.emu_ss2d.argtypes = [i32] + [vp] * 13 + [i64] * 4 + [i32] * 17 + [cp, i32]
+        self.lib.emu_ss2d.argtypes = [i32] + [vp] * 13 + [i64] * 4 + [i32] * 18 + [cp, i32]
 
     @staticmethod
     def _dims(x, channels_last):
@@ -170,14 +170,17 @@ class Emu:
                                N, self._MODES[mode], int(channels_last), int(softplus), DTYPE_CODE[x.dtype],
                                DTYPE_CODE[xdbl.dtype], DTYPE_CODE[dt_w.dtype],
                                DTYPE_CODE[dy.dtype] if dy is not None else 0, DTYPE_CODE[out_dtype], warps,
-                               int(smem_acc), splits, seg_steps, sweep[0], sweep[1], info, 512)
+                               int(smem_acc), splits, seg_steps, sweep[0], sweep[1],
+                               int(sweep[2]) if len(sweep) > 2 else -1, info, 512)
         if rc != 0:
             raise RuntimeError(info.value.decode())
         return info.value.decode()
 
     def ss2d_core_fwd(self, x, xdbl, dt_w, A, D, delta_bias, mode, channels_last, softplus, out_dtype, warps=8,
                       smem_acc=True, seg_steps=0, sweep=(0, 0)):
-        """sweep = (G, S), G > 0: the sweep forward with that tile (ss2d_sweep_body.cuh, d_state 1); else seg_steps > 0:
+        """sweep = (G, S) or (G, S, mma), G > 0: the sweep forward with that tile (ss2d_sweep_body.cuh, d_state 1; its
+        dt projection on tensor cores where sweep_mma_applies, or as mma says: False the FMA projection, True the mma
+        one); else seg_steps > 0:
         the segmented forward with segments of that many positions (ss2d_seg_body.cuh); 0: the whole-map forward with
         `warps` channels per block and the shared or global accumulator."""
         y = poisoned(x.shape, out_dtype)

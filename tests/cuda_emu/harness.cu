@@ -159,7 +159,8 @@ int emu_ss2d(int bwd, const void* x, const void* xdbl, const void* dt_w, const f
              const float* bias, const void* dy, void* out, float* dxdbl, float* ddt_w, float* dA, float* dD,
              float* dbias, int64_t B, int64_t D, int64_t H, int64_t W, int K, int R, int N, int mode,
              int channels_last, int softplus, int x_dtype, int xdbl_dtype, int w_dtype, int dy_dtype, int out_dtype,
-             int warps, int smem_acc, int S, int seg_steps, int sweep_g, int sweep_s, char* info, int info_len) {
+             int warps, int smem_acc, int S, int seg_steps, int sweep_g, int sweep_s, int sweep_mma, char* info,
+             int info_len) {
   using namespace vmamba::ss2d;
   BwdParams p;  // FwdParams' fields are Common's plus out / out_dtype
   p.x = x; p.xdbl = xdbl; p.dt_w = dt_w; p.A = A; p.Dp = Dp; p.bias = bias;
@@ -182,11 +183,17 @@ int emu_ss2d(int bwd, const void* x, const void* xdbl, const void* dt_w, const f
     static_cast<Common&>(f) = static_cast<const Common&>(p);
     f.out = out; f.out_dtype = out_dtype;
     f.G = sweep_g; f.S = sweep_s; f.ngroups = int((D + sweep_g - 1) / sweep_g);
+    // sweep_mma: -1 the plan's rule, 0 the FMA projection, 1 the tensor-core one (G >= 16)
+    f.mma = sweep_mma < 0 ? sweep_mma_applies(sweep_g, xdbl_dtype) : sweep_mma != 0;
+    if (f.mma && sweep_g < 16) {
+      say(info, info_len, "error: the tensor-core projection needs G >= 16, got %d", sweep_g);
+      return 1;
+    }
     f.c_div = vmamba::FastDivmod(uint32_t(p.C));
     if (p.L >= 1) f.l_div = vmamba::FastDivmod(uint32_t(p.L));
     e = run_sweep_fwd(ex, f);
-    say(info, info_len, "G=%d S=%d ngroups=%d smem=%zu barriers=%llu", f.G, f.S, f.ngroups,
-        sweep_smem_floats(p.L, f.G, f.S, R, K) * sizeof(float), (unsigned long long)ex.block.barriers);
+    say(info, info_len, "G=%d S=%d mma=%d ngroups=%d smem=%zu barriers=%llu", f.G, f.S, int(f.mma), f.ngroups,
+        sweep_smem_floats(p.L, f.G, f.S, R, K, f.mma) * sizeof(float), (unsigned long long)ex.block.barriers);
     return finish(e, info, info_len);
   }
   if (!bwd && seg_steps > 0) {
