@@ -114,6 +114,10 @@ SS2D_CASES = [
     (2, 40, 13, 30, 1, 6, "cross2d", False, "bf16", "", {"ss2d_fwd_sweep": "16x16"}),
     (1, 70, 7, 7, 1, 48, "cross2d", True, "fp32", "out32", {"ss2d_fwd_sweep": "32x2"}),
     (1, 5, 3, 9, 1, 5, "bidi", False, "fp16", "nosp", {"ss2d_fwd_sweep": "8x32"}),
+    # its dt projection on tensor cores (knob ss2d_sweep_mma; weights in x's dtype, exact in tf32): the next
+    # iteration's delta buffer, R padded to 8
+    (2, 40, 13, 30, 1, 6, "cross2d", True, "bf16", "wx", {"ss2d_fwd_sweep": "16x16", "ss2d_sweep_mma": True}),
+    (1, 70, 7, 7, 1, 48, "cross2d", False, "fp16", "wx", {"ss2d_fwd_sweep": "32x2", "ss2d_sweep_mma": True}),
 ]
 # (batch, C, H, W, channels_last, dtype, branch, options, env knobs) for add_layer_norm. branch: none, add,
 # scaled (drop path's branch_scale, sample 1 of 2 dropped). options: nobias, ds (s has a gradient too), out32 / out16

@@ -25,7 +25,8 @@ def test_group_sizes():
     assert {(c[2], c[3]) for c in sanitize.SS2D_CASES} >= {(1, 1), (7, 7), (5, 13), (13, 1), (1, 9)}
     assert {c[7] for c in sanitize.SS2D_CASES} == {False, True}
     knobs = set().union(*[set(c[-1] or ()) for c in sanitize.SS2D_CASES])
-    assert knobs == {"ss2d_warps", "ss2d_global_acc", "ss2d_bwd_splits", "ss2d_fwd_seg", "ss2d_bwd_seg", "ss2d_fwd_sweep"}
+    assert knobs == {"ss2d_warps", "ss2d_global_acc", "ss2d_bwd_splits", "ss2d_fwd_seg", "ss2d_bwd_seg",
+                     "ss2d_fwd_sweep", "ss2d_sweep_mma"}
     for cases, dt, cl in ((sanitize.NORM_CASES, 5, 4), (sanitize.DWCONV_CASES, 6, 5)):
         assert {(c[dt], c[cl]) for c in cases} == {(d, layout) for d in ("fp32", "fp16", "bf16")
                                                    for layout in (False, True)}

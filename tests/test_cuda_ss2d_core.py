@@ -69,16 +69,18 @@ class GpuRunner:
     """The extension's ops; the plan is the extension's own (knobs force splits / the global accumulator)."""
     device = "cuda"
 
-    def __init__(self, ops, warps=None, seg=None, bwd_seg=None, sweep=None):
+    def __init__(self, ops, warps=None, seg=None, bwd_seg=None, sweep=None, mma=None):
         # seg / bwd_seg: the forward's / backward's segments (None: the plan's; 0: the whole-map kernel, where warps,
         # the global accumulator and splits apply; n or "auto": the segmented kernel); sweep: the sweep forward's
-        # tile "GxS" (None: the plan's, which runs it where it applies unless seg is given; 0: off)
+        # tile "GxS" (None: the plan's, which runs it where it applies unless seg is given; 0: off); mma: the
+        # sweep's dt projection on tensor cores (knob ss2d_sweep_mma)
         self.ops, self.warps, self.seg, self.bwd_seg, self.sweep = ops, warps, seg, bwd_seg, sweep
+        self.mma = mma
 
     def __call__(self, x, xdbl, dt_w, A, Dp, bias, mode, cl, softplus, out_dtype, splits=None, global_acc=None):
         with vk.tuning("cuda", scan_poison=True, ss2d_bwd_splits=splits, ss2d_global_acc=global_acc,
                        ss2d_warps=self.warps, ss2d_fwd_seg=self.seg, ss2d_bwd_seg=self.bwd_seg,
-                       ss2d_fwd_sweep=self.sweep), poisoned():
+                       ss2d_fwd_sweep=self.sweep, ss2d_sweep_mma=self.mma), poisoned():
             y = self.ops.ss2d_core_fwd(x, xdbl, dt_w, A, Dp, bias, mode, cl, softplus, out_dtype)
             dy = torch.randn(y.shape, device=y.device).to(out_dtype)
             grads = self.ops.ss2d_core_bwd(x, xdbl, dt_w, A, Dp, bias, dy, mode, cl, softplus)
@@ -103,10 +105,20 @@ class EmuRunner:
         return y, dy, grads
 
 
+def tf32_round(t):
+    """t's values at tf32 precision (10 mantissa bits), rounded as csrc/common/warp_mma.cuh's tf32_round does: to
+    nearest, ties away from zero; inf / nan kept."""
+    u = t.float().view(torch.int32)
+    finite = (u & 0x7F800000) != 0x7F800000
+    return torch.where(finite, (u + 0x1000) & -0x2000, u).view(torch.float32).to(t.dtype)
+
+
 def make_case(batch, D, H, W, N, R, K, dtype, *, channels_last, w_dtype=None, xdbl_dtype=None, with_D=True,
-              with_bias=True, softplus=True, device="cuda"):
+              with_bias=True, softplus=True, tf32_w=False, device="cuda"):
     """Inputs of the raw kernels in VMamba's ranges: delta = softplus(dt_w . dts + bias) mostly in
-    [1e-3, 0.5] with some large values, A = -exp(U(log 0.5, log 8)) (A = -1..-N for VMamba's init)."""
+    [1e-3, 0.5] with some large values, A = -exp(U(log 0.5, log 8)) (A = -1..-N for VMamba's init).
+    tf32_w: dt_w at tf32 precision, the precision of the sweep's tensor-core dt projection (its operands round to
+    tf32, so the float64 reference takes the same weights)."""
     L = H * W
     shape = (batch, H, W, D) if channels_last else (batch, D, H, W)
     x = torch.randn(shape, device=device).to(dtype)
@@ -121,6 +133,8 @@ def make_case(batch, D, H, W, N, R, K, dtype, *, channels_last, w_dtype=None, xd
         xdbl[..., :R] = xdbl[..., :R].abs()
         dt_w = dt_w.abs()
         bias = torch.rand(K * D, device=device) if with_bias else None
+    if tf32_w:
+        dt_w = tf32_round(dt_w)
     return x, xdbl, dt_w, A, Dp, bias
 
 
@@ -162,11 +176,13 @@ def composition(x, xdbl, dt_w, A, Dp, bias, mode, channels_last, softplus, dy):
 
 
 def run_check(run, batch, D, H, W, N, R, K, mode, dtype, channels_last, *, w_x_dtype=False, xdbl_fp32=False,
-              out_fp32=False, with_D=True, with_bias=True, softplus=True, splits=None, global_acc=None):
+              out_fp32=False, with_D=True, with_bias=True, softplus=True, splits=None, global_acc=None,
+              tf32_w=False):
     x, xdbl, dt_w, A, Dp, bias = make_case(batch, D, H, W, N, R, K, dtype, channels_last=channels_last,
                                            w_dtype=dtype if w_x_dtype else torch.float32,
                                            xdbl_dtype=torch.float32 if xdbl_fp32 else dtype, with_D=with_D,
-                                           with_bias=with_bias, softplus=softplus, device=run.device)
+                                           with_bias=with_bias, softplus=softplus, tf32_w=tf32_w,
+                                           device=run.device)
     out_dtype = torch.float32 if out_fp32 else dtype
     y, dy, (dx, dxdbl, ddt_w, dA, dD, dbias) = run(x, xdbl, dt_w, A, Dp, bias, mode, channels_last, softplus,
                                                    out_dtype, splits=splits, global_acc=global_acc)
@@ -289,16 +305,17 @@ SWEEP_EMU_CASES = [
     pytest.param(1, 8, 14, 14, 1, 7, 4, "unidi", torch.float16, False, (8, 32), {}, id="unidi-K4-14x14"),
     pytest.param(1, 70, 7, 7, 1, 48, 4, "cross2d", torch.float16, True, (32, 2), {}, id="D70-groups-R48"),
     pytest.param(1, 40, 5, 9, 1, 5, 4, "cross2d", torch.float32, False, (16, 16), {}, id="D40-cf-groups"),
-    # the dt projection on tensor cores (warp_mma_tf32's shuffle emulation; 16-bit xdbl and G >= 16 choose it, as
-    # in bidi-K4 and D70-groups-R48 above): R padded to the k-step of 8 (6 -> 8, 12 -> 16), idle lanes in the
-    # 16-channel row blocks, one iteration for the whole map (16 x 16: 8 warps, 16 tiles); and the FMA projection
-    # forced where the mma would apply
-    pytest.param(1, 20, 13, 13, 1, 6, 4, "cross2d", torch.bfloat16, False, (32, 4), {"w_x_dtype": True},
-                 id="mma-13x13-cf-32x4"),
-    pytest.param(2, 24, 7, 7, 1, 12, 4, "cross2d", torch.float16, True, (16, 16), {}, id="mma-7x7-16x16-R12"),
-    pytest.param(1, 37, 3, 11, 1, 3, 2, "bidi", torch.float16, False, (16, 8), {"softplus": False},
-                 id="mma-bidi-16x8"),
-    pytest.param(1, 70, 7, 7, 1, 48, 4, "cross2d", torch.float16, True, (32, 2, False), {}, id="fma-forced-R48"),
+    # the dt projection on tensor cores (knob ss2d_sweep_mma; warp_mma_tf32's shuffle emulation), with tf32 weights
+    # as its operands have them: R padded to the k-step of 8 (6 -> 8, 12 -> 16, 48), idle lanes in the 16-channel
+    # row blocks, one iteration for the whole map (16 x 16: 8 warps, 16 tiles)
+    pytest.param(1, 20, 13, 13, 1, 6, 4, "cross2d", torch.bfloat16, False, (32, 4, True),
+                 {"w_x_dtype": True, "tf32_w": True}, id="mma-13x13-cf-32x4"),
+    pytest.param(2, 24, 7, 7, 1, 12, 4, "cross2d", torch.float16, True, (16, 16, True), {"tf32_w": True},
+                 id="mma-7x7-16x16-R12"),
+    pytest.param(1, 37, 3, 11, 1, 3, 2, "bidi", torch.float16, False, (16, 8, True),
+                 {"softplus": False, "tf32_w": True}, id="mma-bidi-16x8"),
+    pytest.param(1, 70, 7, 7, 1, 48, 4, "cross2d", torch.float16, True, (32, 2, True), {"tf32_w": True},
+                 id="mma-R48"),
 ]
 
 
@@ -443,6 +460,23 @@ def test_sweep_forward_tiles(ops, tile, cl):
 
 
 @gpu
+@pytest.mark.parametrize("tile", ["16x4", "16x16", "32x2", "32x8"])
+@pytest.mark.parametrize("cl", [False, True])
+def test_sweep_forward_mma(ops, tile, cl):
+    """The sweep's dt projection on tensor cores (knob ss2d_sweep_mma; 16-bit xdbl, G >= 16), with tf32 weights as
+    its operands have them (with fp32 weights it differs from the float64 reference by the weights' rounding, 2^-11
+    of each term: GPU call 61 measured 1 element of 22230 past fp16's tolerance in the first case below). fp32 xdbl
+    keeps the FMA projection with the knob on."""
+    run = GpuRunner(ops, sweep=tile, mma=True)
+    run_check(run, 2, 19, 13, 45, 1, 6, 4, "cross2d", torch.float16, cl, tf32_w=True)
+    run_check(run, 1, 9, 11, 7, 1, 2, 2, "bidi", torch.bfloat16, cl, tf32_w=True)
+    run_check(run, 2, 200, 7, 7, 1, 48, 4, "cross2d", torch.float16, cl, tf32_w=True)
+    run_check(run, 2, 200, 7, 7, 1, 48, 4, "cross2d", torch.float16, cl, xdbl_fp32=True, tf32_w=True)
+    run_check(run, 1, 33, 14, 14, 1, 6, 4, "cross2d", torch.bfloat16, cl, w_x_dtype=True, tf32_w=True)
+    run_check(run, 1, 8, 1, 37, 1, 4, 1, "unidi", torch.float16, cl, with_D=False, with_bias=False, tf32_w=True)
+
+
+@gpu
 @pytest.mark.parametrize("cl", [False, True])
 def test_sweep_forward_auto_at_model_size(ops, cl):
     """The plan's own choice where the sweep applies (a block per SM: 48 batch rows x 12 channel groups of VMamba-T
@@ -458,11 +492,15 @@ def test_sweep_forward_auto_at_model_size(ops, cl):
     tiles = [f"{g}x{s}" for g in (8, 16, 32) for s in (1, 2, 4, 8, 16, 32) if 64 <= g * s <= 256]
     assert any(torch.equal(y, fwd(ss2d_fwd_sweep=t)) for t in tiles)
     whole_map = fwd(ss2d_fwd_sweep=0)
-    # the sweep's dt projection runs on tensor cores here (fp16 xdbl): tf32 weights, 10 mantissa bits (the unfused
-    # chain under autocast rounds them to fp16's 10); with the fp32 FMA projection it agrees to fp32 rounding
-    torch.testing.assert_close(y, whole_map, rtol=2e-3, atol=2e-3)
-    torch.testing.assert_close(fwd(ss2d_sweep_mma=False), whole_map, rtol=2e-4, atol=2e-4)
-    assert not torch.equal(y, fwd(ss2d_sweep_mma=False))  # the knob does switch the projection
+    torch.testing.assert_close(y, whole_map, rtol=2e-4, atol=2e-4)
+    # the dt projection on tensor cores (off by default: slower, GPU call 61) rounds the weights to tf32: it agrees
+    # with the whole-map forward of tf32 weights to fp32 rounding, and differs from the FMA projection
+    mma = fwd(ss2d_fwd_sweep="32x4", ss2d_sweep_mma=True)
+    assert not torch.equal(mma, fwd(ss2d_fwd_sweep="32x4"))
+    w32 = tf32_round(dt_w)
+    with vk.tuning("cuda", ss2d_fwd_sweep=0):
+        whole_map_tf32 = ops.ss2d_core_fwd(x, xdbl, w32, A, Dp, bias, "cross2d", cl, True, torch.float32)
+    torch.testing.assert_close(mma, whole_map_tf32, rtol=2e-4, atol=2e-4)
     # an explicit ss2d_fwd_seg (0: the whole-map kernel) takes precedence over the sweep's auto
     assert torch.equal(fwd(ss2d_fwd_seg=0), whole_map)
 

@@ -147,14 +147,16 @@ def test_backend_matches_torch_on_model(impl, name, dtype):
         f"{n} err {ex:.3e} torch {et:.3e} |ref| {s:.3g}" for _, n, ex, et, s in worst[:5])
 
 
-@pytest.mark.parametrize("tile", ["8x8", "16x4"])
+@pytest.mark.parametrize("tile", ["8x8", "16x4:mma"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
 @pytest.mark.parametrize("name", ["vmamba_t", "vmamba_s:cf"])
 def test_sweep_forward_on_model(name, dtype, tile):
     """The cuda fused core with its sweep forward forced (d_state 1 in every layer of these models; the plan's own
     choice needs a block per SM, more than batch 2 gives): logits and gradients within the same bounds as the other
-    backends, against float64. Tile 16x4 in fp16 runs the dt projection on tensor cores (8x8 and fp32: FMAs; 16x4 is
-    the largest 16-channel tile whose accumulator fits stage 1 of a 224 x 224 input)."""
+    backends, against float64. "16x4:mma" asks for the dt projection on tensor cores (knob ss2d_sweep_mma), which
+    fp16 runs (fp32 xdbl keeps FMAs); 16x4 is the largest 16-channel tile whose accumulator fits stage 1 of a
+    224 x 224 input."""
+    tile, _, mma = tile.partition(":")
     if "cuda" not in _gpu_backends() or not torch.cuda.is_available():
         pytest.skip("needs CUDA and the cuda backend")
     m, x, w, y64, g64, _ = _reference(name)
@@ -162,7 +164,7 @@ def test_sweep_forward_on_model(name, dtype, tile):
     yT, gT = _torch_run(name, dtype, "cuda:core")
     m.set_impl(_policy("cuda:core", _gpu_backends()["cuda"]))
     try:
-        with poisoned(), vk.tuning("cuda", ss2d_fwd_sweep=tile):
+        with poisoned(), vk.tuning("cuda", ss2d_fwd_sweep=tile, ss2d_sweep_mma=bool(mma) or None):
             yX, gX = _run(m, x, w, dtype)
     finally:
         m.set_impl("torch")

@@ -281,8 +281,10 @@ int seg_steps_for(bool bwd, const Common& p, const Device& dev, int dev_index) {
 // more channels), then the smaller S. The warp floor: with one 8-warp block per SM (VMamba-T stage 1's accumulator)
 // the sweep measured slower than the whole-map forward, with 16 it was the fastest fused forward (GPU calls 57-58,
 // before call 60's faster staging, which was not timed at stage 1: reports/logs/2026-12-06_sweep_forward.md).
-// The tile's dt projection runs on tensor cores where sweep_mma_applies (ss2d_core.h) on sm_80 and newer, unless
-// knob VMAMBA_SS2D_SWEEP_MMA is "0" (the FMA projection, to compare).
+// The tile's dt projection runs on tensor cores only where knob VMAMBA_SS2D_SWEEP_MMA is "1" (and sweep_mma_applies,
+// ss2d_core.h, on sm_80 and newer): it measured slower than the FMA projection at every VMamba-T stage (GPU call 61,
+// H100, fp16 channels-last, batch 128, the plan's tile: stage 2 0.971 vs 0.721 ms, 3 0.479 vs 0.446, 4 0.481 vs
+// 0.386; reports/logs/2026-12-06_sweep_forward.md).
 struct SweepTile {
   int G = 0, S = 0;
   bool mma = false;
@@ -290,7 +292,7 @@ struct SweepTile {
 constexpr int kSweepMinWarps = 16;
 
 bool sweep_mma_for(const Common& p, const Device& dev, int G) {
-  return sweep_mma_applies(G, p.xdbl_dtype) && dev.major >= 8 && knob(Knob::kSs2dSweepMma) != "0";
+  return sweep_mma_applies(G, p.xdbl_dtype) && dev.major >= 8 && knob(Knob::kSs2dSweepMma) == "1";
 }
 
 SweepTile sweep_tile(const Common& p, const Device& dev, int dev_index) {

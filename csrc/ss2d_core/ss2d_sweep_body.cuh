@@ -20,10 +20,11 @@
 // and output) and round-trips the row routes' sum through global memory; this one walks once, at the cost of a
 // map-sized accumulator per block, which bounds the map size it serves (the host plan checks it).
 //
-// The dt projection (step 1's heaviest part: R FMAs per step and channel) runs on tensor cores where
-// sweep_mma_applies (ss2d_core.h): each warp multiplies two 16-channel x 8-step tiles of the next iteration's
-// delta (warp_mma_tf32) during step 2 of the current one, into a delta buffer the next step 1 reads; no barrier is
-// added. Elsewhere (fp32 xdbl, G = 8) each thread forms its deltas with FMAs.
+// The dt projection (step 1's heaviest part: R FMAs per step and channel): each thread forms its deltas with FMAs,
+// or, with SweepParams.mma (knob ss2d_sweep_mma; sweep_mma_applies, ss2d_core.h), on tensor cores: each warp
+// multiplies two 16-channel x 8-step tiles of the next iteration's delta (warp_mma_tf32) during step 2 of the
+// current one, into a delta buffer the next step 1 reads; no barrier is added. The mma measured slower at every
+// VMamba-T stage (GPU call 61), so the plan leaves it off.
 //
 // Shared memory (floats): acc [L][G + 1]; xd [2][Rp + 2][row] (double-buffered iteration rows, transposed: dts rows
 // [0, R) then zero rows to Rp = sweep_rpad(R), the B row, the C row; row = S * kSweepItems + 4, so a thread's

@@ -171,7 +171,7 @@ class Emu:
                                DTYPE_CODE[xdbl.dtype], DTYPE_CODE[dt_w.dtype],
                                DTYPE_CODE[dy.dtype] if dy is not None else 0, DTYPE_CODE[out_dtype], warps,
                                int(smem_acc), splits, seg_steps, sweep[0], sweep[1],
-                               int(sweep[2]) if len(sweep) > 2 else -1, info, 512)
+                               int(sweep[2]) if len(sweep) > 2 else 0, info, 512)
         if rc != 0:
             raise RuntimeError(info.value.decode())
         return info.value.decode()
@@ -179,8 +179,7 @@ class Emu:
     def ss2d_core_fwd(self, x, xdbl, dt_w, A, D, delta_bias, mode, channels_last, softplus, out_dtype, warps=8,
                       smem_acc=True, seg_steps=0, sweep=(0, 0)):
         """sweep = (G, S) or (G, S, mma), G > 0: the sweep forward with that tile (ss2d_sweep_body.cuh, d_state 1; its
-        dt projection on tensor cores where sweep_mma_applies, or as mma says: False the FMA projection, True the mma
-        one); else seg_steps > 0:
+        dt projection with FMAs, or on tensor cores with mma True where sweep_mma_applies); else seg_steps > 0:
         the segmented forward with segments of that many positions (ss2d_seg_body.cuh); 0: the whole-map forward with
         `warps` channels per block and the shared or global accumulator."""
         y = poisoned(x.shape, out_dtype)

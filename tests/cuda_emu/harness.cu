@@ -183,9 +183,10 @@ int emu_ss2d(int bwd, const void* x, const void* xdbl, const void* dt_w, const f
     static_cast<Common&>(f) = static_cast<const Common&>(p);
     f.out = out; f.out_dtype = out_dtype;
     f.G = sweep_g; f.S = sweep_s; f.ngroups = int((D + sweep_g - 1) / sweep_g);
-    // sweep_mma: -1 the plan's rule, 0 the FMA projection, 1 the tensor-core one (G >= 16)
-    f.mma = sweep_mma < 0 ? sweep_mma_applies(sweep_g, xdbl_dtype) : sweep_mma != 0;
-    if (f.mma && sweep_g < 16) {
+    // sweep_mma: 0 the FMA projection (the plan's default), 1 the tensor-core one (G >= 16; 16-bit xdbl, else
+    // the FMA projection, as the plan's sweep_mma_for)
+    f.mma = sweep_mma != 0 && sweep_mma_applies(sweep_g, xdbl_dtype);
+    if (sweep_mma != 0 && sweep_g < 16) {
       say(info, info_len, "error: the tensor-core projection needs G >= 16, got %d", sweep_g);
       return 1;
     }

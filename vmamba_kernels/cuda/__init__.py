@@ -60,8 +60,8 @@ class CudaTuning:
     # the fused SS2D core's sweep forward (csrc/ss2d_core/ss2d_sweep_body.cuh, d_state 1): None / "auto" runs it
     # wherever it applies unless ss2d_fwd_seg is set; 0 turns it off; "GxS" (e.g. "8x32") forces that tile
     ss2d_fwd_sweep: Optional[object] = None
-    # the sweep forward's dt projection on tensor cores (tf32; G >= 16 and 16-bit xdbl): None where it applies,
-    # False the fp32 FMA projection
+    # the sweep forward's dt projection on tensor cores (tf32 weights; tiles with G >= 16 and 16-bit xdbl): True
+    # runs it; None / False the fp32 FMA projection (the mma measured slower: csrc/ss2d_core/ss2d_core.cpp)
     ss2d_sweep_mma: Optional[bool] = None
 
 
