@@ -104,32 +104,29 @@ VMAMBA_HD int64_t x_index(const SegParams& p, int64_t b, int64_t d, int pix) {
 }
 
 // Stage route k's xdbl rows of the segment's np positions (transposed, see the header) with G threads: batches of
-// 4 independent loads per thread, so that they are in flight together.
+// 4 independent loads per thread, so that they are in flight together. The loads are unconditional (indices past
+// the segment clamped to its last element) and converted at the store: a load converted inside its own branch
+// waits there for memory, which serialized the sweep forward's loads (GPU call 56,
+// reports/logs/2026-12-06_sweep_forward.md).
 template <typename T, class Ctx>
 VMAMBA_HD void seg_stage_t(const Ctx& ctx, const SegParams& p, const SegSmem& s, int64_t b, int k, int np,
                            const T* src) {
   const int C = p.C, R = p.R, R4 = seg_r4(p.R), PS = seg_ps(p.P), G = int(ctx.nthreads());
   const int total = np * C;
   for (int e0 = int(ctx.tid()); e0 < total; e0 += 4 * G) {
-    float v[4];
+    T raw[4];
     int row[4], col[4];
 #pragma unroll
     for (int q = 0; q < 4; ++q) {
-      const int e = e0 + q * G;
-      if (e < total) {
-        const int i = e / C, c = e - i * C;
-        row[q] = c < R ? c : R4 + (c - R);
-        col[q] = i;
-        v[q] = to_float(src[((b * p.L + s.pix[i]) * p.K + k) * C + c]);
-      } else {
-        row[q] = -1;
-        col[q] = 0;
-        v[q] = 0.f;
-      }
+      const int e = e0 + q * G < total ? e0 + q * G : total - 1;
+      const int i = e / C, c = e - i * C;
+      row[q] = e0 + q * G < total ? (c < R ? c : R4 + (c - R)) : -1;
+      col[q] = i;
+      raw[q] = src[((b * p.L + s.pix[i]) * p.K + k) * C + c];
     }
 #pragma unroll
     for (int q = 0; q < 4; ++q)
-      if (row[q] >= 0) s.xd[row[q] * PS + col[q]] = v[q];
+      if (row[q] >= 0) s.xd[row[q] * PS + col[q]] = to_float(raw[q]);
   }
 }
 
@@ -142,32 +139,30 @@ VMAMBA_HD void seg_stage(const Ctx& ctx, const SegParams& p, const SegSmem& s, i
 
 // Stage the block's region of a tensor of x's layout (its np positions x G channels, channels past D as 0) into
 // dst [P][G + 1] fp32, cooperatively: consecutive threads take consecutive channels (channels-last) or consecutive
-// positions (channels-first), 8 independent loads in flight per thread. The backward's walks read shared memory
-// only. The forward reads x in its walk: staging it too doubles the block's shared memory, and that measured slower
+// positions (channels-first), 8 independent loads in flight per thread (unconditional, at clamped indices, as in
+// seg_stage_t). The backward's walks read shared memory only. The forward reads x in its walk: staging it too doubles the block's shared memory, and that measured slower
 // (GPU call 54, reports/logs/2026-12-06_segmented_core.md).
 template <typename T, class Ctx>
 VMAMBA_HD void seg_stage_map_t(const Ctx& ctx, const SegParams& p, const T* src, int64_t b, int g, int np,
                                const int* pix, float* dst) {
   const int G = int(ctx.nthreads()), total = np * G;
   for (int e0 = int(ctx.tid()); e0 < total; e0 += 8 * G) {
-    float v[8];
+    T raw[8];
     int at[8];
+    bool on[8];  // a real channel (d < D; else the value stages as 0)
 #pragma unroll
     for (int q = 0; q < 8; ++q) {
-      const int e = e0 + q * G;
-      at[q] = -1;
-      v[q] = 0.f;
-      if (e < total) {
-        int i, tt;
-        if (p.channels_last) { i = e / G; tt = e - i * G; } else { tt = e / np; i = e - tt * np; }
-        const int64_t d = int64_t(g) * G + tt;
-        at[q] = i * (G + 1) + tt;
-        if (d < p.D) v[q] = to_float(src[x_index(p, b, d, pix[i])]);
-      }
+      const int e = e0 + q * G < total ? e0 + q * G : total - 1;
+      int i, tt;
+      if (p.channels_last) { i = e / G; tt = e - i * G; } else { tt = e / np; i = e - tt * np; }
+      const int64_t d = int64_t(g) * G + tt;
+      at[q] = e0 + q * G < total ? i * (G + 1) + tt : -1;
+      on[q] = d < p.D;
+      raw[q] = src[x_index(p, b, on[q] ? d : p.D - 1, pix[i])];
     }
 #pragma unroll
     for (int q = 0; q < 8; ++q)
-      if (at[q] >= 0) dst[at[q]] = v[q];
+      if (at[q] >= 0) dst[at[q]] = on[q] ? to_float(raw[q]) : 0.f;
   }
 }
 
@@ -195,9 +190,12 @@ VMAMBA_HD void seg_walk(const SegParams& p, const SegSmem& s, int t, int G, int6
   for (int g0 = 0; g0 < ng; ++g0) {
     const int p0 = (REV ? ng - 1 - g0 : g0) * 4;
     float u[4], v[4], dt[4], y[4];
+    TX xr[4];  // loaded unconditionally (positions past the segment clamped to its last), converted after
+#pragma unroll
+    for (int q = 0; q < 4; ++q) xr[q] = x[x_index(p, b, dc, s.pix[p0 + q < np ? p0 + q : np - 1])];
 #pragma unroll
     for (int q = 0; q < 4; ++q) {
-      u[q] = p0 + q < np ? to_float(x[x_index(p, b, dc, s.pix[p0 + q])]) : 0.f;
+      u[q] = p0 + q < np ? to_float(xr[q]) : 0.f;
       v[q] = rc.bias;
     }
     for (int r = 0; r < R4; r += 4) {
@@ -291,7 +289,11 @@ struct SegBody {
     for (int e = t; e < (R4 + 2 * N) * PS; e += G) s.xd[e] = 0.f;
     ctx.sync();
     if (OUT && pass > 0) {
-      for (int i = 0; i < np; ++i) s.acc[i * (G + 1) + t] = active ? p.partial[(b * p.L + s.pix[i]) * p.D + d] : 0.f;
+#pragma unroll 4
+      for (int i = 0; i < np; ++i) {
+        const float v = p.partial[(b * p.L + s.pix[i]) * p.D + dc];  // unconditional: the loads go together
+        s.acc[i * (G + 1) + t] = active ? v : 0.f;
+      }
     }
 
     int ri = 0;  // the pass's route number
