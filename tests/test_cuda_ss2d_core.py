@@ -257,7 +257,7 @@ def test_emulated_against_float64_composition(emu, batch, D, H, W, N, R, K, mode
 
 # the segmented forward (ss2d_seg_body.cuh): segments that split the map unevenly (and not by 4), one-position
 # segments, one segment for the map (no transfer / prefix), more channels than one block, every mode and d_state
-# bucket, both layouts, the row pass alone (bidi, unidi) and both passes (cross2d)
+# bucket, both layouts, the row pass alone (bidi, unidi) and both passes (cross2d), more partial-sum rows than a chunk
 SEG_EMU_CASES = [
     # batch, D, H, W, N, R, K, mode, dtype, channels_last, steps per segment, options
     pytest.param(1, 3, 7, 7, 1, 2, 4, "cross2d", torch.float32, False, 10, {}, id="7x7-seg10"),
@@ -272,6 +272,8 @@ SEG_EMU_CASES = [
     pytest.param(1, 8, 14, 14, 1, 7, 4, "unidi", torch.float16, False, 196, {}, id="unidi-K4-one-seg"),
     pytest.param(1, 133, 7, 7, 1, 9, 4, "cross2d", torch.float16, True, 49, {}, id="D133-two-groups-one-seg"),
     pytest.param(1, 150, 5, 9, 4, 5, 4, "cross2d", torch.float32, False, 12, {}, id="D150-cf-groups"),
+    # batch x segments = 180 rows of partial sums: the backward's two-level sum (chunks of kSumChunk = 64 rows)
+    pytest.param(2, 3, 9, 10, 1, 2, 4, "cross2d", torch.float16, True, 1, {}, id="seg1-chunked-sums"),
 ]
 
 
@@ -581,8 +583,13 @@ def test_more_than_2_31_elements(ops):
         assert torch.equal(y[tail], y_tail)
         del y, y_tail
     dy = torch.randn(x.shape, device="cuda", dtype=torch.float16)
-    dx, dxdbl = ops.ss2d_core_bwd(x, xdbl, dt_w, A, Dp, bias, dy, "cross2d", True, True)[:2]
-    dx_t, dxdbl_t = ops.ss2d_core_bwd(x[tail].contiguous(), xdbl[tail].contiguous(), dt_w, A, Dp, bias,
-                                      dy[tail].contiguous(), "cross2d", True, True)[:2]
-    assert torch.equal(dx[tail], dx_t)
-    assert torch.allclose(dxdbl[tail], dxdbl_t, rtol=1e-5, atol=1e-5)  # split sums may group differently
+    # the whole-map backward and the segmented one (whose partial sums over batch x 256 segments need more rows per
+    # chunk than kSumChunk to keep the chunks under the grid's y limit)
+    for bwd_seg in (0, "auto"):
+        with vk.tuning("cuda", ss2d_bwd_seg=bwd_seg):
+            dx, dxdbl = ops.ss2d_core_bwd(x, xdbl, dt_w, A, Dp, bias, dy, "cross2d", True, True)[:2]
+            dx_t, dxdbl_t = ops.ss2d_core_bwd(x[tail].contiguous(), xdbl[tail].contiguous(), dt_w, A, Dp, bias,
+                                              dy[tail].contiguous(), "cross2d", True, True)[:2]
+        assert torch.equal(dx[tail], dx_t)
+        assert torch.allclose(dxdbl[tail], dxdbl_t, rtol=1e-5, atol=1e-5)  # split sums may group differently
+        del dx, dxdbl, dx_t, dxdbl_t

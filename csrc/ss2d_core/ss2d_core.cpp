@@ -445,7 +445,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     sp.softplus = delta_softplus;
     seg_bwd_geometry(sp, steps);
     check_blocks(p.batch * sp.nseg * sp.ngroups * sp.npass);
-    const int64_t rows = p.batch * sp.nseg, chunks = (rows + kSumChunk - 1) / kSumChunk;
+    const int64_t rows = p.batch * sp.nseg, chunks = sum_chunks(rows);
     at::Tensor T = sp.nseg > 1 ? at::empty({p.batch, p.K, sp.nseg, sp.tc, p.D}, f32) : at::Tensor();
     at::Tensor partial = sp.npass > 1 ? at::empty({p.batch, p.L, p.D}, f32) : at::Tensor();
     at::Tensor part_x = sp.ngroups > 1 ? at::empty({sp.ngroups, p.batch, p.L, p.K, p.C}, f32) : at::Tensor();

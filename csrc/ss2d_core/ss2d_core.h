@@ -170,9 +170,20 @@ struct SegBwdParams : SegParams {
   float* part_D = nullptr;      // (B * nseg, K*D)
   float* part_bias = nullptr;   // (B * nseg, K*D)
   float* part_w = nullptr;      // (B * nseg, K*D*R)
-  float* sum_scratch = nullptr;  // (ceil(B * nseg / kSumChunk), K*D*(N + 2 + R)): the first level of those sums
+  float* sum_scratch = nullptr;  // (sum_chunks(B * nseg), K*D*max(N, R)): the first level of those sums
 };
-constexpr int kSumChunk = 64;  // rows per first-level block of the partial sums
+// Rows per first-level chunk of the partial sums: kSumChunk, more where the chunks would pass the grid's y limit
+// of 65535 (the chunks are the grid's y; batch 65538 x 256 segments made 262k of them: "invalid argument")
+constexpr int kSumChunk = 64;
+constexpr int64_t kMaxGridY = 65535;
+inline VMAMBA_HOST_DEVICE int64_t sum_chunk_rows(int64_t rows) {
+  const int64_t least = (rows + kMaxGridY - 1) / kMaxGridY;
+  return least > kSumChunk ? least : kSumChunk;
+}
+inline VMAMBA_HOST_DEVICE int64_t sum_chunks(int64_t rows) {
+  const int64_t c = sum_chunk_rows(rows);
+  return (rows + c - 1) / c;
+}
 
 inline VMAMBA_HOST_DEVICE size_t seg_bwd_smem_floats(int P, int G, int R, int N) {
   // hs, r2, dl, dd, dxa, uu, dyy: [P][G + 1] each

@@ -272,10 +272,11 @@ struct SegBwdBody {
   }
 };
 
-// out2[c, e] = sum of part[r, e] over the rows r of chunk c (kSumChunk rows), in order; grid: (e blocks, chunks)
+// out2[c, e] = sum of part[r, e] over the rows r of chunk c (`chunk` rows: sum_chunk_rows), in order; grid:
+// (e blocks, chunks)
 struct SumChunksArgs {
   const float* part = nullptr;
-  int64_t rows = 0, n = 0;
+  int64_t rows = 0, n = 0, chunk = kSumChunk;
   float* out = nullptr;
 };
 
@@ -288,23 +289,24 @@ struct SumChunksBody {
     const int64_t e = int64_t(ctx.block()) * ctx.nthreads() + ctx.tid();
     if (e >= a.n) return;
     const int64_t c = ctx.block_y();
-    const int64_t r1 = (c + 1) * kSumChunk < a.rows ? (c + 1) * kSumChunk : a.rows;
+    const int64_t r1 = (c + 1) * a.chunk < a.rows ? (c + 1) * a.chunk : a.rows;
     float acc = 0.f;
-    for (int64_t r = c * kSumChunk; r < r1; ++r) acc += a.part[r * a.n + e];
+    for (int64_t r = c * a.chunk; r < r1; ++r) acc += a.part[r * a.n + e];
     a.out[c * a.n + e] = acc;
   }
 };
 
 namespace {
 
-// out = the sum over rows of part (rows, n), in two fixed-order levels (chunks of kSumChunk rows, then the chunks)
+// out = the sum over rows of part (rows, n), in two fixed-order levels (chunks of sum_chunk_rows(rows) rows, then
+// the chunks)
 template <class Exec>
 cudaError_t sum_rows2(const Exec& ex, const float* part, int64_t rows, int64_t n, float* scratch, float* out) {
   if (n <= 0 || out == nullptr) return cudaSuccess;
-  const int64_t chunks = (rows + kSumChunk - 1) / kSumChunk;
+  const int64_t chunks = sum_chunks(rows);
   if (chunks <= 1) return sum_rows(ex, part, rows, n, out);
   cudaError_t e = ex.template launch<SumChunksBody>(dim3(unsigned((n + 255) / 256), unsigned(chunks)), 256, 0,
-                                                    SumChunksArgs{part, rows, n, scratch});
+                                                    SumChunksArgs{part, rows, n, sum_chunk_rows(rows), scratch});
   if (e == cudaSuccess) e = sum_rows(ex, scratch, chunks, n, out);
   return e;
 }

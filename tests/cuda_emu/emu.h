@@ -169,6 +169,7 @@ struct EmuExec {
   cudaError_t launch(dim3 grid, unsigned threads, size_t smem_bytes, const typename K::Args& a) const {
     if (threads == 0 || threads > 1024 || threads > unsigned(K::kMaxThreads)) return cudaErrorInvalidConfiguration;
     if (smem_bytes > 227 * 1024) return cudaErrorInvalidValue;
+    if (grid.y > 65535 || grid.z > 65535) return cudaErrorInvalidValue;  // the GPU's grid limits
     ++launches;
     if (smem_bytes > max_smem) max_smem = smem_bytes;
     smem.assign(smem_bytes + 16, 0xFF);

@@ -217,7 +217,7 @@ int emu_ss2d(int bwd, const void* x, const void* xdbl, const void* dt_w, const f
     SegBwdParams f;
     static_cast<Common&>(f) = static_cast<const Common&>(p);
     seg_bwd_geometry(f, seg_steps > p.L ? int(p.L) : seg_steps);
-    const int64_t KD = int64_t(K) * D, rows = B * f.nseg, chunks = (rows + kSumChunk - 1) / kSumChunk;
+    const int64_t KD = int64_t(K) * D, rows = B * f.nseg, chunks = sum_chunks(rows);
     std::vector<float> T(size_t(B * K * f.nseg * f.tc * D) + 1, nan), partial(size_t(B * p.L * D) + 1, nan);
     std::vector<float> part_x(f.ngroups > 1 ? size_t(f.ngroups * B * p.L * K * p.C) + 1 : 1, nan);
     std::vector<float> parts(size_t(rows * KD * (N + 2 + R)) + 1, nan);
