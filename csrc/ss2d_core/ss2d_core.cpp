@@ -282,9 +282,8 @@ int seg_steps_for(bool bwd, const Common& p, const Device& dev, int dev_index) {
 // the sweep measured slower than the whole-map forward, with 16 it was the fastest fused forward (GPU calls 57-58,
 // before call 60's faster staging, which was not timed at stage 1: reports/logs/2026-12-06_sweep_forward.md).
 // The tile's dt projection runs on tensor cores only where knob VMAMBA_SS2D_SWEEP_MMA is "1" (and sweep_mma_applies,
-// ss2d_core.h, on sm_80 and newer): it measured slower than the FMA projection at every VMamba-T stage (GPU call 61,
-// H100, fp16 channels-last, batch 128, the plan's tile: stage 2 0.971 vs 0.721 ms, 3 0.479 vs 0.446, 4 0.481 vs
-// 0.386; reports/logs/2026-12-06_sweep_forward.md).
+// ss2d_core.h, on sm_80 and newer): it measured slower than the FMA projection at every VMamba-T stage
+// (reports/tuning.md, "fused SS2D core, sweep forward").
 struct SweepTile {
   int G = 0, S = 0;
   bool mma = false;

@@ -140,8 +140,9 @@ VMAMBA_HD void seg_stage(const Ctx& ctx, const SegParams& p, const SegSmem& s, i
 // Stage the block's region of a tensor of x's layout (its np positions x G channels, channels past D as 0) into
 // dst [P][G + 1] fp32, cooperatively: consecutive threads take consecutive channels (channels-last) or consecutive
 // positions (channels-first), 8 independent loads in flight per thread (unconditional, at clamped indices, as in
-// seg_stage_t). The backward's walks read shared memory only. The forward reads x in its walk: staging it too doubles the block's shared memory, and that measured slower
-// (GPU call 54, reports/logs/2026-12-06_segmented_core.md).
+// seg_stage_t). The backward's walks read shared memory only. The forward reads x in its walk: staging it too
+// doubles the block's shared memory, and that measured slower (GPU call 54,
+// reports/logs/2026-12-06_segmented_core.md).
 template <typename T, class Ctx>
 VMAMBA_HD void seg_stage_map_t(const Ctx& ctx, const SegParams& p, const T* src, int64_t b, int g, int np,
                                const int* pix, float* dst) {
