@@ -18,8 +18,9 @@ Each tool runs `python -m bench.sanitize --cases [--ops ...]` under `compute-san
 * ss2d_core: the fused SS2D core forward and backward (gradients of x, both projection weights, A, D and
   delta_bias) for fp32/fp16/bf16, every mode, both layouts, maps 1x1, 7x7, 5x13, 13x1, 1x9 and 17x19 (two
   scan chunks), batch 1 and 2, d_state 1, 4 and 16 (the cuda impl's range is 1..16), several channel tiles;
-  no D / no delta_bias, float32 out_dtype, weights in x's dtype, softplus off; then the whole-map forward with the 4- and 8-channel tiles and the global route
-  accumulator, several backward splits, and the segmented forward and backward with one-position, uneven
+  no D / no delta_bias, float32 out_dtype, weights in x's dtype, softplus off (the plan's kernels: the
+  segmented backward); then the whole-map forward and backward with the 4- and 8-channel tiles and the global
+  route accumulator, several backward splits, and the segmented forward and backward with one-position, uneven
   and planner-chosen segments and several channel groups, and the sweep forward with its tile forced
   (vk.tuning("cuda", ss2d_fwd_sweep / ss2d_fwd_seg / ss2d_bwd_seg / ss2d_warps / ss2d_global_acc /
   ss2d_bwd_splits)). Its backward has no separate deterministic variant

@@ -338,9 +338,11 @@ def test_emulated_backward_is_bitwise_deterministic(emu):
 # ---- GPU: the extension's ops ---------------------------------------------------------------------------------
 @gpu
 @pytest.mark.parametrize("batch,D,H,W,N,R,K,mode,dtype,cl,w_x,xdbl32,out32,with_D,with_bias,softplus", _grid())
+@pytest.mark.parametrize("bwd_seg", [None, 0], ids=["plan", "whole-map-bwd"])
 def test_against_float64_composition(ops, batch, D, H, W, N, R, K, mode, dtype, cl, w_x, xdbl32, out32, with_D,
-                                     with_bias, softplus):
-    run_check(GpuRunner(ops), batch, D, H, W, N, R, K, mode, dtype, cl, w_x_dtype=w_x, xdbl_fp32=xdbl32,
+                                     with_bias, softplus, bwd_seg):
+    """The plan's kernels (the segmented backward by default), and the whole-map backward forced."""
+    run_check(GpuRunner(ops, bwd_seg=bwd_seg), batch, D, H, W, N, R, K, mode, dtype, cl, w_x_dtype=w_x, xdbl_fp32=xdbl32,
               out_fp32=out32, with_D=with_D, with_bias=with_bias, softplus=softplus)
 
 
@@ -524,17 +526,44 @@ def test_sweep_knob_errors(ops):
 
 @gpu
 @pytest.mark.parametrize("cl", [False, True])
-def test_backward_is_bitwise_deterministic(ops, cl):
+@pytest.mark.parametrize("bwd_seg", [None, 0], ids=["plan", "whole-map-bwd"])
+def test_backward_is_bitwise_deterministic(ops, cl, bwd_seg):
     x, xdbl, dt_w, A, Dp, bias = make_case(3, 40, 23, 29, 1, 6, 4, torch.float16, channels_last=cl)
-    y = ops.ss2d_core_fwd(x, xdbl, dt_w, A, Dp, bias, "cross2d", cl, True, torch.float16)
-    dy = torch.randn_like(y)
-    first = ops.ss2d_core_bwd(x, xdbl, dt_w, A, Dp, bias, dy, "cross2d", cl, True)
-    for _ in range(2):
-        again = ops.ss2d_core_bwd(x, xdbl, dt_w, A, Dp, bias, dy, "cross2d", cl, True)
-        for a, b in zip(first, again):
-            assert torch.equal(a, b)
-    y2 = ops.ss2d_core_fwd(x, xdbl, dt_w, A, Dp, bias, "cross2d", cl, True, torch.float16)
+    with vk.tuning("cuda", ss2d_bwd_seg=bwd_seg):
+        y = ops.ss2d_core_fwd(x, xdbl, dt_w, A, Dp, bias, "cross2d", cl, True, torch.float16)
+        dy = torch.randn_like(y)
+        first = ops.ss2d_core_bwd(x, xdbl, dt_w, A, Dp, bias, dy, "cross2d", cl, True)
+        for _ in range(2):
+            again = ops.ss2d_core_bwd(x, xdbl, dt_w, A, Dp, bias, dy, "cross2d", cl, True)
+            for a, b in zip(first, again):
+                assert torch.equal(a, b)
+        y2 = ops.ss2d_core_fwd(x, xdbl, dt_w, A, Dp, bias, "cross2d", cl, True, torch.float16)
     assert torch.equal(y, y2)
+
+
+@gpu
+def test_backward_default_plan(ops):
+    """Unset, the backward is the segmented one ("auto"); a whole-map-only knob (tile size, global accumulator,
+    splits) set alone asks for the whole-map backward. Told apart by their results: the two kernels sum the
+    gradients in different orders."""
+    x, xdbl, dt_w, A, Dp, bias = make_case(2, 24, 13, 17, 1, 3, 4, torch.float16, channels_last=True)
+    dy = torch.randn_like(x)
+
+    def bwd(**knobs):
+        with vk.tuning("cuda", **knobs):
+            return ops.ss2d_core_bwd(x, xdbl, dt_w, A, Dp, bias, dy, "cross2d", True, True)
+
+    def same(a, b):
+        return all(torch.equal(u, v) for u, v in zip(a, b))
+
+    plan, seg, whole = bwd(), bwd(ss2d_bwd_seg="auto"), bwd(ss2d_bwd_seg=0)
+    assert same(plan, seg)
+    assert not same(seg, whole)
+    for knobs in ({"ss2d_warps": 8}, {"ss2d_global_acc": True}, {"ss2d_bwd_splits": 1}):
+        assert same(bwd(**knobs), bwd(ss2d_bwd_seg=0, **knobs)), knobs
+        assert not same(bwd(**knobs), seg), knobs
+    # ss2d_global_acc=False does not ask for anything: the plan's backward
+    assert same(bwd(ss2d_global_acc=False), seg)
 
 
 @gpu

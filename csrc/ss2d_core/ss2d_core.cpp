@@ -226,19 +226,25 @@ void check_blocks(int64_t blocks) {
 }
 
 // The segmented forward's / backward's positions per segment (0: the whole-map kernels). Knobs
-// VMAMBA_SS2D_FWD_SEG / VMAMBA_SS2D_BWD_SEG: unset or 0, the whole-map kernels; n > 0, segments of n positions;
-// "auto": one segment for the map (no transfer or prefix kernel) where its block leaves at least kSegOneMinBlocks
-// blocks per SM, else segments of about kSegSteps (forward) / kSegBwdSteps (backward) positions, fewer while the
-// block's shared memory exceeds the device's or leaves fewer than kSegMinBlocks blocks per SM. Anything else is an
-// error. Constants from GPU call 53 (H100, VMamba-T b128 forward, reports/logs/2026-12-06_segmented_core.md): 32
-// positions beat 64 and 128 at stages 1-3, and stage 4 in one segment beat two (0.39 against 1.17 ms).
+// VMAMBA_SS2D_FWD_SEG / VMAMBA_SS2D_BWD_SEG: 0, the whole-map kernels; n > 0, segments of n positions; "auto": one
+// segment for the map (no transfer or prefix kernel) where its block leaves at least kSegOneMinBlocks blocks per SM,
+// else segments of about kSegSteps (forward) / kSegBwdSteps (backward) positions, fewer while the block's shared
+// memory exceeds the device's or leaves fewer than kSegMinBlocks blocks per SM; anything else is an error. Unset:
+// the forward whole-map, the backward "auto" (measured 1.2-2.2x faster than the whole-map backward at every
+// VMamba-T stage, GPU call 63, channels-last), unless a whole-map-only knob is set (VMAMBA_SS2D_WARPS,
+// VMAMBA_SS2D_GLOBAL_ACC=1, VMAMBA_SS2D_BWD_SPLITS), which asks for the whole-map backward. Constants from GPU
+// call 53 (H100, VMamba-T b128 forward, reports/logs/2026-12-06_segmented_core.md): 32 positions beat 64 and 128
+// at stages 1-3, and stage 4 in one segment beat two (0.39 against 1.17 ms).
 constexpr int kSegSteps = 32;
 constexpr int kSegBwdSteps = 16;
 constexpr int kSegMinBlocks = 4;
 constexpr int kSegOneMinBlocks = 2;
 
 int seg_steps_for(bool bwd, const Common& p, const Device& dev, int dev_index) {
-  const std::string forced = knob(bwd ? Knob::kSs2dBwdSeg : Knob::kSs2dFwdSeg);
+  std::string forced = knob(bwd ? Knob::kSs2dBwdSeg : Knob::kSs2dFwdSeg);
+  if (bwd && forced.empty() && knob(Knob::kSs2dWarps).empty() && knob(Knob::kSs2dGlobalAcc) != "1" &&
+      knob(Knob::kSs2dBwdSplits).empty())
+    forced = "auto";
   if (forced.empty() || forced == "0") return 0;
   const char* name = bwd ? "VMAMBA_SS2D_BWD_SEG" : "VMAMBA_SS2D_FWD_SEG";
   const int G = seg_group(p.D);

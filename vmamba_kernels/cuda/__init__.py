@@ -55,7 +55,8 @@ class CudaTuning:
     # planner's size) runs the segmented forward; 0 the whole-map forward, where ss2d_warps and ss2d_global_acc apply
     ss2d_fwd_seg: Optional[object] = None
     # the same for the backward (csrc/ss2d_core/ss2d_seg_bwd_body.cuh): n > 0 or "auto" runs the segmented backward;
-    # 0 the whole-map backward, where ss2d_warps, ss2d_global_acc and ss2d_bwd_splits apply
+    # 0 the whole-map backward, where ss2d_warps, ss2d_global_acc and ss2d_bwd_splits apply. None: "auto" (the
+    # default), or the whole-map backward where ss2d_warps, ss2d_global_acc=True or ss2d_bwd_splits is set
     ss2d_bwd_seg: Optional[object] = None
     # the fused SS2D core's sweep forward (csrc/ss2d_core/ss2d_sweep_body.cuh, d_state 1): None / "auto" runs it
     # wherever it applies unless ss2d_fwd_seg is set; 0 turns it off; "GxS" (e.g. "8x32") forces that tile
