@@ -75,6 +75,13 @@ def cuda_sources(root: str = ROOT, only=None) -> list:
     return rel
 
 
+def folder_defines(sources) -> list:
+    """-DVMAMBA_WITH_<FOLDER> for each csrc/ op folder among `sources`: module.cpp binds only the entry points of
+    the ops that are built (VMAMBA_KERNELS_ONLY may leave some out)."""
+    folders = sorted({f.split("/")[1] for f in sources if f.count("/") >= 2 and not f.startswith("csrc/common/")})
+    return [f"-DVMAMBA_WITH_{f.upper()}" for f in folders]
+
+
 # ---- finding the CUDA toolkit -------------------------------------------------------------------
 def _is_toolkit(path: str) -> bool:
     return bool(path) and os.path.isfile(os.path.join(path, "bin", "nvcc")) and os.path.isdir(
@@ -236,7 +243,7 @@ def extension_modules():
     os.environ["TORCH_CUDA_ARCH_LIST"] = archs
     sources = cuda_sources()
     _say(f"building {EXT_NAME} from {len(sources)} sources: {' '.join(sources)}")
-    defines = [f"-DVMAMBA_BUILD_ARCHS={_arch_token(archs)}", "-DVMAMBA_BUILDER=setup.py"]
+    defines = [f"-DVMAMBA_BUILD_ARCHS={_arch_token(archs)}", "-DVMAMBA_BUILDER=setup.py"] + folder_defines(sources)
     ext = CUDAExtension(EXT_NAME, sources, extra_compile_args={"cxx": CXX_FLAGS + defines, "nvcc": NVCC_FLAGS + defines})
 
     class BuildExt(BuildExtension):

@@ -18,7 +18,9 @@ back to back, no CUDA graph, in `--rounds` rounds, and reports
 The breakdown rows (path "validate", "choose", "library_op", "raw") time the pieces alone: the argument check,
 check + backend choice, the backend's torch.library op called directly (what bench.kernels times), and the
 backend's raw forward function (output allocation, launch configuration, the launches). For triton, path
-"raw_jit_run" is the raw function with direct launches off (every launch through JITFunction.run).
+"raw_jit_run" is the raw function with direct launches off (every launch through JITFunction.run); for cuda,
+path "raw_dispatcher" is the raw function calling torch.ops.vmamba_cuda.* instead of the extension's direct
+bindings (csrc/ops.h).
 
 `--mock` swaps the impl's raw kernels for stand-ins that only allocate their outputs (torch.empty):
 host_us then measures the project's Python machinery around a launch, runnable and meaningful on a
@@ -232,12 +234,18 @@ def time_calls(fn: Callable, device, calls: int, warmup: int = 5, rounds: int = 
 
 
 def _launch_mode(path: str):
-    """raw_jit_run: the triton backend with direct launches off (vmamba_kernels/triton/fast_launch.py)."""
-    if path != "raw_jit_run":
-        return contextlib.nullcontext()
-    import vmamba_kernels as vk  # noqa: PLC0415
+    """raw_jit_run: the triton backend with direct launches off (vmamba_kernels/triton/fast_launch.py);
+    raw_dispatcher: the cuda backend's raw functions through torch.ops.vmamba_cuda instead of the extension's direct
+    bindings (vmamba_kernels/cuda/extension.py)."""
+    if path == "raw_jit_run":
+        import vmamba_kernels as vk  # noqa: PLC0415
 
-    return vk.tuning("triton", fast_launch=False)
+        return vk.tuning("triton", fast_launch=False)
+    if path == "raw_dispatcher":
+        from vmamba_kernels.cuda import extension  # noqa: PLC0415
+
+        return extension.dispatcher_calls()
+    return contextlib.nullcontext()
 
 
 def measure(ops, impls, shapes, device, dtype, calls: int, mock: bool, breakdown: bool = True, rounds: int = 1) -> list:
@@ -267,6 +275,8 @@ def measure(ops, impls, shapes, device, dtype, calls: int, mock: bool, breakdown
                                        ("library_op", case.library_op), ("raw", case.raw)]
                             if impl == "triton" and not mock:  # the same launches through JITFunction.run
                                 pieces.append(("raw_jit_run", case.raw))
+                            if impl == "cuda" and not mock:  # the same entry points through the dispatcher
+                                pieces.append(("raw_dispatcher", case.raw))
                         for path, fn in pieces:
                             try:
                                 with _launch_mode(path):

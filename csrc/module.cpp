@@ -3,7 +3,8 @@
 // vmamba_cuda, CUDA, m)); importing this module (after `import torch`) makes them appear under
 // torch.ops.vmamba_cuda. The same sources built by CMakeLists.txt (VMAMBA_NO_PYTHON) give a plain
 // shared library for torch.ops.load_library; build_info is then available as an op only.
-// Also here: the knob ops (common/knobs.h), vmamba_cuda::set_knob(name, value) and vmamba_cuda::knobs().
+// Also here: the knob ops (common/knobs.h), vmamba_cuda::set_knob(name, value) and vmamba_cuda::knobs(), and the
+// Python module's direct bindings of every op's entry point (ops.h).
 #include <cuda_runtime_api.h>
 #include <c10/util/Exception.h>
 #include <torch/library.h>
@@ -47,10 +48,39 @@ TORCH_LIBRARY_FRAGMENT(vmamba_cuda, m) {
 }
 
 #ifndef VMAMBA_NO_PYTHON
-#include <pybind11/pybind11.h>
+#include <torch/extension.h>  // pybind11 with torch's type casters (Tensor, optional, dtype)
+
+#include "ops.h"
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.doc() = "vmamba_kernels CUDA extension: ops live under torch.ops.vmamba_cuda";
+  m.doc() = "vmamba_kernels CUDA extension: ops under torch.ops.vmamba_cuda, and the same entry points bound "
+            "directly here (no dispatcher)";
+  // Direct bindings of the ops' entry points (csrc/ops.h), the same C++ functions as torch.ops.vmamba_cuda.*:
+  // vmamba_kernels/cuda/extension.py calls these. The GIL is released as the dispatcher's calls release it
+  // (a launch may wait on a full launch queue).
+  // setup.py defines VMAMBA_WITH_<FOLDER> for each op folder it builds.
+  using release = pybind11::call_guard<pybind11::gil_scoped_release>;
+#ifdef VMAMBA_WITH_SELECTIVE_SCAN
+  m.def("selective_scan_fwd", &vmamba::scan::selective_scan_fwd, release());
+  m.def("selective_scan_bwd", &vmamba::scan::selective_scan_bwd, release());
+#endif
+#ifdef VMAMBA_WITH_CROSS_SCAN
+  m.def("cross_scan", &vmamba::cross::cross_scan, release());
+  m.def("cross_merge", &vmamba::cross::cross_merge, release());
+#endif
+#ifdef VMAMBA_WITH_LAYER_NORM
+  m.def("add_layer_norm_fwd", &vmamba::ln::add_layer_norm_fwd, release());
+  m.def("add_layer_norm_infer", &vmamba::ln::add_layer_norm_infer, release());
+  m.def("add_layer_norm_bwd", &vmamba::ln::add_layer_norm_bwd, release());
+#endif
+#ifdef VMAMBA_WITH_DWCONV
+  m.def("dwconv2d_fwd", &vmamba::dw::dwconv2d_fwd, release());
+  m.def("dwconv2d_bwd", &vmamba::dw::dwconv2d_bwd, release());
+#endif
+#ifdef VMAMBA_WITH_SS2D_CORE
+  m.def("ss2d_core_fwd", &vmamba::ss2d::ss2d_core_fwd, release());
+  m.def("ss2d_core_bwd", &vmamba::ss2d::ss2d_core_bwd, release());
+#endif
   m.def("build_info", [] {
     pybind11::dict d;
     std::string s = build_info_string();

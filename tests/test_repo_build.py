@@ -68,6 +68,18 @@ def test_only_filter_keeps_module_common_and_named_folders():
     assert not any(s.startswith(("csrc/cross_scan/", "csrc/selective_scan/")) for s in srcs)
 
 
+def test_folder_defines_name_the_built_op_folders():
+    """module.cpp binds an op's entry points only under VMAMBA_WITH_<FOLDER> (a partial build has no others to
+    link); every folder with entry points in csrc/ops.h has its define in a full build."""
+    full = setup_py.folder_defines(setup_py.cuda_sources())
+    assert full == [f"-DVMAMBA_WITH_{f}" for f in ("CROSS_SCAN", "DWCONV", "LAYER_NORM", "SELECTIVE_SCAN", "SS2D_CORE")]
+    assert setup_py.folder_defines(setup_py.cuda_sources(only="cross_scan")) == ["-DVMAMBA_WITH_CROSS_SCAN"]
+    with open(os.path.join(ROOT, "csrc", "module.cpp")) as f:
+        module = f.read()
+    for d in full:
+        assert f"#ifdef {d[2:]}" in module
+
+
 def test_cmake_reads_setup_py_list():
     text = open(os.path.join(ROOT, "CMakeLists.txt")).read()
     assert "setup.py --list-sources" in text

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "../common/common.h"
+#include "../ops.h"
 #include "cross_scan.h"
 
 namespace vmamba {
@@ -29,6 +30,9 @@ int dtype_code(const at::Tensor& t) {
   }
 }
 
+}  // namespace
+
+// ---- entry points (csrc/ops.h) ----
 at::Tensor cross_scan(const at::Tensor& x_in, c10::string_view mode, bool channels_last) {
   VMAMBA_CHECK_CUDA(x_in, "x");
   VMAMBA_CHECK_DIM(x_in, "x", 4);
@@ -69,7 +73,6 @@ at::Tensor cross_merge(const at::Tensor& y_in, int64_t H, int64_t W, c10::string
   return x;
 }
 
-}  // namespace
 }  // namespace cross
 }  // namespace vmamba
 

@@ -16,6 +16,7 @@
 #include <tuple>
 
 #include "../common/common.h"
+#include "../ops.h"
 #include "dwconv.h"
 
 namespace vmamba {
@@ -96,6 +97,9 @@ void check_and_fill(const at::Tensor& x, const at::Tensor& weight, const c10::op
   p.num_sms = num_sms(x);
 }
 
+}  // namespace
+
+// ---- entry points (csrc/ops.h) ----
 at::Tensor dwconv2d_fwd(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
                         c10::string_view act, bool channels_last) {
   Params p;
@@ -144,7 +148,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dwconv2d_bwd(const at::Tensor& dy
   return {dx, dweight, dbias};
 }
 
-}  // namespace
 }  // namespace dw
 }  // namespace vmamba
 

@@ -20,6 +20,7 @@
 #include <tuple>
 
 #include "../common/common.h"
+#include "../ops.h"
 #include "layer_norm.h"
 
 namespace vmamba {
@@ -158,6 +159,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> fwd_impl(
   return {y, s, mean, rstd};
 }
 
+}  // namespace
+
+// ---- entry points (csrc/ops.h) ----
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> add_layer_norm_fwd(
     const at::Tensor& x, const c10::optional<at::Tensor>& branch, const at::Tensor& weight,
     const c10::optional<at::Tensor>& bias, const c10::optional<at::Tensor>& branch_scale, double eps,
@@ -261,7 +265,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> add_layer_norm_bwd(
   return {dx, dbranch, dweight, dbias};
 }
 
-}  // namespace
 }  // namespace ln
 }  // namespace vmamba
 

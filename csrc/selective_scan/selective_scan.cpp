@@ -17,6 +17,7 @@
 #include <tuple>
 
 #include "../common/common.h"
+#include "../ops.h"
 #include "../common/knobs.h"
 #include "selective_scan.h"
 
@@ -127,6 +128,9 @@ const float* opt_ptr(const c10::optional<at::Tensor>& t) {
   return t.has_value() ? t->data_ptr<float>() : nullptr;
 }
 
+}  // namespace
+
+// ---- entry points (csrc/ops.h) ----
 std::tuple<at::Tensor, at::Tensor, at::Tensor> selective_scan_fwd(
     const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A, const at::Tensor& B, const at::Tensor& C,
     const c10::optional<at::Tensor>& D, const c10::optional<at::Tensor>& delta_bias, bool delta_softplus,
@@ -222,7 +226,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   return {du, ddelta, dA, dB, dC, dD, dbias};
 }
 
-}  // namespace
 }  // namespace scan
 }  // namespace vmamba
 

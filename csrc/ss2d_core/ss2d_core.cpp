@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "../common/common.h"
+#include "../ops.h"
 #include "../common/knobs.h"
 #include "ss2d_core.h"
 #include "ss2d_splits.h"
@@ -356,6 +357,9 @@ SweepTile sweep_tile(const Common& p, const Device& dev, int dev_index) {
   return best;
 }
 
+}  // namespace
+
+// ---- entry points (csrc/ops.h) ----
 at::Tensor ss2d_core_fwd(const at::Tensor& x, const at::Tensor& xdbl, const at::Tensor& dt_w, const at::Tensor& A,
                          const c10::optional<at::Tensor>& D, const c10::optional<at::Tensor>& delta_bias,
                          c10::string_view mode, bool channels_last, bool delta_softplus, at::ScalarType out_dtype) {
@@ -518,7 +522,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   return {dx, dxdbl, dw, dA, dD, dbias};
 }
 
-}  // namespace
 }  // namespace ss2d
 }  // namespace vmamba
 

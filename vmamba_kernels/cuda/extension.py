@@ -9,6 +9,7 @@ which the Backend turns into an "unavailable" reason with the install hint. Load
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Optional
 
 import torch
@@ -61,6 +62,42 @@ def unavailable_reason() -> Optional[str]:
     return None
 
 
+# The ops' entry points bound directly into vmamba_kernels._C (csrc/module.cpp, csrc/ops.h): the same C++ functions as
+# torch.ops.vmamba_cuda.*, without the dispatcher's per-call argument parsing (reports/logs/
+# 2026-12-06_direct_bindings.md). An extension built before them (or without an op's sources) has none: those calls
+# go through torch.ops.
+_DIRECT = {name: getattr(_C, name) for name in (
+    "selective_scan_fwd", "selective_scan_bwd", "cross_scan", "cross_merge", "add_layer_norm_fwd",
+    "add_layer_norm_infer", "add_layer_norm_bwd", "dwconv2d_fwd", "dwconv2d_bwd", "ss2d_core_fwd", "ss2d_core_bwd")
+    if hasattr(_C, name)}
+_ENTRY = dict(_DIRECT)  # name -> the callable the raw functions below use (filled lazily from torch.ops)
+
+
+def _call(name: str):
+    f = _ENTRY.get(name)
+    if f is None:
+        f = _ENTRY[name] = _op(name)
+    return f
+
+
+@contextlib.contextmanager
+def dispatcher_calls():
+    """Within: the raw functions call torch.ops.vmamba_cuda.* (the dispatcher) instead of the direct bindings
+    (bench.overhead's path "raw_dispatcher" compares the two; tests compare their results)."""
+    saved = dict(_ENTRY)
+    _ENTRY.clear()
+    try:
+        yield
+    finally:
+        _ENTRY.clear()
+        _ENTRY.update(saved)
+
+
+def has_direct_bindings() -> bool:
+    """Whether the extension has the direct bindings (built from sources with csrc/ops.h)."""
+    return bool(_DIRECT)
+
+
 def _op(name: str):
     if not _has_op(name):
         raise RuntimeError(f"vmamba_kernels._C was built without torch.ops.vmamba_cuda.{name} (an older build, or "
@@ -106,12 +143,12 @@ def knobs() -> dict:
 
 
 def selective_scan_fwd(u, delta, A, B, C, D, delta_bias, delta_softplus, out_dtype):
-    out, last_state, aux = _op("selective_scan_fwd")(u, delta, A, B, C, D, delta_bias, bool(delta_softplus), out_dtype)
+    out, last_state, aux = _call("selective_scan_fwd")(u, delta, A, B, C, D, delta_bias, bool(delta_softplus), out_dtype)
     return out, last_state, aux
 
 
 def selective_scan_bwd(u, delta, A, B, C, D, delta_bias, delta_softplus, dout, aux):
-    du, ddelta, dA, dB, dC, dD, ddelta_bias = _op("selective_scan_bwd")(
+    du, ddelta, dA, dB, dC, dD, ddelta_bias = _call("selective_scan_bwd")(
         u, delta, A, B, C, D, delta_bias, bool(delta_softplus), dout, aux)
     # the op returns empty tensors for absent D / delta_bias; the contract wants None
     return (du, ddelta, dA, dB, dC, dD if D is not None else None,
@@ -119,29 +156,29 @@ def selective_scan_bwd(u, delta, A, B, C, D, delta_bias, delta_softplus, dout, a
 
 
 def cross_scan_fwd(x, mode, channels_last):
-    return _ops.cross_scan(x, mode, bool(channels_last))
+    return _call("cross_scan")(x, mode, bool(channels_last))
 
 
 def cross_merge_fwd(y, H, W, mode, channels_last):
-    return _ops.cross_merge(y, int(H), int(W), mode, bool(channels_last))
+    return _call("cross_merge")(y, int(H), int(W), mode, bool(channels_last))
 
 
 def add_layer_norm_fwd(x, branch, weight, bias, branch_scale, eps, channels_last, out_dtype):
-    return tuple(_op("add_layer_norm_fwd")(x, branch, weight, bias, branch_scale, float(eps),
+    return tuple(_call("add_layer_norm_fwd")(x, branch, weight, bias, branch_scale, float(eps),
                                                 bool(channels_last), out_dtype))
 
 
 def add_layer_norm_infer(x, branch, weight, bias, branch_scale, eps, channels_last, out_dtype):
     """(y, s) of add_layer_norm_fwd without the statistics (not computed into memory, not allocated): for calls
     that will not run the backward (models.norm_node in inference)."""
-    return tuple(_op("add_layer_norm_infer")(x, branch, weight, bias, branch_scale, float(eps), bool(channels_last),
+    return tuple(_call("add_layer_norm_infer")(x, branch, weight, bias, branch_scale, float(eps), bool(channels_last),
                                              out_dtype))
 
 
 def add_layer_norm_bwd(dy, ds, s, weight, bias, mean, rstd, branch_scale, has_branch, channels_last, x_dtype,
                        from_y=False):
     """from_y: `s` is the norm's output y (dy's dtype) and xhat = (y - bias) / weight (mean unused)."""
-    dx, dbranch, dweight, dbias = _op("add_layer_norm_bwd")(
+    dx, dbranch, dweight, dbias = _call("add_layer_norm_bwd")(
         dy, ds, s, weight, bias, None if from_y else mean, rstd, branch_scale, bool(has_branch), bool(channels_last),
         x_dtype, bool(from_y))
     # the op returns empty tensors for an absent branch / bias; the contract wants None
@@ -149,23 +186,23 @@ def add_layer_norm_bwd(dy, ds, s, weight, bias, mean, rstd, branch_scale, has_br
 
 
 def dwconv2d_fwd(x, weight, bias, act, channels_last):
-    return _op("dwconv2d_fwd")(x, weight, bias, act, bool(channels_last))
+    return _call("dwconv2d_fwd")(x, weight, bias, act, bool(channels_last))
 
 
 def dwconv2d_bwd(dy, x, weight, bias, act, channels_last):
-    dx, dweight, dbias = _op("dwconv2d_bwd")(dy, x, weight, bias, act, bool(channels_last))
+    dx, dweight, dbias = _call("dwconv2d_bwd")(dy, x, weight, bias, act, bool(channels_last))
     return dx, dweight, (dbias if bias is not None else None)
 
 
 def ss2d_core_fwd(x, xdbl, dt_w, A, D, delta_bias, mode, channels_last, delta_softplus, out_dtype):
     """The fused SS2D core's forward (csrc/ss2d_core/): y in x's layout, dtype out_dtype."""
-    return _op("ss2d_core_fwd")(x, xdbl, dt_w, A, D, delta_bias, mode, bool(channels_last), bool(delta_softplus),
+    return _call("ss2d_core_fwd")(x, xdbl, dt_w, A, D, delta_bias, mode, bool(channels_last), bool(delta_softplus),
                                 out_dtype)
 
 
 def ss2d_core_bwd(x, xdbl, dt_w, A, D, delta_bias, dy, mode, channels_last, delta_softplus):
     """(dx through the scan's u only, dxdbl, ddt_w, dA, dD, ddelta_bias), all float32; deterministic."""
-    dx, dxdbl, ddt_w, dA, dD, ddelta_bias = _op("ss2d_core_bwd")(
+    dx, dxdbl, ddt_w, dA, dD, ddelta_bias = _call("ss2d_core_bwd")(
         x, xdbl, dt_w, A, D, delta_bias, dy, mode, bool(channels_last), bool(delta_softplus))
     # the op returns empty tensors for absent D / delta_bias; the contract wants None
     return (dx, dxdbl, ddt_w, dA, dD if D is not None else None,
