@@ -338,11 +338,11 @@ def test_emulated_backward_is_bitwise_deterministic(emu):
 # ---- GPU: the extension's ops ---------------------------------------------------------------------------------
 @gpu
 @pytest.mark.parametrize("batch,D,H,W,N,R,K,mode,dtype,cl,w_x,xdbl32,out32,with_D,with_bias,softplus", _grid())
-@pytest.mark.parametrize("bwd_seg", [None, 0], ids=["plan", "whole-map-bwd"])
+@pytest.mark.parametrize("seg", [None, 0], ids=["plan", "whole-map"])
 def test_against_float64_composition(ops, batch, D, H, W, N, R, K, mode, dtype, cl, w_x, xdbl32, out32, with_D,
-                                     with_bias, softplus, bwd_seg):
-    """The plan's kernels (the segmented backward by default), and the whole-map backward forced."""
-    run_check(GpuRunner(ops, bwd_seg=bwd_seg), batch, D, H, W, N, R, K, mode, dtype, cl, w_x_dtype=w_x, xdbl_fp32=xdbl32,
+                                     with_bias, softplus, seg):
+    """The plan's kernels (segmented or sweep forward, segmented backward), and the whole-map kernels forced."""
+    run_check(GpuRunner(ops, seg=seg, bwd_seg=seg), batch, D, H, W, N, R, K, mode, dtype, cl, w_x_dtype=w_x, xdbl_fp32=xdbl32,
               out_fp32=out32, with_D=with_D, with_bias=with_bias, softplus=softplus)
 
 
@@ -495,14 +495,14 @@ def test_sweep_forward_auto_at_model_size(ops, cl):
     y = fwd()
     tiles = [f"{g}x{s}" for g in (8, 16, 32) for s in (1, 2, 4, 8, 16, 32) if 64 <= g * s <= 256]
     assert any(torch.equal(y, fwd(ss2d_fwd_sweep=t)) for t in tiles)
-    whole_map = fwd(ss2d_fwd_sweep=0)
+    whole_map = fwd(ss2d_fwd_sweep=0, ss2d_fwd_seg=0)
     torch.testing.assert_close(y, whole_map, rtol=2e-4, atol=2e-4)
     # the dt projection on tensor cores (off by default: slower, GPU call 61) rounds the weights to tf32: it agrees
     # with the whole-map forward of tf32 weights to fp32 rounding, and differs from the FMA projection
     mma = fwd(ss2d_fwd_sweep="32x4", ss2d_sweep_mma=True)
     assert not torch.equal(mma, fwd(ss2d_fwd_sweep="32x4"))
     w32 = tf32_round(dt_w)
-    with vk.tuning("cuda", ss2d_fwd_sweep=0):
+    with vk.tuning("cuda", ss2d_fwd_sweep=0, ss2d_fwd_seg=0):
         whole_map_tf32 = ops.ss2d_core_fwd(x, xdbl, w32, A, Dp, bias, "cross2d", cl, True, torch.float32)
     torch.testing.assert_close(mma, whole_map_tf32, rtol=2e-4, atol=2e-4)
     # an explicit ss2d_fwd_seg (0: the whole-map kernel) takes precedence over the sweep's auto
@@ -539,6 +539,28 @@ def test_backward_is_bitwise_deterministic(ops, cl, bwd_seg):
                 assert torch.equal(a, b)
         y2 = ops.ss2d_core_fwd(x, xdbl, dt_w, A, Dp, bias, "cross2d", cl, True, torch.float16)
     assert torch.equal(y, y2)
+
+
+@gpu
+def test_forward_default_plan(ops):
+    """Unset, the forward takes the segmented kernel where "auto" runs the map as one segment: VMamba-T stage 4's
+    7 x 7 map, also at d_state 1 with enough blocks for the sweep to apply (48 batch rows x 384 channels, as
+    test_sweep_forward_auto_at_model_size at 14 x 14, where the sweep runs). A whole-map-only knob (tile size,
+    global accumulator) set alone asks for the whole-map forward where the sweep does not apply (d_state 4)."""
+    for batch, D, N, R in ((48, 384, 1, 24), (2, 40, 4, 3)):
+        x, xdbl, dt_w, A, Dp, bias = make_case(batch, D, 7, 7, N, R, 4, torch.float16, channels_last=True)
+
+        def fwd(**knobs):
+            with vk.tuning("cuda", **knobs):
+                return ops.ss2d_core_fwd(x, xdbl, dt_w, A, Dp, bias, "cross2d", True, True, torch.float32)
+
+        seg = fwd(ss2d_fwd_seg="auto")
+        assert torch.equal(fwd(), seg), N
+        assert torch.equal(fwd(ss2d_fwd_seg=49), seg), N  # "auto" took the map (49 positions) as one segment
+        torch.testing.assert_close(seg, fwd(ss2d_fwd_seg=0), rtol=2e-4, atol=2e-4)
+        if N == 4:
+            for knobs in ({"ss2d_warps": 8}, {"ss2d_global_acc": True}):
+                assert torch.equal(fwd(**knobs), fwd(ss2d_fwd_seg=0, **knobs)), knobs
 
 
 @gpu

@@ -231,11 +231,14 @@ void check_blocks(int64_t blocks) {
 // segment for the map (no transfer or prefix kernel) where its block leaves at least kSegOneMinBlocks blocks per SM,
 // else segments of about kSegSteps (forward) / kSegBwdSteps (backward) positions, fewer while the block's shared
 // memory exceeds the device's or leaves fewer than kSegMinBlocks blocks per SM; anything else is an error. Unset:
-// the forward whole-map, the backward "auto" (measured 1.2-2.2x faster than the whole-map backward at every
-// VMamba-T stage, GPU call 63, channels-last), unless a whole-map-only knob is set (VMAMBA_SS2D_WARPS,
-// VMAMBA_SS2D_GLOBAL_ACC=1, VMAMBA_SS2D_BWD_SPLITS), which asks for the whole-map backward. Constants from GPU
-// call 53 (H100, VMamba-T b128 forward, reports/logs/2026-12-06_segmented_core.md): 32 positions beat 64 and 128
-// at stages 1-3, and stage 4 in one segment beat two (0.39 against 1.17 ms).
+// "auto" (the forward then runs the sweep instead where it applies, unless auto takes the map as one segment:
+// ss2d_core_fwd), unless a whole-map-only knob is set (VMAMBA_SS2D_WARPS, VMAMBA_SS2D_GLOBAL_ACC=1, and for the
+// backward VMAMBA_SS2D_BWD_SPLITS), which asks for the whole-map kernels. GPU call 63 (H100, VMamba-T batch 128,
+// channels-last, reports/logs/2026-12-06_segmented_core.md): the segmented backward 1.2-2.2x faster than the
+// whole-map one at every stage; the segmented forward 1.615 against the whole-map 1.918 ms at stage 1 (where the
+// sweep does not apply) and, in one segment, 0.305 against the sweep's 0.385 at stage 4. Constants from GPU call 53
+// (H100, VMamba-T b128 forward): 32 positions beat 64 and 128 at stages 1-3, and stage 4 in one segment beat two
+// (0.39 against 1.17 ms).
 constexpr int kSegSteps = 32;
 constexpr int kSegBwdSteps = 16;
 constexpr int kSegMinBlocks = 4;
@@ -243,8 +246,8 @@ constexpr int kSegOneMinBlocks = 2;
 
 int seg_steps_for(bool bwd, const Common& p, const Device& dev, int dev_index) {
   std::string forced = knob(bwd ? Knob::kSs2dBwdSeg : Knob::kSs2dFwdSeg);
-  if (bwd && forced.empty() && knob(Knob::kSs2dWarps).empty() && knob(Knob::kSs2dGlobalAcc) != "1" &&
-      knob(Knob::kSs2dBwdSplits).empty())
+  if (forced.empty() && knob(Knob::kSs2dWarps).empty() && knob(Knob::kSs2dGlobalAcc) != "1" &&
+      (!bwd || knob(Knob::kSs2dBwdSplits).empty()))
     forced = "auto";
   if (forced.empty() || forced == "0") return 0;
   const char* name = bwd ? "VMAMBA_SS2D_BWD_SEG" : "VMAMBA_SS2D_FWD_SEG";
@@ -372,7 +375,13 @@ at::Tensor ss2d_core_fwd(const at::Tensor& x, const at::Tensor& xdbl, const at::
   if (y.numel() == 0) return y;
   const Device dev = device_props(x.device().index());
   p.softplus = delta_softplus;
-  if (const SweepTile tile = sweep_tile(p, dev, x.device().index()); tile.G > 0) {
+  // the plan: the segmented forward where it takes the map as one segment (no transfer walk or prefix kernel),
+  // else the sweep where it applies (or is forced), else the segmented forward, else the whole-map one (the
+  // knobs' rules: seg_steps_for, sweep_tile)
+  const int seg_steps = seg_steps_for(false, p, dev, x.device().index());
+  const std::string sweep_knob = knob(Knob::kSs2dFwdSweep);
+  const bool one_segment = seg_steps >= p.L && (sweep_knob.empty() || sweep_knob == "auto");
+  if (const SweepTile tile = one_segment ? SweepTile{} : sweep_tile(p, dev, x.device().index()); tile.G > 0) {
     SweepParams sp;
     static_cast<Common&>(sp) = static_cast<const Common&>(p);
     sp.G = tile.G;
@@ -389,7 +398,7 @@ at::Tensor ss2d_core_fwd(const at::Tensor& x, const at::Tensor& xdbl, const at::
     TORCH_CHECK(err == nullptr, "vmamba_cuda::ss2d_core_fwd: kernel launch failed: ", err);
     return y;
   }
-  if (const int steps = seg_steps_for(false, p, dev, x.device().index()); steps > 0) {
+  if (const int steps = seg_steps; steps > 0) {
     SegParams sp;
     static_cast<Common&>(sp) = static_cast<const Common&>(p);
     seg_geometry(sp, steps);
