@@ -546,7 +546,8 @@ def test_forward_default_plan(ops):
     """Unset, the forward takes the segmented kernel where "auto" runs the map as one segment: VMamba-T stage 4's
     7 x 7 map, also at d_state 1 with enough blocks for the sweep to apply (48 batch rows x 384 channels, as
     test_sweep_forward_auto_at_model_size at 14 x 14, where the sweep runs). A whole-map-only knob (tile size,
-    global accumulator) set alone asks for the whole-map forward where the sweep does not apply (d_state 4)."""
+    global accumulator) set alone asks for the whole-map forward where the sweep does not apply (d_state 4), as
+    channels-first does unset."""
     for batch, D, N, R in ((48, 384, 1, 24), (2, 40, 4, 3)):
         x, xdbl, dt_w, A, Dp, bias = make_case(batch, D, 7, 7, N, R, 4, torch.float16, channels_last=True)
 
@@ -561,6 +562,12 @@ def test_forward_default_plan(ops):
         if N == 4:
             for knobs in ({"ss2d_warps": 8}, {"ss2d_global_acc": True}):
                 assert torch.equal(fwd(**knobs), fwd(ss2d_fwd_seg=0, **knobs)), knobs
+            # channels-first keeps the whole-map forward (the segmented one measured slower there, GPU call 64)
+            xf = x.permute(0, 3, 1, 2).contiguous()
+            with vk.tuning("cuda", ss2d_fwd_seg=0):
+                whole = ops.ss2d_core_fwd(xf, xdbl, dt_w, A, Dp, bias, "cross2d", False, True, torch.float32)
+            assert torch.equal(ops.ss2d_core_fwd(xf, xdbl, dt_w, A, Dp, bias, "cross2d", False, True, torch.float32),
+                               whole)
 
 
 @gpu

@@ -231,14 +231,15 @@ void check_blocks(int64_t blocks) {
 // segment for the map (no transfer or prefix kernel) where its block leaves at least kSegOneMinBlocks blocks per SM,
 // else segments of about kSegSteps (forward) / kSegBwdSteps (backward) positions, fewer while the block's shared
 // memory exceeds the device's or leaves fewer than kSegMinBlocks blocks per SM; anything else is an error. Unset:
-// "auto" (the forward then runs the sweep instead where it applies, unless auto takes the map as one segment:
-// ss2d_core_fwd), unless a whole-map-only knob is set (VMAMBA_SS2D_WARPS, VMAMBA_SS2D_GLOBAL_ACC=1, and for the
-// backward VMAMBA_SS2D_BWD_SPLITS), which asks for the whole-map kernels. GPU call 63 (H100, VMamba-T batch 128,
-// channels-last, reports/logs/2026-12-06_segmented_core.md): the segmented backward 1.2-2.2x faster than the
-// whole-map one at every stage; the segmented forward 1.615 against the whole-map 1.918 ms at stage 1 (where the
-// sweep does not apply) and, in one segment, 0.305 against the sweep's 0.385 at stage 4. Constants from GPU call 53
-// (H100, VMamba-T b128 forward): 32 positions beat 64 and 128 at stages 1-3, and stage 4 in one segment beat two
-// (0.39 against 1.17 ms).
+// the backward "auto", the forward "auto" channels-last and whole-map channels-first (the forward runs the sweep
+// instead where it applies, unless auto takes the map as one segment: ss2d_core_fwd); a whole-map-only knob
+// (VMAMBA_SS2D_WARPS, VMAMBA_SS2D_GLOBAL_ACC=1, and for the backward VMAMBA_SS2D_BWD_SPLITS) set asks for the
+// whole-map kernels. GPU call 64 (H200, VMamba-T batch 128, fp16, reports/logs/2026-12-06_segmented_core.md): the
+// segmented backward 1.1-2.5x faster than the whole-map one at every stage in both layouts; the segmented forward
+// channels-last 1.60 against the whole-map 1.90 ms at stage 1 (where the sweep does not apply) and 0.30 in one
+// segment at stage 4 (the unfused chain 0.37), but channels-first 2.51 against the whole-map 1.52 at stage 1.
+// Constants from GPU call 53 (H100, VMamba-T b128 forward): 32 positions beat 64 and 128 at stages 1-3, and stage 4
+// in one segment beat two (0.39 against 1.17 ms).
 constexpr int kSegSteps = 32;
 constexpr int kSegBwdSteps = 16;
 constexpr int kSegMinBlocks = 4;
@@ -247,7 +248,7 @@ constexpr int kSegOneMinBlocks = 2;
 int seg_steps_for(bool bwd, const Common& p, const Device& dev, int dev_index) {
   std::string forced = knob(bwd ? Knob::kSs2dBwdSeg : Knob::kSs2dFwdSeg);
   if (forced.empty() && knob(Knob::kSs2dWarps).empty() && knob(Knob::kSs2dGlobalAcc) != "1" &&
-      (!bwd || knob(Knob::kSs2dBwdSplits).empty()))
+      (bwd ? knob(Knob::kSs2dBwdSplits).empty() : p.channels_last))
     forced = "auto";
   if (forced.empty() || forced == "0") return 0;
   const char* name = bwd ? "VMAMBA_SS2D_BWD_SEG" : "VMAMBA_SS2D_FWD_SEG";
