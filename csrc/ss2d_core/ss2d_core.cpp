@@ -234,12 +234,10 @@ void check_blocks(int64_t blocks) {
 // the backward "auto", the forward "auto" channels-last and whole-map channels-first (the forward runs the sweep
 // instead where it applies, unless auto takes the map as one segment: ss2d_core_fwd); a whole-map-only knob
 // (VMAMBA_SS2D_WARPS, VMAMBA_SS2D_GLOBAL_ACC=1, and for the backward VMAMBA_SS2D_BWD_SPLITS) set asks for the
-// whole-map kernels. GPU call 64 (H200, VMamba-T batch 128, fp16, reports/logs/2026-12-06_segmented_core.md): the
-// segmented backward 1.1-2.5x faster than the whole-map one at every stage in both layouts; the segmented forward
-// channels-last 1.60 against the whole-map 1.90 ms at stage 1 (where the sweep does not apply) and 0.30 in one
-// segment at stage 4 (the unfused chain 0.37), but channels-first 2.51 against the whole-map 1.52 at stage 1.
-// Constants from GPU call 53 (H100, VMamba-T b128 forward): 32 positions beat 64 and 128 at stages 1-3, and stage 4
-// in one segment beat two (0.39 against 1.17 ms).
+// whole-map kernels. Why (GPU call 64, reports/logs/2026-12-06_segmented_core.md): the segmented backward beat the
+// whole-map one at every VMamba-T stage in both layouts; the segmented forward beat whole-map channels-last and lost
+// channels-first. Constants from GPU call 53 (same write-up): 32 positions beat 64 and 128 at stages 1-3, and stage 4
+// in one segment beat two.
 constexpr int kSegSteps = 32;
 constexpr int kSegBwdSteps = 16;
 constexpr int kSegMinBlocks = 4;

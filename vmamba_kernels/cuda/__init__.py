@@ -52,7 +52,9 @@ class CudaTuning:
     ss2d_global_acc: Optional[bool] = None  # the fused SS2D core accumulates routes in global memory (large maps)
     ss2d_warps: Optional[int] = None  # the fused SS2D core's channels per block (4 or 8; default: by occupancy)
     # the fused SS2D core forward's positions per segment (csrc/ss2d_core/ss2d_seg_body.cuh): n > 0 or "auto" (the
-    # planner's size) runs the segmented forward; 0 the whole-map forward, where ss2d_warps and ss2d_global_acc apply
+    # planner's size) runs the segmented forward; 0 the whole-map forward, where ss2d_warps and ss2d_global_acc apply.
+    # None: the plan (channels-last: segmented where one segment holds the map, else the sweep where it applies, else
+    # segmented; channels-first: the sweep, else whole-map; whole-map where ss2d_warps or ss2d_global_acc=True is set)
     ss2d_fwd_seg: Optional[object] = None
     # the same for the backward (csrc/ss2d_core/ss2d_seg_bwd_body.cuh): n > 0 or "auto" runs the segmented backward;
     # 0 the whole-map backward, where ss2d_warps, ss2d_global_acc and ss2d_bwd_splits apply. None: "auto" (the
