@@ -1,16 +1,59 @@
 """The cuda extension's direct bindings (csrc/module.cpp binding csrc/ops.h's entry points into vmamba_kernels._C)
 against the same entry points called through torch.ops.vmamba_cuda (the dispatcher): bitwise equal results for
-every raw function of the backend, forward and backward, and the same errors for bad inputs. GPU only (marker
-`gpu`); the host cost of the two paths: `python -m bench.overhead --impls cuda` (paths "raw" and
+every raw function of the backend, forward and backward, and the same errors for bad inputs (marker `gpu`); on
+any machine, with a stand-in module, that the raw functions take the bindings and fall back to torch.ops. The host
+cost of the two paths: `python -m bench.overhead --impls cuda` (paths "raw" and
 "raw_dispatcher")."""
 from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import types
 
 import pytest
 import torch
 
 from tests.test_cuda_ss2d_core import make_case
 
-pytestmark = pytest.mark.gpu
+gpu = pytest.mark.gpu
+
+
+def _load_extension_with(monkeypatch, fake_c):
+    """vmamba_kernels/cuda/extension.py loaded afresh (under a private name) against `fake_c` standing in for the
+    compiled module vmamba_kernels._C: its choice of entry points runs on any machine."""
+    import vmamba_kernels
+    import vmamba_kernels.cuda  # noqa: F401  (the package its relative imports need)
+
+    monkeypatch.setitem(sys.modules, "vmamba_kernels._C", fake_c)
+    monkeypatch.setattr(vmamba_kernels, "_C", fake_c, raising=False)
+    path = os.path.join(os.path.dirname(vmamba_kernels.cuda.__file__), "extension.py")
+    spec = importlib.util.spec_from_file_location("vmamba_kernels.cuda._extension_under_test", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_raw_functions_call_the_direct_bindings(monkeypatch):
+    """CPU: with a module that binds cross_scan but not cross_merge (an older or partial build), cross_scan_fwd calls
+    the binding, cross_merge_fwd goes to torch.ops.vmamba_cuda and, without that op either, fails naming the rebuild;
+    dispatcher_calls() sends cross_scan to torch.ops for its duration only."""
+    calls = []
+    fake = types.ModuleType("vmamba_kernels._C")
+    fake.build_info = lambda: {"scan_chunk": "256"}
+    fake.cross_scan = lambda x, mode, cl: calls.append(("direct", mode, cl)) or "direct"
+    ext = _load_extension_with(monkeypatch, fake)
+    # torch.ops.vmamba_cuda as a build that registered cross_scan only (whatever this machine has built)
+    ext._ops = types.SimpleNamespace(cross_scan=lambda x, mode, cl: calls.append(("ops", mode, cl)) or "ops")
+    assert ext.has_direct_bindings() and set(ext._DIRECT) == {"cross_scan"}
+    assert ext.cross_scan_fwd(torch.zeros(1), "bidi", 1) == "direct"
+    assert calls == [("direct", "bidi", True)]  # channels_last handed on as a bool
+    with pytest.raises(RuntimeError, match="built without torch.ops.vmamba_cuda.cross_merge"):
+        ext.cross_merge_fwd(torch.zeros(1), 2, 2, "cross2d", False)
+    with ext.dispatcher_calls():
+        assert ext.cross_scan_fwd(torch.zeros(1), "unidi", False) == "ops"
+    assert ext.cross_scan_fwd(torch.zeros(1), "cross2d", False) == "direct"
+    assert calls == [("direct", "bidi", True), ("ops", "unidi", False), ("direct", "cross2d", False)]
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +122,7 @@ def _flat(r):
     return [v for v in (r if isinstance(r, tuple) else (r,)) if v is not None]
 
 
+@gpu
 def test_the_build_has_direct_bindings(ext):
     """A build from these sources binds every op (else the raw functions fall back to torch.ops silently)."""
     assert ext.has_direct_bindings()
@@ -93,6 +137,7 @@ def test_the_build_has_direct_bindings(ext):
     assert ext._ENTRY["cross_scan"] is ext._DIRECT["cross_scan"]
 
 
+@gpu
 def test_direct_bindings_equal_the_dispatcher(ext):
     for name, fn in _cases(ext):
         direct = _flat(fn())
@@ -104,6 +149,7 @@ def test_direct_bindings_equal_the_dispatcher(ext):
             assert torch.equal(a, b), (name, i)
 
 
+@gpu
 def test_direct_bindings_raise_the_same_errors(ext):
     """Bad inputs reaching the entry points (the public API validates before them) raise RuntimeError with the
     entry point's message through both paths, never a crash."""
