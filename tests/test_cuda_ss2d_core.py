@@ -392,8 +392,8 @@ def test_global_accumulator(ops, cl, N):
 @gpu
 def test_large_map_takes_the_global_accumulator(ops):
     """150 x 100 = 15000 pixels: even a 4-channel tile's fp32 map (240 KB) exceeds shared memory (the whole-map
-    forward; the segmented forward's blocks hold one segment whatever the map)."""
-    run_check(GpuRunner(ops, seg=0), 1, 3, 150, 100, 1, 2, 4, "cross2d", torch.float16, False)
+    forward and backward; the segmented kernels' blocks hold one segment whatever the map)."""
+    run_check(GpuRunner(ops, seg=0, bwd_seg=0), 1, 3, 150, 100, 1, 2, 4, "cross2d", torch.float16, False)
     run_check(GpuRunner(ops, seg="auto"), 1, 3, 150, 100, 1, 2, 4, "cross2d", torch.float16, True)
 
 
@@ -632,9 +632,10 @@ def test_more_than_2_31_elements(ops):
     batch = (2 ** 31) // (D * H * W) + 2
     x, xdbl, dt_w, A, Dp, bias = make_case(batch, D, H, W, N, R, K, torch.float16, channels_last=True)
     tail = slice(batch - 2, batch)
-    # the same forward kernel for both calls (the plan's choice depends on the batch): the sweep, the whole-map
-    for sweep in ("8x32", 0):
-        with vk.tuning("cuda", ss2d_fwd_sweep=sweep):
+    # the same forward kernel for both calls (the plan's choice depends on the batch): the sweep, the whole-map, the
+    # segmented
+    for knobs in ({"ss2d_fwd_sweep": "8x32"}, {"ss2d_fwd_seg": 0}, {"ss2d_fwd_seg": "auto"}):
+        with vk.tuning("cuda", **knobs):
             y = ops.ss2d_core_fwd(x, xdbl, dt_w, A, Dp, bias, "cross2d", True, True, torch.float16)
             y_tail = ops.ss2d_core_fwd(x[tail].contiguous(), xdbl[tail].contiguous(), dt_w, A, Dp, bias, "cross2d",
                                        True, True, torch.float16)

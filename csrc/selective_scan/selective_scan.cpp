@@ -17,8 +17,8 @@
 #include <tuple>
 
 #include "../common/common.h"
-#include "../ops.h"
 #include "../common/knobs.h"
+#include "../ops.h"
 #include "selective_scan.h"
 
 namespace vmamba {

@@ -19,8 +19,8 @@
 #include <utility>
 
 #include "../common/common.h"
-#include "../ops.h"
 #include "../common/knobs.h"
+#include "../ops.h"
 #include "ss2d_core.h"
 #include "ss2d_splits.h"
 
