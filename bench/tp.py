@@ -164,6 +164,11 @@ def parse_args(argv=None):
                    help="VMamba models' inference weight cache (VSSM.set_weight_cache: the autocast casts of the "
                         "weights kept across forwards while the weights are unchanged); on: impl label ':wc'; both: "
                         "each VMamba job measured with it off and on in the same run (default off)")
+    p.add_argument("--cpp-stages", default="off", choices=["off", "on", "both"],
+                   help="VMamba models' inference stages as C++ host code (VSSM.set_cpp_stages: one Python call per "
+                        "stage where the blocks run the cuda kernels; inference rows only, training is unchanged); on: "
+                        "impl label ':cpp'; both: each VMamba job measured with it off and on in the same run "
+                        "(default off)")
     p.add_argument("--ddp", action="store_true",
                    help="train as DistributedDataParallel replicas, one process per GPU (NCCL; gloo with --device "
                         "cpu), launched by torchrun: torchrun --nproc_per_node=N -m bench.tp --ddp ...; implies "
@@ -189,6 +194,7 @@ def parse_args(argv=None):
             p.error(f"--ss2d-core: auto, off, both or impls implementing ss2d_core ({', '.join(known)}), "
                     f"comma-separated; got {', '.join(map(repr, bad))}")
     a.weight_caches = {"off": [False], "on": [True], "both": [False, True]}[a.weight_cache]
+    a.cpp_stages = {"off": [False], "on": [True], "both": [False, True]}[a.cpp_stages]
     a.recomputes = _split([a.recompute], ["default"])
     bad = [r for r in a.recomputes if r != "default" and not valid_recompute(r)]
     if bad:
@@ -289,6 +295,14 @@ def _weight_cache(model, on: bool):
     if not hasattr(model, "set_weight_cache"):
         raise TypeError(f"--weight-cache on: {type(model).__name__} has no set_weight_cache (VMamba models only)")
     return model.set_weight_cache(True)
+
+
+def _cpp_stages(model, on: bool):
+    if not on:
+        return model
+    if not hasattr(model, "set_cpp_stages"):
+        raise TypeError(f"--cpp-stages on: {type(model).__name__} has no set_cpp_stages (VMamba models only)")
+    return model.set_cpp_stages(True)
 
 
 def _recompute_parts():
@@ -629,13 +643,17 @@ def run(a, create_model: Optional[Callable] = None) -> tuple:
     for m in a.models:
         for impl in a.impls:
             for path, core in [(p, c) for p in paths for c in (cores if p == "fused" else ["auto"])]:
-                for layout, rc, wc in [(lay, r, w) for lay in layouts for r in a.recomputes for w in a.weight_caches]:
+                for layout, rc, wc, cpp in [(lay, r, w, c) for lay in layouts for r in a.recomputes
+                                            for w in a.weight_caches for c in a.cpp_stages]:
                     label = impl + (":unfused" if path == "unfused" else "") + _core_label(core) + \
                         _layout_label(layout, m, make) + \
-                        ("" if rc == "default" else f":rc_{rc}") + (":wc" if wc else "") + graphs_label
-                    jobs.append((m, label, (lambda m=m, impl=impl, path=path, layout=layout, core=core, rc=rc, wc=wc:
-                                            _weight_cache(_recompute(make(m, impl=_policy(impl, path, core),
-                                                                          **_layout_kw(layout)), rc), wc))
+                        ("" if rc == "default" else f":rc_{rc}") + (":wc" if wc else "") + (":cpp" if cpp else "") + \
+                        graphs_label
+                    jobs.append((m, label, (lambda m=m, impl=impl, path=path, layout=layout, core=core, rc=rc, wc=wc,
+                                            cpp=cpp:
+                                            _cpp_stages(_weight_cache(_recompute(make(m, impl=_policy(impl, path, core),
+                                                                                      **_layout_kw(layout)), rc), wc),
+                                                        cpp))
                                  if make is not None else None))
     if a.baselines:
         try:

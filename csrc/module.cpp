@@ -81,6 +81,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("ss2d_core_fwd", &vmamba::ss2d::ss2d_core_fwd, release());
   m.def("ss2d_core_bwd", &vmamba::ss2d::ss2d_core_bwd, release());
 #endif
+#ifdef VMAMBA_WITH_VSS_STAGE
+  // not an op: a VMamba v2 stage's blocks in inference, composed of the entry points above (models/cpp_stages.py)
+  m.def("vss_stage_infer", &vmamba::stage::vss_stage_infer, release());
+#endif
   m.def("build_info", [] {
     pybind11::dict d;
     std::string s = build_info_string();

@@ -11,6 +11,7 @@
 #include <c10/util/string_view.h>
 
 #include <tuple>
+#include <vector>
 
 namespace vmamba {
 using at::Tensor;
@@ -63,4 +64,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> ss2d_core_bwd(
     const Tensor& x, const Tensor& xdbl, const Tensor& dt_w, const Tensor& A, const OptTensor& D,
     const OptTensor& delta_bias, const Tensor& dy, c10::string_view mode, bool channels_last, bool delta_softplus);
 }  // namespace ss2d
+
+namespace stage {
+// Not an op: the inference forward of a VMamba v2 stage's blocks (v05_noz, channels last) composed of the entry
+// points above and ATen calls, one Python call per stage (csrc/vss_stage/vss_stage.cpp; models/cpp_stages.py).
+Tensor vss_stage_infer(const Tensor& x, const std::vector<OptTensor>& params, const std::vector<double>& eps,
+                       const std::vector<int64_t>& flags, c10::string_view act, c10::string_view mlp_gelu_approximate,
+                       at::ScalarType compute_dtype);
+}  // namespace stage
 }  // namespace vmamba

@@ -17,7 +17,7 @@ import torch.utils.checkpoint as torch_checkpoint
 
 from . import policy as _policy
 from .fused import OFF, add_norm, autocast_dtype, scaled
-from . import weight_cache
+from . import cpp_stages, weight_cache
 from .layers import Conv2d, DropPath, LayerNorm, Linear, Mlp, PatchMerging2D, Permute, act_layer, norm_layer
 from .ss2d import K, make_ss2d
 
@@ -112,6 +112,7 @@ class VSSStage(nn.Module):
         self.blocks = blocks
         self.downsample = downsample
         self.grad_checkpointing = False
+        self.cpp_stages = False
 
     def _run_blocks(self, x: torch.Tensor) -> torch.Tensor:
         if not any(b.norm.impl != OFF for b in self.blocks):
@@ -124,6 +125,8 @@ class VSSStage(nn.Module):
     def forward_blocks(self, x: torch.Tensor) -> torch.Tensor:
         if self.grad_checkpointing and torch.is_grad_enabled():
             return torch_checkpoint.checkpoint(self._run_blocks, x, use_reentrant=False)
+        if self.cpp_stages:  # VSSM.set_cpp_stages: inference in C++ where the plan allows (models/cpp_stages.py)
+            return cpp_stages.run(self, x, self._run_blocks)
         return self._run_blocks(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -317,6 +320,8 @@ class VSSM(nn.Module):
             norm.impl, norm.fallback = norms[name].impl, bool(fallback)
         self._norm_impls = norms
         self.impl, self.fallback = impl, bool(fallback)
+        for stage in self.layers:  # the C++ stages' plans read what the old policy ran
+            cpp_stages.clear(stage)
         return self
 
     def other_norms(self):
@@ -416,6 +421,18 @@ class VSSM(nn.Module):
                 m.weight_cache = bool(on)
                 if not on:
                     weight_cache.clear(m)
+        return self
+
+    def set_cpp_stages(self, on: bool = True) -> "VSSM":
+        """Inference (grad disabled, eval mode, eager) runs each stage's blocks as C++ host code, one Python call per
+        stage, where the blocks are VMamba v2's default (channels-last v05_noz) on the cuda kernels: the same kernels
+        in the same order as the Python path, so the same logits bit for bit, with a fraction of the host time that
+        bounds a forward at small batches (models/cpp_stages.py). The first call of each input shape runs in Python
+        and makes the plan; `models.cpp_stages.why_not(model)` says per stage why one runs in Python. The weights
+        are kept across calls as by set_weight_cache (a write through `p.data` is not seen). Off by default."""
+        for stage in self.layers:
+            stage.cpp_stages = bool(on)
+            cpp_stages.clear(stage)
         return self
 
     def no_weight_decay(self):

@@ -495,6 +495,31 @@ def test_tp_weight_cache_both(tmp_path, capsys):
     assert "TinyVMamba has no set_weight_cache" in capsys.readouterr().out
 
 
+class _CppStaged(TinyVMamba):
+    """Records the set_cpp_stages calls bench.tp makes."""
+
+    calls: list = []
+
+    def set_cpp_stages(self, on=True):
+        self.calls.append(on)
+        return self
+
+
+def test_tp_cpp_stages_both(tmp_path, capsys):
+    _CppStaged.calls = []
+    rc = TP.main(["--model", "tiny", "--impl", "torch", "--img-size", "32", "--warmup", "1", "--iters", "1",
+                  "--batch-size", "2", "--reports-dir", str(tmp_path), "--save-cpu", "--cpp-stages", "both"],
+                 create_model=lambda name, impl=None: _CppStaged(impl=impl))
+    assert rc == 0, capsys.readouterr().err
+    _, rows = read_csv(tmp_path / "models.csv")
+    assert [x["impl"] for x in rows] == ["torch", "torch:cpp"]
+    assert _CppStaged.calls == [True]  # off: the model as built
+    rc = TP.main(["--model", "tiny", "--impl", "torch", "--img-size", "32", "--warmup", "1", "--iters", "1",
+                  "--batch-size", "2", "--no-csv", "--cpp-stages", "on"], create_model=_tiny)
+    assert rc == 1
+    assert "TinyVMamba has no set_cpp_stages" in capsys.readouterr().out
+
+
 def test_timm_baseline_built_for_the_image_size(monkeypatch):
     """bench.tp --img-size 1024 must time Swin at 1024 (timm's Swin refuses other sizes unless built for
     them) and still build size-agnostic baselines whose constructors take no img_size (ConvNeXt)."""

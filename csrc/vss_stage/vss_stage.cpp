@@ -1,0 +1,151 @@
+// The inference forward of a VMamba v2 stage's blocks (forward type v05_noz, channels last) as host code in C++:
+// one call from Python per stage instead of about 40 Python operator calls per block (issue #20).
+//
+// At small batches a VMamba forward waits on the host issuing kernels, not on the GPU (reports/logs/
+// 2026-12-07_cpp_stages.md). This function issues exactly the kernels the Python fast path issues for the same
+// blocks (models/vmamba.py VSSBlock.forward_fused with models/chain.py's unfused chain, the cuda backend's entry
+// points of csrc/ops.h for the norms, the depthwise conv, the cross scan / merge and the scan, ATen for the GEMMs,
+// cudnn's convolution and the activations), in the same order with the same arguments, so the result is the
+// Python path's bit for bit. Python (models/cpp_stages.py) decides when it may run (inference, eager, the layers'
+// policies resolved to these kernels) and hands over the weights as the kernels take them (cast to the compute
+// dtype, A = -exp(A_logs)), kept across calls while the parameters are unchanged.
+//
+// Per block, kSlots tensors in this order (None where the layer has no such tensor), then per block three eps
+// (norm, out_norm, norm2) and one flags word (kFusedDwconv, kMlp):
+#include <ATen/ATen.h>
+#include <ATen/core/LegacyTypeDispatch.h>
+#include <c10/util/Exception.h>
+
+#include <string>
+#include <vector>
+
+#include "../ops.h"
+
+#if defined(VMAMBA_WITH_VSS_STAGE) && !(defined(VMAMBA_WITH_LAYER_NORM) && defined(VMAMBA_WITH_CROSS_SCAN) && \
+                                        defined(VMAMBA_WITH_SELECTIVE_SCAN) && defined(VMAMBA_WITH_DWCONV))
+#error "csrc/vss_stage calls the layer_norm, cross_scan, selective_scan and dwconv entry points: build those folders too"
+#endif
+
+#ifdef VMAMBA_WITH_VSS_STAGE
+namespace vmamba {
+namespace stage {
+namespace {
+
+enum Slot : int {
+  kNormW, kNormB,          // block.norm (float32)
+  kInW, kInB,              // op.in_proj (compute dtype)
+  kConvW32, kConvB32,      // op.conv2d for the fused depthwise conv (float32)
+  kConvW, kConvB,          // op.conv2d for cudnn (compute dtype)
+  kXProjW, kDtProjW,       // op.x_proj_weight (K, R + 2N, D), op.dt_projs_weight (K, D, R) (compute dtype)
+  kA, kDs, kDtBias,        // -exp(A_logs) (K*D, N), Ds (K*D,), dt_projs_bias flat (K*D,) (float32)
+  kOutNormW, kOutNormB,    // op.out_norm (float32)
+  kOutW, kOutB,            // op.out_proj (compute dtype)
+  kNorm2W, kNorm2B,        // block.norm2 (float32)
+  kFc1W, kFc1B, kFc2W, kFc2B,  // block.mlp (compute dtype)
+  kSlots
+};
+enum Flag : int64_t { kFusedDwconv = 1, kMlp = 2 };
+constexpr int64_t K = 4;  // routes
+
+using Params = std::vector<c10::optional<at::Tensor>>;
+
+const at::Tensor& need(const Params& p, size_t block, int slot) {
+  const auto& t = p[block * kSlots + slot];
+  TORCH_CHECK(t.has_value() && t->defined(), "vss_stage_infer: block ", block, " has no tensor in slot ", slot,
+              " (models/cpp_stages.py packs the weights)");
+  return *t;
+}
+
+const c10::optional<at::Tensor>& opt(const Params& p, size_t block, int slot) { return p[block * kSlots + slot]; }
+
+at::Tensor act(const at::Tensor& x, const std::string& name) {
+  if (name == "silu") return at::silu(x);
+  return at::gelu(x);  // "gelu" (exact erf); the caller allows nothing else
+}
+
+// y, s of models.norm_node.add_norm_node in inference: s = x + branch (x itself without a branch), y = LN(s).
+// A branch in another dtype is cast to x's unless x is float32 (the cuda kernels read a 16-bit branch on a float32
+// stream themselves: the backend's mixed_branch).
+std::pair<at::Tensor, at::Tensor> add_norm(const at::Tensor& x, const c10::optional<at::Tensor>& branch,
+                                           const at::Tensor& w, const c10::optional<at::Tensor>& b, double eps,
+                                           at::ScalarType out_dtype) {
+  c10::optional<at::Tensor> br = branch;
+  if (br.has_value() && br->scalar_type() != x.scalar_type() && x.scalar_type() != at::kFloat) {
+    br = br->to(x.scalar_type());
+  }
+  auto ys = ln::add_layer_norm_infer(x, br, w, b, c10::nullopt, eps, /*channels_last=*/true, out_dtype);
+  return {std::get<0>(ys), branch.has_value() ? std::get<1>(ys) : x};
+}
+
+}  // namespace
+
+at::Tensor vss_stage_infer(const at::Tensor& x_in, const Params& p, const std::vector<double>& eps,
+                           const std::vector<int64_t>& flags, c10::string_view act_name,
+                           c10::string_view mlp_gelu_approximate, at::ScalarType compute_dtype) {
+  const size_t n = flags.size();
+  TORCH_CHECK(n >= 1, "vss_stage_infer: a stage has at least one block");
+  TORCH_CHECK(p.size() == n * kSlots, "vss_stage_infer: ", n, " blocks take ", n * kSlots, " weight slots (",
+              static_cast<int>(kSlots), " per block), got ", p.size());
+  TORCH_CHECK(eps.size() == 3 * n, "vss_stage_infer: ", n, " blocks take ", 3 * n, " eps values, got ", eps.size());
+  TORCH_CHECK(x_in.dim() == 4 && x_in.is_cuda(), "vss_stage_infer: x must be a CUDA map (B, H, W, C), got ",
+              x_in.sizes(), " on ", x_in.device());
+  const std::string act_s(act_name), approx(mlp_gelu_approximate);
+  TORCH_CHECK(act_s == "silu" || act_s == "gelu", "vss_stage_infer: act must be 'silu' or 'gelu', got '", act_s, "'");
+  TORCH_CHECK(approx == "none" || approx == "tanh", "vss_stage_infer: the MLP's GELU approximate must be 'none' or "
+              "'tanh', got '", approx, "'");
+  // no autograd bookkeeping: the caller runs with grad disabled, and nothing here is differentiated
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+
+  at::Tensor x = x_in.contiguous();
+  const int64_t Bn = x.size(0), H = x.size(1), W = x.size(2), L = H * W;
+  c10::optional<at::Tensor> pending;  // the previous branch output, added by the next norm (forward_fused)
+  for (size_t i = 0; i < n; ++i) {
+    // norm: s = x + pending, y = LN(s) in the compute dtype
+    auto [y, s] = add_norm(x, pending, need(p, i, kNormW), opt(p, i, kNormB), eps[3 * i], compute_dtype);
+    x = s;
+    // op (SS2Dv05, no gate): in_proj, depthwise conv + act
+    at::Tensor h = at::linear(y, need(p, i, kInW), opt(p, i, kInB));
+    const at::Tensor& cw = need(p, i, (flags[i] & kFusedDwconv) ? kConvW32 : kConvW);
+    if (flags[i] & kFusedDwconv) {
+      h = dw::dwconv2d_fwd(h.contiguous(), cw, opt(p, i, kConvB32), act_s, /*channels_last=*/true);
+    } else {  // cudnn on the (B, C, H, W) view of the channels-last map, as models.fused.dwconv_act
+      const int64_t k = cw.size(-1);
+      h = act(at::conv2d(h.permute({0, 3, 1, 2}), cw, opt(p, i, kConvB), /*stride=*/{1, 1}, /*padding=*/{k / 2, k / 2},
+                         /*dilation=*/{1, 1}, /*groups=*/cw.size(0)),
+              act_s).permute({0, 2, 3, 1});
+    }
+    // the unfused chain (models.chain._forward): cross scan, x and dt projections, scan, cross merge
+    h = h.contiguous();
+    const int64_t D = h.size(3);
+    const at::Tensor& xw = need(p, i, kXProjW);
+    const at::Tensor& dtw = need(p, i, kDtProjW);
+    const at::Tensor& A = need(p, i, kA);
+    const int64_t R = dtw.size(2), N = A.size(1);
+    TORCH_CHECK(xw.size(0) == K && xw.size(2) == D && xw.size(1) == R + 2 * N, "vss_stage_infer: block ", i,
+                ": x_proj_weight ", xw.sizes(), " does not fit ", D, " channels, dt_rank ", R, ", d_state ", N);
+    at::Tensor xs = cross::cross_scan(h, "cross2d", /*channels_last=*/true);  // (B, K, D, L)
+    if (xs.scalar_type() != xw.scalar_type()) xs = xs.to(xw.scalar_type());
+    at::Tensor xdbl = at::matmul(xw, xs);                      // (B, K, R + 2N, L)
+    at::Tensor delta = at::matmul(dtw, xdbl.narrow(2, 0, R));  // (B, K, D, L)
+    auto scan = scan::selective_scan_fwd(xs.view({Bn, K * D, L}), delta.view({Bn, K * D, L}), A,
+                                         xdbl.narrow(2, R, N), xdbl.narrow(2, R + N, N), opt(p, i, kDs),
+                                         opt(p, i, kDtBias), /*delta_softplus=*/true, at::kFloat);
+    at::Tensor ym = cross::cross_merge(std::get<0>(scan).view({Bn, K, D, L}), H, W, "cross2d", /*channels_last=*/true);
+    // out_norm (to the conv output's dtype), out_proj
+    at::Tensor yn = add_norm(ym, c10::nullopt, need(p, i, kOutNormW), opt(p, i, kOutNormB), eps[3 * i + 1],
+                             h.scalar_type()).first;
+    h = at::linear(yn, need(p, i, kOutW), opt(p, i, kOutB));
+    if (flags[i] & kMlp) {  // norm2 (adds the op's output), fc1, GELU, fc2
+      auto [y2, s2] = add_norm(x, h, need(p, i, kNorm2W), opt(p, i, kNorm2B), eps[3 * i + 2], compute_dtype);
+      x = s2;
+      h = at::linear(at::gelu(at::linear(y2, need(p, i, kFc1W), opt(p, i, kFc1B)), approx),
+                     need(p, i, kFc2W), opt(p, i, kFc2B));
+    }
+    pending = h;
+  }
+  return at::add(x, *pending);
+}
+
+}  // namespace stage
+}  // namespace vmamba
+#endif  // VMAMBA_WITH_VSS_STAGE
