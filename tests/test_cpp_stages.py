@@ -226,13 +226,21 @@ def test_cpp_stages_equal_python_gpu(name, dtype, shape):
 
 @pytest.mark.gpu
 def test_bad_pack_is_refused_gpu():
+    """Each argument check of vss_stage_infer raises with its message (the binding runs them with the GIL held)."""
     run = _cuda_runner()
     x = torch.randn(1, 7, 7, 16, device="cuda")
-    with pytest.raises(RuntimeError, match="weight slots"):
-        run(x, [None] * 5, [1e-5] * 3, [3], "silu", "none", torch.float32)
-    with pytest.raises(RuntimeError, match="no tensor in slot 0"):
-        run(x, [None] * cpp_stages.SLOTS, [1e-5] * 3, [3], "silu", "none", torch.float32)
-    with pytest.raises(RuntimeError, match="act must be"):
-        run(x, [None] * cpp_stages.SLOTS, [1e-5] * 3, [3], "relu", "none", torch.float32)
-    with pytest.raises(RuntimeError, match="CUDA map"):
-        run(x.cpu(), [None] * cpp_stages.SLOTS, [1e-5] * 3, [3], "silu", "none", torch.float32)
+    full = [torch.ones(1, device="cuda")] * cpp_stages.SLOTS
+    cases = [
+        ((x, [None] * 5, [1e-5] * 3, [3], "silu", "none"), "weight slots"),
+        ((x, [], [], [], "silu", "none"), "at least one block"),
+        ((x, full, [1e-5] * 2, [3], "silu", "none"), "eps values"),
+        ((x, [None] * cpp_stages.SLOTS, [1e-5] * 3, [3], "silu", "none"), "no tensor in slot 0"),
+        ((x, full[:SLOT["fc1_w"]] + [None] * 4, [1e-5] * 3, [3], "silu", "none"), f"no tensor in slot {SLOT['fc1_w']}"),
+        ((x, full, [1e-5] * 3, [3], "relu", "none"), "act must be"),
+        ((x, full, [1e-5] * 3, [3], "silu", "fast"), "approximate must be"),
+        ((x.cpu(), full, [1e-5] * 3, [3], "silu", "none"), "CUDA map"),
+        ((x[0], full, [1e-5] * 3, [3], "silu", "none"), "CUDA map"),
+    ]
+    for args, match in cases:
+        with pytest.raises(RuntimeError, match=match):
+            run(*args, torch.float32)

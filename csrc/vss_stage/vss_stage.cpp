@@ -79,20 +79,36 @@ std::pair<at::Tensor, at::Tensor> add_norm(const at::Tensor& x, const c10::optio
 
 }  // namespace
 
-at::Tensor vss_stage_infer(const at::Tensor& x_in, const Params& p, const std::vector<double>& eps,
-                           const std::vector<int64_t>& flags, c10::string_view act_name,
-                           c10::string_view mlp_gelu_approximate, at::ScalarType compute_dtype) {
+void check_stage_args(const at::Tensor& x, const Params& p, const std::vector<double>& eps,
+                      const std::vector<int64_t>& flags, c10::string_view act_name,
+                      c10::string_view mlp_gelu_approximate) {
   const size_t n = flags.size();
+  const size_t slots = static_cast<size_t>(kSlots);
   TORCH_CHECK(n >= 1, "vss_stage_infer: a stage has at least one block");
-  TORCH_CHECK(p.size() == n * kSlots, "vss_stage_infer: ", n, " blocks take ", n * kSlots, " weight slots (",
-              static_cast<int>(kSlots), " per block), got ", p.size());
+  TORCH_CHECK(p.size() == n * slots, "vss_stage_infer: ", n, " blocks take ", n * slots, " weight slots (", slots,
+              " per block), got ", p.size());
   TORCH_CHECK(eps.size() == 3 * n, "vss_stage_infer: ", n, " blocks take ", 3 * n, " eps values, got ", eps.size());
-  TORCH_CHECK(x_in.dim() == 4 && x_in.is_cuda(), "vss_stage_infer: x must be a CUDA map (B, H, W, C), got ",
-              x_in.sizes(), " on ", x_in.device());
+  TORCH_CHECK(x.dim() == 4 && x.is_cuda(), "vss_stage_infer: x must be a CUDA map (B, H, W, C), got ", x.sizes(),
+              " on ", x.device());
   const std::string act_s(act_name), approx(mlp_gelu_approximate);
   TORCH_CHECK(act_s == "silu" || act_s == "gelu", "vss_stage_infer: act must be 'silu' or 'gelu', got '", act_s, "'");
   TORCH_CHECK(approx == "none" || approx == "tanh", "vss_stage_infer: the MLP's GELU approximate must be 'none' or "
               "'tanh', got '", approx, "'");
+  for (size_t i = 0; i < n; ++i) {
+    for (int slot : {kNormW, kInW, kXProjW, kDtProjW, kA, kOutNormW, kOutW}) need(p, i, slot);
+    need(p, i, (flags[i] & kFusedDwconv) ? kConvW32 : kConvW);
+    if (flags[i] & kMlp) {
+      for (int slot : {kNorm2W, kFc1W, kFc2W}) need(p, i, slot);
+    }
+  }
+}
+
+at::Tensor vss_stage_infer(const at::Tensor& x_in, const Params& p, const std::vector<double>& eps,
+                           const std::vector<int64_t>& flags, c10::string_view act_name,
+                           c10::string_view mlp_gelu_approximate, at::ScalarType compute_dtype) {
+  check_stage_args(x_in, p, eps, flags, act_name, mlp_gelu_approximate);
+  const size_t n = flags.size();
+  const std::string act_s(act_name), approx(mlp_gelu_approximate);
   // no autograd bookkeeping: the caller runs with grad disabled, and nothing here is differentiated
   at::AutoDispatchBelowADInplaceOrView below_autograd;
 
