@@ -225,6 +225,32 @@ def test_cpp_stages_equal_python_gpu(name, dtype, shape):
 
 
 @pytest.mark.gpu
+def test_cpp_stages_peak_memory_gpu():
+    """The C++ stage releases each intermediate where the Python path does: its peak is not above the Python path's
+    (call 66 measured 3157 against 2297 MB at batch 128 while the chain's route tensors lived through the MLP)."""
+    _cuda_runner()
+    torch.manual_seed(0)
+    m = models.create_model("vmamba_t", impl="cuda", num_classes=100).cuda().eval().set_weight_cache(True)
+    x = torch.randn(16, 3, 224, 224, device="cuda")
+
+    def peak():
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.float16):
+            m(x)
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            base = torch.cuda.memory_allocated()
+            m(x)
+            torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - base
+    python = peak()
+    m.set_cpp_stages(True)
+    peak()  # makes the plans
+    cpp = peak()
+    assert cpp_stages.why_not(m)[0] == "cpp"
+    assert cpp <= python, (cpp, python)
+
+
+@pytest.mark.gpu
 def test_bad_pack_is_refused_gpu():
     """Each argument check of vss_stage_infer raises with its message (the binding runs them with the GIL held)."""
     run = _cuda_runner()
