@@ -168,10 +168,12 @@ at::Tensor vss_stage_infer(const at::Tensor& x_in, const Params& p, const std::v
   at::Tensor x = x_in.contiguous();
   c10::optional<at::Tensor> pending;  // the previous branch output, added by the next norm (forward_fused)
   for (size_t i = 0; i < flags.size(); ++i) {
-    // norm: s = x + pending, y = LN(s) in the compute dtype; then the op
-    auto [y, s] = add_norm(x, pending, need(p, i, kNormW), opt(p, i, kNormB), eps[3 * i], compute_dtype);
-    x = s;
-    at::Tensor h = ss2d(y, p, i, flags[i] & kFusedDwconv, act_s, eps[3 * i + 1]);
+    at::Tensor h;
+    {  // norm: s = x + pending, y = LN(s) in the compute dtype; then the op (y released before the MLP, as in Python)
+      auto [y, s] = add_norm(x, pending, need(p, i, kNormW), opt(p, i, kNormB), eps[3 * i], compute_dtype);
+      x = s;
+      h = ss2d(y, p, i, flags[i] & kFusedDwconv, act_s, eps[3 * i + 1]);
+    }
     if (flags[i] & kMlp) {  // norm2 (adds the op's output), then the MLP
       auto [y2, s2] = add_norm(x, h, need(p, i, kNorm2W), opt(p, i, kNorm2B), eps[3 * i + 2], compute_dtype);
       x = s2;
