@@ -11,6 +11,7 @@
 
 #include <string>
 
+#include "common/common.h"
 #include "common/knobs.h"
 #include "selective_scan/selective_scan.h"
 
@@ -41,8 +42,8 @@ std::string build_info_string() {
 TORCH_LIBRARY_FRAGMENT(vmamba_cuda, m) {
   m.def("build_info() -> str", [] { return build_info_string(); });
   m.def("set_knob(str name, str value) -> ()", [](const std::string& name, const std::string& value) {
-    TORCH_CHECK(vmamba::set_knob(name, value), "vmamba_cuda::set_knob: unknown knob '", name, "'; knobs: ",
-                vmamba::knob_list());
+    TORCH_CHECK(vmamba::set_knob(name, value), ::vmamba::detail::message("vmamba_cuda::set_knob: unknown knob '", name,
+                                                                         "'; knobs: ", vmamba::knob_list()));
   });
   m.def("knobs() -> str", [] { return vmamba::knob_list(); });
 }

@@ -3,6 +3,7 @@ skip-without-nvcc path, and (when built) the compiled extension's op schemas."""
 from __future__ import annotations
 
 import importlib.util
+import glob
 import os
 import re
 import shutil
@@ -352,3 +353,54 @@ def test_built_extension_reports_its_scan_chunk_and_takes_knobs():
     assert extension.knobs() == env
     with pytest.raises(RuntimeError, match="unknown knob 'VMAMBA_NOPE'"):
         torch.ops.vmamba_cuda.set_knob("VMAMBA_NOPE", "1")
+
+
+def _call_args(text: str, start: int) -> list:
+    """The top-level comma-separated arguments of the call whose '(' is at text[start] (strings and nesting kept)."""
+    depth, args, cur, i, quote = 0, [], [], start, None
+    while i < len(text):
+        c = text[i]
+        if quote:
+            cur.append(c)
+            if c == "\\":
+                cur.append(text[i + 1])
+                i += 1
+            elif c == quote:
+                quote = None
+        elif c in "\"'":
+            quote = c
+            cur.append(c)
+        elif c in "([{":
+            depth += 1
+            if depth > 1:
+                cur.append(c)
+        elif c in ")]}":
+            depth -= 1
+            if depth == 0:
+                args.append("".join(cur).strip())
+                return args
+            cur.append(c)
+        elif c == "," and depth == 1:
+            args.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(c)
+        i += 1
+    raise AssertionError(f"unbalanced call at {start}")
+
+
+def test_check_messages_are_built_without_streams():
+    """Every TORCH_CHECK in csrc/ builds its message with vmamba::detail::message (csrc/common/common.h): on the GPU
+    machine a message that streamed a number through c10::str crashed the process instead of raising (2026-11-26,
+    and GPU calls 66-67's bad-pack test of csrc/vss_stage). Planted: a TORCH_CHECK(cond, "got ", n) fails this."""
+    bad = []
+    for path in sorted(glob.glob(os.path.join(ROOT, "csrc", "**", "*.*"), recursive=True)):
+        if not path.endswith((".cpp", ".cu", ".h", ".cuh")):
+            continue
+        text = open(path).read()
+        for m in re.finditer(r"\bTORCH_CHECK\s*\(", text):
+            args = _call_args(text, m.end() - 1)
+            if len(args) != 2 or not re.match(r"(::)?vmamba::detail::message\(", args[1]):
+                line = text.count("\n", 0, m.start()) + 1
+                bad.append(f"{os.path.relpath(path, ROOT)}:{line}: {' '.join(text[m.start():m.start() + 90].split())}")
+    assert not bad, "TORCH_CHECK messages must be ::vmamba::detail::message(...):\n" + "\n".join(bad)

@@ -159,7 +159,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> selective_scan_fwd(
     VMAMBA_CHECK(dm.batch * dm.KD < (int64_t(1) << 31), "u",
                  "batch * KD = ", dm.batch * dm.KD, " rows: at most 2^31 - 1 rows per call (the kernels index rows in 32 bits)");
     const char* err = launch_fwd(p, c10::cuda::getCurrentCUDAStream().stream());
-    TORCH_CHECK(err == nullptr, "vmamba_cuda::selective_scan_fwd: kernel launch failed: ", err);
+    TORCH_CHECK(err == nullptr, ::vmamba::detail::message("vmamba_cuda::selective_scan_fwd: kernel launch failed: ", err));
   }
   return {out, last, aux};
 }
@@ -222,7 +222,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   p.bc_bstride = B.stride(0); p.bc_gstride = B.stride(1);
   VMAMBA_CHECK(dm.batch * dm.K * S < (int64_t(1) << 31), "u", "batch * K too large for one launch");
   const char* err = launch_bwd(p, c10::cuda::getCurrentCUDAStream().stream());
-  TORCH_CHECK(err == nullptr, "vmamba_cuda::selective_scan_bwd: kernel launch failed: ", err);
+  TORCH_CHECK(err == nullptr, ::vmamba::detail::message("vmamba_cuda::selective_scan_bwd: kernel launch failed: ", err));
   return {du, ddelta, dA, dB, dC, dD, dbias};
 }
 

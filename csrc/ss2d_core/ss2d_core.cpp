@@ -394,7 +394,7 @@ at::Tensor ss2d_core_fwd(const at::Tensor& x, const at::Tensor& xdbl, const at::
     sp.out = y.data_ptr();
     sp.out_dtype = code_of(out_dtype);
     const char* err = launch_sweep_fwd(sp, c10::cuda::getCurrentCUDAStream().stream());
-    TORCH_CHECK(err == nullptr, "vmamba_cuda::ss2d_core_fwd: kernel launch failed: ", err);
+    TORCH_CHECK(err == nullptr, ::vmamba::detail::message("vmamba_cuda::ss2d_core_fwd: kernel launch failed: ", err));
     return y;
   }
   if (const int steps = seg_steps; steps > 0) {
@@ -411,7 +411,7 @@ at::Tensor ss2d_core_fwd(const at::Tensor& x, const at::Tensor& xdbl, const at::
     sp.out = y.data_ptr();
     sp.out_dtype = code_of(out_dtype);
     const char* err = launch_seg_fwd(sp, c10::cuda::getCurrentCUDAStream().stream());
-    TORCH_CHECK(err == nullptr, "vmamba_cuda::ss2d_core_fwd: kernel launch failed: ", err);
+    TORCH_CHECK(err == nullptr, ::vmamba::detail::message("vmamba_cuda::ss2d_core_fwd: kernel launch failed: ", err));
     return y;
   }
   const Plan pl = plan(false, p, dev, x.device().index());
@@ -428,7 +428,7 @@ at::Tensor ss2d_core_fwd(const at::Tensor& x, const at::Tensor& xdbl, const at::
   p.out_dtype = code_of(out_dtype);
   check_blocks(p.batch * p.ntiles);
   const char* err = launch_fwd(p, c10::cuda::getCurrentCUDAStream().stream());
-  TORCH_CHECK(err == nullptr, "vmamba_cuda::ss2d_core_fwd: kernel launch failed: ", err);
+  TORCH_CHECK(err == nullptr, ::vmamba::detail::message("vmamba_cuda::ss2d_core_fwd: kernel launch failed: ", err));
   return y;
 }
 
@@ -485,7 +485,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
                                      D.has_value() ? dD.data_ptr<float>() : nullptr,
                                      delta_bias.has_value() ? dbias.data_ptr<float>() : nullptr, dw.data_ptr<float>(),
                                      c10::cuda::getCurrentCUDAStream().stream());
-    TORCH_CHECK(err == nullptr, "vmamba_cuda::ss2d_core_bwd: kernel launch failed: ", err);
+    TORCH_CHECK(err == nullptr, ::vmamba::detail::message("vmamba_cuda::ss2d_core_bwd: kernel launch failed: ", err));
     return {dx, dxdbl, dw, dA, dD, dbias};
   }
   const Plan pl = plan(true, p, dev, x.device().index());
@@ -526,7 +526,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
                                D.has_value() ? dD.data_ptr<float>() : nullptr,
                                delta_bias.has_value() ? dbias.data_ptr<float>() : nullptr, dw.data_ptr<float>(),
                                c10::cuda::getCurrentCUDAStream().stream());
-  TORCH_CHECK(err == nullptr, "vmamba_cuda::ss2d_core_bwd: kernel launch failed: ", err);
+  TORCH_CHECK(err == nullptr, ::vmamba::detail::message("vmamba_cuda::ss2d_core_bwd: kernel launch failed: ", err));
   return {dx, dxdbl, dw, dA, dD, dbias};
 }
 

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "../common/common.h"
 #include "../ops.h"
 
 #if defined(VMAMBA_WITH_VSS_STAGE) && !(defined(VMAMBA_WITH_LAYER_NORM) && defined(VMAMBA_WITH_CROSS_SCAN) && \
@@ -29,6 +30,10 @@
 #endif
 
 #ifdef VMAMBA_WITH_VSS_STAGE
+// messages assembled by vmamba::detail::message (csrc/common/common.h: streaming a number into a std::ostream in this
+// extension crashed the GPU machine's process; call 66-67's bad-pack segfault was exactly that)
+#define VSS_CHECK(cond, ...) TORCH_CHECK((cond), ::vmamba::detail::message("vss_stage_infer: ", __VA_ARGS__))
+
 namespace vmamba {
 namespace stage {
 namespace {
@@ -53,7 +58,7 @@ using Params = std::vector<c10::optional<at::Tensor>>;
 
 const at::Tensor& need(const Params& p, size_t block, int slot) {
   const auto& t = p[block * kSlots + slot];
-  TORCH_CHECK(t.has_value() && t->defined(), "vss_stage_infer: block ", block, " has no tensor in slot ", slot,
+  VSS_CHECK(t.has_value() && t->defined(), "block ", block, " has no tensor in slot ", slot,
               " (models/cpp_stages.py packs the weights)");
   return *t;
 }
@@ -86,15 +91,15 @@ void check_stage_args(const at::Tensor& x, const Params& p, const std::vector<do
                       c10::string_view mlp_gelu_approximate) {
   const size_t n = flags.size();
   const size_t slots = static_cast<size_t>(kSlots);
-  TORCH_CHECK(n >= 1, "vss_stage_infer: a stage has at least one block");
-  TORCH_CHECK(p.size() == n * slots, "vss_stage_infer: ", n, " blocks take ", n * slots, " weight slots (", slots,
+  VSS_CHECK(n >= 1, "a stage has at least one block");
+  VSS_CHECK(p.size() == n * slots, n, " blocks take ", n * slots, " weight slots (", slots,
               " per block), got ", p.size());
-  TORCH_CHECK(eps.size() == 3 * n, "vss_stage_infer: ", n, " blocks take ", 3 * n, " eps values, got ", eps.size());
-  TORCH_CHECK(x.dim() == 4 && x.is_cuda(), "vss_stage_infer: x must be a CUDA map (B, H, W, C), got ", x.sizes(),
+  VSS_CHECK(eps.size() == 3 * n, n, " blocks take ", 3 * n, " eps values, got ", eps.size());
+  VSS_CHECK(x.dim() == 4 && x.is_cuda(), "x must be a CUDA map (B, H, W, C), got ", x.sizes(),
               " on ", x.device());
   const std::string act_s(act_name), approx(mlp_gelu_approximate);
-  TORCH_CHECK(act_s == "silu" || act_s == "gelu", "vss_stage_infer: act must be 'silu' or 'gelu', got '", act_s, "'");
-  TORCH_CHECK(approx == "none" || approx == "tanh", "vss_stage_infer: the MLP's GELU approximate must be 'none' or "
+  VSS_CHECK(act_s == "silu" || act_s == "gelu", "act must be 'silu' or 'gelu', got '", act_s, "'");
+  VSS_CHECK(approx == "none" || approx == "tanh", "the MLP's GELU approximate must be 'none' or "
               "'tanh', got '", approx, "'");
   for (size_t i = 0; i < n; ++i) {
     for (int slot : {kNormW, kInW, kXProjW, kDtProjW, kA, kOutNormW, kOutW}) need(p, i, slot);
@@ -115,8 +120,8 @@ at::Tensor chain(const at::Tensor& h, const Params& p, size_t i) {
   const at::Tensor& dtw = need(p, i, kDtProjW);
   const at::Tensor& A = need(p, i, kA);
   const int64_t R = dtw.size(2), N = A.size(1);
-  TORCH_CHECK(xw.dim() == 3 && dtw.dim() == 3 && xw.size(0) == K && xw.size(2) == D && xw.size(1) == R + 2 * N,
-              "vss_stage_infer: block ", i, ": x_proj_weight ", xw.sizes(), " does not fit ", D, " channels, dt_rank ",
+  VSS_CHECK(xw.dim() == 3 && dtw.dim() == 3 && xw.size(0) == K && xw.size(2) == D && xw.size(1) == R + 2 * N,
+            "block ", i, ": x_proj_weight ", xw.sizes(), " does not fit ", D, " channels, dt_rank ",
               R, ", d_state ", N);
   at::Tensor xs = cross::cross_scan(h, "cross2d", /*channels_last=*/true);  // (B, K, D, L)
   if (xs.scalar_type() != xw.scalar_type()) xs = xs.to(xw.scalar_type());
@@ -186,4 +191,5 @@ at::Tensor vss_stage_infer(const at::Tensor& x_in, const Params& p, const std::v
 
 }  // namespace stage
 }  // namespace vmamba
+#undef VSS_CHECK
 #endif  // VMAMBA_WITH_VSS_STAGE
