@@ -29,14 +29,14 @@ import torch.nn as nn
 from vmamba_kernels import dispatch
 from vmamba_kernels._library import eager_allowed
 
-from . import fused
+from . import fused, weight_cache
+from .chain import _consts as chain_consts
 from .fused import act_name, as_dtype, autocast_dtype, dwconv_supported
 from .layers import LayerNorm, Linear
 from .policy import OFF
 
 BACKEND = "cuda"  # the backend whose entry points the C++ stage calls (the CPU tests stand in another)
 SLOTS = 23  # weight slots per block, csrc/vss_stage/vss_stage.cpp's Slot order
-_F32, _CT, _NEG_EXP, _FLAT = "f32", "ct", "neg_exp", "flat"
 _PLANS, _PACK, _LAST = "_cpp_plans", "_cpp_pack", "_cpp_last"
 
 
@@ -52,7 +52,7 @@ def runner():
 class _Plan:
     """What the C++ stage takes besides x and the weights, for one input signature."""
 
-    __slots__ = ("flags", "eps", "act", "approximate", "ct", "sources", "params")
+    __slots__ = ("flags", "eps", "act", "approximate", "ct", "params")
 
 
 def clear(stage) -> None:
@@ -99,7 +99,7 @@ def _make_plan(stage, x):
                 "`pip install --no-build-isolation -e .`")
     if not fused.lean_norms:
         return "models.fused.lean_norms is off"
-    acts, flags, eps, sources = set(), [], [], []
+    acts, flags, eps, params = set(), [], [], {}
     approximate = "none"
     for j, blk in enumerate(stage.blocks):
         why = _block_refusal(blk)
@@ -107,33 +107,18 @@ def _make_plan(stage, x):
             return f"block {j}: {why}"
         op = blk.op
         acts.add(act_name(op.act))
-        norm2 = blk.norm2 if blk.mlp_branch else None
-        if norm2 is not None:
+        if blk.mlp_branch:
             approximate = blk.mlp.act.approximate
-        flags.append((1 if op._ran.get("dwconv2d") == BACKEND else 0) | (2 if norm2 is not None else 0))
-        eps += [float(blk.norm.eps), float(op.out_norm.eps), float(norm2.eps) if norm2 is not None else 0.0]
-        mlp = blk.mlp if norm2 is not None else None
-        sources += [(blk.norm.weight, _F32), (blk.norm.bias, _F32),
-                    (op.in_proj.weight, _CT), (op.in_proj.bias, _CT),
-                    (op.conv2d.weight, _F32), (op.conv2d.bias, _F32), (op.conv2d.weight, _CT), (op.conv2d.bias, _CT),
-                    (op.x_proj_weight, _CT), (op.dt_projs_weight, _CT),
-                    (op.A_logs, _NEG_EXP), (op.Ds, _F32), (op.dt_projs_bias, _FLAT),
-                    (op.out_norm.weight, _F32), (op.out_norm.bias, _F32),
-                    (op.out_proj.weight, _CT), (op.out_proj.bias, _CT),
-                    (None if norm2 is None else norm2.weight, _F32), (None if norm2 is None else norm2.bias, _F32),
-                    (None if mlp is None else mlp.fc1.weight, _CT), (None if mlp is None else mlp.fc1.bias, _CT),
-                    (None if mlp is None else mlp.fc2.weight, _CT), (None if mlp is None else mlp.fc2.bias, _CT)]
+        flags.append((1 if op._ran.get("dwconv2d") == BACKEND else 0) | (2 if blk.mlp_branch else 0))
+        eps += [float(blk.norm.eps), float(op.out_norm.eps), float(blk.norm2.eps) if blk.mlp_branch else 0.0]
+        for t in blk.parameters():
+            params.setdefault(id(t), t)
     if len(acts) != 1:
         return f"the blocks' SS2D activations differ ({sorted(acts)})"
     p = _Plan()
     p.flags, p.eps, p.act, p.approximate = flags, eps, acts.pop(), approximate
     p.ct = autocast_dtype(x) or x.dtype
-    p.sources = sources
-    seen = {}
-    for t, _ in sources:
-        if t is not None:
-            seen.setdefault(id(t), t)
-    p.params = list(seen.values())  # each source once: the packed weights' key reads these
+    p.params = list(params.values())  # the packed weights' key reads these
     return p
 
 
@@ -168,26 +153,43 @@ def _block_refusal(blk) -> Optional[str]:
 
 
 def _weights(stage, plan: _Plan) -> list:
-    """The plan's weights as the kernels take them, made once and kept while every source keeps its version counter
-    and storage (models/weight_cache.py's contract)."""
+    """The plan's weights in vss_stage_infer's slot order, as the kernels take them: made once and kept while every
+    parameter keeps its version counter and storage (models/weight_cache.py's contract). The 16-bit casts are the
+    weight cache's own (`weight_cache.cached` on the same modules with the same keys as the Python path), so the
+    weights are held once whichever path runs."""
     # 36 us for VMamba-T's 180 parameters on a 2-core VM: small against the Python blocks it replaces
     key = tuple((t._version, t.data_ptr()) for t in plan.params)
     hit = stage.__dict__.get(_PACK)
     if hit is not None and hit[0] == key:
         return hit[1]
-    ct = plan.ct
+    ct, f32 = plan.ct, torch.float32
+
+    def cast(m):  # (weight, bias) of a Linear / Conv2d in the compute dtype: the params themselves, or the kept casts
+        return (m.weight, m.bias) if m.weight.dtype == ct else weight_cache.cached(m, (m.weight, m.bias), ct)
+
+    def norm(n):  # (weight, bias) of a LayerNorm as models.fused.add_norm passes them
+        return as_dtype(n.weight, f32), None if n.bias is None else as_dtype(n.bias, f32)
+
+    out = []
     with torch.no_grad():
-        out = []
-        for t, how in plan.sources:
-            if t is None:
-                out.append(None)
-            elif how == _CT:
-                out.append(as_dtype(t, ct).contiguous())
-            elif how == _NEG_EXP:  # models.chain._consts: A = -exp(A_logs) in float32
-                out.append(torch.exp(as_dtype(t, torch.float32)).neg_())
-            elif how == _FLAT:
-                out.append(as_dtype(t, torch.float32).reshape(-1).contiguous())
-            else:
-                out.append(as_dtype(t, torch.float32).contiguous())
+        for blk in stage.blocks:
+            op = blk.op
+            # models.chain's consts, from the same cache entry the chain reads (key: the weights and (gemm, wt) dtypes)
+            consts = weight_cache.cached(op, (op.x_proj_weight, op.dt_projs_weight, op.A_logs, op.Ds, op.dt_projs_bias),
+                                         (ct, f32), lambda *t: chain_consts(*t, _Dtypes(ct, f32)))
+            conv32 = (as_dtype(op.conv2d.weight, f32), None if op.conv2d.bias is None else as_dtype(op.conv2d.bias, f32))
+            mlp = blk.mlp_branch
+            out += [*norm(blk.norm), *cast(op.in_proj), *conv32, *cast(op.conv2d), *consts, *norm(op.out_norm),
+                    *cast(op.out_proj), *(norm(blk.norm2) if mlp else (None, None)),
+                    *(cast(blk.mlp.fc1) if mlp else (None, None)), *(cast(blk.mlp.fc2) if mlp else (None, None))]
     stage.__dict__[_PACK] = (key, out)
     return out
+
+
+class _Dtypes:
+    """The two fields of models.chain's plan that its _consts reads."""
+
+    __slots__ = ("gemm", "wt")
+
+    def __init__(self, gemm, wt):
+        self.gemm, self.wt = gemm, wt

@@ -120,6 +120,23 @@ def test_twin_equals_python_path(torch_twin, dwconv, amp):
     assert plan.flags == [(1 if dwconv == "torch" else 0) | 2] * len(m.layers[0].blocks)
 
 
+def test_pack_shares_the_weight_cache(torch_twin):
+    """Under autocast the packed 16-bit weights are the weight cache's own casts (held once, whichever path runs)."""
+    m = _model().set_weight_cache(True).set_cpp_stages(True)
+    x = torch.randn(1, 3, 48, 48)
+    _logits(m, x, True)
+    _logits(m, x, True)
+    assert cpp_stages.why_not(m)[0] == "cpp"
+    pack = m.layers[0].__dict__["_cpp_pack"][1]
+    op = m.layers[0].blocks[0].op
+    kept = {name: mod.__dict__["_weight_cache_entry"][1] for name, mod in
+            (("in", op.in_proj), ("out", op.out_proj), ("chain", op), ("fc1", m.layers[0].blocks[0].mlp.fc1))}
+    assert pack[SLOT["in_w"]] is kept["in"][0] and pack[SLOT["out_w"]] is kept["out"][0]
+    assert pack[SLOT["xproj_w"]] is kept["chain"][0] and pack[SLOT["A"]] is kept["chain"][2]
+    assert pack[SLOT["fc1_w"]] is kept["fc1"][0] and pack[SLOT["fc1_w"]].dtype == torch.bfloat16
+    assert pack[SLOT["norm_w"]] is m.layers[0].blocks[0].norm.weight  # float32 already: the parameter itself
+
+
 def test_pack_follows_parameter_changes(torch_twin):
     m = _model().set_cpp_stages(True)
     x = torch.randn(1, 3, 48, 48)
