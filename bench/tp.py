@@ -289,20 +289,14 @@ def _policy(impl: str, path: str, core: str = "auto"):
     return models.KernelPolicy.all(name).merged(models.KernelPolicy(ss2d_core=core))
 
 
-def _weight_cache(model, on: bool):
+def _switched_on(model, on: bool, flag: str):
+    """model.set_<flag>(True) for a job measured with --<flag> on (VMamba models only); the model as built when off."""
     if not on:
         return model
-    if not hasattr(model, "set_weight_cache"):
-        raise TypeError(f"--weight-cache on: {type(model).__name__} has no set_weight_cache (VMamba models only)")
-    return model.set_weight_cache(True)
-
-
-def _cpp_stages(model, on: bool):
-    if not on:
-        return model
-    if not hasattr(model, "set_cpp_stages"):
-        raise TypeError(f"--cpp-stages on: {type(model).__name__} has no set_cpp_stages (VMamba models only)")
-    return model.set_cpp_stages(True)
+    method = "set_" + flag.replace("-", "_")
+    if not hasattr(model, method):
+        raise TypeError(f"--{flag} on: {type(model).__name__} has no {method} (VMamba models only)")
+    return getattr(model, method)(True)
 
 
 def _recompute_parts():
@@ -651,9 +645,9 @@ def run(a, create_model: Optional[Callable] = None) -> tuple:
                         graphs_label
                     jobs.append((m, label, (lambda m=m, impl=impl, path=path, layout=layout, core=core, rc=rc, wc=wc,
                                             cpp=cpp:
-                                            _cpp_stages(_weight_cache(_recompute(make(m, impl=_policy(impl, path, core),
-                                                                                      **_layout_kw(layout)), rc), wc),
-                                                        cpp))
+                                            _switched_on(_switched_on(_recompute(make(m, impl=_policy(impl, path, core),
+                                                                                        **_layout_kw(layout)), rc),
+                                                                      wc, "weight-cache"), cpp, "cpp-stages"))
                                  if make is not None else None))
     if a.baselines:
         try:

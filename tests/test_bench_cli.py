@@ -470,54 +470,35 @@ def test_tp_recompute_list(tmp_path, capsys):
     assert "TinyVMamba has no set_recompute" in capsys.readouterr().out
 
 
-class _Caching(TinyVMamba):
-    """Records the set_weight_cache calls bench.tp makes."""
+class _Switched(TinyVMamba):
+    """Records the set_weight_cache / set_cpp_stages calls bench.tp makes."""
 
     calls: list = []
 
     def set_weight_cache(self, on=True):
-        self.calls.append(on)
+        self.calls.append(("set_weight_cache", on))
         return self
-
-
-def test_tp_weight_cache_both(tmp_path, capsys):
-    _Caching.calls = []
-    rc = TP.main(["--model", "tiny", "--impl", "torch", "--img-size", "32", "--warmup", "1", "--iters", "1",
-                  "--batch-size", "2", "--reports-dir", str(tmp_path), "--save-cpu", "--weight-cache", "both"],
-                 create_model=lambda name, impl=None: _Caching(impl=impl))
-    assert rc == 0, capsys.readouterr().err
-    _, rows = read_csv(tmp_path / "models.csv")
-    assert [x["impl"] for x in rows] == ["torch", "torch:wc"]
-    assert _Caching.calls == [True]  # off: the model as built
-    rc = TP.main(["--model", "tiny", "--impl", "torch", "--img-size", "32", "--warmup", "1", "--iters", "1",
-                  "--batch-size", "2", "--no-csv", "--weight-cache", "on"], create_model=_tiny)
-    assert rc == 1
-    assert "TinyVMamba has no set_weight_cache" in capsys.readouterr().out
-
-
-class _CppStaged(TinyVMamba):
-    """Records the set_cpp_stages calls bench.tp makes."""
-
-    calls: list = []
 
     def set_cpp_stages(self, on=True):
-        self.calls.append(on)
+        self.calls.append(("set_cpp_stages", on))
         return self
 
 
-def test_tp_cpp_stages_both(tmp_path, capsys):
-    _CppStaged.calls = []
+@pytest.mark.parametrize("flag,method,label", [("--weight-cache", "set_weight_cache", "wc"),
+                                               ("--cpp-stages", "set_cpp_stages", "cpp")])
+def test_tp_model_switches_both(tmp_path, capsys, flag, method, label):
+    _Switched.calls = []
     rc = TP.main(["--model", "tiny", "--impl", "torch", "--img-size", "32", "--warmup", "1", "--iters", "1",
-                  "--batch-size", "2", "--reports-dir", str(tmp_path), "--save-cpu", "--cpp-stages", "both"],
-                 create_model=lambda name, impl=None: _CppStaged(impl=impl))
+                  "--batch-size", "2", "--reports-dir", str(tmp_path), "--save-cpu", flag, "both"],
+                 create_model=lambda name, impl=None: _Switched(impl=impl))
     assert rc == 0, capsys.readouterr().err
     _, rows = read_csv(tmp_path / "models.csv")
-    assert [x["impl"] for x in rows] == ["torch", "torch:cpp"]
-    assert _CppStaged.calls == [True]  # off: the model as built
+    assert [x["impl"] for x in rows] == ["torch", f"torch:{label}"]
+    assert _Switched.calls == [(method, True)]  # off: the model as built
     rc = TP.main(["--model", "tiny", "--impl", "torch", "--img-size", "32", "--warmup", "1", "--iters", "1",
-                  "--batch-size", "2", "--no-csv", "--cpp-stages", "on"], create_model=_tiny)
+                  "--batch-size", "2", "--no-csv", flag, "on"], create_model=_tiny)
     assert rc == 1
-    assert "TinyVMamba has no set_cpp_stages" in capsys.readouterr().out
+    assert f"TinyVMamba has no {method}" in capsys.readouterr().out
 
 
 def test_timm_baseline_built_for_the_image_size(monkeypatch):
