@@ -120,6 +120,19 @@ def test_twin_equals_python_path(torch_twin, dwconv, amp):
     assert plan.flags == [(1 if dwconv == "torch" else 0) | 2] * len(m.layers[0].blocks)
 
 
+def test_inference_mode_and_backbone_outputs(torch_twin):
+    """torch.inference_mode counts as grad disabled; a features_only backbone's stage maps come from the C++ stages."""
+    m = _model(features_only=True).set_cpp_stages(True)
+    x = torch.randn(1, 3, 48, 48)
+    with torch.inference_mode():
+        want = m.set_cpp_stages(False)(x)
+        m.set_cpp_stages(True)
+        m(x)
+        got = m(x)
+    assert torch_twin.twin.calls == 4
+    assert len(got) == len(want) == 4 and all(torch.equal(a, b) for a, b in zip(got, want))
+
+
 def test_pack_shares_the_weight_cache(torch_twin):
     """Under autocast the packed 16-bit weights are the weight cache's own casts (held once, whichever path runs)."""
     m = _model().set_weight_cache(True).set_cpp_stages(True)
