@@ -74,7 +74,8 @@ def why_not(model) -> dict:
 def run(stage, x: torch.Tensor, python):
     """The stage's blocks on x (its forward_blocks without checkpointing): through the C++ runner when the plan for
     x's signature allows, else `python(x)` (the first call of a signature runs python and makes the plan)."""
-    if stage.training or torch.is_grad_enabled() or x.numel() == 0 or not eager_allowed(x):
+    if (stage.training or torch.is_grad_enabled() or x.numel() == 0 or not eager_allowed(x)
+            or any(b.training for b in stage.blocks)):  # a block put back in training mode: its drop path samples
         return python(x)
     key = (x.shape, x.dtype, x.device, autocast_dtype(x), torch.are_deterministic_algorithms_enabled(),
            dispatch.get_default_impl(), len(dispatch._REGISTRY), fused.lean_norms, fused.SMALL_DWCONV_PIXELS)
@@ -99,6 +100,8 @@ def _make_plan(stage, x):
                 "`pip install --no-build-isolation -e .`")
     if not fused.lean_norms:
         return "models.fused.lean_norms is off"
+    if len(stage.blocks) == 0:
+        return "the stage has no blocks"
     acts, flags, eps, params = set(), [], [], {}
     approximate = "none"
     for j, blk in enumerate(stage.blocks):

@@ -174,6 +174,11 @@ def test_training_grad_and_other_inputs_run_python(torch_twin):
     m.eval()
     m(x)  # grad enabled: Python (the C++ stage has no backward)
     assert torch_twin.twin.calls == 0
+    m.layers[1].blocks[0].train()  # one block in training mode (its drop path would sample): that stage in Python
+    _logits(m, x, False)
+    assert torch_twin.twin.calls == 3
+    m.eval()
+    torch_twin.twin.calls = 0
     _logits(m, torch.randn(1, 3, 32, 48), False)  # new signatures at every stage: Python first, plans made
     assert torch_twin.twin.calls == 0
     _logits(m, x, False)
