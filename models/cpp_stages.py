@@ -102,8 +102,7 @@ def _make_plan(stage, x):
         return "models.fused.lean_norms is off"
     if len(stage.blocks) == 0:
         return "the stage has no blocks"
-    acts, flags, eps, params = set(), [], [], {}
-    approximate = "none"
+    acts, approximates, flags, eps, params = set(), set(), [], [], {}
     for j, blk in enumerate(stage.blocks):
         why = _block_refusal(blk)
         if why:
@@ -111,15 +110,15 @@ def _make_plan(stage, x):
         op = blk.op
         acts.add(act_name(op.act))
         if blk.mlp_branch:
-            approximate = blk.mlp.act.approximate
+            approximates.add(blk.mlp.act.approximate)
         flags.append((1 if op._ran.get("dwconv2d") == BACKEND else 0) | (2 if blk.mlp_branch else 0))
         eps += [float(blk.norm.eps), float(op.out_norm.eps), float(blk.norm2.eps) if blk.mlp_branch else 0.0]
         for t in blk.parameters():
             params.setdefault(id(t), t)
-    if len(acts) != 1:
-        return f"the blocks' SS2D activations differ ({sorted(acts)})"
+    if len(acts) != 1 or len(approximates) > 1:
+        return f"the blocks' activations differ (SS2D {sorted(acts)}, MLP GELU {sorted(approximates)})"
     p = _Plan()
-    p.flags, p.eps, p.act, p.approximate = flags, eps, acts.pop(), approximate
+    p.flags, p.eps, p.act, p.approximate = flags, eps, acts.pop(), approximates.pop() if approximates else "none"
     p.ct = autocast_dtype(x) or x.dtype
     p.params = list(params.values())  # the packed weights' key reads these
     return p

@@ -199,6 +199,12 @@ def test_refusals_name_the_reason(torch_twin):
     assert torch_twin.twin.calls == 0
     assert all("v05_noz" in v for v in cpp_stages.why_not(m).values())
     m = _model().set_cpp_stages(True)
+    m.layers[2].blocks[1].mlp.act.approximate = "tanh"  # one value per stage in the C++ call
+    _logits(m, x, False)
+    _logits(m, x, False)
+    assert torch_twin.twin.calls == 3 and "activations differ" in cpp_stages.why_not(m)[2]
+    torch_twin.twin.calls = 0
+    m = _model().set_cpp_stages(True)
     m.set_impl(KernelPolicy.all("torch").merged(KernelPolicy(ss2d_core="off", cross_scan="torch_sequential")))
     _logits(m, x, False)
     _logits(m, x, False)
