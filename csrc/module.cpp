@@ -84,14 +84,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #endif
 #ifdef VMAMBA_WITH_VSS_STAGE
   // not an op: a VMamba v2 stage's blocks in inference, composed of the entry points above (models/cpp_stages.py)
-  // The argument checks run with the GIL held, the stage without it.
-  m.def("vss_stage_infer", [](const at::Tensor& x, const std::vector<vmamba::OptTensor>& params,
-                              const std::vector<double>& eps, const std::vector<int64_t>& flags, c10::string_view act,
-                              c10::string_view approximate, at::ScalarType compute_dtype) {
-    vmamba::stage::check_stage_args(x, params, eps, flags, act, approximate);
-    pybind11::gil_scoped_release no_gil;
-    return vmamba::stage::vss_stage_infer(x, params, eps, flags, act, approximate, compute_dtype);
-  });
+  m.def("vss_stage_infer", &vmamba::stage::vss_stage_infer, release());
 #endif
   m.def("build_info", [] {
     pybind11::dict d;

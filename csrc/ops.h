@@ -71,8 +71,5 @@ namespace stage {
 Tensor vss_stage_infer(const Tensor& x, const std::vector<OptTensor>& params, const std::vector<double>& eps,
                        const std::vector<int64_t>& flags, c10::string_view act, c10::string_view mlp_gelu_approximate,
                        at::ScalarType compute_dtype);
-// vss_stage_infer's argument checks alone (it runs them too): the Python binding runs them with the GIL held
-void check_stage_args(const Tensor& x, const std::vector<OptTensor>& params, const std::vector<double>& eps,
-                      const std::vector<int64_t>& flags, c10::string_view act, c10::string_view mlp_gelu_approximate);
 }  // namespace stage
 }  // namespace vmamba

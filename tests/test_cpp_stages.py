@@ -295,7 +295,7 @@ def test_cpp_stages_peak_memory_gpu():
 
 @pytest.mark.gpu
 def test_bad_pack_is_refused_gpu():
-    """Each argument check of vss_stage_infer raises with its message (the binding runs them with the GIL held)."""
+    """Each argument check of vss_stage_infer raises with its message, before any kernel runs, never a crash."""
     run = _cuda_runner()
     x = torch.randn(1, 7, 7, 16, device="cuda")
     full = [torch.ones(1, device="cuda")] * cpp_stages.SLOTS

@@ -84,23 +84,21 @@ std::pair<at::Tensor, at::Tensor> add_norm(const at::Tensor& x, const c10::optio
   return {std::get<0>(ys), branch.has_value() ? std::get<1>(ys) : x};
 }
 
-}  // namespace
-
+// Every argument check, before any kernel runs (messages by vmamba::detail::message: see VSS_CHECK).
 void check_stage_args(const at::Tensor& x, const Params& p, const std::vector<double>& eps,
                       const std::vector<int64_t>& flags, c10::string_view act_name,
                       c10::string_view mlp_gelu_approximate) {
   const size_t n = flags.size();
   const size_t slots = static_cast<size_t>(kSlots);
   VSS_CHECK(n >= 1, "a stage has at least one block");
-  VSS_CHECK(p.size() == n * slots, n, " blocks take ", n * slots, " weight slots (", slots,
-              " per block), got ", p.size());
+  VSS_CHECK(p.size() == n * slots, n, " blocks take ", n * slots, " weight slots (", slots, " per block), got ",
+            p.size());
   VSS_CHECK(eps.size() == 3 * n, n, " blocks take ", 3 * n, " eps values, got ", eps.size());
-  VSS_CHECK(x.dim() == 4 && x.is_cuda(), "x must be a CUDA map (B, H, W, C), got ", x.sizes(),
-              " on ", x.device());
+  VSS_CHECK(x.dim() == 4 && x.is_cuda(), "x must be a CUDA map (B, H, W, C), got ", x.sizes(), " on ", x.device());
   const std::string act_s(act_name), approx(mlp_gelu_approximate);
   VSS_CHECK(act_s == "silu" || act_s == "gelu", "act must be 'silu' or 'gelu', got '", act_s, "'");
-  VSS_CHECK(approx == "none" || approx == "tanh", "the MLP's GELU approximate must be 'none' or "
-              "'tanh', got '", approx, "'");
+  VSS_CHECK(approx == "none" || approx == "tanh", "the MLP's GELU approximate must be 'none' or 'tanh', got '", approx,
+            "'");
   for (size_t i = 0; i < n; ++i) {
     for (int slot : {kNormW, kInW, kXProjW, kDtProjW, kA, kOutNormW, kOutW}) need(p, i, slot);
     need(p, i, (flags[i] & kFusedDwconv) ? kConvW32 : kConvW);
@@ -109,8 +107,6 @@ void check_stage_args(const at::Tensor& x, const Params& p, const std::vector<do
     }
   }
 }
-
-namespace {
 
 // models.chain._forward: cross scan, x and dt projections, scan, cross merge. Its route tensors are freed when it
 // returns, as the Python chain's are.
