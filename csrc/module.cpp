@@ -3,8 +3,9 @@
 // vmamba_cuda, CUDA, m)); importing this module (after `import torch`) makes them appear under
 // torch.ops.vmamba_cuda. The same sources built by CMakeLists.txt (VMAMBA_NO_PYTHON) give a plain
 // shared library for torch.ops.load_library; build_info is then available as an op only.
-// Also here: the knob ops (common/knobs.h), vmamba_cuda::set_knob(name, value) and vmamba_cuda::knobs(), and the
-// Python module's direct bindings of every op's entry point (ops.h).
+// Also here: the knob ops (common/knobs.h), vmamba_cuda::set_knob(name, value) and vmamba_cuda::knobs(), the
+// Python module's direct bindings of every op's entry point (ops.h), and the Python dispatch's native argument key
+// (common/arg_key.h).
 #include <cuda_runtime_api.h>
 #include <c10/util/Exception.h>
 #include <torch/library.h>
@@ -51,6 +52,7 @@ TORCH_LIBRARY_FRAGMENT(vmamba_cuda, m) {
 #ifndef VMAMBA_NO_PYTHON
 #include <torch/extension.h>  // pybind11 with torch's type casters (Tensor, optional, dtype)
 
+#include "common/arg_key.h"
 #include "ops.h"
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -100,5 +102,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     }
     return d;
   }, "archs, builder (setup.py or cmake), CUDA runtime version and scan chunk this extension was compiled with");
+  // host helpers of the Python dispatch (not ops): plain CPython functions
+  static PyMethodDef host_defs[] = {vmamba::host::kArgKeyDef, {nullptr, nullptr, 0, nullptr}};
+  if (PyModule_AddFunctions(m.ptr(), host_defs) != 0) throw pybind11::error_already_set();
 }
 #endif

@@ -31,6 +31,11 @@ from .layout import map_dims, map_shape
 NAMESPACE = "vmamba_kernels"
 
 _EAGER: dict = {}  # custom op -> its eager twin
+# custom op -> its twin's two halves, for callers that already know whether autograd must record the call
+# (dispatch's prepared calls: their key holds the grad mode and every input's requires_grad): the bare body,
+# and the autograd.Function's apply (absent for ops without a backward)
+_BODY: dict = {}
+_APPLY: dict = {}
 _PLAIN = (Tensor, torch.nn.Parameter)
 
 
@@ -56,6 +61,17 @@ def eager_twin(op):
     return _EAGER.get(op, op)
 
 
+def body_of(op):
+    """The bare body of `op`'s twin (no autograd), or its twin / `op` itself when it has none."""
+    return _BODY.get(op, eager_twin(op))
+
+
+def apply_of(op):
+    """The autograd.Function apply of `op`'s twin (autograd records the call), or its twin / `op` itself when it
+    has none."""
+    return _APPLY.get(op, eager_twin(op))
+
+
 def _fast(op):
     """`op`'s twin for a call made from an eager backward (same test as the forward's), else `op`."""
     return _EAGER.get(op, op) if _plain_context() else op
@@ -64,6 +80,7 @@ def _fast(op):
 def _twin(op, name: str, body, setup_context=None, backward=None) -> None:
     """Register the eager twin of `op`: `body` when no input requires grad, else an autograd.Function with
     the custom op's own setup_context and backward (so both paths compute and save the same)."""
+    _BODY[op] = body
     if backward is None:
         _EAGER[op] = body
         return
@@ -76,6 +93,7 @@ def _twin(op, name: str, body, setup_context=None, backward=None) -> None:
     fn = type(f"{name}_eager", (torch.autograd.Function,), {
         "forward": staticmethod(forward), "backward": staticmethod(backward)})
     apply = fn.apply
+    _APPLY[op] = apply
 
     def twin(*args):
         if torch.is_grad_enabled() and any(type(a) in _PLAIN and a.requires_grad for a in args):

@@ -44,7 +44,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from ._library import eager_allowed, eager_twin
+from ._library import _PLAIN, _plain_context, apply_of, body_of, eager_allowed, eager_twin
 from .op_table import BASE_OPS, OPS, define_library_ops, spec
 
 # Packages that declare backends (each exports BACKENDS: list[Backend]). Order is irrelevant:
@@ -110,10 +110,14 @@ class Backend:
     # ss2d_core: the largest d_state it runs (None: max_dstate, the scan's)
     ss2d_max_dstate: Optional[int] = None
     doc: str = ""
-    # filled by register_backend: {key: torch.library custom op}, {key: its eager twin} and {op: OpCall}
+    # filled by register_backend: {key: torch.library custom op}, {key: its eager twin}, {key: the twin's bare
+    # body}, {key: the twin's autograd apply} and {op: OpCall}; `prepared` caches PreparedCalls per (op, kind)
     library_ops: dict = field(default_factory=dict, repr=False)
     eager_ops: dict = field(default_factory=dict, repr=False)
+    body_ops: dict = field(default_factory=dict, repr=False)
+    grad_ops: dict = field(default_factory=dict, repr=False)
     calls: dict = field(default_factory=dict, repr=False)
+    prepared: dict = field(default_factory=dict, repr=False)
     _impl: object = field(default=None, repr=False)
     _reason: object = field(default="unprobed", repr=False)
 
@@ -208,6 +212,40 @@ class OpCall:
     def __repr__(self) -> str:
         return f"OpCall({self.spec.name!r} on {self.backend.name!r})"
 
+    def prepared(self, args) -> "PreparedCall":
+        """This op for calls whose arguments have the metadata of `args` (dispatch.prepare's key: tensor types,
+        requires_grad, grad mode): the eager path it will take is decided here, once."""
+        b = self.backend
+        if type(args.tensors()[0]) not in _PLAIN:
+            kind = "library"  # a tensor subclass: torch.library's ops always
+        elif args.requires_grad():
+            kind = "grad"
+        else:
+            kind = "body"
+        call = b.prepared.get((self.spec.name, kind))
+        if call is None:
+            ops = {"library": b.library_ops, "grad": b.grad_ops, "body": b.body_ops}[kind]
+            call = b.prepared[(self.spec.name, kind)] = PreparedCall(b, self.spec, ops)
+        return call
+
+
+class PreparedCall(OpCall):
+    """An OpCall for the arguments of one prepared key (dispatch.prepare): in plain eager execution it runs the
+    twins' bodies (no input requires grad) or their autograd applies straight away, skipping the per-call
+    test of the twins (which reads every input's requires_grad); else torch.library's ops."""
+
+    __slots__ = ("ops",)
+
+    def __init__(self, backend: Backend, op_spec, ops: dict):
+        super().__init__(backend, op_spec)
+        self.ops = ops
+
+    def __call__(self, args):
+        return self.spec.run(self.ops if _plain_context() else self.backend.library_ops, args)
+
+    def prepared(self, args) -> "PreparedCall":
+        return self.backend.calls[self.spec.name].prepared(args)
+
 
 # ---- registry --------------------------------------------------------------------------------
 _REGISTRY: dict = {}
@@ -223,6 +261,8 @@ def register_backend(backend: Backend) -> Backend:
         raise ValueError(f"backend {backend.name!r} declares unknown op(s) {', '.join(unknown)}; ops are {', '.join(OPS)}")
     backend.library_ops = define_library_ops(backend)
     backend.eager_ops = {k: eager_twin(op) for k, op in backend.library_ops.items()}
+    backend.body_ops = {k: body_of(op) for k, op in backend.library_ops.items()}
+    backend.grad_ops = {k: apply_of(op) for k, op in backend.library_ops.items()}
     backend.calls = {op: OpCall(backend, spec(op)) for op in backend.ops}
     _REGISTRY[backend.name] = backend
     clear_choice_cache()
@@ -275,10 +315,19 @@ class _ThreadDefault(threading.local):
 _DEFAULT = _ThreadDefault()
 
 
+# os.environ's own dict of encoded names and values (POSIX): reading it costs 0.07 us where os.environ.get costs
+# 1.5 (its key encoding; measured on the 2-core CI VM, CPython 3.12), on every public call. os.environ's writes
+# (monkeypatch.setenv included) go through it.
+_ENV_DATA = getattr(os.environ, "_data", None) if os.name == "posix" else None
+_ENV_NAME = "VMAMBA_KERNELS_IMPL"
+
+
 def _env_default() -> Optional[str]:
     """$VMAMBA_KERNELS_IMPL ("auto" or empty = automatic choice); a name no backend has is an error
     that names the variable (it is set far from the call that fails)."""
-    name = os.environ.get("VMAMBA_KERNELS_IMPL", "").strip()
+    if _ENV_DATA is not None and _ENV_DATA.get(b"VMAMBA_KERNELS_IMPL") is None:
+        return None
+    name = os.environ.get(_ENV_NAME, "").strip()
     if not name or name == "auto":
         return None
     regs = _load_registry()
@@ -353,6 +402,8 @@ def clear_choice_cache() -> None:
     backend's availability or limits by hand)."""
     _CHOICES.clear()
     _PREPARED.clear()
+    for b in _REGISTRY.values():
+        b.prepared.clear()
 
 
 # Public calls prepared before, per the metadata of their arguments (`_arg_meta`): a call whose arguments have
@@ -368,6 +419,30 @@ def _arg_meta(v):
     return type(v), v
 
 
+# The compiled extension's arg_key (csrc/common/arg_key.h), once vmamba_kernels/cuda/extension.py has loaded it:
+# the same metadata as `_arg_meta` over all the arguments, as one bytes object (None for an argument it does not
+# encode: then `_arg_meta` keys the call). Building and hashing the Python tuples costs about 5 us of a public
+# call; the bytes about 0.5 (bench.overhead, path "key").
+_NATIVE_KEY: list = [None]
+
+
+def use_native_arg_key(fn) -> None:
+    """Key prepared calls by `fn(args) -> bytes | None` (None: the Python key) from now on."""
+    _NATIVE_KEY[0] = fn
+    _PREPARED.clear()
+
+
+def arg_key(args: tuple):
+    """The argument part of a prepared call's key: the native bytes key when the extension is loaded and encodes
+    every argument, else a tuple of `_arg_meta`."""
+    fn = _NATIVE_KEY[0]
+    if fn is not None:
+        k = fn(args)
+        if k is not None:
+            return k
+    return tuple(map(_arg_meta, args))
+
+
 def prepare(op: str, impl: Optional[str], args: tuple):
     """(OpCall, normalised args) for a public call of `op` with positional `args` (those of the op's check):
     the check and the backend choice once per argument metadata in eager execution; every call under
@@ -379,14 +454,14 @@ def prepare(op: str, impl: Optional[str], args: tuple):
     name = impl if impl is not None else get_default_impl()
     try:
         key = (op, name, len(_REGISTRY), torch.is_grad_enabled(), torch.are_deterministic_algorithms_enabled(),
-               tuple(map(_arg_meta, args)))
+               arg_key(args))
         call = _PREPARED.get(key)
     except TypeError:  # an unhashable argument: nothing cached (the check decides what it is)
         a = s.check(*args)
         return choose(op, a, impl), a
     if call is None:
         a = s.check(*args)
-        call = choose(op, a, impl)
+        call = choose(op, a, impl).prepared(a)
         if len(_PREPARED) >= _CHOICES_MAX:
             _PREPARED.clear()
         _PREPARED[key] = call

@@ -40,6 +40,11 @@ except ImportError as e:  # not built, or built against another torch
 
 _ops = torch.ops.vmamba_cuda
 
+if hasattr(_C, "arg_key"):  # public calls keyed natively from now on (csrc/common/arg_key.h; older builds: Python)
+    from vmamba_kernels import dispatch as _dispatch  # noqa: PLC0415
+
+    _dispatch.use_native_arg_key(_C.arg_key)
+
 
 def _has_op(name: str) -> bool:
     try:

@@ -1,0 +1,98 @@
+// arg_key(args: tuple) -> bytes | None: the metadata of a public call's arguments as one bytes object, the key
+// vmamba_kernels.dispatch.prepare caches its checked calls by (dispatch.arg_key). It encodes what the Python
+// key (dispatch._arg_meta) holds: for a torch.Tensor or nn.Parameter which of the two, dtype, layout, device,
+// requires_grad and sizes; for None, a bool, an int, a float, a str or a torch.dtype its type and value. Anything
+// else (a tensor subclass: its type object could be freed and its address reused while the key lives; a tensor
+// with symbolic sizes, an int past 64 bits, a str too long for the buffer) gives None, and the caller keys the
+// call in Python. Why: building and hashing the Python tuples took 4 us of a 16 us public call on the CI VM; the
+// bytes cost a fraction of that and hash once (bench.overhead, path "key").
+//
+// A plain CPython function (METH_O) rather than a pybind11 one: pybind11's argument casting would cost about
+// as much as the work.
+#pragma once
+
+#include <Python.h>
+#include <torch/csrc/Dtype.h>
+#include <torch/csrc/autograd/python_variable.h>
+
+#include <cstdint>
+#include <cstring>
+
+namespace vmamba {
+namespace host {
+
+class KeyBuffer {
+ public:
+  // false when full: the caller gives up (None)
+  bool put(const void* p, size_t n) {
+    if (used_ + n > sizeof(buf_)) return false;
+    std::memcpy(buf_ + used_, p, n);
+    used_ += n;
+    return true;
+  }
+  template <typename T>
+  bool put_value(T v) {
+    return put(&v, sizeof(v));
+  }
+  PyObject* bytes() const { return PyBytes_FromStringAndSize(buf_, Py_ssize_t(used_)); }
+
+ private:
+  char buf_[1024];
+  size_t used_ = 0;
+};
+
+// one argument's record; false: not encodable here
+inline bool put_arg(KeyBuffer& k, PyObject* v) {
+  if (THPVariable_CheckExact(v)) {  // torch.Tensor or nn.Parameter, no other subclass
+    const at::Tensor& t = THPVariable_Unpack(v);
+    if (!t.defined() || t.unsafeGetTensorImpl()->has_symbolic_sizes_strides()) return false;
+    const char type = Py_TYPE(v) == reinterpret_cast<PyTypeObject*>(THPVariableClass) ? 'T' : 'P';
+    const auto sizes = t.sizes();
+    return k.put_value(type) && k.put_value(int8_t(t.scalar_type())) &&
+           k.put_value(int8_t(t.layout())) && k.put_value(int8_t(t.device().type())) &&
+           k.put_value(int8_t(t.device().index())) && k.put_value(uint8_t(t.requires_grad())) &&
+           k.put_value(uint8_t(sizes.size())) && k.put(sizes.data(), sizes.size() * sizeof(int64_t));
+  }
+  if (v == Py_None) return k.put_value('N');
+  if (PyBool_Check(v)) return k.put_value('b') && k.put_value(uint8_t(v == Py_True));
+  if (PyLong_CheckExact(v)) {
+    int overflow = 0;
+    const long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (overflow != 0 || (x == -1 && PyErr_Occurred())) {
+      PyErr_Clear();
+      return false;
+    }
+    return k.put_value('i') && k.put_value(int64_t(x));
+  }
+  if (PyFloat_CheckExact(v)) return k.put_value('f') && k.put_value(PyFloat_AS_DOUBLE(v));
+  if (PyUnicode_CheckExact(v)) {
+    Py_ssize_t n = 0;
+    const char* s = PyUnicode_AsUTF8AndSize(v, &n);
+    if (s == nullptr) {
+      PyErr_Clear();
+      return false;
+    }
+    return k.put_value('s') && k.put_value(int64_t(n)) && k.put(s, size_t(n));
+  }
+  if (THPDtype_Check(v)) return k.put_value('d') && k.put_value(int8_t(reinterpret_cast<THPDtype*>(v)->scalar_type));
+  return false;
+}
+
+inline PyObject* arg_key(PyObject* /*module*/, PyObject* args) {
+  if (!PyTuple_Check(args)) {
+    PyErr_SetString(PyExc_TypeError, "arg_key takes the tuple of a call's arguments");
+    return nullptr;
+  }
+  KeyBuffer k;
+  const Py_ssize_t n = PyTuple_GET_SIZE(args);
+  for (Py_ssize_t i = 0; i < n; ++i)
+    if (!put_arg(k, PyTuple_GET_ITEM(args, i))) Py_RETURN_NONE;
+  return k.bytes();
+}
+
+inline PyMethodDef kArgKeyDef = {"arg_key", arg_key, METH_O,
+                                 "arg_key(args: tuple) -> bytes | None: the argument metadata key of a public call "
+                                 "(vmamba_kernels.dispatch.arg_key)"};
+
+}  // namespace host
+}  // namespace vmamba
