@@ -84,6 +84,13 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("ss2d_core_fwd", &vmamba::ss2d::ss2d_core_fwd, release());
   m.def("ss2d_core_bwd", &vmamba::ss2d::ss2d_core_bwd, release());
 #endif
+#ifdef VMAMBA_WITH_AUTOGRAD
+  // the ops above with autograd recorded in C++ (dispatch's prepared calls with inputs that require grad)
+  m.def("selective_scan_fwd_autograd", &vmamba::autograd::selective_scan_fwd, release());
+  m.def("cross_scan_autograd", &vmamba::autograd::cross_scan, release());
+  m.def("cross_merge_autograd", &vmamba::autograd::cross_merge, release());
+  m.def("dwconv2d_fwd_autograd", &vmamba::autograd::dwconv2d_fwd, release());
+#endif
 #ifdef VMAMBA_WITH_VSS_STAGE
   // not an op: a VMamba v2 stage's blocks in inference, composed of the entry points above (models/cpp_stages.py)
   m.def("vss_stage_infer", &vmamba::stage::vss_stage_infer, release());

@@ -65,6 +65,18 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> ss2d_core_bwd(
     const OptTensor& delta_bias, const Tensor& dy, c10::string_view mode, bool channels_last, bool delta_softplus);
 }  // namespace ss2d
 
+// the same ops with autograd recorded in C++ (csrc/autograd/autograd.cpp): for calls whose inputs require grad
+namespace autograd {
+std::tuple<Tensor, Tensor, Tensor> selective_scan_fwd(const Tensor& u, const Tensor& delta, const Tensor& A,
+                                                      const Tensor& B, const Tensor& C, const OptTensor& D,
+                                                      const OptTensor& delta_bias, bool delta_softplus,
+                                                      at::ScalarType out_dtype);
+Tensor cross_scan(const Tensor& x, c10::string_view mode, bool channels_last);
+Tensor cross_merge(const Tensor& y, int64_t H, int64_t W, c10::string_view mode, bool channels_last);
+Tensor dwconv2d_fwd(const Tensor& x, const Tensor& weight, const OptTensor& bias, c10::string_view act,
+                    bool channels_last);
+}  // namespace autograd
+
 namespace stage {
 // Not an op: the inference forward of a VMamba v2 stage's blocks (v05_noz, channels last) composed of the entry
 // points above and ATen calls, one Python call per stage (csrc/vss_stage/vss_stage.cpp; models/cpp_stages.py).

@@ -122,3 +122,95 @@ def test_planted_key_without_requires_grad_is_caught(monkeypatch):
 def test_unhashable_argument_goes_to_the_check():
     with pytest.raises(ValueError, match="mode must be one of"):
         vk.cross_scan(torch.randn(1, 2, 3, 3), mode=["cross2d"], impl="torch")
+
+
+# ---- the native argument key (csrc/common/arg_key.h) -------------------------------------------------------------
+def _native_key():
+    try:
+        from vmamba_kernels import _C
+    except ImportError:
+        pytest.skip("the compiled extension vmamba_kernels._C is not built")
+    return _C.arg_key
+
+
+def test_native_key_tells_apart_what_the_python_key_does():
+    """Arguments whose Python keys differ get different native keys, and arguments with equal metadata (other
+    tensors, other values of the same shapes) equal keys."""
+    key = _native_key()
+    t = torch.randn(2, 3)
+    base = (t, None, True, 1, 1.5, "cross2d", torch.float16)
+    variants = [
+        (torch.randn(3, 2),) + base[1:], (torch.randn(6),) + base[1:], (t.double(),) + base[1:],
+        (t.to("meta"),) + base[1:], (t.clone().requires_grad_(),) + base[1:], (torch.nn.Parameter(t),) + base[1:],
+        (t, t) + base[2:], (t, None, False) + base[3:], (t, None, 1) + base[3:], (t, None, True, 2) + base[4:],
+        (t, None, True, 1.0) + base[4:], (t, None, True, 1, 2.5) + base[5:], (t, None, True, 1, 1.5, "bidi", base[6]),
+        base[:6] + (torch.bfloat16,), base[:6] + ("float16",), base[:6], base + (None,),
+        (t.to_sparse(),) + base[1:],
+    ]
+    keys = [key(base)] + [key(v) for v in variants]
+    assert all(isinstance(k, bytes) for k in keys)
+    assert len(set(keys)) == len(keys)  # every variant differs from the base and from each other
+    same = (torch.zeros(2, 3), None, True, 1, 1.5, "cross" + "2d", torch.float16)
+    assert key(same) == keys[0]
+
+
+def test_native_key_declines_what_it_does_not_encode():
+    """None (the caller keys in Python) for tensor subclasses, ints past 64 bits, other objects; a TypeError for
+    anything but a tuple."""
+    key = _native_key()
+
+    class Sub(torch.Tensor):
+        pass
+
+    t = torch.zeros(2)
+    for odd in (t.as_subclass(Sub), 2 ** 70, [1], object(), torch.Size([2]), torch.device("cpu"), b"x",
+                "s" * 2000):
+        assert key((t, odd)) is None, odd
+    with pytest.raises(TypeError, match="takes the tuple"):
+        key([t])
+
+
+@pytest.fixture(params=["python", "native"])
+def which_key(request, monkeypatch):
+    """Run a test with prepared calls keyed in Python, then by the native key."""
+    native = _native_key() if request.param == "native" else None
+    monkeypatch.setattr(dispatch, "_NATIVE_KEY", [native])
+    dispatch.clear_choice_cache()
+    yield request.param
+    dispatch.clear_choice_cache()
+
+
+def test_refusals_after_good_calls_under_either_key(which_key):
+    _refusals_after_a_good_call()
+
+
+def test_planted_native_key_without_requires_grad_is_caught(monkeypatch):
+    key = _native_key()
+    strip = lambda args: tuple(a.detach() if isinstance(a, torch.Tensor) else a for a in args)  # noqa: E731
+    monkeypatch.setattr(dispatch, "_NATIVE_KEY", [lambda args: key(strip(args))])
+    dispatch.clear_choice_cache()
+    with pytest.raises(pytest.fail.Exception):
+        _refusals_after_a_good_call()
+    dispatch.clear_choice_cache()
+
+
+def test_prepared_calls_take_the_path_their_key_decided(which_key):
+    """The prepared call of a no-grad key runs the twin's bare body (no autograd node), of a grad key the twin's
+    autograd Function; a call under no_grad with inputs that require grad is prepared again (grad mode is in the
+    key); the results equal the custom op's."""
+    args = _scan_args()
+    leaves = [a.clone().requires_grad_() if isinstance(a, torch.Tensor) else a for a in args]
+    y0 = vk.selective_scan(*args[:7], delta_softplus=True, impl="torch")
+    y1 = vk.selective_scan(*leaves[:7], delta_softplus=True, impl="torch")
+    assert y0.grad_fn is None and "eager" in type(y1.grad_fn).__name__
+    with torch.no_grad():
+        y2 = vk.selective_scan(*leaves[:7], delta_softplus=True, impl="torch")
+    assert y2.grad_fn is None and not y2.requires_grad
+    y3 = vk.selective_scan(*leaves[:7], delta_softplus=True, impl="torch")  # the grad key again, now prepared
+    assert "eager" in type(y3.grad_fn).__name__
+    ref = vk.ops("torch")["scan_fwd"](*args[:7], True, args[0].dtype)[0]
+    for y in (y0, y1, y2, y3):
+        assert torch.equal(y, ref)
+    g = torch.autograd.grad(y3.sum(), leaves[0])[0]
+    g_ref = torch.autograd.grad(vk.ops("torch")["scan_fwd"](*leaves[:7], True, args[0].dtype)[0].sum(), leaves[0])[0]
+    assert torch.equal(g, g_ref)

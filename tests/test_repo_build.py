@@ -73,8 +73,8 @@ def test_folder_defines_name_the_built_op_folders():
     """module.cpp binds an op's entry points only under VMAMBA_WITH_<FOLDER> (a partial build has no others to
     link); every folder with entry points in csrc/ops.h has its define in a full build."""
     full = setup_py.folder_defines(setup_py.cuda_sources())
-    assert full == [f"-DVMAMBA_WITH_{f}" for f in ("CROSS_SCAN", "DWCONV", "LAYER_NORM", "SELECTIVE_SCAN", "SS2D_CORE",
-                                                   "VSS_STAGE")]
+    assert full == [f"-DVMAMBA_WITH_{f}" for f in ("AUTOGRAD", "CROSS_SCAN", "DWCONV", "LAYER_NORM", "SELECTIVE_SCAN",
+                                                   "SS2D_CORE", "VSS_STAGE")]
     assert setup_py.folder_defines(setup_py.cuda_sources(only="cross_scan")) == ["-DVMAMBA_WITH_CROSS_SCAN"]
     with open(os.path.join(ROOT, "csrc", "module.cpp")) as f:
         module = f.read()

@@ -216,15 +216,21 @@ class OpCall:
         """This op for calls whose arguments have the metadata of `args` (dispatch.prepare's key: tensor types,
         requires_grad, grad mode): the eager path it will take is decided here, once."""
         b = self.backend
-        if type(args.tensors()[0]) not in _PLAIN:
+        first = args.tensors()[0]
+        if type(first) not in _PLAIN:
             kind = "library"  # a tensor subclass: torch.library's ops always
-        elif args.requires_grad():
-            kind = "grad"
-        else:
+        elif not args.requires_grad():
             kind = "body"
+        elif first.numel() > 0 and getattr(b.impl(), "autograd_ops", None):
+            kind = "grad_native"  # the backend records these ops' autograd itself (inputs with elements)
+        else:
+            kind = "grad"
         call = b.prepared.get((self.spec.name, kind))
         if call is None:
-            ops = {"library": b.library_ops, "grad": b.grad_ops, "body": b.body_ops}[kind]
+            if kind == "grad_native":  # its native functions where it has them, the Python formulas elsewhere
+                ops = {**b.grad_ops, **b.impl().autograd_ops}
+            else:
+                ops = {"library": b.library_ops, "grad": b.grad_ops, "body": b.body_ops}[kind]
             call = b.prepared[(self.spec.name, kind)] = PreparedCall(b, self.spec, ops)
         return call
 
@@ -232,7 +238,9 @@ class OpCall:
 class PreparedCall(OpCall):
     """An OpCall for the arguments of one prepared key (dispatch.prepare): in plain eager execution it runs the
     twins' bodies (no input requires grad) or their autograd applies straight away, skipping the per-call
-    test of the twins (which reads every input's requires_grad); else torch.library's ops."""
+    test of the twins (which reads every input's requires_grad), or, with grad, the backend's own autograd
+    functions where its module exports them (`autograd_ops`: {library key: function with the custom op's
+    arguments and outputs}, e.g. the cuda extension's, recorded in C++); else torch.library's ops."""
 
     __slots__ = ("ops",)
 

@@ -1,0 +1,152 @@
+"""Autograd recorded in C++ for the cuda backend (csrc/autograd/autograd.cpp, the extension's `autograd_ops`):
+dispatch's prepared calls with inputs that require grad take it instead of the Python autograd.Function. On the
+GPU (marker `gpu`): outputs and every gradient bitwise equal to the Python twins' (the same kernels, forward and
+backward), with partial requires_grad, optional tensors absent, a double backward through the cross ops, and
+last_state detached. On any machine: which calls a prepared call sends to a backend's native functions."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import vmamba_kernels as vk
+from vmamba_kernels import dispatch
+from vmamba_kernels.op_table import SPECS
+
+gpu = pytest.mark.gpu
+
+
+# ---- any machine: the choice of path ----------------------------------------------------------------------------
+def test_prepared_grad_calls_take_the_backends_native_autograd(monkeypatch):
+    """With a backend module exporting autograd_ops, a call whose inputs require grad runs the native function;
+    a call without grad, an empty input and a call under a dispatch mode do not."""
+    b = dispatch.get_backend("torch")
+    mod = b.impl()
+    seen = []
+    real = b.grad_ops["cross_scan"]
+
+    def native(x, mode, cl):
+        seen.append(tuple(x.shape))
+        return real(x, mode, cl)
+
+    monkeypatch.setattr(mod, "autograd_ops", {"cross_scan": native}, raising=False)
+    dispatch.clear_choice_cache()
+    try:
+        x = torch.randn(1, 2, 3, 4, requires_grad=True)
+        y = vk.cross_scan(x, impl="torch")
+        assert seen == [(1, 2, 3, 4)]
+        y.sum().backward()
+        assert torch.equal(x.grad, vk.cross_merge(torch.ones_like(y), 3, 4, impl="torch"))
+        vk.cross_scan(x.detach(), impl="torch")  # no grad: the body
+        with torch.no_grad():
+            vk.cross_scan(x, impl="torch")
+        vk.cross_scan(torch.zeros(1, 2, 0, 4, requires_grad=True), impl="torch")  # empty: the Python formula
+        from torch.utils.flop_counter import FlopCounterMode
+
+        with FlopCounterMode(display=False):  # a dispatch mode: torch.library's op
+            vk.cross_scan(x, impl="torch")
+        assert seen == [(1, 2, 3, 4)]
+        vk.cross_merge(torch.randn(1, 4, 2, 12, requires_grad=True), 3, 4, impl="torch")  # not in autograd_ops
+        assert seen == [(1, 2, 3, 4)]
+    finally:
+        dispatch.clear_choice_cache()
+
+
+# ---- GPU: bitwise against the Python twins ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cuda_backend():
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    b = dispatch.get_backend("cuda")
+    if not b.available():
+        pytest.skip(b.unavailable_reason())
+    return b
+
+
+def _scan_inputs(dtype, with_d, grads):
+    g = torch.Generator(device="cuda").manual_seed(1)
+    r = lambda *s, dt=dtype: torch.randn(*s, generator=g, device="cuda").to(dt)  # noqa: E731
+    u, delta = r(2, 12, 301), r(2, 12, 301) * 2.0 - 1.0  # delta both sides of softplus' bend
+    A = -torch.exp(torch.rand(12, 4, generator=g, device="cuda") * 2.0)
+    B, C = r(2, 4, 4, 301), r(2, 4, 4, 301)
+    D, bias = (r(12, dt=torch.float32), r(12, dt=torch.float32) * 0.1) if with_d else (None, None)
+    ins = [u, delta, A, B, C, D, bias]
+    return [t.requires_grad_(i in grads) if t is not None else None for i, t in enumerate(ins)]
+
+
+def _grads(outs, leaves, seed=2):
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    cot = [torch.randn(o.shape, generator=g, device="cuda").to(o.dtype) for o in outs]
+    need = [t for t in leaves if t is not None and t.requires_grad]
+    return torch.autograd.grad(outs, need, cot)
+
+
+def _both(b, op, args):
+    """(native outputs, Python twin outputs) of `op`'s run on validated `args`."""
+    a = SPECS[op].check(*args)
+    call = b.calls[op].prepared(a)
+    assert call.ops is not b.grad_ops and any(call.ops[k] is v for k, v in b.impl().autograd_ops.items())
+    return SPECS[op].run(call.ops, a), SPECS[op].run(b.grad_ops, a)
+
+
+@gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("with_d,grads", [(True, range(7)), (False, range(5)), (True, (0,)), (True, (2, 5))])
+def test_native_scan_autograd_equals_the_python_twin(cuda_backend, dtype, with_d, grads):
+    ins = _scan_inputs(dtype, with_d, set(grads))
+    (y_n, last_n), (y_p, last_p) = _both(cuda_backend, "selective_scan", tuple(ins) + (True, None))
+    assert torch.equal(y_n, y_p) and torch.equal(last_n, last_p)
+    assert y_n.requires_grad and not last_n.requires_grad and last_n.grad_fn is None
+    for gn, gp in zip(_grads([y_n], ins), _grads([y_p], ins)):
+        assert torch.equal(gn, gp)
+
+
+@gpu
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("mode", ["cross2d", "bidi"])
+def test_native_cross_autograd_equals_the_python_twin_with_a_double_backward(cuda_backend, channels_last, mode):
+    g = torch.Generator(device="cuda").manual_seed(3)
+    shape = (2, 7, 9, 5) if channels_last else (2, 5, 7, 9)
+    x = torch.randn(shape, generator=g, device="cuda").half().requires_grad_()
+    (ys_n, ys_p) = _both(cuda_backend, "cross_scan", (x, mode, channels_last))
+    assert torch.equal(ys_n, ys_p)
+    y = torch.randn(2, 4, 5, 63, generator=g, device="cuda").half().requires_grad_()
+    (ym_n, ym_p) = _both(cuda_backend, "cross_merge", (y, 7, 9, mode, channels_last))
+    assert torch.equal(ym_n, ym_p)
+    for outs_n, outs_p, leaf in ((ys_n, ys_p, x), (ym_n, ym_p, y)):
+        cot = torch.randn(outs_n.shape, device="cuda").half().requires_grad_()
+        gn = torch.autograd.grad(outs_n, leaf, cot, create_graph=True)[0]
+        gp = torch.autograd.grad(outs_p, leaf, cot, create_graph=True)[0]
+        assert torch.equal(gn, gp) and gn.requires_grad and gp.requires_grad
+        # the backward is recorded too: d/dcot <gn, w> equals the Python path's
+        w = torch.randn(gn.shape, device="cuda").half()
+        assert torch.equal(torch.autograd.grad(gn, cot, w)[0], torch.autograd.grad(gp, cot, w)[0])
+
+
+@gpu
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("act,channels_last", [("silu", True), ("none", False), ("gelu", True)])
+def test_native_dwconv_autograd_equals_the_python_twin(cuda_backend, with_bias, act, channels_last):
+    g = torch.Generator(device="cuda").manual_seed(4)
+    shape = (2, 9, 11, 16) if channels_last else (2, 16, 9, 11)
+    x = torch.randn(shape, generator=g, device="cuda").bfloat16().requires_grad_()
+    w = (torch.randn(16, 1, 3, 3, generator=g, device="cuda") * 0.3).requires_grad_()
+    bias = torch.randn(16, generator=g, device="cuda").requires_grad_() if with_bias else None
+    y_n, y_p = _both(cuda_backend, "dwconv2d", (x, w, bias, act, channels_last))
+    assert torch.equal(y_n, y_p)
+    leaves = [x, w, bias]
+    for gn, gp in zip(_grads([y_n], leaves), _grads([y_p], leaves)):
+        assert torch.equal(gn, gp)
+
+
+@gpu
+def test_public_calls_with_grad_record_the_native_nodes(cuda_backend):
+    """Through the public functions: the graph nodes are the C++ ones, and training a step works."""
+    ins = _scan_inputs(torch.float16, True, set(range(7)))
+    y = vk.selective_scan(*ins, delta_softplus=True, impl="cuda")
+    assert "eager" not in type(y.grad_fn).__name__, type(y.grad_fn).__name__
+    x = torch.randn(1, 6, 5, 8, device="cuda", requires_grad=True)
+    xs = vk.cross_scan(x, channels_last=True, impl="cuda")
+    xm = vk.cross_merge(xs, 6, 5, channels_last=True, impl="cuda")
+    xm.sum().backward()
+    assert torch.equal(x.grad, vk.cross_merge(vk.cross_scan(torch.ones_like(x), channels_last=True, impl="cuda"),
+                                              6, 5, channels_last=True, impl="cuda"))
