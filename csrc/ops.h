@@ -75,6 +75,11 @@ Tensor cross_scan(const Tensor& x, c10::string_view mode, bool channels_last);
 Tensor cross_merge(const Tensor& y, int64_t H, int64_t W, c10::string_view mode, bool channels_last);
 Tensor dwconv2d_fwd(const Tensor& x, const Tensor& weight, const OptTensor& bias, c10::string_view act,
                     bool channels_last);
+std::tuple<Tensor, Tensor, Tensor, Tensor> add_layer_norm_fwd(const Tensor& x, const OptTensor& branch,
+                                                              const Tensor& weight, const OptTensor& bias,
+                                                              const OptTensor& branch_scale, double eps,
+                                                              bool channels_last,
+                                                              c10::optional<at::ScalarType> out_dtype);
 }  // namespace autograd
 
 namespace stage {

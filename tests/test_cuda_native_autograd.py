@@ -77,7 +77,7 @@ def _grads(outs, leaves, seed=2):
     g = torch.Generator(device="cuda").manual_seed(seed)
     cot = [torch.randn(o.shape, generator=g, device="cuda").to(o.dtype) for o in outs]
     need = [t for t in leaves if t is not None and t.requires_grad]
-    return torch.autograd.grad(outs, need, cot)
+    return torch.autograd.grad(outs, need, cot, allow_unused=True, materialize_grads=True)
 
 
 def _both(b, op, args):
@@ -136,6 +136,35 @@ def test_native_dwconv_autograd_equals_the_python_twin(cuda_backend, with_bias, 
     leaves = [x, w, bias]
     for gn, gp in zip(_grads([y_n], leaves), _grads([y_p], leaves)):
         assert torch.equal(gn, gp)
+
+
+@gpu
+@pytest.mark.parametrize("x_dtype,branch_dtype", [(torch.float32, torch.bfloat16), (torch.float16, torch.float16),
+                                                  (torch.float32, None), (torch.bfloat16, torch.float32)])
+@pytest.mark.parametrize("use", ["y", "s", "both"])
+def test_native_add_layer_norm_autograd_equals_the_python_twin(cuda_backend, x_dtype, branch_dtype, use):
+    """A branch of x's dtype, a 16-bit branch on a float32 stream (read as is), a float32 branch on a 16-bit stream
+    (converted; its gradient comes back in float32), no branch; the loss through y, through s only, through both;
+    a drop-path scale and a bias."""
+    g = torch.Generator(device="cuda").manual_seed(5)
+    x = torch.randn(2, 5, 6, 24, generator=g, device="cuda").to(x_dtype).requires_grad_()
+    br = (torch.randn(2, 5, 6, 24, generator=g, device="cuda").to(branch_dtype).requires_grad_()
+          if branch_dtype is not None else None)
+    w = (torch.randn(24, generator=g, device="cuda") + 1.0).requires_grad_()
+    b = torch.randn(24, generator=g, device="cuda").requires_grad_()
+    scale = torch.rand(2, generator=g, device="cuda")
+    args = (x, br, w, b, 1e-5, scale, True, torch.float16)
+    (y_n, s_n), (y_p, s_p) = _both(cuda_backend, "add_layer_norm", args)
+    assert torch.equal(y_n, y_p) and torch.equal(s_n, s_p)
+    if use == "s" and br is None:
+        pytest.skip("without a branch s is x itself")
+    outs = {"y": lambda y, s: [y], "s": lambda y, s: [s], "both": lambda y, s: [y, s] if br is not None else [y]}[use]
+    leaves = [x, br, w, b]
+    grads_n, grads_p = _grads(outs(y_n, s_n), leaves), _grads(outs(y_p, s_p), leaves)
+    for gn, gp in zip(grads_n, grads_p):  # (zeros where a leaf is not reached, e.g. w from s)
+        assert gn.dtype == gp.dtype and torch.equal(gn, gp)
+    if br is not None:
+        assert grads_n[1].dtype == br.dtype
 
 
 @gpu

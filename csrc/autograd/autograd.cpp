@@ -5,7 +5,7 @@
 // forward and setup_context), more than the kernels it records at VMamba's small stages. These functions record
 // the same graph node from C++: the same entry points of csrc/ops.h forward and backward, the same tensors saved,
 // the same outputs marked non-differentiable, gradients not materialised. They mirror vmamba_kernels/_library.py's
-// formulas (define_scan, define_cross, define_dwconv2d) for the raw-kernel contract of vmamba_kernels/dispatch.py,
+// formulas (define_scan, define_cross, define_add_layer_norm, define_dwconv2d) for the raw-kernel contract of vmamba_kernels/dispatch.py,
 // inputs already validated, contiguous and non-empty; dispatch's prepared calls (PreparedCall, kind "grad_native")
 // take them for the cuda backend and the Python formulas everywhere else. tests/test_cuda_native_autograd.py checks
 // outputs and gradients bitwise against the Python twins.
@@ -16,8 +16,8 @@
 #include "../ops.h"
 
 #if defined(VMAMBA_WITH_AUTOGRAD) && !(defined(VMAMBA_WITH_CROSS_SCAN) && defined(VMAMBA_WITH_SELECTIVE_SCAN) && \
-                                       defined(VMAMBA_WITH_DWCONV))
-#error "csrc/autograd records the cross_scan, selective_scan and dwconv entry points: build those folders too"
+                                       defined(VMAMBA_WITH_DWCONV) && defined(VMAMBA_WITH_LAYER_NORM))
+#error "csrc/autograd records the cross_scan, selective_scan, dwconv and layer_norm entry points: build those folders too"
 #endif
 
 namespace vmamba {
@@ -107,7 +107,64 @@ struct DwconvFn : torch::autograd::Function<DwconvFn> {
   }
 };
 
+struct AddNormFn : torch::autograd::Function<AddNormFn> {
+  // outputs (y, s, mean, rstd); s is empty without a branch (the public op hands back x itself)
+  static variable_list forward(AutogradContext* ctx, const Tensor& x, const OptTensor& branch, const Tensor& weight,
+                               const OptTensor& bias, const OptTensor& branch_scale, double eps, bool channels_last,
+                               std::optional<at::ScalarType> out_dtype) {
+    const bool has_branch = branch.has_value();
+    OptTensor br = branch;
+    // the kernels read a 16-bit branch on a float32 x as is (the backend's mixed_branch); other pairs in x's dtype
+    if (has_branch && br->scalar_type() != x.scalar_type() && x.scalar_type() != at::kFloat)
+      br = br->to(x.scalar_type());
+    auto [y, s, mean, rstd] = ln::add_layer_norm_fwd(x, br, weight, bias, branch_scale, eps, channels_last, out_dtype);
+    Tensor s_out = has_branch ? s : x.new_empty({0});
+    ctx->save_for_backward({has_branch ? s : x, weight, or_undefined(bias), mean, rstd, or_undefined(branch_scale)});
+    ctx->saved_data["has_branch"] = has_branch;
+    ctx->saved_data["cl"] = channels_last;
+    ctx->saved_data["x_dtype"] = x.scalar_type();
+    ctx->saved_data["out_dtype"] = y.scalar_type();
+    ctx->saved_data["branch_dtype"] = has_branch ? branch->scalar_type() : x.scalar_type();
+    // the statistics are outputs for the backward, not functions to differentiate; an unused s / mean / rstd
+    // costs no zero tensor
+    ctx->mark_non_differentiable({mean, rstd});
+    ctx->set_materialize_grads(false);
+    return {y, s_out, mean, rstd};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    variable_list none(8);
+    const bool has_branch = ctx->saved_data["has_branch"].toBool();
+    const variable_list v = ctx->get_saved_variables();
+    const Tensor& s = v[0];
+    OptTensor ds = has_branch && grads[1].defined() ? OptTensor(grads[1].contiguous()) : OptTensor();
+    Tensor dy = grads[0];
+    if (!dy.defined()) {  // only the sum s is used downstream
+      if (!ds.has_value()) return none;
+      dy = at::zeros(s.sizes(), s.options().dtype(ctx->saved_data["out_dtype"].toScalarType()));
+    }
+    auto [dx, dbr, dw, db] = ln::add_layer_norm_bwd(dy.contiguous(), ds, s, v[1], opt(v[2]), opt(v[3]), v[4], opt(v[5]),
+                                                    has_branch, ctx->saved_data["cl"].toBool(),
+                                                    ctx->saved_data["x_dtype"].toScalarType(), false);
+    Tensor dbranch;
+    if (has_branch) {
+      const auto bt = ctx->saved_data["branch_dtype"].toScalarType();
+      dbranch = dbr.scalar_type() == bt ? dbr : dbr.to(bt);
+    }
+    return {dx, dbranch, dw, v[2].defined() ? db : Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
+  }
+};
+
 }  // namespace
+
+std::tuple<Tensor, Tensor, Tensor, Tensor> add_layer_norm_fwd(const Tensor& x, const OptTensor& branch,
+                                                              const Tensor& weight, const OptTensor& bias,
+                                                              const OptTensor& branch_scale, double eps,
+                                                              bool channels_last,
+                                                              std::optional<at::ScalarType> out_dtype) {
+  variable_list r = AddNormFn::apply(x, branch, weight, bias, branch_scale, eps, channels_last, out_dtype);
+  return {r[0], r[1], r[2], r[3]};
+}
 
 std::tuple<Tensor, Tensor, Tensor> selective_scan_fwd(const Tensor& u, const Tensor& delta, const Tensor& A,
                                                       const Tensor& B, const Tensor& C, const OptTensor& D,

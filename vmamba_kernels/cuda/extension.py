@@ -81,7 +81,8 @@ _ENTRY = dict(_DIRECT)  # name -> the callable the raw functions below use (fill
 # calls with inputs that require grad take these instead of the Python autograd.Function (about 9 us less a call)
 autograd_ops = {key: getattr(_C, name) for key, name in (
     ("scan_fwd", "selective_scan_fwd_autograd"), ("cross_scan", "cross_scan_autograd"),
-    ("cross_merge", "cross_merge_autograd"), ("dwconv2d_fwd", "dwconv2d_fwd_autograd")) if hasattr(_C, name)}
+    ("cross_merge", "cross_merge_autograd"), ("dwconv2d_fwd", "dwconv2d_fwd_autograd"),
+    ("add_layer_norm_fwd", "add_layer_norm_fwd_autograd")) if hasattr(_C, name)}
 
 
 def _call(name: str):
