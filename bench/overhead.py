@@ -15,7 +15,9 @@ back to back, no CUDA graph, in `--rounds` rounds, and reports
     wall_us    the same plus the round's final synchronisation, per call (what a caller waits for)
     device_us  median CUDA-event time of one call with the GPU kept busy ahead of it (the kernels alone);
                empty on the CPU, where the kernels run on the host
-The breakdown rows (path "validate", "choose", "library_op", "raw") time the pieces alone: the argument check,
+The breakdown rows (path "prepare", "validate", "choose", "library_op", "raw") time the pieces alone: a prepared
+call's preparation (dispatch.prepare for arguments seen before: the key, its lookup, the check-free normalisation;
+the key is the extension's native one once the cuda backend has loaded it), the argument check,
 check + backend choice, the backend's torch.library op called directly (what bench.kernels times), and the
 backend's raw forward function (output allocation, launch configuration, the launches). For triton, path
 "raw_jit_run" is the raw function with direct launches off (every launch through JITFunction.run); for cuda,
@@ -69,6 +71,7 @@ class Case:
     validate: Callable
     library_op: Callable
     raw: Callable  # the backend's raw forward kernel function (contract in vmamba_kernels/dispatch.py)
+    prepare: Callable = None  # dispatch.prepare on the public call's arguments (a prepared call: key, lookup, fast)
 
 
 def _inputs(op: str, shape: str, device, dtype, grad: bool, impl: str) -> Case:
@@ -84,6 +87,7 @@ def _inputs(op: str, shape: str, device, dtype, grad: bool, impl: str) -> Case:
         return x.requires_grad_(grad)
 
     f32 = torch.float32
+    prep = vk.dispatch.prepare
     lib = vk.ops(impl)
     raw = vk.dispatch.get_backend(impl).impl()  # the mock module while mocked_kernels is active
     if op == "selective_scan":
@@ -95,17 +99,19 @@ def _inputs(op: str, shape: str, device, dtype, grad: bool, impl: str) -> Case:
         args = (u, delta, A, B, Cm, D, bias, True)
         return Case(op, label, lambda: vk.selective_scan(*args, impl=impl), [u, delta, A, B, Cm, D, bias],
                     lambda r: [r], lambda: validate.check_selective_scan(*args),
-                    lambda: lib["scan_fwd"](*args, u.dtype), lambda: raw.selective_scan_fwd(*args, u.dtype))
+                    lambda: lib["scan_fwd"](*args, u.dtype), lambda: raw.selective_scan_fwd(*args, u.dtype),
+                    lambda: prep(op, impl, args + (None,)))
     if op == "cross_scan":
         x = t(b, C, H, H)
         return Case(op, label, lambda: vk.cross_scan(x, impl=impl), [x], lambda r: [r],
                     lambda: validate.check_cross_scan(x), lambda: lib["cross_scan"](x, "cross2d", False),
-                    lambda: raw.cross_scan_fwd(x, "cross2d", False))
+                    lambda: raw.cross_scan_fwd(x, "cross2d", False), lambda: prep(op, impl, (x, "cross2d", False)))
     if op == "cross_merge":
         y = t(b, K, C, L)
         return Case(op, label, lambda: vk.cross_merge(y, H, H, impl=impl), [y], lambda r: [r],
                     lambda: validate.check_cross_merge(y, H, H), lambda: lib["cross_merge"](y, H, H, "cross2d", False),
-                    lambda: raw.cross_merge_fwd(y, H, H, "cross2d", False))
+                    lambda: raw.cross_merge_fwd(y, H, H, "cross2d", False),
+                    lambda: prep(op, impl, (y, H, H, "cross2d", False)))
     if op == "add_layer_norm":
         x, br = t(b, H, H, C), t(b, H, H, C)
         w, bb = t(C, dt=f32, offset=1.0), t(C, dt=f32)
@@ -113,14 +119,15 @@ def _inputs(op: str, shape: str, device, dtype, grad: bool, impl: str) -> Case:
                     [x, br, w, bb], lambda r: list(r),
                     lambda: validate.check_add_layer_norm(x, br, w, bb, 1e-5, None, True),
                     lambda: lib["add_layer_norm_fwd"](x, br, w, bb, None, 1e-5, True, x.dtype),
-                    lambda: raw.add_layer_norm_fwd(x, br, w, bb, None, 1e-5, True, x.dtype))
+                    lambda: raw.add_layer_norm_fwd(x, br, w, bb, None, 1e-5, True, x.dtype),
+                    lambda: prep(op, impl, (x, br, w, bb, 1e-5, None, True, None)))
     if op == "dwconv2d":
         x = t(b, H, H, C)
         w, bb = t(C, 1, 3, 3, dt=f32, scale=0.3), t(C, dt=f32)
         return Case(op, label, lambda: vk.dwconv2d(x, w, bb, "silu", channels_last=True, impl=impl),
                     [x, w, bb], lambda r: [r], lambda: validate.check_dwconv2d(x, w, bb, "silu", True),
                     lambda: lib["dwconv2d_fwd"](x, w, bb, "silu", True),
-                    lambda: raw.dwconv2d_fwd(x, w, bb, "silu", True))
+                    lambda: raw.dwconv2d_fwd(x, w, bb, "silu", True), lambda: prep(op, impl, (x, w, bb, "silu", True)))
     raise ValueError(f"unknown op {op!r}; ops are {', '.join(OPS)}")
 
 
@@ -270,7 +277,7 @@ def measure(ops, impls, shapes, device, dtype, calls: int, mock: bool, breakdown
                         case = _inputs(op, shape, device, dtype, grad, impl)
                         pieces = [("public", _step(case, direction == "fwd+bwd"))]
                         if breakdown and direction == "fwd":
-                            pieces += [("validate", case.validate),
+                            pieces += [("prepare", case.prepare), ("validate", case.validate),
                                        ("choose", lambda c=case, op=op: dispatch.choose(op, c.validate(), impl)),
                                        ("library_op", case.library_op), ("raw", case.raw)]
                             if impl == "triton" and not mock:  # the same launches through JITFunction.run

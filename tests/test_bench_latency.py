@@ -112,7 +112,8 @@ def test_overhead_cli_with_mock_kernels(tmp_path, capsys):
     got = {(r["op"], r["direction"], r["grad"], r["path"]) for r in rows}
     for op in OV.OPS:
         assert {(op, "fwd", "false", "public"), (op, "fwd", "true", "public"), (op, "fwd+bwd", "true", "public"),
-                (op, "fwd", "false", "validate"), (op, "fwd", "false", "library_op"), (op, "fwd", "false", "raw"),
+                (op, "fwd", "false", "prepare"), (op, "fwd", "false", "validate"), (op, "fwd", "false", "library_op"),
+                (op, "fwd", "false", "raw"),
                 (op, "fwd", "true", "raw")} <= got
     assert not any(r["path"] == "raw_jit_run" for r in rows)  # triton only, real kernels only
     assert all(r["kernels"] == "mock" and float(r["host_us"]) > 0 and r["note"] == "median of 5 rounds" for r in rows)
