@@ -37,13 +37,13 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import os
 import threading
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
 import torch
 
+from ._environ import getenv
 from ._library import _PLAIN, _plain_context, apply_of, body_of, eager_allowed, eager_twin
 from .op_table import BASE_OPS, OPS, define_library_ops, spec
 
@@ -323,19 +323,10 @@ class _ThreadDefault(threading.local):
 _DEFAULT = _ThreadDefault()
 
 
-# os.environ's own dict of encoded names and values (POSIX): reading it costs 0.07 us where os.environ.get costs
-# 1.5 (its key encoding; measured on the 2-core CI VM, CPython 3.12), on every public call. os.environ's writes
-# (monkeypatch.setenv included) go through it.
-_ENV_DATA = getattr(os.environ, "_data", None) if os.name == "posix" else None
-_ENV_NAME = "VMAMBA_KERNELS_IMPL"
-
-
 def _env_default() -> Optional[str]:
     """$VMAMBA_KERNELS_IMPL ("auto" or empty = automatic choice); a name no backend has is an error
-    that names the variable (it is set far from the call that fails)."""
-    if _ENV_DATA is not None and _ENV_DATA.get(b"VMAMBA_KERNELS_IMPL") is None:
-        return None
-    name = os.environ.get(_ENV_NAME, "").strip()
+    that names the variable (it is set far from the call that fails). Read at every public call."""
+    name = (getenv("VMAMBA_KERNELS_IMPL") or "").strip()
     if not name or name == "auto":
         return None
     regs = _load_registry()

@@ -8,12 +8,12 @@ reports/tuning.md ("Triton"), the sweeps `python -m bench.tuning.triton`.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
 import torch
 
+from .._environ import getenv
 from ..tunables import frozen_mapping, register
 
 # banded channels-last cross2d scan: rows (columns) per program, channels per program, whole maps up to
@@ -60,7 +60,7 @@ TUNING = register("triton", TritonTuning())
 
 def interpret() -> bool:
     """Triton's interpreter is on (read at each call: tests may set it after this import)."""
-    return os.environ.get("TRITON_INTERPRET") == "1"
+    return getenv("TRITON_INTERPRET") == "1"
 
 
 _PLANS: dict = {}
