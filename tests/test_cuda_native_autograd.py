@@ -52,14 +52,21 @@ def test_prepared_grad_calls_take_the_backends_native_autograd(monkeypatch):
 
 
 # ---- GPU: bitwise against the Python twins ------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def cuda_backend():
+@pytest.fixture
+def cuda_backend(monkeypatch):
+    """The cuda backend with its native autograd functions on (VMAMBA_CUDA_NATIVE_AUTOGRAD=1's setting)."""
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")
     b = dispatch.get_backend("cuda")
     if not b.available():
         pytest.skip(b.unavailable_reason())
-    return b
+    mod = b.impl()
+    assert set(mod.NATIVE_AUTOGRAD_OPS) == {"scan_fwd", "cross_scan", "cross_merge", "dwconv2d_fwd",
+                                            "add_layer_norm_fwd"}  # the build has them all
+    monkeypatch.setattr(mod, "autograd_ops", mod.NATIVE_AUTOGRAD_OPS)
+    dispatch.clear_choice_cache()
+    yield b
+    dispatch.clear_choice_cache()
 
 
 def _scan_inputs(dtype, with_d, grads):

@@ -14,6 +14,9 @@ from typing import Optional
 
 import torch
 
+from .._environ import getenv
+
+
 def _skip_note() -> str:
     """Why `pip install` did not build the extension, as setup.py recorded it ("" when it did not)."""
     import os  # noqa: PLC0415
@@ -78,11 +81,14 @@ _DIRECT = {name: getattr(_C, name) for name in (
 _ENTRY = dict(_DIRECT)  # name -> the callable the raw functions below use (filled lazily from torch.ops)
 
 # Ops whose autograd the extension records in C++ (csrc/autograd/autograd.cpp), by library key: dispatch's prepared
-# calls with inputs that require grad take these instead of the Python autograd.Function (about 9 us less a call)
-autograd_ops = {key: getattr(_C, name) for key, name in (
+# calls with inputs that require grad take `autograd_ops` instead of the Python autograd.Function (about 9 us less a
+# call). Opt-in (VMAMBA_CUDA_NATIVE_AUTOGRAD=1) until a GPU run has compared them with the Python formulas
+# (tests/test_cuda_native_autograd.py); they are built either way.
+NATIVE_AUTOGRAD_OPS = {key: getattr(_C, name) for key, name in (
     ("scan_fwd", "selective_scan_fwd_autograd"), ("cross_scan", "cross_scan_autograd"),
     ("cross_merge", "cross_merge_autograd"), ("dwconv2d_fwd", "dwconv2d_fwd_autograd"),
     ("add_layer_norm_fwd", "add_layer_norm_fwd_autograd")) if hasattr(_C, name)}
+autograd_ops = NATIVE_AUTOGRAD_OPS if getenv("VMAMBA_CUDA_NATIVE_AUTOGRAD") == "1" else {}
 
 
 def _call(name: str):
