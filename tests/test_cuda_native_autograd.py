@@ -51,6 +51,34 @@ def test_prepared_grad_calls_take_the_backends_native_autograd(monkeypatch):
         dispatch.clear_choice_cache()
 
 
+def test_native_autograd_functions_are_bound_with_the_custom_ops_arguments():
+    """Any machine with the extension built (CI builds it): every native function takes its custom op's arguments
+    (pybind11 would raise a TypeError for a wrong signature) and refuses CPU tensors with the entry point's message;
+    they are opt-in (VMAMBA_CUDA_NATIVE_AUTOGRAD=1)."""
+    try:
+        from vmamba_kernels.cuda import extension
+    except ImportError as e:
+        pytest.skip(f"vmamba_kernels._C not built ({e})")
+    fns = extension.NATIVE_AUTOGRAD_OPS
+    assert set(fns) == {"scan_fwd", "cross_scan", "cross_merge", "dwconv2d_fwd", "add_layer_norm_fwd"}
+    import os
+    if os.environ.get("VMAMBA_CUDA_NATIVE_AUTOGRAD") != "1":
+        assert extension.autograd_ops == {}
+    r = lambda *s: torch.randn(*s, requires_grad=True)  # noqa: E731
+    calls = {
+        "scan_fwd": lambda: fns["scan_fwd"](r(1, 4, 8), r(1, 4, 8), -torch.rand(4, 1), r(1, 4, 1, 8), r(1, 4, 1, 8),
+                                            None, None, True, torch.float32),
+        "cross_scan": lambda: fns["cross_scan"](r(1, 2, 3, 3), "cross2d", False),
+        "cross_merge": lambda: fns["cross_merge"](r(1, 4, 2, 9), 3, 3, "bidi", True),
+        "dwconv2d_fwd": lambda: fns["dwconv2d_fwd"](r(1, 2, 3, 3), r(2, 1, 3, 3), None, "silu", False),
+        "add_layer_norm_fwd": lambda: fns["add_layer_norm_fwd"](r(1, 3, 3, 2), r(1, 3, 3, 2), r(2), None,
+                                                                torch.rand(1), 1e-5, True, torch.float16),
+    }
+    for key, call in calls.items():
+        with pytest.raises(RuntimeError, match="must be a CUDA tensor, got device cpu"):
+            call()
+
+
 # ---- GPU: bitwise against the Python twins ------------------------------------------------------------------------
 @pytest.fixture
 def cuda_backend(monkeypatch):
