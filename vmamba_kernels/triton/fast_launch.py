@@ -36,11 +36,7 @@ except ImportError:  # an older Triton: every launch through JITFunction.run
 _MAX_ENTRIES = 1024  # per kernel; cleared when full (a model has a few dozen shapes per kernel)
 
 
-def _spec(a, _tensor=torch.Tensor):
-    """What Triton's specialization can see of one positional argument."""
-    if isinstance(a, _tensor):
-        return a.dtype, not (a.data_ptr() & 15)
-    return type(a), a  # the type too: True == 1 == 1.0 as dict keys, not for Triton
+_Tensor = torch.Tensor
 
 
 def _idle(hook) -> bool:
@@ -89,7 +85,11 @@ class LaunchableKernel:
         drv = driver.active
         device = drv.get_current_device()
         grid = tuple(grid)
-        key = (device, grid, tuple(meta.items()), *map(_spec, args))
+        # per positional argument what Triton's specialization can see of it: a tensor's dtype and 16-byte
+        # alignment, anything else its type and value (the type too: True == 1 == 1.0 as dict keys, not for
+        # Triton). A comprehension, not a function per argument: 1 us less a launch of 15 arguments on the CI VM
+        key = (device, grid, tuple(meta.items()),
+               *[(a.dtype, not (a.data_ptr() & 15)) if isinstance(a, _Tensor) else (type(a), a) for a in args])
         try:
             hit = self._cache.get(key)
         except TypeError:  # an unhashable argument (a list, say): Triton's path, nothing remembered
