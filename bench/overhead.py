@@ -288,7 +288,8 @@ def measure(ops, impls, shapes, device, dtype, calls: int, mock: bool, breakdown
                             try:
                                 with _launch_mode(path):
                                     r = time_calls(fn, device, calls, rounds=rounds)
-                                note = f"median of {rounds} rounds" if rounds > 1 else ""
+                                note = "; ".join(filter(None, (f"median of {rounds} rounds" if rounds > 1 else "",
+                                                                _paths_note(impl, path, grad))))
                             except Exception as e:  # noqa: BLE001 (an impl refusing a shape must not stop the run)
                                 r = {"host_us": float("nan"), "wall_us": float("nan"), "device_us": float("nan")}
                                 note = f"error: {type(e).__name__}: {str(e).splitlines()[0][:160]}"
@@ -298,6 +299,20 @@ def measure(ops, impls, shapes, device, dtype, calls: int, mock: bool, breakdown
                                 kernels="mock" if mock else "real", calls=calls, gpu=gpu, git_sha=sha, timestamp=now,
                                 torch_version=torch.__version__, note=note))
     return rows
+
+
+def _paths_note(impl: str, path: str, grad: bool) -> str:
+    """Which of dispatch's optional fast paths a public row ran: the extension's native argument key (else the
+    Python one), and with grad the backend's native autograd functions (else the Python autograd.Function)."""
+    if path != "public":
+        return ""
+    from vmamba_kernels import dispatch  # noqa: PLC0415
+
+    parts = ["native key" if dispatch._NATIVE_KEY[0] is not None else "python key"]
+    if grad:
+        b = dispatch.get_backend(impl)
+        parts.append("native autograd" if getattr(b.impl(), "autograd_ops", None) else "python autograd")
+    return ", ".join(parts)
 
 
 def default_impls(device) -> list:
