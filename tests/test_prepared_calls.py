@@ -113,7 +113,8 @@ def test_bad_input_is_refused_after_good_input_of_the_same_shapes():
 
 
 def test_planted_key_without_requires_grad_is_caught(monkeypatch):
-    monkeypatch.setattr(dispatch, "_NATIVE_KEY", [None])  # the Python key (the extension's, once loaded, is tested below)
+    # the Python key (the extension's, active once it is loaded, is planted below)
+    monkeypatch.setattr(dispatch, "_NATIVE_KEY", [None])
     real = dispatch._arg_meta
     monkeypatch.setattr(dispatch, "_arg_meta", lambda v: real(v)[:4] if isinstance(v, torch.Tensor) else real(v))
     with pytest.raises(pytest.fail.Exception):

@@ -5,10 +5,11 @@
 // forward and setup_context), more than the kernels it records at VMamba's small stages. These functions record
 // the same graph node from C++: the same entry points of csrc/ops.h forward and backward, the same tensors saved,
 // the same outputs marked non-differentiable, gradients not materialised. They mirror vmamba_kernels/_library.py's
-// formulas (define_scan, define_cross, define_add_layer_norm, define_dwconv2d) for the raw-kernel contract of vmamba_kernels/dispatch.py,
-// inputs already validated, contiguous and non-empty; dispatch's prepared calls (PreparedCall, kind "grad_native")
-// take them for the cuda backend and the Python formulas everywhere else. tests/test_cuda_native_autograd.py checks
-// outputs and gradients bitwise against the Python twins.
+// formulas (define_scan, define_cross, define_add_layer_norm, define_dwconv2d) for the raw-kernel contract of
+// vmamba_kernels/dispatch.py: inputs already validated, contiguous and non-empty. Dispatch's prepared calls
+// (PreparedCall, kind "grad_native") take them for the cuda backend (opt-in: VMAMBA_CUDA_NATIVE_AUTOGRAD=1), the
+// Python formulas everywhere else; tests/test_cuda_native_autograd.py checks outputs and gradients bitwise against
+// the Python twins.
 #include <torch/autograd.h>
 
 #include <string>
@@ -17,7 +18,7 @@
 
 #if defined(VMAMBA_WITH_AUTOGRAD) && !(defined(VMAMBA_WITH_CROSS_SCAN) && defined(VMAMBA_WITH_SELECTIVE_SCAN) && \
                                        defined(VMAMBA_WITH_DWCONV) && defined(VMAMBA_WITH_LAYER_NORM))
-#error "csrc/autograd records the cross_scan, selective_scan, dwconv and layer_norm entry points: build those folders too"
+#error "csrc/autograd records the cross_scan, selective_scan, dwconv and layer_norm entry points: build them too"
 #endif
 
 namespace vmamba {

@@ -5,7 +5,7 @@
 // else (a tensor subclass: its type object could be freed and its address reused while the key lives; a tensor
 // with symbolic sizes, an int past 64 bits, a str too long for the buffer) gives None, and the caller keys the
 // call in Python. Why: building and hashing the Python tuples took 4 us of a 16 us public call on the CI VM; the
-// bytes cost a fraction of that and hash once (bench.overhead, path "key").
+// bytes cost a fraction of that and hash once (bench.overhead, path "prepare").
 //
 // A plain CPython function (METH_O) rather than a pybind11 one: pybind11's argument casting would cost about
 // as much as the work.
