@@ -46,11 +46,20 @@ class _Plan:
                  "dims", "R", "N", "bc_view")
 
 
-def _consts(x_proj_weight, dt_projs_weight, A_logs, Ds, dt_bias, p: _Plan):
+def _consts(x_proj_weight, dt_projs_weight, A_logs, Ds, dt_bias, gemm: torch.dtype, wt: torch.dtype):
     """The GEMM weights in the GEMM dtype, A = -exp(A_logs), D and the flat delta bias in the scan's weight dtype."""
-    wt = p.wt
-    return (_as(x_proj_weight, p.gemm), _as(dt_projs_weight, p.gemm), torch.exp(_as(A_logs, wt)).neg_(),
+    return (_as(x_proj_weight, gemm), _as(dt_projs_weight, gemm), torch.exp(_as(A_logs, wt)).neg_(),
             _as(Ds, wt), _as(dt_bias, wt).reshape(-1))
+
+
+def scan_consts(x_proj_weight, dt_projs_weight, A_logs, Ds, dt_bias, gemm: torch.dtype, wt: torch.dtype, cache=None):
+    """The chain's inference constants (x_proj and dt_projs weights in the GEMM dtype `gemm`, A = -exp(A_logs), D and
+    the flat delta bias in the scan's weight dtype `wt`), kept in module `cache`'s weight cache entry when one is
+    given (models.weight_cache: reused while the parameters are unchanged). models.cpp_stages reads the same entry."""
+    args = (x_proj_weight, dt_projs_weight, A_logs, Ds, dt_bias)
+    if cache is None:
+        return _consts(*args, gemm, wt)
+    return weight_cache.cached(cache, args, (gemm, wt), lambda *t: _consts(*t, gemm, wt))
 
 
 def _forward(x, xw, dtw, A, Dv, bias, p: _Plan):
@@ -79,7 +88,7 @@ def _forward(x, xw, dtw, A, Dv, bias, p: _Plan):
 class _Chain(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, x_proj_weight, dt_projs_weight, A_logs, Ds, dt_bias, p: _Plan, recompute: Optional[str]):
-        xw, dtw, A, Dv, bias = _consts(x_proj_weight, dt_projs_weight, A_logs, Ds, dt_bias, p)
+        xw, dtw, A, Dv, bias = _consts(x_proj_weight, dt_projs_weight, A_logs, Ds, dt_bias, p.gemm, p.wt)
         y, xs, u, dts_low, Bs, Cs, delta, aux = _forward(x, xw, dtw, A, Dv, bias, p)
         ctx.recompute = recompute
         if recompute == "routes":  # the route tensors go; x (a quarter of xs) and the small dts_low rebuild them
@@ -255,11 +264,8 @@ def ss2d_chain(x: torch.Tensor, x_proj_weight: torch.Tensor, dt_projs_weight: to
     if not x.is_contiguous():
         x = x.contiguous()
     if not need_grad:  # inference: the forward alone, no node
-        args = (x_proj_weight, dt_projs_weight, A_logs, Ds, dt_projs_bias)
-        if const_cache is not None and weight_cache.usable(x):
-            consts = weight_cache.cached(const_cache, args, (p.gemm, p.wt), lambda *t: _consts(*t, p))
-        else:
-            consts = _consts(*args, p)
+        cache = const_cache if const_cache is not None and weight_cache.usable(x) else None
+        consts = scan_consts(x_proj_weight, dt_projs_weight, A_logs, Ds, dt_projs_bias, p.gemm, p.wt, cache=cache)
         return _forward(x, *consts, p)[0]
     if recompute is True:
         recompute = "routes"

@@ -30,7 +30,7 @@ from vmamba_kernels import dispatch
 from vmamba_kernels._library import eager_allowed
 
 from . import fused, weight_cache
-from .chain import _consts as chain_consts
+from .chain import scan_consts
 from .fused import act_name, as_dtype, autocast_dtype, dwconv_supported
 from .layers import LayerNorm, Linear
 from .policy import OFF
@@ -177,8 +177,8 @@ def _weights(stage, plan: _Plan) -> list:
         for blk in stage.blocks:
             op = blk.op
             # models.chain's consts, from the same cache entry the chain reads (key: the weights and (gemm, wt) dtypes)
-            consts = weight_cache.cached(op, (op.x_proj_weight, op.dt_projs_weight, op.A_logs, op.Ds, op.dt_projs_bias),
-                                         (ct, f32), lambda *t: chain_consts(*t, _Dtypes(ct, f32)))
+            consts = scan_consts(op.x_proj_weight, op.dt_projs_weight, op.A_logs, op.Ds, op.dt_projs_bias, ct, f32,
+                                 cache=op)
             conv32 = (as_dtype(op.conv2d.weight, f32), None if op.conv2d.bias is None else as_dtype(op.conv2d.bias, f32))
             mlp = blk.mlp_branch
             out += [*norm(blk.norm), *cast(op.in_proj), *conv32, *cast(op.conv2d), *consts, *norm(op.out_norm),
@@ -186,12 +186,3 @@ def _weights(stage, plan: _Plan) -> list:
                     *(cast(blk.mlp.fc1) if mlp else (None, None)), *(cast(blk.mlp.fc2) if mlp else (None, None))]
     stage.__dict__[_PACK] = (key, out)
     return out
-
-
-class _Dtypes:
-    """The two fields of models.chain's plan that its _consts reads."""
-
-    __slots__ = ("gemm", "wt")
-
-    def __init__(self, gemm, wt):
-        self.gemm, self.wt = gemm, wt
