@@ -101,11 +101,12 @@ def test_cuda_tuning_fields_are_the_extensions_knobs():
 def test_cupy_knobs_read_every_variable_at_each_call(monkeypatch, env_read):
     """knobs() is cached per tuning value and environment: a variable set after an earlier call is seen, each of
     them, and a tuning value still wins over the environment (both ways of reading the environment)."""
+    from vmamba_kernels import _environ
     from vmamba_kernels.cupy import tuning as cupy_tuning
 
     if env_read == "os_environ_get":
-        monkeypatch.setattr(cupy_tuning, "_ENV_DATA", None)
-    elif cupy_tuning._ENV_DATA is None:
+        monkeypatch.setattr(_environ, "_DATA", None)
+    elif _environ._DATA is None:
         pytest.skip("os.environ has no POSIX data dict here")
 
     names = [f.name for f in dataclasses.fields(cupy_tuning.CupyTuning)]

@@ -7,7 +7,7 @@ sets it (VMAMBA_<FIELD>, read at each call), and an unset one takes the built-in
 """
 from __future__ import annotations
 
-import os
+from .._environ import getenv
 from dataclasses import dataclass, fields
 from typing import Optional
 
@@ -33,21 +33,12 @@ TUNING = register("cupy", CupyTuning())
 
 _NAMES = tuple(f.name for f in fields(CupyTuning))
 _ENV_KEYS = tuple("VMAMBA_" + n.upper() for n in _NAMES)
-# every raw call asks for the knobs: read os.environ's POSIX dict of encoded keys directly, ten times cheaper than
-# os.environ.get (reports/logs/2026-12-05_host_cost_cpu.md); os.environ.get where that dict is not there
-_ENV_DATA = getattr(os.environ, "_data", None)
-_ENV_ENC = getattr(os.environ, "encodekey", None)
-if not isinstance(_ENV_DATA, dict) or _ENV_ENC is None or os.name == "nt":
-    _ENV_DATA = None
-_ENV_RAW = tuple(_ENV_ENC(k) for k in _ENV_KEYS) if _ENV_DATA is not None else ()
 _KNOBS: dict = {}
 
 
 def _environment() -> tuple:
-    if _ENV_DATA is not None:
-        get = _ENV_DATA.get
-        return tuple(get(k) for k in _ENV_RAW)
-    return tuple(os.environ.get(k) for k in _ENV_KEYS)
+    # every raw call asks for the knobs: vmamba_kernels._environ.getenv, ten times cheaper than os.environ.get
+    return tuple(getenv(k) for k in _ENV_KEYS)
 
 
 def knobs() -> plan.Knobs:
@@ -63,7 +54,7 @@ def knobs() -> plan.Knobs:
     out = {}
     for name, ekey in zip(_NAMES, _ENV_KEYS):
         v = getattr(t, name)
-        out[name] = os.environ.get(ekey, "") if v is None else str(v)
+        out[name] = (getenv(ekey) or "") if v is None else str(v)
     k = plan.Knobs(**out)
     if len(_KNOBS) >= 256:
         _KNOBS.clear()
