@@ -7,10 +7,10 @@ sets it (VMAMBA_<FIELD>, read at each call), and an unset one takes the built-in
 """
 from __future__ import annotations
 
-from .._environ import getenv
 from dataclasses import dataclass, fields
 from typing import Optional
 
+from .._environ import getenv
 from ..tunables import register
 from . import plan
 
