@@ -19,6 +19,13 @@ launch hook (a profiler's), debug mode, instrumentation or a stage-inspection ho
 launch does), for a grid given as a function, with a Triton older than 3.4 (no `triton.knobs`), and when
 `vmamba_kernels.tuning("triton", fast_launch=False)`. tests/test_triton_fast_launch.py compiles the real
 kernels for sm_90 on a machine without a GPU and checks that both paths hand the launcher the same arguments.
+
+On the CUDA launchers of Triton 3.6 and 3.8 a direct launch goes one step further down: CudaLauncher.__call__ only allocates
+scratch (none for these kernels) and forwards to its C `launch`, so a direct launch calls that C function
+itself, with tensors passed as their addresses. The C launcher takes an int in a pointer slot as the address;
+a tensor costs it a data_ptr() call and a cuPointerGetAttribute driver query per argument. The tensors were
+checked for device and dtype before they got here (vmamba_kernels/validate.py). Any other launcher, scratch
+or instrumentation keeps the launcher's __call__ with the tensors themselves.
 """
 from __future__ import annotations
 
@@ -33,6 +40,17 @@ try:
 except ImportError:  # an older Triton: every launch through JITFunction.run
     knobs = None
 
+# The launcher whose __call__ a C-level direct launch mirrors, and the layout of the C launch's arguments it
+# forwards, which differs between Triton releases: "3.6" (a generated module per signature, kernel arguments
+# spread) and "3.8" (one module, annotations and signature, kernel arguments as a tuple); others keep __call__
+try:
+    import triton as _triton
+    from triton.backends.nvidia.driver import CudaLauncher as _CudaLauncher
+
+    _LAYOUT = {"3.6": "3.6", "3.8": "3.8"}.get(".".join(_triton.__version__.split(".")[:2]))
+except ImportError:
+    _CudaLauncher, _LAYOUT = None, None
+
 _MAX_ENTRIES = 1024  # per kernel; cleared when full (a model has a few dozen shapes per kernel)
 
 
@@ -44,8 +62,12 @@ def _idle(hook) -> bool:
     return hook is None or not getattr(hook, "calls", (hook,))
 
 
+_NO_HOOKS = (None, None)
+
+
 def _direct_hooks():
-    """(enter, exit) hooks to hand the launcher when a direct launch is allowed now, else None."""
+    """(enter, exit) hooks to hand the launcher when a direct launch is allowed now, else None: both None, as
+    the idle hooks do nothing (Triton 3.6's idle HookChain objects would each be called per launch, empty)."""
     if knobs is None or not TUNING.get().fast_launch:
         return None
     rt = knobs.runtime
@@ -53,7 +75,7 @@ def _direct_hooks():
     if (not _idle(enter) or not _idle(exit_) or rt.debug or getattr(rt, "add_stages_inspection_hook", None) is not None
             or knobs.compilation.instrumentation_mode):
         return None
-    return enter, exit_
+    return _NO_HOOKS
 
 
 class LaunchableKernel:
@@ -87,9 +109,11 @@ class LaunchableKernel:
         grid = tuple(grid)
         # per positional argument what Triton's specialization can see of it: a tensor's dtype and 16-byte
         # alignment, anything else its type and value (the type too: True == 1 == 1.0 as dict keys, not for
-        # Triton). A comprehension, not a function per argument: 1 us less a launch of 15 arguments on the CI VM
+        # Triton). Comprehensions, not a function per argument: 1 us less a launch of 15 arguments on the CI VM.
+        # The addresses are read once, for the key and for a C launch
+        ptrs = [a.data_ptr() if isinstance(a, _Tensor) else a for a in args]
         key = (device, grid, tuple(meta.items()),
-               *[(a.dtype, not (a.data_ptr() & 15)) if isinstance(a, _Tensor) else (type(a), a) for a in args])
+               *[(a.dtype, not (p & 15)) if isinstance(a, _Tensor) else (type(a), a) for a, p in zip(args, ptrs)])
         try:
             hit = self._cache.get(key)
         except TypeError:  # an unhashable argument (a list, say): Triton's path, nothing remembered
@@ -101,11 +125,20 @@ class LaunchableKernel:
             if kernel is not None:
                 self._remember(key, kernel, args, meta)
             return kernel
-        run, function, packed, tail, kernel = hit
+        run, function, packed, tail, kernel, c_launch = hit
         n = len(grid)
+        g1, g2 = grid[1] if n > 1 else 1, grid[2] if n > 2 else 1
         # the launch metadata is read only by launch hooks, and the hooks are idle: None instead of building it
-        run(grid[0], grid[1] if n > 1 else 1, grid[2] if n > 2 else 1, drv.get_current_stream(device), function,
-            packed, None, *hooks, *args, *tail)
+        if c_launch is None:
+            run(grid[0], g1, g2, drv.get_current_stream(device), function, packed, None, *hooks, *args, *tail)
+        else:  # what CudaLauncher.__call__ hands its C launch when no scratch is needed (_c_launch)
+            launch, coop, pdl, annotations, signature = c_launch
+            if annotations is None:  # 3.6
+                launch(grid[0], g1, g2, drv.get_current_stream(device), function, coop, pdl, None, None, packed, None,
+                       *hooks, *ptrs, *tail)
+            else:
+                launch(grid[0], g1, g2, drv.get_current_stream(device), function, coop, pdl, packed, None, *hooks,
+                       None, None, annotations, signature, (*ptrs, *tail))
         self.launches[1] += 1
         return kernel
 
@@ -122,11 +155,28 @@ class LaunchableKernel:
                 return
         if len(self._cache) >= _MAX_ENTRIES:
             self._cache.clear()
-        self._cache[key] = (kernel.run, kernel.function, kernel.packed_metadata, tuple(tail), kernel)
+        run = kernel.run
+        self._cache[key] = (run, kernel.function, kernel.packed_metadata, tuple(tail), kernel, _c_launch(run))
 
     def clear(self) -> None:
         """Forget the remembered configurations (the next launch of each goes through JITFunction.run)."""
         self._cache.clear()
+
+
+def _c_launch(run):
+    """(C launch, cooperative, pdl, annotations, signature) of a CudaLauncher of Triton 3.6 (annotations and
+    signature None) or 3.8 whose __call__ would only forward to its C launch (no global or profile scratch, no
+    sanitizer), else None (module docstring)."""
+    if _LAYOUT is None or type(run).__call__ is not _CudaLauncher.__call__:
+        return None
+    try:
+        if run.global_scratch_size or run.profile_scratch_size or getattr(run, "gsan_enabled", False):
+            return None
+        if _LAYOUT == "3.6":
+            return run.launch, run.launch_cooperative_grid, run.launch_pdl, None, None
+        return run.launch, run.launch_cooperative_grid, run.launch_pdl, run.arg_annotations, run.kernel_signature
+    except AttributeError:  # a launcher laid out otherwise: its own __call__
+        return None
 
 
 def launchable(fn) -> LaunchableKernel:
