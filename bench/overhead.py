@@ -308,7 +308,7 @@ def _paths_note(impl: str, path: str, grad: bool) -> str:
         return ""
     from vmamba_kernels import dispatch  # noqa: PLC0415
 
-    parts = ["native key" if dispatch._NATIVE_KEY[0] is not None else "python key"]
+    parts = ["native key" if dispatch.native_arg_key() else "python key"]
     if grad:
         b = dispatch.get_backend(impl)
         parts.append("native autograd" if getattr(b.impl(), "autograd_ops", None) else "python autograd")

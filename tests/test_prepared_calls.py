@@ -172,6 +172,30 @@ def test_native_key_declines_what_it_does_not_encode():
         key([t])
 
 
+def test_first_prepared_call_finds_the_native_key_for_any_backend(monkeypatch):
+    """A process that never loads the cuda backend (impl="torch" here, "triton" or "cupy" on a GPU) keys its calls
+    natively from its first prepared call on, when the extension is built; without it (import planted to fail),
+    in Python, and the calls still run. Looked for once."""
+    import sys  # noqa: PLC0415
+
+    x = torch.randn(1, 3, 5, 4)
+    for built in (True, False):
+        monkeypatch.setattr(dispatch, "_NATIVE_KEY", [dispatch._untried])
+        if not built:
+            monkeypatch.setitem(sys.modules, "vmamba_kernels._C", None)  # import raises ImportError
+        dispatch.clear_choice_cache()
+        assert not dispatch.native_arg_key()
+        want = vk.cross_scan(x, impl="torch")
+        if built:
+            expected = _native_key()
+            assert dispatch._NATIVE_KEY[0] is expected and dispatch.native_arg_key()
+        else:
+            assert dispatch._NATIVE_KEY[0] is None and not dispatch.native_arg_key()
+        assert torch.equal(vk.cross_scan(x, impl="torch"), want)  # the second call: a prepared one under that key
+        assert any(isinstance(k[-1], bytes) == built for k in dispatch._PREPARED)
+    dispatch.clear_choice_cache()
+
+
 @pytest.fixture(params=["python", "native"])
 def which_key(request, monkeypatch):
     """Run a test with prepared calls keyed in Python, then by the native key."""

@@ -418,11 +418,37 @@ def _arg_meta(v):
     return type(v), v
 
 
-# The compiled extension's arg_key (csrc/common/arg_key.h), once vmamba_kernels/cuda/extension.py has loaded it:
-# the same metadata as `_arg_meta` over all the arguments, as one bytes object (None for an argument it does not
-# encode: then `_arg_meta` keys the call). Building and hashing the Python tuples costs about 5 us of a public
-# call; the bytes about 0.5 (bench.overhead, path "prepare": 2.0 against 7.1 us for the scan on the CI VM).
-_NATIVE_KEY: list = [None]
+# The compiled extension's arg_key (csrc/common/arg_key.h): the same metadata as `_arg_meta` over all the
+# arguments, as one bytes object (None for an argument it does not encode: then `_arg_meta` keys the call).
+# Building and hashing the Python tuples costs about 5 us of a public call; the bytes about 0.5 (bench.overhead,
+# path "prepare": 2.0 against 7.1 us for the scan on the CI VM). vmamba_kernels/cuda/extension.py installs it when
+# it loads; a process calling only other backends looks for it at its first prepared call (`_find_native_key`).
+# None: the Python key.
+def _untried(args):
+    return None
+
+
+_NATIVE_KEY: list = [_untried]
+
+
+def _find_native_key() -> None:
+    """Key calls of every backend natively once the compiled extension is there, even where the cuda backend is
+    never used (impl="triton" or "cupy" only); else the Python key from now on. Tried once."""
+    fn = None
+    try:
+        import importlib  # noqa: PLC0415
+
+        # (registers torch.ops.vmamba_cuda, as loading the cuda backend does)
+        fn = getattr(importlib.import_module("vmamba_kernels._C"), "arg_key", None)
+    except Exception:  # noqa: BLE001 (not built, built for another torch, a CPU torch: the Python key)
+        pass
+    if _NATIVE_KEY[0] is _untried:  # the cuda backend may have installed it meanwhile
+        _NATIVE_KEY[0] = fn
+
+
+def native_arg_key() -> bool:
+    """Whether prepared calls are keyed by the compiled extension's arg_key now."""
+    return _NATIVE_KEY[0] not in (None, _untried)
 
 
 def use_native_arg_key(fn) -> None:
@@ -459,6 +485,9 @@ def prepare(op: str, impl: Optional[str], args: tuple):
         a = s.check(*args)
         return choose(op, a, impl), a
     if call is None:
+        if _NATIVE_KEY[0] is _untried:  # the process's first prepared call: stored under the key found now
+            _find_native_key()
+            key = key[:-1] + (arg_key(args),)
         a = s.check(*args)
         call = choose(op, a, impl).prepared(a)
         if len(_PREPARED) >= _CHOICES_MAX:
