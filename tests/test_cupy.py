@@ -182,6 +182,31 @@ def test_scan_deterministic_and_side_stream(kern):
 
 
 @pytest.mark.gpu
+def test_launches_go_to_torchs_current_stream(kern):
+    """A launch runs on torch's current stream: on a side stream its input is rewritten after a long sleep, so a
+    kernel launched on any other stream would read the old values."""
+    ins = make_inputs(2, 96, 1031, 1, 4, dtype=torch.float16, device="cuda", requires_grad=False)
+    x = torch.zeros(2, 24, 14, 14, device="cuda", dtype=torch.float16)
+    new = torch.randn_like(x)
+    u_new = torch.randn_like(ins[0])
+    want_cross = kern.cross_scan_fwd(new, "cross2d", False)
+    want_scan = kern.selective_scan_fwd(u_new, *ins[1:], True, torch.float32)[0]
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    u = ins[0].clone()
+    torch.cuda.synchronize()
+    with torch.cuda.stream(s):
+        torch.cuda._sleep(200_000_000)  # ~0.1 s at 2 GHz
+        x.copy_(new)
+        u.copy_(u_new)
+        got_cross = kern.cross_scan_fwd(x, "cross2d", False)
+        got_scan = kern.selective_scan_fwd(u, *ins[1:], True, torch.float32)[0]
+    s.synchronize()
+    assert torch.equal(got_cross, want_cross)
+    assert torch.equal(got_scan, want_scan)
+
+
+@pytest.mark.gpu
 def test_compile_is_cached(kern):
     ins = make_inputs(1, 8, 33, 2, 4, dtype=torch.bfloat16, device="cuda", requires_grad=False)
     kern.selective_scan_fwd(*ins, False, torch.bfloat16)

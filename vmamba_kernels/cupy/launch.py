@@ -14,7 +14,8 @@ through cupy.RawModule and launched on torch's tensors without copies, chosen by
 - Knobs: tuning.py (`vk.tuning("cupy", ...)`), the extension's knobs with the same meaning.
 - Interop: kernel arguments are torch data pointers; launches go to torch's current stream of the
   tensors' device (cupy.cuda.Stream.from_external through the CUDA stream protocol, ExternalStream on
-  CuPy < 14), inside cupy.cuda.Device(that device). Inputs arrive validated.
+  CuPy < 14), handed to the instance's Function (switching to that device only when it is not the current one).
+  Inputs arrive validated.
 - Scratch and outputs as the extension allocates them (selective_scan.cpp, cross_scan.cpp); the backward
   is deterministic (fixed-order reductions, no atomics) as there.
 
@@ -148,22 +149,43 @@ _raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None) or (
     lambda idx: torch.cuda.current_stream(idx).cuda_stream)
 
 
+# (instance name, device index) -> [CuPy Function of the instance on that device, dynamic shared memory opted in]
+_FUNCS: dict = {}
+_get_device = cupy.cuda.runtime.getDevice
+
+
+def _function(header: str, name: str, idx: int, smem: int) -> list:
+    """The instance's CuPy Function on device `idx`, compiled or loaded on first use, with at least `smem` bytes of
+    dynamic shared memory allowed (the opt-in above 48 KB, as the extension makes it)."""
+    entry = _FUNCS.get((name, idx))
+    if entry is None or entry[1] < smem:
+        with cupy.cuda.Device(idx):
+            kernel = _kernel(header, name, idx)
+            if smem > 48 * 1024 and kernel.max_dynamic_shared_size_bytes < smem:
+                kernel.max_dynamic_shared_size_bytes = smem
+            entry = _FUNCS[(name, idx)] = [kernel.kernel, max(smem, entry[1] if entry else 0)]
+    return entry
+
+
 def _run(header: str, name: str, launch: plan.Launch, head: tuple, device: torch.device):
     """Launch instance `name` with arguments head + launch.extra (typed scalars or structs) on torch's
-    current stream of `device`."""
+    current stream of `device`. The launch goes to the instance's Function with the stream given, not through
+    RawKernel's per-device lookup inside `with Device(...)` and `with stream`: those context switches cost more
+    than the small kernels run (reports/logs/2026-12-07_cheap_calls.md); the device is switched only when it is
+    not the current one."""
     if launch.grid[0] == 0:
         return
     idx = device.index if device.index is not None else torch.cuda.current_device()
-    ptr = _raw_stream(idx)
     args = list(head)
     for e in launch.extra:
         args.append(_SCALAR[e[0]](e[1]) if isinstance(e, tuple) else e)
-    with cupy.cuda.Device(idx):
-        kernel = _kernel(header, name, idx)
-        if launch.smem > 48 * 1024 and kernel.max_dynamic_shared_size_bytes < launch.smem:
-            kernel.max_dynamic_shared_size_bytes = launch.smem  # opt in above 48 KB, as the extension does
-        with _cupy_stream(ptr, idx):
-            kernel(launch.grid, launch.block, tuple(args), shared_mem=launch.smem)
+    fn = _function(header, name, idx, launch.smem)[0]
+    stream = _cupy_stream(_raw_stream(idx), idx)
+    if _get_device() == idx:
+        fn(launch.grid, launch.block, tuple(args), launch.smem, stream)
+    else:
+        with cupy.cuda.Device(idx):
+            fn(launch.grid, launch.block, tuple(args), launch.smem, stream)
 
 
 def _sms(idx: int) -> int:
