@@ -283,14 +283,25 @@ def test_constants_come_from_the_headers():
 
 # ---- launch.py end to end with a stand-in CuPy (records the launches instead of running them) ----------
 class _FakeKernel:
+    """A RawKernel stand-in; launches go through its Function (`.kernel`), as launch._run makes them."""
+
     def __init__(self, name, calls):
         self.name, self.calls = name, calls
         self.attributes = {}
         self.max_dynamic_shared_size_bytes = 0
-        self.kernel = type("F", (), {"ptr": 0})()
+        self.kernel = _FakeFunction(self)
 
-    def __call__(self, grid, block, args, shared_mem=0):
-        self.calls.append((self.name, grid, block, args, shared_mem, self.max_dynamic_shared_size_bytes))
+
+class _FakeFunction:
+    ptr = 0
+
+    def __init__(self, raw):
+        self.raw = raw
+
+    def __call__(self, grid, block, args, shared_mem=0, stream=None):
+        assert stream is not None, "a launch must name torch's stream"
+        r = self.raw
+        r.calls.append((r.name, grid, block, args, shared_mem, r.max_dynamic_shared_size_bytes))
 
 
 @pytest.fixture()
@@ -318,8 +329,9 @@ def fake_launch(monkeypatch):
     fake.RawModule = RawModule
     fake.cuda = types.SimpleNamespace(
         Device=lambda i: contextlib.nullcontext(),
-        Stream=types.SimpleNamespace(from_external=lambda ref: contextlib.nullcontext()),
-        driver=types.SimpleNamespace(occupancyMaxActiveBlocksPerMultiprocessor=lambda f, b, s: 7))
+        Stream=types.SimpleNamespace(from_external=lambda ref: types.SimpleNamespace(ptr=ref.ptr)),
+        driver=types.SimpleNamespace(occupancyMaxActiveBlocksPerMultiprocessor=lambda f, b, s: 7),
+        runtime=types.SimpleNamespace(getDevice=lambda: 0))
     monkeypatch.setitem(sys.modules, "cupy", fake)
     monkeypatch.delitem(sys.modules, "vmamba_kernels.cupy.launch", raising=False)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
