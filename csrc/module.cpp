@@ -91,6 +91,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("cross_merge_autograd", &vmamba::autograd::cross_merge, release());
   m.def("dwconv2d_fwd_autograd", &vmamba::autograd::dwconv2d_fwd, release());
   m.def("add_layer_norm_fwd_autograd", &vmamba::autograd::add_layer_norm_fwd, release());
+  m.def("add_layer_norm_node_autograd", &vmamba::autograd::add_layer_norm_node, release());
 #endif
 #ifdef VMAMBA_WITH_VSS_STAGE
   // not an op: a VMamba v2 stage's blocks in inference, composed of the entry points above (models/cpp_stages.py)

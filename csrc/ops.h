@@ -80,6 +80,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> add_layer_norm_fwd(const Tensor& x, c
                                                               const OptTensor& branch_scale, double eps,
                                                               bool channels_last,
                                                               c10::optional<at::ScalarType> out_dtype);
+// add_layer_norm_fwd with models/norm_node.py's from_y choice (save y instead of the sum for the backward)
+std::tuple<Tensor, Tensor, Tensor, Tensor> add_layer_norm_node(const Tensor& x, const OptTensor& branch,
+                                                               const Tensor& weight, const OptTensor& bias,
+                                                               const OptTensor& branch_scale, double eps,
+                                                               bool channels_last,
+                                                               c10::optional<at::ScalarType> out_dtype, bool from_y);
 }  // namespace autograd
 
 namespace stage {

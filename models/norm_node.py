@@ -13,6 +13,10 @@ keeps y anyway, so the norm's own saved activation (s, float32 under autocast) g
 each of a block's three norms. The gradients then carry y's 16-bit rounding divided by |weight| (weights below
 1e-5 in magnitude are clamped there: such a channel's xhat is not recoverable from y).
 
+Where the backend records this node in C++ (the cuda backend with its native autograd on: its module's
+`autograd_ops` holds the add + LayerNorm, and `NATIVE_ADD_NORM_NODE` takes the from_y choice), training calls take
+that node instead of `_AddNorm` (same kernels, saved tensors and gradients; tests/test_cuda_native_autograd.py).
+
 Used only where vmamba_kernels._library.eager_allowed holds; torch.compile, fake tensors, FLOP counters
 and torch.func see the public op, as before.
 """
@@ -71,6 +75,13 @@ class _AddNorm(torch.autograd.Function):
                 None, None, None, None, None, None)
 
 
+def _native_node(backend):
+    """The backend's C++ add + LayerNorm node with the from_y choice where its native autograd is on, else None."""
+    mod = backend.impl()
+    ops = getattr(mod, "autograd_ops", None)
+    return getattr(mod, "NATIVE_ADD_NORM_NODE", None) if ops and "add_layer_norm_fwd" in ops else None
+
+
 def add_norm_node(x: torch.Tensor, branch: Optional[torch.Tensor], weight: torch.Tensor, bias: Optional[torch.Tensor],
                   eps: float, branch_scale: Optional[torch.Tensor], channels_last: bool, out_dtype: torch.dtype,
                   impl: Optional[str], from_y: bool = False):
@@ -86,6 +97,11 @@ def add_norm_node(x: torch.Tensor, branch: Optional[torch.Tensor], weight: torch
     branch = None if a.branch is None else c(a.branch)
     weight, bias = c(a.weight), None if a.bias is None else c(a.bias)
     if a.requires_grad():
+        native = _native_node(b) if x.numel() > 0 else None
+        if native is not None:
+            y, s, _, _ = native(x, branch, weight, bias, a.branch_scale, a.eps, a.channels_last, a.out_dtype,
+                                bool(from_y))
+            return ((y, s) if branch is not None else (y, x)), b.name
         out = _AddNorm.apply(x, branch, weight, bias, a.branch_scale, a.eps, a.channels_last, a.out_dtype, b,
                              bool(from_y))
         return (out if branch is not None else (out, x)), b.name

@@ -74,6 +74,8 @@ def test_native_autograd_functions_are_bound_with_the_custom_ops_arguments():
         "add_layer_norm_fwd": lambda: fns["add_layer_norm_fwd"](r(1, 3, 3, 2), r(1, 3, 3, 2), r(2), None,
                                                                 torch.rand(1), 1e-5, True, torch.float16),
     }
+    calls["add_norm_node"] = lambda: extension.NATIVE_ADD_NORM_NODE(r(1, 3, 3, 2), None, r(2), r(2), None, 1e-5,
+                                                                    True, None, True)
     for key, call in calls.items():
         with pytest.raises(RuntimeError, match="must be a CUDA tensor, got device cpu"):
             call()
@@ -200,6 +202,37 @@ def test_native_add_layer_norm_autograd_equals_the_python_twin(cuda_backend, x_d
         assert gn.dtype == gp.dtype and torch.equal(gn, gp)
     if br is not None:
         assert grads_n[1].dtype == br.dtype
+
+
+@gpu
+@pytest.mark.parametrize("x_dtype,branch_dtype", [(torch.float32, torch.bfloat16), (torch.float16, torch.float16),
+                                                  (torch.bfloat16, None)])
+@pytest.mark.parametrize("from_y", [False, True])
+def test_models_norm_node_native_equals_python(cuda_backend, monkeypatch, x_dtype, branch_dtype, from_y):
+    """models/norm_node.py's add + LayerNorm with grad: the C++ node (extension.NATIVE_ADD_NORM_NODE) against its
+    Python autograd.Function, outputs and gradients bitwise, saving the sum or y (from_y), loss through y and s."""
+    from models import norm_node
+
+    def run(native: bool):
+        if not native:
+            monkeypatch.setattr(norm_node, "_native_node", lambda backend: None)
+        g = torch.Generator(device="cuda").manual_seed(9)
+        x = torch.randn(2, 5, 6, 24, generator=g, device="cuda").to(x_dtype).requires_grad_()
+        br = (torch.randn(2, 5, 6, 24, generator=g, device="cuda").to(branch_dtype).requires_grad_()
+              if branch_dtype is not None else None)
+        w = (torch.randn(24, generator=g, device="cuda") + 1.0).requires_grad_()
+        b = torch.randn(24, generator=g, device="cuda").requires_grad_()
+        (y, s), name = norm_node.add_norm_node(x, br, w, b, 1e-5, None, True, torch.float16, "cuda", from_y=from_y)
+        assert name == "cuda"
+        node = type(y.grad_fn).__name__
+        outs = [y, s] if br is not None else [y]
+        return [y, s], _grads(outs, [x, br, w, b]), node
+
+    got, got_g, node_n = run(True)
+    want, want_g, node_p = run(False)
+    assert "_AddNorm" not in node_n and "_AddNorm" in node_p, (node_n, node_p)
+    for a, b in zip(got + list(got_g), want + list(want_g)):
+        assert a.dtype == b.dtype and torch.equal(a, b)
 
 
 @gpu

@@ -109,10 +109,12 @@ struct DwconvFn : torch::autograd::Function<DwconvFn> {
 };
 
 struct AddNormFn : torch::autograd::Function<AddNormFn> {
-  // outputs (y, s, mean, rstd); s is empty without a branch (the public op hands back x itself)
+  // outputs (y, s, mean, rstd); s is empty without a branch (the public op hands back x itself). from_y (the
+  // models' "norms" recompute, models/norm_node.py): y is saved instead of s (or x) and the backward rebuilds
+  // xhat from it (add_layer_norm_bwd(from_y=true)); mean is not saved
   static variable_list forward(AutogradContext* ctx, const Tensor& x, const OptTensor& branch, const Tensor& weight,
                                const OptTensor& bias, const OptTensor& branch_scale, double eps, bool channels_last,
-                               std::optional<at::ScalarType> out_dtype) {
+                               std::optional<at::ScalarType> out_dtype, bool from_y) {
     const bool has_branch = branch.has_value();
     OptTensor br = branch;
     // the kernels read a 16-bit branch on a float32 x as is (the backend's mixed_branch); other pairs in x's dtype
@@ -120,7 +122,11 @@ struct AddNormFn : torch::autograd::Function<AddNormFn> {
       br = br->to(x.scalar_type());
     auto [y, s, mean, rstd] = ln::add_layer_norm_fwd(x, br, weight, bias, branch_scale, eps, channels_last, out_dtype);
     Tensor s_out = has_branch ? s : x.new_empty({0});
-    ctx->save_for_backward({has_branch ? s : x, weight, or_undefined(bias), mean, rstd, or_undefined(branch_scale)});
+    if (from_y)
+      ctx->save_for_backward({y, weight, or_undefined(bias), Tensor(), rstd, or_undefined(branch_scale)});
+    else
+      ctx->save_for_backward({has_branch ? s : x, weight, or_undefined(bias), mean, rstd, or_undefined(branch_scale)});
+    ctx->saved_data["from_y"] = from_y;
     ctx->saved_data["has_branch"] = has_branch;
     ctx->saved_data["cl"] = channels_last;
     ctx->saved_data["x_dtype"] = x.scalar_type();
@@ -134,7 +140,7 @@ struct AddNormFn : torch::autograd::Function<AddNormFn> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    variable_list none(8);
+    variable_list none(9);
     const bool has_branch = ctx->saved_data["has_branch"].toBool();
     const variable_list v = ctx->get_saved_variables();
     const Tensor& s = v[0];
@@ -146,13 +152,14 @@ struct AddNormFn : torch::autograd::Function<AddNormFn> {
     }
     auto [dx, dbr, dw, db] = ln::add_layer_norm_bwd(dy.contiguous(), ds, s, v[1], opt(v[2]), opt(v[3]), v[4], opt(v[5]),
                                                     has_branch, ctx->saved_data["cl"].toBool(),
-                                                    ctx->saved_data["x_dtype"].toScalarType(), false);
+                                                    ctx->saved_data["x_dtype"].toScalarType(),
+                                                    ctx->saved_data["from_y"].toBool());
     Tensor dbranch;
     if (has_branch) {
       const auto bt = ctx->saved_data["branch_dtype"].toScalarType();
       dbranch = dbr.scalar_type() == bt ? dbr : dbr.to(bt);
     }
-    return {dx, dbranch, dw, v[2].defined() ? db : Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
+    return {dx, dbranch, dw, v[2].defined() ? db : Tensor(), Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
   }
 };
 
@@ -163,7 +170,15 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> add_layer_norm_fwd(const Tensor& x, c
                                                               const OptTensor& branch_scale, double eps,
                                                               bool channels_last,
                                                               std::optional<at::ScalarType> out_dtype) {
-  variable_list r = AddNormFn::apply(x, branch, weight, bias, branch_scale, eps, channels_last, out_dtype);
+  return add_layer_norm_node(x, branch, weight, bias, branch_scale, eps, channels_last, out_dtype, false);
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor> add_layer_norm_node(const Tensor& x, const OptTensor& branch,
+                                                               const Tensor& weight, const OptTensor& bias,
+                                                               const OptTensor& branch_scale, double eps,
+                                                               bool channels_last,
+                                                               std::optional<at::ScalarType> out_dtype, bool from_y) {
+  variable_list r = AddNormFn::apply(x, branch, weight, bias, branch_scale, eps, channels_last, out_dtype, from_y);
   return {r[0], r[1], r[2], r[3]};
 }
 

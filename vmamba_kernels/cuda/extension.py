@@ -89,6 +89,10 @@ NATIVE_AUTOGRAD_OPS = {key: getattr(_C, name) for key, name in (
     ("cross_merge", "cross_merge_autograd"), ("dwconv2d_fwd", "dwconv2d_fwd_autograd"),
     ("add_layer_norm_fwd", "add_layer_norm_fwd_autograd")) if hasattr(_C, name)}
 autograd_ops = NATIVE_AUTOGRAD_OPS if getenv("VMAMBA_CUDA_NATIVE_AUTOGRAD") == "1" else {}
+# models/norm_node.py's add + LayerNorm node with its from_y choice, recorded in C++ (taken where autograd_ops holds
+# the add + LayerNorm's): (x, branch, weight, bias, branch_scale, eps, channels_last, out_dtype, from_y) -> (y, s,
+# mean, rstd), s empty without a branch
+NATIVE_ADD_NORM_NODE = getattr(_C, "add_layer_norm_node_autograd", None)
 
 
 def _call(name: str):
