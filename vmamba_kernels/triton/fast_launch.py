@@ -109,11 +109,20 @@ class LaunchableKernel:
         grid = tuple(grid)
         # per positional argument what Triton's specialization can see of it: a tensor's dtype and 16-byte
         # alignment, anything else its type and value (the type too: True == 1 == 1.0 as dict keys, not for
-        # Triton). Comprehensions, not a function per argument: 1 us less a launch of 15 arguments on the CI VM.
-        # The addresses are read once, for the key and for a C launch
-        ptrs = [a.data_ptr() if isinstance(a, _Tensor) else a for a in args]
-        key = (device, grid, tuple(meta.items()),
-               *[(a.dtype, not (p & 15)) if isinstance(a, _Tensor) else (type(a), a) for a, p in zip(args, ptrs)])
+        # Triton). The addresses are read once, for the key and for a C launch. One loop filling both lists: 1.4 us
+        # less than two comprehensions for 10 tensors and 7 scalars on the CI VM (and a function per argument costs
+        # more than either)
+        ptrs, parts = [], []
+        put_ptr, put_part = ptrs.append, parts.append
+        for a in args:
+            if isinstance(a, _Tensor):
+                p = a.data_ptr()
+                put_ptr(p)
+                put_part((a.dtype, not (p & 15)))
+            else:
+                put_ptr(a)
+                put_part((type(a), a))
+        key = (device, grid, tuple(meta.items()), *parts)
         try:
             hit = self._cache.get(key)
         except TypeError:  # an unhashable argument (a list, say): Triton's path, nothing remembered
