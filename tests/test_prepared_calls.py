@@ -173,12 +173,19 @@ def test_native_key_declines_what_it_does_not_encode():
 
 
 def test_first_prepared_call_finds_the_native_key_for_any_backend(monkeypatch):
-    """A process that never loads the cuda backend (impl="torch" here, "triton" or "cupy" on a GPU) keys its calls
-    natively from its first prepared call on, when the extension is built; without it (import planted to fail),
-    in Python, and the calls still run. Looked for once."""
+    """A process that never loads the cuda backend (impl="triton" or "cupy": Backend.native_key, turned on for the
+    torch backend here) keys its calls natively from its first prepared call on, when the extension is built;
+    without it (import planted to fail), in Python, and the calls still run. Looked for once. A backend without
+    native_key (torch as shipped) does not look."""
     import sys  # noqa: PLC0415
 
     x = torch.randn(1, 3, 5, 4)
+    monkeypatch.setattr(dispatch, "_NATIVE_KEY", [dispatch._untried])
+    dispatch.clear_choice_cache()
+    vk.cross_scan(x, impl="torch")
+    vk.cross_scan(x, impl="torch")
+    assert dispatch._NATIVE_KEY[0] is dispatch._untried  # torch as shipped: no extension loaded for its key
+    monkeypatch.setattr(dispatch.get_backend("torch"), "native_key", True)
     for built in (True, False):
         monkeypatch.setattr(dispatch, "_NATIVE_KEY", [dispatch._untried])
         if not built:

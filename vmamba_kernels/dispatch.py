@@ -109,6 +109,10 @@ class Backend:
     dwconv_kernel_sizes: Optional[tuple] = None
     # ss2d_core: the largest d_state it runs (None: max_dstate, the scan's)
     ss2d_max_dstate: Optional[int] = None
+    # its prepared calls look for the compiled extension's argument key at the process's first one (`_find_native_key`):
+    # GPU backends other than cuda (which installs the key when it loads); False keeps a process that uses only
+    # this backend (torch) from loading the extension
+    native_key: bool = False
     doc: str = ""
     # filled by register_backend: {key: torch.library custom op}, {key: its eager twin}, {key: the twin's bare
     # body}, {key: the twin's autograd apply} and {op: OpCall}; `prepared` caches PreparedCalls per (op, kind)
@@ -422,7 +426,8 @@ def _arg_meta(v):
 # arguments, as one bytes object (None for an argument it does not encode: then `_arg_meta` keys the call).
 # Building and hashing the Python tuples costs about 5 us of a public call; the bytes about 0.5 (bench.overhead,
 # path "prepare": 2.0 against 7.1 us for the scan on the CI VM). vmamba_kernels/cuda/extension.py installs it when
-# it loads; a process calling only other backends looks for it at its first prepared call (`_find_native_key`).
+# it loads; a process calling triton or cupy looks for it at their first prepared call (`_find_native_key`,
+# Backend.native_key).
 # None: the Python key.
 def _untried(args):
     return None
@@ -433,7 +438,8 @@ _NATIVE_KEY: list = [_untried]
 
 def _find_native_key() -> None:
     """Key calls of every backend natively once the compiled extension is there, even where the cuda backend is
-    never used (impl="triton" or "cupy" only); else the Python key from now on. Tried once."""
+    never used (impl="triton" or "cupy" only); else the Python key from now on. Tried once, at the first prepared
+    call of a backend with `native_key`."""
     fn = None
     try:
         import importlib  # noqa: PLC0415
@@ -485,11 +491,11 @@ def prepare(op: str, impl: Optional[str], args: tuple):
         a = s.check(*args)
         return choose(op, a, impl), a
     if call is None:
-        if _NATIVE_KEY[0] is _untried:  # the process's first prepared call: stored under the key found now
-            _find_native_key()
-            key = key[:-1] + (arg_key(args),)
         a = s.check(*args)
         call = choose(op, a, impl).prepared(a)
+        if _NATIVE_KEY[0] is _untried and call.backend.native_key:  # stored under the key found now
+            _find_native_key()
+            key = key[:-1] + (arg_key(args),)
         if len(_PREPARED) >= _CHOICES_MAX:
             _PREPARED.clear()
         _PREPARED[key] = call

@@ -6,7 +6,7 @@ from .tuning import scan_aux_shape
 
 BACKENDS = [
     Backend(
-        name="cupy", priority=30, module="vmamba_kernels.cupy.launch",
+        name="cupy", priority=30, module="vmamba_kernels.cupy.launch", native_key=True,
         install_hint="install CuPy matching torch's CUDA: `pip install cupy-cuda13x` "
                      "(or cupy-cuda12x when torch.version.cuda is 12.x)",
         max_dstate=64, deterministic=True, scan_aux_shape=scan_aux_shape,

@@ -151,7 +151,6 @@ _raw_stream = getattr(torch._C, "_cuda_getCurrentRawStream", None) or (
 
 # (instance name, device index) -> [CuPy Function of the instance on that device, dynamic shared memory opted in]
 _FUNCS: dict = {}
-_get_device = cupy.cuda.runtime.getDevice
 
 
 def _function(header: str, name: str, idx: int, smem: int) -> list:
@@ -181,7 +180,7 @@ def _run(header: str, name: str, launch: plan.Launch, head: tuple, device: torch
         args.append(_SCALAR[e[0]](e[1]) if isinstance(e, tuple) else e)
     fn = _function(header, name, idx, launch.smem)[0]
     stream = _cupy_stream(_raw_stream(idx), idx)
-    if _get_device() == idx:
+    if cupy.cuda.runtime.getDevice() == idx:
         fn(launch.grid, launch.block, tuple(args), launch.smem, stream)
     else:
         with cupy.cuda.Device(idx):

@@ -15,7 +15,7 @@ def _devices():
 
 BACKENDS = [
     Backend(
-        name="triton", priority=20, module="vmamba_kernels.triton.launch",
+        name="triton", priority=20, module="vmamba_kernels.triton.launch", native_key=True,
         install_hint="install Triton: `pip install triton` (with no GPU, TRITON_INTERPRET=1 then runs it on the CPU)", devices=_devices(),
         max_dstate=64, deterministic=True, scan_aux_shape=scan_aux_shape,
         ops=BASE_OPS + FUSED_OPS + SS2D_OPS, mixed_branch=True, ss2d_max_dstate=16,
