@@ -175,6 +175,16 @@ def test_native_dwconv_autograd_equals_the_python_twin(cuda_backend, with_bias, 
         assert torch.equal(gn, gp)
 
 
+def _norm_inputs(g, x_dtype, branch_dtype):
+    """x and a branch (None without a branch dtype) of shape (2, 5, 6, 24), channels-last, weight and bias: all
+    requiring grad."""
+    x = torch.randn(2, 5, 6, 24, generator=g, device="cuda").to(x_dtype).requires_grad_()
+    br = (torch.randn(2, 5, 6, 24, generator=g, device="cuda").to(branch_dtype).requires_grad_()
+          if branch_dtype is not None else None)
+    w = (torch.randn(24, generator=g, device="cuda") + 1.0).requires_grad_()
+    return x, br, w, torch.randn(24, generator=g, device="cuda").requires_grad_()
+
+
 @gpu
 @pytest.mark.parametrize("x_dtype,branch_dtype", [(torch.float32, torch.bfloat16), (torch.float16, torch.float16),
                                                   (torch.float32, None), (torch.bfloat16, torch.float32)])
@@ -184,11 +194,7 @@ def test_native_add_layer_norm_autograd_equals_the_python_twin(cuda_backend, x_d
     (converted; its gradient comes back in float32), no branch; the loss through y, through s only, through both;
     a drop-path scale and a bias."""
     g = torch.Generator(device="cuda").manual_seed(5)
-    x = torch.randn(2, 5, 6, 24, generator=g, device="cuda").to(x_dtype).requires_grad_()
-    br = (torch.randn(2, 5, 6, 24, generator=g, device="cuda").to(branch_dtype).requires_grad_()
-          if branch_dtype is not None else None)
-    w = (torch.randn(24, generator=g, device="cuda") + 1.0).requires_grad_()
-    b = torch.randn(24, generator=g, device="cuda").requires_grad_()
+    x, br, w, b = _norm_inputs(g, x_dtype, branch_dtype)
     scale = torch.rand(2, generator=g, device="cuda")
     args = (x, br, w, b, 1e-5, scale, True, torch.float16)
     (y_n, s_n), (y_p, s_p) = _both(cuda_backend, "add_layer_norm", args)
@@ -216,12 +222,7 @@ def test_models_norm_node_native_equals_python(cuda_backend, monkeypatch, x_dtyp
     def run(native: bool):
         if not native:
             monkeypatch.setattr(norm_node, "_native_node", lambda backend: None)
-        g = torch.Generator(device="cuda").manual_seed(9)
-        x = torch.randn(2, 5, 6, 24, generator=g, device="cuda").to(x_dtype).requires_grad_()
-        br = (torch.randn(2, 5, 6, 24, generator=g, device="cuda").to(branch_dtype).requires_grad_()
-              if branch_dtype is not None else None)
-        w = (torch.randn(24, generator=g, device="cuda") + 1.0).requires_grad_()
-        b = torch.randn(24, generator=g, device="cuda").requires_grad_()
+        x, br, w, b = _norm_inputs(torch.Generator(device="cuda").manual_seed(9), x_dtype, branch_dtype)
         (y, s), name = norm_node.add_norm_node(x, br, w, b, 1e-5, None, True, torch.float16, "cuda", from_y=from_y)
         assert name == "cuda"
         node = type(y.grad_fn).__name__
