@@ -427,8 +427,7 @@ def _arg_meta(v):
 # Building and hashing the Python tuples costs about 5 us of a public call; the bytes about 0.5 (bench.overhead,
 # path "prepare": 2.0 against 7.1 us for the scan on the CI VM). vmamba_kernels/cuda/extension.py installs it when
 # it loads; a process calling triton or cupy looks for it at their first prepared call (`_find_native_key`,
-# Backend.native_key).
-# None: the Python key.
+# Backend.native_key). `_untried`: not looked for yet; None: the Python key.
 def _untried(args):
     return None
 

@@ -169,9 +169,9 @@ def _function(header: str, name: str, idx: int, smem: int) -> list:
 def _run(header: str, name: str, launch: plan.Launch, head: tuple, device: torch.device):
     """Launch instance `name` with arguments head + launch.extra (typed scalars or structs) on torch's
     current stream of `device`. The launch goes to the instance's Function with the stream given, not through
-    RawKernel's per-device lookup inside `with Device(...)` and `with stream`: those context switches cost more
-    than the small kernels run (reports/logs/2026-12-07_cheap_calls.md); the device is switched only when it is
-    not the current one."""
+    RawKernel's per-device lookup inside `with Device(...)` and `with stream` (a device query and set and a stream
+    push and pop per launch, host work the small kernels wait on); the device is switched only when it is not the
+    current one."""
     if launch.grid[0] == 0:
         return
     idx = device.index if device.index is not None else torch.cuda.current_device()
