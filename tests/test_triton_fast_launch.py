@@ -407,6 +407,40 @@ def test_new_alignment_dtype_or_shape_goes_through_jit_run(stand_in):
         assert _cross_kernel.launches == [jit0 + 5, direct0 + 3]
 
 
+def test_a_tensor_of_another_device_type_goes_through_jit_run(stand_in):
+    """Direct launches pass addresses, which the C launcher does not check: a tensor that is not a CUDA one where a
+    CUDA one was launched before must miss the cache (on a GPU, Triton's path then refuses a CPU tensor). The
+    stand-in's tensors are CPU ones; a subclass that says it is a CUDA tensor stands in for the other kind."""
+    from vmamba_kernels.triton import launch as L  # noqa: PLC0415
+    from vmamba_kernels.triton.cross_scan import _cross_kernel  # noqa: PLC0415
+
+    class SaysCuda(torch.Tensor):
+        is_cuda = property(lambda self: True)
+
+    x = _t(1, 8, 9, 11)
+    L.cross_scan_fwd(x, "cross2d", False)
+    L.cross_scan_fwd(x, "cross2d", False)
+    jit0, direct0 = _cross_kernel.launches
+    assert direct0 >= 1
+    L.cross_scan_fwd(x.as_subclass(SaysCuda), "cross2d", False)
+    assert _cross_kernel.launches == [jit0 + 1, direct0], "a tensor of another device type reused the cached launch"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cpu_tensor_after_cuda_launches_is_refused_not_launched():
+    """With the configuration cached from CUDA tensors, a CPU tensor of the same dtype and alignment gets Triton's
+    error instead of its host address reaching a kernel."""
+    from vmamba_kernels.triton import launch as L  # noqa: PLC0415
+
+    x = _t(1, 8, 9, 11)
+    for _ in range(2):
+        L.cross_scan_fwd(x.cuda(), "cross2d", False)
+    with pytest.raises(ValueError, match="cpu tensor"):
+        L.cross_scan_fwd(x, "cross2d", False)
+    torch.cuda.synchronize()  # no fault left behind
+
+
 def test_wrapper_forwards_attributes_and_copies():
     import copy  # noqa: PLC0415
 

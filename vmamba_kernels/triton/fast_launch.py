@@ -20,12 +20,13 @@ launch does), for a grid given as a function, with a Triton older than 3.4 (no `
 `vmamba_kernels.tuning("triton", fast_launch=False)`. tests/test_triton_fast_launch.py compiles the real
 kernels for sm_90 on a machine without a GPU and checks that both paths hand the launcher the same arguments.
 
-On the CUDA launchers of Triton 3.6 and 3.8 a direct launch goes one step further down: CudaLauncher.__call__ only allocates
-scratch (none for these kernels) and forwards to its C `launch`, so a direct launch calls that C function
-itself, with tensors passed as their addresses. The C launcher takes an int in a pointer slot as the address;
-a tensor costs it a data_ptr() call and a cuPointerGetAttribute driver query per argument. The tensors were
-checked for device and dtype before they got here (vmamba_kernels/validate.py). Any other launcher, scratch
-or instrumentation keeps the launcher's __call__ with the tensors themselves.
+On the CUDA launchers of Triton 3.6 and 3.8 a direct launch goes one step further down: CudaLauncher.__call__
+only allocates scratch (none for these kernels) and forwards to its C `launch`, so a direct launch calls that C
+function itself, with tensors passed as their addresses. The C launcher takes an int in a pointer slot as the
+address; a tensor costs it a data_ptr() call and a cuPointerGetAttribute driver query per argument (the query
+that refuses a CPU tensor: the key holds whether each tensor is a CUDA one, so a CPU tensor misses the cache
+and gets JITFunction.run's error). Any other launcher, scratch or instrumentation keeps the launcher's __call__
+with the tensors themselves.
 """
 from __future__ import annotations
 
@@ -47,7 +48,8 @@ try:
     import triton as _triton
     from triton.backends.nvidia.driver import CudaLauncher as _CudaLauncher
 
-    _LAYOUT = {"3.6": "3.6", "3.8": "3.8"}.get(".".join(_triton.__version__.split(".")[:2]))
+    _LAYOUT = ".".join(_triton.__version__.split(".")[:2])
+    _LAYOUT = _LAYOUT if _LAYOUT in ("3.6", "3.8") else None
 except ImportError:
     _CudaLauncher, _LAYOUT = None, None
 
@@ -108,7 +110,7 @@ class LaunchableKernel:
         device = drv.get_current_device()
         grid = tuple(grid)
         # per positional argument what Triton's specialization can see of it: a tensor's dtype and 16-byte
-        # alignment, anything else its type and value (the type too: True == 1 == 1.0 as dict keys, not for
+        # alignment (and whether it is a CUDA tensor: module docstring), anything else its type and value (the type too: True == 1 == 1.0 as dict keys, not for
         # Triton). The addresses are read once, for the key and for a C launch. One loop filling both lists: 1.4 us
         # less than two comprehensions for 10 tensors and 7 scalars on the CI VM (and a function per argument costs
         # more than either)
@@ -118,7 +120,7 @@ class LaunchableKernel:
             if isinstance(a, _Tensor):
                 p = a.data_ptr()
                 put_ptr(p)
-                put_part((a.dtype, not (p & 15)))
+                put_part((a.dtype, not (p & 15), a.is_cuda))
             else:
                 put_ptr(a)
                 put_part((type(a), a))
