@@ -4,8 +4,8 @@
 // torch.ops.vmamba_cuda. The same sources built by CMakeLists.txt (VMAMBA_NO_PYTHON) give a plain
 // shared library for torch.ops.load_library; build_info is then available as an op only.
 // Also here: the knob ops (common/knobs.h), vmamba_cuda::set_knob(name, value) and vmamba_cuda::knobs(), the
-// Python module's direct bindings of every op's entry point (ops.h), and the Python dispatch's native argument key
-// (common/arg_key.h).
+// Python module's direct bindings of every op's entry point (ops.h), the Python dispatch's native argument key and
+// the triton backend's launch key (common/arg_key.h).
 #include <cuda_runtime_api.h>
 #include <c10/util/Exception.h>
 #include <torch/library.h>
@@ -111,8 +111,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     }
     return d;
   }, "archs, builder (setup.py or cmake), CUDA runtime version and scan chunk this extension was compiled with");
-  // host helpers of the Python dispatch (not ops): plain CPython functions
-  static PyMethodDef host_defs[] = {vmamba::host::kArgKeyDef, {nullptr, nullptr, 0, nullptr}};
+  // host helpers of the Python dispatch and the triton backend's launches (not ops): plain CPython functions
+  static PyMethodDef host_defs[] = {vmamba::host::kArgKeyDef, vmamba::host::kLaunchKeyDef,
+                                    {nullptr, nullptr, 0, nullptr}};
   if (PyModule_AddFunctions(m.ptr(), host_defs) != 0) throw pybind11::error_already_set();
 }
 #endif

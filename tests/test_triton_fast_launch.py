@@ -156,8 +156,20 @@ def _ptxas_missing():
     return None
 
 
-@pytest.fixture
-def stand_in(monkeypatch):
+def _native_launch_key():
+    """The compiled extension's launch_key (csrc/common/arg_key.h), or why it is not here."""
+    try:
+        from vmamba_kernels import _C  # noqa: PLC0415
+    except Exception as e:  # noqa: BLE001
+        return None, f"the extension does not load ({type(e).__name__}: {e}); build it: see the README's set-up"
+    fn = getattr(_C, "launch_key", None)
+    return fn, None if fn is not None else "the extension was built before launch_key: rebuild it"
+
+
+@pytest.fixture(params=["native key", "python key"])
+def stand_in(monkeypatch, request):
+    """The stand-in driver, active for the test; direct launches keyed by the extension's launch_key or by the
+    Python loop (both paths of fast_launch.LaunchableKernel.launch)."""
     if torch.cuda.is_available():
         pytest.skip("a GPU is here: test_direct_launch_outputs_gpu checks the real launches")
     missing = _ptxas_missing()
@@ -165,7 +177,14 @@ def stand_in(monkeypatch):
         pytest.skip(f"Triton's ptxas does not run here, so nothing compiles for sm_90 ({missing})")
     from triton.runtime import driver  # noqa: PLC0415
 
-    from vmamba_kernels.triton import dwconv, layer_norm  # noqa: PLC0415
+    from vmamba_kernels.triton import dwconv, fast_launch, layer_norm  # noqa: PLC0415
+
+    native = request.param == "native key"
+    if native:
+        fn, why = _native_launch_key()
+        if fn is None:
+            pytest.skip(why)
+    monkeypatch.setattr(fast_launch, "_NATIVE_KEY", [fast_launch._untried if native else None])
 
     monkeypatch.setattr(dwconv, "sm_count", lambda device: 132)
     monkeypatch.setattr(layer_norm, "sm_count", lambda device: 132)
@@ -176,6 +195,7 @@ def stand_in(monkeypatch):
     driver.set_active(d)
     try:
         yield d
+        assert fast_launch.native_launch_key() == native or not any(k.launches[1] for k in kernels)
     finally:
         for k in kernels:  # nothing compiled or remembered under the stand-in survives the test
             k.fn.device_caches.clear()
@@ -424,6 +444,79 @@ def test_a_tensor_of_another_device_type_goes_through_jit_run(stand_in):
     assert direct0 >= 1
     L.cross_scan_fwd(x.as_subclass(SaysCuda), "cross2d", False)
     assert _cross_kernel.launches == [jit0 + 1, direct0], "a tensor of another device type reused the cached launch"
+
+
+def _key_cases():
+    """Launch argument tuples that differ from the first in one thing Triton can see, or in nothing it can."""
+    buf = _t(64)
+    other = _t(64, seed=1)
+    base = (buf[:16], buf[8:24], 3, True, 1.5, None)
+    return [
+        base,
+        (other[:16], other[8:24], 3, True, 1.5, None),  # other tensors, the same kind: the same key
+        (buf[:16].float(), buf[8:24], 3, True, 1.5, None),  # another dtype
+        (buf[1:17], buf[8:24], 3, True, 1.5, None),  # misaligned by 2 bytes
+        (buf[:16], buf[8:24], 4, True, 1.5, None),  # another int
+        (buf[:16], buf[8:24], 3, 1, 1.5, None),  # an int equal to True
+        (buf[:16], buf[8:24], 3, False, 1.5, None),
+        (buf[:16], buf[8:24], 3, True, 1.0, None),  # another float
+        (buf[:16], buf[8:24], 3, True, 1, None),  # an int equal to the float 1.0 of the case above
+        (buf[:16], buf[8:24], 3, True, 1.5, 0),  # 0 for None
+        (buf[:16], buf[8:24], 3, True, 1.5, torch.nn.Parameter(buf[:8])),  # a Parameter is a tensor
+        (buf[:16], buf[8:24], -(2 ** 63), True, float("nan"), None),  # the ends of the ranges
+    ]
+
+
+def test_native_launch_key_tells_apart_what_the_python_key_tells_apart():
+    """csrc/common/arg_key.h's launch_key against fast_launch's Python loop: two argument tuples get the same
+    native key exactly when they get the same Python key (a NaN, which is never equal to itself in Python, aside),
+    and the addresses are the same."""
+    from vmamba_kernels.triton import fast_launch  # noqa: PLC0415
+
+    native, why = _native_launch_key()
+    if native is None:
+        pytest.skip(why)
+    cases = _key_cases()
+    got = [native(c) for c in cases]
+    want = [fast_launch._python_launch_key(c) for c in cases]
+    for c, g, w in zip(cases, got, want):
+        assert isinstance(g[0], bytes)
+        assert list(g[1]) == list(w[1]) and [type(v) for v in g[1]] == [type(v) for v in w[1]], c
+    nan = len(cases) - 1
+    for i, j in itertools.combinations(range(nan), 2):
+        assert (got[i][0] == got[j][0]) == (want[i][0] == want[j][0]), (cases[i], cases[j])
+    assert got[nan][0] == native(cases[nan])[0]  # a NaN argument still hits its entry
+    assert len({g[0] for g in got}) == len(got) - 1  # only the first two share a key
+
+
+def test_native_launch_key_leaves_what_it_does_not_encode_to_python():
+    native, why = _native_launch_key()
+    if native is None:
+        pytest.skip(why)
+
+    class Sub(torch.Tensor):
+        pass
+
+    x = _t(8)
+    for odd in (x.as_subclass(Sub), 2 ** 64, [1], "s", torch.float16, x.to_sparse()):
+        assert native((x, 1, odd)) is None, odd
+    with pytest.raises(TypeError, match="tuple"):
+        native([x, 1])
+    assert native(()) == (b"", ())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_native_launch_key_tells_a_cuda_tensor_from_a_cpu_one():
+    native, why = _native_launch_key()
+    if native is None:
+        pytest.skip(why)
+    x = _t(16)
+    xc = x.cuda()
+    assert x.data_ptr() % 16 == 0 and xc.data_ptr() % 16 == 0
+    assert native((x, 1))[0] != native((xc, 1))[0]
+    assert native((xc, 1))[0] == native((torch.empty_like(xc), 1))[0]
+    assert native((xc, 1))[1] == (xc.data_ptr(), 1)
 
 
 @pytest.mark.gpu

@@ -12,7 +12,9 @@ device, the grid, the meta arguments (constexprs and options such as num_warps),
 its type and value, or for a tensor its dtype and whether its address is 16-byte aligned (what Triton's
 signature and specialization see of a tensor). A key seen before reuses the compiled kernel JITFunction.run chose the
 first time; a new key (a new dtype, a misaligned view, another shape) goes through JITFunction.run, which
-compiles or finds the kernel and launches it, and is remembered.
+compiles or finds the kernel and launches it, and is remembered. The arguments' part of the key is built in C by
+the compiled extension's `launch_key` where it is loaded (csrc/common/arg_key.h: 0.5 against 4.5 us for the
+scan's 17 arguments on the CI VM), else by a Python loop; the two never share entries.
 
 Direct launches are skipped (JITFunction.run does the call) when Triton's interpreter runs the kernel, when a
 launch hook (a profiler's), debug mode, instrumentation or a stage-inspection hook is set (they change what a
@@ -109,22 +111,16 @@ class LaunchableKernel:
         drv = driver.active
         device = drv.get_current_device()
         grid = tuple(grid)
-        # per positional argument what Triton's specialization can see of it: a tensor's dtype and 16-byte
-        # alignment (and whether it is a CUDA tensor: module docstring), anything else its type and value (the type too: True == 1 == 1.0 as dict keys, not for
-        # Triton). The addresses are read once, for the key and for a C launch. One loop filling both lists: 1.4 us
-        # less than two comprehensions for 10 tensors and 7 scalars on the CI VM (and a function per argument costs
-        # more than either)
-        ptrs, parts = [], []
-        put_ptr, put_part = ptrs.append, parts.append
-        for a in args:
-            if isinstance(a, _Tensor):
-                p = a.data_ptr()
-                put_ptr(p)
-                put_part((a.dtype, not (p & 15), a.is_cuda))
-            else:
-                put_ptr(a)
-                put_part((type(a), a))
-        key = (device, grid, tuple(meta.items()), *parts)
+        # the arguments' part of the key and the arguments as a C launch takes them (_python_launch_key), from
+        # the compiled extension's launch_key where it is loaded and encodes them all (csrc/common/arg_key.h)
+        native = _NATIVE_KEY[0]
+        if native is _untried:
+            native = _find_launch_key()
+        got = native(args) if native is not None else None
+        if got is None:
+            got = _python_launch_key(args)
+        arg_key, ptrs = got
+        key = (device, grid, tuple(meta.items()), arg_key)
         try:
             hit = self._cache.get(key)
         except TypeError:  # an unhashable argument (a list, say): Triton's path, nothing remembered
@@ -172,6 +168,58 @@ class LaunchableKernel:
     def clear(self) -> None:
         """Forget the remembered configurations (the next launch of each goes through JITFunction.run)."""
         self._cache.clear()
+
+
+def _python_launch_key(args: tuple):
+    """(key, addresses) of a launch's positional arguments. The key holds per argument what Triton's
+    specialization can see of it: a tensor's dtype and 16-byte alignment (and whether it is a CUDA tensor: module
+    docstring), anything else its type and value (the type too: True == 1 == 1.0 as dict keys, not for Triton).
+    The addresses are the arguments with each tensor replaced by its data_ptr(), read once for both. One loop
+    filling both lists: 1.4 us less than two comprehensions for 10 tensors and 7 scalars on the CI VM."""
+    ptrs, parts = [], []
+    put_ptr, put_part = ptrs.append, parts.append
+    for a in args:
+        if isinstance(a, _Tensor):
+            p = a.data_ptr()
+            put_ptr(p)
+            put_part((a.dtype, not (p & 15), a.is_cuda))
+        else:
+            put_ptr(a)
+            put_part((type(a), a))
+    return tuple(parts), ptrs
+
+
+# The compiled extension's launch_key (csrc/common/arg_key.h), looked up at the first direct launch: `_untried`
+# until then, None where the extension is not there (the Python loop keys every launch).
+def _untried(args):
+    return None
+
+
+_NATIVE_KEY: list = [_untried]
+
+
+def _find_launch_key():
+    fn = None
+    try:
+        import importlib  # noqa: PLC0415
+
+        fn = getattr(importlib.import_module("vmamba_kernels._C"), "launch_key", None)
+    except Exception:  # noqa: BLE001 (not built, or built for another torch: the Python key)
+        pass
+    _NATIVE_KEY[0] = fn
+    return fn
+
+
+def use_native_launch_key(on: bool) -> None:
+    """Key direct launches with the compiled extension's launch_key (True: looked up again at the next launch)
+    or with the Python loop (False). The two keys never match each other's entries (bytes against tuples), so
+    a switch only adds entries. For tests and benchmarks."""
+    _NATIVE_KEY[0] = _untried if on else None
+
+
+def native_launch_key() -> bool:
+    """Whether direct launches are keyed by the compiled extension's launch_key (after the first launch)."""
+    return _NATIVE_KEY[0] not in (None, _untried)
 
 
 def _c_launch(run):
