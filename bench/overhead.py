@@ -20,7 +20,9 @@ call's preparation (dispatch.prepare for arguments seen before: the key, its loo
 the key is the extension's native one once the cuda backend has loaded it), the argument check,
 check + backend choice, the backend's torch.library op called directly (what bench.kernels times), and the
 backend's raw forward function (output allocation, launch configuration, the launches). For triton, path
-"raw_jit_run" is the raw function with direct launches off (every launch through JITFunction.run); for cuda,
+"raw_jit_run" is the raw function with direct launches off (every launch through JITFunction.run) and
+"raw_python_key" the raw function with direct launches keyed by fast_launch's Python loop instead of the
+extension's launch_key (csrc/common/arg_key.h); for cuda,
 path "raw_dispatcher" is the raw function calling torch.ops.vmamba_cuda.* instead of the extension's direct
 bindings (csrc/ops.h).
 
@@ -252,7 +254,20 @@ def _launch_mode(path: str):
         from vmamba_kernels.cuda import extension  # noqa: PLC0415
 
         return extension.dispatcher_calls()
+    if path == "raw_python_key":
+        return _python_launch_key()
     return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _python_launch_key():
+    from vmamba_kernels.triton import fast_launch  # noqa: PLC0415
+
+    fast_launch.use_native_launch_key(False)
+    try:
+        yield
+    finally:
+        fast_launch.use_native_launch_key(True)
 
 
 def measure(ops, impls, shapes, device, dtype, calls: int, mock: bool, breakdown: bool = True, rounds: int = 1) -> list:
@@ -280,8 +295,9 @@ def measure(ops, impls, shapes, device, dtype, calls: int, mock: bool, breakdown
                             pieces += [("prepare", case.prepare), ("validate", case.validate),
                                        ("choose", lambda c=case, op=op: dispatch.choose(op, c.validate(), impl)),
                                        ("library_op", case.library_op), ("raw", case.raw)]
-                            if impl == "triton" and not mock:  # the same launches through JITFunction.run
-                                pieces.append(("raw_jit_run", case.raw))
+                            if impl == "triton" and not mock:  # the same launches through JITFunction.run,
+                                # and direct ones keyed in Python
+                                pieces += [("raw_jit_run", case.raw), ("raw_python_key", case.raw)]
                             if impl == "cuda" and not mock:  # the same entry points through the dispatcher
                                 pieces.append(("raw_dispatcher", case.raw))
                         for path, fn in pieces:
@@ -304,6 +320,10 @@ def measure(ops, impls, shapes, device, dtype, calls: int, mock: bool, breakdown
 def _paths_note(impl: str, path: str, grad: bool) -> str:
     """Which of dispatch's optional fast paths a public row ran: the extension's native argument key (else the
     Python one), and with grad the backend's native autograd functions (else the Python autograd.Function)."""
+    if impl == "triton" and path == "raw":
+        from vmamba_kernels.triton import fast_launch  # noqa: PLC0415
+
+        return "native launch key" if fast_launch.native_launch_key() else "python launch key"
     if path != "public":
         return ""
     from vmamba_kernels import dispatch  # noqa: PLC0415

@@ -153,6 +153,18 @@ def test_raw_jit_run_rows_turn_triton_direct_launches_off():
         assert vk.get_tuning("triton").fast_launch
 
 
+def test_raw_python_key_rows_key_triton_launches_in_python():
+    pytest.importorskip("triton")
+    from vmamba_kernels.triton import fast_launch  # noqa: PLC0415
+
+    fast_launch.use_native_launch_key(True)
+    with OV._launch_mode("raw_python_key"):
+        assert fast_launch._NATIVE_KEY[0] is None
+    assert fast_launch._NATIVE_KEY[0] is fast_launch._untried  # looked up again at the next direct launch
+    with OV._launch_mode("raw"):
+        assert fast_launch._NATIVE_KEY[0] is fast_launch._untried
+
+
 def test_mock_kernels_keep_the_contracts_shapes():
     from vmamba_kernels import dispatch
 
