@@ -1,7 +1,12 @@
 """Bad input gets a ValueError/TypeError naming the argument, the expected and the actual value.
 
-Every rule of vmamba_kernels/validate.py has a case here that fails when the rule is removed (each
-`raise` there was deleted in turn to check it; see the issue-16 closing note)."""
+Every rule of vmamba_kernels/validate.py has a case that fails when the rule is removed or weakened, here or (7
+of them: empty maps, eps = 0, the channels-last channel index, dt_projs_weight's K, a branch scale under no_grad)
+in tests/test_backends.py, test_prepared_calls.py, test_norm_node.py and test_ss2d_core.py. Checked with hand-made
+mutants of validate.py (a `raise` deleted, a comparison shifted by one, a dimension or an argument dropped from a
+check, a dtype added to a set, the exception type swapped): of 56 mutants on 2026-12-07, 31 survived the suite
+until the add + LayerNorm, depthwise conv and ss2d_core sections below and the cases marked "weakened" were
+added; this file alone now fails under 49 of them, the suite under all 56."""
 import pytest
 import torch
 
@@ -55,6 +60,11 @@ def _ins(**kw):
     (dict(u=torch.randn(2, 8, 10, dtype=torch.float64), delta=torch.rand(2, 8, 10, dtype=torch.float64),
           B=torch.randn(2, 4, 3, 10, dtype=torch.float64), C=torch.randn(2, 4, 3, 10, dtype=torch.float64)),
      TypeError, r"A must be torch.float64 .* got torch.float32"),
+    # weakened checks: complex is not floating; a 4-D u with a delta to match; delta differing in batch alone
+    (dict(u=torch.randn(2, 8, 10, dtype=torch.complex64)), TypeError, r"u must be a floating tensor .* got torch.complex64"),
+    (dict(u=torch.randn(2, 8, 10, 1), delta=torch.rand(2, 8, 10, 1)), ValueError, r"u must be \(batch, KD, L\); got 4-D"),
+    (dict(delta=torch.rand(1, 8, 10)), ValueError,
+     r"delta must have the shape of u \(2, 8, 10\); got shape \(1, 8, 10\)"),
 ])
 def test_selective_scan_bad_input(kw, exc, pattern):
     with pytest.raises(exc, match=pattern):
@@ -92,6 +102,8 @@ def test_bad_out_dtype_and_flags():
         vk.selective_scan(**_ins(), delta_softplus="yes")
     with pytest.raises(TypeError, match="out_dtype must be a floating torch.dtype or None; got 'float32'"):
         vk.selective_scan(**_ins(), out_dtype="float32")
+    with pytest.raises(TypeError, match="out_dtype must be a floating torch.dtype or None; got torch.complex64"):
+        vk.selective_scan(**_ins(), out_dtype=torch.complex64)
 
 
 def test_ungrouped_3d_B_C_accepted_and_gradient_keeps_shape():
@@ -115,6 +127,8 @@ def test_non_contiguous_inputs_are_handled():
     (lambda: vk.cross_scan(torch.ones(1, 2, 3, 3, dtype=torch.int32)), TypeError, r"x must be a floating tensor"),
     (lambda: vk.cross_merge(torch.randn(1, 4, 2, 12), 3, 5), ValueError, r"y must be \(B, 4, C, H\*W=15\) for H=3, W=5; got shape \(1, 4, 2, 12\)"),
     (lambda: vk.cross_merge(torch.randn(1, 3, 2, 12), 3, 4), ValueError, r"y must be \(B, 4, C, H\*W=12\)"),
+    (lambda: vk.cross_merge(torch.randn(1, 4, 2, 13), 3, 4), ValueError,  # too long, not only too short
+     r"y must be \(B, 4, C, H\*W=12\) for H=3, W=4; got shape \(1, 4, 2, 13\)"),
     (lambda: vk.cross_merge(torch.randn(1, 4, 2, 12), -1, 4), ValueError, r"H must be a non-negative int; got -1"),
     (lambda: vk.cross_merge(torch.randn(1, 4, 2, 12), 3, 4.0), ValueError, r"W must be a non-negative int; got 4.0"),
     (lambda: vk.cross_merge(torch.randn(1, 4, 2, 12), True, 12), ValueError, r"H must be a non-negative int; got True"),
@@ -140,3 +154,84 @@ def test_explain_validates_too():
         vk.explain("cross_scan", torch.randn(1, 2, 3, 3), mode="diag")
     with pytest.raises(ValueError, match=r"mode must be one of"):
         vk.explain("cross_merge", torch.randn(1, 4, 2, 9), 3, 3, mode="diag")
+
+
+# ---- add + LayerNorm ---------------------------------------------------------------------------------------------
+def _ln(**kw):
+    d = dict(x=torch.randn(2, 3, 5, 6), branch=torch.randn(2, 3, 5, 6), weight=torch.randn(3), bias=torch.randn(3),
+             branch_scale=torch.rand(2))
+    d.update(kw)
+    return d
+
+
+@pytest.mark.parametrize("kw, exc, pattern", [
+    (dict(x=torch.randn(2, 3, 5), branch=None, branch_scale=None), ValueError,
+     r"x must be a 4-D map \(B, C, H, W\); got 3-D"),
+    (dict(branch=torch.randn(2, 3, 5, 6, device="meta")), ValueError, r"branch is on meta but x is on cpu"),
+    (dict(branch=torch.randn(2, 3, 5, 6, dtype=torch.float64)), TypeError, r"branch and x must both be float64 or neither"),
+    (dict(weight=None), TypeError, r"weight must be a \(3,\) float tensor, got None"),
+    (dict(bias=torch.randn(3, 1)), ValueError, r"bias must be \(3,\) \(one value per channel\); got shape \(3, 1\)"),
+    (dict(weight=torch.randn(3, device="meta")), ValueError, r"weight is on meta but x is on cpu"),
+    (dict(bias=torch.randn(3, dtype=torch.float16)), TypeError, r"bias must be torch.float32 .* got torch.float16"),
+    (dict(branch=None), ValueError, r"branch_scale scales the branch"),
+    (dict(branch_scale=torch.rand(2, device="meta")), ValueError, r"branch_scale is on meta but x is on cpu"),
+    (dict(branch_scale=torch.rand(2, dtype=torch.float16)), TypeError,
+     r"branch_scale must be torch.float32; got torch.float16"),
+    (dict(eps=True), ValueError, r"eps must be a positive float; got True"),  # a bool is not an eps of 1.0
+    (dict(out_dtype=torch.int32), TypeError, r"out_dtype must be a floating torch.dtype or None; got torch.int32"),
+])
+def test_add_layer_norm_bad_input(kw, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        vk.add_layer_norm(**_ln(**kw))
+
+
+# ---- depthwise conv ----------------------------------------------------------------------------------------------
+_DW_WEIGHT = r"weight must be a depthwise conv weight \(C=3, 1, K, K\) with K odd; got shape "
+
+
+@pytest.mark.parametrize("kw, exc, pattern", [
+    (dict(weight=torch.randn(3, 1, 4, 4)), ValueError, _DW_WEIGHT + r"\(3, 1, 4, 4\)"),  # even K: a larger output
+    (dict(weight=torch.randn(3, 2, 3, 3)), ValueError, _DW_WEIGHT + r"\(3, 2, 3, 3\)"),
+    (dict(weight=torch.randn(3, 1, 3, 5)), ValueError, _DW_WEIGHT + r"\(3, 1, 3, 5\)"),  # not square
+    (dict(weight=torch.randn(4, 1, 3, 3)), ValueError, _DW_WEIGHT + r"\(4, 1, 3, 3\)"),
+    (dict(weight=torch.randn(3, 1, 3, 3, device="meta")), ValueError, r"weight is on meta but x is on cpu"),
+    (dict(weight=torch.randn(3, 1, 3, 3, dtype=torch.float16)), TypeError, r"weight must be torch.float32 \(the conv's"),
+    (dict(bias=torch.randn(3, dtype=torch.float64)), TypeError, r"bias must be torch.float32 \(the conv's"),
+    (dict(bias=torch.randn(3, 1)), ValueError, r"bias must be \(3,\) \(one value per channel\)"),
+])
+def test_dwconv2d_bad_input(kw, exc, pattern):
+    d = dict(x=torch.randn(2, 3, 5, 6), weight=torch.randn(3, 1, 3, 3), bias=torch.randn(3))
+    d.update(kw)
+    with pytest.raises(exc, match=pattern):
+        vk.dwconv2d(**d)
+
+
+def test_dwconv2d_act_is_checked_before_any_backend():
+    # explain runs no backend (the torch backend repeats the check, others need not)
+    with pytest.raises(ValueError, match=r"act must be one of \('none', 'silu', 'gelu'\); got 'relu'"):
+        vk.explain("dwconv2d", torch.randn(2, 3, 5, 6), torch.randn(3, 1, 3, 3), act="relu")
+
+
+# ---- ss2d_core ---------------------------------------------------------------------------------------------------
+def _core(**kw):  # batch 2, D=3 channels on a 4 x 5 map, d_state N=2, dt_rank R=2, K=4 routes
+    d = dict(x=torch.randn(2, 3, 4, 5), x_proj_weight=torch.randn(4, 6, 3), dt_projs_weight=torch.randn(4, 3, 2),
+             A=-torch.rand(12, 2), D=torch.randn(12), delta_bias=torch.randn(12))
+    d.update(kw)
+    return d
+
+
+@pytest.mark.parametrize("kw, exc, pattern", [
+    (dict(x_proj_weight=torch.randn(4, 4, 3), dt_projs_weight=torch.randn(4, 3, 0)), ValueError,
+     r"dt_projs_weight must have dt_rank R >= 1; got shape \(4, 3, 0\)"),
+    (dict(x_proj_weight=torch.randn(4, 2, 3), A=-torch.rand(12, 0)), ValueError,
+     r"A must be \(K\*D=12, N\) with d_state N >= 1; got shape \(12, 0\)"),
+    (dict(dt_projs_weight=torch.randn(4, 3, 2, dtype=torch.float16)), TypeError,
+     r"dt_projs_weight must be torch.float32 \(the model's parameter\) or x's dtype torch.float32; got torch.float16"),
+    (dict(x_proj_weight=torch.randn(4, 6, 3, device="meta")), ValueError, r"x_proj_weight is on meta but x is on cpu"),
+    (dict(dt_projs_weight=torch.randn(4, 3, 2, device="meta")), ValueError, r"dt_projs_weight is on meta but x is on cpu"),
+    (dict(delta_bias=torch.randn(12, device="meta")), ValueError, r"delta_bias is on meta but x is on cpu"),
+    (dict(out_dtype=torch.int32), TypeError, r"out_dtype must be a floating torch.dtype or None; got torch.int32"),
+])
+def test_ss2d_core_bad_input(kw, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        vk.ss2d_core(**_core(**kw), impl="torch")
