@@ -6,14 +6,15 @@ arguments to run) and MUTANTS, a list of (id, old, new, description) or (id, old
 nth (from 0) occurrence of the exact text `old` in FILE becomes `new`. Text, not line numbers, so a table
 survives edits elsewhere in the file; a mutant whose text is gone is reported as stale, not run.
 
-Each mutant runs in a scratch copy of the repository's tracked files (plus the compiled extension, when built), so
-the working tree is never touched; the tests must pass there without a mutant first. Exit status 0 when every
-mutant was killed, 1 when one survived or is stale, 2 when the tests fail without one.
+Each mutant runs in a scratch copy of the repository's files (those git tracks or would not ignore, plus the
+compiled extension when built), so the working tree is never touched; the tests must pass there without a mutant
+first. Exit status 0 when every mutant was killed, 1 when one survived or is stale, 2 when the tests fail without
+one.
 
     python -m tests.tools.mutate tests/tools/mutants/validate.py            # every mutant
     python -m tests.tools.mutate tests/tools/mutants/validate.py M26 M39    # some of them
 
-The table tests/tools/mutants/validate.py is the campaign of 2026-12-07 (56 mutants, all killed by its tests).
+The tables in tests/tools/mutants/ are the campaigns of 2026-12-07 (validate.py: 56 mutants; dispatch.py: 46).
 Runs take minutes (a pytest run per mutant): this is a tool for whoever changes a module or its tests, not a CI test.
 """
 from __future__ import annotations
@@ -47,8 +48,10 @@ def apply(text: str, old: str, new: str, nth: int):
 
 
 def scratch_copy(dest: str) -> None:
-    """The tracked files of the repository (as they are in the working tree) and the compiled extension."""
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.split(b"\0")
+    """The repository's files as they are in the working tree (tracked ones and new ones git does not ignore) and the
+    compiled extension."""
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, check=True).stdout.split(b"\0")
     for f in filter(None, (f.decode() for f in files)):
         src = os.path.join(ROOT, f)
         if os.path.isfile(src):
@@ -78,7 +81,7 @@ def main(argv=None) -> int:
 
         base = run_tests()  # a suite failing without a mutant would "kill" every one
         if base.returncode != 0:
-            print(f"the tests fail without any mutant (exit {base.returncode}):\n{base.stdout[-2000:]}")
+            print(f"the tests fail without any mutant (exit {base.returncode}):\n{base.stdout[-2000:]}{base.stderr[-2000:]}")
             return 2
         survived = stale = 0
         for mid, old, new, desc, nth in mutants:
