@@ -435,18 +435,21 @@ def _untried(args):
 _NATIVE_KEY: list = [_untried]
 
 
+def extension_function(name: str):
+    """The compiled extension's host helper `name` (arg_key, launch_key), or None where the extension is not built,
+    does not load (built for another torch, a CPU torch) or predates it. Importing the extension registers
+    torch.ops.vmamba_cuda, as loading the cuda backend does."""
+    try:
+        return getattr(importlib.import_module("vmamba_kernels._C"), name, None)
+    except Exception:  # noqa: BLE001
+        return None
+
+
 def _find_native_key() -> None:
     """Key calls of every backend natively once the compiled extension is there, even where the cuda backend is
     never used (impl="triton" or "cupy" only); else the Python key from now on. Tried once, at the first prepared
     call of a backend with `native_key`."""
-    fn = None
-    try:
-        import importlib  # noqa: PLC0415
-
-        # (registers torch.ops.vmamba_cuda, as loading the cuda backend does)
-        fn = getattr(importlib.import_module("vmamba_kernels._C"), "arg_key", None)
-    except Exception:  # noqa: BLE001 (not built, built for another torch, a CPU torch: the Python key)
-        pass
+    fn = extension_function("arg_key")
     if _NATIVE_KEY[0] is _untried:  # the cuda backend may have installed it meanwhile
         _NATIVE_KEY[0] = fn
 

@@ -13,8 +13,9 @@ its type and value, or for a tensor its dtype and whether its address is 16-byte
 signature and specialization see of a tensor). A key seen before reuses the compiled kernel JITFunction.run chose the
 first time; a new key (a new dtype, a misaligned view, another shape) goes through JITFunction.run, which
 compiles or finds the kernel and launches it, and is remembered. The arguments' part of the key is built in C by
-the compiled extension's `launch_key` where it is loaded (csrc/common/arg_key.h: 0.5 against 4.5 us for the
-scan's 17 arguments on the CI VM), else by a Python loop; the two never share entries.
+the compiled extension's `launch_key` where it is loaded (csrc/common/arg_key.h: the scan forward's raw call took
+11.0 instead of 15.0 us on the CI VM, reports/logs/2026-12-07_launch_key.md), else by a Python loop; the two never
+share entries.
 
 Direct launches are skipped (JITFunction.run does the call) when Triton's interpreter runs the kernel, when a
 launch hook (a profiler's), debug mode, instrumentation or a stage-inspection hook is set (they change what a
@@ -36,6 +37,7 @@ import torch
 from triton.runtime import driver
 from triton.runtime.jit import JITFunction
 
+from ..dispatch import extension_function
 from .tuning import TUNING
 
 try:
@@ -199,14 +201,7 @@ _NATIVE_KEY: list = [_untried]
 
 
 def _find_launch_key():
-    fn = None
-    try:
-        import importlib  # noqa: PLC0415
-
-        fn = getattr(importlib.import_module("vmamba_kernels._C"), "launch_key", None)
-    except Exception:  # noqa: BLE001 (not built, or built for another torch: the Python key)
-        pass
-    _NATIVE_KEY[0] = fn
+    fn = _NATIVE_KEY[0] = extension_function("launch_key")
     return fn
 
 
