@@ -823,8 +823,6 @@ def test_each_knob_that_changes_a_launch_turns_direct_launches_off(knob):
     assert fast_launch._direct_hooks() == (None, None)
 
 
-@pytest.mark.xfail(strict=True, reason="fast_launch keys meta by value alone: f=2 and f=2.0 share an entry, so a "
-                   "runtime argument passed by keyword reuses the kernel compiled for the other type")
 def test_a_keyword_argument_of_another_type_gets_its_own_kernel(stand_in):
     """As for positional arguments (test_argument_types_and_defaults): 2 == 2.0 == 2 as dict keys, not for Triton."""
     k = _scale_by()

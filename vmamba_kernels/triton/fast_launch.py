@@ -8,14 +8,14 @@ launch of a configuration, calls the compiled kernel's launcher directly, with e
 JITFunction.run would pass it.
 
 The configuration key holds everything Triton's choice of a compiled kernel can depend on: the current
-device, the grid, the meta arguments (constexprs and options such as num_warps), and per positional argument
-its type and value, or for a tensor its dtype and whether its address is 16-byte aligned (what Triton's
-signature and specialization see of a tensor). A key seen before reuses the compiled kernel JITFunction.run chose the
-first time; a new key (a new dtype, a misaligned view, another shape) goes through JITFunction.run, which
-compiles or finds the kernel and launches it, and is remembered. The arguments' part of the key is built in C by
-the compiled extension's `launch_key` where it is loaded (csrc/common/arg_key.h: the scan forward's raw call took
-11.0 instead of 15.0 us on the CI VM, reports/logs/2026-12-07_launch_key.md), else by a Python loop; the two never
-share entries.
+device, the meta arguments (constexprs and options such as num_warps) with their values' types (2 and 2.0 are one
+dict key, two kernels for Triton), and per positional argument its type and value, or for a tensor its dtype and
+whether its address is 16-byte aligned (what Triton's signature and specialization see of a tensor). A key seen
+before reuses the compiled kernel JITFunction.run chose the first time; a new key (a new dtype, a misaligned view,
+another shape) goes through JITFunction.run, which compiles or finds the kernel and launches it, and is remembered.
+The arguments' part of the key is built in C by the compiled extension's `launch_key` where it is loaded
+(csrc/common/arg_key.h: the scan forward's raw call took 11.0 instead of 15.0 us on the CI VM,
+reports/logs/2026-12-07_launch_key.md), else by a Python loop; the two never share entries.
 
 Direct launches are skipped (JITFunction.run does the call) when Triton's interpreter runs the kernel, when a
 launch hook (a profiler's), debug mode, instrumentation or a stage-inspection hook is set (they change what a
@@ -122,7 +122,8 @@ class LaunchableKernel:
         if got is None:
             got = _python_launch_key(args)
         arg_key, ptrs = got
-        key = (device, grid, tuple(meta.items()), arg_key)
+        # not the grid: a direct launch takes its own call's grid, and Triton's choice of kernel does not depend on it
+        key = (device, tuple(meta.items()), tuple(map(type, meta.values())), arg_key)
         try:
             hit = self._cache.get(key)
         except TypeError:  # an unhashable argument (a list, say): Triton's path, nothing remembered

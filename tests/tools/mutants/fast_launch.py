@@ -1,25 +1,30 @@
 """Mutants of vmamba_kernels/triton/fast_launch.py (the campaign of 2026-12-07: 21 of these 39 survived the suite
 before tests/test_triton_fast_launch.py gained its launcher-layout, _c_launch, knob, cache-bound, keyword-argument,
-meta-name, key-in-use and per-device stream checks; none now, about 5 minutes on 2 cores).
-Dropped as equivalent: the grid left out of the key (a direct launch takes the grid of its own call, and Triton's choice
-of a compiled kernel does not depend on it). Run: python -m tests.tools.mutate tests/tools/mutants/fast_launch.py"""
+meta-name, key-in-use and per-device stream checks; none now, about 5 minutes on 2 cores). The campaign also found
+meta keyed by value alone (f=2 and f=2.0 by keyword shared an entry), fixed since: F38. The grid, which the key held
+then, was dropped from it (a direct launch takes its own call's grid; leaving it out was an equivalent mutant).
+Run: python -m tests.tools.mutate tests/tools/mutants/fast_launch.py"""
 
 FILE = "vmamba_kernels/triton/fast_launch.py"
 TESTS = ["tests/test_triton_fast_launch.py",
          "tests/test_bench_latency.py::test_raw_python_key_rows_key_triton_launches_in_python",
          "tests/test_bench_latency.py::test_raw_jit_run_rows_turn_triton_direct_launches_off"]
 
-_KEY = "key = (device, grid, tuple(meta.items()), arg_key)"
+_KEY = "key = (device, tuple(meta.items()), tuple(map(type, meta.values())), arg_key)"
 _PART = "put_part((a.dtype, not (p & 15), a.is_cuda))"
 _STREAM = "drv.get_current_stream(device)"
 
 # (id, old text, new text, what the mutant breaks[, occurrence of old from 0])
 MUTANTS = [
     # the configuration key
-    ('F01', _KEY, "key = (grid, tuple(meta.items()), arg_key)", 'key: current device dropped'),
-    ('F02', _KEY, "key = (device, grid, arg_key)", 'key: meta (constexprs, num_warps) dropped'),
-    ('F03', _KEY, "key = (device, grid, tuple(meta.values()), arg_key)", 'key: meta names dropped (values only)'),
-    ('F04', _KEY, "key = (device, grid, tuple(meta.items()))", "key: the arguments' part dropped"),
+    ('F01', _KEY, "key = (tuple(meta.items()), tuple(map(type, meta.values())), arg_key)",
+     'key: current device dropped'),
+    ('F02', _KEY, "key = (device, arg_key)", 'key: meta (constexprs, num_warps) dropped'),
+    ('F03', _KEY, "key = (device, tuple(meta.values()), tuple(map(type, meta.values())), arg_key)",
+     'key: meta names dropped (values only)'),
+    ('F04', _KEY, "key = (device, tuple(meta.items()), tuple(map(type, meta.values())))",
+     "key: the arguments' part dropped"),
+    ('F38', _KEY, "key = (device, tuple(meta.items()), arg_key)", 'key: meta values without their types (2 == 2.0)'),
     ('F05', _PART, "put_part((not (p & 15), a.is_cuda))", 'python key: tensor dtype dropped'),
     ('F06', _PART, "put_part((a.dtype, a.is_cuda))", 'python key: 16-byte alignment dropped'),
     ('F07', _PART, "put_part((a.dtype, not (p & 7), a.is_cuda))", 'python key: 8-byte instead of 16-byte alignment'),
