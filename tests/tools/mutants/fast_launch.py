@@ -1,7 +1,7 @@
 """Mutants of vmamba_kernels/triton/fast_launch.py (the campaign of 2026-12-07: 21 of these 39 survived the suite
 before tests/test_triton_fast_launch.py gained its launcher-layout, _c_launch, knob, cache-bound, keyword-argument,
 meta-name, key-in-use and per-device stream checks; none now, about 5 minutes on 2 cores). The campaign also found
-meta keyed by value alone (f=2 and f=2.0 by keyword shared an entry), fixed since: F38. The grid, which the key held
+meta keyed by value alone (f=2 and f=2.0 by keyword shared an entry), fixed since: F40. The grid, which the key held
 then, was dropped from it (a direct launch takes its own call's grid; leaving it out was an equivalent mutant).
 Run: python -m tests.tools.mutate tests/tools/mutants/fast_launch.py"""
 
@@ -24,7 +24,7 @@ MUTANTS = [
      'key: meta names dropped (values only)'),
     ('F04', _KEY, "key = (device, tuple(meta.items()), tuple(map(type, meta.values())))",
      "key: the arguments' part dropped"),
-    ('F38', _KEY, "key = (device, tuple(meta.items()), arg_key)", 'key: meta values without their types (2 == 2.0)'),
+    ('F40', _KEY, "key = (device, tuple(meta.items()), arg_key)", 'key: meta values without their types (2 == 2.0)'),
     ('F05', _PART, "put_part((not (p & 15), a.is_cuda))", 'python key: tensor dtype dropped'),
     ('F06', _PART, "put_part((a.dtype, a.is_cuda))", 'python key: 16-byte alignment dropped'),
     ('F07', _PART, "put_part((a.dtype, not (p & 7), a.is_cuda))", 'python key: 8-byte instead of 16-byte alignment'),
