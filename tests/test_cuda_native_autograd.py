@@ -192,10 +192,10 @@ def _norm_inputs(g, x_dtype, branch_dtype):
 def test_native_add_layer_norm_autograd_equals_the_python_twin(cuda_backend, x_dtype, branch_dtype, use):
     """A branch of x's dtype, a 16-bit branch on a float32 stream (read as is), a float32 branch on a 16-bit stream
     (converted; its gradient comes back in float32), no branch; the loss through y, through s only, through both;
-    a drop-path scale and a bias."""
+    a drop-path scale (with a branch) and a bias."""
     g = torch.Generator(device="cuda").manual_seed(5)
     x, br, w, b = _norm_inputs(g, x_dtype, branch_dtype)
-    scale = torch.rand(2, generator=g, device="cuda")
+    scale = torch.rand(2, generator=g, device="cuda") if br is not None else None  # (a scale needs a branch)
     args = (x, br, w, b, 1e-5, scale, True, torch.float16)
     (y_n, s_n), (y_p, s_p) = _both(cuda_backend, "add_layer_norm", args)
     assert torch.equal(y_n, y_p) and torch.equal(s_n, s_p)
