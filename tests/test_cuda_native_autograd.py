@@ -54,7 +54,7 @@ def test_prepared_grad_calls_take_the_backends_native_autograd(monkeypatch):
 def test_native_autograd_functions_are_bound_with_the_custom_ops_arguments():
     """Any machine with the extension built (CI builds it): every native function takes its custom op's arguments
     (pybind11 would raise a TypeError for a wrong signature) and refuses CPU tensors with the entry point's message;
-    they are opt-in (VMAMBA_CUDA_NATIVE_AUTOGRAD=1)."""
+    they are on unless VMAMBA_CUDA_NATIVE_AUTOGRAD=0."""
     try:
         from vmamba_kernels.cuda import extension
     except ImportError as e:
@@ -62,8 +62,7 @@ def test_native_autograd_functions_are_bound_with_the_custom_ops_arguments():
     fns = extension.NATIVE_AUTOGRAD_OPS
     assert set(fns) == {"scan_fwd", "cross_scan", "cross_merge", "dwconv2d_fwd", "add_layer_norm_fwd"}
     import os
-    if os.environ.get("VMAMBA_CUDA_NATIVE_AUTOGRAD") != "1":
-        assert extension.autograd_ops == {}
+    assert extension.autograd_ops == ({} if os.environ.get("VMAMBA_CUDA_NATIVE_AUTOGRAD") == "0" else fns)
     r = lambda *s: torch.randn(*s, requires_grad=True)  # noqa: E731
     calls = {
         "scan_fwd": lambda: fns["scan_fwd"](r(1, 4, 8), r(1, 4, 8), -torch.rand(4, 1), r(1, 4, 1, 8), r(1, 4, 1, 8),
@@ -84,7 +83,8 @@ def test_native_autograd_functions_are_bound_with_the_custom_ops_arguments():
 # ---- GPU: bitwise against the Python twins ------------------------------------------------------------------------
 @pytest.fixture
 def cuda_backend(monkeypatch):
-    """The cuda backend with its native autograd functions on (VMAMBA_CUDA_NATIVE_AUTOGRAD=1's setting)."""
+    """The cuda backend with its native autograd functions on (the default; VMAMBA_CUDA_NATIVE_AUTOGRAD=0 turns them
+    off)."""
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")
     b = dispatch.get_backend("cuda")

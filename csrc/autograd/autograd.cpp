@@ -7,7 +7,7 @@
 // the same outputs marked non-differentiable, gradients not materialised. They mirror vmamba_kernels/_library.py's
 // formulas (define_scan, define_cross, define_add_layer_norm, define_dwconv2d) for the raw-kernel contract of
 // vmamba_kernels/dispatch.py: inputs already validated, contiguous and non-empty. Dispatch's prepared calls
-// (PreparedCall, kind "grad_native") take them for the cuda backend (opt-in: VMAMBA_CUDA_NATIVE_AUTOGRAD=1), the
+// (PreparedCall, kind "grad_native") take them for the cuda backend (off with VMAMBA_CUDA_NATIVE_AUTOGRAD=0), the
 // Python formulas everywhere else; tests/test_cuda_native_autograd.py checks outputs and gradients bitwise against
 // the Python twins.
 #include <torch/autograd.h>

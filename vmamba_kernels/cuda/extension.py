@@ -82,13 +82,14 @@ _ENTRY = dict(_DIRECT)  # name -> the callable the raw functions below use (fill
 
 # Ops whose autograd the extension records in C++ (csrc/autograd/autograd.cpp), by library key: dispatch's prepared
 # calls with inputs that require grad take `autograd_ops` instead of the Python autograd.Function (about 9 us less a
-# call). Opt-in (VMAMBA_CUDA_NATIVE_AUTOGRAD=1) until a GPU run has compared them with the Python formulas
-# (tests/test_cuda_native_autograd.py); they are built either way.
+# call on the CI VM; 47.8 -> 21.2 us for add_layer_norm's public call with grad on GPU call 71's H100 host,
+# reports/logs/2026-12-07_gpu_call71.md). On by default since tests/test_cuda_native_autograd.py passed on the GPU
+# (bitwise against the Python formulas); VMAMBA_CUDA_NATIVE_AUTOGRAD=0 turns them off.
 NATIVE_AUTOGRAD_OPS = {key: getattr(_C, name) for key, name in (
     ("scan_fwd", "selective_scan_fwd_autograd"), ("cross_scan", "cross_scan_autograd"),
     ("cross_merge", "cross_merge_autograd"), ("dwconv2d_fwd", "dwconv2d_fwd_autograd"),
     ("add_layer_norm_fwd", "add_layer_norm_fwd_autograd")) if hasattr(_C, name)}
-autograd_ops = NATIVE_AUTOGRAD_OPS if getenv("VMAMBA_CUDA_NATIVE_AUTOGRAD") == "1" else {}
+autograd_ops = NATIVE_AUTOGRAD_OPS if getenv("VMAMBA_CUDA_NATIVE_AUTOGRAD") != "0" else {}
 # models/norm_node.py's add + LayerNorm node with its from_y choice, recorded in C++ (taken where autograd_ops holds
 # the add + LayerNorm's): (x, branch, weight, bias, branch_scale, eps, channels_last, out_dtype, from_y) -> (y, s,
 # mean, rstd), s empty without a branch
