@@ -836,3 +836,21 @@ def test_a_keyword_argument_of_another_type_gets_its_own_kernel(stand_in):
     finally:
         k.fn.device_caches.clear()
         k.clear()
+
+
+# ---- host-side helpers of the launch functions --------------------------------------------------------------------
+def test_host_cdiv_is_ceil_division_and_replaces_tritons_in_launch_code():
+    """The launch functions size their grids with tuning.cdiv, not triton.cdiv: the latter is a constexpr_function
+    (Triton 3.6/3.8) costing 1.8 us a call on the host against 0.07 (the depthwise conv forward's raw call went from
+    12.6 to 6.3 us on the CI VM: reports/logs/2026-12-07_host_cdiv.md). Kernels keep tl.cdiv."""
+    import pathlib
+
+    from vmamba_kernels.triton.tuning import cdiv
+    for a in range(0, 70):
+        for b in (1, 2, 3, 7, 16, 64):
+            assert cdiv(a, b) == -(-a // b) == (a + b - 1) // b
+    assert cdiv(2 ** 60 + 1, 2 ** 20) == 2 ** 40 + 1  # integer arithmetic: exact where a float ceil would not be
+    pkg = pathlib.Path(__file__).resolve().parents[1] / "vmamba_kernels" / "triton"
+    slow = [f"{p.name}:{i}" for p in sorted(pkg.glob("*.py")) for i, line in enumerate(p.read_text().splitlines(), 1)
+            if "triton.cdiv(" in line or "triton.next_power_of_2(" in line]
+    assert not slow, f"host launch code calls Triton's constexpr_function helpers: {slow}"

@@ -26,7 +26,7 @@ import triton.language as tl
 
 from ..layout import map_dims, map_shape
 from .fast_launch import launchable
-from .tuning import TUNING, interpret, launch_plan
+from .tuning import TUNING, cdiv, interpret, launch_plan
 from .tuning import np2 as _np2
 
 _MODES = {"cross2d": 0, "unidi": 1, "bidi": 2}
@@ -279,7 +279,7 @@ def _band_plan(shape, stride, C, H, W):
         return None
     band, side, bc = cfg
     sxb, sxh, sxw, _ = stride
-    grid, hw_first = _grid(shape[0], 2 * triton.cdiv(H, band), triton.cdiv(C, bc))
+    grid, hw_first = _grid(shape[0], 2 * cdiv(H, band), cdiv(C, bc))
     return grid, (sxb, sxh, sxw), dict(BAND=band, SIDE=side, BLOCK_C=bc, HV=_align(H), SV=_align(sxh),
                                        HW_FIRST=hw_first, num_warps=TUNING.get().band_scan["warps"])
 
@@ -346,8 +346,8 @@ def _launch_plan(shape, stride, esz, C, H, W, merge, mode, channels_last):
     """(grid, int arguments, meta) of the tiled kernel for x of this shape, stride and element size."""
     sxb, sxc, sxh, sxw = map_dims(stride, channels_last)
     bh, bw, bc, warps = _blocks(C, H, W, channels_last, merge, esz)
-    n_hb, n_wb = triton.cdiv(H, bh), triton.cdiv(W, bw)
-    grid, hw_first = _grid(shape[0], n_hb * n_wb, triton.cdiv(C, bc))
+    n_hb, n_wb = cdiv(H, bh), cdiv(W, bw)
+    grid, hw_first = _grid(shape[0], n_hb * n_wb, cdiv(C, bc))
     groups = TUNING.get().reverse_groups
     meta = dict(MERGE=merge, MODE=_MODES[mode], BIG=_big_of(shape, stride, C, H, W), BLOCK_H=bh, BLOCK_W=bw,
                 BLOCK_C=bc, HV=_align(H), WV=_align(W), SV=_align(sxh),

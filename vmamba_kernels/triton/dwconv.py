@@ -28,7 +28,7 @@ import triton
 import triton.language as tl
 
 from .fast_launch import launchable
-from .tuning import interpret, launch_plan, np2, sm_count
+from .tuning import cdiv, interpret, launch_plan, np2, sm_count
 
 _ACTS = {"none": 0, "silu": 1, "gelu": 2}
 
@@ -226,8 +226,8 @@ def _launch_conv(x, weight, bias, act_id, channels_last, mirror, block_h=None, b
     if x.numel() == 0:
         return y
     bh, bw, bc, nw = launch_plan("dwconv", dwconv_config, C, H, W, channels_last, block_h, block_w, block_c)
-    tiles_w = triton.cdiv(W, bw)
-    grid = (triton.cdiv(H, bh) * tiles_w, triton.cdiv(C, bc), B)
+    tiles_w = cdiv(W, bw)
+    grid = (cdiv(H, bh) * tiles_w, cdiv(C, bc), B)
     wa = _align(W)
     _dwconv_fwd_kernel[grid](x, weight, weight if bias is None else bias, y, C, H, W // wa, tiles_w,
                              WA=wa, K=weight.shape[-1], CHANNELS_LAST=channels_last, HAS_BIAS=bias is not None,
@@ -251,9 +251,9 @@ def dwconv2d_bwd(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: 
         dw = torch.zeros(weight.shape, dtype=torch.float32, device=x.device)
         return torch.empty_like(x), dw, (None if bias is None else torch.zeros(C, dtype=torch.float32, device=x.device))
     bh, bw, bc, nw = launch_plan("dwconv", dwconv_config, C, H, W, channels_last, block_h, block_w, block_c)
-    tiles_w = triton.cdiv(W, bw)
-    tiles = triton.cdiv(H, bh) * tiles_w
-    c_blocks = triton.cdiv(C, bc)
+    tiles_w = cdiv(W, bw)
+    tiles = cdiv(H, bh) * tiles_w
+    c_blocks = cdiv(C, bc)
     n_tiles = B * tiles
     G = _bwd_programs(n_tiles, c_blocks, x.device)
     dz = torch.empty_like(x)
@@ -261,7 +261,7 @@ def dwconv2d_bwd(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: 
     pb = torch.empty(G, C, dtype=torch.float32, device=x.device) if bias is not None else pw
     _dwconv_bwd_dz_kernel[(G, c_blocks)](
         x, weight, weight if bias is None else bias, dy, dz, pw, pb, C, H, W // _align(W), tiles_w, tiles, n_tiles,
-        triton.cdiv(n_tiles, G), WA=_align(W), K=K, KK_PAD=np2(K * K), CHANNELS_LAST=channels_last,
+        cdiv(n_tiles, G), WA=_align(W), K=K, KK_PAD=np2(K * K), CHANNELS_LAST=channels_last,
         HAS_BIAS=bias is not None, ACT=_ACTS[act], BLOCK_H=bh, BLOCK_W=bw, BLOCK_C=bc, num_warps=nw)
     dx = _launch_conv(dz, weight, None, 0, channels_last, True, block_h, block_w, block_c)
     dweight = pw.sum(0).view(C, 1, K, K)  # fixed-order reduction of the partial rows

@@ -27,7 +27,7 @@ import triton
 import triton.language as tl
 
 from .fast_launch import launchable
-from .tuning import interpret, launch_plan, np2, sm_count
+from .tuning import cdiv, interpret, launch_plan, np2, sm_count
 
 # the backward from the output reads weights of smaller magnitude as +-MIN_WEIGHT (the cuda kernels' kMinWeight)
 MIN_WEIGHT = tl.constexpr(1e-5)
@@ -270,8 +270,8 @@ def ln_config(C: int, HW: int, NPIX: int, channels_last: bool, block_p: Optional
 def _grid_blocks(B: int, HW: int, bp: int, channels_last: bool):
     """(pixel blocks per image, images) of the launch grid (channels-last flattens the images)."""
     if channels_last:
-        return triton.cdiv(B * HW, bp), 1
-    return triton.cdiv(HW, bp), B
+        return cdiv(B * HW, bp), 1
+    return cdiv(HW, bp), B
 
 
 def add_layer_norm_fwd(x: torch.Tensor, branch: Optional[torch.Tensor], weight: torch.Tensor,
@@ -330,7 +330,7 @@ def add_layer_norm_bwd(dy: torch.Tensor, ds: Optional[torch.Tensor], s: torch.Te
         dy, dy if ds is None else ds, s, weight, weight if bias is None else bias,
         weight if branch_scale is None else branch_scale, rstd if mean is None else mean, rstd, dx,
         dx if dbr is None else dbr, pw, pb, C, HW // hwa, B * HW,
-        p_blocks, n_blocks, triton.cdiv(n_blocks, G),
+        p_blocks, n_blocks, cdiv(n_blocks, G),
         HWA=hwa, CHANNELS_LAST=channels_last, HAS_DS=ds is not None, HAS_BRANCH=has_branch,
         HAS_SCALE=has_branch and branch_scale is not None, HAS_BIAS=bias is not None, FROM_Y=bool(from_y),
         SINGLE=single, BLOCK_P=bp, BLOCK_C=bc, num_warps=nw)

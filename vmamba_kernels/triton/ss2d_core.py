@@ -35,7 +35,7 @@ import triton.language as tl
 
 from .fast_launch import launchable
 from .selective_scan import _adjoint_combine, _affine_combine, _softplus
-from .tuning import TUNING, interpret
+from .tuning import TUNING, cdiv, interpret
 from .tuning import np2 as _np2
 
 MODES = {"cross2d": 0, "unidi": 1, "bidi": 2}
@@ -278,9 +278,9 @@ def _states(x, xdbl, dt_w, A, Dp, bp, flags, dims, cfg):
     without its y)."""
     Bn, L, R, N, Dch, H, W = dims
     bd, NP, T, warps = cfg
-    nch = triton.cdiv(L, T)
+    nch = cdiv(L, T)
     aux = torch.empty((Bn, K_ROUTES, Dch, nch, N), device=x.device, dtype=torch.float32)
-    _ss2d_fwd_kernel[(Bn, triton.cdiv(Dch, bd))](x, xdbl, dt_w, A, Dp, bp, aux, aux, Dch, H, W, L, R, N, nch,
+    _ss2d_fwd_kernel[(Bn, cdiv(Dch, bd))](x, xdbl, dt_w, A, Dp, bp, aux, aux, Dch, H, W, L, R, N, nch,
                                                   WRITE_Y=False, STORE_AUX=True, BLOCK_D=bd, NP=NP, T=T,
                                                   num_warps=warps, **flags)
     return aux
@@ -292,8 +292,8 @@ def ss2d_core_fwd(x, xdbl, dt_w, A, D, delta_bias, mode, channels_last, delta_so
     y = torch.empty(x.shape, device=x.device, dtype=torch.float32)  # the fp32 sum over routes
     flags = dict(MODE=MODES[mode], CL=bool(channels_last), HAS_D=D is not None, HAS_BIAS=delta_bias is not None,
                  SOFTPLUS=bool(delta_softplus))
-    _ss2d_fwd_kernel[(Bn, triton.cdiv(Dch, bd))](x, xdbl, dt_w, A, Dp, bp, y, y, Dch, H, W, L, R, N,
-                                                  triton.cdiv(L, T), WRITE_Y=True, STORE_AUX=False, BLOCK_D=bd,
+    _ss2d_fwd_kernel[(Bn, cdiv(Dch, bd))](x, xdbl, dt_w, A, Dp, bp, y, y, Dch, H, W, L, R, N,
+                                                  cdiv(L, T), WRITE_Y=True, STORE_AUX=False, BLOCK_D=bd,
                                                   NP=NP, T=T, num_warps=warps, **flags)
     return y if out_dtype == torch.float32 else y.to(out_dtype)
 
@@ -306,7 +306,7 @@ def ss2d_core_bwd(x, xdbl, dt_w, A, D, delta_bias, dy, mode, channels_last, delt
     cfg = _config(Dch, N, L, bwd=True)
     bd, NP, T, warps = cfg
     aux = _states(x, xdbl, dt_w, A, Dp, bp, flags, dims, cfg)
-    nblk = triton.cdiv(Dch, bd)
+    nblk = cdiv(Dch, bd)
     dev, f32 = x.device, torch.float32
     C = R + 2 * N
     dx = torch.empty(x.shape, device=dev, dtype=f32)
