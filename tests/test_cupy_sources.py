@@ -503,6 +503,7 @@ def test_launch_module_scan_plan_cache_follows_alignment_knobs_and_shapes(fake_l
     aligned = fwd(196, 1)
     assert fwd(196, 1) == aligned  # cached
     assert fwd(196, 1, shift=1) != aligned  # 2 bytes off: another access width
+    assert fwd(196, 1, shift=2) != aligned  # 4 bytes off: 8-byte pieces no more
     with vk.tuning("cupy", scan_packed_rows=3):
         assert fwd(196, 1)[1][0] == 3  # the knob's rows per warp, not the cached plan's
     assert fwd(196, 1) == aligned
@@ -547,3 +548,124 @@ def test_launch_module_cross_plan_cache_follows_knobs_and_alignment(fake_launch)
     xs = torch.randn(2 * 8 * 14 * 14 + 1)[1:].view(2, 8, 14, 14)  # 4-byte aligned only
     launch.cross_scan_fwd(xs, "cross2d", False)
     assert calls[-1][0].endswith(", 1>"), calls[-1][0]
+    xs8 = torch.randn(2 * 8 * 14 * 14 + 2)[2:].view(2, 8, 14, 14)  # 8-byte aligned only
+    launch.cross_scan_fwd(xs8, "cross2d", False)
+    assert calls[-1][0].endswith(", 2>"), calls[-1][0]
+
+
+def test_launch_module_fills_every_forward_field(fake_launch, monkeypatch):
+    """Every struct field the kernel reads, with softplus, knobs and strides from this call's configuration; scalar
+    arguments in the kernel's own types; an output dtype the kernels do not write comes back converted; L = 0 leaves
+    the last state 0 (outputs from poisoned memory); 2^31 rows are refused."""
+    import torch
+
+    import vmamba_kernels as vk
+    from tests.scan_cases import make_inputs
+
+    launch, calls, _ = fake_launch
+    empty = torch.empty
+    monkeypatch.setattr(torch, "empty", lambda *a, **k: empty(*a, **k).fill_(float("nan")))
+    for N, softplus in ((16, True), (16, False), (1, False)):
+        u, delta, A, B, C, D, bias = ins = make_inputs(2, 24, 49, N, 4, dtype=torch.float16, requires_grad=False)
+        with vk.tuning("cupy", scan_packed_rows=2, scan_seq_min_rows=0):
+            launch.selective_scan_fwd(*ins, softplus, torch.float32)
+        f = _fields(calls[-1][3][0])
+        assert [int(f[n]) for n in ("A", "B", "C", "D", "delta_bias", "delta")] == [
+            t.data_ptr() for t in (A, B, C, D, bias, delta)]
+        assert bool(f["softplus"]) == softplus and int(f["G"]) == 6
+        assert tuple(int(x) for x in f["g_div"].tolist()) == P.fast_divmod(6)
+        assert (int(f["bc_bstride"]), int(f["bc_gstride"])) == (4 * N * 49, N * 49)
+        assert (int(f["packed_rows"]), int(f["seq_min_rows"])) == (2, 0)
+    assert calls[-1][0].startswith("vmamba::scan::fwd_n1_packed_kernel")
+    assert [type(a) for a in calls[-1][3][1:]] == [np.int32, np.bool_, np.int32]  # (int rpw, bool piece8, int)
+    for batch in (1, 0):  # fp16 out of fp32 inputs: written in fp32 (no such instance), then converted
+        calls.clear()
+        out, _, _ = launch.selective_scan_fwd(*make_inputs(batch, 8, 9, 1, 4, requires_grad=False), False,
+                                              torch.float16)
+        assert out.dtype == torch.float16 and [c[0][-14:] for c in calls] == ["<float, float>"] * batch
+    out, last, _ = launch.selective_scan_fwd(*make_inputs(1, 8, 0, 2, 4, requires_grad=False), False, torch.float32)
+    assert torch.equal(last, torch.zeros_like(last))
+    KD = 1 << 31  # zero-size tensors of 2^31 rows
+    e = torch.empty
+    with pytest.raises(RuntimeError, match=r"2\^31 - 1 rows per call"):
+        launch.selective_scan_fwd(e(1, KD, 0), e(1, KD, 0), e(KD, 0), e(1, 1, 0, 0), e(1, 1, 0, 0), None, None, False,
+                                  torch.float32)
+
+
+def test_launch_module_fills_every_backward_field(fake_launch):
+    """The backward's struct (addresses of every gradient and of the partial-sum sections, G, softplus, dout's dtype)
+    for each dout dtype and softplus flag in turn; finalize_bc writes dB and dC; an aux of another shape is refused."""
+    import torch
+
+    from tests.scan_cases import make_inputs
+
+    launch, calls, _ = fake_launch
+    u, delta, A, B, C, D, bias = ins = make_inputs(2, 24, 49, 4, 4, dtype=torch.float16, requires_grad=False)
+    out, _, aux = launch.selective_scan_fwd(*ins, True, torch.float32)
+    with pytest.raises(RuntimeError, match=r"aux has shape \(2, 24, 1, 1\), expected \(2, 24, 1, 4\)"):
+        launch.selective_scan_bwd(*ins, True, out, aux[..., :1])
+    for dt, softplus, code in ((torch.float32, True, 0), (torch.float16, True, 1), (torch.float16, False, 1),
+                               (torch.bfloat16, False, 0)):  # bf16 dout of fp16 inputs: converted to fp32
+        calls.clear()
+        grads = launch.selective_scan_bwd(*ins, softplus, torch.randn(out.shape).to(dt), aux)
+        b = _fields(calls[0][3][0])
+        assert (int(b["dout_dtype"]), bool(b["softplus"]), int(b["G"])) == (code, softplus, 6)
+        names = ("du", "ddelta", "dA", "dB", "dC", "dD", "ddelta_bias")
+        assert [int(b[n]) for n in names] == [g.data_ptr() for g in grads]
+        pa = int(b["partA"])
+        assert (int(b["partD"]), int(b["partBias"])) == (pa + 4 * 48 * 4, pa + 4 * 48 * 5)  # (rows, N + 2) floats
+        (bc,) = [c for c in calls if c[0] == S.scan_finalize_bc_name("float16")]
+        assert [int(h) for h in bc[3][:4]] == [int(b["accB"]), int(b["accC"]), grads[3].data_ptr(),
+                                               grads[4].data_ptr()]
+
+
+def test_launch_module_launches_on_the_tensors_device_and_its_stream(fake_launch, monkeypatch):
+    """A launch goes to torch's current stream of the tensors' device, switching CuPy's device only when that is not
+    the current one; plans are per device (another SM count: another packed rows per warp); the dynamic shared
+    memory opt-in grows with a launch that needs more."""
+    import contextlib
+    import types
+
+    import torch
+
+    from tests.scan_cases import make_inputs
+
+    launch, calls, _ = fake_launch
+    state = {"current": 0, "inside": [], "seen": []}
+
+    @contextlib.contextmanager
+    def device(i):
+        state["inside"].append(i)
+        try:
+            yield
+        finally:
+            state["inside"].pop()
+
+    def call(self, grid, block, args, shared_mem=0, stream=None):
+        state["seen"].append((list(state["inside"]), stream.ptr))
+        self.raw.calls.append((self.raw.name, grid, block, args, shared_mem, self.raw.max_dynamic_shared_size_bytes))
+
+    monkeypatch.setattr(launch.cupy.cuda, "Device", device)
+    monkeypatch.setattr(launch.cupy.cuda.runtime, "getDevice", lambda: state["current"])
+    monkeypatch.setattr(_FakeFunction, "__call__", call)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: state["current"])
+    monkeypatch.setattr(torch.cuda, "get_device_properties",
+                        lambda i: types.SimpleNamespace(multi_processor_count=(132, 7)[i]))
+    monkeypatch.setattr(launch, "_raw_stream", lambda i: 1000 + i)
+    ins = make_inputs(2, 256, 196, 1, 4, dtype=torch.float16, requires_grad=False)  # 512 rows
+    for current, rpw in ((0, 1), (1, 3), (0, 1)):  # 132 x 7 x 4 resident warps on device 0, 7 x 7 x 4 on device 1
+        state["current"] = current
+        launch.selective_scan_fwd(*ins, True, torch.float32)
+        assert int(calls[-1][3][1]) == rpw and state["seen"][-1] == ([], 1000 + current)
+    lp, _ = P.cross_launch(P.CrossProblem(1, 8, 14, 14, P.CROSS2D, False, "float32", 0, 0), False, P.Knobs())
+    name = S.cross_name(lp.kernel, "float32", *lp.targs[1:])
+    for current, dev in ((0, 1), (1, 0)):  # tensors on the other device: its stream, inside Device(it)
+        state["current"] = current
+        launch._run(S.CROSS_HEADER, name, lp, (), torch.device("cuda", dev))
+        assert state["seen"][-1] == ([dev], 1000 + dev)
+    for smem in (64 << 10, 100 << 10, 80 << 10):
+        launch._run(S.CROSS_HEADER, name, P.Launch(lp.kernel, lp.targs, (1,), (32,), smem), (), torch.device("cuda", 0))
+        assert calls[-1][4] == smem and calls[-1][5] >= smem
+    n = len(calls)
+    launch._run(S.CROSS_HEADER, name, P.Launch(lp.kernel, lp.targs, (0,), (32,)), (), torch.device("cuda", 0))
+    assert len(calls) == n, "an empty grid was launched (CUDA refuses it)"
