@@ -840,9 +840,8 @@ def test_a_keyword_argument_of_another_type_gets_its_own_kernel(stand_in):
 
 # ---- host-side helpers of the launch functions --------------------------------------------------------------------
 def test_host_cdiv_is_ceil_division_and_replaces_tritons_in_launch_code():
-    """The launch functions size their grids with tuning.cdiv, not triton.cdiv: the latter is a constexpr_function
-    (Triton 3.6/3.8) costing 1.8 us a call on the host against 0.07 (the depthwise conv forward's raw call went from
-    12.6 to 6.3 us on the CI VM: reports/logs/2026-12-07_host_cdiv.md). Kernels keep tl.cdiv."""
+    """The launch functions size their grids with tuning.cdiv, not triton.cdiv, a constexpr_function whose host call
+    costs far more (reports/logs/2026-12-07_host_cdiv.md). Kernels keep tl.cdiv."""
     import pathlib
 
     from vmamba_kernels.triton.tuning import cdiv

@@ -81,10 +81,9 @@ _DIRECT = {name: getattr(_C, name) for name in (
 _ENTRY = dict(_DIRECT)  # name -> the callable the raw functions below use (filled lazily from torch.ops)
 
 # Ops whose autograd the extension records in C++ (csrc/autograd/autograd.cpp), by library key: dispatch's prepared
-# calls with inputs that require grad take `autograd_ops` instead of the Python autograd.Function (about 9 us less a
-# call on the CI VM; 47.8 -> 21.2 us for add_layer_norm's public call with grad on GPU call 71's H100 host,
-# reports/logs/2026-12-07_gpu_call71.md). On by default since tests/test_cuda_native_autograd.py passed on the GPU
-# (bitwise against the Python formulas); VMAMBA_CUDA_NATIVE_AUTOGRAD=0 turns them off.
+# calls with inputs that require grad take `autograd_ops` instead of the Python autograd.Function, whose per-call cost
+# exceeded the small kernels' (reports/logs/2026-12-07_gpu_call71.md). tests/test_cuda_native_autograd.py checks them
+# bitwise against the Python formulas; VMAMBA_CUDA_NATIVE_AUTOGRAD=0 turns them off.
 NATIVE_AUTOGRAD_OPS = {key: getattr(_C, name) for key, name in (
     ("scan_fwd", "selective_scan_fwd_autograd"), ("cross_scan", "cross_scan_autograd"),
     ("cross_merge", "cross_merge_autograd"), ("dwconv2d_fwd", "dwconv2d_fwd_autograd"),

@@ -143,11 +143,10 @@ def _cupy_stream(ptr: int, device_index: int):
 
 _SCALAR = {"i4": np.int32, "i8": np.int64, "?": np.bool_}
 
-# A struct argument (a 0-d structured numpy array) goes to the launch as a CPointer to its bytes. Handed the array,
-# CuPy reads its address through __array_interface__, which builds the dtype's field description on every call:
-# 17.8 us for the scan's 26-field struct on the CI VM against 0.9 us for ndarray.ctypes.data; a cross scan passes two
-# structs, a scan one (GPU call 72's profile of raw cupy calls: numpy's _array_descr led it). The launch reads the
-# bytes while it is issued, and the caller keeps the array alive until then.
+# A struct argument (a 0-d structured numpy array) goes to the launch as a CPointer to its bytes: handed the array,
+# CuPy reads its address through __array_interface__, which rebuilds the dtype's description on every call (the top
+# of the raw cupy calls' profile, reports/logs/2026-12-07_gpu_call72.md). The launch reads the bytes while it is
+# issued, and the caller keeps the array alive until then.
 try:
     from cupy.cuda.function import CPointer as _CPointer
 except ImportError:  # a CuPy without it: the arrays as they are

@@ -95,9 +95,8 @@ def sm_count(device) -> int:
 
 
 def cdiv(a: int, b: int) -> int:
-    """ceil(a / b) for the launch code on the host: triton.cdiv is a constexpr_function in Triton 3.6 and 3.8, whose call
-    costs 1.8 us (CI VM, Triton 3.6 and 3.8) against 0.07 us for this; it showed in GPU call 72's profile of the
-    add + LayerNorm forward. Kernels keep tl.cdiv."""
+    """ceil(a / b) for the launch code on the host, where triton.cdiv (a constexpr_function in Triton 3.6 and 3.8)
+    costs about 25 times more (reports/logs/2026-12-07_host_cdiv.md). Kernels keep tl.cdiv."""
     return -(-a // b)
 
 
