@@ -106,6 +106,36 @@ def test_public_call_runs_the_twin_and_a_dispatch_mode_runs_the_custom_op():
     assert not y3.requires_grad and torch.equal(y3, y)
 
 
+def test_twins_call_the_c_entry_of_autograd_function_apply(monkeypatch):
+    """A twin's autograd apply is the C `_FunctionBase.apply` bound to its Function: a Python `Function.apply`
+    layer (torch 2.11's, stood in for here while a twin is made) is not run per call, and the call still records
+    the twin's node with its backward."""
+    c_entry = torch._C._FunctionBase.__dict__["apply"]
+    seen = []
+
+    def python_layer(cls, *args, **kwargs):
+        seen.append(cls)
+        return c_entry.__get__(None, cls)(*args, **kwargs)
+
+    monkeypatch.setattr(torch.autograd.Function, "apply", classmethod(python_layer))
+    key = object()  # stands in for a custom op
+    monkeypatch.setattr(_library, "_APPLY", {})
+    monkeypatch.setattr(_library, "_BODY", {})
+    monkeypatch.setattr(_library, "_EAGER", {})
+
+    def setup(ctx, inputs, out):
+        ctx.k = inputs[1]
+
+    _library._twin(key, "probe", lambda x, k: x * k, setup, lambda ctx, g: (g * ctx.k, None))
+    x = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    for f in (_library.apply_of(key), _library.eager_twin(key)):
+        y = f(x, 3.0)
+        assert "probe_eager" in type(y.grad_fn).__name__
+        (gx,) = torch.autograd.grad(y.sum(), x)
+        assert torch.equal(gx, torch.full_like(x, 3.0))
+    assert seen == [], "a twin went through the Python Function.apply"
+
+
 def test_last_state_stays_detached_and_backward_through_the_twin_matches():
     ins = _scan_inputs()
     y, last = vk.selective_scan(*ins, delta_softplus=True, return_last_state=True, impl="torch")

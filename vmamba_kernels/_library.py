@@ -77,6 +77,16 @@ def _fast(op):
     return _EAGER.get(op, op) if _plain_context() else op
 
 
+def _c_apply(fn):
+    """`fn.apply` minus the Python layer some torch releases put in front of the C entry point (torch 2.11's
+    `Function.apply`, the GPU machine's): outside torch.func transforms, that layer only passes every argument
+    through functorch's `unwrap_if_dead` (for tensors that escaped a finished transform) before the C
+    `_FunctionBase.apply`, a few microseconds a call (reports/logs/2026-12-07_gpu_call72.md). Twins run only in
+    plain eager execution (no transform active), where the C entry point is what it calls; on releases whose
+    `Function.apply` is itself C, the two are the same work."""
+    return super(torch.autograd.Function, fn).apply
+
+
 def _twin(op, name: str, body, setup_context=None, backward=None) -> None:
     """Register the eager twin of `op`: `body` when no input requires grad, else an autograd.Function with
     the custom op's own setup_context and backward (so both paths compute and save the same)."""
@@ -92,7 +102,7 @@ def _twin(op, name: str, body, setup_context=None, backward=None) -> None:
 
     fn = type(f"{name}_eager", (torch.autograd.Function,), {
         "forward": staticmethod(forward), "backward": staticmethod(backward)})
-    apply = fn.apply
+    apply = _c_apply(fn)
     _APPLY[op] = apply
 
     def twin(*args):
