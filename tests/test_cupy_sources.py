@@ -409,39 +409,109 @@ def test_launch_module_cross_kernels(fake_launch):
 
 
 class _RecordingCPointer:
-    """cupy.cuda.function.CPointer's stand-in: keeps the address and a copy of the `size` bytes there (read while
-    the launch is made, when the struct is alive)."""
-    size = 0
+    """cupy.cuda.function.CPointer's stand-in: keeps the address and the 8 bytes there, read when it is made (the
+    launch module makes it right after the buffer it points into, and pads every argument to 8 bytes)."""
 
     def __init__(self, p):
         import ctypes
-        self.p, self.raw = p, ctypes.string_at(p, self.size)
+        self.p, self.raw = p, ctypes.string_at(p, 8)
 
 
-def test_launch_module_passes_structs_as_pointers_to_their_bytes(fake_launch, monkeypatch):
-    """Structs go to the launch as CPointers to their bytes, not as numpy arrays (CuPy would read an array's address
-    through __array_interface__, 17.8 us for the scan's struct on the CI VM); scalars and addresses as they were."""
+def test_launch_module_passes_every_argument_as_a_pointer_to_its_bytes(fake_launch, monkeypatch):
+    """Every kernel argument goes to the launch as a CPointer to bytes the module holds: CuPy reads a numpy scalar's
+    or 0-d array's address through __array_interface__ (1.3 us a scalar, 17.8 us the scan's struct on the CI VM).
+    The scan's struct, the cross kernels' addresses and the finalize kernel's addresses and scalars arrive as the
+    bytes the kernels read."""
     import torch
 
     from tests.scan_cases import make_inputs
 
     launch, calls, _ = fake_launch
-    rec = type("Ptr", (_RecordingCPointer,), {"size": np.dtype(P.FWD_PARAMS).itemsize})
-    monkeypatch.setattr(launch, "_CPointer", rec)
+    monkeypatch.setattr(launch, "_CPointer", _RecordingCPointer)
+    structs = []
+    real_struct_arg = launch._struct_arg
+
+    def struct_arg(data, dtype):
+        buf, args = real_struct_arg(data, dtype)
+        structs.append((bytes(data), dtype, buf.buffer_info()[0]))
+        return buf, args
+
+    monkeypatch.setattr(launch, "_struct_arg", struct_arg)
     u, delta, A, B, C, D, bias = ins = make_inputs(1, 24, 196, 1, 4, dtype=torch.float16, requires_grad=False)
     out, last, aux = launch.selective_scan_fwd(*ins, True, torch.float32)
-    (ptr,) = calls[-1][3][:1]
-    assert type(ptr) is rec
-    f = _fields(np.frombuffer(ptr.raw, dtype=P.FWD_PARAMS).reshape(()))
-    assert (int(f["u"]), int(f["out"]), int(f["aux"]), int(f["L"])) == (u.data_ptr(), out.data_ptr(),
-                                                                          aux.data_ptr(), 196)
+    args = calls[-1][3]
+    assert all(type(a) is _RecordingCPointer for a in args)
+    data, dtype, addr = structs[-1]
+    assert dtype == P.FWD_PARAMS and args[0].p == addr and args[0].raw == data[:8]
+    f = _fields(np.frombuffer(data, dtype=P.FWD_PARAMS).reshape(()))
+    assert (int(f["u"]), int(f["delta"]), int(f["A"]), int(f["B"]), int(f["C"]), int(f["D"]), int(f["delta_bias"]),
+            int(f["out"]), int(f["last_state"]), int(f["aux"])) == (
+        u.data_ptr(), delta.data_ptr(), A.data_ptr(), B.data_ptr(), C.data_ptr(), D.data_ptr(), bias.data_ptr(),
+        out.data_ptr(), last.data_ptr(), aux.data_ptr())
+    assert (int(f["L"]), int(f["KD"]), int(f["K"]), bool(f["softplus"])) == (196, 24, 4, True)
+    assert data == launch._SCAN_PLANS[next(reversed(launch._SCAN_PLANS))][2].fill(
+        u=u.data_ptr(), delta=delta.data_ptr(), A=A.data_ptr(), B=B.data_ptr(), C=C.data_ptr(), D=D.data_ptr(),
+        delta_bias=bias.data_ptr(), out=out.data_ptr(), last_state=last.data_ptr(), aux=aux.data_ptr()).tobytes()
+    lp = launch._SCAN_PLANS[next(reversed(launch._SCAN_PLANS))][0]
+    assert len(args) == 1 + len(lp.extra)
+    for a, (kind, v) in zip(args[1:], lp.extra):  # the packed kernel's scalars after the struct
+        assert a.raw[:launch._SCALAR_PACK[kind].size] == launch._SCALAR_PACK[kind].pack(v)
+
+    calls.clear()
+    grads = launch.selective_scan_bwd(*ins, True, torch.randn_like(out), aux)
+    bc = [c for c in calls if c[0] == S.scan_finalize_bc_name("float16")][0][3]
+    assert [int.from_bytes(a.raw, "little") for a in bc[2:4]] == [grads[3].data_ptr(), grads[4].data_ptr()]  # dB, dC
+    data, dtype, addr = structs[-1]
+    b = _fields(np.frombuffer(data, dtype=P.BWD_PARAMS).reshape(()))
+    assert dtype == P.BWD_PARAMS and int(b["dout"]) != 0 and int(b["S"]) >= 1
+    assert [int.from_bytes(a.raw, "little") for a in bc[:2]] == [int(b["accB"]), int(b["accC"])]
+    assert int.from_bytes(bc[-1].raw[:4], "little", signed=True) == int(b["S"])  # finalize_bc_kernel's split count
+    first = calls[0][3]
+    assert first[0].p == addr and first[0].raw == data[:8]
+
     x = torch.randn(2, 56, 56, 96).half()
     y = launch.cross_scan_fwd(x, "cross2d", True)
     args = calls[-1][3]
-    assert [int(a) for a in args[:2]] == [x.data_ptr(), y.data_ptr()]  # addresses: numpy scalars, as before
-    (lp, _), = [v for v in launch._CROSS_PLANS.values() if v is not None]
-    structs = [e for e in lp.extra if type(e) is np.ndarray]
-    assert structs and [a.p for a in args[2:2 + len(structs)]] == [e.ctypes.data for e in structs]
+    assert [int.from_bytes(a.raw, "little") for a in args[:2]] == [x.data_ptr(), y.data_ptr()]
+    (lp, _, fixed), = [v for v in launch._CROSS_PLANS.values() if v is not None]
+    assert args[2:] == fixed.args and len(fixed.args) == len(lp.extra)
+
+
+def test_fixed_arguments_hold_the_plan_scalars_and_structs_bytes(fake_launch, monkeypatch):
+    """_Fixed: a launch's scalars and structs, packed once into one buffer it holds, each padded to 8 bytes and
+    reached through its own CPointer; numpy values where CuPy has no CPointer."""
+    import ctypes
+
+    launch, _, _ = fake_launch
+    monkeypatch.setattr(launch, "_CPointer", _RecordingCPointer)
+    st = P.record(P.DIRECT_ARGS, B=2, C=96, H=7, W=5, L=35, total=6720, mode=2, channels_last=True)
+    extra = (("i4", -7), ("?", True), st, ("i8", 1 << 40))
+    fx = launch._Fixed(extra)
+    ptrs = [a.p for a in fx.args]
+    assert [q - ptrs[0] for q in ptrs] == [0, 8, 16, 16 + st.nbytes + (-st.nbytes % 8)]
+    assert ctypes.string_at(ptrs[0], 4) == (-7).to_bytes(4, "little", signed=True)
+    assert ctypes.string_at(ptrs[1], 1) == b"\x01"
+    assert ctypes.string_at(ptrs[2], st.nbytes) == st.tobytes()
+    assert ctypes.string_at(ptrs[3], 8) == (1 << 40).to_bytes(8, "little")
+    buf, heads = launch._address_args(5, 1 << 50)
+    assert [ctypes.string_at(h.p, 8) for h in heads] == [(5).to_bytes(8, "little"), (1 << 50).to_bytes(8, "little")]
+    assert launch._Fixed(()).args == ()
+    monkeypatch.setattr(launch, "_CPointer", None)
+    fx = launch._Fixed(extra)
+    assert [type(a) for a in fx.args] == [np.int32, np.bool_, np.ndarray, np.int64] and fx.args[2] is st
+    assert [type(a) for a in launch._address_args(5, 6)[1]] == [np.uint64, np.uint64]
+    (arr,) = launch._struct_arg(st.tobytes(), P.DIRECT_ARGS)[1]
+    assert arr.shape == () and arr.tobytes() == st.tobytes()
+
+
+def test_record_fill_addresses_equals_a_full_fill():
+    rec = P.Record(P.BWD_PARAMS, batch=2, KD=96, L=49, G=24, N=16, K=4, S=3, lpr=7, softplus=True, seq=True, dtype=1,
+                   dout_dtype=0, bc_bstride=4 * 16 * 49, bc_gstride=16 * 49)
+    names = [n for n in P.BWD_PARAMS.names][:P.leading_pointers(P.BWD_PARAMS)]
+    assert names[0] == "u" and names[-1] == "partBias" and len(names) == 21
+    addrs = [(i + 1) * 0x1000 + 0x7F0000000000 for i in range(len(names))]
+    assert rec.fill_addresses(*addrs) == rec.fill(**dict(zip(names, addrs))).tobytes()
+    assert P.leading_pointers(P.FWD_PARAMS) == 10 and P.leading_pointers(P.DIRECT_ARGS) == 0
 
 
 def test_launch_module_edge_cases(fake_launch):
@@ -661,11 +731,11 @@ def test_launch_module_launches_on_the_tensors_device_and_its_stream(fake_launch
     name = S.cross_name(lp.kernel, "float32", *lp.targs[1:])
     for current, dev in ((0, 1), (1, 0)):  # tensors on the other device: its stream, inside Device(it)
         state["current"] = current
-        launch._run(S.CROSS_HEADER, name, lp, (), torch.device("cuda", dev))
+        launch._run(S.CROSS_HEADER, name, lp, (), dev)
         assert state["seen"][-1] == ([dev], 1000 + dev)
     for smem in (64 << 10, 100 << 10, 80 << 10):
-        launch._run(S.CROSS_HEADER, name, P.Launch(lp.kernel, lp.targs, (1,), (32,), smem), (), torch.device("cuda", 0))
+        launch._run(S.CROSS_HEADER, name, P.Launch(lp.kernel, lp.targs, (1,), (32,), smem), (), 0)
         assert calls[-1][4] == smem and calls[-1][5] >= smem
     n = len(calls)
-    launch._run(S.CROSS_HEADER, name, P.Launch(lp.kernel, lp.targs, (0,), (32,)), (), torch.device("cuda", 0))
+    launch._run(S.CROSS_HEADER, name, P.Launch(lp.kernel, lp.targs, (0,), (32,)), (), 0)
     assert len(calls) == n, "an empty grid was launched (CUDA refuses it)"

@@ -1,4 +1,4 @@
-"""`getenv(name)`: os.environ.get(name) for variables read on every call.
+"""`getenv(name)`: os.environ.get(name) for variables read on every call; `raw_values(names)`: a cache key of several.
 
 os.environ.get encodes the name on each call (about 1.5 us on the CI VM); on POSIX os.environ keeps its values in
 a dict of encoded names, which os.environ's writes (monkeypatch.setenv included) update, and which this reads
@@ -26,3 +26,17 @@ def getenv(name: str) -> Optional[str]:
         key = _KEYS[name] = _ENCODE(name)
     raw = _DATA.get(key)
     return None if raw is None else _DECODE(raw)
+
+
+_ENCODED: dict = {}  # names tuple -> their encoded forms
+
+
+def raw_values(names: tuple) -> tuple:
+    """A tuple that changes whenever one of the variables `names` changes (is set, unset or given another value):
+    their undecoded values, one C-level lookup each (0.3 us for nine on the CI VM against 1.3 through getenv)."""
+    if _DATA is None:
+        return tuple(map(os.environ.get, names))
+    keys = _ENCODED.get(names)
+    if keys is None:
+        keys = _ENCODED[names] = tuple(map(_ENCODE, names))
+    return tuple(map(_DATA.get, keys))

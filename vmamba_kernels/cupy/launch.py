@@ -9,8 +9,9 @@ through cupy.RawModule and launched on torch's tensors without copies, chosen by
   every compile with its seconds: the first-call compile time of a model is their sum.
 - Launch rules (plan.py): the extension's plan_fwd / plan_bwd / bwd_splits_or (selective_scan.h) and
   plan_cross (cross_scan_body.cuh), transcribed and checked against the C++ on the CPU
-  (tests/test_cupy_sources.py); the kernel argument structs (FwdParams, PlaneArgs, ...) are built as numpy
-  structured values with the C++ layout and passed by value.
+  (tests/test_cupy_sources.py); the kernel argument structs (FwdParams, PlaneArgs, ...) have numpy structured
+  layouts equal to the C++ ones, and every argument goes to CuPy as a CPointer to its bytes ("kernel arguments"
+  below).
 - Knobs: tuning.py (`vk.tuning("cupy", ...)`), the extension's knobs with the same meaning.
 - Interop: kernel arguments are torch data pointers; launches go to torch's current stream of the
   tensors' device (cupy.cuda.Stream.from_external through the CUDA stream protocol, ExternalStream on
@@ -24,6 +25,8 @@ Importing this module raises ImportError when CuPy is missing or broken (the Bac
 """
 from __future__ import annotations
 
+import array
+import struct
 import threading
 import time
 from typing import Optional
@@ -142,19 +145,68 @@ def _cupy_stream(ptr: int, device_index: int):
 
 
 _SCALAR = {"i4": np.int32, "i8": np.int64, "?": np.bool_}
+_SCALAR_PACK = {"i4": struct.Struct("<i"), "i8": struct.Struct("<q"), "?": struct.Struct("<?")}
 
-# A struct argument (a 0-d structured numpy array) goes to the launch as a CPointer to its bytes: handed the array,
-# CuPy reads its address through __array_interface__, which rebuilds the dtype's description on every call (the top
-# of the raw cupy calls' profile, reports/logs/2026-12-07_gpu_call72.md). The launch reads the bytes while it is
-# issued, and the caller keeps the array alive until then.
+# ---- kernel arguments ---------------------------------------------------------------------------
+# CuPy turns every kernel argument into a pointer to its bytes (cupy.cuda.function._pointer): a CPointer it takes as
+# it is, but a numpy scalar or 0-d array it reads through __array_interface__, which builds a dict (and for a struct
+# the dtype's field description) on every call: 1.3 us for a scalar and 17.8 us for the scan's struct on the CI VM,
+# the top of GPU call 72's profile of raw cupy calls (reports/logs/2026-12-07_gpu_call72.md). So launches pass
+# CPointers to bytes this module holds, each argument's bytes padded to 8: the per-call head (the addresses, or the
+# scan's struct) in an array.array made per call (0.16 us), the plan's scalars and structs once per plan (`_Fixed`).
+# The driver reads the bytes while the launch is issued; the caller holds the buffers until then. A CuPy without
+# cupy.cuda.function.CPointer gets numpy values, as CuPy's own examples pass them.
 try:
     from cupy.cuda.function import CPointer as _CPointer
-except ImportError:  # a CuPy without it: the arrays as they are
+except ImportError:
     _CPointer = None
 
 
-def _by_value(a: np.ndarray):
-    return a if _CPointer is None else _CPointer(a.ctypes.data)
+def _pad8(b: bytes) -> bytes:
+    return b + bytes(-len(b) % 8)
+
+
+def _pointers(parts) -> tuple:
+    """(buffer, CPointers to each part's bytes in it): the parts' bytes, each padded to 8, in one array.array."""
+    buf = array.array("B", b"".join(map(_pad8, parts)))
+    base, pos, ptrs = buf.buffer_info()[0], 0, []
+    for part in parts:
+        ptrs.append(_CPointer(base + pos))
+        pos += len(part) + (-len(part) % 8)
+    return buf, tuple(ptrs)
+
+
+def _address_args(*addrs: int) -> tuple:
+    """(buffer to hold, kernel arguments) for device addresses passed by value (uint64)."""
+    if _CPointer is None:
+        return None, tuple(np.uint64(a) for a in addrs)
+    buf = array.array("Q", addrs)
+    base = buf.buffer_info()[0]
+    return buf, tuple(_CPointer(base + 8 * i) for i in range(len(addrs)))
+
+
+def _struct_arg(data: bytes, dtype: np.dtype) -> tuple:
+    """(buffer to hold, kernel arguments) for one struct passed by value, given its bytes."""
+    if _CPointer is None:
+        return None, (np.frombuffer(data, dtype=dtype).reshape(()),)
+    buf = array.array("B", data)
+    return buf, (_CPointer(buf.buffer_info()[0]),)
+
+
+class _Fixed:
+    """The arguments of a launch after its head (`Launch.extra`: typed scalars ("i4", v) and struct values), made
+    once per plan: `args` are CPointers into `buf` (or the numpy values without CPointer)."""
+
+    __slots__ = ("buf", "args")
+
+    def __init__(self, extra: tuple):
+        if _CPointer is None:
+            self.buf = None
+            self.args = tuple(_SCALAR[e[0]](e[1]) if isinstance(e, tuple) else e for e in extra)
+            return
+        parts = [_SCALAR_PACK[e[0]].pack(e[1]) if isinstance(e, tuple) else e.tobytes() for e in extra]
+        self.buf, self.args = _pointers(parts) if parts else (None, ())
+
 
 # torch's current stream of a device as a raw handle, without building a torch.cuda.Stream object per call (what
 # Triton's driver reads too); the public spelling where a torch build lacks it
@@ -179,25 +231,21 @@ def _function(header: str, name: str, idx: int, smem: int) -> list:
     return entry
 
 
-def _run(header: str, name: str, launch: plan.Launch, head: tuple, device: torch.device):
-    """Launch instance `name` with arguments head + launch.extra (typed scalars or structs) on torch's
-    current stream of `device`. The launch goes to the instance's Function with the stream given, not through
-    RawKernel's per-device lookup inside `with Device(...)` and `with stream` (a device query and set and a stream
-    push and pop per launch, host work the small kernels wait on); the device is switched only when it is not the
-    current one."""
+def _run(header: str, name: str, launch: plan.Launch, args: tuple, idx: int):
+    """Launch instance `name` with kernel arguments `args` (the call's head, then the plan's `_Fixed` args) on
+    torch's current stream of device `idx`. The launch goes to the instance's Function with the stream given, not
+    through RawKernel's per-device lookup inside `with Device(...)` and `with stream` (a device query and set and a
+    stream push and pop per launch, host work the small kernels wait on); the device is switched only when it is
+    not the current one."""
     if launch.grid[0] == 0:
         return
-    idx = device.index if device.index is not None else torch.cuda.current_device()
-    args = [_by_value(h) if type(h) is np.ndarray else h for h in head]  # (the caller holds head's arrays)
-    for e in launch.extra:  # (launch holds its structs)
-        args.append(_SCALAR[e[0]](e[1]) if isinstance(e, tuple) else _by_value(e) if type(e) is np.ndarray else e)
     fn = _function(header, name, idx, launch.smem)[0]
     stream = _cupy_stream(_raw_stream(idx), idx)
     if cupy.cuda.runtime.getDevice() == idx:
-        fn(launch.grid, launch.block, tuple(args), launch.smem, stream)
+        fn(launch.grid, launch.block, args, launch.smem, stream)
     else:
         with cupy.cuda.Device(idx):
-            fn(launch.grid, launch.block, tuple(args), launch.smem, stream)
+            fn(launch.grid, launch.block, args, launch.smem, stream)
 
 
 def _sms(idx: int) -> int:
@@ -241,7 +289,7 @@ def _remember(key, value):
 
 
 def _fwd_config(batch, KD, L, N, K, t, o, softplus, k, idx, addrs):
-    """(Launch, instance name, FWD_PARAMS Record with every field but the addresses)."""
+    """(Launch, instance name, FWD_PARAMS Record with every field but the addresses, the launch's _Fixed args)."""
     warps = 1
     if N == 1 and plan.packed_rows_knob(k) <= 0:
         warps = _resident_warps(sources.scan_fwd_name("fwd_n1_packed_kernel", t, o), idx)
@@ -251,7 +299,7 @@ def _fwd_config(batch, KD, L, N, K, t, o, softplus, k, idx, addrs):
         softplus=bool(softplus), dtype=plan.DTYPE_CODE[t], out_dtype=plan.DTYPE_CODE[o],
         kd_div=plan.fast_divmod(KD), g_div=plan.fast_divmod(KD // K), seq_min_rows=plan.seq_min_rows(k),
         packed_rows=plan.packed_rows_knob(k), bc_bstride=K * N * L, bc_gstride=N * L)  # B, C made contiguous
-    return lp, sources.scan_fwd_name(lp.kernel, t, o, *lp.targs[2:]), params
+    return lp, sources.scan_fwd_name(lp.kernel, t, o, *lp.targs[2:]), params, _Fixed(lp.extra)
 
 
 def selective_scan_fwd(u, delta, A, B, C, D, delta_bias, delta_softplus, out_dtype):
@@ -273,16 +321,19 @@ def selective_scan_fwd(u, delta, A, B, C, D, delta_bias, delta_softplus, out_dty
     k = tuning.knobs()
     t, o = _DT[u.dtype], _DT[out.dtype]
     idx = dev.index if dev.index is not None else torch.cuda.current_device()
-    a = (_p(u), _p(delta), _p(B), _p(C), _p(out))
-    key = ("fwd", batch, KD, L, N, K, t, o, bool(delta_softplus), k, idx, tuple(x & 15 for x in a))
+    a = (u.data_ptr(), delta.data_ptr(), B.data_ptr(), C.data_ptr(), out.data_ptr())
+    key = ("fwd", batch, KD, L, N, K, t, o, bool(delta_softplus), k, idx, a[0] & 15, a[1] & 15, a[2] & 15, a[3] & 15,
+           a[4] & 15)
     got = _SCAN_PLANS.get(key)
     if got is None:
         got = _remember(key, _fwd_config(batch, KD, L, N, K, t, o, delta_softplus, k, idx,
                                          dict(zip(("u", "delta", "B", "C", "out"), a))))
-    lp, name, rec = got
-    params = rec.fill(u=a[0], delta=a[1], A=_p(A), B=a[2], C=a[3], D=_p(D), delta_bias=_p(delta_bias), out=a[4],
-                      last_state=_p(last), aux=_p(aux))
-    _run(sources.SCAN_HEADER, name, lp, (params,), dev)
+    lp, name, rec, fixed = got
+    # FwdParams' addresses in field order: u, delta, A, B, C, D, delta_bias, out, last_state, aux
+    hold, head = _struct_arg(rec.fill_addresses(a[0], a[1], A.data_ptr(), a[2], a[3], _p(D), _p(delta_bias), a[4],
+                                                last.data_ptr(), aux.data_ptr()), plan.FWD_PARAMS)
+    _run(sources.SCAN_HEADER, name, lp, head + fixed.args, idx)
+    del hold
     return (out if direct else out.to(out_dtype)), last, aux
 
 
@@ -322,21 +373,25 @@ def selective_scan_bwd(u, delta, A, B, C, D, delta_bias, delta_softplus, dout, a
     acc_b = acc.data_ptr()
     acc_c = acc_b + 4 * S * batch * K * N * L
     pa = part.data_ptr()
-    params = rec.fill(
-        u=_p(u), delta=_p(delta), A=_p(A), B=_p(B), C=_p(C), D=_p(D), delta_bias=_p(delta_bias), dout=_p(dout),
-        aux=_p(aux), du=_p(du), ddelta=_p(ddelta), dA=_p(dA), dB=_p(dB), dC=_p(dC), dD=_p(dD), ddelta_bias=_p(dbias),
-        accB=acc_b, accC=acc_c, partA=pa, partD=pa + 4 * rows * N, partBias=pa + 4 * rows * (N + 1))
-    for lp, name in launches:
+    # BwdParams' addresses in field order (u .. partBias)
+    hold, params = _struct_arg(rec.fill_addresses(
+        _p(u), _p(delta), _p(A), _p(B), _p(C), _p(D), _p(delta_bias), _p(dout), _p(aux), _p(du), _p(ddelta), _p(dA),
+        _p(dB), _p(dC), _p(dD), _p(dbias), acc_b, acc_c, pa, pa + 4 * rows * N, pa + 4 * rows * (N + 1)),
+        plan.BWD_PARAMS)
+    for lp, name, fixed in launches:
         if lp.kernel == "finalize_bc_kernel":
-            head = (acc_b, acc_c, dB.data_ptr(), dC.data_ptr())
-            _run(sources.SCAN_HEADER, name, lp, tuple(np.uint64(h) for h in head), dev)
+            hold_bc, head = _address_args(acc_b, acc_c, dB.data_ptr(), dC.data_ptr())
+            _run(sources.SCAN_HEADER, name, lp, head + fixed.args, idx)
+            del hold_bc
         else:
-            _run(sources.SCAN_HEADER, name, lp, (params,), dev)
+            _run(sources.SCAN_HEADER, name, lp, params + fixed.args, idx)
+    del hold
     return du, ddelta, dA, dB, dC, dD, dbias
 
 
 def _bwd_config(batch, KD, L, N, K, t, d, softplus, k, idx):
-    """(split count S, [(Launch, instance name)], BWD_PARAMS Record with every field but the addresses)."""
+    """(split count S, [(Launch, instance name, its _Fixed args)], BWD_PARAMS Record with every field but the
+    addresses)."""
     G = KD // K
     seq = plan.use_seq(N, batch * KD, plan.seq_min_rows(k))
     S = plan.splits(batch, K, G, N, L, _sms(idx), seq, k)
@@ -350,7 +405,7 @@ def _bwd_config(batch, KD, L, N, K, t, d, softplus, k, idx):
             name = sources.SCAN_FINALIZE_SMALL
         else:
             name = sources.scan_bwd_name(lp.kernel, t, d, *lp.targs[2:])
-        launches.append((lp, name))
+        launches.append((lp, name, _Fixed(lp.extra)))
     rec = plan.Record(
         plan.BWD_PARAMS, batch=batch, KD=KD, L=L, G=G, N=N, K=K, S=S, lpr=plan.lanes_per_row(L),
         softplus=bool(softplus), seq=seq, dtype=plan.DTYPE_CODE[t], dout_dtype=plan.DTYPE_CODE[d],
@@ -359,7 +414,7 @@ def _bwd_config(batch, KD, L, N, K, t, d, softplus, k, idx):
 
 
 # ---- cross scan / merge -------------------------------------------------------------------------
-_CROSS_PLANS: dict = {}  # (problem with addresses mod 16, merge, knobs) -> (Launch, instance name) or None
+_CROSS_PLANS: dict = {}  # (problem with addresses mod 16, merge, knobs) -> (Launch, instance name, _Fixed) or None
 
 
 def _cross(inp: torch.Tensor, out: torch.Tensor, B, C, H, W, mode, channels_last, merge: bool):
@@ -371,12 +426,17 @@ def _cross(inp: torch.Tensor, out: torch.Tensor, B, C, H, W, mode, channels_last
     got = _CROSS_PLANS.get(key, False)
     if got is False:
         lp_d = plan.cross_launch(prob, merge, key[2])
-        got = None if lp_d is None else (lp_d[0], sources.cross_name(lp_d[0].kernel, prob.dtype, *lp_d[0].targs[1:]))
+        got = None if lp_d is None else (lp_d[0], sources.cross_name(lp_d[0].kernel, prob.dtype, *lp_d[0].targs[1:]),
+                                         _Fixed(lp_d[0].extra))
         if len(_CROSS_PLANS) > 4096:
             _CROSS_PLANS.clear()
         _CROSS_PLANS[key] = got
     if got is not None:
-        _run(sources.CROSS_HEADER, got[1], got[0], (np.uint64(a_in), np.uint64(a_out)), inp.device)
+        dev = inp.device
+        hold, head = _address_args(a_in, a_out)
+        _run(sources.CROSS_HEADER, got[1], got[0], head + got[2].args,
+             dev.index if dev.index is not None else torch.cuda.current_device())
+        del hold
 
 
 def cross_scan_fwd(x, mode, channels_last):

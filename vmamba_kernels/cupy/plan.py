@@ -17,6 +17,7 @@ environment).
 from __future__ import annotations
 
 import re
+import struct
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Optional
@@ -152,7 +153,6 @@ def _packer(dt: np.dtype) -> tuple:
     """A struct.Struct writing dt's bytes (padding zeroed), the number of scalar fields, and {field: its
     position, or the positions of a nested struct's fields}: building a record is then one pack (a few
     microseconds) instead of a numpy assignment per field."""
-    import struct
 
     fmt, pos, index = "<", 0, {}
     leaves = _leaves(dt)
@@ -172,13 +172,14 @@ class Record:
     """A struct with some fields fixed once (the shape, flags and knobs of a configuration): `fill(**rest)`
     packs one value with the remaining fields (the addresses of the call), as `record` would."""
 
-    __slots__ = ("dtype", "packer", "index", "vals")
+    __slots__ = ("dtype", "packer", "index", "vals", "_addresses", "_tail")
 
     def __init__(self, struct_dtype: np.dtype, /, **fixed):
         self.packer, n, self.index = _packer(struct_dtype)
         self.dtype = struct_dtype
         self.vals = [0] * n
         self._set(self.vals, fixed)
+        self._addresses = self._tail = None
 
     def _set(self, vals: list, values: dict) -> None:
         for k, v in values.items():
@@ -193,6 +194,27 @@ class Record:
         vals = self.vals.copy()
         self._set(vals, values)
         return np.frombuffer(self.packer.pack(*vals), dtype=self.dtype).reshape(())
+
+    def fill_addresses(self, *addrs: int) -> bytes:
+        """The struct's bytes with its leading pointer fields (all of them, in field order) set to `addrs` and the
+        other fields as fixed: one pack of the addresses before the fixed fields' bytes, packed once (a call's
+        share of the work is then its addresses)."""
+        if self._tail is None:
+            n = leading_pointers(self.dtype)
+            self._addresses = struct.Struct(f"<{n}Q")
+            self._tail = self.packer.pack(*self.vals)[8 * n:]
+        return self._addresses.pack(*addrs) + self._tail
+
+
+def leading_pointers(dt: np.dtype) -> int:
+    """How many fields at the start of struct dtype `dt` are pointers (uint64 at offsets 0, 8, ...)."""
+    n = 0
+    for name in dt.names:
+        sub, off = dt.fields[name][:2]
+        if sub != np.dtype(_P) or off != 8 * n:
+            break
+        n += 1
+    return n
 
 
 def record(struct_dtype: np.dtype, /, **values) -> np.ndarray:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Optional
 
-from .._environ import getenv
+from .._environ import getenv, raw_values
 from ..tunables import register
 from . import plan
 
@@ -37,8 +37,8 @@ _KNOBS: dict = {}
 
 
 def _environment() -> tuple:
-    # every raw call asks for the knobs: vmamba_kernels._environ.getenv, ten times cheaper than os.environ.get
-    return tuple(getenv(k) for k in _ENV_KEYS)
+    # every raw call asks for the knobs: the variables' raw values as the cache key (vmamba_kernels._environ)
+    return raw_values(_ENV_KEYS)
 
 
 def knobs() -> plan.Knobs:
