@@ -55,6 +55,15 @@ TORCH_LIBRARY_FRAGMENT(vmamba_cuda, m) {
 #include "common/arg_key.h"
 #include "ops.h"
 
+#ifdef VMAMBA_WITH_AUTOGRAD
+namespace vmamba::autograd {
+// csrc/autograd/autograd.cpp: a Python backend's raw kernels for the C++ autograd nodes; returns its kernel set
+int64_t register_py_kernels(pybind11::object scan_fwd, pybind11::object scan_bwd, pybind11::object cross_scan,
+                            pybind11::object cross_merge, pybind11::object ln_fwd, pybind11::object ln_bwd,
+                            pybind11::object dw_fwd, pybind11::object dw_bwd, bool mixed_branch);
+}  // namespace vmamba::autograd
+#endif
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "vmamba_kernels CUDA extension: ops under torch.ops.vmamba_cuda, and the same entry points bound "
             "directly here (no dispatcher)";
@@ -85,13 +94,55 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("ss2d_core_bwd", &vmamba::ss2d::ss2d_core_bwd, release());
 #endif
 #ifdef VMAMBA_WITH_AUTOGRAD
-  // the ops above with autograd recorded in C++ (dispatch's prepared calls with inputs that require grad)
-  m.def("selective_scan_fwd_autograd", &vmamba::autograd::selective_scan_fwd, release());
-  m.def("cross_scan_autograd", &vmamba::autograd::cross_scan, release());
-  m.def("cross_merge_autograd", &vmamba::autograd::cross_merge, release());
-  m.def("dwconv2d_fwd_autograd", &vmamba::autograd::dwconv2d_fwd, release());
-  m.def("add_layer_norm_fwd_autograd", &vmamba::autograd::add_layer_norm_fwd, release());
-  m.def("add_layer_norm_node_autograd", &vmamba::autograd::add_layer_norm_node, release());
+  {
+    // the ops above with autograd recorded in C++ (dispatch's prepared calls with inputs that require grad)
+    namespace ag = vmamba::autograd;
+    using OptT = vmamba::OptTensor;
+    using Tensor = at::Tensor;
+    constexpr int64_t cuda = vmamba::autograd::kCudaKernels;
+    m.def("selective_scan_fwd_autograd", [](const Tensor& u, const Tensor& delta, const Tensor& A, const Tensor& B,
+                                            const Tensor& C, const OptT& D, const OptT& bias, bool softplus,
+                                            at::ScalarType out_dtype) {
+      return ag::selective_scan_fwd(u, delta, A, B, C, D, bias, softplus, out_dtype, cuda);
+    }, release());
+    m.def("cross_scan_autograd", [](const Tensor& x, c10::string_view mode, bool cl) {
+      return ag::cross_scan(x, mode, cl, cuda);
+    }, release());
+    m.def("cross_merge_autograd", [](const Tensor& y, int64_t H, int64_t W, c10::string_view mode, bool cl) {
+      return ag::cross_merge(y, H, W, mode, cl, cuda);
+    }, release());
+    m.def("dwconv2d_fwd_autograd", [](const Tensor& x, const Tensor& w, const OptT& bias, c10::string_view act,
+                                      bool cl) { return ag::dwconv2d_fwd(x, w, bias, act, cl, cuda); }, release());
+    m.def("add_layer_norm_fwd_autograd", [](const Tensor& x, const OptT& branch, const Tensor& w, const OptT& bias,
+                                            const OptT& scale, double eps, bool cl,
+                                            std::optional<at::ScalarType> out_dtype) {
+      return ag::add_layer_norm_fwd(x, branch, w, bias, scale, eps, cl, out_dtype, cuda);
+    }, release());
+    m.def("add_layer_norm_node_autograd", &ag::add_layer_norm_node, release());
+    // The same C++ nodes around a Python backend's raw kernels (triton, cupy, torch): register_py_kernels(scan_fwd,
+    // scan_bwd, cross_scan, cross_merge, ln_fwd, ln_bwd, dw_fwd, dw_bwd, mixed_branch) -> its kernel set, the first
+    // argument of the *_pyautograd functions. No GIL release: the node calls Python.
+    m.def("register_py_kernels", &ag::register_py_kernels);
+    m.def("selective_scan_fwd_pyautograd", [](int64_t ks, const Tensor& u, const Tensor& delta, const Tensor& A,
+                                              const Tensor& B, const Tensor& C, const OptT& D, const OptT& bias,
+                                              bool softplus, at::ScalarType out_dtype) {
+      return ag::selective_scan_fwd(u, delta, A, B, C, D, bias, softplus, out_dtype, ks);
+    });
+    m.def("cross_scan_pyautograd", [](int64_t ks, const Tensor& x, c10::string_view mode, bool cl) {
+      return ag::cross_scan(x, mode, cl, ks);
+    });
+    m.def("cross_merge_pyautograd", [](int64_t ks, const Tensor& y, int64_t H, int64_t W, c10::string_view mode,
+                                       bool cl) { return ag::cross_merge(y, H, W, mode, cl, ks); });
+    m.def("dwconv2d_fwd_pyautograd", [](int64_t ks, const Tensor& x, const Tensor& w, const OptT& bias,
+                                        c10::string_view act, bool cl) {
+      return ag::dwconv2d_fwd(x, w, bias, act, cl, ks);
+    });
+    m.def("add_layer_norm_fwd_pyautograd", [](int64_t ks, const Tensor& x, const OptT& branch, const Tensor& w,
+                                              const OptT& bias, const OptT& scale, double eps, bool cl,
+                                              std::optional<at::ScalarType> out_dtype) {
+      return ag::add_layer_norm_fwd(x, branch, w, bias, scale, eps, cl, out_dtype, ks);
+    });
+  }
 #endif
 #ifdef VMAMBA_WITH_VSS_STAGE
   // not an op: a VMamba v2 stage's blocks in inference, composed of the entry points above (models/cpp_stages.py)

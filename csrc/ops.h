@@ -65,22 +65,26 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> ss2d_core_bwd(
     const OptTensor& delta_bias, const Tensor& dy, c10::string_view mode, bool channels_last, bool delta_softplus);
 }  // namespace ss2d
 
-// the same ops with autograd recorded in C++ (csrc/autograd/autograd.cpp): for calls whose inputs require grad
+// the same ops with autograd recorded in C++ (csrc/autograd/autograd.cpp): for calls whose inputs require grad. ks:
+// the kernels the node calls, kCudaKernels (the entry points above) or a Python backend's set (register_py_kernels)
 namespace autograd {
+constexpr int64_t kCudaKernels = -1;
 std::tuple<Tensor, Tensor, Tensor> selective_scan_fwd(const Tensor& u, const Tensor& delta, const Tensor& A,
                                                       const Tensor& B, const Tensor& C, const OptTensor& D,
                                                       const OptTensor& delta_bias, bool delta_softplus,
-                                                      at::ScalarType out_dtype);
-Tensor cross_scan(const Tensor& x, c10::string_view mode, bool channels_last);
-Tensor cross_merge(const Tensor& y, int64_t H, int64_t W, c10::string_view mode, bool channels_last);
+                                                      at::ScalarType out_dtype, int64_t ks = kCudaKernels);
+Tensor cross_scan(const Tensor& x, c10::string_view mode, bool channels_last, int64_t ks = kCudaKernels);
+Tensor cross_merge(const Tensor& y, int64_t H, int64_t W, c10::string_view mode, bool channels_last,
+                   int64_t ks = kCudaKernels);
 Tensor dwconv2d_fwd(const Tensor& x, const Tensor& weight, const OptTensor& bias, c10::string_view act,
-                    bool channels_last);
+                    bool channels_last, int64_t ks = kCudaKernels);
 std::tuple<Tensor, Tensor, Tensor, Tensor> add_layer_norm_fwd(const Tensor& x, const OptTensor& branch,
                                                               const Tensor& weight, const OptTensor& bias,
                                                               const OptTensor& branch_scale, double eps,
                                                               bool channels_last,
-                                                              c10::optional<at::ScalarType> out_dtype);
-// add_layer_norm_fwd with models/norm_node.py's from_y choice (save y instead of the sum for the backward)
+                                                              c10::optional<at::ScalarType> out_dtype,
+                                                              int64_t ks = kCudaKernels);
+// add_layer_norm_fwd with models/norm_node.py's from_y choice (save y instead of the sum for the backward); cuda only
 std::tuple<Tensor, Tensor, Tensor, Tensor> add_layer_norm_node(const Tensor& x, const OptTensor& branch,
                                                                const Tensor& weight, const OptTensor& bias,
                                                                const OptTensor& branch_scale, double eps,

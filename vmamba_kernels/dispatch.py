@@ -43,6 +43,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
+from . import native_nodes
 from ._environ import getenv
 from ._library import _PLAIN, _plain_context, apply_of, body_of, eager_allowed, eager_twin
 from .op_table import BASE_OPS, OPS, define_library_ops, spec
@@ -124,6 +125,7 @@ class Backend:
     prepared: dict = field(default_factory=dict, repr=False)
     _impl: object = field(default=None, repr=False)
     _reason: object = field(default="unprobed", repr=False)
+    _native: Optional[dict] = field(default=None, repr=False)
 
     # ---- availability -------------------------------------------------------------------
     def unavailable_reason(self) -> Optional[str]:
@@ -166,6 +168,17 @@ class Backend:
         if reason is not None:
             raise RuntimeError(f"impl {self.name!r} is not available: {reason}")
         return self._impl
+
+    def native_autograd(self) -> dict:
+        """{library key: function recording the op's autograd node in C++}: the module's own `autograd_ops` where it
+        exports them (the cuda extension's; {} when turned off), else, for a backend with `native_key`, the compiled
+        extension's nodes around its raw kernels (native_nodes.py, made once), else {}."""
+        own = getattr(self.impl(), "autograd_ops", None)
+        if own is not None:
+            return own
+        if self._native is None:
+            self._native = native_nodes.autograd_ops(self) if self.native_key else {}
+        return self._native
 
     # ---- support check for given inputs ----------------------------------------------------
     def why_not(self, op: str, args) -> list:
@@ -225,14 +238,14 @@ class OpCall:
             kind = "library"  # a tensor subclass: torch.library's ops always
         elif not args.requires_grad():
             kind = "body"
-        elif first.numel() > 0 and getattr(b.impl(), "autograd_ops", None):
-            kind = "grad_native"  # the backend records these ops' autograd itself (inputs with elements)
+        elif first.numel() > 0 and b.native_autograd():
+            kind = "grad_native"  # the ops' autograd recorded in C++ (inputs with elements)
         else:
             kind = "grad"
         call = b.prepared.get((self.spec.name, kind))
         if call is None:
             if kind == "grad_native":  # its native functions where it has them, the Python formulas elsewhere
-                ops = {**b.grad_ops, **b.impl().autograd_ops}
+                ops = {**b.grad_ops, **b.native_autograd()}
             else:
                 ops = {"library": b.library_ops, "grad": b.grad_ops, "body": b.body_ops}[kind]
             call = b.prepared[(self.spec.name, kind)] = PreparedCall(b, self.spec, ops)
