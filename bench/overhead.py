@@ -331,7 +331,7 @@ def _paths_note(impl: str, path: str, grad: bool) -> str:
     parts = ["native key" if dispatch.native_arg_key() else "python key"]
     if grad:
         b = dispatch.get_backend(impl)
-        parts.append("native autograd" if getattr(b.impl(), "autograd_ops", None) else "python autograd")
+        parts.append("native autograd" if b.native_autograd() else "python autograd")
     return ", ".join(parts)
 
 
