@@ -147,7 +147,7 @@ def test_native_key_tells_apart_what_the_python_key_does():
         (t, t) + base[2:], (t, None, False) + base[3:], (t, None, 1) + base[3:], (t, None, True, 2) + base[4:],
         (t, None, True, 1.0) + base[4:], (t, None, True, 1, 2.5) + base[5:], (t, None, True, 1, 1.5, "bidi", base[6]),
         base[:6] + (torch.bfloat16,), base[:6] + ("float16",), base[:6], base + (None,),
-        (t.to_sparse(),) + base[1:],
+        (t.to_sparse(),) + base[1:], (torch.randn(3, 2).t(),) + base[1:],  # the same shape, not contiguous
     ]
     keys = [key(base)] + [key(v) for v in variants]
     assert all(isinstance(k, bytes) for k in keys)
@@ -247,3 +247,48 @@ def test_prepared_calls_take_the_path_their_key_decided(which_key):
     g = torch.autograd.grad(y3.sum(), leaves[0])[0]
     g_ref = torch.autograd.grad(vk.ops("torch")["scan_fwd"](*leaves[:7], True, args[0].dtype)[0].sum(), leaves[0])[0]
     assert torch.equal(g, g_ref)
+
+
+def _noncontiguous(t):
+    """t's values in a tensor of t's shape that is not contiguous."""
+    return t.transpose(-1, -2).contiguous().transpose(-1, -2) if t.dim() >= 2 and t.shape[-1] > 1 else t
+
+
+@pytest.mark.parametrize("op,args", list(_cases()))
+def test_prepared_calls_of_contiguous_inputs_skip_the_contiguous_calls(which_key, op, args):
+    """A key of contiguous inputs prepares the run without .contiguous() calls (OpSpec.run_dense), a key with a
+    non-contiguous input the full run; both give the same result. The key holds contiguity, so the second never
+    reuses the first's call."""
+    s = SPECS[op]
+    call, a = dispatch.prepare(op, "torch", args)
+    call, a = dispatch.prepare(op, "torch", args)  # the prepared call itself
+    assert call.run is s.run_dense
+    odd = tuple(_noncontiguous(v) if isinstance(v, torch.Tensor) else v for v in args)
+    assert any(isinstance(v, torch.Tensor) and not v.is_contiguous() for v in odd)
+    for _ in range(2):
+        call2, a2 = dispatch.prepare(op, "torch", odd)
+    assert call2.run is s.run
+    r1, r2 = call(a), call2(a2)
+    for x, y in zip(r1 if isinstance(r1, tuple) else (r1,), r2 if isinstance(r2, tuple) else (r2,)):
+        assert torch.equal(x, y)
+
+
+def test_a_native_key_without_contiguity_keeps_the_contiguous_calls(monkeypatch):
+    """An extension built before its key held contiguity: prepared calls must not skip .contiguous() (a later call of
+    the same shapes, not contiguous, would reuse them)."""
+    key = _native_key()
+    blind = lambda args: key(tuple(a.contiguous() if isinstance(a, torch.Tensor) else a for a in args))  # noqa: E731
+    monkeypatch.setattr(dispatch, "_NATIVE_KEY", [blind])
+    dispatch.clear_choice_cache()
+    try:
+        assert not dispatch.key_encodes_contiguity()
+        args = _scan_args()
+        call, _ = dispatch.prepare("selective_scan", "torch", args)
+        assert call.run is SPECS["selective_scan"].run
+        odd = (_noncontiguous(args[0]),) + args[1:]
+        assert torch.equal(vk.selective_scan(*odd[:7], delta_softplus=True, impl="torch"),
+                           vk.selective_scan(*args[:7], delta_softplus=True, impl="torch"))
+    finally:
+        dispatch.clear_choice_cache()
+    assert dispatch._keys_contiguity(key) and dispatch._arg_meta(torch.zeros(2, 2)) != dispatch._arg_meta(
+        torch.zeros(2, 2).t())

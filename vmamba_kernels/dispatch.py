@@ -242,13 +242,17 @@ class OpCall:
             kind = "grad_native"  # the ops' autograd recorded in C++ (inputs with elements)
         else:
             kind = "grad"
-        call = b.prepared.get((self.spec.name, kind))
+        # contiguous inputs (the key holds every tensor's contiguity): the run without .contiguous() calls
+        dense = (self.spec.run_dense is not None and all(t.is_contiguous() for t in args.tensors())
+                 and key_encodes_contiguity())
+        call = b.prepared.get((self.spec.name, kind, dense))
         if call is None:
             if kind == "grad_native":  # its native functions where it has them, the Python formulas elsewhere
                 ops = {**b.grad_ops, **b.native_autograd()}
             else:
                 ops = {"library": b.library_ops, "grad": b.grad_ops, "body": b.body_ops}[kind]
-            call = b.prepared[(self.spec.name, kind)] = PreparedCall(b, self.spec, ops)
+            call = b.prepared[(self.spec.name, kind, dense)] = PreparedCall(
+                b, self.spec, ops, self.spec.run_dense if dense else self.spec.run)
         return call
 
 
@@ -259,14 +263,15 @@ class PreparedCall(OpCall):
     functions where its module exports them (`autograd_ops`: {library key: function with the custom op's
     arguments and outputs}, e.g. the cuda extension's, recorded in C++); else torch.library's ops."""
 
-    __slots__ = ("ops",)
+    __slots__ = ("ops", "run")
 
-    def __init__(self, backend: Backend, op_spec, ops: dict):
+    def __init__(self, backend: Backend, op_spec, ops: dict, run=None):
         super().__init__(backend, op_spec)
         self.ops = ops
+        self.run = op_spec.run if run is None else run  # OpSpec.run, or run_dense for a key of contiguous inputs
 
     def __call__(self, args):
-        return self.spec.run(self.ops if _plain_context() else self.backend.library_ops, args)
+        return self.run(self.ops if _plain_context() else self.backend.library_ops, args)
 
     def prepared(self, args) -> "PreparedCall":
         return self.backend.calls[self.spec.name].prepared(args)
@@ -431,7 +436,7 @@ _PREPARED: dict = {}
 
 def _arg_meta(v):
     if isinstance(v, torch.Tensor):
-        return type(v), v.shape, v.dtype, v.device, v.requires_grad
+        return type(v), v.shape, v.dtype, v.device, v.requires_grad, v.is_contiguous()
     return type(v), v
 
 
@@ -465,6 +470,30 @@ def _find_native_key() -> None:
     fn = extension_function("arg_key")
     if _NATIVE_KEY[0] is _untried:  # the cuda backend may have installed it meanwhile
         _NATIVE_KEY[0] = fn
+
+
+def _keys_contiguity(fn) -> bool:
+    """Whether native key `fn` tells a contiguous tensor from a non-contiguous one of the same shape (an extension
+    built before its key held contiguity does not: its prepared calls then keep the .contiguous() calls)."""
+    t = torch.empty(2, 2)
+    try:
+        return fn((t,)) != fn((t.t(),))
+    except Exception:  # noqa: BLE001
+        return False
+
+
+_KEY_CONTIGUITY: dict = {}  # native key function -> whether it encodes contiguity
+
+
+def key_encodes_contiguity() -> bool:
+    """Whether the key of prepared calls now holds every tensor's contiguity (the Python key does)."""
+    fn = _NATIVE_KEY[0]
+    if fn in (None, _untried):
+        return True
+    got = _KEY_CONTIGUITY.get(fn)
+    if got is None:
+        got = _KEY_CONTIGUITY[fn] = _keys_contiguity(fn)
+    return got
 
 
 def native_arg_key() -> bool:

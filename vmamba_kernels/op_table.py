@@ -35,6 +35,9 @@ class OpSpec:
     # check's result for arguments whose metadata a check accepted before, without the checks (dispatch.prepare);
     # None: every call runs `check`
     fast: Optional[Callable] = None
+    # `run` for arguments whose tensors are all contiguous (no .contiguous() calls: 0.2 us each on a GPU host, seven
+    # per scan call); prepared calls take it when their key says so (dispatch.OpCall.prepared). None: `run` always
+    run_dense: Optional[Callable] = None
 
 
 def _run_scan(ops, a):
@@ -43,6 +46,11 @@ def _run_scan(ops, a):
         c(a.u), c(a.delta), c(a.A), c(a.B), c(a.C),
         None if a.D is None else c(a.D), None if a.delta_bias is None else c(a.delta_bias),
         a.delta_softplus, a.out_dtype)
+    return y, last_state
+
+
+def _run_scan_dense(ops, a):
+    y, last_state, _ = ops["scan_fwd"](a.u, a.delta, a.A, a.B, a.C, a.D, a.delta_bias, a.delta_softplus, a.out_dtype)
     return y, last_state
 
 
@@ -63,6 +71,12 @@ def _run_add_layer_norm(ops, a):
     return y, (s if a.branch is not None else a.x)
 
 
+def _run_add_layer_norm_dense(ops, a):
+    y, s, _, _ = ops["add_layer_norm_fwd"](a.x, a.branch, a.weight, a.bias, a.branch_scale, a.eps, a.channels_last,
+                                           a.out_dtype)
+    return y, (s if a.branch is not None else a.x)
+
+
 def _dwconv_limits(backend, a) -> list:
     ks = getattr(backend, "dwconv_kernel_sizes", None)
     if ks is not None and a.K not in ks:
@@ -75,6 +89,11 @@ def _run_ss2d_core(ops, a):
     opt = lambda t: None if t is None else t.contiguous()  # noqa: E731
     return ops["ss2d_core_fwd"](c(a.x), c(a.x_proj_weight), c(a.dt_projs_weight), c(a.A), opt(a.D),
                                 opt(a.delta_bias), a.mode, a.channels_last, a.delta_softplus, a.out_dtype)[0]
+
+
+def _run_ss2d_core_dense(ops, a):
+    return ops["ss2d_core_fwd"](a.x, a.x_proj_weight, a.dt_projs_weight, a.A, a.D, a.delta_bias, a.mode,
+                                a.channels_last, a.delta_softplus, a.out_dtype)[0]
 
 
 def ss2d_dstate_range(backend) -> tuple:
@@ -104,26 +123,30 @@ SPECS = {
     "selective_scan": OpSpec(
         "selective_scan", validate.check_selective_scan, ("selective_scan_fwd", "selective_scan_bwd"),
         _library.define_scan, _run_scan, limits=_scan_limits, public_only=("return_last_state",),
-        fast=validate.args_selective_scan),
+        fast=validate.args_selective_scan, run_dense=_run_scan_dense),
     "cross_scan": OpSpec(
         "cross_scan", validate.check_cross_scan, _CROSS_KERNELS, _library.define_cross,
-        lambda ops, a: ops["cross_scan"](a.x.contiguous(), a.mode, a.channels_last), fast=validate.args_cross_scan),
+        lambda ops, a: ops["cross_scan"](a.x.contiguous(), a.mode, a.channels_last), fast=validate.args_cross_scan,
+        run_dense=lambda ops, a: ops["cross_scan"](a.x, a.mode, a.channels_last)),
     "cross_merge": OpSpec(
         "cross_merge", validate.check_cross_merge, _CROSS_KERNELS, _library.define_cross,
         lambda ops, a: ops["cross_merge"](a.x.contiguous(), a.H, a.W, a.mode, a.channels_last),
-        fast=validate.args_cross_merge),
+        fast=validate.args_cross_merge, run_dense=lambda ops, a: ops["cross_merge"](a.x, a.H, a.W, a.mode,
+                                                                                    a.channels_last)),
     "add_layer_norm": OpSpec(
         "add_layer_norm", validate.check_add_layer_norm, ("add_layer_norm_fwd", "add_layer_norm_bwd"),
-        _library.define_add_layer_norm, _run_add_layer_norm, fast=validate.args_add_layer_norm),
+        _library.define_add_layer_norm, _run_add_layer_norm, fast=validate.args_add_layer_norm,
+        run_dense=_run_add_layer_norm_dense),
     "dwconv2d": OpSpec(
         "dwconv2d", validate.check_dwconv2d, ("dwconv2d_fwd", "dwconv2d_bwd"), _library.define_dwconv2d,
         lambda ops, a: ops["dwconv2d_fwd"](a.x.contiguous(), a.weight.contiguous(),
                                            None if a.bias is None else a.bias.contiguous(), a.act,
                                            a.channels_last),
-        limits=_dwconv_limits, fast=validate.args_dwconv2d),
+        limits=_dwconv_limits, fast=validate.args_dwconv2d,
+        run_dense=lambda ops, a: ops["dwconv2d_fwd"](a.x, a.weight, a.bias, a.act, a.channels_last)),
     "ss2d_core": OpSpec(
         "ss2d_core", validate.check_ss2d_core, ("ss2d_core_fwd", "ss2d_core_bwd"), _library.define_ss2d_core,
-        _run_ss2d_core, limits=_ss2d_core_limits, fast=validate.args_ss2d_core),
+        _run_ss2d_core, limits=_ss2d_core_limits, fast=validate.args_ss2d_core, run_dense=_run_ss2d_core_dense),
 }
 OPS = tuple(SPECS)
 # what a Backend implements unless it says otherwise; a new op is opt-in (Backend(ops=...))

@@ -1,7 +1,8 @@
 // arg_key(args: tuple) -> bytes | None: the metadata of a public call's arguments as one bytes object, the key
 // vmamba_kernels.dispatch.prepare caches its checked calls by (dispatch.arg_key). It encodes what the Python
 // key (dispatch._arg_meta) holds: for a torch.Tensor or nn.Parameter which of the two, dtype, layout, device,
-// requires_grad and sizes; for None, a bool, an int, a float, a str or a torch.dtype its type and value. Anything
+// requires_grad, whether it is contiguous (a prepared call of contiguous inputs skips the .contiguous() calls) and
+// sizes; for None, a bool, an int, a float, a str or a torch.dtype its type and value. Anything
 // else (a tensor subclass: its type object could be freed and its address reused while the key lives; a tensor
 // with symbolic sizes, an int past 64 bits, a str too long for the buffer) gives None, and the caller keys the
 // call in Python. Why: building and hashing the Python tuples took 4 us of a 16 us public call on the CI VM; the
@@ -51,6 +52,7 @@ inline bool put_arg(KeyBuffer& k, PyObject* v) {
     return k.put_value(type) && k.put_value(int8_t(t.scalar_type())) &&
            k.put_value(int8_t(t.layout())) && k.put_value(int8_t(t.device().type())) &&
            k.put_value(int8_t(t.device().index())) && k.put_value(uint8_t(t.requires_grad())) &&
+           k.put_value(uint8_t(t.is_contiguous())) &&
            k.put_value(uint8_t(sizes.size())) && k.put(sizes.data(), sizes.size() * sizeof(int64_t));
   }
   if (v == Py_None) return k.put_value('N');

@@ -1,5 +1,6 @@
-"""Mutants of vmamba_kernels/dispatch.py (the campaign of 2026-12-07: 15 of these 46 survived the suite before
-tests/test_dispatch_edges.py). Run: python -m tests.tools.mutate tests/tools/mutants/dispatch.py"""
+"""Mutants of vmamba_kernels/dispatch.py (the campaign of 2026-12-07: 15 of the first 46 survived the suite before
+tests/test_dispatch_edges.py; D47-D51, the prepared calls' contiguous run, were killed when written).
+Run: python -m tests.tools.mutate tests/tools/mutants/dispatch.py"""
 
 FILE = "vmamba_kernels/dispatch.py"
 TESTS = ["tests/test_dispatch.py", "tests/test_dispatch_edges.py", "tests/test_prepared_calls.py",
@@ -21,10 +22,16 @@ MUTANTS = [
     ('D11', 'first.numel() > 0 and ', '', 'grad_native also for empty inputs'),
     ('D12', 'if eager_allowed(', 'if not eager_allowed(', 'OpCall: eager twin vs library inverted'),
     ('D13', 'if _plain_context()', 'if not _plain_context()', 'PreparedCall: plain context inverted'),
-    ('D14', 'b.prepared.get((self.spec.name, kind))',
-     "b.prepared.get((self.spec.name, 'body'))", 'prepared-call cache ignores kind on lookup'),
-    ('D15', '{**b.grad_ops, **b.impl().autograd_ops}',
-     '{**b.impl().autograd_ops, **b.grad_ops}', 'grad_native: Python formulas override native'),
+    ('D14', 'b.prepared.get((self.spec.name, kind, dense))',
+     "b.prepared.get((self.spec.name, 'body', dense))", 'prepared-call cache ignores kind on lookup'),
+    ('D15', '{**b.grad_ops, **b.native_autograd()}',
+     '{**b.native_autograd(), **b.grad_ops}', 'grad_native: Python formulas override native'),
+    ('D47', 'b.prepared.get((self.spec.name, kind, dense))', 'b.prepared.get((self.spec.name, kind, True))',
+     'prepared-call cache: a non-contiguous key finds the dense call'),
+    ('D48', 'and all(t.is_contiguous() for t in args.tensors())', '', 'dense run without contiguous inputs'),
+    ('D49', 'and key_encodes_contiguity())', ')', 'dense run under a key blind to contiguity'),
+    ('D50', 'return fn((t,)) != fn((t.t(),))', 'return True', 'an old native key taken as encoding contiguity'),
+    ('D51', 'v.requires_grad, v.is_contiguous()', 'v.requires_grad', 'Python key without contiguity'),
     ('D16', 'key=lambda b: (b.priority, b.name)', 'key=lambda b: (-b.priority, b.name)', 'priority order reversed'),
     ('D17', 'key=lambda b: (b.priority, b.name)', 'key=lambda b: (b.priority,)', 'no name tie-break'),
     ('D18', 'if not reasons:', 'if True:', 'auto choice: first backend regardless of reasons'),
