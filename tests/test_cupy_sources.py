@@ -504,6 +504,47 @@ def test_fixed_arguments_hold_the_plan_scalars_and_structs_bytes(fake_launch, mo
     assert arr.shape == () and arr.tobytes() == st.tobytes()
 
 
+def test_launch_module_holds_every_argument_buffer_until_the_launch(fake_launch, monkeypatch):
+    """A CPointer is an address: the driver reads the bytes behind it when the launch is issued, so the buffer every
+    argument points into (the call's struct or addresses, the plan's _Fixed bytes) must still be alive at the launch,
+    not only when the pointer is made (a buffer freed early reads as the right bytes until it is reused). Every
+    array.array the module makes is tracked by a weak reference; the stand-in Function checks that each argument
+    points into a live one."""
+    import array
+    import types
+    import weakref
+
+    import torch
+
+    from tests.scan_cases import make_inputs
+
+    launch, _, _ = fake_launch
+    monkeypatch.setattr(launch, "_CPointer", _RecordingCPointer)
+    made, launched = [], []
+
+    def tracked(code, init):
+        buf = array.array(code, init)
+        base, n = buf.buffer_info()
+        made.append((weakref.ref(buf), base, base + n * buf.itemsize))
+        return buf
+
+    def call(self, grid, block, args, shared_mem=0, stream=None):
+        for i, a in enumerate(args):
+            assert any(r() is not None and lo <= a.p < hi for r, lo, hi in made), (
+                f"{self.raw.name}: argument {i}'s buffer was freed before the launch")
+        launched.append(self.raw.name)
+
+    monkeypatch.setattr(launch, "array", types.SimpleNamespace(array=tracked))
+    monkeypatch.setattr(_FakeFunction, "__call__", call)
+    for N in (1, 16):  # the packed kernel (struct and scalars), the seq kernel (struct and one scalar)
+        ins = make_inputs(2, 24, 196, N, 4, dtype=torch.float16, requires_grad=False)
+        out, _, aux = launch.selective_scan_fwd(*ins, True, torch.float32)
+        launch.selective_scan_bwd(*ins, True, torch.randn_like(out), aux)  # struct; finalize_bc's addresses
+    x = torch.randn(2, 8, 14, 14)
+    launch.cross_merge_fwd(launch.cross_scan_fwd(x, "cross2d", False), 14, 14, "cross2d", False)
+    assert len(launched) == 2 * 4 + 2 and S.scan_finalize_bc_name("float16") in launched
+
+
 def test_record_fill_addresses_equals_a_full_fill():
     rec = P.Record(P.BWD_PARAMS, batch=2, KD=96, L=49, G=24, N=16, K=4, S=3, lpr=7, softplus=True, seq=True, dtype=1,
                    dout_dtype=0, bc_bstride=4 * 16 * 49, bc_gstride=16 * 49)
@@ -512,6 +553,10 @@ def test_record_fill_addresses_equals_a_full_fill():
     addrs = [(i + 1) * 0x1000 + 0x7F0000000000 for i in range(len(names))]
     assert rec.fill_addresses(*addrs) == rec.fill(**dict(zip(names, addrs))).tobytes()
     assert P.leading_pointers(P.FWD_PARAMS) == 10 and P.leading_pointers(P.DIRECT_ARGS) == 0
+    # pointers are uint64 fields at 0, 8, ...: not a uint32, not a uint64 after a gap
+    assert P.leading_pointers(P.PLANE_ARGS) == 0 and P.leading_pointers(P.TILE_ARGS) == 0
+    gapped = np.dtype({"names": ["a", "b", "c"], "formats": ["<u8"] * 3, "offsets": [0, 8, 24], "itemsize": 32})
+    assert P.leading_pointers(gapped) == 2
 
 
 def test_launch_module_edge_cases(fake_launch):
@@ -536,9 +581,10 @@ def test_launch_module_edge_cases(fake_launch):
     assert launch.cross_scan_fwd(torch.randn(0, 3, 4, 5), "bidi", False).shape == (0, 4, 3, 20)
 
 
-def test_launch_module_scan_plan_cache_follows_alignment_knobs_and_shapes(fake_launch):
+def test_launch_module_scan_plan_cache_follows_alignment_knobs_and_shapes(fake_launch, monkeypatch):
     """The scan's per-configuration cache (plan, instance names, fixed struct fields) against a fresh plan for every
-    call: misaligned addresses, other knobs, another length, d_state or dtype; every address filled per call."""
+    call: misaligned addresses (each of u, delta, B, C alone, and out), other knobs, another length, d_state or dtype;
+    every address filled per call."""
     import torch
 
     import vmamba_kernels as vk
@@ -549,11 +595,11 @@ def test_launch_module_scan_plan_cache_follows_alignment_knobs_and_shapes(fake_l
     def knobs_now():
         return P.Knobs(**{f: str(v) for f, v in vars(vk.get_tuning("cupy")).items() if v is not None})
 
-    def fwd(L, N, dtype=torch.float16, shift=0, out_dtype=None):
+    def fwd(L, N, dtype=torch.float16, shift=0, out_dtype=None, which=(0, 1)):
         out_dtype = out_dtype or dtype
         ins = list(make_inputs(2, 24, L, N, 4, dtype=dtype, requires_grad=False))
-        if shift:  # u and delta 2 bytes past a 16-byte boundary: the packed kernel's access width changes
-            for i in (0, 1):
+        if shift:  # u and delta (or `which` inputs) past a 16-byte boundary: the packed kernel's access width changes
+            for i in which:
                 ins[i] = torch.cat([ins[i].new_zeros(shift), ins[i].flatten()])[shift:].view(ins[i].shape)
         out, last, aux = launch.selective_scan_fwd(*ins, True, out_dtype)
         name, grid, _, args, _, _ = calls[-1]
@@ -574,13 +620,26 @@ def test_launch_module_scan_plan_cache_follows_alignment_knobs_and_shapes(fake_l
     assert fwd(196, 1) == aligned  # cached
     assert fwd(196, 1, shift=1) != aligned  # 2 bytes off: another access width
     assert fwd(196, 1, shift=2) != aligned  # 4 bytes off: 8-byte pieces no more
+    for i in (0, 1, 3, 4):  # u, delta, B or C alone 4 bytes off: each address's alignment is in the key
+        assert fwd(196, 1, shift=2, which=(i,)) != aligned
     with vk.tuning("cupy", scan_packed_rows=3):
         assert fwd(196, 1)[1][0] == 3  # the knob's rows per warp, not the cached plan's
     assert fwd(196, 1) == aligned
     fwd(200, 1)
     fwd(196, 4)
     fwd(196, 1, torch.bfloat16)
-    assert fwd(196, 1, out_dtype=torch.float32)[0] != aligned[0]  # another output dtype: another instance
+    wide = fwd(196, 1, out_dtype=torch.float32)
+    assert wide[0] != aligned[0]  # another output dtype: another instance
+    empty = torch.empty
+
+    def off8(shape, **kw):  # out 8 bytes past a 16-byte boundary: torch's allocators align more, an allocator need not
+        n = int(np.prod(shape))
+        t = empty(n + 16, **kw)
+        return t[8 // t.element_size():][:n].view(shape)
+
+    with monkeypatch.context() as m:
+        m.setattr(torch, "empty", off8)
+        assert fwd(196, 1, out_dtype=torch.float32)[1][2] == 8 != wide[1][2]  # 8-byte output pieces, not 16
     # the backward: the split count follows its knob and lands in the struct and in finalize_bc's argument
     KD, L, N = 256, 300, 4
     ins = make_inputs(2, KD, L, N, 4, dtype=torch.float16, requires_grad=False)
@@ -692,7 +751,8 @@ def test_launch_module_fills_every_backward_field(fake_launch):
 def test_launch_module_launches_on_the_tensors_device_and_its_stream(fake_launch, monkeypatch):
     """A launch goes to torch's current stream of the tensors' device, switching CuPy's device only when that is not
     the current one; plans are per device (another SM count: another packed rows per warp); the dynamic shared
-    memory opt-in grows with a launch that needs more."""
+    memory opt-in grows with a launch that needs more; tensors on a device other than the current one get that
+    device's plan, arguments and stream."""
     import contextlib
     import types
 
@@ -739,3 +799,21 @@ def test_launch_module_launches_on_the_tensors_device_and_its_stream(fake_launch
     n = len(calls)
     launch._run(S.CROSS_HEADER, name, P.Launch(lp.kernel, lp.targs, (0,), (32,)), (), 0)
     assert len(calls) == n, "an empty grid was launched (CUDA refuses it)"
+
+    class OnDevice1(torch.Tensor):  # CPU tensors that say they are on cuda:1 (the scan's and cross's idx)
+        @property
+        def device(self):
+            return torch.device("cuda", 1)
+
+    state["current"] = 0
+    on1 = [t.as_subclass(OnDevice1) for t in ins]
+    with monkeypatch.context() as m:
+        empty = torch.empty
+        m.setattr(torch, "empty", lambda *a, device=None, **k: empty(*a, **k))
+        out, _, aux = launch.selective_scan_fwd(*on1, True, torch.float32)
+        assert int(calls[-1][3][1]) == 3 and state["seen"][-1] == ([1], 1001)  # device 1's plan, args and stream
+        n = len(state["seen"])
+        launch.selective_scan_bwd(*on1, True, torch.randn(out.shape).as_subclass(OnDevice1), aux)
+        assert len(state["seen"]) > n and all(s == ([1], 1001) for s in state["seen"][n:])
+        launch.cross_scan_fwd(torch.randn(1, 8, 14, 14).as_subclass(OnDevice1), "cross2d", False)
+        assert state["seen"][-1] == ([1], 1001) and len(calls[-1][3]) == 3  # in, out, the plane struct
