@@ -19,6 +19,7 @@
 #include <atomic>
 #include <string>
 
+#include "../common/common.h"
 #include "../ops.h"
 
 #ifndef VMAMBA_NO_PYTHON
@@ -58,7 +59,8 @@ PyKernels* g_py_sets[kMaxPySets];
 std::atomic<int> g_py_count{0};
 
 const PyKernels& py_set(int64_t ks) {
-  TORCH_CHECK(ks >= 0 && ks < g_py_count.load(std::memory_order_acquire), "vmamba_kernels._C: no kernel set ", ks);
+  TORCH_CHECK(ks >= 0 && ks < g_py_count.load(std::memory_order_acquire),
+              ::vmamba::detail::message("vmamba_kernels._C: no kernel set ", ks));
   return *g_py_sets[ks];
 }
 
@@ -69,14 +71,17 @@ Tensor as_tensor(py::handle h) { return h.is_none() ? Tensor() : h.cast<Tensor>(
 template <size_t N, typename... Args>
 std::array<Tensor, N> call_py(const py::object& fn, const char* name, const Args&... args) {
   py::gil_scoped_acquire gil;
-  TORCH_CHECK(!fn.is_none(), "vmamba_kernels._C: the registered backend has no raw kernel ", name);
+  TORCH_CHECK(!fn.is_none(),
+              ::vmamba::detail::message("vmamba_kernels._C: the registered backend has no raw kernel ", name));
   py::object r = fn(args...);
   std::array<Tensor, N> out;
   if constexpr (N == 1) {
     out[0] = as_tensor(r);
   } else {
     py::tuple t = r.cast<py::tuple>();
-    TORCH_CHECK(t.size() >= N, "vmamba_kernels._C: ", name, " returned ", t.size(), " values, expected ", N);
+    TORCH_CHECK(t.size() >= N,
+                ::vmamba::detail::message("vmamba_kernels._C: ", name, " returned ", t.size(), " values, expected ",
+                                          N));
     for (size_t i = 0; i < N; ++i) out[i] = as_tensor(t[i]);
   }
   return out;
@@ -172,7 +177,7 @@ std::array<Tensor, 4> k_ln_bwd(int64_t ks, const Tensor& dy, const OptTensor& ds
 #ifndef VMAMBA_NO_PYTHON
   if (ks != kCuda) {
     // the Python formulas' backward never asks from_y (add_layer_norm_node is the cuda backend's only)
-    TORCH_CHECK(!from_y, "vmamba_kernels._C: from_y is the cuda kernels' only");
+    TORCH_CHECK(!from_y, ::vmamba::detail::message("vmamba_kernels._C: from_y is the cuda kernels' only"));
     return call_py<4>(py_set(ks).ln_bwd, "add_layer_norm_bwd",
                       dy, ds, s, weight, bias, mean, rstd, branch_scale, has_branch, channels_last, x_dtype);
   }
@@ -369,7 +374,7 @@ int64_t register_py_kernels(py::object scan_fwd, py::object scan_bwd, py::object
                             bool mixed_branch) {
   // called with the GIL held, so registrations do not race one another; readers see a set once the count has it
   const int n = g_py_count.load(std::memory_order_relaxed);
-  TORCH_CHECK(n < kMaxPySets, "vmamba_kernels._C: at most ", kMaxPySets, " kernel sets");
+  TORCH_CHECK(n < kMaxPySets, ::vmamba::detail::message("vmamba_kernels._C: at most ", kMaxPySets, " kernel sets"));
   g_py_sets[n] = new PyKernels{std::move(scan_fwd), std::move(scan_bwd), std::move(cross_scan),
                                std::move(cross_merge), std::move(ln_fwd),  std::move(ln_bwd),
                                std::move(dw_fwd),      std::move(dw_bwd),  mixed_branch};
