@@ -682,6 +682,25 @@ def test_launch_module_cross_plan_cache_follows_knobs_and_alignment(fake_launch)
     assert calls[-1][0].endswith(", 2>"), calls[-1][0]
 
 
+def test_launch_module_cross_plan_cache_tells_dtype_mode_and_layout_apart(fake_launch):
+    """Calls of one shape that differ only in dtype, mode or layout each get their own plan: the launch (kernel
+    instance and its argument structs) equals a fresh plan's for that call, whatever ran before."""
+    import torch
+
+    launch, calls, _ = fake_launch
+    x = torch.randn(2, 8, 8, 8)
+    for dt, mode, cl in (("float32", "cross2d", False), ("float16", "cross2d", False), ("float16", "bidi", False),
+                         ("float16", "bidi", True), ("float32", "unidi", True), ("float32", "cross2d", False)):
+        t = x.to(getattr(torch, dt))
+        y = launch.cross_scan_fwd(t, mode, cl)
+        lp, _ = P.cross_launch(P.CrossProblem(2, 8, 8, 8, launch._MODES[mode], cl, dt, t.data_ptr() % 16,
+                                              y.data_ptr() % 16), False, P.Knobs())
+        name, grid, block, args, smem, _ = calls[-1]
+        assert name == S.cross_name(lp.kernel, dt, *lp.targs[1:]) and grid == lp.grid, (dt, mode, cl)
+        structs = [e for e in lp.extra if type(e) is np.ndarray]
+        assert [a.tobytes() for a in args[2:] if type(a) is np.ndarray] == [e.tobytes() for e in structs], (dt, mode, cl)
+
+
 def test_launch_module_fills_every_forward_field(fake_launch, monkeypatch):
     """Every struct field the kernel reads, with softplus, knobs and strides from this call's configuration; scalar
     arguments in the kernel's own types; an output dtype the kernels do not write comes back converted; L = 0 leaves

@@ -414,18 +414,21 @@ def _bwd_config(batch, KD, L, N, K, t, d, softplus, k, idx):
 
 
 # ---- cross scan / merge -------------------------------------------------------------------------
-_CROSS_PLANS: dict = {}  # (problem with addresses mod 16, merge, knobs) -> (Launch, instance name, _Fixed) or None
+# (CrossProblem's fields with the addresses mod 16, merge, knobs) -> (Launch, instance name, _Fixed) or None; a plain
+# tuple: building the CrossProblem dataclass per call cost 2.5 us on the CI VM, so it is made on a miss only
+_CROSS_PLANS: dict = {}
 
 
 def _cross(inp: torch.Tensor, out: torch.Tensor, B, C, H, W, mode, channels_last, merge: bool):
     # the plan depends on the addresses only through their alignment (vectors of at most 16 bytes), so it
     # is cached per shape, alignment and knobs: planning in Python costs more than the small kernels
-    a_in, a_out = _p(inp), _p(out)
-    prob = plan.CrossProblem(B, C, H, W, _MODES[mode], bool(channels_last), _DT[inp.dtype], a_in % 16, a_out % 16)
-    key = (prob, merge, tuning.knobs())
+    a_in, a_out = inp.data_ptr(), out.data_ptr()
+    k = tuning.knobs()
+    key = (B, C, H, W, mode, bool(channels_last), inp.dtype, a_in % 16, a_out % 16, merge, k)
     got = _CROSS_PLANS.get(key, False)
     if got is False:
-        lp_d = plan.cross_launch(prob, merge, key[2])
+        prob = plan.CrossProblem(B, C, H, W, _MODES[mode], bool(channels_last), _DT[inp.dtype], a_in % 16, a_out % 16)
+        lp_d = plan.cross_launch(prob, merge, k)
         got = None if lp_d is None else (lp_d[0], sources.cross_name(lp_d[0].kernel, prob.dtype, *lp_d[0].targs[1:]),
                                          _Fixed(lp_d[0].extra))
         if len(_CROSS_PLANS) > 4096:

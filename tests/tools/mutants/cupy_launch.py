@@ -17,7 +17,9 @@ conversion widened to every non-fp32 dout (same values, one more copy), _Fixed's
 its own 8-byte slot: the kernel's int reads the low 4 bytes, the same for every i4 a plan makes), the bwd main and
 finalize_small launches without their fixed args (bwd_plan gives them none), a `del hold` dropped (the buffer goes
 at return, after the launch). The forward key's `& 15` -> `& 7`, equivalent while every out was 16-byte aligned, is
-C75 now that a test misaligns out.
+C75 now that a test misaligns out. When the cross plans' key became a plain tuple (CrossProblem made on a miss only),
+C08 was rewritten and C76-C80 added (each of the key's fields dropped); C77-C79 (dtype, mode, layout) survived until
+test_launch_module_cross_plan_cache_tells_dtype_mode_and_layout_apart: 79 mutants, none surviving.
 Run: python -m tests.tools.mutate tests/tools/mutants/cupy_launch.py"""
 
 FILE = "vmamba_kernels/cupy/launch.py"
@@ -27,7 +29,7 @@ TESTS = ["tests/test_cupy_sources.py",
 _FKEY = ('key = ("fwd", batch, KD, L, N, K, t, o, bool(delta_softplus), k, idx, a[0] & 15, a[1] & 15, a[2] & 15, '
          'a[3] & 15,\n           a[4] & 15)')
 _BKEY = 'key = ("bwd", batch, KD, L, N, K, t, d, bool(delta_softplus), k, idx)'
-_XKEY = "key = (prob, merge, tuning.knobs())"
+_XKEY = "key = (B, C, H, W, mode, bool(channels_last), inp.dtype, a_in % 16, a_out % 16, merge, k)"
 _PROB = "_DT[inp.dtype], a_in % 16, a_out % 16)"
 _SWITCH = "if cupy.cuda.runtime.getDevice() == idx:"
 _FADDR = ("rec.fill_addresses(a[0], a[1], A.data_ptr(), a[2], a[3], _p(D), _p(delta_bias), a[4],\n"
@@ -60,8 +62,13 @@ MUTANTS = [
     ("C75", _FKEY, _FKEY.replace("& 15", "& 7"), "fwd key: 8-byte instead of 16-byte alignment (out's pieces)"),
     ("C06", _BKEY, _BKEY.replace(" t, d,", " t,"), "bwd key: dout dtype dropped"),
     ("C07", _BKEY, _BKEY.replace(" bool(delta_softplus),", ""), "bwd key: softplus dropped"),
-    ("C08", _XKEY, "key = (prob, False, tuning.knobs())", "cross key: merge flag dropped"),
+    ("C08", _XKEY, _XKEY.replace(", merge, k)", ", False, k)"), "cross key: merge flag dropped"),
     ("C09", _PROB, "_DT[inp.dtype], a_in % 8, a_out % 8)", "cross problem: addresses mod 8, not 16"),
+    ("C76", _XKEY, _XKEY.replace("a_in % 16, a_out % 16", "a_in % 8, a_out % 8"), "cross key: addresses mod 8"),
+    ("C77", _XKEY, _XKEY.replace(" inp.dtype,", ""), "cross key: dtype dropped"),
+    ("C78", _XKEY, _XKEY.replace(" mode,", ""), "cross key: mode dropped"),
+    ("C79", _XKEY, _XKEY.replace(" bool(channels_last),", ""), "cross key: layout dropped"),
+    ("C80", _XKEY, _XKEY.replace(", k)", ")"), "cross key: knobs dropped"),
     # struct fields and addresses
     ("C10", "g_div=plan.fast_divmod(KD // K)", "g_div=plan.fast_divmod(KD)", "fwd struct: g_div of KD, not G"),
     ("C11", "packed_rows=plan.packed_rows_knob(k), bc_bstride=K * N * L", "packed_rows=0, bc_bstride=K * N * L",
