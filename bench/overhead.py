@@ -209,36 +209,80 @@ def _step(case: Case, backward: bool) -> Callable:
     return step
 
 
+def _one_round(fn: Callable, device, calls: int) -> tuple:
+    """(host_us, wall_us) per call of `calls` back-to-back calls: host time until the last call returns, wall time
+    until the device has finished them."""
+    t0 = time.perf_counter_ns()
+    for _ in range(calls):
+        fn()
+    t1 = time.perf_counter_ns()
+    sync(device)
+    t2 = time.perf_counter_ns()
+    return (t1 - t0) / calls / 1e3, (t2 - t0) / calls / 1e3
+
+
+def _device_us(fn: Callable, device, calls: int, host_us: float) -> float:
+    """Median device time of one call from CUDA events (nan on a CPU)."""
+    if torch.device(device).type != "cuda":
+        return float("nan")
+    reps = min(calls, 50)
+    ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
+    # keep the GPU busy while the host queues the timed calls: host time never shows as idle time
+    # between a start event and its kernels
+    torch.cuda._sleep(pad_cycles(host_us, reps))
+    for s, e in ev:
+        s.record()
+        fn()
+        e.record()
+    torch.cuda.synchronize(device)
+    return percentiles([s.elapsed_time(e) * 1e3 for s, e in ev], (0.5,))[0]
+
+
+def _summary(host: list, wall: list) -> dict:
+    return {"host_us": statistics.median(host), "wall_us": statistics.median(wall), "host_min": min(host),
+            "host_max": max(host)}
+
+
 def time_calls(fn: Callable, device, calls: int, warmup: int = 5, rounds: int = 1) -> dict:
     """host_us / wall_us per call of `calls` back-to-back calls, the median over `rounds` rounds (one
-    garbage collection or descheduling doubled a single round's figure on the H100 host of call 45); device_us
-    from CUDA events (GPU)."""
+    garbage collection or descheduling doubled a single round's figure on the H100 host of call 45), with the
+    rounds' host_min / host_max; device_us from CUDA events (GPU)."""
     for _ in range(warmup):
         fn()
     sync(device)
     host, wall = [], []
     for _ in range(max(1, rounds)):
-        t0 = time.perf_counter_ns()
-        for _ in range(calls):
-            fn()
-        t1 = time.perf_counter_ns()
-        sync(device)
-        t2 = time.perf_counter_ns()
-        host.append((t1 - t0) / calls / 1e3)
-        wall.append((t2 - t0) / calls / 1e3)
-    out = {"host_us": statistics.median(host), "wall_us": statistics.median(wall), "device_us": float("nan")}
-    if torch.device(device).type == "cuda":
-        reps = min(calls, 50)
-        ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
-        # keep the GPU busy while the host queues the timed calls: host time never shows as idle time
-        # between a start event and its kernels
-        torch.cuda._sleep(pad_cycles(out["host_us"], reps))
-        for s, e in ev:
-            s.record()
-            fn()
-            e.record()
-        torch.cuda.synchronize(device)
-        out["device_us"] = percentiles([s.elapsed_time(e) * 1e3 for s, e in ev], (0.5,))[0]
+        h, w = _one_round(fn, device, calls)
+        host.append(h)
+        wall.append(w)
+    out = _summary(host, wall)
+    out["device_us"] = _device_us(fn, device, calls, out["host_us"])
+    return out
+
+
+def time_interleaved(entries: list, device, calls: int, warmup: int = 5, rounds: int = 1) -> list:
+    """time_calls for several (fn, context factory) entries with their rounds taken in turn (round 1 of every
+    entry, then round 2, ...): a slow stretch of a noisy host (call 74's moved unchanged rows by up to 50% between
+    passes) then lands in one round of every row, and the median drops it, instead of in every round of a few rows."""
+    for fn, ctx in entries:
+        with ctx():
+            for _ in range(warmup):
+                fn()
+    sync(device)
+    host = [[] for _ in entries]
+    wall = [[] for _ in entries]
+    for _ in range(max(1, rounds)):
+        for i, (fn, ctx) in enumerate(entries):
+            with ctx():
+                h, w = _one_round(fn, device, calls)
+            host[i].append(h)
+            wall[i].append(w)
+    out = []
+    for i, (fn, ctx) in enumerate(entries):
+        r = _summary(host[i], wall[i])
+        with ctx():
+            r["device_us"] = _device_us(fn, device, calls, r["host_us"])
+        out.append(r)
     return out
 
 
@@ -270,20 +314,21 @@ def _python_launch_key():
         fast_launch.use_native_launch_key(True)
 
 
-def measure(ops, impls, shapes, device, dtype, calls: int, mock: bool, breakdown: bool = True, rounds: int = 1) -> list:
-    """OverheadRows for every (op, impl, shape, direction/grad) and, with `breakdown`, the pieces."""
+def measure(ops, impls, shapes, device, dtype, calls: int, mock: bool, breakdown: bool = True, rounds: int = 1,
+            interleave: bool = False) -> list:
+    """OverheadRows for every (op, impl, shape, direction/grad) and, with `breakdown`, the pieces; with `interleave`
+    the rounds of all of them are taken in turn (time_interleaved)."""
     from vmamba_kernels import dispatch  # noqa: PLC0415
 
     gpu, sha, now = envmod.gpu_label(device), envmod.git_sha_label(), envmod.utc_now()
     dname = str(dtype).replace("torch.", "")
-    rows = []
+    todo = []  # (impl, op, case, direction, grad, path, fn)
     for impl in impls:
         reason = dispatch.get_backend(impl).unavailable_reason()
         if reason is not None:
             print(f"bench.overhead: impl {impl!r} skipped: {reason}", file=sys.stderr)
             continue
-        ctx = mocked_kernels(impl) if mock else contextlib.nullcontext()
-        with ctx:
+        with mocked_kernels(impl) if mock else contextlib.nullcontext():
             for op in ops:
                 if op not in dispatch.get_backend(impl).ops:
                     continue
@@ -293,27 +338,48 @@ def measure(ops, impls, shapes, device, dtype, calls: int, mock: bool, breakdown
                         pieces = [("public", _step(case, direction == "fwd+bwd"))]
                         if breakdown and direction == "fwd":
                             pieces += [("prepare", case.prepare), ("validate", case.validate),
-                                       ("choose", lambda c=case, op=op: dispatch.choose(op, c.validate(), impl)),
+                                       ("choose", lambda c=case, op=op, impl=impl: dispatch.choose(op, c.validate(),
+                                                                                                    impl)),
                                        ("library_op", case.library_op), ("raw", case.raw)]
                             if impl == "triton" and not mock:  # the same launches through JITFunction.run,
                                 # and direct ones keyed in Python
                                 pieces += [("raw_jit_run", case.raw), ("raw_python_key", case.raw)]
                             if impl == "cuda" and not mock:  # the same entry points through the dispatcher
                                 pieces.append(("raw_dispatcher", case.raw))
-                        for path, fn in pieces:
-                            try:
-                                with _launch_mode(path):
-                                    r = time_calls(fn, device, calls, rounds=rounds)
-                                note = "; ".join(filter(None, (f"median of {rounds} rounds" if rounds > 1 else "",
-                                                                _paths_note(impl, path, grad))))
-                            except Exception as e:  # noqa: BLE001 (an impl refusing a shape must not stop the run)
-                                r = {"host_us": float("nan"), "wall_us": float("nan"), "device_us": float("nan")}
-                                note = f"error: {type(e).__name__}: {str(e).splitlines()[0][:160]}"
-                            rows.append(OverheadRow(
-                                op=op, impl=impl, direction=direction, grad=grad, path=path, shape=case.shape,
-                                dtype=dname, host_us=r["host_us"], wall_us=r["wall_us"], device_us=r["device_us"],
-                                kernels="mock" if mock else "real", calls=calls, gpu=gpu, git_sha=sha, timestamp=now,
-                                torch_version=torch.__version__, note=note))
+                        todo += [(impl, op, case, direction, grad, path, fn) for path, fn in pieces]
+
+    def context(impl, path):
+        @contextlib.contextmanager
+        def ctx():
+            with mocked_kernels(impl) if mock else contextlib.nullcontext(), _launch_mode(path):
+                yield
+        return ctx
+
+    if interleave:
+        entries = [(fn, context(impl, path)) for impl, _, _, _, _, path, fn in todo]
+        try:
+            results = time_interleaved(entries, device, calls, rounds=rounds)
+        except Exception:  # noqa: BLE001 (an entry that fails: time them one by one, as below)
+            interleave = False
+    rows = []
+    for i, (impl, op, case, direction, grad, path, fn) in enumerate(todo):
+        try:
+            if interleave:
+                r = results[i]
+            else:
+                with context(impl, path)():
+                    r = time_calls(fn, device, calls, rounds=rounds)
+            spread = f"rounds {r['host_min']:.3g}-{r['host_max']:.3g} us" if rounds > 1 else ""
+            how = f"median of {rounds}{' interleaved' if interleave else ''} rounds" if rounds > 1 else ""
+            note = "; ".join(filter(None, (how, spread, _paths_note(impl, path, grad))))
+        except Exception as e:  # noqa: BLE001 (an impl refusing a shape must not stop the run)
+            r = {"host_us": float("nan"), "wall_us": float("nan"), "device_us": float("nan")}
+            note = f"error: {type(e).__name__}: {str(e).splitlines()[0][:160]}"
+        rows.append(OverheadRow(
+            op=op, impl=impl, direction=direction, grad=grad, path=path, shape=case.shape,
+            dtype=dname, host_us=r["host_us"], wall_us=r["wall_us"], device_us=r["device_us"],
+            kernels="mock" if mock else "real", calls=calls, gpu=gpu, git_sha=sha, timestamp=now,
+            torch_version=torch.__version__, note=note))
     return rows
 
 
@@ -360,6 +426,8 @@ def main(argv=None) -> int:
                    help="input dtype (default fp16 on a GPU, fp32 on the CPU)")
     p.add_argument("--calls", type=int, default=200, help="back-to-back calls per round")
     p.add_argument("--rounds", type=int, default=5, help="rounds per measurement; host_us / wall_us are their median")
+    p.add_argument("--interleave", action="store_true",
+                   help="take the rounds of all rows in turn (a slow stretch of the host hits one round of each row)")
     p.add_argument("--mock", action="store_true", help="no-op raw kernels: the host machinery alone")
     p.add_argument("--no-breakdown", action="store_true", help="only the public-function rows")
     p.add_argument("--device", default=None)
@@ -383,7 +451,7 @@ def main(argv=None) -> int:
     if cpu:
         print("note: no CUDA device: host_us is the CPU-side cost on this machine; device_us stays empty"
               + ("" if write else "; rows are printed, not written (--save-cpu to keep them)"), file=sys.stderr)
-    rows = measure(ops, impls, shapes, device, dtype, a.calls, a.mock, not a.no_breakdown, a.rounds)
+    rows = measure(ops, impls, shapes, device, dtype, a.calls, a.mock, not a.no_breakdown, a.rounds, a.interleave)
     table = [{"op": r.op, "impl": r.impl, "dir": r.direction, "grad": r.grad, "path": r.path, "shape": r.shape,
               "host_us": r.host_us, "wall_us": r.wall_us, "device_us": r.device_us, "note": r.note} for r in rows]
     print(format_table(table, ["op", "impl", "dir", "grad", "path", "shape", "host_us", "wall_us", "device_us",

@@ -142,6 +142,52 @@ def test_overhead_time_calls_takes_the_median_round():
     assert out["host_us"] < 2000 and out["wall_us"] < 2000, out  # the slow round alone: 12500 us per call
 
 
+def test_overhead_interleaved_rounds_take_every_row_in_turn():
+    """time_interleaved: round r of every entry before round r + 1 of any, each inside its own context; a slow
+    stretch (one round of the first entry here) lands in one round of that row and the median drops it; the rows
+    report their rounds' spread."""
+    import contextlib  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    order, inside = [], []
+
+    def entry(name, slow_call=None):
+        n = [0]
+
+        def fn():
+            n[0] += 1
+            order.append((name, bool(inside)))
+            if n[0] == slow_call:
+                time.sleep(0.05)
+
+        @contextlib.contextmanager
+        def ctx():
+            inside.append(name)
+            try:
+                yield
+            finally:
+                inside.pop()
+
+        return fn, ctx
+
+    out = OV.time_interleaved([entry("a", slow_call=2 + 3 + 1), entry("b")], "cpu", calls=3, warmup=2, rounds=3)
+    assert all(flag for _, flag in order), "a call ran outside its entry's context"
+    timed = [name for name, _ in order[4:]]  # after the warm-ups (2 + 2)
+    assert timed == ["a"] * 3 + ["b"] * 3 + ["a"] * 3 + ["b"] * 3 + ["a"] * 3 + ["b"] * 3
+    assert out[0]["host_us"] < 5000 < out[0]["host_max"], out[0]  # the slow round: 50 ms over 3 calls
+    assert all(r["host_min"] <= r["host_us"] <= r["host_max"] for r in out)
+
+
+def test_overhead_cli_interleave_notes_it(tmp_path):
+    rc = OV.main(["--impls", "torch", "--mock", "--calls", "5", "--rounds", "2", "--ops", "cross_scan", "--interleave",
+                  "--no-breakdown", "--reports-dir", str(tmp_path)])
+    assert rc == 0
+    _, rows = read_csv(tmp_path / "overhead.csv")
+    assert len(rows) == 3 and all(r["note"].startswith("median of 2 interleaved rounds; rounds ") for r in rows)
+    from vmamba_kernels import dispatch
+    assert not isinstance(dispatch.get_backend("torch")._impl, type(OV._mock_module(dispatch.get_backend("torch"))))
+
+
 def test_raw_jit_run_rows_turn_triton_direct_launches_off():
     import vmamba_kernels as vk  # noqa: PLC0415
 
