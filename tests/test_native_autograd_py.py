@@ -206,3 +206,16 @@ def test_public_grad_calls_of_a_native_key_backend_take_the_nodes(monkeypatch):
         assert "eager" in type(vk.cross_scan(x, impl="torch").grad_fn).__name__
     finally:
         dispatch.clear_choice_cache()
+
+
+def test_nodes_only_for_ops_whose_raw_kernels_the_module_exports(torch_nodes):
+    """An op whose forward or backward raw kernel the module lacks gets no node (its calls keep the Python formula);
+    a backend with none of them gets {} and registers nothing."""
+    b, _ = torch_nodes
+    mod = b.impl()
+    fake_mod = types.SimpleNamespace(**{k: getattr(mod, k) for k in native_nodes._KERNELS if k != "dwconv2d_bwd"})
+    fake = types.SimpleNamespace(name="partial", _impl=fake_mod, impl=lambda: fake_mod, mixed_branch=True,
+                                 library_ops={"dwconv2d_fwd": None, "cross_scan": None, "ss2d_core_fwd": None})
+    assert set(native_nodes.autograd_ops(fake, force=True)) == {"cross_scan"}
+    fake.library_ops = {"dwconv2d_fwd": None}
+    assert native_nodes.autograd_ops(fake, force=True) == {}
