@@ -15,8 +15,8 @@ one.
     python -m tests.tools.mutate tests/tools/mutants/validate.py M26 M39    # some of them
 
 The tables in tests/tools/mutants/ are the campaigns of 2026-12-07 (validate.py: 56 mutants; dispatch.py: 51;
-fast_launch.py: 40; cupy_launch.py: 79; cupy_plan_record.py: 13; native_nodes.py: 10; reference_*.py: 95 mutants of reference/, one
-table per file).
+fast_launch.py: 40; cupy_launch.py: 79; cupy_plan_record.py: 13; native_nodes.py: 10; reference_*.py: 95 mutants of
+reference/, one table per file).
 Runs take minutes (a pytest run per mutant): this is a tool for whoever changes a module or its tests, not a CI test.
 """
 from __future__ import annotations
