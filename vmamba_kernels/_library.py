@@ -39,14 +39,23 @@ _APPLY: dict = {}
 _PLAIN = (Tensor, torch.nn.Parameter)
 
 
+_dispatch_depth = torch._C._len_torch_dispatch_stack
+_function_depth = torch._C._len_torch_function_stack
+_interpreter = torch._C._functorch.peek_interpreter_stack
+_tracing = torch._C._get_tracing_state
+
+
+def _plain_eager() -> bool:
+    """No dispatch mode (fake tensors, FLOP counter, AOT tracing), no function mode (it would see the bodies' inner
+    torch calls), no torch.func transform (its autograd.Function rules differ), no torch.jit.trace (fvcore's FLOP
+    count must record the custom op). For callers that know torch.compile is not tracing (dispatch's prepared calls:
+    dispatch.prepare checked it in the same public call)."""
+    return not _dispatch_depth() and not _function_depth() and _interpreter() is None and _tracing() is None
+
+
 def _plain_context() -> bool:
-    # is_compiling first: dynamo folds it to True and never looks at the rest. Then: no dispatch mode
-    # (fake tensors, FLOP counter, AOT tracing), no function mode (it would see the bodies' inner torch
-    # calls), no torch.func transform (its autograd.Function rules differ), no torch.jit.trace (fvcore's
-    # FLOP count must record the custom op)
-    return (not torch.compiler.is_compiling() and not torch._C._len_torch_dispatch_stack()
-            and not torch._C._len_torch_function_stack() and torch._C._functorch.peek_interpreter_stack() is None
-            and torch._C._get_tracing_state() is None)
+    # is_compiling first: dynamo folds it to True and never looks at the rest
+    return not torch.compiler.is_compiling() and _plain_eager()
 
 
 def eager_allowed(first: Tensor) -> bool:

@@ -45,7 +45,7 @@ import torch
 
 from . import native_nodes
 from ._environ import getenv
-from ._library import _PLAIN, _plain_context, apply_of, body_of, eager_allowed, eager_twin
+from ._library import _PLAIN, _plain_context, _plain_eager, apply_of, body_of, eager_allowed, eager_twin
 from .op_table import BASE_OPS, OPS, define_library_ops, spec
 
 # Packages that declare backends (each exports BACKENDS: list[Backend]). Order is irrelevant:
@@ -271,7 +271,8 @@ class PreparedCall(OpCall):
         self.run = op_spec.run if run is None else run  # OpSpec.run, or run_dense for a key of contiguous inputs
 
     def __call__(self, args):
-        return self.run(self.ops if _plain_context() else self.backend.library_ops, args)
+        # only dispatch.prepare hands out prepared calls, after its torch.compile check in the same public call
+        return self.run(self.ops if _plain_eager() else self.backend.library_ops, args)
 
     def prepared(self, args) -> "PreparedCall":
         return self.backend.calls[self.spec.name].prepared(args)
@@ -518,6 +519,9 @@ def arg_key(args: tuple):
     return tuple(map(_arg_meta, args))
 
 
+_deterministic = torch._C._get_deterministic_algorithms  # torch.are_deterministic_algorithms_enabled, minus its wrapper
+
+
 def prepare(op: str, impl: Optional[str], args: tuple):
     """(OpCall, normalised args) for a public call of `op` with positional `args` (those of the op's check):
     the check and the backend choice once per argument metadata in eager execution; every call under
@@ -528,7 +532,7 @@ def prepare(op: str, impl: Optional[str], args: tuple):
         return choose(op, a, impl), a
     name = impl if impl is not None else get_default_impl()
     try:
-        key = (op, name, len(_REGISTRY), torch.is_grad_enabled(), torch.are_deterministic_algorithms_enabled(),
+        key = (op, name, len(_REGISTRY), torch.is_grad_enabled(), _deterministic(),
                arg_key(args))
         call = _PREPARED.get(key)
     except TypeError:  # an unhashable argument: nothing cached (the check decides what it is)
