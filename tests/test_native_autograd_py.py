@@ -219,3 +219,17 @@ def test_nodes_only_for_ops_whose_raw_kernels_the_module_exports(torch_nodes):
     assert set(native_nodes.autograd_ops(fake, force=True)) == {"cross_scan"}
     fake.library_ops = {"dwconv2d_fwd": None}
     assert native_nodes.autograd_ops(fake, force=True) == {}
+
+
+def test_bad_kernel_sets_are_refused_with_a_clear_error():
+    """A kernel set the extension never registered, or a raw kernel a registered set lacks, raises a RuntimeError that
+    says which (never a crash)."""
+    C = native_nodes._extension()
+    x = torch.randn(1, 2, 3, 4, requires_grad=True)
+    with pytest.raises(RuntimeError, match="no kernel set 999"):
+        C.cross_scan_pyautograd(999, x, "cross2d", False)
+    with pytest.raises(RuntimeError, match="no kernel set -5"):
+        C.cross_scan_pyautograd(-5, x, "cross2d", False)
+    ks = C.register_py_kernels(None, None, None, None, None, None, None, None, True)
+    with pytest.raises(RuntimeError, match="has no raw kernel cross_scan_fwd"):
+        C.cross_scan_pyautograd(ks, x, "cross2d", False)
