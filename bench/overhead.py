@@ -262,8 +262,8 @@ def time_calls(fn: Callable, device, calls: int, warmup: int = 5, rounds: int = 
 
 def time_interleaved(entries: list, device, calls: int, warmup: int = 5, rounds: int = 1) -> list:
     """time_calls for several (fn, context factory) entries with their rounds taken in turn (round 1 of every
-    entry, then round 2, ...): a slow stretch of a noisy host (call 74's moved unchanged rows by up to 50% between
-    passes) then lands in one round of every row, and the median drops it, instead of in every round of a few rows."""
+    entry, then round 2, ...): a slow stretch of a noisy host (reports/logs/2026-12-07_gpu_call74.md) then lands in
+    one round of every row, and the median drops it, instead of in every round of a few rows."""
     for fn, ctx in entries:
         with ctx():
             for _ in range(warmup):

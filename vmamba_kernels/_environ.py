@@ -33,7 +33,7 @@ _ENCODED: dict = {}  # names tuple -> their encoded forms
 
 def raw_values(names: tuple) -> tuple:
     """A tuple that changes whenever one of the variables `names` changes (is set, unset or given another value):
-    their undecoded values, one C-level lookup each (0.3 us for nine on the CI VM against 1.3 through getenv)."""
+    their undecoded values, one C-level lookup each (a fraction of nine getenv calls: d6a1556)."""
     if _DATA is None:
         return tuple(map(os.environ.get, names))
     keys = _ENCODED.get(names)

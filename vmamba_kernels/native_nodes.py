@@ -1,8 +1,8 @@
 """C++ autograd nodes around a Python backend's raw kernels (issue #20, item 1).
 
 A call whose inputs require grad records one graph node. Through Python's torch.autograd.Function (the eager twins of
-_library.py) that node cost 11-21 us of host time per call on an H100 host (reports/logs/2026-12-07_gpu_call71.md:
-triton's public scan 27.6 us without grad, 48.9 with), more than the kernels at VMamba's small stages. The compiled
+_library.py) that node cost more host time than the kernels at VMamba's small stages run
+(reports/logs/2026-12-07_gpu_call71.md, reports/logs/2026-12-07_gpu_call74.md). The compiled
 extension records the cuda backend's nodes in C++ (csrc/autograd/autograd.cpp); the same C++ nodes also take a Python
 backend's raw kernels (dispatch.py's contract), registered once per backend with `_C.register_py_kernels`, and call
 them with the GIL held, forward and backward. The node does what the Python formulas do (same tensors saved, outputs

@@ -35,8 +35,9 @@ class OpSpec:
     # check's result for arguments whose metadata a check accepted before, without the checks (dispatch.prepare);
     # None: every call runs `check`
     fast: Optional[Callable] = None
-    # `run` for arguments whose tensors are all contiguous (no .contiguous() calls: 0.2 us each on a GPU host, seven
-    # per scan call); prepared calls take it when their key says so (dispatch.OpCall.prepared). None: `run` always
+    # `run` for arguments whose tensors are all contiguous (no .contiguous() calls, seven per scan call:
+    # reports/logs/2026-12-07_contiguous_run_cpu.md); prepared calls take it when their key says so
+    # (dispatch.OpCall.prepared). None: `run` always
     run_dense: Optional[Callable] = None
 
 

@@ -150,10 +150,10 @@ _SCALAR_PACK = {"i4": struct.Struct("<i"), "i8": struct.Struct("<q"), "?": struc
 # ---- kernel arguments ---------------------------------------------------------------------------
 # CuPy turns every kernel argument into a pointer to its bytes (cupy.cuda.function._pointer): a CPointer it takes as
 # it is, but a numpy scalar or 0-d array it reads through __array_interface__, which builds a dict (and for a struct
-# the dtype's field description) on every call: 1.3 us for a scalar and 17.8 us for the scan's struct on the CI VM,
-# the top of GPU call 72's profile of raw cupy calls (reports/logs/2026-12-07_gpu_call72.md). So launches pass
-# CPointers to bytes this module holds, each argument's bytes padded to 8: the per-call head (the addresses, or the
-# scan's struct) in an array.array made per call (0.16 us), the plan's scalars and structs once per plan (`_Fixed`).
+# the dtype's field description) on every call: the top of GPU call 72's profile of raw cupy calls
+# (reports/logs/2026-12-07_gpu_call72.md). So launches pass CPointers to bytes this module holds, each argument's
+# bytes padded to 8: the per-call head (the addresses, or the scan's struct) in an array.array made per call, the
+# plan's scalars and structs once per plan (`_Fixed`).
 # The driver reads the bytes while the launch is issued; the caller holds the buffers until then. A CuPy without
 # cupy.cuda.function.CPointer gets numpy values, as CuPy's own examples pass them.
 try:
@@ -415,7 +415,8 @@ def _bwd_config(batch, KD, L, N, K, t, d, softplus, k, idx):
 
 # ---- cross scan / merge -------------------------------------------------------------------------
 # (CrossProblem's fields with the addresses mod 16, merge, knobs) -> (Launch, instance name, _Fixed) or None; a plain
-# tuple: building the CrossProblem dataclass per call cost 2.5 us on the CI VM, so it is made on a miss only
+# tuple, the CrossProblem dataclass built on a miss only (building it per call cost more than the rest of the key:
+# reports/logs/2026-12-07_contiguous_run_cpu.md)
 _CROSS_PLANS: dict = {}
 
 

@@ -21,7 +21,7 @@ MUTANTS = [
     ('D10', 'elif not args.requires_grad():', 'elif args.requires_grad():', 'prepared kind: body/grad inverted'),
     ('D11', 'first.numel() > 0 and ', '', 'grad_native also for empty inputs'),
     ('D12', 'if eager_allowed(', 'if not eager_allowed(', 'OpCall: eager twin vs library inverted'),
-    ('D13', 'if _plain_context()', 'if not _plain_context()', 'PreparedCall: plain context inverted'),
+    ('D13', 'if _plain_eager()', 'if not _plain_eager()', 'PreparedCall: plain context inverted'),
     ('D14', 'b.prepared.get((self.spec.name, kind, dense))',
      "b.prepared.get((self.spec.name, 'body', dense))", 'prepared-call cache ignores kind on lookup'),
     ('D15', '{**b.grad_ops, **b.native_autograd()}',
