@@ -248,3 +248,25 @@ def test_public_calls_with_grad_record_the_native_nodes(cuda_backend):
     xm.sum().backward()
     assert torch.equal(x.grad, vk.cross_merge(vk.cross_scan(torch.ones_like(x), channels_last=True, impl="cuda"),
                                               6, 5, channels_last=True, impl="cuda"))
+
+
+@gpu
+def test_the_from_y_node_frees_its_output_when_dropped(cuda_backend):
+    """from_y saves the node's own output y. Saved as an output (the node does not own y), it goes with the graph
+    when the caller drops y and s without a backward: no reference cycle keeps the step's memory (gc off)."""
+    import gc
+
+    from models import norm_node
+
+    x, br, w, b = _norm_inputs(torch.Generator(device="cuda").manual_seed(4), torch.float32, torch.bfloat16)
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    gc.disable()
+    try:
+        (y, s), name = norm_node.add_norm_node(x, br, w, b, 1e-5, None, True, torch.float16, "cuda", from_y=True)
+        assert name == "cuda" and "_AddNorm" not in type(y.grad_fn).__name__
+        assert torch.cuda.memory_allocated() > base
+        del y, s
+        assert torch.cuda.memory_allocated() == base
+    finally:
+        gc.enable()

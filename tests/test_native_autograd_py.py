@@ -233,3 +233,72 @@ def test_bad_kernel_sets_are_refused_with_a_clear_error():
     ks = C.register_py_kernels(None, None, None, None, None, None, None, None, True)
     with pytest.raises(RuntimeError, match="has no raw kernel cross_scan_fwd"):
         C.cross_scan_pyautograd(ks, x, "cross2d", False)
+
+
+def test_nodes_keep_autograds_rules(torch_nodes):
+    """The hand-written nodes keep what torch.autograd.Function gave the earlier ones: a second backward without
+    retain_graph fails, an in-place change of a saved input is caught, saved-tensor hooks see every saved tensor,
+    forward-mode AD is refused with a clear error, nothing is recorded under no_grad, and the node has a name."""
+    b, ops = torch_nodes
+    ins = _scan_inputs(torch.float64, 2, True, True, (1,) * 7)
+    y = ops["scan_fwd"](*ins, True, torch.float64)[0]
+    assert y.grad_fn.name() == "SelectiveScanBackward"
+    y.sum().backward()
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        y.sum().backward()
+
+    ins = _scan_inputs(torch.float64, 2, True, True, (1,) * 7)
+    u = ins[0].detach().clone().requires_grad_()
+    u2 = u * 1.0  # a non-leaf, changed in place after the call
+    y = ops["scan_fwd"](u2, *ins[1:], True, torch.float64)[0]
+    u2.mul_(2.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
+
+    for path, fn in (("twin", b.grad_ops["scan_fwd"]), ("node", ops["scan_fwd"])):
+        packed, unpacked = [], []
+
+        def pack(t, packed=packed):
+            packed.append(t.shape)
+            return t
+
+        def unpack(t, unpacked=unpacked):
+            unpacked.append(t.shape)
+            return t
+
+        leaves = _leaves(*_scan_inputs(torch.float64, 2, True, True, (1,) * 7))
+        with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
+            y = fn(*leaves, True, torch.float64)[0]
+        y.sum().backward()
+        assert len(packed) == 8 and len(unpacked) == 8, (path, packed, unpacked)
+
+    x = torch.randn(1, 2, 3, 4, dtype=torch.float64, requires_grad=True)
+    import torch.autograd.forward_ad as fwAD  # noqa: PLC0415
+    with fwAD.dual_level():
+        xd = fwAD.make_dual(x, torch.ones_like(x))
+        with pytest.raises(RuntimeError, match="forward-mode AD .* is not supported"):
+            ops["cross_scan"](xd, "cross2d", False)
+    with torch.no_grad():
+        out = ops["cross_scan"](x, "cross2d", False)
+    assert out.grad_fn is None and not out.requires_grad
+
+
+def test_a_raw_kernel_handing_back_its_input_gets_a_fresh_output(torch_nodes):
+    """A Python raw kernel that returns its input (or a view of it) must not have the node's history set on the
+    caller's tensor: the output is a copy, the input stays a leaf, and the gradient is the backward kernel's."""
+    b, _ = torch_nodes
+    mod = b.impl()
+    fake_mod = types.SimpleNamespace(**{k: getattr(mod, k) for k in native_nodes._KERNELS})
+    fake = types.SimpleNamespace(name="aliasing", _impl=fake_mod, impl=lambda: fake_mod, mixed_branch=True,
+                                 library_ops={"dwconv2d_fwd": None})
+    ops = native_nodes.autograd_ops(fake, force=True)
+    w = torch.zeros(2, 1, 3, 3, dtype=torch.float64)
+    w[:, 0, 1, 1] = 1.0  # the identity filter: the input is the right answer
+    for ret in (lambda x: x, lambda x: x.view_as(x)):
+        fake_mod.dwconv2d_fwd = lambda x, *a, ret=ret: ret(x)
+        x = torch.randn(1, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+        y = ops["dwconv2d_fwd"](x, w, None, "none", False)
+        assert x.is_leaf and x.grad_fn is None and y is not x and y.grad_fn is not None
+        assert y.data_ptr() != x.data_ptr() and torch.equal(y, x)
+        y.backward(torch.full_like(y, 3.0))
+        assert torch.equal(x.grad, torch.full_like(x, 3.0))

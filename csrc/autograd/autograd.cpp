@@ -15,6 +15,8 @@
 // formulas elsewhere; tests/test_cuda_native_autograd.py and tests/test_native_autograd_py.py check outputs and
 // gradients bitwise against the Python twins.
 #include <torch/autograd.h>
+#include <torch/csrc/autograd/functions/utils.h>
+#include <torch/csrc/autograd/saved_variable.h>
 
 #include <atomic>
 #include <string>
@@ -187,144 +189,251 @@ std::array<Tensor, 4> k_ln_bwd(int64_t ks, const Tensor& dy, const OptTensor& ds
   return {dx, dbr, dw, db};
 }
 
-struct ScanFn : torch::autograd::Function<ScanFn> {
-  static variable_list forward(AutogradContext* ctx, const Tensor& u, const Tensor& delta, const Tensor& A,
-                               const Tensor& B, const Tensor& C, const OptTensor& D, const OptTensor& delta_bias,
-                               bool delta_softplus, at::ScalarType out_dtype, int64_t ks) {
-    auto [out, last_state, aux] = k_scan_fwd(ks, u, delta, A, B, C, D, delta_bias, delta_softplus, out_dtype);
-    ctx->save_for_backward({u, delta, A, B, C, or_undefined(D), or_undefined(delta_bias), aux});
-    ctx->saved_data["softplus"] = delta_softplus;
-    ctx->saved_data["ks"] = ks;
-    // last_state is returned detached (mamba_ssm's semantics) and aux is internal; no zero tensors for their
-    // (absent) gradients
-    ctx->mark_non_differentiable({last_state, aux});
-    ctx->set_materialize_grads(false);
-    return {out, last_state, aux};
-  }
+// ---- the nodes ---------------------------------------------------------------------------------------------------
+// Each op records a hand-written Node, as torch's generated VariableType code does, not a torch::autograd::Function:
+// Function::apply keeps per-input and per-output metadata (sizes vectors), a string-keyed map of saved values and
+// sets of marked tensors, and costed 2.8 us a call above these nodes on the CI VM with fresh outputs
+// (reports/logs/2026-12-07_hand_nodes_cpu.md). The forward: refuse forward-mode AD (as Function::apply does for a
+// function without jvp), run the kernels with grad mode off, and where grad mode is on and an input requires grad,
+// make the node with edges to every tensor input, save what the backward reads and set the differentiable outputs'
+// history. The backward returns one gradient per tensor input (undefined where there is none).
+using torch::autograd::Node;
+using torch::autograd::SavedVariable;
+using NodePtr = decltype(std::declval<Node&>().getptr());  // std::shared_ptr<Node> up to torch 2.11, intrusive later
 
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    variable_list none(10);
-    if (!grads[0].defined()) return none;
-    const variable_list s = ctx->get_saved_variables();
-    auto [du, ddelta, dA, dB, dC, dD, dbias] =
-        k_scan_bwd(ctx->saved_data["ks"].toInt(), s[0], s[1], s[2], s[3], s[4], opt(s[5]), opt(s[6]),
-                   ctx->saved_data["softplus"].toBool(), grads[0].contiguous(), s[7]);
-    return {du, ddelta, dA, dB, dC, s[5].defined() ? dD : Tensor(), s[6].defined() ? dbias : Tensor(), Tensor(),
-            Tensor(), Tensor()};
-  }
+template <class T, class P = NodePtr>
+struct NodeMaker;
+template <class T>
+struct NodeMaker<T, std::shared_ptr<Node>> {
+  // deleteNode (found by argument-dependent lookup at instantiation; later torch has none) frees long chains
+  // without deep recursion, as torch's own nodes are freed
+  static std::shared_ptr<T> make() { return std::shared_ptr<T>(new T(), [](T* p) { deleteNode(p); }); }
+};
+template <class T>
+struct NodeMaker<T, c10::intrusive_ptr<Node>> {
+  static c10::intrusive_ptr<T> make() { return c10::make_intrusive<T>(); }
 };
 
-struct CrossMergeFn;
-
-struct CrossScanFn : torch::autograd::Function<CrossScanFn> {
-  static Tensor forward(AutogradContext* ctx, const Tensor& x, const std::string& mode, bool channels_last,
-                        int64_t ks) {
-    ctx->saved_data["mode"] = mode;
-    ctx->saved_data["cl"] = channels_last;
-    ctx->saved_data["ks"] = ks;
-    // (H, W) of the map, for the merge that is this op's backward
-    ctx->saved_data["H"] = channels_last ? x.size(1) : x.size(2);
-    ctx->saved_data["W"] = channels_last ? x.size(2) : x.size(3);
-    return k_cross_scan(ks, x, mode, channels_last);
-  }
-  static variable_list backward(AutogradContext* ctx, variable_list grads);
-};
-
-struct CrossMergeFn : torch::autograd::Function<CrossMergeFn> {
-  static Tensor forward(AutogradContext* ctx, const Tensor& y, int64_t H, int64_t W, const std::string& mode,
-                        bool channels_last, int64_t ks) {
-    ctx->saved_data["mode"] = mode;
-    ctx->saved_data["cl"] = channels_last;
-    ctx->saved_data["ks"] = ks;
-    return k_cross_merge(ks, y, H, W, mode, channels_last);
-  }
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    // the adjoint, itself recorded (a double backward works, as through the Python formulas)
-    return {CrossScanFn::apply(grads[0].contiguous(), ctx->saved_data["mode"].toStringRef(),
-                               ctx->saved_data["cl"].toBool(), ctx->saved_data["ks"].toInt()),
-            Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
-  }
-};
-
-variable_list CrossScanFn::backward(AutogradContext* ctx, variable_list grads) {
-  return {CrossMergeFn::apply(grads[0].contiguous(), ctx->saved_data["H"].toInt(), ctx->saved_data["W"].toInt(),
-                              ctx->saved_data["mode"].toStringRef(), ctx->saved_data["cl"].toBool(),
-                              ctx->saved_data["ks"].toInt()),
-          Tensor(), Tensor(), Tensor()};
+template <class... Ts>
+void refuse_forward_ad(const char* op, const Ts&... inputs) {
+  const bool dual = (torch::autograd::isFwGradDefined(inputs) || ...);
+  TORCH_CHECK(!dual, ::vmamba::detail::message(
+                         "vmamba_kernels.", op, ": forward-mode AD (torch.autograd.forward_ad, torch.func.jvp) is not "
+                         "supported; use reverse mode (backward / torch.autograd.grad)"));
 }
 
-struct DwconvFn : torch::autograd::Function<DwconvFn> {
-  static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& weight, const OptTensor& bias,
-                        const std::string& act, bool channels_last, int64_t ks) {
-    ctx->save_for_backward({x, weight, or_undefined(bias)});
-    ctx->saved_data["act"] = act;
-    ctx->saved_data["cl"] = channels_last;
-    ctx->saved_data["ks"] = ks;
-    return k_dw_fwd(ks, x, weight, bias, act, channels_last);
+// A node for `inputs` when grad mode is on and one of them requires grad, else null (nothing recorded).
+template <class T, class... Ts>
+auto node_for(const Ts&... inputs) -> decltype(NodeMaker<T>::make()) {
+  if (!torch::autograd::compute_requires_grad(inputs...)) return nullptr;
+  auto n = NodeMaker<T>::make();
+  n->set_next_edges(torch::autograd::collect_next_edges(inputs...));
+  return n;
+}
+
+// A Python backend's raw kernel may hand back an input or a view of one (the contract does not promise fresh
+// tensors); a differentiable output gets its own storage before it gets this node's history.
+Tensor owned_output(int64_t ks, const Tensor& out) {
+  return ks != kCuda && out.defined() && out.is_view() ? out.clone() : out;
+}
+template <class... Ts>
+Tensor owned_output(int64_t ks, const Tensor& out, const Ts&... inputs) {
+  if (ks == kCuda || !out.defined()) return out;
+  const bool is_input = ((inputs.defined() && inputs.unsafeGetTensorImpl() == out.unsafeGetTensorImpl()) || ...);
+  return is_input || out.is_view() ? out.clone() : out;
+}
+
+SavedVariable save(const Tensor& t) { return SavedVariable(t, /*is_output=*/false); }
+SavedVariable save(const OptTensor& t) { return SavedVariable(t, /*is_output=*/false); }
+
+struct ScanNode : Node {
+  SavedVariable u, delta, A, B, C, D, delta_bias, aux;
+  bool softplus = false;
+  int64_t ks = kCuda;
+
+  std::string name() const override { return "SelectiveScanBackward"; }
+  void release_variables() override {
+    for (SavedVariable* v : {&u, &delta, &A, &B, &C, &D, &delta_bias, &aux}) v->reset_data();
   }
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    const variable_list s = ctx->get_saved_variables();
-    auto [dx, dw, db] = k_dw_bwd(ctx->saved_data["ks"].toInt(), grads[0].contiguous(), s[0], s[1], opt(s[2]),
-                                 ctx->saved_data["act"].toStringRef(), ctx->saved_data["cl"].toBool());
-    return {dx, dw, s[2].defined() ? db : Tensor(), Tensor(), Tensor(), Tensor()};
+  variable_list apply(variable_list&& grads) override {
+    std::lock_guard<std::mutex> lock(mutex_);  // saved tensors: one backward at a time, as torch's nodes
+    if (!grads[0].defined()) return variable_list(7);  // only last_state / aux were used: no gradient
+    const Tensor d = D.unpack(), bias = delta_bias.unpack();
+    auto [du, ddelta, dA, dB, dC, dD, dbias] =
+        k_scan_bwd(ks, u.unpack(), delta.unpack(), A.unpack(), B.unpack(), C.unpack(), opt(d), opt(bias), softplus,
+                   grads[0].contiguous(), aux.unpack());
+    return {du, ddelta, dA, dB, dC, d.defined() ? dD : Tensor(), bias.defined() ? dbias : Tensor()};
   }
 };
 
-struct AddNormFn : torch::autograd::Function<AddNormFn> {
-  // outputs (y, s, mean, rstd); s is empty without a branch (the public op hands back x itself). from_y (the
-  // models' "norms" recompute, models/norm_node.py): y is saved instead of s (or x) and the backward rebuilds
-  // xhat from it (add_layer_norm_bwd(from_y=true)); mean is not saved
-  static variable_list forward(AutogradContext* ctx, const Tensor& x, const OptTensor& branch, const Tensor& weight,
-                               const OptTensor& bias, const OptTensor& branch_scale, double eps, bool channels_last,
-                               std::optional<at::ScalarType> out_dtype, bool from_y, int64_t ks) {
-    const bool has_branch = branch.has_value();
+struct CrossMergeNode;
+
+struct CrossScanNode : Node {
+  std::string mode;
+  bool channels_last = false;
+  int64_t ks = kCuda, H = 0, W = 0;  // (H, W) of the map, for the merge that is this op's backward
+
+  std::string name() const override { return "CrossScanBackward"; }
+  variable_list apply(variable_list&& grads) override;
+};
+
+struct CrossMergeNode : Node {
+  std::string mode;
+  bool channels_last = false;
+  int64_t ks = kCuda;
+
+  std::string name() const override { return "CrossMergeBackward"; }
+  variable_list apply(variable_list&& grads) override;
+};
+
+struct DwconvNode : Node {
+  SavedVariable x, weight, bias;
+  std::string act;
+  bool channels_last = false;
+  int64_t ks = kCuda;
+
+  std::string name() const override { return "DwConv2dBackward"; }
+  void release_variables() override {
+    for (SavedVariable* v : {&x, &weight, &bias}) v->reset_data();
+  }
+  variable_list apply(variable_list&& grads) override {
+    std::lock_guard<std::mutex> lock(mutex_);  // saved tensors: one backward at a time, as torch's nodes
+    if (!grads[0].defined()) return variable_list(3);
+    const Tensor b = bias.unpack();
+    auto [dx, dw, db] = k_dw_bwd(ks, grads[0].contiguous(), x.unpack(), weight.unpack(), opt(b), act, channels_last);
+    return {dx, dw, b.defined() ? db : Tensor()};
+  }
+};
+
+// outputs (y, s, mean, rstd), y and s differentiable; s is empty without a branch (the public op hands back x
+// itself). from_y (the models' "norms" recompute, models/norm_node.py): y is saved instead of s (or x) and the
+// backward rebuilds xhat from it (add_layer_norm_bwd(from_y=true)); mean is not saved
+struct AddNormNode : Node {
+  SavedVariable s_or_y, weight, bias, mean, rstd, branch_scale;
+  bool has_branch = false, channels_last = false, from_y = false;
+  at::ScalarType x_dtype = at::kFloat, out_dtype = at::kFloat, branch_dtype = at::kFloat;
+  int64_t ks = kCuda;
+
+  std::string name() const override { return "AddLayerNormBackward"; }
+  void release_variables() override {
+    for (SavedVariable* v : {&s_or_y, &weight, &bias, &mean, &rstd, &branch_scale}) v->reset_data();
+  }
+  variable_list apply(variable_list&& grads) override {
+    std::lock_guard<std::mutex> lock(mutex_);  // saved tensors: one backward at a time, as torch's nodes
+    // y saved as an output of this node: unpacking it needs the node (it is not kept by the saved tensor)
+    const Tensor s = from_y ? s_or_y.unpack(getptr()) : s_or_y.unpack();
+    OptTensor ds = has_branch && grads[1].defined() ? OptTensor(grads[1].contiguous()) : OptTensor();
+    Tensor dy = grads[0];
+    if (!dy.defined()) {  // only the sum s is used downstream
+      if (!ds.has_value()) return variable_list(5);
+      dy = at::zeros(s.sizes(), s.options().dtype(out_dtype));
+    }
+    const Tensor b = bias.unpack();
+    auto [dx, dbr, dw, db] = k_ln_bwd(ks, dy.contiguous(), ds, s, weight.unpack(), opt(b), opt(mean.unpack()),
+                                      rstd.unpack(), opt(branch_scale.unpack()), has_branch, channels_last, x_dtype,
+                                      from_y);
+    Tensor dbranch;
+    if (has_branch) dbranch = dbr.scalar_type() == branch_dtype ? dbr : dbr.to(branch_dtype);
+    // edges: x, branch, weight, bias, branch_scale (never differentiated: drop path's per-sample factor)
+    return {dx, dbranch, dw, b.defined() ? db : Tensor(), Tensor()};
+  }
+};
+
+std::tuple<Tensor, Tensor, Tensor, Tensor> add_norm(const Tensor& x, const OptTensor& branch, const Tensor& weight,
+                                                    const OptTensor& bias, const OptTensor& branch_scale, double eps,
+                                                    bool channels_last, std::optional<at::ScalarType> out_dtype,
+                                                    bool from_y, int64_t ks) {
+  refuse_forward_ad("add_layer_norm", x, branch, weight, bias, branch_scale);
+  auto node = node_for<AddNormNode>(x, branch, weight, bias, branch_scale);
+  const bool has_branch = branch.has_value();
+  Tensor y, s, mean, rstd, s_out;
+  {
+    at::AutoGradMode no_grad(false);
     OptTensor br = branch;
     // a backend with mixed_branch reads a 16-bit branch on a float32 x as is; other pairs go in x's dtype
     if (has_branch && br->scalar_type() != x.scalar_type() && !(mixed_branch(ks) && x.scalar_type() == at::kFloat))
       br = br->to(x.scalar_type());
-    auto [y, s, mean, rstd] = k_ln_fwd(ks, x, br, weight, bias, branch_scale, eps, channels_last, out_dtype);
-    Tensor s_out = has_branch ? s : x.new_empty({0});
-    if (from_y)
-      ctx->save_for_backward({y, weight, or_undefined(bias), Tensor(), rstd, or_undefined(branch_scale)});
-    else
-      ctx->save_for_backward({has_branch ? s : x, weight, or_undefined(bias), mean, rstd, or_undefined(branch_scale)});
-    ctx->saved_data["from_y"] = from_y;
-    ctx->saved_data["ks"] = ks;
-    ctx->saved_data["has_branch"] = has_branch;
-    ctx->saved_data["cl"] = channels_last;
-    ctx->saved_data["x_dtype"] = x.scalar_type();
-    ctx->saved_data["out_dtype"] = y.scalar_type();
-    ctx->saved_data["branch_dtype"] = has_branch ? branch->scalar_type() : x.scalar_type();
-    // the statistics are outputs for the backward, not functions to differentiate; an unused s / mean / rstd
-    // costs no zero tensor
-    ctx->mark_non_differentiable({mean, rstd});
-    ctx->set_materialize_grads(false);
-    return {y, s_out, mean, rstd};
+    auto r = k_ln_fwd(ks, x, br, weight, bias, branch_scale, eps, channels_last, out_dtype);
+    y = std::move(r[0]), s = std::move(r[1]), mean = std::move(r[2]), rstd = std::move(r[3]);
+    s_out = has_branch ? s : x.new_empty({0});
   }
+  if (node) {
+    y = owned_output(ks, y, x, or_undefined(branch), weight);
+    if (has_branch) s_out = owned_output(ks, s_out, x, *branch, weight);
+    node->from_y = from_y;
+    node->s_or_y = from_y ? SavedVariable() : save(has_branch ? s_out : x);
+    node->weight = save(weight);
+    node->bias = save(bias);
+    node->mean = from_y ? SavedVariable() : save(mean);
+    node->rstd = save(rstd);
+    node->branch_scale = save(branch_scale);
+    node->ks = ks;
+    node->has_branch = has_branch;
+    node->channels_last = channels_last;
+    node->x_dtype = x.scalar_type();
+    node->out_dtype = y.scalar_type();
+    node->branch_dtype = has_branch ? branch->scalar_type() : x.scalar_type();
+    torch::autograd::set_history(y, node);
+    torch::autograd::set_history(s_out, node);
+    // y now has this node as its grad_fn: saved as an output (no reference cycle through it)
+    if (from_y) node->s_or_y = SavedVariable(y, /*is_output=*/true);
+  }
+  return {y, s_out, mean, rstd};
+}
 
-  static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    variable_list none(10);
-    const bool has_branch = ctx->saved_data["has_branch"].toBool();
-    const variable_list v = ctx->get_saved_variables();
-    const Tensor& s = v[0];
-    OptTensor ds = has_branch && grads[1].defined() ? OptTensor(grads[1].contiguous()) : OptTensor();
-    Tensor dy = grads[0];
-    if (!dy.defined()) {  // only the sum s is used downstream
-      if (!ds.has_value()) return none;
-      dy = at::zeros(s.sizes(), s.options().dtype(ctx->saved_data["out_dtype"].toScalarType()));
-    }
-    auto [dx, dbr, dw, db] = k_ln_bwd(ctx->saved_data["ks"].toInt(), dy.contiguous(), ds, s, v[1], opt(v[2]),
-                                      opt(v[3]), v[4], opt(v[5]), has_branch, ctx->saved_data["cl"].toBool(),
-                                      ctx->saved_data["x_dtype"].toScalarType(), ctx->saved_data["from_y"].toBool());
-    Tensor dbranch;
-    if (has_branch) {
-      const auto bt = ctx->saved_data["branch_dtype"].toScalarType();
-      dbranch = dbr.scalar_type() == bt ? dbr : dbr.to(bt);
-    }
-    return {dx, dbranch, dw, v[2].defined() ? db : Tensor(), Tensor(), Tensor(), Tensor(), Tensor(), Tensor(),
-            Tensor()};
+Tensor cross_merge_impl(const Tensor& y, int64_t H, int64_t W, const std::string& mode, bool channels_last,
+                        int64_t ks);
+
+Tensor cross_scan_impl(const Tensor& x, const std::string& mode, bool channels_last, int64_t ks) {
+  refuse_forward_ad("cross_scan", x);
+  auto node = node_for<CrossScanNode>(x);
+  Tensor out;
+  {
+    at::AutoGradMode no_grad(false);
+    out = k_cross_scan(ks, x, mode, channels_last);
   }
-};
+  if (node) {
+    out = owned_output(ks, out, x);
+    node->mode = mode;
+    node->channels_last = channels_last;
+    node->ks = ks;
+    node->H = channels_last ? x.size(1) : x.size(2);
+    node->W = channels_last ? x.size(2) : x.size(3);
+    torch::autograd::set_history(out, node);
+  }
+  return out;
+}
+
+Tensor cross_merge_impl(const Tensor& y, int64_t H, int64_t W, const std::string& mode, bool channels_last,
+                        int64_t ks) {
+  refuse_forward_ad("cross_merge", y);
+  auto node = node_for<CrossMergeNode>(y);
+  Tensor out;
+  {
+    at::AutoGradMode no_grad(false);
+    out = k_cross_merge(ks, y, H, W, mode, channels_last);
+  }
+  if (node) {
+    out = owned_output(ks, out, y);
+    node->mode = mode;
+    node->channels_last = channels_last;
+    node->ks = ks;
+    torch::autograd::set_history(out, node);
+  }
+  return out;
+}
+
+// the adjoints, themselves recorded when the backward builds a graph (a double backward works, as through the
+// Python formulas)
+variable_list CrossScanNode::apply(variable_list&& grads) {
+  if (!grads[0].defined()) return variable_list(1);
+  return {cross_merge_impl(grads[0].contiguous(), H, W, mode, channels_last, ks)};
+}
+
+variable_list CrossMergeNode::apply(variable_list&& grads) {
+  if (!grads[0].defined()) return variable_list(1);
+  return {cross_scan_impl(grads[0].contiguous(), mode, channels_last, ks)};
+}
 
 }  // namespace
 
@@ -333,8 +442,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> add_layer_norm_fwd(const Tensor& x, c
                                                               const OptTensor& branch_scale, double eps,
                                                               bool channels_last,
                                                               std::optional<at::ScalarType> out_dtype, int64_t ks) {
-  variable_list r = AddNormFn::apply(x, branch, weight, bias, branch_scale, eps, channels_last, out_dtype, false, ks);
-  return {r[0], r[1], r[2], r[3]};
+  return add_norm(x, branch, weight, bias, branch_scale, eps, channels_last, out_dtype, false, ks);
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor> add_layer_norm_node(const Tensor& x, const OptTensor& branch,
@@ -342,30 +450,67 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> add_layer_norm_node(const Tensor& x, 
                                                                const OptTensor& branch_scale, double eps,
                                                                bool channels_last,
                                                                std::optional<at::ScalarType> out_dtype, bool from_y) {
-  variable_list r = AddNormFn::apply(x, branch, weight, bias, branch_scale, eps, channels_last, out_dtype, from_y,
-                                     kCuda);
-  return {r[0], r[1], r[2], r[3]};
+  return add_norm(x, branch, weight, bias, branch_scale, eps, channels_last, out_dtype, from_y, kCuda);
 }
 
 std::tuple<Tensor, Tensor, Tensor> selective_scan_fwd(const Tensor& u, const Tensor& delta, const Tensor& A,
                                                       const Tensor& B, const Tensor& C, const OptTensor& D,
                                                       const OptTensor& delta_bias, bool delta_softplus,
                                                       at::ScalarType out_dtype, int64_t ks) {
-  variable_list r = ScanFn::apply(u, delta, A, B, C, D, delta_bias, delta_softplus, out_dtype, ks);
-  return {r[0], r[1], r[2]};
+  refuse_forward_ad("selective_scan", u, delta, A, B, C, D, delta_bias);
+  auto node = node_for<ScanNode>(u, delta, A, B, C, D, delta_bias);
+  Tensor out, last_state, aux;
+  {
+    at::AutoGradMode no_grad(false);
+    std::tie(out, last_state, aux) = k_scan_fwd(ks, u, delta, A, B, C, D, delta_bias, delta_softplus, out_dtype);
+  }
+  if (node) {
+    out = owned_output(ks, out, u, delta, B, C);
+    node->u = save(u);
+    node->delta = save(delta);
+    node->A = save(A);
+    node->B = save(B);
+    node->C = save(C);
+    node->D = save(D);
+    node->delta_bias = save(delta_bias);
+    node->aux = save(aux);  // not differentiable and not given this node's history: no cycle
+    node->softplus = delta_softplus;
+    node->ks = ks;
+    // last_state is returned detached (mamba_ssm's semantics) and aux is internal: only out gets the history
+    torch::autograd::set_history(out, node);
+  }
+  return {out, last_state, aux};
 }
 
 Tensor cross_scan(const Tensor& x, c10::string_view mode, bool channels_last, int64_t ks) {
-  return CrossScanFn::apply(x, std::string(mode), channels_last, ks);
+  return cross_scan_impl(x, std::string(mode), channels_last, ks);
 }
 
 Tensor cross_merge(const Tensor& y, int64_t H, int64_t W, c10::string_view mode, bool channels_last, int64_t ks) {
-  return CrossMergeFn::apply(y, H, W, std::string(mode), channels_last, ks);
+  return cross_merge_impl(y, H, W, std::string(mode), channels_last, ks);
 }
 
 Tensor dwconv2d_fwd(const Tensor& x, const Tensor& weight, const OptTensor& bias, c10::string_view act,
                     bool channels_last, int64_t ks) {
-  return DwconvFn::apply(x, weight, bias, std::string(act), channels_last, ks);
+  refuse_forward_ad("dwconv2d", x, weight, bias);
+  auto node = node_for<DwconvNode>(x, weight, bias);
+  const std::string a(act);
+  Tensor out;
+  {
+    at::AutoGradMode no_grad(false);
+    out = k_dw_fwd(ks, x, weight, bias, a, channels_last);
+  }
+  if (node) {
+    out = owned_output(ks, out, x, weight);
+    node->x = save(x);
+    node->weight = save(weight);
+    node->bias = save(bias);
+    node->act = a;
+    node->channels_last = channels_last;
+    node->ks = ks;
+    torch::autograd::set_history(out, node);
+  }
+  return out;
 }
 
 #ifndef VMAMBA_NO_PYTHON
