@@ -302,3 +302,37 @@ def test_a_raw_kernel_handing_back_its_input_gets_a_fresh_output(torch_nodes):
         assert y.data_ptr() != x.data_ptr() and torch.equal(y, x)
         y.backward(torch.full_like(y, 3.0))
         assert torch.equal(x.grad, torch.full_like(x, 3.0))
+
+
+@pytest.mark.parametrize("has_branch", [True, False])
+def test_a_dropped_graph_frees_the_nodes_outputs(torch_nodes, has_branch):
+    """The add + LayerNorm node saves its own output s (with a branch): saved as an output it does not own it, so when
+    the caller drops y and s without a backward nothing stays alive (a reference cycle node -> s -> node would keep
+    every step's activations)."""
+    import gc
+    import weakref
+
+    _, ops = torch_nodes
+    x = torch.randn(2, 3, 4, 6, requires_grad=True)
+    br = torch.randn(2, 3, 4, 6, requires_grad=True) if has_branch else None
+    w = torch.randn(6, requires_grad=True)
+    y, s, mean, rstd = ops["add_layer_norm_fwd"](x, br, w, None, None, 1e-5, True, None)
+    refs = [weakref.ref(t) for t in (y, s, mean, rstd)]
+    del y, s, mean, rstd
+    gc.collect()
+    assert [r() is None for r in refs] == [True] * 4
+
+
+def test_a_dropped_scan_or_dwconv_graph_frees_its_outputs(torch_nodes):
+    """As above for the scan (aux saved, an output without this node's history) and the depthwise conv."""
+    import gc
+    import weakref
+
+    _, ops = torch_nodes
+    outs = list(ops["scan_fwd"](*_scan_inputs(torch.float32, 2, True, True, (1,) * 7), True, torch.float32))
+    outs.append(ops["dwconv2d_fwd"](torch.randn(1, 3, 3, 2, requires_grad=True), torch.randn(2, 1, 3, 3), None,
+                                    "silu", True))
+    refs = [weakref.ref(t) for t in outs]
+    del outs
+    gc.collect()
+    assert [r() is None for r in refs] == [True] * 4

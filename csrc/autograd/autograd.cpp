@@ -320,8 +320,8 @@ struct AddNormNode : Node {
   }
   variable_list apply(variable_list&& grads) override {
     std::lock_guard<std::mutex> lock(mutex_);  // saved tensors: one backward at a time, as torch's nodes
-    // y saved as an output of this node: unpacking it needs the node (it is not kept by the saved tensor)
-    const Tensor s = from_y ? s_or_y.unpack(getptr()) : s_or_y.unpack();
+    // y or s saved as an output of this node: unpacking it needs the node (the saved tensor does not keep it)
+    const Tensor s = s_or_y.unpack(getptr());
     OptTensor ds = has_branch && grads[1].defined() ? OptTensor(grads[1].contiguous()) : OptTensor();
     Tensor dy = grads[0];
     if (!dy.defined()) {  // only the sum s is used downstream
@@ -361,7 +361,6 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> add_norm(const Tensor& x, const OptTe
     y = owned_output(ks, y, x, or_undefined(branch), weight);
     if (has_branch) s_out = owned_output(ks, s_out, x, *branch, weight);
     node->from_y = from_y;
-    node->s_or_y = from_y ? SavedVariable() : save(has_branch ? s_out : x);
     node->weight = save(weight);
     node->bias = save(bias);
     node->mean = from_y ? SavedVariable() : save(mean);
@@ -375,8 +374,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> add_norm(const Tensor& x, const OptTe
     node->branch_dtype = has_branch ? branch->scalar_type() : x.scalar_type();
     torch::autograd::set_history(y, node);
     torch::autograd::set_history(s_out, node);
-    // y now has this node as its grad_fn: saved as an output (no reference cycle through it)
-    if (from_y) node->s_or_y = SavedVariable(y, /*is_output=*/true);
+    // y and s now have this node as their grad_fn: saved as outputs, which do not own them (saving them as inputs
+    // would make the cycle node -> s -> node and keep every dropped graph alive)
+    if (from_y)
+      node->s_or_y = SavedVariable(y, /*is_output=*/true);
+    else
+      node->s_or_y = has_branch ? SavedVariable(s_out, /*is_output=*/true) : save(x);
   }
   return {y, s_out, mean, rstd};
 }
