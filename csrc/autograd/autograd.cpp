@@ -1,10 +1,10 @@
-// The ops with autograd recorded in C++ (torch::autograd::Function), for eager calls whose inputs require grad
+// The ops with autograd recorded in C++ (a hand-written graph node each), for eager calls whose inputs require grad
 // (issue #20, item 1).
 //
 // A Python torch.autograd.Function costs about 9 us of host time per call on the CI VM (its apply, the Python
 // forward and setup_context), more than the kernels it records at VMamba's small stages. These functions record
 // the same graph node from C++: the same raw kernels forward and backward as the Python formulas, the same tensors
-// saved, the same outputs marked non-differentiable, gradients not materialised. They mirror
+// saved, the same outputs non-differentiable, no gradient made for an unused output. They mirror
 // vmamba_kernels/_library.py's formulas (define_scan, define_cross, define_add_layer_norm, define_dwconv2d) for the
 // raw-kernel contract of vmamba_kernels/dispatch.py: inputs already validated, contiguous and non-empty.
 //
@@ -192,7 +192,7 @@ std::array<Tensor, 4> k_ln_bwd(int64_t ks, const Tensor& dy, const OptTensor& ds
 // ---- the nodes ---------------------------------------------------------------------------------------------------
 // Each op records a hand-written Node, as torch's generated VariableType code does, not a torch::autograd::Function:
 // Function::apply keeps per-input and per-output metadata (sizes vectors), a string-keyed map of saved values and
-// sets of marked tensors, and costed 2.8 us a call above these nodes on the CI VM with fresh outputs
+// sets of marked tensors, and cost 1-2.3 us a call more than these nodes on the CI VM
 // (reports/logs/2026-12-07_hand_nodes_cpu.md). The forward: refuse forward-mode AD (as Function::apply does for a
 // function without jvp), run the kernels with grad mode off, and where grad mode is on and an input requires grad,
 // make the node with edges to every tensor input, save what the backward reads and set the differentiable outputs'
