@@ -53,6 +53,7 @@ TORCH_LIBRARY_FRAGMENT(vmamba_cuda, m) {
 #include <torch/extension.h>  // pybind11 with torch's type casters (Tensor, optional, dtype)
 
 #include "common/arg_key.h"
+#include "common/empty_many.h"
 #include "ops.h"
 
 #ifdef VMAMBA_WITH_AUTOGRAD
@@ -162,9 +163,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     }
     return d;
   }, "archs, builder (setup.py or cmake), CUDA runtime version and scan chunk this extension was compiled with");
-  // host helpers of the Python dispatch and the triton backend's launches (not ops): plain CPython functions
+  // host helpers of the Python dispatch and the Python backends' launches and allocations (not ops): plain CPython
+  // functions
   static PyMethodDef host_defs[] = {vmamba::host::kArgKeyDef, vmamba::host::kLaunchKeyDef,
-                                    {nullptr, nullptr, 0, nullptr}};
+                                    vmamba::host::kEmptyManyDef, {nullptr, nullptr, 0, nullptr}};
   if (PyModule_AddFunctions(m.ptr(), host_defs) != 0) throw pybind11::error_already_set();
 }
 #endif

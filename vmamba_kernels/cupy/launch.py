@@ -41,6 +41,7 @@ except ImportError as e:
 except Exception as e:  # a broken CuPy install (missing CUDA libraries, ...) must not crash the registry
     raise ImportError(f"CuPy is installed but does not import ({type(e).__name__}: {e})") from e
 
+from .. import _alloc
 from ..layout import map_dims, map_shape
 from . import plan, sources, tuning
 
@@ -308,9 +309,9 @@ def selective_scan_fwd(u, delta, A, B, C, D, delta_bias, delta_softplus, out_dty
     N, K = A.shape[1], B.shape[1]
     dev = u.device
     direct = out_dtype in (torch.float32, u.dtype)  # the kernels write these; any other: fp32, then converted
-    out = torch.empty((batch, KD, L), dtype=out_dtype if direct else torch.float32, device=dev)
-    last = torch.empty((batch, KD, N), dtype=torch.float32, device=dev)
-    aux = torch.empty((batch, KD, plan.num_chunks(L), N), dtype=torch.float32, device=dev)
+    f32 = torch.float32
+    out, last, aux = _alloc.empty_many(u, ((batch, KD, L), out_dtype if direct else f32), ((batch, KD, N), f32),
+                                       ((batch, KD, plan.num_chunks(L), N), f32))
     if L == 0:
         last.zero_()  # no steps: the state stays 0
     rows = batch * KD
@@ -351,12 +352,13 @@ def selective_scan_bwd(u, delta, A, B, C, D, delta_bias, delta_softplus, dout, a
         raise RuntimeError(f"cupy selective_scan_bwd: aux has shape {tuple(aux.shape)}, expected "
                            f"{(batch, KD, nch, N)} (was the forward run by another impl?)")
     aux = aux.contiguous()
-    f32 = dict(dtype=torch.float32, device=dev)
-    du, ddelta = torch.empty_like(u), torch.empty_like(delta)
-    dA = torch.empty((KD, N), **f32)
-    dB, dC = torch.empty_like(B), torch.empty_like(C)
-    dD = torch.empty((KD,), **f32) if D is not None else None
-    dbias = torch.empty((KD,), **f32) if delta_bias is not None else None
+    f32 = torch.float32
+    # dD / dbias (KD floats each) are made with the rest whether or not D / delta_bias are given
+    du, ddelta, dA, dB, dC, dD, dbias = _alloc.empty_many(
+        u, (u.shape, u.dtype), (delta.shape, delta.dtype), ((KD, N), f32), (B.shape, B.dtype), (C.shape, C.dtype),
+        ((KD,), f32), ((KD,), f32))
+    dD = dD if D is not None else None
+    dbias = dbias if delta_bias is not None else None
     if KD == 0:
         return du, ddelta, dA, dB, dC, dD, dbias
     k = tuning.knobs()
@@ -367,8 +369,7 @@ def selective_scan_bwd(u, delta, A, B, C, D, delta_bias, delta_softplus, dout, a
     if got is None:
         got = _remember(key, _bwd_config(batch, KD, L, N, K, t, d, delta_softplus, k, idx))
     S, launches, rec = got
-    acc = torch.empty((2, S, batch, K, N, L), **f32)
-    part = torch.empty((batch, KD, N + 2), **f32)
+    acc, part = _alloc.empty_many(u, ((2, S, batch, K, N, L), f32), ((batch, KD, N + 2), f32))
     rows = batch * KD
     acc_b = acc.data_ptr()
     acc_c = acc_b + 4 * S * batch * K * N * L
@@ -446,7 +447,7 @@ def _cross(inp: torch.Tensor, out: torch.Tensor, B, C, H, W, mode, channels_last
 def cross_scan_fwd(x, mode, channels_last):
     x = x.contiguous()
     Bn, C, H, W = map_dims(x, channels_last)
-    y = torch.empty((Bn, 4, C, H * W), dtype=x.dtype, device=x.device)
+    (y,) = _alloc.empty_many(x, ((Bn, 4, C, H * W), x.dtype))
     _cross(x, y, Bn, C, H, W, mode, channels_last, merge=False)
     return y
 
@@ -454,6 +455,6 @@ def cross_scan_fwd(x, mode, channels_last):
 def cross_merge_fwd(y, H, W, mode, channels_last):
     y = y.contiguous()
     Bn, _, C, L = y.shape
-    x = torch.empty(map_shape(Bn, C, H, W, channels_last), dtype=y.dtype, device=y.device)
+    (x,) = _alloc.empty_many(y, (map_shape(Bn, C, H, W, channels_last), y.dtype))
     _cross(y, x, Bn, C, H, W, mode, channels_last, merge=True)
     return x

@@ -25,6 +25,7 @@ import triton
 import triton.language as tl
 
 from ..layout import map_dims, map_shape
+from .. import _alloc
 from .fast_launch import launchable
 from .tuning import TUNING, cdiv, interpret, launch_plan
 from .tuning import np2 as _np2
@@ -368,7 +369,7 @@ def _launch(x, y, C, H, W, merge, mode, channels_last):
 
 def cross_scan_fwd(x, mode, channels_last):
     Bn, C, H, W = map_dims(x, channels_last)
-    y = torch.empty((Bn, 4, C, H * W), device=x.device, dtype=x.dtype)
+    (y,) = _alloc.empty_many(x, ((Bn, 4, C, H * W), x.dtype))
     if not (channels_last and mode == "cross2d" and _band_scan(x, y, C, H, W)):
         _launch(x, y, C, H, W, False, mode, channels_last)
     return y
@@ -376,6 +377,6 @@ def cross_scan_fwd(x, mode, channels_last):
 
 def cross_merge_fwd(y, H, W, mode, channels_last):
     Bn, _, C, _ = y.shape
-    x = torch.empty(map_shape(Bn, C, H, W, channels_last), device=y.device, dtype=y.dtype)
+    (x,) = _alloc.empty_many(y, (map_shape(Bn, C, H, W, channels_last), y.dtype))
     _launch(x, y, C, H, W, True, mode, channels_last)
     return x

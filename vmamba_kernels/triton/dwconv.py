@@ -27,6 +27,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .. import _alloc
 from .fast_launch import launchable
 from .tuning import cdiv, interpret, launch_plan, np2, sm_count
 
@@ -222,7 +223,7 @@ def dwconv2d_fwd(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Ten
 
 def _launch_conv(x, weight, bias, act_id, channels_last, mirror, block_h=None, block_w=None, block_c=None):
     B, C, H, W = _dims(x, channels_last)
-    y = torch.empty_like(x)
+    y = torch.empty_like(x)  # one tensor: empty_like costs no more than _alloc.empty_many
     if x.numel() == 0:
         return y
     bh, bw, bc, nw = launch_plan("dwconv", dwconv_config, C, H, W, channels_last, block_h, block_w, block_c)
@@ -256,9 +257,9 @@ def dwconv2d_bwd(dy: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: 
     c_blocks = cdiv(C, bc)
     n_tiles = B * tiles
     G = _bwd_programs(n_tiles, c_blocks, x.device)
-    dz = torch.empty_like(x)
-    pw = torch.empty(G, C, K * K, dtype=torch.float32, device=x.device)
-    pb = torch.empty(G, C, dtype=torch.float32, device=x.device) if bias is not None else pw
+    # pb (G x C floats) is made with the rest whether or not there is a bias
+    dz, pw, pb = _alloc.empty_many(x, (x.shape, x.dtype), ((G, C, K * K), torch.float32), ((G, C), torch.float32))
+    pb = pb if bias is not None else pw
     _dwconv_bwd_dz_kernel[(G, c_blocks)](
         x, weight, weight if bias is None else bias, dy, dz, pw, pb, C, H, W // _align(W), tiles_w, tiles, n_tiles,
         cdiv(n_tiles, G), WA=_align(W), K=K, KK_PAD=np2(K * K), CHANNELS_LAST=channels_last,

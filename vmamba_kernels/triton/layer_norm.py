@@ -26,6 +26,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .. import _alloc
 from .fast_launch import launchable
 from .tuning import cdiv, interpret, launch_plan, np2, sm_count
 
@@ -281,10 +282,12 @@ def add_layer_norm_fwd(x: torch.Tensor, branch: Optional[torch.Tensor], weight: 
     """(y, s, mean, rstd): s = x + branch_scale[b] * branch (x itself when branch is None), y = LN(s)
     in out_dtype (None -> x.dtype); mean / rstd fp32 (B, H*W)."""
     B, C, HW = _dims(x, channels_last)
-    y = torch.empty(x.shape, dtype=out_dtype or x.dtype, device=x.device)
-    s = x if branch is None else torch.empty_like(x)
-    mean = torch.empty(B, HW, dtype=torch.float32, device=x.device)
-    rstd = torch.empty(B, HW, dtype=torch.float32, device=x.device)
+    f32, ydt = torch.float32, out_dtype or x.dtype
+    if branch is None:
+        y, mean, rstd = _alloc.empty_many(x, (x.shape, ydt), ((B, HW), f32), ((B, HW), f32))
+        s = x
+    else:
+        y, s, mean, rstd = _alloc.empty_many(x, (x.shape, ydt), (x.shape, x.dtype), ((B, HW), f32), ((B, HW), f32))
     if x.numel() == 0:
         return y, s, mean, rstd
     bp, bc, single, nw = launch_plan("ln", ln_config, C, HW, B * HW, channels_last, block_p, block_c)
@@ -313,9 +316,9 @@ def add_layer_norm_bwd(dy: torch.Tensor, ds: Optional[torch.Tensor], s: torch.Te
     (None without a branch), both in x_dtype; dweight / dbias fp32 (dbias None without a bias).
     from_y: `s` is the norm's output y and xhat = (y - bias) / weight (mean is not read)."""
     B, C, HW = _dims(s, channels_last)
-    dx = torch.empty(s.shape, dtype=x_dtype, device=s.device)
-    dbr = torch.empty(s.shape, dtype=x_dtype, device=s.device) if has_branch else None
     if s.numel() == 0:
+        dx = torch.empty(s.shape, dtype=x_dtype, device=s.device)
+        dbr = torch.empty(s.shape, dtype=x_dtype, device=s.device) if has_branch else None
         z = torch.zeros(C, dtype=torch.float32, device=s.device)
         return dx, dbr, z, (None if bias is None else z.clone())
     bp, bc, single, nw = launch_plan("ln", ln_config, C, HW, B * HW, channels_last, block_p, block_c)
@@ -323,8 +326,16 @@ def add_layer_norm_bwd(dy: torch.Tensor, ds: Optional[torch.Tensor], s: torch.Te
     n_blocks = p_blocks * images
     G = _bwd_programs(n_blocks, s.device)
     rows = G if single else n_blocks
-    pw = torch.empty(rows, C, dtype=torch.float32, device=s.device)
-    pb = torch.empty(rows, C, dtype=torch.float32, device=s.device) if bias is not None else pw
+    f32 = torch.float32
+    specs = [(s.shape, x_dtype), ((rows, C), f32)]  # dx, pw; then dbranch, pb where there are a branch, a bias
+    if has_branch:
+        specs.append((s.shape, x_dtype))
+    if bias is not None:
+        specs.append(((rows, C), f32))
+    made = _alloc.empty_many(s, *specs)
+    dx, pw = made[0], made[1]
+    dbr = made[2] if has_branch else None
+    pb = made[-1] if bias is not None else pw
     hwa = _hw_align(HW)
     _add_ln_bwd_kernel[(G,)](
         dy, dy if ds is None else ds, s, weight, weight if bias is None else bias,

@@ -39,6 +39,7 @@ import torch
 import triton
 import triton.language as tl
 
+from .. import _alloc
 from .fast_launch import launchable
 from .tuning import TUNING, chunk_len, interpret, launch_plan, n_chunks, scan_aux_shape  # noqa: F401
 from .tuning import np2 as _np2
@@ -475,15 +476,16 @@ def selective_scan_fwd(u, delta, A, B, C, D, delta_bias, delta_softplus, out_dty
     B4, C4 = _as4(B, batch), _as4(C, batch)
     K = B4.shape[1]
     G = KD // K
-    out = torch.empty((batch, KD, L), device=u.device, dtype=out_dtype)
-    last = torch.empty((batch, KD, N), device=u.device, dtype=torch.float32)
+    f32 = torch.float32
     if L == 0 or batch == 0 or KD == 0:
-        aux = torch.empty((batch, KD, n_chunks(L, N), N), device=u.device, dtype=torch.float32)
+        out, last, aux = _alloc.empty_many(u, ((batch, KD, L), out_dtype), ((batch, KD, N), f32),
+                                           ((batch, KD, n_chunks(L, N), N), f32))
         last.zero_()
         aux.zero_()
         return out, last, aux
     bd, NP, T, warps, nch, sub, stages, lv = launch_plan("scan_fwd", _fwd_plan, G, N, L)
-    aux = torch.empty((batch, KD, nch, N), device=u.device, dtype=torch.float32)
+    out, last, aux = _alloc.empty_many(u, ((batch, KD, L), out_dtype), ((batch, KD, N), f32),
+                                       ((batch, KD, nch, N), f32))
     grid = (batch, KD // bd)
     Dp, bp = D if D is not None else A, delta_bias if delta_bias is not None else A
     flags = dict(HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
@@ -502,16 +504,15 @@ def selective_scan_bwd(u, delta, A, B, C, D, delta_bias, delta_softplus, dout, a
     B4, C4 = _as4(B, batch), _as4(C, batch)
     K = B4.shape[1]
     G = KD // K
-    du = torch.empty_like(u)
-    ddelta = torch.empty_like(delta)
     bd, NP, T, warps, nch, sub, stages, lv = launch_plan("scan_bwd", _bwd_plan, G, N, L)
     nblk = KD // bd
-    dev = u.device
-    dA_p = torch.empty((batch, KD, N), device=dev, dtype=torch.float32)
-    dB_p = torch.empty((batch, nblk, N, L), device=dev, dtype=torch.float32)
-    dC_p = torch.empty((batch, nblk, N, L), device=dev, dtype=torch.float32)
-    dD_p = torch.empty((batch, KD), device=dev, dtype=torch.float32) if D is not None else None
-    db_p = torch.empty((batch, KD), device=dev, dtype=torch.float32) if delta_bias is not None else None
+    f32 = torch.float32
+    # dD_p / db_p (batch * KD floats each) are made with the rest whether or not D / delta_bias are given
+    du, ddelta, dA_p, dB_p, dC_p, dD_p, db_p = _alloc.empty_many(
+        u, (u.shape, u.dtype), (delta.shape, delta.dtype), ((batch, KD, N), f32), ((batch, nblk, N, L), f32),
+        ((batch, nblk, N, L), f32), ((batch, KD), f32), ((batch, KD), f32))
+    dD_p = dD_p if D is not None else None
+    db_p = db_p if delta_bias is not None else None
     if L > 0 and batch > 0 and KD > 0:
         args = (u, delta, A, B4, C4, D if D is not None else A, delta_bias if delta_bias is not None else A,
                 dout, aux, du, ddelta, dA_p, dB_p, dC_p,
