@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from tests.test_cupy import IN_CI, _nvcc
+from vmamba_kernels import _alloc
 from vmamba_kernels.cupy import plan as P
 from vmamba_kernels.cupy import sources as S
 
@@ -637,8 +638,11 @@ def test_launch_module_scan_plan_cache_follows_alignment_knobs_and_shapes(fake_l
         t = empty(n + 16, **kw)
         return t[8 // t.element_size():][:n].view(shape)
 
+    def off8_many(like, *specs):  # the raw kernels allocate through vmamba_kernels._alloc
+        return tuple(off8(shape, dtype=dtype, device=like.device) for shape, dtype in specs)
+
     with monkeypatch.context() as m:
-        m.setattr(torch, "empty", off8)
+        m.setattr(_alloc, "empty_many", off8_many)
         assert fwd(196, 1, out_dtype=torch.float32)[1][2] == 8 != wide[1][2]  # 8-byte output pieces, not 16
     # the backward: the split count follows its knob and lands in the struct and in finalize_bc's argument
     KD, L, N = 256, 300, 4
@@ -713,6 +717,7 @@ def test_launch_module_fills_every_forward_field(fake_launch, monkeypatch):
     launch, calls, _ = fake_launch
     empty = torch.empty
     monkeypatch.setattr(torch, "empty", lambda *a, **k: empty(*a, **k).fill_(float("nan")))
+    monkeypatch.setattr(_alloc, "empty_many", _alloc.torch_empty_many)  # the raw kernels' allocations: poisoned too
     for N, softplus in ((16, True), (16, False), (1, False)):
         u, delta, A, B, C, D, bias = ins = make_inputs(2, 24, 49, N, 4, dtype=torch.float16, requires_grad=False)
         with vk.tuning("cupy", scan_packed_rows=2, scan_seq_min_rows=0):
@@ -829,6 +834,7 @@ def test_launch_module_launches_on_the_tensors_device_and_its_stream(fake_launch
     with monkeypatch.context() as m:
         empty = torch.empty
         m.setattr(torch, "empty", lambda *a, device=None, **k: empty(*a, **k))
+        m.setattr(_alloc, "empty_many", _alloc.torch_empty_many)
         out, _, aux = launch.selective_scan_fwd(*on1, True, torch.float32)
         assert int(calls[-1][3][1]) == 3 and state["seen"][-1] == ([1], 1001)  # device 1's plan, args and stream
         n = len(state["seen"])
