@@ -15,7 +15,7 @@ MUTANTS = [
     ('D04', 'len(_REGISTRY), ', '', 'prepared key: registry size dropped'),
     ('D05', ', v.requires_grad', '', '_arg_meta: requires_grad dropped'),
     ('D06', 'args.requires_grad(), ', '', 'choice key: requires_grad dropped'),
-    ('D07', 'torch.are_deterministic_algorithms_enabled(),', '', 'choice key: deterministic dropped', 1),
+    ('D07', 'torch.are_deterministic_algorithms_enabled(),', '', 'choice key: deterministic dropped'),
     ('D08', '(op, name, ', '(op, ', 'choice key: impl name dropped', 1),
     ('D09', 'if type(first) not in _PLAIN:', 'if type(first) in _PLAIN:', 'prepared kind: subclass test inverted'),
     ('D10', 'elif not args.requires_grad():', 'elif args.requires_grad():', 'prepared kind: body/grad inverted'),
