@@ -233,9 +233,6 @@ auto node_for(const Ts&... inputs) -> decltype(NodeMaker<T>::make()) {
 
 // A Python backend's raw kernel may hand back an input or a view of one (the contract does not promise fresh
 // tensors); a differentiable output gets its own storage before it gets this node's history.
-Tensor owned_output(int64_t ks, const Tensor& out) {
-  return ks != kCuda && out.defined() && out.is_view() ? out.clone() : out;
-}
 template <class... Ts>
 Tensor owned_output(int64_t ks, const Tensor& out, const Ts&... inputs) {
   if (ks == kCuda || !out.defined()) return out;
