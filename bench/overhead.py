@@ -30,7 +30,9 @@ bindings (csrc/ops.h).
 host_us then measures the project's Python machinery around a launch, runnable and meaningful on a
 CPU. Without a GPU the default impls are the torch ones (triton under TRITON_INTERPRET is skipped: its
 interpreter cost says nothing about a launch). Rows go to REPORTS/overhead.csv (CPU rows only with
---save-cpu or --reports-dir).
+--save-cpu or --reports-dir). Before the table it prints a host reference: what one torch.empty and one torch.add
+with grad cost on this machine and device (the lower of a measurement before and after the rows), to read the rows
+of hosts of different speed against.
 """
 from __future__ import annotations
 
@@ -415,6 +417,17 @@ def default_impls(device) -> list:
     return out
 
 
+def host_reference(device, calls: int = 200, rounds: int = 5) -> dict:
+    """What two plain torch calls cost on this host, to read the rows against: hosts differ (GPU call 74's took
+    4.5 us for a CUDA torch.empty, the CI VM 1.2) and one host drifts between runs
+    (reports/logs/2026-12-07_gpu_call74.md). us per call, median of the rounds."""
+    a = torch.zeros(8, device=device, requires_grad=True)
+    b = torch.zeros(8, device=device, requires_grad=True)
+    return {"torch.empty": time_calls(lambda: torch.empty(1, 384, 196, dtype=torch.float16, device=device), device,
+                                      calls, rounds=rounds)["host_us"],
+            "torch.add with grad": time_calls(lambda: torch.add(a, b), device, calls, rounds=rounds)["host_us"]}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.overhead", description=__doc__.split("\n\n")[0])
     p.add_argument("--ops", default=",".join(OPS))
@@ -451,7 +464,11 @@ def main(argv=None) -> int:
     if cpu:
         print("note: no CUDA device: host_us is the CPU-side cost on this machine; device_us stays empty"
               + ("" if write else "; rows are printed, not written (--save-cpu to keep them)"), file=sys.stderr)
+    ref = host_reference(device, a.calls, a.rounds)
     rows = measure(ops, impls, shapes, device, dtype, a.calls, a.mock, not a.no_breakdown, a.rounds, a.interleave)
+    ref = {k: min(v, host_reference(device, a.calls, a.rounds)[k]) for k, v in ref.items()}  # before and after
+    print("host reference on this machine (us per call, the lower of before and after the rows): "
+          + ", ".join(f"{k} {v:.2f}" for k, v in ref.items()))
     table = [{"op": r.op, "impl": r.impl, "dir": r.direction, "grad": r.grad, "path": r.path, "shape": r.shape,
               "host_us": r.host_us, "wall_us": r.wall_us, "device_us": r.device_us, "note": r.note} for r in rows]
     print(format_table(table, ["op", "impl", "dir", "grad", "path", "shape", "host_us", "wall_us", "device_us",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import time
 
 import pytest
@@ -108,6 +109,9 @@ def test_latency_table_and_throughput_at_the_largest_batch():
 def test_overhead_cli_with_mock_kernels(tmp_path, capsys):
     rc = OV.main(["--impls", "torch", "--mock", "--calls", "5", "--reports-dir", str(tmp_path)])
     assert rc == 0
+    ref = re.search(r"host reference on this machine .*: torch.empty ([0-9.]+), torch.add with grad ([0-9.]+)",
+                    capsys.readouterr().out)
+    assert ref and 0 < float(ref[1]) < 1e4 and 0 < float(ref[2]) < 1e4
     _, rows = read_csv(tmp_path / "overhead.csv")
     got = {(r["op"], r["direction"], r["grad"], r["path"]) for r in rows}
     for op in OV.OPS:
