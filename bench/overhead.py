@@ -418,9 +418,9 @@ def default_impls(device) -> list:
 
 
 def host_reference(device, calls: int = 200, rounds: int = 5) -> dict:
-    """What two plain torch calls cost on this host, to read the rows against: hosts differ (GPU call 74's took
-    4.5 us for a CUDA torch.empty, the CI VM 1.2) and one host drifts between runs
-    (reports/logs/2026-12-07_gpu_call74.md). us per call, median of the rounds."""
+    """What two plain torch calls cost on this host, to read the rows against: hosts differ several-fold in host
+    speed and one host drifts between runs (reports/logs/2026-12-07_gpu_call74.md). us per call, median of the
+    rounds."""
     a = torch.zeros(8, device=device, requires_grad=True)
     b = torch.zeros(8, device=device, requires_grad=True)
     return {"torch.empty": time_calls(lambda: torch.empty(1, 384, 196, dtype=torch.float16, device=device), device,

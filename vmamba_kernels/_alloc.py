@@ -2,8 +2,8 @@
 
 `empty_many(like, (shape, dtype), ...)` -> a tuple of contiguous tensors on `like`'s device, one per (shape, dtype)
 pair, made in one call of the compiled extension's host helper (csrc/common/empty_many.h). torch.empty parses its
-arguments in Python for every tensor, and a raw kernel makes two to seven of them per call: three for the scan's
-forward cost 4.0 us on the CI VM against 1.3 for one call of the helper (reports/logs/2026-12-07_empty_many_cpu.md).
+arguments in Python for every tensor, and a raw kernel makes two to seven of them per call; one call of the helper
+costs less than half as much (reports/logs/2026-12-07_empty_many_cpu.md).
 Where the extension is missing or predates the helper, torch.empty per tensor does the same.
 """
 from __future__ import annotations

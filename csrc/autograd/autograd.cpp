@@ -192,8 +192,7 @@ std::array<Tensor, 4> k_ln_bwd(int64_t ks, const Tensor& dy, const OptTensor& ds
 // ---- the nodes ---------------------------------------------------------------------------------------------------
 // Each op records a hand-written Node, as torch's generated VariableType code does, not a torch::autograd::Function:
 // Function::apply keeps per-input and per-output metadata (sizes vectors), a string-keyed map of saved values and
-// sets of marked tensors, and cost 1-2.3 us a call more than these nodes on the CI VM
-// (reports/logs/2026-12-07_hand_nodes_cpu.md). The forward: refuse forward-mode AD (as Function::apply does for a
+// sets of marked tensors, and cost more per call than these nodes (reports/logs/2026-12-07_hand_nodes_cpu.md). The forward: refuse forward-mode AD (as Function::apply does for a
 // function without jvp), run the kernels with grad mode off, and where grad mode is on and an input requires grad,
 // make the node with edges to every tensor input, save what the backward reads and set the differentiable outputs'
 // history. The backward returns one gradient per tensor input (undefined where there is none).

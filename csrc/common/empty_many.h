@@ -1,7 +1,7 @@
 // empty_many(like, (shape, dtype), (shape, dtype), ...) -> tuple of uninitialised tensors on like's device: the
 // output and scratch tensors of a Python backend's raw kernel (triton, cupy) made in one call. torch.empty parses
-// its arguments in Python for every tensor: three of the scan forward's cost 4.3 us on the CI VM, against 1.5 for
-// one call of this (reports/logs/2026-12-07_empty_many_cpu.md). A plain CPython function (METH_FASTCALL), as the
+// its arguments in Python for every tensor; one call of this costs less than half as much for the scan forward's
+// three (reports/logs/2026-12-07_empty_many_cpu.md). A plain CPython function (METH_FASTCALL), as the
 // host helpers of arg_key.h; vmamba_kernels/_alloc.py falls back to torch.empty where the extension lacks it.
 #pragma once
 

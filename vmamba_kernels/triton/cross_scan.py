@@ -24,8 +24,8 @@ import torch
 import triton
 import triton.language as tl
 
-from ..layout import map_dims, map_shape
 from .. import _alloc
+from ..layout import map_dims, map_shape
 from .fast_launch import launchable
 from .tuning import TUNING, cdiv, interpret, launch_plan
 from .tuning import np2 as _np2
