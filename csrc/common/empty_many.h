@@ -12,6 +12,8 @@
 #include <ATen/ATen.h>
 #include <c10/util/SmallVector.h>
 
+#include "alloc.h"
+
 #include <string>
 
 namespace vmamba::host {
@@ -24,7 +26,7 @@ inline PyObject* empty_many_error(PyObject* type, const std::string& what) {
 inline PyObject* empty_many(PyObject* /*module*/, PyObject* const* args, Py_ssize_t nargs) {
   if (nargs < 1 || !THPVariable_Check(args[0]))
     return empty_many_error(PyExc_TypeError, "the first argument must be a tensor (its device is used)");
-  const at::TensorOptions base = at::TensorOptions().device(THPVariable_Unpack(args[0]).device());
+  const at::Tensor& like = THPVariable_Unpack(args[0]);
   PyObject* out = PyTuple_New(nargs - 1);
   if (out == nullptr) return nullptr;
   try {
@@ -53,7 +55,7 @@ inline PyObject* empty_many(PyObject* /*module*/, PyObject* const* args, Py_ssiz
         sizes[d] = v;
       }
       const auto dtype = reinterpret_cast<THPDtype*>(PyTuple_GET_ITEM(spec, 1))->scalar_type;
-      PyObject* t = THPVariable_Wrap(at::empty(sizes, base.dtype(dtype)));
+      PyObject* t = THPVariable_Wrap(::vmamba::empty_on(sizes, dtype, like));
       if (t == nullptr) {
         Py_DECREF(out);
         return nullptr;

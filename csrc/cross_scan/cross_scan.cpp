@@ -7,6 +7,7 @@
 
 #include <string>
 
+#include "../common/alloc.h"
 #include "../common/common.h"
 #include "../ops.h"
 #include "cross_scan.h"
@@ -44,7 +45,7 @@ at::Tensor cross_scan(const at::Tensor& x_in, c10::string_view mode, bool channe
   const int64_t H = channels_last ? x.size(1) : x.size(2);
   const int64_t W = channels_last ? x.size(2) : x.size(3);
   c10::cuda::CUDAGuard guard(x.device());
-  at::Tensor y = at::empty({B, 4, C, H * W}, x.options());
+  at::Tensor y = empty_on({B, 4, C, H * W}, x.scalar_type(), x);
   Problem p;
   p.in = x.data_ptr(); p.out = y.data_ptr();
   p.B = B; p.C = C; p.H = H; p.W = W; p.mode = m; p.channels_last = channels_last; p.dtype = dtype_code(x);
@@ -64,7 +65,7 @@ at::Tensor cross_merge(const at::Tensor& y_in, int64_t H, int64_t W, c10::string
   const at::Tensor y = y_in.contiguous();
   const int64_t B = y.size(0), C = y.size(2);
   c10::cuda::CUDAGuard guard(y.device());
-  at::Tensor x = channels_last ? at::empty({B, H, W, C}, y.options()) : at::empty({B, C, H, W}, y.options());
+  at::Tensor x = channels_last ? empty_on({B, H, W, C}, y.scalar_type(), y) : empty_on({B, C, H, W}, y.scalar_type(), y);
   Problem p;
   p.in = y.data_ptr(); p.out = x.data_ptr();
   p.B = B; p.C = C; p.H = H; p.W = W; p.mode = m; p.channels_last = channels_last; p.dtype = dtype_code(y);

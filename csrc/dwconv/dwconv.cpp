@@ -15,6 +15,7 @@
 #include <limits>
 #include <tuple>
 
+#include "../common/alloc.h"
 #include "../common/common.h"
 #include "../ops.h"
 #include "dwconv.h"
@@ -105,7 +106,7 @@ at::Tensor dwconv2d_fwd(const at::Tensor& x, const at::Tensor& weight, const c10
   Params p;
   check_and_fill(x, weight, bias, channels_last, act, p);
   c10::cuda::CUDAGuard guard(x.device());
-  at::Tensor y = at::empty_like(x);
+  at::Tensor y = empty_on(x.sizes(), x.scalar_type(), x);
   poison({&y});
   p.y = y.data_ptr();
   const Plan pl = plan(p, kFwd);
@@ -128,19 +129,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dwconv2d_bwd(const at::Tensor& dy
   VMAMBA_CHECK(dy.is_contiguous(), "dy", "must be contiguous in its layout, got shape ", dy.sizes(), " strides ",
                dy.strides());
   c10::cuda::CUDAGuard guard(x.device());
-  const auto f32 = x.options().dtype(at::kFloat);
-  at::Tensor dx = at::empty_like(x);
-  at::Tensor dweight = at::empty(weight.sizes(), f32);
-  at::Tensor dbias = at::empty({bias.has_value() ? p.C : 0}, f32);
-  at::Tensor dpre = p.act != kNone ? at::empty_like(x) : at::empty({0}, x.options());
+  const auto f32 = at::kFloat;
+  at::Tensor dx = empty_on(x.sizes(), x.scalar_type(), x);
+  at::Tensor dweight = empty_on(weight.sizes(), f32, x);
+  at::Tensor dbias = empty_on({bias.has_value() ? p.C : 0}, f32, x);
   p.dy = dy.data_ptr();
   p.dx = dx.data_ptr();
   p.dweight = dweight.data_ptr<float>();
   p.dbias = bias.has_value() ? dbias.data_ptr<float>() : nullptr;
+  // the plan reads dpre's alignment, and part's size comes from the plan: two allocations
+  at::Tensor dpre = empty_on({p.act != kNone ? x.numel() : 0}, x.scalar_type(), x);
   p.dpre = p.act != kNone ? dpre.data_ptr() : nullptr;
   const Plan pl = plan(p, kBwdx);
   VMAMBA_CHECK(pl.error == nullptr, "x", pl.error == nullptr ? "" : pl.error, ", got shape ", x.sizes());
-  at::Tensor part = at::empty({pl.part_rows, p.C, int64_t(p.K) * p.K + 1}, f32);
+  at::Tensor part = empty_on({pl.part_rows, p.C, int64_t(p.K) * p.K + 1}, f32, x);
   p.part = part.data_ptr<float>();
   poison({&dx, &dweight, &dbias, &dpre, &part});
   const char* err = launch_bwd(p, c10::cuda::getCurrentCUDAStream().stream());

@@ -19,6 +19,7 @@
 #include <limits>
 #include <tuple>
 
+#include "../common/alloc.h"
 #include "../common/common.h"
 #include "../ops.h"
 #include "layer_norm.h"
@@ -118,13 +119,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> fwd_impl(
                "must be float32, float16 or bfloat16 (or None for x's dtype), got ", yt);
   VMAMBA_CHECK(eps >= 0.0, "eps", "must be >= 0, got ", eps);
   c10::cuda::CUDAGuard guard(x.device());
-  at::Tensor y = at::empty(x.sizes(), x.options().dtype(yt));
-  at::Tensor s = branch.has_value() ? at::empty_like(x) : x;
-  const auto f32 = x.options().dtype(at::kFloat);
+  at::Tensor y = empty_on(x.sizes(), yt, x);
+  at::Tensor s = branch.has_value() ? empty_on(x.sizes(), x.scalar_type(), x) : x;
   at::Tensor mean, rstd;
   if (stats) {
-    mean = at::empty({d.B, d.HW}, f32);
-    rstd = at::empty({d.B, d.HW}, f32);
+    // the statistics are saved together and freed together: one allocation
+    auto st = empty_shared(x, {Piece{{d.B, d.HW}, at::kFloat}, Piece{{d.B, d.HW}, at::kFloat}});
+    mean = st[0];
+    rstd = st[1];
     if (branch.has_value()) poison({&y, &s, &mean, &rstd});
     else poison({&y, &mean, &rstd});
   } else if (branch.has_value()) {
@@ -226,12 +228,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> add_layer_norm_bwd(
   }
   check_scale(branch_scale, has_branch, d.B, s);
   c10::cuda::CUDAGuard guard(s.device());
-  const auto xo = s.options().dtype(x_dtype);
-  at::Tensor dx = at::empty(s.sizes(), xo);
-  at::Tensor dbranch = has_branch ? at::empty(s.sizes(), xo) : at::empty({0}, xo);
-  const auto f32 = s.options().dtype(at::kFloat);
-  at::Tensor dweight = at::empty({d.C}, f32);
-  at::Tensor dbias = at::empty({bias.has_value() ? d.C : 0}, f32);
+  at::Tensor dx = empty_on(s.sizes(), x_dtype, s);
+  at::Tensor dbranch = has_branch ? empty_on(s.sizes(), x_dtype, s) : empty_on({0}, x_dtype, s);
+  const auto f32 = at::kFloat;
+  at::Tensor dweight = empty_on({d.C}, f32, s);
+  at::Tensor dbias = empty_on({bias.has_value() ? d.C : 0}, f32, s);
   BwdParams p;
   p.dy = dy.data_ptr();
   p.ds = ds.has_value() ? ds->data_ptr() : nullptr;
@@ -257,7 +258,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> add_layer_norm_bwd(
   VMAMBA_CHECK(d.B * d.HW < (int64_t(1) << 31), "s", "too many pixels for one launch, got shape ", s.sizes());
   const Plan pl = plan_bwd(p);
   VMAMBA_CHECK(pl.error == nullptr, "s", pl.error == nullptr ? "" : pl.error, ", got shape ", s.sizes());
-  at::Tensor part = at::empty({pl.part_rows, d.C, 2}, f32);
+  at::Tensor part = empty_on({pl.part_rows, d.C, 2}, f32, s);
   p.part = part.data_ptr<float>();
   poison({&dx, &dbranch, &dweight, &dbias, &part});
   const char* err = launch_bwd(p, pl, c10::cuda::getCurrentCUDAStream().stream());

@@ -16,6 +16,7 @@
 #include <limits>
 #include <tuple>
 
+#include "../common/alloc.h"
 #include "../common/common.h"
 #include "../common/knobs.h"
 #include "../ops.h"
@@ -139,10 +140,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> selective_scan_fwd(
   VMAMBA_CHECK(out_dtype == at::kFloat || out_dtype == u.scalar_type(), "out_dtype",
                "must be float32 or u's dtype ", u.scalar_type(), ", got ", out_dtype);
   c10::cuda::CUDAGuard guard(u.device());
-  const auto f32 = u.options().dtype(at::kFloat);
-  at::Tensor out = at::empty({dm.batch, dm.KD, dm.L}, u.options().dtype(out_dtype));
-  at::Tensor last = at::empty({dm.batch, dm.KD, dm.N}, f32);
-  at::Tensor aux = at::empty({dm.batch, dm.KD, num_chunks(dm.L), dm.N}, f32);
+  at::Tensor out = empty_on({dm.batch, dm.KD, dm.L}, out_dtype, u);
+  // last and aux in one allocation: both small (N floats per row and chunk), and the graph keeps aux anyway
+  auto [last, aux] = empty_shared(u, {Piece{{dm.batch, dm.KD, dm.N}, at::kFloat},
+                                      Piece{{dm.batch, dm.KD, num_chunks(dm.L), dm.N}, at::kFloat}});
   poison({&out, &last, &aux});
   FwdParams p;
   p.u = u.data_ptr(); p.delta = delta.data_ptr(); p.A = A.data_ptr<float>();
@@ -182,13 +183,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
                ") tensor saved by selective_scan_fwd, got ", aux.sizes());
   check_contig(aux, "aux");
   c10::cuda::CUDAGuard guard(u.device());
-  const auto f32 = u.options().dtype(at::kFloat);
-  at::Tensor du = at::empty_like(u), ddelta = at::empty_like(delta);
-  at::Tensor dA = at::empty({dm.KD, dm.N}, f32);
+  const auto f32 = at::kFloat;
+  at::Tensor du = empty_on(u.sizes(), u.scalar_type(), u), ddelta = empty_on(delta.sizes(), delta.scalar_type(), u);
+  at::Tensor dA = empty_on({dm.KD, dm.N}, f32, u);
   // contiguous whatever B's strides (empty_like would keep a dense permuted layout; finalize writes in order)
-  at::Tensor dB = at::empty(B.sizes(), B.options()), dC = at::empty(C.sizes(), C.options());
-  at::Tensor dD = at::empty({D.has_value() ? dm.KD : 0}, f32);
-  at::Tensor dbias = at::empty({delta_bias.has_value() ? dm.KD : 0}, f32);
+  at::Tensor dB = empty_on(B.sizes(), B.scalar_type(), u), dC = empty_on(C.sizes(), C.scalar_type(), u);
+  at::Tensor dD = empty_on({D.has_value() ? dm.KD : 0}, f32, u);
+  at::Tensor dbias = empty_on({delta_bias.has_value() ? dm.KD : 0}, f32, u);
   int sms = 0;
   if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, u.device().index()) != cudaSuccess || sms <= 0) {
     (void)cudaGetLastError();
@@ -198,8 +199,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   const std::string forced = knob(Knob::kScanBwdSplits);
   const int S = bwd_splits_or(forced.empty() ? 0 : std::atoi(forced.c_str()), dm.batch, int(dm.K), dm.KD / dm.K,
                               int(dm.N), dm.L, sms, seq);
-  at::Tensor acc = at::empty({2, S, dm.batch, dm.K, dm.N, dm.L}, f32);
-  at::Tensor part = at::empty({dm.batch, dm.KD, dm.N + 2}, f32);
+  // the kernels' scratch, freed together on return: one allocation
+  auto [acc, part] = empty_shared(u, {Piece{{2, S, dm.batch, dm.K, dm.N, dm.L}, f32},
+                                      Piece{{dm.batch, dm.KD, dm.N + 2}, f32}});
   poison({&du, &ddelta, &dA, &dB, &dC, &dD, &dbias, &acc, &part});
   BwdParams p;
   p.u = u.data_ptr(); p.delta = delta.data_ptr(); p.A = A.data_ptr<float>();
