@@ -270,3 +270,44 @@ def test_the_from_y_node_frees_its_output_when_dropped(cuda_backend):
         assert torch.cuda.memory_allocated() == base
     finally:
         gc.enable()
+
+
+@gpu
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_calls_without_grad_run_the_entry_points_as_bodies(cuda_backend, monkeypatch, channels_last):
+    """The extension's `body_ops_native` (dispatch kind "body_native"): a public call without grad runs the entry
+    point itself, bitwise equal to the custom op's Python body; the add + LayerNorm's branch rule kept (a float32
+    branch on a 16-bit x converted, a 16-bit branch on a float32 x read as is)."""
+    mod = cuda_backend.impl()
+    assert set(mod.body_ops_native) == {"scan_fwd", "cross_scan", "cross_merge", "dwconv2d_fwd", "add_layer_norm_fwd"}
+    seen = []
+    spied = {k: (lambda f, k: lambda *a: seen.append(k) or f(*a))(f, k) for k, f in mod.body_ops_native.items()}
+    monkeypatch.setattr(mod, "body_ops_native", spied)
+    dispatch.clear_choice_cache()
+    g = torch.Generator(device="cuda").manual_seed(11)
+
+    def check(op, key, args, kwargs):
+        seen.clear()
+        got = getattr(vk, op)(*args, impl="cuda", **kwargs)
+        assert seen == [key]
+        a = SPECS[op].check(*args, **{k: v for k, v in kwargs.items() if k not in SPECS[op].public_only})
+        want = SPECS[op].run(cuda_backend.body_ops, a)
+        for x, y in zip(got if isinstance(got, tuple) else (got,), want if isinstance(want, tuple) else (want,)):
+            assert x.dtype == y.dtype and torch.equal(x, y)
+
+    ins = [t.detach() if t is not None else None for t in _scan_inputs(torch.float16, True, ())]
+    check("selective_scan", "scan_fwd", ins, dict(delta_softplus=True, return_last_state=True))
+    x = torch.randn(2, 7, 9, 16, generator=g, device="cuda").half()  # (B, H, W, C) or (B, C, H, W): both 4-D
+    check("cross_scan", "cross_scan", (x,), dict(channels_last=channels_last))
+    check("cross_merge", "cross_merge", (torch.randn(2, 4, 16, 63, generator=g, device="cuda").half(), 7, 9),
+          dict(channels_last=channels_last))
+    C = 16 if channels_last else 7
+    w = torch.randn(C, 1, 3, 3, generator=g, device="cuda")
+    check("dwconv2d", "dwconv2d_fwd", (x, w, torch.randn(C, generator=g, device="cuda")),
+          dict(act="silu", channels_last=channels_last))
+    for x_dtype, branch_dtype in ((torch.float16, torch.float32), (torch.float32, torch.bfloat16),
+                                  (torch.bfloat16, None)):
+        xn, br, wn, bn = (t.detach() if t is not None else None for t in _norm_inputs(g, x_dtype, branch_dtype))
+        if not channels_last:
+            xn, br = (t.permute(0, 3, 1, 2).contiguous() if t is not None else None for t in (xn, br))
+        check("add_layer_norm", "add_layer_norm_fwd", (xn, br, wn, bn), dict(channels_last=channels_last))

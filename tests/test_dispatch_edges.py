@@ -61,6 +61,29 @@ def test_backend_autograd_ops_are_taken_for_grad_calls_and_forgotten_on_clear(mo
     assert seen == ["B"]
 
 
+# the backend's own bodies for calls without grad (Backend.prepared, kind "body_native")
+def test_backend_native_bodies_are_taken_for_calls_without_grad(monkeypatch):
+    b = dispatch.get_backend("torch")
+    mod = b.impl()
+    real = b.body_ops["cross_scan"]
+    seen = []
+    monkeypatch.setattr(mod, "body_ops_native", {"cross_scan": lambda *a: seen.append("N") or real(*a)}, raising=False)
+    dispatch.clear_choice_cache()
+    x = torch.randn(1, 3, 5, 4)
+    torch.testing.assert_close(vk.cross_scan(x, impl="torch"), real(x, "cross2d", False), rtol=0, atol=0)
+    assert seen == ["N"]
+    vk.cross_scan(torch.randn(0, 3, 5, 4), impl="torch")  # empty inputs: the body, which handles them
+    assert seen == ["N"]
+    y = vk.cross_scan(x.requires_grad_(), impl="torch")  # with grad: the autograd path
+    assert seen == ["N"] and y.requires_grad
+    with torch.no_grad():
+        vk.cross_scan(x, impl="torch")
+    assert seen == ["N", "N"]
+    # an op the module has no body for keeps the Python body
+    z = vk.cross_merge(torch.randn(1, 4, 3, 20), 5, 4, impl="torch")
+    assert seen == ["N", "N"] and z.shape == (1, 3, 5, 4)
+
+
 # installing a key function forgets the calls prepared under the old one
 def test_use_native_arg_key_forgets_prepared_calls(monkeypatch):
     dispatch.use_native_arg_key(None)

@@ -180,6 +180,12 @@ class Backend:
             self._native = native_nodes.autograd_ops(self) if self.native_key else {}
         return self._native
 
+    def native_bodies(self) -> dict:
+        """{library key: compiled function that is the op's body for inputs with elements}: the module's
+        `body_ops_native` (the cuda extension's entry points, called without the body's Python wrappers), else {}.
+        Dispatch's prepared calls without grad take them."""
+        return getattr(self.impl(), "body_ops_native", None) or {}
+
     # ---- support check for given inputs ----------------------------------------------------
     def why_not(self, op: str, args) -> list:
         """Reasons this backend cannot run `op` on these (validated) inputs, in this context (grad,
@@ -237,7 +243,7 @@ class OpCall:
         if type(first) not in _PLAIN:
             kind = "library"  # a tensor subclass: torch.library's ops always
         elif not args.requires_grad():
-            kind = "body"
+            kind = "body_native" if first.numel() > 0 and b.native_bodies() else "body"
         elif first.numel() > 0 and b.native_autograd():
             kind = "grad_native"  # the ops' autograd recorded in C++ (inputs with elements)
         else:
@@ -249,6 +255,8 @@ class OpCall:
         if call is None:
             if kind == "grad_native":  # its native functions where it has them, the Python formulas elsewhere
                 ops = {**b.grad_ops, **b.native_autograd()}
+            elif kind == "body_native":
+                ops = {**b.body_ops, **b.native_bodies()}
             else:
                 ops = {"library": b.library_ops, "grad": b.grad_ops, "body": b.body_ops}[kind]
             call = b.prepared[(self.spec.name, kind, dense)] = PreparedCall(
