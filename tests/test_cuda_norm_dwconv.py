@@ -653,7 +653,7 @@ def test_gpu_errors_name_the_argument():
     with pytest.raises(RuntimeError, match="weight: must be float32"):
         ops.add_layer_norm_fwd(x, None, w.half(), b, None, LN_EPS, False, None)
     with pytest.raises(RuntimeError, match="branch: must have x's dtype"):
-        ops.add_layer_norm_fwd(x, x.half(), w, b, None, LN_EPS, False, None)
+        ops.add_layer_norm_fwd(x.half(), x, w, b, None, LN_EPS, False, None)  # (16-bit on float32 is allowed)
     with pytest.raises(RuntimeError, match="branch_scale: is the drop-path factor of branch"):
         ops.add_layer_norm_fwd(x, None, w, b, torch.ones(2, device=dev), LN_EPS, False, None)
     with pytest.raises(RuntimeError, match="out_dtype: must be float32, float16 or bfloat16"):

@@ -267,6 +267,20 @@ def _empty_if_none(t: Optional[Tensor], like: Tensor) -> Tensor:
     return t if t is not None else like.new_empty(0)
 
 
+_SIXTEEN = (torch.float16, torch.bfloat16)
+
+
+def norm_body_native(raw_fwd, mixed: bool):
+    """A backend's raw add_layer_norm_fwd with the body's branch rule (define_add_layer_norm's fwd_body) in front:
+    its entry in a module's `body_ops_native` (dispatch kind "body_native"), for inputs with elements."""
+    def body(x, branch, weight, bias, branch_scale, eps, channels_last, out_dtype):
+        if branch is not None and branch.dtype != x.dtype and not (mixed and x.dtype == torch.float32
+                                                                   and branch.dtype in _SIXTEEN):
+            branch = branch.to(x.dtype)
+        return raw_fwd(x, branch, weight, bias, branch_scale, eps, channels_last, out_dtype)
+    return body
+
+
 def define_add_layer_norm(backend) -> dict:
     """add_layer_norm_fwd (differentiable through add_layer_norm_bwd) and add_layer_norm_bwd.
 

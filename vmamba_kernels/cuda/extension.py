@@ -15,6 +15,7 @@ from typing import Optional
 import torch
 
 from .._environ import getenv
+from .._library import norm_body_native
 
 
 def _skip_note() -> str:
@@ -96,17 +97,7 @@ body_ops_native = {key: _DIRECT[name] for key, name in (
     ("scan_fwd", "selective_scan_fwd"), ("cross_scan", "cross_scan"), ("cross_merge", "cross_merge"),
     ("dwconv2d_fwd", "dwconv2d_fwd")) if name in _DIRECT}
 if "add_layer_norm_fwd" in _DIRECT:
-    _ln_fwd = _DIRECT["add_layer_norm_fwd"]
-    _MIXED = (torch.float16, torch.bfloat16)
-
-    def _ln_body(x, branch, weight, bias, branch_scale, eps, channels_last, out_dtype):
-        # the body's branch rule (_library.define_add_layer_norm, mixed_branch): a 16-bit branch on a float32 x is
-        # read as is, any other dtype pair goes in x's dtype
-        if branch is not None and branch.dtype != x.dtype and not (x.dtype == torch.float32 and branch.dtype in _MIXED):
-            branch = branch.to(x.dtype)
-        return _ln_fwd(x, branch, weight, bias, branch_scale, eps, channels_last, out_dtype)
-
-    body_ops_native["add_layer_norm_fwd"] = _ln_body
+    body_ops_native["add_layer_norm_fwd"] = norm_body_native(_DIRECT["add_layer_norm_fwd"], mixed=True)
 # models/norm_node.py's add + LayerNorm node with its from_y choice, recorded in C++ (taken where autograd_ops holds
 # the add + LayerNorm's): (x, branch, weight, bias, branch_scale, eps, channels_last, out_dtype, from_y) -> (y, s,
 # mean, rstd), s empty without a branch

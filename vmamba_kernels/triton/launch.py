@@ -23,6 +23,12 @@ from .dwconv import dwconv2d_bwd, dwconv2d_fwd  # noqa: F401
 from .layer_norm import add_layer_norm_bwd, add_layer_norm_fwd  # noqa: F401
 from .selective_scan import scan_aux_shape, selective_scan_bwd, selective_scan_fwd  # noqa: F401
 from .ss2d_core import ss2d_core_bwd, ss2d_core_fwd  # noqa: F401
+from .._library import norm_body_native
+
+# The raw kernels as the ops' bodies for calls without grad (dispatch kind "body_native"): the custom op's Python body
+# and backend.impl() skipped, as for the cuda extension's entry points
+body_ops_native = {"scan_fwd": selective_scan_fwd, "cross_scan": cross_scan_fwd, "cross_merge": cross_merge_fwd,
+                   "dwconv2d_fwd": dwconv2d_fwd, "add_layer_norm_fwd": norm_body_native(add_layer_norm_fwd, mixed=True)}
 
 
 def unavailable_reason() -> Optional[str]:
