@@ -37,14 +37,20 @@ def _scan_args():
     return (r(2, 8, 7), r(2, 8, 7), -torch.rand(8, 3, generator=g), r(2, 4, 3, 7), r(2, 4, 3, 7), r(8), r(8))
 
 
+def _spy_cross_scan(monkeypatch, module_attr: str, twin_ops: str, tag: str):
+    """The torch backend's module given `module_attr` = {"cross_scan": a spy on the twin from `twin_ops`}: (module,
+    twin, the tags of the spy's calls)."""
+    b = dispatch.get_backend("torch")
+    mod, real, seen = b.impl(), getattr(b, twin_ops)["cross_scan"], []
+    monkeypatch.setattr(mod, module_attr, {"cross_scan": lambda *a: seen.append(tag) or real(*a)}, raising=False)
+    dispatch.clear_choice_cache()
+    return mod, real, seen
+
+
 # the backend's own autograd functions (Backend.prepared, kind "grad_native")
 def test_backend_autograd_ops_are_taken_for_grad_calls_and_forgotten_on_clear(monkeypatch):
     b = dispatch.get_backend("torch")
-    mod = b.impl()
-    real = b.grad_ops["cross_scan"]
-    seen = []
-    monkeypatch.setattr(mod, "autograd_ops", {"cross_scan": lambda *a: seen.append("A") or real(*a)}, raising=False)
-    dispatch.clear_choice_cache()
+    mod, real, seen = _spy_cross_scan(monkeypatch, "autograd_ops", "grad_ops", "A")
     x = torch.randn(1, 3, 5, 4, requires_grad=True)
     y = vk.cross_scan(x, impl="torch")
     assert seen == ["A"]  # the native function wins over the Python autograd Function
@@ -63,12 +69,7 @@ def test_backend_autograd_ops_are_taken_for_grad_calls_and_forgotten_on_clear(mo
 
 # the backend's own bodies for calls without grad (Backend.prepared, kind "body_native")
 def test_backend_native_bodies_are_taken_for_calls_without_grad(monkeypatch):
-    b = dispatch.get_backend("torch")
-    mod = b.impl()
-    real = b.body_ops["cross_scan"]
-    seen = []
-    monkeypatch.setattr(mod, "body_ops_native", {"cross_scan": lambda *a: seen.append("N") or real(*a)}, raising=False)
-    dispatch.clear_choice_cache()
+    _, real, seen = _spy_cross_scan(monkeypatch, "body_ops_native", "body_ops", "N")
     x = torch.randn(1, 3, 5, 4)
     torch.testing.assert_close(vk.cross_scan(x, impl="torch"), real(x, "cross2d", False), rtol=0, atol=0)
     assert seen == ["N"]
