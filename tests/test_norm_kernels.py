@@ -37,6 +37,32 @@ def test_add_layer_norm(impl, case):
     check_add_layer_norm(impl, case)
 
 
+@pytest.mark.parametrize("x_dtype,branch_dtype", [(torch.float16, torch.float32), (torch.bfloat16, torch.float16),
+                                                  (torch.float32, torch.bfloat16)])
+def test_public_call_without_grad_keeps_the_branch_rule(impl, x_dtype, branch_dtype):
+    """Without grad the public call runs the raw kernel as the op's body (dispatch kind "body_native",
+    _library.norm_body_native): bitwise what the custom op's Python body gives, whose rule puts a branch of another
+    dtype in x's dtype first (the kernel would otherwise add it unrounded) but reads a 16-bit branch on a float32 x as
+    is; and close to the reference."""
+    import vmamba_kernels as vk  # noqa: PLC0415
+    from vmamba_kernels import dispatch  # noqa: PLC0415
+    from vmamba_kernels.op_table import SPECS  # noqa: PLC0415
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 6, 5, 40, generator=g).to(impl.device, x_dtype)
+    br = torch.randn(2, 6, 5, 40, generator=g).to(impl.device, branch_dtype)
+    w, b = torch.rand(40, generator=g).to(impl.device) + 0.5, torch.randn(40, generator=g).to(impl.device)
+    y, s = vk.add_layer_norm(x, br, w, b, channels_last=True, impl=impl.name)
+    a = SPECS["add_layer_norm"].check(x, br, w, b, channels_last=True)
+    y_body, s_body = SPECS["add_layer_norm"].run(dispatch.get_backend(impl.name).body_ops, a)
+    assert y.dtype == s.dtype == x_dtype
+    assert torch.equal(s, s_body) and torch.equal(y, y_body)
+    seen = br if x_dtype == torch.float32 else br.to(x_dtype)  # what the kernel reads
+    y_ref, s_ref = add_layer_norm(x.double(), seen.double(), w.double(), b.double(), channels_last=True)
+    torch.testing.assert_close(s.double(), s_ref, rtol=1e-2, atol=1e-2)
+    torch.testing.assert_close(y.double(), y_ref, rtol=2e-2, atol=2e-2)
+
+
 @pytest.mark.parametrize("case", from_y_cases(), ids=str)
 def test_add_layer_norm_from_y(impl, case):
     """The backward from the output (VSSM.set_recompute "norms"): y in place of s, xhat = (y - bias) / weight."""

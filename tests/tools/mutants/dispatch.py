@@ -1,5 +1,6 @@
 """Mutants of vmamba_kernels/dispatch.py (the campaign of 2026-12-07: 15 of the first 46 survived the suite before
-tests/test_dispatch_edges.py; D47-D51, the prepared calls' contiguous run, were killed when written).
+tests/test_dispatch_edges.py; D47-D51, the prepared calls' contiguous run, and D52-D54, the native bodies, were killed
+when written).
 Run: python -m tests.tools.mutate tests/tools/mutants/dispatch.py"""
 
 FILE = "vmamba_kernels/dispatch.py"
@@ -19,7 +20,7 @@ MUTANTS = [
     ('D08', '(op, name, ', '(op, ', 'choice key: impl name dropped', 1),
     ('D09', 'if type(first) not in _PLAIN:', 'if type(first) in _PLAIN:', 'prepared kind: subclass test inverted'),
     ('D10', 'elif not args.requires_grad():', 'elif args.requires_grad():', 'prepared kind: body/grad inverted'),
-    ('D11', 'first.numel() > 0 and ', '', 'grad_native also for empty inputs'),
+    ('D11', 'first.numel() > 0 and ', '', 'grad_native also for empty inputs', 1),
     ('D12', 'if eager_allowed(', 'if not eager_allowed(', 'OpCall: eager twin vs library inverted'),
     ('D13', 'if _plain_eager()', 'if not _plain_eager()', 'PreparedCall: plain context inverted'),
     ('D14', 'b.prepared.get((self.spec.name, kind, dense))',
@@ -32,6 +33,10 @@ MUTANTS = [
     ('D49', 'and key_encodes_contiguity())', ')', 'dense run under a key blind to contiguity'),
     ('D50', 'return fn((t,)) != fn((t.t(),))', 'return True', 'an old native key taken as encoding contiguity'),
     ('D51', 'v.requires_grad, v.is_contiguous()', 'v.requires_grad', 'Python key without contiguity'),
+    ('D52', 'first.numel() > 0 and ', '', 'body_native also for empty inputs'),
+    ('D53', '{**b.body_ops, **b.native_bodies()}', '{**b.native_bodies(), **b.body_ops}',
+     'body_native: Python bodies override the native ones'),
+    ('D54', 'kind = "body_native" if', 'kind = "body" if', 'body_native never taken'),
     ('D16', 'key=lambda b: (b.priority, b.name)', 'key=lambda b: (-b.priority, b.name)', 'priority order reversed'),
     ('D17', 'key=lambda b: (b.priority, b.name)', 'key=lambda b: (b.priority,)', 'no name tie-break'),
     ('D18', 'if not reasons:', 'if True:', 'auto choice: first backend regardless of reasons'),
