@@ -138,6 +138,7 @@ def _inputs(op: str, shape: str, device, dtype, grad: bool, impl: str) -> Case:
 # ---- mock kernels --------------------------------------------------------------------------------
 def _mock_module(backend) -> types.SimpleNamespace:
     """Raw kernels that only allocate outputs of the contract's shapes and dtypes (dispatch.py)."""
+    from vmamba_kernels._library import norm_body_native  # noqa: PLC0415
     from vmamba_kernels.layout import map_dims, map_shape  # noqa: PLC0415
 
     e = torch.empty
@@ -176,10 +177,15 @@ def _mock_module(backend) -> types.SimpleNamespace:
     def conv_bwd(dy, x, w, bias, act, cl):
         return torch.empty_like(x), torch.empty_like(w), (None if bias is None else torch.empty_like(bias))
 
+    # the real module's raw kernels as bodies (dispatch kind "body_native"): the stand-ins for the same keys, so that
+    # a mocked call without grad takes the path the real one takes
+    bodies = {"scan_fwd": scan_fwd, "cross_scan": cross_scan_fwd, "cross_merge": cross_merge_fwd,
+              "dwconv2d_fwd": conv_fwd, "add_layer_norm_fwd": norm_body_native(ln_fwd, backend.mixed_branch)}
+    real = getattr(backend._impl, "body_ops_native", None) or {}
     return types.SimpleNamespace(
         selective_scan_fwd=scan_fwd, selective_scan_bwd=scan_bwd, cross_scan_fwd=cross_scan_fwd,
         cross_merge_fwd=cross_merge_fwd, add_layer_norm_fwd=ln_fwd, add_layer_norm_bwd=ln_bwd,
-        dwconv2d_fwd=conv_fwd, dwconv2d_bwd=conv_bwd)
+        dwconv2d_fwd=conv_fwd, dwconv2d_bwd=conv_bwd, body_ops_native={k: bodies[k] for k in real})
 
 
 @contextlib.contextmanager
