@@ -1,6 +1,5 @@
-// Allocation helpers of the cuda entry points. GPU call 78 (H100 host, reports/logs/2026-12-07_gpu_call78.md):
-// at::empty on a CUDA device cost about 2.5 us a tensor there, more than the rest of a scan forward's C++ work
-// (three tensors: 7.4 us), so the entries
+// Allocation helpers of the cuda entry points. at::empty on a CUDA device was the largest part of a small call's C++
+// host work (reports/logs/2026-12-07_gpu_call78.md), so the entries
 //   - allocate through empty_on, which skips the dispatcher's two hops (BackendSelect, then CUDA) and calls
 //     what at::native::empty_cuda calls; the deterministic fill that at::empty adds under
 //     torch.use_deterministic_algorithms (fill_uninitialized_memory) is kept by taking at::empty then;
