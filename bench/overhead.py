@@ -393,7 +393,8 @@ def measure(ops, impls, shapes, device, dtype, calls: int, mock: bool, breakdown
 
 def _paths_note(impl: str, path: str, grad: bool) -> str:
     """Which of dispatch's optional fast paths a public row ran: the extension's native argument key (else the
-    Python one), and with grad the backend's native autograd functions (else the Python autograd.Function)."""
+    Python one), with grad the backend's native autograd functions (else the Python autograd.Function), and whether
+    the extension's fast_call was on (VMAMBA_FAST_CALL=0 turns it off)."""
     if impl == "triton" and path == "raw":
         from vmamba_kernels.triton import fast_launch  # noqa: PLC0415
 
@@ -406,6 +407,7 @@ def _paths_note(impl: str, path: str, grad: bool) -> str:
     if grad:
         b = dispatch.get_backend(impl)
         parts.append("native autograd" if b.native_autograd() else "python autograd")
+    parts.append("fast call" if dispatch.fast_call_on() else "no fast call")  # on: a prepared call may take it
     return ", ".join(parts)
 
 

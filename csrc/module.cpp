@@ -63,6 +63,10 @@ int64_t register_py_kernels(pybind11::object scan_fwd, pybind11::object scan_bwd
                             pybind11::object cross_merge, pybind11::object ln_fwd, pybind11::object ln_bwd,
                             pybind11::object dw_fwd, pybind11::object dw_bwd, bool mixed_branch);
 }  // namespace vmamba::autograd
+namespace vmamba::fast {
+// csrc/autograd/fast_call.cpp: fast_call and its table's functions (plain CPython functions)
+PyMethodDef* method_defs();
+}  // namespace vmamba::fast
 #endif
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -168,5 +172,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   static PyMethodDef host_defs[] = {vmamba::host::kArgKeyDef, vmamba::host::kLaunchKeyDef,
                                     vmamba::host::kEmptyManyDef, {nullptr, nullptr, 0, nullptr}};
   if (PyModule_AddFunctions(m.ptr(), host_defs) != 0) throw pybind11::error_already_set();
+#ifdef VMAMBA_WITH_AUTOGRAD
+  if (PyModule_AddFunctions(m.ptr(), vmamba::fast::method_defs()) != 0) throw pybind11::error_already_set();
+#endif
 }
 #endif

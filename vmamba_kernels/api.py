@@ -3,8 +3,16 @@ from __future__ import annotations
 
 from typing import Optional
 
+import torch
+
 from . import dispatch, validate
 from .op_table import spec, ss2d_dstate_range
+
+# A public call first tries dispatch.FAST_CALL[0] (the extension's fast_call: a call prepared before, in one C++ call;
+# NotImplemented otherwise), outside torch.compile, with the impl name dispatch.prepare would key it by.
+_FAST = dispatch.FAST_CALL
+_compiling = torch.compiler.is_compiling
+_default = dispatch.get_default_impl
 
 
 def selective_scan(u, delta, A, B, C, D=None, delta_bias=None, delta_softplus=False,
@@ -35,8 +43,13 @@ def selective_scan(u, delta, A, B, C, D=None, delta_bias=None, delta_softplus=Fa
     Empty inputs (batch, KD or L = 0) give the same on every backend: an empty y, a zero last state
     (the state after no steps) and zero gradients.
     """
-    call, args = dispatch.prepare("selective_scan", impl, (u, delta, A, B, C, D, delta_bias, delta_softplus, out_dtype))
-    y, last_state = call(args)
+    r = NotImplemented if _compiling() else _FAST[0](0, impl if impl is not None else _default(), u, delta, A, B, C,
+                                                       D, delta_bias, delta_softplus, out_dtype)
+    if r is NotImplemented:
+        call, args = dispatch.prepare("selective_scan", impl, (u, delta, A, B, C, D, delta_bias, delta_softplus,
+                                                              out_dtype))
+        r = call(args)
+    y, last_state = r
     return (y, last_state) if return_last_state else y
 
 
@@ -49,8 +62,12 @@ def cross_scan(x, mode="cross2d", channels_last=False, impl=None):
     "bidi": routes 0, 0, 2, 2. The adjoint (and backward) is `cross_merge`.
     A map with no elements (B, C, H or W = 0) gives an empty result on every backend.
     """
-    call, args = dispatch.prepare("cross_scan", impl, (x, mode, channels_last))
-    return call(args)
+    r = NotImplemented if _compiling() else _FAST[0](1, impl if impl is not None else _default(), x, mode,
+                                                       channels_last)
+    if r is NotImplemented:
+        call, args = dispatch.prepare("cross_scan", impl, (x, mode, channels_last))
+        r = call(args)
+    return r
 
 
 def cross_merge(y, H, W, mode="cross2d", channels_last=False, impl=None):
@@ -59,8 +76,12 @@ def cross_merge(y, H, W, mode="cross2d", channels_last=False, impl=None):
     y : (B, 4, C, H*W).  Returns (B, C, H, W), or (B, H, W, C) when channels_last, in y's dtype.
     H, W >= 0; an empty y gives a zero (or empty) map on every backend.
     """
-    call, args = dispatch.prepare("cross_merge", impl, (y, H, W, mode, channels_last))
-    return call(args)
+    r = NotImplemented if _compiling() else _FAST[0](2, impl if impl is not None else _default(), y, H, W, mode,
+                                                       channels_last)
+    if r is NotImplemented:
+        call, args = dispatch.prepare("cross_merge", impl, (y, H, W, mode, channels_last))
+        r = call(args)
+    return r
 
 
 def add_layer_norm(x, branch=None, weight=None, bias=None, eps=1e-5, *, branch_scale=None, channels_last=False,
@@ -77,9 +98,13 @@ def add_layer_norm(x, branch=None, weight=None, bias=None, eps=1e-5, *, branch_s
         per-sample factor (no gradient). out_dtype : dtype of y (default x's).
     Differentiable in x, branch, weight and bias; the backward is deterministic.
     """
-    call, args = dispatch.prepare("add_layer_norm", impl, (x, branch, weight, bias, eps, branch_scale, channels_last,
-                                                          out_dtype))
-    return call(args)
+    r = NotImplemented if _compiling() else _FAST[0](3, impl if impl is not None else _default(), x, branch, weight,
+                                                       bias, eps, branch_scale, channels_last, out_dtype)
+    if r is NotImplemented:
+        call, args = dispatch.prepare("add_layer_norm", impl, (x, branch, weight, bias, eps, branch_scale,
+                                                              channels_last, out_dtype))
+        r = call(args)
+    return r
 
 
 def dwconv2d(x, weight, bias=None, act="none", *, channels_last=False, impl=None):
@@ -90,8 +115,12 @@ def dwconv2d(x, weight, bias=None, act="none", *, channels_last=False, impl=None
         impls). weight : (C, 1, K, K) float32, K odd; bias : (C,) float32 or None. Returns x's dtype and
         layout. Differentiable in x, weight and bias; deterministic backward.
     """
-    call, args = dispatch.prepare("dwconv2d", impl, (x, weight, bias, act, channels_last))
-    return call(args)
+    r = NotImplemented if _compiling() else _FAST[0](4, impl if impl is not None else _default(), x, weight, bias,
+                                                       act, channels_last)
+    if r is NotImplemented:
+        call, args = dispatch.prepare("dwconv2d", impl, (x, weight, bias, act, channels_last))
+        r = call(args)
+    return r
 
 
 def ss2d_core(x, x_proj_weight, dt_projs_weight, A, D=None, delta_bias=None, *, mode="cross2d", channels_last=False,
@@ -113,9 +142,14 @@ def ss2d_core(x, x_proj_weight, dt_projs_weight, A, D=None, delta_bias=None, *, 
     Returns y in x's layout. Differentiable in x, both weights, A, D and delta_bias; deterministic backward.
     Empty inputs (B, D, H or W = 0) give a zero y and zero gradients on every backend.
     """
-    call, args = dispatch.prepare("ss2d_core", impl, (x, x_proj_weight, dt_projs_weight, A, D, delta_bias, mode,
-                                                     channels_last, delta_softplus, out_dtype))
-    return call(args)
+    r = NotImplemented if _compiling() else _FAST[0](5, impl if impl is not None else _default(), x, x_proj_weight,
+                                                       dt_projs_weight, A, D, delta_bias, mode, channels_last,
+                                                       delta_softplus, out_dtype)
+    if r is NotImplemented:
+        call, args = dispatch.prepare("ss2d_core", impl, (x, x_proj_weight, dt_projs_weight, A, D, delta_bias, mode,
+                                                         channels_last, delta_softplus, out_dtype))
+        r = call(args)
+    return r
 
 
 def ops(impl: str) -> dict:

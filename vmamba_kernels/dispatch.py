@@ -36,6 +36,7 @@ provides only the two forward kernels.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import threading
 from dataclasses import dataclass, field
@@ -260,7 +261,7 @@ class OpCall:
             else:
                 ops = {"library": b.library_ops, "grad": b.grad_ops, "body": b.body_ops}[kind]
             call = b.prepared[(self.spec.name, kind, dense)] = PreparedCall(
-                b, self.spec, ops, self.spec.run_dense if dense else self.spec.run)
+                b, self.spec, ops, self.spec.run_dense if dense else self.spec.run, kind, dense)
         return call
 
 
@@ -271,12 +272,13 @@ class PreparedCall(OpCall):
     functions where its module exports them (`autograd_ops`: {library key: function with the custom op's
     arguments and outputs}, e.g. the cuda extension's, recorded in C++); else torch.library's ops."""
 
-    __slots__ = ("ops", "run")
+    __slots__ = ("ops", "run", "kind", "dense")
 
-    def __init__(self, backend: Backend, op_spec, ops: dict, run=None):
+    def __init__(self, backend: Backend, op_spec, ops: dict, run=None, kind: str = "", dense: bool = False):
         super().__init__(backend, op_spec)
         self.ops = ops
         self.run = op_spec.run if run is None else run  # OpSpec.run, or run_dense for a key of contiguous inputs
+        self.kind, self.dense = kind, dense  # OpCall.prepared's kind; whether run is run_dense
 
     def __call__(self, args):
         # only dispatch.prepare hands out prepared calls, after its torch.compile check in the same public call
@@ -431,7 +433,7 @@ def clear_choice_cache() -> None:
     """Forget the cached choices (registering a backend does; call it after changing a registered
     backend's availability or limits by hand)."""
     _CHOICES.clear()
-    _PREPARED.clear()
+    _forget_prepared()
     for b in _REGISTRY.values():
         b.prepared.clear()
 
@@ -479,6 +481,8 @@ def _find_native_key() -> None:
     fn = extension_function("arg_key")
     if _NATIVE_KEY[0] is _untried:  # the cuda backend may have installed it meanwhile
         _NATIVE_KEY[0] = fn
+        if fn is not None:
+            use_fast_call(getenv("VMAMBA_FAST_CALL") != "0")
 
 
 def _keys_contiguity(fn) -> bool:
@@ -513,7 +517,9 @@ def native_arg_key() -> bool:
 def use_native_arg_key(fn) -> None:
     """Key prepared calls by `fn(args) -> bytes | None` (None: the Python key) from now on."""
     _NATIVE_KEY[0] = fn
-    _PREPARED.clear()
+    _forget_prepared()
+    if fn is not None:
+        use_fast_call(getenv("VMAMBA_FAST_CALL") != "0")
 
 
 def arg_key(args: tuple):
@@ -553,11 +559,121 @@ def prepare(op: str, impl: Optional[str], args: tuple):
             _find_native_key()
             key = key[:-1] + (arg_key(args),)
         if len(_PREPARED) >= _CHOICES_MAX:
-            _PREPARED.clear()
+            _forget_prepared()
         _PREPARED[key] = call
+        if _FAST_PUT[0] is not None:
+            _fast_put(op, name, args, call)
         return call, a
     _LAST.choice[op] = call.backend.name
     return call, s.fast(*args)
+
+
+def _forget_prepared() -> None:
+    _PREPARED.clear()
+    if _FAST_CLEAR[0] is not None:
+        _FAST_CLEAR[0]()
+
+
+# ---- the prepared call in one C++ call -------------------------------------------------------------------------------
+# csrc/autograd/fast_call.cpp: `fast_call(op id, impl name, *args)` runs a public call whose argument metadata
+# `prepare` checked before (the same key: op, name, registry size, grad mode, deterministic flag, arg_key), or returns
+# NotImplemented; the public functions (api.py) try it first, outside torch.compile. `prepare` puts every prepared
+# call in its table: natively (the extension's C++ entry, no Python) where the prepared call runs the extension's own
+# functions (`_fast_kernel_set`), else as `PreparedCall(OpSpec.fast(*args))` (a Python backend's raw kernels as
+# bodies, the Python formulas, a mock module's kernels: the Python path minus the key and its lookup). Host time it
+# saves: reports/logs/2026-12-08_fast_call.md.
+FAST_OPS = ("selective_scan", "cross_scan", "cross_merge", "add_layer_norm", "dwconv2d",
+            "ss2d_core")  # op ids: fast_call.cpp's order
+_FAST_IDS = {op: i for i, op in enumerate(FAST_OPS)}
+# argument positions that must be a bool for a native entry (its C++ reads a flag as `is True`; a call with an int flag
+# gets a Python entry, whose normaliser converts it)
+_FAST_FLAGS = {"selective_scan": (7,), "cross_scan": (2,), "cross_merge": (4,), "add_layer_norm": (6,),
+               "dwconv2d": (4,)}
+
+
+def _no_fast_call(op, impl, *args):
+    return NotImplemented
+
+
+FAST_CALL = [_no_fast_call]  # the public functions call FAST_CALL[0]
+_FAST_PUT: list = [None]
+_FAST_CLEAR: list = [None]  # the extension's fast_call_clear, once fast_call was on
+
+
+def _thread_choices() -> dict:
+    """The calling thread's dict of last choices (fast_call records its hits in it)."""
+    return _LAST.choice
+
+
+def use_fast_call(on: bool = True) -> bool:
+    """Public calls prepared before run in one C++ call (on, where the compiled extension has fast_call) or through
+    the Python dispatch (off; also VMAMBA_FAST_CALL=0 when the extension's key is installed). Returns whether it is
+    on now."""
+    fast, put = extension_function("fast_call"), extension_function("fast_call_put")
+    _forget_prepared()
+    if on and fast is not None and put is not None:
+        extension_function("fast_call_setup")(_REGISTRY, _thread_choices)
+        FAST_CALL[0], _FAST_PUT[0], _FAST_CLEAR[0] = fast, put, extension_function("fast_call_clear")
+        return True
+    FAST_CALL[0], _FAST_PUT[0] = _no_fast_call, None
+    return False
+
+
+def fast_call_on() -> bool:
+    return _FAST_PUT[0] is not None
+
+
+def fast_call_stats() -> tuple:
+    """(native hits, Python hits, misses) of the extension's fast_call since the process started; (0, 0, 0) without
+    it."""
+    fn = extension_function("fast_call_stats")
+    return tuple(fn()) if fn is not None else (0, 0, 0)
+
+
+def _fast_kernel_set(call: PreparedCall, key: str):
+    """The kernel set (ops.h) of the extension's function that `call` runs for library key `key`, or None where it
+    runs something else: the cuda module's native autograd ops and entry points as bodies (-1), a Python backend's
+    C++ nodes (the set its partial carries)."""
+    if not call.dense or call.kind not in ("grad_native", "body_native"):
+        return None
+    f = call.ops.get(key)
+    ks = getattr(f, "fast_kernel_set", None)  # a Python wrapper that declares it (the cuda add + LayerNorm body)
+    if ks is not None:
+        return ks
+    if isinstance(f, functools.partial) and len(f.args) == 1 and type(f.args[0]) is int and not f.keywords:
+        return f.args[0] if f.func in _py_node_functions() else None
+    return -1 if f in _cuda_functions() else None
+
+
+@functools.lru_cache(maxsize=1)
+def _py_node_functions() -> tuple:
+    C = importlib.import_module("vmamba_kernels._C")
+    return tuple(getattr(C, n) for n in ("selective_scan_fwd_pyautograd", "cross_scan_pyautograd",
+                                         "cross_merge_pyautograd", "add_layer_norm_fwd_pyautograd",
+                                         "dwconv2d_fwd_pyautograd") if hasattr(C, n))
+
+
+@functools.lru_cache(maxsize=1)
+def _cuda_functions() -> tuple:
+    C = importlib.import_module("vmamba_kernels._C")
+    return tuple(getattr(C, n) for n in ("selective_scan_fwd_autograd", "cross_scan_autograd", "cross_merge_autograd",
+                                         "add_layer_norm_fwd_autograd", "dwconv2d_fwd_autograd", "selective_scan_fwd",
+                                         "cross_scan", "cross_merge", "dwconv2d_fwd") if hasattr(C, n))
+
+
+_FAST_KEYS = {"selective_scan": "scan_fwd", "cross_scan": "cross_scan", "cross_merge": "cross_merge",
+              "add_layer_norm": "add_layer_norm_fwd", "dwconv2d": "dwconv2d_fwd"}
+
+
+def _fast_put(op: str, name: Optional[str], args: tuple, call: PreparedCall) -> None:
+    i = _FAST_IDS.get(op)
+    if i is None:
+        return
+    ks = None
+    if (op in _FAST_KEYS and all(type(args[j]) is bool for j in _FAST_FLAGS[op])
+            and not (op == "selective_scan" and (args[3].dim() != 4 or args[4].dim() != 4))):  # 3-D B / C: a view
+        ks = _fast_kernel_set(call, _FAST_KEYS[op])
+    _FAST_PUT[0](i, name, args, ks, call.backend.name, call.spec.fast, call)
 
 
 def _choice_key(op: str, name: Optional[str], args):

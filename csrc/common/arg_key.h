@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <string>
 
 namespace vmamba {
 namespace host {
@@ -36,6 +37,7 @@ class KeyBuffer {
     return put(&v, sizeof(v));
   }
   PyObject* bytes() const { return PyBytes_FromStringAndSize(buf_, Py_ssize_t(used_)); }
+  std::string str() const { return std::string(buf_, used_); }
 
  private:
   char buf_[1024];

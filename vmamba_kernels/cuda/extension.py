@@ -98,6 +98,9 @@ body_ops_native = {key: _DIRECT[name] for key, name in (
     ("dwconv2d_fwd", "dwconv2d_fwd")) if name in _DIRECT}
 if "add_layer_norm_fwd" in _DIRECT:
     body_ops_native["add_layer_norm_fwd"] = norm_body_native(_DIRECT["add_layer_norm_fwd"], mixed=True)
+    # the same rule and kernels as the C++ add + LayerNorm with kernel set -1 (the cuda entry points), which
+    # dispatch's fast_call runs for this body's prepared calls
+    body_ops_native["add_layer_norm_fwd"].fast_kernel_set = -1
 # models/norm_node.py's add + LayerNorm node with its from_y choice, recorded in C++ (taken where autograd_ops holds
 # the add + LayerNorm's): (x, branch, weight, bias, branch_scale, eps, channels_last, out_dtype, from_y) -> (y, s,
 # mean, rstd), s empty without a branch
