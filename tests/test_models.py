@@ -173,7 +173,7 @@ def test_mixed_policy_matches_single_backend():
 def test_policy_calls_the_named_backend(monkeypatch):
     """Every kernel op of every layer runs on the backend its policy names: watched at the dispatcher, which the
     public ops and the one-node chain (models.chain) both go through (the public ops' prepared calls, which skip
-    it for argument metadata seen before, are not kept here)."""
+    it for argument metadata seen before, are not kept here, nor put in fast_call's table)."""
     from vmamba_kernels import dispatch
 
     class NoStore(dict):
@@ -181,6 +181,8 @@ def test_policy_calls_the_named_backend(monkeypatch):
             pass
 
     monkeypatch.setattr(dispatch, "_PREPARED", NoStore())
+    monkeypatch.setitem(dispatch.FAST_CALL, 0, dispatch._no_fast_call)  # nor fast_call's table
+    monkeypatch.setitem(dispatch._FAST_PUT, 0, None)
     calls = []
     orig = dispatch.choose
 
