@@ -181,8 +181,6 @@ def test_policy_calls_the_named_backend(monkeypatch):
             pass
 
     monkeypatch.setattr(dispatch, "_PREPARED", NoStore())
-    monkeypatch.setitem(dispatch.FAST_CALL, 0, dispatch._no_fast_call)  # nor fast_call's table
-    monkeypatch.setitem(dispatch._FAST_PUT, 0, None)
     calls = []
     orig = dispatch.choose
 
@@ -193,7 +191,12 @@ def test_policy_calls_the_named_backend(monkeypatch):
         return call
     monkeypatch.setattr(dispatch, "choose", spy)
     m = small(impl={"*": "torch", "layers.3.*": KernelPolicy(selective_scan="torch_sequential")}).eval()
-    m(torch.randn(1, 3, 32, 32))
+    was = dispatch.fast_call_on()
+    dispatch.use_fast_call(False)  # nor put in fast_call's table
+    try:
+        m(torch.randn(1, 3, 32, 32))
+    finally:
+        dispatch.use_fast_call(was)
     n_layers = sum(SMALL["depths"])
     # one impl for the scan and cross ops: the fused ss2d_core on it; the stage-3 block's per-op mix: the chain
     assert len(calls) == (n_layers - 1) + 3
