@@ -673,7 +673,9 @@ def _fast_put(op: str, name: Optional[str], args: tuple, call: PreparedCall) -> 
     if (op in _FAST_KEYS and all(type(args[j]) is bool for j in _FAST_FLAGS[op])
             and not (op == "selective_scan" and (args[3].dim() != 4 or args[4].dim() != 4))):  # 3-D B / C: a view
         ks = _fast_kernel_set(call, _FAST_KEYS[op])
-    _FAST_PUT[0](i, name, args, ks, call.backend.name, call.spec.fast, call)
+    # a Python entry runs the prepared call's run on its eager ops (fast_call has checked plain eager execution,
+    # which is all PreparedCall.__call__ adds)
+    _FAST_PUT[0](i, name, args, ks, call.backend.name, call.spec.fast, functools.partial(call.run, call.ops))
 
 
 def _choice_key(op: str, name: Optional[str], args):
