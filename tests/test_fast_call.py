@@ -310,3 +310,25 @@ def test_only_the_extensions_own_functions_are_put(torch_nodes, prepares, monkey
     for _ in range(3):
         vk.cross_scan(x, impl="torch")
     assert len(seen) == 3
+
+
+def test_fast_call_keeps_no_reference_to_its_arguments(torch_nodes, prepares):
+    """Native and Python entries hand back new references and keep none of the arguments (refcounts unchanged after
+    many calls), and the table is emptied when the prepared calls are forgotten."""
+    import sys
+
+    x = _r(1, 3, 4, 5)
+    native = lambda: vk.cross_scan(x, impl="torch")  # noqa: E731
+    python = lambda: vk.cross_scan(x, channels_last=1, impl="torch")  # noqa: E731 (an int flag: a Python entry)
+    for call, path in ((native, "native"), (python, "entry")):
+        call()
+        assert _path(prepares, call) == path
+        before = sys.getrefcount(x)
+        for _ in range(200):
+            out = call()
+        assert sys.getrefcount(out) == 2, path
+        del out  # its graph holds x (torch then keeps x's Python object alive from C++: one more reference)
+        assert sys.getrefcount(x) == before, path
+    assert dispatch.extension_function("fast_call_size")() >= 2
+    dispatch.clear_choice_cache()
+    assert dispatch.extension_function("fast_call_size")() == 0
