@@ -332,3 +332,21 @@ def test_fast_call_keeps_no_reference_to_its_arguments(torch_nodes, prepares):
     assert dispatch.extension_function("fast_call_size")() >= 2
     dispatch.clear_choice_cache()
     assert dispatch.extension_function("fast_call_size")() == 0
+
+
+def test_ss2d_core_gets_a_python_entry(torch_nodes, prepares):
+    """ss2d_core (op id 5, ten arguments) has no native entry: its second call runs the prepared call from fast_call's
+    table, equal to the Python path, gradients included."""
+    from tests.test_ss2d_core import make_ss2d_inputs
+
+    ins = make_ss2d_inputs(1, 4, 3, 5, 2, 2, channels_last=True)
+    call = lambda: vk.ss2d_core(*ins, channels_last=True, impl="torch")  # noqa: E731
+    leaves = [t for t in ins if t is not None and t.requires_grad]
+    dispatch.use_fast_call(False)
+    want = _run(call, leaves)
+    dispatch.use_fast_call(True)
+    assert _path(prepares, call) == "prepare"
+    assert _path(prepares, call) == "entry"
+    got = _run(call, leaves)
+    _same(got[0], want[0])
+    _same(got[1], want[1])
