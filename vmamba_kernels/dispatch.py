@@ -579,9 +579,9 @@ def _forget_prepared() -> None:
 # `prepare` checked before (the same key: op, name, registry size, grad mode, deterministic flag, arg_key), or returns
 # NotImplemented; the public functions (api.py) try it first, outside torch.compile. `prepare` puts every prepared
 # call in its table: natively (the extension's C++ entry, no Python) where the prepared call runs the extension's own
-# functions (`_fast_kernel_set`), else as `PreparedCall(OpSpec.fast(*args))` (a Python backend's raw kernels as
-# bodies, the Python formulas, a mock module's kernels: the Python path minus the key and its lookup). Host time it
-# saves: reports/logs/2026-12-08_fast_call.md.
+# functions (`_fast_kernel_set`), else as the prepared call's run on its eager ops of `OpSpec.fast(*args)` (a Python
+# backend's raw kernels as bodies, the Python formulas, a mock module's kernels: the Python path minus the key and its
+# lookup). Host time it saves: reports/logs/2026-12-08_fast_call.md.
 FAST_OPS = ("selective_scan", "cross_scan", "cross_merge", "add_layer_norm", "dwconv2d",
             "ss2d_core")  # op ids: fast_call.cpp's order
 _FAST_IDS = {op: i for i, op in enumerate(FAST_OPS)}

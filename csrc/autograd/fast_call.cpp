@@ -3,9 +3,9 @@
 // op's C++ entry (csrc/autograd/autograd.cpp: the node where an input requires grad, the kernels alone where none
 // does), or returns NotImplemented and the Python path (dispatch.prepare, then the prepared call) runs it.
 //
-// Why: the Python dispatch of a prepared call (key, lookup, argument record, prepared call, the pybind11 conversion of
-// nine arguments) cost about 3 us of host time on the CI VM and about 7 on the GPU machine's host, a third of the
-// call (reports/logs/2026-12-08_fast_call.md).
+// Why: the Python dispatch of a prepared call (key, lookup, argument record, prepared call) cost 2.6 us of host time
+// on the CI VM before the pybind11 conversion of the arguments, and GPU call 78's host ran a public call about 7 us
+// above the raw entry (reports/logs/2026-12-08_fast_call.md).
 //
 // What it reproduces of dispatch.prepare's prepared path: the same key (op, impl name, number of registered backends,
 // grad mode, deterministic flag, dispatch.arg_key of the arguments); plain eager execution only (no dispatch or
@@ -15,7 +15,7 @@
 // What dispatch fills it with (fast_call_put, from dispatch.prepare after a checked call): every prepared call; run
 // natively where it runs the extension's nodes or entry points (kinds "grad_native" / "body_native" of the cuda
 // backend, "grad_native" of a Python backend's registered kernels) on contiguous inputs, else as the Python path
-// does after its lookup (the op's normaliser, then the prepared call). fast_call_clear empties it
+// does after its lookup (the op's normaliser, then the prepared call's run). fast_call_clear empties it
 // (dispatch.clear_choice_cache).
 #ifndef VMAMBA_NO_PYTHON
 #include <ATen/Context.h>
@@ -48,7 +48,7 @@ struct Entry {
   int64_t ks;          // kernel set of the autograd functions (ops.h), where native
   PyObject* name;      // the backend's name (str): the thread's last choice
   PyObject* fast;      // else: the op's argument normaliser (OpSpec.fast) ...
-  PyObject* prepared;  // ... and the prepared call (dispatch.PreparedCall) it hands the record to
+  PyObject* prepared;  // ... and what runs the record: the prepared call's run on its eager ops (dispatch._fast_put)
 };
 void release(Entry& e) {
   Py_XDECREF(e.name);
