@@ -242,6 +242,10 @@ def test_other_contexts_take_the_python_path(torch_nodes, prepares):
     y = _r(1, 3, 4, 5, grad=False)
     out = torch.func.vmap(lambda t: vk.cross_scan(t, impl="torch"))(y.unsqueeze(0))
     assert torch.equal(out[0], vk.cross_scan(y, impl="torch"))
+    vk.cross_scan(y, impl="torch")  # prepared outside: inside vmap the same call must still take dispatch.prepare
+    seen = []
+    torch.func.vmap(lambda t: seen.append(_path(prepares, lambda: vk.cross_scan(y, impl="torch"))) or t)(y)
+    assert seen == ["prepare"]
 
 
 def test_bad_arguments_are_refused():
